@@ -1,0 +1,29 @@
+// One app connection on the local socket: the identity the kernel gave us at
+// accept time, and the policy bits computed for it.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "peer_identity.h"
+#include "policy/policy.h"
+
+namespace portier::gateway {
+
+struct Connection {
+  std::uint64_t id = 0;
+  PeerIdentity identity;      // valid when identify_error is empty
+  std::string identify_error;  // why the peer has no identity
+
+  // Policy bits for this caller, valid for `policy_generation`.
+  std::mutex mu;
+  std::uint64_t policy_generation = 0;
+  policy::BitSet caller_rules;
+  std::vector<std::string> apps;
+
+  const policy::Caller& caller() const { return identity.caller; }
+};
+
+}  // namespace portier::gateway

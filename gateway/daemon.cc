@@ -1,0 +1,194 @@
+#include "daemon.h"
+
+#include <grpcpp/grpcpp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "agent/audit_log.h"
+#include "device_hub.h"
+#include "gateway_service.h"
+#include "serial_scanner/serial_scanner.h"
+#include "simulated/simulated_scanner.h"
+#include "unix_listener.h"
+
+namespace portier::gateway {
+namespace {
+
+struct PolicyWatch {
+  int fd = -1;
+  std::string dir, name;
+};
+
+PolicyWatch watch_policy(const std::string& path) {
+  PolicyWatch w;
+  std::filesystem::path p(path);
+  w.dir = p.parent_path().string();
+  w.name = p.filename().string();
+  w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  // The directory, not the file: editors and config managers replace files
+  // by rename, which a watch on the old inode would miss.
+  if (w.fd >= 0 && inotify_add_watch(w.fd, w.dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    log_warning("cannot watch " + w.dir + " for policy changes: " + std::strerror(errno) +
+                "; reload with SIGHUP");
+  }
+  return w;
+}
+
+bool policy_touched(const PolicyWatch& w) {
+  alignas(inotify_event) char buf[4096];
+  bool hit = false;
+  for (;;) {
+    ssize_t n = read(w.fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      if (ev->len && w.name == ev->name) hit = true;
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+  return hit;
+}
+
+void reload_policy(PolicyStore& store, DeviceHub& hub, AuditSink& audit, const char* why) {
+  AuditEntry e;
+  e.policy = store.path();
+  if (auto r = store.reload(); !r) {
+    log_error("policy reload (" + std::string(why) + ") rejected, old policy stays in force: " +
+              r.error().message());
+    e.event = "policy_rejected";
+    e.reason = r.error().message();
+    audit.record(e);
+    return;
+  }
+  auto st = store.status();
+  log_info("policy reloaded (" + std::string(why) + "): generation " +
+           std::to_string(st.generation) + ", " + std::to_string(st.rules) + " rules");
+  e.event = "policy_loaded";
+  e.reason = "generation " + std::to_string(st.generation);
+  audit.record(e);
+  hub.policy_changed();
+}
+
+}  // namespace
+
+int run_daemon(const DaemonConfig& config) {
+  auto t0 = std::chrono::steady_clock::now();
+  set_log_level(config.log_level);
+
+  // Signals are taken through a signalfd; block them before any thread starts.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+  if (::mkdir(config.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    log_error("state_dir " + config.state_dir + ": " + std::strerror(errno));
+    return 1;
+  }
+  auto audit = agent::AuditLog::open(config.audit_log, config.audit_max_bytes);
+  if (!audit) {
+    log_error(audit.error().message());
+    return 1;
+  }
+  PolicyStore policy(config.policy);
+  if (auto r = policy.reload(); !r) {
+    log_error("policy: " + r.error().message());
+    return 1;
+  }
+
+  DeviceHub hub(policy, **audit, {config.subscriber_queue, config.max_lease_seconds});
+  std::vector<std::unique_ptr<drivers::Driver>> drivers;
+  for (auto& s : config.serial_scanners) {
+    drivers.push_back(std::make_unique<drivers::SerialScanner>(s));
+  }
+  for (auto& s : config.simulated_scanners) {
+    drivers.push_back(std::make_unique<drivers::SimulatedScanner>(s));
+  }
+  for (auto& d : drivers) {
+    if (auto r = hub.start_driver(*d); !r) {
+      // One failing driver is reported and the others keep serving.
+      log_error("driver " + std::string(d->name()) + ": " + r.error().message());
+    }
+  }
+
+  ListenerOptions lo{config.socket, config.socket_mode, config.socket_group};
+  auto listener = UnixListener::bind(lo);
+  if (!listener) {
+    log_error(listener.error().message());
+    for (auto& d : drivers) d->stop();
+    return 1;
+  }
+  UnixListener* lp = listener->get();
+  GatewayService service(
+      hub, policy, **audit, [lp](const std::string& peer) { return lp->find(peer); },
+      [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue);
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 * 1024);
+  auto server = builder.BuildAndStart();
+  if (!server) {
+    log_error("gRPC server failed to start");
+    return 1;
+  }
+  lp->start(server.get(), [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); });
+
+  auto ready_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+  sd_notify(0, "READY=1\nSTATUS=serving");
+  log_info("ready in " + std::to_string(ready_ms) + " ms; socket " + config.socket + "; policy " +
+           config.policy);
+
+  auto pw = watch_policy(config.policy);
+  std::uint64_t wd_usec = 0;
+  int timeout_ms = -1;
+  if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+    timeout_ms = static_cast<int>(wd_usec / 2000);
+  }
+  for (bool running = true; running;) {
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {pw.fd, POLLIN, 0}};
+    int n = poll(fds, pw.fd >= 0 ? 2 : 1, timeout_ms);
+    if (timeout_ms > 0) sd_notify(0, "WATCHDOG=1");
+    if (n <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+          reload_policy(policy, hub, **audit, "SIGHUP");
+        } else {
+          log_info(std::string("stopping on ") + strsignal(static_cast<int>(si.ssi_signo)));
+          running = false;
+        }
+      }
+    }
+    if (pw.fd >= 0 && (fds[1].revents & POLLIN) && policy_touched(pw)) {
+      reload_policy(policy, hub, **audit, "file changed");
+    }
+  }
+
+  sd_notify(0, "STOPPING=1");
+  lp->stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  for (auto& d : drivers) d->stop();
+  (*audit)->flush();
+  if (pw.fd >= 0) close(pw.fd);
+  close(sfd);
+  log_info("stopped");
+  return 0;
+}
+
+}  // namespace portier::gateway

@@ -1,0 +1,13 @@
+// Wires config, policy, audit, drivers, the hub and the gRPC server together
+// and runs until SIGTERM/SIGINT. SIGHUP or a change of the policy file
+// reloads the policy.
+#pragma once
+
+#include "daemon_config.h"
+
+namespace portier::gateway {
+
+// Returns the process exit code.
+int run_daemon(const DaemonConfig& config);
+
+}  // namespace portier::gateway

@@ -1,0 +1,284 @@
+#include "daemon_config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace portier::gateway {
+namespace {
+
+std::string where(const std::string& source, const toml::source_region& r) {
+  return source + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+}
+
+Error bad(const std::string& source, const toml::node& n, const std::string& key,
+          const std::string& why) {
+  return Error{Errc::invalid_argument, where(source, n.source()), key, why};
+}
+
+// Reads typed keys from one table and rejects the ones nobody asked for.
+class TableReader {
+ public:
+  TableReader(const toml::table& t, std::string source, std::string prefix)
+      : t_(t), source_(std::move(source)), prefix_(std::move(prefix)) {}
+
+  Result<void> str(const char* key, std::string& out) {
+    seen_.insert(key);
+    auto* n = t_.get(key);
+    if (!n) return {};
+    if (!n->is_string()) return std::unexpected(bad(source_, *n, name(key), "must be a string"));
+    out = **n->as_string();
+    return {};
+  }
+  Result<void> integer(const char* key, std::int64_t lo, std::int64_t hi, auto& out) {
+    seen_.insert(key);
+    auto* n = t_.get(key);
+    if (!n) return {};
+    if (!n->is_integer()) return std::unexpected(bad(source_, *n, name(key), "must be an integer"));
+    auto v = **n->as_integer();
+    if (v < lo || v > hi) {
+      return std::unexpected(bad(source_, *n, name(key),
+                                 "must be " + std::to_string(lo) + ".." + std::to_string(hi)));
+    }
+    out = static_cast<std::remove_reference_t<decltype(out)>>(v);
+    return {};
+  }
+  Result<void> boolean(const char* key, bool& out) {
+    seen_.insert(key);
+    auto* n = t_.get(key);
+    if (!n) return {};
+    if (!n->is_boolean()) return std::unexpected(bad(source_, *n, name(key), "must be true or false"));
+    out = **n->as_boolean();
+    return {};
+  }
+  const toml::node* node(const char* key) {
+    seen_.insert(key);
+    return t_.get(key);
+  }
+  Result<void> no_unknown_keys() {
+    for (auto& [k, v] : t_) {
+      if (!seen_.count(std::string(k.str()))) {
+        return std::unexpected(bad(source_, v, name(std::string(k.str()).c_str()),
+                                   "unknown key (see README.md, Configuration)"));
+      }
+    }
+    return {};
+  }
+  std::string name(const char* key) const { return prefix_ + key; }
+  const std::string& source() const { return source_; }
+
+ private:
+  const toml::table& t_;
+  std::string source_;
+  std::string prefix_;
+  std::set<std::string> seen_;
+};
+
+#define TRY(expr)                                        \
+  do {                                                   \
+    if (auto _r = (expr); !_r) return std::unexpected(_r.error()); \
+  } while (0)
+
+Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::table& t) {
+  drivers::SerialScannerConfig c;
+  TRY(r.str("id", c.id));
+  TRY(r.str("path", c.path));
+  TRY(r.integer("baud", 50, 4000000, c.baud));
+  std::string suffix = "CR", encoding = "auto";
+  TRY(r.str("suffix", suffix));
+  TRY(r.str("prefix", c.prefix));
+  TRY(r.boolean("aim", c.aim));
+  TRY(r.str("encoding", encoding));
+  TRY(r.integer("max_frame", 16, 1 << 20, c.max_frame));
+  TRY(r.integer("reopen_min_ms", 10, 60000, c.reopen_min_ms));
+  TRY(r.integer("reopen_max_ms", 10, 600000, c.reopen_max_ms));
+  if (suffix == "CR") {
+    c.suffix = drivers::FrameSuffix::cr;
+  } else if (suffix == "LF") {
+    c.suffix = drivers::FrameSuffix::lf;
+  } else if (suffix == "CRLF") {
+    c.suffix = drivers::FrameSuffix::crlf;
+  } else {
+    return std::unexpected(
+        bad(r.source(), *t.get("suffix"), r.name("suffix"), "must be \"CR\", \"LF\" or \"CRLF\""));
+  }
+  if (encoding == "auto") {
+    c.encoding = drivers::TextEncoding::automatic;
+  } else if (encoding == "utf-8") {
+    c.encoding = drivers::TextEncoding::utf8;
+  } else if (encoding == "gb18030") {
+    c.encoding = drivers::TextEncoding::gb18030;
+  } else {
+    return std::unexpected(bad(r.source(), *t.get("encoding"), r.name("encoding"),
+                               "must be \"auto\", \"utf-8\" or \"gb18030\""));
+  }
+  if (c.path.empty() || c.path[0] != '/') {
+    return std::unexpected(bad(r.source(), t, r.name("path"), "an absolute device path is required"));
+  }
+  if (c.reopen_max_ms < c.reopen_min_ms) {
+    return std::unexpected(bad(r.source(), t, r.name("reopen_max_ms"),
+                               "must not be less than reopen_min_ms"));
+  }
+  return c;
+}
+
+bool valid_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<DaemonConfig> parse_config(std::string_view text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return fail(Errc::invalid_argument, where(source, e.source()), "syntax",
+                std::string(e.description()));
+  }
+  DaemonConfig c;
+  TableReader r(root, source, "");
+  TRY(r.str("socket", c.socket));
+  std::string mode;
+  TRY(r.str("socket_mode", mode));
+  if (!mode.empty()) {
+    char* end = nullptr;
+    unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+    if (*end || m > 0777 || (m & 0007)) {
+      return std::unexpected(bad(source, *root.get("socket_mode"), "socket_mode",
+                                 "must be an octal mode like \"0660\" with no access for others "
+                                 "(use socket_group to admit apps)"));
+    }
+    c.socket_mode = static_cast<mode_t>(m);
+  }
+  TRY(r.str("socket_group", c.socket_group));
+  TRY(r.str("state_dir", c.state_dir));
+  TRY(r.str("policy", c.policy));
+  TRY(r.str("audit_log", c.audit_log));
+  TRY(r.integer("audit_max_bytes", 4096, std::int64_t{1} << 40, c.audit_max_bytes));
+  std::string level = "info";
+  TRY(r.str("log_level", level));
+  if (level == "debug") {
+    c.log_level = LogLevel::debug;
+  } else if (level == "info") {
+    c.log_level = LogLevel::info;
+  } else if (level == "warning") {
+    c.log_level = LogLevel::warning;
+  } else if (level == "error") {
+    c.log_level = LogLevel::error;
+  } else {
+    return std::unexpected(bad(source, *root.get("log_level"), "log_level",
+                               "must be debug, info, warning or error"));
+  }
+  TRY(r.integer("subscriber_queue", 1, 65536, c.subscriber_queue));
+  TRY(r.integer("max_lease_seconds", 1, 86400, c.max_lease_seconds));
+
+  std::set<std::string> ids{"terminal"};
+  if (auto* n = r.node("scanner")) {
+    auto* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      return std::unexpected(bad(source, *n, "scanner", "must be [[scanner]] tables"));
+    }
+    int i = 0;
+    for (auto& el : *arr) {
+      ++i;
+      auto& t = *el.as_table();
+      TableReader sr(t, source, "scanner[" + std::to_string(i) + "].");
+      std::string type = "serial", id;
+      TRY(sr.str("type", type));
+      TRY(sr.str("id", id));
+      if (!valid_id(id)) {
+        return std::unexpected(bad(source, t, sr.name("id"),
+                                   "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+      }
+      if (!ids.insert(id).second) {
+        return std::unexpected(bad(source, t, sr.name("id"), "'" + id + "' is used twice"));
+      }
+      if (type == "serial") {
+        auto s = parse_serial(sr, t);
+        if (!s) return std::unexpected(s.error());
+        c.serial_scanners.push_back(*s);
+      } else if (type == "simulated") {
+        drivers::SimulatedScannerConfig s;
+        s.id = id;
+        TRY(sr.integer("interval_ms", 1, 3600000, s.interval_ms));
+        c.simulated_scanners.push_back(s);
+      } else {
+        return std::unexpected(bad(source, t, sr.name("type"), "must be \"serial\" or \"simulated\""));
+      }
+      TRY(sr.no_unknown_keys());
+    }
+  }
+  TRY(r.no_unknown_keys());
+  if (c.socket.empty() || c.socket[0] != '/') {
+    return fail(Errc::invalid_argument, source, "socket", "must be an absolute path");
+  }
+  if (c.state_dir.empty() || c.state_dir[0] != '/') {
+    return fail(Errc::invalid_argument, source, "state_dir", "must be an absolute path");
+  }
+  if (c.policy.empty() || c.policy[0] != '/') {
+    return fail(Errc::invalid_argument, source, "policy", "must be an absolute path");
+  }
+  if (c.audit_log.empty()) c.audit_log = c.state_dir + "/audit.jsonl";
+  return c;
+}
+
+Result<DaemonConfig> load_config(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return fail(Errc::io, path, "config", std::strerror(errno));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (ss.str().size() > (1u << 20)) {
+    return fail(Errc::invalid_argument, path, "config", "larger than 1 MiB");
+  }
+  return parse_config(ss.str(), path);
+}
+
+Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string& bin_dir) {
+  if (::mkdir(state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return fail(Errc::io, state_dir, "state_dir", std::strerror(errno));
+  }
+  DaemonConfig c;
+  c.state_dir = state_dir;
+  c.socket = state_dir + "/portierd.sock";
+  c.policy = state_dir + "/policy.toml";
+  c.audit_log = state_dir + "/audit.jsonl";
+  c.simulated_scanners.push_back({"sim0", 2000});
+  std::string policy =
+      "# Demo policy written by `portierd --demo`: root's portierctl may do\n"
+      "# everything; every other caller is denied (and audited).\n"
+      "version = 1\n\n"
+      "[[app]]\n"
+      "name = \"root-cli\"\n"
+      "uid = 0\n"
+      "exe = \"" + bin_dir + "/portierctl\"\n\n"
+      "[[rule]]\n"
+      "app = \"root-cli\"\n"
+      "ops = [\"*\"]\n";
+  std::string tmp = c.policy + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fail(Errc::io, tmp, "demo policy", std::strerror(errno));
+  bool ok = ::write(fd, policy.data(), policy.size()) == static_cast<ssize_t>(policy.size());
+  ::fchmod(fd, 0644);
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), c.policy.c_str()) != 0) {
+    return fail(Errc::io, c.policy, "demo policy", std::strerror(errno));
+  }
+  return c;
+}
+
+}  // namespace portier::gateway

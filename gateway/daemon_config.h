@@ -1,0 +1,41 @@
+// portierd's configuration file (TOML). Every key is documented in README.md;
+// unknown keys are errors, so a typo never silently falls back to a default.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "drivers/serial_scanner/scanner_config.h"
+#include "log.h"
+#include "portier/result.h"
+
+namespace portier::gateway {
+
+struct DaemonConfig {
+  std::string socket = "/run/portier/portierd.sock";
+  mode_t socket_mode = 0660;
+  std::string socket_group;
+  std::string state_dir = "/var/lib/portier";
+  std::string policy = "/etc/portier/policy.toml";
+  std::string audit_log;  // default: <state_dir>/audit.jsonl
+  std::uint64_t audit_max_bytes = 16u << 20;
+  LogLevel log_level = LogLevel::info;
+  std::uint32_t subscriber_queue = 256;
+  std::uint32_t max_lease_seconds = 300;
+  std::vector<drivers::SerialScannerConfig> serial_scanners;
+  std::vector<drivers::SimulatedScannerConfig> simulated_scanners;
+};
+
+// Errors carry "<source>:<line>:<col>: <key>: <reason>".
+Result<DaemonConfig> parse_config(std::string_view text, const std::string& source);
+Result<DaemonConfig> load_config(const std::string& path);
+
+// The embedded demo: simulated scanner, socket and policy under `state_dir`,
+// a policy that lets root's portierctl (next to `bin_dir`) use everything.
+// Writes the policy file and returns the config.
+Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string& bin_dir);
+
+}  // namespace portier::gateway

@@ -1,0 +1,584 @@
+#include "device_hub.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+#include "log.h"
+
+namespace portier::gateway {
+namespace {
+
+using policy::Op;
+
+constexpr const char* kTerminal = "terminal";
+constexpr std::size_t kMaxSend = 4096;
+
+void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_point tp) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
+  ts->set_seconds(ns / 1000000000);
+  ts->set_nanos(static_cast<int>(ns % 1000000000));
+}
+
+std::string random_id() {
+  unsigned char b[16];
+  RAND_bytes(b, sizeof(b));
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : b) {
+    s += d[c >> 4];
+    s += d[c & 15];
+  }
+  return s;
+}
+
+v1::DeviceState to_proto(drivers::DeviceState s) {
+  switch (s) {
+    case drivers::DeviceState::ready: return v1::DEVICE_STATE_READY;
+    case drivers::DeviceState::disconnected: return v1::DEVICE_STATE_DISCONNECTED;
+    case drivers::DeviceState::error: return v1::DEVICE_STATE_ERROR;
+  }
+  return v1::DEVICE_STATE_UNSPECIFIED;
+}
+
+// Routes one driver's reports into the hub, tagged with the driver.
+class DriverPort final : public drivers::DriverSink {
+ public:
+  DriverPort(DeviceHub& hub, drivers::Driver& driver) : hub_(hub), driver_(driver) {}
+  void device_added(const drivers::DeviceInfo& info) override { hub_.device_added(&driver_, info); }
+  void device_removed(const std::string& id) override { hub_.device_removed(id); }
+  void device_state(const std::string& id, drivers::DeviceState s, const std::string& r) override {
+    hub_.device_state(id, s, r);
+  }
+  void device_event(const std::string& id, drivers::DeviceEvent ev) override {
+    hub_.device_event(id, std::move(ev));
+  }
+
+ private:
+  DeviceHub& hub_;
+  drivers::Driver& driver_;
+};
+
+}  // namespace
+
+DeviceHub::DeviceHub(PolicyStore& policy, AuditSink& audit, HubOptions options)
+    : policy_(policy), audit_(audit), options_(options) {
+  // The terminal itself is a device, so that health, audit and policy
+  // administration are decided like everything else.
+  DeviceEntry t;
+  t.device.set_id(kTerminal);
+  t.device.set_device_class(kTerminal);
+  t.device.set_state(v1::DEVICE_STATE_READY);
+  t.device.set_driver("portierd");
+  t.device.add_capabilities("health");
+  devices_.emplace(kTerminal, std::move(t));
+  expiry_thread_ = std::thread([this] { expiry_loop(); });
+}
+
+DeviceHub::~DeviceHub() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  expiry_cv_.notify_all();
+  expiry_thread_.join();
+}
+
+Result<void> DeviceHub::start_driver(drivers::Driver& driver) {
+  auto port = std::make_unique<DriverPort>(*this, driver);
+  auto* raw = port.get();
+  {
+    std::lock_guard lock(mu_);
+    ports_.push_back(std::move(port));
+  }
+  return driver.start(*raw);
+}
+
+std::string DeviceHub::describe(const Connection& conn, const std::string& app) {
+  if (!app.empty()) return "app '" + app + "'";
+  const auto& c = conn.caller();
+  return "undeclared app (uid " + std::to_string(c.uid) + ", " + c.exe + ")";
+}
+
+void DeviceHub::audit(const Connection* conn, const std::string& app, const std::string& device,
+                      Op op, const policy::Decision& d, const std::string& reason) {
+  AuditEntry e;
+  e.caller = conn ? &conn->caller() : nullptr;
+  e.app = app;
+  e.device = device;
+  e.op = std::string(policy::op_name(op));
+  e.decision = d.allow ? "allow" : "deny";
+  e.rule = d.rule;
+  e.line = d.line;
+  e.policy = d.source;
+  e.reason = reason;
+  audit_.record(e);
+}
+
+policy::Decision DeviceHub::decide_locked(Connection& conn, DeviceEntry& dev, Op op,
+                                          const PolicySnapshot& snap) {
+  if (!snap.policy) return {};
+  if (dev.policy_generation != snap.generation) {
+    policy::DeviceRef ref{dev.device.id(), dev.device.device_class(),
+                          {dev.device.attributes().begin(), dev.device.attributes().end()}};
+    dev.device_rules = snap.policy->rules_for_device(ref);
+    dev.policy_generation = snap.generation;
+  }
+  std::lock_guard lock(conn.mu);
+  if (conn.policy_generation != snap.generation) {
+    conn.caller_rules = snap.policy->rules_for_caller(conn.caller());
+    conn.apps = snap.policy->app_names(conn.caller());
+    conn.policy_generation = snap.generation;
+  }
+  auto d = snap.policy->decide(conn.caller_rules, dev.device_rules, op);
+  if (d.app.empty() && !conn.apps.empty()) d.app = conn.apps.front();
+  return d;
+}
+
+Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, Op op,
+                               bool audit_allow, const PolicySnapshot& snap) {
+  Access a;
+  const std::string opn(policy::op_name(op));
+  if (!conn.identify_error.empty()) {
+    a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            "caller could not be identified: " + conn.identify_error);
+    return a;
+  }
+  if (auto ok = verify_peer(conn.identity); !ok) {
+    a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message());
+    audit(&conn, "", device_id, op, {}, ok.error().why);
+    return a;
+  }
+  auto it = devices_.find(device_id);
+  if (it == devices_.end()) {
+    a.status = grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            "no device '" + device_id + "'; `portierctl devices` lists them");
+    return a;
+  }
+  a.decision = decide_locked(conn, it->second, op, snap);
+  const auto& d = a.decision;
+  if (d.allow) {
+    if (audit_allow) audit(&conn, d.app, device_id, op, d, "");
+    return a;
+  }
+  std::string why;
+  if (!snap.policy) {
+    why = "no policy is loaded";
+  } else if (d.rule > 0) {
+    why = "rule " + std::to_string(d.rule) + " of " + d.source + ", line " +
+          std::to_string(d.line);
+  } else {
+    why = "no rule of " + d.source + " allows it; default deny";
+  }
+  a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          describe(conn, d.app) + " may not " + opn + " '" + device_id + "' (" +
+                              why + ")");
+  audit(&conn, d.app, device_id, op, d, why);
+  return a;
+}
+
+Access DeviceHub::check(Connection& conn, const std::string& device_id, Op op, bool audit_allow) {
+  auto snap = policy_.current();
+  std::lock_guard lock(mu_);
+  return check_locked(conn, device_id, op, audit_allow, snap);
+}
+
+std::vector<std::string> DeviceHub::app_names(Connection& conn) {
+  auto snap = policy_.current();
+  if (!snap.policy || !conn.identify_error.empty()) return {};
+  return snap.policy->app_names(conn.caller());
+}
+
+void DeviceHub::device_added(drivers::Driver* driver, const drivers::DeviceInfo& info) {
+  std::lock_guard lock(mu_);
+  DeviceEntry e;
+  e.driver = driver;
+  auto& d = e.device;
+  d.set_id(info.id);
+  d.set_device_class(info.device_class);
+  d.set_driver(info.driver);
+  d.set_state(v1::DEVICE_STATE_READY);
+  for (auto& c : info.capabilities) d.add_capabilities(c);
+  for (auto& [k, v] : info.attributes) (*d.mutable_attributes())[k] = v;
+  devices_[info.id] = std::move(e);
+  log_info("device " + info.id + " added (" + info.driver + ")");
+  notify_change_locked(devices_[info.id].device, v1::DeviceChange::ADDED);
+}
+
+void DeviceHub::device_removed(const std::string& id) {
+  std::vector<std::shared_ptr<EventStream>> ending;
+  {
+    std::lock_guard lock(mu_);
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return;
+    end_lease_locked(id, "lease_released", "device removed");
+    v1::Device gone = it->second.device;
+    devices_.erase(it);
+    for (auto& [sid, s] : subs_) {
+      if (s.device_id == id) ending.push_back(s.stream);
+    }
+    notify_change_locked(gone, v1::DeviceChange::REMOVED);
+  }
+  // Ended outside the lock: a stream's OnDone takes it to unregister.
+  for (auto& s : ending) s->end(grpc::Status(grpc::StatusCode::NOT_FOUND, "device removed"));
+}
+
+void DeviceHub::device_state(const std::string& id, drivers::DeviceState state,
+                             const std::string& reason) {
+  std::lock_guard lock(mu_);
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return;
+  auto& d = it->second.device;
+  d.set_state(to_proto(state));
+  d.set_state_reason(state == drivers::DeviceState::ready ? "" : reason);
+  log_info("device " + id + " " + v1::DeviceState_Name(d.state()) +
+           (reason.empty() ? "" : ": " + reason));
+  notify_change_locked(d, v1::DeviceChange::STATE_CHANGED);
+}
+
+void DeviceHub::device_event(const std::string& id, drivers::DeviceEvent event) {
+  v1::PeripheralEvent pe;
+  std::vector<std::shared_ptr<EventStream>> targets;
+  {
+    std::lock_guard lock(mu_);
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return;
+    pe.set_device_id(id);
+    pe.set_sequence(++it->second.sequence);
+    set_time(pe.mutable_time(), std::chrono::system_clock::now());
+    std::uint64_t holder = 0;
+    if (auto l = leases_.find(id); l != leases_.end()) holder = l->second.conn_id;
+    for (auto& [sid, s] : subs_) {
+      if (s.device_id != id) continue;
+      if (holder && s.conn->id != holder) continue;  // claimed: claimant only
+      targets.push_back(s.stream);
+    }
+  }
+  if (auto* scan = std::get_if<drivers::ScanData>(&event.payload)) {
+    auto* s = pe.mutable_scan();
+    s->set_raw(std::move(scan->raw));
+    s->set_text(std::move(scan->text));
+    s->set_symbology(scan->symbology);
+    s->set_aim_id(scan->aim_id);
+    s->set_encoding(scan->encoding);
+    s->set_decode_error(scan->decode_error);
+  } else if (auto* f = std::get_if<drivers::FaultData>(&event.payload)) {
+    pe.mutable_fault()->set_code(f->code);
+    pe.mutable_fault()->set_message(f->message);
+    log_warning("device " + id + " fault " + f->code + ": " + f->message);
+  }
+  for (auto& t : targets) t->push(pe);
+}
+
+void DeviceHub::notify_change_locked(const v1::Device& device, v1::DeviceChange::Kind kind) {
+  v1::DeviceChange ch;
+  ch.set_kind(kind);
+  *ch.mutable_device() = device;
+  if (auto l = leases_.find(device.id()); l != leases_.end()) {
+    ch.mutable_device()->set_claimed_by(l->second.app);
+  }
+  set_time(ch.mutable_time(), std::chrono::system_clock::now());
+  auto snap = policy_.current();
+  for (auto& [wid, w] : watchers_) {
+    // Decided per watcher and device; removed devices are decided on the
+    // entry we still have a copy of.
+    DeviceEntry tmp;
+    DeviceEntry* dev = nullptr;
+    if (auto it = devices_.find(device.id()); it != devices_.end()) {
+      dev = &it->second;
+    } else {
+      tmp.device = device;
+      dev = &tmp;
+    }
+    if (decide_locked(*w.conn, *dev, Op::watch, snap).allow) w.stream->push(ch);
+  }
+}
+
+std::vector<v1::Device> DeviceHub::list(Connection& conn) {
+  auto snap = policy_.current();
+  std::vector<v1::Device> out;
+  std::lock_guard lock(mu_);
+  for (auto& [id, dev] : devices_) {
+    if (!decide_locked(conn, dev, Op::list, snap).allow) continue;
+    out.push_back(dev.device);
+    if (auto l = leases_.find(id); l != leases_.end()) out.back().set_claimed_by(l->second.app);
+  }
+  return out;
+}
+
+grpc::Status DeviceHub::subscribe(const std::shared_ptr<Connection>& conn,
+                                  const std::string& device_id,
+                                  const std::shared_ptr<EventStream>& stream) {
+  auto snap = policy_.current();
+  std::lock_guard lock(mu_);
+  auto a = check_locked(*conn, device_id, Op::read, false, snap);
+  if (!a.ok()) return a.status;
+  auto id = next_stream_id_++;
+  subs_[id] = Subscription{id, conn, device_id, a.decision.app, stream};
+  stream->on_send([](v1::PeripheralEvent& ev, std::uint64_t dropped) { ev.set_dropped(dropped); });
+  stream->on_done([this, id](EventStream*) {
+    std::lock_guard lock(mu_);
+    subs_.erase(id);
+  });
+  return grpc::Status::OK;
+}
+
+grpc::Status DeviceHub::watch(const std::shared_ptr<Connection>& conn,
+                              const std::shared_ptr<ChangeStream>& stream, bool include_existing) {
+  auto snap = policy_.current();
+  std::lock_guard lock(mu_);
+  if (!conn->identify_error.empty()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "caller could not be identified: " + conn->identify_error);
+  }
+  if (include_existing) {
+    for (auto& [id, dev] : devices_) {
+      if (!decide_locked(*conn, dev, Op::watch, snap).allow) continue;
+      v1::DeviceChange ch;
+      ch.set_kind(v1::DeviceChange::EXISTING);
+      *ch.mutable_device() = dev.device;
+      if (auto l = leases_.find(id); l != leases_.end()) {
+        ch.mutable_device()->set_claimed_by(l->second.app);
+      }
+      set_time(ch.mutable_time(), std::chrono::system_clock::now());
+      stream->push(ch);
+    }
+  }
+  auto id = next_stream_id_++;
+  watchers_[id] = Watcher{id, conn, stream};
+  stream->on_done([this, id](ChangeStream*) {
+    std::lock_guard lock(mu_);
+    watchers_.erase(id);
+  });
+  return grpc::Status::OK;
+}
+
+grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
+                              const std::string& device_id, std::uint32_t seconds,
+                              v1::Lease* out) {
+  if (seconds == 0 || seconds > options_.max_lease_seconds) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
+  }
+  auto snap = policy_.current();
+  std::lock_guard lock(mu_);
+  auto a = check_locked(*conn, device_id, Op::claim, false, snap);
+  if (!a.ok()) return a.status;
+  if (auto l = leases_.find(device_id); l != leases_.end()) {
+    const auto& holder = l->second;
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(
+                    holder.expires - std::chrono::steady_clock::now())
+                    .count();
+    std::string who = holder.app.empty() ? "an undeclared app" : "app '" + holder.app + "'";
+    if (holder.conn_id == conn->id) who = "this connection";
+    AuditEntry e;
+    e.event = "claim";
+    e.caller = &conn->caller();
+    e.app = a.decision.app;
+    e.device = device_id;
+    e.op = "claim";
+    e.decision = "deny";
+    e.rule = a.decision.rule;
+    e.line = a.decision.line;
+    e.policy = a.decision.source;
+    e.reason = "held by " + who;
+    audit_.record(e);
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                        "'" + device_id + "' is claimed by " + who + " for " +
+                            std::to_string(std::max<long>(left, 0)) +
+                            " more seconds; retry later");
+  }
+  LeaseEntry l;
+  l.lease_id = random_id();
+  l.device_id = device_id;
+  l.conn_id = conn->id;
+  l.conn = conn;
+  l.app = a.decision.app;
+  l.seconds = seconds;
+  l.expires = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  l.expires_wall = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+  out->set_lease_id(l.lease_id);
+  out->set_device_id(device_id);
+  out->set_seconds(seconds);
+  set_time(out->mutable_expires(), l.expires_wall);
+  leases_[device_id] = l;
+  audit(conn.get(), a.decision.app, device_id, Op::claim, a.decision,
+        "lease " + std::to_string(seconds) + "s");
+  // Subscribers of other connections stop receiving this device's events;
+  // tell them through the device's claimed_by.
+  notify_change_locked(devices_[device_id].device, v1::DeviceChange::STATE_CHANGED);
+  expiry_cv_.notify_all();
+  return grpc::Status::OK;
+}
+
+grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id,
+                              std::uint32_t seconds, v1::Lease* out) {
+  if (seconds == 0 || seconds > options_.max_lease_seconds) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
+  }
+  std::lock_guard lock(mu_);
+  for (auto& [dev, l] : leases_) {
+    if (l.lease_id != lease_id) continue;
+    if (l.conn_id != conn.id) break;
+    l.seconds = seconds;
+    l.expires = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    l.expires_wall = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+    out->set_lease_id(l.lease_id);
+    out->set_device_id(dev);
+    out->set_seconds(seconds);
+    set_time(out->mutable_expires(), l.expires_wall);
+    expiry_cv_.notify_all();
+    return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      "no lease '" + lease_id + "' held by this connection (expired or released?)");
+}
+
+grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
+  std::lock_guard lock(mu_);
+  for (auto& [dev, l] : leases_) {
+    if (l.lease_id != lease_id || l.conn_id != conn.id) continue;
+    end_lease_locked(std::string(dev), "lease_released", "released by holder");
+    return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      "no lease '" + lease_id + "' held by this connection (expired or released?)");
+}
+
+void DeviceHub::end_lease_locked(const std::string& device_id, const std::string& event,
+                                 const std::string& reason) {
+  auto it = leases_.find(device_id);
+  if (it == leases_.end()) return;
+  AuditEntry e;
+  e.event = event;
+  auto conn = it->second.conn.lock();
+  e.caller = conn ? &conn->caller() : nullptr;
+  e.app = it->second.app;
+  e.device = device_id;
+  e.reason = reason;
+  audit_.record(e);
+  leases_.erase(it);
+  if (auto d = devices_.find(device_id); d != devices_.end()) {
+    notify_change_locked(d->second.device, v1::DeviceChange::STATE_CHANGED);
+  }
+}
+
+grpc::Status DeviceHub::send(Connection& conn, const std::string& device_id,
+                             const std::string& data, std::uint64_t* written) {
+  if (data.size() > kMaxSend) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "send at most " + std::to_string(kMaxSend) + " bytes at a time");
+  }
+  drivers::Driver* driver = nullptr;
+  {
+    auto snap = policy_.current();
+    std::lock_guard lock(mu_);
+    auto a = check_locked(conn, device_id, Op::write, false, snap);
+    if (!a.ok()) return a.status;
+    auto l = leases_.find(device_id);
+    if (l == leases_.end() || l->second.conn_id != conn.id) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "claim '" + device_id + "' before sending to it");
+    }
+    driver = devices_[device_id].driver;
+  }
+  if (!driver) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "'" + device_id + "' does not accept data");
+  }
+  auto r = driver->write(device_id, data);
+  if (!r) return grpc::Status(grpc::StatusCode::UNAVAILABLE, r.error().message());
+  *written = *r;
+  return grpc::Status::OK;
+}
+
+void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> held;
+  for (auto& [dev, l] : leases_) {
+    if (l.conn_id == conn->id) held.push_back(dev);
+  }
+  for (auto& dev : held) end_lease_locked(dev, "lease_released", "holder disconnected");
+}
+
+void DeviceHub::policy_changed() {
+  auto snap = policy_.current();
+  std::vector<std::pair<std::shared_ptr<EventStream>, std::string>> ending;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : subs_) {
+      auto dev = devices_.find(s.device_id);
+      if (dev == devices_.end()) continue;
+      auto d = decide_locked(*s.conn, dev->second, Op::read, snap);
+      if (!d.allow) {
+        ending.emplace_back(s.stream, "the new policy no longer allows " +
+                                          describe(*s.conn, d.app) + " to read '" + s.device_id +
+                                          "'");
+      }
+    }
+  }
+  for (auto& [s, why] : ending) s->end(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, why));
+}
+
+void DeviceHub::expiry_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    auto now = std::chrono::steady_clock::now();
+    auto next = now + std::chrono::hours(1);
+    std::vector<std::string> expired;
+    for (auto& [dev, l] : leases_) {
+      if (l.expires <= now) {
+        expired.push_back(dev);
+      } else {
+        next = std::min(next, l.expires);
+      }
+    }
+    for (auto& dev : expired) end_lease_locked(dev, "lease_expired", "lease ran out");
+    if (!expired.empty()) continue;
+    expiry_cv_.wait_until(lock, next);
+  }
+}
+
+void DeviceHub::fill_health(v1::Health* h) {
+  auto st = policy_.status();
+  auto* p = h->mutable_policy();
+  p->set_path(st.path);
+  p->set_generation(st.generation);
+  set_time(p->mutable_loaded_at(), st.loaded_at);
+  p->set_rules(static_cast<std::uint32_t>(st.rules));
+  p->set_apps(static_cast<std::uint32_t>(st.apps));
+  p->set_last_error(st.last_error);
+  if (!st.last_error.empty()) set_time(p->mutable_last_error_at(), st.last_error_at);
+  h->set_uptime_seconds(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count()));
+  h->set_state(v1::Health::OK);
+  std::lock_guard lock(mu_);
+  for (auto& [id, dev] : devices_) {
+    auto* d = h->add_devices();
+    *d = dev.device;
+    if (auto l = leases_.find(id); l != leases_.end()) d->set_claimed_by(l->second.app);
+    if (dev.device.state() != v1::DEVICE_STATE_READY) {
+      h->set_state(v1::Health::DEGRADED);
+      h->add_reasons(id + " is " + v1::DeviceState_Name(dev.device.state()) +
+                     (dev.device.state_reason().empty() ? "" : ": " + dev.device.state_reason()));
+    }
+  }
+  if (!st.last_error.empty()) {
+    h->set_state(v1::Health::DEGRADED);
+    h->add_reasons("policy reload rejected (old policy stays in force): " + st.last_error);
+  }
+  for (auto& [id, s] : subs_) {
+    auto* x = h->add_subscribers();
+    x->set_id(id);
+    x->set_app(s.app);
+    x->set_pid(static_cast<std::uint32_t>(s.conn->caller().pid));
+    x->set_device_id(s.device_id);
+    x->set_delivered(s.stream->delivered());
+    x->set_dropped(s.stream->dropped());
+    x->set_queued(static_cast<std::uint32_t>(s.stream->queued()));
+  }
+}
+
+}  // namespace portier::gateway

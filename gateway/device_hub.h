@@ -1,0 +1,145 @@
+// The gateway's core: the device registry, claims with leases, and event
+// fan-out to subscribers, each decided by policy for the calling connection.
+// Drivers report into it (DriverSink); the gRPC service calls it.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audit_sink.h"
+#include "bounded_stream.h"
+#include "connection.h"
+#include "drivers/driver.h"
+#include "policy_store.h"
+#include "portier/v1/gateway.pb.h"
+
+namespace portier::gateway {
+
+using EventStream = BoundedStream<v1::PeripheralEvent>;
+using ChangeStream = BoundedStream<v1::DeviceChange>;
+
+struct HubOptions {
+  std::size_t subscriber_queue = 256;
+  std::uint32_t max_lease_seconds = 300;
+};
+
+// What a policy check said, ready to return to the app.
+struct Access {
+  grpc::Status status;  // OK when allowed
+  policy::Decision decision;
+  bool ok() const { return status.ok(); }
+};
+
+class DeviceHub {
+ public:
+  DeviceHub(PolicyStore& policy, AuditSink& audit, HubOptions options);
+  ~DeviceHub();
+
+  // Starts `driver` reporting into this hub; the hub routes writes for the
+  // driver's devices back to it. `driver` must outlive the hub's use of it
+  // (stop drivers before destroying the hub).
+  Result<void> start_driver(drivers::Driver& driver);
+
+  // What drivers report (called on driver threads, through a per-driver sink).
+  void device_added(drivers::Driver* driver, const drivers::DeviceInfo& info);
+  void device_removed(const std::string& id);
+  void device_state(const std::string& id, drivers::DeviceState state, const std::string& reason);
+  void device_event(const std::string& id, drivers::DeviceEvent event);
+
+  // Decides `op` on `device_id` for `conn`; denials are audited, and allows
+  // too when `audit_allow`. NOT_FOUND when the device does not exist.
+  Access check(Connection& conn, const std::string& device_id, policy::Op op,
+               bool audit_allow = false);
+
+  std::vector<v1::Device> list(Connection& conn);
+  grpc::Status subscribe(const std::shared_ptr<Connection>& conn, const std::string& device_id,
+                         const std::shared_ptr<EventStream>& stream);
+  grpc::Status watch(const std::shared_ptr<Connection>& conn,
+                     const std::shared_ptr<ChangeStream>& stream, bool include_existing);
+  grpc::Status claim(const std::shared_ptr<Connection>& conn, const std::string& device_id,
+                     std::uint32_t seconds, v1::Lease* out);
+  grpc::Status renew(Connection& conn, const std::string& lease_id, std::uint32_t seconds,
+                     v1::Lease* out);
+  grpc::Status release(Connection& conn, const std::string& lease_id);
+  grpc::Status send(Connection& conn, const std::string& device_id, const std::string& data,
+                    std::uint64_t* written);
+
+  void connection_closed(const std::shared_ptr<Connection>& conn);
+  // Re-decides every open stream after a policy reload.
+  void policy_changed();
+
+  void fill_health(v1::Health* health);
+  std::vector<std::string> app_names(Connection& conn);
+
+  // Readable for messages: "app 'kiosk-ui'" or "uid 1000 (/usr/bin/x)".
+  static std::string describe(const Connection& conn, const std::string& app);
+
+ private:
+  struct DeviceEntry {
+    v1::Device device;
+    drivers::Driver* driver = nullptr;
+    std::uint64_t sequence = 0;
+    std::uint64_t policy_generation = 0;
+    policy::BitSet device_rules;
+  };
+  struct LeaseEntry {
+    std::string lease_id;
+    std::string device_id;
+    std::uint64_t conn_id = 0;
+    std::weak_ptr<Connection> conn;
+    std::string app;
+    std::uint32_t seconds = 0;
+    std::chrono::steady_clock::time_point expires;
+    std::chrono::system_clock::time_point expires_wall;
+  };
+  struct Subscription {
+    std::uint64_t id;
+    std::shared_ptr<Connection> conn;
+    std::string device_id;
+    std::string app;
+    std::shared_ptr<EventStream> stream;
+  };
+  struct Watcher {
+    std::uint64_t id;
+    std::shared_ptr<Connection> conn;
+    std::shared_ptr<ChangeStream> stream;
+  };
+
+  policy::Decision decide_locked(Connection& conn, DeviceEntry& dev, policy::Op op,
+                                 const PolicySnapshot& snap);
+  Access check_locked(Connection& conn, const std::string& device_id, policy::Op op,
+                      bool audit_allow, const PolicySnapshot& snap);
+  void notify_change_locked(const v1::Device& device, v1::DeviceChange::Kind kind);
+  void end_lease_locked(const std::string& device_id, const std::string& event,
+                        const std::string& reason);
+  void expiry_loop();
+  void audit(const Connection* conn, const std::string& app, const std::string& device,
+             policy::Op op, const policy::Decision& d, const std::string& reason);
+
+  PolicyStore& policy_;
+  AuditSink& audit_;
+  HubOptions options_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+
+  std::mutex mu_;
+  std::map<std::string, DeviceEntry> devices_;
+  std::vector<std::unique_ptr<drivers::DriverSink>> ports_;
+  std::map<std::string, LeaseEntry> leases_;  // by device id
+  std::map<std::uint64_t, Subscription> subs_;
+  std::map<std::uint64_t, Watcher> watchers_;
+  std::uint64_t next_stream_id_ = 1;
+
+  std::condition_variable expiry_cv_;
+  bool stopping_ = false;
+  std::thread expiry_thread_;
+};
+
+}  // namespace portier::gateway

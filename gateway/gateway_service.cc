@@ -1,0 +1,227 @@
+#include "gateway_service.h"
+
+#include "device_hub.h"
+#include "version.h"
+
+namespace portier::gateway {
+namespace {
+
+using policy::Op;
+
+grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(st);
+  return r;
+}
+
+}  // namespace
+
+GatewayService::GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit,
+                               FindConnection find, std::function<std::uint32_t()> count,
+                               std::size_t queue)
+    : hub_(hub),
+      policy_(policy),
+      audit_(audit),
+      find_(std::move(find)),
+      connection_count_(std::move(count)),
+      queue_(queue) {}
+
+std::shared_ptr<Connection> GatewayService::connection(grpc::CallbackServerContext* ctx,
+                                                       grpc::Status* st) {
+  auto conn = find_(ctx->peer());
+  if (!conn) {
+    *st = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                       "connection has no kernel identity (connect through the Unix socket)");
+  }
+  return conn;
+}
+
+grpc::ServerUnaryReactor* GatewayService::ListDevices(grpc::CallbackServerContext* ctx,
+                                                      const v1::ListDevicesRequest*,
+                                                      v1::ListDevicesResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  // Identity problems surface as an error, not as an empty list.
+  if (!conn->identify_error.empty()) {
+    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                  "caller could not be identified: " + conn->identify_error));
+  }
+  if (auto ok = verify_peer(conn->identity); !ok) {
+    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message()));
+  }
+  for (auto& d : hub_.list(*conn)) *resp->add_devices() = std::move(d);
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerWriteReactor<v1::DeviceChange>* GatewayService::WatchDevices(
+    grpc::CallbackServerContext* ctx, const v1::WatchDevicesRequest* req) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return ChangeStream::refused(st);
+  auto stream = ChangeStream::create(queue_);
+  st = hub_.watch(conn, stream, req->include_existing());
+  if (!st.ok()) stream->end(st);
+  return stream.get();
+}
+
+grpc::ServerWriteReactor<v1::PeripheralEvent>* GatewayService::Subscribe(
+    grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return EventStream::refused(st);
+  auto stream = EventStream::create(queue_);
+  st = hub_.subscribe(conn, req->device_id(), stream);
+  if (!st.ok()) stream->end(st);
+  return stream.get();
+}
+
+grpc::ServerUnaryReactor* GatewayService::Claim(grpc::CallbackServerContext* ctx,
+                                                const v1::ClaimRequest* req,
+                                                v1::ClaimResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  return done(ctx, hub_.claim(conn, req->device_id(), req->seconds(), resp->mutable_lease()));
+}
+
+grpc::ServerUnaryReactor* GatewayService::Renew(grpc::CallbackServerContext* ctx,
+                                                const v1::RenewRequest* req,
+                                                v1::ClaimResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  return done(ctx, hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease()));
+}
+
+grpc::ServerUnaryReactor* GatewayService::Release(grpc::CallbackServerContext* ctx,
+                                                  const v1::ReleaseRequest* req,
+                                                  v1::ReleaseResponse*) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  return done(ctx, hub_.release(*conn, req->lease_id()));
+}
+
+grpc::ServerUnaryReactor* GatewayService::Send(grpc::CallbackServerContext* ctx,
+                                               const v1::SendRequest* req,
+                                               v1::SendResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  std::uint64_t written = 0;
+  st = hub_.send(*conn, req->device_id(), req->data(), &written);
+  resp->set_bytes_written(written);
+  return done(ctx, st);
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext* ctx,
+                                                    const v1::GetHealthRequest*,
+                                                    v1::Health* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  auto a = hub_.check(*conn, "terminal", Op::read);
+  if (!a.ok()) return done(ctx, a.status);
+  hub_.fill_health(resp);
+  resp->set_version(kVersion);
+  resp->set_connections(connection_count_());
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* GatewayService::WhoAmI(grpc::CallbackServerContext* ctx,
+                                                 const v1::WhoAmIRequest*, v1::Identity* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  if (!conn->identify_error.empty()) {
+    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                  "caller could not be identified: " + conn->identify_error));
+  }
+  const auto& c = conn->caller();
+  resp->set_uid(c.uid);
+  resp->set_gid(c.gid);
+  resp->set_pid(static_cast<std::uint32_t>(c.pid));
+  resp->set_exe(c.exe);
+  resp->set_sha256(c.sha256);
+  resp->set_unit(c.unit);
+  for (auto& a : hub_.app_names(*conn)) resp->add_apps(a);
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerContext* ctx,
+                                                        const v1::ExplainRequest* req,
+                                                        v1::ExplainResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  auto a = hub_.check(*conn, "terminal", Op::configure);
+  if (!a.ok()) return done(ctx, a.status);
+  auto op = policy::parse_op(req->op());
+  if (!op) {
+    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  "unknown operation '" + req->op() +
+                                      "' (list, watch, read, claim, write, configure)"));
+  }
+  auto snap = policy_.current();
+  if (!snap.policy) {
+    return done(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no policy loaded"));
+  }
+  policy::Caller caller{req->uid(), req->gid(), 0, req->exe(), req->sha256(), req->unit()};
+  policy::DeviceRef dev{req->device_id(), req->device_class(), {}};
+  // A known device is explained with its real class and attributes.
+  v1::Health h;
+  hub_.fill_health(&h);
+  for (auto& d : h.devices()) {
+    if (d.id() != req->device_id()) continue;
+    if (dev.device_class.empty()) dev.device_class = d.device_class();
+    dev.attributes = {d.attributes().begin(), d.attributes().end()};
+  }
+  auto d = snap.policy->decide(caller, dev, *op);
+  resp->set_allow(d.allow);
+  resp->set_rule(static_cast<std::uint32_t>(d.rule));
+  resp->set_line(static_cast<std::uint32_t>(d.line));
+  resp->set_policy(d.source);
+  resp->set_app(d.app);
+  std::string who = d.app.empty() ? "undeclared app (uid " + std::to_string(caller.uid) + ")"
+                                  : "app '" + d.app + "'";
+  std::string verdict = d.allow ? " may " : " may not ";
+  std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
+                                     ", line " + std::to_string(d.line)
+                               : "no rule matched in " + d.source + "; default deny";
+  resp->set_message(who + verdict + req->op() + " '" + req->device_id() + "' (" + why + ")");
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerWriteReactor<v1::AuditRecord>* GatewayService::TailAudit(
+    grpc::CallbackServerContext* ctx, const v1::TailAuditRequest* req) {
+  using AuditStream = BoundedStream<v1::AuditRecord>;
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return AuditStream::refused(st);
+  auto a = hub_.check(*conn, "terminal", Op::configure);
+  if (!a.ok()) return AuditStream::refused(a.status);
+  auto stream = AuditStream::create(queue_);
+  std::size_t count = req->count() ? req->count() : 20;
+  for (auto& line : audit_.tail(count)) {
+    v1::AuditRecord r;
+    r.set_json(line);
+    stream->push(r);
+  }
+  if (!req->follow()) {
+    stream->end(grpc::Status::OK);
+    return stream.get();
+  }
+  std::weak_ptr<AuditStream> weak = stream;
+  int id = audit_.follow([weak](const std::string& line) {
+    if (auto s = weak.lock()) {
+      v1::AuditRecord r;
+      r.set_json(line);
+      s->push(r);
+    }
+  });
+  stream->on_done([this, id](AuditStream*) { audit_.unfollow(id); });
+  return stream.get();
+}
+
+}  // namespace portier::gateway

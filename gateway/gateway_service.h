@@ -1,0 +1,61 @@
+// The local API (portier.v1.Gateway) on gRPC's callback API: handlers never
+// block on devices or other apps; streams are bounded per subscriber.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "portier/v1/gateway.grpc.pb.h"
+
+namespace portier::gateway {
+
+class AuditSink;
+class DeviceHub;
+class PolicyStore;
+struct Connection;
+
+class GatewayService final : public v1::Gateway::CallbackService {
+ public:
+  using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
+  GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,
+                 std::function<std::uint32_t()> connection_count, std::size_t queue);
+
+  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* ctx,
+                                        const v1::ListDevicesRequest* req,
+                                        v1::ListDevicesResponse* resp) override;
+  grpc::ServerWriteReactor<v1::DeviceChange>* WatchDevices(
+      grpc::CallbackServerContext* ctx, const v1::WatchDevicesRequest* req) override;
+  grpc::ServerWriteReactor<v1::PeripheralEvent>* Subscribe(
+      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override;
+  grpc::ServerUnaryReactor* Claim(grpc::CallbackServerContext* ctx, const v1::ClaimRequest* req,
+                                  v1::ClaimResponse* resp) override;
+  grpc::ServerUnaryReactor* Renew(grpc::CallbackServerContext* ctx, const v1::RenewRequest* req,
+                                  v1::ClaimResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
+                                    const v1::ReleaseRequest* req,
+                                    v1::ReleaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
+                                 v1::SendResponse* resp) override;
+  grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx,
+                                      const v1::GetHealthRequest* req,
+                                      v1::Health* resp) override;
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx,
+                                   const v1::WhoAmIRequest* req, v1::Identity* resp) override;
+  grpc::ServerUnaryReactor* ExplainPolicy(grpc::CallbackServerContext* ctx,
+                                          const v1::ExplainRequest* req,
+                                          v1::ExplainResponse* resp) override;
+  grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(
+      grpc::CallbackServerContext* ctx, const v1::TailAuditRequest* req) override;
+
+ private:
+  std::shared_ptr<Connection> connection(grpc::CallbackServerContext* ctx, grpc::Status* st);
+
+  DeviceHub& hub_;
+  PolicyStore& policy_;
+  AuditSink& audit_;
+  FindConnection find_;
+  std::function<std::uint32_t()> connection_count_;
+  std::size_t queue_;
+};
+
+}  // namespace portier::gateway

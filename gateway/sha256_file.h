@@ -1,0 +1,14 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "portier/result.h"
+
+namespace portier::gateway {
+
+// Lowercase hex SHA-256 of everything readable from `fd` (from offset 0).
+Result<std::string> sha256_of_fd(int fd);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace portier::gateway

@@ -1,0 +1,80 @@
+// The local API socket. We accept connections ourselves, so that each one is
+// identified from the kernel (SO_PEERCRED and /proc) before gRPC sees a byte,
+// then hand the socket to gRPC with AddInsecureChannelFromFd. gRPC names such
+// a connection "fd:N"; to keep that name unambiguous each connection is moved
+// to a fresh descriptor number that is not reused until the whole range has
+// cycled, and every lookup checks that N still refers to the same socket.
+// A duplicate of each socket is watched with EPOLLRDHUP so that a closed
+// connection releases its leases at once.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "connection.h"
+#include "portier/result.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace portier::gateway {
+
+struct ListenerOptions {
+  std::string path;
+  mode_t mode = 0660;
+  std::string group;  // "" = keep the daemon's group
+};
+
+class UnixListener {
+ public:
+  using ClosedFn = std::function<void(const std::shared_ptr<Connection>&)>;
+
+  static Result<std::unique_ptr<UnixListener>> bind(const ListenerOptions& options);
+  ~UnixListener();
+
+  // Starts accepting into `server` (already started). `on_closed` runs on the
+  // monitor thread when a connection's peer goes away.
+  void start(grpc::Server* server, ClosedFn on_closed);
+  void stop();
+
+  // The connection behind a gRPC peer string, or null.
+  std::shared_ptr<Connection> find(const std::string& peer) const;
+  std::size_t count() const;
+
+ private:
+  UnixListener(ListenerOptions options, int listen_fd);
+  void accept_loop();
+  void monitor_loop();
+  int fresh_fd(int fd);
+  void drop(int grpc_fd);
+
+  struct Entry {
+    std::shared_ptr<Connection> conn;
+    int watch_fd = -1;  // our dup of the socket, in epoll
+    ino_t ino = 0;
+  };
+
+  ListenerOptions options_;
+  int listen_fd_;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;  // eventfd
+  grpc::Server* server_ = nullptr;
+  ClosedFn on_closed_;
+  std::atomic<std::uint64_t> next_id_{1};
+  int next_fd_ = 0, fd_base_ = 0, fd_limit_ = 0;
+
+  mutable std::mutex mu_;
+  std::map<int, Entry> by_fd_;  // keyed by the descriptor gRPC owns
+  std::thread accept_thread_, monitor_thread_;
+  bool stopped_ = false;
+};
+
+}  // namespace portier::gateway

@@ -1,0 +1,46 @@
+#include "policy/glob.h"
+
+#include <fnmatch.h>
+
+namespace portier::policy {
+
+namespace {
+bool has_meta(std::string_view s) { return s.find_first_of("*?[\\") != std::string_view::npos; }
+}  // namespace
+
+Glob::Glob(std::string pattern) : pattern_(std::move(pattern)) {
+  const std::string_view p = pattern_;
+  if (p == "*") {
+    kind_ = Kind::any;
+  } else if (!has_meta(p)) {
+    kind_ = Kind::exact;
+    literal_ = pattern_;
+  } else if (p.size() > 1 && p.back() == '*' && !has_meta(p.substr(0, p.size() - 1))) {
+    kind_ = Kind::prefix;
+    literal_ = pattern_.substr(0, p.size() - 1);
+  } else if (p.size() > 1 && p.front() == '*' && !has_meta(p.substr(1))) {
+    kind_ = Kind::suffix;
+    literal_ = pattern_.substr(1);
+  }
+}
+
+bool Glob::match(const std::string& subject) const {
+  switch (kind_) {
+    case Kind::any:
+      // fnmatch("*", s) is true for every string without NUL; keep that.
+      return subject.find('\0') == std::string::npos;
+    case Kind::exact:
+      return subject == literal_;
+    case Kind::prefix:
+      return subject.starts_with(literal_) && subject.find('\0') == std::string::npos;
+    case Kind::suffix:
+      return subject.ends_with(literal_) && subject.find('\0') == std::string::npos;
+    case Kind::general:
+      // A NUL inside the subject would make fnmatch see only a prefix of it.
+      if (subject.find('\0') != std::string::npos) return false;
+      return ::fnmatch(pattern_.c_str(), subject.c_str(), 0) == 0;
+  }
+  return false;
+}
+
+}  // namespace portier::policy

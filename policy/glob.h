@@ -1,0 +1,25 @@
+// A shell-style pattern (fnmatch(3), no flags) on device ids and attribute
+// values. Common shapes ("*", "exact", "prefix*", "*suffix") skip fnmatch.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace portier::policy {
+
+class Glob {
+ public:
+  // `pattern` must be non-empty and free of NUL characters (the parser checks).
+  explicit Glob(std::string pattern);
+
+  bool match(const std::string& subject) const;
+  const std::string& pattern() const { return pattern_; }
+
+ private:
+  enum class Kind { any, exact, prefix, suffix, general };
+  std::string pattern_;
+  std::string literal_;  // the fixed part for exact / prefix / suffix
+  Kind kind_ = Kind::general;
+};
+
+}  // namespace portier::policy

@@ -1,0 +1,83 @@
+// Who may do what to which device. A Policy is immutable once built; the
+// daemon swaps in a new one on reload. Pure logic: no I/O but reading its file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portier/result.h"
+
+namespace portier::policy {
+
+enum class Op : std::uint8_t { list, watch, read, claim, write, configure };
+inline constexpr int kOpCount = 6;
+std::optional<Op> parse_op(std::string_view name);
+std::string_view op_name(Op op);
+
+// What the kernel says about the caller (never what the caller claims).
+struct Caller {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::int32_t pid = 0;
+  std::string exe;     // absolute path of the running executable
+  std::string sha256;  // lowercase hex digest of that executable's contents
+  std::string unit;    // systemd unit, "" when none
+};
+
+struct DeviceRef {
+  std::string id;
+  std::string device_class;
+  std::map<std::string, std::string> attributes;
+};
+
+// A set of bits, one per app or per rule, fixed size per policy.
+using BitSet = std::vector<std::uint64_t>;
+
+struct Decision {
+  bool allow = false;
+  int rule = 0;        // 1-based index of the deciding rule; 0 = default deny
+  int line = 0;        // line of that rule in the policy source; 0 = none
+  std::string app;     // first declared app the caller is, "" when none
+  std::string source;  // policy file path (or name given to parse)
+};
+
+class Policy {
+ public:
+  struct AppDecl;
+  struct RuleDecl;
+
+  // Reads and validates `path`. Refuses a file writable by group or others.
+  static Result<std::shared_ptr<const Policy>> load_file(const std::string& path);
+  // Validates `text`; errors carry "source:line:col".
+  static Result<std::shared_ptr<const Policy>> parse(std::string_view text,
+                                                     const std::string& source);
+  ~Policy();
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+
+  // Compiled matching: compute once per connection / per device, then decide
+  // with a few word-wide ANDs.
+  BitSet rules_for_caller(const Caller& caller) const;
+  BitSet rules_for_device(const DeviceRef& device) const;
+  std::string app_name(const Caller& caller) const;  // first matching app or ""
+  std::vector<std::string> app_names(const Caller& caller) const;
+  Decision decide(const BitSet& caller_rules, const BitSet& device_rules, Op op) const;
+  // Convenience for explain and tests.
+  Decision decide(const Caller& caller, const DeviceRef& device, Op op) const;
+
+  const std::string& source() const;
+  std::size_t rule_count() const;
+  std::size_t app_count() const;
+
+ private:
+  Policy();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portier::policy

@@ -1,0 +1,14 @@
+// TOML text → validated PolicyData. Every error names source:line:col.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "policy/policy_data.h"
+#include "portier/result.h"
+
+namespace portier::policy {
+
+Result<PolicyData> parse_policy_text(std::string_view text, const std::string& source);
+
+}  // namespace portier::policy

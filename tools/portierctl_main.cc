@@ -1,0 +1,392 @@
+// portierctl: the local admin and test CLI for portierd.
+// Exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found or unavailable,
+// 1 anything else; errors go to stderr on one line.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "ctl_args.h"
+#include "ctl_output.h"
+#include "policy/policy.h"
+#include "portier/v1/gateway.grpc.pb.h"
+
+namespace portier::ctl {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: portierctl [--socket PATH] [--json] COMMAND ...\n"
+    "  devices                                  list devices you may see\n"
+    "  watch [--device ID] [--count N]          print events (all readable devices by default)\n"
+    "  claim ID --seconds N [--count N]         hold ID exclusively and print its events\n"
+    "  send ID (--text S | --data HEX)          claim ID briefly and send bytes to it\n"
+    "  health                                   the daemon's health summary\n"
+    "  whoami                                   how the daemon identifies you\n"
+    "  policy explain --app-uid U [--app-gid G] [--exe P] [--sha256 H] [--unit U]\n"
+    "                 --device D [--class C] --op O [--policy FILE]\n"
+    "                                           the decision and the rule behind it\n"
+    "                                           (--policy FILE: offline, without the daemon)\n"
+    "  audit tail [--count N] [--follow]        recent audit records\n"
+    "socket: --socket, else $PORTIER_SOCKET, else /run/portier/portierd.sock\n"
+    "exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found/unavailable, 1 other\n";
+
+struct Failure {
+  int code;
+  std::string message;
+};
+
+int exit_code(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED: return 3;
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::UNAVAILABLE: return 4;
+    case grpc::StatusCode::INVALID_ARGUMENT: return 2;
+    default: return 1;
+  }
+}
+
+const char* code_name(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    default: return "ERROR";
+  }
+}
+
+[[noreturn]] void raise(const grpc::Status& st) {
+  std::string msg = st.error_message();
+  for (auto& ch : msg) {
+    if (ch == '\n') ch = ' ';
+  }
+  throw Failure{exit_code(st.error_code()),
+                std::string(code_name(st.error_code())) + ": " + msg};
+}
+
+class Ctl {
+ public:
+  explicit Ctl(const Args& a) : args_(a), json_(a.flag("json")) {
+    socket_ = a.opt("socket").value_or(std::getenv("PORTIER_SOCKET") ? std::getenv("PORTIER_SOCKET")
+                                                                     : "/run/portier/portierd.sock");
+    timeout_ = static_cast<int>(number(a, "timeout", 5, 3600));
+  }
+
+  int run() {
+    const auto& w = args_.words;
+    if (w.empty() || args_.flag("help")) {
+      std::fputs(kUsage, w.empty() && !args_.flag("help") ? stderr : stdout);
+      return w.empty() && !args_.flag("help") ? 2 : 0;
+    }
+    if (w[0] == "devices") return devices();
+    if (w[0] == "watch") return watch();
+    if (w[0] == "claim") return claim();
+    if (w[0] == "send") return send();
+    if (w[0] == "health") return health();
+    if (w[0] == "whoami") return whoami();
+    if (w[0] == "policy" && w.size() > 1 && w[1] == "explain") return explain();
+    if (w[0] == "audit" && w.size() > 1 && w[1] == "tail") return audit_tail();
+    throw UsageError{"unknown command '" + w[0] + (w.size() > 1 ? " " + w[1] : "") + "'"};
+  }
+
+ private:
+  v1::Gateway::Stub& stub() {
+    if (!stub_) {
+      auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
+      stub_ = v1::Gateway::NewStub(ch);
+    }
+    return *stub_;
+  }
+  void deadline(grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
+  }
+  void out(const std::string& line) {
+    std::lock_guard lock(out_mu_);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  int devices() {
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::ListDevicesResponse r;
+    auto st = stub().ListDevices(&ctx, {}, &r);
+    if (!st.ok()) raise(st);
+    for (auto& d : r.devices()) out(json_ ? to_json_line(d) : format_device(d));
+    return 0;
+  }
+
+  // Streams `device`'s events until `count` (0 = forever) or `until`.
+  grpc::Status stream_events(const std::string& device, std::uint64_t count,
+                             std::atomic<std::uint64_t>& seen, grpc::ClientContext& ctx) {
+    v1::SubscribeRequest req;
+    req.set_device_id(device);
+    auto reader = stub().Subscribe(&ctx, req);
+    v1::PeripheralEvent ev;
+    while (reader->Read(&ev)) {
+      auto n = ++seen;
+      if (count && n > count) break;
+      out(json_ ? to_json_line(ev) : format_event(ev));
+      if (count && n >= count) {
+        ctx.TryCancel();
+        break;
+      }
+    }
+    auto st = reader->Finish();
+    if (count && seen >= count) return grpc::Status::OK;
+    return st;
+  }
+
+  int watch() {
+    auto count = number(args_, "count", 0, 1ull << 40);
+    std::vector<std::string> ids;
+    if (auto d = args_.opt("device")) {
+      ids.push_back(*d);
+    } else {
+      grpc::ClientContext ctx;
+      deadline(ctx);
+      v1::ListDevicesResponse r;
+      auto st = stub().ListDevices(&ctx, {}, &r);
+      if (!st.ok()) raise(st);
+      for (auto& d : r.devices()) {
+        for (auto& c : d.capabilities()) {
+          if (c == "events") ids.push_back(d.id());
+        }
+      }
+      if (ids.empty()) throw Failure{4, "NOT_FOUND: no device with events that you may list"};
+    }
+    std::atomic<std::uint64_t> seen{0};
+    std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+    std::vector<grpc::Status> results(ids.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < ids.size(); ++i) ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    std::atomic<bool> finished{false};
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = stream_events(ids[i], count, seen, *ctxs[i]);
+        // One stream ending (count reached, error) ends the others.
+        if (!finished.exchange(true)) {
+          for (auto& c : ctxs) c->TryCancel();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& st : results) {
+      if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) raise(st);
+    }
+    return 0;
+  }
+
+  v1::Lease claim_lease(const std::string& id, std::uint32_t seconds) {
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::ClaimRequest req;
+    req.set_device_id(id);
+    req.set_seconds(seconds);
+    v1::ClaimResponse resp;
+    auto st = stub().Claim(&ctx, req, &resp);
+    if (!st.ok()) raise(st);
+    return resp.lease();
+  }
+
+  int claim() {
+    if (args_.words.size() != 2) throw UsageError{"claim needs exactly one device id"};
+    auto seconds = number(args_, "seconds", 0, 86400);
+    if (!seconds) throw UsageError{"claim needs --seconds N (N >= 1)"};
+    auto count = number(args_, "count", 0, 1ull << 40);
+    auto lease = claim_lease(args_.words[1], static_cast<std::uint32_t>(seconds));
+    if (json_) {
+      out(to_json_line(lease));
+    } else {
+      out("claimed " + lease.device_id() + " for " + std::to_string(lease.seconds()) +
+          " s (lease " + lease.lease_id() + ", until " + format_time(lease.expires()) + ")");
+    }
+    // Hold the lease on this connection and show what the device sends.
+    std::atomic<std::uint64_t> seen{0};
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+    auto st = stream_events(lease.device_id(), count, seen, ctx);
+    if (!st.ok() && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+        st.error_code() != grpc::StatusCode::CANCELLED) {
+      raise(st);
+    }
+    grpc::ClientContext rctx;
+    deadline(rctx);
+    v1::ReleaseRequest rr;
+    rr.set_lease_id(lease.lease_id());
+    v1::ReleaseResponse rresp;
+    (void)stub().Release(&rctx, rr, &rresp);  // NOT_FOUND when it already expired
+    if (!json_) out("released " + lease.device_id());
+    return 0;
+  }
+
+  int send() {
+    if (args_.words.size() != 2) throw UsageError{"send needs exactly one device id"};
+    std::string data;
+    if (auto t = args_.opt("text")) {
+      data = *t;
+    } else if (auto h = args_.opt("data")) {
+      if (h->size() % 2) throw UsageError{"--data must be an even number of hex digits"};
+      for (std::size_t i = 0; i < h->size(); i += 2) {
+        auto byte = h->substr(i, 2);
+        if (byte.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+          throw UsageError{"--data must be hex digits"};
+        }
+        data += static_cast<char>(std::stoi(byte, nullptr, 16));
+      }
+    } else {
+      throw UsageError{"send needs --text S or --data HEX"};
+    }
+    auto lease = claim_lease(args_.words[1], 5);
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::SendRequest req;
+    req.set_device_id(args_.words[1]);
+    req.set_data(data);
+    v1::SendResponse resp;
+    auto st = stub().Send(&ctx, req, &resp);
+    grpc::ClientContext rctx;
+    deadline(rctx);
+    v1::ReleaseRequest rr;
+    rr.set_lease_id(lease.lease_id());
+    v1::ReleaseResponse rresp;
+    (void)stub().Release(&rctx, rr, &rresp);
+    if (!st.ok()) raise(st);
+    out(json_ ? to_json_line(resp) : "sent " + std::to_string(resp.bytes_written()) + " bytes");
+    return 0;
+  }
+
+  int health() {
+    if (args_.flag("run")) {
+      throw Failure{1, "UNIMPLEMENTED: on-demand health checks arrive with the health monitor"};
+    }
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::Health h;
+    auto st = stub().GetHealth(&ctx, {}, &h);
+    if (!st.ok()) raise(st);
+    if (json_) {
+      out(to_json_line(h));
+    } else {
+      std::fputs(format_health(h).c_str(), stdout);
+    }
+    return 0;
+  }
+
+  int whoami() {
+    grpc::ClientContext ctx;
+    deadline(ctx);
+    v1::Identity id;
+    auto st = stub().WhoAmI(&ctx, {}, &id);
+    if (!st.ok()) raise(st);
+    if (json_) {
+      out(to_json_line(id));
+    } else {
+      std::string apps;
+      for (auto& a : id.apps()) apps += (apps.empty() ? "" : ", ") + a;
+      out("uid " + std::to_string(id.uid()) + " gid " + std::to_string(id.gid()) + " pid " +
+          std::to_string(id.pid()) + "\nexe " + id.exe() + "\nsha256 " + id.sha256() +
+          "\nunit " + (id.unit().empty() ? "-" : id.unit()) + "\napps " +
+          (apps.empty() ? "(none: not a declared app)" : apps));
+    }
+    return 0;
+  }
+
+  int explain() {
+    auto op_name = args_.opt("op");
+    auto device = args_.opt("device");
+    if (!op_name || !device || !args_.opt("app-uid")) {
+      throw UsageError{"policy explain needs --app-uid U --device D --op O"};
+    }
+    if (!policy::parse_op(*op_name)) {
+      throw UsageError{"--op must be one of list, watch, read, claim, write, configure"};
+    }
+    v1::ExplainRequest req;
+    req.set_uid(static_cast<std::uint32_t>(number(args_, "app-uid", 0, 4294967295u)));
+    req.set_gid(static_cast<std::uint32_t>(number(args_, "app-gid", 0, 4294967295u)));
+    req.set_exe(args_.opt("exe").value_or(""));
+    req.set_sha256(args_.opt("sha256").value_or(""));
+    req.set_unit(args_.opt("unit").value_or(""));
+    req.set_device_id(*device);
+    req.set_device_class(args_.opt("class").value_or(""));
+    req.set_op(*op_name);
+    v1::ExplainResponse resp;
+    if (auto file = args_.opt("policy")) {
+      auto p = policy::Policy::load_file(*file);
+      if (!p) throw Failure{1, p.error().message()};
+      policy::Caller c{req.uid(), req.gid(), 0, req.exe(), req.sha256(), req.unit()};
+      auto d = (*p)->decide(c, {req.device_id(), req.device_class(), {}}, *policy::parse_op(*op_name));
+      resp.set_allow(d.allow);
+      resp.set_rule(static_cast<std::uint32_t>(d.rule));
+      resp.set_line(static_cast<std::uint32_t>(d.line));
+      resp.set_policy(d.source);
+      resp.set_app(d.app);
+      std::string who = d.app.empty() ? "undeclared app (uid " + std::to_string(c.uid) + ")"
+                                      : "app '" + d.app + "'";
+      std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
+                                         ", line " + std::to_string(d.line)
+                                   : "no rule matched in " + d.source + "; default deny";
+      resp.set_message(who + (d.allow ? " may " : " may not ") + *op_name + " '" + *device +
+                       "' (" + why + ")");
+    } else {
+      grpc::ClientContext ctx;
+      deadline(ctx);
+      auto st = stub().ExplainPolicy(&ctx, req, &resp);
+      if (!st.ok()) raise(st);
+    }
+    out(json_ ? to_json_line(resp) : std::string(resp.allow() ? "ALLOW: " : "DENY: ") + resp.message());
+    return 0;
+  }
+
+  int audit_tail() {
+    v1::TailAuditRequest req;
+    req.set_count(static_cast<std::uint32_t>(number(args_, "count", 20, 1000)));
+    req.set_follow(args_.flag("follow"));
+    grpc::ClientContext ctx;
+    if (!req.follow()) deadline(ctx);
+    auto reader = stub().TailAudit(&ctx, req);
+    v1::AuditRecord r;
+    while (reader->Read(&r)) out(r.json());  // the log is JSON lines already
+    auto st = reader->Finish();
+    if (!st.ok()) raise(st);
+    return 0;
+  }
+
+  const Args& args_;
+  bool json_;
+  std::string socket_;
+  int timeout_;
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  std::mutex out_mu_;
+};
+
+}  // namespace
+}  // namespace portier::ctl
+
+int main(int argc, char** argv) {
+  using namespace portier::ctl;
+  try {
+    auto args = parse_args(argc, argv);
+    return Ctl(args).run();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "portierctl: %s (see portierctl --help)\n", e.message.c_str());
+    return 2;
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "portierctl: %s\n", f.message.c_str());
+    return f.code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "portierctl: %s\n", e.what());
+    return 1;
+  }
+}
