@@ -11,6 +11,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "serial_scanner/serial_scanner.h"
+
 namespace portier::gateway {
 namespace {
 
@@ -121,6 +123,9 @@ Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::ta
   }
   if (c.path.empty() || c.path[0] != '/') {
     return std::unexpected(bad(r.source(), t, r.name("path"), "an absolute device path is required"));
+  }
+  if (auto v = drivers::SerialScanner::validate(c); !v) {
+    return std::unexpected(bad(r.source(), t, r.name("baud"), v.error().message()));
   }
   if (c.reopen_max_ms < c.reopen_min_ms) {
     return std::unexpected(bad(r.source(), t, r.name("reopen_max_ms"),

@@ -6,6 +6,29 @@ namespace portier::policy {
 
 namespace {
 bool has_meta(std::string_view s) { return s.find_first_of("*?[\\") != std::string_view::npos; }
+
+// '*' and '?' only: the classic greedy match that backtracks to the last '*'.
+// Linear in practice, O(pattern * subject) at worst; never recursive.
+bool wildcard_match(std::string_view p, std::string_view s) {
+  std::size_t pi = 0, si = 0;
+  std::size_t star = std::string_view::npos, resume = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      resume = si;
+    } else if (pi < p.size() && (p[pi] == '?' || p[pi] == s[si])) {
+      ++pi;
+      ++si;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      si = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
 }  // namespace
 
 Glob::Glob(std::string pattern) : pattern_(std::move(pattern)) {
@@ -21,6 +44,8 @@ Glob::Glob(std::string pattern) : pattern_(std::move(pattern)) {
   } else if (p.size() > 1 && p.front() == '*' && !has_meta(p.substr(1))) {
     kind_ = Kind::suffix;
     literal_ = pattern_.substr(1);
+  } else if (p.find_first_of("[\\") == std::string_view::npos) {
+    kind_ = Kind::wildcard;
   }
 }
 
@@ -35,6 +60,9 @@ bool Glob::match(const std::string& subject) const {
       return subject.starts_with(literal_) && subject.find('\0') == std::string::npos;
     case Kind::suffix:
       return subject.ends_with(literal_) && subject.find('\0') == std::string::npos;
+    case Kind::wildcard:
+      if (subject.find('\0') != std::string::npos) return false;
+      return wildcard_match(pattern_, subject);
     case Kind::general:
       // A NUL inside the subject would make fnmatch see only a prefix of it.
       if (subject.find('\0') != std::string::npos) return false;

@@ -1,5 +1,6 @@
 // A shell-style pattern (fnmatch(3), no flags) on device ids and attribute
-// values. Common shapes ("*", "exact", "prefix*", "*suffix") skip fnmatch.
+// values. Patterns made only of literals, '*' and '?' (nearly all of them) are
+// matched here byte by byte; brackets and escapes go to fnmatch.
 #pragma once
 
 #include <string>
@@ -16,7 +17,7 @@ class Glob {
   const std::string& pattern() const { return pattern_; }
 
  private:
-  enum class Kind { any, exact, prefix, suffix, general };
+  enum class Kind { any, exact, prefix, suffix, wildcard, general };
   std::string pattern_;
   std::string literal_;  // the fixed part for exact / prefix / suffix
   Kind kind_ = Kind::general;

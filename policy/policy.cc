@@ -131,7 +131,27 @@ Decision Policy::decide(const BitSet& caller_rules, const BitSet& device_rules, 
 }
 
 Decision Policy::decide(const Caller& caller, const DeviceRef& device, Op op) const {
-  Decision d = decide(rules_for_caller(caller), rules_for_device(device), op);
+  // Same answer as decide(rules_for_caller(), rules_for_device(), op), but the
+  // device is matched only against the rules that could still decide, in
+  // order, instead of against every rule.
+  Decision d;
+  d.source = impl_->data.source;
+  const auto op_index = static_cast<std::size_t>(op);
+  if (op_index < impl_->op_rules.size()) {
+    const BitSet candidates = rules_for_caller(caller);
+    const BitSet& ops = impl_->op_rules[op_index];
+    bool found = false;
+    for (std::size_t w = 0; w < candidates.size() && !found; ++w) {
+      for (std::uint64_t m = candidates[w] & ops[w]; m != 0; m &= m - 1) {
+        const std::size_t r = w * 64 + std::countr_zero(m);
+        if (impl_->data.rules[r].matches_device(device)) {
+          d = impl_->decision_for(r);
+          found = true;
+          break;
+        }
+      }
+    }
+  }
   d.app = app_name(caller);
   return d;
 }

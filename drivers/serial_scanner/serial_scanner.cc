@@ -317,7 +317,23 @@ void SerialScanner::disconnect(const std::string& reason) {
 }
 
 void SerialScanner::run() {
+  using clock = std::chrono::steady_clock;
+  // Delay before the next open attempt. It doubles on every failed attempt
+  // and on every connection that dropped before it was stable (a device that
+  // opens and hangs up at once must not make us flap at reopen_min_ms); it
+  // goes back to reopen_min_ms once a connection lasted reopen_max_ms.
   int backoff_ms = config_.reopen_min_ms;
+  const auto stable_after = std::chrono::milliseconds(config_.reopen_max_ms);
+  auto connected_since = clock::now();
+  auto grow = [&] { backoff_ms = std::min(backoff_ms * 2, config_.reopen_max_ms); };
+  auto lost = [&](const std::string& reason) {
+    disconnect(reason);
+    if (clock::now() - connected_since >= stable_after) {
+      backoff_ms = config_.reopen_min_ms;
+    } else {
+      grow();
+    }
+  };
   for (;;) {
     if (fd_ < 0) {
       if (wait_for_stop(backoff_ms)) return;
@@ -328,11 +344,11 @@ void SerialScanner::run() {
           fd_ = o.fd;
         }
         framer_.reset();
-        backoff_ms = config_.reopen_min_ms;
+        connected_since = clock::now();
         report(DeviceState::ready, "");
       } else {
         report(o.state, o.reason);
-        backoff_ms = std::min(backoff_ms * 2, config_.reopen_max_ms);
+        grow();
       }
       continue;
     }
@@ -341,8 +357,7 @@ void SerialScanner::run() {
     const int n = ::poll(fds, 2, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      disconnect("poll failed: " + errno_text(errno));
-      backoff_ms = config_.reopen_min_ms;
+      lost("poll failed: " + errno_text(errno));
       continue;
     }
     if (fds[1].revents != 0) return;
@@ -351,13 +366,11 @@ void SerialScanner::run() {
     ReadOutcome r = ReadOutcome::no_data;
     if (ev & POLLIN) r = read_available(reason);
     if (r == ReadOutcome::gone) {
-      disconnect(reason);
-      backoff_ms = config_.reopen_min_ms;
+      lost(reason);
     } else if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && r != ReadOutcome::data) {
       // Hung up and nothing left to read: close and back off rather than
       // spin on a descriptor that keeps signalling POLLHUP.
-      disconnect((ev & POLLHUP) ? "device hung up" : "device error");
-      backoff_ms = config_.reopen_min_ms;
+      lost((ev & POLLHUP) ? "device hung up" : "device error");
     }
   }
 }

@@ -16,6 +16,8 @@
 namespace portier::policy {
 namespace {
 
+using testing::caller_with;
+using testing::device_with;
 using testing::must_parse;
 
 // ---- an independent model of a policy, evaluated the obvious way ----
@@ -316,25 +318,25 @@ TEST(policy_compiled, BitsetsHaveOneWordPer64Rules) {
     auto p = must_parse(many_rules(n));
     ASSERT_TRUE(p);
     const std::size_t words = (static_cast<std::size_t>(n) + 63) / 64;
-    EXPECT_EQ(p->rules_for_caller(Caller{.uid = 1}).size(), words) << n;
-    EXPECT_EQ(p->rules_for_device(DeviceRef{.id = "dev0"}).size(), words) << n;
+    EXPECT_EQ(p->rules_for_caller(caller_with(1)).size(), words) << n;
+    EXPECT_EQ(p->rules_for_device(device_with("dev0")).size(), words) << n;
   }
 }
 
 TEST(policy_compiled, FindsRulesBeyondTheFirstWord) {
   auto p = must_parse(many_rules(130));
   ASSERT_TRUE(p);
-  const Caller a{.uid = 1};
+  const Caller a = caller_with(1);
   const BitSet cr = p->rules_for_caller(a);
   for (int i : {0, 1, 62, 63, 64, 65, 100, 127, 128, 129}) {
     const auto d =
-        p->decide(cr, p->rules_for_device(DeviceRef{.id = "dev" + std::to_string(i)}), Op::read);
+        p->decide(cr, p->rules_for_device(device_with("dev" + std::to_string(i))), Op::read);
     EXPECT_EQ(d.rule, i + 1) << i;
     EXPECT_EQ(d.allow, i % 2 == 0) << i;
     EXPECT_EQ(d.line, 5 + 4 * i + i / 2) << i;  // 4 lines per rule, 5 for odd ones
   }
-  EXPECT_EQ(p->decide(cr, p->rules_for_device(DeviceRef{.id = "dev130"}), Op::read).rule, 0);
-  EXPECT_EQ(p->decide(cr, p->rules_for_device(DeviceRef{.id = "dev129"}), Op::write).rule, 0);
+  EXPECT_EQ(p->decide(cr, p->rules_for_device(device_with("dev130")), Op::read).rule, 0);
+  EXPECT_EQ(p->decide(cr, p->rules_for_device(device_with("dev129")), Op::write).rule, 0);
 }
 
 TEST(policy_compiled, ThousandRulesLastOneDecides) {
@@ -346,15 +348,15 @@ TEST(policy_compiled, ThousandRulesLastOneDecides) {
   auto p = must_parse(s);
   ASSERT_TRUE(p);
   ASSERT_EQ(p->rule_count(), 1000u);
-  const DeviceRef dev{.id = "scanner7"};
-  const auto stranger = p->decide(Caller{.uid = 2}, dev, Op::read);
+  const DeviceRef dev = device_with("scanner7");
+  const auto stranger = p->decide(caller_with(2), dev, Op::read);
   EXPECT_EQ(stranger.rule, 1000);
   EXPECT_FALSE(stranger.allow);
   EXPECT_EQ(stranger.line, 5 + 4 * 999);
-  const auto member = p->decide(Caller{.uid = 1}, dev, Op::read);
+  const auto member = p->decide(caller_with(1), dev, Op::read);
   EXPECT_EQ(member.rule, 1);
   EXPECT_TRUE(member.allow);
-  EXPECT_EQ(p->decide(Caller{.uid = 2}, dev, Op::write).rule, 0);
+  EXPECT_EQ(p->decide(caller_with(2), dev, Op::write).rule, 0);
 }
 
 TEST(policy_compiled, MismatchedBitsetsDenyInsteadOfCrashing) {

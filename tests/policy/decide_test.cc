@@ -9,6 +9,8 @@
 namespace portier::policy {
 namespace {
 
+using testing::caller_with;
+using testing::device_with;
 using testing::must_parse;
 
 const std::string kDigest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -142,7 +144,7 @@ ops = ["read"]
 )");
   ASSERT_TRUE(p);
   auto allowed = [&](std::string id) {
-    return p->decide(kiosk(), DeviceRef{.id = std::move(id)}, Op::read).allow;
+    return p->decide(kiosk(), device_with(std::move(id)), Op::read).allow;
   };
   EXPECT_TRUE(allowed("scanner-1"));
   EXPECT_FALSE(allowed("scanner-12"));
@@ -257,7 +259,7 @@ app = "*"
 ops = ["list"]
 )");
   ASSERT_TRUE(p);
-  const Caller nobody{.uid = 65534, .gid = 65534};
+  const Caller nobody = caller_with(65534, 65534);
   const auto d = p->decide(nobody, scanner(), Op::list);
   EXPECT_TRUE(d.allow);
   EXPECT_EQ(d.rule, 1);
@@ -282,9 +284,9 @@ apps = ["a", "c"]
 ops = ["read"]
 )");
   ASSERT_TRUE(p);
-  EXPECT_TRUE(p->decide(Caller{.uid = 1}, scanner(), Op::read).allow);
-  EXPECT_FALSE(p->decide(Caller{.uid = 2}, scanner(), Op::read).allow);
-  EXPECT_TRUE(p->decide(Caller{.uid = 3}, scanner(), Op::read).allow);
+  EXPECT_TRUE(p->decide(caller_with(1), scanner(), Op::read).allow);
+  EXPECT_FALSE(p->decide(caller_with(2), scanner(), Op::read).allow);
+  EXPECT_TRUE(p->decide(caller_with(3), scanner(), Op::read).allow);
 }
 
 // REQ-18
@@ -312,8 +314,8 @@ app = "*"
 ops = ["list"]
 )");
   ASSERT_TRUE(p);
-  const Caller teller{.uid = 1001};
-  const Caller payment{.uid = 1002};
+  const Caller teller = caller_with(1001);
+  const Caller payment = caller_with(1002);
   const DeviceRef pinpad{.id = "pinpad0", .device_class = "pinpad", .attributes = {}};
   EXPECT_TRUE(p->decide(teller, scanner(), Op::read).allow);
   EXPECT_FALSE(p->decide(teller, scanner(), Op::claim).allow);
@@ -349,7 +351,7 @@ exe = "/opt/kiosk/bin/kiosk-ui"
   EXPECT_EQ(p->app_names(kiosk()),
             (std::vector<std::string>{"z-last-alphabetically", "a-first-alphabetically"}));
   EXPECT_EQ(p->app_name(kiosk()), "z-last-alphabetically");
-  EXPECT_TRUE(p->app_names(Caller{.uid = 9}).empty());
+  EXPECT_TRUE(p->app_names(caller_with(9)).empty());
 }
 
 TEST(policy_decide, CompiledPathAgreesWithConvenience) {

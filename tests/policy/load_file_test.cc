@@ -9,11 +9,14 @@
 #include <string>
 
 #include "policy/policy.h"
+#include "policy_under_test.h"
 #include "temp_dir.h"
 
 namespace portier::policy {
 namespace {
 
+using testing::caller_with;
+using testing::device_with;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using testing::TempDir;
@@ -36,7 +39,7 @@ TEST(policy_load_file, LoadsAnOwnerOnlyWritableFile) {
     ASSERT_TRUE(p.has_value()) << p.error().message();
     EXPECT_EQ((*p)->source(), path);
     EXPECT_EQ((*p)->rule_count(), 1u);
-    const auto d = (*p)->decide(Caller{.uid = 1001}, DeviceRef{.id = "scanner0"}, Op::read);
+    const auto d = (*p)->decide(caller_with(1001), device_with("scanner0"), Op::read);
     EXPECT_TRUE(d.allow);
     EXPECT_EQ(d.source, path);
   }

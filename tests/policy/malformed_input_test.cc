@@ -47,8 +47,11 @@ void check(const std::string& text) {
     ASSERT_FALSE(p.error().why.empty());
     return;
   }
-  const Caller c{
-      .uid = 1001, .gid = 1001, .exe = "/opt/kiosk/bin/kiosk-ui", .unit = "maint.service"};
+  Caller c;
+  c.uid = 1001;
+  c.gid = 1001;
+  c.exe = "/opt/kiosk/bin/kiosk-ui";
+  c.unit = "maint.service";
   const DeviceRef d{
       .id = "scanner0", .device_class = "scanner", .attributes = {{"vendor", "0c2e"}}};
   const BitSet cr = (*p)->rules_for_caller(c);

@@ -10,6 +10,8 @@
 namespace portier::policy {
 namespace {
 
+using testing::caller_with;
+using testing::device_with;
 using ::testing::HasSubstr;
 using testing::must_parse;
 using testing::parse_error;
@@ -52,7 +54,7 @@ TEST(policy_parse, EmptyRuleListIsValidAndDeniesEverything) {
   auto p = must_parse(kApp);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->rule_count(), 0u);
-  const auto d = p->decide(Caller{.uid = 1001}, DeviceRef{.id = "scanner0"}, Op::list);
+  const auto d = p->decide(caller_with(1001), device_with("scanner0"), Op::list);
   EXPECT_FALSE(d.allow);
   EXPECT_EQ(d.rule, 0);
   EXPECT_EQ(d.app, "kiosk-ui");
@@ -310,16 +312,25 @@ TEST(policy_parse, AcceptsUidAndGidArraysAndUppercaseDigest) {
                       upper + "\"\n");
   ASSERT_TRUE(p);
   const std::string lower(64, 'a');
-  EXPECT_EQ(p->app_name(Caller{.uid = 2, .gid = 3, .sha256 = lower}), "a");
-  EXPECT_EQ(p->app_name(Caller{.uid = 2, .gid = 3, .sha256 = upper}), "");
-  EXPECT_EQ(p->app_name(Caller{.uid = 4, .gid = 3, .sha256 = lower}), "");
+  EXPECT_EQ(p->app_name(caller_with(2, 3, lower)), "a");
+  EXPECT_EQ(p->app_name(caller_with(2, 3, upper)), "");
+  EXPECT_EQ(p->app_name(caller_with(4, 3, lower)), "");
 }
 
 TEST(policy_parse, AcceptsInlineArrayOfRuleTables) {
-  auto p = must_parse(with_app(
-      "rule = [ { app = \"kiosk-ui\", ops = [\"read\"] }, { app = \"*\", ops = [\"list\"] } ]\n"));
+  auto p = must_parse(
+      "version = 1\n"
+      "rule = [ { app = \"kiosk-ui\", ops = [\"read\"] }, { app = \"*\", ops = [\"list\"] } ]\n"
+      "[[app]]\nname = \"kiosk-ui\"\nuid = 1001\n");
   ASSERT_TRUE(p);
   EXPECT_EQ(p->rule_count(), 2u);
+}
+
+// In TOML a key after [[app]] belongs to that app: the misplaced rules must be
+// reported, not silently dropped.
+TEST(policy_parse, RulesWrittenInsideAnAppTableAreReported) {
+  EXPECT_THAT(parse_error(with_app("rule = [ { app = \"*\", ops = [\"read\"] } ]\n")),
+              StartsWith("p.toml:5:1: app 'kiosk-ui': unknown key 'rule'"));
 }
 
 TEST(policy_parse, RulesMayNameAppsDeclaredLaterInTheFile) {
@@ -332,7 +343,7 @@ name = "late"
 uid = 7
 )");
   ASSERT_TRUE(p);
-  EXPECT_TRUE(p->decide(Caller{.uid = 7}, DeviceRef{.id = "x"}, Op::read).allow);
+  EXPECT_TRUE(p->decide(caller_with(7), device_with("x"), Op::read).allow);
 }
 
 TEST(policy_parse, ErrorUsesTheGivenSourceName) {

@@ -3,13 +3,31 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "policy/policy.h"
 
 namespace portier::policy::testing {
+
+// Builders that name only the fields a test cares about (designated
+// initializers that skip members trip -Wmissing-field-initializers on GCC 12).
+inline Caller caller_with(std::uint32_t uid, std::uint32_t gid = 0, std::string sha256 = {}) {
+  Caller c;
+  c.uid = uid;
+  c.gid = gid;
+  c.sha256 = std::move(sha256);
+  return c;
+}
+
+inline DeviceRef device_with(std::string id) {
+  DeviceRef d;
+  d.id = std::move(id);
+  return d;
+}
 
 // Parses `text` as "p.toml"; a failure is a test failure that shows the error.
 inline std::shared_ptr<const Policy> must_parse(std::string_view text) {

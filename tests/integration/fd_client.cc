@@ -1,0 +1,61 @@
+// Test client: connects to portierd's socket itself, optionally exec()s
+// another program that inherits the connected socket, and lists devices over
+// that socket. Used to show that an exec after connect loses the identity.
+//   fd_client SOCKET [--exec OTHER]     connect, (exec OTHER --fd N), list
+//   fd_client --fd N                    list over the inherited socket N
+#include <fcntl.h>
+#include <poll.h>
+#include <grpcpp/create_channel_posix.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "portier/v1/gateway.grpc.pb.h"
+
+namespace {
+
+int list_over(int fd) {
+  auto ch = grpc::CreateInsecureChannelFromFd("portier", fd);
+  auto stub = portier::v1::Gateway::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  portier::v1::ListDevicesResponse r;
+  auto st = stub->ListDevices(&ctx, {}, &r);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%d: %s\n", static_cast<int>(st.error_code()), st.error_message().c_str());
+    return st.error_code() == grpc::StatusCode::PERMISSION_DENIED ? 3 : 1;
+  }
+  std::printf("devices: %d\n", r.devices_size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--fd") return list_over(std::stoi(argv[2]));
+  if (argc != 2 && argc != 4) return 2;
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);  // no CLOEXEC: an exec keeps it
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, argv[1], sizeof(addr.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::perror("connect");
+    return 4;
+  }
+  if (argc == 4) {
+    // Wait for the server's HTTP/2 SETTINGS: the daemon sends them only after
+    // it has identified this process, so the exec below happens after that.
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) return 5;
+    std::string n = std::to_string(fd);
+    execl(argv[3], argv[3], "--fd", n.c_str(), static_cast<char*>(nullptr));
+    std::perror("exec");
+    return 1;
+  }
+  return list_over(fd);
+}
