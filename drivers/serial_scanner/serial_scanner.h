@@ -18,8 +18,15 @@
 // to open it. A vanished device (EOF, EIO, POLLHUP/POLLERR) is reported
 // disconnected once, closed, and reopened with exponential backoff between
 // reopen_min_ms and reopen_max_ms; when it is back, device_state(ready).
-// Open failures other than "absent" (permission, not a tty) are reported as
-// DeviceState::error and retried the same way.
+// The backoff returns to reopen_min_ms only after a connection stayed up for
+// reopen_max_ms, so a device that opens and hangs up at once cannot make
+// the driver flap. Open failures other than "absent" (permission, not a
+// tty) are reported as DeviceState::error and retried the same way.
+// device_state is reported only when the state changes.
+//
+// DeviceInfo: class "scanner", driver "serial_scanner", capabilities
+// {"events","write"}, attributes path, baud ("9600"), suffix ("cr"|"lf"|
+// "crlf"), encoding ("automatic"|"utf8"|"gb18030").
 //
 // Frame limit: max_frame counts the bytes between prefix and suffix, so the
 // framer accepts max_frame + prefix.size() bytes before the suffix. Faults

@@ -146,8 +146,9 @@ TEST(ScanDecoder, AutomaticFallsBackToGb18030) {
   EXPECT_EQ(s.text, kUtf8PayCode);
 }
 
-// REQ-22: unambiguous decoding: bytes that are valid UTF-8 (and also valid
-// GB 18030) are always taken as UTF-8 in automatic mode, and say so.
+// Bytes that are valid UTF-8 (and also valid GB 18030) are always taken as
+// UTF-8 in automatic mode, and the scan says which encoding was used.
+// REQ-22: unambiguous decoding.
 TEST(ScanDecoder, AutomaticPrefersValidUtf8) {
   const std::string utf8 = "中文";  // E4 B8 AD E6 96 87: also well-formed GB 18030
   ASSERT_TRUE(gb18030_to_utf8(utf8).has_value());

@@ -85,8 +85,9 @@ TEST(ScanFramer, FrameOfExactlyMaxBytesIsAccepted) {
   EXPECT_TRUE(faults_of(items).empty());
 }
 
-// REQ-22: an over-long frame is reported once, without its bytes, and the
-// next frame is read normally.
+// An over-long frame is reported once, without its bytes, and the next
+// frame is read normally.
+// REQ-22: robust parsing.
 TEST(ScanFramer, OverlongFrameFaultsOnceThenGoodFrame) {
   ScanFramer framer(FrameSuffix::cr, 8);
   std::vector<FramerItem> items;

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -132,8 +133,12 @@ pid_t spawn(const std::vector<std::string>& argv, uid_t uid, gid_t gid,
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // Children die with the test, so a test killed on timeout leaves no daemon behind.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(125);
     if (out_fd >= 0) dup2(out_fd, 1);
     if (err_fd >= 0) dup2(err_fd, 2);
     if (uid != 0 || gid != 0) {
@@ -280,6 +285,10 @@ int Daemon::stop() {
 
 std::string Daemon::log() const { return read_file(log_); }
 std::string Daemon::audit() const { return read_file(audit_); }
+
+bool Daemon::audit_has(const std::string& text) const {
+  return wait_until([&] { return audit().find(text) != std::string::npos; });
+}
 
 std::unique_ptr<v1::Gateway::Stub> Daemon::connect() const {
   grpc::ChannelArguments args;

@@ -103,6 +103,8 @@ class Daemon {
   const std::string& config_path() const { return config_; }
   std::string log() const;  // what it wrote to stderr
   std::string audit() const;
+  // Waits (with a deadline) until the audit log, written asynchronously, has `text`.
+  bool audit_has(const std::string& text) const;
 
   // A fresh connection (never shared with other stubs).
   std::unique_ptr<v1::Gateway::Stub> connect() const;

@@ -92,7 +92,7 @@ TEST_F(IdentityTest, CopyAtAnotherPathIsNotTheApp) {
   auto r = ctl_as(kUidA, copy, {"watch", "--device", "sim0", "--count", "1"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("undeclared app (uid 64001, " + copy + ")"), std::string::npos) << r.err;
-  EXPECT_NE(daemon_->audit().find("\"exe\":\"" + copy + "\""), std::string::npos);
+  EXPECT_TRUE(daemon_->audit_has("\"exe\":\"" + copy + "\""));
 }
 
 // REQ-10: the allowed path with other contents (digest differs) is not the app.

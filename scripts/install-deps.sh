@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing Portier needs on Debian 12 (as root).
+# Only missing packages are installed, so a second run costs a second.
+set -euo pipefail
+PACKAGES=(
+  build-essential cmake pkg-config ccache git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libssl-dev libsystemd-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  systemd
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages (${missing[*]}); run as root" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
