@@ -181,9 +181,22 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   sd_notify(0, "STOPPING=1");
+  auto t_stop = std::chrono::steady_clock::now();
+  auto phase = [&t_stop](const char* what) {
+    log_debug(std::string(what) + " after " +
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - t_stop)
+                                 .count()) +
+              " ms");
+  };
   lp->stop();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  phase("listener stopped");
+  hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
+  // Streams ended above; whatever is still running gets a short grace.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  phase("server shut down");
   for (auto& d : drivers) d->stop();
+  phase("drivers stopped");
   (*audit)->flush();
   if (pw.fd >= 0) close(pw.fd);
   close(sfd);

@@ -502,6 +502,18 @@ void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {
   for (auto& dev : held) end_lease_locked(dev, "lease_released", "holder disconnected");
 }
 
+void DeviceHub::end_all_streams(const grpc::Status& status) {
+  std::vector<std::shared_ptr<EventStream>> subs;
+  std::vector<std::shared_ptr<ChangeStream>> watchers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : subs_) subs.push_back(s.stream);
+    for (auto& [id, w] : watchers_) watchers.push_back(w.stream);
+  }
+  for (auto& s : subs) s->end(status);
+  for (auto& w : watchers) w->end(status);
+}
+
 void DeviceHub::policy_changed() {
   auto snap = policy_.current();
   std::vector<std::pair<std::shared_ptr<EventStream>, std::string>> ending;

@@ -73,6 +73,8 @@ class DeviceHub {
                     std::uint64_t* written);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
+  // Ends every event and watch stream (on shutdown), so no call lingers.
+  void end_all_streams(const grpc::Status& status);
   // Re-decides every open stream after a policy reload.
   void policy_changed();
 

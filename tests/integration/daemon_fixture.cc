@@ -129,7 +129,8 @@ std::string slurp_fd(int fd) {
 }
 
 pid_t spawn(const std::vector<std::string>& argv, uid_t uid, gid_t gid,
-            const std::vector<gid_t>& groups, int out_fd, int err_fd) {
+            const std::vector<gid_t>& groups, int out_fd, int err_fd,
+            const std::vector<std::string>& env = {}) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -139,6 +140,7 @@ pid_t spawn(const std::vector<std::string>& argv, uid_t uid, gid_t gid,
     // Children die with the test, so a test killed on timeout leaves no daemon behind.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(125);
+    for (auto& e : env) putenv(const_cast<char*>(e.c_str()));
     if (out_fd >= 0) dup2(out_fd, 1);
     if (err_fd >= 0) dup2(err_fd, 2);
     if (uid != 0 || gid != 0) {
@@ -223,7 +225,7 @@ std::string runner_rule(const std::string& device, const std::string& ops) {
 std::string bin(const std::string& name) { return std::string(PORTIER_BIN_DIR) + "/" + name; }
 std::string test_data(const std::string& rel) { return std::string(PORTIER_TEST_DATA) + "/" + rel; }
 
-Daemon::Daemon(const TempDir& dir, DaemonOptions o) : dir_(dir) {
+Daemon::Daemon(const TempDir& dir, DaemonOptions o) : dir_(dir), options_(o) {
   socket_ = dir.file("portierd.sock");
   policy_ = dir.file("policy.toml");
   config_ = dir.file("portierd.toml");
@@ -233,7 +235,8 @@ Daemon::Daemon(const TempDir& dir, DaemonOptions o) : dir_(dir) {
   std::string cfg = "socket = \"" + socket_ + "\"\n" + "socket_mode = \"" + o.socket_mode +
                     "\"\n" + "state_dir = \"" + dir.file("state") + "\"\n" + "policy = \"" +
                     policy_ + "\"\n" + "subscriber_queue = " + o.subscriber_queue + "\n" +
-                    "max_lease_seconds = " + o.max_lease_seconds + "\n";
+                    "max_lease_seconds = " + o.max_lease_seconds + "\n" + "log_level = \"" +
+                    o.log_level + "\"\n";
   if (!o.socket_group.empty()) cfg += "socket_group = \"" + o.socket_group + "\"\n";
   cfg += o.extra_config;
   write_file(config_, cfg);
@@ -248,7 +251,8 @@ Daemon::~Daemon() {
 
 bool Daemon::start() {
   int err = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  pid_ = spawn({bin("portierd"), "--config", config_}, 0, 0, {}, -1, err);
+  pid_ = spawn({bin("portierd"), "--config", config_}, options_.uid, options_.gid,
+               {options_.gid}, -1, err, options_.env);
   close(err);
   return wait_until(
       [&] {

@@ -86,6 +86,10 @@ struct DaemonOptions {
   std::string socket_group;
   std::string subscriber_queue = "256";
   std::string max_lease_seconds = "300";
+  std::string log_level = "info";
+  std::vector<std::string> env;  // "NAME=value" added to the daemon's environment
+  uid_t uid = 0;                 // run the daemon under this uid/gid (0: as the test)
+  gid_t gid = 0;
 };
 
 class Daemon {
@@ -112,6 +116,7 @@ class Daemon {
 
  private:
   TempDir const& dir_;
+  DaemonOptions options_;
   std::string socket_, policy_, config_, log_, audit_;
   pid_t pid_ = -1;
 };
