@@ -124,12 +124,14 @@ Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::ta
   if (c.path.empty() || c.path[0] != '/') {
     return std::unexpected(bad(r.source(), t, r.name("path"), "an absolute device path is required"));
   }
-  if (auto v = drivers::SerialScanner::validate(c); !v) {
-    return std::unexpected(bad(r.source(), t, r.name("baud"), v.error().message()));
-  }
   if (c.reopen_max_ms < c.reopen_min_ms) {
     return std::unexpected(bad(r.source(), t, r.name("reopen_max_ms"),
                                "must not be less than reopen_min_ms"));
+  }
+  if (auto v = drivers::SerialScanner::validate(c); !v) {
+    std::string table = r.name("");
+    table.pop_back();  // "scanner[1]."
+    return std::unexpected(bad(r.source(), t, table, v.error().message()));
   }
   return c;
 }

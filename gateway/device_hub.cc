@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "log.h"
+#include "quoted.h"
 
 namespace portier::gateway {
 namespace {
@@ -152,7 +153,7 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
   auto it = devices_.find(device_id);
   if (it == devices_.end()) {
     a.status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            "no device '" + device_id + "'; `portierctl devices` lists them");
+                            "no device " + quoted(device_id) + "; `portierctl devices` lists them");
     return a;
   }
   a.decision = decide_locked(conn, it->second, op, snap);
@@ -171,7 +172,7 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
     why = "no rule of " + d.source + " allows it; default deny";
   }
   a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          describe(conn, d.app) + " may not " + opn + " '" + device_id + "' (" +
+                          describe(conn, d.app) + " may not " + opn + " " + quoted(device_id) + " (" +
                               why + ")");
   audit(&conn, d.app, device_id, op, d, why);
   return a;
@@ -384,7 +385,7 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
     e.reason = "held by " + who;
     audit_.record(e);
     return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                        "'" + device_id + "' is claimed by " + who + " for " +
+                        quoted(device_id) + " is claimed by " + who + " for " +
                             std::to_string(std::max<long>(left, 0)) +
                             " more seconds; retry later");
   }
@@ -432,7 +433,7 @@ grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id,
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                      "no lease '" + lease_id + "' held by this connection (expired or released?)");
+                      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
 }
 
 grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
@@ -443,7 +444,7 @@ grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                      "no lease '" + lease_id + "' held by this connection (expired or released?)");
+                      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
 }
 
 void DeviceHub::end_lease_locked(const std::string& device_id, const std::string& event,
@@ -479,13 +480,13 @@ grpc::Status DeviceHub::send(Connection& conn, const std::string& device_id,
     auto l = leases_.find(device_id);
     if (l == leases_.end() || l->second.conn_id != conn.id) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "claim '" + device_id + "' before sending to it");
+                          "claim " + quoted(device_id) + " before sending to it");
     }
     driver = devices_[device_id].driver;
   }
   if (!driver) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "'" + device_id + "' does not accept data");
+                        quoted(device_id) + " does not accept data");
   }
   auto r = driver->write(device_id, data);
   if (!r) return grpc::Status(grpc::StatusCode::UNAVAILABLE, r.error().message());

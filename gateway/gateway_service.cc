@@ -1,6 +1,7 @@
 #include "gateway_service.h"
 
 #include "device_hub.h"
+#include "quoted.h"
 #include "version.h"
 
 namespace portier::gateway {
@@ -160,8 +161,8 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   auto op = policy::parse_op(req->op());
   if (!op) {
     return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                  "unknown operation '" + req->op() +
-                                      "' (list, watch, read, claim, write, configure)"));
+                                  "unknown operation " + quoted(req->op()) +
+                                      " (list, watch, read, claim, write, configure)"));
   }
   auto snap = policy_.current();
   if (!snap.policy) {
@@ -189,7 +190,7 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
                                      ", line " + std::to_string(d.line)
                                : "no rule matched in " + d.source + "; default deny";
-  resp->set_message(who + verdict + req->op() + " '" + req->device_id() + "' (" + why + ")");
+  resp->set_message(who + verdict + req->op() + " " + quoted(req->device_id()) + " (" + why + ")");
   return done(ctx, grpc::Status::OK);
 }
 
