@@ -60,16 +60,18 @@ class BoundedStream : public grpc::ServerWriteReactor<Msg> {
     return true;
   }
 
-  // Ends the stream with `status` once the write in flight (if any) is done.
+  // Ends the stream with `status`. An OK end first delivers what is queued;
+  // an error end drops it. Either waits for the write in flight.
   void end(const grpc::Status& status) {
     std::unique_lock lock(mu_);
     if (ending_) return;
     ending_ = true;
-    queue_.clear();
+    if (!status.ok()) queue_.clear();
     if (writing_) {
       pending_status_ = status;
       return;
     }
+    finished_ = true;
     lock.unlock();
     this->Finish(status);
   }
@@ -89,32 +91,28 @@ class BoundedStream : public grpc::ServerWriteReactor<Msg> {
 
   void OnWriteDone(bool ok) override {
     std::unique_lock lock(mu_);
-    if (ok) ++delivered_;
-    if (!ok && !ending_) {
-      ending_ = true;
+    if (ok) {
+      ++delivered_;
+    } else {
+      ending_ = true;  // the client is gone: nothing more can be written
       queue_.clear();
-      writing_ = false;
+    }
+    if (!queue_.empty()) {
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+      if (stamp_) stamp_(current_, dropped_);
       lock.unlock();
-      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      this->StartWrite(&current_);
       return;
     }
-    if (pending_status_) {
-      auto st = *pending_status_;
-      pending_status_.reset();
-      writing_ = false;
+    writing_ = false;
+    if ((!ok || pending_status_) && !finished_) {
+      finished_ = true;
+      auto st = pending_status_ ? *pending_status_
+                                : grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
       lock.unlock();
       this->Finish(st);
-      return;
     }
-    if (ending_ || queue_.empty()) {
-      writing_ = false;
-      return;
-    }
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    if (stamp_) stamp_(current_, dropped_);
-    lock.unlock();
-    this->StartWrite(&current_);
   }
 
   void OnCancel() override { end(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
@@ -135,7 +133,8 @@ class BoundedStream : public grpc::ServerWriteReactor<Msg> {
   std::deque<Msg> queue_;
   Msg current_;
   bool writing_ = false;
-  bool ending_ = false;
+  bool ending_ = false;    // no more pushes accepted
+  bool finished_ = false;  // Finish has been called
   std::optional<grpc::Status> pending_status_;
   std::uint64_t dropped_ = 0;
   std::atomic<std::uint64_t> delivered_{0};
