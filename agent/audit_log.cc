@@ -49,11 +49,21 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -76,7 +86,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, std::s
 
 AuditLog::AuditLog(std::string path, int fd, std::size_t max_bytes)
     : path_(std::move(path)), fd_(fd), max_bytes_(max_bytes) {
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd_, &st) == 0) size_ = static_cast<std::size_t>(st.st_size);
   // Seed tail() with what the file already holds, so a restart keeps history.
   std::ifstream in(path_);
@@ -104,9 +114,9 @@ std::string AuditLog::to_json(const gateway::AuditEntry& e) {
   if (e.caller) {
     const auto& c = *e.caller;
     j += ",\"app\":{\"name\":\"" + json_escape(e.app) + "\",\"uid\":" + std::to_string(c.uid) +
-         ",\"gid\":" + std::to_string(c.gid) + ",\"pid\":" + std::to_string(c.pid) +
-         ",\"exe\":\"" + json_escape(c.exe) + "\",\"sha256\":\"" + json_escape(c.sha256) +
-         "\",\"unit\":\"" + json_escape(c.unit) + "\"}";
+         ",\"gid\":" + std::to_string(c.gid) + ",\"pid\":" + std::to_string(c.pid) + ",\"exe\":\"" +
+         json_escape(c.exe) + "\",\"sha256\":\"" + json_escape(c.sha256) + "\",\"unit\":\"" +
+         json_escape(c.unit) + "\"}";
   }
   if (!e.device.empty()) j += ",\"device\":\"" + json_escape(e.device) + "\"";
   if (!e.op.empty()) j += ",\"op\":\"" + json_escape(e.op) + "\"";

@@ -15,10 +15,10 @@
 namespace portier::drivers {
 
 struct DeviceInfo {
-  std::string id;            // stable id from config, e.g. "scanner0"
-  std::string device_class;  // "scanner", ...
-  std::string driver;        // "serial_scanner", "simulated_scanner"
-  std::vector<std::string> capabilities;        // "events", "write"
+  std::string id;                                 // stable id from config, e.g. "scanner0"
+  std::string device_class;                       // "scanner", ...
+  std::string driver;                             // "serial_scanner", "simulated_scanner"
+  std::vector<std::string> capabilities;          // "events", "write"
   std::map<std::string, std::string> attributes;  // path, baud, ...
 };
 

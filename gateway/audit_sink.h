@@ -11,16 +11,16 @@
 namespace portier::gateway {
 
 struct AuditEntry {
-  std::string event = "decision";  // decision, lease_expired, lease_released, ...
+  std::string event = "decision";          // decision, lease_expired, lease_released, ...
   const policy::Caller* caller = nullptr;  // null for daemon-internal events
-  std::string app;                 // declared app name, "" when none
+  std::string app;                         // declared app name, "" when none
   std::string device;
   std::string op;
-  std::string decision;            // "allow", "deny", or "" for plain events
-  int rule = 0;                    // 0 = default deny / not applicable
+  std::string decision;  // "allow", "deny", or "" for plain events
+  int rule = 0;          // 0 = default deny / not applicable
   int line = 0;
-  std::string policy;              // policy file
-  std::string reason;              // never payload data
+  std::string policy;  // policy file
+  std::string reason;  // never payload data
 };
 
 class AuditSink {

@@ -14,7 +14,7 @@ namespace portier::gateway {
 
 struct Connection {
   std::uint64_t id = 0;
-  PeerIdentity identity;      // valid when identify_error is empty
+  PeerIdentity identity;       // valid when identify_error is empty
   std::string identify_error;  // why the peer has no identity
 
   // Policy bits for this caller, valid for `policy_generation`.

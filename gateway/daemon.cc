@@ -63,8 +63,8 @@ void reload_policy(PolicyStore& store, DeviceHub& hub, AuditSink& audit, const c
   AuditEntry e;
   e.policy = store.path();
   if (auto r = store.reload(); !r) {
-    log_error("policy reload (" + std::string(why) + ") rejected, old policy stays in force: " +
-              r.error().message());
+    log_error("policy reload (" + std::string(why) +
+              ") rejected, old policy stays in force: " + r.error().message());
     e.event = "policy_rejected";
     e.reason = r.error().message();
     audit.record(e);
@@ -144,11 +144,12 @@ int run_daemon(const DaemonConfig& config) {
     log_error("gRPC server failed to start");
     return 1;
   }
-  lp->start(server.get(), [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); });
+  lp->start(server.get(),
+            [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); });
 
-  auto ready_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
+  auto ready_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   sd_notify(0, "READY=1\nSTATUS=serving");
   log_info("ready in " + std::to_string(ready_ms) + " ms; socket " + config.socket + "; policy " +
            config.policy);

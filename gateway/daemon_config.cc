@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,7 +10,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "serial_scanner/serial_scanner.h"
 
@@ -46,8 +46,8 @@ class TableReader {
     if (!n->is_integer()) return std::unexpected(bad(source_, *n, name(key), "must be an integer"));
     auto v = **n->as_integer();
     if (v < lo || v > hi) {
-      return std::unexpected(bad(source_, *n, name(key),
-                                 "must be " + std::to_string(lo) + ".." + std::to_string(hi)));
+      return std::unexpected(
+          bad(source_, *n, name(key), "must be " + std::to_string(lo) + ".." + std::to_string(hi)));
     }
     out = static_cast<std::remove_reference_t<decltype(out)>>(v);
     return {};
@@ -56,7 +56,8 @@ class TableReader {
     seen_.insert(key);
     auto* n = t_.get(key);
     if (!n) return {};
-    if (!n->is_boolean()) return std::unexpected(bad(source_, *n, name(key), "must be true or false"));
+    if (!n->is_boolean())
+      return std::unexpected(bad(source_, *n, name(key), "must be true or false"));
     out = **n->as_boolean();
     return {};
   }
@@ -83,8 +84,8 @@ class TableReader {
   std::set<std::string> seen_;
 };
 
-#define TRY(expr)                                        \
-  do {                                                   \
+#define TRY(expr)                                                  \
+  do {                                                             \
     if (auto _r = (expr); !_r) return std::unexpected(_r.error()); \
   } while (0)
 
@@ -122,11 +123,12 @@ Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::ta
                                "must be \"auto\", \"utf-8\" or \"gb18030\""));
   }
   if (c.path.empty() || c.path[0] != '/') {
-    return std::unexpected(bad(r.source(), t, r.name("path"), "an absolute device path is required"));
+    return std::unexpected(
+        bad(r.source(), t, r.name("path"), "an absolute device path is required"));
   }
   if (c.reopen_max_ms < c.reopen_min_ms) {
-    return std::unexpected(bad(r.source(), t, r.name("reopen_max_ms"),
-                               "must not be less than reopen_min_ms"));
+    return std::unexpected(
+        bad(r.source(), t, r.name("reopen_max_ms"), "must not be less than reopen_min_ms"));
   }
   if (auto v = drivers::SerialScanner::validate(c); !v) {
     std::string table = r.name("");
@@ -187,8 +189,8 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
   } else if (level == "error") {
     c.log_level = LogLevel::error;
   } else {
-    return std::unexpected(bad(source, *root.get("log_level"), "log_level",
-                               "must be debug, info, warning or error"));
+    return std::unexpected(
+        bad(source, *root.get("log_level"), "log_level", "must be debug, info, warning or error"));
   }
   TRY(r.integer("subscriber_queue", 1, 65536, c.subscriber_queue));
   TRY(r.integer("max_lease_seconds", 1, 86400, c.max_lease_seconds));
@@ -208,8 +210,8 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       TRY(sr.str("type", type));
       TRY(sr.str("id", id));
       if (!valid_id(id)) {
-        return std::unexpected(bad(source, t, sr.name("id"),
-                                   "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+        return std::unexpected(
+            bad(source, t, sr.name("id"), "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
       }
       if (!ids.insert(id).second) {
         return std::unexpected(bad(source, t, sr.name("id"), "'" + id + "' is used twice"));
@@ -224,7 +226,8 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
         TRY(sr.integer("interval_ms", 1, 3600000, s.interval_ms));
         c.simulated_scanners.push_back(s);
       } else {
-        return std::unexpected(bad(source, t, sr.name("type"), "must be \"serial\" or \"simulated\""));
+        return std::unexpected(
+            bad(source, t, sr.name("type"), "must be \"serial\" or \"simulated\""));
       }
       TRY(sr.no_unknown_keys());
     }
@@ -271,7 +274,9 @@ Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string
       "[[app]]\n"
       "name = \"root-cli\"\n"
       "uid = 0\n"
-      "exe = \"" + bin_dir + "/portierctl\"\n\n"
+      "exe = \"" +
+      bin_dir +
+      "/portierctl\"\n\n"
       "[[rule]]\n"
       "app = \"root-cli\"\n"
       "ops = [\"*\"]\n";

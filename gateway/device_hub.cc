@@ -35,9 +35,12 @@ std::string random_id() {
 
 v1::DeviceState to_proto(drivers::DeviceState s) {
   switch (s) {
-    case drivers::DeviceState::ready: return v1::DEVICE_STATE_READY;
-    case drivers::DeviceState::disconnected: return v1::DEVICE_STATE_DISCONNECTED;
-    case drivers::DeviceState::error: return v1::DEVICE_STATE_ERROR;
+    case drivers::DeviceState::ready:
+      return v1::DEVICE_STATE_READY;
+    case drivers::DeviceState::disconnected:
+      return v1::DEVICE_STATE_DISCONNECTED;
+    case drivers::DeviceState::error:
+      return v1::DEVICE_STATE_ERROR;
   }
   return v1::DEVICE_STATE_UNSPECIFIED;
 }
@@ -120,7 +123,8 @@ policy::Decision DeviceHub::decide_locked(Connection& conn, DeviceEntry& dev, Op
                                           const PolicySnapshot& snap) {
   if (!snap.policy) return {};
   if (dev.policy_generation != snap.generation) {
-    policy::DeviceRef ref{dev.device.id(), dev.device.device_class(),
+    policy::DeviceRef ref{dev.device.id(),
+                          dev.device.device_class(),
                           {dev.device.attributes().begin(), dev.device.attributes().end()}};
     dev.device_rules = snap.policy->rules_for_device(ref);
     dev.policy_generation = snap.generation;
@@ -166,14 +170,13 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
   if (!snap.policy) {
     why = "no policy is loaded";
   } else if (d.rule > 0) {
-    why = "rule " + std::to_string(d.rule) + " of " + d.source + ", line " +
-          std::to_string(d.line);
+    why = "rule " + std::to_string(d.rule) + " of " + d.source + ", line " + std::to_string(d.line);
   } else {
     why = "no rule of " + d.source + " allows it; default deny";
   }
-  a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          describe(conn, d.app) + " may not " + opn + " " + quoted(device_id) + " (" +
-                              why + ")");
+  a.status = grpc::Status(
+      grpc::StatusCode::PERMISSION_DENIED,
+      describe(conn, d.app) + " may not " + opn + " " + quoted(device_id) + " (" + why + ")");
   audit(&conn, d.app, device_id, op, d, why);
   return a;
 }
@@ -354,9 +357,8 @@ grpc::Status DeviceHub::watch(const std::shared_ptr<Connection>& conn,
   return grpc::Status::OK;
 }
 
-grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
-                              const std::string& device_id, std::uint32_t seconds,
-                              v1::Lease* out) {
+grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn, const std::string& device_id,
+                              std::uint32_t seconds, v1::Lease* out) {
   if (seconds == 0 || seconds > options_.max_lease_seconds) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
@@ -367,8 +369,8 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
   if (!a.ok()) return a.status;
   if (auto l = leases_.find(device_id); l != leases_.end()) {
     const auto& holder = l->second;
-    auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                    holder.expires - std::chrono::steady_clock::now())
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(holder.expires -
+                                                                 std::chrono::steady_clock::now())
                     .count();
     std::string who = holder.app.empty() ? "an undeclared app" : "app '" + holder.app + "'";
     if (holder.conn_id == conn->id) who = "this connection";
@@ -386,8 +388,7 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
     audit_.record(e);
     return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                         quoted(device_id) + " is claimed by " + who + " for " +
-                            std::to_string(std::max<long>(left, 0)) +
-                            " more seconds; retry later");
+                            std::to_string(std::max<long>(left, 0)) + " more seconds; retry later");
   }
   LeaseEntry l;
   l.lease_id = random_id();
@@ -412,8 +413,8 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn,
   return grpc::Status::OK;
 }
 
-grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id,
-                              std::uint32_t seconds, v1::Lease* out) {
+grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id, std::uint32_t seconds,
+                              v1::Lease* out) {
   if (seconds == 0 || seconds > options_.max_lease_seconds) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
@@ -432,8 +433,9 @@ grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id,
     expiry_cv_.notify_all();
     return grpc::Status::OK;
   }
-  return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
+  return grpc::Status(
+      grpc::StatusCode::NOT_FOUND,
+      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
 }
 
 grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
@@ -443,8 +445,9 @@ grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
     end_lease_locked(std::string(dev), "lease_released", "released by holder");
     return grpc::Status::OK;
   }
-  return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
+  return grpc::Status(
+      grpc::StatusCode::NOT_FOUND,
+      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
 }
 
 void DeviceHub::end_lease_locked(const std::string& device_id, const std::string& event,

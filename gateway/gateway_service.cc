@@ -105,8 +105,7 @@ grpc::ServerUnaryReactor* GatewayService::Release(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* GatewayService::Send(grpc::CallbackServerContext* ctx,
-                                               const v1::SendRequest* req,
-                                               v1::SendResponse* resp) {
+                                               const v1::SendRequest* req, v1::SendResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return done(ctx, st);
@@ -117,8 +116,7 @@ grpc::ServerUnaryReactor* GatewayService::Send(grpc::CallbackServerContext* ctx,
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext* ctx,
-                                                    const v1::GetHealthRequest*,
-                                                    v1::Health* resp) {
+                                                    const v1::GetHealthRequest*, v1::Health* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return done(ctx, st);
@@ -187,8 +185,8 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   std::string who = d.app.empty() ? "undeclared app (uid " + std::to_string(caller.uid) + ")"
                                   : "app '" + d.app + "'";
   std::string verdict = d.allow ? " may " : " may not ";
-  std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
-                                     ", line " + std::to_string(d.line)
+  std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source + ", line " +
+                                     std::to_string(d.line)
                                : "no rule matched in " + d.source + "; default deny";
   resp->set_message(who + verdict + req->op() + " " + quoted(req->device_id()) + " (" + why + ")");
   return done(ctx, grpc::Status::OK);

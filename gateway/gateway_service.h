@@ -31,21 +31,19 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                   v1::ClaimResponse* resp) override;
   grpc::ServerUnaryReactor* Renew(grpc::CallbackServerContext* ctx, const v1::RenewRequest* req,
                                   v1::ClaimResponse* resp) override;
-  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
-                                    const v1::ReleaseRequest* req,
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx, const v1::ReleaseRequest* req,
                                     v1::ReleaseResponse* resp) override;
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
                                  v1::SendResponse* resp) override;
   grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx,
-                                      const v1::GetHealthRequest* req,
-                                      v1::Health* resp) override;
-  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx,
-                                   const v1::WhoAmIRequest* req, v1::Identity* resp) override;
+                                      const v1::GetHealthRequest* req, v1::Health* resp) override;
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* req,
+                                   v1::Identity* resp) override;
   grpc::ServerUnaryReactor* ExplainPolicy(grpc::CallbackServerContext* ctx,
                                           const v1::ExplainRequest* req,
                                           v1::ExplainResponse* resp) override;
-  grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(
-      grpc::CallbackServerContext* ctx, const v1::TailAuditRequest* req) override;
+  grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(grpc::CallbackServerContext* ctx,
+                                                       const v1::TailAuditRequest* req) override;
 
  private:
   std::shared_ptr<Connection> connection(grpc::CallbackServerContext* ctx, grpc::Status* st);

@@ -103,11 +103,11 @@ PeerIdentity::~PeerIdentity() {
 }
 
 Result<std::string> executable_digest(int fd) {
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) return fail(Errc::io, "peer", "executable", errno_text(errno));
   using Key = std::tuple<dev_t, ino_t, off_t, long, long, long, long>;
-  Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-          st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+  Key key{st.st_dev,          st.st_ino,         st.st_size,        st.st_mtim.tv_sec,
+          st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
   static std::mutex mu;
   static std::map<Key, std::string> cache;
   {
@@ -145,15 +145,16 @@ Result<PeerIdentity> resolve_peer(int fd) {
   char buf[4096];
   ssize_t n = readlink((proc + "/exe").c_str(), buf, sizeof(buf) - 1);
   if (n < 0) {
-    return fail(Errc::permission_denied, "peer", proc + "/exe",
-                errno_text(errno) + " (portierd needs CAP_SYS_PTRACE to identify other users' apps)");
+    return fail(
+        Errc::permission_denied, "peer", proc + "/exe",
+        errno_text(errno) + " (portierd needs CAP_SYS_PTRACE to identify other users' apps)");
   }
   id.caller.exe.assign(buf, static_cast<size_t>(n));
   // The link text of a deleted or replaced file ends in " (deleted)": the
   // contents we hash below are still those of the running image.
   int exe_fd = open((proc + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return fail(Errc::permission_denied, "peer", proc + "/exe", errno_text(errno));
-  struct stat st{};
+  struct stat st {};
   fstat(exe_fd, &st);
   id.exe_dev = st.st_dev;
   id.exe_ino = st.st_ino;
@@ -181,7 +182,7 @@ Result<void> verify_peer(const PeerIdentity& id) {
     return fail(Errc::permission_denied, "peer", "pid " + std::to_string(pid),
                 "the process that connected is gone; reconnect");
   }
-  struct stat st{};
+  struct stat st {};
   const std::string exe = "/proc/" + std::to_string(pid) + "/exe";
   if (stat(exe.c_str(), &st) != 0 || st.st_dev != id.exe_dev || st.st_ino != id.exe_ino) {
     return fail(Errc::permission_denied, "peer", "pid " + std::to_string(pid),

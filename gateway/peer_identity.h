@@ -17,10 +17,10 @@ namespace portier::gateway {
 
 struct PeerIdentity {
   policy::Caller caller;
-  int pidfd = -1;          // owned; -1 when the kernel has no pidfds
+  int pidfd = -1;                // owned; -1 when the kernel has no pidfds
   std::uint64_t start_time = 0;  // /proc/<pid>/stat field 22, against pid reuse
-  dev_t exe_dev = 0;       // the executable's inode at resolve time, to
-  ino_t exe_ino = 0;       // notice an exec after connect
+  dev_t exe_dev = 0;             // the executable's inode at resolve time, to
+  ino_t exe_ino = 0;             // notice an exec after connect
 
   PeerIdentity() = default;
   PeerIdentity(const PeerIdentity&) = delete;

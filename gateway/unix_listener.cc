@@ -37,7 +37,7 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const ListenerOptions& 
   std::memcpy(addr.sun_path, options.path.data(), options.path.size());
 
   // A stale socket from a previous run is removed; a live one is not stolen.
-  struct stat st{};
+  struct stat st {};
   if (lstat(options.path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       ::close(fd);
@@ -169,7 +169,7 @@ void UnixListener::accept_loop() {
       conn->identify_error = id.error().message();
     }
     int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    struct stat st{};
+    struct stat st {};
     fstat(fd, &st);
     {
       std::lock_guard lock(mu_);
@@ -213,7 +213,7 @@ void UnixListener::monitor_loop() {
       {
         std::lock_guard lock(mu_);
         for (auto& [fd, e] : by_fd_) {
-          struct stat st{};
+          struct stat st {};
           if (fstat(fd, &st) != 0 || st.st_ino != e.ino) gone.push_back(fd);
         }
       }
@@ -233,7 +233,7 @@ std::shared_ptr<Connection> UnixListener::find(const std::string& peer) const {
   std::lock_guard lock(mu_);
   auto it = by_fd_.find(fd);
   if (it == by_fd_.end()) return nullptr;
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0 || st.st_ino != it->second.ino) return nullptr;
   return it->second.conn;
 }

@@ -6,11 +6,11 @@
 namespace portier::ctl {
 namespace {
 
-const std::set<std::string> kFlags = {"--json", "--follow", "--run", "--help"};
-const std::set<std::string> kOptions = {
-    "--socket", "--device", "--count",  "--seconds", "--app-uid", "--app-gid", "--exe",
-    "--sha256", "--unit",   "--op",     "--class",   "--policy",  "--data",    "--text",
-    "--timeout"};
+const std::set<std::string> kFlags = {"--json", "--follow", "--help"};
+const std::set<std::string> kOptions = {"--socket",  "--device",  "--count",  "--seconds",
+                                        "--app-uid", "--app-gid", "--exe",    "--sha256",
+                                        "--unit",    "--op",      "--class",  "--policy",
+                                        "--data",    "--text",    "--timeout"};
 
 }  // namespace
 

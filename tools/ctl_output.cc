@@ -10,10 +10,14 @@ namespace {
 
 std::string short_state(v1::DeviceState s) {
   switch (s) {
-    case v1::DEVICE_STATE_READY: return "ready";
-    case v1::DEVICE_STATE_DISCONNECTED: return "disconnected";
-    case v1::DEVICE_STATE_ERROR: return "error";
-    default: return "unknown";
+    case v1::DEVICE_STATE_READY:
+      return "ready";
+    case v1::DEVICE_STATE_DISCONNECTED:
+      return "disconnected";
+    case v1::DEVICE_STATE_ERROR:
+      return "error";
+    default:
+      return "unknown";
   }
 }
 
@@ -91,11 +95,11 @@ std::string format_health(const v1::Health& h) {
   std::ostringstream o;
   o << "state: " << v1::Health::State_Name(h.state()) << "\n";
   for (auto& r : h.reasons()) o << "  - " << r << "\n";
-  o << "version: " << h.version() << ", uptime " << h.uptime_seconds() << " s, "
-    << h.connections() << " connections\n";
+  o << "version: " << h.version() << ", uptime " << h.uptime_seconds() << " s, " << h.connections()
+    << " connections\n";
   const auto& p = h.policy();
-  o << "policy: " << p.path() << " (generation " << p.generation() << ", " << p.apps()
-    << " apps, " << p.rules() << " rules, loaded " << format_time(p.loaded_at()) << ")\n";
+  o << "policy: " << p.path() << " (generation " << p.generation() << ", " << p.apps() << " apps, "
+    << p.rules() << " rules, loaded " << format_time(p.loaded_at()) << ")\n";
   if (!p.last_error().empty()) o << "  last reload rejected: " << p.last_error() << "\n";
   o << "devices:\n";
   for (auto& d : h.devices()) o << "  " << format_device(d) << "\n";
@@ -103,8 +107,8 @@ std::string format_health(const v1::Health& h) {
     o << "subscribers:\n";
     for (auto& s : h.subscribers()) {
       o << "  #" << s.id() << " " << (s.app().empty() ? "-" : s.app()) << " pid " << s.pid()
-        << " on " << s.device_id() << ": delivered " << s.delivered() << ", dropped "
-        << s.dropped() << ", queued " << s.queued() << "\n";
+        << " on " << s.device_id() << ": delivered " << s.delivered() << ", dropped " << s.dropped()
+        << ", queued " << s.queued() << "\n";
     }
   }
   return o.str();

@@ -43,25 +43,38 @@ struct Failure {
 int exit_code(grpc::StatusCode c) {
   switch (c) {
     case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED: return 3;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 3;
     case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::UNAVAILABLE: return 4;
-    case grpc::StatusCode::INVALID_ARGUMENT: return 2;
-    default: return 1;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 4;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return 2;
+    default:
+      return 1;
   }
 }
 
 const char* code_name(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    default: return "ERROR";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    default:
+      return "ERROR";
   }
 }
 
@@ -70,15 +83,15 @@ const char* code_name(grpc::StatusCode c) {
   for (auto& ch : msg) {
     if (ch == '\n') ch = ' ';
   }
-  throw Failure{exit_code(st.error_code()),
-                std::string(code_name(st.error_code())) + ": " + msg};
+  throw Failure{exit_code(st.error_code()), std::string(code_name(st.error_code())) + ": " + msg};
 }
 
 class Ctl {
  public:
   explicit Ctl(const Args& a) : args_(a), json_(a.flag("json")) {
-    socket_ = a.opt("socket").value_or(std::getenv("PORTIER_SOCKET") ? std::getenv("PORTIER_SOCKET")
-                                                                     : "/run/portier/portierd.sock");
+    socket_ =
+        a.opt("socket").value_or(std::getenv("PORTIER_SOCKET") ? std::getenv("PORTIER_SOCKET")
+                                                               : "/run/portier/portierd.sock");
     timeout_ = static_cast<int>(number(a, "timeout", 5, 3600));
   }
 
@@ -170,7 +183,8 @@ class Ctl {
     std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
     std::vector<grpc::Status> results(ids.size());
     std::vector<std::thread> threads;
-    for (std::size_t i = 0; i < ids.size(); ++i) ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      ctxs.push_back(std::make_unique<grpc::ClientContext>());
     std::atomic<bool> finished{false};
     for (std::size_t i = 0; i < ids.size(); ++i) {
       threads.emplace_back([&, i] {
@@ -268,9 +282,6 @@ class Ctl {
   }
 
   int health() {
-    if (args_.flag("run")) {
-      throw Failure{1, "UNIMPLEMENTED: on-demand health checks arrive with the health monitor"};
-    }
     grpc::ClientContext ctx;
     deadline(ctx);
     v1::Health h;
@@ -296,8 +307,8 @@ class Ctl {
       std::string apps;
       for (auto& a : id.apps()) apps += (apps.empty() ? "" : ", ") + a;
       out("uid " + std::to_string(id.uid()) + " gid " + std::to_string(id.gid()) + " pid " +
-          std::to_string(id.pid()) + "\nexe " + id.exe() + "\nsha256 " + id.sha256() +
-          "\nunit " + (id.unit().empty() ? "-" : id.unit()) + "\napps " +
+          std::to_string(id.pid()) + "\nexe " + id.exe() + "\nsha256 " + id.sha256() + "\nunit " +
+          (id.unit().empty() ? "-" : id.unit()) + "\napps " +
           (apps.empty() ? "(none: not a declared app)" : apps));
     }
     return 0;
@@ -326,7 +337,8 @@ class Ctl {
       auto p = policy::Policy::load_file(*file);
       if (!p) throw Failure{1, p.error().message()};
       policy::Caller c{req.uid(), req.gid(), 0, req.exe(), req.sha256(), req.unit()};
-      auto d = (*p)->decide(c, {req.device_id(), req.device_class(), {}}, *policy::parse_op(*op_name));
+      auto d =
+          (*p)->decide(c, {req.device_id(), req.device_class(), {}}, *policy::parse_op(*op_name));
       resp.set_allow(d.allow);
       resp.set_rule(static_cast<std::uint32_t>(d.rule));
       resp.set_line(static_cast<std::uint32_t>(d.line));
@@ -337,15 +349,16 @@ class Ctl {
       std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
                                          ", line " + std::to_string(d.line)
                                    : "no rule matched in " + d.source + "; default deny";
-      resp.set_message(who + (d.allow ? " may " : " may not ") + *op_name + " '" + *device +
-                       "' (" + why + ")");
+      resp.set_message(who + (d.allow ? " may " : " may not ") + *op_name + " '" + *device + "' (" +
+                       why + ")");
     } else {
       grpc::ClientContext ctx;
       deadline(ctx);
       auto st = stub().ExplainPolicy(&ctx, req, &resp);
       if (!st.ok()) raise(st);
     }
-    out(json_ ? to_json_line(resp) : std::string(resp.allow() ? "ALLOW: " : "DENY: ") + resp.message());
+    out(json_ ? to_json_line(resp)
+              : std::string(resp.allow() ? "ALLOW: " : "DENY: ") + resp.message());
     return 0;
   }
 

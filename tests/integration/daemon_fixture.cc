@@ -232,9 +232,9 @@ Daemon::Daemon(const TempDir& dir, DaemonOptions o) : dir_(dir), options_(o) {
   log_ = dir.file("portierd.log");
   audit_ = dir.file("state/audit.jsonl");
   write_file(policy_, o.policy);
-  std::string cfg = "socket = \"" + socket_ + "\"\n" + "socket_mode = \"" + o.socket_mode +
-                    "\"\n" + "state_dir = \"" + dir.file("state") + "\"\n" + "policy = \"" +
-                    policy_ + "\"\n" + "subscriber_queue = " + o.subscriber_queue + "\n" +
+  std::string cfg = "socket = \"" + socket_ + "\"\n" + "socket_mode = \"" + o.socket_mode + "\"\n" +
+                    "state_dir = \"" + dir.file("state") + "\"\n" + "policy = \"" + policy_ +
+                    "\"\n" + "subscriber_queue = " + o.subscriber_queue + "\n" +
                     "max_lease_seconds = " + o.max_lease_seconds + "\n" + "log_level = \"" +
                     o.log_level + "\"\n";
   if (!o.socket_group.empty()) cfg += "socket_group = \"" + o.socket_group + "\"\n";
@@ -251,15 +251,15 @@ Daemon::~Daemon() {
 
 bool Daemon::start() {
   int err = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  pid_ = spawn({bin("portierd"), "--config", config_}, options_.uid, options_.gid,
-               {options_.gid}, -1, err, options_.env);
+  pid_ = spawn({bin("portierd"), "--config", config_}, options_.uid, options_.gid, {options_.gid},
+               -1, err, options_.env);
   close(err);
   return wait_until(
-      [&] {
-        if (!alive()) return true;
-        return log().find("ready in") != std::string::npos;
-      },
-      15s) &&
+             [&] {
+               if (!alive()) return true;
+               return log().find("ready in") != std::string::npos;
+             },
+             15s) &&
          alive();
 }
 

@@ -3,6 +3,7 @@
 // wait on conditions with deadlines, never on sleeps.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -10,8 +11,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "portier/v1/gateway.grpc.pb.h"
 
@@ -46,8 +45,8 @@ class Pty {
   explicit Pty(std::string link);
   ~Pty();
   void write(const std::string& bytes);
-  void close_master();   // the scanner is unplugged
-  void reopen();         // plugged in again (new pty, link re-pointed)
+  void close_master();  // the scanner is unplugged
+  void reopen();        // plugged in again (new pty, link re-pointed)
   const std::string& link() const { return link_; }
 
  private:
@@ -80,8 +79,8 @@ class Child {
 };
 
 struct DaemonOptions {
-  std::string policy;         // policy file contents
-  std::string extra_config;   // appended to the generated config (e.g. [[scanner]] tables)
+  std::string policy;        // policy file contents
+  std::string extra_config;  // appended to the generated config (e.g. [[scanner]] tables)
   std::string socket_mode = "0660";
   std::string socket_group;
   std::string subscriber_queue = "256";

@@ -43,9 +43,7 @@ class NotifySocket {
   int fd_;
 };
 
-std::string basic_policy() {
-  return "version = 1\n" + runner_app() + runner_rule("*", "[\"*\"]");
-}
+std::string basic_policy() { return "version = 1\n" + runner_app() + runner_rule("*", "[\"*\"]"); }
 
 TEST(DaemonLifecycleTest, NotifiesReadyWatchdogAndStopping) {
   TempDir dir;
@@ -68,7 +66,7 @@ TEST(DaemonLifecycleTest, SigtermStopsCleanlyAndRemovesTheSocket) {
   o.extra_config = "[[scanner]]\nid = \"sim0\"\ntype = \"simulated\"\ninterval_ms = 10\n";
   Daemon d(dir, o);
   ASSERT_TRUE(d.start()) << d.log();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat(d.socket().c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0660u);
@@ -160,9 +158,10 @@ TEST(DaemonLifecycleTest, RunsWithoutRoot) {
 TEST(SystemdUnitTest, UnitIsLeastPrivilegeAndVerifies) {
   auto unit = read_file(std::string(PORTIER_SOURCE_DIR) + "/systemd/portierd.service");
   for (const char* line :
-       {"Type=notify", "User=portier", "NoNewPrivileges=yes", "CapabilityBoundingSet=CAP_SYS_PTRACE\n",
-        "AmbientCapabilities=CAP_SYS_PTRACE\n", "ProtectSystem=strict", "PrivateTmp=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_NETLINK\n", "WatchdogSec=", "ProtectHome=yes"}) {
+       {"Type=notify", "User=portier", "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_SYS_PTRACE\n", "AmbientCapabilities=CAP_SYS_PTRACE\n",
+        "ProtectSystem=strict", "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_NETLINK\n",
+        "WatchdogSec=", "ProtectHome=yes"}) {
     EXPECT_NE(unit.find(line), std::string::npos) << "missing " << line;
   }
   EXPECT_EQ(unit.find("User=root"), std::string::npos);

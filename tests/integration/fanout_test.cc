@@ -18,13 +18,12 @@ class FanoutTest : public ::testing::Test {
   void start(const std::string& queue = "16", const std::string& scanner_extra = "") {
     pty_ = std::make_unique<Pty>(dir_.file("ttyACM0"));
     DaemonOptions o;
-    o.policy = "version = 1\n" + runner_app() +
-               "[[app]]\nname = \"ctl\"\nuid = 0\nexe = \"" + bin("portierctl") + "\"\n" +
-               runner_rule("*", "[\"*\"]") +
+    o.policy = "version = 1\n" + runner_app() + "[[app]]\nname = \"ctl\"\nuid = 0\nexe = \"" +
+               bin("portierctl") + "\"\n" + runner_rule("*", "[\"*\"]") +
                "[[rule]]\napp = \"ctl\"\ndevice = \"scanner0\"\nops = [\"read\"]\n";
     o.subscriber_queue = queue;
-    o.extra_config = "[[scanner]]\nid = \"scanner0\"\ntype = \"serial\"\npath = \"" +
-                     pty_->link() + "\"\nsuffix = \"CR\"\naim = true\n" + scanner_extra;
+    o.extra_config = "[[scanner]]\nid = \"scanner0\"\ntype = \"serial\"\npath = \"" + pty_->link() +
+                     "\"\nsuffix = \"CR\"\naim = true\n" + scanner_extra;
     daemon_ = std::make_unique<Daemon>(dir_, o);
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
     ASSERT_TRUE(wait_until([&] { return device_state() == v1::DEVICE_STATE_READY; }));
@@ -76,11 +75,12 @@ TEST_F(FanoutTest, StuckSubscriberLosesOnlyItsOwnEvents) {
   // written. The stuck one reads nothing and must overflow.
   for (int i = 1; i <= kScans; i += kBatch) {
     std::string batch;
-    for (int j = i; j < i + kBatch && j <= kScans; ++j) batch += "]Q1PAY-" + std::to_string(j) + "\r";
+    for (int j = i; j < i + kBatch && j <= kScans; ++j)
+      batch += "]Q1PAY-" + std::to_string(j) + "\r";
     pty_->write(batch);
     std::size_t want = static_cast<std::size_t>(std::min(i + kBatch - 1, kScans));
-    ASSERT_TRUE(wait_until([&] { return received >= want; })) << "fast subscriber stalled at "
-                                                               << received;
+    ASSERT_TRUE(wait_until([&] { return received >= want; }))
+        << "fast subscriber stalled at " << received;
   }
   fast.join();
   ctx.TryCancel();

@@ -4,9 +4,9 @@
 //   fd_client SOCKET [--exec OTHER]     connect, (exec OTHER --fd N), list
 //   fd_client --fd N                    list over the inherited socket N
 #include <fcntl.h>
-#include <poll.h>
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/grpcpp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>

@@ -35,8 +35,11 @@ class IdentityTest : public ::testing::Test {
   std::string policy() const {
     return "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
            "[[app]]\nname = \"teller\"\nuid = " + std::to_string(kUidA) + "\nexe = \"" + ctl_ +
-           "\"\nsha256 = \"" + digest_ + "\"\n"
-           "[[app]]\nname = \"other-user\"\nuid = " + std::to_string(kUidB) + "\n"
+           "\"\nsha256 = \"" + digest_ +
+           "\"\n"
+           "[[app]]\nname = \"other-user\"\nuid = " +
+           std::to_string(kUidB) +
+           "\n"
            "[[rule]]\napp = \"teller\"\ndevice = \"sim*\"\nops = [\"list\", \"read\", \"claim\"]\n"
            "[[rule]]\napp = \"other-user\"\nops = [\"list\"]\nclass = \"terminal\"\n";
   }
@@ -129,8 +132,8 @@ TEST_F(IdentityTest, ExecAfterConnectLosesTheIdentity) {
   copy_file(bin("fd_client"), other);
   // Declare fd_client (at its allowed path) as the teller app instead.
   std::string p = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
-                  "[[app]]\nname = \"teller\"\nuid = " + std::to_string(kUidA) +
-                  "\nexe = \"" + fdc + "\"\n[[rule]]\napp = \"teller\"\nops = [\"list\"]\n";
+                  "[[app]]\nname = \"teller\"\nuid = " + std::to_string(kUidA) + "\nexe = \"" +
+                  fdc + "\"\n[[rule]]\napp = \"teller\"\nops = [\"list\"]\n";
   replace_file(daemon_->policy_path(), p);
   ASSERT_TRUE(wait_until([&] { return daemon_->health().policy().generation() == 2; }));
 

@@ -157,8 +157,7 @@ TEST_F(ApiAbuseTest, OutOfRangeCallsGetClearErrors) {
     r.set_op("destroy");
     r.set_device_id("sim0");
     v1::ExplainResponse resp;
-    EXPECT_EQ(stub->ExplainPolicy(&ctx, r, &resp).error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(stub->ExplainPolicy(&ctx, r, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
     grpc::ClientContext ctx;

@@ -51,7 +51,8 @@ TEST_F(PolicyReloadTest, FileChangeTakesEffect) {
 }
 
 TEST_F(PolicyReloadTest, BrokenFileIsRejectedAndOldPolicyStays) {
-  replace_file(daemon_->policy_path(), "version = 1\n[[rule]]\napp = \"nobody-declared\"\nops = [\"list\"]\n");
+  replace_file(daemon_->policy_path(),
+               "version = 1\n[[rule]]\napp = \"nobody-declared\"\nops = [\"list\"]\n");
   ASSERT_TRUE(wait_until([&] { return !daemon_->health().policy().last_error().empty(); }));
   auto h = daemon_->health();
   EXPECT_EQ(h.policy().generation(), 1u);

@@ -108,26 +108,25 @@ TEST_F(PortierctlTest, HealthTextAndJson) {
 }
 
 TEST_F(PortierctlTest, PolicyExplainOnlineAndOffline) {
-  auto allow = ctl({"policy", "explain", "--app-uid", "0", "--exe", ctl_, "--device", "sim0",
-                    "--op", "claim"});
+  auto allow = ctl(
+      {"policy", "explain", "--app-uid", "0", "--exe", ctl_, "--device", "sim0", "--op", "claim"});
   ASSERT_EQ(allow.exit_code, 0) << allow.err;
-  EXPECT_NE(allow.out.find("ALLOW: app 'admin-cli' may claim 'sim0' (rule 3 of"),
-            std::string::npos)
+  EXPECT_NE(allow.out.find("ALLOW: app 'admin-cli' may claim 'sim0' (rule 3 of"), std::string::npos)
       << allow.out;
-  auto deny = ctl({"policy", "explain", "--app-uid", "0", "--exe", ctl_, "--device", "sim0",
-                   "--op", "write"});
+  auto deny = ctl(
+      {"policy", "explain", "--app-uid", "0", "--exe", ctl_, "--device", "sim0", "--op", "write"});
   EXPECT_NE(deny.out.find("DENY: app 'admin-cli' may not write 'sim0' (rule 2 of"),
             std::string::npos)
       << deny.out;
-  auto stranger = ctl({"policy", "explain", "--app-uid", "1000", "--exe", "/usr/bin/x",
-                       "--device", "sim0", "--op", "read", "--json"});
+  auto stranger = ctl({"policy", "explain", "--app-uid", "1000", "--exe", "/usr/bin/x", "--device",
+                       "sim0", "--op", "read", "--json"});
   EXPECT_NE(stranger.out.find("\"allow\":false"), std::string::npos) << stranger.out;
   EXPECT_NE(stranger.out.find("\"rule\":0"), std::string::npos) << stranger.out;
 
   // Offline, straight from a file, without the daemon.
   auto offline = run({ctl_, "--socket", dir_.file("none.sock"), "policy", "explain", "--policy",
-                      daemon_->policy_path(), "--app-uid", "0", "--exe", ctl_, "--device",
-                      "sim0", "--op", "write"});
+                      daemon_->policy_path(), "--app-uid", "0", "--exe", ctl_, "--device", "sim0",
+                      "--op", "write"});
   EXPECT_EQ(offline.exit_code, 0) << offline.err;
   EXPECT_NE(offline.out.find("DENY"), std::string::npos) << offline.out;
   auto bad_op = ctl({"policy", "explain", "--app-uid", "0", "--device", "sim0", "--op", "eat"});

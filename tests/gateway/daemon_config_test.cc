@@ -1,0 +1,120 @@
+// portierd's config parser: defaults, every key, located errors, and
+// robustness against malformed input.
+#include "gateway/daemon_config.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace portier::gateway {
+namespace {
+
+TEST(DaemonConfigTest, EmptyFileMeansDefaults) {
+  auto c = parse_config("", "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->socket, "/run/portier/portierd.sock");
+  EXPECT_EQ(c->socket_mode, 0660u);
+  EXPECT_EQ(c->state_dir, "/var/lib/portier");
+  EXPECT_EQ(c->policy, "/etc/portier/policy.toml");
+  EXPECT_EQ(c->audit_log, "/var/lib/portier/audit.jsonl");
+  EXPECT_EQ(c->subscriber_queue, 256u);
+  EXPECT_EQ(c->max_lease_seconds, 300u);
+  EXPECT_TRUE(c->serial_scanners.empty());
+}
+
+TEST(DaemonConfigTest, EveryKeyIsRead) {
+  auto c = parse_config(R"(
+socket = "/run/p/s.sock"
+socket_mode = "0600"
+socket_group = "apps"
+state_dir = "/var/lib/p"
+policy = "/etc/p/policy.toml"
+audit_log = "/var/log/p/audit.jsonl"
+audit_max_bytes = 100000
+log_level = "debug"
+subscriber_queue = 8
+max_lease_seconds = 60
+[[scanner]]
+id = "scanner0"
+type = "serial"
+path = "/dev/ttyACM0"
+baud = 115200
+suffix = "CRLF"
+prefix = "STX"
+aim = false
+encoding = "gb18030"
+max_frame = 512
+reopen_min_ms = 50
+reopen_max_ms = 2000
+[[scanner]]
+id = "sim0"
+type = "simulated"
+interval_ms = 100
+)",
+                        "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->socket_mode, 0600u);
+  EXPECT_EQ(c->socket_group, "apps");
+  EXPECT_EQ(c->audit_log, "/var/log/p/audit.jsonl");
+  EXPECT_EQ(c->audit_max_bytes, 100000u);
+  EXPECT_EQ(c->log_level, LogLevel::debug);
+  ASSERT_EQ(c->serial_scanners.size(), 1u);
+  const auto& s = c->serial_scanners[0];
+  EXPECT_EQ(s.baud, 115200);
+  EXPECT_EQ(s.suffix, drivers::FrameSuffix::crlf);
+  EXPECT_EQ(s.prefix, "STX");
+  EXPECT_FALSE(s.aim);
+  EXPECT_EQ(s.encoding, drivers::TextEncoding::gb18030);
+  EXPECT_EQ(s.max_frame, 512u);
+  EXPECT_EQ(s.reopen_min_ms, 50);
+  EXPECT_EQ(s.reopen_max_ms, 2000);
+  ASSERT_EQ(c->simulated_scanners.size(), 1u);
+  EXPECT_EQ(c->simulated_scanners[0].interval_ms, 100);
+}
+
+TEST(DaemonConfigTest, ErrorsNameFileLineAndKey) {
+  auto c = parse_config("socket = \"/s\"\n\nmax_lease_seconds = 0\n", "p.toml");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message(), "p.toml:3:21: max_lease_seconds: must be 1..86400");
+}
+
+// Malformed input: random bytes and mutations of a good config never crash
+// the parser; each gives a config or an error.
+TEST(DaemonConfigTest, MalformedInputNeverCrashes) {
+  const std::string good =
+      "socket = \"/run/p.sock\"\nsubscriber_queue = 8\n[[scanner]]\nid = \"s\"\n"
+      "path = \"/dev/ttyACM0\"\nsuffix = \"CR\"\n";
+  std::mt19937 rng(20261122);
+  int errors = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = good;
+    int edits = 1 + static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits; ++e) {
+      std::size_t at = rng() % (text.size() + 1);
+      switch (rng() % 3) {
+        case 0:
+          text.insert(at, 1, static_cast<char>(rng()));
+          break;
+        case 1:
+          if (at < text.size()) text.erase(at, 1);
+          break;
+        default:
+          if (at < text.size()) text[at] = static_cast<char>(rng());
+      }
+    }
+    auto c = parse_config(text, "fuzz.toml");
+    if (!c) {
+      ++errors;
+      EXPECT_FALSE(c.error().message().empty());
+    }
+  }
+  for (int i = 0; i < 1000; ++i) {
+    std::string junk(rng() % 256, '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rng());
+    (void)parse_config(junk, "junk.toml");
+  }
+  EXPECT_GT(errors, 100);
+}
+
+}  // namespace
+}  // namespace portier::gateway
