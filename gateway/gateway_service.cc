@@ -37,20 +37,29 @@ std::shared_ptr<Connection> GatewayService::connection(grpc::CallbackServerConte
   return conn;
 }
 
+std::shared_ptr<Connection> GatewayService::identified(grpc::CallbackServerContext* ctx,
+                                                       grpc::Status* st) {
+  auto conn = connection(ctx, st);
+  if (!conn) return nullptr;
+  if (!conn->identify_error.empty()) {
+    *st = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                       "caller could not be identified: " + conn->identify_error);
+    return nullptr;
+  }
+  if (auto ok = verify_peer(conn->identity); !ok) {
+    *st = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message());
+    return nullptr;
+  }
+  return conn;
+}
+
 grpc::ServerUnaryReactor* GatewayService::ListDevices(grpc::CallbackServerContext* ctx,
                                                       const v1::ListDevicesRequest*,
                                                       v1::ListDevicesResponse* resp) {
   grpc::Status st;
-  auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
   // Identity problems surface as an error, not as an empty list.
-  if (!conn->identify_error.empty()) {
-    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                  "caller could not be identified: " + conn->identify_error));
-  }
-  if (auto ok = verify_peer(conn->identity); !ok) {
-    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message()));
-  }
+  auto conn = identified(ctx, &st);
+  if (!conn) return done(ctx, st);
   for (auto& d : hub_.list(*conn)) *resp->add_devices() = std::move(d);
   return done(ctx, grpc::Status::OK);
 }
@@ -131,12 +140,8 @@ grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* GatewayService::WhoAmI(grpc::CallbackServerContext* ctx,
                                                  const v1::WhoAmIRequest*, v1::Identity* resp) {
   grpc::Status st;
-  auto conn = connection(ctx, &st);
+  auto conn = identified(ctx, &st);
   if (!conn) return done(ctx, st);
-  if (!conn->identify_error.empty()) {
-    return done(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                  "caller could not be identified: " + conn->identify_error));
-  }
   const auto& c = conn->caller();
   resp->set_uid(c.uid);
   resp->set_gid(c.gid);
@@ -182,13 +187,7 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   resp->set_line(static_cast<std::uint32_t>(d.line));
   resp->set_policy(d.source);
   resp->set_app(d.app);
-  std::string who = d.app.empty() ? "undeclared app (uid " + std::to_string(caller.uid) + ")"
-                                  : "app '" + d.app + "'";
-  std::string verdict = d.allow ? " may " : " may not ";
-  std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source + ", line " +
-                                     std::to_string(d.line)
-                               : "no rule matched in " + d.source + "; default deny";
-  resp->set_message(who + verdict + req->op() + " " + quoted(req->device_id()) + " (" + why + ")");
+  resp->set_message(policy::explain(d, caller.uid, *op, quoted(req->device_id())));
   return done(ctx, grpc::Status::OK);
 }
 

@@ -47,6 +47,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
  private:
   std::shared_ptr<Connection> connection(grpc::CallbackServerContext* ctx, grpc::Status* st);
+  // As connection(), and the caller must be identified and still the same
+  // process (for calls that are not decided per device).
+  std::shared_ptr<Connection> identified(grpc::CallbackServerContext* ctx, grpc::Status* st);
 
   DeviceHub& hub_;
   PolicyStore& policy_;

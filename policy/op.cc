@@ -1,4 +1,5 @@
 #include <array>
+#include <string>
 
 #include "policy/policy.h"
 
@@ -19,6 +20,16 @@ std::optional<Op> parse_op(std::string_view name) {
 std::string_view op_name(Op op) {
   const auto i = static_cast<std::size_t>(op);
   return i < kOpNames.size() ? kOpNames[i] : std::string_view("unknown");
+}
+
+std::string explain(const Decision& d, std::uint32_t uid, Op op, const std::string& device) {
+  std::string who =
+      d.app.empty() ? "undeclared app (uid " + std::to_string(uid) + ")" : "app '" + d.app + "'";
+  std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source + ", line " +
+                                     std::to_string(d.line)
+                               : "no rule matched in " + d.source + "; default deny";
+  return who + (d.allow ? " may " : " may not ") + std::string(op_name(op)) + " " + device + " (" +
+         why + ")";
 }
 
 }  // namespace portier::policy

@@ -46,6 +46,11 @@ struct Decision {
   std::string source;  // policy file path (or name given to parse)
 };
 
+// The sentence a person reads for a decision: "app 'kiosk-ui' may not claim
+// 'scanner0' (rule 3 of /etc/portier/policy.toml, line 12)". `device` is
+// inserted as given (quote it first).
+std::string explain(const Decision& d, std::uint32_t uid, Op op, const std::string& device);
+
 class Policy {
  public:
   struct AppDecl;

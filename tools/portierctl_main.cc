@@ -344,13 +344,7 @@ class Ctl {
       resp.set_line(static_cast<std::uint32_t>(d.line));
       resp.set_policy(d.source);
       resp.set_app(d.app);
-      std::string who = d.app.empty() ? "undeclared app (uid " + std::to_string(c.uid) + ")"
-                                      : "app '" + d.app + "'";
-      std::string why = d.rule > 0 ? "rule " + std::to_string(d.rule) + " of " + d.source +
-                                         ", line " + std::to_string(d.line)
-                                   : "no rule matched in " + d.source + "; default deny";
-      resp.set_message(who + (d.allow ? " may " : " may not ") + *op_name + " '" + *device + "' (" +
-                       why + ")");
+      resp.set_message(policy::explain(d, c.uid, *policy::parse_op(*op_name), "'" + *device + "'"));
     } else {
       grpc::ClientContext ctx;
       deadline(ctx);

@@ -39,6 +39,17 @@ class FanoutTest : public ::testing::Test {
 
   int subscribers() { return daemon_->health().subscribers_size(); }
 
+  // Subscribes to scanner0 and waits until the daemon counts `expected` subscribers.
+  std::unique_ptr<grpc::ClientReader<v1::PeripheralEvent>> subscribe(v1::Gateway::Stub& stub,
+                                                                     grpc::ClientContext& ctx,
+                                                                     int expected) {
+    v1::SubscribeRequest req;
+    req.set_device_id("scanner0");
+    auto reader = stub.Subscribe(&ctx, req);
+    EXPECT_TRUE(wait_until([&] { return subscribers() == expected; }));
+    return reader;
+  }
+
   TempDir dir_;
   std::unique_ptr<Pty> pty_;
   std::unique_ptr<Daemon> daemon_;
@@ -106,10 +117,7 @@ TEST_F(FanoutTest, Gb18030ScanArrivesDecoded) {
   start();
   auto stub = daemon_->connect();
   grpc::ClientContext ctx;
-  v1::SubscribeRequest req;
-  req.set_device_id("scanner0");
-  auto reader = stub->Subscribe(&ctx, req);
-  ASSERT_TRUE(wait_until([&] { return subscribers() == 1; }));
+  auto reader = subscribe(*stub, ctx, 1);
   const std::string gb = "\xd6\xd0\xce\xc4\xd6\xa7\xb8\xb6";  // 中文支付 in GB 18030
   pty_->write("]Q1" + gb + "\r]E04006381333931\r");
   v1::PeripheralEvent ev;
@@ -131,10 +139,7 @@ TEST_F(FanoutTest, MalformedScannerBytesAreSurvived) {
   start("256", "max_frame = 64\nencoding = \"utf-8\"\n");
   auto stub = daemon_->connect();
   grpc::ClientContext ctx;
-  v1::SubscribeRequest req;
-  req.set_device_id("scanner0");
-  auto reader = stub->Subscribe(&ctx, req);
-  ASSERT_TRUE(wait_until([&] { return subscribers() == 1; }));
+  auto reader = subscribe(*stub, ctx, 1);
 
   std::string garbage;
   std::uint32_t x = 12345;
@@ -177,10 +182,7 @@ TEST_F(FanoutTest, ScannerComesBackAfterUnplug) {
 
   auto stub = daemon_->connect();
   grpc::ClientContext ctx;
-  v1::SubscribeRequest req;
-  req.set_device_id("scanner0");
-  auto reader = stub->Subscribe(&ctx, req);
-  ASSERT_TRUE(wait_until([&] { return subscribers() == 1; }));
+  auto reader = subscribe(*stub, ctx, 1);
   pty_->write("]E04006381333931\r");
   v1::PeripheralEvent ev;
   ASSERT_TRUE(reader->Read(&ev));
@@ -195,10 +197,7 @@ TEST_F(FanoutTest, PayloadsNeverReachTheLogs) {
   start();
   auto stub = daemon_->connect();
   grpc::ClientContext ctx;
-  v1::SubscribeRequest req;
-  req.set_device_id("scanner0");
-  auto reader = stub->Subscribe(&ctx, req);
-  ASSERT_TRUE(wait_until([&] { return subscribers() == 1; }));
+  auto reader = subscribe(*stub, ctx, 1);
   const std::string pan = "6222021234567890123";  // card-number-like payment code
   pty_->write("]Q1" + pan + "\r");
   v1::PeripheralEvent ev;
