@@ -123,8 +123,8 @@ std::string AuditLog::to_json(const gateway::AuditEntry& e) {
   if (!e.decision.empty()) {
     j += ",\"decision\":\"" + json_escape(e.decision) + "\"";
     j += ",\"rule\":" + std::to_string(e.rule) + ",\"line\":" + std::to_string(e.line);
-    j += ",\"policy\":\"" + json_escape(e.policy) + "\"";
   }
+  if (!e.policy.empty()) j += ",\"policy\":\"" + json_escape(e.policy) + "\"";
   if (!e.reason.empty()) j += ",\"reason\":\"" + json_escape(e.reason) + "\"";
   j += "}";
   return j;

@@ -109,6 +109,13 @@ int run_daemon(const DaemonConfig& config) {
     log_error("policy: " + r.error().message());
     return 1;
   }
+  {
+    AuditEntry e;
+    e.event = "policy_loaded";
+    e.policy = config.policy;
+    e.reason = "generation 1 at start";
+    (*audit)->record(e);
+  }
 
   DeviceHub hub(policy, **audit, {config.subscriber_queue, config.max_lease_seconds});
   std::vector<std::unique_ptr<drivers::Driver>> drivers;
@@ -144,6 +151,7 @@ int run_daemon(const DaemonConfig& config) {
     log_error("gRPC server failed to start");
     return 1;
   }
+  hub.set_sever([lp](std::uint64_t id) { lp->sever(id); });
   lp->start(server.get(),
             [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); });
 
@@ -190,6 +198,7 @@ int run_daemon(const DaemonConfig& config) {
                                  .count()) +
               " ms");
   };
+  hub.set_sever(nullptr);  // the listener goes away before the hub
   lp->stop();
   phase("listener stopped");
   hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));

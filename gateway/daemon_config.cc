@@ -195,7 +195,7 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
   TRY(r.integer("subscriber_queue", 1, 65536, c.subscriber_queue));
   TRY(r.integer("max_lease_seconds", 1, 86400, c.max_lease_seconds));
 
-  std::set<std::string> ids{"terminal"};
+  std::set<std::string> ids;
   if (auto* n = r.node("scanner")) {
     auto* arr = n->as_array();
     if (!arr || !arr->is_array_of_tables()) {
@@ -212,6 +212,10 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       if (!valid_id(id)) {
         return std::unexpected(
             bad(source, t, sr.name("id"), "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+      }
+      if (id == "terminal") {
+        return std::unexpected(
+            bad(source, t, sr.name("id"), "'terminal' is reserved for the terminal itself"));
       }
       if (!ids.insert(id).second) {
         return std::unexpected(bad(source, t, sr.name("id"), "'" + id + "' is used twice"));
@@ -243,6 +247,9 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
     return fail(Errc::invalid_argument, source, "policy", "must be an absolute path");
   }
   if (c.audit_log.empty()) c.audit_log = c.state_dir + "/audit.jsonl";
+  if (c.audit_log[0] != '/') {
+    return fail(Errc::invalid_argument, source, "audit_log", "must be an absolute path");
+  }
   return c;
 }
 

@@ -14,6 +14,7 @@ using policy::Op;
 
 constexpr const char* kTerminal = "terminal";
 constexpr std::size_t kMaxSend = 4096;
+constexpr auto kReverifyEvery = std::chrono::seconds(1);
 
 void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_point tp) {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
@@ -147,6 +148,7 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
   if (!conn.identify_error.empty()) {
     a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                             "caller could not be identified: " + conn.identify_error);
+    audit(nullptr, "", device_id, op, {}, "unidentified caller: " + conn.identify_error);
     return a;
   }
   if (auto ok = verify_peer(conn.identity); !ok) {
@@ -535,13 +537,88 @@ void DeviceHub::policy_changed() {
     }
   }
   for (auto& [s, why] : ending) s->end(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, why));
+
+  // Leases the new policy no longer grants are taken back.
+  std::lock_guard lock(mu_);
+  std::vector<std::string> revoked;
+  for (auto& [dev_id, l] : leases_) {
+    auto conn = l.conn.lock();
+    auto dev = devices_.find(dev_id);
+    if (!conn || dev == devices_.end() ||
+        !decide_locked(*conn, dev->second, Op::claim, snap).allow) {
+      revoked.push_back(dev_id);
+    }
+  }
+  for (auto& dev : revoked) {
+    end_lease_locked(dev, "lease_revoked", "the new policy no longer allows the claim");
+  }
+}
+
+void DeviceHub::set_sever(std::function<void(std::uint64_t)> fn) {
+  std::lock_guard lock(mu_);
+  sever_ = std::move(fn);
+}
+
+void DeviceHub::reverify_streams() {
+  // Streams were allowed at subscribe time; a process that has since exec'd
+  // another program (or exited, leaving the socket to a child) loses them.
+  std::map<std::uint64_t, std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : subs_) conns[s.conn->id] = s.conn;
+    for (auto& [id, w] : watchers_) conns[w.conn->id] = w.conn;
+  }
+  for (auto& [cid, conn] : conns) {
+    if (!conn->identify_error.empty()) continue;
+    auto ok = verify_peer(conn->identity);
+    if (ok) continue;
+    std::vector<std::shared_ptr<EventStream>> subs;
+    std::vector<std::shared_ptr<ChangeStream>> watchers;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, s] : subs_) {
+        if (s.conn->id == cid) subs.push_back(s.stream);
+      }
+      for (auto& [id, w] : watchers_) {
+        if (w.conn->id == cid) watchers.push_back(w.stream);
+      }
+      std::vector<std::string> held;
+      for (auto& [dev, l] : leases_) {
+        if (l.conn_id == cid) held.push_back(dev);
+      }
+      for (auto& dev : held) end_lease_locked(dev, "lease_revoked", ok.error().why);
+      AuditEntry e;
+      e.event = "identity_lost";
+      e.caller = &conn->caller();
+      e.reason = ok.error().why;
+      audit_.record(e);
+    }
+    grpc::Status st(grpc::StatusCode::PERMISSION_DENIED, ok.error().message());
+    for (auto& s : subs) s->end(st);
+    for (auto& w : watchers) w->end(st);
+    // Whatever runs now behind that socket gets nothing more from us.
+    std::function<void(std::uint64_t)> sever;
+    {
+      std::lock_guard lock(mu_);
+      sever = sever_;
+    }
+    if (sever) sever(cid);
+  }
 }
 
 void DeviceHub::expiry_loop() {
   std::unique_lock lock(mu_);
+  auto next_verify = std::chrono::steady_clock::now() + kReverifyEvery;
   while (!stopping_) {
     auto now = std::chrono::steady_clock::now();
-    auto next = now + std::chrono::hours(1);
+    if (now >= next_verify) {
+      lock.unlock();
+      reverify_streams();
+      lock.lock();
+      next_verify = now + kReverifyEvery;
+      continue;
+    }
+    auto next = next_verify;
     std::vector<std::string> expired;
     for (auto& [dev, l] : leases_) {
       if (l.expires <= now) {

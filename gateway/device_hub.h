@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,6 +74,8 @@ class DeviceHub {
                     std::uint64_t* written);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
+  // How to cut a connection off when its process loses its identity.
+  void set_sever(std::function<void(std::uint64_t conn_id)> fn);
   // Ends every event and watch stream (on shutdown), so no call lingers.
   void end_all_streams(const grpc::Status& status);
   // Re-decides every open stream after a policy reload.
@@ -123,6 +126,7 @@ class DeviceHub {
   void end_lease_locked(const std::string& device_id, const std::string& event,
                         const std::string& reason);
   void expiry_loop();
+  void reverify_streams();
   void audit(const Connection* conn, const std::string& app, const std::string& device,
              policy::Op op, const policy::Decision& d, const std::string& reason);
 
@@ -139,6 +143,7 @@ class DeviceHub {
   std::map<std::uint64_t, Watcher> watchers_;
   std::uint64_t next_stream_id_ = 1;
 
+  std::function<void(std::uint64_t)> sever_;
   std::condition_variable expiry_cv_;
   bool stopping_ = false;
   std::thread expiry_thread_;

@@ -67,7 +67,7 @@ grpc::ServerUnaryReactor* GatewayService::ListDevices(grpc::CallbackServerContex
 grpc::ServerWriteReactor<v1::DeviceChange>* GatewayService::WatchDevices(
     grpc::CallbackServerContext* ctx, const v1::WatchDevicesRequest* req) {
   grpc::Status st;
-  auto conn = connection(ctx, &st);
+  auto conn = identified(ctx, &st);
   if (!conn) return ChangeStream::refused(st);
   auto stream = ChangeStream::create(queue_);
   st = hub_.watch(conn, stream, req->include_existing());
@@ -99,7 +99,7 @@ grpc::ServerUnaryReactor* GatewayService::Renew(grpc::CallbackServerContext* ctx
                                                 const v1::RenewRequest* req,
                                                 v1::ClaimResponse* resp) {
   grpc::Status st;
-  auto conn = connection(ctx, &st);
+  auto conn = identified(ctx, &st);
   if (!conn) return done(ctx, st);
   return done(ctx, hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease()));
 }
@@ -108,7 +108,7 @@ grpc::ServerUnaryReactor* GatewayService::Release(grpc::CallbackServerContext* c
                                                   const v1::ReleaseRequest* req,
                                                   v1::ReleaseResponse*) {
   grpc::Status st;
-  auto conn = connection(ctx, &st);
+  auto conn = identified(ctx, &st);
   if (!conn) return done(ctx, st);
   return done(ctx, hub_.release(*conn, req->lease_id()));
 }

@@ -238,6 +238,13 @@ std::shared_ptr<Connection> UnixListener::find(const std::string& peer) const {
   return it->second.conn;
 }
 
+void UnixListener::sever(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  for (auto& [fd, e] : by_fd_) {
+    if (e.conn->id == id) ::shutdown(e.watch_fd, SHUT_RDWR);
+  }
+}
+
 std::size_t UnixListener::count() const {
   std::lock_guard lock(mu_);
   return by_fd_.size();

@@ -48,6 +48,9 @@ class UnixListener {
   // The connection behind a gRPC peer string, or null.
   std::shared_ptr<Connection> find(const std::string& peer) const;
   std::size_t count() const;
+  // Cuts connection `id` off (both directions), e.g. when its process lost
+  // its identity. Unknown ids are ignored.
+  void sever(std::uint64_t id);
 
  private:
   UnixListener(ListenerOptions options, int listen_fd);

@@ -91,11 +91,11 @@ std::optional<speed_t> baud_to_speed(int baud) {
 std::string_view suffix_name(FrameSuffix s) {
   switch (s) {
     case FrameSuffix::cr:
-      return "cr";
+      return "CR";
     case FrameSuffix::lf:
-      return "lf";
+      return "LF";
     case FrameSuffix::crlf:
-      return "crlf";
+      return "CRLF";
   }
   return "?";
 }
@@ -103,9 +103,9 @@ std::string_view suffix_name(FrameSuffix s) {
 std::string_view encoding_name(TextEncoding e) {
   switch (e) {
     case TextEncoding::automatic:
-      return "automatic";
+      return "auto";
     case TextEncoding::utf8:
-      return "utf8";
+      return "utf-8";
     case TextEncoding::gb18030:
       return "gb18030";
   }

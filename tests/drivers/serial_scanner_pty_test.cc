@@ -148,8 +148,8 @@ TEST_F(SerialScannerPty, ReportsDeviceAndScansWithSymbologyAndText) {
   EXPECT_EQ(r.added[0].capabilities, (std::vector<std::string>{"events", "write"}));
   EXPECT_EQ(r.added[0].attributes.at("path"), config_.path);
   EXPECT_EQ(r.added[0].attributes.at("baud"), "115200");
-  EXPECT_EQ(r.added[0].attributes.at("suffix"), "cr");
-  EXPECT_EQ(r.added[0].attributes.at("encoding"), "automatic");
+  EXPECT_EQ(r.added[0].attributes.at("suffix"), "CR");  // spelled as in the config
+  EXPECT_EQ(r.added[0].attributes.at("encoding"), "auto");
   ASSERT_EQ(r.states.size(), 1u);
   EXPECT_EQ(r.states[0].state, DeviceState::ready);
 

@@ -3,6 +3,9 @@
 // that socket. Used to show that an exec after connect loses the identity.
 //   fd_client SOCKET [--exec OTHER]     connect, (exec OTHER --fd N), list
 //   fd_client --fd N                    list over the inherited socket N
+//   fd_client SOCKET --subscribe DEVICE --exec OTHER
+//                                       subscribe over gRPC, then exec OTHER --hold N
+//   fd_client --hold N                  keep socket N open, reading, until EOF
 #include <fcntl.h>
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/grpcpp.h>
@@ -36,8 +39,39 @@ int list_over(int fd) {
 
 }  // namespace
 
+int hold(int fd) {
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20000) != 1) return 6;  // bounded: never outlives its test
+    if (read(fd, buf, sizeof(buf)) <= 0) return 0;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--fd") return list_over(std::stoi(argv[2]));
+  if (argc == 3 && std::string(argv[1]) == "--hold") return hold(std::stoi(argv[2]));
+  if (argc == 6 && std::string(argv[2]) == "--subscribe") {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, argv[1], sizeof(addr.sun_path) - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return 4;
+    int keep = dup(fd);  // gRPC owns fd; the dup survives exec
+    auto ch = grpc::CreateInsecureChannelFromFd("portier", fd);
+    auto stub = portier::v1::Gateway::NewStub(ch);
+    grpc::ClientContext ctx;
+    portier::v1::SubscribeRequest req;
+    req.set_device_id(argv[3]);
+    auto reader = stub->Subscribe(&ctx, req);
+    portier::v1::PeripheralEvent ev;
+    if (!reader->Read(&ev)) return 3;  // subscribed and receiving
+    std::printf("subscribed\n");
+    std::fflush(stdout);
+    std::string n = std::to_string(keep);
+    execl(argv[5], argv[5], "--hold", n.c_str(), static_cast<char*>(nullptr));
+    return 1;
+  }
   if (argc != 2 && argc != 4) return 2;
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);  // no CLOEXEC: an exec keeps it
   sockaddr_un addr{};

@@ -148,5 +148,25 @@ TEST_F(IdentityTest, ExecAfterConnectLosesTheIdentity) {
   EXPECT_NE(r.err.find("exec after connect"), std::string::npos) << r.err;
 }
 
+// A stream allowed at subscribe time is taken back once the subscriber has
+// exec'd another program (checked every second), and that is audited.
+TEST_F(IdentityTest, ExecAfterSubscribeEndsTheStream) {
+  start();
+  std::string fdc = dir_.file("allowed/fd_client");
+  copy_file(bin("fd_client"), fdc);
+  std::string other = dir_.file("other/fd_client");
+  copy_file(bin("fd_client"), other);
+  std::string p = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
+                  "[[app]]\nname = \"teller\"\nuid = " + std::to_string(kUidA) + "\nexe = \"" +
+                  fdc + "\"\n[[rule]]\napp = \"teller\"\nops = [\"read\"]\n";
+  replace_file(daemon_->policy_path(), p);
+  ASSERT_TRUE(wait_until([&] { return daemon_->health().policy().generation() == 2; }));
+  auto r =
+      run_as(kUidA, gid_, {gid_}, {fdc, daemon_->socket(), "--subscribe", "sim0", "--exec", other});
+  EXPECT_NE(r.out.find("subscribed"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(r.exit_code, 0) << "the daemon should have closed the stream and the connection";
+  EXPECT_TRUE(daemon_->audit_has("\"event\":\"identity_lost\""));
+}
+
 }  // namespace
 }  // namespace portier::test

@@ -126,6 +126,7 @@ TEST_F(LeaseTest, BadLeaseLengthsAreRefused) {
   EXPECT_NE(st.error_message().find("1..60"), std::string::npos);
 }
 
+// REQ-18: exclusive use of a peripheral through the gateway; events only to the claimant.
 TEST_F(LeaseTest, ClaimedDeviceEventsGoOnlyToTheClaimant) {
   auto holder = daemon_->connect();
   auto other = daemon_->connect();
