@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (!demo && state_dir != "/tmp/portier-demo") {
+    std::fprintf(stderr, "portierd: --state-dir goes with --demo (set state_dir in the config)\n");
+    return 2;
+  }
   if (demo == !config_path.empty()) {
     std::fprintf(stderr, "portierd: give exactly one of --config FILE or --demo\n%s", kUsage);
     return 2;

@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "ctl_args.h"
@@ -21,7 +23,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: portierctl [--socket PATH] [--json] COMMAND ...\n"
-    "  devices                                  list devices you may see\n"
+    "  devices [--follow]                       list devices you may see (--follow: and\n"
+    "                                           then print arrivals, removals, changes)\n"
     "  watch [--device ID] [--count N]          print events (all readable devices by default)\n"
     "  claim ID --seconds N [--count N]         hold ID exclusively and print its events\n"
     "  send ID (--text S | --data HEX)          claim ID briefly and send bytes to it\n"
@@ -33,6 +36,7 @@ constexpr const char* kUsage =
     "                                           (--policy FILE: offline, without the daemon)\n"
     "  audit tail [--count N] [--follow]        recent audit records\n"
     "socket: --socket, else $PORTIER_SOCKET, else /run/portier/portierd.sock\n"
+    "--timeout S: deadline of each call in seconds (1..3600, default 5)\n"
     "exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found/unavailable, 1 other\n";
 
 struct Failure {
@@ -93,6 +97,7 @@ class Ctl {
         a.opt("socket").value_or(std::getenv("PORTIER_SOCKET") ? std::getenv("PORTIER_SOCKET")
                                                                : "/run/portier/portierd.sock");
     timeout_ = static_cast<int>(number(a, "timeout", 5, 3600));
+    if (timeout_ < 1) throw UsageError{"--timeout must be 1..3600 seconds"};
   }
 
   int run() {
@@ -101,6 +106,7 @@ class Ctl {
       std::fputs(kUsage, w.empty() && !args_.flag("help") ? stderr : stdout);
       return w.empty() && !args_.flag("help") ? 2 : 0;
     }
+    check_options(w);
     if (w[0] == "devices") return devices();
     if (w[0] == "watch") return watch();
     if (w[0] == "claim") return claim();
@@ -113,6 +119,33 @@ class Ctl {
   }
 
  private:
+  // Each command accepts only its own options: a misplaced one is a usage
+  // error, not silently ignored.
+  void check_options(const std::vector<std::string>& w) {
+    static const std::map<std::string, std::set<std::string>> allowed = {
+        {"devices", {"follow"}},
+        {"watch", {"device", "count"}},
+        {"claim", {"seconds", "count"}},
+        {"send", {"text", "data"}},
+        {"health", {}},
+        {"whoami", {}},
+        {"policy",
+         {"app-uid", "app-gid", "exe", "sha256", "unit", "device", "class", "op", "policy"}},
+        {"audit", {"count", "follow"}},
+    };
+    auto it = allowed.find(w[0]);
+    if (it == allowed.end()) return;  // unknown command: reported by run()
+    auto ok = [&](const std::string& k) {
+      return k == "socket" || k == "json" || k == "timeout" || k == "help" || it->second.count(k);
+    };
+    for (auto& [k, v] : args_.options) {
+      if (!ok(k)) throw UsageError{"--" + k + " does not apply to '" + w[0] + "'"};
+    }
+    for (auto& f : args_.flags) {
+      if (!ok(f)) throw UsageError{"--" + f + " does not apply to '" + w[0] + "'"};
+    }
+  }
+
   v1::Gateway::Stub& stub() {
     if (!stub_) {
       auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
@@ -131,12 +164,25 @@ class Ctl {
   }
 
   int devices() {
+    if (args_.flag("follow")) return follow_devices();
     grpc::ClientContext ctx;
     deadline(ctx);
     v1::ListDevicesResponse r;
     auto st = stub().ListDevices(&ctx, {}, &r);
     if (!st.ok()) raise(st);
     for (auto& d : r.devices()) out(json_ ? to_json_line(d) : format_device(d));
+    return 0;
+  }
+
+  int follow_devices() {
+    grpc::ClientContext ctx;
+    v1::WatchDevicesRequest req;
+    req.set_include_existing(true);
+    auto reader = stub().WatchDevices(&ctx, req);
+    v1::DeviceChange ch;
+    while (reader->Read(&ch)) out(json_ ? to_json_line(ch) : format_change(ch));
+    auto st = reader->Finish();
+    if (!st.ok()) raise(st);
     return 0;
   }
 
@@ -327,7 +373,9 @@ class Ctl {
     req.set_uid(static_cast<std::uint32_t>(number(args_, "app-uid", 0, 4294967295u)));
     req.set_gid(static_cast<std::uint32_t>(number(args_, "app-gid", 0, 4294967295u)));
     req.set_exe(args_.opt("exe").value_or(""));
-    req.set_sha256(args_.opt("sha256").value_or(""));
+    std::string digest = args_.opt("sha256").value_or("");
+    for (auto& ch : digest) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    req.set_sha256(digest);
     req.set_unit(args_.opt("unit").value_or(""));
     req.set_device_id(*device);
     req.set_device_class(args_.opt("class").value_or(""));

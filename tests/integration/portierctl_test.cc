@@ -81,6 +81,10 @@ TEST_F(PortierctlTest, ExitCodes) {
   EXPECT_EQ(ctl({"claim", "sim0"}).exit_code, 2);  // no --seconds
   EXPECT_EQ(ctl({"watch", "--count", "-1"}).exit_code, 2);
   EXPECT_EQ(ctl({"devices", "--bogus"}).exit_code, 2);
+  auto misplaced = ctl({"devices", "--count", "5"});  // an option of another command
+  EXPECT_EQ(misplaced.exit_code, 2);
+  EXPECT_NE(misplaced.err.find("--count does not apply to 'devices'"), std::string::npos);
+  EXPECT_EQ(ctl({"health", "--timeout", "0"}).exit_code, 2);
 
   auto denied = ctl({"send", "sim0", "--text", "x"});  // write is denied by rule 2
   EXPECT_EQ(denied.exit_code, 3) << denied.err;
