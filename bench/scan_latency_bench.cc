@@ -1,0 +1,714 @@
+// Scan-to-app latency: from the moment the bytes of a frame are written to a
+// pty master (the "scanner") to the moment a subscriber of portierd has read
+// the PeripheralEvent carrying it. Each frame is "S<seq>T<ns>\r": a sequence
+// number and the CLOCK_MONOTONIC time just before write(), so every event
+// carries its own send time. Frames are paced at a fixed rate by absolute
+// deadlines (this is a load driver; sleeping to pace is intended).
+//
+// Runs: a raw pty hop (master -> slave in raw mode, read by another thread:
+// the floor any serial scanner pays), then portierd with 1 subscriber and
+// with 50 (separate connections, one reader thread each). Prints p50/p90/
+// p99/max, events expected vs received per subscriber, and the ratio to the
+// baseline.
+//
+// usage: scan_latency_bench [--seconds N] [--rate N] [--subscribers N]
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "daemon_launcher.h"
+#include "portier/v1/gateway.grpc.pb.h"
+
+namespace {
+
+using namespace portier;
+using namespace portier::bench;
+
+constexpr int kWarmup = 200;  // scans sent before measuring
+constexpr const char* kDevice = "scanner0";
+
+struct Options {
+  int seconds = 5;
+  int rate = 1000;  // scans per second
+  int subscribers = 50;
+};
+
+// ---- frames ----
+
+struct Frame {
+  std::uint64_t seq = 0;
+  std::int64_t sent_ns = 0;
+};
+
+bool parse_frame(std::string_view s, Frame* f) {
+  if (s.size() < 4 || s[0] != 'S') return false;
+  auto t = s.find('T');
+  if (t == std::string_view::npos) return false;
+  auto r1 = std::from_chars(s.data() + 1, s.data() + t, f->seq);
+  auto r2 = std::from_chars(s.data() + t + 1, s.data() + s.size(), f->sent_ns);
+  return r1.ec == std::errc() && r2.ec == std::errc() && r1.ptr == s.data() + t &&
+         r2.ptr == s.data() + s.size();
+}
+
+// CLOCK_REALTIME - CLOCK_MONOTONIC, read back to back (the tightest of a few
+// tries): turns the daemon's wall-clock event stamp into monotonic time.
+std::int64_t realtime_minus_mono() {
+  std::int64_t best = 0, best_width = INT64_MAX;
+  for (int i = 0; i < 20; ++i) {
+    timespec a{}, r{}, b{};
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    clock_gettime(CLOCK_REALTIME, &r);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    auto ns = [](const timespec& t) {
+      return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+    };
+    if (ns(b) - ns(a) < best_width) {
+      best_width = ns(b) - ns(a);
+      best = ns(r) - (ns(a) + ns(b)) / 2;
+    }
+  }
+  return best;
+}
+
+// ---- a pty pair ----
+
+class PtyPair {
+ public:
+  PtyPair() {
+    master_ = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (master_ < 0 || grantpt(master_) != 0 || unlockpt(master_) != 0) {
+      throw std::runtime_error(std::string("posix_openpt: ") + std::strerror(errno));
+    }
+    slave_path_ = ptsname(master_);
+  }
+  ~PtyPair() {
+    if (master_ >= 0) close(master_);
+  }
+  PtyPair(const PtyPair&) = delete;
+  PtyPair& operator=(const PtyPair&) = delete;
+  int master() const { return master_; }
+  const std::string& slave_path() const { return slave_path_; }
+
+ private:
+  int master_ = -1;
+  std::string slave_path_;
+};
+
+// Writes all of `data` to the (non-blocking) master; false when the pty did
+// not take it within 2 s (nobody reads the slave) or a stop was requested.
+bool write_all(int fd, std::string_view data) {
+  std::size_t off = 0;
+  int waited_ms = 0;
+  while (off < data.size()) {
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n > 0) {
+      off += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
+    if (stop_requested() || waited_ms >= 2000) return false;
+    pollfd p{fd, POLLOUT, 0};
+    poll(&p, 1, 10);
+    waited_ms += 10;
+  }
+  return true;
+}
+
+// ---- the load driver ----
+
+struct DriveStats {
+  std::uint64_t sent = 0;
+  std::int64_t max_late_ns = 0;  // how far behind its deadline a write started
+  std::uint64_t late_1ms = 0;    // measured frames that started > 1 ms late
+  bool ok = true;
+  std::string error;
+};
+
+// Sends frames 0 .. warmup+count-1 at `rate` per second, each at its absolute
+// deadline. Frames below `warmup` warm the path up and are not measured.
+DriveStats drive(int fd, int warmup, int count, int rate) {
+  DriveStats st;
+  const std::int64_t period = 1000000000LL / rate;
+  const std::int64_t start = mono_ns() + 2000000;  // 2 ms from now
+  char buf[64];
+  for (int seq = 0; seq < warmup + count; ++seq) {
+    const std::int64_t deadline = start + seq * period;
+    timespec ts{static_cast<time_t>(deadline / 1000000000),
+                static_cast<long>(deadline % 1000000000)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+      if (stop_requested()) break;
+    }
+    if (stop_requested()) {
+      st.ok = false;
+      st.error = "interrupted";
+      return st;
+    }
+    const std::int64_t now = mono_ns();
+    int n = std::snprintf(buf, sizeof(buf), "S%dT%lld\r", seq, static_cast<long long>(now));
+    if (!write_all(fd, std::string_view(buf, static_cast<std::size_t>(n)))) {
+      st.ok = false;
+      st.error = "pty did not accept frame " + std::to_string(seq) + " within 2 s";
+      return st;
+    }
+    ++st.sent;
+    if (seq >= warmup) {
+      st.max_late_ns = std::max(st.max_late_ns, now - deadline);
+      if (now - deadline > 1000000) ++st.late_1ms;
+    }
+  }
+  return st;
+}
+
+// ---- what one receiver saw ----
+
+struct Received {
+  std::vector<std::int64_t> latency_ns;  // measured frames only
+  // The same latency split at PeripheralEvent.time (stamped by the daemon's
+  // hub before it fans the event out): pty + driver, then fan-out + gRPC.
+  std::vector<std::int64_t> to_hub_ns, from_hub_ns;
+  std::uint64_t expected = 0;
+  std::uint64_t received = 0;  // distinct measured frames
+  std::uint64_t duplicates = 0;
+  std::uint64_t out_of_order = 0;
+  std::uint64_t daemon_seq_gaps = 0;   // events missing between consecutive daemon sequences
+  std::uint64_t dropped_reported = 0;  // last PeripheralEvent.dropped
+  std::uint64_t faults = 0;
+  std::uint64_t unparsed = 0;
+  std::vector<bool> seen;
+  std::atomic<bool> got_last{false};
+
+  void init(int count) {
+    expected = static_cast<std::uint64_t>(count);
+    seen.assign(static_cast<std::size_t>(count), false);
+    latency_ns.reserve(static_cast<std::size_t>(count));
+    to_hub_ns.reserve(static_cast<std::size_t>(count));
+    from_hub_ns.reserve(static_cast<std::size_t>(count));
+  }
+  std::uint64_t lost() const { return expected > received ? expected - received : 0; }
+
+  // `hub_ns`: the daemon's stamp on CLOCK_MONOTONIC, or -1 when there is none.
+  void record(const Frame& f, std::int64_t now, int warmup, std::int64_t hub_ns = -1) {
+    if (f.seq < static_cast<std::uint64_t>(warmup)) return;
+    std::uint64_t i = f.seq - static_cast<std::uint64_t>(warmup);
+    if (i >= seen.size()) {
+      ++unparsed;
+      return;
+    }
+    if (seen[i]) {
+      ++duplicates;
+      return;
+    }
+    if (i + 1 < last_index_plus1_) ++out_of_order;
+    last_index_plus1_ = std::max(last_index_plus1_, i + 1);
+    seen[i] = true;
+    ++received;
+    latency_ns.push_back(now - f.sent_ns);
+    if (hub_ns >= 0) {
+      to_hub_ns.push_back(hub_ns - f.sent_ns);
+      from_hub_ns.push_back(now - hub_ns);
+    }
+    if (i + 1 == seen.size()) got_last = true;
+  }
+
+ private:
+  std::uint64_t last_index_plus1_ = 0;
+};
+
+// ---- percentiles ----
+
+struct Summary {
+  std::size_t n = 0;
+  double p50 = 0, p90 = 0, p99 = 0, max = 0;  // µs
+};
+
+Summary summarize(std::vector<std::int64_t> v) {
+  Summary s;
+  s.n = v.size();
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    k = std::clamp<std::size_t>(k, 1, v.size());
+    return static_cast<double>(v[k - 1]) / 1000.0;
+  };
+  s.p50 = at(0.50);
+  s.p90 = at(0.90);
+  s.p99 = at(0.99);
+  s.max = static_cast<double>(v.back()) / 1000.0;
+  return s;
+}
+
+struct RunResult {
+  std::string name;
+  int subscribers = 0;
+  Summary all, to_hub, from_hub;
+  double worst_sub_p99 = 0;
+  double sub_p50_min = 0, sub_p50_median = 0, sub_p50_max = 0;  // spread across subscribers
+  std::uint64_t expected = 0, received = 0, lost = 0, dup = 0, ooo = 0, gaps = 0, dropped = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> per_sub;  // received, expected
+  DriveStats drive;
+  double daemon_cpu_pct = -1;
+  double bench_cpu_pct = -1;         // this process: the 50 subscribers' side
+  std::string daemon_threads;        // CPU per daemon thread name
+  std::uint64_t daemon_dropped = 0;  // from GetHealth, summed over this run's subscribers
+  bool ok = true;
+  std::string error;
+};
+
+void fill_totals(RunResult& r, std::vector<Received*> subs) {
+  std::vector<std::int64_t> all, to_hub, from_hub;
+  std::vector<double> p50s;
+  for (auto* s : subs) {
+    all.insert(all.end(), s->latency_ns.begin(), s->latency_ns.end());
+    to_hub.insert(to_hub.end(), s->to_hub_ns.begin(), s->to_hub_ns.end());
+    from_hub.insert(from_hub.end(), s->from_hub_ns.begin(), s->from_hub_ns.end());
+    p50s.push_back(summarize(s->latency_ns).p50);
+    r.expected += s->expected;
+    r.received += s->received;
+    r.lost += s->lost();
+    r.dup += s->duplicates;
+    r.ooo += s->out_of_order;
+    r.gaps += s->daemon_seq_gaps;
+    r.dropped += s->dropped_reported;
+    r.per_sub.emplace_back(s->received, s->expected);
+    r.worst_sub_p99 = std::max(r.worst_sub_p99, summarize(s->latency_ns).p99);
+  }
+  r.all = summarize(std::move(all));
+  r.to_hub = summarize(std::move(to_hub));
+  r.from_hub = summarize(std::move(from_hub));
+  std::sort(p50s.begin(), p50s.end());
+  if (!p50s.empty()) {
+    r.sub_p50_min = p50s.front();
+    r.sub_p50_median = p50s[p50s.size() / 2];
+    r.sub_p50_max = p50s.back();
+  }
+}
+
+// ---- baseline: the raw pty hop ----
+
+RunResult run_baseline(const Options& o) {
+  RunResult r;
+  r.name = "baseline: raw pty hop";
+  r.subscribers = 1;
+  const int count = o.seconds * o.rate;
+  PtyPair pty;
+  int slave = open(pty.slave_path().c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  if (slave < 0) throw std::runtime_error("open " + pty.slave_path() + ": " + std::strerror(errno));
+  termios t{};
+  tcgetattr(slave, &t);
+  cfmakeraw(&t);
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  tcsetattr(slave, TCSANOW, &t);
+  tcflush(slave, TCIOFLUSH);
+
+  Received rec;
+  rec.init(count);
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    std::string pending;
+    char buf[4096];
+    while (!done) {
+      pollfd p{slave, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = read(slave, buf, sizeof(buf));
+      const std::int64_t now = mono_ns();
+      if (n <= 0) continue;
+      pending.append(buf, static_cast<std::size_t>(n));
+      std::size_t start = 0, cr;
+      while ((cr = pending.find('\r', start)) != std::string::npos) {
+        Frame f;
+        if (parse_frame(std::string_view(pending).substr(start, cr - start), &f)) {
+          rec.record(f, now, kWarmup);
+        } else {
+          ++rec.unparsed;
+        }
+        start = cr + 1;
+      }
+      pending.erase(0, start);
+    }
+  });
+  r.drive = drive(pty.master(), kWarmup, count, o.rate);
+  wait_until([&] { return rec.got_last.load(); }, 3000ms);
+  done = true;
+  reader.join();
+  close(slave);
+  if (!r.drive.ok) {
+    r.ok = false;
+    r.error = r.drive.error;
+  }
+  fill_totals(r, {&rec});
+  return r;
+}
+
+// ---- portierd ----
+
+struct Subscriber {
+  std::unique_ptr<v1::Gateway::Stub> stub;
+  grpc::ClientContext ctx;
+  std::mutex mu;  // orders "call started" against "cancel"
+  bool started = false, cancelled = false;
+  Received rec;
+  std::thread thread;
+  grpc::Status status;
+  std::atomic<bool> ended{false};
+  std::int64_t realtime_offset = 0;  // realtime_minus_mono()
+
+  void run(int warmup) {
+    {
+      std::lock_guard lock(mu);
+      if (cancelled) return;
+      started = true;
+    }
+    v1::SubscribeRequest req;
+    req.set_device_id(kDevice);
+    auto reader = stub->Subscribe(&ctx, req);
+    v1::PeripheralEvent ev;
+    std::uint64_t last_daemon_seq = 0;
+    while (reader->Read(&ev)) {
+      const std::int64_t now = mono_ns();
+      if (last_daemon_seq && ev.sequence() > last_daemon_seq + 1) {
+        rec.daemon_seq_gaps += ev.sequence() - last_daemon_seq - 1;
+      }
+      last_daemon_seq = ev.sequence();
+      rec.dropped_reported = ev.dropped();
+      if (!ev.has_scan()) {
+        ++rec.faults;
+        continue;
+      }
+      Frame f;
+      if (parse_frame(ev.scan().raw(), &f)) {
+        const std::int64_t hub =
+            ev.time().seconds() * 1000000000 + ev.time().nanos() - realtime_offset;
+        rec.record(f, now, warmup, hub);
+      } else {
+        ++rec.unparsed;
+      }
+    }
+    status = reader->Finish();
+    ended = true;
+  }
+  void cancel() {
+    std::lock_guard lock(mu);
+    cancelled = true;
+    if (started) ctx.TryCancel();
+  }
+};
+
+std::size_t subscriber_count(const std::string& socket, std::uint64_t* dropped = nullptr) {
+  v1::Health h;
+  if (!get_health(socket, &h).ok()) return 0;
+  std::size_t n = 0;
+  if (dropped) *dropped = 0;
+  for (auto& s : h.subscribers()) {
+    if (s.device_id() != kDevice) continue;
+    ++n;
+    if (dropped) *dropped += s.dropped();
+  }
+  return n;
+}
+
+bool scanner_ready(const std::string& socket) {
+  v1::Health h;
+  if (!get_health(socket, &h).ok()) return false;
+  for (auto& d : h.devices()) {
+    if (d.id() == kDevice) return d.state() == v1::DEVICE_STATE_READY;
+  }
+  return false;
+}
+
+RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const std::string& socket,
+                      int n) {
+  RunResult r;
+  r.name = "portierd: " + std::to_string(n) + (n == 1 ? " subscriber" : " subscribers");
+  r.subscribers = n;
+  const int count = o.seconds * o.rate;
+  std::vector<std::unique_ptr<Subscriber>> subs;
+  for (int i = 0; i < n; ++i) {
+    auto s = std::make_unique<Subscriber>();
+    s->stub = connect(socket);
+    s->rec.init(count);
+    s->realtime_offset = realtime_minus_mono();
+    // A last-resort bound: no stream outlives the run by much.
+    s->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o.seconds + 120));
+    subs.push_back(std::move(s));
+  }
+  for (auto& s : subs) s->thread = std::thread([p = s.get()] { p->run(kWarmup); });
+  auto finish = [&] {
+    for (auto& s : subs) s->cancel();
+    for (auto& s : subs) {
+      if (s->thread.joinable()) s->thread.join();
+    }
+  };
+
+  // Nothing is sent before every subscriber is registered in the daemon.
+  if (!wait_until([&] { return subscriber_count(socket) == static_cast<std::size_t>(n); },
+                  30000ms)) {
+    finish();
+    r.ok = false;
+    r.error = "GetHealth did not list " + std::to_string(n) + " subscribers within 30 s";
+    return r;
+  }
+  const std::int64_t cpu0 = proc_cpu_ns(daemon.pid()), self0 = proc_cpu_ns(getpid());
+  const auto threads0 = thread_cpu_ns(daemon.pid());
+  const std::int64_t t0 = mono_ns();
+  r.drive = drive(master, kWarmup, count, o.rate);
+  wait_until(
+      [&] {
+        return std::all_of(subs.begin(), subs.end(),
+                           [](auto& s) { return s->rec.got_last.load() || s->ended.load(); });
+      },
+      3000ms);
+  const std::int64_t cpu1 = proc_cpu_ns(daemon.pid()), self1 = proc_cpu_ns(getpid());
+  const auto threads1 = thread_cpu_ns(daemon.pid());
+  const std::int64_t t1 = mono_ns();
+  r.daemon_threads = thread_cpu_report(threads0, threads1, t1 - t0);
+  r.bench_cpu_pct = 100.0 * static_cast<double>(self1 - self0) / static_cast<double>(t1 - t0);
+  subscriber_count(socket, &r.daemon_dropped);  // the daemon's view, before cancelling
+  finish();
+  if (cpu0 >= 0 && cpu1 >= 0) {
+    r.daemon_cpu_pct = 100.0 * static_cast<double>(cpu1 - cpu0) / static_cast<double>(t1 - t0);
+  }
+  if (!r.drive.ok) {
+    r.ok = false;
+    r.error = r.drive.error;
+  }
+  for (auto& s : subs) {
+    if (s->ended && !s->rec.got_last && s->status.error_code() != grpc::StatusCode::CANCELLED) {
+      r.ok = false;
+      r.error = "a stream ended early: " + s->status.error_message();
+    }
+  }
+  if (!daemon.alive()) {
+    r.ok = false;
+    r.error = "portierd exited during the run";
+  }
+  std::vector<Received*> recs;
+  for (auto& s : subs) recs.push_back(&s->rec);
+  fill_totals(r, recs);
+  return r;
+}
+
+// ---- output ----
+
+void print_row(const RunResult& r) {
+  std::printf("%-26s %4d %9.1f %9.1f %9.1f %9.1f %10llu/%-10llu %6llu", r.name.c_str(),
+              r.subscribers, r.all.p50, r.all.p90, r.all.p99, r.all.max,
+              static_cast<unsigned long long>(r.received),
+              static_cast<unsigned long long>(r.expected), static_cast<unsigned long long>(r.lost));
+  if (r.daemon_cpu_pct >= 0) std::printf("   %5.1f %%", r.daemon_cpu_pct);
+  std::printf("\n");
+}
+
+void print_details(const RunResult& r) {
+  std::printf("  %s:\n", r.name.c_str());
+  std::printf(
+      "    sender: %llu frames written, max start lateness %.1f µs, %llu frames > 1 ms late\n",
+      static_cast<unsigned long long>(r.drive.sent),
+      static_cast<double>(r.drive.max_late_ns) / 1000.0,
+      static_cast<unsigned long long>(r.drive.late_1ms));
+  if (r.to_hub.n) {
+    std::printf(
+        "    split at the daemon's event stamp (PeripheralEvent.time):\n"
+        "      write -> hub stamp (pty, driver, framer, decoder): p50 %.1f  p90 %.1f  p99 %.1f  "
+        "max %.1f µs\n"
+        "      hub stamp -> app read (fan-out, gRPC, client):      p50 %.1f  p90 %.1f  p99 %.1f  "
+        "max %.1f µs\n",
+        r.to_hub.p50, r.to_hub.p90, r.to_hub.p99, r.to_hub.max, r.from_hub.p50, r.from_hub.p90,
+        r.from_hub.p99, r.from_hub.max);
+  }
+  if (r.subscribers > 1) {
+    std::printf(
+        "    per-subscriber p50 across the %d subscribers: min %.1f  median %.1f  max %.1f µs; "
+        "worst single-subscriber p99: %.1f µs\n",
+        r.subscribers, r.sub_p50_min, r.sub_p50_median, r.sub_p50_max, r.worst_sub_p99);
+  }
+  std::printf("    received/expected per subscriber:");
+  for (std::size_t i = 0; i < r.per_sub.size(); ++i) {
+    if (i % 6 == 0) std::printf("\n     ");
+    std::printf(" #%02zu %llu/%llu", i + 1, static_cast<unsigned long long>(r.per_sub[i].first),
+                static_cast<unsigned long long>(r.per_sub[i].second));
+  }
+  std::printf(
+      "\n    lost (sum): %llu; daemon sequence gaps: %llu; event.dropped (sum of last seen): %llu; "
+      "duplicates: %llu; out of order: %llu\n",
+      static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.gaps),
+      static_cast<unsigned long long>(r.dropped), static_cast<unsigned long long>(r.dup),
+      static_cast<unsigned long long>(r.ooo));
+  if (r.subscribers > 0 && r.name.rfind("portierd", 0) == 0) {
+    std::printf("    daemon's own count (GetHealth) of dropped events: %llu\n",
+                static_cast<unsigned long long>(r.daemon_dropped));
+    std::printf("    CPU, %% of one core: portierd %.1f %%, this bench (the subscribers) %.1f %%\n",
+                r.daemon_cpu_pct, r.bench_cpu_pct);
+    std::printf("    portierd CPU by thread: %s\n", r.daemon_threads.c_str());
+  }
+  if (!r.ok) std::printf("    ERROR: %s\n", r.error.c_str());
+}
+
+int parse_int(const char* flag, const char* v, int lo, int hi) {
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  if (!*v || *end || n < lo || n > hi) {
+    std::fprintf(stderr, "scan_latency_bench: %s must be %d..%d\n", flag, lo, hi);
+    std::exit(2);
+  }
+  return static_cast<int>(n);
+}
+
+int run(const Options& o) {
+  std::printf(
+      "scan_latency_bench: %d scans/s for %d s per run, %d warm-up scans, frames "
+      "\"S<seq>T<ns>\\r\"\n",
+      o.rate, o.seconds, kWarmup);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  std::printf(
+      "machine: %ld cores online, load average %.2f %.2f %.2f; latency = subscriber read time - "
+      "CLOCK_MONOTONIC before write() to the pty master\n\n",
+      sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
+  std::fflush(stdout);
+
+  std::vector<RunResult> results;
+  results.push_back(run_baseline(o));
+  if (stop_requested()) return 130;
+
+  TempDir dir;
+  PtyPair pty;
+  const std::string link = dir.file("scanner0");
+  std::filesystem::create_symlink(pty.slave_path(), link);
+  auto files = write_daemon_files(dir,
+                                  "\n[[scanner]]\n"
+                                  "id = \"scanner0\"\n"
+                                  "type = \"serial\"\n"
+                                  "path = \"" +
+                                      link +
+                                      "\"\n"
+                                      "suffix = \"CR\"\n"
+                                      "aim = false\n"
+                                      "encoding = \"utf-8\"\n",
+                                  1024);
+  ChildProcess daemon({bin_path("portierd"), "--config", files.config});
+  if (!daemon.start()) throw std::runtime_error("cannot start portierd");
+  if (daemon.wait_for_log("ready in", 15000ms) < 0) {
+    std::fprintf(stderr, "portierd did not report ready:\n%s\n", daemon.log().c_str());
+    return 1;
+  }
+  if (!wait_until([&] { return scanner_ready(files.socket); }, 10000ms)) {
+    std::fprintf(stderr, "scanner0 did not become READY:\n%s\n", daemon.log().c_str());
+    return 1;
+  }
+  results.push_back(run_gateway(o, daemon, pty.master(), files.socket, 1));
+  if (!stop_requested()) {
+    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, o.subscribers));
+  }
+  std::int64_t took = 0;
+  int rc = daemon.stop(SIGTERM, 10000ms, &took);
+  if (stop_requested()) return 130;
+
+  std::printf("%-26s %4s %9s %9s %9s %9s %21s %6s   %s\n", "run", "subs", "p50 µs", "p90 µs",
+              "p99 µs", "max µs", "received/expected", "lost", "portierd CPU");
+  for (auto& r : results) print_row(r);
+  const RunResult& base = results[0];
+  std::printf("\nratio portierd/baseline:\n");
+  for (std::size_t i = 1; i < results.size(); ++i) {
+    auto& r = results[i];
+    std::printf("  %-26s p50 %.1fx   p99 %.1fx\n", r.name.c_str(),
+                base.all.p50 > 0 ? r.all.p50 / base.all.p50 : 0.0,
+                base.all.p99 > 0 ? r.all.p99 / base.all.p99 : 0.0);
+  }
+  std::printf("\ndetails:\n");
+  for (auto& r : results) print_details(r);
+
+  std::uint64_t lost = 0;
+  bool all_ok = true;
+  for (std::size_t i = 1; i < results.size(); ++i) lost += results[i].lost;
+  for (auto& r : results) all_ok = all_ok && r.ok;
+  std::printf("\ntargets:\n");
+  if (results.size() > 2) {
+    double p99 = results[2].all.p99;
+    std::printf("  p99 with %d subscribers: %.1f µs (target < 1000 µs: %s)\n", o.subscribers, p99,
+                p99 < 1000.0 ? "met" : "NOT met");
+  }
+  std::printf("  lost events for subscribers that keep up: %llu (target 0)\n",
+              static_cast<unsigned long long>(lost));
+  std::printf(
+      "  (every bench subscriber reads continuously, so all of them count as keeping up)\n");
+  std::printf("\nportierd stopped with SIGTERM: exit code %d after %.1f ms\n", rc,
+              static_cast<double>(took) / 1e6);
+  if (!all_ok) {
+    std::printf("\nSOME RUNS FAILED (see ERROR above)\n");
+    std::fprintf(stderr, "portierd log:\n%s", daemon.log().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "scan_latency_bench: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--seconds") {
+      o.seconds = parse_int("--seconds", value(), 1, 600);
+    } else if (a == "--rate") {
+      o.rate = parse_int("--rate", value(), 1, 20000);
+    } else if (a == "--subscribers") {
+      o.subscribers = parse_int("--subscribers", value(), 1, 500);
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: scan_latency_bench [--seconds N] [--rate SCANS_PER_S] [--subscribers N]\n"
+          "  defaults: --seconds 5 --rate 1000 --subscribers 50\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "scan_latency_bench: unknown argument '%s' (try --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  install_stop_signals();
+  // 50 connections, their dups in the daemon, ptys: stay clear of a low fd limit.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
+    rl.rlim_cur = 4096;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  try {
+    int rc = run(o);
+    if (rc == 130) std::fprintf(stderr, "scan_latency_bench: interrupted\n");
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scan_latency_bench: %s\n", e.what());
+    return 1;
+  }
+}
