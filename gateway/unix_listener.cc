@@ -96,8 +96,11 @@ UnixListener::UnixListener(ListenerOptions options, int listen_fd)
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
   }
-  fd_limit_ = static_cast<int>(rl.rlim_cur) - 64;
-  fd_base_ = static_cast<int>(rl.rlim_cur) / 4;
+  // A few thousand numbers are enough for a stale "fd:N" never to meet a new
+  // connection, and keep the kernel's descriptor table small (growing it to
+  // tens of thousands costs milliseconds on the first accept).
+  fd_limit_ = std::min(static_cast<int>(rl.rlim_cur) - 64, 8192);
+  fd_base_ = std::min(512, fd_limit_ / 2);
   next_fd_ = fd_base_;
 }
 
