@@ -131,6 +131,8 @@ int run_daemon(const DaemonConfig& config) {
       log_error("driver " + std::string(d->name()) + ": " + r.error().message());
     }
   }
+  // Data-collection peripherals are checked before the platform reports ready.
+  for (auto& d : drivers) hub.record_self_tests(d->self_test());
 
   ListenerOptions lo{config.socket, config.socket_mode, config.socket_group};
   auto listener = UnixListener::bind(lo);
@@ -145,7 +147,8 @@ int run_daemon(const DaemonConfig& config) {
       [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue);
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(64 * 1024);
+  // Room for an extended-length APDU (65,544 bytes) and its framing.
+  builder.SetMaxReceiveMessageSize(128 * 1024);
   auto server = builder.BuildAndStart();
   if (!server) {
     log_error("gRPC server failed to start");
@@ -204,6 +207,7 @@ int run_daemon(const DaemonConfig& config) {
   hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
   // Streams ended above; whatever is still running gets a short grace.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  service.drain();
   phase("server shut down");
   for (auto& d : drivers) d->stop();
   phase("drivers stopped");

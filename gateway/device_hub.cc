@@ -206,6 +206,13 @@ void DeviceHub::device_added(drivers::Driver* driver, const drivers::DeviceInfo&
   d.set_state(v1::DEVICE_STATE_READY);
   for (auto& c : info.capabilities) d.add_capabilities(c);
   for (auto& [k, v] : info.attributes) (*d.mutable_attributes())[k] = v;
+  for (auto& a : info.actions) {
+    auto* pa = d.add_actions();
+    pa->set_name(a.name);
+    pa->set_op(a.op);
+    pa->set_needs_claim(a.needs_claim);
+  }
+  e.actions = info.actions;
   devices_[info.id] = std::move(e);
   log_info("device " + info.id + " added (" + info.driver + ")");
   notify_change_locked(devices_[info.id].device, v1::DeviceChange::ADDED);
@@ -272,6 +279,27 @@ void DeviceHub::device_event(const std::string& id, drivers::DeviceEvent event) 
     pe.mutable_fault()->set_code(f->code);
     pe.mutable_fault()->set_message(f->message);
     log_warning("device " + id + " fault " + f->code + ": " + f->message);
+  } else if (auto* c = std::get_if<drivers::CardData>(&event.payload)) {
+    auto* card = pe.mutable_card();
+    card->set_kind(c->kind == drivers::CardData::Kind::inserted ? v1::Card::INSERTED
+                                                                : v1::Card::REMOVED);
+    card->set_atr(c->atr);
+    card->set_uid(c->uid);
+  } else if (auto* a = std::get_if<drivers::AlarmData>(&event.payload)) {
+    auto* alarm = pe.mutable_alarm();
+    alarm->set_code(a->code);
+    alarm->set_message(a->message);
+    for (auto& [k, v] : a->details) (*alarm->mutable_details())[k] = v;
+    // Alarms are for operators: logged and audited, with the device identity.
+    std::string details;
+    for (auto& [k, v] : a->details) details += " " + k + "=" + v;
+    log_warning("ALARM device " + id + " " + a->code + ": " + a->message + details);
+    AuditEntry e;
+    e.event = "alarm";
+    e.device = id;
+    e.op = a->code;
+    e.reason = a->message + details;
+    audit_.record(e);
   }
   for (auto& t : targets) t->push(pe);
 }
@@ -499,6 +527,109 @@ grpc::Status DeviceHub::send(Connection& conn, const std::string& device_id,
   return grpc::Status::OK;
 }
 
+grpc::Status DeviceHub::act(Connection& conn, const drivers::ActionRequest& request,
+                            drivers::ActionResult* result) {
+  drivers::Driver* driver = nullptr;
+  Access access;
+  std::string op_text;
+  {
+    auto snap = policy_.current();
+    std::lock_guard lock(mu_);
+    auto dev = devices_.find(request.device_id);
+    if (dev == devices_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no device " + quoted(request.device_id) +
+                                                           "; `portierctl devices` lists them");
+    }
+    const drivers::ActionSpec* spec = nullptr;
+    for (auto& a : dev->second.actions) {
+      if (a.name == request.action) spec = &a;
+    }
+    if (!spec) {
+      std::string names;
+      for (auto& a : dev->second.actions) names += (names.empty() ? "" : ", ") + a.name;
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          quoted(request.device_id) + " has no action " + quoted(request.action) +
+                              " (it offers: " + (names.empty() ? "none" : names) + ")");
+    }
+    auto op = policy::parse_op(spec->op);
+    if (!op) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "driver declared unknown op " + spec->op);
+    }
+    op_text = spec->op;
+    access = check_locked(conn, request.device_id, *op, /*audit_allow=*/true, snap);
+    if (!access.ok()) return access.status;
+    if (spec->needs_claim) {
+      auto l = leases_.find(request.device_id);
+      if (l == leases_.end() || l->second.conn_id != conn.id) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "claim " + quoted(request.device_id) + " before " + request.action);
+      }
+    }
+    driver = dev->second.driver;
+  }
+  if (!driver) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "device has no driver");
+  auto r = driver->act(request);
+  if (!r) {
+    // Failed conversions are audited with the source and the reason
+    // (never the payload).
+    AuditEntry e;
+    e.event = "action_failed";
+    e.caller = &conn.caller();
+    e.app = access.decision.app;
+    e.device = request.device_id;
+    e.op = op_text;
+    e.reason = request.action + ": " + r.error().message();
+    audit_.record(e);
+    grpc::StatusCode code = grpc::StatusCode::UNAVAILABLE;
+    switch (r.error().code) {
+      case Errc::invalid_argument:
+        code = grpc::StatusCode::INVALID_ARGUMENT;
+        break;
+      case Errc::not_found:
+        code = grpc::StatusCode::NOT_FOUND;
+        break;
+      case Errc::permission_denied:
+        code = grpc::StatusCode::PERMISSION_DENIED;
+        break;
+      case Errc::failed_precondition:
+        code = grpc::StatusCode::FAILED_PRECONDITION;
+        break;
+      case Errc::resource_exhausted:
+        code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+        break;
+      case Errc::internal:
+        code = grpc::StatusCode::INTERNAL;
+        break;
+      default:
+        break;
+    }
+    return grpc::Status(code, r.error().message());
+  }
+  *result = std::move(*r);
+  return grpc::Status::OK;
+}
+
+void DeviceHub::record_self_tests(const std::vector<drivers::SelfTestResult>& results) {
+  std::lock_guard lock(mu_);
+  for (auto& r : results) {
+    self_tests_.push_back(r);
+    AuditEntry e;
+    e.event = "self_test";
+    e.device = r.device_id;
+    e.decision = r.passed() ? "pass" : "fail";
+    e.reason = std::string("present=") + (r.present ? "yes" : "no") +
+               " responding=" + (r.responding ? "yes" : "no") +
+               " identity=" + (r.identity_ok ? "ok" : "MISMATCH") +
+               (r.detail.empty() ? "" : "; " + r.detail);
+    audit_.record(e);
+    if (r.passed()) {
+      log_info("self-test " + r.device_id + ": passed");
+    } else {
+      log_warning("self-test " + r.device_id + ": FAILED: " + e.reason);
+    }
+  }
+}
+
 void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {
   std::lock_guard lock(mu_);
   std::vector<std::string> held;
@@ -656,6 +787,20 @@ void DeviceHub::fill_health(v1::Health* h) {
       h->set_state(v1::Health::DEGRADED);
       h->add_reasons(id + " is " + v1::DeviceState_Name(dev.device.state()) +
                      (dev.device.state_reason().empty() ? "" : ": " + dev.device.state_reason()));
+    }
+  }
+  for (auto& t : self_tests_) {
+    auto* x = h->add_self_tests();
+    x->set_device_id(t.device_id);
+    x->set_passed(t.passed());
+    x->set_present(t.present);
+    x->set_responding(t.responding);
+    x->set_identity_ok(t.identity_ok);
+    x->set_detail(t.detail);
+    if (!t.passed()) {
+      h->set_state(v1::Health::DEGRADED);
+      h->add_reasons("self-test of " + t.device_id + " failed" +
+                     (t.detail.empty() ? "" : ": " + t.detail));
     }
   }
   if (!st.last_error.empty()) {

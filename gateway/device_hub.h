@@ -72,6 +72,14 @@ class DeviceHub {
   grpc::Status release(Connection& conn, const std::string& lease_id);
   grpc::Status send(Connection& conn, const std::string& device_id, const std::string& data,
                     std::uint64_t* written);
+  // Runs a device action (APDU exchange, pairing, port authorization ...)
+  // after policy and lease checks; blocks for the driver's answer, so call
+  // it off gRPC's callback threads. Audited whether allowed or not; payloads
+  // never are.
+  grpc::Status act(Connection& conn, const drivers::ActionRequest& request,
+                   drivers::ActionResult* result);
+  // Drivers' self-test results from start, kept for the health report and audited.
+  void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
   // How to cut a connection off when its process loses its identity.
@@ -91,6 +99,7 @@ class DeviceHub {
   struct DeviceEntry {
     v1::Device device;
     drivers::Driver* driver = nullptr;
+    std::vector<drivers::ActionSpec> actions;
     std::uint64_t sequence = 0;
     std::uint64_t policy_generation = 0;
     policy::BitSet device_rules;
@@ -141,6 +150,7 @@ class DeviceHub {
   std::map<std::string, LeaseEntry> leases_;  // by device id
   std::map<std::uint64_t, Subscription> subs_;
   std::map<std::uint64_t, Watcher> watchers_;
+  std::vector<drivers::SelfTestResult> self_tests_;
   std::uint64_t next_stream_id_ = 1;
 
   std::function<void(std::uint64_t)> sever_;

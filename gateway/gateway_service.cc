@@ -1,5 +1,7 @@
 #include "gateway_service.h"
 
+#include <thread>
+
 #include "device_hub.h"
 #include "quoted.h"
 #include "version.h"
@@ -8,6 +10,17 @@ namespace portier::gateway {
 namespace {
 
 using policy::Op;
+
+constexpr int kMaxActions = 32;
+constexpr std::size_t kMaxApdu = 65544;  // extended-length case 4: 7 + 65535 + 2
+
+Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
+  if (ms == 0) return std::chrono::milliseconds(5000);
+  if (ms > 60000) {
+    return fail(Errc::invalid_argument, "timeout_ms", std::to_string(ms), "must be 0..60000");
+  }
+  return std::chrono::milliseconds(ms);
+}
 
 grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
   auto* r = ctx->DefaultReactor();
@@ -122,6 +135,83 @@ grpc::ServerUnaryReactor* GatewayService::Send(grpc::CallbackServerContext* ctx,
   st = hub_.send(*conn, req->device_id(), req->data(), &written);
   resp->set_bytes_written(written);
   return done(ctx, st);
+}
+
+grpc::ServerUnaryReactor* GatewayService::run_action(
+    grpc::CallbackServerContext* ctx, std::shared_ptr<Connection> conn,
+    drivers::ActionRequest request, std::function<void(drivers::ActionResult&)> reply) {
+  auto* reactor = ctx->DefaultReactor();
+  {
+    std::lock_guard lock(actions_mu_);
+    if (actions_running_ >= kMaxActions) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       std::to_string(kMaxActions) + " device actions are running; retry shortly"));
+      return reactor;
+    }
+    ++actions_running_;
+  }
+  std::thread([this, reactor, conn = std::move(conn), request = std::move(request),
+               reply = std::move(reply)]() mutable {
+    drivers::ActionResult result;
+    auto st = hub_.act(*conn, request, &result);
+    if (st.ok()) reply(result);
+    reactor->Finish(st);
+    std::lock_guard lock(actions_mu_);
+    --actions_running_;
+    actions_cv_.notify_all();
+  }).detach();
+  return reactor;
+}
+
+void GatewayService::drain() {
+  std::unique_lock lock(actions_mu_);
+  actions_cv_.wait(lock, [&] { return actions_running_ == 0; });
+}
+
+grpc::ServerUnaryReactor* GatewayService::Transmit(grpc::CallbackServerContext* ctx,
+                                                   const v1::TransmitRequest* req,
+                                                   v1::TransmitResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  if (req->apdu().size() > kMaxApdu) {
+    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  "APDU of " + std::to_string(req->apdu().size()) +
+                                      " bytes; at most " + std::to_string(kMaxApdu)));
+  }
+  auto timeout = action_timeout(req->timeout_ms());
+  if (!timeout) {
+    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message()));
+  }
+  drivers::ActionRequest a;
+  a.device_id = req->device_id();
+  a.action = "transmit";
+  a.data = req->apdu();
+  a.timeout = *timeout;
+  return run_action(ctx, std::move(conn), std::move(a),
+                    [resp](drivers::ActionResult& r) { resp->set_response(std::move(r.data)); });
+}
+
+grpc::ServerUnaryReactor* GatewayService::Act(grpc::CallbackServerContext* ctx,
+                                              const v1::ActRequest* req, v1::ActResponse* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  auto timeout = action_timeout(req->timeout_ms());
+  if (!timeout) {
+    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message()));
+  }
+  drivers::ActionRequest a;
+  a.device_id = req->device_id();
+  a.action = req->action();
+  a.data = req->data();
+  a.params = {req->params().begin(), req->params().end()};
+  a.timeout = *timeout;
+  return run_action(ctx, std::move(conn), std::move(a), [resp](drivers::ActionResult& r) {
+    resp->set_data(std::move(r.data));
+    for (auto& [k, v] : r.values) (*resp->mutable_values())[k] = v;
+  });
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext* ctx,

@@ -2,9 +2,12 @@
 // block on devices or other apps; streams are bounded per subscriber.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 
+#include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
 namespace portier::gateway {
@@ -35,6 +38,11 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                     v1::ReleaseResponse* resp) override;
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
                                  v1::SendResponse* resp) override;
+  grpc::ServerUnaryReactor* Transmit(grpc::CallbackServerContext* ctx,
+                                     const v1::TransmitRequest* req,
+                                     v1::TransmitResponse* resp) override;
+  grpc::ServerUnaryReactor* Act(grpc::CallbackServerContext* ctx, const v1::ActRequest* req,
+                                v1::ActResponse* resp) override;
   grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx,
                                       const v1::GetHealthRequest* req, v1::Health* resp) override;
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* req,
@@ -44,6 +52,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                           v1::ExplainResponse* resp) override;
   grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(grpc::CallbackServerContext* ctx,
                                                        const v1::TailAuditRequest* req) override;
+
+  // Waits until no device action is running (after the server shut down,
+  // before drivers stop). Actions end within their own timeouts.
+  void drain();
 
  private:
   std::shared_ptr<Connection> connection(grpc::CallbackServerContext* ctx, grpc::Status* st);
@@ -56,7 +68,17 @@ class GatewayService final : public v1::Gateway::CallbackService {
   AuditSink& audit_;
   FindConnection find_;
   std::function<std::uint32_t()> connection_count_;
+  // Device actions block on hardware, so each runs on a worker thread of its
+  // own, never on gRPC's callback threads; at most kMaxActions at once.
+  grpc::ServerUnaryReactor* run_action(grpc::CallbackServerContext* ctx,
+                                       std::shared_ptr<Connection> conn,
+                                       drivers::ActionRequest request,
+                                       std::function<void(drivers::ActionResult&)> reply);
+
   std::size_t queue_;
+  std::mutex actions_mu_;
+  std::condition_variable actions_cv_;
+  int actions_running_ = 0;
 };
 
 }  // namespace portier::gateway

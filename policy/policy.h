@@ -14,8 +14,23 @@
 
 namespace portier::policy {
 
-enum class Op : std::uint8_t { list, watch, read, claim, write, configure };
-inline constexpr int kOpCount = 6;
+// list/watch/read/claim/write/configure: every device. transmit: APDU
+// exchange with a card. pair: Bluetooth pair, trust, remove. authorize: USB
+// device, interface and port authorization. power: radio power.
+enum class Op : std::uint8_t {
+  list,
+  watch,
+  read,
+  claim,
+  write,
+  configure,
+  transmit,
+  pair,
+  authorize,
+  power
+};
+inline constexpr int kOpCount = 10;
+static_assert(kOpCount <= 16, "Rule::ops is 16 bits wide");
 std::optional<Op> parse_op(std::string_view name);
 std::string_view op_name(Op op);
 

@@ -17,7 +17,8 @@ namespace portier::policy {
 
 namespace {
 
-constexpr std::string_view kExpectedOps = "list, watch, read, claim, write, configure, *";
+constexpr std::string_view kExpectedOps =
+    "list, watch, read, claim, write, configure, transmit, pair, authorize, power, *";
 constexpr std::int64_t kMaxId = 4294967295;
 
 std::string type_name(const toml::node& n) {
@@ -402,7 +403,7 @@ bool Parser::parse_ops(const toml::node& n, const toml::table& t, const std::str
     const auto* s = string_value(v, t, what, "ops");
     if (!s) return false;
     if (*s == "*") {
-      rule.ops = static_cast<std::uint8_t>((1u << kOpCount) - 1);
+      rule.ops = static_cast<std::uint16_t>((1u << kOpCount) - 1);
       continue;
     }
     const auto op = parse_op(*s);
@@ -411,7 +412,7 @@ bool Parser::parse_ops(const toml::node& n, const toml::table& t, const std::str
           region(v, t), what,
           "unknown operation '" + *s + "' (expected one of " + std::string(kExpectedOps) + ")");
     }
-    rule.ops |= static_cast<std::uint8_t>(1u << static_cast<unsigned>(*op));
+    rule.ops |= static_cast<std::uint16_t>(1u << static_cast<unsigned>(*op));
   }
   return true;
 }

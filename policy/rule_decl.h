@@ -20,7 +20,7 @@ struct Policy::RuleDecl {
   std::optional<Glob> device;     // on DeviceRef::id
   std::optional<std::string> device_class;
   std::vector<std::pair<std::string, Glob>> attributes;
-  std::uint8_t ops = 0;  // bit i = Op(i)
+  std::uint16_t ops = 0;  // bit i = Op(i)
   bool allow = true;
   int line = 0;  // of the [[rule]] header
 

@@ -16,6 +16,8 @@
 namespace portier::policy {
 namespace {
 
+constexpr unsigned kAllOps = (1u << kOpCount) - 1;
+
 using testing::caller_with;
 using testing::device_with;
 using testing::must_parse;
@@ -110,7 +112,8 @@ struct Model {
       if (!a.sha256.empty()) add("sha256 = \"" + a.sha256 + "\"");
       if (!a.unit.empty()) add("unit = \"" + a.unit + "\"");
     }
-    static const char* kOps[] = {"list", "watch", "read", "claim", "write", "configure"};
+    static const char* kOps[] = {"list",     "watch", "read",      "claim", "write",
+                                 "configure", "transmit", "pair", "authorize", "power"};
     for (auto& r : rules) {
       add("");
       r.line = line + 1;
@@ -141,7 +144,7 @@ struct Model {
       }
       std::string l = "ops = [";
       bool first = true;
-      if (r.ops == 0x3f && (line % 2) == 0) {
+      if (r.ops == kAllOps && (line % 2) == 0) {
         l += "\"*\"";
       } else {
         for (int i = 0; i < kOpCount; ++i) {
@@ -228,7 +231,7 @@ Model random_model(Random& rnd) {
       r.attributes.emplace_back(kAttrKeys[0], rnd.pick(kAttrGlobs));
       if (rnd.chance(40)) r.attributes.emplace_back(kAttrKeys[1], rnd.pick(kAttrGlobs));
     }
-    r.ops = rnd.chance(15) ? 0x3fu : static_cast<unsigned>(1 + rnd.below(63));
+    r.ops = rnd.chance(15) ? kAllOps : static_cast<unsigned>(1 + rnd.below(kAllOps));
     r.allow = rnd.chance(70);
     m.rules.push_back(std::move(r));
   }

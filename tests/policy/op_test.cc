@@ -21,6 +21,13 @@ TEST(policy_op, NamesAreLowercase) {
   EXPECT_EQ(op_name(Op::claim), "claim");
   EXPECT_EQ(op_name(Op::write), "write");
   EXPECT_EQ(op_name(Op::configure), "configure");
+  EXPECT_EQ(op_name(Op::transmit), "transmit");
+  EXPECT_EQ(op_name(Op::pair), "pair");
+  EXPECT_EQ(op_name(Op::authorize), "authorize");
+  EXPECT_EQ(op_name(Op::power), "power");
+  for (int i = 0; i < kOpCount; ++i) {
+    EXPECT_EQ(parse_op(op_name(static_cast<Op>(i))), static_cast<Op>(i));
+  }
 }
 
 TEST(policy_op, RejectsUnknownNames) {

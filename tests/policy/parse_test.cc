@@ -249,7 +249,7 @@ TEST(policy_parse, RejectsMissingOps) {
 TEST(policy_parse, RejectsEmptyOps) {
   EXPECT_EQ(parse_error(with_app("[[rule]]\napp = \"*\"\nops = []\n")),
             "p.toml:7:7: rule 1: ops: empty array (expected at least one of list, watch, read, "
-            "claim, write, configure, *)");
+            "claim, write, configure, transmit, pair, authorize, power, *)");
 }
 
 TEST(policy_parse, RejectsUnknownOperation) {
@@ -265,7 +265,7 @@ ops = [ "clame" ]
 )");
   EXPECT_EQ(parse_error(text),
             "p.toml:12:9: rule 2: unknown operation 'clame' (expected one of list, watch, read, "
-            "claim, write, configure, *)");
+            "claim, write, configure, transmit, pair, authorize, power, *)");
 }
 
 TEST(policy_parse, RejectsBadEffect) {
