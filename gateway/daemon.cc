@@ -125,6 +125,9 @@ int run_daemon(const DaemonConfig& config) {
   for (auto& s : config.simulated_scanners) {
     drivers.push_back(std::make_unique<drivers::SimulatedScanner>(s));
   }
+  for (auto& r : config.simulated_readers) {
+    drivers.push_back(std::make_unique<drivers::SimulatedCardReader>(r));
+  }
   for (auto& d : drivers) {
     if (auto r = hub.start_driver(*d); !r) {
       // One failing driver is reported and the others keep serving.

@@ -236,6 +236,37 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       TRY(sr.no_unknown_keys());
     }
   }
+  if (auto* n = r.node("reader")) {
+    auto* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      return std::unexpected(bad(source, *n, "reader", "must be [[reader]] tables"));
+    }
+    int i = 0;
+    for (auto& el : *arr) {
+      ++i;
+      auto& t = *el.as_table();
+      TableReader rr(t, source, "reader[" + std::to_string(i) + "].");
+      std::string type, id;
+      TRY(rr.str("type", type));
+      TRY(rr.str("id", id));
+      if (!valid_id(id)) {
+        return std::unexpected(
+            bad(source, t, rr.name("id"), "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+      }
+      if (id == "terminal") {
+        return std::unexpected(
+            bad(source, t, rr.name("id"), "'terminal' is reserved for the terminal itself"));
+      }
+      if (!ids.insert(id).second) {
+        return std::unexpected(bad(source, t, rr.name("id"), "'" + id + "' is used twice"));
+      }
+      if (type != "simulated") {
+        return std::unexpected(bad(source, t, rr.name("type"), "must be \"simulated\""));
+      }
+      c.simulated_readers.push_back({id});
+      TRY(rr.no_unknown_keys());
+    }
+  }
   TRY(r.no_unknown_keys());
   if (c.socket.empty() || c.socket[0] != '/') {
     return fail(Errc::invalid_argument, source, "socket", "must be an absolute path");
@@ -274,6 +305,7 @@ Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string
   c.policy = state_dir + "/policy.toml";
   c.audit_log = state_dir + "/audit.jsonl";
   c.simulated_scanners.push_back({"sim0", 2000});
+  c.simulated_readers.push_back({"nfc0"});
   std::string policy =
       "# Demo policy written by `portierd --demo`: root's portierctl may do\n"
       "# everything; every other caller is denied (and audited).\n"

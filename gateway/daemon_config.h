@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "drivers/serial_scanner/scanner_config.h"
+#include "drivers/simulated/simulated_card_reader.h"
 #include "log.h"
 #include "portier/result.h"
 
@@ -27,6 +28,7 @@ struct DaemonConfig {
   std::uint32_t max_lease_seconds = 300;
   std::vector<drivers::SerialScannerConfig> serial_scanners;
   std::vector<drivers::SimulatedScannerConfig> simulated_scanners;
+  std::vector<drivers::SimulatedCardReaderConfig> simulated_readers;
 };
 
 // Errors carry "<source>:<line>:<col>: <key>: <reason>".

@@ -7,10 +7,10 @@ namespace portier::ctl {
 namespace {
 
 const std::set<std::string> kFlags = {"--json", "--follow", "--help"};
-const std::set<std::string> kOptions = {"--socket",  "--device",  "--count",  "--seconds",
-                                        "--app-uid", "--app-gid", "--exe",    "--sha256",
-                                        "--unit",    "--op",      "--class",  "--policy",
-                                        "--data",    "--text",    "--timeout"};
+const std::set<std::string> kOptions = {
+    "--socket", "--device", "--count",   "--seconds", "--app-uid", "--app-gid",
+    "--exe",    "--sha256", "--unit",    "--op",      "--class",   "--policy",
+    "--data",   "--text",   "--timeout", "--apdu",    "--param",   "--timeout-ms"};
 
 }  // namespace
 

@@ -38,6 +38,16 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
+std::string hex(const std::string& bytes) {
+  static const char* d = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
 std::string to_json_line(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
@@ -81,6 +91,13 @@ std::string format_event(const v1::PeripheralEvent& e) {
     }
   } else if (e.has_fault()) {
     o << " FAULT " << e.fault().code() << ": " << e.fault().message();
+  } else if (e.has_card()) {
+    o << " card " << (e.card().kind() == v1::Card::INSERTED ? "inserted" : "removed");
+    if (!e.card().atr().empty()) o << " ATR " << hex(e.card().atr());
+    if (!e.card().uid().empty()) o << " UID " << hex(e.card().uid());
+  } else if (e.has_alarm()) {
+    o << " ALARM " << e.alarm().code() << ": " << e.alarm().message();
+    for (auto& [k, v] : e.alarm().details()) o << " " << k << "=" << v;
   }
   if (e.dropped()) o << " (dropped so far: " << e.dropped() << ")";
   return o.str();
@@ -101,6 +118,13 @@ std::string format_health(const v1::Health& h) {
   o << "policy: " << p.path() << " (generation " << p.generation() << ", " << p.apps() << " apps, "
     << p.rules() << " rules, loaded " << format_time(p.loaded_at()) << ")\n";
   if (!p.last_error().empty()) o << "  last reload rejected: " << p.last_error() << "\n";
+  if (h.self_tests_size()) {
+    o << "self-tests at start:\n";
+    for (auto& t : h.self_tests()) {
+      o << "  " << t.device_id() << ": " << (t.passed() ? "passed" : "FAILED")
+        << (t.detail().empty() ? "" : " (" + t.detail() + ")") << "\n";
+    }
+  }
   o << "devices:\n";
   for (auto& d : h.devices()) o << "  " << format_device(d) << "\n";
   if (h.subscribers_size()) {

@@ -14,6 +14,7 @@ std::string format_device(const v1::Device& d);
 std::string format_event(const v1::PeripheralEvent& e);
 std::string format_change(const v1::DeviceChange& c);
 std::string format_health(const v1::Health& h);
+std::string hex(const std::string& bytes);  // uppercase, no separators
 std::string format_time(const google::protobuf::Timestamp& t);
 
 }  // namespace portier::ctl

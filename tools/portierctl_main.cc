@@ -28,6 +28,10 @@ constexpr const char* kUsage =
     "  watch [--device ID] [--count N]          print events (all readable devices by default)\n"
     "  claim ID --seconds N [--count N]         hold ID exclusively and print its events\n"
     "  send ID (--text S | --data HEX)          claim ID briefly and send bytes to it\n"
+    "  transmit ID --apdu HEX [--timeout-ms MS] claim a card reader briefly, send one APDU,\n"
+    "                                           print the response (hex)\n"
+    "  act ID ACTION [--data HEX] [--param K=V,K=V] [--timeout-ms MS]\n"
+    "                                           run a device action (see devices --json)\n"
     "  health                                   the daemon's health summary\n"
     "  whoami                                   how the daemon identifies you\n"
     "  policy explain --app-uid U [--app-gid G] [--exe P] [--sha256 H] [--unit U]\n"
@@ -111,6 +115,8 @@ class Ctl {
     if (w[0] == "watch") return watch();
     if (w[0] == "claim") return claim();
     if (w[0] == "send") return send();
+    if (w[0] == "transmit") return transmit();
+    if (w[0] == "act") return act();
     if (w[0] == "health") return health();
     if (w[0] == "whoami") return whoami();
     if (w[0] == "policy" && w.size() > 1 && w[1] == "explain") return explain();
@@ -127,6 +133,8 @@ class Ctl {
         {"watch", {"device", "count"}},
         {"claim", {"seconds", "count"}},
         {"send", {"text", "data"}},
+        {"transmit", {"apdu", "timeout-ms"}},
+        {"act", {"data", "param", "timeout-ms"}},
         {"health", {}},
         {"whoami", {}},
         {"policy",
@@ -324,6 +332,107 @@ class Ctl {
     (void)stub().Release(&rctx, rr, &rresp);
     if (!st.ok()) raise(st);
     out(json_ ? to_json_line(resp) : "sent " + std::to_string(resp.bytes_written()) + " bytes");
+    return 0;
+  }
+
+  static std::string from_hex(const std::string& h, const char* what) {
+    if (h.size() % 2) throw UsageError{std::string(what) + " must be an even number of hex digits"};
+    std::string out;
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+      auto byte = h.substr(i, 2);
+      if (byte.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+        throw UsageError{std::string(what) + " must be hex digits"};
+      }
+      out += static_cast<char>(std::stoi(byte, nullptr, 16));
+    }
+    return out;
+  }
+
+  // Claims `id` for a few seconds on this connection, runs `fn`, releases.
+  template <class Fn>
+  int with_claim(const std::string& id, Fn fn) {
+    auto lease = claim_lease(id, 10);
+    grpc::Status st = fn();
+    grpc::ClientContext rctx;
+    deadline(rctx);
+    v1::ReleaseRequest rr;
+    rr.set_lease_id(lease.lease_id());
+    v1::ReleaseResponse rresp;
+    (void)stub().Release(&rctx, rr, &rresp);
+    if (!st.ok()) raise(st);
+    return 0;
+  }
+
+  int transmit() {
+    if (args_.words.size() != 2) throw UsageError{"transmit needs exactly one device id"};
+    auto apdu = args_.opt("apdu");
+    if (!apdu) throw UsageError{"transmit needs --apdu HEX"};
+    v1::TransmitRequest req;
+    req.set_device_id(args_.words[1]);
+    req.set_apdu(from_hex(*apdu, "--apdu"));
+    req.set_timeout_ms(static_cast<std::uint32_t>(number(args_, "timeout-ms", 0, 60000)));
+    v1::TransmitResponse resp;
+    return with_claim(req.device_id(), [&] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(70));
+      auto st = stub().Transmit(&ctx, req, &resp);
+      if (st.ok()) out(json_ ? to_json_line(resp) : hex(resp.response()));
+      return st;
+    });
+  }
+
+  int act() {
+    if (args_.words.size() != 3) throw UsageError{"act needs a device id and an action"};
+    v1::ActRequest req;
+    req.set_device_id(args_.words[1]);
+    req.set_action(args_.words[2]);
+    if (auto d = args_.opt("data")) req.set_data(from_hex(*d, "--data"));
+    if (auto p = args_.opt("param")) {
+      std::size_t start = 0;
+      while (start <= p->size()) {
+        auto comma = p->find(',', start);
+        auto kv = p->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw UsageError{"--param takes K=V[,K=V...]"};
+        (*req.mutable_params())[kv.substr(0, eq)] = kv.substr(eq + 1);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+    req.set_timeout_ms(static_cast<std::uint32_t>(number(args_, "timeout-ms", 0, 60000)));
+    auto run = [&] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(70));
+      v1::ActResponse resp;
+      auto st = stub().Act(&ctx, req, &resp);
+      if (st.ok()) {
+        if (json_) {
+          out(to_json_line(resp));
+        } else {
+          std::string line = "ok";
+          if (!resp.data().empty()) line += " data " + hex(resp.data());
+          for (auto& [k, v] : resp.values()) line += " " + k + "=" + v;
+          out(line);
+        }
+      }
+      return st;
+    };
+    // Actions that need the lease are run inside a short claim.
+    grpc::ClientContext lctx;
+    deadline(lctx);
+    v1::ListDevicesResponse list;
+    bool needs_claim = false;
+    if (stub().ListDevices(&lctx, {}, &list).ok()) {
+      for (auto& d : list.devices()) {
+        if (d.id() != req.device_id()) continue;
+        for (auto& a : d.actions()) {
+          if (a.name() == req.action()) needs_claim = a.needs_claim();
+        }
+      }
+    }
+    if (needs_claim) return with_claim(req.device_id(), run);
+    auto st = run();
+    if (!st.ok()) raise(st);
     return 0;
   }
 
