@@ -22,7 +22,7 @@ for bin in build-fuzz/bin/*_fuzz; do
     echo "fuzz: $name FAILED (log above)"
     status=1
   else
-    grep -E 'stat::number_of_executed_runs' "$work.log" || true
+    grep -E 'stat::number_of_executed_units' "$work.log" || true
   fi
   rm -rf "$work" "$work.log"
 done

@@ -8,6 +8,12 @@ PACKAGES=(
   libssl-dev libsystemd-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   systemd
+  # drivers and the real peers their tests run against
+  libpcsclite-dev pcscd vsmartcard-vpcd opensc
+  libusb-1.0-0-dev
+  dbus python3-dbusmock
+  # fuzzing (libFuzzer needs clang)
+  clang-14 libfuzzer-14-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

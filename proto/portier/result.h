@@ -1,9 +1,78 @@
 // The one error type of Portier: every error says where, what and why.
 #pragma once
 
-#include <expected>
 #include <string>
 #include <utility>
+#include <version>
+
+#if defined(__cpp_lib_expected)
+#include <expected>
+#else
+// clang 14 (the fuzz build) cannot use libstdc++ 12's <expected>: a minimal
+// stand-in with the subset Portier uses. GCC builds never see it.
+#include <optional>
+#include <variant>
+
+namespace std {
+
+template <class E>
+class unexpected {
+ public:
+  explicit unexpected(E e) : e_(std::move(e)) {}
+  const E& error() const& { return e_; }
+  E& error() & { return e_; }
+  E&& error() && { return std::move(e_); }
+
+ private:
+  E e_;
+};
+template <class E>
+unexpected(E) -> unexpected<E>;
+
+template <class T, class E>
+class expected {
+ public:
+  expected() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
+  template <class U = T>
+  expected(U&& v) requires std::is_constructible_v<T, U&&> : v_(std::in_place_index<0>,
+                                                                  std::forward<U>(v)) {}
+  template <class G>
+  expected(unexpected<G> u) : v_(std::in_place_index<1>, std::move(u).error()) {}
+  bool has_value() const { return v_.index() == 0; }
+  explicit operator bool() const { return has_value(); }
+  T& operator*() & { return std::get<0>(v_); }
+  const T& operator*() const& { return std::get<0>(v_); }
+  T&& operator*() && { return std::get<0>(std::move(v_)); }
+  T* operator->() { return &std::get<0>(v_); }
+  const T* operator->() const { return &std::get<0>(v_); }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  E& error() & { return std::get<1>(v_); }
+  const E& error() const& { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, E> v_;
+};
+
+template <class E>
+class expected<void, E> {
+ public:
+  expected() = default;
+  template <class G>
+  expected(unexpected<G> u) : e_(std::move(u).error()) {}
+  bool has_value() const { return !e_.has_value(); }
+  explicit operator bool() const { return has_value(); }
+  void operator*() const {}
+  void value() const {}
+  E& error() & { return *e_; }
+  const E& error() const& { return *e_; }
+
+ private:
+  std::optional<E> e_;
+};
+
+}  // namespace std
+#endif
 
 namespace portier {
 
