@@ -17,6 +17,7 @@
 #include "agent/audit_log.h"
 #include "device_hub.h"
 #include "gateway_service.h"
+#include "hid_scanner/hid_scanner_driver.h"
 #include "serial_scanner/serial_scanner.h"
 #include "simulated/simulated_scanner.h"
 #include "unix_listener.h"
@@ -124,6 +125,9 @@ int run_daemon(const DaemonConfig& config) {
   }
   for (auto& s : config.simulated_scanners) {
     drivers.push_back(std::make_unique<drivers::SimulatedScanner>(s));
+  }
+  for (auto& h : config.hid_scanners) {
+    drivers.push_back(std::make_unique<drivers::HidScannerDriver>(h));
   }
   for (auto& r : config.simulated_readers) {
     drivers.push_back(std::make_unique<drivers::SimulatedCardReader>(r));

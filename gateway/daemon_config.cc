@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "hid_scanner/hid_scanner_driver.h"
 #include "serial_scanner/serial_scanner.h"
 
 namespace portier::gateway {
@@ -138,6 +139,33 @@ Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::ta
   return c;
 }
 
+Result<drivers::HidScannerConfig> parse_hid(TableReader& r, const toml::table& t,
+                                            const std::string& id) {
+  drivers::HidScannerConfig c;
+  c.id = id;
+  TRY(r.str("mode", c.mode));
+  TRY(r.str("path", c.path));
+  TRY(r.str("layout", c.layout));
+  TRY(r.str("encoding", c.encoding));
+  TRY(r.boolean("aim", c.aim));
+  TRY(r.boolean("grab", c.grab));
+  TRY(r.integer("max_frame", 1, 1 << 20, c.max_frame));
+  TRY(r.integer("reopen_min_ms", 1, 60000, c.reopen_min_ms));
+  TRY(r.integer("reopen_max_ms", 1, 600000, c.reopen_max_ms));
+  std::uint16_t vendor = 0, product = 0;
+  bool has_vendor = t.contains("vendor"), has_product = t.contains("product");
+  TRY(r.integer("vendor", 0, 0xffff, vendor));
+  TRY(r.integer("product", 0, 0xffff, product));
+  if (has_vendor) c.vendor = vendor;
+  if (has_product) c.product = product;
+  if (auto v = drivers::HidScannerDriver::validate(c); !v) {
+    std::string table = r.name("");
+    table.pop_back();
+    return std::unexpected(bad(r.source(), t, table, v.error().message()));
+  }
+  return c;
+}
+
 bool valid_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
   for (char c : id) {
@@ -229,9 +257,13 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
         s.id = id;
         TRY(sr.integer("interval_ms", 1, 3600000, s.interval_ms));
         c.simulated_scanners.push_back(s);
+      } else if (type == "hid") {
+        auto h = parse_hid(sr, t, id);
+        if (!h) return std::unexpected(h.error());
+        c.hid_scanners.push_back(*h);
       } else {
         return std::unexpected(
-            bad(source, t, sr.name("type"), "must be \"serial\" or \"simulated\""));
+            bad(source, t, sr.name("type"), "must be \"serial\", \"hid\" or \"simulated\""));
       }
       TRY(sr.no_unknown_keys());
     }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "drivers/hid_scanner/hid_scanner_config.h"
 #include "drivers/serial_scanner/scanner_config.h"
 #include "drivers/simulated/simulated_card_reader.h"
 #include "log.h"
@@ -28,6 +29,7 @@ struct DaemonConfig {
   std::uint32_t max_lease_seconds = 300;
   std::vector<drivers::SerialScannerConfig> serial_scanners;
   std::vector<drivers::SimulatedScannerConfig> simulated_scanners;
+  std::vector<drivers::HidScannerConfig> hid_scanners;
   std::vector<drivers::SimulatedCardReaderConfig> simulated_readers;
 };
 
