@@ -15,12 +15,15 @@
 #include <filesystem>
 
 #include "agent/audit_log.h"
+#include "bluetooth/bluetooth_driver.h"
 #include "device_hub.h"
 #include "gateway_service.h"
 #include "hid_scanner/hid_scanner_driver.h"
+#include "pcsc/pcsc_reader_driver.h"
 #include "serial_scanner/serial_scanner.h"
 #include "simulated/simulated_scanner.h"
 #include "unix_listener.h"
+#include "usb/usb_driver.h"
 
 namespace portier::gateway {
 namespace {
@@ -129,6 +132,10 @@ int run_daemon(const DaemonConfig& config) {
   for (auto& h : config.hid_scanners) {
     drivers.push_back(std::make_unique<drivers::HidScannerDriver>(h));
   }
+  if (config.usb) drivers.push_back(std::make_unique<drivers::usb::UsbDriver>(*config.usb));
+  if (config.bluetooth)
+    drivers.push_back(std::make_unique<drivers::BluetoothDriver>(*config.bluetooth));
+  if (config.pcsc) drivers.push_back(std::make_unique<drivers::PcscReaderDriver>(*config.pcsc));
   for (auto& r : config.simulated_readers) {
     drivers.push_back(std::make_unique<drivers::SimulatedCardReader>(r));
   }

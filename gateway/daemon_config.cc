@@ -11,8 +11,11 @@
 #include <set>
 #include <sstream>
 
+#include "bluetooth/bluetooth_driver.h"
 #include "hid_scanner/hid_scanner_driver.h"
+#include "pcsc/pcsc_reader_driver.h"
 #include "serial_scanner/serial_scanner.h"
+#include "usb/usb_driver.h"
 
 namespace portier::gateway {
 namespace {
@@ -60,6 +63,21 @@ class TableReader {
     if (!n->is_boolean())
       return std::unexpected(bad(source_, *n, name(key), "must be true or false"));
     out = **n->as_boolean();
+    return {};
+  }
+  Result<void> strings(const char* key, std::vector<std::string>& out) {
+    seen_.insert(key);
+    auto* n = t_.get(key);
+    if (!n) return {};
+    auto* arr = n->as_array();
+    if (!arr) return std::unexpected(bad(source_, *n, name(key), "must be an array of strings"));
+    out.clear();
+    for (auto& el : *arr) {
+      if (!el.is_string()) {
+        return std::unexpected(bad(source_, el, name(key), "must be an array of strings"));
+      }
+      out.push_back(**el.as_string());
+    }
     return {};
   }
   const toml::node* node(const char* key) {
@@ -162,6 +180,83 @@ Result<drivers::HidScannerConfig> parse_hid(TableReader& r, const toml::table& t
     std::string table = r.name("");
     table.pop_back();
     return std::unexpected(bad(r.source(), t, table, v.error().message()));
+  }
+  return c;
+}
+
+Result<drivers::usb::UsbConfig> parse_usb(const toml::table& t, const std::string& source) {
+  drivers::usb::UsbConfig c;
+  TableReader r(t, source, "usb.");
+  TRY(r.str("sysfs_root", c.sysfs_root));
+  TRY(r.str("uevent_source", c.uevent_source));
+  TRY(r.str("id_prefix", c.id_prefix));
+  TRY(r.strings("allowed", c.allowed));
+  TRY(r.boolean("block_unknown", c.block_unknown));
+  TRY(r.boolean("allow_hubs", c.allow_hubs));
+  if (auto* n = r.node("pinned")) {
+    auto* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      return std::unexpected(bad(source, *n, "usb.pinned", "must be [[usb.pinned]] tables"));
+    }
+    int i = 0;
+    for (auto& el : *arr) {
+      ++i;
+      TableReader pr(*el.as_table(), source, "usb.pinned[" + std::to_string(i) + "].");
+      drivers::usb::UsbConfig::Pin pin;
+      TRY(pr.str("id", pin.id));
+      TRY(pr.str("identity", pin.identity));
+      TRY(pr.str("port", pin.port));
+      TRY(pr.no_unknown_keys());
+      c.pinned.push_back(pin);
+    }
+  }
+  TRY(r.no_unknown_keys());
+  if (auto v = drivers::usb::UsbDriver::validate(c); !v) {
+    return std::unexpected(bad(source, t, "usb", v.error().message()));
+  }
+  return c;
+}
+
+Result<drivers::BluetoothConfig> parse_bluetooth(const toml::table& t, const std::string& source) {
+  drivers::BluetoothConfig c;
+  TableReader r(t, source, "bluetooth.");
+  TRY(r.str("bus", c.bus));
+  TRY(r.str("id_prefix", c.id_prefix));
+  TRY(r.strings("allowed_addresses", c.allowed_addresses));
+  TRY(r.strings("allowed_classes", c.allowed_classes));
+  TRY(r.integer("call_timeout_ms", 1, 600000, c.call_timeout_ms));
+  TRY(r.no_unknown_keys());
+  if (auto v = drivers::BluetoothDriver::validate(c); !v) {
+    return std::unexpected(bad(source, t, "bluetooth", v.error().message()));
+  }
+  return c;
+}
+
+Result<drivers::PcscConfig> parse_pcsc(const toml::table& t, const std::string& source) {
+  drivers::PcscConfig c;
+  TableReader r(t, source, "pcsc.");
+  TRY(r.str("id_prefix", c.id_prefix));
+  TRY(r.strings("readers_allowed", c.readers_allowed));
+  TRY(r.strings("contactless_readers", c.contactless_readers));
+  TRY(r.integer("transaction_timeout_ms", 1, 600000, c.transaction_timeout_ms));
+  TRY(r.integer("poll_ms", 1, 60000, c.poll_ms));
+  TRY(r.boolean("allow_reader_commands", c.allow_reader_commands));
+  if (auto* n = r.node("pinned")) {
+    auto* pins = n->as_table();
+    if (!pins)
+      return std::unexpected(
+          bad(source, *n, "pcsc.pinned", "must be a table id = \"reader name\""));
+    for (auto& [k, v] : *pins) {
+      if (!v.is_string()) {
+        return std::unexpected(
+            bad(source, v, "pcsc.pinned." + std::string(k.str()), "must be a reader name"));
+      }
+      c.pinned[std::string(k.str())] = **v.as_string();
+    }
+  }
+  TRY(r.no_unknown_keys());
+  if (auto v = drivers::PcscReaderDriver::validate(c); !v) {
+    return std::unexpected(bad(source, t, "pcsc", v.error().message()));
   }
   return c;
 }
@@ -298,6 +393,25 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       c.simulated_readers.push_back({id});
       TRY(rr.no_unknown_keys());
     }
+  }
+  if (auto* n = r.node("usb")) {
+    if (!n->is_table()) return std::unexpected(bad(source, *n, "usb", "must be a [usb] table"));
+    auto u = parse_usb(*n->as_table(), source);
+    if (!u) return std::unexpected(u.error());
+    c.usb = *u;
+  }
+  if (auto* n = r.node("bluetooth")) {
+    if (!n->is_table())
+      return std::unexpected(bad(source, *n, "bluetooth", "must be a [bluetooth] table"));
+    auto b = parse_bluetooth(*n->as_table(), source);
+    if (!b) return std::unexpected(b.error());
+    c.bluetooth = *b;
+  }
+  if (auto* n = r.node("pcsc")) {
+    if (!n->is_table()) return std::unexpected(bad(source, *n, "pcsc", "must be a [pcsc] table"));
+    auto p = parse_pcsc(*n->as_table(), source);
+    if (!p) return std::unexpected(p.error());
+    c.pcsc = *p;
   }
   TRY(r.no_unknown_keys());
   if (c.socket.empty() || c.socket[0] != '/') {

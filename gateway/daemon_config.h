@@ -5,12 +5,16 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "drivers/bluetooth/bluetooth_config.h"
 #include "drivers/hid_scanner/hid_scanner_config.h"
+#include "drivers/pcsc/pcsc_config.h"
 #include "drivers/serial_scanner/scanner_config.h"
 #include "drivers/simulated/simulated_card_reader.h"
+#include "drivers/usb/usb_config.h"
 #include "log.h"
 #include "portier/result.h"
 
@@ -30,6 +34,9 @@ struct DaemonConfig {
   std::vector<drivers::SerialScannerConfig> serial_scanners;
   std::vector<drivers::SimulatedScannerConfig> simulated_scanners;
   std::vector<drivers::HidScannerConfig> hid_scanners;
+  std::optional<drivers::PcscConfig> pcsc;            // the [pcsc] table enables the driver
+  std::optional<drivers::BluetoothConfig> bluetooth;  // the [bluetooth] table enables the driver
+  std::optional<drivers::usb::UsbConfig> usb;         // the [usb] table enables the driver
   std::vector<drivers::SimulatedCardReaderConfig> simulated_readers;
 };
 

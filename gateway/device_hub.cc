@@ -243,7 +243,7 @@ void DeviceHub::device_state(const std::string& id, drivers::DeviceState state,
   if (it == devices_.end()) return;
   auto& d = it->second.device;
   d.set_state(to_proto(state));
-  d.set_state_reason(state == drivers::DeviceState::ready ? "" : reason);
+  d.set_state_reason(reason);  // also when ready: "connected", "powered on", ...
   log_info("device " + id + " " + v1::DeviceState_Name(d.state()) +
            (reason.empty() ? "" : ": " + reason));
   notify_change_locked(d, v1::DeviceChange::STATE_CHANGED);

@@ -45,9 +45,9 @@ class RecordingSink : public DriverSink {
     update([&](Recorded& r) {
       if (auto* scan = std::get_if<ScanData>(&event.payload)) {
         r.scans.push_back(std::move(*scan));
-      } else {
-        r.faults.push_back(std::get<FaultData>(std::move(event.payload)));
-      }
+      } else if (auto* fault = std::get_if<FaultData>(&event.payload)) {
+        r.faults.push_back(std::move(*fault));
+      }  // scanners send no card or alarm events
     });
   }
 

@@ -1,0 +1,79 @@
+#include "usb/usb_identity.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <memory>
+
+namespace portier::drivers::usb {
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void field(std::string& out, const char* name, const std::string& value) {
+  out += name;
+  out += '=';
+  out += std::to_string(value.size());
+  out += ':';
+  out += value;
+  out += '\n';
+}
+
+}  // namespace
+
+std::string format_interface_classes(std::vector<std::uint8_t> classes) {
+  std::sort(classes.begin(), classes.end());
+  classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+  std::string out;
+  for (std::uint8_t c : classes) {
+    char buf[4];
+    std::snprintf(buf, sizeof buf, "%02x", c);
+    if (!out.empty()) out += ',';
+    out += buf;
+  }
+  return out;
+}
+
+bool is_identity(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+Result<std::string> usb_identity(const UsbIdentityInput& in) {
+  std::string canon = "portier.usb.identity.v1\n";
+  field(canon, "vendor", lower(in.vendor));
+  field(canon, "product", lower(in.product));
+  field(canon, "bcd_device", lower(in.bcd_device));
+  field(canon, "class", lower(in.device_class));
+  field(canon, "subclass", lower(in.device_subclass));
+  field(canon, "protocol", lower(in.device_protocol));
+  field(canon, "manufacturer", in.manufacturer);
+  field(canon, "product_name", in.product_name);
+  field(canon, "serial", in.serial);
+  field(canon, "interface_classes", lower(in.interface_classes));
+
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), canon.data(), canon.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), md, &md_len) != 1) {
+    return fail(Errc::internal, "usb identity", "SHA-256", "OpenSSL EVP digest failed");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(md_len * 2);
+  for (unsigned int i = 0; i < md_len; ++i) {
+    hex += kHex[md[i] >> 4];
+    hex += kHex[md[i] & 0xf];
+  }
+  return hex;
+}
+
+}  // namespace portier::drivers::usb
