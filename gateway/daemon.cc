@@ -222,6 +222,7 @@ int run_daemon(const DaemonConfig& config) {
   // Streams ended above; whatever is still running gets a short grace.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   service.drain();
+  hub.drain_background();
   phase("server shut down");
   for (auto& d : drivers) d->stop();
   phase("drivers stopped");

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "log.h"
 #include "quoted.h"
@@ -495,6 +496,32 @@ void DeviceHub::end_lease_locked(const std::string& device_id, const std::string
   leases_.erase(it);
   if (auto d = devices_.find(device_id); d != devices_.end()) {
     notify_change_locked(d->second.device, v1::DeviceChange::STATE_CHANGED);
+    // A card keeps its session (verified PIN, selected applet) across
+    // APDUs: reset it when a lease ends, so nothing carries over to the
+    // next app. Off this thread: the reset talks to the card.
+    bool resettable = false;
+    for (auto& a : d->second.actions) resettable |= a.name == "reset";
+    if (resettable && d->second.driver) {
+      {
+        std::lock_guard lock(background_mu_);
+        ++background_;
+      }
+      std::thread([this, driver = d->second.driver, device_id] {
+        drivers::ActionRequest r;
+        r.device_id = device_id;
+        r.action = "reset";
+        auto res = driver->act(r);
+        AuditEntry e;
+        e.event = "card_reset";
+        e.device = device_id;
+        e.reason = res ? "after the lease ended"
+                       : "after the lease ended, failed: " + res.error().message();
+        audit_.record(e);
+        std::lock_guard lock(background_mu_);
+        --background_;
+        background_cv_.notify_all();
+      }).detach();
+    }
   }
 }
 
@@ -628,6 +655,11 @@ void DeviceHub::record_self_tests(const std::vector<drivers::SelfTestResult>& re
       log_warning("self-test " + r.device_id + ": FAILED: " + e.reason);
     }
   }
+}
+
+void DeviceHub::drain_background() {
+  std::unique_lock lock(background_mu_);
+  background_cv_.wait(lock, [&] { return background_ == 0; });
 }
 
 void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {

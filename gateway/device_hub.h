@@ -82,6 +82,9 @@ class DeviceHub {
   void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
+  // Waits for background device work (card resets after a lease); call
+  // before stopping drivers.
+  void drain_background();
   // How to cut a connection off when its process loses its identity.
   void set_sever(std::function<void(std::uint64_t conn_id)> fn);
   // Ends every event and watch stream (on shutdown), so no call lingers.
@@ -154,6 +157,9 @@ class DeviceHub {
   std::uint64_t next_stream_id_ = 1;
 
   std::function<void(std::uint64_t)> sever_;
+  std::mutex background_mu_;
+  std::condition_variable background_cv_;
+  int background_ = 0;
   std::condition_variable expiry_cv_;
   bool stopping_ = false;
   std::thread expiry_thread_;

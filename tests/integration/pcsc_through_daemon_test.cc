@@ -48,6 +48,7 @@ TEST(PcscThroughDaemonTest, CardEventsAndApduExchange) {
   EXPECT_EQ(ev.card().kind(), v1::Card::INSERTED);
   EXPECT_EQ(ev.card().atr(), kAtr);
 
+  std::string lease_id;
   {
     grpc::ClientContext ctx;
     v1::ClaimRequest cr;
@@ -55,6 +56,7 @@ TEST(PcscThroughDaemonTest, CardEventsAndApduExchange) {
     cr.set_seconds(30);
     v1::ClaimResponse resp;
     ASSERT_TRUE(stub->Claim(&ctx, cr, &resp).ok());
+    lease_id = resp.lease().lease_id();
   }
   grpc::ClientContext tctx;
   tctx.set_deadline(std::chrono::system_clock::now() + 20s);
@@ -65,6 +67,19 @@ TEST(PcscThroughDaemonTest, CardEventsAndApduExchange) {
   auto st = stub->Transmit(&tctx, tr, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.response(), std::string("\x90\x00", 2));
+
+  // When the lease ends the card is reset, so no session state (a verified
+  // PIN, a selected applet) carries over to the next app.
+  auto resets = card.resets();
+  {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest rr;
+    rr.set_lease_id(lease_id);
+    v1::ReleaseResponse rresp;
+    ASSERT_TRUE(stub->Release(&ctx, rr, &rresp).ok());
+  }
+  EXPECT_TRUE(wait_until([&] { return card.resets() > resets; }));
+  EXPECT_TRUE(d.audit_has("\"event\":\"card_reset\",\"device\":\"reader0\""));
 
   auto h = d.health();
   bool self_tested = false;
