@@ -122,6 +122,13 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   DeviceHub hub(policy, **audit, {config.subscriber_queue, config.max_lease_seconds});
+  {
+    std::vector<HealthRefusal> refusals;
+    for (auto& r : config.refuse_when_compromised) {
+      refusals.push_back({*policy::parse_op(r.op), r.device_class});
+    }
+    hub.set_compromised_refusals(std::move(refusals));
+  }
   std::vector<std::unique_ptr<drivers::Driver>> drivers;
   for (auto& s : config.serial_scanners) {
     drivers.push_back(std::make_unique<drivers::SerialScanner>(s));

@@ -14,6 +14,7 @@
 #include "bluetooth/bluetooth_driver.h"
 #include "hid_scanner/hid_scanner_driver.h"
 #include "pcsc/pcsc_reader_driver.h"
+#include "policy/policy.h"
 #include "serial_scanner/serial_scanner.h"
 #include "usb/usb_driver.h"
 
@@ -412,6 +413,31 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
     auto p = parse_pcsc(*n->as_table(), source);
     if (!p) return std::unexpected(p.error());
     c.pcsc = *p;
+  }
+  if (auto* n = r.node("health")) {
+    if (!n->is_table())
+      return std::unexpected(bad(source, *n, "health", "must be a [health] table"));
+    TableReader hr(*n->as_table(), source, "health.");
+    std::vector<std::string> entries;
+    bool given = n->as_table()->contains("refuse_when_compromised");
+    TRY(hr.strings("refuse_when_compromised", entries));
+    TRY(hr.no_unknown_keys());
+    if (given) {
+      c.refuse_when_compromised.clear();
+      for (auto& e : entries) {
+        auto colon = e.find(':');
+        DaemonConfig::Refusal ref{e.substr(0, colon),
+                                  colon == std::string::npos ? "" : e.substr(colon + 1)};
+        if (!policy::parse_op(ref.op)) {
+          return std::unexpected(bad(source, *n, "health.refuse_when_compromised",
+                                     "'" + e +
+                                         "': expected \"op\" or \"op:class\" with op one "
+                                         "of list, watch, read, claim, write, configure, transmit, "
+                                         "pair, authorize, power"));
+        }
+        c.refuse_when_compromised.push_back(ref);
+      }
+    }
   }
   TRY(r.no_unknown_keys());
   if (c.socket.empty() || c.socket[0] != '/') {

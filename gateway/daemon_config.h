@@ -38,6 +38,13 @@ struct DaemonConfig {
   std::optional<drivers::BluetoothConfig> bluetooth;  // the [bluetooth] table enables the driver
   std::optional<drivers::usb::UsbConfig> usb;         // the [usb] table enables the driver
   std::vector<drivers::SimulatedCardReaderConfig> simulated_readers;
+  // [health] refuse_when_compromised: "op" or "op:class" entries.
+  struct Refusal {
+    std::string op;
+    std::string device_class;
+  };
+  std::vector<Refusal> refuse_when_compromised = {
+      {"transmit", ""}, {"claim", "smartcard"}, {"claim", "nfc"}, {"claim", "pinpad"}};
 };
 
 // Errors carry "<source>:<line>:<col>: <key>: <reason>".

@@ -166,6 +166,13 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
   a.decision = decide_locked(conn, it->second, op, snap);
   const auto& d = a.decision;
   if (d.allow) {
+    if (auto why = health_gate_locked(it->second, op, d); !why.empty()) {
+      a.status = grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          describe(conn, d.app) + " may not " + opn + " " + quoted(device_id) + " now: " + why);
+      audit(&conn, d.app, device_id, op, {}, why);
+      return a;
+    }
     if (audit_allow) audit(&conn, d.app, device_id, op, d, "");
     return a;
   }
@@ -182,6 +189,29 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
       describe(conn, d.app) + " may not " + opn + " " + quoted(device_id) + " (" + why + ")");
   audit(&conn, d.app, device_id, op, d, why);
   return a;
+}
+
+std::string DeviceHub::health_gate_locked(const DeviceEntry& dev, Op op,
+                                          const policy::Decision& d) const {
+  auto [state, reasons] = health_locked();
+  std::string why_state;
+  for (auto& r : reasons) why_state += (why_state.empty() ? "" : "; ") + r;
+  if (state > d.require_health) {
+    return "rule " + std::to_string(d.rule) + " of " + d.source + " requires health " +
+           (d.require_health == policy::Health::ok ? "OK" : "not COMPROMISED") +
+           " and the terminal is " +
+           (state == policy::Health::degraded ? "DEGRADED" : "COMPROMISED") + " (" + why_state +
+           ")";
+  }
+  if (state == policy::Health::compromised) {
+    for (auto& r : refusals_) {
+      if (r.op != op) continue;
+      if (!r.device_class.empty() && r.device_class != dev.device.device_class()) continue;
+      return "the terminal is COMPROMISED (" + why_state + "); " +
+             std::string(policy::op_name(op)) + " is refused until its health recovers";
+    }
+  }
+  return {};
 }
 
 Access DeviceHub::check(Connection& conn, const std::string& device_id, Op op, bool audit_allow) {
@@ -796,6 +826,41 @@ void DeviceHub::expiry_loop() {
   }
 }
 
+std::pair<policy::Health, std::vector<std::string>> DeviceHub::health_locked() const {
+  auto state = external_health_;
+  std::vector<std::string> reasons = external_reasons_;
+  auto worse = [&](policy::Health s) { state = std::max(state, s); };
+  for (auto& [id, dev] : devices_) {
+    if (dev.device.state() == v1::DEVICE_STATE_READY) continue;
+    worse(policy::Health::degraded);
+    reasons.push_back(id + " is " + v1::DeviceState_Name(dev.device.state()) +
+                      (dev.device.state_reason().empty() ? "" : ": " + dev.device.state_reason()));
+  }
+  for (auto& t : self_tests_) {
+    if (t.passed()) continue;
+    worse(policy::Health::degraded);
+    reasons.push_back("self-test of " + t.device_id + " failed" +
+                      (t.detail.empty() ? "" : ": " + t.detail));
+  }
+  auto st = policy_.status();
+  if (!st.last_error.empty()) {
+    worse(policy::Health::degraded);
+    reasons.push_back("policy reload rejected (old policy stays in force): " + st.last_error);
+  }
+  return {state, reasons};
+}
+
+void DeviceHub::set_external_health(policy::Health state, std::vector<std::string> reasons) {
+  std::lock_guard lock(mu_);
+  external_health_ = state;
+  external_reasons_ = std::move(reasons);
+}
+
+void DeviceHub::set_compromised_refusals(std::vector<HealthRefusal> refusals) {
+  std::lock_guard lock(mu_);
+  refusals_ = std::move(refusals);
+}
+
 void DeviceHub::fill_health(v1::Health* h) {
   auto st = policy_.status();
   auto* p = h->mutable_policy();
@@ -809,17 +874,16 @@ void DeviceHub::fill_health(v1::Health* h) {
   h->set_uptime_seconds(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count()));
-  h->set_state(v1::Health::OK);
   std::lock_guard lock(mu_);
+  auto [state, reasons] = health_locked();
+  h->set_state(state == policy::Health::ok         ? v1::Health::OK
+               : state == policy::Health::degraded ? v1::Health::DEGRADED
+                                                   : v1::Health::COMPROMISED);
+  for (auto& r : reasons) h->add_reasons(r);
   for (auto& [id, dev] : devices_) {
     auto* d = h->add_devices();
     *d = dev.device;
     if (auto l = leases_.find(id); l != leases_.end()) d->set_claimed_by(l->second.app);
-    if (dev.device.state() != v1::DEVICE_STATE_READY) {
-      h->set_state(v1::Health::DEGRADED);
-      h->add_reasons(id + " is " + v1::DeviceState_Name(dev.device.state()) +
-                     (dev.device.state_reason().empty() ? "" : ": " + dev.device.state_reason()));
-    }
   }
   for (auto& t : self_tests_) {
     auto* x = h->add_self_tests();
@@ -829,15 +893,6 @@ void DeviceHub::fill_health(v1::Health* h) {
     x->set_responding(t.responding);
     x->set_identity_ok(t.identity_ok);
     x->set_detail(t.detail);
-    if (!t.passed()) {
-      h->set_state(v1::Health::DEGRADED);
-      h->add_reasons("self-test of " + t.device_id + " failed" +
-                     (t.detail.empty() ? "" : ": " + t.detail));
-    }
-  }
-  if (!st.last_error.empty()) {
-    h->set_state(v1::Health::DEGRADED);
-    h->add_reasons("policy reload rejected (old policy stays in force): " + st.last_error);
   }
   for (auto& [id, s] : subs_) {
     auto* x = h->add_subscribers();

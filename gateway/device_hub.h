@@ -32,6 +32,13 @@ struct HubOptions {
   std::uint32_t max_lease_seconds = 300;
 };
 
+// An operation refused while the terminal is COMPROMISED (on devices of
+// `device_class`, or on all when empty).
+struct HealthRefusal {
+  policy::Op op;
+  std::string device_class;
+};
+
 // What a policy check said, ready to return to the app.
 struct Access {
   grpc::Status status;  // OK when allowed
@@ -93,6 +100,10 @@ class DeviceHub {
   void policy_changed();
 
   void fill_health(v1::Health* health);
+  // The health monitor's verdict (boot, root, resources, network), combined
+  // with the hub's own (devices, self-tests, policy) for the health gate.
+  void set_external_health(policy::Health state, std::vector<std::string> reasons);
+  void set_compromised_refusals(std::vector<HealthRefusal> refusals);
   std::vector<std::string> app_names(Connection& conn);
 
   // Readable for messages: "app 'kiosk-ui'" or "uid 1000 (/usr/bin/x)".
@@ -138,6 +149,10 @@ class DeviceHub {
   void end_lease_locked(const std::string& device_id, const std::string& event,
                         const std::string& reason);
   void expiry_loop();
+  std::pair<policy::Health, std::vector<std::string>> health_locked() const;
+  // Why an allowed `op` is refused now because of the terminal's health, or "".
+  std::string health_gate_locked(const DeviceEntry& dev, policy::Op op,
+                                 const policy::Decision& d) const;
   void reverify_streams();
   void audit(const Connection* conn, const std::string& app, const std::string& device,
              policy::Op op, const policy::Decision& d, const std::string& reason);
@@ -154,6 +169,9 @@ class DeviceHub {
   std::map<std::uint64_t, Subscription> subs_;
   std::map<std::uint64_t, Watcher> watchers_;
   std::vector<drivers::SelfTestResult> self_tests_;
+  policy::Health external_health_ = policy::Health::ok;
+  std::vector<std::string> external_reasons_;
+  std::vector<HealthRefusal> refusals_;
   std::uint64_t next_stream_id_ = 1;
 
   std::function<void(std::uint64_t)> sever_;

@@ -7,7 +7,8 @@ namespace portier::policy {
 
 namespace {
 constexpr std::array<std::string_view, kOpCount> kOpNames = {
-    "list", "watch", "read", "claim", "write", "configure", "transmit", "pair", "authorize", "power"};
+    "list",      "watch",    "read", "claim",     "write",
+    "configure", "transmit", "pair", "authorize", "power"};
 }  // namespace
 
 std::optional<Op> parse_op(std::string_view name) {

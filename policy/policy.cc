@@ -54,6 +54,7 @@ void Policy::Impl::compile() {
 Decision Policy::Impl::decision_for(std::size_t r) const {
   Decision d;
   d.allow = data.rules[r].allow;
+  d.require_health = data.rules[r].require_health;
   d.rule = static_cast<int>(r + 1);
   d.line = data.rules[r].line;
   d.source = data.source;

@@ -53,8 +53,14 @@ struct DeviceRef {
 // A set of bits, one per app or per rule, fixed size per policy.
 using BitSet = std::vector<std::uint64_t>;
 
+// The terminal's health, from the health monitor; a rule may require one.
+enum class Health : std::uint8_t { ok, degraded, compromised };
+
 struct Decision {
   bool allow = false;
+  // The deciding rule's `require_health`: the worst terminal health in which
+  // the allow holds (compromised = no requirement). The gateway checks it.
+  Health require_health = Health::compromised;
   int rule = 0;        // 1-based index of the deciding rule; 0 = default deny
   int line = 0;        // line of that rule in the policy source; 0 = none
   std::string app;     // first declared app the caller is, "" when none

@@ -440,7 +440,9 @@ bool Parser::parse_attributes(const toml::node& n, const toml::table& t, const s
 
 bool Parser::parse_rule(const toml::table& t, std::size_t index) {
   const std::string what = "rule " + std::to_string(index + 1);
-  if (!check_keys(t, what, {"app", "apps", "device", "class", "attributes", "ops", "effect"})) {
+  if (!check_keys(
+          t, what,
+          {"app", "apps", "device", "class", "attributes", "ops", "effect", "require_health"})) {
     return false;
   }
   Policy::RuleDecl rule;
@@ -475,6 +477,20 @@ bool Parser::parse_rule(const toml::table& t, std::size_t index) {
     } else {
       return fail_at(region(*n, t), what,
                      "unknown effect '" + *s + "' (expected \"allow\" or \"deny\")");
+    }
+  }
+  if (const auto* n = t.get("require_health")) {
+    const auto* s = string_value(*n, t, what, "require_health");
+    if (!s) return false;
+    if (*s == "ok") {
+      rule.require_health = Health::ok;
+    } else if (*s == "degraded") {
+      rule.require_health = Health::degraded;
+    } else {
+      return fail_at(region(*n, t), what,
+                     "unknown require_health '" + *s +
+                         "' (expected \"ok\": only while healthy, or \"degraded\": not while "
+                         "compromised)");
     }
   }
   data_.rules.push_back(std::move(rule));

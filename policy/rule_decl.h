@@ -22,7 +22,8 @@ struct Policy::RuleDecl {
   std::vector<std::pair<std::string, Glob>> attributes;
   std::uint16_t ops = 0;  // bit i = Op(i)
   bool allow = true;
-  int line = 0;  // of the [[rule]] header
+  Health require_health = Health::compromised;  // no requirement
+  int line = 0;                                 // of the [[rule]] header
 
   bool has_device_matchers() const {
     return device.has_value() || device_class.has_value() || !attributes.empty();
