@@ -613,7 +613,9 @@ grpc::Status DeviceHub::act(Connection& conn, const drivers::ActionRequest& requ
       return grpc::Status(grpc::StatusCode::INTERNAL, "driver declared unknown op " + spec->op);
     }
     op_text = spec->op;
-    access = check_locked(conn, request.device_id, *op, /*audit_allow=*/true, snap);
+    // Every denial and failure is audited; of the allowed actions, all but
+    // the high-volume APDU exchange (pairing, port switching, power ...).
+    access = check_locked(conn, request.device_id, *op, /*audit_allow=*/*op != Op::transmit, snap);
     if (!access.ok()) return access.status;
     if (spec->needs_claim) {
       auto l = leases_.find(request.device_id);

@@ -11,7 +11,7 @@ namespace {
 
 using policy::Op;
 
-constexpr int kMaxActions = 32;
+constexpr std::size_t kMaxActions = 32;
 constexpr std::size_t kMaxApdu = 65544;  // extended-length case 4: 7 + 65535 + 2
 
 Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
@@ -141,33 +141,22 @@ grpc::ServerUnaryReactor* GatewayService::run_action(
     grpc::CallbackServerContext* ctx, std::shared_ptr<Connection> conn,
     drivers::ActionRequest request, std::function<void(drivers::ActionResult&)> reply) {
   auto* reactor = ctx->DefaultReactor();
-  {
-    std::lock_guard lock(actions_mu_);
-    if (actions_running_ >= kMaxActions) {
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       std::to_string(kMaxActions) + " device actions are running; retry shortly"));
-      return reactor;
-    }
-    ++actions_running_;
-  }
-  std::thread([this, reactor, conn = std::move(conn), request = std::move(request),
-               reply = std::move(reply)]() mutable {
+  bool queued = actions_.submit([this, reactor, conn = std::move(conn),
+                                 request = std::move(request), reply = std::move(reply)] {
     drivers::ActionResult result;
     auto st = hub_.act(*conn, request, &result);
     if (st.ok()) reply(result);
     reactor->Finish(st);
-    std::lock_guard lock(actions_mu_);
-    --actions_running_;
-    actions_cv_.notify_all();
-  }).detach();
+  });
+  if (!queued) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     std::to_string(kMaxActions) + " device actions are running; retry shortly"));
+  }
   return reactor;
 }
 
-void GatewayService::drain() {
-  std::unique_lock lock(actions_mu_);
-  actions_cv_.wait(lock, [&] { return actions_running_ == 0; });
-}
+void GatewayService::drain() { actions_.drain(); }
 
 grpc::ServerUnaryReactor* GatewayService::Transmit(grpc::CallbackServerContext* ctx,
                                                    const v1::TransmitRequest* req,

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "action_pool.h"
 #include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
@@ -76,9 +77,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                        std::function<void(drivers::ActionResult&)> reply);
 
   std::size_t queue_;
-  std::mutex actions_mu_;
-  std::condition_variable actions_cv_;
-  int actions_running_ = 0;
+  ActionPool actions_{32};
 };
 
 }  // namespace portier::gateway

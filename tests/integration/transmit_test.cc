@@ -88,9 +88,8 @@ TEST_F(TransmitTest, StuckCardTimesOutWithoutBlockingOthers) {
     auto st = transmit(*a, std::string("\x00\xEE\x00\x00", 4), nullptr, 2000);
     return std::make_pair(st, std::chrono::steady_clock::now() - t0);
   });
-  // While the card hangs, the daemon answers everyone else.
-  ASSERT_TRUE(wait_until(
-      [&] { return daemon_->audit().find("\"op\":\"transmit\"") != std::string::npos; }));
+  // While the card hangs, the daemon answers everyone else: a call on
+  // another connection returns before the stuck exchange does.
   auto other = daemon_->connect();
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 1s);
