@@ -12,6 +12,8 @@ PACKAGES=(
   libpcsclite-dev pcscd vsmartcard-vpcd opensc
   libusb-1.0-0-dev
   dbus python3-dbusmock
+  # boot integrity: tpm2-tss, and swtpm + tpm2-tools for its tests
+  libtss2-dev swtpm swtpm-tools tpm2-tools
   # fuzzing (libFuzzer needs clang)
   clang-14 libfuzzer-14-dev
 )
