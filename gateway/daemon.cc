@@ -18,6 +18,7 @@
 #include "bluetooth/bluetooth_driver.h"
 #include "device_hub.h"
 #include "gateway_service.h"
+#include "health_wiring.h"
 #include "hid_scanner/hid_scanner_driver.h"
 #include "pcsc/pcsc_reader_driver.h"
 #include "serial_scanner/serial_scanner.h"
@@ -153,7 +154,13 @@ int run_daemon(const DaemonConfig& config) {
     }
   }
   // Data-collection peripherals are checked before the platform reports ready.
-  for (auto& d : drivers) hub.record_self_tests(d->self_test());
+  std::vector<drivers::SelfTestResult> self_tests;
+  for (auto& d : drivers) {
+    auto results = d->self_test();
+    hub.record_self_tests(results);
+    self_tests.insert(self_tests.end(), results.begin(), results.end());
+  }
+  auto monitor = start_health_monitor(config.health, hub, **audit, self_tests);
 
   ListenerOptions lo{config.socket, config.socket_mode, config.socket_group};
   auto listener = UnixListener::bind(lo);
@@ -166,6 +173,24 @@ int run_daemon(const DaemonConfig& config) {
   GatewayService service(
       hub, policy, **audit, [lp](const std::string& peer) { return lp->find(peer); },
       [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue);
+  if (monitor) {
+    service.set_health_extra([&monitor](v1::Health* h) {
+      for (auto& c : monitor->report().checks) {
+        auto* x = h->add_checks();
+        x->set_id(c.id);
+        x->set_status(c.has_run ? health::to_string(c.result.status) : "pending");
+        x->set_severity(health::to_string(c.severity));
+        x->set_reason(c.result.reason);
+        auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(c.last_run.time_since_epoch())
+                .count();
+        x->mutable_last_run()->set_seconds(ns / 1000000000);
+        x->mutable_last_run()->set_nanos(static_cast<int>(ns % 1000000000));
+        x->set_runs(c.runs);
+        for (auto& [k, v] : c.result.values) (*x->mutable_values())[k] = v;
+      }
+    });
+  }
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
   // Room for an extended-length APDU (65,544 bytes) and its framing.
@@ -214,6 +239,7 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   sd_notify(0, "STOPPING=1");
+  if (monitor) monitor->stop();
   auto t_stop = std::chrono::steady_clock::now();
   auto phase = [&t_stop](const char* what) {
     log_debug(std::string(what) + " after " +

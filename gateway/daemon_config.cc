@@ -421,6 +421,32 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
     std::vector<std::string> entries;
     bool given = n->as_table()->contains("refuse_when_compromised");
     TRY(hr.strings("refuse_when_compromised", entries));
+    auto& h = c.health;
+    TRY(hr.boolean("monitor", h.monitor));
+    TRY(hr.strings("checks", h.checks));
+    TRY(hr.str("proc_root", h.proc_root));
+    TRY(hr.str("sys_root", h.sys_root));
+    TRY(hr.strings("root_processes_allowed", h.root_processes_allowed));
+    TRY(hr.str("management_host", h.management_host));
+    TRY(hr.str("management_port", h.management_port));
+    TRY(hr.str("tpm_tcti", h.tpm_tcti));
+    TRY(hr.integer("tpm_timeout_ms", 10, 600000, h.tpm_timeout_ms));
+    TRY(hr.str("tpm_reference", h.tpm_reference));
+    TRY(hr.str("event_log", h.event_log));
+    TRY(hr.str("ima_log", h.ima_log));
+    if (auto* iv = hr.node("interval_ms")) {
+      auto* t = iv->as_table();
+      if (!t)
+        return std::unexpected(bad(source, *iv, "health.interval_ms", "must be a table id = ms"));
+      for (auto& [k, v] : *t) {
+        auto ms = v.value<std::int64_t>();
+        if (!ms || *ms < 10 || *ms > 86400000) {
+          return std::unexpected(bad(source, v, "health.interval_ms." + std::string(k.str()),
+                                     "must be 10..86400000 (milliseconds)"));
+        }
+        h.interval_ms[std::string(k.str())] = static_cast<int>(*ms);
+      }
+    }
     TRY(hr.no_unknown_keys());
     if (given) {
       c.refuse_when_compromised.clear();

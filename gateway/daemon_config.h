@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,20 @@ struct DaemonConfig {
     std::string op;
     std::string device_class;
   };
+  // [health]: the health monitor (off unless `monitor = true`).
+  struct Health {
+    bool monitor = false;
+    std::vector<std::string> checks;         // ids to run; empty = all standard + boot_integrity
+    std::map<std::string, int> interval_ms;  // per check id
+    std::string proc_root = "/proc", sys_root = "/sys";
+    std::vector<std::string> root_processes_allowed;
+    std::string management_host, management_port;
+    std::string tpm_tcti = "device:/dev/tpmrm0";
+    int tpm_timeout_ms = 5000;
+    std::string tpm_reference;  // provisioned PCR values; "" = none (warn)
+    std::string event_log = "/sys/kernel/security/tpm0/binary_bios_measurements";
+    std::string ima_log = "/sys/kernel/security/ima/ascii_runtime_measurements";
+  } health;
   std::vector<Refusal> refuse_when_compromised = {
       {"transmit", ""}, {"claim", "smartcard"}, {"claim", "nfc"}, {"claim", "pinpad"}};
 };

@@ -211,6 +211,7 @@ grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext*
   auto a = hub_.check(*conn, "terminal", Op::read);
   if (!a.ok()) return done(ctx, a.status);
   hub_.fill_health(resp);
+  if (health_extra_) health_extra_(resp);
   resp->set_version(kVersion);
   resp->set_connections(connection_count_());
   return done(ctx, grpc::Status::OK);

@@ -54,6 +54,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
   grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(grpc::CallbackServerContext* ctx,
                                                        const v1::TailAuditRequest* req) override;
 
+  // Adds what the health monitor knows to each health report.
+  void set_health_extra(std::function<void(v1::Health*)> fn) { health_extra_ = std::move(fn); }
+
   // Waits until no device action is running (after the server shut down,
   // before drivers stop). Actions end within their own timeouts.
   void drain();
@@ -77,6 +80,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                        std::function<void(drivers::ActionResult&)> reply);
 
   std::size_t queue_;
+  std::function<void(v1::Health*)> health_extra_;
   ActionPool actions_{32};
 };
 

@@ -118,6 +118,13 @@ std::string format_health(const v1::Health& h) {
   o << "policy: " << p.path() << " (generation " << p.generation() << ", " << p.apps() << " apps, "
     << p.rules() << " rules, loaded " << format_time(p.loaded_at()) << ")\n";
   if (!p.last_error().empty()) o << "  last reload rejected: " << p.last_error() << "\n";
+  if (h.checks_size()) {
+    o << "checks:\n";
+    for (auto& c : h.checks()) {
+      o << "  " << c.id() << ": " << c.status() << (c.severity() == "critical" ? " (critical)" : "")
+        << (c.reason().empty() || c.status() == "ok" ? "" : " - " + c.reason()) << "\n";
+    }
+  }
   if (h.self_tests_size()) {
     o << "self-tests at start:\n";
     for (auto& t : h.self_tests()) {

@@ -1,0 +1,124 @@
+#include "health_wiring.h"
+
+#include <algorithm>
+
+#include "agent/attest/boot_integrity_check.h"
+#include "agent/health/standard_checks.h"
+#include "audit_sink.h"
+#include "device_hub.h"
+#include "log.h"
+
+namespace portier::gateway {
+namespace {
+
+// Boot integrity as a health check: critical, so a tampered boot makes the
+// terminal COMPROMISED; "no TPM" or nothing provisioned is a warning.
+class BootIntegrityHealthCheck final : public health::Check {
+ public:
+  explicit BootIntegrityHealthCheck(attest::BootIntegrityConfig config) : check_(config) {}
+  std::string id() const override { return "boot_integrity"; }
+  health::Severity severity() const override { return health::Severity::critical; }
+  health::CheckResult run(const std::atomic<bool>&) override {
+    auto r = check_.run();
+    std::string reason;
+    for (auto& x : r.reasons) reason += (reason.empty() ? "" : "; ") + x;
+    health::CheckResult out;
+    out.status = r.state == attest::BootState::ok     ? health::CheckResult::Status::ok
+                 : r.state == attest::BootState::warn ? health::CheckResult::Status::warn
+                                                      : health::CheckResult::Status::fail;
+    out.reason = reason.empty() ? "boot measurements match" : reason;
+    out.values = r.measured;
+    return out;
+  }
+
+ private:
+  attest::BootIntegrityCheck check_;
+};
+
+policy::Health to_policy(health::HealthState s) {
+  switch (s) {
+    case health::HealthState::ok:
+      return policy::Health::ok;
+    case health::HealthState::degraded:
+      return policy::Health::degraded;
+    case health::HealthState::compromised:
+      return policy::Health::compromised;
+  }
+  return policy::Health::compromised;
+}
+
+}  // namespace
+
+std::unique_ptr<health::HealthMonitor> start_health_monitor(
+    const DaemonConfig::Health& config, DeviceHub& hub, AuditSink& audit,
+    const std::vector<drivers::SelfTestResult>& self_tests) {
+  if (!config.monitor) return nullptr;
+  auto wanted = [&](const std::string& id) {
+    return config.checks.empty() ||
+           std::find(config.checks.begin(), config.checks.end(), id) != config.checks.end();
+  };
+  auto settings_for = [&](const std::string& id) {
+    auto s = health::default_settings(id);
+    if (auto it = config.interval_ms.find(id); it != config.interval_ms.end()) {
+      s.interval = std::chrono::milliseconds(it->second);
+      s.jitter = s.interval / 5;
+    }
+    return s;
+  };
+
+  health::StandardChecksConfig sc;
+  sc.proc_root = config.proc_root;
+  sc.sys_root = config.sys_root;
+  sc.root_processes.allowed = {config.root_processes_allowed.begin(),
+                               config.root_processes_allowed.end()};
+  sc.management.host = config.management_host;
+  sc.management.port = config.management_port;
+  auto standard = health::make_standard_checks(sc);
+  std::vector<health::PeripheralSelfTest> peripherals;
+  for (auto& t : self_tests) peripherals.push_back({t.device_id, t.passed(), t.detail});
+  standard.peripherals->update(peripherals);
+
+  auto monitor = std::make_unique<health::HealthMonitor>();
+  for (auto& [check, settings] : standard.checks) {
+    if (!wanted(check->id())) continue;
+    auto s = settings_for(check->id());
+    monitor->add(check, s);
+  }
+  if (wanted("boot_integrity")) {
+    attest::BootIntegrityConfig bc;
+    bc.tpm.tcti = config.tpm_tcti;
+    bc.tpm.timeout = std::chrono::milliseconds(config.tpm_timeout_ms);
+    bc.event_log_path = config.event_log;
+    bc.ima_log_path = config.ima_log;
+    bc.reference_path = config.tpm_reference;
+    auto s = settings_for("boot_integrity");
+    if (!config.interval_ms.count("boot_integrity")) {
+      s.interval = std::chrono::seconds(60);
+      s.jitter = std::chrono::seconds(12);
+    }
+    s.timeout = std::chrono::milliseconds(config.tpm_timeout_ms * 3);
+    monitor->add(std::make_shared<BootIntegrityHealthCheck>(bc), s);
+  }
+  monitor->set_listener([&hub, &audit](const health::HealthReport& r) {
+    hub.set_external_health(to_policy(r.state), r.reasons);
+    std::string reasons;
+    for (auto& x : r.reasons) reasons += (reasons.empty() ? "" : "; ") + x;
+    AuditEntry e;
+    e.event = "health_changed";
+    e.device = "terminal";
+    e.op = health::to_string(r.state);
+    e.reason = reasons.empty() ? "all checks ok" : reasons;
+    audit.record(e);
+    auto line = std::string("health ") + health::to_string(r.state) +
+                (reasons.empty() ? "" : ": " + reasons);
+    if (r.state == health::HealthState::ok) {
+      log_info(line);
+    } else {
+      log_warning(line);
+    }
+  });
+  monitor->start();
+  return monitor;
+}
+
+}  // namespace portier::gateway
