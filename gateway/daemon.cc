@@ -174,6 +174,7 @@ int run_daemon(const DaemonConfig& config) {
       hub, policy, **audit, [lp](const std::string& peer) { return lp->find(peer); },
       [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue);
   if (monitor) {
+    service.set_health_run([&monitor] { monitor->run_all_now(); });
     service.set_health_extra([&monitor](v1::Health* h) {
       for (auto& c : monitor->report().checks) {
         auto* x = h->add_checks();

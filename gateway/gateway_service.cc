@@ -217,6 +217,34 @@ grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext*
   return done(ctx, grpc::Status::OK);
 }
 
+grpc::ServerUnaryReactor* GatewayService::RunHealthChecks(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetHealthRequest*,
+                                                          v1::Health* resp) {
+  grpc::Status st;
+  auto conn = connection(ctx, &st);
+  if (!conn) return done(ctx, st);
+  auto a = hub_.check(*conn, "terminal", Op::configure, /*audit_allow=*/true);
+  if (!a.ok()) return done(ctx, a.status);
+  if (!health_run_) {
+    return done(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                  "the health monitor is off; set [health] monitor = true"));
+  }
+  // Checks take a while (a TPM quote, file hashes): off gRPC's threads.
+  auto* reactor = ctx->DefaultReactor();
+  bool queued = actions_.submit([this, reactor, resp] {
+    health_run_();
+    hub_.fill_health(resp);
+    if (health_extra_) health_extra_(resp);
+    resp->set_version(kVersion);
+    resp->set_connections(connection_count_());
+    reactor->Finish(grpc::Status::OK);
+  });
+  if (!queued) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry shortly"));
+  }
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* GatewayService::WhoAmI(grpc::CallbackServerContext* ctx,
                                                  const v1::WhoAmIRequest*, v1::Identity* resp) {
   grpc::Status st;

@@ -46,6 +46,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                 v1::ActResponse* resp) override;
   grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx,
                                       const v1::GetHealthRequest* req, v1::Health* resp) override;
+  grpc::ServerUnaryReactor* RunHealthChecks(grpc::CallbackServerContext* ctx,
+                                            const v1::GetHealthRequest* req,
+                                            v1::Health* resp) override;
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* req,
                                    v1::Identity* resp) override;
   grpc::ServerUnaryReactor* ExplainPolicy(grpc::CallbackServerContext* ctx,
@@ -56,6 +59,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
   // Adds what the health monitor knows to each health report.
   void set_health_extra(std::function<void(v1::Health*)> fn) { health_extra_ = std::move(fn); }
+  // Runs every check now (blocking); unset when the monitor is off.
+  void set_health_run(std::function<void()> fn) { health_run_ = std::move(fn); }
 
   // Waits until no device action is running (after the server shut down,
   // before drivers stop). Actions end within their own timeouts.
@@ -81,6 +86,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
   std::size_t queue_;
   std::function<void(v1::Health*)> health_extra_;
+  std::function<void()> health_run_;
   ActionPool actions_{32};
 };
 

@@ -6,7 +6,7 @@
 namespace portier::ctl {
 namespace {
 
-const std::set<std::string> kFlags = {"--json", "--follow", "--help"};
+const std::set<std::string> kFlags = {"--json", "--follow", "--help", "--run"};
 const std::set<std::string> kOptions = {
     "--socket", "--device", "--count",   "--seconds", "--app-uid", "--app-gid",
     "--exe",    "--sha256", "--unit",    "--op",      "--class",   "--policy",

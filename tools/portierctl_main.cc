@@ -32,7 +32,8 @@ constexpr const char* kUsage =
     "                                           print the response (hex)\n"
     "  act ID ACTION [--data HEX] [--param K=V,K=V] [--timeout-ms MS]\n"
     "                                           run a device action (see devices --json)\n"
-    "  health                                   the daemon's health summary\n"
+    "  health [--run]                           the daemon's health summary (--run: run\n"
+    "                                           every health check now first)\n"
     "  whoami                                   how the daemon identifies you\n"
     "  policy explain --app-uid U [--app-gid G] [--exe P] [--sha256 H] [--unit U]\n"
     "                 --device D [--class C] --op O [--policy FILE]\n"
@@ -135,7 +136,7 @@ class Ctl {
         {"send", {"text", "data"}},
         {"transmit", {"apdu", "timeout-ms"}},
         {"act", {"data", "param", "timeout-ms"}},
-        {"health", {}},
+        {"health", {"run"}},
         {"whoami", {}},
         {"policy",
          {"app-uid", "app-gid", "exe", "sha256", "unit", "device", "class", "op", "policy"}},
@@ -440,7 +441,10 @@ class Ctl {
     grpc::ClientContext ctx;
     deadline(ctx);
     v1::Health h;
-    auto st = stub().GetHealth(&ctx, {}, &h);
+    if (args_.flag("run"))
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    auto st =
+        args_.flag("run") ? stub().RunHealthChecks(&ctx, {}, &h) : stub().GetHealth(&ctx, {}, &h);
     if (!st.ok()) raise(st);
     if (json_) {
       out(to_json_line(h));

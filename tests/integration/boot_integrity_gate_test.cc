@@ -99,6 +99,15 @@ TEST(BootIntegrityGateTest, TamperedPcrClosesApduExchangeUntilFixed) {
   ASSERT_TRUE(wait_until([&] { return d.health().state() == v1::Health::OK; }))
       << d.health().DebugString();
   EXPECT_EQ(transmit_status(d), "ok");
+
+  // REQ-7: a self-check on demand runs every check now.
+  auto stub = d.connect();
+  grpc::ClientContext ctx;
+  v1::Health h;
+  ASSERT_TRUE(stub->RunHealthChecks(&ctx, {}, &h).ok());
+  ASSERT_EQ(h.checks_size(), 1);
+  EXPECT_EQ(h.checks(0).status(), "ok");
+  EXPECT_GE(h.checks(0).runs(), 3u);
 }
 
 }  // namespace
