@@ -856,6 +856,15 @@ void DeviceHub::set_external_health(policy::Health state, std::vector<std::strin
   std::lock_guard lock(mu_);
   external_health_ = state;
   external_reasons_ = std::move(reasons);
+  // Apps with `watch` on the terminal see every health change.
+  auto [now, why] = health_locked();
+  auto& t = devices_.at(kTerminal).device;
+  std::string reason = now == policy::Health::ok         ? "health OK"
+                       : now == policy::Health::degraded ? "health DEGRADED"
+                                                         : "health COMPROMISED";
+  for (std::size_t i = 0; i < why.size(); ++i) reason += (i ? "; " : ": ") + why[i];
+  t.set_state_reason(reason);
+  notify_change_locked(t, v1::DeviceChange::STATE_CHANGED);
 }
 
 void DeviceHub::set_compromised_refusals(std::vector<HealthRefusal> refusals) {

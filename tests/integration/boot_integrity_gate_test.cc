@@ -72,6 +72,11 @@ TEST(BootIntegrityGateTest, TamperedPcrClosesApduExchangeUntilFixed) {
       "[health.interval_ms]\nboot_integrity = 100\n";
   Daemon d(dir, o);
   ASSERT_TRUE(d.start()) << d.log();
+  auto watcher = d.connect();
+  grpc::ClientContext wctx;
+  wctx.set_deadline(std::chrono::system_clock::now() + 60s);
+  v1::WatchDevicesRequest wreq;
+  auto changes = watcher->WatchDevices(&wctx, wreq);
   ASSERT_TRUE(wait_until([&] {
     auto h = d.health();
     return h.checks_size() == 1 && h.checks(0).status() == "ok";
@@ -91,6 +96,15 @@ TEST(BootIntegrityGateTest, TamperedPcrClosesApduExchangeUntilFixed) {
   EXPECT_NE(refused.find("COMPROMISED"), std::string::npos) << refused;
   EXPECT_NE(refused.find("PCR 7"), std::string::npos) << "names the failing check: " << refused;
   EXPECT_TRUE(d.audit_has("\"event\":\"health_changed\""));
+  // Apps watching the terminal are told.
+  v1::DeviceChange ch;
+  bool told = false;
+  while (!told && changes->Read(&ch)) {
+    told = ch.device().id() == "terminal" &&
+           ch.device().state_reason().find("health COMPROMISED") != std::string::npos;
+  }
+  EXPECT_TRUE(told);
+  wctx.TryCancel();
 
   // Fixed: the component is a legitimate update; the operator provisions the
   // new measurements (log and reference values). Access reopens by itself.
