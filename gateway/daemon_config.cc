@@ -81,6 +81,19 @@ class TableReader {
     }
     return {};
   }
+  Result<void> real(const char* key, double lo, double hi, std::map<std::string, double>& out) {
+    seen_.insert(key);
+    auto* n = t_.get(key);
+    if (!n) return {};
+    auto v = n->value<double>();
+    if (!v || *v < lo || *v > hi) {
+      return std::unexpected(
+          bad(source_, *n, name(key),
+              "must be a number " + std::to_string(lo) + ".." + std::to_string(hi)));
+    }
+    out[key] = *v;
+    return {};
+  }
   const toml::node* node(const char* key) {
     seen_.insert(key);
     return t_.get(key);
@@ -434,6 +447,40 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
     TRY(hr.str("tpm_reference", h.tpm_reference));
     TRY(hr.str("event_log", h.event_log));
     TRY(hr.str("ima_log", h.ima_log));
+    for (const char* k : {"cpu_warn_per_core", "cpu_fail_per_core"}) {
+      TRY(hr.real(k, 0.0, 1000.0, h.thresholds));
+    }
+    for (const char* k :
+         {"memory_warn_available_below", "memory_fail_available_below", "disk_warn_free_below",
+          "disk_fail_free_below", "fd_warn_used_above", "fd_fail_used_above"}) {
+      TRY(hr.real(k, 0.0, 1.0, h.thresholds));
+    }
+    for (const char* k : {"temperature_warn_celsius", "temperature_fail_celsius"}) {
+      TRY(hr.real(k, -50.0, 200.0, h.thresholds));
+    }
+    // An empty string is the same as an absent key: the check's default.
+    auto opt_str = [&](const char* k, std::optional<std::string>& out) -> Result<void> {
+      out = std::string();
+      return hr.str(k, *out);
+    };
+    auto opt_list = [&](const char* k,
+                        std::optional<std::vector<std::string>>& out) -> Result<void> {
+      bool present = n->as_table()->contains(k);
+      std::vector<std::string> v;
+      TRY(hr.strings(k, v));
+      if (present) out = v;
+      return {};
+    };
+    TRY(opt_str("disk_path", h.disk_path));
+    TRY(opt_str("baseline_file", h.baseline_file));
+    TRY(opt_str("baseline_key_file", h.baseline_key_file));
+    TRY(opt_str("installed_binary", h.installed_binary));
+    for (auto* o : {&h.disk_path, &h.baseline_file, &h.baseline_key_file, &h.installed_binary}) {
+      if (o->has_value() && (*o)->empty()) o->reset();
+    }
+    TRY(opt_list("setuid_paths", h.setuid_paths));
+    TRY(opt_list("setuid_allowed", h.setuid_allowed));
+    TRY(opt_list("writable_paths", h.writable_paths));
     if (auto* iv = hr.node("interval_ms")) {
       auto* t = iv->as_table();
       if (!t)

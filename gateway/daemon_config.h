@@ -57,6 +57,10 @@ struct DaemonConfig {
     std::string tpm_reference;  // provisioned PCR values; "" = none (warn)
     std::string event_log = "/sys/kernel/security/tpm0/binary_bios_measurements";
     std::string ima_log = "/sys/kernel/security/ima/ascii_runtime_measurements";
+    // Thresholds and paths; unset keys keep the checks' defaults (README).
+    std::map<std::string, double> thresholds;  // cpu_warn_per_core, ...
+    std::optional<std::string> disk_path, baseline_file, baseline_key_file, installed_binary;
+    std::optional<std::vector<std::string>> setuid_paths, setuid_allowed, writable_paths;
   } health;
   std::vector<Refusal> refuse_when_compromised = {
       {"transmit", ""}, {"claim", "smartcard"}, {"claim", "nfc"}, {"claim", "pinpad"}};

@@ -73,6 +73,28 @@ std::unique_ptr<health::HealthMonitor> start_health_monitor(
                                config.root_processes_allowed.end()};
   sc.management.host = config.management_host;
   sc.management.port = config.management_port;
+  auto t = [&](const char* key, double& field) {
+    if (auto it = config.thresholds.find(key); it != config.thresholds.end()) field = it->second;
+  };
+  t("cpu_warn_per_core", sc.cpu.warn_per_core);
+  t("cpu_fail_per_core", sc.cpu.fail_per_core);
+  t("memory_warn_available_below", sc.memory.warn_available_below);
+  t("memory_fail_available_below", sc.memory.fail_available_below);
+  t("disk_warn_free_below", sc.disk.warn_free_below);
+  t("disk_fail_free_below", sc.disk.fail_free_below);
+  t("temperature_warn_celsius", sc.temperature.warn_celsius);
+  t("temperature_fail_celsius", sc.temperature.fail_celsius);
+  t("fd_warn_used_above", sc.fd.warn_used_above);
+  t("fd_fail_used_above", sc.fd.fail_used_above);
+  if (config.disk_path) sc.disk.path = *config.disk_path;
+  if (config.baseline_file) sc.baseline.baseline_file = *config.baseline_file;
+  if (config.baseline_key_file) sc.baseline.key_file = *config.baseline_key_file;
+  if (config.installed_binary) sc.self_binary.installed = *config.installed_binary;
+  if (config.setuid_paths) sc.setuid.paths = *config.setuid_paths;
+  if (config.setuid_allowed) {
+    sc.setuid.allowed = {config.setuid_allowed->begin(), config.setuid_allowed->end()};
+  }
+  if (config.writable_paths) sc.writable.paths = *config.writable_paths;
   auto standard = health::make_standard_checks(sc);
   std::vector<health::PeripheralSelfTest> peripherals;
   for (auto& t : self_tests) peripherals.push_back({t.device_id, t.passed(), t.detail});

@@ -78,6 +78,38 @@ TEST(DaemonConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_EQ(c.error().message(), "p.toml:3:21: max_lease_seconds: must be 1..86400");
 }
 
+TEST(DaemonConfigTest, HealthMonitorKeys) {
+  auto c = parse_config(R"(
+[health]
+monitor = true
+checks = ["boot_integrity", "cpu_load"]
+tpm_tcti = "swtpm:host=127.0.0.1,port=2321"
+cpu_warn_per_core = 1.5
+disk_path = "/var/lib/p"
+setuid_paths = ["/opt/x"]
+refuse_when_compromised = ["transmit"]
+[health.interval_ms]
+boot_integrity = 500
+)",
+                        "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->health.monitor);
+  EXPECT_EQ(c->health.checks.size(), 2u);
+  EXPECT_EQ(c->health.thresholds.at("cpu_warn_per_core"), 1.5);
+  EXPECT_EQ(*c->health.disk_path, "/var/lib/p");
+  EXPECT_EQ(c->health.setuid_paths->at(0), "/opt/x");
+  EXPECT_FALSE(c->health.installed_binary.has_value());
+  EXPECT_EQ(c->health.interval_ms.at("boot_integrity"), 500);
+  ASSERT_EQ(c->refuse_when_compromised.size(), 1u);
+
+  auto bad = parse_config("[health]\nmemory_warn_available_below = 3\n", "c.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("c.toml:2:"), std::string::npos) << bad.error().message();
+  auto typo = parse_config("[health]\nmonitr = true\n", "c.toml");
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message().find("health.monitr: unknown key"), std::string::npos);
+}
+
 // Malformed input: random bytes and mutations of a good config never crash
 // the parser; each gives a config or an error.
 TEST(DaemonConfigTest, MalformedInputNeverCrashes) {
