@@ -53,9 +53,12 @@ ReadStatus read_file(const std::string& path, std::size_t cap, std::string& out,
 
 const char* to_string(BootState s) {
   switch (s) {
-    case BootState::ok: return "ok";
-    case BootState::warn: return "warn";
-    case BootState::fail: return "fail";
+    case BootState::ok:
+      return "ok";
+    case BootState::warn:
+      return "warn";
+    case BootState::fail:
+      return "fail";
   }
   return "?";
 }
@@ -97,7 +100,8 @@ BootIntegrityResult BootIntegrityCheck::run() {
     return done();
   }
   for (const auto& [bank, pcrs] : tpm) {
-    for (const auto& [idx, v] : pcrs) res.measured[tcg_alg_name(bank) + ":" + std::to_string(idx)] = to_hex(v);
+    for (const auto& [idx, v] : pcrs)
+      res.measured[tcg_alg_name(bank) + ":" + std::to_string(idx)] = to_hex(v);
   }
 
   // 2. Reference values.

@@ -40,7 +40,7 @@ const char* to_string(BootState s);
 struct BootIntegrityResult {
   BootState state = BootState::ok;
   bool tpm_present = false;
-  bool degraded = false;  // a source could not be checked (e.g. "degraded: no TPM")
+  bool degraded = false;             // a source could not be checked (e.g. "degraded: no TPM")
   std::vector<std::string> reasons;  // person-readable, one per finding
   // Measured values, "sha256:7" → hex (TPM PCRs that were read).
   std::map<std::string, std::string> measured;

@@ -9,11 +9,16 @@ namespace {
 
 const EVP_MD* md_for(std::uint16_t alg) {
   switch (alg) {
-    case kAlgSha1: return EVP_sha1();
-    case kAlgSha256: return EVP_sha256();
-    case kAlgSha384: return EVP_sha384();
-    case kAlgSha512: return EVP_sha512();
-    default: return nullptr;
+    case kAlgSha1:
+      return EVP_sha1();
+    case kAlgSha256:
+      return EVP_sha256();
+    case kAlgSha384:
+      return EVP_sha384();
+    case kAlgSha512:
+      return EVP_sha512();
+    default:
+      return nullptr;
   }
 }
 

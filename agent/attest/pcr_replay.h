@@ -40,7 +40,7 @@
 namespace portier::attest {
 
 struct TcgReplay {
-  PcrValues pcrs;                                      // banks the log declares, PCR 0..23
+  PcrValues pcrs;                                             // banks the log declares, PCR 0..23
   std::map<std::uint16_t, std::set<std::uint32_t>> extended;  // PCRs at least one event extended
   std::size_t events_replayed = 0;
 };
@@ -50,7 +50,7 @@ Result<TcgReplay> replay_tcg_event_log(const TcgEventLog& log);
 enum class ImaSha256Mode { template_data, padded_sha1 };
 
 struct ImaReplay {
-  PcrValues pcrs;  // the PCRs IMA extended (normally only 10), per bank replayed
+  PcrValues pcrs;                    // the PCRs IMA extended (normally only 10), per bank replayed
   std::vector<std::string> skipped;  // person-readable: banks that could not be replayed
   // When a target was given: per bank and PCR, the number of entries after
   // which the replayed value equalled the target (the log may have grown

@@ -132,7 +132,8 @@ bool parse_spec_id(Reader& r, const TcgEvent& ev, TcgEventLog& log) {
     return fail(s.fail_offset(), "Spec ID event: " + s.reason());
   }
   const std::size_t nalg_at = s.pos();
-  if (!s.u32(nalg, "number of algorithms")) return fail(s.fail_offset(), "Spec ID event: " + s.reason());
+  if (!s.u32(nalg, "number of algorithms"))
+    return fail(s.fail_offset(), "Spec ID event: " + s.reason());
   if (nalg == 0 || nalg > kMaxSpecAlgorithms) {
     return fail(nalg_at, "Spec ID event: number of algorithms " + std::to_string(nalg) +
                              " not in 1.." + std::to_string(kMaxSpecAlgorithms));
@@ -190,8 +191,8 @@ bool read_agile_event(Reader& r, const TcgEventLog& log, TcgEvent& ev) {
       if (a.alg_id == d.alg_id) size = a.digest_size;
     }
     if (size == 0) {
-      return r.fail(at, "digest algorithm " + tcg_alg_name(d.alg_id) +
-                            " not declared in the Spec ID event");
+      return r.fail(
+          at, "digest algorithm " + tcg_alg_name(d.alg_id) + " not declared in the Spec ID event");
     }
     for (const auto& prev : ev.digests) {
       if (prev.alg_id == d.alg_id) {
@@ -277,58 +278,100 @@ TcgParseResult parse_tcg_event_log(std::string_view bytes) {
 
 std::uint16_t tcg_alg_digest_size(std::uint16_t alg_id) {
   switch (alg_id) {
-    case kAlgSha1: return 20;
-    case kAlgSha256: return 32;
-    case kAlgSha384: return 48;
-    case kAlgSha512: return 64;
-    case kAlgSm3_256: return 32;
-    default: return 0;
+    case kAlgSha1:
+      return 20;
+    case kAlgSha256:
+      return 32;
+    case kAlgSha384:
+      return 48;
+    case kAlgSha512:
+      return 64;
+    case kAlgSm3_256:
+      return 32;
+    default:
+      return 0;
   }
 }
 
 std::string tcg_alg_name(std::uint16_t alg_id) {
   switch (alg_id) {
-    case kAlgSha1: return "sha1";
-    case kAlgSha256: return "sha256";
-    case kAlgSha384: return "sha384";
-    case kAlgSha512: return "sha512";
-    case kAlgSm3_256: return "sm3_256";
-    default: return "alg " + hex32(alg_id);
+    case kAlgSha1:
+      return "sha1";
+    case kAlgSha256:
+      return "sha256";
+    case kAlgSha384:
+      return "sha384";
+    case kAlgSha512:
+      return "sha512";
+    case kAlgSm3_256:
+      return "sm3_256";
+    default:
+      return "alg " + hex32(alg_id);
   }
 }
 
 std::string tcg_event_type_name(std::uint32_t type) {
   switch (type) {
-    case 0x0: return "EV_PREBOOT_CERT";
-    case kEvPostCode: return "EV_POST_CODE";
-    case 0x2: return "EV_UNUSED";
-    case kEvNoAction: return "EV_NO_ACTION";
-    case kEvSeparator: return "EV_SEPARATOR";
-    case kEvAction: return "EV_ACTION";
-    case 0x6: return "EV_EVENT_TAG";
-    case 0x7: return "EV_S_CRTM_CONTENTS";
-    case kEvSCrtmVersion: return "EV_S_CRTM_VERSION";
-    case 0x9: return "EV_CPU_MICROCODE";
-    case 0xA: return "EV_PLATFORM_CONFIG_FLAGS";
-    case 0xB: return "EV_TABLE_OF_DEVICES";
-    case 0xC: return "EV_COMPACT_HASH";
-    case 0xD: return "EV_IPL";
-    case 0xE: return "EV_IPL_PARTITION_DATA";
-    case 0xF: return "EV_NONHOST_CODE";
-    case 0x10: return "EV_NONHOST_CONFIG";
-    case 0x11: return "EV_NONHOST_INFO";
-    case 0x12: return "EV_OMIT_BOOT_DEVICE_EVENTS";
-    case kEvEfiVariableDriverConfig: return "EV_EFI_VARIABLE_DRIVER_CONFIG";
-    case 0x80000002: return "EV_EFI_VARIABLE_BOOT";
-    case 0x80000003: return "EV_EFI_BOOT_SERVICES_APPLICATION";
-    case 0x80000004: return "EV_EFI_BOOT_SERVICES_DRIVER";
-    case 0x80000005: return "EV_EFI_RUNTIME_SERVICES_DRIVER";
-    case 0x80000006: return "EV_EFI_GPT_EVENT";
-    case 0x80000007: return "EV_EFI_ACTION";
-    case 0x80000008: return "EV_EFI_PLATFORM_FIRMWARE_BLOB";
-    case 0x80000009: return "EV_EFI_HANDOFF_TABLES";
-    case 0x800000E0: return "EV_EFI_VARIABLE_AUTHORITY";
-    default: return hex32(type);
+    case 0x0:
+      return "EV_PREBOOT_CERT";
+    case kEvPostCode:
+      return "EV_POST_CODE";
+    case 0x2:
+      return "EV_UNUSED";
+    case kEvNoAction:
+      return "EV_NO_ACTION";
+    case kEvSeparator:
+      return "EV_SEPARATOR";
+    case kEvAction:
+      return "EV_ACTION";
+    case 0x6:
+      return "EV_EVENT_TAG";
+    case 0x7:
+      return "EV_S_CRTM_CONTENTS";
+    case kEvSCrtmVersion:
+      return "EV_S_CRTM_VERSION";
+    case 0x9:
+      return "EV_CPU_MICROCODE";
+    case 0xA:
+      return "EV_PLATFORM_CONFIG_FLAGS";
+    case 0xB:
+      return "EV_TABLE_OF_DEVICES";
+    case 0xC:
+      return "EV_COMPACT_HASH";
+    case 0xD:
+      return "EV_IPL";
+    case 0xE:
+      return "EV_IPL_PARTITION_DATA";
+    case 0xF:
+      return "EV_NONHOST_CODE";
+    case 0x10:
+      return "EV_NONHOST_CONFIG";
+    case 0x11:
+      return "EV_NONHOST_INFO";
+    case 0x12:
+      return "EV_OMIT_BOOT_DEVICE_EVENTS";
+    case kEvEfiVariableDriverConfig:
+      return "EV_EFI_VARIABLE_DRIVER_CONFIG";
+    case 0x80000002:
+      return "EV_EFI_VARIABLE_BOOT";
+    case 0x80000003:
+      return "EV_EFI_BOOT_SERVICES_APPLICATION";
+    case 0x80000004:
+      return "EV_EFI_BOOT_SERVICES_DRIVER";
+    case 0x80000005:
+      return "EV_EFI_RUNTIME_SERVICES_DRIVER";
+    case 0x80000006:
+      return "EV_EFI_GPT_EVENT";
+    case 0x80000007:
+      return "EV_EFI_ACTION";
+    case 0x80000008:
+      return "EV_EFI_PLATFORM_FIRMWARE_BLOB";
+    case 0x80000009:
+      return "EV_EFI_HANDOFF_TABLES";
+    case 0x800000E0:
+      return "EV_EFI_VARIABLE_AUTHORITY";
+    default:
+      return hex32(type);
   }
 }
 

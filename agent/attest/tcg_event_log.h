@@ -39,7 +39,7 @@ inline constexpr std::uint32_t kEvEfiVariableDriverConfig = 0x80000001;
 
 // Bounds: everything beyond these is reported as corruption.
 inline constexpr std::size_t kMaxTcgEvents = 100000;
-inline constexpr std::size_t kMaxTcgLogBytes = 64u << 20;      // 64 MiB
+inline constexpr std::size_t kMaxTcgLogBytes = 64u << 20;  // 64 MiB
 inline constexpr std::uint32_t kMaxTcgEventDataBytes = 16u << 20;
 inline constexpr std::uint32_t kMaxSpecAlgorithms = 16;
 inline constexpr std::uint32_t kMaxPcrIndex = 23;  // PC Client TPM: PCR 0..23
@@ -75,7 +75,7 @@ struct TcgEventLog {
 
 struct TcgParseResult {
   bool ok = false;
-  std::string reason;         // person-readable, includes the byte offset
+  std::string reason;  // person-readable, includes the byte offset
   std::size_t error_offset = 0;
   TcgEventLog log;
 };

@@ -59,7 +59,8 @@ Result<T> with_esys(const std::string& conf, const Op<T>& op) {
 
 // Runs op on a worker thread with a deadline (see tpm_client.h).
 template <class T>
-Result<T> run_with_deadline(const TpmConfig& cfg, const std::shared_ptr<std::atomic<int>>& abandoned,
+Result<T> run_with_deadline(const TpmConfig& cfg,
+                            const std::shared_ptr<std::atomic<int>>& abandoned,
                             const std::string& what, Op<T> op) {
   if (abandoned->load() >= kMaxAbandonedCalls) {
     return fail(Errc::unavailable, kWhere, what,
@@ -102,8 +103,8 @@ Result<T> run_with_deadline(const TpmConfig& cfg, const std::shared_ptr<std::ato
   lk.unlock();
   worker.detach();
   return fail(Errc::unavailable, kWhere, what,
-              "TPM did not answer within " + std::to_string(cfg.timeout.count()) +
-                  " ms (TCTI '" + cfg.tcti + "')");
+              "TPM did not answer within " + std::to_string(cfg.timeout.count()) + " ms (TCTI '" +
+                  cfg.tcti + "')");
 }
 
 std::uint16_t bank_size(std::uint16_t bank) { return tcg_alg_digest_size(bank); }
@@ -133,24 +134,25 @@ TPML_PCR_SELECTION make_selection(std::uint16_t bank, const std::set<std::uint32
 TpmClient::TpmClient(TpmConfig cfg) : cfg_(std::move(cfg)) {}
 
 Result<std::string> TpmClient::probe() {
-  return run_with_deadline<std::string>(cfg_, abandoned_, "TPM probe", [](ESYS_CONTEXT* esys)
-                                            -> Result<std::string> {
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA* cap = nullptr;
-    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                    TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, &more, &cap);
-    if (rc != TSS2_RC_SUCCESS) return tpm_fail("GetCapability(TPM_PT_MANUFACTURER)", rc);
-    std::string m;
-    if (cap->data.tpmProperties.count > 0) {
-      const UINT32 v = cap->data.tpmProperties.tpmProperty[0].value;
-      for (int s = 24; s >= 0; s -= 8) {
-        const char c = static_cast<char>((v >> s) & 0xff);
-        if (c >= 0x20 && c < 0x7f) m.push_back(c);
-      }
-    }
-    Esys_Free(cap);
-    return m;
-  });
+  return run_with_deadline<std::string>(
+      cfg_, abandoned_, "TPM probe", [](ESYS_CONTEXT* esys) -> Result<std::string> {
+        TPMI_YES_NO more = TPM2_NO;
+        TPMS_CAPABILITY_DATA* cap = nullptr;
+        TSS2_RC rc =
+            Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                               TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, &more, &cap);
+        if (rc != TSS2_RC_SUCCESS) return tpm_fail("GetCapability(TPM_PT_MANUFACTURER)", rc);
+        std::string m;
+        if (cap->data.tpmProperties.count > 0) {
+          const UINT32 v = cap->data.tpmProperties.tpmProperty[0].value;
+          for (int s = 24; s >= 0; s -= 8) {
+            const char c = static_cast<char>((v >> s) & 0xff);
+            if (c >= 0x20 && c < 0x7f) m.push_back(c);
+          }
+        }
+        Esys_Free(cap);
+        return m;
+      });
 }
 
 Result<PcrRead> TpmClient::read_pcrs(std::span<const std::uint16_t> banks,
@@ -158,50 +160,49 @@ Result<PcrRead> TpmClient::read_pcrs(std::span<const std::uint16_t> banks,
   if (auto ok = check_pcrs(pcrs, "PCR read"); !ok) return std::unexpected(ok.error());
   std::vector<std::uint16_t> bank_list(banks.begin(), banks.end());
   std::set<std::uint32_t> wanted(pcrs.begin(), pcrs.end());
-  return run_with_deadline<PcrRead>(cfg_, abandoned_, "PCR read", [bank_list, wanted](
-                                                                      ESYS_CONTEXT* esys)
-                                                                      -> Result<PcrRead> {
-    PcrRead out;
-    for (auto bank : bank_list) {
-      std::set<std::uint32_t> left = wanted;
-      bool got_any = false;
-      for (int round = 0; !left.empty() && round < 32; ++round) {
-        TPML_PCR_SELECTION sel = make_selection(bank, left);
-        UINT32 counter = 0;
-        TPML_PCR_SELECTION* sel_out = nullptr;
-        TPML_DIGEST* values = nullptr;
-        TSS2_RC rc = Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &counter,
-                                   &sel_out, &values);
-        if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Read(" + tcg_alg_name(bank) + ")", rc);
-        std::size_t k = 0;
-        for (UINT32 s = 0; s < sel_out->count; ++s) {
-          const auto& ps = sel_out->pcrSelections[s];
-          if (ps.hash != bank) continue;
-          for (std::uint32_t p = 0; p < 8u * ps.sizeofSelect && p <= kMaxPcrIndex; ++p) {
-            if (!(ps.pcrSelect[p / 8] & (1u << (p % 8)))) continue;
-            if (k >= values->count) break;
-            const auto& d = values->digests[k++];
-            out.values[bank][p] = Bytes(d.buffer, d.buffer + d.size);
-            left.erase(p);
+  return run_with_deadline<PcrRead>(
+      cfg_, abandoned_, "PCR read", [bank_list, wanted](ESYS_CONTEXT* esys) -> Result<PcrRead> {
+        PcrRead out;
+        for (auto bank : bank_list) {
+          std::set<std::uint32_t> left = wanted;
+          bool got_any = false;
+          for (int round = 0; !left.empty() && round < 32; ++round) {
+            TPML_PCR_SELECTION sel = make_selection(bank, left);
+            UINT32 counter = 0;
+            TPML_PCR_SELECTION* sel_out = nullptr;
+            TPML_DIGEST* values = nullptr;
+            TSS2_RC rc = Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
+                                       &counter, &sel_out, &values);
+            if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Read(" + tcg_alg_name(bank) + ")", rc);
+            std::size_t k = 0;
+            for (UINT32 s = 0; s < sel_out->count; ++s) {
+              const auto& ps = sel_out->pcrSelections[s];
+              if (ps.hash != bank) continue;
+              for (std::uint32_t p = 0; p < 8u * ps.sizeofSelect && p <= kMaxPcrIndex; ++p) {
+                if (!(ps.pcrSelect[p / 8] & (1u << (p % 8)))) continue;
+                if (k >= values->count) break;
+                const auto& d = values->digests[k++];
+                out.values[bank][p] = Bytes(d.buffer, d.buffer + d.size);
+                left.erase(p);
+              }
+            }
+            Esys_Free(sel_out);
+            Esys_Free(values);
+            if (k == 0) {
+              if (!got_any) {
+                out.absent_banks.push_back(bank);
+                out.values.erase(bank);
+                left.clear();
+                break;
+              }
+              return fail(Errc::io, kWhere, "PCR_Read(" + tcg_alg_name(bank) + ")",
+                          "TPM returned no value for PCR " + std::to_string(*left.begin()));
+            }
+            got_any = true;
           }
         }
-        Esys_Free(sel_out);
-        Esys_Free(values);
-        if (k == 0) {
-          if (!got_any) {
-            out.absent_banks.push_back(bank);
-            out.values.erase(bank);
-            left.clear();
-            break;
-          }
-          return fail(Errc::io, kWhere, "PCR_Read(" + tcg_alg_name(bank) + ")",
-                      "TPM returned no value for PCR " + std::to_string(*left.begin()));
-        }
-        got_any = true;
-      }
-    }
-    return out;
-  });
+        return out;
+      });
 }
 
 Result<void> TpmClient::extend(std::uint32_t pcr, const std::map<std::uint16_t, Bytes>& digests) {
@@ -217,13 +218,13 @@ Result<void> TpmClient::extend(std::uint32_t pcr, const std::map<std::uint16_t, 
     std::memcpy(&dv.digests[dv.count].digest, d.data(), d.size());
     ++dv.count;
   }
-  return run_with_deadline<void>(cfg_, abandoned_, "PCR extend",
-                                 [pcr, dv](ESYS_CONTEXT* esys) -> Result<void> {
-    TSS2_RC rc = Esys_PCR_Extend(esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                 ESYS_TR_NONE, &dv);
-    if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Extend(" + std::to_string(pcr) + ")", rc);
-    return {};
-  });
+  return run_with_deadline<void>(
+      cfg_, abandoned_, "PCR extend", [pcr, dv](ESYS_CONTEXT* esys) -> Result<void> {
+        TSS2_RC rc = Esys_PCR_Extend(esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                     ESYS_TR_NONE, &dv);
+        if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Extend(" + std::to_string(pcr) + ")", rc);
+        return {};
+      });
 }
 
 Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_t bank,
@@ -240,81 +241,86 @@ Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_
   TPM2B_DATA qd{};
   qd.size = static_cast<UINT16>(nonce.size());
   std::memcpy(qd.buffer, nonce.data(), nonce.size());
-  return run_with_deadline<Quote>(cfg_, abandoned_, "quote",
-                                  [qd, bank, sel_set](ESYS_CONTEXT* esys) -> Result<Quote> {
-    TPM2B_SENSITIVE_CREATE in_sensitive{};
-    TPM2B_PUBLIC in_public{};
-    auto& pa = in_public.publicArea;
-    pa.type = TPM2_ALG_ECC;
-    pa.nameAlg = TPM2_ALG_SHA256;
-    pa.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED |
-                          TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
-                          TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
-    auto& ecc = pa.parameters.eccDetail;
-    ecc.symmetric.algorithm = TPM2_ALG_NULL;
-    ecc.scheme.scheme = TPM2_ALG_ECDSA;
-    ecc.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-    ecc.curveID = TPM2_ECC_NIST_P256;
-    ecc.kdf.scheme = TPM2_ALG_NULL;
-    TPM2B_DATA outside{};
-    TPML_PCR_SELECTION creation_pcr{};
-    ESYS_TR ak = ESYS_TR_NONE;
-    TPM2B_PUBLIC* out_public = nullptr;
-    TPM2B_CREATION_DATA* cdata = nullptr;
-    TPM2B_DIGEST* chash = nullptr;
-    TPMT_TK_CREATION* ticket = nullptr;
-    TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, &in_sensitive, &in_public, &outside,
-                                    &creation_pcr, &ak, &out_public, &cdata, &chash, &ticket);
-    if (rc != TSS2_RC_SUCCESS) return tpm_fail("CreatePrimary(attestation key)", rc);
-    Esys_Free(cdata);
-    Esys_Free(chash);
-    Esys_Free(ticket);
+  return run_with_deadline<Quote>(
+      cfg_, abandoned_, "quote", [qd, bank, sel_set](ESYS_CONTEXT* esys) -> Result<Quote> {
+        TPM2B_SENSITIVE_CREATE in_sensitive{};
+        TPM2B_PUBLIC in_public{};
+        auto& pa = in_public.publicArea;
+        pa.type = TPM2_ALG_ECC;
+        pa.nameAlg = TPM2_ALG_SHA256;
+        pa.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED |
+                              TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
+                              TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+        auto& ecc = pa.parameters.eccDetail;
+        ecc.symmetric.algorithm = TPM2_ALG_NULL;
+        ecc.scheme.scheme = TPM2_ALG_ECDSA;
+        ecc.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+        ecc.curveID = TPM2_ECC_NIST_P256;
+        ecc.kdf.scheme = TPM2_ALG_NULL;
+        TPM2B_DATA outside{};
+        TPML_PCR_SELECTION creation_pcr{};
+        ESYS_TR ak = ESYS_TR_NONE;
+        TPM2B_PUBLIC* out_public = nullptr;
+        TPM2B_CREATION_DATA* cdata = nullptr;
+        TPM2B_DIGEST* chash = nullptr;
+        TPMT_TK_CREATION* ticket = nullptr;
+        TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                        ESYS_TR_NONE, &in_sensitive, &in_public, &outside,
+                                        &creation_pcr, &ak, &out_public, &cdata, &chash, &ticket);
+        if (rc != TSS2_RC_SUCCESS) return tpm_fail("CreatePrimary(attestation key)", rc);
+        Esys_Free(cdata);
+        Esys_Free(chash);
+        Esys_Free(ticket);
 
-    Quote q;
-    q.bank = bank;
-    q.pcrs.assign(sel_set.begin(), sel_set.end());
-    std::uint8_t buf[sizeof(TPM2B_PUBLIC) + 64];
-    size_t off = 0;
-    rc = Tss2_MU_TPM2B_PUBLIC_Marshal(out_public, buf, sizeof buf, &off);
-    if (rc == TSS2_RC_SUCCESS) q.ak_public.assign(buf, buf + off);
-    const auto& pt = out_public->publicArea.unique.ecc;
-    q.ak_point.push_back(0x04);
-    q.ak_point.insert(q.ak_point.end(), 32 - std::min<size_t>(32, pt.x.size), 0);
-    q.ak_point.insert(q.ak_point.end(), pt.x.buffer, pt.x.buffer + std::min<size_t>(32, pt.x.size));
-    q.ak_point.insert(q.ak_point.end(), 32 - std::min<size_t>(32, pt.y.size), 0);
-    q.ak_point.insert(q.ak_point.end(), pt.y.buffer, pt.y.buffer + std::min<size_t>(32, pt.y.size));
-    Esys_Free(out_public);
+        Quote q;
+        q.bank = bank;
+        q.pcrs.assign(sel_set.begin(), sel_set.end());
+        std::uint8_t buf[sizeof(TPM2B_PUBLIC) + 64];
+        size_t off = 0;
+        rc = Tss2_MU_TPM2B_PUBLIC_Marshal(out_public, buf, sizeof buf, &off);
+        if (rc == TSS2_RC_SUCCESS) q.ak_public.assign(buf, buf + off);
+        const auto& pt = out_public->publicArea.unique.ecc;
+        q.ak_point.push_back(0x04);
+        q.ak_point.insert(q.ak_point.end(), 32 - std::min<size_t>(32, pt.x.size), 0);
+        q.ak_point.insert(q.ak_point.end(), pt.x.buffer,
+                          pt.x.buffer + std::min<size_t>(32, pt.x.size));
+        q.ak_point.insert(q.ak_point.end(), 32 - std::min<size_t>(32, pt.y.size), 0);
+        q.ak_point.insert(q.ak_point.end(), pt.y.buffer,
+                          pt.y.buffer + std::min<size_t>(32, pt.y.size));
+        Esys_Free(out_public);
 
-    TPMT_SIG_SCHEME scheme{};
-    scheme.scheme = TPM2_ALG_NULL;
-    TPML_PCR_SELECTION sel = make_selection(bank, sel_set);
-    TPM2B_ATTEST* quoted = nullptr;
-    TPMT_SIGNATURE* sig = nullptr;
-    TPM2B_DATA nonce = qd;
-    rc = Esys_Quote(esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &nonce, &scheme, &sel,
-                    &quoted, &sig);
-    Esys_FlushContext(esys, ak);
-    if (rc != TSS2_RC_SUCCESS) return tpm_fail("Quote", rc);
-    q.attest.assign(quoted->attestationData, quoted->attestationData + quoted->size);
-    std::uint8_t sbuf[sizeof(TPMT_SIGNATURE) + 16];
-    off = 0;
-    rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sbuf, sizeof sbuf, &off);
-    Esys_Free(quoted);
-    Esys_Free(sig);
-    if (rc != TSS2_RC_SUCCESS) return tpm_fail("marshal signature", rc);
-    q.signature.assign(sbuf, sbuf + off);
-    return q;
-  });
+        TPMT_SIG_SCHEME scheme{};
+        scheme.scheme = TPM2_ALG_NULL;
+        TPML_PCR_SELECTION sel = make_selection(bank, sel_set);
+        TPM2B_ATTEST* quoted = nullptr;
+        TPMT_SIGNATURE* sig = nullptr;
+        TPM2B_DATA nonce = qd;
+        rc = Esys_Quote(esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &nonce, &scheme,
+                        &sel, &quoted, &sig);
+        Esys_FlushContext(esys, ak);
+        if (rc != TSS2_RC_SUCCESS) return tpm_fail("Quote", rc);
+        q.attest.assign(quoted->attestationData, quoted->attestationData + quoted->size);
+        std::uint8_t sbuf[sizeof(TPMT_SIGNATURE) + 16];
+        off = 0;
+        rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sbuf, sizeof sbuf, &off);
+        Esys_Free(quoted);
+        Esys_Free(sig);
+        if (rc != TSS2_RC_SUCCESS) return tpm_fail("marshal signature", rc);
+        q.signature.assign(sbuf, sbuf + off);
+        return q;
+      });
 }
 
 Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point,
                           std::span<const std::uint8_t> nonce, const PcrValues& expected) {
   const char* where = "attest/verify";
-  auto bad = [&](std::string why) { return fail(Errc::failed_precondition, where, "quote", std::move(why)); };
+  auto bad = [&](std::string why) {
+    return fail(Errc::failed_precondition, where, "quote", std::move(why));
+  };
   TPMS_ATTEST a{};
   size_t off = 0;
-  if (Tss2_MU_TPMS_ATTEST_Unmarshal(q.attest.data(), q.attest.size(), &off, &a) != TSS2_RC_SUCCESS ||
+  if (Tss2_MU_TPMS_ATTEST_Unmarshal(q.attest.data(), q.attest.size(), &off, &a) !=
+          TSS2_RC_SUCCESS ||
       off != q.attest.size()) {
     return bad("attestation data is not a well-formed TPMS_ATTEST");
   }
@@ -343,7 +349,8 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   auto bank_it = expected.find(q.bank);
   for (auto p : q.pcrs) {
     if (bank_it == expected.end() || !bank_it->second.contains(p)) {
-      return bad("no expected value for PCR " + std::to_string(p) + " (" + tcg_alg_name(q.bank) + ")");
+      return bad("no expected value for PCR " + std::to_string(p) + " (" + tcg_alg_name(q.bank) +
+                 ")");
     }
     const Bytes& v = bank_it->second.at(p);
     concat.insert(concat.end(), v.begin(), v.end());
@@ -365,10 +372,13 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   if (sig.sigAlg != TPM2_ALG_ECDSA || sig.signature.ecdsa.hash != TPM2_ALG_SHA256) {
     return bad("signature is not ECDSA with SHA-256");
   }
-  if (ak_point.size() != 65 || ak_point[0] != 0x04) return bad("AK is not an uncompressed P-256 point");
+  if (ak_point.size() != 65 || ak_point[0] != 0x04)
+    return bad("AK is not an uncompressed P-256 point");
   ECDSA_SIG* es = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(sig.signature.ecdsa.signatureR.buffer, sig.signature.ecdsa.signatureR.size, nullptr);
-  BIGNUM* s = BN_bin2bn(sig.signature.ecdsa.signatureS.buffer, sig.signature.ecdsa.signatureS.size, nullptr);
+  BIGNUM* r = BN_bin2bn(sig.signature.ecdsa.signatureR.buffer, sig.signature.ecdsa.signatureR.size,
+                        nullptr);
+  BIGNUM* s = BN_bin2bn(sig.signature.ecdsa.signatureS.buffer, sig.signature.ecdsa.signatureS.size,
+                        nullptr);
   unsigned char* der = nullptr;
   int der_len = -1;
   if (es != nullptr && r != nullptr && s != nullptr && ECDSA_SIG_set0(es, r, s) == 1) {
@@ -383,8 +393,8 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   char group[] = "prime256v1";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-                                        const_cast<std::uint8_t*>(ak_point.data()), ak_point.size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_PKEY_PARAM_PUB_KEY, const_cast<std::uint8_t*>(ak_point.data()), ak_point.size()),
       OSSL_PARAM_construct_end()};
   const bool key_ok = pctx != nullptr && EVP_PKEY_fromdata_init(pctx) == 1 &&
                       EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1;
@@ -392,9 +402,10 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   bool verified = false;
   if (key_ok && der_len > 0) {
     EVP_MD_CTX* md = EVP_MD_CTX_new();
-    verified = md != nullptr && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
-               EVP_DigestVerify(md, der, static_cast<size_t>(der_len), q.attest.data(),
-                                q.attest.size()) == 1;
+    verified =
+        md != nullptr && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
+        EVP_DigestVerify(md, der, static_cast<size_t>(der_len), q.attest.data(), q.attest.size()) ==
+            1;
     EVP_MD_CTX_free(md);
   }
   EVP_PKEY_free(pkey);

@@ -41,7 +41,7 @@ struct TpmConfig {
 };
 
 struct PcrRead {
-  PcrValues values;                     // bank → index → value
+  PcrValues values;                         // bank → index → value
   std::vector<std::uint16_t> absent_banks;  // requested banks the TPM has not allocated
 };
 
@@ -50,11 +50,11 @@ struct PcrRead {
 // owner seed and a fixed template, so the same TPM gives the same AK until
 // the owner hierarchy is cleared (the management plane enrols `ak_point`).
 struct Quote {
-  Bytes attest;      // TPMS_ATTEST as marshalled by the TPM (what was signed)
-  Bytes signature;   // TPMT_SIGNATURE, marshalled (ECDSA r, s)
-  Bytes ak_public;   // TPM2B_PUBLIC of the AK, marshalled
-  Bytes ak_point;    // uncompressed EC point 04 || X || Y (P-256)
-  std::uint16_t bank = 0;       // TPM_ALG_ID of the quoted bank
+  Bytes attest;                     // TPMS_ATTEST as marshalled by the TPM (what was signed)
+  Bytes signature;                  // TPMT_SIGNATURE, marshalled (ECDSA r, s)
+  Bytes ak_public;                  // TPM2B_PUBLIC of the AK, marshalled
+  Bytes ak_point;                   // uncompressed EC point 04 || X || Y (P-256)
+  std::uint16_t bank = 0;           // TPM_ALG_ID of the quoted bank
   std::vector<std::uint32_t> pcrs;  // quoted PCR indices, ascending
 };
 

@@ -17,8 +17,8 @@ enum class Severity { normal, critical };
 struct CheckResult {
   enum class Status { ok, warn, fail };
   Status status = Status::ok;
-  std::string reason;                          // a person can act on it
-  std::map<std::string, std::string> values;   // what was measured
+  std::string reason;                         // a person can act on it
+  std::map<std::string, std::string> values;  // what was measured
 
   static CheckResult ok(std::string reason = "ok") { return {Status::ok, std::move(reason), {}}; }
   static CheckResult warn(std::string reason) { return {Status::warn, std::move(reason), {}}; }
@@ -27,9 +27,12 @@ struct CheckResult {
 
 inline const char* to_string(CheckResult::Status s) {
   switch (s) {
-    case CheckResult::Status::ok: return "ok";
-    case CheckResult::Status::warn: return "warn";
-    case CheckResult::Status::fail: return "fail";
+    case CheckResult::Status::ok:
+      return "ok";
+    case CheckResult::Status::warn:
+      return "warn";
+    case CheckResult::Status::fail:
+      return "fail";
   }
   return "?";
 }

@@ -14,9 +14,12 @@ using std::chrono::milliseconds;
 
 const char* to_string(HealthState s) {
   switch (s) {
-    case HealthState::ok: return "OK";
-    case HealthState::degraded: return "DEGRADED";
-    case HealthState::compromised: return "COMPROMISED";
+    case HealthState::ok:
+      return "OK";
+    case HealthState::degraded:
+      return "DEGRADED";
+    case HealthState::compromised:
+      return "COMPROMISED";
   }
   return "?";
 }

@@ -31,19 +31,19 @@ struct CheckReport {
   std::string id;
   Severity severity = Severity::normal;
   bool enabled = true;
-  bool has_run = false;           // false until the first result
-  CheckResult result;             // the last one
-  std::chrono::system_clock::time_point last_run{};   // when the last run started
-  std::chrono::milliseconds duration{0};              // how long it took (or the timeout)
-  std::chrono::steady_clock::time_point next_run{};   // when it is due again
+  bool has_run = false;                              // false until the first result
+  CheckResult result;                                // the last one
+  std::chrono::system_clock::time_point last_run{};  // when the last run started
+  std::chrono::milliseconds duration{0};             // how long it took (or the timeout)
+  std::chrono::steady_clock::time_point next_run{};  // when it is due again
   std::chrono::steady_clock::time_point last_start_steady{};
   std::uint64_t runs = 0;
 };
 
 struct HealthReport {
   HealthState state = HealthState::ok;
-  std::vector<std::string> reasons;   // "check_id: reason" for each warn/fail
-  std::vector<CheckReport> checks;    // in the order they were added
+  std::vector<std::string> reasons;  // "check_id: reason" for each warn/fail
+  std::vector<CheckReport> checks;   // in the order they were added
 };
 
 class HealthMonitor {

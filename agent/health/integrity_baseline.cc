@@ -30,7 +30,8 @@ std::string hex(const unsigned char* p, size_t n) {
 
 Result<std::string> read_all(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno == ENOENT ? Errc::not_found : Errc::io, kWhere, path, std::strerror(errno));
+  if (fd < 0)
+    return fail(errno == ENOENT ? Errc::not_found : Errc::io, kWhere, path, std::strerror(errno));
   std::string out;
   char buf[65536];
   for (;;) {
@@ -60,12 +61,15 @@ Result<std::string> hmac_hex(const std::string& key, const std::string& data) {
 Result<std::string> read_key(const std::string& key_file) {
   struct stat st {};
   if (stat(key_file.c_str(), &st) != 0)
-    return fail(Errc::not_found, kWhere, key_file, std::string("cannot stat the key file: ") + std::strerror(errno));
+    return fail(Errc::not_found, kWhere, key_file,
+                std::string("cannot stat the key file: ") + std::strerror(errno));
   if (st.st_mode & 077)
-    return fail(Errc::permission_denied, kWhere, key_file, "key file must be mode 0600 (it is readable by others)");
+    return fail(Errc::permission_denied, kWhere, key_file,
+                "key file must be mode 0600 (it is readable by others)");
   auto key = read_all(key_file);
   if (!key) return key;
-  if (key->size() < 16) return fail(Errc::invalid_argument, kWhere, key_file, "key shorter than 16 bytes");
+  if (key->size() < 16)
+    return fail(Errc::invalid_argument, kWhere, key_file, "key shorter than 16 bytes");
   return key;
 }
 
@@ -101,7 +105,8 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data)
 
 Result<std::string> sha256_file(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno == ENOENT ? Errc::not_found : Errc::io, kWhere, path, std::strerror(errno));
+  if (fd < 0)
+    return fail(errno == ENOENT ? Errc::not_found : Errc::io, kWhere, path, std::strerror(errno));
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
     EVP_MD_CTX_free(ctx);
@@ -129,11 +134,12 @@ Result<std::string> sha256_file(const std::string& path) {
   return hex(md, len);
 }
 
-Result<void> create_baseline(const std::vector<std::string>& paths, const std::string& baseline_file,
-                             const std::string& key_file) {
+Result<void> create_baseline(const std::vector<std::string>& paths,
+                             const std::string& baseline_file, const std::string& key_file) {
   if (access(key_file.c_str(), F_OK) != 0) {
     unsigned char k[32];
-    if (RAND_bytes(k, sizeof k) != 1) return fail(Errc::internal, kWhere, key_file, "RAND_bytes failed");
+    if (RAND_bytes(k, sizeof k) != 1)
+      return fail(Errc::internal, kWhere, key_file, "RAND_bytes failed");
     auto w = write_file_atomic(key_file, std::string(reinterpret_cast<char*>(k), sizeof k));
     OPENSSL_cleanse(k, sizeof k);
     if (!w) return w;
@@ -157,8 +163,8 @@ Result<void> create_baseline(const std::vector<std::string>& paths, const std::s
 CheckResult IntegrityBaselineCheck::run(const std::atomic<bool>& cancel) {
   auto data = read_all(o_.baseline_file);
   if (!data)
-    return CheckResult::fail("no readable baseline at " + o_.baseline_file + " (" + data.error().why +
-                             "): provision it (portierctl health baseline)");
+    return CheckResult::fail("no readable baseline at " + o_.baseline_file + " (" +
+                             data.error().why + "): provision it (portierctl health baseline)");
   auto key = read_key(o_.key_file);
   if (!key) return CheckResult::fail("baseline key unusable: " + key.error().message());
   // Split off the last line: the HMAC over everything before it.
@@ -175,8 +181,9 @@ CheckResult IntegrityBaselineCheck::run(const std::atomic<bool>& cancel) {
   if (!ok || !mac || mac_line.size() != mac->size() ||
       CRYPTO_memcmp(mac_line.data(), mac->data(), mac->size()) != 0 ||
       body.rfind("portier-baseline v1\n", 0) != 0)
-    return CheckResult::fail("baseline integrity check failed: " + o_.baseline_file +
-                             " was altered or the key does not match; treat the terminal as tampered and re-provision");
+    return CheckResult::fail(
+        "baseline integrity check failed: " + o_.baseline_file +
+        " was altered or the key does not match; treat the terminal as tampered and re-provision");
   std::istringstream in(body);
   std::string line;
   std::getline(in, line);  // header

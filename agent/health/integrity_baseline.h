@@ -24,8 +24,8 @@ Result<std::string> sha256_file(const std::string& path);
 // Writes the baseline (atomically: temp file, fsync, rename; mode 0600).
 // Creates the key file (32 random bytes, 0600) when it does not exist.
 // Fails when a listed file cannot be read: a baseline must be complete.
-Result<void> create_baseline(const std::vector<std::string>& paths, const std::string& baseline_file,
-                             const std::string& key_file);
+Result<void> create_baseline(const std::vector<std::string>& paths,
+                             const std::string& baseline_file, const std::string& key_file);
 
 struct BaselineOptions {
   std::string baseline_file = "/var/lib/portier/health/baseline";
@@ -38,6 +38,7 @@ class IntegrityBaselineCheck : public Check {
   std::string id() const override { return "file_integrity"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   BaselineOptions o_;
 };

@@ -46,7 +46,8 @@ Ipv6Scope classify_ipv6(const in6_addr& a) {
   static const unsigned char zero[16] = {};
   if (std::memcmp(b, zero, 16) == 0) return Ipv6Scope::unspecified;
   if (std::memcmp(b, zero, 15) == 0 && b[15] == 1) return Ipv6Scope::loopback;
-  if (std::memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff) return Ipv6Scope::ipv4_mapped;
+  if (std::memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff)
+    return Ipv6Scope::ipv4_mapped;
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return Ipv6Scope::link_local;
   if ((b[0] & 0xfe) == 0xfc) return Ipv6Scope::unique_local;
   if (b[0] == 0xff) return Ipv6Scope::multicast;
@@ -64,15 +65,24 @@ bool is_global_ipv6(const std::string& text) {
 
 const char* to_string(Ipv6Scope s) {
   switch (s) {
-    case Ipv6Scope::unspecified: return "unspecified";
-    case Ipv6Scope::loopback: return "loopback";
-    case Ipv6Scope::ipv4_mapped: return "ipv4-mapped";
-    case Ipv6Scope::link_local: return "link-local";
-    case Ipv6Scope::unique_local: return "unique-local";
-    case Ipv6Scope::multicast: return "multicast";
-    case Ipv6Scope::documentation: return "documentation";
-    case Ipv6Scope::global: return "global";
-    case Ipv6Scope::other: return "other";
+    case Ipv6Scope::unspecified:
+      return "unspecified";
+    case Ipv6Scope::loopback:
+      return "loopback";
+    case Ipv6Scope::ipv4_mapped:
+      return "ipv4-mapped";
+    case Ipv6Scope::link_local:
+      return "link-local";
+    case Ipv6Scope::unique_local:
+      return "unique-local";
+    case Ipv6Scope::multicast:
+      return "multicast";
+    case Ipv6Scope::documentation:
+      return "documentation";
+    case Ipv6Scope::global:
+      return "global";
+    case Ipv6Scope::other:
+      return "other";
   }
   return "?";
 }
@@ -100,19 +110,23 @@ CheckResult InterfacesUpCheck::run(const std::atomic<bool>&) {
     std::vector<std::string> missing;
     for (const auto& name : o_.required) {
       auto it = state.find(name);
-      if (it == state.end()) missing.push_back(name + " (absent)");
-      else if (it->second != "up") missing.push_back(name + " (" + it->second + ")");
+      if (it == state.end())
+        missing.push_back(name + " (absent)");
+      else if (it->second != "up")
+        missing.push_back(name + " (" + it->second + ")");
     }
     if (!missing.empty())
       return {CheckResult::Status::fail,
-              "required interface not up: " + join(missing) + ": check the cable or the link", r.values};
+              "required interface not up: " + join(missing) + ": check the cable or the link",
+              r.values};
     r.reason = "required interfaces up: " + join(o_.required);
     return r;
   }
   if (up.empty())
     return {CheckResult::Status::fail,
-            state.empty() ? "no network interface besides lo"
-                          : "no network interface is up (" + join(down) + "): check the cable or the link",
+            state.empty()
+                ? "no network interface besides lo"
+                : "no network interface is up (" + join(down) + "): check the cable or the link",
             r.values};
   r.reason = "up: " + join(up);
   return r;
@@ -129,7 +143,8 @@ std::vector<InterfaceAddress> system_addresses() {
     if (fam == AF_INET)
       inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
     else if (fam == AF_INET6)
-      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof buf);
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
+                sizeof buf);
     else
       continue;
     out.push_back({i->ifa_name, fam, buf});
@@ -158,13 +173,17 @@ CheckResult AddressesCheck::run(const std::atomic<bool>&) {
   r.values = {{"ipv4", join(v4)}, {"ipv6", join(v6)}, {"global_ipv6", join(global)}};
   if (v4.empty() && v6.empty()) {
     r.status = CheckResult::Status::fail;
-    r.reason = "no IP address on any interface besides lo: check DHCP/SLAAC or the static configuration";
+    r.reason =
+        "no IP address on any interface besides lo: check DHCP/SLAAC or the static configuration";
   } else if (global.empty() && o_.require_global_ipv6) {
     r.status = CheckResult::Status::warn;
-    r.reason = "the terminal has no global IPv6 address of its own (only link-local, unique-local or none), "
-               "which the terminal standard asks for: enable IPv6 on the network or the interface";
+    r.reason =
+        "the terminal has no global IPv6 address of its own (only link-local, unique-local or "
+        "none), "
+        "which the terminal standard asks for: enable IPv6 on the network or the interface";
   } else {
-    r.reason = std::to_string(v4.size()) + " IPv4 and " + std::to_string(v6.size()) + " IPv6 addresses";
+    r.reason =
+        std::to_string(v4.size()) + " IPv4 and " + std::to_string(v6.size()) + " IPv6 addresses";
   }
   return r;
 }
@@ -198,14 +217,17 @@ CheckResult DefaultRouteCheck::run(const std::atomic<bool>&) {
     while (std::getline(in, line)) {
       std::istringstream ls(line);
       std::string dest, plen, src, splen, nexthop, metric, refcnt, use, flags, iface;
-      if (!(ls >> dest >> plen >> src >> splen >> nexthop >> metric >> refcnt >> use >> flags >> iface)) continue;
+      if (!(ls >> dest >> plen >> src >> splen >> nexthop >> metric >> refcnt >> use >> flags >>
+            iface))
+        continue;
       unsigned long fl = std::strtoul(flags.c_str(), nullptr, 16);
       if (dest != std::string(32, '0') || plen != "00" || iface == "lo" || !(fl & RTF_UP) ||
           (fl & RTF_REJECT))
         continue;
       in6_addr a{};
       for (int i = 0; i < 16 && nexthop.size() == 32; ++i)
-        a.s6_addr[i] = static_cast<unsigned char>(std::stoul(nexthop.substr(2 * i, 2), nullptr, 16));
+        a.s6_addr[i] =
+            static_cast<unsigned char>(std::stoul(nexthop.substr(2 * i, 2), nullptr, 16));
       char buf[INET6_ADDRSTRLEN] = {};
       inet_ntop(AF_INET6, &a, buf, sizeof buf);
       r.values["ipv6_default"] = std::string(buf) + " dev " + iface;
@@ -215,7 +237,9 @@ CheckResult DefaultRouteCheck::run(const std::atomic<bool>&) {
   }
   if (found.empty()) {
     r.status = CheckResult::Status::fail;
-    r.reason = "no default route (IPv4 or IPv6): the management plane is unreachable; check the gateway configuration";
+    r.reason =
+        "no default route (IPv4 or IPv6): the management plane is unreachable; check the gateway "
+        "configuration";
   } else {
     r.reason = join(found);
   }
@@ -234,7 +258,8 @@ CheckResult ManagementReachabilityCheck::run(const std::atomic<bool>& cancel) {
   int gai = getaddrinfo(o_.host.c_str(), o_.port.c_str(), &hints, &res);
   if (gai != 0) {
     r.status = CheckResult::Status::fail;
-    r.reason = "cannot resolve the management endpoint " + target + ": " + gai_strerror(gai) + ": check DNS";
+    r.reason = "cannot resolve the management endpoint " + target + ": " + gai_strerror(gai) +
+               ": check DNS";
     return r;
   }
   std::string last_error = "no address";
@@ -243,7 +268,10 @@ CheckResult ManagementReachabilityCheck::run(const std::atomic<bool>& cancel) {
   bool ok = false;
   for (addrinfo* ai = res; ai && !ok && !cancel; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) { last_error = std::strerror(errno); continue; }
+    if (fd < 0) {
+      last_error = std::strerror(errno);
+      continue;
+    }
     int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc == 0) {
       ok = true;
@@ -251,25 +279,35 @@ CheckResult ManagementReachabilityCheck::run(const std::atomic<bool>& cancel) {
       last_error = std::strerror(errno);
     } else {
       while (!cancel) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) { last_error = "timed out after " + std::to_string(o_.connect_timeout.count()) + " ms"; break; }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          last_error = "timed out after " + std::to_string(o_.connect_timeout.count()) + " ms";
+          break;
+        }
         pollfd p{fd, POLLOUT, 0};
         int pr = poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
         if (pr < 0 && errno == EINTR) continue;
-        if (pr < 0) { last_error = std::strerror(errno); break; }
+        if (pr < 0) {
+          last_error = std::strerror(errno);
+          break;
+        }
         if (pr == 0) continue;
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err == 0) ok = true;
-        else last_error = std::strerror(err);
+        if (err == 0)
+          ok = true;
+        else
+          last_error = std::strerror(err);
         break;
       }
     }
     close(fd);
   }
   freeaddrinfo(res);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start);
   r.values["connect_ms"] = std::to_string(ms.count());
   if (ok) {
     r.reason = "management endpoint " + target + " reachable";

@@ -39,14 +39,15 @@ class InterfacesUpCheck : public Check {
   explicit InterfacesUpCheck(InterfacesOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "net_interfaces"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   InterfacesOptions o_;
 };
 
 struct InterfaceAddress {
   std::string interface;
-  int family = 0;          // AF_INET / AF_INET6
-  std::string address;     // text form
+  int family = 0;       // AF_INET / AF_INET6
+  std::string address;  // text form
 };
 // getifaddrs(3), without lo.
 std::vector<InterfaceAddress> system_addresses();
@@ -61,6 +62,7 @@ class AddressesCheck : public Check {
   explicit AddressesCheck(AddressesOptions o = {});
   std::string id() const override { return "net_addresses"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   AddressesOptions o_;
 };
@@ -73,13 +75,14 @@ class DefaultRouteCheck : public Check {
   explicit DefaultRouteCheck(DefaultRouteOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "net_default_route"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   DefaultRouteOptions o_;
 };
 
 struct ManagementEndpointOptions {
-  std::string host;   // empty: not configured (ok)
-  std::string port;   // service or number
+  std::string host;  // empty: not configured (ok)
+  std::string port;  // service or number
   std::chrono::milliseconds connect_timeout{3000};
 };
 class ManagementReachabilityCheck : public Check {
@@ -87,6 +90,7 @@ class ManagementReachabilityCheck : public Check {
   explicit ManagementReachabilityCheck(ManagementEndpointOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "net_management"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   ManagementEndpointOptions o_;
 };

@@ -21,14 +21,16 @@ CheckResult PeripheralCheck::run(const std::atomic<bool>&) {
     r.values[t.device_id] = t.passed ? "passed" : "failed: " + t.detail;
     if (!t.passed) {
       ++n_failed;
-      failed += (failed.empty() ? "" : "; ") + t.device_id + (t.detail.empty() ? "" : " (" + t.detail + ")");
+      failed += (failed.empty() ? "" : "; ") + t.device_id +
+                (t.detail.empty() ? "" : " (" + t.detail + ")");
     }
   }
   r.values["devices"] = std::to_string(results_.size());
   r.values["failed"] = std::to_string(n_failed);
   if (n_failed > 0) {
     r.status = CheckResult::Status::fail;
-    r.reason = "peripheral self-test failed: " + failed + ": check the device's cable, power and identity";
+    r.reason =
+        "peripheral self-test failed: " + failed + ": check the device's cable, power and identity";
   } else {
     r.reason = std::to_string(results_.size()) + " peripherals passed their self-test";
   }

@@ -37,7 +37,8 @@ std::string pct(double ratio) { return fmt(ratio * 100.0, 1) + "%"; }
 CheckResult CpuLoadCheck::run(const std::atomic<bool>&) {
   std::string text;
   auto path = o_.proc_root + "/loadavg";
-  if (!read_small(path, text)) return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
+  if (!read_small(path, text))
+    return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
   double l1 = 0, l5 = 0, l15 = 0;
   if (std::sscanf(text.c_str(), "%lf %lf %lf", &l1, &l5, &l15) != 3)
     return CheckResult::fail("cannot parse " + path);
@@ -46,8 +47,11 @@ CheckResult CpuLoadCheck::run(const std::atomic<bool>&) {
   if (cores == 0) cores = 1;
   double per_core = l1 / cores;
   CheckResult r;
-  r.values = {{"load1", fmt(l1)}, {"load5", fmt(l5)}, {"load15", fmt(l15)},
-              {"cores", std::to_string(cores)}, {"load_per_core", fmt(per_core)}};
+  r.values = {{"load1", fmt(l1)},
+              {"load5", fmt(l5)},
+              {"load15", fmt(l15)},
+              {"cores", std::to_string(cores)},
+              {"load_per_core", fmt(per_core)}};
   auto what = "1-minute load " + fmt(l1) + " on " + std::to_string(cores) + " cores (" +
               fmt(per_core) + " per core)";
   if (per_core >= o_.fail_per_core) {
@@ -67,7 +71,8 @@ CheckResult CpuLoadCheck::run(const std::atomic<bool>&) {
 CheckResult MemoryCheck::run(const std::atomic<bool>&) {
   std::string text;
   auto path = o_.proc_root + "/meminfo";
-  if (!read_small(path, text)) return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
+  if (!read_small(path, text))
+    return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
   std::map<std::string, unsigned long long> kb;
   std::istringstream in(text);
   std::string line;
@@ -87,16 +92,18 @@ CheckResult MemoryCheck::run(const std::atomic<bool>&) {
               {"swap_free_kb", std::to_string(kb["SwapFree"])}};
   double swap_used = 0;
   if (kb["SwapTotal"] > 0) {
-    swap_used = double(kb["SwapTotal"] - std::min(kb["SwapFree"], kb["SwapTotal"])) / double(kb["SwapTotal"]);
+    swap_used = double(kb["SwapTotal"] - std::min(kb["SwapFree"], kb["SwapTotal"])) /
+                double(kb["SwapTotal"]);
     r.values["swap_used_ratio"] = fmt(swap_used, 3);
   }
   if (avail < o_.fail_available_below) {
     r.status = CheckResult::Status::fail;
-    r.reason = "only " + pct(avail) + " of memory available (fail below " + pct(o_.fail_available_below) +
-               "): find the process using memory and restart it";
+    r.reason = "only " + pct(avail) + " of memory available (fail below " +
+               pct(o_.fail_available_below) + "): find the process using memory and restart it";
   } else if (avail < o_.warn_available_below) {
     r.status = CheckResult::Status::warn;
-    r.reason = "only " + pct(avail) + " of memory available (warn below " + pct(o_.warn_available_below) + ")";
+    r.reason = "only " + pct(avail) + " of memory available (warn below " +
+               pct(o_.warn_available_below) + ")";
   } else if (kb["SwapTotal"] > 0 && swap_used > o_.warn_swap_used_above) {
     r.status = CheckResult::Status::warn;
     r.reason = pct(swap_used) + " of swap in use (warn above " + pct(o_.warn_swap_used_above) +
@@ -110,9 +117,10 @@ CheckResult MemoryCheck::run(const std::atomic<bool>&) {
 CheckResult DiskSpaceCheck::run(const std::atomic<bool>&) {
   struct statvfs st {};
   if (statvfs(o_.path.c_str(), &st) != 0)
-    return CheckResult::fail("cannot stat the file system of " + o_.path + ": " + std::strerror(errno) +
-                             " (does the directory exist?)");
-  if (st.f_blocks == 0) return CheckResult::fail("file system of " + o_.path + " reports no blocks");
+    return CheckResult::fail("cannot stat the file system of " + o_.path + ": " +
+                             std::strerror(errno) + " (does the directory exist?)");
+  if (st.f_blocks == 0)
+    return CheckResult::fail("file system of " + o_.path + " reports no blocks");
   double free_ratio = double(st.f_bavail) / double(st.f_blocks);
   unsigned long long free_bytes = (unsigned long long)st.f_bavail * st.f_frsize;
   CheckResult r;
@@ -122,12 +130,13 @@ CheckResult DiskSpaceCheck::run(const std::atomic<bool>&) {
               {"free_inodes", std::to_string(st.f_favail)}};
   if (free_ratio < o_.fail_free_below) {
     r.status = CheckResult::Status::fail;
-    r.reason = "only " + pct(free_ratio) + " free on the file system of " + o_.path + " (fail below " +
-               pct(o_.fail_free_below) + "): free space (old logs, outbox) before writes fail";
+    r.reason = "only " + pct(free_ratio) + " free on the file system of " + o_.path +
+               " (fail below " + pct(o_.fail_free_below) +
+               "): free space (old logs, outbox) before writes fail";
   } else if (free_ratio < o_.warn_free_below) {
     r.status = CheckResult::Status::warn;
-    r.reason = "only " + pct(free_ratio) + " free on the file system of " + o_.path + " (warn below " +
-               pct(o_.warn_free_below) + ")";
+    r.reason = "only " + pct(free_ratio) + " free on the file system of " + o_.path +
+               " (warn below " + pct(o_.warn_free_below) + ")";
   } else {
     r.reason = pct(free_ratio) + " free on the file system of " + o_.path;
   }
@@ -151,7 +160,10 @@ CheckResult TemperatureCheck::run(const std::atomic<bool>&) {
       double c = milli / 1000.0;
       ++zones;
       r.values[std::string(de->d_name) + "_celsius"] = fmt(c, 1);
-      if (c > max_c) { max_c = c; max_zone = de->d_name; }
+      if (c > max_c) {
+        max_c = c;
+        max_zone = de->d_name;
+      }
     }
     closedir(d);
   }
@@ -164,10 +176,12 @@ CheckResult TemperatureCheck::run(const std::atomic<bool>&) {
   auto what = max_zone + " at " + fmt(max_c, 1) + " °C";
   if (max_c >= o_.fail_celsius) {
     r.status = CheckResult::Status::fail;
-    r.reason = what + " (fail at " + fmt(o_.fail_celsius, 1) + " °C): check the fan and the ventilation of the enclosure";
+    r.reason = what + " (fail at " + fmt(o_.fail_celsius, 1) +
+               " °C): check the fan and the ventilation of the enclosure";
   } else if (max_c >= o_.warn_celsius) {
     r.status = CheckResult::Status::warn;
-    r.reason = what + " (warn at " + fmt(o_.warn_celsius, 1) + " °C): check the fan and the ventilation";
+    r.reason =
+        what + " (warn at " + fmt(o_.warn_celsius, 1) + " °C): check the fan and the ventilation";
   } else {
     r.reason = what;
   }
@@ -189,18 +203,21 @@ CheckResult FdUsageCheck::run(const std::atomic<bool>&) {
     limit = *o_.limit;
   } else {
     rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return CheckResult::fail(std::string("getrlimit: ") + std::strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+      return CheckResult::fail(std::string("getrlimit: ") + std::strerror(errno));
     limit = rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
   }
   CheckResult r;
-  r.values = {{"open_fds", std::to_string(n)}, {"limit", limit ? std::to_string(limit) : "unlimited"}};
+  r.values = {{"open_fds", std::to_string(n)},
+              {"limit", limit ? std::to_string(limit) : "unlimited"}};
   if (limit == 0) {
     r.reason = std::to_string(n) + " descriptors open, no limit";
     return r;
   }
   double used = double(n) / double(limit);
   r.values["used_ratio"] = fmt(used, 3);
-  auto what = std::to_string(n) + " of " + std::to_string(limit) + " file descriptors in use (" + pct(used) + ")";
+  auto what = std::to_string(n) + " of " + std::to_string(limit) + " file descriptors in use (" +
+              pct(used) + ")";
   if (used > o_.fail_used_above) {
     r.status = CheckResult::Status::fail;
     r.reason = what + ": Portier is leaking descriptors, restart it and report the bug";

@@ -22,6 +22,7 @@ class CpuLoadCheck : public Check {
   explicit CpuLoadCheck(CpuLoadOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "cpu_load"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   CpuLoadOptions o_;
 };
@@ -37,6 +38,7 @@ class MemoryCheck : public Check {
   explicit MemoryCheck(MemoryOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "memory"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   MemoryOptions o_;
 };
@@ -51,6 +53,7 @@ class DiskSpaceCheck : public Check {
   explicit DiskSpaceCheck(DiskOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "disk_space"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   DiskOptions o_;
 };
@@ -65,6 +68,7 @@ class TemperatureCheck : public Check {
   explicit TemperatureCheck(TemperatureOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "temperature"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   TemperatureOptions o_;
 };
@@ -80,6 +84,7 @@ class FdUsageCheck : public Check {
   explicit FdUsageCheck(FdOptions o = {}) : o_(std::move(o)) {}
   std::string id() const override { return "fd_usage"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   FdOptions o_;
 };

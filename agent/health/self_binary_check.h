@@ -20,6 +20,7 @@ class SelfBinaryCheck : public Check {
   std::string id() const override { return "self_binary"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   SelfBinaryOptions o_;
 };

@@ -5,12 +5,15 @@ namespace portier::health {
 CheckSettings default_settings(const std::string& id) {
   using namespace std::chrono_literals;
   static const std::map<std::string, std::chrono::milliseconds> interval = {
-      {"cpu_load", 10s},        {"memory", 10s},          {"disk_space", 60s},
-      {"temperature", 30s},     {"fd_usage", 30s},        {"net_interfaces", 15s},
-      {"net_addresses", 60s},   {"net_default_route", 30s}, {"net_management", 60s},
-      {"setuid_files", 3600s},  {"root_processes", 30s},  {"root_login", 30s},
-      {"writable_paths", 300s}, {"file_integrity", 300s}, {"kernel_lockdown", 3600s},
-      {"secure_boot", 3600s},   {"self_binary", 600s},    {"peripherals", 60s},
+      {"cpu_load", 10s},          {"memory", 10s},
+      {"disk_space", 60s},        {"temperature", 30s},
+      {"fd_usage", 30s},          {"net_interfaces", 15s},
+      {"net_addresses", 60s},     {"net_default_route", 30s},
+      {"net_management", 60s},    {"setuid_files", 3600s},
+      {"root_processes", 30s},    {"root_login", 30s},
+      {"writable_paths", 300s},   {"file_integrity", 300s},
+      {"kernel_lockdown", 3600s}, {"secure_boot", 3600s},
+      {"self_binary", 600s},      {"peripherals", 60s},
   };
   CheckSettings s;
   auto it = interval.find(id);
@@ -48,7 +51,8 @@ StandardChecks make_standard_checks(StandardChecksConfig c) {
   for (auto& check : all) {
     auto id = check->id();
     auto it = c.settings.find(id);
-    out.checks.emplace_back(std::move(check), it != c.settings.end() ? it->second : default_settings(id));
+    out.checks.emplace_back(std::move(check),
+                            it != c.settings.end() ? it->second : default_settings(id));
   }
   return out;
 }

@@ -48,9 +48,11 @@ void walk(const std::string& dir, dev_t dev, bool same_fs, const std::atomic<boo
     std::string path = dir == "/" ? "/" + std::string(de->d_name) : dir + "/" + de->d_name;
     ++scanned;
     if (S_ISDIR(st.st_mode)) {
-      if (!same_fs || st.st_dev == dev) walk(path, dev, same_fs, cancel, allowed, found, scanned, depth + 1);
+      if (!same_fs || st.st_dev == dev)
+        walk(path, dev, same_fs, cancel, allowed, found, scanned, depth + 1);
     } else if (S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID))) {
-      if (!allowed.count(path)) found.push_back(path + ((st.st_mode & S_ISUID) ? " (set-uid)" : " (set-gid)"));
+      if (!allowed.count(path))
+        found.push_back(path + ((st.st_mode & S_ISUID) ? " (set-uid)" : " (set-gid)"));
     }
   }
   closedir(d);
@@ -76,7 +78,8 @@ CheckResult SetuidFilesCheck::run(const std::atomic<bool>& cancel) {
   if (!found.empty()) {
     r.status = CheckResult::Status::fail;
     r.reason = "unexpected set-uid/set-gid file: " + join(found) +
-               ": a privilege-escalation sign; remove the bit, or add the file to the allow-list if it is authorised";
+               ": a privilege-escalation sign; remove the bit, or add the file to the allow-list "
+               "if it is authorised";
   } else {
     r.reason = "no unexpected set-uid/set-gid file in " + std::to_string(scanned) + " entries";
   }
@@ -122,16 +125,19 @@ CheckResult RootProcessCheck::run(const std::atomic<bool>& cancel) {
       unexpected.push_back(pid + " " + exe + " (binary deleted while running)");
       continue;
     }
-    if ((!exe.empty() && o_.allowed.count(exe)) || (exe.empty() && o_.allowed.count(name))) continue;
+    if ((!exe.empty() && o_.allowed.count(exe)) || (exe.empty() && o_.allowed.count(name)))
+      continue;
     unexpected.push_back(pid + " " + (exe.empty() ? name : exe));
   }
   closedir(d);
   CheckResult r;
-  r.values = {{"root_processes", std::to_string(root_procs)}, {"unexpected", std::to_string(unexpected.size())}};
+  r.values = {{"root_processes", std::to_string(root_procs)},
+              {"unexpected", std::to_string(unexpected.size())}};
   if (!unexpected.empty()) {
     r.status = CheckResult::Status::fail;
-    r.reason = "unexpected process running as root: " + join(unexpected) +
-               ": a root sign; investigate, or add the executable to the allow-list if it is authorised";
+    r.reason =
+        "unexpected process running as root: " + join(unexpected) +
+        ": a root sign; investigate, or add the executable to the allow-list if it is authorised";
   } else {
     r.reason = std::to_string(root_procs) + " root processes, all expected";
   }
@@ -164,9 +170,11 @@ CheckResult RootLoginCheck::run(const std::atomic<bool>&) {
   r.values = {{"sessions", std::to_string(users.size())}, {"users", join(users)}};
   if (!root.empty()) {
     r.status = o_.root_login_fails ? CheckResult::Status::fail : CheckResult::Status::warn;
-    r.reason = "root is logged in: " + join(root) + ": confirm it is authorised maintenance, else treat as tampering";
+    r.reason = "root is logged in: " + join(root) +
+               ": confirm it is authorised maintenance, else treat as tampering";
   } else {
-    r.reason = users.empty() ? "no login session" : std::to_string(users.size()) + " login sessions, none as root";
+    r.reason = users.empty() ? "no login session"
+                             : std::to_string(users.size()) + " login sessions, none as root";
   }
   return r;
 }
@@ -177,14 +185,18 @@ CheckResult WritablePathsCheck::run(const std::atomic<bool>&) {
   for (const auto& p : o_.paths) {
     struct stat st {};
     if (stat(p.c_str(), &st) != 0) continue;
-    if (st.st_mode & S_IWOTH) bad.push_back(p + " (world-writable)");
-    else if (!root && access(p.c_str(), W_OK) == 0) bad.push_back(p + " (writable by the daemon, uid " + std::to_string(geteuid()) + ")");
+    if (st.st_mode & S_IWOTH)
+      bad.push_back(p + " (world-writable)");
+    else if (!root && access(p.c_str(), W_OK) == 0)
+      bad.push_back(p + " (writable by the daemon, uid " + std::to_string(geteuid()) + ")");
   }
   CheckResult r;
-  r.values = {{"checked", std::to_string(o_.paths.size())}, {"daemon_is_root", root ? "yes" : "no"}};
+  r.values = {{"checked", std::to_string(o_.paths.size())},
+              {"daemon_is_root", root ? "yes" : "no"}};
   if (!bad.empty()) {
     r.status = CheckResult::Status::fail;
-    r.reason = "system path writable: " + join(bad) + ": restore the permissions (chmod o-w) and look for what changed them";
+    r.reason = "system path writable: " + join(bad) +
+               ": restore the permissions (chmod o-w) and look for what changed them";
   } else {
     r.reason = "no configured system path is writable";
   }
@@ -198,11 +210,14 @@ CheckResult KernelLockdownCheck::run(const std::atomic<bool>&) {
   if (!read_small(path, text)) {
     r.status = CheckResult::Status::warn;
     r.values["lockdown"] = "n/a";
-    r.reason = "kernel lockdown not exposed (" + path + " absent): boot a kernel with lockdown support";
+    r.reason =
+        "kernel lockdown not exposed (" + path + " absent): boot a kernel with lockdown support";
     return r;
   }
   auto a = text.find('['), b = text.find(']');
-  std::string mode = a != std::string::npos && b != std::string::npos && b > a ? text.substr(a + 1, b - a - 1) : "unknown";
+  std::string mode = a != std::string::npos && b != std::string::npos && b > a
+                         ? text.substr(a + 1, b - a - 1)
+                         : "unknown";
   r.values["lockdown"] = mode;
   if (mode == "none") {
     r.status = CheckResult::Status::warn;
@@ -223,7 +238,9 @@ CheckResult SecureBootCheck::run(const std::atomic<bool>&) {
   if (!read_small(path, data) || data.size() < 5) {
     r.status = CheckResult::Status::warn;
     r.values["secure_boot"] = "n/a";
-    r.reason = "secure boot state not exposed (no EFI SecureBoot variable): legacy boot or efivarfs not mounted";
+    r.reason =
+        "secure boot state not exposed (no EFI SecureBoot variable): legacy boot or efivarfs not "
+        "mounted";
     return r;
   }
   auto v = static_cast<unsigned char>(data[4]);

@@ -12,9 +12,10 @@
 namespace portier::health {
 
 struct SetuidOptions {
-  std::vector<std::string> paths = {"/usr/local/bin", "/usr/local/sbin", "/opt/portier", "/var/lib/portier"};
-  std::set<std::string> allowed;   // absolute paths of expected set-uid/set-gid files
-  bool same_filesystem = true;     // do not descend into other mounts
+  std::vector<std::string> paths = {"/usr/local/bin", "/usr/local/sbin", "/opt/portier",
+                                    "/var/lib/portier"};
+  std::set<std::string> allowed;  // absolute paths of expected set-uid/set-gid files
+  bool same_filesystem = true;    // do not descend into other mounts
   Severity severity = Severity::critical;
 };
 class SetuidFilesCheck : public Check {
@@ -23,6 +24,7 @@ class SetuidFilesCheck : public Check {
   std::string id() const override { return "setuid_files"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   SetuidOptions o_;
 };
@@ -41,13 +43,14 @@ class RootProcessCheck : public Check {
   std::string id() const override { return "root_processes"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   RootProcessOptions o_;
 };
 
 struct RootLoginOptions {
-  std::string utmp_file;          // empty: the system's (/run/utmp)
-  bool root_login_fails = true;   // false: warn
+  std::string utmp_file;         // empty: the system's (/run/utmp)
+  bool root_login_fails = true;  // false: warn
   Severity severity = Severity::critical;
 };
 class RootLoginCheck : public Check {
@@ -56,12 +59,14 @@ class RootLoginCheck : public Check {
   std::string id() const override { return "root_login"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   RootLoginOptions o_;
 };
 
 struct WritablePathsOptions {
-  std::vector<std::string> paths = {"/etc", "/etc/portier", "/usr/bin", "/usr/sbin", "/usr/lib", "/boot"};
+  std::vector<std::string> paths = {"/etc",      "/etc/portier", "/usr/bin",
+                                    "/usr/sbin", "/usr/lib",     "/boot"};
   Severity severity = Severity::critical;
 };
 // Fails when a path is world-writable, or writable by the daemon itself
@@ -72,6 +77,7 @@ class WritablePathsCheck : public Check {
   std::string id() const override { return "writable_paths"; }
   Severity severity() const override { return o_.severity; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   WritablePathsOptions o_;
 };
@@ -82,6 +88,7 @@ class KernelLockdownCheck : public Check {
   explicit KernelLockdownCheck(std::string sys_root = "/sys") : sys_root_(std::move(sys_root)) {}
   std::string id() const override { return "kernel_lockdown"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   std::string sys_root_;
 };
@@ -93,6 +100,7 @@ class SecureBootCheck : public Check {
   explicit SecureBootCheck(std::string sys_root = "/sys") : sys_root_(std::move(sys_root)) {}
   std::string id() const override { return "secure_boot"; }
   CheckResult run(const std::atomic<bool>& cancel) override;
+
  private:
   std::string sys_root_;
 };

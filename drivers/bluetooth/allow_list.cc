@@ -16,9 +16,9 @@ struct MajorName {
   std::uint32_t major;
 };
 constexpr MajorName kMajors[] = {
-    {"miscellaneous", 0x00}, {"computer", 0x01}, {"phone", 0x02},    {"network", 0x03},
-    {"audio_video", 0x04},   {"peripheral", 0x05}, {"imaging", 0x06}, {"wearable", 0x07},
-    {"toy", 0x08},           {"health", 0x09},   {"uncategorized", 0x1F},
+    {"miscellaneous", 0x00}, {"computer", 0x01},   {"phone", 0x02},         {"network", 0x03},
+    {"audio_video", 0x04},   {"peripheral", 0x05}, {"imaging", 0x06},       {"wearable", 0x07},
+    {"toy", 0x08},           {"health", 0x09},     {"uncategorized", 0x1F},
 };
 
 int hex_value(char c) {

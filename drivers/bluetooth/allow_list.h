@@ -39,8 +39,8 @@ class AllowList {
   };
   struct ClassRule {
     bool by_major = false;
-    std::uint32_t major = 0;       // when by_major
-    std::uint32_t value = 0;       // otherwise: the full Class of Device
+    std::uint32_t major = 0;  // when by_major
+    std::uint32_t value = 0;  // otherwise: the full Class of Device
   };
   static bool matches(const ClassRule& r, std::uint32_t cls);
 

@@ -256,8 +256,7 @@ void BluetoothDriver::run() {
 
     int timeout = -1;
     auto until = [&](clock::time_point t) {
-      const auto ms =
-          std::chrono::duration_cast<milliseconds>(t - clock::now()).count() + 1;
+      const auto ms = std::chrono::duration_cast<milliseconds>(t - clock::now()).count() + 1;
       const int v = static_cast<int>(std::clamp<long long>(ms, 0, 60000));
       timeout = timeout < 0 ? v : std::min(timeout, v);
     };
@@ -446,9 +445,8 @@ void BluetoothDriver::reconcile() {
     const auto cls = class_of(p);
     const std::string cls_text = cls ? format_device_class(*cls) : "";
     if (auto why = allow_->refusal(*address, cls)) {
-      refused_now[path] = Refused{id,         address->str(),
-                                  cls_text,   prop_string(p, "Name").value_or(""),
-                                  adapter_id, *why};
+      refused_now[path] = Refused{
+          id, address->str(), cls_text, prop_string(p, "Name").value_or(""), adapter_id, *why};
       continue;
     }
     if (want.contains(id)) continue;  // the same device through another adapter
@@ -472,9 +470,8 @@ void BluetoothDriver::reconcile() {
                     {"trusted", yes_no(trusted)},
                     {"connected", yes_no(connected)},
                     {"adapter", adapter_id}};
-    d.actions = {spec("pair", "pair"),       spec("trust", "pair"),
-                 spec("untrust", "pair"),    spec("remove", "pair"),
-                 spec("connect", "claim"),   spec("disconnect", "claim")};
+    d.actions = {spec("pair", "pair"),   spec("trust", "pair"),    spec("untrust", "pair"),
+                 spec("remove", "pair"), spec("connect", "claim"), spec("disconnect", "claim")};
     want.emplace(id, std::move(t));
   }
 
@@ -512,8 +509,7 @@ void BluetoothDriver::reconcile() {
       if (r == reported_.end()) {
         const auto& first = t.flags.front();  // connected / powered
         notes.push_back({Note::Kind::added, id, t.info, {}, {}});
-        notes.push_back(
-            {Note::Kind::state, id, {}, change_reason(first.first, first.second), {}});
+        notes.push_back({Note::Kind::state, id, {}, change_reason(first.first, first.second), {}});
         reported_.emplace(id, t);
         continue;
       }
@@ -599,8 +595,7 @@ Result<ActionResult> BluetoothDriver::act(const ActionRequest& request) {
   milliseconds timeout(config_.call_timeout_ms);
   if (request.timeout.count() > 0) timeout = std::min(timeout, request.timeout);
   auto out = std::make_shared<Outcome<Result<ActionResult>>>();
-  const bool posted =
-      post([this, request, timeout, out] { run_action(request, timeout, out); });
+  const bool posted = post([this, request, timeout, out] { run_action(request, timeout, out); });
   if (!posted) {
     return fail(Errc::unavailable, where(), request.device_id + " " + request.action,
                 "driver is stopping");
@@ -620,9 +615,9 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
   if (t == reported_.end()) {
     for (const auto& [path, ref] : refused_) {
       if (ref.id == req.device_id) {
-        return failed(Errc::permission_denied,
-                      "device " + ref.address +
-                          " is refused by the Bluetooth allow-list: " + ref.reason);
+        return failed(
+            Errc::permission_denied,
+            "device " + ref.address + " is refused by the Bluetooth allow-list: " + ref.reason);
       }
     }
     return failed(Errc::not_found, "no such Bluetooth device");
@@ -655,9 +650,8 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
     out->set(std::move(r));
   };
   // `ok_if` names a D-Bus error that means "already done".
-  auto on_done = [out, finish, w, action = req.action](const char* prop,
-                                                        std::optional<bool> value, bool removed,
-                                                        std::string_view ok_if) {
+  auto on_done = [out, finish, w, action = req.action](const char* prop, std::optional<bool> value,
+                                                       bool removed, std::string_view ok_if) {
     return [out, finish, w, action, prop, value, removed, ok_if](Result<void> r) {
       if (!r && !(!ok_if.empty() && error_is(r.error(), ok_if))) {
         Error e = r.error();  // "bluetooth bt-hci0: power_off (Set /org/bluez/hci0): why"
@@ -704,8 +698,9 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
       }
     }
     if (!trusted) return failed(Errc::failed_precondition, kNotTrusted);
-    return client_->call_async(path, kDeviceIface, "Connect", std::nullopt, timeout,
-                               on_done("Connected", true, false, "org.bluez.Error.AlreadyConnected"));
+    return client_->call_async(
+        path, kDeviceIface, "Connect", std::nullopt, timeout,
+        on_done("Connected", true, false, "org.bluez.Error.AlreadyConnected"));
   }
   if (a == "disconnect") {
     return client_->call_async(path, kDeviceIface, "Disconnect", std::nullopt, timeout,
@@ -742,8 +737,8 @@ std::vector<SelfTestResult> BluetoothDriver::self_test() {
   return not_running("Bluetooth driver thread did not answer");
 }
 
-void BluetoothDriver::run_self_test(milliseconds timeout,
-                                    const std::shared_ptr<Outcome<std::vector<SelfTestResult>>>& out) {
+void BluetoothDriver::run_self_test(
+    milliseconds timeout, const std::shared_ptr<Outcome<std::vector<SelfTestResult>>>& out) {
   struct State {
     std::vector<SelfTestResult> results;
     std::size_t waiting = 0;
@@ -758,10 +753,10 @@ void BluetoothDriver::run_self_test(milliseconds timeout,
     st->results.push_back(SelfTestResult{id, true, false, true, ""});
   }
   if (adapters.empty()) {
-    st->results.push_back(SelfTestResult{
-        config_.id_prefix, false, false, true,
-        "no Bluetooth adapter known to BlueZ" +
-            (bus_problem_.empty() ? std::string() : " (" + bus_problem_ + ")")});
+    st->results.push_back(
+        SelfTestResult{config_.id_prefix, false, false, true,
+                       "no Bluetooth adapter known to BlueZ" +
+                           (bus_problem_.empty() ? std::string() : " (" + bus_problem_ + ")")});
   }
   for (const BtAddress& address : allow_->exact_addresses()) {
     const std::string id = config_.id_prefix + "-" + address.compact();
@@ -799,8 +794,7 @@ void BluetoothDriver::run_self_test(milliseconds timeout,
           if (r) {
             const bool* on = std::get_if<bool>(&*r);
             res.responding = on != nullptr;
-            res.detail = on ? (*on ? "powered on" : "powered off")
-                            : "Powered is not a boolean";
+            res.detail = on ? (*on ? "powered on" : "powered off") : "Powered is not a boolean";
           } else {
             res.detail = r.error().message();
           }

@@ -177,7 +177,7 @@ class BluetoothDriver final : public Driver {
 
   // Driver thread only.
   std::unique_ptr<BluezClient> client_;
-  ManagedObjects objects_;  // BlueZ's adapters and devices (Adapter1/Device1 only)
+  ManagedObjects objects_;                   // BlueZ's adapters and devices (Adapter1/Device1 only)
   std::map<std::string, Tracked> reported_;  // by id
   std::map<std::string, Refused> refused_;   // by object path
   bool dirty_ = false;

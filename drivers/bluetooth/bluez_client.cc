@@ -20,11 +20,10 @@ std::string errno_text(int e) { return std::error_code(e, std::generic_category(
 
 Error errno_error(int negative_errno, const std::string& what) {
   const int e = -negative_errno;
-  const Errc code =
-      (e == ENOTCONN || e == ECONNRESET || e == ECONNREFUSED || e == ENOENT || e == ETIMEDOUT ||
-       e == EPIPE || e == ESHUTDOWN)
-          ? Errc::unavailable
-          : Errc::internal;
+  const Errc code = (e == ENOTCONN || e == ECONNRESET || e == ECONNREFUSED || e == ENOENT ||
+                     e == ETIMEDOUT || e == EPIPE || e == ESHUTDOWN)
+                        ? Errc::unavailable
+                        : Errc::internal;
   return Error{code, kWhere, what, errno_text(e)};
 }
 
@@ -91,7 +90,8 @@ Error dbus_error(const sd_bus_error* e, const std::string& what,
   const std::string text = e && e->message ? e->message : "";
   const Errc code = errc_for(name);
   std::string why;
-  if (name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Timeout" ||
+  if (name == "org.freedesktop.DBus.Error.NoReply" ||
+      name == "org.freedesktop.DBus.Error.Timeout" ||
       name == "org.freedesktop.DBus.Error.TimedOut") {
     why = "no answer from org.bluez within " + std::to_string(timeout.count()) + " ms (" + name +
           (text.empty() ? "" : ": " + text) + ")";
@@ -276,8 +276,8 @@ struct BluezClient::Call {
   }
   static void destroy(void* userdata) {
     auto* c = static_cast<Call*>(userdata);
-    c->finish(std::unexpected(
-        Error{Errc::unavailable, kWhere, c->what, "connection to the bus closed"}));
+    c->finish(
+        std::unexpected(Error{Errc::unavailable, kWhere, c->what, "connection to the bus closed"}));
     delete c;
   }
 };
@@ -414,7 +414,7 @@ Result<ManagedObjects> BluezClient::get_managed_objects() {
                              &reply, "");
   if (r < 0) {
     Error e = sd_bus_error_is_set(&error) ? dbus_error(&error, what, call_timeout_)
-                                           : errno_error(r, what);
+                                          : errno_error(r, what);
     sd_bus_error_free(&error);
     return std::unexpected(std::move(e));
   }
@@ -550,8 +550,8 @@ int BluezClient::poll_timeout_ms() const {
   if (sd_bus_get_timeout(bus_, &until) <= 0 || until == UINT64_MAX) return -1;
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  const std::uint64_t now =
-      static_cast<std::uint64_t>(ts.tv_sec) * 1000000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
+  const std::uint64_t now = static_cast<std::uint64_t>(ts.tv_sec) * 1000000u +
+                            static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
   if (until <= now) return 0;
   const std::uint64_t ms = (until - now + 999) / 1000;
   return ms > 60000 ? 60000 : static_cast<int>(ms);

@@ -36,7 +36,7 @@ namespace portier::drivers {
 // monostate: BlueZ's UUIDs, ManufacturerData and the like are not needed.
 using PropValue = std::variant<std::monostate, bool, std::int64_t, std::string>;
 using Properties = std::map<std::string, PropValue>;
-using InterfaceMap = std::map<std::string, Properties>;     // interface -> properties
+using InterfaceMap = std::map<std::string, Properties>;      // interface -> properties
 using ManagedObjects = std::map<std::string, InterfaceMap>;  // object path -> interfaces
 
 struct BluezSignal {
@@ -94,9 +94,9 @@ class BluezClient {
   void get_managed_objects_async(Callback<ManagedObjects> cb);
   // A method without results; `path_arg`, when given, is passed as the only
   // argument (an object path, as for Adapter1.RemoveDevice).
-  void call_async(const std::string& path, const std::string& interface,
-                  const std::string& method, std::optional<std::string> path_arg,
-                  std::chrono::milliseconds timeout, Callback<void> cb);
+  void call_async(const std::string& path, const std::string& interface, const std::string& method,
+                  std::optional<std::string> path_arg, std::chrono::milliseconds timeout,
+                  Callback<void> cb);
   void get_property_async(const std::string& path, const std::string& interface,
                           const std::string& name, std::chrono::milliseconds timeout,
                           Callback<PropValue> cb);
@@ -106,7 +106,7 @@ class BluezClient {
                           std::chrono::milliseconds timeout, Callback<void> cb);
 
   int fd() const;
-  short events() const;      // for poll()
+  short events() const;         // for poll()
   int poll_timeout_ms() const;  // -1: none; 0: process() has work now
   // Dispatches up to `max_messages` incoming messages and expired timeouts.
   // Errors: unavailable when the connection to the bus is gone.

@@ -136,7 +136,7 @@ Result<SysfsUsbDevice> SysfsUsbTree::read_device(const std::string& name) const 
   dev.name = name;
   dev.path = devices_dir() + "/" + name;
   dev.root_hub = name.rfind("usb", 0) == 0;
-  struct stat st{};
+  struct stat st {};
   if (::stat(dev.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return fail(Errc::not_found, "usb sysfs", dev.path, "no such device");
   }
@@ -213,9 +213,9 @@ Result<void> SysfsUsbTree::write_file(const std::string& path, std::string_view 
   const int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     const int e = errno;
-    return fail(e == ENOENT ? Errc::not_found
+    return fail(e == ENOENT                   ? Errc::not_found
                 : (e == EACCES || e == EPERM) ? Errc::permission_denied
-                                                : Errc::io,
+                                              : Errc::io,
                 "usb sysfs", what, "cannot open " + path + ": " + errno_text(e));
   }
   ssize_t n;
@@ -225,8 +225,8 @@ Result<void> SysfsUsbTree::write_file(const std::string& path, std::string_view 
   const int e = n < 0 ? errno : 0;
   ::close(fd);
   if (n < 0) {
-    return fail((e == EACCES || e == EPERM) ? Errc::permission_denied : Errc::io, "usb sysfs",
-                what, "cannot write " + path + ": " + errno_text(e));
+    return fail((e == EACCES || e == EPERM) ? Errc::permission_denied : Errc::io, "usb sysfs", what,
+                "cannot write " + path + ": " + errno_text(e));
   }
   if (static_cast<std::size_t>(n) != value.size()) {
     return fail(Errc::io, "usb sysfs", what, "short write to " + path);

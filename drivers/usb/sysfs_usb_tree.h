@@ -17,17 +17,17 @@
 namespace portier::drivers::usb {
 
 struct SysfsUsbInterface {
-  std::string name;             // "1-1:1.0"
+  std::string name;               // "1-1:1.0"
   std::string config_and_number;  // "1.0" (after the ':')
-  std::string interface_class;  // bInterfaceClass, "03"
-  std::string authorized;       // "1", "0", "" when the file is absent
+  std::string interface_class;    // bInterfaceClass, "03"
+  std::string authorized;         // "1", "0", "" when the file is absent
 };
 
 struct SysfsUsbDevice {
   std::string name;  // "1-1", "usb1"
   std::string path;  // <root>/bus/usb/devices/<name>
   bool root_hub = false;
-  std::string vendor;  // idVendor, "0c2e"
+  std::string vendor;   // idVendor, "0c2e"
   std::string product;  // idProduct
   std::string bcd_device;
   std::string device_class;  // bDeviceClass, "00", "09" for hubs
@@ -41,8 +41,8 @@ struct SysfsUsbDevice {
   bool has_authorized_default = false;
   std::string busnum;
   std::string devnum;
-  std::string descriptors;  // raw bytes of `descriptors`
-  std::string descriptors_error;  // when `descriptors` could not be read
+  std::string descriptors;                    // raw bytes of `descriptors`
+  std::string descriptors_error;              // when `descriptors` could not be read
   std::vector<SysfsUsbInterface> interfaces;  // sorted by name
 
   bool hub() const { return device_class == "09"; }

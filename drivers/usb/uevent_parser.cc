@@ -10,8 +10,8 @@ constexpr std::string_view kUdevMagic("libudev\0", 8);
 constexpr std::size_t kMaxDevpath = 4096;
 
 bool known_action(std::string_view a) {
-  for (std::string_view k : {"add", "remove", "change", "move", "online", "offline", "bind",
-                             "unbind"}) {
+  for (std::string_view k :
+       {"add", "remove", "change", "move", "online", "offline", "bind", "unbind"}) {
     if (a == k) return true;
   }
   return false;
@@ -151,8 +151,8 @@ UeventParseResult parse_uevent(std::string_view d) {
                   std::string(action));
   }
   if (*get("DEVPATH") != devpath) {
-    return reject("DEVPATH=" + escape_for_message(*get("DEVPATH")) +
-                  " differs from the header's " + escape_for_message(devpath));
+    return reject("DEVPATH=" + escape_for_message(*get("DEVPATH")) + " differs from the header's " +
+                  escape_for_message(devpath));
   }
   if (get("SUBSYSTEM")->empty()) return reject("empty SUBSYSTEM");
   const std::string& seq = *get("SEQNUM");

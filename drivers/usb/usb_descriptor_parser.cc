@@ -35,8 +35,8 @@ UsbDescriptorParseResult parse_usb_descriptors(std::string_view b) {
                                             std::to_string(kMaxDescriptorBlob));
   }
   if (b.size() < kDeviceLength) {
-    return error_at(0, "device descriptor truncated: " + std::to_string(b.size()) +
-                           " bytes, need 18");
+    return error_at(0,
+                    "device descriptor truncated: " + std::to_string(b.size()) + " bytes, need 18");
   }
   if (u8(b, 0) != kDeviceLength) {
     return error_at(0, "device descriptor bLength " + std::to_string(u8(b, 0)) + " (must be 18)");
@@ -71,8 +71,8 @@ UsbDescriptorParseResult parse_usb_descriptors(std::string_view b) {
                                    " where a configuration descriptor (2) must start");
     }
     if (len < kConfigLength) {
-      return error_at(off, "configuration descriptor bLength " + std::to_string(len) +
-                               " (must be at least 9)");
+      return error_at(
+          off, "configuration descriptor bLength " + std::to_string(len) + " (must be at least 9)");
     }
     if (left < kConfigLength) {
       return error_at(off, "configuration descriptor truncated: " + std::to_string(left) +
@@ -130,8 +130,8 @@ UsbDescriptorParseResult parse_usb_descriptors(std::string_view b) {
         }
         case kTypeEndpoint: {
           if (dlen < kEndpointLength) {
-            return error_at(p, "endpoint descriptor bLength " + std::to_string(dlen) +
-                                   " (must be at least 7)");
+            return error_at(
+                p, "endpoint descriptor bLength " + std::to_string(dlen) + " (must be at least 7)");
           }
           if (cfg.interfaces.empty()) {
             return error_at(p, "endpoint descriptor before any interface descriptor");
@@ -146,8 +146,8 @@ UsbDescriptorParseResult parse_usb_descriptors(std::string_view b) {
         }
         case kTypeDevice:
         case kTypeConfig:
-          return error_at(p + 1, "descriptor type " + std::to_string(type) +
-                                     " nested inside a configuration");
+          return error_at(
+              p + 1, "descriptor type " + std::to_string(type) + " nested inside a configuration");
         default:
           ++cfg.other_descriptors;
           break;

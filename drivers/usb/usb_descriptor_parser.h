@@ -44,7 +44,7 @@ struct UsbConfiguration {
   std::uint8_t value = 0;
   std::uint8_t string_index = 0;
   std::uint8_t attributes = 0;
-  std::uint8_t max_power = 0;  // in units of 2 mA (USB 2) or 8 mA (USB 3)
+  std::uint8_t max_power = 0;            // in units of 2 mA (USB 2) or 8 mA (USB 3)
   std::vector<UsbInterface> interfaces;  // every alternate setting
   std::size_t other_descriptors = 0;     // class-specific, IAD, HID, ...
 };

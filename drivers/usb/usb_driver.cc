@@ -130,8 +130,7 @@ Result<void> UsbDriver::validate(const UsbConfig& c) {
       return fail(Errc::invalid_argument, kWhere, "uevent_source", "socket path is too long");
     }
   }
-  if (c.id_prefix.empty() ||
-      !std::all_of(c.id_prefix.begin(), c.id_prefix.end(), [](char ch) {
+  if (c.id_prefix.empty() || !std::all_of(c.id_prefix.begin(), c.id_prefix.end(), [](char ch) {
         return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
       })) {
     return fail(Errc::invalid_argument, kWhere, "id_prefix \"" + c.id_prefix + "\"",
@@ -172,8 +171,8 @@ Result<void> UsbDriver::validate(const UsbConfig& c) {
 Result<void> UsbDriver::open_uevent_socket() {
   if (config_.uevent_source == "netlink") {
     netlink_ = true;
-    const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                            NETLINK_KOBJECT_UEVENT);
+    const int fd =
+        ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_KOBJECT_UEVENT);
     if (fd < 0) return fail(Errc::unavailable, kWhere, "uevent netlink socket", errno_text(errno));
     if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketBuffer, sizeof kSocketBuffer) != 0) {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof kSocketBuffer);
@@ -192,7 +191,7 @@ Result<void> UsbDriver::open_uevent_socket() {
   }
   netlink_ = false;
   const std::string& path = config_.uevent_source;
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return fail(Errc::failed_precondition, kWhere, "uevent_source " + path,
@@ -336,10 +335,9 @@ UsbDriver::Entry UsbDriver::make_entry(SysfsUsbDevice dev) const {
     }
   }
   e.interface_classes = format_interface_classes(classes);
-  UsbIdentityInput in{dev.vendor,       dev.product,      dev.bcd_device,
-                      dev.device_class, dev.device_subclass, dev.device_protocol,
-                      dev.manufacturer, dev.product_name, dev.serial,
-                      e.interface_classes};
+  UsbIdentityInput in{dev.vendor,          dev.product,         dev.bcd_device,   dev.device_class,
+                      dev.device_subclass, dev.device_protocol, dev.manufacturer, dev.product_name,
+                      dev.serial,          e.interface_classes};
   if (auto id = usb_identity(in)) {
     e.identity = std::move(*id);
   } else {
@@ -496,8 +494,8 @@ void UsbDriver::remove_locked(const std::string& port, Reports& out) {
     p.last_port = port;
     AlarmData a;
     a.code = "device_removed";
-    a.message = "pinned device " + p.pin.id + " (" + describe(e.dev) + ") was removed from port " +
-                port;
+    a.message =
+        "pinned device " + p.pin.id + " (" + describe(e.dev) + ") was removed from port " + port;
     add_device_details(a, e.dev, e.identity);
     a.details["pinned_id"] = p.pin.id;
     out.alarm(e.id, std::move(a));
@@ -670,8 +668,9 @@ void UsbDriver::handle_datagram(std::string_view bytes) {
     }
     if (iface && SysfsUsbTree::is_interface_name(base)) {
       // The parent's directory holds the interface ("usb1" for "1-0:1.0").
-      const std::string_view dir = std::string_view(ev.devpath).substr(
-          0, ev.devpath.size() - base.size() - (ev.devpath.size() > base.size() ? 1 : 0));
+      const std::string_view dir = std::string_view(ev.devpath)
+                                       .substr(0, ev.devpath.size() - base.size() -
+                                                      (ev.devpath.size() > base.size() ? 1 : 0));
       const std::string parent(devpath_basename(dir));
       ++counters_.handled;
       if (by_port_.count(parent)) refresh_locked(parent, out);
@@ -879,8 +878,9 @@ Result<ActionResult> UsbDriver::act_transfer(const ActionRequest& r, const std::
     endpoint = static_cast<std::uint8_t>(*ep);
     if ((endpoint & 0x0f) == 0 || (endpoint & 0x70) != 0) {
       return fail(Errc::invalid_argument, kWhere, what,
-                  "endpoint " + *param("endpoint") + " is not a bulk endpoint address (0x01-0x0f, "
-                                                     "0x81-0x8f)");
+                  "endpoint " + *param("endpoint") +
+                      " is not a bulk endpoint address (0x01-0x0f, "
+                      "0x81-0x8f)");
     }
     in = (endpoint & LIBUSB_ENDPOINT_IN) != 0;
     if (param("interface")) {
@@ -926,9 +926,9 @@ Result<ActionResult> UsbDriver::act_transfer(const ActionRequest& r, const std::
   libusb_device** list = nullptr;
   const ssize_t count = libusb_get_device_list(*ctx, &list);
   if (count < 0) {
-    return fail(Errc::unavailable, kWhere, what,
-                std::string("libusb_get_device_list: ") +
-                    libusb_error_name(static_cast<int>(count)));
+    return fail(
+        Errc::unavailable, kWhere, what,
+        std::string("libusb_get_device_list: ") + libusb_error_name(static_cast<int>(count)));
   }
   libusb_device* device = nullptr;
   for (ssize_t i = 0; i < count; ++i) {
@@ -944,7 +944,7 @@ Result<ActionResult> UsbDriver::act_transfer(const ActionRequest& r, const std::
                 "libusb sees no device at " + address + " (LIBUSB_ERROR_NO_DEVICE)");
   }
   std::unique_ptr<libusb_device, decltype(&libusb_unref_device)> dev_ref(device,
-                                                                        libusb_unref_device);
+                                                                         libusb_unref_device);
   libusb_device_descriptor desc{};
   if (const int rc = libusb_get_device_descriptor(device, &desc); rc < 0) {
     return fail(Errc::unavailable, kWhere, what,
@@ -1035,8 +1035,8 @@ std::vector<SelfTestResult> UsbDriver::self_test() {
       notes.push_back("deauthorized (sysfs authorized = " + fresh.dev.authorized + ")");
     }
     if (!t.identity_ok) {
-      notes.push_back("identity is now " + (fresh.identity.empty() ? fresh.identity_error
-                                                                    : fresh.identity) +
+      notes.push_back("identity is now " +
+                      (fresh.identity.empty() ? fresh.identity_error : fresh.identity) +
                       ", pinned " + p.pin.identity);
     }
     t.detail = "on port " + p.present_port;

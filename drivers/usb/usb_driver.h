@@ -192,7 +192,7 @@ class UsbDriver final : public Driver {
   bool socket_bound_ = false;  // we created config_.uevent_source: unlink it
   std::atomic<bool> started_{false};
 
-  mutable std::mutex mu_;  // guards everything below
+  mutable std::mutex mu_;                 // guards everything below
   std::map<std::string, Entry> by_port_;  // sysfs name -> device
   std::vector<PinState> pins_;
   std::vector<std::string> refresh_queue_;

@@ -34,8 +34,8 @@ class expected {
  public:
   expected() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
   template <class U = T>
-  expected(U&& v) requires std::is_constructible_v<T, U&&> : v_(std::in_place_index<0>,
-                                                                  std::forward<U>(v)) {}
+  expected(U&& v) requires std::is_constructible_v<T, U&&>
+      : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   template <class G>
   expected(unexpected<G> u) : v_(std::in_place_index<1>, std::move(u).error()) {}
   bool has_value() const { return v_.index() == 0; }

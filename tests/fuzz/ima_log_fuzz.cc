@@ -14,8 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   const ImaParseResult r = parse_ima_log(in);
   if (!r.ok) {
-    if (r.reason.rfind("line " + std::to_string(r.error_line) + ": ", 0) != 0 || r.error_line == 0 ||
-        !r.entries.empty()) {
+    if (r.reason.rfind("line " + std::to_string(r.error_line) + ": ", 0) != 0 ||
+        r.error_line == 0 || !r.entries.empty()) {
       std::abort();
     }
     return 0;

@@ -112,7 +112,7 @@ struct Model {
       if (!a.sha256.empty()) add("sha256 = \"" + a.sha256 + "\"");
       if (!a.unit.empty()) add("unit = \"" + a.unit + "\"");
     }
-    static const char* kOps[] = {"list",     "watch", "read",      "claim", "write",
+    static const char* kOps[] = {"list",      "watch",    "read", "claim",     "write",
                                  "configure", "transmit", "pair", "authorize", "power"};
     for (auto& r : rules) {
       add("");

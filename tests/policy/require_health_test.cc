@@ -42,9 +42,10 @@ ops = ["read"]
 }
 
 TEST(policy_require_health, UnknownValueIsALocatedError) {
-  auto p = Policy::parse("version = 1\n[[rule]]\napp = \"*\"\nops = [\"list\"]\n"
-                         "require_health = \"good\"\n",
-                         "p.toml");
+  auto p = Policy::parse(
+      "version = 1\n[[rule]]\napp = \"*\"\nops = [\"list\"]\n"
+      "require_health = \"good\"\n",
+      "p.toml");
   ASSERT_FALSE(p);
   EXPECT_NE(p.error().message().find("p.toml:5:"), std::string::npos) << p.error().message();
   EXPECT_NE(p.error().message().find("unknown require_health 'good'"), std::string::npos);

@@ -54,7 +54,8 @@ bool Swtpm::installed() {
   std::size_t start = 0;
   while (start <= p.size()) {
     const auto end = p.find(':', start);
-    const std::string dir = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const std::string dir =
+        p.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (!dir.empty() && ::access((dir + "/swtpm").c_str(), X_OK) == 0) return true;
     if (end == std::string::npos) break;
     start = end + 1;
@@ -80,7 +81,8 @@ bool wait_ready(int ctrl_port, std::chrono::milliseconds deadline) {
   std::size_t got = 0;
   const auto end = std::chrono::steady_clock::now() + deadline;
   while (ok && got < 8) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       ok = false;
       break;
@@ -92,8 +94,10 @@ bool wait_ready(int ctrl_port, std::chrono::milliseconds deadline) {
     }
     unsigned char buf[64];
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) ok = false;
-    else got += static_cast<std::size_t>(n);
+    if (n <= 0)
+      ok = false;
+    else
+      got += static_cast<std::size_t>(n);
   }
   if (fd >= 0) ::close(fd);
   return ok;
@@ -137,9 +141,18 @@ Swtpm::Swtpm() {
       const std::string state = "dir=" + dir_;
       const std::string server = "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1";
       const std::string ctl = "type=tcp,fd=" + std::to_string(ctrl);
-      const char* argv[] = {"swtpm", "socket", "--tpmstate", state.c_str(), "--tpm2",
-                            "--server", server.c_str(), "--ctrl", ctl.c_str(),
-                            "--flags", "not-need-init,startup-clear", nullptr};
+      const char* argv[] = {"swtpm",
+                            "socket",
+                            "--tpmstate",
+                            state.c_str(),
+                            "--tpm2",
+                            "--server",
+                            server.c_str(),
+                            "--ctrl",
+                            ctl.c_str(),
+                            "--flags",
+                            "not-need-init,startup-clear",
+                            nullptr};
       ::execvp("swtpm", const_cast<char* const*>(argv));
       ::_exit(127);
     }
@@ -171,9 +184,7 @@ Swtpm::~Swtpm() {
   }
 }
 
-std::string Swtpm::tcti() const {
-  return "swtpm:host=127.0.0.1,port=" + std::to_string(port_);
-}
+std::string Swtpm::tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
 
 TpmConfig Swtpm::config(std::chrono::milliseconds timeout) const {
   TpmConfig c;
@@ -209,7 +220,7 @@ EventLogBuilder::EventLogBuilder() {
   // TCG_PCR_EVENT with the Spec ID Event03.
   std::string spec("Spec ID Event03", 15);
   spec.push_back('\0');
-  put_u32(spec, 0);  // platform class
+  put_u32(spec, 0);   // platform class
   spec.push_back(0);  // minor
   spec.push_back(2);  // major
   spec.push_back(0);  // errata
@@ -229,7 +240,8 @@ EventLogBuilder::EventLogBuilder() {
 
 void EventLogBuilder::add(std::uint32_t pcr, std::uint32_t type, const std::string& data) {
   offsets_.push_back(bytes_.size());
-  const std::span<const std::uint8_t> d(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+  const std::span<const std::uint8_t> d(reinterpret_cast<const std::uint8_t*>(data.data()),
+                                        data.size());
   Extend ex{pcr, {{kAlgSha1, hash_bytes(kAlgSha1, d)}, {kAlgSha256, hash_bytes(kAlgSha256, d)}}};
   put_u32(bytes_, pcr);
   put_u32(bytes_, type);
@@ -260,13 +272,15 @@ ImaLine ima_ng_line(const std::string& path, const std::string& content) {
   ImaEntry e;
   e.template_name = "ima-ng";
   e.filedata_alg = "sha256";
-  e.filedata_hash = hash_bytes(kAlgSha256, {reinterpret_cast<const std::uint8_t*>(content.data()), content.size()});
+  e.filedata_hash = hash_bytes(
+      kAlgSha256, {reinterpret_cast<const std::uint8_t*>(content.data()), content.size()});
   e.filename = path;
   const Bytes tdata = ima_template_data(e);
   ImaLine l;
   l.digests[kAlgSha1] = hash_bytes(kAlgSha1, tdata);
   l.digests[kAlgSha256] = hash_bytes(kAlgSha256, tdata);
-  l.text = "10 " + to_hex(l.digests[kAlgSha1]) + " ima-ng sha256:" + to_hex(e.filedata_hash) + " " + path;
+  l.text = "10 " + to_hex(l.digests[kAlgSha1]) + " ima-ng sha256:" + to_hex(e.filedata_hash) + " " +
+           path;
   return l;
 }
 

@@ -29,7 +29,7 @@ class Swtpm {
   const std::string& error() const { return error_; }
   std::string tcti() const;
   TpmConfig config(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) const;
-  void stop_process();    // SIGSTOP: the TPM stops answering
+  void stop_process();  // SIGSTOP: the TPM stops answering
   void continue_process();
 
  private:

@@ -1,9 +1,10 @@
 // Boot-integrity check end to end against swtpm and fixture logs.
+#include "agent/attest/boot_integrity_check.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "agent/attest/boot_integrity_check.h"
 #include "agent/attest/reference_values.h"
 #include "attest_test_util.h"
 
@@ -14,9 +15,9 @@ using namespace std::chrono_literals;
 using testing::EventLogBuilder;
 using testing::Swtpm;
 
-#define REQUIRE_SWTPM(t)                                            \
-  if (!Swtpm::installed()) GTEST_SKIP() << "swtpm not installed";   \
-  Swtpm t;                                                          \
+#define REQUIRE_SWTPM(t)                                          \
+  if (!Swtpm::installed()) GTEST_SKIP() << "swtpm not installed"; \
+  Swtpm t;                                                        \
   ASSERT_TRUE(t.running()) << t.error()
 
 std::string joined(const BootIntegrityResult& r) {
@@ -41,7 +42,8 @@ void boot(TpmClient& c, const EventLogBuilder& b) {
   for (const auto& ex : b.extends()) ASSERT_TRUE(c.extend(ex.pcr, ex.digests));
 }
 
-BootIntegrityConfig config_for(const Swtpm& tpm, const std::string& log_bytes, const std::string& tag) {
+BootIntegrityConfig config_for(const Swtpm& tpm, const std::string& log_bytes,
+                               const std::string& tag) {
   BootIntegrityConfig cfg;
   cfg.tpm = tpm.config();
   cfg.event_log_path = testing::write_temp_file(tag + ".bin", log_bytes);
@@ -112,13 +114,15 @@ TEST(BootIntegrity, ReferenceMismatchFails) {
   REQUIRE_SWTPM(tpm);
   const auto b = good_boot();
   BootIntegrityConfig cfg = config_for(tpm, b.bytes(), "refmismatch");
-  cfg.reference_path = testing::write_temp_file("mismatch.ref", "sha256:0=" + std::string(64, '1') + "\n");
+  cfg.reference_path =
+      testing::write_temp_file("mismatch.ref", "sha256:0=" + std::string(64, '1') + "\n");
   BootIntegrityCheck check(cfg);
   boot(check.tpm(), b);
   const auto r = check.run();
   EXPECT_EQ(r.state, BootState::fail);
   const std::string all = joined(r);
-  EXPECT_NE(all.find("PCR 0 (sha256) differs from the provisioned reference"), std::string::npos) << all;
+  EXPECT_NE(all.find("PCR 0 (sha256) differs from the provisioned reference"), std::string::npos)
+      << all;
 }
 
 // REQ-7: no TPM → warn "degraded: no TPM", never ok.

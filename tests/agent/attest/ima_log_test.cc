@@ -1,7 +1,8 @@
 // IMA ASCII log parser and PCR 10 replay (pure).
+#include "agent/attest/ima_log.h"
+
 #include <gtest/gtest.h>
 
-#include "agent/attest/ima_log.h"
 #include "agent/attest/pcr_replay.h"
 #include "attest_test_util.h"
 
@@ -14,8 +15,8 @@ using testing::ima_ng_line;
 TEST(ImaLog, ParsesImaNgAndImaTemplates) {
   const std::string sha1 = std::string(40, 'a');
   const std::string text = ima_ng_line("boot_aggregate", "agg").text + "\n" +
-                           ima_ng_line("/usr/bin/my tool", "bin").text + "\n" +
-                           "10 " + std::string(40, '1') + " ima " + sha1 + " /etc/passwd\n";
+                           ima_ng_line("/usr/bin/my tool", "bin").text + "\n" + "10 " +
+                           std::string(40, '1') + " ima " + sha1 + " /etc/passwd\n";
   const auto r = parse_ima_log(text);
   ASSERT_TRUE(r.ok) << r.reason;
   ASSERT_EQ(r.entries.size(), 3u);
@@ -39,7 +40,8 @@ TEST(ImaLog, ErrorsCarryLineNumbers) {
       {"x1 " + std::string(40, '0') + " ima-ng sha256:00 /x", "not a number"},
       {"99 " + std::string(40, '0') + " ima-ng sha256:00 /x", "out of range"},
       {"10 " + std::string(40, '0') + " ima-ng sha256:0011 /x", "expected 32"},
-      {"10 " + std::string(40, '0') + " ima-ng sha256" + std::string(64, '0') + " /x", "<alg>:<hex>"},
+      {"10 " + std::string(40, '0') + " ima-ng sha256" + std::string(64, '0') + " /x",
+       "<alg>:<hex>"},
       {"10 " + std::string(40, '0') + " ima-ng sha256:" + std::string(64, '0'), "missing filename"},
       {"10 " + std::string(40, '0') + " ima zz /x", "40 hex"},
   };
@@ -57,7 +59,8 @@ TEST(ImaLog, ErrorsCarryLineNumbers) {
 TEST(ImaLog, ReplayBanksAndViolation) {
   const auto a = ima_ng_line("boot_aggregate", "agg");
   const auto b = ima_ng_line("/usr/sbin/portierd", "daemon");
-  const std::string violation = "10 " + std::string(40, '0') + " ima-ng sha256:" + std::string(64, '0') + " /tmp/x";
+  const std::string violation =
+      "10 " + std::string(40, '0') + " ima-ng sha256:" + std::string(64, '0') + " /tmp/x";
   const auto r = parse_ima_log(a.text + "\n" + violation + "\n" + b.text + "\n");
   ASSERT_TRUE(r.ok) << r.reason;
   EXPECT_TRUE(r.entries[1].violation);
@@ -97,7 +100,8 @@ TEST(ImaLog, PrefixMatchWhenLogGrewAfterPcrRead) {
 }
 
 TEST(ImaLog, RandomGarbageDoesNotCrash) {
-  const std::string base = ima_ng_line("/a b", "x").text + "\n" + ima_ng_line("/c", "y").text + "\n";
+  const std::string base =
+      ima_ng_line("/a b", "x").text + "\n" + ima_ng_line("/c", "y").text + "\n";
   std::uint32_t seed = 7;
   for (int i = 0; i < 3000; ++i) {
     std::string t = base;
@@ -106,8 +110,10 @@ TEST(ImaLog, RandomGarbageDoesNotCrash) {
       t[(seed >> 8) % t.size()] = static_cast<char>(seed >> 24);
     }
     const auto r = parse_ima_log(t);
-    if (!r.ok) EXPECT_FALSE(r.reason.empty());
-    else (void)replay_ima_log(r.entries);
+    if (!r.ok)
+      EXPECT_FALSE(r.reason.empty());
+    else
+      (void)replay_ima_log(r.entries);
   }
 }
 

@@ -1,8 +1,9 @@
 // Firmware event log parser and replay (pure; no TPM).
+#include "agent/attest/tcg_event_log.h"
+
 #include <gtest/gtest.h>
 
 #include "agent/attest/pcr_replay.h"
-#include "agent/attest/tcg_event_log.h"
 #include "attest_test_util.h"
 
 namespace portier::attest {
@@ -43,8 +44,10 @@ TEST(TcgEventLog, ReplayMatchesManualExtends) {
   ASSERT_TRUE(rep) << rep.error().message();
   PcrValues manual;
   for (auto bank : {kAlgSha1, kAlgSha256}) {
-    for (std::uint32_t p = 0; p < 24; ++p) manual[bank][p] = Bytes(tcg_alg_digest_size(bank), (p >= 17 && p <= 22) ? 0xff : 0);
-    for (const auto& ex : b.extends()) manual[bank][ex.pcr] = pcr_extend(bank, manual[bank][ex.pcr], ex.digests.at(bank));
+    for (std::uint32_t p = 0; p < 24; ++p)
+      manual[bank][p] = Bytes(tcg_alg_digest_size(bank), (p >= 17 && p <= 22) ? 0xff : 0);
+    for (const auto& ex : b.extends())
+      manual[bank][ex.pcr] = pcr_extend(bank, manual[bank][ex.pcr], ex.digests.at(bank));
   }
   EXPECT_EQ(rep->pcrs, manual);
   EXPECT_EQ(rep->events_replayed, 11u);
@@ -68,7 +71,8 @@ TEST(TcgEventLog, StartupLocalitySetsPcr0StartValue) {
   ASSERT_TRUE(rep);
   Bytes start(32, 0);
   start[31] = 3;
-  EXPECT_EQ(rep->pcrs[kAlgSha256][0], pcr_extend(kAlgSha256, start, b.extends()[0].digests.at(kAlgSha256)));
+  EXPECT_EQ(rep->pcrs[kAlgSha256][0],
+            pcr_extend(kAlgSha256, start, b.extends()[0].digests.at(kAlgSha256)));
 }
 
 // REQ-5: a truncated log never crashes and always names the offset.
@@ -137,7 +141,8 @@ TEST(TcgEventLog, LegacySha1LogParsedAndReplayed) {
   Bytes pcr(20, 0);
   for (int i = 0; i < 3; ++i) {
     const std::string data = "event" + std::to_string(i);
-    const Bytes d = hash_bytes(kAlgSha1, {reinterpret_cast<const std::uint8_t*>(data.data()), data.size()});
+    const Bytes d =
+        hash_bytes(kAlgSha1, {reinterpret_cast<const std::uint8_t*>(data.data()), data.size()});
     testing::put_u32(bytes, 4);
     testing::put_u32(bytes, kEvPostCode);
     bytes += testing::bytes_str(d);
@@ -165,8 +170,10 @@ TEST(TcgEventLog, RandomByteFlipsDoNotCrash) {
       b[(seed >> 8) % b.size()] = static_cast<char>(seed >> 24);
     }
     const auto r = parse_tcg_event_log(b);
-    if (!r.ok) EXPECT_FALSE(r.reason.empty());
-    else (void)replay_tcg_event_log(r.log);
+    if (!r.ok)
+      EXPECT_FALSE(r.reason.empty());
+    else
+      (void)replay_tcg_event_log(r.log);
   }
 }
 

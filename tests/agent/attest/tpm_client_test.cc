@@ -1,10 +1,11 @@
 // TPM client against a real swtpm per test.
+#include "agent/attest/tpm_client.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 
 #include "agent/attest/pcr_replay.h"
-#include "agent/attest/tpm_client.h"
 #include "attest_test_util.h"
 
 namespace portier::attest {
@@ -13,9 +14,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Swtpm;
 
-#define REQUIRE_SWTPM(t)                                            \
-  if (!Swtpm::installed()) GTEST_SKIP() << "swtpm not installed";   \
-  Swtpm t;                                                          \
+#define REQUIRE_SWTPM(t)                                          \
+  if (!Swtpm::installed()) GTEST_SKIP() << "swtpm not installed"; \
+  Swtpm t;                                                        \
   ASSERT_TRUE(t.running()) << t.error()
 
 const std::uint16_t kBanks[] = {kAlgSha1, kAlgSha256};

@@ -61,7 +61,8 @@ class ThrowingCheck : public Check {
   CheckResult run(const std::atomic<bool>&) override { throw std::runtime_error("boom"); }
 };
 
-CheckSettings every(std::chrono::milliseconds interval, std::chrono::milliseconds timeout = 2000ms) {
+CheckSettings every(std::chrono::milliseconds interval,
+                    std::chrono::milliseconds timeout = 2000ms) {
   CheckSettings s;
   s.interval = interval;
   s.jitter = 0ms;
@@ -125,7 +126,8 @@ TEST(HealthMonitor, JitterDiffersBetweenMonitorsAndIsReproducibleWithASeed) {
   CheckSettings s;
   s.interval = 1000ms;
   s.jitter = 1000ms;
-  HealthMonitor a(HealthMonitor::Options{1}), b(HealthMonitor::Options{2}), a2(HealthMonitor::Options{1});
+  HealthMonitor a(HealthMonitor::Options{1}), b(HealthMonitor::Options{2}),
+      a2(HealthMonitor::Options{1});
   std::vector<long long> da, db, da2;
   for (int i = 0; i < 16; ++i) {
     da.push_back(a.draw_delay(s).count());
@@ -212,8 +214,8 @@ TEST(HealthMonitor, CombinesStatesAndTellsTheListenerOfEachChange) {
   m.stop();
   std::lock_guard lk(mu);
   EXPECT_EQ(heard, (std::vector<HealthState>{HealthState::degraded, HealthState::compromised,
-                                              HealthState::compromised, HealthState::degraded,
-                                              HealthState::ok}));
+                                             HealthState::compromised, HealthState::degraded,
+                                             HealthState::ok}));
   EXPECT_EQ(reasons[0].size(), 1u);
   EXPECT_EQ(reasons[1].size(), 2u);
   EXPECT_EQ(reasons[2].size(), 2u);

@@ -49,7 +49,8 @@ TEST(IntegrityBaseline, ModifiedFileFailsNamingIt) {
   p.t.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nevil:x:0:0::/:/bin/sh\n");
   auto r = p.run();
   EXPECT_EQ(r.status, Status::fail);
-  EXPECT_NE(r.reason.find("changed since provisioning: " + p.passwd), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("changed since provisioning: " + p.passwd), std::string::npos)
+      << r.reason;
   EXPECT_EQ(r.reason.find(p.shadow), std::string::npos);
 }
 
@@ -81,7 +82,8 @@ TEST(IntegrityBaseline, TamperedBaselineFailsIntegrity) {
   EXPECT_EQ(r.status, Status::fail);
   EXPECT_NE(r.reason.find("baseline integrity check failed"), std::string::npos) << r.reason;
   // Dropping the HMAC line, or truncating, fails the same way.
-  std::ofstream(p.opts.baseline_file, std::ios::binary | std::ios::trunc) << data.substr(0, data.rfind("hmac"));
+  std::ofstream(p.opts.baseline_file, std::ios::binary | std::ios::trunc)
+      << data.substr(0, data.rfind("hmac"));
   EXPECT_NE(p.run().reason.find("integrity"), std::string::npos);
   std::ofstream(p.opts.baseline_file, std::ios::binary | std::ios::trunc) << "";
   EXPECT_NE(p.run().reason.find("integrity"), std::string::npos);

@@ -72,12 +72,14 @@ AddressesOptions with(std::vector<InterfaceAddress> a) {
 
 // REQ-7 (network), REQ-17 (own IPv6 address: warn when absent)
 TEST(AddressesCheck, WarnsWithoutOwnGlobalIpv6) {
-  auto r = AddressesCheck(with({{"eth0", AF_INET, "192.168.1.20"}, {"eth0", AF_INET6, "fe80::1"},
+  auto r = AddressesCheck(with({{"eth0", AF_INET, "192.168.1.20"},
+                                {"eth0", AF_INET6, "fe80::1"},
                                 {"eth0", AF_INET6, "fd00::20"}}))
                .run(no_cancel);
   EXPECT_EQ(r.status, Status::warn);
   EXPECT_NE(r.reason.find("global IPv6"), std::string::npos);
-  r = AddressesCheck(with({{"eth0", AF_INET, "192.168.1.20"}, {"eth0", AF_INET6, "2a01:4f8::20"}})).run(no_cancel);
+  r = AddressesCheck(with({{"eth0", AF_INET, "192.168.1.20"}, {"eth0", AF_INET6, "2a01:4f8::20"}}))
+          .run(no_cancel);
   EXPECT_EQ(r.status, Status::ok);
   EXPECT_EQ(r.values["global_ipv6"], "eth0=2a01:4f8::20");
   r = AddressesCheck(with({})).run(no_cancel);
@@ -99,19 +101,22 @@ TEST(DefaultRouteCheck, ReadsIpv4AndIpv6Tables) {
   const std::string v6_lo_reject =
       "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
       "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
-  t.write("net/route", v4_header + "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n");
+  t.write("net/route",
+          v4_header + "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n");
   t.write("net/ipv6_route", v6_lo_reject);
   auto r = DefaultRouteCheck(o).run(no_cancel);
   EXPECT_EQ(r.status, Status::fail);
   EXPECT_NE(r.reason.find("no default route"), std::string::npos);
-  t.write("net/route", v4_header + "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n");
+  t.write("net/route",
+          v4_header + "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n");
   r = DefaultRouteCheck(o).run(no_cancel);
   EXPECT_EQ(r.status, Status::ok);
   EXPECT_EQ(r.values["ipv4_default"], "192.168.1.1 dev eth0");
   t.write("net/route", v4_header);
-  t.write("net/ipv6_route", v6_lo_reject +
-                                "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
-                                "fe800000000000000000000000000001 00000400 00000001 00000000 00450003     eth0\n");
+  t.write("net/ipv6_route",
+          v6_lo_reject +
+              "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+              "fe800000000000000000000000000001 00000400 00000001 00000000 00450003     eth0\n");
   r = DefaultRouteCheck(o).run(no_cancel);
   EXPECT_EQ(r.status, Status::ok) << r.reason;
   EXPECT_EQ(r.values["ipv6_default"], "fe80::1 dev eth0");

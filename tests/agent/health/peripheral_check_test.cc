@@ -18,10 +18,12 @@ TEST(PeripheralCheck, AnyFailedDeviceFailsNamingIt) {
   auto r = c.run(no_cancel);
   EXPECT_EQ(r.status, Status::ok);
   EXPECT_EQ(r.values["devices"], "2");
-  c.update({{"scanner0", true, "ok"}, {"reader0", false, "identity differs from the pinned reader"}});
+  c.update(
+      {{"scanner0", true, "ok"}, {"reader0", false, "identity differs from the pinned reader"}});
   r = c.run(no_cancel);
   EXPECT_EQ(r.status, Status::fail);
-  EXPECT_NE(r.reason.find("reader0 (identity differs from the pinned reader)"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("reader0 (identity differs from the pinned reader)"), std::string::npos)
+      << r.reason;
   EXPECT_EQ(r.values["reader0"], "failed: identity differs from the pinned reader");
 }
 
@@ -38,7 +40,8 @@ TEST(PeripheralCheck, FailedSelfTestChangesMonitorState) {
   auto r = m.run_all_now();
   EXPECT_EQ(r.state, HealthState::compromised);
   ASSERT_EQ(r.reasons.size(), 1u);
-  EXPECT_NE(r.reasons[0].find("peripherals: peripheral self-test failed: pinpad0"), std::string::npos);
+  EXPECT_NE(r.reasons[0].find("peripherals: peripheral self-test failed: pinpad0"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -43,8 +43,9 @@ TEST(CpuLoadCheck, MissingLoadavgFails) {
 }
 
 std::string meminfo(long total, long avail, long swap_total, long swap_free) {
-  return "MemTotal:       " + std::to_string(total) + " kB\nMemFree:  1000 kB\nMemAvailable:   " +
-         std::to_string(avail) + " kB\nSwapTotal:      " + std::to_string(swap_total) +
+  return "MemTotal:       " + std::to_string(total) +
+         " kB\nMemFree:  1000 kB\nMemAvailable:   " + std::to_string(avail) +
+         " kB\nSwapTotal:      " + std::to_string(swap_total) +
          " kB\nSwapFree:       " + std::to_string(swap_free) + " kB\n";
 }
 

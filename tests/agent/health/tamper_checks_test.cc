@@ -51,13 +51,13 @@ TEST(SetuidFilesCheck, DoesNotFollowSymlinks) {
   EXPECT_EQ(SetuidFilesCheck(o).run(no_cancel).status, Status::ok);
 }
 
-void fake_proc(const TempTree& t, int pid, const std::string& name, int uid, int ppid, const std::string& exe,
-               bool kthread = false) {
+void fake_proc(const TempTree& t, int pid, const std::string& name, int uid, int ppid,
+               const std::string& exe, bool kthread = false) {
   auto base = "proc/" + std::to_string(pid);
   t.write(base + "/status", "Name:\t" + name + "\nPid:\t" + std::to_string(pid) + "\nPPid:\t" +
                                 std::to_string(ppid) + "\nUid:\t" + std::to_string(uid) + "\t" +
-                                std::to_string(uid) + "\t" + std::to_string(uid) + "\t" + std::to_string(uid) +
-                                (kthread ? "\nKthread:\t1" : "") + "\n");
+                                std::to_string(uid) + "\t" + std::to_string(uid) + "\t" +
+                                std::to_string(uid) + (kthread ? "\nKthread:\t1" : "") + "\n");
   if (!exe.empty()) symlink(exe.c_str(), t.path(base + "/exe").c_str());
 }
 

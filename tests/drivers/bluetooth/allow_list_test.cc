@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "bluetooth/allow_list.h"
+
+#include <gtest/gtest.h>
 
 namespace portier::drivers {
 namespace {
@@ -36,8 +36,8 @@ TEST(AllowList, ClassesByHexAndMajorName) {
   EXPECT_FALSE(l->refusal(a, 0x000540));
   EXPECT_FALSE(l->refusal(a, 0x002540));  // same device class, a service bit more
   EXPECT_FALSE(l->refusal(a, 0x5A020C));
-  EXPECT_TRUE(l->refusal(a, 0x000580));   // peripheral / mouse
-  EXPECT_TRUE(l->refusal(a, 0x00010C));   // computer / laptop
+  EXPECT_TRUE(l->refusal(a, 0x000580));  // peripheral / mouse
+  EXPECT_TRUE(l->refusal(a, 0x00010C));  // computer / laptop
   auto none = l->refusal(a, std::nullopt);
   ASSERT_TRUE(none.has_value());
   EXPECT_NE(none->find("no class"), std::string::npos);
@@ -58,8 +58,8 @@ TEST(AllowList, BothListsMustAllow) {
 }
 
 TEST(AllowList, RejectsBadEntries) {
-  for (const char* bad : {"11:22:33", "11:22:33:*:*", "*", "11:22:33:44:55:66:*", "zz:*",
-                          "11:22:33*", ""}) {
+  for (const char* bad :
+       {"11:22:33", "11:22:33:*:*", "*", "11:22:33:44:55:66:*", "zz:*", "11:22:33*", ""}) {
     auto l = AllowList::parse({bad}, {});
     ASSERT_FALSE(l.has_value()) << bad;
     EXPECT_EQ(l.error().code, Errc::invalid_argument);

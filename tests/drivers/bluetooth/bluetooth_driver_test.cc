@@ -1,5 +1,7 @@
 // BluetoothDriver against python3-dbusmock's bluez5 template on a private
 // D-Bus bus (one per test, so the tests run in parallel).
+#include "bluetooth/bluetooth_driver.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "bluetooth/bluetooth_driver.h"
 #include "drivers/bluetooth/bluez_mock.h"
 #include "drivers/bluetooth/bt_recording_sink.h"
 
@@ -449,9 +450,8 @@ TEST_F(BluetoothDriverNoBlueZ, StartsEmptyAndPicksUpBlueZWhenItComesAndGoes) {
 
   // BlueZ goes away: its devices go with it.
   ASSERT_TRUE(mock_->kill_bluez());
-  ASSERT_TRUE(sink_.wait([](const BtRecorded& r) {
-    return r.was_removed("bt-hci0") && r.was_removed(kPhoneId);
-  }));
+  ASSERT_TRUE(sink_.wait(
+      [](const BtRecorded& r) { return r.was_removed("bt-hci0") && r.was_removed(kPhoneId); }));
   auto r = driver_->act(request("bt-hci0", "power_on"));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, Errc::not_found);
@@ -464,9 +464,8 @@ TEST_F(BluetoothDriverTest, BusLostThenBackReconnects) {
   ASSERT_TRUE(mock_->add_device("hci0", kPhone, "My Phone"));
   start_driver();
   ASSERT_TRUE(mock_->restart_bus());
-  ASSERT_TRUE(sink_.wait([](const BtRecorded& r) {
-    return r.was_removed("bt-hci0") && r.was_removed(kPhoneId);
-  }));
+  ASSERT_TRUE(sink_.wait(
+      [](const BtRecorded& r) { return r.was_removed("bt-hci0") && r.was_removed(kPhoneId); }));
   auto r = driver_->act(request("bt-hci0", "power_off"));
   ASSERT_FALSE(r.has_value());
 

@@ -101,8 +101,8 @@ BluezMock::BluezMock(bool with_bluez) {
   if (::pipe2(out, O_CLOEXEC) != 0) {
     return ::testing::AssertionFailure() << "pipe: " << std::strerror(errno);
   }
-  const int log = ::open((dir_ + "/dbus-daemon.log").c_str(),
-                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const int log =
+      ::open((dir_ + "/dbus-daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   daemon_pid_ = spawn({"/usr/bin/dbus-daemon", "--session", "--address=" + address_,
                        "--print-address=1", "--nofork", "--nopidfile"},
                       environment_with("DBUS_SESSION_BUS_ADDRESS="), out[1], log);
@@ -166,9 +166,9 @@ BluezMock::~BluezMock() {
   for (;;) {
     sd_bus_error e = SD_BUS_ERROR_NULL;
     sd_bus_message* reply = nullptr;
-    int r = sd_bus_call_method(bus_, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                               "org.freedesktop.DBus", "NameHasOwner", &e, &reply, "s",
-                               "org.bluez");
+    int r =
+        sd_bus_call_method(bus_, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                           "org.freedesktop.DBus", "NameHasOwner", &e, &reply, "s", "org.bluez");
     if (r < 0) {
       auto f = bus_failure("NameHasOwner", r, e);
       sd_bus_error_free(&e);
@@ -185,7 +185,8 @@ BluezMock::~BluezMock() {
     // Wait for NameOwnerChanged (or the deadline), then ask again.
     while ((r = sd_bus_process(bus_, nullptr)) > 0) {
     }
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
     if (left.count() <= 0) {
       return ::testing::AssertionFailure()
              << "org.bluez " << (present ? "did not appear" : "did not go away") << " within "
@@ -197,8 +198,8 @@ BluezMock::~BluezMock() {
 
 ::testing::AssertionResult BluezMock::start_bluez() {
   if (mock_pid_ > 0) return ::testing::AssertionFailure() << "dbusmock already running";
-  const int log = ::open((dir_ + "/dbusmock.log").c_str(),
-                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const int log =
+      ::open((dir_ + "/dbusmock.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   mock_pid_ = spawn({"/usr/bin/python3", "-m", "dbusmock", "--session", "--template", "bluez5"},
                     environment_with("DBUS_SESSION_BUS_ADDRESS=" + address_), log, log);
   if (log >= 0) ::close(log);
@@ -297,8 +298,7 @@ std::optional<bool> BluezMock::get_bool(const std::string& path, const std::stri
   return value != 0;
 }
 
-CallWatch::CallWatch(const std::string& bus_address, const std::string& member)
-    : member_(member) {
+CallWatch::CallWatch(const std::string& bus_address, const std::string& member) : member_(member) {
   int r = sd_bus_new(&bus_);
   if (r >= 0) r = sd_bus_set_address(bus_, bus_address.c_str());
   if (r >= 0) r = sd_bus_set_bus_client(bus_, 1);
@@ -309,12 +309,11 @@ CallWatch::CallWatch(const std::string& bus_address, const std::string& member)
     error_ = std::string("monitor connection: ") + std::strerror(-r);
     return;
   }
-  const std::string rule =
-      "type='method_call',destination='org.bluez',member='" + member + "'";
+  const std::string rule = "type='method_call',destination='org.bluez',member='" + member + "'";
   sd_bus_error e = SD_BUS_ERROR_NULL;
   r = sd_bus_call_method(bus_, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                         "org.freedesktop.DBus.Monitoring", "BecomeMonitor", &e, nullptr, "asu",
-                         1, rule.c_str(), 0u);
+                         "org.freedesktop.DBus.Monitoring", "BecomeMonitor", &e, nullptr, "asu", 1,
+                         rule.c_str(), 0u);
   if (r < 0) error_ = bus_failure("BecomeMonitor", r, e).message();
   sd_bus_error_free(&e);
 }
@@ -335,10 +334,11 @@ CallWatch::~CallWatch() {
       if (hit) return ::testing::AssertionSuccess();
     }
     if (r > 0) continue;
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
     if (left.count() <= 0) {
-      return ::testing::AssertionFailure() << "no " << member_ << " call to org.bluez within "
-                                           << timeout.count() << " ms";
+      return ::testing::AssertionFailure()
+             << "no " << member_ << " call to org.bluez within " << timeout.count() << " ms";
     }
     sd_bus_wait(bus_, static_cast<std::uint64_t>(left.count()));
   }

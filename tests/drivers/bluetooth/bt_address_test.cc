@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "bluetooth/bt_address.h"
+
+#include <gtest/gtest.h>
 
 namespace portier::drivers {
 namespace {
@@ -14,9 +14,9 @@ TEST(BtAddress, ParsesEitherCaseAndFormats) {
 }
 
 TEST(BtAddress, RejectsMalformed) {
-  for (const char* bad : {"", "AA:BB:CC:DD:EE", "AA:BB:CC:DD:EE:FF:00", "AA-BB-CC-DD-EE-FF",
-                          "AA:BB:CC:DD:EE:FG", "AABBCCDDEEFF", " AA:BB:CC:DD:EE:FF",
-                          "AA:BB:CC:DD:EE:F", "A:BB:CC:DD:EE:FFF"}) {
+  for (const char* bad :
+       {"", "AA:BB:CC:DD:EE", "AA:BB:CC:DD:EE:FF:00", "AA-BB-CC-DD-EE-FF", "AA:BB:CC:DD:EE:FG",
+        "AABBCCDDEEFF", " AA:BB:CC:DD:EE:FF", "AA:BB:CC:DD:EE:F", "A:BB:CC:DD:EE:FFF"}) {
     EXPECT_FALSE(BtAddress::parse(bad).has_value()) << bad;
   }
 }

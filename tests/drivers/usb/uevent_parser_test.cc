@@ -16,12 +16,10 @@ using testing::make_uevent;
 constexpr const char* kDevpath = "/devices/pci0000:00/0000:00:14.0/usb1/1-1";
 
 TEST(UeventParser, ParsesAKernelAddEvent) {
-  const std::string d = make_uevent("add", kDevpath,
-                                    {{"DEVTYPE", "usb_device"},
-                                     {"PRODUCT", "c2e/b61/100"},
-                                     {"BUSNUM", "001"},
-                                     {"DEVNUM", "005"}},
-                                    "usb", 1234);
+  const std::string d = make_uevent(
+      "add", kDevpath,
+      {{"DEVTYPE", "usb_device"}, {"PRODUCT", "c2e/b61/100"}, {"BUSNUM", "001"}, {"DEVNUM", "005"}},
+      "usb", 1234);
   const auto r = parse_uevent(d);
   ASSERT_TRUE(r.ok) << r.reason;
   EXPECT_EQ(r.event.action, "add");
@@ -102,8 +100,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"empty_field", replace(kGood, "SUBSYSTEM=usb"s + '\0', "SUBSYSTEM=usb\0\0"s),
             "empty field at offset"},
         Bad{"duplicate", kGood + "ACTION=add"s + '\0', "duplicate key ACTION"},
-        Bad{"missing_subsystem", replace(kGood, "SUBSYSTEM=usb"s + '\0', ""),
-            "missing SUBSYSTEM"},
+        Bad{"missing_subsystem", replace(kGood, "SUBSYSTEM=usb"s + '\0', ""), "missing SUBSYSTEM"},
         Bad{"missing_seqnum", replace(kGood, "SEQNUM=4242"s + '\0', ""), "missing SEQNUM"},
         Bad{"action_mismatch", replace(kGood, "ACTION=add", "ACTION=remove"),
             "differs from the header"},

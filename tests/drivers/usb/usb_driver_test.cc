@@ -29,10 +29,11 @@ using testing::UeventInjector;
 using testing::UsbSink;
 
 std::string identity_of(const FixtureDevice& d) {
-  UsbIdentityInput in{d.vendor,         d.product,      d.bcd_device,
-                      d.device_class,   d.device_subclass, d.device_protocol,
-                      d.manufacturer,   d.product_name, d.serial,
-                      format_interface_classes(d.interfaces)};
+  UsbIdentityInput in{d.vendor,          d.product,
+                      d.bcd_device,      d.device_class,
+                      d.device_subclass, d.device_protocol,
+                      d.manufacturer,    d.product_name,
+                      d.serial,          format_interface_classes(d.interfaces)};
   return *usb_identity(in);
 }
 
@@ -320,8 +321,7 @@ TEST_F(UsbDriverTest, SubstitutionOnThePinnedPortRaisesAlarm) {
   EXPECT_EQ(tree_.read("1-1", "authorized"), "1");
   // device_added came first, so the gateway knows the id the alarm is on.
   const auto added_at = std::find(r.log.begin(), r.log.end(), "added usb-1-1");
-  const auto alarm_at =
-      std::find(r.log.begin(), r.log.end(), "alarm usb-1-1 device_substituted");
+  const auto alarm_at = std::find(r.log.begin(), r.log.end(), "alarm usb-1-1 device_substituted");
   EXPECT_LT(added_at, alarm_at);
 }
 
@@ -518,40 +518,52 @@ TEST_F(UsbDriverTest, TransfersValidateParametersAndReportLibusbErrors) {
   const auto bad = Errc::invalid_argument;
   EXPECT_EQ(code({"usb-1-1", "control_transfer", "", {}}), bad);  // no request_type
   EXPECT_EQ(code({"usb-1-1", "control_transfer", "", {{"request_type", "0x80"}}}), bad);
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", "",
-                  {{"request_type", "0x80"}, {"request", "6"}}}),
+  EXPECT_EQ(code({"usb-1-1", "control_transfer", "", {{"request_type", "0x80"}, {"request", "6"}}}),
             bad);  // IN without length
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", "x",
+  EXPECT_EQ(code({"usb-1-1",
+                  "control_transfer",
+                  "x",
                   {{"request_type", "0x80"}, {"request", "6"}, {"length", "18"}}}),
             bad);  // IN with data
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", "",
+  EXPECT_EQ(code({"usb-1-1",
+                  "control_transfer",
+                  "",
                   {{"request_type", "0x180"}, {"request", "6"}, {"length", "18"}}}),
             bad);  // > 0xff
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", "",
+  EXPECT_EQ(code({"usb-1-1",
+                  "control_transfer",
+                  "",
                   {{"request_type", "0x80"}, {"request", "6"}, {"length", "5000"}}}),
             bad);
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", std::string(5000, 'x'),
+  EXPECT_EQ(code({"usb-1-1",
+                  "control_transfer",
+                  std::string(5000, 'x'),
                   {{"request_type", "0x21"}, {"request", "9"}}}),
             bad);
-  EXPECT_EQ(code({"usb-1-1", "control_transfer", "",
+  EXPECT_EQ(code({"usb-1-1",
+                  "control_transfer",
+                  "",
                   {{"request_type", "zz"}, {"request", "6"}, {"length", "1"}}}),
             bad);
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x00"}}}), bad);
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x81"}}}), bad);  // IN + data
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "", {{"endpoint", "0x02"}}}), bad);   // no data
-  EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "", {{"endpoint", "0x81"}, {"length", "0"}}}),
-            bad);
+  EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "", {{"endpoint", "0x81"}, {"length", "0"}}}), bad);
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}, {"length", "1"}}}),
             bad);  // length is for IN
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}, {"speed", "1"}}}), bad);
   EXPECT_EQ(code({"usb-usb1", "bulk_transfer", "x", {{"endpoint", "0x02"}}}),
             Errc::failed_precondition);  // not on hubs
-  EXPECT_EQ(code({"usb-usb1", "control_transfer", "",
+  EXPECT_EQ(code({"usb-usb1",
+                  "control_transfer",
+                  "",
                   {{"request_type", "0x80"}, {"request", "6"}, {"length", "18"}}}),
             Errc::failed_precondition);  // not on root hubs
 
   // Valid requests reach libusb, which finds no such device here.
-  auto ctl = driver.act({"usb-1-1", "control_transfer", "",
+  auto ctl = driver.act({"usb-1-1",
+                         "control_transfer",
+                         "",
                          {{"request_type", "0x80"},
                           {"request", "6"},
                           {"value", "0x0100"},
@@ -562,7 +574,9 @@ TEST_F(UsbDriverTest, TransfersValidateParametersAndReportLibusbErrors) {
   EXPECT_EQ(ctl.error().code, Errc::unavailable);
   EXPECT_NE(ctl.error().message().find("LIBUSB_ERROR_"), std::string::npos)
       << ctl.error().message();
-  auto bulk = driver.act({"usb-1-1", "bulk_transfer", "\x1b@"s,
+  auto bulk = driver.act({"usb-1-1",
+                          "bulk_transfer",
+                          "\x1b@"s,
                           {{"endpoint", "0x02"}, {"interface", "1"}},
                           std::chrono::milliseconds(200)});
   ASSERT_FALSE(bulk.has_value());

@@ -7,8 +7,8 @@ namespace portier::drivers::usb {
 namespace {
 
 UsbIdentityInput scanner() {
-  return {"0c2e", "0b61", "0100", "00", "00", "00",
-          "Honeywell", "Hand-held scanner", "18263B0042", "03,0a"};
+  return {"0c2e",       "0b61", "0100", "00", "00", "00", "Honeywell", "Hand-held scanner",
+          "18263B0042", "03,0a"};
 }
 
 TEST(UsbIdentity, MatchesTheDocumentedEncoding) {

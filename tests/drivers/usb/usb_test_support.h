@@ -73,9 +73,10 @@ class UsbSink : public DriverSink {
   void device_state(const std::string& id, DeviceState s, const std::string& reason) override {
     update([&](Recorded& r) {
       r.states.emplace_back(id, s, reason);
-      r.log.push_back("state " + id + (s == DeviceState::ready          ? " ready"
-                                       : s == DeviceState::disconnected ? " disconnected"
-                                                                        : " error"));
+      r.log.push_back("state " + id +
+                      (s == DeviceState::ready          ? " ready"
+                       : s == DeviceState::disconnected ? " disconnected"
+                                                        : " error"));
     });
   }
   void device_event(const std::string& id, DeviceEvent ev) override {
@@ -264,8 +265,7 @@ class FixtureTree {
     return path;
   }
   static std::string interface_name(const std::string& device, std::size_t i) {
-    const std::string prefix =
-        device.rfind("usb", 0) == 0 ? device.substr(3) + "-0" : device;
+    const std::string prefix = device.rfind("usb", 0) == 0 ? device.substr(3) + "-0" : device;
     return prefix + ":1." + std::to_string(i);
   }
 
@@ -360,12 +360,11 @@ inline std::string make_uevent(const std::string& action, const std::string& dev
 
 inline std::string device_uevent(const std::string& action, const std::string& name,
                                  const std::string& busnum = "1", const std::string& devnum = "9") {
-  return make_uevent(action, FixtureTree::devpath(name),
-                     {{"DEVTYPE", "usb_device"},
-                      {"BUSNUM", std::string(3 - std::min<std::size_t>(3, busnum.size()), '0') +
-                                     busnum},
-                      {"DEVNUM", std::string(3 - std::min<std::size_t>(3, devnum.size()), '0') +
-                                     devnum}});
+  return make_uevent(
+      action, FixtureTree::devpath(name),
+      {{"DEVTYPE", "usb_device"},
+       {"BUSNUM", std::string(3 - std::min<std::size_t>(3, busnum.size()), '0') + busnum},
+       {"DEVNUM", std::string(3 - std::min<std::size_t>(3, devnum.size()), '0') + devnum}});
 }
 
 // Sends datagrams to the driver's test socket, as the kernel would.
