@@ -142,21 +142,36 @@ policy::Decision DeviceHub::decide_locked(Connection& conn, DeviceEntry& dev, Op
   return d;
 }
 
+grpc::Status DeviceHub::verify_caller(Connection& conn, const std::string& device_id,
+                                      const std::string& op) {
+  // Reads /proc: done before the hub's lock is taken, never under it.
+  if (!conn.identify_error.empty()) {
+    audit_refusal(nullptr, device_id, op, "unidentified caller: " + conn.identify_error);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "caller could not be identified: " + conn.identify_error);
+  }
+  if (auto ok = verify_peer(conn.identity); !ok) {
+    audit_refusal(&conn, device_id, op, ok.error().why);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message());
+  }
+  return grpc::Status::OK;
+}
+
+void DeviceHub::audit_refusal(const Connection* conn, const std::string& device,
+                              const std::string& op, const std::string& reason) {
+  AuditEntry e;
+  e.caller = conn ? &conn->caller() : nullptr;
+  e.device = device;
+  e.op = op;
+  e.decision = "deny";
+  e.reason = reason;
+  audit_.record(e);
+}
+
 Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, Op op,
                                bool audit_allow, const PolicySnapshot& snap) {
   Access a;
   const std::string opn(policy::op_name(op));
-  if (!conn.identify_error.empty()) {
-    a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            "caller could not be identified: " + conn.identify_error);
-    audit(nullptr, "", device_id, op, {}, "unidentified caller: " + conn.identify_error);
-    return a;
-  }
-  if (auto ok = verify_peer(conn.identity); !ok) {
-    a.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, ok.error().message());
-    audit(&conn, "", device_id, op, {}, ok.error().why);
-    return a;
-  }
   auto it = devices_.find(device_id);
   if (it == devices_.end()) {
     a.status = grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -193,6 +208,17 @@ Access DeviceHub::check_locked(Connection& conn, const std::string& device_id, O
 
 std::string DeviceHub::health_gate_locked(const DeviceEntry& dev, Op op,
                                           const policy::Decision& d) const {
+  // Most decisions cannot be gated: skip working out the health for them.
+  auto refused_when_compromised = [&] {
+    for (auto& r : refusals_) {
+      if (r.op == op && (r.device_class.empty() || r.device_class == dev.device.device_class())) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const bool by_refusal = refused_when_compromised();
+  if (d.require_health == policy::Health::compromised && !by_refusal) return {};
   auto [state, reasons] = health_locked();
   std::string why_state;
   for (auto& r : reasons) why_state += (why_state.empty() ? "" : "; ") + r;
@@ -203,18 +229,17 @@ std::string DeviceHub::health_gate_locked(const DeviceEntry& dev, Op op,
            (state == policy::Health::degraded ? "DEGRADED" : "COMPROMISED") + " (" + why_state +
            ")";
   }
-  if (state == policy::Health::compromised) {
-    for (auto& r : refusals_) {
-      if (r.op != op) continue;
-      if (!r.device_class.empty() && r.device_class != dev.device.device_class()) continue;
-      return "the terminal is COMPROMISED (" + why_state + "); " +
-             std::string(policy::op_name(op)) + " is refused until its health recovers";
-    }
+  if (state == policy::Health::compromised && by_refusal) {
+    return "the terminal is COMPROMISED (" + why_state + "); " + std::string(policy::op_name(op)) +
+           " is refused until its health recovers";
   }
   return {};
 }
 
 Access DeviceHub::check(Connection& conn, const std::string& device_id, Op op, bool audit_allow) {
+  if (auto st = verify_caller(conn, device_id, std::string(policy::op_name(op))); !st.ok()) {
+    return {st, {}};
+  }
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
   return check_locked(conn, device_id, op, audit_allow, snap);
@@ -374,6 +399,7 @@ std::vector<v1::Device> DeviceHub::list(Connection& conn) {
 grpc::Status DeviceHub::subscribe(const std::shared_ptr<Connection>& conn,
                                   const std::string& device_id,
                                   const std::shared_ptr<EventStream>& stream) {
+  if (auto st = verify_caller(*conn, device_id, "read"); !st.ok()) return st;
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
   auto a = check_locked(*conn, device_id, Op::read, false, snap);
@@ -424,6 +450,7 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn, const std
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
   }
+  if (auto st = verify_caller(*conn, device_id, "claim"); !st.ok()) return st;
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
   auto a = check_locked(*conn, device_id, Op::claim, false, snap);
@@ -563,6 +590,7 @@ grpc::Status DeviceHub::send(Connection& conn, const std::string& device_id,
   }
   drivers::Driver* driver = nullptr;
   {
+    if (auto st = verify_caller(conn, device_id, "write"); !st.ok()) return st;
     auto snap = policy_.current();
     std::lock_guard lock(mu_);
     auto a = check_locked(conn, device_id, Op::write, false, snap);
@@ -590,6 +618,7 @@ grpc::Status DeviceHub::act(Connection& conn, const drivers::ActionRequest& requ
   Access access;
   std::string op_text;
   {
+    if (auto st = verify_caller(conn, request.device_id, request.action); !st.ok()) return st;
     auto snap = policy_.current();
     std::lock_guard lock(mu_);
     auto dev = devices_.find(request.device_id);
@@ -870,6 +899,15 @@ void DeviceHub::set_external_health(policy::Health state, std::vector<std::strin
 void DeviceHub::set_compromised_refusals(std::vector<HealthRefusal> refusals) {
   std::lock_guard lock(mu_);
   refusals_ = std::move(refusals);
+}
+
+std::optional<policy::DeviceRef> DeviceHub::device_ref(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return std::nullopt;
+  const auto& d = it->second.device;
+  return policy::DeviceRef{
+      d.id(), d.device_class(), {d.attributes().begin(), d.attributes().end()}};
 }
 
 void DeviceHub::fill_health(v1::Health* h) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +101,8 @@ class DeviceHub {
   void policy_changed();
 
   void fill_health(v1::Health* health);
+  // What policy matches on for device `id`, when it exists.
+  std::optional<policy::DeviceRef> device_ref(const std::string& id);
   // The health monitor's verdict (boot, root, resources, network), combined
   // with the hub's own (devices, self-tests, policy) for the health gate.
   void set_external_health(policy::Health state, std::vector<std::string> reasons);
@@ -141,6 +144,11 @@ class DeviceHub {
     std::shared_ptr<ChangeStream> stream;
   };
 
+  // PERMISSION_DENIED (audited) when the caller has no identity or is no
+  // longer the process that connected.
+  grpc::Status verify_caller(Connection& conn, const std::string& device_id, const std::string& op);
+  void audit_refusal(const Connection* conn, const std::string& device, const std::string& op,
+                     const std::string& reason);
   policy::Decision decide_locked(Connection& conn, DeviceEntry& dev, policy::Op op,
                                  const PolicySnapshot& snap);
   Access check_locked(Connection& conn, const std::string& device_id, policy::Op op,

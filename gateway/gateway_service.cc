@@ -11,7 +11,6 @@ namespace {
 
 using policy::Op;
 
-constexpr std::size_t kMaxActions = 32;
 constexpr std::size_t kMaxApdu = 65544;  // extended-length case 4: 7 + 65535 + 2
 
 Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
@@ -282,12 +281,9 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   policy::Caller caller{req->uid(), req->gid(), 0, req->exe(), req->sha256(), req->unit()};
   policy::DeviceRef dev{req->device_id(), req->device_class(), {}};
   // A known device is explained with its real class and attributes.
-  v1::Health h;
-  hub_.fill_health(&h);
-  for (auto& d : h.devices()) {
-    if (d.id() != req->device_id()) continue;
-    if (dev.device_class.empty()) dev.device_class = d.device_class();
-    dev.attributes = {d.attributes().begin(), d.attributes().end()};
+  if (auto known = hub_.device_ref(req->device_id())) {
+    if (dev.device_class.empty()) dev.device_class = known->device_class;
+    dev.attributes = std::move(known->attributes);
   }
   auto d = snap.policy->decide(caller, dev, *op);
   resp->set_allow(d.allow);

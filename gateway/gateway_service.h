@@ -20,6 +20,8 @@ struct Connection;
 
 class GatewayService final : public v1::Gateway::CallbackService {
  public:
+  static constexpr std::size_t kMaxActions = 32;  // device actions running or queued
+
   using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
   GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,
                  std::function<std::uint32_t()> connection_count, std::size_t queue);
@@ -87,7 +89,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
   std::size_t queue_;
   std::function<void(v1::Health*)> health_extra_;
   std::function<void()> health_run_;
-  ActionPool actions_{32};
+  ActionPool actions_{kMaxActions};
 };
 
 }  // namespace portier::gateway
