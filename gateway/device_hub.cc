@@ -252,6 +252,7 @@ std::vector<std::string> DeviceHub::app_names(Connection& conn) {
 }
 
 void DeviceHub::device_added(drivers::Driver* driver, const drivers::DeviceInfo& info) {
+  log_info("device " + info.id + " added (" + info.driver + ")");  // outside the lock
   std::lock_guard lock(mu_);
   DeviceEntry e;
   e.driver = driver;
@@ -270,7 +271,6 @@ void DeviceHub::device_added(drivers::Driver* driver, const drivers::DeviceInfo&
   }
   e.actions = info.actions;
   devices_[info.id] = std::move(e);
-  log_info("device " + info.id + " added (" + info.driver + ")");
   notify_change_locked(devices_[info.id].device, v1::DeviceChange::ADDED);
 }
 
@@ -294,15 +294,17 @@ void DeviceHub::device_removed(const std::string& id) {
 
 void DeviceHub::device_state(const std::string& id, drivers::DeviceState state,
                              const std::string& reason) {
-  std::lock_guard lock(mu_);
-  auto it = devices_.find(id);
-  if (it == devices_.end()) return;
-  auto& d = it->second.device;
-  d.set_state(to_proto(state));
-  d.set_state_reason(reason);  // also when ready: "connected", "powered on", ...
-  log_info("device " + id + " " + v1::DeviceState_Name(d.state()) +
+  {
+    std::lock_guard lock(mu_);
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return;
+    auto& d = it->second.device;
+    d.set_state(to_proto(state));
+    d.set_state_reason(reason);  // also when ready: "connected", "powered on", ...
+    notify_change_locked(d, v1::DeviceChange::STATE_CHANGED);
+  }
+  log_info("device " + id + " " + v1::DeviceState_Name(to_proto(state)) +
            (reason.empty() ? "" : ": " + reason));
-  notify_change_locked(d, v1::DeviceChange::STATE_CHANGED);
 }
 
 void DeviceHub::device_event(const std::string& id, drivers::DeviceEvent event) {

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   // keep the idle footprint small (the RSS target is 20 MB).
   mallopt(M_ARENA_MAX, 2);
   std::string config_path, state_dir = "/tmp/portier-demo";
-  bool check = false, demo = false;
+  bool check = false, demo = false, state_dir_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](std::string& out) {
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
       demo = true;
     } else if (a == "--state-dir") {
       value(state_dir);
+      state_dir_given = true;
     } else if (a == "--version") {
       std::printf("portierd %s\n", kVersion);
       return 0;
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!demo && state_dir != "/tmp/portier-demo") {
+  if (!demo && state_dir_given) {
     std::fprintf(stderr, "portierd: --state-dir goes with --demo (set state_dir in the config)\n");
     return 2;
   }
