@@ -354,6 +354,7 @@ std::unique_ptr<v1::Gateway::Stub> connect(const std::string& socket) {
   grpc::ChannelArguments args;
   // Each stub its own connection, as separate apps would have.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   auto ch = grpc::CreateCustomChannel("unix:" + socket, grpc::InsecureChannelCredentials(), args);
   return v1::Gateway::NewStub(ch);
 }

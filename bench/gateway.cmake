@@ -1,7 +1,8 @@
 # Included from bench/CMakeLists.txt. Benches against a running portierd:
 # they start the daemon from PORTIER_BIN_DIR, so build portierd with them.
 # Not registered with ctest: benches are run by hand (see bench/README.md).
-add_library(portier_bench_launcher STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_launcher.cc)
+add_library(portier_bench_launcher STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_launcher.cc
+  ${CMAKE_CURRENT_LIST_DIR}/scan_receiver.cc ${CMAKE_CURRENT_LIST_DIR}/scan_subscribers.cc)
 target_include_directories(portier_bench_launcher PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(portier_bench_launcher PUBLIC portier_proto Threads::Threads)
 target_compile_definitions(portier_bench_launcher PRIVATE

@@ -7,11 +7,11 @@
 //
 // Runs: a raw pty hop (master -> slave in raw mode, read by another thread:
 // the floor any serial scanner pays), then portierd with 1 subscriber and
-// with 50 (separate connections, one reader thread each). Prints p50/p90/
+// with 50 (each subscriber its own process and connection, as apps are). Prints p50/p90/
 // p99/max, events expected vs received per subscriber, and the ratio to the
 // baseline.
 //
-// usage: scan_latency_bench [--seconds N] [--rate N] [--subscribers N]
+// usage: scan_latency_bench [--seconds N] [--rate N] [--subscribers N] [--no-processes]
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <poll.h>
@@ -42,57 +42,25 @@
 
 #include "daemon_launcher.h"
 #include "portier/v1/gateway.grpc.pb.h"
+#include "scan_receiver.h"
+#include "scan_subscribers.h"
 
 namespace {
 
 using namespace portier;
 using namespace portier::bench;
 
-constexpr int kWarmup = 200;  // scans sent before measuring
-constexpr const char* kDevice = "scanner0";
+constexpr int kWarmup = kScanWarmup;
+constexpr const char* kDevice = kScanDevice;
 
 struct Options {
   int seconds = 5;
   int rate = 1000;  // scans per second
   int subscribers = 50;
+  bool processes = true;  // also run the N subscribers as N processes
 };
 
 // ---- frames ----
-
-struct Frame {
-  std::uint64_t seq = 0;
-  std::int64_t sent_ns = 0;
-};
-
-bool parse_frame(std::string_view s, Frame* f) {
-  if (s.size() < 4 || s[0] != 'S') return false;
-  auto t = s.find('T');
-  if (t == std::string_view::npos) return false;
-  auto r1 = std::from_chars(s.data() + 1, s.data() + t, f->seq);
-  auto r2 = std::from_chars(s.data() + t + 1, s.data() + s.size(), f->sent_ns);
-  return r1.ec == std::errc() && r2.ec == std::errc() && r1.ptr == s.data() + t &&
-         r2.ptr == s.data() + s.size();
-}
-
-// CLOCK_REALTIME - CLOCK_MONOTONIC, read back to back (the tightest of a few
-// tries): turns the daemon's wall-clock event stamp into monotonic time.
-std::int64_t realtime_minus_mono() {
-  std::int64_t best = 0, best_width = INT64_MAX;
-  for (int i = 0; i < 20; ++i) {
-    timespec a{}, r{}, b{};
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    clock_gettime(CLOCK_REALTIME, &r);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    auto ns = [](const timespec& t) {
-      return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
-    };
-    if (ns(b) - ns(a) < best_width) {
-      best_width = ns(b) - ns(a);
-      best = ns(r) - (ns(a) + ns(b)) / 2;
-    }
-  }
-  return best;
-}
 
 // ---- a pty pair ----
 
@@ -183,61 +151,6 @@ DriveStats drive(int fd, int warmup, int count, int rate) {
   return st;
 }
 
-// ---- what one receiver saw ----
-
-struct Received {
-  std::vector<std::int64_t> latency_ns;  // measured frames only
-  // The same latency split at PeripheralEvent.time (stamped by the daemon's
-  // hub before it fans the event out): pty + driver, then fan-out + gRPC.
-  std::vector<std::int64_t> to_hub_ns, from_hub_ns;
-  std::uint64_t expected = 0;
-  std::uint64_t received = 0;  // distinct measured frames
-  std::uint64_t duplicates = 0;
-  std::uint64_t out_of_order = 0;
-  std::uint64_t daemon_seq_gaps = 0;   // events missing between consecutive daemon sequences
-  std::uint64_t dropped_reported = 0;  // last PeripheralEvent.dropped
-  std::uint64_t faults = 0;
-  std::uint64_t unparsed = 0;
-  std::vector<bool> seen;
-  std::atomic<bool> got_last{false};
-
-  void init(int count) {
-    expected = static_cast<std::uint64_t>(count);
-    seen.assign(static_cast<std::size_t>(count), false);
-    latency_ns.reserve(static_cast<std::size_t>(count));
-    to_hub_ns.reserve(static_cast<std::size_t>(count));
-    from_hub_ns.reserve(static_cast<std::size_t>(count));
-  }
-  std::uint64_t lost() const { return expected > received ? expected - received : 0; }
-
-  // `hub_ns`: the daemon's stamp on CLOCK_MONOTONIC, or -1 when there is none.
-  void record(const Frame& f, std::int64_t now, int warmup, std::int64_t hub_ns = -1) {
-    if (f.seq < static_cast<std::uint64_t>(warmup)) return;
-    std::uint64_t i = f.seq - static_cast<std::uint64_t>(warmup);
-    if (i >= seen.size()) {
-      ++unparsed;
-      return;
-    }
-    if (seen[i]) {
-      ++duplicates;
-      return;
-    }
-    if (i + 1 < last_index_plus1_) ++out_of_order;
-    last_index_plus1_ = std::max(last_index_plus1_, i + 1);
-    seen[i] = true;
-    ++received;
-    latency_ns.push_back(now - f.sent_ns);
-    if (hub_ns >= 0) {
-      to_hub_ns.push_back(hub_ns - f.sent_ns);
-      from_hub_ns.push_back(now - hub_ns);
-    }
-    if (i + 1 == seen.size()) got_last = true;
-  }
-
- private:
-  std::uint64_t last_index_plus1_ = 0;
-};
-
 // ---- percentiles ----
 
 struct Summary {
@@ -272,7 +185,7 @@ struct RunResult {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> per_sub;  // received, expected
   DriveStats drive;
   double daemon_cpu_pct = -1;
-  double bench_cpu_pct = -1;         // this process: the 50 subscribers' side
+  double subs_cpu_pct = -1;          // the subscribers' side (for "one process": this whole bench)
   std::string daemon_threads;        // CPU per daemon thread name
   std::uint64_t daemon_dropped = 0;  // from GetHealth, summed over this run's subscribers
   bool ok = true;
@@ -367,58 +280,6 @@ RunResult run_baseline(const Options& o) {
 
 // ---- portierd ----
 
-struct Subscriber {
-  std::unique_ptr<v1::Gateway::Stub> stub;
-  grpc::ClientContext ctx;
-  std::mutex mu;  // orders "call started" against "cancel"
-  bool started = false, cancelled = false;
-  Received rec;
-  std::thread thread;
-  grpc::Status status;
-  std::atomic<bool> ended{false};
-  std::int64_t realtime_offset = 0;  // realtime_minus_mono()
-
-  void run(int warmup) {
-    {
-      std::lock_guard lock(mu);
-      if (cancelled) return;
-      started = true;
-    }
-    v1::SubscribeRequest req;
-    req.set_device_id(kDevice);
-    auto reader = stub->Subscribe(&ctx, req);
-    v1::PeripheralEvent ev;
-    std::uint64_t last_daemon_seq = 0;
-    while (reader->Read(&ev)) {
-      const std::int64_t now = mono_ns();
-      if (last_daemon_seq && ev.sequence() > last_daemon_seq + 1) {
-        rec.daemon_seq_gaps += ev.sequence() - last_daemon_seq - 1;
-      }
-      last_daemon_seq = ev.sequence();
-      rec.dropped_reported = ev.dropped();
-      if (!ev.has_scan()) {
-        ++rec.faults;
-        continue;
-      }
-      Frame f;
-      if (parse_frame(ev.scan().raw(), &f)) {
-        const std::int64_t hub =
-            ev.time().seconds() * 1000000000 + ev.time().nanos() - realtime_offset;
-        rec.record(f, now, warmup, hub);
-      } else {
-        ++rec.unparsed;
-      }
-    }
-    status = reader->Finish();
-    ended = true;
-  }
-  void cancel() {
-    std::lock_guard lock(mu);
-    cancelled = true;
-    if (started) ctx.TryCancel();
-  }
-};
-
 std::size_t subscriber_count(const std::string& socket, std::uint64_t* dropped = nullptr) {
   v1::Health h;
   if (!get_health(socket, &h).ok()) return 0;
@@ -442,54 +303,40 @@ bool scanner_ready(const std::string& socket) {
 }
 
 RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const std::string& socket,
-                      int n) {
+                      SubscriberSet& subs, int n, const std::string& shape) {
   RunResult r;
-  r.name = "portierd: " + std::to_string(n) + (n == 1 ? " subscriber" : " subscribers");
+  r.name = "portierd: " + std::to_string(n) + (n == 1 ? " subscriber" : " subscribers") + shape;
   r.subscribers = n;
   const int count = o.seconds * o.rate;
-  std::vector<std::unique_ptr<Subscriber>> subs;
-  for (int i = 0; i < n; ++i) {
-    auto s = std::make_unique<Subscriber>();
-    s->stub = connect(socket);
-    s->rec.init(count);
-    s->realtime_offset = realtime_minus_mono();
-    // A last-resort bound: no stream outlives the run by much.
-    s->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o.seconds + 120));
-    subs.push_back(std::move(s));
+  if (!subs.start(socket, n, count, &r.error)) {
+    r.ok = false;
+    return r;
   }
-  for (auto& s : subs) s->thread = std::thread([p = s.get()] { p->run(kWarmup); });
-  auto finish = [&] {
-    for (auto& s : subs) s->cancel();
-    for (auto& s : subs) {
-      if (s->thread.joinable()) s->thread.join();
-    }
-  };
-
   // Nothing is sent before every subscriber is registered in the daemon.
   if (!wait_until([&] { return subscriber_count(socket) == static_cast<std::size_t>(n); },
                   30000ms)) {
-    finish();
+    subs.stop(&r.error);
     r.ok = false;
     r.error = "GetHealth did not list " + std::to_string(n) + " subscribers within 30 s";
     return r;
   }
-  const std::int64_t cpu0 = proc_cpu_ns(daemon.pid()), self0 = proc_cpu_ns(getpid());
+  const std::int64_t cpu0 = proc_cpu_ns(daemon.pid()), subs0 = subs.cpu_ns();
   const auto threads0 = thread_cpu_ns(daemon.pid());
   const std::int64_t t0 = mono_ns();
   r.drive = drive(master, kWarmup, count, o.rate);
-  wait_until(
-      [&] {
-        return std::all_of(subs.begin(), subs.end(),
-                           [](auto& s) { return s->rec.got_last.load() || s->ended.load(); });
-      },
-      3000ms);
-  const std::int64_t cpu1 = proc_cpu_ns(daemon.pid()), self1 = proc_cpu_ns(getpid());
+  wait_until([&] { return subs.all_done(); }, 3000ms);
+  const std::int64_t cpu1 = proc_cpu_ns(daemon.pid()), subs1 = subs.cpu_ns();
   const auto threads1 = thread_cpu_ns(daemon.pid());
   const std::int64_t t1 = mono_ns();
   r.daemon_threads = thread_cpu_report(threads0, threads1, t1 - t0);
-  r.bench_cpu_pct = 100.0 * static_cast<double>(self1 - self0) / static_cast<double>(t1 - t0);
+  r.subs_cpu_pct = 100.0 * static_cast<double>(subs1 - subs0) / static_cast<double>(t1 - t0);
   subscriber_count(socket, &r.daemon_dropped);  // the daemon's view, before cancelling
-  finish();
+  std::string stop_error;
+  auto recs = subs.stop(&stop_error);
+  if (!stop_error.empty()) {
+    r.ok = false;
+    r.error = stop_error;
+  }
   if (cpu0 >= 0 && cpu1 >= 0) {
     r.daemon_cpu_pct = 100.0 * static_cast<double>(cpu1 - cpu0) / static_cast<double>(t1 - t0);
   }
@@ -497,19 +344,16 @@ RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const 
     r.ok = false;
     r.error = r.drive.error;
   }
-  for (auto& s : subs) {
-    if (s->ended && !s->rec.got_last && s->status.error_code() != grpc::StatusCode::CANCELLED) {
-      r.ok = false;
-      r.error = "a stream ended early: " + s->status.error_message();
-    }
-  }
   if (!daemon.alive()) {
     r.ok = false;
     r.error = "portierd exited during the run";
   }
-  std::vector<Received*> recs;
-  for (auto& s : subs) recs.push_back(&s->rec);
-  fill_totals(r, recs);
+  std::vector<Received*> ptrs;
+  for (auto& rec : recs) {
+    rec->expected = static_cast<std::uint64_t>(count);
+    ptrs.push_back(rec.get());
+  }
+  fill_totals(r, ptrs);
   return r;
 }
 
@@ -562,8 +406,8 @@ void print_details(const RunResult& r) {
   if (r.subscribers > 0 && r.name.rfind("portierd", 0) == 0) {
     std::printf("    daemon's own count (GetHealth) of dropped events: %llu\n",
                 static_cast<unsigned long long>(r.daemon_dropped));
-    std::printf("    CPU, %% of one core: portierd %.1f %%, this bench (the subscribers) %.1f %%\n",
-                r.daemon_cpu_pct, r.bench_cpu_pct);
+    std::printf("    CPU, %% of one core: portierd %.1f %%, the subscribers' side %.1f %%\n",
+                r.daemon_cpu_pct, r.subs_cpu_pct);
     std::printf("    portierd CPU by thread: %s\n", r.daemon_threads.c_str());
   }
   if (!r.ok) std::printf("    ERROR: %s\n", r.error.c_str());
@@ -621,9 +465,18 @@ int run(const Options& o) {
     std::fprintf(stderr, "scanner0 did not become READY:\n%s\n", daemon.log().c_str());
     return 1;
   }
-  results.push_back(run_gateway(o, daemon, pty.master(), files.socket, 1));
-  if (!stop_requested()) {
-    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, o.subscribers));
+  {
+    auto one = one_process_subscribers();
+    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *one, 1, ""));
+    if (!stop_requested()) {
+      results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *one, o.subscribers,
+                                    " (one process)"));
+    }
+  }
+  if (!stop_requested() && o.processes) {
+    auto procs = process_subscribers(dir);
+    results.push_back(
+        run_gateway(o, daemon, pty.master(), files.socket, *procs, o.subscribers, " (processes)"));
   }
   std::int64_t took = 0;
   int rc = daemon.stop(SIGTERM, 10000ms, &took);
@@ -670,6 +523,9 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 5 && std::string_view(argv[1]) == "--subscriber-child") {
+    return run_subscriber_child(argv[2], parse_int("count", argv[3], 1, 100000000), argv[4]);
+  }
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -686,10 +542,15 @@ int main(int argc, char** argv) {
       o.rate = parse_int("--rate", value(), 1, 20000);
     } else if (a == "--subscribers") {
       o.subscribers = parse_int("--subscribers", value(), 1, 500);
+    } else if (a == "--no-processes") {
+      o.processes = false;
     } else if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: scan_latency_bench [--seconds N] [--rate SCANS_PER_S] [--subscribers N]\n"
-          "  defaults: --seconds 5 --rate 1000 --subscribers 50\n");
+          "usage: scan_latency_bench [--seconds N] [--rate SCANS_PER_S] [--subscribers N] "
+          "[--no-processes]\n"
+          "  defaults: --seconds 5 --rate 1000 --subscribers 50\n"
+          "  runs: raw pty hop; 1 subscriber; N subscribers on one completion queue in this\n"
+          "  process (the target figure); N subscribers as N processes (unless --no-processes)\n");
       return 0;
     } else {
       std::fprintf(stderr, "scan_latency_bench: unknown argument '%s' (try --help)\n", a.c_str());

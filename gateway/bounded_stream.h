@@ -1,11 +1,18 @@
 // A server stream with a bounded queue: push() never blocks. When the client
 // does not keep up, the queue fills and further messages are dropped and
 // counted for this stream only; other streams are not affected.
+//
+// The stream is written by the gRPC thread that serves the call (sync API):
+// serve() waits for messages and writes each one itself, so a delivery costs
+// one wake-up of that thread and no hand-off inside gRPC. A slow client
+// blocks only its own thread in Write().
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -16,23 +23,18 @@
 namespace portier::gateway {
 
 template <class Msg>
-class BoundedStream : public grpc::ServerWriteReactor<Msg> {
+class BoundedStream {
  public:
   using DoneFn = std::function<void(BoundedStream*)>;
+  // How often serve() looks whether the client cancelled while nothing is
+  // written (a disconnect is seen at once through the connection).
+  static constexpr std::chrono::milliseconds kCancelPoll{200};
 
-  // Streams are owned by themselves until gRPC calls OnDone.
   static std::shared_ptr<BoundedStream> create(std::size_t capacity) {
-    auto s = std::shared_ptr<BoundedStream>(new BoundedStream(capacity));
-    s->self_ = s;
-    return s;
-  }
-  // A stream that ends at once with `status` (used for refusals).
-  static BoundedStream* refused(const grpc::Status& status) {
-    auto s = create(1);
-    s->end(status);
-    return s.get();
+    return std::shared_ptr<BoundedStream>(new BoundedStream(capacity));
   }
 
+  // Called once, when serve() returns.
   void on_done(DoneFn fn) {
     std::lock_guard lock(mu_);
     done_fn_ = std::move(fn);
@@ -42,38 +44,68 @@ class BoundedStream : public grpc::ServerWriteReactor<Msg> {
 
   // Returns false when the message was dropped (queue full or stream ended).
   bool push(const Msg& msg) {
-    std::unique_lock lock(mu_);
-    if (ending_) return false;
-    if (writing_) {
+    {
+      std::lock_guard lock(mu_);
+      if (ending_) return false;
       if (queue_.size() >= capacity_) {
         ++dropped_;
         return false;
       }
       queue_.push_back(msg);
-      return true;
     }
-    writing_ = true;
-    current_ = msg;
-    if (stamp_) stamp_(current_, dropped_);
-    lock.unlock();
-    this->StartWrite(&current_);
+    cv_.notify_one();
     return true;
   }
 
   // Ends the stream with `status`. An OK end first delivers what is queued;
-  // an error end drops it. Either waits for the write in flight.
+  // an error end drops it. A write in flight is finished first.
   void end(const grpc::Status& status) {
-    std::unique_lock lock(mu_);
-    if (ending_) return;
-    ending_ = true;
-    if (!status.ok()) queue_.clear();
-    if (writing_) {
-      pending_status_ = status;
-      return;
+    {
+      std::lock_guard lock(mu_);
+      if (ending_) return;
+      ending_ = true;
+      if (!status.ok()) queue_.clear();
+      status_ = status;
     }
-    finished_ = true;
+    cv_.notify_one();
+  }
+
+  // Runs on the thread serving the call until the stream ends; returns the
+  // status to finish the call with.
+  grpc::Status serve(grpc::ServerContext* ctx, grpc::ServerWriter<Msg>* writer) {
+    std::unique_lock lock(mu_);
+    grpc::Status result;
+    for (;;) {
+      cv_.wait_for(lock, kCancelPoll, [this] { return !queue_.empty() || ending_; });
+      if (!queue_.empty()) {
+        Msg msg = std::move(queue_.front());
+        queue_.pop_front();
+        if (stamp_) stamp_(msg, dropped_);
+        lock.unlock();
+        const bool ok = writer->Write(msg);
+        lock.lock();
+        if (ok) {
+          ++delivered_;
+          continue;
+        }
+        result = grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+        break;
+      }
+      if (ending_) {
+        result = status_;
+        break;
+      }
+      if (ctx->IsCancelled()) {
+        result = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+        break;
+      }
+    }
+    ending_ = true;
+    queue_.clear();
+    DoneFn fn = std::move(done_fn_);
     lock.unlock();
-    this->Finish(status);
+    if (fn) fn(this);
+    return result;
   }
 
   std::uint64_t delivered() const { return delivered_; }
@@ -89,58 +121,16 @@ class BoundedStream : public grpc::ServerWriteReactor<Msg> {
  private:
   explicit BoundedStream(std::size_t capacity) : capacity_(capacity) {}
 
-  void OnWriteDone(bool ok) override {
-    std::unique_lock lock(mu_);
-    if (ok) {
-      ++delivered_;
-    } else {
-      ending_ = true;  // the client is gone: nothing more can be written
-      queue_.clear();
-    }
-    if (!queue_.empty()) {
-      current_ = std::move(queue_.front());
-      queue_.pop_front();
-      if (stamp_) stamp_(current_, dropped_);
-      lock.unlock();
-      this->StartWrite(&current_);
-      return;
-    }
-    writing_ = false;
-    if ((!ok || pending_status_) && !finished_) {
-      finished_ = true;
-      auto st = pending_status_ ? *pending_status_
-                                : grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-      lock.unlock();
-      this->Finish(st);
-    }
-  }
-
-  void OnCancel() override { end(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
-
-  void OnDone() override {
-    DoneFn fn;
-    {
-      std::lock_guard lock(mu_);
-      ending_ = true;
-      fn = std::move(done_fn_);
-    }
-    if (fn) fn(this);
-    self_.reset();  // may delete this
-  }
-
   const std::size_t capacity_;
   mutable std::mutex mu_;
+  std::condition_variable cv_;
   std::deque<Msg> queue_;
-  Msg current_;
-  bool writing_ = false;
-  bool ending_ = false;    // no more pushes accepted
-  bool finished_ = false;  // Finish has been called
-  std::optional<grpc::Status> pending_status_;
+  bool ending_ = false;  // no more pushes accepted
+  grpc::Status status_;  // what end() asked for
   std::uint64_t dropped_ = 0;
   std::atomic<std::uint64_t> delivered_{0};
   DoneFn done_fn_;
   std::function<void(Msg&, std::uint64_t)> stamp_;
-  std::shared_ptr<BoundedStream> self_;
 };
 
 }  // namespace portier::gateway

@@ -29,6 +29,9 @@
 namespace portier::gateway {
 namespace {
 
+// gRPC server threads: every open stream holds one, every running call one.
+constexpr int kMaxServerThreads = 512;
+
 struct PolicyWatch {
   int fd = -1;
   std::string dir, name;
@@ -196,6 +199,18 @@ int run_daemon(const DaemonConfig& config) {
   builder.RegisterService(&service);
   // Room for an extended-length APDU (65,544 bytes) and its framing.
   builder.SetMaxReceiveMessageSize(128 * 1024);
+  // No BDP probing: on a local socket it only costs a PING (a write and a
+  // read on each side) for every few event messages.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // Sync server: one completion queue; threads come and go with the calls
+  // (each stream holds one), bounded so that a flood of calls is refused
+  // (RESOURCE_EXHAUSTED) instead of exhausting the terminal.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  grpc::ResourceQuota quota("portierd");
+  quota.SetMaxThreads(kMaxServerThreads);
+  builder.SetResourceQuota(quota);
   auto server = builder.BuildAndStart();
   if (!server) {
     log_error("gRPC server failed to start");
@@ -253,6 +268,7 @@ int run_daemon(const DaemonConfig& config) {
   lp->stop();
   phase("listener stopped");
   hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
+  service.end_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
   // Streams ended above; whatever is still running gets a short grace.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   service.drain();

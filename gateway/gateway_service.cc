@@ -21,12 +21,6 @@ Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
   return std::chrono::milliseconds(ms);
 }
 
-grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
-  auto* r = ctx->DefaultReactor();
-  r->Finish(st);
-  return r;
-}
-
 }  // namespace
 
 GatewayService::GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit,
@@ -39,8 +33,7 @@ GatewayService::GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& a
       connection_count_(std::move(count)),
       queue_(queue) {}
 
-std::shared_ptr<Connection> GatewayService::connection(grpc::CallbackServerContext* ctx,
-                                                       grpc::Status* st) {
+std::shared_ptr<Connection> GatewayService::connection(grpc::ServerContext* ctx, grpc::Status* st) {
   auto conn = find_(ctx->peer());
   if (!conn) {
     *st = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
@@ -49,8 +42,7 @@ std::shared_ptr<Connection> GatewayService::connection(grpc::CallbackServerConte
   return conn;
 }
 
-std::shared_ptr<Connection> GatewayService::identified(grpc::CallbackServerContext* ctx,
-                                                       grpc::Status* st) {
+std::shared_ptr<Connection> GatewayService::identified(grpc::ServerContext* ctx, grpc::Status* st) {
   auto conn = connection(ctx, st);
   if (!conn) return nullptr;
   if (!conn->identify_error.empty()) {
@@ -65,130 +57,119 @@ std::shared_ptr<Connection> GatewayService::identified(grpc::CallbackServerConte
   return conn;
 }
 
-grpc::ServerUnaryReactor* GatewayService::ListDevices(grpc::CallbackServerContext* ctx,
-                                                      const v1::ListDevicesRequest*,
-                                                      v1::ListDevicesResponse* resp) {
+grpc::Status GatewayService::ListDevices(grpc::ServerContext* ctx, const v1::ListDevicesRequest*,
+                                         v1::ListDevicesResponse* resp) {
   grpc::Status st;
   // Identity problems surface as an error, not as an empty list.
   auto conn = identified(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   for (auto& d : hub_.list(*conn)) *resp->add_devices() = std::move(d);
-  return done(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
-grpc::ServerWriteReactor<v1::DeviceChange>* GatewayService::WatchDevices(
-    grpc::CallbackServerContext* ctx, const v1::WatchDevicesRequest* req) {
+grpc::Status GatewayService::WatchDevices(grpc::ServerContext* ctx,
+                                          const v1::WatchDevicesRequest* req,
+                                          grpc::ServerWriter<v1::DeviceChange>* writer) {
   grpc::Status st;
   auto conn = identified(ctx, &st);
-  if (!conn) return ChangeStream::refused(st);
+  if (!conn) return st;
   auto stream = ChangeStream::create(queue_);
   st = hub_.watch(conn, stream, req->include_existing());
-  if (!st.ok()) stream->end(st);
-  return stream.get();
+  if (!st.ok()) return st;
+  return stream->serve(ctx, writer);
 }
 
-grpc::ServerWriteReactor<v1::PeripheralEvent>* GatewayService::Subscribe(
-    grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
+grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::SubscribeRequest* req,
+                                       grpc::ServerWriter<v1::PeripheralEvent>* writer) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return EventStream::refused(st);
+  if (!conn) return st;
   auto stream = EventStream::create(queue_);
   st = hub_.subscribe(conn, req->device_id(), stream);
-  if (!st.ok()) stream->end(st);
-  return stream.get();
+  if (!st.ok()) return st;
+  return stream->serve(ctx, writer);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Claim(grpc::CallbackServerContext* ctx,
-                                                const v1::ClaimRequest* req,
-                                                v1::ClaimResponse* resp) {
+grpc::Status GatewayService::Claim(grpc::ServerContext* ctx, const v1::ClaimRequest* req,
+                                   v1::ClaimResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
-  return done(ctx, hub_.claim(conn, req->device_id(), req->seconds(), resp->mutable_lease()));
+  if (!conn) return st;
+  return hub_.claim(conn, req->device_id(), req->seconds(), resp->mutable_lease());
 }
 
-grpc::ServerUnaryReactor* GatewayService::Renew(grpc::CallbackServerContext* ctx,
-                                                const v1::RenewRequest* req,
-                                                v1::ClaimResponse* resp) {
+grpc::Status GatewayService::Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
+                                   v1::ClaimResponse* resp) {
   grpc::Status st;
   auto conn = identified(ctx, &st);
-  if (!conn) return done(ctx, st);
-  return done(ctx, hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease()));
+  if (!conn) return st;
+  return hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease());
 }
 
-grpc::ServerUnaryReactor* GatewayService::Release(grpc::CallbackServerContext* ctx,
-                                                  const v1::ReleaseRequest* req,
-                                                  v1::ReleaseResponse*) {
+grpc::Status GatewayService::Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
+                                     v1::ReleaseResponse*) {
   grpc::Status st;
   auto conn = identified(ctx, &st);
-  if (!conn) return done(ctx, st);
-  return done(ctx, hub_.release(*conn, req->lease_id()));
+  if (!conn) return st;
+  return hub_.release(*conn, req->lease_id());
 }
 
-grpc::ServerUnaryReactor* GatewayService::Send(grpc::CallbackServerContext* ctx,
-                                               const v1::SendRequest* req, v1::SendResponse* resp) {
+grpc::Status GatewayService::Send(grpc::ServerContext* ctx, const v1::SendRequest* req,
+                                  v1::SendResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   std::uint64_t written = 0;
   st = hub_.send(*conn, req->device_id(), req->data(), &written);
   resp->set_bytes_written(written);
-  return done(ctx, st);
+  return st;
 }
 
-grpc::ServerUnaryReactor* GatewayService::run_action(
-    grpc::CallbackServerContext* ctx, std::shared_ptr<Connection> conn,
-    drivers::ActionRequest request, std::function<void(drivers::ActionResult&)> reply) {
-  auto* reactor = ctx->DefaultReactor();
-  bool queued = actions_.submit([this, reactor, conn = std::move(conn),
-                                 request = std::move(request), reply = std::move(reply)] {
-    drivers::ActionResult result;
-    auto st = hub_.act(*conn, request, &result);
-    if (st.ok()) reply(result);
-    reactor->Finish(st);
-  });
-  if (!queued) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     std::to_string(kMaxActions) + " device actions are running; retry shortly"));
+grpc::Status GatewayService::run_action(Connection& conn, const drivers::ActionRequest& request,
+                                        drivers::ActionResult* result) {
+  ActionSlots::Slot slot(actions_);
+  if (!slot) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        std::to_string(kMaxActions) + " device actions are running; retry shortly");
   }
-  return reactor;
+  return hub_.act(conn, request, result);
 }
 
 void GatewayService::drain() { actions_.drain(); }
 
-grpc::ServerUnaryReactor* GatewayService::Transmit(grpc::CallbackServerContext* ctx,
-                                                   const v1::TransmitRequest* req,
-                                                   v1::TransmitResponse* resp) {
+grpc::Status GatewayService::Transmit(grpc::ServerContext* ctx, const v1::TransmitRequest* req,
+                                      v1::TransmitResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   if (req->apdu().size() > kMaxApdu) {
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                  "APDU of " + std::to_string(req->apdu().size()) +
-                                      " bytes; at most " + std::to_string(kMaxApdu)));
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "APDU of " + std::to_string(req->apdu().size()) + " bytes; at most " +
+                            std::to_string(kMaxApdu));
   }
   auto timeout = action_timeout(req->timeout_ms());
   if (!timeout) {
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message()));
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message());
   }
   drivers::ActionRequest a;
   a.device_id = req->device_id();
   a.action = "transmit";
   a.data = req->apdu();
   a.timeout = *timeout;
-  return run_action(ctx, std::move(conn), std::move(a),
-                    [resp](drivers::ActionResult& r) { resp->set_response(std::move(r.data)); });
+  drivers::ActionResult r;
+  st = run_action(*conn, a, &r);
+  if (st.ok()) resp->set_response(std::move(r.data));
+  return st;
 }
 
-grpc::ServerUnaryReactor* GatewayService::Act(grpc::CallbackServerContext* ctx,
-                                              const v1::ActRequest* req, v1::ActResponse* resp) {
+grpc::Status GatewayService::Act(grpc::ServerContext* ctx, const v1::ActRequest* req,
+                                 v1::ActResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   auto timeout = action_timeout(req->timeout_ms());
   if (!timeout) {
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message()));
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message());
   }
   drivers::ActionRequest a;
   a.device_id = req->device_id();
@@ -196,59 +177,55 @@ grpc::ServerUnaryReactor* GatewayService::Act(grpc::CallbackServerContext* ctx,
   a.data = req->data();
   a.params = {req->params().begin(), req->params().end()};
   a.timeout = *timeout;
-  return run_action(ctx, std::move(conn), std::move(a), [resp](drivers::ActionResult& r) {
-    resp->set_data(std::move(r.data));
-    for (auto& [k, v] : r.values) (*resp->mutable_values())[k] = v;
-  });
+  drivers::ActionResult r;
+  st = run_action(*conn, a, &r);
+  if (!st.ok()) return st;
+  resp->set_data(std::move(r.data));
+  for (auto& [k, v] : r.values) (*resp->mutable_values())[k] = v;
+  return st;
 }
 
-grpc::ServerUnaryReactor* GatewayService::GetHealth(grpc::CallbackServerContext* ctx,
-                                                    const v1::GetHealthRequest*, v1::Health* resp) {
+grpc::Status GatewayService::GetHealth(grpc::ServerContext* ctx, const v1::GetHealthRequest*,
+                                       v1::Health* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::read);
-  if (!a.ok()) return done(ctx, a.status);
+  if (!a.ok()) return a.status;
   hub_.fill_health(resp);
   if (health_extra_) health_extra_(resp);
   resp->set_version(kVersion);
   resp->set_connections(connection_count_());
-  return done(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* GatewayService::RunHealthChecks(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetHealthRequest*,
-                                                          v1::Health* resp) {
+grpc::Status GatewayService::RunHealthChecks(grpc::ServerContext* ctx, const v1::GetHealthRequest*,
+                                             v1::Health* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure, /*audit_allow=*/true);
-  if (!a.ok()) return done(ctx, a.status);
+  if (!a.ok()) return a.status;
   if (!health_run_) {
-    return done(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                  "the health monitor is off; set [health] monitor = true"));
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the health monitor is off; set [health] monitor = true");
   }
-  // Checks take a while (a TPM quote, file hashes): off gRPC's threads.
-  auto* reactor = ctx->DefaultReactor();
-  bool queued = actions_.submit([this, reactor, resp] {
-    health_run_();
-    hub_.fill_health(resp);
-    if (health_extra_) health_extra_(resp);
-    resp->set_version(kVersion);
-    resp->set_connections(connection_count_());
-    reactor->Finish(grpc::Status::OK);
-  });
-  if (!queued) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry shortly"));
-  }
-  return reactor;
+  // Checks take a while (a TPM quote, file hashes): they count as an action.
+  ActionSlots::Slot slot(actions_);
+  if (!slot) return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry shortly");
+  health_run_();
+  hub_.fill_health(resp);
+  if (health_extra_) health_extra_(resp);
+  resp->set_version(kVersion);
+  resp->set_connections(connection_count_());
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* GatewayService::WhoAmI(grpc::CallbackServerContext* ctx,
-                                                 const v1::WhoAmIRequest*, v1::Identity* resp) {
+grpc::Status GatewayService::WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest*,
+                                    v1::Identity* resp) {
   grpc::Status st;
   auto conn = identified(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   const auto& c = conn->caller();
   resp->set_uid(c.uid);
   resp->set_gid(c.gid);
@@ -257,26 +234,25 @@ grpc::ServerUnaryReactor* GatewayService::WhoAmI(grpc::CallbackServerContext* ct
   resp->set_sha256(c.sha256);
   resp->set_unit(c.unit);
   for (auto& a : hub_.app_names(*conn)) resp->add_apps(a);
-  return done(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerContext* ctx,
-                                                        const v1::ExplainRequest* req,
-                                                        v1::ExplainResponse* resp) {
+grpc::Status GatewayService::ExplainPolicy(grpc::ServerContext* ctx, const v1::ExplainRequest* req,
+                                           v1::ExplainResponse* resp) {
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return done(ctx, st);
+  if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
-  if (!a.ok()) return done(ctx, a.status);
+  if (!a.ok()) return a.status;
   auto op = policy::parse_op(req->op());
   if (!op) {
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                  "unknown operation " + quoted(req->op()) +
-                                      " (list, watch, read, claim, write, configure)"));
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "unknown operation " + quoted(req->op()) + " (list, watch, read, claim, write, configure)");
   }
   auto snap = policy_.current();
   if (!snap.policy) {
-    return done(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no policy loaded"));
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no policy loaded");
   }
   policy::Caller caller{req->uid(), req->gid(), 0, req->exe(), req->sha256(), req->unit()};
   policy::DeviceRef dev{req->device_id(), req->device_class(), {}};
@@ -292,28 +268,25 @@ grpc::ServerUnaryReactor* GatewayService::ExplainPolicy(grpc::CallbackServerCont
   resp->set_policy(d.source);
   resp->set_app(d.app);
   resp->set_message(policy::explain(d, caller.uid, *op, quoted(req->device_id())));
-  return done(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
-grpc::ServerWriteReactor<v1::AuditRecord>* GatewayService::TailAudit(
-    grpc::CallbackServerContext* ctx, const v1::TailAuditRequest* req) {
+grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest* req,
+                                       grpc::ServerWriter<v1::AuditRecord>* writer) {
   using AuditStream = BoundedStream<v1::AuditRecord>;
   grpc::Status st;
   auto conn = connection(ctx, &st);
-  if (!conn) return AuditStream::refused(st);
+  if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
-  if (!a.ok()) return AuditStream::refused(a.status);
-  auto stream = AuditStream::create(queue_);
+  if (!a.ok()) return a.status;
   std::size_t count = req->count() ? req->count() : 20;
   for (auto& line : audit_.tail(count)) {
     v1::AuditRecord r;
     r.set_json(line);
-    stream->push(r);
+    if (!writer->Write(r)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   }
-  if (!req->follow()) {
-    stream->end(grpc::Status::OK);
-    return stream.get();
-  }
+  if (!req->follow()) return grpc::Status::OK;
+  auto stream = AuditStream::create(queue_);
   std::weak_ptr<AuditStream> weak = stream;
   int id = audit_.follow([weak](const std::string& line) {
     if (auto s = weak.lock()) {
@@ -322,8 +295,34 @@ grpc::ServerWriteReactor<v1::AuditRecord>* GatewayService::TailAudit(
       s->push(r);
     }
   });
-  stream->on_done([this, id](AuditStream*) { audit_.unfollow(id); });
-  return stream.get();
+  std::uint64_t key;
+  {
+    std::lock_guard lock(followers_mu_);
+    if (stopping_) {
+      audit_.unfollow(id);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping");
+    }
+    key = next_follower_++;
+    followers_[key] = [weak](const grpc::Status& end) {
+      if (auto s = weak.lock()) s->end(end);
+    };
+  }
+  stream->on_done([this, id, key](AuditStream*) {
+    audit_.unfollow(id);
+    std::lock_guard lock(followers_mu_);
+    followers_.erase(key);
+  });
+  return stream->serve(ctx, writer);
+}
+
+void GatewayService::end_streams(const grpc::Status& status) {
+  std::map<std::uint64_t, std::function<void(const grpc::Status&)>> enders;
+  {
+    std::lock_guard lock(followers_mu_);
+    stopping_ = true;
+    enders.swap(followers_);
+  }
+  for (auto& [k, end] : enders) end(status);
 }
 
 }  // namespace portier::gateway

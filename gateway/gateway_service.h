@@ -1,13 +1,17 @@
-// The local API (portier.v1.Gateway) on gRPC's callback API: handlers never
-// block on devices or other apps; streams are bounded per subscriber.
+// The local API (portier.v1.Gateway) on gRPC's sync API: each call is served
+// by the gRPC thread that read it, with no hand-off to another thread (on
+// gRPC 1.51 the callback API's extra hop cost ~40 µs and twice the CPU per
+// call; see bench/README.md). Device actions block only their own call, at
+// most kMaxActions at once; streams are bounded per subscriber.
 #pragma once
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 
-#include "action_pool.h"
+#include "action_slots.h"
 #include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
@@ -18,7 +22,7 @@ class DeviceHub;
 class PolicyStore;
 struct Connection;
 
-class GatewayService final : public v1::Gateway::CallbackService {
+class GatewayService final : public v1::Gateway::Service {
  public:
   static constexpr std::size_t kMaxActions = 32;  // device actions running or queued
 
@@ -26,70 +30,69 @@ class GatewayService final : public v1::Gateway::CallbackService {
   GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,
                  std::function<std::uint32_t()> connection_count, std::size_t queue);
 
-  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* ctx,
-                                        const v1::ListDevicesRequest* req,
-                                        v1::ListDevicesResponse* resp) override;
-  grpc::ServerWriteReactor<v1::DeviceChange>* WatchDevices(
-      grpc::CallbackServerContext* ctx, const v1::WatchDevicesRequest* req) override;
-  grpc::ServerWriteReactor<v1::PeripheralEvent>* Subscribe(
-      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override;
-  grpc::ServerUnaryReactor* Claim(grpc::CallbackServerContext* ctx, const v1::ClaimRequest* req,
-                                  v1::ClaimResponse* resp) override;
-  grpc::ServerUnaryReactor* Renew(grpc::CallbackServerContext* ctx, const v1::RenewRequest* req,
-                                  v1::ClaimResponse* resp) override;
-  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx, const v1::ReleaseRequest* req,
-                                    v1::ReleaseResponse* resp) override;
-  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
-                                 v1::SendResponse* resp) override;
-  grpc::ServerUnaryReactor* Transmit(grpc::CallbackServerContext* ctx,
-                                     const v1::TransmitRequest* req,
-                                     v1::TransmitResponse* resp) override;
-  grpc::ServerUnaryReactor* Act(grpc::CallbackServerContext* ctx, const v1::ActRequest* req,
-                                v1::ActResponse* resp) override;
-  grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx,
-                                      const v1::GetHealthRequest* req, v1::Health* resp) override;
-  grpc::ServerUnaryReactor* RunHealthChecks(grpc::CallbackServerContext* ctx,
-                                            const v1::GetHealthRequest* req,
-                                            v1::Health* resp) override;
-  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx, const v1::WhoAmIRequest* req,
-                                   v1::Identity* resp) override;
-  grpc::ServerUnaryReactor* ExplainPolicy(grpc::CallbackServerContext* ctx,
-                                          const v1::ExplainRequest* req,
-                                          v1::ExplainResponse* resp) override;
-  grpc::ServerWriteReactor<v1::AuditRecord>* TailAudit(grpc::CallbackServerContext* ctx,
-                                                       const v1::TailAuditRequest* req) override;
+  grpc::Status ListDevices(grpc::ServerContext* ctx, const v1::ListDevicesRequest* req,
+                           v1::ListDevicesResponse* resp) override;
+  grpc::Status WatchDevices(grpc::ServerContext* ctx, const v1::WatchDevicesRequest* req,
+                            grpc::ServerWriter<v1::DeviceChange>* writer) override;
+  grpc::Status Subscribe(grpc::ServerContext* ctx, const v1::SubscribeRequest* req,
+                         grpc::ServerWriter<v1::PeripheralEvent>* writer) override;
+  grpc::Status Claim(grpc::ServerContext* ctx, const v1::ClaimRequest* req,
+                     v1::ClaimResponse* resp) override;
+  grpc::Status Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
+                     v1::ClaimResponse* resp) override;
+  grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
+                       v1::ReleaseResponse* resp) override;
+  grpc::Status Send(grpc::ServerContext* ctx, const v1::SendRequest* req,
+                    v1::SendResponse* resp) override;
+  grpc::Status Transmit(grpc::ServerContext* ctx, const v1::TransmitRequest* req,
+                        v1::TransmitResponse* resp) override;
+  grpc::Status Act(grpc::ServerContext* ctx, const v1::ActRequest* req,
+                   v1::ActResponse* resp) override;
+  grpc::Status GetHealth(grpc::ServerContext* ctx, const v1::GetHealthRequest* req,
+                         v1::Health* resp) override;
+  grpc::Status RunHealthChecks(grpc::ServerContext* ctx, const v1::GetHealthRequest* req,
+                               v1::Health* resp) override;
+  grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest* req,
+                      v1::Identity* resp) override;
+  grpc::Status ExplainPolicy(grpc::ServerContext* ctx, const v1::ExplainRequest* req,
+                             v1::ExplainResponse* resp) override;
+  grpc::Status TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest* req,
+                         grpc::ServerWriter<v1::AuditRecord>* writer) override;
 
   // Adds what the health monitor knows to each health report.
   void set_health_extra(std::function<void(v1::Health*)> fn) { health_extra_ = std::move(fn); }
   // Runs every check now (blocking); unset when the monitor is off.
   void set_health_run(std::function<void()> fn) { health_run_ = std::move(fn); }
 
+  // Ends the audit-follow streams (the hub ends its own), so that no call
+  // lingers at shutdown; later follow calls are refused.
+  void end_streams(const grpc::Status& status);
   // Waits until no device action is running (after the server shut down,
   // before drivers stop). Actions end within their own timeouts.
   void drain();
 
  private:
-  std::shared_ptr<Connection> connection(grpc::CallbackServerContext* ctx, grpc::Status* st);
+  std::shared_ptr<Connection> connection(grpc::ServerContext* ctx, grpc::Status* st);
   // As connection(), and the caller must be identified and still the same
   // process (for calls that are not decided per device).
-  std::shared_ptr<Connection> identified(grpc::CallbackServerContext* ctx, grpc::Status* st);
+  std::shared_ptr<Connection> identified(grpc::ServerContext* ctx, grpc::Status* st);
 
   DeviceHub& hub_;
   PolicyStore& policy_;
   AuditSink& audit_;
   FindConnection find_;
   std::function<std::uint32_t()> connection_count_;
-  // Device actions block on hardware, so each runs on a worker thread of its
-  // own, never on gRPC's callback threads; at most kMaxActions at once.
-  grpc::ServerUnaryReactor* run_action(grpc::CallbackServerContext* ctx,
-                                       std::shared_ptr<Connection> conn,
-                                       drivers::ActionRequest request,
-                                       std::function<void(drivers::ActionResult&)> reply);
+  grpc::Status run_action(Connection& conn, const drivers::ActionRequest& request,
+                          drivers::ActionResult* result);
 
   std::size_t queue_;
   std::function<void(v1::Health*)> health_extra_;
   std::function<void()> health_run_;
-  ActionPool actions_{kMaxActions};
+  ActionSlots actions_{kMaxActions};
+  std::mutex followers_mu_;
+  std::map<std::uint64_t, std::function<void(const grpc::Status&)>> followers_;
+  std::uint64_t next_follower_ = 1;
+  bool stopping_ = false;
 };
 
 }  // namespace portier::gateway

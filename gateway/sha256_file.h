@@ -9,6 +9,5 @@ namespace portier::gateway {
 
 // Lowercase hex SHA-256 of everything readable from `fd` (from offset 0).
 Result<std::string> sha256_of_fd(int fd);
-std::string sha256_hex(std::string_view data);
 
 }  // namespace portier::gateway
