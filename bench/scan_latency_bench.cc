@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "daemon_launcher.h"
+#include "grpc_floor_server.h"
 #include "portier/v1/gateway.grpc.pb.h"
 #include "scan_receiver.h"
 #include "scan_subscribers.h"
@@ -177,6 +178,7 @@ Summary summarize(std::vector<std::int64_t> v) {
 
 struct RunResult {
   std::string name;
+  std::string shape;  // "", " (one process)", " (processes)"
   int subscribers = 0;
   Summary all, to_hub, from_hub;
   double worst_sub_p99 = 0;
@@ -302,10 +304,13 @@ bool scanner_ready(const std::string& socket) {
   return false;
 }
 
+// `label`: "portierd" or "gRPC floor"; `shape`: how the subscribers run.
 RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const std::string& socket,
-                      SubscriberSet& subs, int n, const std::string& shape) {
+                      SubscriberSet& subs, int n, const std::string& label,
+                      const std::string& shape) {
   RunResult r;
-  r.name = "portierd: " + std::to_string(n) + (n == 1 ? " subscriber" : " subscribers") + shape;
+  r.name = label + ": " + std::to_string(n) + (n == 1 ? " subscriber" : " subscribers") + shape;
+  r.shape = shape;
   r.subscribers = n;
   const int count = o.seconds * o.rate;
   if (!subs.start(socket, n, count, &r.error)) {
@@ -360,7 +365,7 @@ RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const 
 // ---- output ----
 
 void print_row(const RunResult& r) {
-  std::printf("%-26s %4d %9.1f %9.1f %9.1f %9.1f %10llu/%-10llu %6llu", r.name.c_str(),
+  std::printf("%-44s %4d %9.1f %9.1f %9.1f %9.1f %10llu/%-10llu %6llu", r.name.c_str(),
               r.subscribers, r.all.p50, r.all.p90, r.all.p99, r.all.max,
               static_cast<unsigned long long>(r.received),
               static_cast<unsigned long long>(r.expected), static_cast<unsigned long long>(r.lost));
@@ -403,12 +408,12 @@ void print_details(const RunResult& r) {
       static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.gaps),
       static_cast<unsigned long long>(r.dropped), static_cast<unsigned long long>(r.dup),
       static_cast<unsigned long long>(r.ooo));
-  if (r.subscribers > 0 && r.name.rfind("portierd", 0) == 0) {
-    std::printf("    daemon's own count (GetHealth) of dropped events: %llu\n",
+  if (r.daemon_cpu_pct >= 0) {
+    std::printf("    server's own count (GetHealth) of dropped events: %llu\n",
                 static_cast<unsigned long long>(r.daemon_dropped));
-    std::printf("    CPU, %% of one core: portierd %.1f %%, the subscribers' side %.1f %%\n",
+    std::printf("    CPU, %% of one core: server %.1f %%, the subscribers' side %.1f %%\n",
                 r.daemon_cpu_pct, r.subs_cpu_pct);
-    std::printf("    portierd CPU by thread: %s\n", r.daemon_threads.c_str());
+    std::printf("    server CPU by thread: %s\n", r.daemon_threads.c_str());
   }
   if (!r.ok) std::printf("    ERROR: %s\n", r.error.c_str());
 }
@@ -441,6 +446,25 @@ int run(const Options& o) {
   if (stop_requested()) return 130;
 
   TempDir dir;
+  {
+    // The floor: a bare gRPC server in its own process reading its own pty.
+    PtyPair fpty;
+    const std::string fsock = dir.file("floor.sock");
+    ChildProcess floor({self_exe(), "--floor-server", fsock, fpty.slave_path()});
+    if (!floor.start() || floor.wait_for_log("floor server ready", 15000ms) < 0) {
+      std::fprintf(stderr, "the floor server did not start:\n%s\n", floor.log().c_str());
+      return 1;
+    }
+    auto one = one_process_subscribers();
+    results.push_back(run_gateway(o, floor, fpty.master(), fsock, *one, 1, "gRPC floor", ""));
+    if (!stop_requested()) {
+      results.push_back(run_gateway(o, floor, fpty.master(), fsock, *one, o.subscribers,
+                                    "gRPC floor", " (one process)"));
+    }
+    floor.stop(SIGTERM, 5000ms);
+    if (stop_requested()) return 130;
+  }
+
   PtyPair pty;
   const std::string link = dir.file("scanner0");
   std::filesystem::create_symlink(pty.slave_path(), link);
@@ -467,31 +491,46 @@ int run(const Options& o) {
   }
   {
     auto one = one_process_subscribers();
-    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *one, 1, ""));
+    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *one, 1, "portierd", ""));
     if (!stop_requested()) {
       results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *one, o.subscribers,
-                                    " (one process)"));
+                                    "portierd", " (one process)"));
     }
   }
   if (!stop_requested() && o.processes) {
     auto procs = process_subscribers(dir);
-    results.push_back(
-        run_gateway(o, daemon, pty.master(), files.socket, *procs, o.subscribers, " (processes)"));
+    results.push_back(run_gateway(o, daemon, pty.master(), files.socket, *procs, o.subscribers,
+                                  "portierd", " (processes)"));
   }
   std::int64_t took = 0;
   int rc = daemon.stop(SIGTERM, 10000ms, &took);
   if (stop_requested()) return 130;
 
-  std::printf("%-26s %4s %9s %9s %9s %9s %21s %6s   %s\n", "run", "subs", "p50 µs", "p90 µs",
-              "p99 µs", "max µs", "received/expected", "lost", "portierd CPU");
+  std::printf("%-44s %4s %9s %9s %9s %9s %21s %6s   %s\n", "run", "subs", "p50 µs", "p90 µs",
+              "p99 µs", "max µs", "received/expected", "lost", "server CPU");
   for (auto& r : results) print_row(r);
   const RunResult& base = results[0];
-  std::printf("\nratio portierd/baseline:\n");
+  std::printf("\nratio to the raw pty hop:\n");
   for (std::size_t i = 1; i < results.size(); ++i) {
     auto& r = results[i];
-    std::printf("  %-26s p50 %.1fx   p99 %.1fx\n", r.name.c_str(),
+    std::printf("  %-44s p50 %.1fx   p99 %.1fx\n", r.name.c_str(),
                 base.all.p50 > 0 ? r.all.p50 / base.all.p50 : 0.0,
                 base.all.p99 > 0 ? r.all.p99 / base.all.p99 : 0.0);
+  }
+  auto find = [&](const std::string& label, int n, const std::string& shape) -> const RunResult* {
+    for (auto& r : results) {
+      if (r.name.rfind(label, 0) == 0 && r.subscribers == n && r.shape == shape) return &r;
+    }
+    return nullptr;
+  };
+  std::printf("\nratio portierd / gRPC floor (same subscribers; what portierd adds to gRPC):\n");
+  for (auto& r : results) {
+    if (r.name.rfind("portierd", 0) != 0) continue;
+    const RunResult* f = find("gRPC floor", r.subscribers, r.shape);
+    if (!f || f->all.p50 <= 0 || f->all.p99 <= 0) continue;
+    std::printf("  %-44s p50 %.1fx (+%.0f µs)   p99 %.1fx (+%.0f µs)\n", r.name.c_str(),
+                r.all.p50 / f->all.p50, r.all.p50 - f->all.p50, r.all.p99 / f->all.p99,
+                r.all.p99 - f->all.p99);
   }
   std::printf("\ndetails:\n");
   for (auto& r : results) print_details(r);
@@ -501,10 +540,14 @@ int run(const Options& o) {
   for (std::size_t i = 1; i < results.size(); ++i) lost += results[i].lost;
   for (auto& r : results) all_ok = all_ok && r.ok;
   std::printf("\ntargets:\n");
-  if (results.size() > 2) {
-    double p99 = results[2].all.p99;
+  if (const RunResult* t = find("portierd", o.subscribers, " (one process)")) {
+    double p99 = t->all.p99;
     std::printf("  p99 with %d subscribers: %.1f µs (target < 1000 µs: %s)\n", o.subscribers, p99,
                 p99 < 1000.0 ? "met" : "NOT met");
+    if (const RunResult* f = find("gRPC floor", o.subscribers, " (one process)")) {
+      std::printf("  the bare gRPC fan-out on this machine, same subscribers: p99 %.1f µs\n",
+                  f->all.p99);
+    }
   }
   std::printf("  lost events for subscribers that keep up: %llu (target 0)\n",
               static_cast<unsigned long long>(lost));
@@ -523,6 +566,9 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string_view(argv[1]) == "--floor-server") {
+    return run_floor_server(argv[2], argv[3]);
+  }
   if (argc == 5 && std::string_view(argv[1]) == "--subscriber-child") {
     return run_subscriber_child(argv[2], parse_int("count", argv[3], 1, 100000000), argv[4]);
   }

@@ -43,7 +43,9 @@ class BoundedStream {
   void on_send(std::function<void(Msg&, std::uint64_t dropped)> fn) { stamp_ = std::move(fn); }
 
   // Returns false when the message was dropped (queue full or stream ended).
-  bool push(const Msg& msg) {
+  bool push(const Msg& msg) { return push(std::make_shared<const Msg>(msg)); }
+  // The same message for many streams: each copies it on its own thread.
+  bool push(std::shared_ptr<const Msg> msg) {
     {
       std::lock_guard lock(mu_);
       if (ending_) return false;
@@ -51,7 +53,7 @@ class BoundedStream {
         ++dropped_;
         return false;
       }
-      queue_.push_back(msg);
+      queue_.push_back(std::move(msg));
     }
     cv_.notify_one();
     return true;
@@ -78,7 +80,7 @@ class BoundedStream {
     for (;;) {
       cv_.wait_for(lock, kCancelPoll, [this] { return !queue_.empty() || ending_; });
       if (!queue_.empty()) {
-        Msg msg = std::move(queue_.front());
+        Msg msg = *queue_.front();
         queue_.pop_front();
         if (stamp_) stamp_(msg, dropped_);
         lock.unlock();
@@ -124,7 +126,7 @@ class BoundedStream {
   const std::size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Msg> queue_;
+  std::deque<std::shared_ptr<const Msg>> queue_;
   bool ending_ = false;  // no more pushes accepted
   grpc::Status status_;  // what end() asked for
   std::uint64_t dropped_ = 0;

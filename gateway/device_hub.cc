@@ -359,7 +359,8 @@ void DeviceHub::device_event(const std::string& id, drivers::DeviceEvent event) 
     e.reason = a->message + details;
     audit_.record(e);
   }
-  for (auto& t : targets) t->push(pe);
+  auto shared = std::make_shared<const v1::PeripheralEvent>(std::move(pe));
+  for (auto& t : targets) t->push(shared);
 }
 
 void DeviceHub::notify_change_locked(const v1::Device& device, v1::DeviceChange::Kind kind) {
