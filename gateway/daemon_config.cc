@@ -253,6 +253,7 @@ Result<drivers::PcscConfig> parse_pcsc(const toml::table& t, const std::string& 
   TRY(r.strings("readers_allowed", c.readers_allowed));
   TRY(r.strings("contactless_readers", c.contactless_readers));
   TRY(r.integer("transaction_timeout_ms", 1, 600000, c.transaction_timeout_ms));
+  TRY(r.integer("transaction_hold_ms", 0, 60000, c.transaction_hold_ms));
   TRY(r.integer("poll_ms", 1, 60000, c.poll_ms));
   TRY(r.boolean("allow_reader_commands", c.allow_reader_commands));
   if (auto* n = r.node("pinned")) {

@@ -28,6 +28,13 @@ struct PcscConfig {
   // The longest any one action (APDU exchange, reset) may take; a request's
   // own timeout applies when it is shorter.
   int transaction_timeout_ms = 5000;
+  // How long the PC/SC transaction of the app holding a reader's lease stays
+  // open after its last APDU. A multi-APDU session (SELECT, READ RECORD, ...)
+  // is one transaction, so no other program's APDU lands between two of the
+  // app's; the transaction ends at the lease's end (the card is reset),
+  // when the card changes, or after this long without an APDU, whichever is
+  // first. 0: a transaction around each APDU.
+  int transaction_hold_ms = 1000;
   // The longest one wait for reader and card changes lasts (bounds how late
   // stop() can be if its wake-up is lost) and the retry interval while
   // pcscd is unreachable.

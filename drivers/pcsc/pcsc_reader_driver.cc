@@ -107,6 +107,11 @@ Result<void> PcscReaderDriver::validate(const PcscConfig& c) {
                 "transaction_timeout_ms " + std::to_string(c.transaction_timeout_ms),
                 "must be between 1 and 600000");
   }
+  if (c.transaction_hold_ms < 0 || c.transaction_hold_ms > 60000) {
+    return fail(Errc::invalid_argument, w,
+                "transaction_hold_ms " + std::to_string(c.transaction_hold_ms),
+                "must be between 0 and 60000");
+  }
   if (c.poll_ms < 10 || c.poll_ms > 60000) {
     return fail(Errc::invalid_argument, w, "poll_ms " + std::to_string(c.poll_ms),
                 "must be between 10 and 60000");
@@ -282,7 +287,8 @@ void PcscReaderDriver::arrive(const std::string& name) {
   r.name = name;
   r.contactless = contactless(name);
   r.pinned = pinned.has_value();
-  r.worker = std::make_shared<ReaderWorker>(where(r.id), name);
+  r.worker = std::make_shared<ReaderWorker>(where(r.id), name,
+                                            std::chrono::milliseconds(config_.transaction_hold_ms));
   {
     std::lock_guard lock(mu_);
     offered_[r.id] = Offered{name, r.worker};

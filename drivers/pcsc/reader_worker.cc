@@ -71,13 +71,17 @@ struct ReaderWorker::Session {  // the worker thread's own
   bool connected = false;
   DWORD protocol = 0;
   std::uint64_t epoch = 0;
+  bool in_transaction = false;
+  std::chrono::steady_clock::time_point last_apdu{};
 };
 
 struct ReaderWorker::State {
-  State(std::string w, std::string r) : where(std::move(w)), reader(std::move(r)) {}
+  State(std::string w, std::string r, std::chrono::milliseconds h)
+      : where(std::move(w)), reader(std::move(r)), hold(h) {}
 
   const std::string where;
   const std::string reader;
+  const std::chrono::milliseconds hold;  // how long a transaction outlives its last APDU
 
   std::mutex mu;
   std::condition_variable cv;
@@ -110,10 +114,25 @@ struct ReaderWorker::State {
     return SCARD_S_SUCCESS;
   }
 
+  // Disconnecting also ends a transaction the handle holds.
   void drop_card(Session& se, DWORD disposition) {
     if (se.connected) SCardDisconnect(se.card, disposition);
     se.connected = false;
     se.card = 0;
+    se.in_transaction = false;
+  }
+
+  // Ends the session's transaction, forgetting a card or context it finds
+  // stale.
+  void end_transaction(Session& se) {
+    if (!se.in_transaction) return;
+    se.in_transaction = false;
+    const LONG end = SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
+    if (context_lost(end)) {
+      drop_context(se);
+    } else if (card_lost(end)) {
+      drop_card(se, SCARD_LEAVE_CARD);
+    }
   }
 
   void drop_context(Session& se) {
@@ -184,15 +203,20 @@ struct ReaderWorker::State {
         Error{Errc::unavailable, where, what, "abandoned after the caller's deadline"});
   }
 
-  // Transmits `apdu` inside a transaction; the response in `out`.
-  Result<std::string> exchange(Session& se, std::string_view apdu, const std::string& what) {
+  // Transmits `apdu` inside the session's transaction (begun here when none
+  // is open); `keep_open`: leave it open for the next APDU (for `hold`).
+  Result<std::string> exchange(Session& se, std::string_view apdu, const std::string& what,
+                               bool keep_open) {
     LONG rv = ensure_card(se);
     if (rv != SCARD_S_SUCCESS) return failed(se, rv, what);
     if (abandoned()) return gave_up(what);
-    rv = begin(se);
-    if (rv != SCARD_S_SUCCESS) return failed(se, rv, what);
+    if (!se.in_transaction) {
+      rv = begin(se);
+      if (rv != SCARD_S_SUCCESS) return failed(se, rv, what);
+      se.in_transaction = true;
+    }
     if (abandoned()) {  // the wait for the transaction outlived the caller
-      SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
+      end_transaction(se);
       return gave_up(what);
     }
     std::string response(MAX_BUFFER_SIZE_EXTENDED, '\0');
@@ -200,16 +224,11 @@ struct ReaderWorker::State {
     rv = SCardTransmit(se.card, pci_for(se.protocol), reinterpret_cast<const BYTE*>(apdu.data()),
                        static_cast<DWORD>(apdu.size()), nullptr,
                        reinterpret_cast<BYTE*>(response.data()), &len);
-    const LONG end = SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
+    se.last_apdu = std::chrono::steady_clock::now();
+    // The response is complete even when ending fails; only the next
+    // exchange needs a new session then.
+    if (rv != SCARD_S_SUCCESS || !keep_open || hold.count() == 0) end_transaction(se);
     if (rv != SCARD_S_SUCCESS) return failed(se, rv, what);
-    if (end != SCARD_S_SUCCESS && (context_lost(end) || card_lost(end))) {
-      // The response is complete; only the next exchange needs a new session.
-      if (context_lost(end)) {
-        drop_context(se);
-      } else {
-        drop_card(se, SCARD_LEAVE_CARD);
-      }
-    }
     response.resize(std::min<std::size_t>(len, response.size()));
     if (response.size() < 2) {
       // vpcd, for one, reports a card that vanished mid-APDU this way.
@@ -231,7 +250,17 @@ void work(std::shared_ptr<ReaderWorker::State> s) {
     std::shared_ptr<Job> job;
     {
       std::unique_lock lock(s->mu);
-      s->cv.wait(lock, [&] { return s->stopping || !s->queue.empty(); });
+      auto ready = [&] { return s->stopping || !s->queue.empty(); };
+      if (session.in_transaction) {
+        // A held transaction ends after `hold` without an APDU.
+        if (!s->cv.wait_until(lock, session.last_apdu + s->hold, ready)) {
+          lock.unlock();
+          s->end_transaction(session);
+          continue;
+        }
+      } else {
+        s->cv.wait(lock, ready);
+      }
       if (s->stopping) break;  // request_stop() failed the queued jobs
       job = std::move(s->queue.front());
       s->queue.pop_front();
@@ -257,8 +286,8 @@ void work(std::shared_ptr<ReaderWorker::State> s) {
 
 }  // namespace
 
-ReaderWorker::ReaderWorker(std::string where, std::string reader)
-    : state_(std::make_shared<State>(std::move(where), std::move(reader))) {
+ReaderWorker::ReaderWorker(std::string where, std::string reader, std::chrono::milliseconds hold)
+    : state_(std::make_shared<State>(std::move(where), std::move(reader), hold)) {
   try {
     thread_ = std::thread(work, state_);
   } catch (const std::system_error&) {
@@ -354,7 +383,7 @@ Result<ActionResult> ReaderWorker::transmit(std::string apdu, Clock::time_point 
   return run(
       "transmit",
       [apdu = std::move(apdu)](State& s, Session& se) -> Result<ActionResult> {
-        auto response = s.exchange(se, apdu, "transmit");
+        auto response = s.exchange(se, apdu, "transmit", /*keep_open=*/true);
         if (!response) return std::unexpected(std::move(response.error()));
         ActionResult r;
         r.values["sw"] = status_word_hex(status_word(*response).value_or(0));
@@ -371,6 +400,20 @@ Result<ActionResult> ReaderWorker::reset(Clock::time_point deadline) {
       [](State& s, Session& se) -> Result<ActionResult> {
         LONG rv = s.ensure_card(se);
         if (rv != SCARD_S_SUCCESS) return s.failed(se, rv, "reset");
+        if (s.abandoned()) return s.gave_up("reset");
+        // Reset inside our transaction, then end it: no other program's APDU
+        // reaches the card between the session and its reset, and the
+        // session's state ends with it.
+        if (!se.in_transaction) {
+          rv = s.begin(se);
+          if (rv != SCARD_S_SUCCESS) return s.failed(se, rv, "reset");
+          se.in_transaction = true;
+        }
+        struct EndAfter {
+          State& s;
+          Session& se;
+          ~EndAfter() { s.end_transaction(se); }
+        } end_after{s, se};
         if (s.abandoned()) return s.gave_up("reset");
         DWORD protocol = 0;
         rv = SCardReconnect(se.card, SCARD_SHARE_SHARED, kProtocols, SCARD_RESET_CARD, &protocol);
@@ -397,7 +440,7 @@ std::optional<std::string> ReaderWorker::contactless_uid(Clock::time_point deadl
   auto r = run(
       "read UID",
       [](State& s, Session& se) -> Result<ActionResult> {
-        auto response = s.exchange(se, kGetUid, "read UID");
+        auto response = s.exchange(se, kGetUid, "read UID", /*keep_open=*/false);
         if (!response) return std::unexpected(std::move(response.error()));
         ActionResult r;
         r.data = std::move(*response);

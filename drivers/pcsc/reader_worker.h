@@ -14,8 +14,11 @@
 //    (unavailable, "reader busy") rather than queue behind a dead card.
 //
 // The worker keeps the card connected in shared mode between jobs (connect
-// on first use, afresh after card_changed()); each APDU runs inside
-// SCardBeginTransaction / SCardEndTransaction(SCARD_LEAVE_CARD).
+// on first use, afresh after card_changed()). APDUs run inside a PC/SC
+// transaction (SCardBeginTransaction) that stays open across the APDUs of a
+// session: it ends (SCardEndTransaction, SCARD_LEAVE_CARD) `hold` after the
+// last APDU, before a reset, or with the card handle; with hold = 0 it ends
+// after every APDU. Reading a contactless UID never holds it.
 //
 // Ending: request_stop() fails queued jobs and lets the running one finish;
 // finish() waits until a deadline and then detaches a thread still blocked
@@ -39,7 +42,8 @@ class ReaderWorker {
   using Clock = std::chrono::steady_clock;
 
   // `where` prefixes errors ("pcsc reader0"); `reader` is the PC/SC name.
-  ReaderWorker(std::string where, std::string reader);
+  ReaderWorker(std::string where, std::string reader,
+               std::chrono::milliseconds hold = std::chrono::milliseconds(0));
   ~ReaderWorker();  // request_stop() + finish() within half a second
   ReaderWorker(const ReaderWorker&) = delete;
   ReaderWorker& operator=(const ReaderWorker&) = delete;

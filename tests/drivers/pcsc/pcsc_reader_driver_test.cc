@@ -6,6 +6,7 @@
 #include "pcsc/pcsc_reader_driver.h"
 
 #include <gtest/gtest.h>
+#include <winscard.h>
 
 #include <chrono>
 #include <future>
@@ -331,6 +332,87 @@ TEST_F(PcscReaderDriverTest, ResetWarmResetsTheCardAndReturnsItsAtr) {
   EXPECT_GT(c.resets(), resets);
   auto t = driver_->act(request("reader0", "transmit", kSelect));
   ASSERT_TRUE(t.has_value()) << t.error().message();
+}
+
+// Another program on the same reader (a PC/SC client beside portierd).
+class OtherProgram {
+ public:
+  explicit OtherProgram(const std::string& reader) {
+    EXPECT_EQ(SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &ctx_), SCARD_S_SUCCESS);
+    DWORD protocol = 0;
+    EXPECT_EQ(SCardConnect(ctx_, reader.c_str(), SCARD_SHARE_SHARED,
+                           SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card_, &protocol),
+              SCARD_S_SUCCESS);
+  }
+  ~OtherProgram() {
+    if (began_.valid() && began_.wait_for(10s) == std::future_status::ready &&
+        began_.get() == SCARD_S_SUCCESS) {
+      SCardEndTransaction(card_, SCARD_LEAVE_CARD);
+    }
+    SCardDisconnect(card_, SCARD_LEAVE_CARD);
+    SCardReleaseContext(ctx_);
+  }
+  // Starts SCardBeginTransaction on a thread: it waits while portierd holds one.
+  void begin() {
+    began_ = std::async(std::launch::async, [this] { return SCardBeginTransaction(card_); });
+  }
+  bool began_within(std::chrono::milliseconds d) {
+    return began_.wait_for(d) == std::future_status::ready;
+  }
+
+ private:
+  SCARDCONTEXT ctx_ = 0;
+  SCARDHANDLE card_ = 0;
+  std::future<LONG> began_;
+};
+
+// The APDUs of one app's session share one PC/SC transaction: another
+// program cannot get an APDU in between (its SCardBeginTransaction waits),
+// and the session ends with the reset that follows a lease.
+TEST_F(PcscReaderDriverTest, SessionApdusShareOneTransactionUntilReset) {
+  config_.transaction_hold_ms = 60000;  // only the reset ends it in this test
+  ASSERT_TRUE(start_pcscd());
+  start_driver();
+  VirtualCard& c = card(0);
+  ASSERT_TRUE(insert(c, "reader0"));
+  // Connected before the session starts (pcsc-lite's SCardConnect, too,
+  // waits while another program holds a transaction).
+  OtherProgram other(pcscd_->reader(0));
+  ASSERT_TRUE(driver_->act(request("reader0", "transmit", kSelect)).has_value());
+  other.begin();
+  for (int i = 0; i < 3; ++i) {
+    auto r = driver_->act(request("reader0", "transmit", echo_apdu("step")));
+    ASSERT_TRUE(r.has_value()) << r.error().message();
+    EXPECT_FALSE(other.began_within(100ms)) << "another program got into the session";
+  }
+  ASSERT_TRUE(driver_->act(request("reader0", "reset")).has_value());
+  EXPECT_TRUE(other.began_within(10s)) << "the reset did not end the session's transaction";
+}
+
+// A session without APDUs for transaction_hold_ms lets other programs in.
+TEST_F(PcscReaderDriverTest, IdleSessionTransactionEndsAfterTheHold) {
+  config_.transaction_hold_ms = 200;
+  ASSERT_TRUE(start_pcscd());
+  start_driver();
+  VirtualCard& c = card(0);
+  ASSERT_TRUE(insert(c, "reader0"));
+  OtherProgram other(pcscd_->reader(0));
+  ASSERT_TRUE(driver_->act(request("reader0", "transmit", kSelect)).has_value());
+  other.begin();
+  EXPECT_TRUE(other.began_within(10s)) << "the idle transaction was never ended";
+}
+
+// transaction_hold_ms = 0: every APDU is a transaction of its own.
+TEST_F(PcscReaderDriverTest, HoldZeroEndsTheTransactionAfterEachApdu) {
+  config_.transaction_hold_ms = 0;
+  ASSERT_TRUE(start_pcscd());
+  start_driver();
+  VirtualCard& c = card(0);
+  ASSERT_TRUE(insert(c, "reader0"));
+  OtherProgram other(pcscd_->reader(0));
+  ASSERT_TRUE(driver_->act(request("reader0", "transmit", kSelect)).has_value());
+  other.begin();
+  EXPECT_TRUE(other.began_within(10s));
 }
 
 // A card that never answers costs its caller request.timeout, not more, and

@@ -115,6 +115,8 @@ TEST(PcscConfigValidation, RefusesBadValues) {
   EXPECT_TRUE(bad([](PcscConfig& c) { c.readers_allowed = {""}; }));
   EXPECT_TRUE(bad([](PcscConfig& c) { c.contactless_readers = {""}; }));
   EXPECT_TRUE(bad([](PcscConfig& c) { c.transaction_timeout_ms = 0; }));
+  EXPECT_TRUE(bad([](PcscConfig& c) { c.transaction_hold_ms = -1; }));
+  EXPECT_TRUE(bad([](PcscConfig& c) { c.transaction_hold_ms = 60001; }));
   EXPECT_TRUE(bad([](PcscConfig& c) { c.poll_ms = 0; }));
   PcscConfig slow;
   slow.poll_ms = 1;
