@@ -239,6 +239,7 @@ Result<drivers::BluetoothConfig> parse_bluetooth(const toml::table& t, const std
   TRY(r.strings("allowed_addresses", c.allowed_addresses));
   TRY(r.strings("allowed_classes", c.allowed_classes));
   TRY(r.integer("call_timeout_ms", 1, 600000, c.call_timeout_ms));
+  TRY(r.boolean("pairing_agent", c.pairing_agent));
   TRY(r.no_unknown_keys());
   if (auto v = drivers::BluetoothDriver::validate(c); !v) {
     return std::unexpected(bad(source, t, "bluetooth", v.error().message()));

@@ -30,6 +30,13 @@ struct BluetoothConfig {
   // stops answering makes the call fail with Errc::unavailable after this.
   // Also caps an action together with ActionRequest::timeout.
   int call_timeout_ms = 5000;
+  // Serve BlueZ's pairing agent (org.bluez.Agent1, capability
+  // KeyboardDisplay, registered as the default agent): devices that want a
+  // PIN code, a passkey or a confirmation get the one the pair action
+  // carries; pairing requests Portier did not start are refused and raise a
+  // pairing_refused alarm. Off: pairing registers no agent, so such devices
+  // fail to pair.
+  bool pairing_agent = true;
 };
 
 }  // namespace portier::drivers

@@ -161,8 +161,11 @@ Result<void> BluetoothDriver::start(DriverSink& sink) {
 
   client_ = std::move(*client);
   client_->subscribe([this](const BluezSignal& s) { on_signal(s); });
+  agent_registered_ = false;
+  serve_agent();
   if (auto objects = client_->get_managed_objects(); objects) {
     replace_objects(std::move(*objects));
+    register_agent();
   } else {
     // BlueZ absent or not answering: start without devices; they come
     // when BlueZ does (NameOwnerChanged) or on a retry.
@@ -327,6 +330,7 @@ void BluetoothDriver::on_signal(const BluezSignal& s) {
     case BluezSignal::Kind::service_changed:
       objects_.clear();
       dirty_ = true;
+      agent_registered_ = false;  // a new BlueZ knows no agent
       if (s.service_present) {
         sync_backoff_ = kMinBackoff;
         next_sync_ = clock::now();
@@ -357,6 +361,7 @@ void BluetoothDriver::start_sync() {
     if (!client_) return;  // the connection is closing
     if (r) {
       replace_objects(std::move(*r));
+      register_agent();
       sync_backoff_ = kMinBackoff;
       reconnect_backoff_ = kMinBackoff;
       return;
@@ -369,6 +374,7 @@ void BluetoothDriver::start_sync() {
 
 void BluetoothDriver::lose_connection(const Error& e) {
   bus_problem_ = e.message();
+  agent_registered_ = false;
   client_.reset();
   objects_.clear();
   dirty_ = true;
@@ -389,6 +395,8 @@ void BluetoothDriver::reconnect() {
   }
   client_ = std::move(*c);
   client_->subscribe([this](const BluezSignal& s) { on_signal(s); });
+  agent_registered_ = false;
+  serve_agent();
   start_sync();
 }
 
@@ -682,8 +690,30 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
   }
 
   if (a == "pair") {
-    return client_->call_async(path, kDeviceIface, "Pair", std::nullopt, timeout,
-                               on_done("Paired", true, false, "org.bluez.Error.AlreadyExists"));
+    auto secrets = parse_pairing_params(req.params);
+    if (!secrets)
+      return failed(Errc::invalid_argument, secrets.error().what + " " + secrets.error().why);
+    const bool has_secret = secrets->pin || secrets->passkey || secrets->confirm;
+    if (!config_.pairing_agent && has_secret) {
+      return failed(Errc::failed_precondition,
+                    "the pairing agent is off ([bluetooth] pairing_agent = false): pin, passkey "
+                    "and confirm cannot be used");
+    }
+    if (config_.pairing_agent) agent_.begin(path, std::move(*secrets));
+    auto done = on_done("Paired", true, false, "org.bluez.Error.AlreadyExists");
+    return client_->call_async(
+        path, kDeviceIface, "Pair", std::nullopt, timeout,
+        [this, path, done = std::move(done)](Result<void> r) mutable {
+          // What the agent refused says what the device wanted.
+          const std::string refusal = agent_.end(path);
+          if (!r && !refusal.empty() && !error_is(r.error(), "org.bluez.Error.AlreadyExists")) {
+            Error e = r.error();
+            e.code = Errc::failed_precondition;
+            e.why = refusal + " (BlueZ: " + e.why + ")";
+            r = std::unexpected(std::move(e));
+          }
+          done(std::move(r));
+        });
   }
   if (a == "trust" || a == "untrust") {
     const bool on = a == "trust";

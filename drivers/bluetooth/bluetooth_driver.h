@@ -40,8 +40,18 @@
 //  pair, connect and disconnect are idempotent (already paired/connected/
 //  disconnected succeeds). ActionResult::values holds the state afterwards
 //  (paired/trusted/connected, or powered/discovering).
-//  Pairing registers no agent: devices that need a PIN or passkey fail with
-//  failed_precondition (BlueZ's AuthenticationFailed/Rejected).
+//  Pairing agent (config pairing_agent, on by default; pairing_agent.h):
+//  the driver serves org.bluez.Agent1 at kAgentPath and registers it as
+//  BlueZ's default agent whenever BlueZ is there. The pair action takes
+//  params pin (legacy PIN code), passkey (the 6 digits the device shows, for
+//  passkey entry) and confirm (the 6 digits both sides show, for numeric
+//  comparison); the agent hands BlueZ the one it asks for while that pair
+//  action runs. When the device wants something the action did not carry,
+//  pair fails (failed_precondition) saying what to pass. A pairing request
+//  for a device with no pair action in flight (the remote side starting
+//  it) is refused and raises AlarmData{"pairing_refused", details address,
+//  request, reason} on the device's adapter. Only the owner of org.bluez may
+//  call the agent. Secrets never appear in errors, alarms or logs.
 //
 // Allow-list (BluetoothConfig::allowed_addresses/allowed_classes, see
 // allow_list.h): a remote device that is not allowed is not reported; each
@@ -108,6 +118,8 @@ namespace portier::drivers {
 
 class BluetoothDriver final : public Driver {
  public:
+  static constexpr const char* kAgentPath = "/org/portier/bluetooth/agent";
+
   explicit BluetoothDriver(BluetoothConfig config);
   ~BluetoothDriver() override;  // stops if running
   BluetoothDriver(const BluetoothDriver&) = delete;
@@ -161,6 +173,10 @@ class BluetoothDriver final : public Driver {
   void run_self_test(std::chrono::milliseconds timeout,
                      const std::shared_ptr<Outcome<std::vector<SelfTestResult>>>& out);
   ActionResult values_of(const std::string& path, bool adapter) const;
+  // The pairing agent (bluetooth_driver_agent.cc).
+  void serve_agent();
+  void register_agent();
+  AgentReply answer_agent(const AgentRequest& q);
   std::string adapter_id_of(const std::string& device_path, const Properties& props) const;
 
   const BluetoothConfig config_;
@@ -187,6 +203,8 @@ class BluetoothDriver final : public Driver {
   std::chrono::steady_clock::time_point reconnect_at_{};
   std::chrono::milliseconds reconnect_backoff_{500};
   std::string bus_problem_;  // why there is no connection / no BlueZ, for self_test
+  PairingAgent agent_;
+  bool agent_registered_ = false;  // with the BlueZ that owns org.bluez now
 
   mutable std::mutex pub_mu_;
   std::vector<DeviceInfo> published_;  // what devices() returns

@@ -334,6 +334,7 @@ BluezClient::BluezClient(sd_bus* bus, std::chrono::milliseconds call_timeout)
 BluezClient::~BluezClient() {
   for (sd_bus_slot* s : matches_) sd_bus_slot_unref(s);
   matches_.clear();
+  drop_agent();
   // Frees the bus (nothing else references it); floating call slots are
   // destroyed with it and report "connection closed" to their callbacks.
   if (bus_) sd_bus_close_unref(bus_);

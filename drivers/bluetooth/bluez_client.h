@@ -23,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "pairing_agent.h"
 #include "portier/result.h"
 
 struct sd_bus;
@@ -105,6 +106,16 @@ class BluezClient {
                           const std::string& name, const PropValue& value,
                           std::chrono::milliseconds timeout, Callback<void> cb);
 
+  // Pairing agent (bluez_agent.cc). export_agent() serves org.bluez.Agent1
+  // at `path`: each request that comes from the current owner of org.bluez
+  // goes to `handler` (inside process()) and its reply back; requests from
+  // anyone else are refused (org.bluez.Error.Rejected) without reaching it.
+  using AgentHandler = std::function<AgentReply(const AgentRequest&)>;
+  Result<void> export_agent(const std::string& path, AgentHandler handler);
+  // AgentManager1.RegisterAgent(path, capability), then RequestDefaultAgent.
+  void register_agent_async(const std::string& path, const std::string& capability,
+                            std::chrono::milliseconds timeout, Callback<void> cb);
+
   int fd() const;
   short events() const;         // for poll()
   int poll_timeout_ms() const;  // -1: none; 0: process() has work now
@@ -118,12 +129,20 @@ class BluezClient {
   void send(sd_bus_message* m, std::chrono::milliseconds timeout,
             std::function<void(Result<sd_bus_message*>)> on_reply);
   Result<void> add_match(const char* rule);
+  void drop_agent();
   friend struct SignalDispatch;
 
   sd_bus* bus_ = nullptr;
   std::chrono::milliseconds call_timeout_;
   std::vector<sd_bus_slot*> matches_;
   SignalHandler handler_;
+  struct Agent {
+    AgentHandler handler;
+    sd_bus_slot* slot = nullptr;
+    std::chrono::milliseconds timeout{5000};
+  };
+  std::unique_ptr<Agent> agent_;
+  friend struct AgentDispatch;
 };
 
 // Reading a PropValue: nullopt when absent or of another type.

@@ -72,6 +72,33 @@ interval_ms = 100
   EXPECT_EQ(c->simulated_scanners[0].interval_ms, 100);
 }
 
+TEST(DaemonConfigTest, DriverSessionKeys) {
+  auto c = parse_config(R"(
+[pcsc]
+transaction_hold_ms = 250
+[bluetooth]
+pairing_agent = false
+)",
+                        "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_TRUE(c->pcsc);
+  EXPECT_EQ(c->pcsc->transaction_hold_ms, 250);
+  ASSERT_TRUE(c->bluetooth);
+  EXPECT_FALSE(c->bluetooth->pairing_agent);
+
+  auto defaults = parse_config("[pcsc]\n[bluetooth]\n", "c.toml");
+  ASSERT_TRUE(defaults) << defaults.error().message();
+  EXPECT_EQ(defaults->pcsc->transaction_hold_ms, 1000);
+  EXPECT_TRUE(defaults->bluetooth->pairing_agent);
+
+  auto bad_hold = parse_config("[pcsc]\ntransaction_hold_ms = 60001\n", "c.toml");
+  ASSERT_FALSE(bad_hold);
+  EXPECT_NE(bad_hold.error().message().find("pcsc.transaction_hold_ms"), std::string::npos);
+  auto bad_agent = parse_config("[bluetooth]\npairing_agent = \"yes\"\n", "c.toml");
+  ASSERT_FALSE(bad_agent);
+  EXPECT_NE(bad_agent.error().message().find("bluetooth.pairing_agent"), std::string::npos);
+}
+
 TEST(DaemonConfigTest, ErrorsNameFileLineAndKey) {
   auto c = parse_config("socket = \"/s\"\n\nmax_lease_seconds = 0\n", "p.toml");
   ASSERT_FALSE(c);

@@ -3,9 +3,12 @@
 #include "bluetooth/bluetooth_driver.h"
 
 #include <gtest/gtest.h>
+#include <systemd/sd-bus.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -202,6 +205,166 @@ TEST_F(BluetoothDriverTest, PowerAndDiscoveryChangeTheAdapter) {
   auto wrong = driver_->act(request("bt-hci0", "pair"));
   ASSERT_FALSE(wrong.has_value());
   EXPECT_EQ(wrong.error().code, Errc::failed_precondition);
+}
+
+ActionRequest pair_with(const std::string& id, std::map<std::string, std::string> params) {
+  ActionRequest r = request(id, "pair");
+  r.params = std::move(params);
+  return r;
+}
+
+// REQ-18: pairing a device that asks for a PIN code goes through Portier's
+// agent with the PIN the maintenance app gave; without one, the error says
+// what to pass. The PIN appears in no error.
+TEST_F(BluetoothDriverTest, PinCodePairingThroughTheAgent) {
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Card terminal"));
+  ASSERT_TRUE(mock_->require_agent("hci0", kPhone, "RequestPinCode", "4711"));
+  start_driver();
+  const std::string path = BluezMock::device_path("hci0", kPhone);
+
+  auto bare = driver_->act(request(kPhoneId, "pair"));
+  ASSERT_FALSE(bare.has_value());
+  EXPECT_EQ(bare.error().code, Errc::failed_precondition);
+  EXPECT_NE(bare.error().why.find("asks for a PIN code: give it as params pin="), std::string::npos)
+      << bare.error().message();
+
+  auto wrong = driver_->act(pair_with(kPhoneId, {{"pin", "1234"}}));
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().message().find("1234"), std::string::npos) << wrong.error().message();
+  EXPECT_EQ(mock_->get_bool(path, kDevice1, "Paired"), false);
+
+  auto ok = driver_->act(pair_with(kPhoneId, {{"pin", "4711"}}));
+  ASSERT_TRUE(ok.has_value()) << ok.error().message();
+  EXPECT_EQ(ok->values.at("paired"), "true");
+  EXPECT_EQ(mock_->get_bool(path, kDevice1, "Paired"), true);
+}
+
+// Passkey entry (the digits the device shows) and numeric comparison (the
+// same digits on both sides): the agent answers only with what was given.
+TEST_F(BluetoothDriverTest, PasskeyAndNumericComparisonPairing) {
+  constexpr const char* kPinpad = "22:22:22:22:22:22";
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Pinpad A"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPinpad, "Pinpad B"));
+  ASSERT_TRUE(mock_->require_agent("hci0", kPhone, "RequestPasskey", "123456"));
+  ASSERT_TRUE(mock_->require_agent("hci0", kPinpad, "RequestConfirmation", "", 654321));
+  start_driver();
+
+  auto passkey = driver_->act(pair_with(kPhoneId, {{"passkey", "123456"}}));
+  ASSERT_TRUE(passkey.has_value()) << passkey.error().message();
+  EXPECT_EQ(passkey->values.at("paired"), "true");
+
+  auto mismatch = driver_->act(pair_with("bt-222222222222", {{"confirm", "111111"}}));
+  ASSERT_FALSE(mismatch.has_value());
+  EXPECT_EQ(mismatch.error().code, Errc::failed_precondition);
+  EXPECT_NE(mismatch.error().why.find("not those the device shows"), std::string::npos)
+      << mismatch.error().message();
+  EXPECT_EQ(mismatch.error().message().find("654321"), std::string::npos);
+
+  auto confirmed = driver_->act(pair_with("bt-222222222222", {{"confirm", "654321"}}));
+  ASSERT_TRUE(confirmed.has_value()) << confirmed.error().message();
+  EXPECT_EQ(confirmed->values.at("paired"), "true");
+}
+
+// REQ-30: a remote device that starts pairing by itself gets nothing from
+// the agent, and the operators are told (pairing_refused on the adapter).
+TEST_F(BluetoothDriverTest, PairingNobodyStartedIsRefusedWithAnAlarm) {
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Skimmer"));
+  start_driver();
+  const std::string answer = mock_->ask_agent_for_pin("hci0", kPhone);
+  EXPECT_EQ(answer.rfind("org.bluez.Error.Rejected: ", 0), 0u) << answer;
+  ASSERT_TRUE(sink_.wait([](const BtRecorded& r) {
+    for (const auto& a : r.alarms) {
+      if (a.alarm.code == "pairing_refused") return true;
+    }
+    return false;
+  }));
+  for (const auto& a : sink_.snapshot().alarms) {
+    if (a.alarm.code != "pairing_refused") continue;
+    EXPECT_EQ(a.id, "bt-hci0");
+    EXPECT_EQ(a.alarm.details.at("address"), kPhone);
+    EXPECT_EQ(a.alarm.details.at("request"), "PIN code");
+  }
+}
+
+// Only the owner of org.bluez may ask the agent: another program on the bus
+// calling it directly is refused.
+TEST_F(BluetoothDriverTest, OnlyBluezMayUseTheAgent) {
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Phone"));
+  start_driver();
+  sd_bus* bus = nullptr;
+  ASSERT_GE(sd_bus_new(&bus), 0);
+  ASSERT_GE(sd_bus_set_address(bus, mock_->address().c_str()), 0);
+  ASSERT_GE(sd_bus_set_bus_client(bus, 1), 0);
+  ASSERT_GE(sd_bus_start(bus), 0);
+  char** names = nullptr;
+  ASSERT_GE(sd_bus_list_names(bus, &names, nullptr), 0);
+  const char* me = nullptr;
+  sd_bus_get_unique_name(bus, &me);
+  std::vector<std::string> refusals;
+  for (char** n = names; n && *n; ++n) {
+    if ((*n)[0] != ':' || (me && std::string(*n) == me)) continue;
+    sd_bus_message* m = nullptr;
+    sd_bus_message* reply = nullptr;
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_message_new_method_call(bus, &m, *n, BluetoothDriver::kAgentPath, "org.bluez.Agent1",
+                                   "RequestPinCode");
+    sd_bus_message_append(m, "o", BluezMock::device_path("hci0", kPhone).c_str());
+    if (sd_bus_call(bus, m, 500000, &e, &reply) < 0 && e.name &&
+        std::string(e.name) == "org.bluez.Error.Rejected") {
+      refusals.push_back(e.message ? e.message : "");
+    }
+    sd_bus_error_free(&e);
+    sd_bus_message_unref(reply);
+    sd_bus_message_unref(m);
+  }
+  for (char** n = names; n && *n; ++n) free(*n);
+  free(names);
+  sd_bus_flush_close_unref(bus);
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_EQ(refusals[0], "only BlueZ may use this agent");
+  for (const auto& a : sink_.snapshot().alarms) EXPECT_NE(a.alarm.code, "pairing_refused");
+}
+
+TEST_F(BluetoothDriverTest, PairParamsAreValidatedWithoutEchoingThem) {
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Phone"));
+  start_driver();
+  for (auto params : std::vector<std::map<std::string, std::string>>{{{"pin", ""}},
+                                                                     {{"pin", "12345678901234567"}},
+                                                                     {{"pin", "12\n34"}},
+                                                                     {{"passkey", "1234567"}},
+                                                                     {{"passkey", "12a"}},
+                                                                     {{"confirm", "-1"}},
+                                                                     {{"colour", "zebra"}}}) {
+    auto r = driver_->act(pair_with(kPhoneId, params));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, Errc::invalid_argument) << r.error().message();
+    const std::string& v = params.begin()->second;
+    if (v.size() > 2) {
+      EXPECT_EQ(r.error().message().find(v), std::string::npos) << r.error().message();
+    }
+  }
+  EXPECT_EQ(mock_->get_bool(BluezMock::device_path("hci0", kPhone), kDevice1, "Paired"), false);
+}
+
+TEST_F(BluetoothDriverTest, WithoutTheAgentSecretsAreRefusedAndNoAgentIsRegistered) {
+  config_.pairing_agent = false;
+  ASSERT_TRUE(mock_->add_adapter("hci0", "terminal"));
+  ASSERT_TRUE(mock_->add_device("hci0", kPhone, "Phone"));
+  start_driver();
+  auto r = driver_->act(pair_with(kPhoneId, {{"pin", "4711"}}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Errc::failed_precondition);
+  EXPECT_NE(r.error().why.find("pairing agent is off"), std::string::npos);
+  // Still usable for devices that need no agent.
+  auto plain = driver_->act(request(kPhoneId, "pair"));
+  ASSERT_TRUE(plain.has_value()) << plain.error().message();
+  EXPECT_NE(mock_->ask_agent_for_pin("hci0", kPhone).find("no agent registered"),
+            std::string::npos);
 }
 
 TEST_F(BluetoothDriverTest, PairTrustConnectDisconnect) {

@@ -251,6 +251,120 @@ void BluezMock::thaw_bluez() {
   return call_mock("PairDevice", "ssi", adapter.c_str(), address.c_str(), device_class);
 }
 
+namespace {
+
+// Python for the mock: finds the registered default agent among the bus's
+// connections (the one that answers Agent1 at that path; others are asked
+// with a short timeout) and calls `call` on it; `res` gets the answer. An
+// agent's refusal is raised as `refused_as`.
+std::string agent_call_code(const std::string& call, const std::string& refused_as) {
+  return "import dbus\n"
+         "mgr = objects['/org/bluez']\n"
+         "agent = getattr(mgr, 'default_agent', None)\n"
+         "if not agent:\n"
+         "    raise dbus.exceptions.DBusException('no agent registered', "
+         "name='org.bluez.Error.AuthenticationFailed')\n"
+         "bus = self.connection\n"
+         "res = None\n"
+         "found = False\n"
+         "for name in bus.list_names():\n"
+         "    if not name.startswith(':') or name == bus.get_unique_name():\n"
+         "        continue\n"
+         "    try:\n"
+         "        res = " +
+         call +
+         "\n"
+         "        found = True\n"
+         "        break\n"
+         "    except dbus.exceptions.DBusException as e:\n"
+         "        if e.get_dbus_name() in ('org.bluez.Error.Rejected', "
+         "'org.bluez.Error.Canceled'):\n"
+         "            " +
+         refused_as +
+         "\n"
+         "if not found:\n"
+         "    raise dbus.exceptions.DBusException('agent not reachable', "
+         "name='org.bluez.Error.AuthenticationFailed')\n";
+}
+
+}  // namespace
+
+::testing::AssertionResult BluezMock::add_method(const std::string& path,
+                                                 const std::string& interface,
+                                                 const std::string& name, const std::string& in_sig,
+                                                 const std::string& out_sig,
+                                                 const std::string& code) {
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  const int r = sd_bus_call_method(bus_, "org.bluez", path.c_str(), "org.freedesktop.DBus.Mock",
+                                   "AddMethod", &e, nullptr, "sssss", interface.c_str(),
+                                   name.c_str(), in_sig.c_str(), out_sig.c_str(), code.c_str());
+  if (r < 0) {
+    auto f = bus_failure("AddMethod", r, e);
+    sd_bus_error_free(&e);
+    return f;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult BluezMock::require_agent(const std::string& adapter,
+                                                    const std::string& address,
+                                                    const std::string& request,
+                                                    const std::string& expect,
+                                                    std::uint32_t passkey) {
+  std::string call, check;
+  if (request == "RequestConfirmation") {
+    call =
+        "bus.call_blocking(name, agent, 'org.bluez.Agent1', 'RequestConfirmation', 'ou', "
+        "[self.__dbus_object_path__, dbus.UInt32(" +
+        std::to_string(passkey) + ")], timeout=0.5)";
+    check = "False";
+  } else {
+    const std::string sig = "o";
+    call = "bus.call_blocking(name, agent, 'org.bluez.Agent1', '" + request + "', '" + sig +
+           "', [self.__dbus_object_path__], timeout=0.5)";
+    check = "str(res) != '" + expect + "'";
+  }
+  const std::string code =
+      agent_call_code(call,
+                      "raise dbus.exceptions.DBusException(e.get_dbus_message(), "
+                      "name='org.bluez.Error.AuthenticationRejected')") +
+      "if " + check +
+      ":\n"
+      "    raise dbus.exceptions.DBusException('wrong answer from the agent', "
+      "name='org.bluez.Error.AuthenticationFailed')\n"
+      "self.PairDevice('" +
+      adapter + "', '" + address + "', 5898764)\n";
+  return add_method(device_path(adapter, address), "org.bluez.Device1", "Pair", "", "", code);
+}
+
+std::string BluezMock::ask_agent_for_pin(const std::string& adapter, const std::string& address) {
+  const std::string code =
+      "ret = ''\n" +
+      agent_call_code(
+          "bus.call_blocking(name, agent, 'org.bluez.Agent1', 'RequestPinCode', 'o', "
+          "[dbus.ObjectPath('" +
+              device_path(adapter, address) + "')], timeout=0.5)",
+          "ret = e.get_dbus_name() + ': ' + e.get_dbus_message()\n            found = "
+          "True\n            break");
+  auto added = add_method("/org/bluez", "org.bluez.Mock", "AskAgentForPin", "", "s", code);
+  if (!added) return "add_method failed: " + std::string(added.message());
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  const int r = sd_bus_call_method(bus_, "org.bluez", "/org/bluez", "org.bluez.Mock",
+                                   "AskAgentForPin", &e, &reply, "");
+  std::string out;
+  if (r < 0) {
+    out =
+        std::string("call failed: ") + (e.name ? e.name : "") + " " + (e.message ? e.message : "");
+  } else {
+    const char* s = nullptr;
+    if (sd_bus_message_read(reply, "s", &s) >= 0 && s) out = s;
+  }
+  sd_bus_error_free(&e);
+  sd_bus_message_unref(reply);
+  return out;
+}
+
 std::string BluezMock::device_path(const std::string& adapter, const std::string& address) {
   std::string p = "/org/bluez/" + adapter + "/dev_" + address;
   for (char& c : p) {

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -56,6 +57,22 @@ class BluezMock {
   ::testing::AssertionResult pair_device(const std::string& adapter, const std::string& address,
                                          int device_class);
 
+  // Pairing through an agent, as bluetoothd does it (the bluez5 template's
+  // Pair asks no agent). Replaces the device's Device1.Pair with one that
+  // calls `request` ("RequestPinCode", "RequestPasskey" or
+  // "RequestConfirmation" with `passkey`) on the default agent registered
+  // with AgentManager1, and pairs only when the agent answers `expect` (the
+  // PIN, or the passkey in decimal; unused for RequestConfirmation). An
+  // agent's Rejected becomes AuthenticationRejected, a wrong answer
+  // AuthenticationFailed, as in bluetoothd.
+  ::testing::AssertionResult require_agent(const std::string& adapter, const std::string& address,
+                                           const std::string& request, const std::string& expect,
+                                           std::uint32_t passkey = 0);
+  // bluetoothd asking the default agent for a PIN code for a device that
+  // started pairing by itself. Returns the D-Bus error name and message the
+  // agent answered ("" when it gave a PIN), or the failure.
+  std::string ask_agent_for_pin(const std::string& adapter, const std::string& address);
+
   // Adapter1.SetDiscoveryFilter({}). The bluez5 template of dbusmock 0.28
   // reads a DiscoveryFilter property in StartDiscovery that only this
   // method creates; real BlueZ needs no filter.
@@ -70,6 +87,9 @@ class BluezMock {
  private:
   ::testing::AssertionResult start_bus();
   ::testing::AssertionResult call_mock(const char* method, const char* signature, ...);
+  ::testing::AssertionResult add_method(const std::string& path, const std::string& interface,
+                                        const std::string& name, const std::string& in_sig,
+                                        const std::string& out_sig, const std::string& code);
   ::testing::AssertionResult wait_bluez_owner(bool present);
 
   std::string dir_;
