@@ -4,6 +4,9 @@
 // policy operations.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+
 #include "bluetooth/bluez_mock.h"
 #include "daemon_fixture.h"
 
@@ -31,12 +34,13 @@ class BluetoothThroughDaemonTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
   }
   grpc::Status act(const std::string& device, const std::string& action,
-                   v1::ActResponse* out = nullptr) {
+                   v1::ActResponse* out = nullptr, std::map<std::string, std::string> params = {}) {
     auto stub = daemon_->connect();
     grpc::ClientContext ctx;
     v1::ActRequest r;
     r.set_device_id(device);
     r.set_action(action);
+    for (auto& [k, v] : params) (*r.mutable_params())[k] = v;
     v1::ActResponse resp;
     auto st = stub->Act(&ctx, r, &resp);
     if (out) *out = resp;
@@ -89,6 +93,30 @@ TEST_F(BluetoothThroughDaemonTest, UnknownDeviceIsRefusedAndAudited) {
   v1::ListDevicesResponse r;
   ASSERT_TRUE(stub->ListDevices(&ctx, {}, &r).ok());
   for (auto& d : r.devices()) EXPECT_NE(d.id(), "bt-aabbccddeeff");
+}
+
+// REQ-18, REQ-30: a pinpad that wants a PIN pairs through portierd's agent
+// with the PIN the maintenance app passes; the PIN is in no log or audit
+// record; a pairing the device starts by itself is refused and audited.
+TEST_F(BluetoothThroughDaemonTest, PinPairingThroughTheAgentLeavesNoSecretBehind) {
+  ASSERT_TRUE(mock_->require_agent("hci0", "11:22:33:44:55:66", "RequestPinCode", "80417"));
+  start("[\"list\", \"pair\"]");
+  auto bare = act("bt-112233445566", "pair");
+  EXPECT_EQ(bare.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(bare.error_message().find("params pin="), std::string::npos) << bare.error_message();
+  v1::ActResponse resp;
+  auto st = act("bt-112233445566", "pair", &resp, {{"pin", "80417"}});
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.values().at("paired"), "true");
+
+  ASSERT_TRUE(mock_->add_device("hci0", "11:22:33:00:00:01", "stranger"));
+  EXPECT_EQ(
+      mock_->ask_agent_for_pin("hci0", "11:22:33:00:00:01").rfind("org.bluez.Error.Rejected", 0),
+      0u);
+  ASSERT_TRUE(daemon_->audit_has("pairing_refused"));
+  EXPECT_TRUE(daemon_->audit_has("address=11:22:33:00:00:01"));
+  EXPECT_FALSE(daemon_->audit_has("80417"));
+  EXPECT_EQ(daemon_->log().find("80417"), std::string::npos);
 }
 
 }  // namespace
