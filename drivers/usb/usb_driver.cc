@@ -1,7 +1,6 @@
 #include "usb/usb_driver.h"
 
 #include <fcntl.h>
-#include <libusb.h>
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -24,6 +23,7 @@
 #include "usb/uevent_parser.h"
 #include "usb/usb_descriptor_parser.h"
 #include "usb/usb_identity.h"
+#include "usb/usb_transfer.h"
 
 namespace portier::drivers::usb {
 
@@ -59,10 +59,7 @@ namespace {
 
 constexpr const char* kWhere = "usb";
 constexpr int kDatagramsPerWakeup = 64;  // then poll again so stop() stays prompt
-constexpr std::size_t kMaxControlData = 4096;
-constexpr std::size_t kMaxBulkData = 1 << 20;
 constexpr int kSocketBuffer = 1 << 20;
-constexpr std::chrono::milliseconds kMaxTimeout{60000};
 constexpr const char* kDeauthorizedReason =
     "not authorized (sysfs authorized = 0): the kernel keeps its interfaces unbound";
 
@@ -76,22 +73,6 @@ int depth(const std::string& port) {
 bool id_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '-' || c == '.';
-}
-
-// Decimal or 0x-prefixed hex, at most `max`.
-std::optional<unsigned long> parse_number(const std::string& s, unsigned long max) {
-  std::string_view v = s;
-  int base = 10;
-  if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
-    v.remove_prefix(2);
-    base = 16;
-  }
-  unsigned long out = 0;
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out, base);
-  if (v.empty() || ec != std::errc() || ptr != v.data() + v.size() || out > max) {
-    return std::nullopt;
-  }
-  return out;
 }
 
 void add_device_details(AlarmData& a, const SysfsUsbDevice& d, const std::string& identity) {
@@ -112,12 +93,12 @@ std::string describe(const SysfsUsbDevice& d) {
 
 }  // namespace
 
-UsbDriver::UsbDriver(UsbConfig config) : config_(std::move(config)), tree_(config_.sysfs_root) {}
+UsbDriver::UsbDriver(UsbConfig config, std::unique_ptr<UsbBackend> usb)
+    : config_(std::move(config)),
+      tree_(config_.sysfs_root),
+      usb_(usb ? std::move(usb) : libusb_backend()) {}
 
-UsbDriver::~UsbDriver() {
-  stop();
-  if (usb_ctx_) libusb_exit(usb_ctx_);
-}
+UsbDriver::~UsbDriver() { stop(); }
 
 Result<void> UsbDriver::validate(const UsbConfig& c) {
   if (c.sysfs_root.empty()) return fail(Errc::invalid_argument, kWhere, "sysfs_root", "is empty");
@@ -329,7 +310,7 @@ UsbDriver::Entry UsbDriver::make_entry(SysfsUsbDevice dev) const {
     // Fall back to the interfaces the kernel created (none while the device
     // is deauthorized or before its configuration is set).
     for (const auto& i : dev.interfaces) {
-      if (auto v = parse_number("0x" + i.interface_class, 0xff)) {
+      if (auto v = parse_usb_number("0x" + i.interface_class, 0xff)) {
         classes.push_back(static_cast<std::uint8_t>(*v));
       }
     }
@@ -804,197 +785,29 @@ Result<ActionResult> UsbDriver::act_authorize_default(const ActionRequest& r,
   return res;
 }
 
-Result<libusb_context*> UsbDriver::usb_context() {
-  std::lock_guard lock(usb_mu_);
-  if (usb_ctx_) return usb_ctx_;
-  libusb_context* ctx = nullptr;
-  const int rc = libusb_init(&ctx);
-  if (rc < 0) {
-    return fail(Errc::unavailable, kWhere, "libusb_init",
-                std::string(libusb_error_name(rc)) + ": " + libusb_strerror(rc));
-  }
-  libusb_set_option(ctx, LIBUSB_OPTION_LOG_LEVEL, LIBUSB_LOG_LEVEL_NONE);
-  usb_ctx_ = ctx;
-  return ctx;
-}
-
 Result<ActionResult> UsbDriver::act_transfer(const ActionRequest& r, const std::string& port,
                                              const std::string& vendor,
                                              const std::string& product) {
   const std::string what = r.action + " on " + r.device_id;
-  auto param = [&](const char* k) -> const std::string* {
-    auto it = r.params.find(k);
-    return it == r.params.end() ? nullptr : &it->second;
-  };
-  auto number = [&](const char* k, unsigned long max, bool required,
-                    unsigned long dflt = 0) -> Result<unsigned long> {
-    const std::string* s = param(k);
-    if (!s) {
-      if (required) {
-        return fail(Errc::invalid_argument, kWhere, what, std::string("missing parameter ") + k);
-      }
-      return dflt;
-    }
-    auto v = parse_number(*s, max);
-    if (!v) {
-      return fail(Errc::invalid_argument, kWhere, what,
-                  std::string("parameter ") + k + " \"" + escape_for_message(*s) +
-                      "\" is not a number from 0 to " + std::to_string(max));
-    }
-    return *v;
-  };
-  const bool control = r.action == "control_transfer";
-  std::uint8_t request_type = 0, request = 0, endpoint = 0;
-  std::uint16_t value = 0, index = 0;
-  std::optional<int> interface;
-  bool in = false;
-  std::size_t length = 0;
-  if (control) {
-    auto rt = number("request_type", 0xff, true);
-    if (!rt) return std::unexpected(rt.error());
-    auto rq = number("request", 0xff, true);
-    if (!rq) return std::unexpected(rq.error());
-    auto va = number("value", 0xffff, false);
-    if (!va) return std::unexpected(va.error());
-    auto ix = number("index", 0xffff, false);
-    if (!ix) return std::unexpected(ix.error());
-    request_type = static_cast<std::uint8_t>(*rt);
-    request = static_cast<std::uint8_t>(*rq);
-    value = static_cast<std::uint16_t>(*va);
-    index = static_cast<std::uint16_t>(*ix);
-    in = (request_type & LIBUSB_ENDPOINT_IN) != 0;
-    if (in) {
-      auto len = number("length", kMaxControlData, true);
-      if (!len) return std::unexpected(len.error());
-      length = *len;
-    } else if (r.data.size() > kMaxControlData) {
-      return fail(Errc::invalid_argument, kWhere, what,
-                  "OUT data of " + std::to_string(r.data.size()) + " bytes exceeds " +
-                      std::to_string(kMaxControlData));
-    }
-  } else {
-    auto ep = number("endpoint", 0xff, true);
-    if (!ep) return std::unexpected(ep.error());
-    endpoint = static_cast<std::uint8_t>(*ep);
-    if ((endpoint & 0x0f) == 0 || (endpoint & 0x70) != 0) {
-      return fail(Errc::invalid_argument, kWhere, what,
-                  "endpoint " + *param("endpoint") +
-                      " is not a bulk endpoint address (0x01-0x0f, "
-                      "0x81-0x8f)");
-    }
-    in = (endpoint & LIBUSB_ENDPOINT_IN) != 0;
-    if (param("interface")) {
-      auto itf = number("interface", 0xff, true);
-      if (!itf) return std::unexpected(itf.error());
-      interface = static_cast<int>(*itf);
-    }
-    if (in) {
-      auto len = number("length", kMaxBulkData, true);
-      if (!len) return std::unexpected(len.error());
-      if (*len == 0) return fail(Errc::invalid_argument, kWhere, what, "length must be at least 1");
-      length = *len;
-    } else if (r.data.empty() || r.data.size() > kMaxBulkData) {
-      return fail(Errc::invalid_argument, kWhere, what,
-                  "OUT data must be 1 to " + std::to_string(kMaxBulkData) + " bytes");
-    }
-  }
-  if (in && !r.data.empty()) {
-    return fail(Errc::invalid_argument, kWhere, what, "an IN transfer takes no data");
-  }
-  if (!in && param("length")) {
-    return fail(Errc::invalid_argument, kWhere, what,
-                "length is for IN transfers; an OUT transfer sends `data`");
-  }
-  const auto timeout = std::clamp(r.timeout, std::chrono::milliseconds(1), kMaxTimeout);
-
+  auto t = parse_usb_transfer(r, what);
+  if (!t) return std::unexpected(t.error());
   auto busnum_s = tree_.read_attribute(port, "busnum");
   if (!busnum_s) return fail(Errc::unavailable, kWhere, what, busnum_s.error().message());
   auto devnum_s = tree_.read_attribute(port, "devnum");
   if (!devnum_s) return fail(Errc::unavailable, kWhere, what, devnum_s.error().message());
-  const auto busnum = parse_number(*busnum_s, 255);
-  const auto devnum = parse_number(*devnum_s, 255);
-  if (!busnum || !devnum) {
+  const auto busnum = parse_usb_number(*busnum_s, 255);
+  const auto devnum = parse_usb_number(*devnum_s, 255);
+  const auto vid = parse_usb_number("0x" + vendor, 0xffff);
+  const auto pid = parse_usb_number("0x" + product, 0xffff);
+  if (!busnum || !devnum || !vid || !pid) {
     return fail(Errc::unavailable, kWhere, what,
-                "sysfs busnum/devnum \"" + escape_for_message(*busnum_s) + "\"/\"" +
-                    escape_for_message(*devnum_s) + "\" are not numbers");
+                "sysfs busnum/devnum/ids \"" + escape_for_message(*busnum_s) + "\"/\"" +
+                    escape_for_message(*devnum_s) + "\"/" + escape_for_message(vendor) + ":" +
+                    escape_for_message(product) + " are not numbers");
   }
-  const std::string address =
-      "bus " + std::to_string(*busnum) + " address " + std::to_string(*devnum);
-
-  auto ctx = usb_context();
-  if (!ctx) return std::unexpected(ctx.error());
-  libusb_device** list = nullptr;
-  const ssize_t count = libusb_get_device_list(*ctx, &list);
-  if (count < 0) {
-    return fail(
-        Errc::unavailable, kWhere, what,
-        std::string("libusb_get_device_list: ") + libusb_error_name(static_cast<int>(count)));
-  }
-  libusb_device* device = nullptr;
-  for (ssize_t i = 0; i < count; ++i) {
-    if (libusb_get_bus_number(list[i]) == *busnum &&
-        libusb_get_device_address(list[i]) == *devnum) {
-      device = libusb_ref_device(list[i]);
-      break;
-    }
-  }
-  libusb_free_device_list(list, 1);
-  if (!device) {
-    return fail(Errc::unavailable, kWhere, what,
-                "libusb sees no device at " + address + " (LIBUSB_ERROR_NO_DEVICE)");
-  }
-  std::unique_ptr<libusb_device, decltype(&libusb_unref_device)> dev_ref(device,
-                                                                         libusb_unref_device);
-  libusb_device_descriptor desc{};
-  if (const int rc = libusb_get_device_descriptor(device, &desc); rc < 0) {
-    return fail(Errc::unavailable, kWhere, what,
-                std::string("libusb_get_device_descriptor: ") + libusb_error_name(rc));
-  }
-  if (parse_number("0x" + vendor, 0xffff) != desc.idVendor ||
-      parse_number("0x" + product, 0xffff) != desc.idProduct) {
-    return fail(Errc::unavailable, kWhere, what,
-                "the device at " + address + " is no longer " + vendor + ":" + product +
-                    " (LIBUSB_ERROR_NO_DEVICE)");
-  }
-  libusb_device_handle* handle = nullptr;
-  if (const int rc = libusb_open(device, &handle); rc < 0) {
-    return fail(Errc::unavailable, kWhere, what,
-                std::string("libusb_open ") + address + ": " + libusb_error_name(rc));
-  }
-  std::unique_ptr<libusb_device_handle, decltype(&libusb_close)> h(handle, libusb_close);
-  if (interface) {
-    if (const int rc = libusb_claim_interface(handle, *interface); rc < 0) {
-      return fail(Errc::unavailable, kWhere, what,
-                  "libusb_claim_interface " + std::to_string(*interface) + ": " +
-                      libusb_error_name(rc) + " (a kernel driver may hold it)");
-    }
-  }
-  ActionResult res;
-  std::string buffer = in ? std::string(length, '\0') : r.data;
-  int transferred = 0;
-  int rc = 0;
-  const auto ms = static_cast<unsigned int>(timeout.count());
-  if (control) {
-    rc = libusb_control_transfer(handle, request_type, request, value, index,
-                                 reinterpret_cast<unsigned char*>(buffer.data()),
-                                 static_cast<std::uint16_t>(buffer.size()), ms);
-    transferred = rc;
-  } else {
-    rc = libusb_bulk_transfer(handle, endpoint, reinterpret_cast<unsigned char*>(buffer.data()),
-                              static_cast<int>(buffer.size()), &transferred, ms);
-  }
-  if (interface) libusb_release_interface(handle, *interface);
-  if (rc < 0) {
-    return fail(Errc::unavailable, kWhere, what,
-                std::string(control ? "libusb_control_transfer: " : "libusb_bulk_transfer: ") +
-                    libusb_error_name(rc));
-  }
-  if (in) {
-    buffer.resize(static_cast<std::size_t>(std::max(transferred, 0)));
-    res.data = std::move(buffer);
-  }
-  res.values["transferred"] = std::to_string(transferred);
-  return res;
+  return run_usb_transfer(*usb_, static_cast<int>(*busnum), static_cast<int>(*devnum),
+                          static_cast<std::uint16_t>(*vid), static_cast<std::uint16_t>(*pid), *t,
+                          what);
 }
 
 // ---------------------------------------------------------------------------

@@ -48,9 +48,11 @@
 //    ("0x81" IN, "0x02" OUT), interface (optional: claimed for the
 //    transfer), length (IN: at most 1 MiB); `data` the OUT payload (at most
 //    1 MiB). Result as above.
-//  Transfers open the device by busnum/devnum read from sysfs at that
-//  moment, check its vendor/product, never detach a kernel driver, and
-//  close it afterwards. Timeout: request.timeout (1 ms .. 60 s). libusb
+//  Transfers (usb_transfer.h, through a UsbBackend: libusb-1.0) open the
+//  device by busnum/devnum read from sysfs at that moment, check its
+//  vendor/product (a different device there gets nothing), claim the
+//  interface when asked, never detach a kernel driver, and close it
+//  afterwards. Timeout: request.timeout (1 ms .. 60 s). libusb
 //  errors -> Errc::unavailable with libusb_error_name.
 //  Errors: not_found (unknown id), failed_precondition (action not offered
 //  for this device, driver not started, transfer to a deauthorized device),
@@ -95,15 +97,16 @@
 
 #include "driver.h"
 #include "usb/sysfs_usb_tree.h"
+#include "usb/usb_backend.h"
 #include "usb/usb_config.h"
-
-struct libusb_context;
 
 namespace portier::drivers::usb {
 
 class UsbDriver final : public Driver {
  public:
-  explicit UsbDriver(UsbConfig config);
+  // `usb`: how transfers reach devices (libusb_backend() when null; tests
+  // pass a double, see usb_backend.h).
+  explicit UsbDriver(UsbConfig config, std::unique_ptr<UsbBackend> usb = nullptr);
   ~UsbDriver() override;  // stops if running
   UsbDriver(const UsbDriver&) = delete;
   UsbDriver& operator=(const UsbDriver&) = delete;
@@ -177,7 +180,6 @@ class UsbDriver final : public Driver {
   Result<ActionResult> act_authorize_default(const ActionRequest& r, const std::string& port);
   Result<ActionResult> act_transfer(const ActionRequest& r, const std::string& port,
                                     const std::string& vendor, const std::string& product);
-  Result<libusb_context*> usb_context();
   void request_refresh(const std::string& port);
 
   const UsbConfig config_;
@@ -198,8 +200,7 @@ class UsbDriver final : public Driver {
   std::vector<std::string> refresh_queue_;
   Counters counters_;
 
-  std::mutex usb_mu_;  // guards usb_ctx_ creation
-  libusb_context* usb_ctx_ = nullptr;
+  std::unique_ptr<UsbBackend> usb_;
   std::string usb_init_error_;
 };
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "drivers/usb/fake_usb_backend.h"
 #include "drivers/usb/usb_test_support.h"
 #include "usb/usb_identity.h"
 
@@ -509,8 +510,8 @@ TEST_F(UsbDriverTest, AuthorizeActionsRejectBadRequests) {
   EXPECT_EQ(tree_.read("usb1", "authorized_default"), "1");
 }
 
-// libusb cannot reach a device on a test machine: only parameter checks
-// and the error path are tested.
+// With the real libusb, which reaches no device on a test machine: parameter checks
+// and the error path (transfers themselves: UsbTransferTest below).
 TEST_F(UsbDriverTest, TransfersValidateParametersAndReportLibusbErrors) {
   UsbDriver driver(config_);
   start(driver);
@@ -589,6 +590,122 @@ TEST_F(UsbDriverTest, TransfersValidateParametersAndReportLibusbErrors) {
   ASSERT_TRUE(sink_.wait_log("state usb-1-1 disconnected"));
   EXPECT_EQ(code({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}}}),
             Errc::failed_precondition);
+}
+
+// The kernel's USB stack is not reachable here: these transfers go to a
+// libusb-level double playing the scanner at bus 1 address 5
+// (fake_usb_backend.h). Everything above that boundary is the driver's.
+class UsbTransferTest : public UsbDriverTest {
+ protected:
+  drivers::testing::FakeUsbDevice device_{1, 5, 0x0c2e, 0x0b61};
+};
+
+TEST_F(UsbTransferTest, ControlTransfersInAndOut) {
+  UsbDriver driver(config_, device_.backend());
+  start(driver);
+  auto desc = driver.act(
+      {"usb-1-1",
+       "control_transfer",
+       "",
+       {{"request_type", "0x80"}, {"request", "6"}, {"value", "0x0100"}, {"length", "18"}},
+       std::chrono::milliseconds(500)});
+  ASSERT_TRUE(desc.has_value()) << desc.error().message();
+  ASSERT_EQ(desc->data.size(), 18u);
+  EXPECT_EQ(static_cast<unsigned char>(desc->data[8]), 0x2e);  // idVendor, little endian
+  EXPECT_EQ(static_cast<unsigned char>(desc->data[9]), 0x0c);
+  EXPECT_EQ(desc->values.at("transferred"), "18");
+
+  auto out = driver.act(
+      {"usb-1-1", "control_transfer", "beep"s, {{"request_type", "0x40"}, {"request", "1"}}});
+  ASSERT_TRUE(out.has_value()) << out.error().message();
+  EXPECT_EQ(out->values.at("transferred"), "4");
+  EXPECT_TRUE(out->data.empty());
+  auto back = driver.act({"usb-1-1",
+                          "control_transfer",
+                          "",
+                          {{"request_type", "0xC0"}, {"request", "1"}, {"length", "64"}}});
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->data, "beep");  // a short IN returns what came
+
+  auto stall = driver.act({"usb-1-1",
+                           "control_transfer",
+                           "",
+                           {{"request_type", "0xC0"}, {"request", "99"}, {"length", "1"}}});
+  ASSERT_FALSE(stall.has_value());
+  EXPECT_EQ(stall.error().code, Errc::unavailable);
+  EXPECT_NE(stall.error().why.find("LIBUSB_ERROR_PIPE (the device stalled the request)"),
+            std::string::npos)
+      << stall.error().message();
+  EXPECT_EQ(device_.open_handles(), 0u);  // every transfer closed its handle
+}
+
+TEST_F(UsbTransferTest, BulkLoopbackClaimsAndReleasesTheInterface) {
+  UsbDriver driver(config_, device_.backend());
+  start(driver);
+  auto sent = driver.act(
+      {"usb-1-1", "bulk_transfer", "\x1b@hello"s, {{"endpoint", "0x02"}, {"interface", "1"}}});
+  ASSERT_TRUE(sent.has_value()) << sent.error().message();
+  EXPECT_EQ(sent->values.at("transferred"), "7");
+  auto read = driver.act({"usb-1-1",
+                          "bulk_transfer",
+                          "",
+                          {{"endpoint", "0x81"}, {"interface", "1"}, {"length", "5"}}});
+  ASSERT_TRUE(read.has_value()) << read.error().message();
+  EXPECT_EQ(read->data, "\x1b@hel"s);
+  EXPECT_EQ(device_.calls(),
+            (std::vector<std::string>{"open", "claim 1", "bulk 0x02 7", "release 1", "close",
+                                      "open", "claim 1", "bulk 0x81 5", "release 1", "close"}));
+
+  auto rest =
+      driver.act({"usb-1-1", "bulk_transfer", "", {{"endpoint", "0x81"}, {"length", "64"}}});
+  ASSERT_TRUE(rest.has_value()) << rest.error().message();
+  EXPECT_EQ(rest->data, "lo");
+  auto empty = driver.act({"usb-1-1",
+                           "bulk_transfer",
+                           "",
+                           {{"endpoint", "0x81"}, {"length", "8"}},
+                           std::chrono::milliseconds(50)});
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_NE(empty.error().why.find("LIBUSB_ERROR_TIMEOUT"), std::string::npos);
+}
+
+TEST_F(UsbTransferTest, InterfaceHeldByAKernelDriverIsNotTaken) {
+  UsbDriver driver(config_, device_.backend());
+  start(driver);
+  auto r =
+      driver.act({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}, {"interface", "0"}}});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Errc::unavailable);
+  EXPECT_NE(r.error().why.find("libusb_claim_interface 0: LIBUSB_ERROR_BUSY (a kernel driver may "
+                               "hold it)"),
+            std::string::npos)
+      << r.error().message();
+  const auto calls = device_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "bulk 0x02 1"), 0);  // nothing was sent
+  EXPECT_EQ(device_.open_handles(), 0u);
+}
+
+// REQ-4: a transfer never reaches a different device that now sits at the
+// address, and a device that went away answers unavailable.
+TEST_F(UsbTransferTest, ReplacedOrRemovedDeviceGetsNoTransfer) {
+  UsbDriver driver(config_, device_.backend());
+  start(driver);
+  device_.replace(0xdead, 0xbeef);
+  auto swapped = driver.act({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}}});
+  ASSERT_FALSE(swapped.has_value());
+  EXPECT_NE(swapped.error().why.find("is no longer 0c2e:0b61 but dead:beef"), std::string::npos)
+      << swapped.error().message();
+  const auto calls = device_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "bulk 0x02 1"), 0);
+
+  device_.unplug();
+  auto gone = driver.act({"usb-1-1", "bulk_transfer", "x", {{"endpoint", "0x02"}}});
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code, Errc::unavailable);
+  EXPECT_NE(
+      gone.error().why.find("libusb sees no device at bus 1 address 5 (LIBUSB_ERROR_NO_DEVICE)"),
+      std::string::npos)
+      << gone.error().message();
 }
 
 TEST_F(UsbDriverTest, WriteIsNotHowUsbDevicesTakeData) {
