@@ -271,20 +271,6 @@ void HidScannerDriver::report(DeviceState state, const std::string& reason) {
   sink_->device_state(config_.id, state, reason);
 }
 
-bool HidScannerDriver::wait_for_stop(int timeout_ms) const {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-    pollfd p{stop_fd_, POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0)));
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return false;
-  }
-}
-
 void HidScannerDriver::emit_scan(const std::string& aim, const std::string& data, bool aim_known) {
   ScanData scan;
   if (keyboard_) {
@@ -339,13 +325,13 @@ void HidScannerDriver::process_stream(std::string_view bytes) {
   pending_.assign(bytes);
 }
 
-HidScannerDriver::ReadOutcome HidScannerDriver::read_available(std::string& reason) {
+NodeRead HidScannerDriver::read_available(std::string& reason) {
   char buf[kReadChunk];
-  ReadOutcome outcome = ReadOutcome::no_data;
+  NodeRead outcome = NodeRead::no_data;
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     const ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n > 0) {
-      outcome = ReadOutcome::data;
+      outcome = NodeRead::data;
       const std::string_view bytes(buf, static_cast<std::size_t>(n));
       if (packets_) {
         process_unit(bytes);  // hidraw: exactly one report per read
@@ -356,13 +342,13 @@ HidScannerDriver::ReadOutcome HidScannerDriver::read_available(std::string& reas
     }
     if (n == 0) {
       reason = "device hung up (end of file)";
-      return ReadOutcome::gone;
+      return NodeRead::gone;
     }
     const int e = errno;
     if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) break;
     reason = "read failed: " + errno_text(e);
-    return ReadOutcome::gone;
+    return NodeRead::gone;
   }
   return outcome;
 }
@@ -378,59 +364,28 @@ void HidScannerDriver::disconnect(const std::string& reason) {
 }
 
 void HidScannerDriver::run() {
-  using clock = std::chrono::steady_clock;
-  // Delay before the next open attempt: doubles on every failed attempt and
-  // on every connection that dropped before it was stable; back to
-  // reopen_min_ms once a connection lasted reopen_max_ms.
-  int backoff_ms = config_.reopen_min_ms;
-  const auto stable_after = std::chrono::milliseconds(config_.reopen_max_ms);
-  auto connected_since = clock::now();
-  auto grow = [&] { backoff_ms = std::min(backoff_ms * 2, config_.reopen_max_ms); };
-  auto lost = [&](const std::string& reason) {
-    disconnect(reason);
-    if (clock::now() - connected_since >= stable_after) {
-      backoff_ms = config_.reopen_min_ms;
-    } else {
-      grow();
+  DeviceNodeLoop loop;
+  loop.stop_fd = stop_fd_;
+  loop.fd = fd_;
+  loop.reopen_min_ms = config_.reopen_min_ms;
+  loop.reopen_max_ms = config_.reopen_max_ms;
+  loop.open = [this] {
+    OpenOutcome o = open_device();
+    if (o.fd < 0) {
+      report(o.state, o.reason);
+      return -1;
     }
+    fd_ = o.fd;
+    packets_ = o.packets;
+    assembler_.reset();
+    keys_.reset();
+    pending_.clear();
+    report(DeviceState::ready, "");
+    return o.fd;
   };
-  for (;;) {
-    if (fd_ < 0) {
-      if (wait_for_stop(backoff_ms)) return;
-      OpenOutcome o = open_device();
-      if (o.fd >= 0) {
-        fd_ = o.fd;
-        packets_ = o.packets;
-        assembler_.reset();
-        keys_.reset();
-        pending_.clear();
-        connected_since = clock::now();
-        report(DeviceState::ready, "");
-      } else {
-        report(o.state, o.reason);
-        grow();
-      }
-      continue;
-    }
-
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int n = ::poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      lost("poll failed: " + errno_text(errno));
-      continue;
-    }
-    if (fds[1].revents != 0) return;
-    const short ev = fds[0].revents;
-    std::string reason;
-    ReadOutcome r = ReadOutcome::no_data;
-    if (ev & POLLIN) r = read_available(reason);
-    if (r == ReadOutcome::gone) {
-      lost(reason);
-    } else if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && r != ReadOutcome::data) {
-      lost((ev & POLLHUP) ? "device hung up" : "device error");
-    }
-  }
+  loop.read = [this](std::string& reason) { return read_available(reason); };
+  loop.lost = [this](const std::string& reason) { disconnect(reason); };
+  run_device_node_loop(loop);
 }
 
 std::vector<SelfTestResult> HidScannerDriver::self_test() {

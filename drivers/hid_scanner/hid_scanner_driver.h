@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "device_node_loop.h"
 #include "driver.h"
 #include "hid_scanner/hid_pos_report_parser.h"
 #include "hid_scanner/hid_scanner_config.h"
@@ -85,13 +86,11 @@ class HidScannerDriver final : public Driver {
     DeviceState state = DeviceState::disconnected;  // when fd < 0
     std::string reason;
   };
-  enum class ReadOutcome { data, no_data, gone };
 
   DeviceInfo info() const;
   OpenOutcome open_device() const;
   void run();
-  bool wait_for_stop(int timeout_ms) const;  // true when stop() was called
-  ReadOutcome read_available(std::string& reason);
+  NodeRead read_available(std::string& reason);
   void process_stream(std::string_view bytes);
   void process_unit(std::string_view unit);
   void emit_scan(const std::string& aim, const std::string& data, bool aim_known);

@@ -259,20 +259,6 @@ void SerialScanner::report(DeviceState state, const std::string& reason) {
   sink_->device_state(config_.id, state, reason);
 }
 
-bool SerialScanner::wait_for_stop(int timeout_ms) const {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-    pollfd p{stop_fd_, POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0)));
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return false;
-  }
-}
-
 void SerialScanner::process(std::string_view bytes) {
   for (FramerItem& item : framer_.feed(bytes)) {
     if (auto* frame = std::get_if<std::string>(&item)) {
@@ -283,25 +269,25 @@ void SerialScanner::process(std::string_view bytes) {
   }
 }
 
-SerialScanner::ReadOutcome SerialScanner::read_available(std::string& reason) {
+NodeRead SerialScanner::read_available(std::string& reason) {
   char buf[kReadChunk];
-  ReadOutcome outcome = ReadOutcome::no_data;
+  NodeRead outcome = NodeRead::no_data;
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     const ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n > 0) {
-      outcome = ReadOutcome::data;
+      outcome = NodeRead::data;
       process(std::string_view(buf, static_cast<std::size_t>(n)));
       continue;
     }
     if (n == 0) {
       reason = "device hung up (end of file)";
-      return ReadOutcome::gone;
+      return NodeRead::gone;
     }
     const int e = errno;
     if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) break;
     reason = "read failed: " + errno_text(e);
-    return ReadOutcome::gone;
+    return NodeRead::gone;
   }
   return outcome;
 }
@@ -317,62 +303,31 @@ void SerialScanner::disconnect(const std::string& reason) {
 }
 
 void SerialScanner::run() {
-  using clock = std::chrono::steady_clock;
-  // Delay before the next open attempt. It doubles on every failed attempt
-  // and on every connection that dropped before it was stable (a device that
-  // opens and hangs up at once must not make us flap at reopen_min_ms); it
-  // goes back to reopen_min_ms once a connection lasted reopen_max_ms.
-  int backoff_ms = config_.reopen_min_ms;
-  const auto stable_after = std::chrono::milliseconds(config_.reopen_max_ms);
-  auto connected_since = clock::now();
-  auto grow = [&] { backoff_ms = std::min(backoff_ms * 2, config_.reopen_max_ms); };
-  auto lost = [&](const std::string& reason) {
-    disconnect(reason);
-    if (clock::now() - connected_since >= stable_after) {
-      backoff_ms = config_.reopen_min_ms;
-    } else {
-      grow();
-    }
-  };
-  for (;;) {
-    if (fd_ < 0) {
-      if (wait_for_stop(backoff_ms)) return;
-      OpenOutcome o = open_device();
-      if (o.fd >= 0) {
-        {
-          std::lock_guard lock(fd_mu_);
-          fd_ = o.fd;
-        }
-        framer_.reset();
-        connected_since = clock::now();
-        report(DeviceState::ready, "");
-      } else {
-        report(o.state, o.reason);
-        grow();
-      }
-      continue;
-    }
-
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int n = ::poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      lost("poll failed: " + errno_text(errno));
-      continue;
-    }
-    if (fds[1].revents != 0) return;
-    const short ev = fds[0].revents;
-    std::string reason;
-    ReadOutcome r = ReadOutcome::no_data;
-    if (ev & POLLIN) r = read_available(reason);
-    if (r == ReadOutcome::gone) {
-      lost(reason);
-    } else if ((ev & (POLLHUP | POLLERR | POLLNVAL)) && r != ReadOutcome::data) {
-      // Hung up and nothing left to read: close and back off rather than
-      // spin on a descriptor that keeps signalling POLLHUP.
-      lost((ev & POLLHUP) ? "device hung up" : "device error");
-    }
+  DeviceNodeLoop loop;
+  loop.stop_fd = stop_fd_;
+  {
+    std::lock_guard lock(fd_mu_);
+    loop.fd = fd_;
   }
+  loop.reopen_min_ms = config_.reopen_min_ms;
+  loop.reopen_max_ms = config_.reopen_max_ms;
+  loop.open = [this] {
+    OpenOutcome o = open_device();
+    if (o.fd < 0) {
+      report(o.state, o.reason);
+      return -1;
+    }
+    {
+      std::lock_guard lock(fd_mu_);
+      fd_ = o.fd;
+    }
+    framer_.reset();
+    report(DeviceState::ready, "");
+    return o.fd;
+  };
+  loop.read = [this](std::string& reason) { return read_available(reason); };
+  loop.lost = [this](const std::string& reason) { disconnect(reason); };
+  run_device_node_loop(loop);
 }
 
 Result<std::size_t> SerialScanner::write(const std::string& device_id, std::string_view data) {

@@ -45,6 +45,7 @@
 #include <string_view>
 #include <thread>
 
+#include "device_node_loop.h"
 #include "driver.h"
 #include "serial_scanner/scan_decoder.h"
 #include "serial_scanner/scan_framer.h"
@@ -81,13 +82,11 @@ class SerialScanner final : public Driver {
     DeviceState state = DeviceState::disconnected;  // when fd < 0
     std::string reason;
   };
-  enum class ReadOutcome { data, no_data, gone };
 
   DeviceInfo info() const;
   OpenOutcome open_device() const;
   void run();
-  bool wait_for_stop(int timeout_ms) const;  // true when stop() was called
-  ReadOutcome read_available(std::string& reason);
+  NodeRead read_available(std::string& reason);
   void process(std::string_view bytes);
   void disconnect(const std::string& reason);
   void report(DeviceState state, const std::string& reason);
