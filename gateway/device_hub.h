@@ -81,9 +81,9 @@ class DeviceHub {
   grpc::Status send(Connection& conn, const std::string& device_id, const std::string& data,
                     std::uint64_t* written);
   // Runs a device action (APDU exchange, pairing, port authorization ...)
-  // after policy and lease checks; blocks for the driver's answer, so call
-  // it off gRPC's callback threads. Audited whether allowed or not; payloads
-  // never are.
+  // after policy and lease checks; blocks for the driver's answer (the
+  // gRPC thread serving the call waits; GatewayService bounds how many do).
+  // Audited whether allowed or not; payloads never are.
   grpc::Status act(Connection& conn, const drivers::ActionRequest& request,
                    drivers::ActionResult* result);
   // Drivers' self-test results from start, kept for the health report and audited.
