@@ -2,6 +2,7 @@
 // accept time, and the policy bits computed for it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -22,6 +23,8 @@ struct Connection {
   std::uint64_t policy_generation = 0;
   policy::BitSet caller_rules;
   std::vector<std::string> apps;
+
+  std::atomic<int> open_streams{0};  // Subscribe/WatchDevices/TailAudit calls open now
 
   const policy::Caller& caller() const { return identity.caller; }
 };

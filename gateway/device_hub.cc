@@ -405,6 +405,7 @@ grpc::Status DeviceHub::subscribe(const std::shared_ptr<Connection>& conn,
   if (auto st = verify_caller(*conn, device_id, "read"); !st.ok()) return st;
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
+  if (streams_ended_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping");
   auto a = check_locked(*conn, device_id, Op::read, false, snap);
   if (!a.ok()) return a.status;
   auto id = next_stream_id_++;
@@ -421,6 +422,7 @@ grpc::Status DeviceHub::watch(const std::shared_ptr<Connection>& conn,
                               const std::shared_ptr<ChangeStream>& stream, bool include_existing) {
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
+  if (streams_ended_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping");
   if (!conn->identify_error.empty()) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "caller could not be identified: " + conn->identify_error);
@@ -740,6 +742,7 @@ void DeviceHub::end_all_streams(const grpc::Status& status) {
   std::vector<std::shared_ptr<ChangeStream>> watchers;
   {
     std::lock_guard lock(mu_);
+    streams_ended_ = true;  // later subscribe/watch calls are refused
     for (auto& [id, s] : subs_) subs.push_back(s.stream);
     for (auto& [id, w] : watchers_) watchers.push_back(w.stream);
   }

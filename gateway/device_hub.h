@@ -95,7 +95,8 @@ class DeviceHub {
   void drain_background();
   // How to cut a connection off when its process loses its identity.
   void set_sever(std::function<void(std::uint64_t conn_id)> fn);
-  // Ends every event and watch stream (on shutdown), so no call lingers.
+  // Ends every event and watch stream (on shutdown), so no call lingers;
+  // later subscribe/watch calls are refused (UNAVAILABLE).
   void end_all_streams(const grpc::Status& status);
   // Re-decides every open stream after a policy reload.
   void policy_changed();
@@ -181,6 +182,7 @@ class DeviceHub {
   std::vector<std::string> external_reasons_;
   std::vector<HealthRefusal> refusals_;
   std::uint64_t next_stream_id_ = 1;
+  bool streams_ended_ = false;  // end_all_streams() was called (shutdown)
 
   std::function<void(std::uint64_t)> sever_;
   std::mutex background_mu_;

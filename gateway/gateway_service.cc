@@ -57,6 +57,41 @@ std::shared_ptr<Connection> GatewayService::identified(grpc::ServerContext* ctx,
   return conn;
 }
 
+class GatewayService::StreamSlot {
+ public:
+  StreamSlot(std::shared_ptr<Connection> conn, std::atomic<int>& total)
+      : conn_(std::move(conn)), total_(total) {}
+  ~StreamSlot() {
+    --conn_->open_streams;
+    --total_;
+  }
+  StreamSlot(const StreamSlot&) = delete;
+  StreamSlot& operator=(const StreamSlot&) = delete;
+
+ private:
+  std::shared_ptr<Connection> conn_;
+  std::atomic<int>& total_;
+};
+
+std::unique_ptr<GatewayService::StreamSlot> GatewayService::stream_slot(
+    const std::shared_ptr<Connection>& conn, grpc::Status* st) {
+  if (++conn->open_streams > kMaxStreamsPerConnection) {
+    --conn->open_streams;
+    *st = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "this connection already has " + std::to_string(kMaxStreamsPerConnection) +
+                           " open streams; end one first");
+    return nullptr;
+  }
+  if (++open_streams_ > kMaxStreams) {
+    --open_streams_;
+    --conn->open_streams;
+    *st = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       std::to_string(kMaxStreams) + " streams are open; retry later");
+    return nullptr;
+  }
+  return std::make_unique<StreamSlot>(conn, open_streams_);
+}
+
 grpc::Status GatewayService::ListDevices(grpc::ServerContext* ctx, const v1::ListDevicesRequest*,
                                          v1::ListDevicesResponse* resp) {
   grpc::Status st;
@@ -73,6 +108,8 @@ grpc::Status GatewayService::WatchDevices(grpc::ServerContext* ctx,
   grpc::Status st;
   auto conn = identified(ctx, &st);
   if (!conn) return st;
+  auto slot = stream_slot(conn, &st);
+  if (!slot) return st;
   auto stream = ChangeStream::create(queue_);
   st = hub_.watch(conn, stream, req->include_existing());
   if (!st.ok()) return st;
@@ -84,6 +121,8 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  auto slot = stream_slot(conn, &st);
+  if (!slot) return st;
   auto stream = EventStream::create(queue_);
   st = hub_.subscribe(conn, req->device_id(), stream);
   if (!st.ok()) return st;
@@ -286,6 +325,8 @@ grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailA
     if (!writer->Write(r)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   }
   if (!req->follow()) return grpc::Status::OK;
+  auto slot = stream_slot(conn, &st);
+  if (!slot) return st;
   auto stream = AuditStream::create(queue_);
   std::weak_ptr<AuditStream> weak = stream;
   int id = audit_.follow([weak](const std::string& line) {

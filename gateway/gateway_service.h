@@ -5,6 +5,7 @@
 // most kMaxActions at once; streams are bounded per subscriber.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -25,6 +26,11 @@ struct Connection;
 class GatewayService final : public v1::Gateway::Service {
  public:
   static constexpr std::size_t kMaxActions = 32;  // device actions running or queued
+  // Each open stream holds a server thread (512 at most, daemon.cc): one
+  // connection may hold this many, all connections together kMaxStreams,
+  // so streams can never take the threads unary calls and actions need.
+  static constexpr int kMaxStreamsPerConnection = 16;
+  static constexpr int kMaxStreams = 256;
 
   using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
   GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,
@@ -76,6 +82,11 @@ class GatewayService final : public v1::Gateway::Service {
   // As connection(), and the caller must be identified and still the same
   // process (for calls that are not decided per device).
   std::shared_ptr<Connection> identified(grpc::ServerContext* ctx, grpc::Status* st);
+  // Counts a stream for `conn` while it lives; refuses (RESOURCE_EXHAUSTED in
+  // *st) over the limits above.
+  class StreamSlot;
+  std::unique_ptr<StreamSlot> stream_slot(const std::shared_ptr<Connection>& conn,
+                                          grpc::Status* st);
 
   DeviceHub& hub_;
   PolicyStore& policy_;
@@ -89,6 +100,7 @@ class GatewayService final : public v1::Gateway::Service {
   std::function<void(v1::Health*)> health_extra_;
   std::function<void()> health_run_;
   ActionSlots actions_{kMaxActions};
+  std::atomic<int> open_streams_{0};
   std::mutex followers_mu_;
   std::map<std::uint64_t, std::function<void(const grpc::Status&)>> followers_;
   std::uint64_t next_follower_ = 1;

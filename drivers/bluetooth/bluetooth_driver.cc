@@ -602,6 +602,11 @@ Result<ActionResult> BluetoothDriver::act(const ActionRequest& request) {
   }
   milliseconds timeout(config_.call_timeout_ms);
   if (request.timeout.count() > 0) timeout = std::min(timeout, request.timeout);
+  // Pairing waits on a device (and maybe on its user), not just on BlueZ:
+  // it gets the request's own timeout (the API bounds it to 60 s).
+  if (request.action == "pair" && request.timeout.count() > 0) {
+    timeout = std::min(request.timeout, milliseconds(60000));
+  }
   auto out = std::make_shared<Outcome<Result<ActionResult>>>();
   const bool posted = post([this, request, timeout, out] { run_action(request, timeout, out); });
   if (!posted) {
@@ -699,13 +704,26 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
                     "the pairing agent is off ([bluetooth] pairing_agent = false): pin, passkey "
                     "and confirm cannot be used");
     }
-    if (config_.pairing_agent) agent_.begin(path, std::move(*secrets));
+    std::uint64_t token = 0;
+    if (config_.pairing_agent) {
+      token = agent_.begin(path, std::move(*secrets));
+      if (token == 0) {
+        return failed(Errc::failed_precondition,
+                      "a pairing with this device is already in progress; try again when it ends");
+      }
+    }
     auto done = on_done("Paired", true, false, "org.bluez.Error.AlreadyExists");
     return client_->call_async(
         path, kDeviceIface, "Pair", std::nullopt, timeout,
-        [this, path, done = std::move(done)](Result<void> r) mutable {
+        [this, path, token, timeout, done = std::move(done)](Result<void> r) mutable {
           // What the agent refused says what the device wanted.
-          const std::string refusal = agent_.end(path);
+          const std::string refusal = token ? agent_.end(path, token) : std::string();
+          if (!r && r.error().code == Errc::unavailable && client_) {
+            // No answer in time: BlueZ may still be pairing. Stop it, so a
+            // late pairing does not complete without its secrets' owner.
+            client_->call_async(path, kDeviceIface, "CancelPairing", std::nullopt, timeout,
+                                [](Result<void>) {});
+          }
           if (!r && !refusal.empty() && !error_is(r.error(), "org.bluez.Error.AlreadyExists")) {
             Error e = r.error();
             e.code = Errc::failed_precondition;

@@ -161,9 +161,13 @@ void BluezClient::register_agent_async(const std::string& path, const std::strin
     return cb(fail(Errc::internal, "bluetooth D-Bus", "RegisterAgent",
                    std::string("cannot build message: ") + std::strerror(-r)));
   }
+  // Registered already (an earlier attempt whose RequestDefaultAgent failed):
+  // still ask to be the default.
   send(m, timeout,
        [this, path, timeout, cb = std::move(cb)](Result<sd_bus_message*> reply) mutable {
-         if (!reply) return cb(std::unexpected(std::move(reply.error())));
+         if (!reply && !reply.error().why.starts_with("org.bluez.Error.AlreadyExists")) {
+           return cb(std::unexpected(std::move(reply.error())));
+         }
          call_async("/org/bluez", kAgentManagerIface, "RequestDefaultAgent", path, timeout,
                     std::move(cb));
        });

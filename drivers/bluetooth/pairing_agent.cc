@@ -44,13 +44,16 @@ Result<PairingSecrets> parse_pairing_params(const std::map<std::string, std::str
   return s;
 }
 
-void PairingAgent::begin(const std::string& device, PairingSecrets secrets) {
-  pending_[device] = Pending{std::move(secrets), {}};
+std::uint64_t PairingAgent::begin(const std::string& device, PairingSecrets secrets) {
+  if (pending_.count(device)) return 0;
+  const std::uint64_t token = next_token_++;
+  pending_[device] = Pending{std::move(secrets), {}, token};
+  return token;
 }
 
-std::string PairingAgent::end(const std::string& device) {
+std::string PairingAgent::end(const std::string& device, std::uint64_t token) {
   auto it = pending_.find(device);
-  if (it == pending_.end()) return {};
+  if (it == pending_.end() || it->second.token != token) return {};
   std::string why = std::move(it->second.refusal);
   pending_.erase(it);
   return why;

@@ -58,11 +58,14 @@ struct AgentReply {
 
 class PairingAgent {
  public:
-  // The pair action for `device` starts / has ended. end() returns why the
-  // agent refused a request during it ("" when it did not), so that the
-  // action's error can say what the device wanted.
-  void begin(const std::string& device, PairingSecrets secrets);
-  std::string end(const std::string& device);
+  // The pair action for `device` starts: a token for end(), or 0 when a
+  // pairing with that device is already in progress (one at a time, so one
+  // app's secrets never answer another app's pairing).
+  std::uint64_t begin(const std::string& device, PairingSecrets secrets);
+  // That pair action has ended: returns why the agent refused a request
+  // during it ("" when it did not), so that the action's error can say what
+  // the device wanted. A stale token changes nothing.
+  std::string end(const std::string& device, std::uint64_t token);
   bool pairing(const std::string& device) const { return pending_.count(device) > 0; }
 
   AgentReply answer(const AgentRequest& request);
@@ -71,9 +74,11 @@ class PairingAgent {
   struct Pending {
     PairingSecrets secrets;
     std::string refusal;
+    std::uint64_t token = 0;
   };
   AgentReply refuse(Pending* p, std::string message);
   std::map<std::string, Pending> pending_;
+  std::uint64_t next_token_ = 1;
 };
 
 }  // namespace portier::drivers

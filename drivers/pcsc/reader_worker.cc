@@ -122,17 +122,26 @@ struct ReaderWorker::State {
     se.in_transaction = false;
   }
 
-  // Ends the session's transaction, forgetting a card or context it finds
-  // stale.
+  // Ends the session's transaction. When pcsc-lite does not confirm it
+  // (e.g. SCARD_W_RESET_CARD, returned before the lock is released), the
+  // handle is disconnected, which always releases the lock: a transaction
+  // is never left behind.
   void end_transaction(Session& se) {
     if (!se.in_transaction) return;
     se.in_transaction = false;
     const LONG end = SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
+    if (end == SCARD_S_SUCCESS) return;
     if (context_lost(end)) {
       drop_context(se);
-    } else if (card_lost(end)) {
+    } else {
       drop_card(se, SCARD_LEAVE_CARD);
     }
+  }
+
+  // The card changed (card_changed()) since this session connected.
+  bool card_epoch_changed(const Session& se) {
+    std::lock_guard lock(mu);
+    return se.connected && se.epoch != card_epoch;
   }
 
   void drop_context(Session& se) {
@@ -252,10 +261,17 @@ void work(std::shared_ptr<ReaderWorker::State> s) {
       std::unique_lock lock(s->mu);
       auto ready = [&] { return s->stopping || !s->queue.empty(); };
       if (session.in_transaction) {
-        // A held transaction ends after `hold` without an APDU.
-        if (!s->cv.wait_until(lock, session.last_apdu + s->hold, ready)) {
+        // A held transaction ends after `hold` without an APDU, or at once
+        // when the card changed (removed or replaced).
+        auto ready_or_changed = [&] { return ready() || s->card_epoch != session.epoch; };
+        if (!s->cv.wait_until(lock, session.last_apdu + s->hold, ready_or_changed) ||
+            (!ready() && s->card_epoch != session.epoch)) {
           lock.unlock();
-          s->end_transaction(session);
+          if (s->card_epoch_changed(session)) {
+            s->drop_card(session, SCARD_LEAVE_CARD);
+          } else {
+            s->end_transaction(session);
+          }
           continue;
         }
       } else {
@@ -340,6 +356,7 @@ void ReaderWorker::card_changed() {
     std::lock_guard lock(state_->mu);
     ++state_->card_epoch;
   }
+  state_->cv.notify_all();  // a transaction held on the old card ends now
 }
 
 Result<ActionResult> ReaderWorker::run(const std::string& what, JobFn fn,

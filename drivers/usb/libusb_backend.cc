@@ -35,7 +35,7 @@ class Libusb final : public UsbBackend {
     if (ctx_) libusb_exit(ctx_);
   }
 
-  Opened open(int bus, int address) override {
+  Opened open(int bus, int address, std::uint16_t vendor, std::uint16_t product) override {
     Opened out;
     libusb_context* ctx = context(&out);
     if (!ctx) return out;
@@ -64,13 +64,15 @@ class Libusb final : public UsbBackend {
     if (int rc = libusb_get_device_descriptor(device, &desc); rc < 0) {
       out.rc = rc;
       out.step = "libusb_get_device_descriptor";
+    } else if (out.vendor = desc.idVendor, out.product = desc.idProduct;
+               desc.idVendor != vendor || desc.idProduct != product) {
+      out.rc = LIBUSB_ERROR_NO_DEVICE;
+      out.step = "mismatch";
     } else if (rc = libusb_open(device, &h); rc < 0) {
       out.rc = rc;
       out.step = "libusb_open";
     } else {
       out.handle = std::make_unique<LibusbHandle>(h);
-      out.vendor = desc.idVendor;
-      out.product = desc.idProduct;
     }
     libusb_unref_device(device);
     return out;

@@ -31,14 +31,16 @@ class UsbHandle {  // an open device; closed by the destructor
 class UsbBackend {
  public:
   struct Opened {
-    std::unique_ptr<UsbHandle> handle;  // null on failure
-    std::uint16_t vendor = 0, product = 0;
-    int rc = 0;        // the error when handle is null
-    std::string step;  // the libusb call that failed ("libusb_open", ...)
+    std::unique_ptr<UsbHandle> handle;      // null on failure
+    std::uint16_t vendor = 0, product = 0;  // of the device found at the address
+    int rc = 0;                             // the error when handle is null
+    std::string step;                       // what failed: "find", "mismatch", "libusb_open", ...
   };
   virtual ~UsbBackend() = default;
-  // Opens the device at bus/address (LIBUSB_ERROR_NO_DEVICE when none is there).
-  virtual Opened open(int bus, int address) = 0;
+  // Opens the device at bus/address if it is vendor:product. None there:
+  // step "find", LIBUSB_ERROR_NO_DEVICE. Another device there: step
+  // "mismatch" with its ids, and it is not opened.
+  virtual Opened open(int bus, int address, std::uint16_t vendor, std::uint16_t product) = 0;
 };
 
 // libusb-1.0 itself; its context is created on first use. Thread-safe.

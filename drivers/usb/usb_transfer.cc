@@ -124,20 +124,20 @@ Result<ActionResult> run_usb_transfer(UsbBackend& usb, int bus, int address, std
                                       std::uint16_t product, const UsbTransfer& t,
                                       const std::string& what) {
   const std::string at = "bus " + std::to_string(bus) + " address " + std::to_string(address);
-  auto opened = usb.open(bus, address);
+  auto opened = usb.open(bus, address, vendor, product);
   if (!opened.handle) {
     if (opened.step == "find") {
       return fail(Errc::unavailable, kWhere, what,
                   "libusb sees no device at " + at + " (" + libusb_error_name(opened.rc) + ")");
     }
+    if (opened.step == "mismatch") {  // not opened: a different device gets nothing
+      return fail(Errc::unavailable, kWhere, what,
+                  "the device at " + at + " is no longer " + hex4(vendor) + ":" + hex4(product) +
+                      " but " + hex4(opened.vendor) + ":" + hex4(opened.product) +
+                      " (LIBUSB_ERROR_NO_DEVICE)");
+    }
     return fail(Errc::unavailable, kWhere, what,
                 opened.step + " " + at + ": " + libusb_error_name(opened.rc));
-  }
-  if (opened.vendor != vendor || opened.product != product) {
-    return fail(Errc::unavailable, kWhere, what,
-                "the device at " + at + " is no longer " + hex4(vendor) + ":" + hex4(product) +
-                    " but " + hex4(opened.vendor) + ":" + hex4(opened.product) +
-                    " (LIBUSB_ERROR_NO_DEVICE)");
   }
   UsbHandle& h = *opened.handle;
   if (t.interface) {

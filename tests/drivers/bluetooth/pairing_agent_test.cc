@@ -56,7 +56,8 @@ TEST(PairingAgent, AnswersOnlyDuringAPairingItWasGiven) {
   EXPECT_EQ(unsolicited.error, "org.bluez.Error.Rejected");
   EXPECT_FALSE(a.answer(req(K::request_authorization)).ok);
 
-  a.begin(kDev, {"8080", 123456, std::nullopt});
+  const auto token = a.begin(kDev, {"8080", 123456, std::nullopt});
+  ASSERT_NE(token, 0u);
   EXPECT_TRUE(a.pairing(kDev));
   auto pin = a.answer(req(K::request_pin_code));
   ASSERT_TRUE(pin.ok);
@@ -66,18 +67,18 @@ TEST(PairingAgent, AnswersOnlyDuringAPairingItWasGiven) {
   EXPECT_EQ(passkey.passkey, 123456u);
   EXPECT_TRUE(a.answer(req(K::request_authorization)).ok);
   EXPECT_TRUE(a.answer(req(K::display_passkey, 5)).ok);
-  EXPECT_EQ(a.end(kDev), "");
+  EXPECT_EQ(a.end(kDev, token), "");
   EXPECT_FALSE(a.pairing(kDev));
   EXPECT_FALSE(a.answer(req(K::request_pin_code)).ok);
 }
 
 TEST(PairingAgent, RefusalsSayWhatToPassAndAreKeptForTheAction) {
   PairingAgent a;
-  a.begin(kDev, {});
+  const auto token = a.begin(kDev, {});
   auto r = a.answer(req(K::request_passkey));
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("params passkey="), std::string::npos);
-  EXPECT_EQ(a.end(kDev), r.message);
+  EXPECT_EQ(a.end(kDev, token), r.message);
 }
 
 TEST(PairingAgent, NumericComparisonNeedsTheSameDigits) {
@@ -96,6 +97,25 @@ TEST(PairingAgent, ServiceAuthorizationIsNeverGrantedAndReleaseForgetsAll) {
   EXPECT_FALSE(a.answer(req(K::authorize_service)).ok);
   EXPECT_TRUE(a.answer(req(K::release)).ok);
   EXPECT_FALSE(a.pairing(kDev));
+}
+
+// One pairing per device at a time: a second pair action (another app, or
+// a retry while BlueZ still pairs) cannot swap the secrets, and the end of
+// an older action cannot take away those of the running one.
+TEST(PairingAgent, OnePairingPerDeviceAndStaleEndsChangeNothing) {
+  PairingAgent a;
+  const auto first = a.begin(kDev, {"1111", std::nullopt, std::nullopt});
+  ASSERT_NE(first, 0u);
+  EXPECT_EQ(a.begin(kDev, {"2222", std::nullopt, std::nullopt}), 0u);
+  EXPECT_EQ(a.answer(req(K::request_pin_code)).pin, "1111");
+  EXPECT_EQ(a.end(kDev, first + 1), "");
+  EXPECT_TRUE(a.pairing(kDev));
+  a.end(kDev, first);
+  const auto second = a.begin(kDev, {"2222", std::nullopt, std::nullopt});
+  ASSERT_NE(second, 0u);
+  EXPECT_NE(second, first);
+  a.end(kDev, first);  // stale
+  EXPECT_EQ(a.answer(req(K::request_pin_code)).pin, "2222");
 }
 
 }  // namespace

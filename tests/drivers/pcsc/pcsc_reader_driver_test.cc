@@ -402,6 +402,26 @@ TEST_F(PcscReaderDriverTest, IdleSessionTransactionEndsAfterTheHold) {
   EXPECT_TRUE(other.began_within(10s)) << "the idle transaction was never ended";
 }
 
+// A session ends with its card: the next card in the reader is free for
+// other programs at once, not after the hold (pcscd drops the removed
+// card's lock, and the worker drops its handle when told the card changed).
+TEST_F(PcscReaderDriverTest, CardRemovalEndsTheHeldTransaction) {
+  config_.transaction_hold_ms = 60000;
+  ASSERT_TRUE(start_pcscd());
+  start_driver();
+  VirtualCard& c = card(0);
+  ASSERT_TRUE(insert(c, "reader0"));
+  ASSERT_TRUE(driver_->act(request("reader0", "transmit", kSelect)).has_value());
+  const std::size_t removed = sink_.snapshot().count("removed reader0");
+  c.remove();
+  ASSERT_TRUE(sink_.wait_entry("removed reader0", removed + 1));
+  VirtualCard& next = card(0);
+  ASSERT_TRUE(insert(next, "reader0"));
+  OtherProgram other(pcscd_->reader(0));
+  other.begin();
+  EXPECT_TRUE(other.began_within(10s)) << "the old session still holds the reader";
+}
+
 // transaction_hold_ms = 0: every APDU is a transaction of its own.
 TEST_F(PcscReaderDriverTest, HoldZeroEndsTheTransactionAfterEachApdu) {
   config_.transaction_hold_ms = 0;

@@ -157,12 +157,19 @@ class FakeHandle final : public UsbHandle {
 class FakeBackend final : public UsbBackend {
  public:
   explicit FakeBackend(FakeUsbDevice& d) : d_(d) {}
-  Opened open(int bus, int address) override {
+  Opened open(int bus, int address, std::uint16_t vendor, std::uint16_t product) override {
     std::lock_guard l(d_.mu_);
     Opened o;
     if (!d_.present_ || bus != d_.bus_ || address != d_.address_) {
       o.rc = LIBUSB_ERROR_NO_DEVICE;
       o.step = "find";
+      return o;
+    }
+    if (vendor != d_.vendor_ || product != d_.product_) {
+      o.rc = LIBUSB_ERROR_NO_DEVICE;
+      o.step = "mismatch";
+      o.vendor = d_.vendor_;
+      o.product = d_.product_;
       return o;
     }
     d_.log("open");

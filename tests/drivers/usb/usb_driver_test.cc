@@ -696,6 +696,7 @@ TEST_F(UsbTransferTest, ReplacedOrRemovedDeviceGetsNoTransfer) {
   EXPECT_NE(swapped.error().why.find("is no longer 0c2e:0b61 but dead:beef"), std::string::npos)
       << swapped.error().message();
   const auto calls = device_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "open"), 0);  // not even opened
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "bulk 0x02 1"), 0);
 
   device_.unplug();
