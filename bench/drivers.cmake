@@ -10,6 +10,8 @@ endif()
 
 add_executable(hotplug_bench ${CMAKE_CURRENT_LIST_DIR}/hotplug_bench.cc)
 target_link_libraries(hotplug_bench PRIVATE portier_bench_launcher portier_proto Threads::Threads)
+# The USB tests' fixture sysfs tree (tests/drivers/usb/sysfs_fixture.h, no gtest).
+target_include_directories(hotplug_bench PRIVATE ${CMAKE_SOURCE_DIR}/tests)
 add_dependencies(hotplug_bench portierd)
 
 # The bench is its own PC/SC client (the baseline): it links libpcsclite.

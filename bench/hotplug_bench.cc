@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "daemon_launcher.h"
+#include "drivers/usb/sysfs_fixture.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
 namespace {
@@ -63,194 +64,16 @@ struct Options {
   int count = 300;
 };
 
-// ---- a fixture sysfs tree (after tests/drivers/usb/usb_test_support.h) ----
+// The fixture sysfs tree and uevent sender of the USB tests (gtest-free).
+using drivers::usb::testing::FixtureDevice;
+using drivers::usb::testing::FixtureTree;
+using drivers::usb::testing::UeventSender;
 
-struct FixtureDevice {
-  std::string name = "1-1";
-  std::string vendor = "0c2e";
-  std::string product = "0b61";
-  std::string bcd_device = "0100";
-  std::string device_class = "00";
-  std::string device_protocol = "00";
-  std::string manufacturer = "Honeywell";
-  std::string product_name = "Hand-held scanner";
-  std::string serial = "18263B0042";
-  std::vector<std::uint8_t> interfaces = {0x03, 0x0a};
-  std::string busnum = "1";
-  std::string devnum = "5";
-  bool authorized_default = false;
-};
-
-std::uint16_t hex16(const std::string& s) {
-  return static_cast<std::uint16_t>(std::stoul(s, nullptr, 16));
-}
-
-// Device descriptor + one configuration, one interface per class.
-std::string descriptors_for(const FixtureDevice& d) {
-  std::string b;
-  auto u8 = [&](unsigned v) { b.push_back(static_cast<char>(v & 0xff)); };
-  auto u16 = [&](unsigned v) {
-    u8(v);
-    u8(v >> 8);
-  };
-  u8(18), u8(1), u16(0x0200), u8(hex16(d.device_class)), u8(0), u8(hex16(d.device_protocol)),
-      u8(64), u16(hex16(d.vendor)), u16(hex16(d.product)), u16(hex16(d.bcd_device)), u8(1), u8(2),
-      u8(3), u8(1);
-  std::string cfg;
-  auto c8 = [&](unsigned v) { cfg.push_back(static_cast<char>(v & 0xff)); };
-  for (std::size_t i = 0; i < d.interfaces.size(); ++i) {
-    const unsigned cls = d.interfaces[i];
-    c8(9), c8(4), c8(static_cast<unsigned>(i)), c8(0), c8(1), c8(cls), c8(cls == 3 ? 1 : 0),
-        c8(cls == 3 ? 1 : 0), c8(0);
-    if (cls == 3) c8(9), c8(0x21), c8(0x11), c8(0x01), c8(0), c8(1), c8(0x22), c8(63), c8(0);
-    c8(7), c8(5), c8(0x81 + static_cast<unsigned>(i)), c8(cls == 3 ? 3 : 2), c8(64), c8(0),
-        c8(cls == 3 ? 10 : 0);
-  }
-  const unsigned total = 9 + static_cast<unsigned>(cfg.size());
-  u8(9), u8(2), u16(total), u8(static_cast<unsigned>(d.interfaces.size())), u8(1), u8(0), u8(0x80),
-      u8(50);
-  return b + cfg;
-}
-
-// <sysfs>/devices/pci0000:00/0000:00:14.0/usbN/... with the
-// <sysfs>/bus/usb/devices/<name> symlinks, as the kernel lays it out. Only
-// single-level ports ("1-7") and root hubs ("usb1").
-class FixtureTree {
- public:
-  explicit FixtureTree(fs::path sysfs) : sysfs_(std::move(sysfs)) {
-    fs::create_directories(sysfs_ / "bus/usb/devices");
-    fs::create_directories(sysfs_ / "devices/pci0000:00/0000:00:14.0");
-  }
-  const fs::path& sysfs() const { return sysfs_; }
-
-  static FixtureDevice root_hub() {
-    FixtureDevice d;
-    d.name = "usb1";
-    d.vendor = "1d6b";
-    d.product = "0002";
-    d.bcd_device = "0601";
-    d.device_class = "09";
-    d.device_protocol = "01";
-    d.manufacturer = "Linux 6.1.0 xhci-hcd";
-    d.product_name = "xHCI Host Controller";
-    d.serial = "0000:00:14.0";
-    d.interfaces = {0x09};
-    d.devnum = "1";
-    d.authorized_default = true;
-    return d;
-  }
-
-  static std::string devpath(const std::string& name) {
-    const std::string base = "/devices/pci0000:00/0000:00:14.0";
-    if (name.rfind("usb", 0) == 0) return base + "/" + name;
-    return base + "/usb" + name.substr(0, name.find('-')) + "/" + name;
-  }
-  static std::string interface_name(const std::string& device, std::size_t i) {
-    const std::string prefix = device.rfind("usb", 0) == 0 ? device.substr(3) + "-0" : device;
-    return prefix + ":1." + std::to_string(i);
-  }
-  fs::path device_dir(const std::string& name) const { return sysfs_ / devpath(name).substr(1); }
-
-  void add(const FixtureDevice& d) {
-    const fs::path p = device_dir(d.name);
-    fs::create_directories(p);
-    write(p / "idVendor", d.vendor + "\n");
-    write(p / "idProduct", d.product + "\n");
-    write(p / "bcdDevice", d.bcd_device + "\n");
-    write(p / "bDeviceClass", d.device_class + "\n");
-    write(p / "bDeviceSubClass", "00\n");
-    write(p / "bDeviceProtocol", d.device_protocol + "\n");
-    write(p / "manufacturer", d.manufacturer + "\n");
-    write(p / "product", d.product_name + "\n");
-    write(p / "serial", d.serial + "\n");
-    write(p / "authorized", "1\n");
-    write(p / "busnum", d.busnum + "\n");
-    write(p / "devnum", d.devnum + "\n");
-    if (d.authorized_default) write(p / "authorized_default", "1\n");
-    write(p / "descriptors", descriptors_for(d));
-    for (std::size_t i = 0; i < d.interfaces.size(); ++i) {
-      const std::string iname = interface_name(d.name, i);
-      const fs::path ip = p / iname;
-      fs::create_directories(ip);
-      char cls[8];
-      std::snprintf(cls, sizeof cls, "%02x\n", d.interfaces[i]);
-      write(ip / "bInterfaceClass", cls);
-      write(ip / "authorized", "1\n");
-      link(iname, ip);
-    }
-    link(d.name, p);
-  }
-
-  void remove(const std::string& name) {
-    const fs::path p = device_dir(name);
-    std::error_code ec;
-    for (const auto& ent : fs::directory_iterator(p, ec)) {
-      const std::string n = ent.path().filename().string();
-      if (n.find(':') != std::string::npos) fs::remove(sysfs_ / "bus/usb/devices" / n, ec);
-    }
-    fs::remove(sysfs_ / "bus/usb/devices" / name, ec);
-    fs::remove_all(p, ec);
-  }
-
- private:
-  static void write(const fs::path& p, const std::string& data) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out << data;
-    if (!out.flush()) throw std::runtime_error("cannot write " + p.string());
-  }
-  void link(const std::string& name, const fs::path& target) {
-    const fs::path l = sysfs_ / "bus/usb/devices" / name;
-    std::error_code ec;
-    fs::remove(l, ec);
-    fs::create_directory_symlink(fs::relative(target, l.parent_path()), l);
-  }
-
-  fs::path sysfs_;
-};
-
-// "add@/devices/...\0ACTION=add\0DEVPATH=...\0SUBSYSTEM=usb\0...\0SEQNUM=n\0"
+// The uevents the bench sends: bus 1, the device's devnum, a fresh SEQNUM.
 std::string device_uevent(const std::string& action, const std::string& name,
                           const std::string& devnum, std::uint64_t seqnum) {
-  const std::string path = FixtureTree::devpath(name);
-  std::string s = action + "@" + path;
-  s.push_back('\0');
-  auto field = [&](const std::string& k, const std::string& v) {
-    s += k + "=" + v;
-    s.push_back('\0');
-  };
-  field("ACTION", action);
-  field("DEVPATH", path);
-  field("SUBSYSTEM", "usb");
-  field("DEVTYPE", "usb_device");
-  field("BUSNUM", "001");
-  field("DEVNUM", std::string(3 - std::min<std::size_t>(3, devnum.size()), '0') + devnum);
-  field("SEQNUM", std::to_string(seqnum));
-  return s;
+  return drivers::usb::testing::device_uevent(action, name, "1", devnum, seqnum);
 }
-
-// An unbound datagram socket that sends to `path`, as the kernel would.
-class DatagramSender {
- public:
-  explicit DatagramSender(const std::string& path) {
-    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    addr_.sun_family = AF_UNIX;
-    path.copy(addr_.sun_path, sizeof addr_.sun_path - 1);
-  }
-  ~DatagramSender() {
-    if (fd_ >= 0) close(fd_);
-  }
-  DatagramSender(const DatagramSender&) = delete;
-  DatagramSender& operator=(const DatagramSender&) = delete;
-  bool send(const std::string& d) {
-    return sendto(fd_, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&addr_),
-                  sizeof addr_) == static_cast<ssize_t>(d.size());
-  }
-
- private:
-  int fd_ = -1;
-  sockaddr_un addr_{};
-};
 
 // ---- figures ----
 
@@ -343,7 +166,7 @@ std::vector<std::int64_t> run_baseline(const std::string& path, const std::strin
     }
   });
   {
-    DatagramSender sender(path);
+    UeventSender sender(path);
     for (int i = 0; i < kWarmup + count && error->empty(); ++i) {
       if (stop_requested()) {
         *error = "interrupted";
@@ -353,8 +176,8 @@ std::vector<std::int64_t> run_baseline(const std::string& path, const std::strin
       // driver's thread is between two hotplugs.
       std::this_thread::sleep_for(1ms);
       const std::int64_t t0 = mono_ns();
-      if (!sender.send(datagram)) {
-        *error = std::string("sendto: ") + std::strerror(errno);
+      if (auto why = sender.send(datagram); !why.empty()) {
+        *error = why;
         break;
       }
       std::unique_lock lock(mu);
@@ -507,11 +330,9 @@ int run(const Options& o) {
   std::fflush(stdout);
 
   TempDir dir;
-  FixtureTree tree(dir.file("sys"));
+  FixtureTree tree(dir.file("usb"));
   tree.add(FixtureTree::root_hub());
-  FixtureDevice resident;  // a device present from the start, as in the test
-  resident.name = "1-1";
-  tree.add(resident);
+  tree.add(FixtureTree::scanner("1-1"));  // a device present from the start, as in the test
 
   // Baseline first, with the same datagram the daemon gets.
   std::string base_error;
@@ -548,7 +369,7 @@ int run(const Options& o) {
                     : "EXISTING changes: " + w.end_reason();
       }
     }
-    DatagramSender inject(uevent_socket);
+    UeventSender inject(uevent_socket);
     std::uint64_t seqnum = 1000;
     std::int64_t cpu0 = 0, t_start = 0;
     std::map<pid_t, ThreadCpu> threads0;
@@ -559,7 +380,7 @@ int run(const Options& o) {
         threads0 = thread_cpu_ns(daemon.pid());
         t_start = mono_ns();
       }
-      FixtureDevice d;
+      FixtureDevice d = FixtureTree::scanner();
       const int port = 2 + i % 120;
       d.name = "1-" + std::to_string(port);
       d.devnum = std::to_string(port + 1);
@@ -569,9 +390,9 @@ int run(const Options& o) {
       const std::string id = "usb-" + d.name;
       tree.add(d);
       const std::int64_t t0 = mono_ns();
-      if (!inject.send(device_uevent("add", d.name, d.devnum, ++seqnum))) {
+      if (auto why = inject.send(device_uevent("add", d.name, d.devnum, ++seqnum)); !why.empty()) {
         g.ok = false;
-        g.error = std::string("sendto ") + uevent_socket + ": " + std::strerror(errno);
+        g.error = why;
         break;
       }
       auto added = wait_change(w, v1::DeviceChange::ADDED, id, g.others);
@@ -582,9 +403,10 @@ int run(const Options& o) {
       }
       tree.remove(d.name);
       const std::int64_t t2 = mono_ns();
-      if (!inject.send(device_uevent("remove", d.name, d.devnum, ++seqnum))) {
+      if (auto why = inject.send(device_uevent("remove", d.name, d.devnum, ++seqnum));
+          !why.empty()) {
         g.ok = false;
-        g.error = std::string("sendto ") + uevent_socket + ": " + std::strerror(errno);
+        g.error = why;
         break;
       }
       auto removed = wait_change(w, v1::DeviceChange::REMOVED, id, g.others);
