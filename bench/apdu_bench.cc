@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "daemon_launcher.h"
+#include "latency_summary.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
 namespace {
@@ -415,31 +416,6 @@ class VirtualCard {
 };
 
 // ---- figures ----
-
-struct Summary {
-  std::size_t n = 0;
-  double p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;  // µs
-};
-
-Summary summarize(std::vector<std::int64_t> v) {
-  Summary s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-    k = std::clamp<std::size_t>(k, 1, v.size());
-    return static_cast<double>(v[k - 1]) / 1000.0;
-  };
-  s.p50 = at(0.50);
-  s.p90 = at(0.90);
-  s.p99 = at(0.99);
-  s.max = static_cast<double>(v.back()) / 1000.0;
-  double sum = 0;
-  for (auto x : v) sum += static_cast<double>(x);
-  s.mean = sum / static_cast<double>(v.size()) / 1000.0;
-  return s;
-}
 
 struct PathResult {
   std::string name;

@@ -3,7 +3,8 @@
 # Not registered with ctest: benches are run by hand (see bench/README.md).
 add_library(portier_bench_launcher STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_launcher.cc
   ${CMAKE_CURRENT_LIST_DIR}/scan_receiver.cc ${CMAKE_CURRENT_LIST_DIR}/scan_subscribers.cc
-  ${CMAKE_CURRENT_LIST_DIR}/grpc_floor_server.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/grpc_floor_server.cc
+  ${CMAKE_CURRENT_LIST_DIR}/latency_summary.cc)
 target_include_directories(portier_bench_launcher PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(portier_bench_launcher PUBLIC portier_proto Threads::Threads)
 target_compile_definitions(portier_bench_launcher PRIVATE

@@ -48,6 +48,7 @@
 
 #include "daemon_launcher.h"
 #include "drivers/usb/sysfs_fixture.h"
+#include "latency_summary.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
 namespace {
@@ -76,48 +77,6 @@ std::string device_uevent(const std::string& action, const std::string& name,
 }
 
 // ---- figures ----
-
-struct Summary {
-  std::size_t n = 0;
-  double p50 = 0, p90 = 0, p99 = 0, max = 0;  // µs
-};
-
-Summary summarize(std::vector<std::int64_t> v) {
-  Summary s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) {
-    std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-    k = std::clamp<std::size_t>(k, 1, v.size());
-    return static_cast<double>(v[k - 1]) / 1000.0;
-  };
-  s.p50 = at(0.50);
-  s.p90 = at(0.90);
-  s.p99 = at(0.99);
-  s.max = static_cast<double>(v.back()) / 1000.0;
-  return s;
-}
-
-// CLOCK_REALTIME - CLOCK_MONOTONIC (tightest of a few tries): turns the
-// daemon's wall-clock DeviceChange.time into monotonic time.
-std::int64_t realtime_minus_mono() {
-  std::int64_t best = 0, best_width = INT64_MAX;
-  auto ns = [](const timespec& t) {
-    return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
-  };
-  for (int i = 0; i < 20; ++i) {
-    timespec a{}, r{}, b{};
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    clock_gettime(CLOCK_REALTIME, &r);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    if (ns(b) - ns(a) < best_width) {
-      best_width = ns(b) - ns(a);
-      best = ns(r) - (ns(a) + ns(b)) / 2;
-    }
-  }
-  return best;
-}
 
 // ---- baseline: a bare unix datagram hop between two threads ----
 

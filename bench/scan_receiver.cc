@@ -19,24 +19,6 @@ bool parse_frame(std::string_view s, Frame* f) {
          r2.ptr == s.data() + s.size();
 }
 
-std::int64_t realtime_minus_mono() {
-  std::int64_t best = 0, best_width = INT64_MAX;
-  for (int i = 0; i < 20; ++i) {
-    timespec a{}, r{}, b{};
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    clock_gettime(CLOCK_REALTIME, &r);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    auto ns = [](const timespec& t) {
-      return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
-    };
-    if (ns(b) - ns(a) < best_width) {
-      best_width = ns(b) - ns(a);
-      best = ns(r) - (ns(a) + ns(b)) / 2;
-    }
-  }
-  return best;
-}
-
 void Received::init(int count) {
   expected = static_cast<std::uint64_t>(count);
   seen.assign(static_cast<std::size_t>(count), false);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "latency_summary.h"
 #include "portier/v1/gateway.pb.h"
 
 namespace portier::bench {
@@ -22,10 +23,6 @@ struct Frame {
   std::int64_t sent_ns = 0;
 };
 bool parse_frame(std::string_view s, Frame* f);
-
-// CLOCK_REALTIME - CLOCK_MONOTONIC, read back to back (the tightest of a few
-// tries): turns the daemon's wall-clock event stamp into monotonic time.
-std::int64_t realtime_minus_mono();
 
 struct Received {
   std::vector<std::int64_t> latency_ns;  // measured frames only
