@@ -1,8 +1,8 @@
 // APDU round trip through portierd against a direct PC/SC client. A pcscd of
 // the bench's own (vpcd virtual reader, mount namespace of its own, as in
-// tests/drivers/pcsc/private_pcscd.cc) and a card emulator on slot 0 (as in
-// tests/drivers/pcsc/virtual_card.cc; minimal copies of both live here, so
-// the bench links neither gtest nor test sources).
+// tests/drivers/pcsc/private_pcscd.cc) and a card emulator on slot 0
+// (tests/drivers/pcsc/virtual_card.cc); both are gtest-free and built into
+// the bench.
 //
 // Paths, one after the other (pcscd serializes a reader, so they never
 // overlap), each 100 warm-up exchanges and then N measured ones of the same
@@ -61,6 +61,8 @@
 #include <vector>
 
 #include "daemon_launcher.h"
+#include "drivers/pcsc/private_pcscd.h"
+#include "drivers/pcsc/virtual_card.h"
 #include "latency_summary.h"
 #include "portier/v1/gateway.grpc.pb.h"
 
@@ -103,61 +105,10 @@ std::string pcsc_text(LONG rv) {
   return pcsc_stringify_error(rv) + std::string(buf);
 }
 
-// ---- a private pcscd with the vpcd reader ----
-
-// Why the bench cannot run here, or "".
-std::string unavailable_reason() {
-  if (geteuid() != 0) return "needs root: its pcscd runs in a mount namespace of its own";
-  if (access(kPcscd, X_OK) != 0) return std::string(kPcscd) + " is not installed (pcscd)";
-  if (access(kVpcd, R_OK) != 0) return std::string(kVpcd) + " is not installed (vsmartcard-vpcd)";
-  return "";
-}
-
-// A port P with P and P+1 both free (vpcd binds both, on all addresses).
-int free_port_pair() {
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (a < 0) return 0;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    socklen_t len = sizeof addr;
-    if (bind(a, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        getsockname(a, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      close(a);
-      continue;
-    }
-    const int port = ntohs(addr.sin_port);
-    bool ok = false;
-    if (port > 0 && port < 65535) {
-      const int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in next = addr;
-      next.sin_port = htons(static_cast<std::uint16_t>(port + 1));
-      ok = b >= 0 && bind(b, reinterpret_cast<sockaddr*>(&next), sizeof next) == 0;
-      if (b >= 0) close(b);
-    }
-    close(a);
-    if (ok) return port;
-  }
-  return 0;
-}
-
-std::vector<std::string> listed_readers() {
-  std::vector<std::string> out;
-  SCARDCONTEXT c = 0;
-  if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c) != SCARD_S_SUCCESS) {
-    return out;
-  }
-  char buf[4096];
-  DWORD len = sizeof buf;
-  if (SCardListReaders(c, nullptr, buf, &len) == SCARD_S_SUCCESS) {
-    for (const char* p = buf; *p != '\0' && p < buf + len; p += std::strlen(p) + 1) {
-      out.emplace_back(p);
-    }
-  }
-  SCardReleaseContext(c);
-  return out;
-}
+// The PC/SC tests' private pcscd (vpcd reader, mount namespace of its own)
+// and card emulator (tests/drivers/pcsc/, gtest-free).
+using drivers::pcsc_testing::PrivatePcscd;
+using drivers::pcsc_testing::VirtualCard;
 
 bool card_present(const std::string& reader) {
   SCARDCONTEXT c = 0;
@@ -171,249 +122,6 @@ bool card_present(const std::string& reader) {
   SCardReleaseContext(c);
   return rv == SCARD_S_SUCCESS && (s.dwEventState & SCARD_STATE_PRESENT) != 0;
 }
-
-// pcscd always puts its socket in /run/pcscd: the child enters a mount
-// namespace of its own, mounts a tmpfs on /run and bind-mounts `run_dir` on
-// /run/pcscd. The bench (and portierd, which inherits the variable) reach it
-// through PCSCLITE_CSOCK_NAME = run_dir/pcscd.comm, set before the first
-// PC/SC call. The child gets PR_SET_PDEATHSIG(SIGKILL) (forked from the main
-// thread), and the destructor stops it (SIGTERM, SIGKILL after 3 s).
-class PrivatePcscd {
- public:
-  PrivatePcscd(std::string dir, std::string run_dir, std::string friendly)
-      : dir_(std::move(dir)), run_dir_(std::move(run_dir)), friendly_(std::move(friendly)) {}
-  ~PrivatePcscd() { stop(); }
-  PrivatePcscd(const PrivatePcscd&) = delete;
-  PrivatePcscd& operator=(const PrivatePcscd&) = delete;
-
-  // "" once pcscd lists both slots; else why not (after 3 attempts).
-  std::string start() {
-    std::string why;
-    for (int attempt = 0; attempt < 3 && !stop_requested(); ++attempt) {
-      why = start_once();
-      if (why.empty()) return why;
-    }
-    return why.empty() ? "interrupted" : why;
-  }
-
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + 3s;
-    for (;;) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || (r < 0 && errno == ECHILD)) break;
-      if (std::chrono::steady_clock::now() >= deadline) {
-        kill(pid_, SIGKILL);
-        while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-  }
-
-  int port(int slot) const { return port_ + slot; }
-  std::string reader(int slot) const { return friendly_ + " 00 0" + std::to_string(slot); }
-  std::string log_tail() const {
-    std::ifstream in(dir_ + "/pcscd.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    return s.size() > 4000 ? s.substr(s.size() - 4000) : s;
-  }
-
- private:
-  std::string start_once() {
-    port_ = free_port_pair();
-    if (port_ == 0) return "no free TCP port pair for vpcd";
-    const std::string conf = dir_ + "/reader.conf.d";
-    fs::create_directories(conf);
-    fs::create_directories(run_dir_);
-    write_file(conf + "/vpcd", "FRIENDLYNAME \"" + friendly_ + "\"\nDEVICENAME   /dev/null:" +
-                                   std::to_string(port_) + "\nLIBPATH      " + kVpcd +
-                                   "\nCHANNELID    " + std::to_string(port_) + "\n");
-    std::error_code ec;
-    fs::remove(run_dir_ + "/pcscd.comm", ec);
-    fs::remove(run_dir_ + "/pcscd.pid", ec);
-
-    // Everything the child needs is prepared before fork().
-    const std::string log = dir_ + "/pcscd.log";
-    std::vector<std::string> args = {kPcscd, "--foreground", "--config", conf};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) return std::string("fork: ") + std::strerror(errno);
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(120);
-      setpgid(0, 0);  // Ctrl-C reaches the bench only; the bench stops pcscd
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      signal(SIGHUP, SIG_DFL);
-      signal(SIGPIPE, SIG_DFL);
-      if (unshare(CLONE_NEWNS) != 0) _exit(121);
-      if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(122);
-      if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) _exit(123);
-      if (mkdir("/run/pcscd", 0755) != 0) _exit(124);
-      if (mount(run_dir_.c_str(), "/run/pcscd", nullptr, MS_BIND, nullptr) != 0) _exit(125);
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execv(kPcscd, argv.data());
-      _exit(127);
-    }
-    pid_ = pid;
-    const std::vector<std::string> want = {reader(0), reader(1)};
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline && !stop_requested()) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "pcscd exited (wait status " + std::to_string(status) + ") during start; log:\n" +
-               log_tail();
-      }
-      if (fs::exists(run_dir_ + "/pcscd.comm") && listed_readers() == want) return "";
-      std::this_thread::sleep_for(20ms);
-    }
-    stop();
-    return "pcscd did not list " + want[0] + " and " + want[1] + " within 10 s; log:\n" +
-           log_tail();
-  }
-
-  std::string dir_, run_dir_, friendly_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
-
-// ---- a card in vpcd slot 0 ----
-
-// vpcd protocol: 2-byte big-endian length, then the body. A 1-byte body is a
-// control code (4 = get ATR, answered with the ATR; the others need no
-// answer); a longer one is a C-APDU. SELECT (00 A4) answers 90 00, anything
-// else 6D 00. The card is inserted while connected, removed on hang-up.
-class VirtualCard {
-  static constexpr int kOne = 1;
-
- public:
-  VirtualCard(int port, std::string atr) : port_(port), atr_(std::move(atr)) {}
-  ~VirtualCard() { remove(); }
-  VirtualCard(const VirtualCard&) = delete;
-  VirtualCard& operator=(const VirtualCard&) = delete;
-
-  std::string insert() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return std::string("socket: ") + std::strerror(errno);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      const int e = errno;
-      close(fd_);
-      fd_ = -1;
-      return "connect to vpcd port " + std::to_string(port_) + ": " + std::strerror(e);
-    }
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &kOne, sizeof kOne);
-    setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &kOne, sizeof kOne);
-    stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    thread_ = std::thread([this] { serve(); });
-    return "";
-  }
-
-  void remove() {
-    if (thread_.joinable()) {
-      const std::uint64_t one = 1;
-      [[maybe_unused]] auto n = write(stop_fd_, &one, sizeof one);
-      thread_.join();
-    }
-    if (stop_fd_ >= 0) close(stop_fd_);
-    stop_fd_ = -1;
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
-  std::uint64_t apdus() const { return apdus_.load(); }
-
- private:
-  bool read_exact(std::string& out, std::size_t n) {
-    out.assign(n, '\0');
-    std::size_t done = 0;
-    while (done < n) {
-      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-      if (poll(p, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      if (p[1].revents != 0) return false;
-      // vpcd sends the length and the body with two send()s and without
-      // TCP_NODELAY: Nagle holds the body back until the length is ACKed,
-      // and a delayed ACK takes 40 ms. ACK at once (the flag does not
-      // stick, so before every read) or each APDU costs ~44 ms.
-      setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &kOne, sizeof kOne);
-      const ssize_t got = read(fd_, out.data() + done, n - done);
-      if (got > 0) {
-        done += static_cast<std::size_t>(got);
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  bool send_message(const std::string& body) {
-    std::string frame;
-    frame.push_back(static_cast<char>((body.size() >> 8) & 0xFF));
-    frame.push_back(static_cast<char>(body.size() & 0xFF));
-    frame += body;
-    std::size_t done = 0;
-    while (done < frame.size()) {
-      const ssize_t n = send(fd_, frame.data() + done, frame.size() - done, MSG_NOSIGNAL);
-      if (n > 0) {
-        done += static_cast<std::size_t>(n);
-      } else if (n < 0 && errno != EINTR) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  void serve() {
-    std::string header, body;
-    for (;;) {
-      if (!read_exact(header, 2)) break;
-      const std::size_t len =
-          (static_cast<std::size_t>(static_cast<unsigned char>(header[0])) << 8) |
-          static_cast<unsigned char>(header[1]);
-      if (!read_exact(body, len)) break;
-      if (len == 1) {
-        if (body[0] == 4 && !send_message(atr_)) break;
-        continue;
-      }
-      ++apdus_;
-      const bool select =
-          len >= 4 && body[0] == 0x00 && static_cast<unsigned char>(body[1]) == 0xA4;
-      if (!send_message(select ? kOk : std::string("\x6D\x00", 2))) break;
-    }
-    shutdown(fd_, SHUT_RDWR);
-  }
-
-  const int port_;
-  const std::string atr_;
-  int fd_ = -1;
-  int stop_fd_ = -1;
-  std::thread thread_;
-  std::atomic<std::uint64_t> apdus_{0};
-};
 
 // ---- figures ----
 
@@ -682,14 +390,14 @@ std::size_t count_lines_with(const std::string& path, const std::string& needle,
 }
 
 int run(const Options& o) {
-  if (auto why = unavailable_reason(); !why.empty()) {
+  if (auto why = PrivatePcscd::unavailable_reason(); !why.empty()) {
     std::fprintf(stderr, "apdu_bench: cannot run: %s\n", why.c_str());
     return 1;
   }
   TempDir dir;
-  const std::string run_dir = dir.file("pcscd-run");
-  // Before the first PC/SC call of this process; portierd inherits it.
-  setenv("PCSCLITE_CSOCK_NAME", (run_dir + "/pcscd.comm").c_str(), 1);
+  // Sets PCSCLITE_CSOCK_NAME before the first PC/SC call of this process;
+  // portierd inherits it.
+  drivers::pcsc_testing::process_socket();
 
   std::printf(
       "apdu_bench: %d measured exchanges per path after %d warm-up, APDU 00 A4 04 00 02 3F 00 "
@@ -703,7 +411,7 @@ int run(const Options& o) {
       sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   std::fflush(stdout);
 
-  PrivatePcscd pcscd(dir.file("pcscd"), run_dir, "Virtual PCD");
+  PrivatePcscd pcscd("Virtual PCD");
   if (auto why = pcscd.start(); !why.empty()) {
     std::fprintf(stderr, "apdu_bench: private pcscd: %s\n", why.c_str());
     return stop_requested() ? 130 : 1;

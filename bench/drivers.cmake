@@ -17,7 +17,11 @@ add_dependencies(hotplug_bench portierd)
 # The bench is its own PC/SC client (the baseline): it links libpcsclite.
 pkg_check_modules(PORTIER_BENCH_PCSC QUIET IMPORTED_TARGET libpcsclite)
 if(PORTIER_BENCH_PCSC_FOUND)
-  add_executable(apdu_bench ${CMAKE_CURRENT_LIST_DIR}/apdu_bench.cc)
+  add_executable(apdu_bench ${CMAKE_CURRENT_LIST_DIR}/apdu_bench.cc
+    ${CMAKE_SOURCE_DIR}/tests/drivers/pcsc/private_pcscd.cc
+    ${CMAKE_SOURCE_DIR}/tests/drivers/pcsc/virtual_card.cc)
+  # The PC/SC tests' pcscd and card emulator (gtest-free).
+  target_include_directories(apdu_bench PRIVATE ${CMAKE_SOURCE_DIR}/tests)
   target_link_libraries(apdu_bench PRIVATE portier_bench_launcher portier_proto
     PkgConfig::PORTIER_BENCH_PCSC Threads::Threads)
   add_dependencies(apdu_bench portierd)

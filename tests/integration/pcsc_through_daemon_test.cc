@@ -21,7 +21,7 @@ TEST(PcscThroughDaemonTest, CardEventsAndApduExchange) {
   if (auto why = PrivatePcscd::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   drivers::pcsc_testing::process_socket();  // sets PCSCLITE_CSOCK_NAME, inherited by portierd
   PrivatePcscd pcscd;
-  ASSERT_TRUE(pcscd.start());
+  ASSERT_EQ(pcscd.start(), "");
   TempDir dir;
   DaemonOptions o;
   o.policy = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
@@ -41,7 +41,7 @@ TEST(PcscThroughDaemonTest, CardEventsAndApduExchange) {
   ASSERT_TRUE(wait_until([&] { return d.health().subscribers_size() == 1; }));
 
   VirtualCard card(pcscd.port(0), kAtr);
-  ASSERT_TRUE(card.insert());
+  ASSERT_EQ(card.insert(), "");
   v1::PeripheralEvent ev;
   ASSERT_TRUE(events->Read(&ev)) << d.log();
   ASSERT_TRUE(ev.has_card()) << ev.DebugString();

@@ -68,7 +68,11 @@ class PcscReaderDriverTest : public ::testing::Test {
   }
   virtual std::string friendly_name() const { return "Virtual PCD"; }
 
-  ::testing::AssertionResult start_pcscd() { return pcscd_->start(); }
+  ::testing::AssertionResult start_pcscd() {
+    const std::string why = pcscd_->start();
+    if (why.empty()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << why;
+  }
 
   PcscReaderDriver& start_driver() {
     driver_ = std::make_unique<PcscReaderDriver>(config_);
@@ -85,7 +89,7 @@ class PcscReaderDriverTest : public ::testing::Test {
   // Inserts `c` and waits for the driver's inserted event on `id`.
   ::testing::AssertionResult insert(VirtualCard& c, const std::string& id) {
     const std::size_t before = sink_.snapshot().count("inserted " + id);
-    if (auto ok = c.insert(); !ok) return ok;
+    if (auto why = c.insert(); !why.empty()) return ::testing::AssertionFailure() << why;
     if (!sink_.wait_entry("inserted " + id, before + 1)) {
       return ::testing::AssertionFailure() << "no inserted event for " << id;
     }
@@ -170,7 +174,7 @@ TEST_F(PcscReaderDriverTest, CardInsertAndRemoveAreReportedWithAtr) {
 TEST_F(PcscReaderDriverTest, CardAlreadyPresentAtStartIsReported) {
   ASSERT_TRUE(start_pcscd());
   VirtualCard& c = card(1);
-  ASSERT_TRUE(c.insert());
+  ASSERT_EQ(c.insert(), "");
   // Wait until pcscd itself sees the card (a driver of its own is the probe).
   {
     PcscRecordingSink probe_sink;

@@ -159,20 +159,20 @@ std::string PrivatePcscd::log_tail() const {
   return s.size() > 4000 ? s.substr(s.size() - 4000) : s;
 }
 
-::testing::AssertionResult PrivatePcscd::start() {
-  if (dir_.empty()) return ::testing::AssertionFailure() << "cannot create a temp dir";
-  ::testing::AssertionResult last = ::testing::AssertionFailure();
+std::string PrivatePcscd::start() {
+  if (dir_.empty()) return "cannot create a temp dir";
+  std::string last;
   for (int attempt = 0; attempt < 3; ++attempt) {
     last = start_once();
-    if (last) return last;
+    if (last.empty()) return last;
   }
   return last;
 }
 
-::testing::AssertionResult PrivatePcscd::start_once() {
-  if (pid_ > 0) return ::testing::AssertionFailure() << "pcscd is already running";
+std::string PrivatePcscd::start_once() {
+  if (pid_ > 0) return "pcscd is already running";
   port_ = free_port_pair();
-  if (port_ == 0) return ::testing::AssertionFailure() << "no free TCP port pair";
+  if (port_ == 0) return "no free TCP port pair";
 
   const std::string conf = dir_ + "/reader.conf.d";
   fs::create_directories(conf);
@@ -199,7 +199,7 @@ std::string PrivatePcscd::log_tail() const {
   const pid_t parent = ::getpid();
 
   const pid_t pid = ::fork();
-  if (pid < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) _exit(120);  // the test died already
@@ -225,19 +225,16 @@ std::string PrivatePcscd::log_tail() const {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return ::testing::AssertionFailure()
-             << "pcscd exited (status " << status << ") during start; log:\n"
-             << log_tail();
+      return "pcscd exited (status " + std::to_string(status) + ") during start; log:\n" +
+             log_tail();
     }
     if (fs::exists(process_socket()) && listed_readers() == want) {
-      return ::testing::AssertionSuccess();
+      return "";
     }
     std::this_thread::sleep_for(kPollStep);
   }
-  auto failure = ::testing::AssertionFailure()
-                 << "pcscd did not list " << want[0] << " and " << want[1] << " within 10 s"
-                 << " (port " << port_ << "); log:\n"
-                 << log_tail();
+  std::string failure = "pcscd did not list " + want[0] + " and " + want[1] +
+                        " within 10 s (port " + std::to_string(port_) + "); log:\n" + log_tail();
   reap(SIGKILL, 0);
   return failure;
 }

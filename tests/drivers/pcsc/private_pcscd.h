@@ -18,7 +18,6 @@
 // then SIGKILL) and removes the temp folder.
 #pragma once
 
-#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <string>
@@ -41,8 +40,9 @@ class PrivatePcscd {
   PrivatePcscd& operator=(const PrivatePcscd&) = delete;
 
   // Starts pcscd on free ports and waits (10 s at most) until it lists both
-  // readers. May be called again after stop() or kill_now().
-  ::testing::AssertionResult start();
+  // readers: "" then, else why not. May be called again after stop() or
+  // kill_now(). (Free of gtest: apdu_bench uses it too.)
+  std::string start();
   // SIGTERM, and SIGKILL if it has not ended after 3 s.
   void stop();
   // SIGKILL at once: the daemon and its readers vanish mid-whatever.
@@ -54,7 +54,7 @@ class PrivatePcscd {
   std::string log_tail() const;
 
  private:
-  ::testing::AssertionResult start_once();
+  std::string start_once();
   void reap(int signal, int grace_ms);
 
   std::string friendly_;

@@ -14,8 +14,6 @@
 //   anything else              6D 00
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -36,8 +34,9 @@ class VirtualCard {
   VirtualCard(const VirtualCard&) = delete;
   VirtualCard& operator=(const VirtualCard&) = delete;
 
-  // Connects to vpcd and answers it on a thread of its own.
-  ::testing::AssertionResult insert();
+  // Connects to vpcd and answers it on a thread of its own: "" then, else
+  // why not. (Free of gtest: apdu_bench uses it too.)
+  std::string insert();
   // Hangs up (idempotent).
   void remove();
 
