@@ -318,6 +318,15 @@ grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailA
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
   if (!a.ok()) return a.status;
+  if (req->count() > kMaxTailRecords) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "count " + std::to_string(req->count()) + " is over " +
+                            std::to_string(kMaxTailRecords) + "; read the audit log file instead");
+  }
+  // Counted as a stream from the start: writing the tail may block on a
+  // client that does not read.
+  auto slot = stream_slot(conn, &st);
+  if (!slot) return st;
   std::size_t count = req->count() ? req->count() : 20;
   for (auto& line : audit_.tail(count)) {
     v1::AuditRecord r;
@@ -325,8 +334,6 @@ grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailA
     if (!writer->Write(r)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   }
   if (!req->follow()) return grpc::Status::OK;
-  auto slot = stream_slot(conn, &st);
-  if (!slot) return st;
   auto stream = AuditStream::create(queue_);
   std::weak_ptr<AuditStream> weak = stream;
   int id = audit_.follow([weak](const std::string& line) {

@@ -31,6 +31,7 @@ class GatewayService final : public v1::Gateway::Service {
   // so streams can never take the threads unary calls and actions need.
   static constexpr int kMaxStreamsPerConnection = 16;
   static constexpr int kMaxStreams = 256;
+  static constexpr std::uint32_t kMaxTailRecords = 10000;  // TailAudit count
 
   using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
   GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,

@@ -168,6 +168,17 @@ TEST_F(ApiAbuseTest, OutOfRangeCallsGetClearErrors) {
     // Not UTF-8 in a proto3 string: gRPC itself refuses to parse the request.
     EXPECT_FALSE(stub->Renew(&ctx, r, &resp).ok());
   }
+  {
+    grpc::ClientContext ctx;
+    v1::TailAuditRequest r;
+    r.set_count(10001);
+    auto reader = stub->TailAudit(&ctx, r);
+    v1::AuditRecord rec;
+    EXPECT_FALSE(reader->Read(&rec));
+    auto st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("over 10000"), std::string::npos) << st.error_message();
+  }
   EXPECT_TRUE(daemon_->alive());
 }
 

@@ -339,32 +339,47 @@ TEST_F(PcscReaderDriverTest, ResetWarmResetsTheCardAndReturnsItsAtr) {
 }
 
 // Another program on the same reader (a PC/SC client beside portierd).
+// Connected at construction unless `connect_now` is false; then begin()
+// connects first (pcsc-lite's SCardConnect, too, waits while another
+// program holds a transaction).
 class OtherProgram {
  public:
-  explicit OtherProgram(const std::string& reader) {
+  explicit OtherProgram(std::string reader, bool connect_now = true) : reader_(std::move(reader)) {
     EXPECT_EQ(SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &ctx_), SCARD_S_SUCCESS);
-    DWORD protocol = 0;
-    EXPECT_EQ(SCardConnect(ctx_, reader.c_str(), SCARD_SHARE_SHARED,
-                           SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card_, &protocol),
-              SCARD_S_SUCCESS);
+    if (connect_now) {
+      EXPECT_EQ(connect(), SCARD_S_SUCCESS);
+    }
   }
   ~OtherProgram() {
     if (began_.valid() && began_.wait_for(10s) == std::future_status::ready &&
         began_.get() == SCARD_S_SUCCESS) {
       SCardEndTransaction(card_, SCARD_LEAVE_CARD);
     }
-    SCardDisconnect(card_, SCARD_LEAVE_CARD);
+    if (card_) SCardDisconnect(card_, SCARD_LEAVE_CARD);
     SCardReleaseContext(ctx_);
   }
-  // Starts SCardBeginTransaction on a thread: it waits while portierd holds one.
+  // Starts SCardBeginTransaction (after SCardConnect when not connected yet)
+  // on a thread: it waits while portierd holds a transaction.
   void begin() {
-    began_ = std::async(std::launch::async, [this] { return SCardBeginTransaction(card_); });
+    began_ = std::async(std::launch::async, [this] {
+      if (!card_) {
+        if (const LONG rv = connect(); rv != SCARD_S_SUCCESS) return rv;
+      }
+      return SCardBeginTransaction(card_);
+    });
   }
   bool began_within(std::chrono::milliseconds d) {
     return began_.wait_for(d) == std::future_status::ready;
   }
 
  private:
+  LONG connect() {
+    DWORD protocol = 0;
+    return SCardConnect(ctx_, reader_.c_str(), SCARD_SHARE_SHARED,
+                        SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card_, &protocol);
+  }
+
+  const std::string reader_;
   SCARDCONTEXT ctx_ = 0;
   SCARDHANDLE card_ = 0;
   std::future<LONG> began_;
@@ -407,8 +422,9 @@ TEST_F(PcscReaderDriverTest, IdleSessionTransactionEndsAfterTheHold) {
 }
 
 // A session ends with its card: the next card in the reader is free for
-// other programs at once, not after the hold (pcscd drops the removed
-// card's lock, and the worker drops its handle when told the card changed).
+// other programs at once, not after the hold (pcscd releases a removed
+// card's lock itself, and the worker drops its handle when told the card
+// changed).
 TEST_F(PcscReaderDriverTest, CardRemovalEndsTheHeldTransaction) {
   config_.transaction_hold_ms = 60000;
   ASSERT_TRUE(start_pcscd());
@@ -421,8 +437,8 @@ TEST_F(PcscReaderDriverTest, CardRemovalEndsTheHeldTransaction) {
   ASSERT_TRUE(sink_.wait_entry("removed reader0", removed + 1));
   VirtualCard& next = card(0);
   ASSERT_TRUE(insert(next, "reader0"));
-  OtherProgram other(pcscd_->reader(0));
-  other.begin();
+  OtherProgram other(pcscd_->reader(0), /*connect_now=*/false);
+  other.begin();  // connect and begin, both well within the 60 s hold
   EXPECT_TRUE(other.began_within(10s)) << "the old session still holds the reader";
 }
 
