@@ -1,6 +1,8 @@
 #include "device_node_loop.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -68,6 +70,34 @@ void run_device_node_loop(const DeviceNodeLoop& l) {
       lost((ev & POLLHUP) ? "device hung up" : "device error");
     }
   }
+}
+
+Result<void> DeviceNodeThread::start(DeviceNodeLoop loop, const std::string& where) {
+  if (thread_.joinable()) return fail(Errc::failed_precondition, where, "start", "already running");
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0) {
+    return fail(Errc::io, where, "eventfd",
+                std::error_code(errno, std::generic_category()).message());
+  }
+  loop.stop_fd = stop_fd_;
+  try {
+    thread_ = std::thread([loop = std::move(loop)] { run_device_node_loop(loop); });
+  } catch (const std::system_error& e) {
+    ::close(stop_fd_);
+    stop_fd_ = -1;
+    return fail(Errc::internal, where, "driver thread", e.what());
+  }
+  return {};
+}
+
+void DeviceNodeThread::stop() {
+  if (stop_fd_ < 0) return;
+  const std::uint64_t one = 1;
+  while (::write(stop_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  if (thread_.joinable()) thread_.join();
+  ::close(stop_fd_);
+  stop_fd_ = -1;
 }
 
 }  // namespace portier::drivers

@@ -12,6 +12,9 @@
 
 #include <functional>
 #include <string>
+#include <thread>
+
+#include "portier/result.h"
 
 namespace portier::drivers {
 
@@ -36,5 +39,25 @@ bool wait_for_stop(int stop_fd, int timeout_ms);
 
 // Runs until stop_fd is readable.
 void run_device_node_loop(const DeviceNodeLoop& loop);
+
+// A DeviceNodeLoop on a thread of its own, with its stop eventfd: what a
+// driver's start() and stop() need.
+class DeviceNodeThread {
+ public:
+  DeviceNodeThread() = default;
+  ~DeviceNodeThread() { stop(); }
+  DeviceNodeThread(const DeviceNodeThread&) = delete;
+  DeviceNodeThread& operator=(const DeviceNodeThread&) = delete;
+
+  // Creates the stop eventfd (it becomes loop.stop_fd) and runs `loop` on a
+  // new thread. Errors (io, internal) are located at `where`.
+  Result<void> start(DeviceNodeLoop loop, const std::string& where);
+  // Wakes the loop, joins its thread, closes the eventfd. Idempotent.
+  void stop();
+
+ private:
+  int stop_fd_ = -1;
+  std::thread thread_;
+};
 
 }  // namespace portier::drivers

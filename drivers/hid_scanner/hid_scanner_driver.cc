@@ -161,8 +161,6 @@ Result<void> HidScannerDriver::start(DriverSink& sink) {
     return fail(Errc::failed_precondition, where(config_), "start", "already started");
   }
   if (auto ok = validate(config_); !ok) return ok;
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) return fail(Errc::io, where(config_), "eventfd", errno_text(errno));
   sink_ = &sink;
   reported_.reset();
   assembler_.reset();
@@ -173,15 +171,11 @@ Result<void> HidScannerDriver::start(DriverSink& sink) {
   fd_ = o.fd;
   packets_ = o.packets;
   report(o.fd >= 0 ? DeviceState::ready : o.state, o.reason);
-  try {
-    thread_ = std::thread([this] { run(); });
-  } catch (const std::system_error& e) {
+  if (auto r = node_.start(node_loop(), where(config_)); !r) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
-    ::close(stop_fd_);
-    stop_fd_ = -1;
     sink.device_removed(config_.id);
-    return fail(Errc::internal, where(config_), "driver thread", e.what());
+    return r;
   }
   started_ = true;
   return {};
@@ -189,14 +183,9 @@ Result<void> HidScannerDriver::start(DriverSink& sink) {
 
 void HidScannerDriver::stop() {
   if (!started_) return;
-  const std::uint64_t one = 1;
-  while (::write(stop_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-  if (thread_.joinable()) thread_.join();
+  node_.stop();
   if (fd_ >= 0) ::close(fd_);  // also releases the EVIOCGRAB grab
   fd_ = -1;
-  ::close(stop_fd_);
-  stop_fd_ = -1;
   started_ = false;
   sink_->device_removed(config_.id);
 }
@@ -363,9 +352,8 @@ void HidScannerDriver::disconnect(const std::string& reason) {
   report(DeviceState::disconnected, reason);
 }
 
-void HidScannerDriver::run() {
+DeviceNodeLoop HidScannerDriver::node_loop() {
   DeviceNodeLoop loop;
-  loop.stop_fd = stop_fd_;
   loop.fd = fd_;
   loop.reopen_min_ms = config_.reopen_min_ms;
   loop.reopen_max_ms = config_.reopen_max_ms;
@@ -385,7 +373,7 @@ void HidScannerDriver::run() {
   };
   loop.read = [this](std::string& reason) { return read_available(reason); };
   loop.lost = [this](const std::string& reason) { disconnect(reason); };
-  run_device_node_loop(loop);
+  return loop;
 }
 
 std::vector<SelfTestResult> HidScannerDriver::self_test() {

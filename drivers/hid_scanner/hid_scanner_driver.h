@@ -89,7 +89,7 @@ class HidScannerDriver final : public Driver {
 
   DeviceInfo info() const;
   OpenOutcome open_device() const;
-  void run();
+  DeviceNodeLoop node_loop();  // the thread that reads and reopens the node
   NodeRead read_available(std::string& reason);
   void process_stream(std::string_view bytes);
   void process_unit(std::string_view unit);
@@ -105,13 +105,12 @@ class HidScannerDriver final : public Driver {
   ScanDecoder decoder_plain_;     // payloads known to carry no AIM id
 
   DriverSink* sink_ = nullptr;
-  std::thread thread_;
-  int stop_fd_ = -1;  // eventfd; readable once stop() was called
   std::atomic<bool> started_{false};
   std::optional<DeviceState> reported_;
   int fd_ = -1;  // only the driver thread (or start/stop) touches it
   bool packets_ = false;
-  std::string pending_;  // stream mode: bytes of an incomplete unit
+  std::string pending_;    // stream mode: bytes of an incomplete unit
+  DeviceNodeThread node_;  // last: its thread stops before the members above go
 };
 
 }  // namespace portier::drivers

@@ -169,10 +169,6 @@ Result<void> SerialScanner::start(DriverSink& sink) {
     return fail(Errc::failed_precondition, where(config_), "start", "already started");
   }
   if (auto ok = validate(config_); !ok) return ok;
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) {
-    return fail(Errc::io, where(config_), "eventfd", errno_text(errno));
-  }
   sink_ = &sink;
   reported_.reset();
   framer_.reset();
@@ -183,18 +179,10 @@ Result<void> SerialScanner::start(DriverSink& sink) {
     fd_ = o.fd;
   }
   report(o.fd >= 0 ? DeviceState::ready : o.state, o.reason);
-  try {
-    thread_ = std::thread([this] { run(); });
-  } catch (const std::system_error& e) {
-    {
-      std::lock_guard lock(fd_mu_);
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = -1;
-    }
-    ::close(stop_fd_);
-    stop_fd_ = -1;
+  if (auto r = node_.start(node_loop(), where(config_)); !r) {
+    close_node();
     sink.device_removed(config_.id);
-    return fail(Errc::internal, where(config_), "driver thread", e.what());
+    return r;
   }
   started_ = true;
   return {};
@@ -202,19 +190,16 @@ Result<void> SerialScanner::start(DriverSink& sink) {
 
 void SerialScanner::stop() {
   if (!started_) return;
-  const std::uint64_t one = 1;
-  while (::write(stop_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-  if (thread_.joinable()) thread_.join();
-  {
-    std::lock_guard lock(fd_mu_);
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  ::close(stop_fd_);
-  stop_fd_ = -1;
+  node_.stop();
+  close_node();
   started_ = false;
   sink_->device_removed(config_.id);
+}
+
+void SerialScanner::close_node() {
+  std::lock_guard lock(fd_mu_);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 SerialScanner::OpenOutcome SerialScanner::open_device() const {
@@ -302,9 +287,8 @@ void SerialScanner::disconnect(const std::string& reason) {
   report(DeviceState::disconnected, reason);
 }
 
-void SerialScanner::run() {
+DeviceNodeLoop SerialScanner::node_loop() {
   DeviceNodeLoop loop;
-  loop.stop_fd = stop_fd_;
   {
     std::lock_guard lock(fd_mu_);
     loop.fd = fd_;
@@ -327,7 +311,7 @@ void SerialScanner::run() {
   };
   loop.read = [this](std::string& reason) { return read_available(reason); };
   loop.lost = [this](const std::string& reason) { disconnect(reason); };
-  run_device_node_loop(loop);
+  return loop;
 }
 
 Result<std::size_t> SerialScanner::write(const std::string& device_id, std::string_view data) {

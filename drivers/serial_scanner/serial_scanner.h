@@ -85,7 +85,8 @@ class SerialScanner final : public Driver {
 
   DeviceInfo info() const;
   OpenOutcome open_device() const;
-  void run();
+  DeviceNodeLoop node_loop();  // the thread that reads and reopens the tty
+  void close_node();
   NodeRead read_available(std::string& reason);
   void process(std::string_view bytes);
   void disconnect(const std::string& reason);
@@ -97,13 +98,12 @@ class SerialScanner final : public Driver {
   ScanDecoder decoder_;
 
   DriverSink* sink_ = nullptr;
-  std::thread thread_;
-  int stop_fd_ = -1;  // eventfd; becomes readable when stop() is called
   std::atomic<bool> started_{false};
   std::optional<DeviceState> reported_;
 
   mutable std::mutex fd_mu_;  // guards fd_ against write() from other threads
   int fd_ = -1;               // only the driver thread (or start/stop) changes it
+  DeviceNodeThread node_;     // last: its thread stops before the members above go
 };
 
 }  // namespace portier::drivers
