@@ -43,7 +43,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "device_node_loop.h"
 #include "driver.h"
