@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "drivers/recorder.h"
 
 namespace portier::drivers::testing {
 
@@ -28,10 +29,8 @@ struct Recorded {
   std::vector<FaultData> faults;
 };
 
-class RecordingSink : public DriverSink {
+class RecordingSink : public DriverSink, public drivers::testing::Recorder<Recorded> {
  public:
-  static constexpr auto kDeadline = std::chrono::seconds(10);
-
   void device_added(const DeviceInfo& info) override {
     update([&](Recorded& r) { r.added.push_back(info); });
   }
@@ -51,37 +50,12 @@ class RecordingSink : public DriverSink {
     });
   }
 
-  // Waits until pred(recorded) holds; false when the deadline passes first.
-  template <class Pred>
-  bool wait(Pred pred, std::chrono::milliseconds timeout = kDeadline) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return pred(rec_); });
-  }
   bool wait_scans(std::size_t n) {
     return wait([n](const Recorded& r) { return r.scans.size() >= n; });
   }
   bool wait_states(std::size_t n) {
     return wait([n](const Recorded& r) { return r.states.size() >= n; });
   }
-
-  Recorded snapshot() const {
-    std::lock_guard lock(mu_);
-    return rec_;
-  }
-
- private:
-  template <class F>
-  void update(F f) {
-    {
-      std::lock_guard lock(mu_);
-      f(rec_);
-    }
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  Recorded rec_;
 };
 
 }  // namespace portier::drivers::testing

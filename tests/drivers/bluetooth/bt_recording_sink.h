@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "drivers/recorder.h"
 
 namespace portier::drivers::testing {
 
@@ -52,10 +53,8 @@ struct BtRecorded {
   }
 };
 
-class BtRecordingSink : public DriverSink {
+class BtRecordingSink : public DriverSink, public drivers::testing::Recorder<BtRecorded, 15> {
  public:
-  static constexpr auto kDeadline = std::chrono::seconds(15);
-
   void device_added(const DeviceInfo& info) override {
     update([&](BtRecorded& r) { r.added.push_back(info); });
   }
@@ -74,31 +73,6 @@ class BtRecordingSink : public DriverSink {
       }
     });
   }
-
-  template <class Pred>
-  bool wait(Pred pred, std::chrono::milliseconds timeout = kDeadline) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return pred(rec_); });
-  }
-
-  BtRecorded snapshot() const {
-    std::lock_guard lock(mu_);
-    return rec_;
-  }
-
- private:
-  template <class F>
-  void update(F f) {
-    {
-      std::lock_guard lock(mu_);
-      f(rec_);
-    }
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  BtRecorded rec_;
 };
 
 }  // namespace portier::drivers::testing

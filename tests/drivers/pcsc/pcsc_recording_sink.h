@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "drivers/recorder.h"
 
 namespace portier::drivers::pcsc_testing {
 
@@ -99,10 +100,8 @@ inline const char* state_name(DeviceState s) {
   return "?";
 }
 
-class PcscRecordingSink : public DriverSink {
+class PcscRecordingSink : public DriverSink, public drivers::testing::Recorder<Recorded> {
  public:
-  static constexpr auto kDeadline = std::chrono::seconds(10);
-
   void device_added(const DeviceInfo& info) override {
     update([&](Recorded& r) {
       r.added.push_back(info);
@@ -138,34 +137,9 @@ class PcscRecordingSink : public DriverSink {
     });
   }
 
-  // Waits until pred(recorded) holds; false when the deadline passes first.
-  template <class Pred>
-  bool wait(Pred pred, std::chrono::milliseconds timeout = kDeadline) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return pred(rec_); });
-  }
   bool wait_entry(const std::string& entry, std::size_t n = 1) {
     return wait([&](const Recorded& r) { return r.count(entry) >= n; });
   }
-
-  Recorded snapshot() const {
-    std::lock_guard lock(mu_);
-    return rec_;
-  }
-
- private:
-  template <class F>
-  void update(F f) {
-    {
-      std::lock_guard lock(mu_);
-      f(rec_);
-    }
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  Recorded rec_;
 };
 
 }  // namespace portier::drivers::pcsc_testing

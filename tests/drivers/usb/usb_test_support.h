@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "drivers/recorder.h"
 #include "drivers/usb/sysfs_fixture.h"
 
 namespace portier::drivers::usb::testing {
@@ -46,7 +47,7 @@ struct Recorded {
   }
 };
 
-class UsbSink : public DriverSink {
+class UsbSink : public DriverSink, public drivers::testing::Recorder<Recorded> {
  public:
   void device_added(const DeviceInfo& info) override {
     update([&](Recorded& r) {
@@ -80,31 +81,9 @@ class UsbSink : public DriverSink {
     });
   }
 
-  template <class Pred>
-  bool wait(Pred pred, std::chrono::milliseconds timeout = kDeadline) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return pred(rec_); });
-  }
   bool wait_log(const std::string& line, std::size_t n = 1) {
     return wait([&](const Recorded& r) { return r.count_log(line) >= n; });
   }
-  Recorded snapshot() const {
-    std::lock_guard lock(mu_);
-    return rec_;
-  }
-
- private:
-  template <class F>
-  void update(F f) {
-    {
-      std::lock_guard lock(mu_);
-      f(rec_);
-    }
-    cv_.notify_all();
-  }
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  Recorded rec_;
 };
 
 // Polls `pred` until it holds or the deadline passes (for state the sink
