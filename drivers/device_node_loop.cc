@@ -11,6 +11,31 @@
 
 namespace portier::drivers {
 
+NodeRead read_node(int fd, const std::function<void(std::string_view)>& on_bytes,
+                   std::string& reason) {
+  constexpr int kReadsPerWakeup = 16;
+  char buf[4096];
+  NodeRead outcome = NodeRead::no_data;
+  for (int i = 0; i < kReadsPerWakeup; ++i) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      outcome = NodeRead::data;
+      on_bytes(std::string_view(buf, static_cast<std::size_t>(n)));
+      continue;
+    }
+    if (n == 0) {
+      reason = "device hung up (end of file)";
+      return NodeRead::gone;
+    }
+    const int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) break;
+    reason = "read failed: " + std::error_code(e, std::generic_category()).message();
+    return NodeRead::gone;
+  }
+  return outcome;
+}
+
 bool wait_for_stop(int stop_fd, int timeout_ms) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "portier/result.h"
@@ -33,6 +34,12 @@ struct DeviceNodeLoop {
   // Closes the node and reports it lost for `reason`.
   std::function<void(const std::string& reason)> lost;
 };
+
+// Reads what non-blocking `fd` has, up to 16 reads of 4 KiB (then the loop
+// polls again, so stop() stays prompt), handing each chunk to `on_bytes`.
+// gone (with `reason`) at end of file or on a read error.
+NodeRead read_node(int fd, const std::function<void(std::string_view)>& on_bytes,
+                   std::string& reason);
 
 // Waits up to `timeout_ms` for `stop_fd` to become readable (true then).
 bool wait_for_stop(int stop_fd, int timeout_ms);

@@ -19,8 +19,6 @@
 namespace portier::drivers {
 namespace {
 
-constexpr std::size_t kReadChunk = 4096;
-constexpr int kReadsPerWakeup = 16;  // then poll again so stop() stays prompt
 constexpr std::size_t kMaxFrameLimit = 1 << 20;
 constexpr std::size_t kInputEventSize = sizeof(struct input_event);
 
@@ -313,34 +311,6 @@ void HidScannerDriver::process_stream(std::string_view bytes) {
   pending_.assign(bytes);
 }
 
-NodeRead HidScannerDriver::read_available(std::string& reason) {
-  char buf[kReadChunk];
-  NodeRead outcome = NodeRead::no_data;
-  for (int i = 0; i < kReadsPerWakeup; ++i) {
-    const ssize_t n = ::read(fd_, buf, sizeof buf);
-    if (n > 0) {
-      outcome = NodeRead::data;
-      const std::string_view bytes(buf, static_cast<std::size_t>(n));
-      if (packets_) {
-        process_unit(bytes);  // hidraw: exactly one report per read
-      } else {
-        process_stream(bytes);
-      }
-      continue;
-    }
-    if (n == 0) {
-      reason = "device hung up (end of file)";
-      return NodeRead::gone;
-    }
-    const int e = errno;
-    if (e == EINTR) continue;
-    if (e == EAGAIN || e == EWOULDBLOCK) break;
-    reason = "read failed: " + errno_text(e);
-    return NodeRead::gone;
-  }
-  return outcome;
-}
-
 void HidScannerDriver::disconnect(const std::string& reason) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -370,7 +340,18 @@ DeviceNodeLoop HidScannerDriver::node_loop() {
     report(DeviceState::ready, "");
     return o.fd;
   };
-  loop.read = [this](std::string& reason) { return read_available(reason); };
+  loop.read = [this](std::string& reason) {
+    return read_node(
+        fd_,
+        [this](std::string_view bytes) {
+          if (packets_) {
+            process_unit(bytes);  // hidraw: exactly one report per read
+          } else {
+            process_stream(bytes);
+          }
+        },
+        reason);
+  };
   loop.lost = [this](const std::string& reason) { disconnect(reason); };
   return loop;
 }

@@ -89,7 +89,6 @@ class HidScannerDriver final : public Driver {
   DeviceInfo info() const;
   OpenOutcome open_device() const;
   DeviceNodeLoop node_loop();  // the thread that reads and reopens the node
-  NodeRead read_available(std::string& reason);
   void process_stream(std::string_view bytes);
   void process_unit(std::string_view unit);
   void emit_scan(const std::string& aim, const std::string& data, bool aim_known);

@@ -15,8 +15,6 @@
 namespace portier::drivers {
 namespace {
 
-constexpr std::size_t kReadChunk = 4096;
-constexpr int kReadsPerWakeup = 16;  // then poll again so stop() stays prompt
 constexpr std::size_t kMaxFrameLimit = 1 << 20;
 constexpr auto kWriteTimeout = std::chrono::seconds(1);
 
@@ -253,29 +251,6 @@ void SerialScanner::process(std::string_view bytes) {
   }
 }
 
-NodeRead SerialScanner::read_available(std::string& reason) {
-  char buf[kReadChunk];
-  NodeRead outcome = NodeRead::no_data;
-  for (int i = 0; i < kReadsPerWakeup; ++i) {
-    const ssize_t n = ::read(fd_, buf, sizeof buf);
-    if (n > 0) {
-      outcome = NodeRead::data;
-      process(std::string_view(buf, static_cast<std::size_t>(n)));
-      continue;
-    }
-    if (n == 0) {
-      reason = "device hung up (end of file)";
-      return NodeRead::gone;
-    }
-    const int e = errno;
-    if (e == EINTR) continue;
-    if (e == EAGAIN || e == EWOULDBLOCK) break;
-    reason = "read failed: " + errno_text(e);
-    return NodeRead::gone;
-  }
-  return outcome;
-}
-
 void SerialScanner::disconnect(const std::string& reason) {
   {
     std::lock_guard lock(fd_mu_);
@@ -308,7 +283,10 @@ DeviceNodeLoop SerialScanner::node_loop() {
     report(DeviceState::ready, "");
     return o.fd;
   };
-  loop.read = [this](std::string& reason) { return read_available(reason); };
+  loop.read = [this](std::string& reason) {
+    return read_node(
+        fd_, [this](std::string_view bytes) { process(bytes); }, reason);
+  };
   loop.lost = [this](const std::string& reason) { disconnect(reason); };
   return loop;
 }

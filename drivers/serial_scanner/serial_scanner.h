@@ -86,7 +86,6 @@ class SerialScanner final : public Driver {
   OpenOutcome open_device() const;
   DeviceNodeLoop node_loop();  // the thread that reads and reopens the tty
   void close_node();
-  NodeRead read_available(std::string& reason);
   void process(std::string_view bytes);
   void disconnect(const std::string& reason);
   void report(DeviceState state, const std::string& reason);
