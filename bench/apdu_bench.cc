@@ -544,13 +544,7 @@ int run(const Options& o) {
 }
 
 int parse_int(const char* flag, const char* v, int lo, int hi) {
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  if (!*v || *end || n < lo || n > hi) {
-    std::fprintf(stderr, "apdu_bench: %s must be %d..%d\n", flag, lo, hi);
-    std::exit(2);
-  }
-  return static_cast<int>(n);
+  return parse_int_arg("apdu_bench", flag, v, lo, hi);
 }
 
 }  // namespace

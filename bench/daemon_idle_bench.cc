@@ -322,13 +322,7 @@ std::string ratio(double a, double b) {
 }
 
 int parse_int(const char* flag, const char* v, int lo, int hi) {
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  if (!*v || *end || n < lo || n > hi) {
-    std::fprintf(stderr, "daemon_idle_bench: %s must be %d..%d\n", flag, lo, hi);
-    std::exit(2);
-  }
-  return static_cast<int>(n);
+  return parse_int_arg("daemon_idle_bench", flag, v, lo, hi);
 }
 
 int run(const Options& o) {

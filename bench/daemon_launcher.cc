@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,16 @@ std::int64_t mono_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+int parse_int_arg(const char* program, const char* flag, const char* value, int lo, int hi) {
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  if (!*value || *end || n < lo || n > hi) {
+    std::fprintf(stderr, "%s: %s must be %d..%d\n", program, flag, lo, hi);
+    std::exit(2);
+  }
+  return static_cast<int>(n);
 }
 
 void install_stop_signals() {

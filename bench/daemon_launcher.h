@@ -29,6 +29,10 @@ using namespace std::chrono_literals;
 // CLOCK_MONOTONIC in nanoseconds (the same clock in every process).
 std::int64_t mono_ns();
 
+// A command-line integer for `flag` in lo..hi; otherwise prints
+// "<program>: <flag> must be lo..hi" and exits 2 (a usage error).
+int parse_int_arg(const char* program, const char* flag, const char* value, int lo, int hi);
+
 // SIGINT/SIGTERM set a flag instead of killing the bench, so that the bench
 // can stop its loops, kill the daemon and remove its temp dir.
 void install_stop_signals();

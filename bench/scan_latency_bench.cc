@@ -398,13 +398,7 @@ void print_details(const RunResult& r) {
 }
 
 int parse_int(const char* flag, const char* v, int lo, int hi) {
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  if (!*v || *end || n < lo || n > hi) {
-    std::fprintf(stderr, "scan_latency_bench: %s must be %d..%d\n", flag, lo, hi);
-    std::exit(2);
-  }
-  return static_cast<int>(n);
+  return parse_int_arg("scan_latency_bench", flag, v, lo, hi);
 }
 
 int run(const Options& o) {
