@@ -1,10 +1,9 @@
 // At most N device actions (APDU exchange, pairing, a health run, ...) at
 // once. An action runs on the gRPC thread serving its call and may block on
 // hardware up to its own timeout; one stuck card occupies one thread and a
-// slot, never another reader's exchange. drain() waits for all to end.
+// slot, never another reader's exchange.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <mutex>
 
@@ -32,11 +31,6 @@ class ActionSlots {
     const bool held_;
   };
 
-  void drain() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return used_ == 0; });
-  }
-
  private:
   bool take() {
     std::lock_guard lock(mu_);
@@ -46,12 +40,11 @@ class ActionSlots {
   }
   void give_back() {
     std::lock_guard lock(mu_);
-    if (--used_ == 0) cv_.notify_all();
+    --used_;
   }
 
   const std::size_t max_;
   std::mutex mu_;
-  std::condition_variable cv_;
   std::size_t used_ = 0;
 };
 

@@ -269,9 +269,10 @@ int run_daemon(const DaemonConfig& config) {
   phase("listener stopped");
   hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
   service.end_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
-  // Streams ended above; whatever is still running gets a short grace.
+  // Streams ended above; whatever is still running gets a short grace, then
+  // is cancelled. Shutdown returns once every handler has returned (device
+  // actions end within their own timeouts), so no action outlives it.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-  service.drain();
   hub.drain_background();
   phase("server shut down");
   for (auto& d : drivers) d->stop();

@@ -174,8 +174,6 @@ grpc::Status GatewayService::run_action(Connection& conn, const drivers::ActionR
   return hub_.act(conn, request, result);
 }
 
-void GatewayService::drain() { actions_.drain(); }
-
 grpc::Status GatewayService::Transmit(grpc::ServerContext* ctx, const v1::TransmitRequest* req,
                                       v1::TransmitResponse* resp) {
   grpc::Status st;

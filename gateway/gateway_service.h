@@ -74,9 +74,6 @@ class GatewayService final : public v1::Gateway::Service {
   // Ends the audit-follow streams (the hub ends its own), so that no call
   // lingers at shutdown; later follow calls are refused.
   void end_streams(const grpc::Status& status);
-  // Waits until no device action is running (after the server shut down,
-  // before drivers stop). Actions end within their own timeouts.
-  void drain();
 
  private:
   std::shared_ptr<Connection> connection(grpc::ServerContext* ctx, grpc::Status* st);

@@ -718,7 +718,7 @@ void BluetoothDriver::run_action(const ActionRequest& req, milliseconds timeout,
         [this, path, token, timeout, done = std::move(done)](Result<void> r) mutable {
           // What the agent refused says what the device wanted.
           const std::string refusal = token ? agent_.end(path, token) : std::string();
-          if (!r && r.error().why.starts_with("no answer from org.bluez") && client_) {
+          if (!r && no_answer(r.error()) && client_) {
             // No answer in time (only then: InProgress, for one, means a
             // pairing somebody else started): BlueZ may still be pairing.
             // Stop it, so a late pairing does not complete without its

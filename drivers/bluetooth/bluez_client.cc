@@ -15,6 +15,8 @@ namespace {
 constexpr const char* kObjectManager = "org.freedesktop.DBus.ObjectManager";
 constexpr const char* kPropertiesIface = "org.freedesktop.DBus.Properties";
 constexpr const char* kWhere = "bluetooth D-Bus";
+// How the reason of a call without an answer starts (see no_answer()).
+const std::string kNoAnswer = "no answer from org.bluez within ";
 
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
@@ -93,7 +95,7 @@ Error dbus_error(const sd_bus_error* e, const std::string& what,
   if (name == "org.freedesktop.DBus.Error.NoReply" ||
       name == "org.freedesktop.DBus.Error.Timeout" ||
       name == "org.freedesktop.DBus.Error.TimedOut") {
-    why = "no answer from org.bluez within " + std::to_string(timeout.count()) + " ms (" + name +
+    why = kNoAnswer + std::to_string(timeout.count()) + " ms (" + name +
           (text.empty() ? "" : ": " + text) + ")";
   } else if (name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
              name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
@@ -574,6 +576,8 @@ Result<void> BluezClient::process(int max_messages) {
   }
   return {};
 }
+
+bool no_answer(const Error& e) { return e.why.starts_with(kNoAnswer); }
 
 std::optional<bool> prop_bool(const Properties& p, const std::string& name) {
   auto it = p.find(name);

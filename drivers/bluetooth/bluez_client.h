@@ -145,6 +145,10 @@ class BluezClient {
   friend struct AgentDispatch;
 };
 
+// Whether `e` is a call that got no answer within its timeout (D-Bus
+// NoReply / Timeout / TimedOut), as opposed to an answer that was an error.
+bool no_answer(const Error& e);
+
 // Reading a PropValue: nullopt when absent or of another type.
 std::optional<bool> prop_bool(const Properties& p, const std::string& name);
 std::optional<std::int64_t> prop_int(const Properties& p, const std::string& name);
