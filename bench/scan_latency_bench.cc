@@ -560,14 +560,15 @@ int main(int argc, char** argv) {
     } else if (a == "--rate") {
       o.rate = parse_int("--rate", value(), 1, 20000);
     } else if (a == "--subscribers") {
-      o.subscribers = parse_int("--subscribers", value(), 1, 500);
+      o.subscribers = parse_int("--subscribers", value(), 1, 250);
     } else if (a == "--no-processes") {
       o.processes = false;
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: scan_latency_bench [--seconds N] [--rate SCANS_PER_S] [--subscribers N] "
           "[--no-processes]\n"
-          "  defaults: --seconds 5 --rate 1000 --subscribers 50\n"
+          "  defaults: --seconds 5 --rate 1000 --subscribers 50 (at most 250: portierd\n"
+          "  serves 256 streams)\n"
           "  runs: raw pty hop; 1 subscriber; N subscribers on one completion queue in this\n"
           "  process (the target figure); N subscribers as N processes (unless --no-processes)\n");
       return 0;
