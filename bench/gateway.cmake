@@ -17,3 +17,9 @@ foreach(bench scan_latency_bench daemon_idle_bench unary_call_bench)
   # The daemon the bench starts is built alongside it.
   add_dependencies(${bench} portierd)
 endforeach()
+
+# Links the gateway library itself: times resolve_peer / verify_peer in
+# process (no daemon), against one getsockopt(SO_PEERCRED).
+add_executable(identity_resolve_bench ${CMAKE_CURRENT_LIST_DIR}/identity_resolve_bench.cc)
+target_link_libraries(identity_resolve_bench PRIVATE portier_bench_launcher portier_gateway
+  Threads::Threads)
