@@ -10,7 +10,7 @@ target_link_libraries(portier_bench_launcher PUBLIC portier_proto Threads::Threa
 target_compile_definitions(portier_bench_launcher PRIVATE
   PORTIER_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
 
-foreach(bench scan_latency_bench daemon_idle_bench unary_call_bench)
+foreach(bench scan_latency_bench daemon_idle_bench unary_call_bench dos_wait_bench)
   add_executable(${bench} ${CMAKE_CURRENT_LIST_DIR}/${bench}.cc)
   target_link_libraries(${bench} PRIVATE portier_bench_launcher portier_proto Threads::Threads)
   target_compile_definitions(${bench} PRIVATE PORTIER_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
