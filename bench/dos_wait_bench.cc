@@ -5,7 +5,7 @@
 // that the hostile clients, run as uid 64010 / group nogroup (fork, setgid,
 // setuid, exec of a copy of this binary), can connect. The figure is the
 // allowed app's fresh-connection latency: a new channel, connect and its
-// first WhoAmI, --samples times in a row, p50/p99:
+// first WhoAmI, --samples times, one every --interval-ms at most, p50/p99:
 //
 //   (a) with nothing else going on (the baseline);
 //   (b) while the hostile uid holds as many WatchDevices streams as the
@@ -13,9 +13,10 @@
 //       streams still open once nothing changed for 2 s are the ones the
 //       daemon accepted;
 //   (c) while, in addition, --exec-loops processes of that uid keep
-//       connecting from a 4 GiB executable: a copy of this binary extended
-//       to 4 GiB with a sparse tail of zeros (it still runs), given a new
-//       mtime before every exec so that no digest cache can answer for it.
+//       connecting from a 4 GiB executable each: a copy of this binary
+//       extended to 4 GiB with a sparse tail of zeros (it still runs), one
+//       file per loop, given a new mtime before every exec so that no digest
+//       cache can answer for it.
 //       Each such process connects, sends the HTTP/2 preface and waits (30 s
 //       at most) for the daemon's first bytes or a close.
 //
@@ -23,8 +24,8 @@
 // gets --deadline-ms, a phase --phase-seconds (samples not taken by then are
 // reported as such), and a timeout is reported as a timeout.
 //
-// usage: dos_wait_bench [--samples N] [--deadline-ms N] [--phase-seconds N]
-//                       [--streams N] [--exec-loops N]   (as root)
+// usage: dos_wait_bench [--samples N] [--interval-ms N] [--deadline-ms N]
+//                       [--phase-seconds N] [--streams N] [--exec-loops N]   (as root)
 #include <fcntl.h>
 #include <grp.h>
 #include <grpcpp/grpcpp.h>
@@ -75,6 +76,7 @@ constexpr int kExecLoopPauseMs = 20;  // between two connections of one loop
 
 struct Options {
   int samples = 200;
+  int interval_ms = 10;    // a sample starts at most this often
   int deadline_ms = 5000;  // per connect + WhoAmI
   int phase_seconds = 60;  // per phase, then the samples left are not taken
   int streams = 256;
@@ -440,6 +442,11 @@ Phase measure(const std::string& name, const std::string& socket, pid_t daemon, 
   const std::int64_t t_start = mono_ns(), cpu0 = proc_cpu_ns(daemon);
   const std::int64_t phase_end = t_start + static_cast<std::int64_t>(o.phase_seconds) * 1000000000;
   for (int i = 0; i < o.samples; ++i) {
+    // Paced, so that the samples spread over the hostile load.
+    const std::int64_t due = t_start + static_cast<std::int64_t>(i) * o.interval_ms * 1000000;
+    if (const std::int64_t now = mono_ns(); due > now) {
+      std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
+    }
     if (stop_requested() || mono_ns() >= phase_end) {
       p.not_taken = o.samples - i;
       break;
@@ -520,13 +527,14 @@ int run(const Options& o) {
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
   std::printf(
-      "dos_wait_bench: %d fresh connections (connect + WhoAmI) per phase, deadline %d ms each, "
-      "%d s per phase at most\nhostile uid %u (group %u): %d WatchDevices streams tried; %d exec "
+      "dos_wait_bench: %d fresh connections (connect + WhoAmI) per phase, one every %d ms at "
+      "most, deadline %d ms each, %d s per phase at most\nhostile uid %u (group %u): %d "
+      "WatchDevices streams tried; %d exec "
       "loops from a %llu GiB executable\nmachine: %ld cores online, load average %.2f %.2f "
       "%.2f\n\n",
-      o.samples, o.deadline_ms, o.phase_seconds, kHostileUid, nogroup, o.streams, o.exec_loops,
-      static_cast<unsigned long long>(kBigExeBytes >> 30), sysconf(_SC_NPROCESSORS_ONLN), load[0],
-      load[1], load[2]);
+      o.samples, o.interval_ms, o.deadline_ms, o.phase_seconds, kHostileUid, nogroup, o.streams,
+      o.exec_loops, static_cast<unsigned long long>(kBigExeBytes >> 30),
+      sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   std::fflush(stdout);
 
   TempDir dir;
@@ -534,10 +542,17 @@ int run(const Options& o) {
   auto files = write_daemon_files(dir, "socket_group = \"nogroup\"\n");
   write_file(files.policy, policy_for_bench());
   const std::string hostile = copy_self(dir.file("hostile-client"));
+  // One 4 GiB executable per loop: no loop's connection can be served from
+  // the digest another loop's connection left behind.
   BigDir bigdir(dir);
-  const std::string big = copy_self(bigdir.file("big-client"));
-  if (::chown(big.c_str(), kHostileUid, nogroup) != 0 || ::truncate(big.c_str(), kBigExeBytes)) {
-    throw std::runtime_error("cannot make the 4 GiB executable " + big + ": " + errno_text());
+  std::vector<std::string> bigs;
+  for (int i = 0; i < o.exec_loops; ++i) {
+    bigs.push_back(copy_self(bigdir.file("big-client-" + std::to_string(i))));
+    if (::chown(bigs.back().c_str(), kHostileUid, nogroup) != 0 ||
+        ::truncate(bigs.back().c_str(), kBigExeBytes) != 0) {
+      throw std::runtime_error("cannot make the 4 GiB executable " + bigs.back() + ": " +
+                               errno_text());
+    }
   }
 
   ChildProcess daemon({bin_path("portierd"), "--config", files.config});
@@ -563,7 +578,7 @@ int run(const Options& o) {
   for (int i = 0; i < o.exec_loops; ++i) {
     loops.push_back(std::make_unique<AsUser>(
         kHostileUid, nogroup,
-        std::vector<std::string>{hostile, "--hostile-exec-loop", files.socket, big}));
+        std::vector<std::string>{hostile, "--hostile-exec-loop", files.socket, bigs[i]}));
     if (!loops.back()->start()) throw std::runtime_error("cannot start a hostile exec loop");
   }
   for (auto& l : loops) l->wait_for_line("exec-loop started", 10000ms);
@@ -629,6 +644,8 @@ int main(int argc, char** argv) {
     };
     if (a == "--samples") {
       o.samples = parse_int_arg(kProgram, "--samples", value(), 1, 100000);
+    } else if (a == "--interval-ms") {
+      o.interval_ms = parse_int_arg(kProgram, "--interval-ms", value(), 0, 60000);
     } else if (a == "--deadline-ms") {
       o.deadline_ms = parse_int_arg(kProgram, "--deadline-ms", value(), 1, 600000);
     } else if (a == "--phase-seconds") {
@@ -639,10 +656,11 @@ int main(int argc, char** argv) {
       o.exec_loops = parse_int_arg(kProgram, "--exec-loops", value(), 0, 64);
     } else if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: dos_wait_bench [--samples N] [--deadline-ms N] [--phase-seconds N]\n"
-          "                      [--streams N] [--exec-loops N]\n"
-          "  defaults: --samples 200 --deadline-ms 5000 --phase-seconds 60 --streams 256\n"
-          "  --exec-loops 4. Needs root: the hostile clients run as uid %u, group nogroup.\n"
+          "usage: dos_wait_bench [--samples N] [--interval-ms N] [--deadline-ms N]\n"
+          "                      [--phase-seconds N] [--streams N] [--exec-loops N]\n"
+          "  defaults: --samples 200 --interval-ms 10 --deadline-ms 5000 --phase-seconds 60\n"
+          "  --streams 256 --exec-loops 4. Needs root: the hostile clients run as uid %u,\n"
+          "  group nogroup.\n"
           "  An allowed app's fresh-connection WhoAmI latency (p50/p99) (a) alone, (b) while\n"
           "  that uid holds --streams WatchDevices streams, (c) while it also connects from a\n"
           "  4 GiB executable in --exec-loops loops; ratios of (b) and (c) to (a)\n",
