@@ -241,8 +241,8 @@ int run(const Options& o) {
   const double p99_ratio = s[1].p99 > 0 ? s[0].p99 / s[1].p99 : 0;
   const double cpu_ratio = cpu_us[1] > 0 ? cpu_us[0] / cpu_us[1] : 0;
   std::printf(
-      "\nratio portierd / floor: p50 %.2fx (+%.1f µs), p99 %.2fx (+%.1f µs), server CPU per call "
-      "%.2fx (+%.1f µs)\n",
+      "\nratio portierd / floor: p50 %.2fx (%+.1f µs), p99 %.2fx (%+.1f µs), server CPU per call "
+      "%.2fx (%+.1f µs)\n",
       p50_ratio, s[0].p50 - s[1].p50, p99_ratio, s[0].p99 - s[1].p99, cpu_ratio,
       cpu_us[0] - cpu_us[1]);
   std::printf("  (CPU: utime+stime in 10 ms ticks, %.0f ms and %.0f ms in all)\n",
