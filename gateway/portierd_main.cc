@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "policy/policy.h"
+#include "policy_store.h"
 #include "version.h"
 
 namespace {
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
-    auto p = portier::policy::Policy::load_file(config->policy);
+    auto p = portier::gateway::load_policy_file(config->policy);
     if (!p) {
       std::fprintf(stderr, "portierd: %s\n", p.error().message().c_str());
       return 1;
