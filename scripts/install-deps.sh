@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential cmake pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev libsystemd-dev libgcrypt20-dev libtomlplusplus-dev
+  libseccomp-dev  # the tests run portierd under the unit's syscall filter
   libgtest-dev libgmock-dev libbenchmark-dev
   systemd
   # drivers and the real peers their tests run against

@@ -89,6 +89,10 @@ struct DaemonOptions {
   std::vector<std::string> env;  // "NAME=value" added to the daemon's environment
   uid_t uid = 0;                 // run the daemon under this uid/gid (0: as the test)
   gid_t gid = 0;
+  // Runs portierd through this program: its argv, followed by portierd's
+  // (e.g. seccomp_launcher ... --, emulating the unit's sandbox). The
+  // launcher must exec portierd in the same process.
+  std::vector<std::string> launcher;
 };
 
 class Daemon {
