@@ -4,17 +4,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 
 namespace portier::agent {
 namespace {
 
-constexpr std::size_t kRecent = 1000;
+constexpr std::size_t kScanLimit = 1u << 20;  // how far back a last line is looked for
+constexpr std::size_t kChunk = 256u << 10;    // bytes per write()
+constexpr std::size_t kMarkerRoom = 512;      // room kept for an audit_records_lost record
 
 std::string now_rfc3339() {
   auto now = std::chrono::system_clock::now();
@@ -29,74 +31,210 @@ std::string now_rfc3339() {
   return buf;
 }
 
-void write_all(int fd, const std::string& s) {
+// Cuts `s` to at most `max` bytes at a UTF-8 character boundary and says so.
+std::string cap(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return std::string(s);
+  std::size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(s.substr(0, cut)) + "…[cut " + std::to_string(s.size() - cut) + " bytes]";
+}
+
+// 0 on success, else errno.
+int write_all(int fd, std::string_view s) {
   std::size_t off = 0;
   while (off < s.size()) {
     ssize_t n = ::write(fd, s.data() + off, s.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      std::fprintf(stderr, "portierd: audit log write failed: %s\n", std::strerror(errno));
-      return;
+      return errno;
     }
+    if (n == 0) return EIO;
     off += static_cast<std::size_t>(n);
   }
+  return 0;
+}
+
+bool read_at(int fd, std::uint64_t off, std::size_t len, std::string& out) {
+  out.resize(len);
+  std::size_t got = 0;
+  while (got < len) {
+    ssize_t n = ::pread(fd, out.data() + got, len - got, static_cast<off_t>(off + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Position of the last '\n' in [end - limit, end), scanning back in blocks.
+struct Newline {
+  bool found = false;
+  std::uint64_t pos = 0;
+  bool searched_to_start = false;  // not found and nothing before: the line starts at 0
+};
+Newline last_newline(int fd, std::uint64_t end, std::size_t limit) {
+  Newline r;
+  std::uint64_t lo = end > limit ? end - limit : 0;
+  std::string block;
+  for (std::uint64_t hi = end; hi > lo;) {
+    std::uint64_t from = hi - std::min<std::uint64_t>(hi - lo, 64u << 10);
+    if (!read_at(fd, from, static_cast<std::size_t>(hi - from), block)) return r;
+    auto at = block.rfind('\n');
+    if (at != std::string::npos) {
+      r.found = true;
+      r.pos = from + at;
+      return r;
+    }
+    hi = from;
+  }
+  r.searched_to_start = lo == 0;
+  return r;
+}
+
+// The last complete line of the file `fd` of `size` bytes ending in '\n'.
+std::optional<std::string> last_line(int fd, std::uint64_t size) {
+  if (size == 0) return std::nullopt;
+  auto nl = last_newline(fd, size - 1, kScanLimit);
+  if (!nl.found && !nl.searched_to_start) return std::nullopt;
+  std::uint64_t start = nl.found ? nl.pos + 1 : 0;
+  std::string line;
+  if (!read_at(fd, start, static_cast<std::size_t>(size - 1 - start), line)) return std::nullopt;
+  return line;
+}
+
+std::string errno_text(const std::string& what, int err) {
+  return what + ": " + std::strerror(err);
 }
 
 }  // namespace
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);  // UTF-8 passes through
-        }
-    }
-  }
-  return out;
-}
-
-Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, std::size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd < 0) return fail(Errc::io, "audit", path, std::strerror(errno));
-  auto log = std::unique_ptr<AuditLog>(new AuditLog(path, fd, max_bytes));
+Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditLogOptions options) {
+  options.keep_files = std::clamp(options.keep_files, 1, 1000);
+  options.max_bytes = std::max<std::size_t>(options.max_bytes, 1024);
+  options.max_field_bytes = std::max<std::size_t>(options.max_field_bytes, 16);
+  auto log = std::unique_ptr<AuditLog>(new AuditLog(path, options));
+  if (auto r = log->recover(); !r) return std::unexpected(r.error());
+  log->writer_ = std::thread([p = log.get()] { p->run(); });
   return log;
 }
 
-AuditLog::AuditLog(std::string path, int fd, std::size_t max_bytes)
-    : path_(std::move(path)), fd_(fd), max_bytes_(max_bytes) {
+AuditLog::AuditLog(std::string path, AuditLogOptions options)
+    : path_(std::move(path)),
+      options_(options),
+      digest_(kGenesisDigest),
+      limiter_(options.denials) {}
+
+Result<void> AuditLog::recover() {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd_ < 0) return fail(Errc::io, "audit", path_, std::strerror(errno));
   struct stat st {};
-  if (fstat(fd_, &st) == 0) size_ = static_cast<std::size_t>(st.st_size);
-  // Seed tail() with what the file already holds, so a restart keeps history.
-  std::ifstream in(path_);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    recent_.push_back(line);
-    if (recent_.size() > kRecent) recent_.pop_front();
+  if (::fstat(fd_, &st) != 0) return fail(Errc::io, "audit", path_, std::strerror(errno));
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  int rd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rd < 0) return fail(Errc::io, "audit", path_, std::strerror(errno));
+  std::uint64_t torn = 0;
+  if (size > 0) {
+    std::string last;
+    if (!read_at(rd, size - 1, 1, last)) {
+      ::close(rd);
+      return fail(Errc::io, "audit", path_, "cannot read its end");
+    }
+    if (last != "\n") {
+      auto nl = last_newline(rd, size, kScanLimit);
+      if (nl.found || nl.searched_to_start) {
+        std::uint64_t keep = nl.found ? nl.pos + 1 : 0;
+        if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0) {
+          int err = errno;
+          ::close(rd);
+          return fail(Errc::io, "audit", path_,
+                      errno_text("cannot truncate its torn last line", err));
+        }
+        torn = size - keep;
+        size = keep;
+      } else {
+        force_rotate_ = true;  // not a file of ours: rotated away before the first write
+      }
+    }
   }
-  writer_ = std::thread([this] { run(); });
+  if (size > 0 && !force_rotate_) {
+    auto line = last_line(rd, size);
+    auto c = line ? parse_chained_line(*line) : std::nullopt;
+    if (c) {
+      seq_ = c->seq;
+      digest_ = sha256_hex(*line);
+    } else {
+      force_rotate_ = true;  // an older format or foreign content
+    }
+  }
+  std::string older = path_ + ".1";
+  int rd1 = ::open(older.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st1 {};
+  std::uint64_t size1 = rd1 >= 0 && ::fstat(rd1, &st1) == 0 ? st1.st_size : 0;
+  if (seq_ == 0 && rd1 >= 0) {
+    // The current file is empty (just rotated, or deleted): the chain goes on
+    // from the newest rotated file.
+    std::uint64_t end = size1;
+    std::string tailbyte;
+    if (end > 0 && read_at(rd1, end - 1, 1, tailbyte) && tailbyte != "\n") {
+      auto nl = last_newline(rd1, end, kScanLimit);
+      end = nl.found ? nl.pos + 1 : 0;
+    }
+    auto line = last_line(rd1, end);
+    if (auto c = line ? parse_chained_line(*line) : std::nullopt) {
+      seq_ = c->seq;
+      digest_ = sha256_hex(*line);
+    }
+  }
+  // tail(): the end of <path>.1 when the current file is shorter than the budget.
+  if (rd1 >= 0 && size < options_.tail_bytes) seed_tail(rd1, size1, options_.tail_bytes - size);
+  if (rd1 >= 0) ::close(rd1);
+  seed_tail(rd, size, options_.tail_bytes);
+  ::close(rd);
+  size_ = size;
+  for (auto& l : recent_) {
+    if (auto c = parse_chained_line(l)) {
+      remember_carry(std::string(c->event), std::string(c->body),
+                     c->carried_from ? c->carried_from : c->seq);
+    }
+  }
+  if (torn > 0) {
+    notes_.push_back(
+        {note_body("audit_truncated",
+                   "\"bytes\":" + std::to_string(torn) + ",\"last_seq\":" + std::to_string(seq_) +
+                       ",\"reason\":\"a torn last line of " + std::to_string(torn) +
+                       " bytes after seq " + std::to_string(seq_) + " was removed at start\""),
+         "audit_truncated"});
+  }
+  notes_left_ = notes_.size();
+  return {};
+}
+
+void AuditLog::seed_tail(int fd, std::uint64_t size, std::size_t budget) {
+  if (size == 0 || budget == 0) return;
+  std::uint64_t from = size > budget ? size - budget : 0;
+  std::string buf;
+  if (!read_at(fd, from, static_cast<std::size_t>(size - from), buf)) return;
+  std::size_t pos = 0;
+  if (from > 0) {
+    pos = buf.find('\n');
+    if (pos == std::string::npos) return;
+    ++pos;
+  }
+  while (pos < buf.size()) {
+    auto nl = buf.find('\n', pos);
+    if (nl == std::string::npos) break;  // a torn line: not a record
+    if (nl > pos) {
+      recent_.push_back(buf.substr(pos, nl - pos));
+      recent_bytes_ += nl - pos;
+    }
+    pos = nl + 1;
+  }
+  while (recent_bytes_ > options_.tail_bytes && !recent_.empty()) {
+    recent_bytes_ -= recent_.front().size();
+    recent_.pop_front();
+  }
 }
 
 AuditLog::~AuditLog() {
@@ -105,102 +243,406 @@ AuditLog::~AuditLog() {
     stopping_ = true;
   }
   cv_.notify_all();
-  writer_.join();
-  ::close(fd_);
+  done_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (fd_ >= 0) ::close(fd_);
 }
 
-std::string AuditLog::to_json(const gateway::AuditEntry& e) {
-  std::string j = "{\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + json_escape(e.event) + "\"";
+std::string AuditLog::to_body(const gateway::AuditEntry& e, std::size_t max_field) {
+  auto f = [&](std::string_view s) { return json_escape(cap(s, max_field)); };
+  std::string j = "\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + f(e.event) + "\"";
   if (e.caller) {
     const auto& c = *e.caller;
-    j += ",\"app\":{\"name\":\"" + json_escape(e.app) + "\",\"uid\":" + std::to_string(c.uid) +
+    j += ",\"app\":{\"name\":\"" + f(e.app) + "\",\"uid\":" + std::to_string(c.uid) +
          ",\"gid\":" + std::to_string(c.gid) + ",\"pid\":" + std::to_string(c.pid) + ",\"exe\":\"" +
-         json_escape(c.exe) + "\",\"sha256\":\"" + json_escape(c.sha256) + "\",\"unit\":\"" +
-         json_escape(c.unit) + "\"}";
+         f(c.exe) + "\",\"sha256\":\"" + f(c.sha256) + "\",\"unit\":\"" + f(c.unit) + "\"}";
   }
-  if (!e.device.empty()) j += ",\"device\":\"" + json_escape(e.device) + "\"";
-  if (!e.op.empty()) j += ",\"op\":\"" + json_escape(e.op) + "\"";
+  if (!e.device.empty()) j += ",\"device\":\"" + f(e.device) + "\"";
+  if (!e.op.empty()) j += ",\"op\":\"" + f(e.op) + "\"";
   if (!e.decision.empty()) {
-    j += ",\"decision\":\"" + json_escape(e.decision) + "\"";
+    j += ",\"decision\":\"" + f(e.decision) + "\"";
     j += ",\"rule\":" + std::to_string(e.rule) + ",\"line\":" + std::to_string(e.line);
   }
-  if (!e.policy.empty()) j += ",\"policy\":\"" + json_escape(e.policy) + "\"";
-  if (!e.reason.empty()) j += ",\"reason\":\"" + json_escape(e.reason) + "\"";
+  if (!e.policy.empty()) j += ",\"policy\":\"" + f(e.policy) + "\"";
+  if (!e.reason.empty()) j += ",\"reason\":\"" + f(e.reason) + "\"";
   j += "}";
   return j;
 }
 
-void AuditLog::record(const gateway::AuditEntry& entry) {
-  std::string line = to_json(entry);
-  std::vector<std::function<void(const std::string&)>> followers;
+std::string AuditLog::note_body(const std::string& event, const std::string& fields) const {
+  return "\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + event + "\"" +
+         (fields.empty() ? "" : "," + fields) + "}";
+}
+
+void AuditLog::remember_carry(const std::string& event, const std::string& body,
+                              std::uint64_t seq) {
+  if (event == "policy_loaded") carry_policy_ = Carry{body, seq};
+  if (event == "health_changed") carry_health_ = Carry{body, seq};
+}
+
+// Once writing works again and there is room, the records dropped while the
+// buffer was full are accounted for by one record in their place.
+void AuditLog::push_lost_marker_locked(std::size_t room) {
+  if (lost_ == 0 || !failure_.empty() ||
+      queued_bytes_ + kMarkerRoom + room > options_.max_pending_bytes) {
+    return;
+  }
+  std::string n = std::to_string(lost_);
+  auto marker = note_body("audit_records_lost",
+                          "\"count\":" + n + ",\"reason\":\"" + n +
+                              " records were not kept while the audit log could not be "
+                              "written (" +
+                              std::to_string(options_.max_pending_bytes) + " bytes buffered)\"");
+  lost_ = 0;
+  queued_bytes_ += marker.size();
+  queue_.push_back({std::move(marker), "audit_records_lost", ++next_ticket_});
+}
+
+std::uint64_t AuditLog::push_locked(std::string body, std::string event) {
+  push_lost_marker_locked(body.size());
+  if (queued_bytes_ + body.size() > options_.max_pending_bytes) {
+    ++lost_;
+    return 0;
+  }
+  queued_bytes_ += body.size();
+  queue_.push_back({std::move(body), std::move(event), ++next_ticket_});
+  return next_ticket_;
+}
+
+namespace {
+
+std::string suppressed_fields(const std::string& key, std::uint64_t count,
+                              const DenialLimiter::Options& o) {
+  bool uid = !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
+  std::string who = uid ? "uid " + key : key + " callers";
+  char rate[32];
+  std::snprintf(rate, sizeof(rate), "%g", o.per_second);
+  return (uid ? "\"uid\":" + key : "\"caller\":\"" + key + "\"") +
+         ",\"count\":" + std::to_string(count) + ",\"reason\":\"" + std::to_string(count) +
+         " denials of " + who + " not recorded (rate limit: burst " +
+         std::to_string(static_cast<long>(o.burst)) + ", " + rate + "/s)\"";
+}
+
+}  // namespace
+
+void AuditLog::record(const gateway::AuditEntry& e) {
+  bool deny = e.decision == "deny";
+  std::string body = to_body(e, options_.max_field_bytes);
   {
     std::lock_guard lock(mu_);
-    pending_.push_back(line);
-    recent_.push_back(line);
-    if (recent_.size() > kRecent) recent_.pop_front();
-    ++recorded_;
-    for (auto& [id, fn] : followers_) fn(line);
+    if (deny) {
+      std::string key = e.caller ? std::to_string(e.caller->uid) : "unidentified";
+      std::uint64_t suppressed = 0;
+      if (!limiter_.admit(key, &suppressed)) return;
+      if (suppressed > 0) {
+        push_locked(
+            note_body("denials_suppressed", suppressed_fields(key, suppressed, options_.denials)),
+            "denials_suppressed");
+      }
+    }
+    push_locked(std::move(body), e.event);
   }
   cv_.notify_one();
 }
 
-std::vector<std::string> AuditLog::tail(std::size_t count) {
+Result<void> AuditLog::record_durable(const gateway::AuditEntry& e,
+                                      std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string body = to_body(e, options_.max_field_bytes);
+  std::unique_lock lock(mu_);
+  if (stopping_) return fail(Errc::unavailable, "audit", path_, "the audit log is closing");
+  auto ticket = push_locked(std::move(body), e.event);
+  cv_.notify_one();
+  if (ticket == 0) {
+    return fail(Errc::unavailable, "audit", path_,
+                "record not kept: " + std::to_string(options_.max_pending_bytes) +
+                    " bytes already wait to be written" +
+                    (failure_why_.empty() ? "" : " (" + failure_why_ + ")"));
+  }
+  if (!failure_.empty()) return fail(Errc::unavailable, "audit", path_, failure_why_);
+  done_cv_.wait_until(lock, deadline,
+                      [&] { return written_ticket_ >= ticket || !failure_.empty() || stopping_; });
+  if (written_ticket_ >= ticket) return {};
+  if (!failure_.empty()) return fail(Errc::unavailable, "audit", path_, failure_why_);
+  return fail(Errc::unavailable, "audit", path_,
+              "record not on disk within " + std::to_string(timeout.count()) + " ms");
+}
+
+std::string AuditLog::failure() const {
   std::lock_guard lock(mu_);
+  return failure_;
+}
+
+void AuditLog::on_state(std::function<void(const std::string&)> fn) {
+  std::lock_guard lock(mu_);
+  state_fn_ = std::move(fn);
+}
+
+std::vector<std::string> AuditLog::tail(std::size_t count) {
+  std::unique_lock lock(mu_);
+  auto target = next_ticket_;
+  done_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                    [&] { return written_ticket_ >= target || !failure_.empty() || stopping_; });
   std::size_t n = std::min(count, recent_.size());
   return {recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end()};
 }
 
 int AuditLog::follow(std::function<void(const std::string&)> fn) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(follow_mu_);
   int id = next_follower_++;
   followers_[id] = std::move(fn);
   return id;
 }
 
 void AuditLog::unfollow(int id) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(follow_mu_);
   followers_.erase(id);
 }
 
-void AuditLog::flush() {
+bool AuditLog::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  auto target = recorded_;
+  auto target = next_ticket_;
   cv_.notify_one();
-  flushed_cv_.wait(lock, [&] { return written_ >= target; });
+  return done_cv_.wait_for(lock, timeout,
+                           [&] { return written_ticket_ >= target && notes_left_ == 0; });
 }
 
-void AuditLog::rotate_if_needed() {
-  if (size_ < max_bytes_) return;
-  std::string old = path_ + ".1";
-  ::rename(path_.c_str(), old.c_str());
+void AuditLog::start_new_file() {
+  head_.clear();
+  for (auto* c : {&carry_policy_, &carry_health_}) {
+    if (*c) head_.push_back("\"carried_from\":" + std::to_string((*c)->seq) + "," + (*c)->body);
+  }
+}
+
+bool AuditLog::open_file(std::string& error) {
   int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd < 0) {
-    std::fprintf(stderr, "portierd: audit log rotation failed: %s\n", std::strerror(errno));
-    return;
+    error = errno_text("cannot open", errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    error = errno_text("cannot stat", errno);
+    ::close(fd);
+    return false;
+  }
+  fd_ = fd;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  size_ = static_cast<std::uint64_t>(st.st_size);
+  junk_ = false;
+  return true;
+}
+
+// Before each batch: is the path still our file? If it was deleted or
+// replaced, reopen (create) it and record the gap first.
+bool AuditLog::check_file(std::string& error) {
+  if (fd_ < 0) return open_file(error);
+  struct stat st {};
+  const char* what = nullptr;
+  if (::stat(path_.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      error = errno_text("cannot stat", errno);
+      return false;
+    }
+    what = "deleted";
+  } else if (st.st_dev != dev_ || st.st_ino != ino_) {
+    what = "replaced by another file";
+  } else {
+    return true;
   }
   ::close(fd_);
-  fd_ = fd;
-  size_ = 0;
+  fd_ = -1;
+  std::string last = std::to_string(seq_);
+  notes_.push_front(
+      {note_body("audit_reopened", "\"last_seq\":" + last + ",\"reason\":\"the audit log " +
+                                       json_escape(path_) + " was " + what +
+                                       "; reopened: records after seq " + last +
+                                       " written to the old file may be lost\""),
+       "audit_reopened"});
+  start_new_file();
+  return open_file(error);
+}
+
+bool AuditLog::rotate(std::string& error) {
+  auto name = [&](int i) { return path_ + "." + std::to_string(i); };
+  // Files beyond keep_files (left by a larger setting) go first.
+  for (int i = options_.keep_files + 1; i <= 1000 + 1; ++i) {
+    if (::unlink(name(i).c_str()) != 0) break;
+  }
+  for (int i = options_.keep_files - 1; i >= 1; --i) {
+    if (::rename(name(i).c_str(), name(i + 1).c_str()) != 0 && errno != ENOENT) {
+      error = errno_text("rotation failed: rename " + name(i), errno);
+      return false;
+    }
+  }
+  if (::rename(path_.c_str(), name(1).c_str()) != 0 && errno != ENOENT) {
+    error = errno_text("rotation failed: rename " + path_, errno);
+    return false;
+  }
+  ::close(fd_);
+  fd_ = -1;
+  force_rotate_ = false;
+  start_new_file();
+  return open_file(error);
+}
+
+AuditLog::Outcome AuditLog::write_batch(const std::vector<Queued>& batch) {
+  Outcome out;
+  if (!check_file(out.error)) return out;
+  if (junk_) {
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      out.error = errno_text("cannot remove a partly written record", errno);
+      return out;
+    }
+    junk_ = false;
+  }
+  if ((force_rotate_ || size_ >= options_.max_bytes) && !rotate(out.error)) return out;
+
+  std::vector<const std::string*> bodies;
+  for (auto& n : notes_) bodies.push_back(&n.body);
+  for (auto& h : head_) bodies.push_back(&h);
+  for (auto& q : batch) bodies.push_back(&q.body);
+  std::vector<std::string> lines, digests;
+  lines.reserve(bodies.size());
+  digests.reserve(bodies.size());
+  std::uint64_t seq = seq_;
+  std::string prev = digest_;
+  for (auto* b : bodies) {
+    lines.push_back("{\"seq\":" + std::to_string(++seq) + ",\"prev\":\"" + prev + "\"," + *b);
+    prev = sha256_hex(lines.back());
+    digests.push_back(prev);
+  }
+
+  // Whole records per write(); a failed write is cut back to the last whole one.
+  std::size_t good = 0;
+  std::uint64_t end = size_;
+  std::string chunk;
+  for (std::size_t i = 0; i < lines.size();) {
+    chunk.clear();
+    std::size_t j = i;
+    while (j < lines.size() && (j == i || chunk.size() + lines[j].size() + 1 <= kChunk)) {
+      chunk += lines[j++];
+      chunk += '\n';
+    }
+    if (int err = write_all(fd_, chunk); err != 0) {
+      out.error = errno_text("write failed", err);
+      junk_ = ::ftruncate(fd_, static_cast<off_t>(end)) != 0;
+      break;
+    }
+    end += chunk.size();
+    good = j;
+    i = j;
+  }
+  if (good > 0 && ::fdatasync(fd_) != 0) {
+    out.error = errno_text("fdatasync failed", errno);
+    junk_ = ::ftruncate(fd_, static_cast<off_t>(size_)) != 0;
+    good = 0;
+    end = size_;
+  }
+  if (good == 0) return out;
+
+  size_ = end;
+  seq_ += good;
+  digest_ = digests[good - 1];
+  out.lines.assign(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(good));
+  std::size_t n = std::min(good, notes_.size());
+  notes_.erase(notes_.begin(), notes_.begin() + static_cast<std::ptrdiff_t>(n));
+  std::size_t h = std::min(good - n, head_.size());
+  head_.erase(head_.begin(), head_.begin() + static_cast<std::ptrdiff_t>(h));
+  out.notes = n + h;
+  out.queued = good - n - h;
+  for (std::size_t i = 0; i < out.queued; ++i) {
+    remember_carry(batch[i].event, batch[i].body, seq_ - out.queued + 1 + i);
+  }
+  return out;
 }
 
 void AuditLog::run() {
+  const std::size_t batch_limit = std::clamp<std::size_t>(options_.max_bytes / 4, 1024, 1u << 20);
   std::unique_lock lock(mu_);
+  auto backoff = options_.retry_min;
+  std::optional<std::chrono::steady_clock::time_point> retry_at;
+  int stop_tries = 0;
   for (;;) {
-    cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-    if (pending_.empty() && stopping_) return;
-    std::vector<std::string> batch;
-    batch.swap(pending_);
-    auto upto = recorded_;
+    for (auto& r : limiter_.due()) {
+      push_locked(
+          note_body("denials_suppressed", suppressed_fields(r.key, r.count, options_.denials)),
+          "denials_suppressed");
+    }
+    bool work = !queue_.empty() || !notes_.empty() || !head_.empty();
+    if (stopping_ && (!work || stop_tries >= 2)) break;
+    auto now = std::chrono::steady_clock::now();
+    if (!stopping_ && (!work || (retry_at && now < *retry_at))) {
+      auto wake = work ? retry_at : std::nullopt;
+      if (auto due = limiter_.next_due(); due && (!wake || *due < *wake)) wake = due;
+      if (wake) {
+        cv_.wait_until(lock, *wake);
+      } else {
+        cv_.wait(lock);
+      }
+      continue;
+    }
+    std::vector<Queued> batch;
+    std::size_t bytes = 0;
+    for (auto& q : queue_) {
+      if (!batch.empty() && bytes + q.body.size() > batch_limit) break;
+      bytes += q.body.size();
+      batch.push_back(q);
+    }
     lock.unlock();
-    std::string buf;
-    for (auto& l : batch) buf += l + "\n";
-    rotate_if_needed();
-    write_all(fd_, buf);
-    size_ += buf.size();
-    ::fdatasync(fd_);
+    Outcome out = write_batch(batch);
     lock.lock();
-    written_ = upto;
-    flushed_cv_.notify_all();
+    if (stopping_ && !out.error.empty()) ++stop_tries;  // at exit: two more tries, no waiting
+
+    for (std::size_t i = 0; i < out.queued; ++i) {
+      queued_bytes_ -= queue_.front().body.size();
+      written_ticket_ = queue_.front().ticket;
+      queue_.pop_front();
+    }
+    for (auto& l : out.lines) {
+      recent_bytes_ += l.size();
+      recent_.push_back(l);
+    }
+    while (recent_bytes_ > options_.tail_bytes && !recent_.empty()) {
+      recent_bytes_ -= recent_.front().size();
+      recent_.pop_front();
+    }
+    std::string before = failure_;
+    if (out.error.empty()) {
+      failure_.clear();
+      failure_why_.clear();
+      retry_at.reset();
+      backoff = options_.retry_min;
+    } else {
+      failure_why_ = out.error;
+      failure_ = "audit log " + path_ + ": " + out.error;
+      retry_at = std::chrono::steady_clock::now() + backoff;
+      backoff = std::min(backoff * 2, options_.retry_max);
+    }
+    notes_left_ = notes_.size() + head_.size();
+    push_lost_marker_locked(0);
+    std::string state = failure_;
+    auto state_fn = state != before ? state_fn_ : nullptr;
+    done_cv_.notify_all();
+    lock.unlock();
+    if (!out.lines.empty()) {
+      std::lock_guard follow(follow_mu_);
+      for (auto& l : out.lines) {
+        for (auto& [id, fn] : followers_) fn(l);
+      }
+    }
+    if (state != before) {
+      std::fprintf(
+          stderr, "portierd: %s\n",
+          state.empty() ? ("audit log " + path_ + ": writable again").c_str() : state.c_str());
+    }
+    if (state_fn) state_fn(state);
+    lock.lock();
+  }
+  if (!queue_.empty() || !notes_.empty()) {
+    std::fprintf(stderr, "portierd: audit log %s: %zu records not written at exit: %s\n",
+                 path_.c_str(), queue_.size() + notes_.size(), failure_why_.c_str());
   }
 }
 

@@ -2,11 +2,13 @@
 // agent/audit_log; tests may substitute their own.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "policy/policy.h"
+#include "portier/result.h"
 
 namespace portier::gateway {
 
@@ -26,7 +28,26 @@ struct AuditEntry {
 class AuditSink {
  public:
   virtual ~AuditSink() = default;
+  // Fire and forget (denials, lease ends, ...): never blocks. Denials may be
+  // rate-limited per caller uid; the suppressed ones are counted in the trail.
   virtual void record(const AuditEntry& entry) = 0;
+  // Records `entry` and waits until this record is written and fdatasync'd,
+  // at most `timeout`. Fails with Errc::unavailable ("audit", <path>, <why>)
+  // when the trail cannot be written (write error, file cannot be reopened,
+  // buffer full) or the timeout passes; then the caller must refuse the
+  // operation the record is about. The record itself stays queued and reaches
+  // the file once the trail recovers (unless the buffer was full). Never
+  // rate-limited. Sinks without a file (test fakes) just record and succeed.
+  virtual Result<void> record_durable(const AuditEntry& entry, std::chrono::milliseconds timeout) {
+    record(entry);
+    return {};
+  }
+  // "" while the trail is writable, else why not, e.g. "audit log
+  // /x/audit.jsonl: write failed: No space left on device".
+  virtual std::string failure() const { return {}; }
+  // `fn` is called (from the writer thread, outside locks) whenever failure()
+  // changes; "" means the trail recovered. Replaces an earlier `fn`.
+  virtual void on_state(std::function<void(const std::string& failure)> fn) {}
   // Last `count` records as JSON lines, oldest first.
   virtual std::vector<std::string> tail(std::size_t count) = 0;
   // Calls `fn` with each new record's JSON line until the returned id is

@@ -16,7 +16,11 @@ namespace portier::gateway {
 struct Connection {
   std::uint64_t id = 0;
   PeerIdentity identity;       // valid when identify_error is empty
-  std::string identify_error;  // why the peer has no identity
+  std::string identify_error;  // why the peer has no identity (audited once, at accept)
+  // Whom its connections and streams count against: "app:<name>" for a
+  // declared app (the first it is, at accept), "uid:<n>" for anyone else.
+  std::string principal;
+  bool declared = false;
 
   // Policy bits for this caller, valid for `policy_generation`.
   std::mutex mu;

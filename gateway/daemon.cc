@@ -107,7 +107,10 @@ int run_daemon(const DaemonConfig& config) {
     log_error("state_dir " + config.state_dir + ": " + std::strerror(errno));
     return 1;
   }
-  auto audit = agent::AuditLog::open(config.audit_log, config.audit_max_bytes);
+  agent::AuditLogOptions audit_options;
+  audit_options.max_bytes = config.audit_max_bytes;
+  audit_options.keep_files = config.audit_keep_files;
+  auto audit = agent::AuditLog::open(config.audit_log, audit_options);
   if (!audit) {
     log_error(audit.error().message());
     return 1;
@@ -125,7 +128,36 @@ int run_daemon(const DaemonConfig& config) {
     (*audit)->record(e);
   }
 
-  DeviceHub hub(policy, **audit, {config.subscriber_queue, config.max_lease_seconds});
+  HubOptions hub_options;
+  hub_options.subscriber_queue = config.subscriber_queue;
+  hub_options.max_lease_seconds = config.max_lease_seconds;
+  hub_options.audit_failure_health = config.audit_failure_health == "compromised"
+                                         ? policy::Health::compromised
+                                         : policy::Health::degraded;
+  DeviceHub hub(policy, **audit, hub_options);
+  // An unwritable audit trail is a health state (operations that must be
+  // audited are refused meanwhile); the daemon keeps serving and recovers
+  // when the trail does. Both changes are recorded (the failure reaches the
+  // file once it can be written again).
+  (*audit)->on_state([&hub, &audit](const std::string& failure) {
+    AuditEntry e;
+    if (failure.empty()) {
+      log_info("audit trail writable again");
+      e.event = "audit_recovered";
+    } else {
+      log_error("audit trail cannot be written: " + failure +
+                "; operations that must be audited are refused");
+      e.event = "audit_failed";
+      e.reason = failure;
+    }
+    (*audit)->record(e);
+    hub.audit_state_changed();
+  });
+  // The hub goes before the audit log: stop telling it first.
+  struct ForgetAuditState {
+    agent::AuditLog* log;
+    ~ForgetAuditState() { log->on_state(nullptr); }
+  } forget_audit_state{audit->get()};
   {
     std::vector<HealthRefusal> refusals;
     for (auto& r : config.refuse_when_compromised) {
@@ -165,7 +197,20 @@ int run_daemon(const DaemonConfig& config) {
   }
   auto monitor = start_health_monitor(config.health, hub, **audit, self_tests);
 
-  ListenerOptions lo{config.socket, config.socket_mode, config.socket_group};
+  ListenerOptions lo;
+  lo.path = config.socket;
+  lo.mode = config.socket_mode;
+  lo.group = config.socket_group;
+  const auto& lim = config.limits;
+  lo.limits = {lim.connections_per_app, lim.connections_declared,
+               lim.connections_per_undeclared_uid, lim.connections_undeclared};
+  const auto& idc = config.identity;
+  lo.resolver.threads = idc.resolver_threads;
+  lo.resolver.per_uid = idc.resolving_per_uid;
+  lo.resolver.waiting_per_uid = idc.waiting_per_uid;
+  lo.resolver.resolve.max_exe_bytes = idc.max_exe_bytes;
+  lo.resolver.resolve.hash_timeout = std::chrono::milliseconds(idc.hash_timeout_ms);
+  lo.resolver.resolve.use_so_peerpidfd = idc.peer_pidfd;
   auto listener = UnixListener::bind(lo);
   if (!listener) {
     log_error(listener.error().message());
@@ -175,7 +220,9 @@ int run_daemon(const DaemonConfig& config) {
   UnixListener* lp = listener->get();
   GatewayService service(
       hub, policy, **audit, [lp](const std::string& peer) { return lp->find(peer); },
-      [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue);
+      [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue,
+      StreamLimits{16, lim.streams_per_app, lim.streams_declared, lim.streams_per_undeclared_uid,
+                   lim.streams_undeclared});
   if (monitor) {
     service.set_health_run([&monitor] { monitor->run_all_now(); });
     service.set_health_extra([&monitor](v1::Health* h) {
@@ -217,8 +264,24 @@ int run_daemon(const DaemonConfig& config) {
     return 1;
   }
   hub.set_sever([lp](std::uint64_t id) { lp->sever(id); });
-  lp->start(server.get(),
-            [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); });
+  agent::AuditLog* audit_log = audit->get();
+  lp->start(
+      server.get(), [&hub](const std::shared_ptr<Connection>& c) { hub.connection_closed(c); },
+      [&policy](const PeerIdentity& id) -> std::string {
+        auto snap = policy.current();
+        return snap.policy ? snap.policy->app_name(id.caller) : "";
+      },
+      [audit_log](uid_t uid, pid_t pid, const std::string& event, const std::string& reason, bool) {
+        policy::Caller who;
+        who.uid = uid;
+        who.pid = pid;
+        AuditEntry e;
+        e.event = event;
+        e.caller = &who;
+        e.decision = "deny";
+        e.reason = reason;
+        audit_log->record(e);
+      });
 
   auto ready_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)

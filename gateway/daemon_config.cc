@@ -317,6 +317,12 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
   TRY(r.str("policy", c.policy));
   TRY(r.str("audit_log", c.audit_log));
   TRY(r.integer("audit_max_bytes", 4096, std::int64_t{1} << 40, c.audit_max_bytes));
+  TRY(r.integer("audit_keep_files", 1, 1000, c.audit_keep_files));
+  TRY(r.str("audit_failure_health", c.audit_failure_health));
+  if (c.audit_failure_health != "degraded" && c.audit_failure_health != "compromised") {
+    return std::unexpected(bad(source, *root.get("audit_failure_health"), "audit_failure_health",
+                               "must be \"degraded\" or \"compromised\""));
+  }
   std::string level = "info";
   TRY(r.str("log_level", level));
   if (level == "debug") {
@@ -428,6 +434,35 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
     auto p = parse_pcsc(*n->as_table(), source);
     if (!p) return std::unexpected(p.error());
     c.pcsc = *p;
+  }
+  if (auto* n = r.node("identity")) {
+    if (!n->is_table())
+      return std::unexpected(bad(source, *n, "identity", "must be an [identity] table"));
+    TableReader ir(*n->as_table(), source, "identity.");
+    auto& i = c.identity;
+    TRY(ir.integer("max_exe_bytes", 1 << 20, std::int64_t{1} << 40, i.max_exe_bytes));
+    TRY(ir.integer("hash_timeout_ms", 100, 600000, i.hash_timeout_ms));
+    TRY(ir.integer("resolver_threads", 1, 64, i.resolver_threads));
+    TRY(ir.integer("resolving_per_uid", 1, 64, i.resolving_per_uid));
+    TRY(ir.integer("waiting_per_uid", 1, 4096, i.waiting_per_uid));
+    TRY(ir.boolean("peer_pidfd", i.peer_pidfd));
+    TRY(ir.no_unknown_keys());
+  }
+  if (auto* n = r.node("limits")) {
+    if (!n->is_table())
+      return std::unexpected(bad(source, *n, "limits", "must be a [limits] table"));
+    TableReader lr(*n->as_table(), source, "limits.");
+    auto& l = c.limits;
+    TRY(lr.integer("connections_per_app", 1, 65536, l.connections_per_app));
+    TRY(lr.integer("connections_declared", 1, 65536, l.connections_declared));
+    TRY(lr.integer("connections_per_undeclared_uid", 0, 65536, l.connections_per_undeclared_uid));
+    TRY(lr.integer("connections_undeclared", 0, 65536, l.connections_undeclared));
+    // Each open stream holds one of portierd's 512 server threads.
+    TRY(lr.integer("streams_per_app", 1, 256, l.streams_per_app));
+    TRY(lr.integer("streams_declared", 1, 384, l.streams_declared));
+    TRY(lr.integer("streams_per_undeclared_uid", 0, 64, l.streams_per_undeclared_uid));
+    TRY(lr.integer("streams_undeclared", 0, 64, l.streams_undeclared));
+    TRY(lr.no_unknown_keys());
   }
   if (auto* n = r.node("health")) {
     if (!n->is_table())

@@ -29,6 +29,10 @@ struct DaemonConfig {
   std::string policy = "/etc/portier/policy.toml";
   std::string audit_log;  // default: <state_dir>/audit.jsonl
   std::uint64_t audit_max_bytes = 16u << 20;
+  int audit_keep_files = 24;  // rotated files kept: <audit_log>.1 (newest) .. .24
+  // The health state the terminal takes while the audit trail cannot be
+  // written: "degraded" or "compromised".
+  std::string audit_failure_health = "degraded";
   LogLevel log_level = LogLevel::info;
   std::uint32_t subscriber_queue = 256;
   std::uint32_t max_lease_seconds = 300;
@@ -62,6 +66,23 @@ struct DaemonConfig {
     std::optional<std::string> disk_path, baseline_file, baseline_key_file, installed_binary;
     std::optional<std::vector<std::string>> setuid_paths, setuid_allowed, writable_paths;
   } health;
+  // [identity]: how callers are identified (README, App identity).
+  struct Identity {
+    std::uint64_t max_exe_bytes = 1ull << 30;  // larger executables are refused
+    int hash_timeout_ms = 3000;                // an executable not hashed by then is refused
+    int resolver_threads = 4;                  // identities resolved at once
+    int resolving_per_uid = 2;                 // of which one uid's
+    int waiting_per_uid = 64;                  // connections of one uid waiting
+    bool peer_pidfd = true;  // false: identify as on kernels without SO_PEERPIDFD (tests)
+  } identity;
+  // [limits]: connections and streams per app (declared) or uid (undeclared),
+  // from separate pools so undeclared callers never starve declared apps.
+  struct Limits {
+    int connections_per_app = 64, connections_declared = 1024;
+    int connections_per_undeclared_uid = 8, connections_undeclared = 64;
+    int streams_per_app = 64, streams_declared = 256;
+    int streams_per_undeclared_uid = 4, streams_undeclared = 32;
+  } limits;
   std::vector<Refusal> refuse_when_compromised = {
       {"transmit", ""}, {"claim", "smartcard"}, {"claim", "nfc"}, {"claim", "pinpad"}};
 };

@@ -108,6 +108,12 @@ std::string DeviceHub::describe(const Connection& conn, const std::string& app) 
 
 void DeviceHub::audit(const Connection* conn, const std::string& app, const std::string& device,
                       Op op, const policy::Decision& d, const std::string& reason) {
+  audit_.record(decision_entry(conn, app, device, op, d, reason));
+}
+
+AuditEntry DeviceHub::decision_entry(const Connection* conn, const std::string& app,
+                                     const std::string& device, Op op, const policy::Decision& d,
+                                     const std::string& reason) {
   AuditEntry e;
   e.caller = conn ? &conn->caller() : nullptr;
   e.app = app;
@@ -118,7 +124,7 @@ void DeviceHub::audit(const Connection* conn, const std::string& app, const std:
   e.line = d.line;
   e.policy = d.source;
   e.reason = reason;
-  audit_.record(e);
+  return e;
 }
 
 policy::Decision DeviceHub::decide_locked(Connection& conn, DeviceEntry& dev, Op op,
@@ -146,7 +152,8 @@ grpc::Status DeviceHub::verify_caller(Connection& conn, const std::string& devic
                                       const std::string& op) {
   // Reads /proc: done before the hub's lock is taken, never under it.
   if (!conn.identify_error.empty()) {
-    audit_refusal(nullptr, device_id, op, "unidentified caller: " + conn.identify_error);
+    // Audited once, when the connection was refused an identity (once per
+    // file for an executable too large or slow to hash), not per call.
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "caller could not be identified: " + conn.identify_error);
   }
@@ -241,8 +248,24 @@ Access DeviceHub::check(Connection& conn, const std::string& device_id, Op op, b
     return {st, {}};
   }
   auto snap = policy_.current();
-  std::lock_guard lock(mu_);
-  return check_locked(conn, device_id, op, audit_allow, snap);
+  Access a;
+  {
+    std::lock_guard lock(mu_);
+    a = check_locked(conn, device_id, op, /*audit_allow=*/false, snap);
+  }
+  if (a.ok() && audit_allow) {
+    AuditEntry e = decision_entry(&conn, a.decision.app, device_id, op, a.decision, "");
+    if (auto st = audit_durable(e, std::string(policy::op_name(op))); !st.ok()) a.status = st;
+  }
+  return a;
+}
+
+grpc::Status DeviceHub::audit_durable(const AuditEntry& entry, const std::string& what) {
+  auto r = audit_.record_durable(entry, options_.audit_timeout);
+  if (r) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      what + " refused: its audit record cannot be written (" +
+                          r.error().message() + "); it is allowed again once the audit trail is");
 }
 
 std::vector<std::string> DeviceHub::app_names(Connection& conn) {
@@ -399,6 +422,32 @@ std::vector<v1::Device> DeviceHub::list(Connection& conn) {
   return out;
 }
 
+grpc::Status DeviceHub::may_watch(Connection& conn) {
+  if (auto st = verify_caller(conn, "", "watch"); !st.ok()) return st;
+  auto snap = policy_.current();
+  if (!snap.policy) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no policy is loaded");
+  }
+  std::string app;
+  {
+    std::lock_guard lock(conn.mu);
+    if (conn.policy_generation != snap.generation) {
+      conn.caller_rules = snap.policy->rules_for_caller(conn.caller());
+      conn.apps = snap.policy->app_names(conn.caller());
+      conn.policy_generation = snap.generation;
+    }
+    if (snap.policy->may_allow_any(conn.caller_rules, Op::watch)) return grpc::Status::OK;
+    if (!conn.apps.empty()) app = conn.apps.front();
+  }
+  const std::string why = "no rule of " + snap.policy->source() + " lets it watch any device";
+  policy::Decision d;
+  d.app = app;
+  d.source = snap.policy->source();
+  audit(&conn, app, "", Op::watch, d, why);
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      describe(conn, app) + " may not watch devices (" + why + ")");
+}
+
 grpc::Status DeviceHub::subscribe(const std::shared_ptr<Connection>& conn,
                                   const std::string& device_id,
                                   const std::shared_ptr<EventStream>& stream) {
@@ -457,7 +506,7 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn, const std
   }
   if (auto st = verify_caller(*conn, device_id, "claim"); !st.ok()) return st;
   auto snap = policy_.current();
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto a = check_locked(*conn, device_id, Op::claim, false, snap);
   if (!a.ok()) return a.status;
   if (auto l = leases_.find(device_id); l != leases_.end()) {
@@ -496,9 +545,26 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn, const std
   out->set_device_id(device_id);
   out->set_seconds(seconds);
   set_time(out->mutable_expires(), l.expires_wall);
+  // The lease is held (no one else can take the device) while its record is
+  // written; a claim whose record cannot be written is taken back, refused.
   leases_[device_id] = l;
-  audit(conn.get(), a.decision.app, device_id, Op::claim, a.decision,
-        "lease " + std::to_string(seconds) + "s");
+  AuditEntry e = decision_entry(conn.get(), a.decision.app, device_id, Op::claim, a.decision,
+                                "lease " + std::to_string(seconds) + "s");
+  lock.unlock();
+  auto st = audit_durable(e, "claim of " + quoted(device_id));
+  lock.lock();
+  auto held = leases_.find(device_id);
+  const bool still_ours = held != leases_.end() && held->second.lease_id == l.lease_id;
+  if (!st.ok()) {
+    if (still_ours) leases_.erase(held);
+    out->Clear();
+    return st;
+  }
+  if (!still_ours) {
+    out->Clear();
+    return grpc::Status(grpc::StatusCode::ABORTED,
+                        "the claim of " + quoted(device_id) + " ended while it was recorded");
+  }
   // Subscribers of other connections stop receiving this device's events;
   // tell them through the device's claimed_by.
   notify_change_locked(devices_[device_id].device, v1::DeviceChange::STATE_CHANGED);
@@ -647,9 +713,7 @@ grpc::Status DeviceHub::act(Connection& conn, const drivers::ActionRequest& requ
       return grpc::Status(grpc::StatusCode::INTERNAL, "driver declared unknown op " + spec->op);
     }
     op_text = spec->op;
-    // Every denial and failure is audited; of the allowed actions, all but
-    // the high-volume APDU exchange (pairing, port switching, power ...).
-    access = check_locked(conn, request.device_id, *op, /*audit_allow=*/*op != Op::transmit, snap);
+    access = check_locked(conn, request.device_id, *op, /*audit_allow=*/false, snap);
     if (!access.ok()) return access.status;
     if (spec->needs_claim) {
       auto l = leases_.find(request.device_id);
@@ -661,6 +725,16 @@ grpc::Status DeviceHub::act(Connection& conn, const drivers::ActionRequest& requ
     driver = dev->second.driver;
   }
   if (!driver) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "device has no driver");
+  // Every denial and failure is audited; of the allowed actions, all but the
+  // high-volume APDU exchange (pairing, port switching, power ...), and those
+  // only run once their record is on disk.
+  if (op_text != "transmit") {
+    auto e = decision_entry(&conn, access.decision.app, request.device_id,
+                            *policy::parse_op(op_text), access.decision, "");
+    if (auto st = audit_durable(e, request.action + " on " + quoted(request.device_id)); !st.ok()) {
+      return st;
+    }
+  }
   auto r = driver->act(request);
   if (!r) {
     // Failed conversions are audited with the source and the reason
@@ -884,6 +958,13 @@ std::pair<policy::Health, std::vector<std::string>> DeviceHub::health_locked() c
     worse(policy::Health::degraded);
     reasons.push_back("policy reload rejected (old policy stays in force): " + st.last_error);
   }
+  if (auto f = audit_.failure(); !f.empty()) {
+    worse(options_.audit_failure_health);
+    reasons.push_back(
+        "the audit trail cannot be written, operations that must be audited are "
+        "refused: " +
+        f);
+  }
   return {state, reasons};
 }
 
@@ -891,6 +972,15 @@ void DeviceHub::set_external_health(policy::Health state, std::vector<std::strin
   std::lock_guard lock(mu_);
   external_health_ = state;
   external_reasons_ = std::move(reasons);
+  terminal_changed_locked();
+}
+
+void DeviceHub::audit_state_changed() {
+  std::lock_guard lock(mu_);
+  terminal_changed_locked();
+}
+
+void DeviceHub::terminal_changed_locked() {
   // Apps with `watch` on the terminal see every health change.
   auto [now, why] = health_locked();
   auto& t = devices_.at(kTerminal).device;

@@ -31,6 +31,10 @@ using ChangeStream = BoundedStream<v1::DeviceChange>;
 struct HubOptions {
   std::size_t subscriber_queue = 256;
   std::uint32_t max_lease_seconds = 300;
+  // The terminal's health while the audit trail cannot be written.
+  policy::Health audit_failure_health = policy::Health::degraded;
+  // How long an operation that must be audited waits for its record.
+  std::chrono::milliseconds audit_timeout{2000};
 };
 
 // An operation refused while the terminal is COMPROMISED (on devices of
@@ -69,6 +73,10 @@ class DeviceHub {
                bool audit_allow = false);
 
   std::vector<v1::Device> list(Connection& conn);
+  // OK when some rule lets `conn` watch some device (present or to come);
+  // else PERMISSION_DENIED, audited: a stream that could carry nothing is
+  // refused before it costs anything.
+  grpc::Status may_watch(Connection& conn);
   grpc::Status subscribe(const std::shared_ptr<Connection>& conn, const std::string& device_id,
                          const std::shared_ptr<EventStream>& stream);
   grpc::Status watch(const std::shared_ptr<Connection>& conn,
@@ -108,6 +116,8 @@ class DeviceHub {
   // with the hub's own (devices, self-tests, policy) for the health gate.
   void set_external_health(policy::Health state, std::vector<std::string> reasons);
   void set_compromised_refusals(std::vector<HealthRefusal> refusals);
+  // The audit trail became unwritable or recovered: health and watchers.
+  void audit_state_changed();
   std::vector<std::string> app_names(Connection& conn);
 
   // Readable for messages: "app 'kiosk-ui'" or "uid 1000 (/usr/bin/x)".
@@ -163,8 +173,17 @@ class DeviceHub {
   std::string health_gate_locked(const DeviceEntry& dev, policy::Op op,
                                  const policy::Decision& d) const;
   void reverify_streams();
+  // Recomputes the terminal's state reason and tells its watchers.
+  void terminal_changed_locked();
+  // Writes the record of an allowed operation that must be audited, and
+  // waits for it: UNAVAILABLE (the operation must be refused) when the trail
+  // cannot take it. Call without mu_ held.
+  grpc::Status audit_durable(const AuditEntry& entry, const std::string& what);
   void audit(const Connection* conn, const std::string& app, const std::string& device,
              policy::Op op, const policy::Decision& d, const std::string& reason);
+  static AuditEntry decision_entry(const Connection* conn, const std::string& app,
+                                   const std::string& device, policy::Op op,
+                                   const policy::Decision& d, const std::string& reason);
 
   PolicyStore& policy_;
   AuditSink& audit_;

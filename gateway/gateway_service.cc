@@ -4,6 +4,7 @@
 
 #include "device_hub.h"
 #include "quoted.h"
+#include "request_checks.h"
 #include "version.h"
 
 namespace portier::gateway {
@@ -12,6 +13,8 @@ namespace {
 using policy::Op;
 
 constexpr std::size_t kMaxApdu = 65544;  // extended-length case 4: 7 + 65535 + 2
+constexpr int kMaxParams = 32;
+constexpr std::size_t kMaxParamValue = 4096;
 
 Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
   if (ms == 0) return std::chrono::milliseconds(5000);
@@ -25,13 +28,14 @@ Result<std::chrono::milliseconds> action_timeout(std::uint32_t ms) {
 
 GatewayService::GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit,
                                FindConnection find, std::function<std::uint32_t()> count,
-                               std::size_t queue)
+                               std::size_t queue, StreamLimits stream_limits)
     : hub_(hub),
       policy_(policy),
       audit_(audit),
       find_(std::move(find)),
       connection_count_(std::move(count)),
-      queue_(queue) {}
+      queue_(queue),
+      streams_(stream_limits) {}
 
 std::shared_ptr<Connection> GatewayService::connection(grpc::ServerContext* ctx, grpc::Status* st) {
   auto conn = find_(ctx->peer());
@@ -57,39 +61,12 @@ std::shared_ptr<Connection> GatewayService::identified(grpc::ServerContext* ctx,
   return conn;
 }
 
-class GatewayService::StreamSlot {
- public:
-  StreamSlot(std::shared_ptr<Connection> conn, std::atomic<int>& total)
-      : conn_(std::move(conn)), total_(total) {}
-  ~StreamSlot() {
-    --conn_->open_streams;
-    --total_;
-  }
-  StreamSlot(const StreamSlot&) = delete;
-  StreamSlot& operator=(const StreamSlot&) = delete;
-
- private:
-  std::shared_ptr<Connection> conn_;
-  std::atomic<int>& total_;
-};
-
-std::unique_ptr<GatewayService::StreamSlot> GatewayService::stream_slot(
+std::unique_ptr<StreamQuota::Slot> GatewayService::stream_slot(
     const std::shared_ptr<Connection>& conn, grpc::Status* st) {
-  if (++conn->open_streams > kMaxStreamsPerConnection) {
-    --conn->open_streams;
-    *st = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       "this connection already has " + std::to_string(kMaxStreamsPerConnection) +
-                           " open streams; end one first");
-    return nullptr;
-  }
-  if (++open_streams_ > kMaxStreams) {
-    --open_streams_;
-    --conn->open_streams;
-    *st = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       std::to_string(kMaxStreams) + " streams are open; retry later");
-    return nullptr;
-  }
-  return std::make_unique<StreamSlot>(conn, open_streams_);
+  std::string why;
+  auto slot = streams_.take(conn, &why);
+  if (!slot) *st = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, why);
+  return slot;
 }
 
 grpc::Status GatewayService::ListDevices(grpc::ServerContext* ctx, const v1::ListDevicesRequest*,
@@ -108,6 +85,10 @@ grpc::Status GatewayService::WatchDevices(grpc::ServerContext* ctx,
   grpc::Status st;
   auto conn = identified(ctx, &st);
   if (!conn) return st;
+  // Decided before anything is spent on the stream: an app that may watch
+  // nothing is refused, not served an empty stream.
+  st = hub_.may_watch(*conn);
+  if (!st.ok()) return st;
   auto slot = stream_slot(conn, &st);
   if (!slot) return st;
   auto stream = ChangeStream::create(queue_);
@@ -121,6 +102,9 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
+  // Decided (and a denial audited) before anything is spent on the stream.
+  if (auto a = hub_.check(*conn, req->device_id(), Op::read); !a.ok()) return a.status;
   auto slot = stream_slot(conn, &st);
   if (!slot) return st;
   auto stream = EventStream::create(queue_);
@@ -134,6 +118,7 @@ grpc::Status GatewayService::Claim(grpc::ServerContext* ctx, const v1::ClaimRequ
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
   return hub_.claim(conn, req->device_id(), req->seconds(), resp->mutable_lease());
 }
 
@@ -142,6 +127,7 @@ grpc::Status GatewayService::Renew(grpc::ServerContext* ctx, const v1::RenewRequ
   grpc::Status st;
   auto conn = identified(ctx, &st);
   if (!conn) return st;
+  if (st = check_length("lease_id", req->lease_id(), kMaxIdLength); !st.ok()) return st;
   return hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease());
 }
 
@@ -150,6 +136,7 @@ grpc::Status GatewayService::Release(grpc::ServerContext* ctx, const v1::Release
   grpc::Status st;
   auto conn = identified(ctx, &st);
   if (!conn) return st;
+  if (st = check_length("lease_id", req->lease_id(), kMaxIdLength); !st.ok()) return st;
   return hub_.release(*conn, req->lease_id());
 }
 
@@ -158,6 +145,7 @@ grpc::Status GatewayService::Send(grpc::ServerContext* ctx, const v1::SendReques
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
   std::uint64_t written = 0;
   st = hub_.send(*conn, req->device_id(), req->data(), &written);
   resp->set_bytes_written(written);
@@ -179,6 +167,7 @@ grpc::Status GatewayService::Transmit(grpc::ServerContext* ctx, const v1::Transm
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
   if (req->apdu().size() > kMaxApdu) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "APDU of " + std::to_string(req->apdu().size()) + " bytes; at most " +
@@ -204,6 +193,17 @@ grpc::Status GatewayService::Act(grpc::ServerContext* ctx, const v1::ActRequest*
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
+  if (st = check_length("action", req->action(), kMaxIdLength); !st.ok()) return st;
+  if (req->params_size() > kMaxParams) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        std::to_string(req->params_size()) + " params; at most " + std::to_string(kMaxParams));
+  }
+  for (auto& [k, v] : req->params()) {
+    if (st = check_length("param name", k, kMaxIdLength); !st.ok()) return st;
+    if (st = check_length("param value", v, kMaxParamValue); !st.ok()) return st;
+  }
   auto timeout = action_timeout(req->timeout_ms());
   if (!timeout) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, timeout.error().message());
@@ -270,6 +270,8 @@ grpc::Status GatewayService::WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRe
   resp->set_exe(c.exe);
   resp->set_sha256(c.sha256);
   resp->set_unit(c.unit);
+  resp->set_exe_seen(conn->identity.exe_seen);
+  resp->set_exe_doubt(conn->identity.exe_doubt);
   for (auto& a : hub_.app_names(*conn)) resp->add_apps(a);
   return grpc::Status::OK;
 }
@@ -281,6 +283,15 @@ grpc::Status GatewayService::ExplainPolicy(grpc::ServerContext* ctx, const v1::E
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
   if (!a.ok()) return a.status;
+  for (auto [what, value, max] :
+       {std::tuple<const char*, const std::string*, std::size_t>{"exe", &req->exe(), 4096},
+        {"sha256", &req->sha256(), 64},
+        {"unit", &req->unit(), 256},
+        {"op", &req->op(), 32},
+        {"device_class", &req->device_class(), kMaxIdLength}}) {
+    if (st = check_length(what, *value, max); !st.ok()) return st;
+  }
+  if (st = check_device_id(req->device_id()); !st.ok()) return st;
   auto op = policy::parse_op(req->op());
   if (!op) {
     return grpc::Status(

@@ -15,6 +15,7 @@
 #include "action_slots.h"
 #include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
+#include "stream_quota.h"
 
 namespace portier::gateway {
 
@@ -25,17 +26,13 @@ struct Connection;
 
 class GatewayService final : public v1::Gateway::Service {
  public:
-  static constexpr std::size_t kMaxActions = 32;  // device actions running or queued
-  // Each open stream holds a server thread (512 at most, daemon.cc): one
-  // connection may hold this many, all connections together kMaxStreams,
-  // so streams can never take the threads unary calls and actions need.
-  static constexpr int kMaxStreamsPerConnection = 16;
-  static constexpr int kMaxStreams = 256;
+  static constexpr std::size_t kMaxActions = 32;           // device actions running or queued
   static constexpr std::uint32_t kMaxTailRecords = 10000;  // TailAudit count
 
   using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
   GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& audit, FindConnection find,
-                 std::function<std::uint32_t()> connection_count, std::size_t queue);
+                 std::function<std::uint32_t()> connection_count, std::size_t queue,
+                 StreamLimits stream_limits = {});
 
   grpc::Status ListDevices(grpc::ServerContext* ctx, const v1::ListDevicesRequest* req,
                            v1::ListDevicesResponse* resp) override;
@@ -81,10 +78,9 @@ class GatewayService final : public v1::Gateway::Service {
   // process (for calls that are not decided per device).
   std::shared_ptr<Connection> identified(grpc::ServerContext* ctx, grpc::Status* st);
   // Counts a stream for `conn` while it lives; refuses (RESOURCE_EXHAUSTED in
-  // *st) over the limits above.
-  class StreamSlot;
-  std::unique_ptr<StreamSlot> stream_slot(const std::shared_ptr<Connection>& conn,
-                                          grpc::Status* st);
+  // *st) over the limits. Taken only after the call's decision allowed it.
+  std::unique_ptr<StreamQuota::Slot> stream_slot(const std::shared_ptr<Connection>& conn,
+                                                 grpc::Status* st);
 
   DeviceHub& hub_;
   PolicyStore& policy_;
@@ -98,7 +94,7 @@ class GatewayService final : public v1::Gateway::Service {
   std::function<void(v1::Health*)> health_extra_;
   std::function<void()> health_run_;
   ActionSlots actions_{kMaxActions};
-  std::atomic<int> open_streams_{0};
+  StreamQuota streams_;
   std::mutex followers_mu_;
   std::map<std::uint64_t, std::function<void(const grpc::Status&)>> followers_;
   std::uint64_t next_follower_ = 1;

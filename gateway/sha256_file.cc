@@ -44,7 +44,10 @@ struct MdClose {
 
 }  // namespace
 
-Result<std::string> sha256_of_fd(int fd) {
+Result<std::string> sha256_of_fd(int fd) { return sha256_of_fd(fd, HashLimits{}); }
+
+Result<std::string> sha256_of_fd(int fd, const HashLimits& limits) {
+  const auto start = std::chrono::steady_clock::now();
   gcry_md_hd_t raw = nullptr;
   if (!gcrypt_ready() || gcry_md_open(&raw, GCRY_MD_SHA256, 0) != 0) {
     return fail(Errc::internal, "sha256", "gcry_md_open", "libgcrypt refused SHA-256");
@@ -61,6 +64,21 @@ Result<std::string> sha256_of_fd(int fd) {
     if (n == 0) break;
     gcry_md_write(md.get(), buf.get(), static_cast<size_t>(n));
     off += n;
+    if (static_cast<std::uint64_t>(off) > limits.max_bytes) {
+      return fail(Errc::resource_exhausted, "sha256", "file",
+                  "larger than " + std::to_string(limits.max_bytes) + " bytes");
+    }
+    // Checked every 1 MiB: a clock read per 64 KiB block would cost more
+    // than the check saves.
+    if ((off & ((1 << 20) - 1)) != 0) continue;
+    if (limits.cancel && limits.cancel->load(std::memory_order_relaxed)) {
+      return fail(Errc::unavailable, "sha256", "file", "cancelled");
+    }
+    if (limits.timeout != std::chrono::milliseconds::max() &&
+        std::chrono::steady_clock::now() - start > limits.timeout) {
+      return fail(Errc::resource_exhausted, "sha256", "file",
+                  "not hashed within " + std::to_string(limits.timeout.count()) + " ms");
+    }
   }
   const unsigned char* digest = gcry_md_read(md.get(), GCRY_MD_SHA256);
   return hex(digest, gcry_md_get_algo_dlen(GCRY_MD_SHA256));

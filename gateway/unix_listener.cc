@@ -113,9 +113,15 @@ UnixListener::~UnixListener() {
   ::close(stop_fd_);
 }
 
-void UnixListener::start(grpc::Server* server, ClosedFn on_closed) {
+void UnixListener::start(grpc::Server* server, ClosedFn on_closed, AppOfFn app_of,
+                         RefusedFn on_refused) {
   server_ = server;
   on_closed_ = std::move(on_closed);
+  app_of_ = std::move(app_of);
+  on_refused_ = std::move(on_refused);
+  resolver_ = std::make_unique<IdentityResolver>(
+      options_.resolver,
+      [this](int fd, Result<PeerIdentity> id, bool first) { admit(fd, std::move(id), first); });
   accept_thread_ = std::thread([this] { accept_loop(); });
   monitor_thread_ = std::thread([this] { monitor_loop(); });
 }
@@ -129,6 +135,7 @@ void UnixListener::stop() {
   std::uint64_t one = 1;
   (void)!::write(stop_fd_, &one, sizeof(one));
   if (accept_thread_.joinable()) accept_thread_.join();
+  if (resolver_) resolver_->stop();
   if (monitor_thread_.joinable()) monitor_thread_.join();
 }
 
@@ -162,28 +169,98 @@ void UnixListener::accept_loop() {
       continue;
     }
     fd = fresh_fd(fd);
-    auto conn = std::make_shared<Connection>();
-    conn->id = next_id_++;
-    if (auto id = resolve_peer(fd)) {
-      conn->identity = std::move(*id);
-    } else {
-      // Served anyway, so the app gets a clear PERMISSION_DENIED per call
-      // instead of a dropped connection.
-      conn->identify_error = id.error().message();
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        !resolver_->submit(fd, cred.uid)) {
+      // Too many connections of this uid are waiting to be identified.
+      refuse(fd, cred.uid, cred.pid, "connection_refused",
+             "uid " + std::to_string(cred.uid) + " has " +
+                 std::to_string(options_.resolver.waiting_per_uid) +
+                 " connections waiting to be identified");
     }
-    int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    struct stat st {};
-    fstat(fd, &st);
-    {
-      std::lock_guard lock(mu_);
-      by_fd_[fd] = Entry{conn, watch, st.st_ino};
-    }
-    epoll_event ev{};
-    ev.events = EPOLLRDHUP | EPOLLHUP;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, watch, &ev);
-    grpc::AddInsecureChannelFromFd(server_, fd);
   }
+}
+
+void UnixListener::refuse(int fd, uid_t uid, pid_t pid, const std::string& event,
+                          const std::string& reason) {
+  ::close(fd);
+  std::uint64_t n;
+  {
+    std::lock_guard lock(mu_);
+    n = ++refused_;
+  }
+  // A flood of refusals is logged and audited at 1, 2, 4, 8 ... only.
+  if ((n & (n - 1)) == 0) {
+    log_warning("connection refused (" + std::to_string(n) + " so far): " + reason);
+    if (on_refused_)
+      on_refused_(uid, pid, event, reason + " (" + std::to_string(n) + " refused so far)", true);
+  }
+}
+
+void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failure) {
+  auto conn = std::make_shared<Connection>();
+  conn->id = next_id_++;
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+  if (identity) {
+    conn->identity = std::move(*identity);
+    std::string app = app_of_ ? app_of_(conn->identity) : "";
+    conn->declared = !app.empty();
+    conn->principal = conn->declared ? "app:" + app : "uid:" + std::to_string(cred.uid);
+  } else {
+    // Served anyway, so the app gets a clear PERMISSION_DENIED per call
+    // instead of a dropped connection; audited here, once (for a file too
+    // large or slow to hash: once per file, not per connection).
+    conn->identify_error = identity.error().message();
+    conn->principal = "uid:" + std::to_string(cred.uid);
+    if (on_refused_ && first_failure) {
+      on_refused_(cred.uid, cred.pid, "identity_refused", conn->identify_error, true);
+    }
+  }
+  const auto& lim = options_.limits;
+  std::string over;
+  {
+    std::lock_guard lock(mu_);
+    int& mine = per_principal_[conn->principal];
+    if (conn->declared) {
+      if (mine >= lim.per_app) {
+        over = conn->principal.substr(4) + " has " + std::to_string(mine) +
+               " connections open (limit per app " + std::to_string(lim.per_app) + ")";
+      } else if (declared_ >= lim.declared_total) {
+        over = std::to_string(declared_) + " connections of declared apps are open";
+      }
+    } else if (mine >= lim.per_undeclared_uid) {
+      over = "uid " + std::to_string(cred.uid) + ", no declared app, has " + std::to_string(mine) +
+             " connections open (limit " + std::to_string(lim.per_undeclared_uid) + ")";
+    } else if (undeclared_ >= lim.undeclared_total) {
+      over = std::to_string(undeclared_) + " connections of undeclared callers are open";
+    }
+    if (over.empty()) {
+      ++mine;
+      ++(conn->declared ? declared_ : undeclared_);
+    } else if (mine == 0) {
+      per_principal_.erase(conn->principal);
+    }
+  }
+  if (!over.empty()) {
+    refuse(fd, cred.uid, cred.pid, "connection_refused", over);
+    return;
+  }
+  int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  struct stat st {};
+  fstat(fd, &st);
+  {
+    std::lock_guard lock(mu_);
+    by_fd_[fd] = Entry{conn, watch, st.st_ino};
+  }
+  epoll_event ev{};
+  ev.events = EPOLLRDHUP | EPOLLHUP;
+  ev.data.fd = fd;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, watch, &ev);
+  std::lock_guard lock(grpc_mu_);
+  grpc::AddInsecureChannelFromFd(server_, fd);
 }
 
 void UnixListener::drop(int grpc_fd) {
@@ -193,6 +270,10 @@ void UnixListener::drop(int grpc_fd) {
     auto it = by_fd_.find(grpc_fd);
     if (it == by_fd_.end()) return;
     conn = it->second.conn;
+    if (auto p = per_principal_.find(conn->principal); p != per_principal_.end()) {
+      if (--p->second <= 0) per_principal_.erase(p);
+    }
+    --(conn->declared ? declared_ : undeclared_);
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.watch_fd, nullptr);
     ::close(it->second.watch_fd);
     by_fd_.erase(it);

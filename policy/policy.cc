@@ -131,6 +131,19 @@ Decision Policy::decide(const BitSet& caller_rules, const BitSet& device_rules, 
   return d;
 }
 
+bool Policy::may_allow_any(const BitSet& caller_rules, Op op) const {
+  const auto op_index = static_cast<std::size_t>(op);
+  if (op_index >= impl_->op_rules.size()) return false;
+  const BitSet& ops = impl_->op_rules[op_index];
+  const std::size_t n = std::min(caller_rules.size(), ops.size());
+  for (std::size_t w = 0; w < n; ++w) {
+    for (std::uint64_t m = caller_rules[w] & ops[w]; m != 0; m &= m - 1) {
+      if (impl_->decision_for(w * 64 + std::countr_zero(m)).allow) return true;
+    }
+  }
+  return false;
+}
+
 Decision Policy::decide(const Caller& caller, const DeviceRef& device, Op op) const {
   // Same answer as decide(rules_for_caller(), rules_for_device(), op), but the
   // device is matched only against the rules that could still decide, in

@@ -95,6 +95,9 @@ class Policy {
   Decision decide(const BitSet& caller_rules, const BitSet& device_rules, Op op) const;
   // Convenience for explain and tests.
   Decision decide(const Caller& caller, const DeviceRef& device, Op op) const;
+  // Whether some allow rule for `op` matches this caller (on some device):
+  // false means `op` is denied on every device, present or to come.
+  bool may_allow_any(const BitSet& caller_rules, Op op) const;
 
   const std::string& source() const;
   std::size_t rule_count() const;

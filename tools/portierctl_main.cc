@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/audit_verify.h"
 #include "ctl_args.h"
 #include "ctl_output.h"
 #include "policy/policy.h"
@@ -40,6 +41,9 @@ constexpr const char* kUsage =
     "                                           the decision and the rule behind it\n"
     "                                           (--policy FILE: offline, without the daemon)\n"
     "  audit tail [--count N] [--follow]        recent audit records\n"
+    "  audit verify FILE...                     check the hash chain of audit files, oldest\n"
+    "                                           first: audit.jsonl.2 audit.jsonl.1 audit.jsonl\n"
+    "                                           (reads the files, no daemon; exit 1: a problem)\n"
     "socket: --socket, else $PORTIER_SOCKET, else /run/portier/portierd.sock\n"
     "--timeout S: deadline of each call in seconds (1..3600, default 5)\n"
     "exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found/unavailable, 1 other\n";
@@ -122,6 +126,7 @@ class Ctl {
     if (w[0] == "whoami") return whoami();
     if (w[0] == "policy" && w.size() > 1 && w[1] == "explain") return explain();
     if (w[0] == "audit" && w.size() > 1 && w[1] == "tail") return audit_tail();
+    if (w[0] == "audit" && w.size() > 1 && w[1] == "verify") return audit_verify();
     throw UsageError{"unknown command '" + w[0] + (w.size() > 1 ? " " + w[1] : "") + "'"};
   }
 
@@ -466,7 +471,11 @@ class Ctl {
       std::string apps;
       for (auto& a : id.apps()) apps += (apps.empty() ? "" : ", ") + a;
       out("uid " + std::to_string(id.uid()) + " gid " + std::to_string(id.gid()) + " pid " +
-          std::to_string(id.pid()) + "\nexe " + id.exe() + "\nsha256 " + id.sha256() + "\nunit " +
+          std::to_string(id.pid()) + "\nexe " +
+          (id.exe_doubt().empty() ? id.exe()
+                                  : "- (" + id.exe_seen() + " does not count: " + id.exe_doubt() +
+                                        ")") +
+          "\nsha256 " + id.sha256() + "\nunit " +
           (id.unit().empty() ? "-" : id.unit()) + "\napps " +
           (apps.empty() ? "(none: not a declared app)" : apps));
     }
@@ -529,6 +538,22 @@ class Ctl {
     auto st = reader->Finish();
     if (!st.ok()) raise(st);
     return 0;
+  }
+
+  // Offline: checks the chain of the files given, oldest first. Prints "OK:
+  // N records, seq A..B, head <digest>" (exit 0) or the first problem (exit 1).
+  int audit_verify() {
+    if (args_.opt("count") || args_.flag("follow")) {
+      throw UsageError{"audit verify takes files only"};
+    }
+    std::vector<std::string> files(args_.words.begin() + 2, args_.words.end());
+    if (files.empty()) {
+      throw UsageError{
+          "audit verify needs FILE..., oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl)"};
+    }
+    auto r = agent::verify_audit_files(files);
+    out(json_ ? r.json() : r.summary());
+    return r.ok ? 0 : 1;
   }
 
   const Args& args_;

@@ -105,6 +105,38 @@ TEST(DaemonConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_EQ(c.error().message(), "p.toml:3:21: max_lease_seconds: must be 1..86400");
 }
 
+// REQ-29: how many rotated audit files are kept, and the health state the
+// terminal takes while the audit trail cannot be written.
+TEST(DaemonConfigTest, AuditKeepFilesAndFailureHealth) {
+  auto defaults = parse_config("", "c.toml");
+  ASSERT_TRUE(defaults) << defaults.error().message();
+  EXPECT_EQ(defaults->audit_keep_files, 24);
+  EXPECT_EQ(defaults->audit_failure_health, "degraded");
+
+  auto c =
+      parse_config("audit_keep_files = 1000\naudit_failure_health = \"compromised\"\n", "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->audit_keep_files, 1000);
+  EXPECT_EQ(c->audit_failure_health, "compromised");
+
+  auto zero = parse_config("\naudit_keep_files = 0\n", "p.toml");
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(zero.error().message(), "p.toml:2:20: audit_keep_files: must be 1..1000");
+  auto many = parse_config("audit_keep_files = 1001\n", "p.toml");
+  ASSERT_FALSE(many);
+  EXPECT_EQ(many.error().message(), "p.toml:1:20: audit_keep_files: must be 1..1000");
+  auto text = parse_config("audit_keep_files = \"24\"\n", "p.toml");
+  ASSERT_FALSE(text);
+  EXPECT_EQ(text.error().message(), "p.toml:1:20: audit_keep_files: must be an integer");
+  auto health = parse_config("log_level = \"info\"\naudit_failure_health = \"ok\"\n", "p.toml");
+  ASSERT_FALSE(health);
+  EXPECT_EQ(health.error().message(),
+            "p.toml:2:24: audit_failure_health: must be \"degraded\" or \"compromised\"");
+  auto number = parse_config("audit_failure_health = 2\n", "p.toml");
+  ASSERT_FALSE(number);
+  EXPECT_EQ(number.error().message(), "p.toml:1:24: audit_failure_health: must be a string");
+}
+
 TEST(DaemonConfigTest, HealthMonitorKeys) {
   auto c = parse_config(R"(
 [health]

@@ -6,12 +6,15 @@
 //   fd_client SOCKET --subscribe DEVICE --exec OTHER
 //                                       subscribe over gRPC, then exec OTHER --hold N
 //   fd_client --hold N                  keep socket N open, reading, until EOF
+//   fd_client SOCKET --pass             connect, hand the socket to a child and
+//                                       close it here (staying alive); the child lists
 #include <fcntl.h>
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/grpcpp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -26,7 +29,7 @@ int list_over(int fd) {
   auto ch = grpc::CreateInsecureChannelFromFd("portier", fd);
   auto stub = portier::v1::Gateway::NewStub(ch);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   portier::v1::ListDevicesResponse r;
   auto st = stub->ListDevices(&ctx, {}, &r);
   if (!st.ok()) {
@@ -71,6 +74,30 @@ int main(int argc, char** argv) {
     std::string n = std::to_string(keep);
     execl(argv[5], argv[5], "--hold", n.c_str(), static_cast<char*>(nullptr));
     return 1;
+  }
+  if (argc == 3 && std::string(argv[2]) == "--pass") {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, argv[1], sizeof(addr.sun_path) - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return 4;
+    int go[2];
+    if (pipe(go) != 0) return 1;
+    pid_t child = fork();
+    if (child == 0) {
+      close(go[1]);
+      char c;
+      if (read(go[0], &c, 1) != 1) _exit(1);  // the connector has let go of the socket
+      _exit(list_over(fd));
+    }
+    // The connector stays alive but no longer holds the connection, as a
+    // process that got the connector's pid after it exited would.
+    close(fd);
+    close(go[0]);
+    if (write(go[1], "x", 1) != 1) return 1;
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
   }
   if (argc != 2 && argc != 4) return 2;
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);  // no CLOEXEC: an exec keeps it

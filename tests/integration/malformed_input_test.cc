@@ -132,7 +132,8 @@ TEST_F(ApiAbuseTest, OutOfRangeCallsGetClearErrors) {
     v1::PeripheralEvent ev;
     EXPECT_FALSE(reader->Read(&ev));
     auto st = reader->Finish();
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    // Over the config's id rules: refused before use, never echoed or audited.
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_LT(st.error_message().size(), 200u) << "echoed ids are bounded";
   }
   {

@@ -154,5 +154,37 @@ TEST_F(PortierctlTest, AuditTailShowsDenials) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// REQ-29: `portierctl audit verify` checks the daemon's hash-chained trail
+// offline (no daemon needed), names the first changed record and exits 1.
+TEST_F(PortierctlTest, AuditVerifyChecksTheTrailOffline_REQ29) {
+  ASSERT_EQ(ctl({"send", "sim0", "--text", "x"}).exit_code, 3);
+  ASSERT_TRUE(daemon_->audit_has("\"decision\":\"deny\""));
+  // A copy of its whole lines: the daemon goes on writing its own file.
+  auto text = daemon_->audit();
+  text = text.substr(0, text.rfind('\n') + 1);
+  ASSERT_GE(lines(text), 2);
+  auto copy = dir_.file("copy.jsonl");
+  write_file(copy, text);
+  auto ok = run({ctl_, "--socket", dir_.file("none.sock"), "audit", "verify", copy});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_EQ(ok.out.rfind("OK: " + std::to_string(lines(text)) + " records, seq 1..", 0), 0u)
+      << ok.out;
+  EXPECT_NE(ok.out.find(", head "), std::string::npos) << ok.out;
+
+  text[text.find("\"time\":\"") + 8] ^= 1;  // the first record's time, changed
+  write_file(copy, text);
+  auto bad = ctl({"audit", "verify", copy});
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
+  EXPECT_EQ(bad.out, "FAIL: " + copy + ":1 (seq 1) was changed: " + copy +
+                         ":2 holds a different digest of it\n");
+  auto json = ctl({"--json", "audit", "verify", copy});
+  EXPECT_EQ(json.exit_code, 1);
+  EXPECT_EQ(json.out.rfind("{\"ok\":false,\"records\":1,", 0), 0u) << json.out;
+  EXPECT_NE(json.out.find(",\"problem\":\"" + copy + ":1 (seq 1) was changed"), std::string::npos)
+      << json.out;
+  EXPECT_EQ(ctl({"audit", "verify"}).exit_code, 2);
+  EXPECT_EQ(ctl({"audit", "verify", copy, "--count", "2"}).exit_code, 2);
+}
+
 }  // namespace
 }  // namespace portier::test
