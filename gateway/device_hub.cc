@@ -271,7 +271,13 @@ grpc::Status DeviceHub::audit_durable(const AuditEntry& entry, const std::string
 std::vector<std::string> DeviceHub::app_names(Connection& conn) {
   auto snap = policy_.current();
   if (!snap.policy || !conn.identify_error.empty()) return {};
-  return snap.policy->app_names(conn.caller());
+  std::lock_guard lock(conn.mu);  // the connection's policy cache, as decide_locked
+  if (conn.policy_generation != snap.generation) {
+    conn.caller_rules = snap.policy->rules_for_caller(conn.caller());
+    conn.apps = snap.policy->app_names(conn.caller());
+    conn.policy_generation = snap.generation;
+  }
+  return conn.apps;
 }
 
 void DeviceHub::device_added(drivers::Driver* driver, const drivers::DeviceInfo& info) {
