@@ -374,7 +374,7 @@ std::string AuditLog::failure() const {
 }
 
 void AuditLog::on_state(std::function<void(const std::string&)> fn) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(state_mu_);
   state_fn_ = std::move(fn);
 }
 
@@ -623,7 +623,6 @@ void AuditLog::run() {
     notes_left_ = notes_.size() + head_.size();
     push_lost_marker_locked(0);
     std::string state = failure_;
-    auto state_fn = state != before ? state_fn_ : nullptr;
     done_cv_.notify_all();
     lock.unlock();
     if (!out.lines.empty()) {
@@ -632,12 +631,10 @@ void AuditLog::run() {
         for (auto& [id, fn] : followers_) fn(l);
       }
     }
-    if (state != before) {
-      std::fprintf(
-          stderr, "portierd: %s\n",
-          state.empty() ? ("audit log " + path_ + ": writable again").c_str() : state.c_str());
+    if (state != before) {  // the daemon logs it
+      std::lock_guard call(state_mu_);
+      if (state_fn_) state_fn_(state);
     }
-    if (state_fn) state_fn(state);
     lock.lock();
   }
   if (!queue_.empty() || !notes_.empty()) {

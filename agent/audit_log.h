@@ -58,6 +58,7 @@ class AuditLog final : public gateway::AuditSink {
   Result<void> record_durable(const gateway::AuditEntry& entry,
                               std::chrono::milliseconds timeout) override;
   std::string failure() const override;
+  // Once it returns, the previous `fn` is not running and never runs again.
   void on_state(std::function<void(const std::string& failure)> fn) override;
   // The last `count` lines written, oldest first; waits (at most 500 ms, not
   // while the trail fails) for the records recorded before the call.
@@ -136,11 +137,15 @@ class AuditLog final : public gateway::AuditSink {
   std::uint64_t lost_ = 0;      // records dropped since the last audit_records_lost
   std::size_t notes_left_ = 0;  // notes_ + head_ not yet written (for flush)
   std::string failure_, failure_why_;
-  std::function<void(const std::string&)> state_fn_;
   DenialLimiter limiter_;
   std::deque<std::string> recent_;  // tail(), bounded by tail_bytes
   std::size_t recent_bytes_ = 0;
   bool stopping_ = false;
+
+  // Held while state_fn_ runs: once on_state() returns, the old function
+  // neither runs nor will (the daemon drops its callback before its hub).
+  std::mutex state_mu_;
+  std::function<void(const std::string&)> state_fn_;
 
   std::mutex follow_mu_;  // held while followers are called
   std::map<int, std::function<void(const std::string&)>> followers_;

@@ -324,6 +324,29 @@ TEST(AuditLogTest, UnopenableFileFailsClosedAndRecoversByItself_REQ28) {
   EXPECT_NE(lines.back().find("audit_records_lost"), std::string::npos);
 }
 
+// After on_state(nullptr) returns, the old function never runs again (the
+// daemon drops its callback before the hub it points to).
+TEST(AuditLogTest, ReplacedStateCallbackIsNeverCalledAgain) {
+  Dir d;
+  auto path = d.path + "/audit.jsonl";
+  AuditLogOptions o;
+  o.retry_min = 5ms;
+  o.retry_max = 20ms;
+  std::atomic<int> calls{0};
+  auto log = AuditLog::open(path, o);
+  ASSERT_TRUE(log);
+  (*log)->on_state([&](const std::string&) { ++calls; });
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);
+  (*log)->record(event("lease_released", "one"));
+  ASSERT_TRUE(wait_until([&] { return calls == 1; }));
+  (*log)->on_state(nullptr);
+  ASSERT_EQ(::rmdir(path.c_str()), 0);
+  ASSERT_TRUE(wait_until([&] { return (*log)->failure().empty(); }));
+  ASSERT_TRUE((*log)->flush());
+  EXPECT_EQ(calls, 1);
+}
+
 // REQ-28: the disk fills up (a 64 KiB tmpfs): record_durable fails with the
 // reason, failure()/on_state report it; once space is freed the trail
 // recovers by itself and every record kept meanwhile is on disk.
