@@ -1,6 +1,7 @@
 #include "audit_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,6 +128,13 @@ AuditLog::AuditLog(std::string path, AuditLogOptions options)
 Result<void> AuditLog::recover() {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd_ < 0) return fail(Errc::io, "audit", path_, std::strerror(errno));
+  // One writer per trail: a second portierd on the same file would cut the
+  // first one's lines and fork the chain.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    return fail(Errc::already_exists, "audit", path_,
+                errno == EWOULDBLOCK ? "another process (portierd?) writes this audit log"
+                                     : std::string("flock: ") + std::strerror(errno));
+  }
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return fail(Errc::io, "audit", path_, std::strerror(errno));
   dev_ = st.st_dev;
@@ -326,7 +334,8 @@ std::string suppressed_fields(const std::string& key, std::uint64_t count,
 }  // namespace
 
 void AuditLog::record(const gateway::AuditEntry& e) {
-  bool deny = e.decision == "deny";
+  // allow_revoked follows an allow already queued: it must not be dropped.
+  bool deny = e.decision == "deny" && e.event != "allow_revoked";
   std::string body = to_body(e, options_.max_field_bytes);
   {
     std::lock_guard lock(mu_);

@@ -107,6 +107,27 @@ int run_daemon(const DaemonConfig& config) {
     log_error("state_dir " + config.state_dir + ": " + std::strerror(errno));
     return 1;
   }
+  // The socket first: a second portierd pointed at a live one's socket
+  // stops here, before it touches the live one's audit log.
+  ListenerOptions lo;
+  lo.path = config.socket;
+  lo.mode = config.socket_mode;
+  lo.group = config.socket_group;
+  const auto& lim = config.limits;
+  lo.limits = {lim.connections_per_app, lim.connections_declared,
+               lim.connections_per_undeclared_uid, lim.connections_undeclared};
+  const auto& idc = config.identity;
+  lo.resolver.threads = idc.resolver_threads;
+  lo.resolver.per_uid = idc.resolving_per_uid;
+  lo.resolver.waiting_per_uid = idc.waiting_per_uid;
+  lo.resolver.resolve.max_exe_bytes = idc.max_exe_bytes;
+  lo.resolver.resolve.hash_timeout = std::chrono::milliseconds(idc.hash_timeout_ms);
+  lo.resolver.resolve.use_so_peerpidfd = idc.peer_pidfd;
+  auto listener = UnixListener::bind(lo);
+  if (!listener) {
+    log_error(listener.error().message());
+    return 1;
+  }
   agent::AuditLogOptions audit_options;
   audit_options.max_bytes = config.audit_max_bytes;
   audit_options.keep_files = config.audit_keep_files;
@@ -197,26 +218,6 @@ int run_daemon(const DaemonConfig& config) {
   }
   auto monitor = start_health_monitor(config.health, hub, **audit, self_tests);
 
-  ListenerOptions lo;
-  lo.path = config.socket;
-  lo.mode = config.socket_mode;
-  lo.group = config.socket_group;
-  const auto& lim = config.limits;
-  lo.limits = {lim.connections_per_app, lim.connections_declared,
-               lim.connections_per_undeclared_uid, lim.connections_undeclared};
-  const auto& idc = config.identity;
-  lo.resolver.threads = idc.resolver_threads;
-  lo.resolver.per_uid = idc.resolving_per_uid;
-  lo.resolver.waiting_per_uid = idc.waiting_per_uid;
-  lo.resolver.resolve.max_exe_bytes = idc.max_exe_bytes;
-  lo.resolver.resolve.hash_timeout = std::chrono::milliseconds(idc.hash_timeout_ms);
-  lo.resolver.resolve.use_so_peerpidfd = idc.peer_pidfd;
-  auto listener = UnixListener::bind(lo);
-  if (!listener) {
-    log_error(listener.error().message());
-    for (auto& d : drivers) d->stop();
-    return 1;
-  }
   UnixListener* lp = listener->get();
   GatewayService service(
       hub, policy, **audit, [lp](const std::string& peer) { return lp->find(peer); },

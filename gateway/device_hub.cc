@@ -263,6 +263,15 @@ Access DeviceHub::check(Connection& conn, const std::string& device_id, Op op, b
 grpc::Status DeviceHub::audit_durable(const AuditEntry& entry, const std::string& what) {
   auto r = audit_.record_durable(entry, options_.audit_timeout);
   if (r) return grpc::Status::OK;
+  // The allow stays queued and reaches the file once the trail recovers:
+  // the refusal that followed is recorded right behind it, so the trail
+  // never shows a granted operation that did not happen.
+  AuditEntry refused = entry;
+  refused.event = "allow_revoked";
+  refused.decision = "deny";
+  refused.reason =
+      "refused after all: its audit record could not be written in time (" + r.error().why + ")";
+  audit_.record(refused);
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       what + " refused: its audit record cannot be written (" +
                           r.error().message() + "); it is allowed again once the audit trail is");

@@ -576,5 +576,21 @@ TEST(AuditLogTest, UnchainedFileIsRotatedAway_REQ29) {
   EXPECT_EQ(lines[0].rfind("{\"seq\":1,\"prev\":\"" + std::string(kGenesisDigest) + "\",", 0), 0u);
 }
 
+// A second writer on the same trail (a second portierd on the same state
+// dir) is refused before it touches the file: it would cut the first one's
+// lines and fork the chain.
+TEST(AuditLogTest, SecondWriterOnTheSameTrailIsRefused) {
+  Dir d;
+  auto path = d.path + "/audit.jsonl";
+  auto first = AuditLog::open(path);
+  ASSERT_TRUE(first);
+  auto second = AuditLog::open(path);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message().find("another process"), std::string::npos)
+      << second.error().message();
+  first->reset();
+  EXPECT_TRUE(AuditLog::open(path)) << "the lock goes with the first writer";
+}
+
 }  // namespace
 }  // namespace portier::agent

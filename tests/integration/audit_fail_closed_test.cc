@@ -101,6 +101,8 @@ TEST_F(AuditFailClosedTest, FullDiskRefusesAuditedOperationsUntilThereIsRoom) {
   })) << st.error_message();
   ASSERT_TRUE(wait_until([&] { return daemon_->health().state() == v1::Health::OK; }));
   EXPECT_TRUE(daemon_->audit_has("audit_failed"));
+  // The refused claim's allow reached the file after all, followed by its revocation.
+  EXPECT_TRUE(daemon_->audit_has("\"event\":\"allow_revoked\""));
   EXPECT_TRUE(daemon_->audit_has("audit_recovered"));
   EXPECT_TRUE(daemon_->alive());
 }
