@@ -334,8 +334,12 @@ std::string suppressed_fields(const std::string& key, std::uint64_t count,
 }  // namespace
 
 void AuditLog::record(const gateway::AuditEntry& e) {
-  // allow_revoked follows an allow already queued: it must not be dropped.
-  bool deny = e.decision == "deny" && e.event != "allow_revoked";
+  // Records a caller can cause at will are rate-limited per uid: denials,
+  // and failures of allowed actions (a malformed APDU fails in the driver).
+  // Never limited: allows and what pairs with them (lease ends, and
+  // allow_revoked, which follows an allow already queued), daemon events.
+  bool deny = (e.decision == "deny" && e.event != "allow_revoked") || e.event == "action_failed" ||
+              e.event == "identity_lost";
   std::string body = to_body(e, options_.max_field_bytes);
   {
     std::lock_guard lock(mu_);

@@ -272,10 +272,11 @@ int run_daemon(const DaemonConfig& config) {
         auto snap = policy.current();
         return snap.policy ? snap.policy->app_name(id.caller) : "";
       },
-      [audit_log](uid_t uid, pid_t pid, const std::string& event, const std::string& reason, bool) {
+      [audit_log](const ucred& cred, const std::string& event, const std::string& reason, bool) {
         policy::Caller who;
-        who.uid = uid;
-        who.pid = pid;
+        who.uid = cred.uid;
+        who.gid = cred.gid;
+        who.pid = cred.pid;
         AuditEntry e;
         e.event = event;
         e.caller = &who;

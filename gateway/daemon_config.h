@@ -71,7 +71,7 @@ struct DaemonConfig {
     std::uint64_t max_exe_bytes = 1ull << 30;  // larger executables are refused
     int hash_timeout_ms = 3000;                // an executable not hashed by then is refused
     int resolver_threads = 4;                  // identities resolved at once
-    int resolving_per_uid = 2;                 // of which one uid's
+    int resolving_per_uid = 1;                 // of which one uid's
     int waiting_per_uid = 64;                  // connections of one uid waiting
     bool peer_pidfd = true;  // false: identify as on kernels without SO_PEERPIDFD (tests)
   } identity;

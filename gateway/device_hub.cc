@@ -340,6 +340,7 @@ void DeviceHub::device_state(const std::string& id, drivers::DeviceState state,
     d.set_state(to_proto(state));
     d.set_state_reason(reason);  // also when ready: "connected", "powered on", ...
     notify_change_locked(d, v1::DeviceChange::STATE_CHANGED);
+    revoke_gated_leases_locked();  // a device's state is part of the terminal's health
   }
   log_info("device " + id + " " + v1::DeviceState_Name(to_proto(state)) +
            (reason.empty() ? "" : ": " + reason));
@@ -593,23 +594,46 @@ grpc::Status DeviceHub::renew(Connection& conn, const std::string& lease_id, std
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "lease seconds must be 1.." + std::to_string(options_.max_lease_seconds));
   }
-  std::lock_guard lock(mu_);
-  for (auto& [dev, l] : leases_) {
-    if (l.lease_id != lease_id) continue;
-    if (l.conn_id != conn.id) break;
-    l.seconds = seconds;
-    l.expires = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    l.expires_wall = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-    out->set_lease_id(l.lease_id);
-    out->set_device_id(dev);
-    out->set_seconds(seconds);
-    set_time(out->mutable_expires(), l.expires_wall);
-    expiry_cv_.notify_all();
-    return grpc::Status::OK;
+  auto not_held = [&] {
+    return grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
+  };
+  auto find = [&]() -> LeaseEntry* {
+    for (auto& [dev, l] : leases_) {
+      if (l.lease_id == lease_id) return l.conn_id == conn.id ? &l : nullptr;
+    }
+    return nullptr;
+  };
+  auto snap = policy_.current();
+  std::unique_lock lock(mu_);
+  auto* l = find();
+  if (!l) return not_held();
+  const std::string device_id = l->device_id;
+  // A renewal is a claim again: decided by policy and the health gate now,
+  // and audited like a claim (a lease cannot outlive the rights it needs).
+  auto a = check_locked(conn, device_id, Op::claim, false, snap);
+  if (!a.ok()) {
+    end_lease_locked(device_id, "lease_revoked", "renewal refused: " + a.status.error_message());
+    return a.status;
   }
-  return grpc::Status(
-      grpc::StatusCode::NOT_FOUND,
-      "no lease " + quoted(lease_id) + " held by this connection (expired or released?)");
+  AuditEntry e = decision_entry(&conn, a.decision.app, device_id, Op::claim, a.decision,
+                                "lease renewed " + std::to_string(seconds) + "s");
+  lock.unlock();
+  auto st = audit_durable(e, "renewal of " + quoted(device_id));
+  lock.lock();
+  if (!st.ok()) return st;  // the lease runs out as it would have
+  l = find();
+  if (!l) return not_held();
+  l->seconds = seconds;
+  l->expires = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  l->expires_wall = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+  out->set_lease_id(l->lease_id);
+  out->set_device_id(device_id);
+  out->set_seconds(seconds);
+  set_time(out->mutable_expires(), l->expires_wall);
+  expiry_cv_.notify_all();
+  return grpc::Status::OK;
 }
 
 grpc::Status DeviceHub::release(Connection& conn, const std::string& lease_id) {
@@ -995,7 +1019,25 @@ void DeviceHub::audit_state_changed() {
   terminal_changed_locked();
 }
 
+void DeviceHub::revoke_gated_leases_locked() {
+  // Leases whose claim the terminal's health now refuses are taken back.
+  auto snap = policy_.current();
+  std::vector<std::pair<std::string, std::string>> gated;
+  for (auto& [dev_id, l] : leases_) {
+    auto conn = l.conn.lock();
+    auto dev = devices_.find(dev_id);
+    if (!conn || dev == devices_.end()) continue;
+    auto d = decide_locked(*conn, dev->second, Op::claim, snap);
+    if (!d.allow) continue;  // policy_changed() handles those
+    if (auto why = health_gate_locked(dev->second, Op::claim, d); !why.empty()) {
+      gated.emplace_back(dev_id, why);
+    }
+  }
+  for (auto& [dev, why] : gated) end_lease_locked(dev, "lease_revoked", why);
+}
+
 void DeviceHub::terminal_changed_locked() {
+  revoke_gated_leases_locked();
   // Apps with `watch` on the terminal see every health change.
   auto [now, why] = health_locked();
   auto& t = devices_.at(kTerminal).device;

@@ -175,6 +175,8 @@ class DeviceHub {
   void reverify_streams();
   // Recomputes the terminal's state reason and tells its watchers.
   void terminal_changed_locked();
+  // Ends the leases whose claim the health gate refuses now.
+  void revoke_gated_leases_locked();
   // Writes the record of an allowed operation that must be audited, and
   // waits for it: UNAVAILABLE (the operation must be refused) when the trail
   // cannot take it. Call without mu_ held.

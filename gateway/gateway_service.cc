@@ -154,6 +154,24 @@ grpc::Status GatewayService::Send(grpc::ServerContext* ctx, const v1::SendReques
 
 grpc::Status GatewayService::run_action(Connection& conn, const drivers::ActionRequest& request,
                                         drivers::ActionResult* result) {
+  {
+    std::lock_guard lock(principal_actions_mu_);
+    int& mine = principal_actions_[conn.principal];
+    if (mine >= kMaxActionsPerPrincipal) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          std::to_string(mine) + " device actions of this " +
+                              (conn.declared ? "app" : "uid") + " are running; retry shortly");
+    }
+    ++mine;
+  }
+  struct GiveBack {
+    GatewayService* self;
+    const std::string& principal;
+    ~GiveBack() {
+      std::lock_guard lock(self->principal_actions_mu_);
+      if (--self->principal_actions_[principal] <= 0) self->principal_actions_.erase(principal);
+    }
+  } give_back{this, conn.principal};
   ActionSlots::Slot slot(actions_);
   if (!slot) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,

@@ -26,7 +26,10 @@ struct Connection;
 
 class GatewayService final : public v1::Gateway::Service {
  public:
-  static constexpr std::size_t kMaxActions = 32;           // device actions running or queued
+  static constexpr std::size_t kMaxActions = 32;  // device actions running or queued
+  // Of those, one app's (or one undeclared uid's): no caller can take the
+  // slots others need (an APDU that hangs holds one for its whole timeout).
+  static constexpr int kMaxActionsPerPrincipal = 8;
   static constexpr std::uint32_t kMaxTailRecords = 10000;  // TailAudit count
 
   using FindConnection = std::function<std::shared_ptr<Connection>(const std::string& peer)>;
@@ -94,6 +97,8 @@ class GatewayService final : public v1::Gateway::Service {
   std::function<void(v1::Health*)> health_extra_;
   std::function<void()> health_run_;
   ActionSlots actions_{kMaxActions};
+  std::mutex principal_actions_mu_;
+  std::map<std::string, int> principal_actions_;
   StreamQuota streams_;
   std::mutex followers_mu_;
   std::map<std::uint64_t, std::function<void(const grpc::Status&)>> followers_;

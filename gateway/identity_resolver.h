@@ -22,7 +22,7 @@ namespace portier::gateway {
 
 struct ResolverOptions {
   int threads = 4;
-  int per_uid = 2;
+  int per_uid = 1;
   int waiting_per_uid = 64;
   ResolveOptions resolve;
 };

@@ -8,11 +8,14 @@
 #include <systemd/sd-login.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "exe_path_check.h"
@@ -76,14 +79,55 @@ std::string read_unit(pid_t pid) {
   return s;
 }
 
-struct DigestCache {
+// Digests by file identity, bounded in all and per uid: a uid that fills
+// its share (new copies, `touch`) evicts only its own oldest entries, and
+// when the whole cache is full the uid holding most loses one; no caller
+// can flush the digests of another uid's apps.
+class DigestCache {
+ public:
   using Key = std::tuple<dev_t, ino_t, off_t, long, long, long, long>;
   struct Entry {
     std::string digest;
-    std::string error;  // set: the file was refused
+    std::string error;  // set: the file was refused (over max_exe_bytes)
+    uid_t uid = 0;
   };
-  std::mutex mu;
-  std::map<Key, Entry> entries;
+  static constexpr std::size_t kMax = 1024, kPerUid = 64;
+
+  std::optional<Entry> find(const Key& key) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Inserts unless present; returns the entry in the cache and whether it is new.
+  std::pair<Entry, bool> insert(const Key& key, Entry entry) {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(key); it != entries_.end()) return {it->second, false};
+    auto& mine = by_uid_[entry.uid];
+    if (mine.size() >= kPerUid) evict_oldest(entry.uid);
+    if (entries_.size() >= kMax) {
+      auto most = std::max_element(by_uid_.begin(), by_uid_.end(), [](auto& a, auto& b) {
+        return a.second.size() < b.second.size();
+      });
+      evict_oldest(most->first);
+    }
+    by_uid_[entry.uid].push_back(key);
+    entries_.emplace(key, entry);
+    return {entry, true};
+  }
+
+ private:
+  void evict_oldest(uid_t uid) {
+    auto it = by_uid_.find(uid);
+    if (it == by_uid_.end() || it->second.empty()) return;
+    entries_.erase(it->second.front());
+    it->second.pop_front();
+    if (it->second.empty()) by_uid_.erase(it);
+  }
+
+  std::mutex mu_;
+  std::map<Key, Entry> entries_;
+  std::map<uid_t, std::deque<Key>> by_uid_;
 };
 
 DigestCache& digest_cache() {
@@ -122,47 +166,48 @@ PeerIdentity::~PeerIdentity() {
   if (pidfd >= 0) ::close(pidfd);
 }
 
-Result<std::string> executable_digest(int fd, const ResolveOptions& options, bool* first_failure) {
+Result<std::string> executable_digest(int fd, const ResolveOptions& options, bool* first_failure,
+                                      uid_t uid) {
   if (first_failure) *first_failure = false;
   struct stat st {};
   if (fstat(fd, &st) != 0) return fail(Errc::io, "peer", "executable", errno_text(errno));
   DigestCache::Key key{st.st_dev,          st.st_ino,         st.st_size,        st.st_mtim.tv_sec,
                        st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
   auto& cache = digest_cache();
-  {
-    std::lock_guard lock(cache.mu);
-    if (auto it = cache.entries.find(key); it != cache.entries.end()) {
-      if (!it->second.error.empty()) {
-        return fail(Errc::resource_exhausted, "peer", "executable", it->second.error);
-      }
-      return it->second.digest;
-    }
+  if (auto hit = cache.find(key)) {
+    if (!hit->error.empty())
+      return fail(Errc::resource_exhausted, "peer", "executable", hit->error);
+    return hit->digest;
   }
   DigestCache::Entry entry;
+  entry.uid = uid;
   if (static_cast<std::uint64_t>(st.st_size) > options.max_exe_bytes) {
+    // A property of the file: remembered, and audited once per file.
     entry.error = "the executable is " + std::to_string(st.st_size) + " bytes, over the " +
                   std::to_string(options.max_exe_bytes) +
                   "-byte limit portierd hashes ([identity] max_exe_bytes)";
   } else {
     auto digest =
         sha256_of_fd(fd, HashLimits{options.max_exe_bytes, options.hash_timeout, options.cancel});
-    if (digest) {
-      entry.digest = *digest;
-    } else if (digest.error().code == Errc::resource_exhausted) {
-      entry.error = "the executable could not be hashed: " + digest.error().why +
-                    " ([identity] max_exe_bytes, hash_timeout_ms)";
-    } else {
-      return digest;  // an I/O error is not remembered
+    if (!digest) {
+      // Too slow now (a loaded machine, a cold disk) says nothing lasting
+      // about the file: not remembered, the next connection tries again.
+      if (first_failure) *first_failure = true;
+      if (digest.error().code == Errc::resource_exhausted) {
+        return fail(Errc::resource_exhausted, "peer", "executable",
+                    "the executable could not be hashed: " + digest.error().why +
+                        " ([identity] max_exe_bytes, hash_timeout_ms)");
+      }
+      return digest;
     }
+    entry.digest = *digest;
   }
-  std::lock_guard lock(cache.mu);
-  if (cache.entries.size() >= 256) cache.entries.clear();
-  auto [it, inserted] = cache.entries.emplace(key, entry);
-  if (!it->second.error.empty()) {
+  auto [kept, inserted] = cache.insert(key, entry);
+  if (!kept.error.empty()) {
     if (first_failure) *first_failure = inserted;
-    return fail(Errc::resource_exhausted, "peer", "executable", it->second.error);
+    return fail(Errc::resource_exhausted, "peer", "executable", kept.error);
   }
-  return it->second.digest;
+  return kept.digest;
 }
 
 Result<PeerIdentity> resolve_peer(int fd, const ResolveOptions& options, bool* first_failure) {
@@ -236,7 +281,7 @@ Result<PeerIdentity> resolve_peer(int fd, const ResolveOptions& options, bool* f
   // The digest is of the running image (the file open through /proc), so
   // it holds whatever the path shows.
   bool first = true;
-  auto digest = executable_digest(exe_fd, options, &first);
+  auto digest = executable_digest(exe_fd, options, &first, cred.uid);
   ::close(exe_fd);
   if (!digest) {
     if (first_failure) *first_failure = first;

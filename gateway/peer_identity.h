@@ -60,10 +60,11 @@ Result<PeerIdentity> resolve_peer(int fd, const ResolveOptions& options = {},
 Result<void> verify_peer(const PeerIdentity& id);
 
 // Lowercase hex SHA-256 of the file open at `fd`, cached by (dev, ino, size,
-// mtime, ctime) so a busy client costs one fstat per connection. Failures
-// (too large, too slow) are cached too; *first_failure says whether this one
-// is new.
+// mtime, ctime) so a busy client costs one fstat per connection; the cache is
+// bounded per `uid` (whose process runs it) and in all. A file over
+// max_exe_bytes is remembered as refused (*first_failure: this refusal is
+// new); a hash that ran out of time is not remembered.
 Result<std::string> executable_digest(int fd, const ResolveOptions& options = {},
-                                      bool* first_failure = nullptr);
+                                      bool* first_failure = nullptr, uid_t uid = 0);
 
 }  // namespace portier::gateway

@@ -83,8 +83,17 @@ Result<void> process_holds_socket(pid_t pid, ino_t ino) {
   char target[64];
   bool found = false;
   int dfd = dirfd(d);
+  // Bounded: a process with a million descriptors must not hold a resolver
+  // thread for seconds; past the bound it gets no identity.
+  constexpr int kMaxScanned = 65536;
+  int scanned = 0;
+  bool too_many = false;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
+    if (++scanned > kMaxScanned) {
+      too_many = true;
+      break;
+    }
     ssize_t n = readlinkat(dfd, e->d_name, target, sizeof(target) - 1);
     if (n <= 0) continue;
     if (static_cast<std::size_t>(n) == want.size() &&
@@ -94,6 +103,11 @@ Result<void> process_holds_socket(pid_t pid, ino_t ino) {
     }
   }
   closedir(d);
+  if (too_many) {
+    return fail(Errc::permission_denied, "peer", "pid " + std::to_string(pid),
+                "has more than " + std::to_string(kMaxScanned) +
+                    " open descriptors; cannot prove it holds the connection");
+  }
   if (!found) {
     return fail(Errc::permission_denied, "peer", "pid " + std::to_string(pid),
                 "does not hold the connection it is said to have made (the connecting process "

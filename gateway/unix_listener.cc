@@ -174,7 +174,7 @@ void UnixListener::accept_loop() {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
         !resolver_->submit(fd, cred.uid)) {
       // Too many connections of this uid are waiting to be identified.
-      refuse(fd, cred.uid, cred.pid, "connection_refused",
+      refuse(fd, cred, "connection_refused",
              "uid " + std::to_string(cred.uid) + " has " +
                  std::to_string(options_.resolver.waiting_per_uid) +
                  " connections waiting to be identified");
@@ -182,19 +182,20 @@ void UnixListener::accept_loop() {
   }
 }
 
-void UnixListener::refuse(int fd, uid_t uid, pid_t pid, const std::string& event,
+void UnixListener::refuse(int fd, const ucred& who, const std::string& event,
                           const std::string& reason) {
   ::close(fd);
   std::uint64_t n;
   {
     std::lock_guard lock(mu_);
-    n = ++refused_;
+    if (refused_.size() >= 4096 && !refused_.count(who.uid)) refused_.clear();
+    n = ++refused_[who.uid];
   }
-  // A flood of refusals is logged and audited at 1, 2, 4, 8 ... only.
   if ((n & (n - 1)) == 0) {
-    log_warning("connection refused (" + std::to_string(n) + " so far): " + reason);
-    if (on_refused_)
-      on_refused_(uid, pid, event, reason + " (" + std::to_string(n) + " refused so far)", true);
+    const std::string what = reason + " (" + std::to_string(n) + " of uid " +
+                             std::to_string(who.uid) + " refused so far)";
+    log_warning("connection refused: " + what);
+    if (on_refused_) on_refused_(who, event, what, true);
   }
 }
 
@@ -208,7 +209,10 @@ void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failu
     conn->identity = std::move(*identity);
     std::string app = app_of_ ? app_of_(conn->identity) : "";
     conn->declared = !app.empty();
-    conn->principal = conn->declared ? "app:" + app : "uid:" + std::to_string(cred.uid);
+    // Per app *and* uid: an app declared without `uid` (or by gid alone)
+    // may be matched by other users, who must not use up its share.
+    conn->principal = conn->declared ? "app:" + app + " (uid " + std::to_string(cred.uid) + ")"
+                                     : "uid:" + std::to_string(cred.uid);
   } else {
     // Served anyway, so the app gets a clear PERMISSION_DENIED per call
     // instead of a dropped connection; audited here, once (for a file too
@@ -216,7 +220,7 @@ void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failu
     conn->identify_error = identity.error().message();
     conn->principal = "uid:" + std::to_string(cred.uid);
     if (on_refused_ && first_failure) {
-      on_refused_(cred.uid, cred.pid, "identity_refused", conn->identify_error, true);
+      on_refused_(cred, "identity_refused", conn->identify_error, true);
     }
   }
   const auto& lim = options_.limits;
@@ -245,7 +249,7 @@ void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failu
     }
   }
   if (!over.empty()) {
-    refuse(fd, cred.uid, cred.pid, "connection_refused", over);
+    refuse(fd, cred, "connection_refused", over);
     return;
   }
   int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);

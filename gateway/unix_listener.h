@@ -10,6 +10,7 @@
 // connection releases its leases at once.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -54,7 +55,7 @@ class UnixListener {
   using AppOfFn = std::function<std::string(const PeerIdentity&)>;
   // A connection refused: its identity could not be resolved (`first`: not
   // seen before for that executable) or a limit was hit. For the audit trail.
-  using RefusedFn = std::function<void(uid_t uid, pid_t pid, const std::string& event,
+  using RefusedFn = std::function<void(const ucred& who, const std::string& event,
                                        const std::string& reason, bool first)>;
 
   static Result<std::unique_ptr<UnixListener>> bind(const ListenerOptions& options);
@@ -78,7 +79,7 @@ class UnixListener {
   void accept_loop();
   // Runs on a resolver thread once `fd`'s identity is known.
   void admit(int fd, Result<PeerIdentity> identity, bool first_failure);
-  void refuse(int fd, uid_t uid, pid_t pid, const std::string& event, const std::string& reason);
+  void refuse(int fd, const ucred& who, const std::string& event, const std::string& reason);
   void monitor_loop();
   int fresh_fd(int fd);
   void drop(int grpc_fd);
@@ -105,8 +106,10 @@ class UnixListener {
   std::map<int, Entry> by_fd_;  // keyed by the descriptor gRPC owns
   std::map<std::string, int> per_principal_;
   int declared_ = 0, undeclared_ = 0;
-  std::uint64_t refused_ = 0;  // connections refused over a limit (logged every so often)
-  std::mutex grpc_mu_;         // AddInsecureChannelFromFd, from several resolver threads
+  // Connections refused over a limit, per uid (logged and audited at the
+  // 1st, 2nd, 4th ... of each uid, so one uid's flood hides no other's).
+  std::map<uid_t, std::uint64_t> refused_;
+  std::mutex grpc_mu_;  // AddInsecureChannelFromFd, from several resolver threads
   std::thread accept_thread_, monitor_thread_;
   bool stopped_ = false;
 };

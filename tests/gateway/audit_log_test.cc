@@ -592,5 +592,51 @@ TEST(AuditLogTest, SecondWriterOnTheSameTrailIsRefused) {
   EXPECT_TRUE(AuditLog::open(path)) << "the lock goes with the first writer";
 }
 
+// REQ-28: a declared app whose allowed actions fail at will (a malformed
+// APDU fails in the driver) is rate-limited like a denier: it cannot rotate
+// everyone's records away. Allows and lease ends are never limited.
+TEST(AuditLogTest, FailedActionsAreRateLimitedPerUid_REQ28) {
+  Dir d;
+  auto path = d.path + "/audit.jsonl";
+  AuditLogOptions o;
+  o.denials.report_every = 50ms;
+  auto log = AuditLog::open(path, o);
+  ASSERT_TRUE(log);
+  policy::Caller app{4343, 4343, 77, "/opt/pay", "", ""};
+  for (int i = 0; i < 60; ++i) {
+    gateway::AuditEntry e;
+    e.event = "action_failed";
+    e.caller = &app;
+    e.device = "rdr0";
+    e.op = "transmit";
+    e.reason = "transmit: malformed APDU";
+    (*log)->record(e);
+  }
+  for (int i = 0; i < 30; ++i) {
+    gateway::AuditEntry e;
+    e.event = "lease_released";
+    e.caller = &app;
+    e.device = "rdr0";
+    (*log)->record(e);
+  }
+  ASSERT_TRUE((*log)->flush());
+  ASSERT_TRUE(wait_until([&] {
+    return slurp(path).find("\"event\":\"denials_suppressed\",\"uid\":4343,\"count\":40,") !=
+           std::string::npos;
+  })) << slurp(path);
+  auto text = slurp(path);
+  std::size_t failed = 0, released = 0;
+  for (auto p = text.find("action_failed"); p != std::string::npos;
+       p = text.find("action_failed", p + 1)) {
+    ++failed;
+  }
+  for (auto p = text.find("lease_released"); p != std::string::npos;
+       p = text.find("lease_released", p + 1)) {
+    ++released;
+  }
+  EXPECT_EQ(failed, 20u);
+  EXPECT_EQ(released, 30u);
+}
+
 }  // namespace
 }  // namespace portier::agent

@@ -3,6 +3,7 @@
 // very connection, through sock_diag and /proc/<pid>/fd).
 #include "peer_identity.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -150,6 +151,53 @@ TEST(ExecutableDigest, GivesUpAfterTheDeadline) {
       << d.error().message();
   close(fd);
   unlink(name);
+}
+
+// A hash that ran out of time says nothing lasting about the file: a loaded
+// machine must not leave an app refused once the load is gone.
+TEST(ExecutableDigest, ATimeoutIsNotRemembered) {
+  char name[] = "/tmp/portier-later-XXXXXX";
+  int fd = mkstemp(name);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 64 << 20), 0);
+  ResolveOptions hurried;
+  hurried.hash_timeout = std::chrono::milliseconds(0);
+  bool first = false;
+  auto d = executable_digest(fd, hurried, &first, 64101);
+  ASSERT_FALSE(d);
+  EXPECT_TRUE(first);
+  auto later = executable_digest(fd, ResolveOptions{}, &first, 64101);
+  EXPECT_TRUE(later) << later.error().message();
+  close(fd);
+  unlink(name);
+}
+
+// One uid cycling through new executables (copies, `touch`) evicts only its
+// own cached digests: another uid's entry stays.
+TEST(ExecutableDigest, OneUidCannotFlushAnotherUidsDigests) {
+  char dir[] = "/tmp/portier-cache-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto make = [&](const std::string& n, off_t size) {
+    std::string path = std::string(dir) + "/" + n;
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
+    EXPECT_EQ(ftruncate(fd, size), 0);
+    return fd;
+  };
+  // The victim's entry: a refusal over max_exe_bytes, which is remembered,
+  // so whether it is still cached shows in the answer under a higher limit.
+  int victim = make("victim", 2 << 20);
+  ResolveOptions strict;
+  strict.max_exe_bytes = 1 << 20;
+  ASSERT_FALSE(executable_digest(victim, strict, nullptr, 64201));
+  for (int i = 0; i < 1100; ++i) {
+    int fd = make("f" + std::to_string(i), 16);
+    ASSERT_TRUE(executable_digest(fd, ResolveOptions{}, nullptr, 64202));
+    close(fd);
+  }
+  auto still = executable_digest(victim, ResolveOptions{}, nullptr, 64201);
+  EXPECT_FALSE(still) << "the victim's cached entry was flushed by another uid";
+  close(victim);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

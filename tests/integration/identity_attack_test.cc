@@ -208,13 +208,14 @@ TEST_F(IdentityAttackTest, WithoutPeerPidfdAPidThatDoesNotHoldTheConnectionIsRef
 TEST_F(IdentityAttackTest, HugeExecutableIsRefusedOnceAndDelaysNoOtherCaller) {
   start("[[app]]\nname = \"teller\"\nuid = " + std::to_string(kUid) +
             "\n[[rule]]\napp = \"teller\"\nops = [\"list\"]\n",
-        "[identity]\nmax_exe_bytes = 8589934592\nhash_timeout_ms = 30000\n");
+        "[identity]\nmax_exe_bytes = 8589934592\nhash_timeout_ms = 30000\n"
+        "resolving_per_uid = 2\n");
   std::string huge = huge_binary(dir_, 6ull << 30);
   Child slow({huge, "--socket", daemon_->socket(), "whoami"}, kUid, gid_);
   ASSERT_TRUE(wait_until([&] { return daemon_has_open(daemon_->pid(), huge); }))
       << "the daemon never started hashing the huge executable";
-  // While it is hashed, another uid (and even the same uid, within its
-  // share of the pool) is identified and served.
+  // While it is hashed, another uid (and the same uid, within its share of
+  // the pool: 2 here) is identified and served.
   auto other = as_user(kOtherUid, {ctl_, "--socket", daemon_->socket(), "whoami"}, 10s);
   EXPECT_EQ(other.exit_code, 0) << other.err;
   auto same = as_user(kUid, {ctl_, "--socket", daemon_->socket(), "whoami"}, 10s);
