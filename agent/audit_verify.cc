@@ -53,10 +53,32 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong
+// forms, no surrogates, at most U+10FFFF), or 0.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  std::size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+  if (c > 0xf4 || n == 0 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    if ((b(k) & 0xc0) != 0x80) return 0;
+  }
+  if (c == 0xe0 && b(1) < 0xa0) return 0;  // overlong
+  if (c == 0xed && b(1) > 0x9f) return 0;  // surrogate
+  if (c == 0xf0 && b(1) < 0x90) return 0;  // overlong
+  if (c == 0xf4 && b(1) > 0x8f) return 0;  // over U+10FFFF
+  return n;
+}
+
+}  // namespace
+
 std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -78,8 +100,17 @@ std::string json_escape(std::string_view s) {
           char buf[8];
           std::snprintf(buf, sizeof(buf), "\\u%04x", c);
           out += buf;
+        } else if (c < 0x80) {
+          out += static_cast<char>(c);
+        } else if (auto n = utf8_length(s, i)) {
+          out.append(s.substr(i, n));  // well-formed UTF-8 passes through
+          i += n - 1;
         } else {
-          out += static_cast<char>(c);  // UTF-8 passes through
+          // A byte that is not UTF-8 (a path may hold any): shown as the
+          // text \xNN, so every line stays valid JSON.
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\\\x%02x", c);
+          out += buf;
         }
     }
   }

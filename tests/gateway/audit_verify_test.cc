@@ -214,5 +214,16 @@ TEST(AuditChainTest, ParsesTheChainPrefix) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// An exe path may hold any bytes: those that are not UTF-8 are written as
+// the text \xNN so that every audit line stays valid JSON; UTF-8 passes.
+TEST(JsonEscape, BytesThatAreNotUtf8BecomeText) {
+  // JSON text \\xff: the string holds a backslash, 'x', 'f', 'f'.
+  EXPECT_EQ(json_escape("/tmp/h/\xff\xfe\"x/ctl"), "/tmp/h/\\\\xff\\\\xfe\\\"x/ctl");
+  EXPECT_EQ(json_escape("中文支付码"), "中文支付码");
+  EXPECT_EQ(json_escape("\xc0\xaf"), "\\\\xc0\\\\xaf");             // overlong '/'
+  EXPECT_EQ(json_escape("\xed\xa0\x80"), "\\\\xed\\\\xa0\\\\x80");  // a surrogate
+  EXPECT_EQ(json_escape("\xe4\xb8"), "\\\\xe4\\\\xb8");             // cut short
+}
+
 }  // namespace
 }  // namespace portier::agent
