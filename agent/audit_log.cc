@@ -417,7 +417,7 @@ bool AuditLog::flush(std::chrono::milliseconds timeout) {
   auto target = next_ticket_;
   cv_.notify_one();
   return done_cv_.wait_for(lock, timeout,
-                           [&] { return written_ticket_ >= target && notes_left_ == 0; });
+                           [&] { return followed_ticket_ >= target && notes_left_ == 0; });
 }
 
 void AuditLog::start_new_file() {
@@ -636,6 +636,7 @@ void AuditLog::run() {
     notes_left_ = notes_.size() + head_.size();
     push_lost_marker_locked(0);
     std::string state = failure_;
+    const std::uint64_t upto = written_ticket_;
     done_cv_.notify_all();
     lock.unlock();
     if (!out.lines.empty()) {
@@ -649,6 +650,9 @@ void AuditLog::run() {
       if (state_fn_) state_fn_(state);
     }
     lock.lock();
+    // flush() returns once the followers have had what it waited for.
+    followed_ticket_ = std::max(followed_ticket_, upto);
+    done_cv_.notify_all();
   }
   if (!queue_.empty() || !notes_.empty()) {
     std::fprintf(stderr, "portierd: audit log %s: %zu records not written at exit: %s\n",

@@ -66,7 +66,8 @@ class AuditLog final : public gateway::AuditSink {
   // `fn` gets each line once it is on disk, from the writer thread.
   int follow(std::function<void(const std::string&)> fn) override;
   void unfollow(int id) override;
-  // Waits until everything recorded so far is on disk; false if that did not
+  // Waits until everything recorded so far is on disk and handed to the
+  // followers; false if that did not
   // happen within `timeout` (the trail fails).
   bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
@@ -134,6 +135,7 @@ class AuditLog final : public gateway::AuditSink {
   std::deque<Queued> queue_;
   std::size_t queued_bytes_ = 0;
   std::uint64_t next_ticket_ = 0, written_ticket_ = 0;
+  std::uint64_t followed_ticket_ = 0;  // written and handed to the followers
   std::uint64_t lost_ = 0;      // records dropped since the last audit_records_lost
   std::size_t notes_left_ = 0;  // notes_ + head_ not yet written (for flush)
   std::string failure_, failure_why_;
