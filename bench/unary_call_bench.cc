@@ -14,9 +14,12 @@
 // threads, from /proc/<pid>/stat, summed over the measured blocks), and the
 // ratios portierd / floor.
 //
-// usage: unary_call_bench [--calls N] [--warmup N] [--block N]
+// usage: unary_call_bench [--calls N] [--warmup N] [--block N] [--floor-by-fd]
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "daemon_launcher.h"
@@ -43,9 +47,10 @@ constexpr double kTargetRatio = 1.15;
 constexpr auto kCallDeadline = std::chrono::seconds(5);
 
 struct Options {
-  int calls = 20000;  // measured, per server
-  int warmup = 1000;  // per server, before the first measured block
-  int block = 500;    // calls in a row on one server
+  int calls = 20000;         // measured, per server
+  int warmup = 1000;         // per server, before the first measured block
+  int block = 500;           // calls in a row on one server
+  bool floor_by_fd = false;  // the floor hands connections to gRPC by fd, as portierd
 };
 
 // ---- the floor: a bare sync gRPC server answering WhoAmI ----
@@ -72,11 +77,27 @@ class UnaryFloor final : public v1::Gateway::Service {
   v1::Identity answer_;
 };
 
-int run_floor_server(const std::string& socket) {
+// by_fd: accept on the socket here and hand each connection to gRPC with
+// AddInsecureChannelFromFd, as portierd must (to identify the peer before
+// gRPC reads a byte): the floor of that design, without identity or policy.
+int run_floor_server(const std::string& socket, bool by_fd) {
   install_stop_signals();
   UnaryFloor service;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  int lfd = -1;
+  if (by_fd) {
+    lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket.c_str());
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(lfd, 16) != 0) {
+      std::fprintf(stderr, "floor server: cannot listen on %s\n", socket.c_str());
+      return 1;
+    }
+  } else {
+    builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  }
   builder.RegisterService(&service);
   // As gateway/daemon.cc builds portierd's server.
   builder.SetMaxReceiveMessageSize(128 * 1024);
@@ -93,6 +114,15 @@ int run_floor_server(const std::string& socket) {
     return 1;
   }
   std::fprintf(stderr, "floor server ready\n");
+  if (by_fd) {
+    std::thread([&server, lfd] {
+      for (;;) {
+        int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        grpc::AddInsecureChannelFromFd(server.get(), fd);
+      }
+    }).detach();
+  }
   while (!stop_requested()) pause();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
   return 0;
@@ -170,7 +200,8 @@ int run(const Options& o) {
     return stop_requested() ? 130 : 1;
   }
   const std::string fsock = dir.file("floor.sock");
-  ChildProcess floor({self_exe(), "--floor-server", fsock});
+  ChildProcess floor(
+      {self_exe(), o.floor_by_fd ? "--floor-server-by-fd" : "--floor-server", fsock});
   if (!floor.start() || floor.wait_for_log("floor server ready", 15000ms) < 0) {
     std::fprintf(stderr, "%s: the floor server did not start:\n%s\n", kProgram,
                  floor.log().c_str());
@@ -261,7 +292,10 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::string_view(argv[1]) == "--floor-server") {
-    return run_floor_server(argv[2]);
+    return run_floor_server(argv[2], false);
+  }
+  if (argc == 3 && std::string_view(argv[1]) == "--floor-server-by-fd") {
+    return run_floor_server(argv[2], true);
   }
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -279,14 +313,18 @@ int main(int argc, char** argv) {
       o.warmup = parse_int_arg(kProgram, "--warmup", value(), 0, 10000000);
     } else if (a == "--block") {
       o.block = parse_int_arg(kProgram, "--block", value(), 1, 10000000);
+    } else if (a == "--floor-by-fd") {
+      o.floor_by_fd = true;
     } else if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: unary_call_bench [--calls N] [--warmup N] [--block N]\n"
+          "usage: unary_call_bench [--calls N] [--warmup N] [--block N] [--floor-by-fd]\n"
           "  defaults: --calls 20000 --warmup 1000 --block 500\n"
           "  WhoAmI on one channel, sequential calls, against portierd and against a bare\n"
           "  gRPC sync server (this binary with --floor-server SOCKET) in blocks of --block\n"
           "  calls alternating between them; prints p50/p99 and server CPU per call of each\n"
-          "  and the ratios portierd / floor (target <= 1.15x)\n");
+          "  and the ratios portierd / floor (target <= 1.15x). --floor-by-fd: the floor\n"
+          "  accepts itself and hands each connection to gRPC with AddInsecureChannelFromFd,\n"
+          "  as portierd does (so the floor of that design)\n");
       return 0;
     } else {
       std::fprintf(stderr, "%s: unknown argument '%s' (try --help)\n", kProgram, a.c_str());
