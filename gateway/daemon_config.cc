@@ -30,6 +30,24 @@ Error bad(const std::string& source, const toml::node& n, const std::string& key
   return Error{Errc::invalid_argument, where(source, n.source()), key, why};
 }
 
+// The value node of `key` in `t`, so that an error points at the value that
+// is wrong, not at its table's header; the table when the key is absent.
+const toml::node& at(const toml::table& t, const std::string& key) {
+  if (auto* n = t.get(key)) return *n;
+  return t;
+}
+
+// An error from a driver's validate() names the key first ("baud 12345"):
+// report it at that key's value, as "<table>.<key>: <why>".
+Error located(const std::string& source, const toml::table& t, const std::string& table,
+              const Error& e) {
+  const std::string key = e.what.substr(0, e.what.find(' '));
+  if (!key.empty() && t.get(key)) {
+    return bad(source, *t.get(key), table + "." + key, e.what + ": " + e.why);
+  }
+  return bad(source, t, table, e.message());
+}
+
 // Reads typed keys from one table and rejects the ones nobody asked for.
 class TableReader {
  public:
@@ -157,16 +175,16 @@ Result<drivers::SerialScannerConfig> parse_serial(TableReader& r, const toml::ta
   }
   if (c.path.empty() || c.path[0] != '/') {
     return std::unexpected(
-        bad(r.source(), t, r.name("path"), "an absolute device path is required"));
+        bad(r.source(), at(t, "path"), r.name("path"), "an absolute device path is required"));
   }
   if (c.reopen_max_ms < c.reopen_min_ms) {
-    return std::unexpected(
-        bad(r.source(), t, r.name("reopen_max_ms"), "must not be less than reopen_min_ms"));
+    return std::unexpected(bad(r.source(), at(t, "reopen_max_ms"), r.name("reopen_max_ms"),
+                               "must not be less than reopen_min_ms"));
   }
   if (auto v = drivers::SerialScanner::validate(c); !v) {
     std::string table = r.name("");
     table.pop_back();  // "scanner[1]."
-    return std::unexpected(bad(r.source(), t, table, v.error().message()));
+    return std::unexpected(located(r.source(), t, table, v.error()));
   }
   return c;
 }
@@ -193,7 +211,7 @@ Result<drivers::HidScannerConfig> parse_hid(TableReader& r, const toml::table& t
   if (auto v = drivers::HidScannerDriver::validate(c); !v) {
     std::string table = r.name("");
     table.pop_back();
-    return std::unexpected(bad(r.source(), t, table, v.error().message()));
+    return std::unexpected(located(r.source(), t, table, v.error()));
   }
   return c;
 }
@@ -226,7 +244,7 @@ Result<drivers::usb::UsbConfig> parse_usb(const toml::table& t, const std::strin
   }
   TRY(r.no_unknown_keys());
   if (auto v = drivers::usb::UsbDriver::validate(c); !v) {
-    return std::unexpected(bad(source, t, "usb", v.error().message()));
+    return std::unexpected(located(source, t, "usb", v.error()));
   }
   return c;
 }
@@ -242,7 +260,7 @@ Result<drivers::BluetoothConfig> parse_bluetooth(const toml::table& t, const std
   TRY(r.boolean("pairing_agent", c.pairing_agent));
   TRY(r.no_unknown_keys());
   if (auto v = drivers::BluetoothDriver::validate(c); !v) {
-    return std::unexpected(bad(source, t, "bluetooth", v.error().message()));
+    return std::unexpected(located(source, t, "bluetooth", v.error()));
   }
   return c;
 }
@@ -272,7 +290,7 @@ Result<drivers::PcscConfig> parse_pcsc(const toml::table& t, const std::string& 
   }
   TRY(r.no_unknown_keys());
   if (auto v = drivers::PcscReaderDriver::validate(c); !v) {
-    return std::unexpected(bad(source, t, "pcsc", v.error().message()));
+    return std::unexpected(located(source, t, "pcsc", v.error()));
   }
   return c;
 }
@@ -355,15 +373,16 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       TRY(sr.str("type", type));
       TRY(sr.str("id", id));
       if (!valid_id(id)) {
-        return std::unexpected(
-            bad(source, t, sr.name("id"), "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+        return std::unexpected(bad(source, at(t, "id"), sr.name("id"),
+                                   "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
       }
       if (id == "terminal") {
-        return std::unexpected(
-            bad(source, t, sr.name("id"), "'terminal' is reserved for the terminal itself"));
+        return std::unexpected(bad(source, at(t, "id"), sr.name("id"),
+                                   "'terminal' is reserved for the terminal itself"));
       }
       if (!ids.insert(id).second) {
-        return std::unexpected(bad(source, t, sr.name("id"), "'" + id + "' is used twice"));
+        return std::unexpected(
+            bad(source, at(t, "id"), sr.name("id"), "'" + id + "' is used twice"));
       }
       if (type == "serial") {
         auto s = parse_serial(sr, t);
@@ -379,8 +398,8 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
         if (!h) return std::unexpected(h.error());
         c.hid_scanners.push_back(*h);
       } else {
-        return std::unexpected(
-            bad(source, t, sr.name("type"), "must be \"serial\", \"hid\" or \"simulated\""));
+        return std::unexpected(bad(source, at(t, "type"), sr.name("type"),
+                                   "must be \"serial\", \"hid\" or \"simulated\""));
       }
       TRY(sr.no_unknown_keys());
     }
@@ -399,18 +418,20 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
       TRY(rr.str("type", type));
       TRY(rr.str("id", id));
       if (!valid_id(id)) {
-        return std::unexpected(
-            bad(source, t, rr.name("id"), "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
+        return std::unexpected(bad(source, at(t, "id"), rr.name("id"),
+                                   "required: 1-64 characters of A-Z a-z 0-9 - _ ."));
       }
       if (id == "terminal") {
-        return std::unexpected(
-            bad(source, t, rr.name("id"), "'terminal' is reserved for the terminal itself"));
+        return std::unexpected(bad(source, at(t, "id"), rr.name("id"),
+                                   "'terminal' is reserved for the terminal itself"));
       }
       if (!ids.insert(id).second) {
-        return std::unexpected(bad(source, t, rr.name("id"), "'" + id + "' is used twice"));
+        return std::unexpected(
+            bad(source, at(t, "id"), rr.name("id"), "'" + id + "' is used twice"));
       }
       if (type != "simulated") {
-        return std::unexpected(bad(source, t, rr.name("type"), "must be \"simulated\""));
+        return std::unexpected(
+            bad(source, at(t, "type"), rr.name("type"), "must be \"simulated\""));
       }
       c.simulated_readers.push_back({id});
       TRY(rr.no_unknown_keys());
@@ -551,17 +572,19 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
   }
   TRY(r.no_unknown_keys());
   if (c.socket.empty() || c.socket[0] != '/') {
-    return fail(Errc::invalid_argument, source, "socket", "must be an absolute path");
+    return std::unexpected(bad(source, at(root, "socket"), "socket", "must be an absolute path"));
   }
   if (c.state_dir.empty() || c.state_dir[0] != '/') {
-    return fail(Errc::invalid_argument, source, "state_dir", "must be an absolute path");
+    return std::unexpected(
+        bad(source, at(root, "state_dir"), "state_dir", "must be an absolute path"));
   }
   if (c.policy.empty() || c.policy[0] != '/') {
-    return fail(Errc::invalid_argument, source, "policy", "must be an absolute path");
+    return std::unexpected(bad(source, at(root, "policy"), "policy", "must be an absolute path"));
   }
   if (c.audit_log.empty()) c.audit_log = c.state_dir + "/audit.jsonl";
   if (c.audit_log[0] != '/') {
-    return fail(Errc::invalid_argument, source, "audit_log", "must be an absolute path");
+    return std::unexpected(
+        bad(source, at(root, "audit_log"), "audit_log", "must be an absolute path"));
   }
   return c;
 }

@@ -81,7 +81,9 @@ std::string format_event(const v1::PeripheralEvent& e) {
   o << format_time(e.time()) << " " << e.device_id() << " #" << e.sequence();
   if (e.has_scan()) {
     const auto& s = e.scan();
-    o << " " << (s.symbology().empty() ? "unknown" : s.symbology());
+    // No AIM identifier: an empty symbology, shown as "-" (README, Scanners);
+    // "unknown (]Wm)" is an identifier the decoder does not know.
+    o << " " << (s.symbology().empty() ? "-" : s.symbology());
     if (!s.aim_id().empty()) o << " " << s.aim_id();
     o << " " << s.encoding();
     if (s.decode_error()) {

@@ -1,7 +1,10 @@
 // portierctl: the local admin and test CLI for portierd.
 // Exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found or unavailable,
 // 1 anything else; errors go to stderr on one line.
+#include <grp.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -162,10 +165,29 @@ class Ctl {
 
   v1::Gateway::Stub& stub() {
     if (!stub_) {
+      check_socket_access();
       auto ch = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
       stub_ = v1::Gateway::NewStub(ch);
     }
     return *stub_;
+  }
+  // A socket this user may not open is told apart from a daemon that is not
+  // there (gRPC says UNAVAILABLE for both): its own message, exit 3.
+  void check_socket_access() const {
+    if (::access(socket_.c_str(), W_OK) == 0 || errno != EACCES) return;
+    std::string hint;
+    struct stat st {};
+    if (::stat(socket_.c_str(), &st) != 0) {
+      hint = "a directory on its path is closed to this user";
+    } else {
+      group* g = getgrgid(st.st_gid);
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
+      hint = "is this user in group " + (g ? std::string(g->gr_name) : std::to_string(st.st_gid)) +
+             "? the socket is mode " + mode;
+    }
+    throw Failure{3, "socket permission denied: " + socket_ + " (" + hint +
+                         "; see README, Running without systemd)"};
   }
   void deadline(grpc::ClientContext& ctx) {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
@@ -308,6 +330,9 @@ class Ctl {
   int send() {
     if (args_.words.size() != 2) throw UsageError{"send needs exactly one device id"};
     std::string data;
+    if (args_.opt("text") && args_.opt("data")) {
+      throw UsageError{"send takes --text S or --data HEX, not both"};
+    }
     if (auto t = args_.opt("text")) {
       data = *t;
     } else if (auto h = args_.opt("data")) {
@@ -337,7 +362,8 @@ class Ctl {
     v1::ReleaseResponse rresp;
     (void)stub().Release(&rctx, rr, &rresp);
     if (!st.ok()) raise(st);
-    out(json_ ? to_json_line(resp) : "sent " + std::to_string(resp.bytes_written()) + " bytes");
+    const auto n = resp.bytes_written();
+    out(json_ ? to_json_line(resp) : "sent " + std::to_string(n) + (n == 1 ? " byte" : " bytes"));
     return 0;
   }
 
@@ -472,12 +498,11 @@ class Ctl {
       for (auto& a : id.apps()) apps += (apps.empty() ? "" : ", ") + a;
       out("uid " + std::to_string(id.uid()) + " gid " + std::to_string(id.gid()) + " pid " +
           std::to_string(id.pid()) + "\nexe " +
-          (id.exe_doubt().empty() ? id.exe()
-                                  : "- (" + id.exe_seen() + " does not count: " + id.exe_doubt() +
-                                        ")") +
-          "\nsha256 " + id.sha256() + "\nunit " +
-          (id.unit().empty() ? "-" : id.unit()) + "\napps " +
-          (apps.empty() ? "(none: not a declared app)" : apps));
+          (id.exe_doubt().empty()
+               ? id.exe()
+               : "- (" + id.exe_seen() + " does not count: " + id.exe_doubt() + ")") +
+          "\nsha256 " + id.sha256() + "\nunit " + (id.unit().empty() ? "-" : id.unit()) +
+          "\napps " + (apps.empty() ? "(none: not a declared app)" : apps));
     }
     return 0;
   }
