@@ -256,7 +256,7 @@ AuditLog::~AuditLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string AuditLog::to_body(const gateway::AuditEntry& e, std::size_t max_field) {
+std::string AuditLog::to_body(const AuditEntry& e, std::size_t max_field) {
   auto f = [&](std::string_view s) { return json_escape(cap(s, max_field)); };
   std::string j = "\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + f(e.event) + "\"";
   if (e.caller) {
@@ -333,7 +333,7 @@ std::string suppressed_fields(const std::string& key, std::uint64_t count,
 
 }  // namespace
 
-void AuditLog::record(const gateway::AuditEntry& e) {
+void AuditLog::record(const AuditEntry& e) {
   // Records a caller can cause at will are rate-limited per uid: denials,
   // and failures of allowed actions (a malformed APDU fails in the driver).
   // Never limited: allows and what pairs with them (lease ends, and
@@ -358,7 +358,7 @@ void AuditLog::record(const gateway::AuditEntry& e) {
   cv_.notify_one();
 }
 
-Result<void> AuditLog::record_durable(const gateway::AuditEntry& e,
+Result<void> AuditLog::record_durable(const AuditEntry& e,
                                       std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string body = to_body(e, options_.max_field_bytes);

@@ -28,8 +28,8 @@
 
 #include "agent/audit_verify.h"
 #include "agent/denial_limiter.h"
-#include "gateway/audit_sink.h"
-#include "portier/result.h"
+#include "common/audit_sink.h"
+#include "common/result.h"
 
 namespace portier::agent {
 
@@ -44,7 +44,7 @@ struct AuditLogOptions {
   std::chrono::milliseconds retry_max{2000};  // backoff doubles up to this
 };
 
-class AuditLog final : public gateway::AuditSink {
+class AuditLog final : public AuditSink {
  public:
   // Opens (creates, mode 0640) `path`, recovers seq and the last digest from
   // its last complete line (or from <path>.1 when it is empty), truncates a
@@ -54,8 +54,8 @@ class AuditLog final : public gateway::AuditSink {
                                                 AuditLogOptions options = {});
   ~AuditLog() override;
 
-  void record(const gateway::AuditEntry& entry) override;
-  Result<void> record_durable(const gateway::AuditEntry& entry,
+  void record(const AuditEntry& entry) override;
+  Result<void> record_durable(const AuditEntry& entry,
                               std::chrono::milliseconds timeout) override;
   std::string failure() const override;
   // Once it returns, the previous `fn` is not running and never runs again.
@@ -74,7 +74,7 @@ class AuditLog final : public gateway::AuditSink {
   // The record's fields after seq/prev: "time":...,"event":...} with every
   // string field capped at `max_field` bytes (cut at a UTF-8 boundary, marked
   // "…[cut N bytes]").
-  static std::string to_body(const gateway::AuditEntry& entry, std::size_t max_field = 512);
+  static std::string to_body(const AuditEntry& entry, std::size_t max_field = 512);
 
  private:
   struct Queued {

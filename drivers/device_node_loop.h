@@ -15,7 +15,7 @@
 #include <string_view>
 #include <thread>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers {
 

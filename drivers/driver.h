@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "log.h"
+#include "common/log.h"
 #include "quoted.h"
 
 namespace portier::gateway {

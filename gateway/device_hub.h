@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "audit_sink.h"
+#include "common/audit_sink.h"
 #include "bounded_stream.h"
 #include "connection.h"
 #include "drivers/driver.h"

@@ -13,13 +13,13 @@
 #include <mutex>
 
 #include "action_slots.h"
+#include "common/audit_sink.h"
 #include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
 #include "stream_quota.h"
 
 namespace portier::gateway {
 
-class AuditSink;
 class DeviceHub;
 class PolicyStore;
 struct Connection;

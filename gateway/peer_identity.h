@@ -15,7 +15,7 @@
 #include <string>
 
 #include "policy/policy.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::gateway {
 

@@ -9,7 +9,7 @@
 
 #include <sys/types.h>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::gateway {
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "policy/policy.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::gateway {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::gateway {
 

@@ -16,7 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "log.h"
+#include "common/log.h"
 
 namespace portier::gateway {
 namespace {

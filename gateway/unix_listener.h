@@ -23,7 +23,7 @@
 
 #include "connection.h"
 #include "identity_resolver.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace grpc {
 class Server;

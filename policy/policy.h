@@ -10,7 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "portier/result.h"
+#include "common/caller.h"
+#include "common/result.h"
 
 namespace portier::policy {
 
@@ -35,14 +36,7 @@ std::optional<Op> parse_op(std::string_view name);
 std::string_view op_name(Op op);
 
 // What the kernel says about the caller (never what the caller claims).
-struct Caller {
-  std::uint32_t uid = 0;
-  std::uint32_t gid = 0;
-  std::int32_t pid = 0;
-  std::string exe;     // absolute path of the running executable
-  std::string sha256;  // lowercase hex digest of that executable's contents
-  std::string unit;    // systemd unit, "" when none
-};
+using Caller = portier::Caller;  // common/caller.h
 
 struct DeviceRef {
   std::string id;

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::policy {
 

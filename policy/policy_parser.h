@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "policy/policy_data.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::policy {
 

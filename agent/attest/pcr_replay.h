@@ -35,7 +35,7 @@
 #include "agent/attest/digest.h"
 #include "agent/attest/ima_log.h"
 #include "agent/attest/tcg_event_log.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::attest {
 

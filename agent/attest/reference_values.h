@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "agent/attest/digest.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::attest {
 

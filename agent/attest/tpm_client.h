@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "agent/attest/digest.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::attest {
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "agent/health/health_check.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::health {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "bluetooth/bt_address.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers {
 

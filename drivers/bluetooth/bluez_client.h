@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "pairing_agent.h"
-#include "portier/result.h"
+#include "common/result.h"
 
 struct sd_bus;
 struct sd_bus_message;

@@ -15,7 +15,7 @@
 #include <optional>
 #include <string>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers {
 

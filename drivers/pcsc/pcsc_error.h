@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers {
 

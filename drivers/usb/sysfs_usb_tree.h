@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers::usb {
 

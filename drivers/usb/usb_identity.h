@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "portier/result.h"
+#include "common/result.h"
 
 namespace portier::drivers::usb {
 

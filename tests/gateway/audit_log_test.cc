@@ -26,8 +26,8 @@ using test::file_lines;
 using test::slurp;
 using test::wait_until;
 
-gateway::AuditEntry deny(const policy::Caller& c) {
-  gateway::AuditEntry e;
+AuditEntry deny(const Caller& c) {
+  AuditEntry e;
   e.caller = &c;
   e.app = "kiosk-ui";
   e.device = "scanner0";
@@ -63,7 +63,7 @@ std::vector<std::string> trail_files(const std::string& path, int keep) {
 TEST(AuditLogTest, WritesOneJsonObjectPerLineAndKeepsItAcrossRestart) {
   Dir d;
   auto path = d.path + "/audit.jsonl";
-  policy::Caller c{1001, 1001, 42, "/opt/kiosk \"ui\"\n", "ab", "kiosk.service"};
+  Caller c{1001, 1001, 42, "/opt/kiosk \"ui\"\n", "ab", "kiosk.service"};
   {
     auto log = AuditLog::open(path);
     ASSERT_TRUE(log);
@@ -98,7 +98,7 @@ TEST(AuditLogTest, FollowersSeeNewRecordsOnceWritten) {
     std::lock_guard lock(mu);
     seen.push_back(l);
   });
-  policy::Caller c;
+  Caller c;
   (*log)->record(deny(c));
   ASSERT_TRUE((*log)->flush());
   (*log)->unfollow(id);
@@ -445,7 +445,7 @@ TEST(AuditLogTest, FloodFromOneUidKeepsPolicyAndBoundsLines_REQ28_REQ29) {
   ASSERT_TRUE(log);
   (*log)->record(event("policy_loaded", "generation 1 at start"));
   ASSERT_TRUE((*log)->flush());
-  policy::Caller attacker{4242, 4242, 99, std::string(130000, 'e'), "", ""};
+  Caller attacker{4242, 4242, 99, std::string(130000, 'e'), "", ""};
   for (int i = 0; i < 60; ++i) {
     auto e = deny(attacker);
     e.device = std::string(130000, 'A' + i % 26);
@@ -478,7 +478,7 @@ TEST(AuditLogTest, FloodFromOneUidKeepsPolicyAndBoundsLines_REQ28_REQ29) {
 }
 
 TEST(AuditLogTest, StringFieldsAreCutAtAUtf8Boundary) {
-  gateway::AuditEntry e = event("alarm");
+  AuditEntry e = event("alarm");
   std::string han;
   for (int i = 0; i < 300; ++i) han += "中";  // 3 bytes each: 900 bytes
   e.device = han;
@@ -602,9 +602,9 @@ TEST(AuditLogTest, FailedActionsAreRateLimitedPerUid_REQ28) {
   o.denials.report_every = 50ms;
   auto log = AuditLog::open(path, o);
   ASSERT_TRUE(log);
-  policy::Caller app{4343, 4343, 77, "/opt/pay", "", ""};
+  Caller app{4343, 4343, 77, "/opt/pay", "", ""};
   for (int i = 0; i < 60; ++i) {
-    gateway::AuditEntry e;
+    AuditEntry e;
     e.event = "action_failed";
     e.caller = &app;
     e.device = "rdr0";
@@ -613,7 +613,7 @@ TEST(AuditLogTest, FailedActionsAreRateLimitedPerUid_REQ28) {
     (*log)->record(e);
   }
   for (int i = 0; i < 30; ++i) {
-    gateway::AuditEntry e;
+    AuditEntry e;
     e.event = "lease_released";
     e.caller = &app;
     e.device = "rdr0";

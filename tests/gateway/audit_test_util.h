@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "gateway/audit_sink.h"
+#include "common/audit_sink.h"
 
 namespace portier::agent::test {
 
@@ -56,8 +56,8 @@ inline bool wait_until(const std::function<bool()>& pred,
   return true;
 }
 
-inline gateway::AuditEntry event(const std::string& name, const std::string& reason = {}) {
-  gateway::AuditEntry e;
+inline AuditEntry event(const std::string& name, const std::string& reason = {}) {
+  AuditEntry e;
   e.event = name;
   e.reason = reason;
   return e;

@@ -3,9 +3,9 @@
 // header; a relative socket or state_dir reported with no line at all).
 #include <gtest/gtest.h>
 
-#include "gateway/daemon_config.h"
+#include "daemon/daemon_config.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
 namespace {
 
 TEST(ConfigLocations, ErrorsPointAtTheValueThatIsWrong) {
@@ -37,4 +37,4 @@ TEST(ConfigLocations, ErrorsPointAtTheValueThatIsWrong) {
 }
 
 }  // namespace
-}  // namespace portier::gateway
+}  // namespace portier::daemon

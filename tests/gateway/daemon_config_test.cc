@@ -1,12 +1,12 @@
 // portierd's config parser: defaults, every key, located errors, and
 // robustness against malformed input.
-#include "gateway/daemon_config.h"
+#include "daemon/daemon_config.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-namespace portier::gateway {
+namespace portier::daemon {
 namespace {
 
 TEST(DaemonConfigTest, EmptyFileMeansDefaults) {
@@ -208,4 +208,4 @@ TEST(DaemonConfigTest, MalformedInputNeverCrashes) {
 }
 
 }  // namespace
-}  // namespace portier::gateway
+}  // namespace portier::daemon

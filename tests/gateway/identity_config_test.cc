@@ -1,9 +1,9 @@
 // The [identity] and [limits] tables of portierd's config.
 #include <gtest/gtest.h>
 
-#include "gateway/daemon_config.h"
+#include "daemon/daemon_config.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
 namespace {
 
 TEST(IdentityConfig, DefaultsAndValues) {
@@ -58,4 +58,4 @@ TEST(IdentityConfig, ErrorsNameFileLineAndColumn) {
 }
 
 }  // namespace
-}  // namespace portier::gateway
+}  // namespace portier::daemon

@@ -1,5 +1,5 @@
 // Log lines carry strings devices and apps chose; none may forge a line.
-#include "gateway/log.h"
+#include "common/log.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -10,16 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
+#include "common/result.h"
 #include "drivers/bluetooth/bluetooth_config.h"
 #include "drivers/hid_scanner/hid_scanner_config.h"
 #include "drivers/pcsc/pcsc_config.h"
 #include "drivers/serial_scanner/scanner_config.h"
 #include "drivers/simulated/simulated_card_reader.h"
 #include "drivers/usb/usb_config.h"
-#include "log.h"
-#include "portier/result.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
 
 struct DaemonConfig {
   std::string socket = "/run/portier/portierd.sock";
@@ -96,4 +96,4 @@ Result<DaemonConfig> load_config(const std::string& path);
 // Writes the policy file and returns the config.
 Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string& bin_dir);
 
-}  // namespace portier::gateway
+}  // namespace portier::daemon

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <string>
 
-#include "daemon.h"
+#include "daemon/daemon.h"
+#include "gateway/policy_store.h"
+#include "gateway/version.h"
 #include "policy/policy.h"
-#include "policy_store.h"
-#include "version.h"
 
 namespace {
 
@@ -34,7 +34,8 @@ std::string self_dir() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace portier::gateway;
+  using namespace portier::daemon;
+  using portier::gateway::kVersion;
   // A few dozen threads, little allocation: two malloc arenas are plenty and
   // keep the idle footprint small (the RSS target is 20 MB).
   mallopt(M_ARENA_MAX, 2);

@@ -1,4 +1,4 @@
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 #include <grpcpp/grpcpp.h>
 #include <poll.h>
@@ -15,77 +15,25 @@
 #include <filesystem>
 
 #include "agent/audit_log.h"
-#include "bluetooth/bluetooth_driver.h"
-#include "device_hub.h"
-#include "gateway_service.h"
-#include "health_wiring.h"
-#include "hid_scanner/hid_scanner_driver.h"
-#include "pcsc/pcsc_reader_driver.h"
-#include "serial_scanner/serial_scanner.h"
-#include "simulated/simulated_scanner.h"
-#include "unix_listener.h"
-#include "usb/usb_driver.h"
+#include "daemon/health_wiring.h"
+#include "daemon/policy_watch.h"
+#include "drivers/bluetooth/bluetooth_driver.h"
+#include "drivers/hid_scanner/hid_scanner_driver.h"
+#include "drivers/pcsc/pcsc_reader_driver.h"
+#include "drivers/serial_scanner/serial_scanner.h"
+#include "drivers/simulated/simulated_scanner.h"
+#include "drivers/usb/usb_driver.h"
+#include "gateway/device_hub.h"
+#include "gateway/gateway_service.h"
+#include "gateway/unix_listener.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
+
+using namespace portier::gateway;  // the composition root wires the gateway
 namespace {
 
 // gRPC server threads: every open stream holds one, every running call one.
 constexpr int kMaxServerThreads = 512;
-
-struct PolicyWatch {
-  int fd = -1;
-  std::string dir, name;
-};
-
-PolicyWatch watch_policy(const std::string& path) {
-  PolicyWatch w;
-  std::filesystem::path p(path);
-  w.dir = p.parent_path().string();
-  w.name = p.filename().string();
-  w.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  // The directory, not the file: editors and config managers replace files
-  // by rename, which a watch on the old inode would miss.
-  if (w.fd >= 0 && inotify_add_watch(w.fd, w.dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-    log_warning("cannot watch " + w.dir + " for policy changes: " + std::strerror(errno) +
-                "; reload with SIGHUP");
-  }
-  return w;
-}
-
-bool policy_touched(const PolicyWatch& w) {
-  alignas(inotify_event) char buf[4096];
-  bool hit = false;
-  for (;;) {
-    ssize_t n = read(w.fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    for (char* p = buf; p < buf + n;) {
-      auto* ev = reinterpret_cast<inotify_event*>(p);
-      if (ev->len && w.name == ev->name) hit = true;
-      p += sizeof(inotify_event) + ev->len;
-    }
-  }
-  return hit;
-}
-
-void reload_policy(PolicyStore& store, DeviceHub& hub, AuditSink& audit, const char* why) {
-  AuditEntry e;
-  e.policy = store.path();
-  if (auto r = store.reload(); !r) {
-    log_error("policy reload (" + std::string(why) +
-              ") rejected, old policy stays in force: " + r.error().message());
-    e.event = "policy_rejected";
-    e.reason = r.error().message();
-    audit.record(e);
-    return;
-  }
-  auto st = store.status();
-  log_info("policy reloaded (" + std::string(why) + "): generation " +
-           std::to_string(st.generation) + ", " + std::to_string(st.rules) + " rules");
-  e.event = "policy_loaded";
-  e.reason = "generation " + std::to_string(st.generation);
-  audit.record(e);
-  hub.policy_changed();
-}
 
 }  // namespace
 
@@ -349,4 +297,4 @@ int run_daemon(const DaemonConfig& config) {
   return 0;
 }
 
-}  // namespace portier::gateway
+}  // namespace portier::daemon

@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace portier::gateway {
+namespace portier {
 
 enum class LogLevel { debug = 7, info = 6, warning = 4, error = 3 };
 
@@ -16,4 +16,4 @@ inline void log_warning(const std::string& m) { log_line(LogLevel::warning, m); 
 inline void log_error(const std::string& m) { log_line(LogLevel::error, m); }
 inline void log_debug(const std::string& m) { log_line(LogLevel::debug, m); }
 
-}  // namespace portier::gateway
+}  // namespace portier

@@ -1,5 +1,5 @@
-// Where the gateway's decisions go. The JSON-lines file behind it lives in
-// agent/audit_log; tests may substitute their own.
+// Where decisions and events are recorded: the audit trail (agent/audit_log)
+// behind an interface every part may include; tests substitute their own.
 #pragma once
 
 #include <chrono>
@@ -7,14 +7,14 @@
 #include <string>
 #include <vector>
 
-#include "policy/policy.h"
-#include "portier/result.h"
+#include "common/result.h"
+#include "common/caller.h"
 
-namespace portier::gateway {
+namespace portier {
 
 struct AuditEntry {
   std::string event = "decision";          // decision, lease_expired, lease_released, ...
-  const policy::Caller* caller = nullptr;  // null for daemon-internal events
+  const Caller* caller = nullptr;  // null for daemon-internal events
   std::string app;                         // declared app name, "" when none
   std::string device;
   std::string op;
@@ -56,4 +56,4 @@ class AuditSink {
   virtual void unfollow(int id) = 0;
 };
 
-}  // namespace portier::gateway
+}  // namespace portier

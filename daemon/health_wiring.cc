@@ -1,14 +1,16 @@
-#include "health_wiring.h"
+#include "daemon/health_wiring.h"
 
 #include <algorithm>
 
 #include "agent/attest/boot_integrity_check.h"
 #include "agent/health/standard_checks.h"
-#include "audit_sink.h"
-#include "device_hub.h"
-#include "log.h"
+#include "common/audit_sink.h"
+#include "common/log.h"
+#include "gateway/device_hub.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
+
+using namespace portier::gateway;  // the composition root wires the gateway
 namespace {
 
 // Boot integrity as a health check: critical, so a tampered boot makes the
@@ -143,4 +145,4 @@ std::unique_ptr<health::HealthMonitor> start_health_monitor(
   return monitor;
 }
 
-}  // namespace portier::gateway
+}  // namespace portier::daemon

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace portier::gateway {
+namespace portier {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::info)};
@@ -51,4 +51,4 @@ void log_line(LogLevel level, const std::string& raw) {
   }
 }
 
-}  // namespace portier::gateway
+}  // namespace portier

@@ -3,11 +3,11 @@
 // reloads the policy.
 #pragma once
 
-#include "daemon_config.h"
+#include "daemon/daemon_config.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
 
 // Returns the process exit code.
 int run_daemon(const DaemonConfig& config);
 
-}  // namespace portier::gateway
+}  // namespace portier::daemon

@@ -1,4 +1,4 @@
-#include "daemon_config.h"
+#include "daemon/daemon_config.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,14 +11,14 @@
 #include <set>
 #include <sstream>
 
-#include "bluetooth/bluetooth_driver.h"
-#include "hid_scanner/hid_scanner_driver.h"
-#include "pcsc/pcsc_reader_driver.h"
+#include "drivers/bluetooth/bluetooth_driver.h"
+#include "drivers/hid_scanner/hid_scanner_driver.h"
+#include "drivers/pcsc/pcsc_reader_driver.h"
+#include "drivers/serial_scanner/serial_scanner.h"
+#include "drivers/usb/usb_driver.h"
 #include "policy/policy.h"
-#include "serial_scanner/serial_scanner.h"
-#include "usb/usb_driver.h"
 
-namespace portier::gateway {
+namespace portier::daemon {
 namespace {
 
 std::string where(const std::string& source, const toml::source_region& r) {
@@ -637,4 +637,4 @@ Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string
   return c;
 }
 
-}  // namespace portier::gateway
+}  // namespace portier::daemon

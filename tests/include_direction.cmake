@@ -1,0 +1,40 @@
+# Dependencies point one way: run as `cmake -DSRC=<source dir> -P this`.
+# Each folder may include only what its rule allows; a line that breaks a
+# rule is printed with its file and line, and the check fails.
+#   common/   nothing of the project's other folders
+#   policy/   common/
+#   drivers/  common/
+#   gateway/  common/ policy/ drivers/ (never agent/ or daemon/)
+#   agent/    common/ policy/ agent/ (never gateway/ or daemon/)
+#   tools/    anything but daemon/
+#   daemon/   anything (the composition root; nothing includes it)
+set(rules
+  "common|gateway/|agent/|daemon/|drivers/|policy/|tools/"
+  "policy|gateway/|agent/|daemon/|drivers/|tools/"
+  "drivers|gateway/|agent/|daemon/|policy/|tools/"
+  "gateway|agent/|daemon/|tools/"
+  "agent|gateway/|daemon/|tools/"
+  "tools|daemon/")
+set(broken 0)
+foreach(rule ${rules})
+  string(REPLACE "|" ";" parts "${rule}")
+  list(POP_FRONT parts folder)
+  file(GLOB_RECURSE files "${SRC}/${folder}/*.h" "${SRC}/${folder}/*.cc")
+  foreach(f ${files})
+    file(STRINGS "${f}" lines REGEX "^#include \"")
+    foreach(line ${lines})
+      foreach(forbidden ${parts})
+        string(FIND "${line}" "#include \"${forbidden}" at)
+        if(at EQUAL 0)
+          file(RELATIVE_PATH rel "${SRC}" "${f}")
+          message("${rel}: ${line}: ${folder}/ may not include ${forbidden}")
+          math(EXPR broken "${broken} + 1")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+endforeach()
+if(broken GREATER 0)
+  message(FATAL_ERROR "${broken} include(s) against the dependency direction")
+endif()
+message("include direction: OK")
