@@ -9,11 +9,9 @@
 namespace portier::test {
 namespace {
 
-// REQ-7: access to a card reader is closed while the terminal is unhealthy
-// and reopens when it is fixed.
-TEST(HealthGateTest, RequireHealthClosesAndReopensAccess) {
-  TempDir dir;
-  Pty pty(dir.file("ttyACM0"));
+// A reader whose claim requires health OK, and a scanner on `pty` whose
+// unplugging makes the terminal DEGRADED.
+DaemonOptions gated_reader(const Pty& pty) {
   DaemonOptions o;
   o.policy = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
              "[[rule]]\napp = \"test-runner\"\ndevice = \"nfc0\"\nops = [\"claim\", \"transmit\"]\n"
@@ -22,7 +20,15 @@ TEST(HealthGateTest, RequireHealthClosesAndReopensAccess) {
       "[[reader]]\nid = \"nfc0\"\ntype = \"simulated\"\n"
       "[[scanner]]\nid = \"scanner0\"\npath = \"" +
       pty.link() + "\"\nreopen_min_ms = 10\nreopen_max_ms = 50\n";
-  Daemon d(dir, o);
+  return o;
+}
+
+// REQ-7: access to a card reader is closed while the terminal is unhealthy
+// and reopens when it is fixed.
+TEST(HealthGateTest, RequireHealthClosesAndReopensAccess) {
+  TempDir dir;
+  Pty pty(dir.file("ttyACM0"));
+  Daemon d(dir, gated_reader(pty));
   ASSERT_TRUE(d.start()) << d.log();
   ASSERT_TRUE(wait_until([&] { return d.health().state() == v1::Health::OK; }));
 
@@ -59,15 +65,7 @@ TEST(HealthGateTest, RequireHealthClosesAndReopensAccess) {
 TEST(HealthGateTest, LeaseIsRevokedWhenTheGateClosesAndRenewalsAreAudited) {
   TempDir dir;
   Pty pty(dir.file("ttyACM0"));
-  DaemonOptions o;
-  o.policy = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]") +
-             "[[rule]]\napp = \"test-runner\"\ndevice = \"nfc0\"\nops = [\"claim\", \"transmit\"]\n"
-             "require_health = \"ok\"\n";
-  o.extra_config =
-      "[[reader]]\nid = \"nfc0\"\ntype = \"simulated\"\n"
-      "[[scanner]]\nid = \"scanner0\"\npath = \"" +
-      pty.link() + "\"\nreopen_min_ms = 10\nreopen_max_ms = 50\n";
-  Daemon d(dir, o);
+  Daemon d(dir, gated_reader(pty));
   ASSERT_TRUE(d.start()) << d.log();
   ASSERT_TRUE(wait_until([&] { return d.health().state() == v1::Health::OK; }));
   auto stub = d.connect();
