@@ -15,6 +15,8 @@
 #include <filesystem>
 
 #include "agent/audit_log.h"
+#include "agent/supervisor.h"
+#include "daemon/health_feature.h"
 #include "daemon/health_wiring.h"
 #include "daemon/policy_watch.h"
 #include "drivers/bluetooth/bluetooth_driver.h"
@@ -164,7 +166,23 @@ int run_daemon(const DaemonConfig& config) {
     hub.record_self_tests(results);
     self_tests.insert(self_tests.end(), results.begin(), results.end());
   }
-  auto monitor = start_health_monitor(config.health, hub, **audit, self_tests);
+  // Agent features run under the supervisor: one that fails is reported in
+  // health and the audit trail and restarted with backoff; the daemon keeps
+  // serving. The first round runs now, so the features are up before ready.
+  agent::Supervisor supervisor(agent::FeatureContext{audit->get(), config.state_dir});
+  supervisor.on_health([&hub](const std::string& feature, const std::string& failure) {
+    hub.set_component_health("feature " + feature,
+                             failure.empty() ? policy::Health::ok : policy::Health::degraded,
+                             failure);
+  });
+  HealthMonitorFeature* monitor = nullptr;
+  if (config.health.monitor) {
+    auto f = std::make_unique<HealthMonitorFeature>(config.health, hub, **audit, self_tests);
+    monitor = f.get();
+    supervisor.add(std::move(f));
+  }
+  supervisor.tick();
+  supervisor.run();
 
   UnixListener* lp = listener->get();
   GatewayService service(
@@ -173,9 +191,12 @@ int run_daemon(const DaemonConfig& config) {
       StreamLimits{16, lim.streams_per_app, lim.streams_declared, lim.streams_per_undeclared_uid,
                    lim.streams_undeclared});
   if (monitor) {
-    service.set_health_run([&monitor] { monitor->run_all_now(); });
-    service.set_health_extra([&monitor](v1::Health* h) {
-      for (auto& c : monitor->report().checks) {
+    service.set_health_run(
+        [monitor] { monitor->with_monitor([](health::HealthMonitor& m) { m.run_all_now(); }); });
+    service.set_health_extra([monitor](v1::Health* h) {
+      health::HealthReport report;
+      if (!monitor->with_monitor([&](health::HealthMonitor& m) { report = m.report(); })) return;
+      for (auto& c : report.checks) {
         auto* x = h->add_checks();
         x->set_id(c.id);
         x->set_status(c.has_run ? health::to_string(c.result.status) : "pending");
@@ -268,7 +289,7 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   sd_notify(0, "STOPPING=1");
-  if (monitor) monitor->stop();
+  supervisor.stop();
   auto t_stop = std::chrono::steady_clock::now();
   auto phase = [&t_stop](const char* what) {
     log_debug(std::string(what) + " after " +

@@ -997,6 +997,10 @@ std::pair<policy::Health, std::vector<std::string>> DeviceHub::health_locked() c
     worse(policy::Health::degraded);
     reasons.push_back("policy reload rejected (old policy stays in force): " + st.last_error);
   }
+  for (auto& [component, state] : components_) {
+    worse(state.first);
+    reasons.push_back(component + " failed: " + state.second);
+  }
   if (auto f = audit_.failure(); !f.empty()) {
     worse(options_.audit_failure_health);
     reasons.push_back(
@@ -1011,6 +1015,17 @@ void DeviceHub::set_external_health(policy::Health state, std::vector<std::strin
   std::lock_guard lock(mu_);
   external_health_ = state;
   external_reasons_ = std::move(reasons);
+  terminal_changed_locked();
+}
+
+void DeviceHub::set_component_health(const std::string& component, policy::Health state,
+                                     std::string reason) {
+  std::lock_guard lock(mu_);
+  if (state == policy::Health::ok) {
+    components_.erase(component);
+  } else {
+    components_[component] = {state, std::move(reason)};
+  }
   terminal_changed_locked();
 }
 

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/audit_sink.h"
 #include "bounded_stream.h"
+#include "common/audit_sink.h"
 #include "connection.h"
 #include "drivers/driver.h"
 #include "policy_store.h"
@@ -118,6 +118,9 @@ class DeviceHub {
   void set_compromised_refusals(std::vector<HealthRefusal> refusals);
   // The audit trail became unwritable or recovered: health and watchers.
   void audit_state_changed();
+  // A part of the daemon reports its own state (e.g. "feature link"): OK
+  // clears it; anything else adds `reason` to the terminal's health.
+  void set_component_health(const std::string& component, policy::Health state, std::string reason);
   std::vector<std::string> app_names(Connection& conn);
 
   // Readable for messages: "app 'kiosk-ui'" or "uid 1000 (/usr/bin/x)".
@@ -202,6 +205,7 @@ class DeviceHub {
   policy::Health external_health_ = policy::Health::ok;
   std::vector<std::string> external_reasons_;
   std::vector<HealthRefusal> refusals_;
+  std::map<std::string, std::pair<policy::Health, std::string>> components_;
   std::uint64_t next_stream_id_ = 1;
   bool streams_ended_ = false;  // end_all_streams() was called (shutdown)
 
