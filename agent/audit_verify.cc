@@ -1,11 +1,12 @@
 #include "audit_verify.h"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+
+#include "common/crypto/digest.h"
+#include "common/hex.h"
 
 namespace portier::agent {
 namespace {
@@ -41,16 +42,10 @@ std::string where(const std::string& file, std::uint64_t line) {
 }  // namespace
 
 std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out(len * 2, '0');
-  for (unsigned int i = 0; i < len; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 15];
-  }
-  return out;
+  // SHA-256 of bytes in memory cannot fail short of the library missing it;
+  // an empty result breaks the chain check loudly rather than matching.
+  auto md = crypto::digest(crypto::DigestAlgo::sha256, data);
+  return md ? to_hex(md->data(), md->size()) : std::string();
 }
 
 namespace {

@@ -16,7 +16,7 @@ namespace portier::agent {
 inline constexpr std::string_view kGenesisDigest =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
-// Lowercase hex SHA-256 (OpenSSL EVP).
+// Lowercase hex SHA-256 (common/crypto/).
 std::string sha256_hex(std::string_view data);
 
 // JSON string escaping (quotes, backslash, control characters; UTF-8 passes).

@@ -1,10 +1,11 @@
 #include "device_hub.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
+#include "common/crypto/random.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "quoted.h"
 
@@ -24,15 +25,14 @@ void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_p
 }
 
 std::string random_id() {
-  unsigned char b[16];
-  RAND_bytes(b, sizeof(b));
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : b) {
-    s += d[c >> 4];
-    s += d[c & 15];
+  std::uint8_t b[16];
+  // A lease id must not be guessable: without randomness (a seeded kernel
+  // CSPRNG does not fail) portierd stops rather than hand out a weak one.
+  if (auto r = crypto::random_bytes(b); !r) {
+    log_error("lease id: " + r.error().message());
+    std::abort();
   }
-  return s;
+  return to_hex(b, sizeof b);
 }
 
 v1::DeviceState to_proto(drivers::DeviceState s) {

@@ -2,19 +2,21 @@
 # Each folder may include only what its rule allows; a line that breaks a
 # rule is printed with its file and line, and the check fails.
 #   common/   nothing of the project's other folders
+#   platform/ common/ (it implements common/crypto/; only daemon/ may name it)
 #   policy/   common/
 #   drivers/  common/
 #   gateway/  common/ policy/ drivers/ (never agent/ or daemon/)
 #   agent/    common/ policy/ agent/ (never gateway/ or daemon/)
-#   tools/    anything but daemon/
+#   tools/    anything but daemon/ and platform/
 #   daemon/   anything (the composition root; nothing includes it)
 set(rules
-  "common|gateway/|agent/|daemon/|drivers/|policy/|tools/"
-  "policy|gateway/|agent/|daemon/|drivers/|tools/"
-  "drivers|gateway/|agent/|daemon/|policy/|tools/"
-  "gateway|agent/|daemon/|tools/"
-  "agent|gateway/|daemon/|tools/"
-  "tools|daemon/")
+  "common|gateway/|agent/|daemon/|drivers/|policy/|tools/|platform/"
+  "platform|gateway/|agent/|daemon/|drivers/|policy/|tools/"
+  "policy|gateway/|agent/|daemon/|drivers/|tools/|platform/"
+  "drivers|gateway/|agent/|daemon/|policy/|tools/|platform/"
+  "gateway|agent/|daemon/|tools/|platform/"
+  "agent|gateway/|daemon/|tools/|platform/"
+  "tools|daemon/|platform/")
 set(broken 0)
 foreach(rule ${rules})
   string(REPLACE "|" ";" parts "${rule}")

@@ -1,39 +1,34 @@
 #include "agent/attest/digest.h"
 
-#include <openssl/evp.h>
+#include <optional>
 
 #include "agent/attest/tcg_event_log.h"
+#include "common/crypto/digest.h"
+#include "common/hex.h"
 
 namespace portier::attest {
 namespace {
 
-const EVP_MD* md_for(std::uint16_t alg) {
+std::optional<crypto::DigestAlgo> algo_for(std::uint16_t alg) {
   switch (alg) {
     case kAlgSha1:
-      return EVP_sha1();
+      return crypto::DigestAlgo::sha1;
     case kAlgSha256:
-      return EVP_sha256();
+      return crypto::DigestAlgo::sha256;
     case kAlgSha384:
-      return EVP_sha384();
+      return crypto::DigestAlgo::sha384;
     case kAlgSha512:
-      return EVP_sha512();
+      return crypto::DigestAlgo::sha512;
+    case kAlgSm3_256:
+      return crypto::DigestAlgo::sm3;
     default:
-      return nullptr;
+      return std::nullopt;
   }
 }
 
 }  // namespace
 
-std::string to_hex(std::span<const std::uint8_t> b) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.resize(b.size() * 2);
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    s[2 * i] = kDigits[b[i] >> 4];
-    s[2 * i + 1] = kDigits[b[i] & 15];
-  }
-  return s;
-}
+std::string to_hex(std::span<const std::uint8_t> b) { return portier::to_hex(b.data(), b.size()); }
 
 bool from_hex(std::string_view hex, Bytes& out) {
   auto val = [](char c) -> int {
@@ -54,30 +49,22 @@ bool from_hex(std::string_view hex, Bytes& out) {
 }
 
 Bytes hash_bytes(std::uint16_t alg, std::span<const std::uint8_t> data) {
-  const EVP_MD* md = md_for(alg);
-  if (md == nullptr) return {};
-  Bytes out(static_cast<std::size_t>(EVP_MD_get_size(md)));
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1) return {};
-  out.resize(len);
-  return out;
+  const auto algo = algo_for(alg);
+  if (!algo) return {};
+  auto d = crypto::digest(*algo, data);
+  return d ? std::move(*d) : Bytes{};
 }
 
 Bytes pcr_extend(std::uint16_t alg, std::span<const std::uint8_t> old,
                  std::span<const std::uint8_t> digest) {
-  const EVP_MD* md = md_for(alg);
-  if (md == nullptr) return {};
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  Bytes out(static_cast<std::size_t>(EVP_MD_get_size(md)));
-  unsigned int len = 0;
-  const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, md, nullptr) == 1 &&
-                  EVP_DigestUpdate(ctx, old.data(), old.size()) == 1 &&
-                  EVP_DigestUpdate(ctx, digest.data(), digest.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, out.data(), &len) == 1;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) return {};
-  out.resize(len);
-  return out;
+  const auto algo = algo_for(alg);
+  if (!algo) return {};
+  auto md = crypto::Digest::create(*algo);
+  if (!md) return {};
+  md->update(old);
+  md->update(digest);
+  auto d = md->finish();
+  return d ? std::move(*d) : Bytes{};
 }
 
 }  // namespace portier::attest

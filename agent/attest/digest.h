@@ -1,4 +1,4 @@
-// Byte strings, hex, hashing (OpenSSL) and the PCR value map shared by the
+// Byte strings, hex, hashing (common/crypto/) and the PCR value map shared by the
 // replay, the TPM client and the boot-integrity check.
 #pragma once
 

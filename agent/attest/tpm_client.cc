@@ -1,10 +1,5 @@
 #include "agent/attest/tpm_client.h"
 
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <pthread.h>
 #include <signal.h>
 #include <tss2/tss2_esys.h>
@@ -22,6 +17,8 @@
 #include <thread>
 
 #include "agent/attest/tcg_event_log.h"
+#include "common/crypto/keys.h"
+#include "common/crypto/sign.h"
 
 namespace portier::attest {
 namespace {
@@ -374,42 +371,12 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   }
   if (ak_point.size() != 65 || ak_point[0] != 0x04)
     return bad("AK is not an uncompressed P-256 point");
-  ECDSA_SIG* es = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(sig.signature.ecdsa.signatureR.buffer, sig.signature.ecdsa.signatureR.size,
-                        nullptr);
-  BIGNUM* s = BN_bin2bn(sig.signature.ecdsa.signatureS.buffer, sig.signature.ecdsa.signatureS.size,
-                        nullptr);
-  unsigned char* der = nullptr;
-  int der_len = -1;
-  if (es != nullptr && r != nullptr && s != nullptr && ECDSA_SIG_set0(es, r, s) == 1) {
-    r = s = nullptr;  // owned by es
-    der_len = i2d_ECDSA_SIG(es, &der);
-  }
-  BN_free(r);
-  BN_free(s);
-  ECDSA_SIG_free(es);
-  EVP_PKEY* pkey = nullptr;
-  EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
-  char group[] = "prime256v1";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-      OSSL_PARAM_construct_octet_string(
-          OSSL_PKEY_PARAM_PUB_KEY, const_cast<std::uint8_t*>(ak_point.data()), ak_point.size()),
-      OSSL_PARAM_construct_end()};
-  const bool key_ok = pctx != nullptr && EVP_PKEY_fromdata_init(pctx) == 1 &&
-                      EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  EVP_PKEY_CTX_free(pctx);
-  bool verified = false;
-  if (key_ok && der_len > 0) {
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
-    verified =
-        md != nullptr && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
-        EVP_DigestVerify(md, der, static_cast<size_t>(der_len), q.attest.data(), q.attest.size()) ==
-            1;
-    EVP_MD_CTX_free(md);
-  }
-  EVP_PKEY_free(pkey);
-  OPENSSL_free(der);
+  const auto& ecdsa = sig.signature.ecdsa;
+  auto der = crypto::ec_signature_der({ecdsa.signatureR.buffer, ecdsa.signatureR.size},
+                                      {ecdsa.signatureS.buffer, ecdsa.signatureS.size});
+  auto ak = crypto::PublicKey::from_raw(crypto::KeyType::ecdsa_p256, ak_point);
+  const bool key_ok = ak.has_value();
+  const bool verified = key_ok && der && crypto::verify(*ak, q.attest, *der).has_value();
   if (!key_ok) return bad("AK public point is not on P-256");
   if (!verified) return bad("signature does not verify with the attestation key");
   return {};

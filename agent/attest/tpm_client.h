@@ -1,5 +1,5 @@
 // TPM 2.0 access through tpm2-tss ESAPI: PCR read, PCR extend (tests),
-// attestation key + quote, and an OpenSSL verifier for quotes.
+// attestation key + quote, and a quote verifier (common/crypto/).
 //
 // TCTI: any string Tss2_TctiLdr_Initialize accepts, e.g.
 //   "device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321", "mssim:…".

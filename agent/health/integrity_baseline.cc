@@ -1,10 +1,6 @@
 #include "agent/health/integrity_baseline.h"
 
 #include <fcntl.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,21 +8,16 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/crypto/bytes.h"
+#include "common/crypto/digest.h"
+#include "common/crypto/hmac.h"
+#include "common/crypto/random.h"
+#include "common/hex.h"
+
 namespace portier::health {
 namespace {
 
 constexpr const char* kWhere = "health/baseline";
-
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s += d[p[i] >> 4];
-    s += d[p[i] & 15];
-  }
-  return s;
-}
 
 Result<std::string> read_all(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -50,12 +41,9 @@ Result<std::string> read_all(const std::string& path) {
 }
 
 Result<std::string> hmac_hex(const std::string& key, const std::string& data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len))
-    return fail(Errc::internal, kWhere, "HMAC-SHA256", "OpenSSL failed");
-  return hex(mac, len);
+  auto mac = crypto::hmac(crypto::DigestAlgo::sha256, key, data);
+  if (!mac) return fail(Errc::internal, kWhere, "HMAC-SHA256", mac.error().message());
+  return to_hex(mac->data(), mac->size());
 }
 
 Result<std::string> read_key(const std::string& key_file) {
@@ -104,44 +92,20 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data)
 }  // namespace
 
 Result<std::string> sha256_file(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return fail(errno == ENOENT ? Errc::not_found : Errc::io, kWhere, path, std::strerror(errno));
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
-    EVP_MD_CTX_free(ctx);
-    close(fd);
-    return fail(Errc::internal, kWhere, path, "OpenSSL SHA-256 init failed");
-  }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      EVP_MD_CTX_free(ctx);
-      close(fd);
-      return fail(Errc::io, kWhere, path, std::strerror(e));
-    }
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx, buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  return hex(md, len);
+  auto d = crypto::digest_file(crypto::DigestAlgo::sha256, path);
+  if (!d) return fail(d.error().code, kWhere, path, d.error().why);
+  return to_hex(d->data(), d->size());
 }
 
 Result<void> create_baseline(const std::vector<std::string>& paths,
                              const std::string& baseline_file, const std::string& key_file) {
   if (access(key_file.c_str(), F_OK) != 0) {
-    unsigned char k[32];
-    if (RAND_bytes(k, sizeof k) != 1)
-      return fail(Errc::internal, kWhere, key_file, "RAND_bytes failed");
-    auto w = write_file_atomic(key_file, std::string(reinterpret_cast<char*>(k), sizeof k));
-    OPENSSL_cleanse(k, sizeof k);
+    std::string k(32, '\0');
+    auto r = crypto::random_bytes(
+        std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(k.data()), k.size()));
+    if (!r) return fail(Errc::internal, kWhere, key_file, r.error().message());
+    auto w = write_file_atomic(key_file, k);
+    crypto::cleanse(k);
     if (!w) return w;
   }
   auto key = read_key(key_file);
@@ -155,7 +119,7 @@ Result<void> create_baseline(const std::vector<std::string>& paths,
     body += "sha256 " + *d + " " + p + "\n";
   }
   auto mac = hmac_hex(*key, body);
-  OPENSSL_cleanse(key->data(), key->size());
+  crypto::cleanse(*key);
   if (!mac) return std::unexpected(mac.error());
   return write_file_atomic(baseline_file, body + "hmac-sha256 " + *mac + "\n");
 }
@@ -177,9 +141,9 @@ CheckResult IntegrityBaselineCheck::run(const std::atomic<bool>& cancel) {
     while (!mac_line.empty() && mac_line.back() == '\n') mac_line.pop_back();
   }
   auto mac = hmac_hex(*key, body);
-  OPENSSL_cleanse(key->data(), key->size());
+  crypto::cleanse(*key);
   if (!ok || !mac || mac_line.size() != mac->size() ||
-      CRYPTO_memcmp(mac_line.data(), mac->data(), mac->size()) != 0 ||
+      !crypto::constant_time_equal(crypto::byte_view(mac_line), crypto::byte_view(*mac)) ||
       body.rfind("portier-baseline v1\n", 0) != 0)
     return CheckResult::fail(
         "baseline integrity check failed: " + o_.baseline_file +

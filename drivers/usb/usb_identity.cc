@@ -1,11 +1,11 @@
 #include "usb/usb_identity.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <memory>
+
+#include "common/crypto/digest.h"
+#include "common/hex.h"
 
 namespace portier::drivers::usb {
 namespace {
@@ -58,22 +58,9 @@ Result<std::string> usb_identity(const UsbIdentityInput& in) {
   field(canon, "serial", in.serial);
   field(canon, "interface_classes", lower(in.interface_classes));
 
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), canon.data(), canon.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), md, &md_len) != 1) {
-    return fail(Errc::internal, "usb identity", "SHA-256", "OpenSSL EVP digest failed");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(md_len * 2);
-  for (unsigned int i = 0; i < md_len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 0xf];
-  }
-  return hex;
+  auto md = crypto::digest(crypto::DigestAlgo::sha256, canon);
+  if (!md) return fail(Errc::internal, "usb identity", "SHA-256", md.error().message());
+  return to_hex(md->data(), md->size());
 }
 
 }  // namespace portier::drivers::usb

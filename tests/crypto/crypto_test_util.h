@@ -1,4 +1,4 @@
-// Hex in and out for the crypto tests.
+// Hex in (vectors as published) and out (common/hex.h) for the crypto tests.
 #pragma once
 
 #include <cstdint>
@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "common/crypto/bytes.h"
+#include "common/hex.h"
 
 namespace portier::crypto::test {
 
@@ -33,14 +34,6 @@ inline Bytes h(std::string_view hex) {
   return out;
 }
 
-inline std::string hex(ByteView b) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (std::uint8_t c : b) {
-    s += kDigits[c >> 4];
-    s += kDigits[c & 15];
-  }
-  return s;
-}
+inline std::string hex(ByteView b) { return portier::to_hex(b.data(), b.size()); }
 
 }  // namespace portier::crypto::test

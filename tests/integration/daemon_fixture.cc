@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -17,6 +16,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "common/crypto/digest.h"
+#include "common/hex.h"
 
 namespace portier::test {
 
@@ -63,17 +65,8 @@ std::string read_file(const std::string& path) {
 }
 
 std::string sha256_file(const std::string& path) {
-  std::string data = read_file(path);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  char buf[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(buf, sizeof(buf), "%02x", md[i]);
-    hex += buf;
-  }
-  return hex;
+  auto md = crypto::digest_file(crypto::DigestAlgo::sha256, path);
+  return md ? to_hex(md->data(), md->size()) : std::string();
 }
 
 void copy_file(const std::string& from, const std::string& to, mode_t mode) {

@@ -1,0 +1,22 @@
+# One crypto layer: only platform/openssl/ includes OpenSSL headers, and no
+# file includes libgcrypt; everything else goes through common/crypto/.
+# Run as `cmake -DSRC=<source dir> -P this`; prints each breach with its file.
+set(folders common platform daemon gateway agent drivers policy proto tools tests bench)
+set(broken 0)
+foreach(folder ${folders})
+  file(GLOB_RECURSE files "${SRC}/${folder}/*.h" "${SRC}/${folder}/*.cc" "${SRC}/${folder}/*.c")
+  foreach(f ${files})
+    file(RELATIVE_PATH rel "${SRC}" "${f}")
+    file(STRINGS "${f}" lines REGEX "^#[ \t]*include[ \t]*<(openssl/|gcrypt)")
+    foreach(line ${lines})
+      if(NOT rel MATCHES "^platform/openssl/" OR line MATCHES "gcrypt")
+        message("${rel}: ${line}: only platform/openssl/ may include OpenSSL (use common/crypto/)")
+        math(EXPR broken "${broken} + 1")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+if(broken GREATER 0)
+  message(FATAL_ERROR "${broken} include(s) of a crypto library outside platform/openssl/")
+endif()
+message("crypto confined to platform/openssl/: OK")
