@@ -24,14 +24,11 @@ void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_p
   ts->set_nanos(static_cast<int>(ns % 1000000000));
 }
 
-std::string random_id() {
+// A lease id must not be guessable: without randomness (a seeded kernel
+// CSPRNG does not fail) the claim is refused rather than given a weak id.
+Result<std::string> random_id() {
   std::uint8_t b[16];
-  // A lease id must not be guessable: without randomness (a seeded kernel
-  // CSPRNG does not fail) portierd stops rather than hand out a weak one.
-  if (auto r = crypto::random_bytes(b); !r) {
-    log_error("lease id: " + r.error().message());
-    std::abort();
-  }
+  if (auto r = crypto::random_bytes(b); !r) return std::unexpected(r.error());
   return to_hex(b, sizeof b);
 }
 
@@ -549,7 +546,12 @@ grpc::Status DeviceHub::claim(const std::shared_ptr<Connection>& conn, const std
                             std::to_string(std::max<long>(left, 0)) + " more seconds; retry later");
   }
   LeaseEntry l;
-  l.lease_id = random_id();
+  auto lease_id = random_id();
+  if (!lease_id) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "no randomness for a lease id: " + lease_id.error().message());
+  }
+  l.lease_id = *lease_id;
   l.device_id = device_id;
   l.conn_id = conn->id;
   l.conn = conn;
