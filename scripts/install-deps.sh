@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libssl-dev libsystemd-dev libgcrypt20-dev libtomlplusplus-dev
+  libssl-dev libsystemd-dev libtomlplusplus-dev
   libseccomp-dev  # the tests run portierd under the unit's syscall filter
   libgtest-dev libgmock-dev libbenchmark-dev
   systemd
