@@ -358,8 +358,7 @@ void AuditLog::record(const AuditEntry& e) {
   cv_.notify_one();
 }
 
-Result<void> AuditLog::record_durable(const AuditEntry& e,
-                                      std::chrono::milliseconds timeout) {
+Result<void> AuditLog::record_durable(const AuditEntry& e, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string body = to_body(e, options_.max_field_bytes);
   std::unique_lock lock(mu_);

@@ -55,8 +55,7 @@ class AuditLog final : public AuditSink {
   ~AuditLog() override;
 
   void record(const AuditEntry& entry) override;
-  Result<void> record_durable(const AuditEntry& entry,
-                              std::chrono::milliseconds timeout) override;
+  Result<void> record_durable(const AuditEntry& entry, std::chrono::milliseconds timeout) override;
   std::string failure() const override;
   // Once it returns, the previous `fn` is not running and never runs again.
   void on_state(std::function<void(const std::string& failure)> fn) override;
@@ -136,8 +135,8 @@ class AuditLog final : public AuditSink {
   std::size_t queued_bytes_ = 0;
   std::uint64_t next_ticket_ = 0, written_ticket_ = 0;
   std::uint64_t followed_ticket_ = 0;  // written and handed to the followers
-  std::uint64_t lost_ = 0;      // records dropped since the last audit_records_lost
-  std::size_t notes_left_ = 0;  // notes_ + head_ not yet written (for flush)
+  std::uint64_t lost_ = 0;             // records dropped since the last audit_records_lost
+  std::size_t notes_left_ = 0;         // notes_ + head_ not yet written (for flush)
   std::string failure_, failure_why_;
   DenialLimiter limiter_;
   std::deque<std::string> recent_;  // tail(), bounded by tail_bytes

@@ -7,15 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "common/result.h"
 #include "common/caller.h"
+#include "common/result.h"
 
 namespace portier {
 
 struct AuditEntry {
-  std::string event = "decision";          // decision, lease_expired, lease_released, ...
+  std::string event = "decision";  // decision, lease_expired, lease_released, ...
   const Caller* caller = nullptr;  // null for daemon-internal events
-  std::string app;                         // declared app name, "" when none
+  std::string app;                 // declared app name, "" when none
   std::string device;
   std::string op;
   std::string decision;  // "allow", "deny", or "" for plain events

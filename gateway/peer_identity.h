@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <string>
 
-#include "policy/policy.h"
 #include "common/result.h"
+#include "policy/policy.h"
 
 namespace portier::gateway {
 

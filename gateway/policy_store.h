@@ -9,8 +9,8 @@
 #include <mutex>
 #include <string>
 
-#include "policy/policy.h"
 #include "common/result.h"
+#include "policy/policy.h"
 
 namespace portier::gateway {
 

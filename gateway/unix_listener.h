@@ -21,9 +21,9 @@
 #include <string>
 #include <thread>
 
+#include "common/result.h"
 #include "connection.h"
 #include "identity_resolver.h"
-#include "common/result.h"
 
 namespace grpc {
 class Server;

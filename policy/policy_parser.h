@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-#include "policy/policy_data.h"
 #include "common/result.h"
+#include "policy/policy_data.h"
 
 namespace portier::policy {
 

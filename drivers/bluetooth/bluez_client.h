@@ -23,8 +23,8 @@
 #include <variant>
 #include <vector>
 
-#include "pairing_agent.h"
 #include "common/result.h"
+#include "pairing_agent.h"
 
 struct sd_bus;
 struct sd_bus_message;
