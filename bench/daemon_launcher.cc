@@ -49,6 +49,26 @@ int parse_int_arg(const char* program, const char* flag, const char* value, int 
   return static_cast<int>(n);
 }
 
+const char* arg_value(const char* program, int argc, char** argv, int& i) {
+  if (i + 1 >= argc) {
+    std::fprintf(stderr, "%s: %s needs a value\n", program, argv[i]);
+    std::exit(2);
+  }
+  return argv[++i];
+}
+
+int run_bench(const char* program, const std::function<int()>& body) {
+  install_stop_signals();
+  try {
+    int rc = body();
+    if (rc == 130) std::fprintf(stderr, "%s: interrupted\n", program);
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
+}
+
 void install_stop_signals() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;

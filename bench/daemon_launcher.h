@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,12 @@ std::int64_t mono_ns();
 // A command-line integer for `flag` in lo..hi; otherwise prints
 // "<program>: <flag> must be lo..hi" and exits 2 (a usage error).
 int parse_int_arg(const char* program, const char* flag, const char* value, int lo, int hi);
+// The value after argv[i] (advancing i); "<program>: <flag> needs a value"
+// and exit 2 when there is none.
+const char* arg_value(const char* program, int argc, char** argv, int& i);
+// Installs the stop signals and runs `body`: an exception is a one-line
+// error and exit 1, an interruption says so and exits 130.
+int run_bench(const char* program, const std::function<int()>& body);
 
 // SIGINT/SIGTERM set a flag instead of killing the bench, so that the bench
 // can stop its loops, kill the daemon and remove its temp dir.

@@ -635,13 +635,7 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", kProgram, a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return arg_value(kProgram, argc, argv, i); };
     if (a == "--samples") {
       o.samples = parse_int_arg(kProgram, "--samples", value(), 1, 100000);
     } else if (a == "--interval-ms") {
@@ -678,13 +672,5 @@ int main(int argc, char** argv) {
                  kProgram, kHostileUid);
     return 2;
   }
-  install_stop_signals();
-  try {
-    int rc = run(o);
-    if (rc == 130) std::fprintf(stderr, "%s: interrupted\n", kProgram);
-    return rc;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return 1;
-  }
+  return run_bench(kProgram, [&] { return run(o); });
 }

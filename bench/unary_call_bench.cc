@@ -300,13 +300,7 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", kProgram, a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return arg_value(kProgram, argc, argv, i); };
     if (a == "--calls") {
       o.calls = parse_int_arg(kProgram, "--calls", value(), 1, 10000000);
     } else if (a == "--warmup") {
@@ -331,13 +325,5 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  install_stop_signals();
-  try {
-    int rc = run(o);
-    if (rc == 130) std::fprintf(stderr, "%s: interrupted\n", kProgram);
-    return rc;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return 1;
-  }
+  return run_bench(kProgram, [&] { return run(o); });
 }
