@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/device_id.h"
 #include "drivers/bluetooth/bluetooth_driver.h"
 #include "drivers/hid_scanner/hid_scanner_driver.h"
 #include "drivers/pcsc/pcsc_reader_driver.h"
@@ -295,15 +296,7 @@ Result<drivers::PcscConfig> parse_pcsc(const toml::table& t, const std::string& 
   return c;
 }
 
-bool valid_id(const std::string& id) {
-  if (id.empty() || id.size() > 64) return false;
-  for (char c : id) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-      return false;
-    }
-  }
-  return true;
-}
+bool valid_id(const std::string& id) { return valid_device_id(id); }
 
 }  // namespace
 

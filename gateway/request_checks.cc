@@ -1,15 +1,11 @@
 #include "request_checks.h"
 
+#include "common/device_id.h"
+
 namespace portier::gateway {
 
 grpc::Status check_device_id(const std::string& id) {
-  bool ok = !id.empty() && id.size() <= kMaxIdLength;
-  for (char c : id) {
-    if (!ok) break;
-    ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_' || c == '.';
-  }
-  if (ok) return grpc::Status::OK;
+  if (valid_device_id(id)) return grpc::Status::OK;
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                       "device_id must be 1-" + std::to_string(kMaxIdLength) +
                           " characters of A-Z a-z 0-9 - _ . (got " + std::to_string(id.size()) +

@@ -9,7 +9,7 @@
 
 namespace portier::gateway {
 
-constexpr std::size_t kMaxIdLength = 64;
+constexpr std::size_t kMaxIdLength = 64;  // ids of leases and actions too
 
 // Device ids follow the config's id rules: 1-64 of A-Z a-z 0-9 - _ .
 grpc::Status check_device_id(const std::string& id);
