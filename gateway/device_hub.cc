@@ -463,13 +463,17 @@ grpc::Status DeviceHub::may_watch(Connection& conn) {
 
 grpc::Status DeviceHub::subscribe(const std::shared_ptr<Connection>& conn,
                                   const std::string& device_id,
-                                  const std::shared_ptr<EventStream>& stream) {
+                                  const std::shared_ptr<EventStream>& stream,
+                                  const std::function<grpc::Status()>& admit) {
   if (auto st = verify_caller(*conn, device_id, "read"); !st.ok()) return st;
   auto snap = policy_.current();
   std::lock_guard lock(mu_);
   if (streams_ended_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping");
   auto a = check_locked(*conn, device_id, Op::read, false, snap);
   if (!a.ok()) return a.status;
+  if (admit) {
+    if (auto st = admit(); !st.ok()) return st;
+  }
   auto id = next_stream_id_++;
   subs_[id] = Subscription{id, conn, device_id, a.decision.app, stream};
   stream->on_send([](v1::PeripheralEvent& ev, std::uint64_t dropped) { ev.set_dropped(dropped); });

@@ -77,8 +77,11 @@ class DeviceHub {
   // else PERMISSION_DENIED, audited: a stream that could carry nothing is
   // refused before it costs anything.
   grpc::Status may_watch(Connection& conn);
+  // Decides `read` on `device_id`; only once it is allowed is `admit` asked
+  // for the stream's resources (a refusal from it is returned as is).
   grpc::Status subscribe(const std::shared_ptr<Connection>& conn, const std::string& device_id,
-                         const std::shared_ptr<EventStream>& stream);
+                         const std::shared_ptr<EventStream>& stream,
+                         const std::function<grpc::Status()>& admit = nullptr);
   grpc::Status watch(const std::shared_ptr<Connection>& conn,
                      const std::shared_ptr<ChangeStream>& stream, bool include_existing);
   grpc::Status claim(const std::shared_ptr<Connection>& conn, const std::string& device_id,

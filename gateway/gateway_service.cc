@@ -103,12 +103,15 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   if (st = check_device_id(req->device_id()); !st.ok()) return st;
-  // Decided (and a denial audited) before anything is spent on the stream.
-  if (auto a = hub_.check(*conn, req->device_id(), Op::read); !a.ok()) return a.status;
-  auto slot = stream_slot(conn, &st);
-  if (!slot) return st;
+  // Decided (and a denial audited) before anything is spent on the stream:
+  // the slot is taken only once the hub has allowed the read.
   auto stream = EventStream::create(queue_);
-  st = hub_.subscribe(conn, req->device_id(), stream);
+  std::unique_ptr<StreamQuota::Slot> slot;
+  st = hub_.subscribe(conn, req->device_id(), stream, [&] {
+    grpc::Status admitted;
+    slot = stream_slot(conn, &admitted);
+    return admitted;
+  });
   if (!st.ok()) return st;
   return stream->serve(ctx, writer);
 }
