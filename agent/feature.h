@@ -10,15 +10,15 @@
 
 #include "common/audit_sink.h"
 #include "common/result.h"
+#include "gateway/gateway_view.h"
 
 namespace portier::agent {
 
-// What a feature gets when it starts. (A view of the gateway comes with the
-// device hub's split; until then the composition root hands features what
-// they need when it builds them.)
+// What a feature gets when it starts.
 struct FeatureContext {
   AuditSink* audit = nullptr;
   std::string state_dir;  // a feature keeps its files under <state_dir>/<name>/
+  gateway::GatewayView* gateway = nullptr;  // devices, health, events in process
 };
 
 class Feature {

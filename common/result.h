@@ -84,9 +84,38 @@ enum class Errc {
   unavailable,
   failed_precondition,
   resource_exhausted,
+  aborted,  // the operation was overtaken (e.g. a claim ended while it was recorded)
   io,
   internal,
 };
+
+// The gRPC status code (grpc::StatusCode's value, which the gRPC spec fixes)
+// an error of `code` is returned with. The one mapping the API layer uses, so
+// that common/ needs no gRPC header.
+constexpr int grpc_status_code(Errc code) {
+  switch (code) {
+    case Errc::invalid_argument:
+      return 3;
+    case Errc::not_found:
+      return 5;
+    case Errc::already_exists:
+      return 6;
+    case Errc::permission_denied:
+      return 7;
+    case Errc::resource_exhausted:
+      return 8;
+    case Errc::failed_precondition:
+      return 9;
+    case Errc::aborted:
+      return 10;
+    case Errc::internal:
+      return 13;
+    case Errc::unavailable:
+    case Errc::io:
+      return 14;
+  }
+  return 2;  // UNKNOWN
+}
 
 struct Error {
   Errc code = Errc::internal;
@@ -100,6 +129,14 @@ struct Error {
     if (!why.empty()) m += (m.empty() ? "" : ": ") + why;
     return m;
   }
+
+  // The same error seen from an outer layer: `where` gains `context` in
+  // front ("config: /etc/portier/portierd.toml:3:1"), code, what and why stay.
+  Error with_context(const std::string& context) const& {
+    Error e = *this;
+    e.where = where.empty() ? context : context + ": " + where;
+    return e;
+  }
 };
 
 template <class T>
@@ -108,6 +145,22 @@ using Result = std::expected<T, Error>;
 inline std::unexpected<Error> fail(Errc code, std::string where, std::string what,
                                    std::string why = {}) {
   return std::unexpected<Error>(Error{code, std::move(where), std::move(what), std::move(why)});
+}
+
+// An error whose whole message is `message` (no where/what), e.g. the
+// sentence an API call returns to the app.
+inline std::unexpected<Error> fail_msg(Errc code, std::string message) {
+  return std::unexpected<Error>(Error{code, {}, {}, std::move(message)});
+}
+
+// An error from a failed system call: `why` is strerror(err).
+std::unexpected<Error> fail_errno(Errc code, std::string where, std::string what, int err);
+
+// Adds context to the error of a failed result, passing a success through.
+template <class T>
+Result<T> with_context(Result<T> r, const std::string& context) {
+  if (r) return r;
+  return std::unexpected<Error>(r.error().with_context(context));
 }
 
 }  // namespace portier

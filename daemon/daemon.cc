@@ -169,7 +169,7 @@ int run_daemon(const DaemonConfig& config) {
   // Agent features run under the supervisor: one that fails is reported in
   // health and the audit trail and restarted with backoff; the daemon keeps
   // serving. The first round runs now, so the features are up before ready.
-  agent::Supervisor supervisor(agent::FeatureContext{audit->get(), config.state_dir});
+  agent::Supervisor supervisor(agent::FeatureContext{audit->get(), config.state_dir, &hub});
   supervisor.on_health([&hub](const std::string& feature, const std::string& failure) {
     hub.set_component_health("feature " + feature,
                              failure.empty() ? policy::Health::ok : policy::Health::degraded,
@@ -301,7 +301,7 @@ int run_daemon(const DaemonConfig& config) {
   hub.set_sever(nullptr);  // the listener goes away before the hub
   lp->stop();
   phase("listener stopped");
-  hub.end_all_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
+  hub.end_all_streams(fail_msg(Errc::unavailable, "portierd is stopping").error());
   service.end_streams(grpc::Status(grpc::StatusCode::UNAVAILABLE, "portierd is stopping"));
   // Streams ended above; whatever is still running gets a short grace, then
   // is cancelled. Shutdown returns once every handler has returned (device

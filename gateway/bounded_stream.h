@@ -1,6 +1,8 @@
 // A server stream with a bounded queue: push() never blocks. When the client
 // does not keep up, the queue fills and further messages are dropped and
-// counted for this stream only; other streams are not affected.
+// counted for this stream only; other streams are not affected. It queues
+// `Item`s (the gateway's own event types, shared between streams) and turns
+// each into the `Msg` it writes on the thread that writes it.
 //
 // The stream is written by the gRPC thread that serves the call (sync API):
 // serve() waits for messages and writes each one itself, so a delivery costs
@@ -19,19 +21,31 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <type_traits>
+
+#include "subscriber.h"
 
 namespace portier::gateway {
 
-template <class Msg>
-class BoundedStream {
+// grpc::Status of an error of the project's Result (common/result.h has the one mapping).
+inline grpc::Status to_status(const Error& e) {
+  return grpc::Status(static_cast<grpc::StatusCode>(grpc_status_code(e.code)), e.message());
+}
+inline grpc::Status to_status(const Result<void>& r) {
+  return r ? grpc::Status::OK : to_status(r.error());
+}
+
+template <class Item, class Msg = Item>
+class BoundedStream final : public Subscriber<Item> {
  public:
   using DoneFn = std::function<void(BoundedStream*)>;
+  using ConvertFn = std::function<Msg(const Item&)>;
   // How often serve() looks whether the client cancelled while nothing is
   // written (a disconnect is seen at once through the connection).
   static constexpr std::chrono::milliseconds kCancelPoll{200};
 
-  static std::shared_ptr<BoundedStream> create(std::size_t capacity) {
-    return std::shared_ptr<BoundedStream>(new BoundedStream(capacity));
+  static std::shared_ptr<BoundedStream> create(std::size_t capacity, ConvertFn convert = nullptr) {
+    return std::shared_ptr<BoundedStream>(new BoundedStream(capacity, std::move(convert)));
   }
 
   // Called once, when serve() returns.
@@ -43,9 +57,9 @@ class BoundedStream {
   void on_send(std::function<void(Msg&, std::uint64_t dropped)> fn) { stamp_ = std::move(fn); }
 
   // Returns false when the message was dropped (queue full or stream ended).
-  bool push(const Msg& msg) { return push(std::make_shared<const Msg>(msg)); }
+  bool push(const Item& msg) { return push(std::make_shared<const Item>(msg)); }
   // The same message for many streams: each copies it on its own thread.
-  bool push(std::shared_ptr<const Msg> msg) {
+  bool push(std::shared_ptr<const Item> msg) override {
     {
       std::lock_guard lock(mu_);
       if (ending_) return false;
@@ -58,6 +72,9 @@ class BoundedStream {
     cv_.notify_one();
     return true;
   }
+
+  void end(const Result<void>& why) override { end(to_status(why)); }
+  SubscriberStats stats() const override { return {delivered(), dropped(), queued()}; }
 
   // Ends the stream with `status`. An OK end first delivers what is queued;
   // an error end drops it. A write in flight is finished first.
@@ -80,8 +97,9 @@ class BoundedStream {
     for (;;) {
       cv_.wait_for(lock, kCancelPoll, [this] { return !queue_.empty() || ending_; });
       if (!queue_.empty()) {
-        Msg msg = *queue_.front();
+        auto item = std::move(queue_.front());
         queue_.pop_front();
+        Msg msg = convert(*item);
         if (stamp_) stamp_(msg, dropped_);
         lock.unlock();
         const bool ok = writer->Write(msg);
@@ -121,12 +139,21 @@ class BoundedStream {
   }
 
  private:
-  explicit BoundedStream(std::size_t capacity) : capacity_(capacity) {}
+  BoundedStream(std::size_t capacity, ConvertFn convert)
+      : capacity_(capacity), convert_(std::move(convert)) {}
+
+  Msg convert(const Item& item) const {
+    if constexpr (std::is_same_v<Item, Msg>) {
+      if (!convert_) return item;
+    }
+    return convert_(item);
+  }
 
   const std::size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<const Msg>> queue_;
+  const ConvertFn convert_;
+  std::deque<std::shared_ptr<const Item>> queue_;
   bool ending_ = false;  // no more pushes accepted
   grpc::Status status_;  // what end() asked for
   std::uint64_t dropped_ = 0;

@@ -1,14 +1,14 @@
-// The gateway's core: the device registry, claims with leases, and event
-// fan-out to subscribers, each decided by policy for the calling connection.
-// Drivers report into it (DriverSink); the gRPC service calls it.
+// The gateway's core: it routes what the drivers report (DriverSink) to the
+// parts that keep it (DeviceRegistry, LeaseTable, the two FanOuts,
+// TerminalHealth) and has every app operation decided (AccessDecider) for
+// the calling connection. It speaks plain C++ and the project's Result<T>:
+// the gRPC service converts to and from portier.v1 and grpc::Status; the
+// agent's features use it as a GatewayView.
 #pragma once
-
-#include <grpcpp/support/status.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,17 +16,21 @@
 #include <thread>
 #include <vector>
 
-#include "bounded_stream.h"
+#include "access_decider.h"
+#include "claims.h"
 #include "common/audit_sink.h"
 #include "connection.h"
+#include "device_changes.h"
+#include "device_events.h"
+#include "device_registry.h"
 #include "drivers/driver.h"
+#include "gateway_view.h"
+#include "hub_timer.h"
+#include "lease_table.h"
 #include "policy_store.h"
-#include "portier/v1/gateway.pb.h"
+#include "terminal_health.h"
 
 namespace portier::gateway {
-
-using EventStream = BoundedStream<v1::PeripheralEvent>;
-using ChangeStream = BoundedStream<v1::DeviceChange>;
 
 struct HubOptions {
   std::size_t subscriber_queue = 256;
@@ -35,26 +39,30 @@ struct HubOptions {
   policy::Health audit_failure_health = policy::Health::degraded;
   // How long an operation that must be audited waits for its record.
   std::chrono::milliseconds audit_timeout{2000};
+  LeaseClock clock;  // tests step time
 };
 
-// An operation refused while the terminal is COMPROMISED (on devices of
-// `device_class`, or on all when empty).
-struct HealthRefusal {
+// What authorize() found: the driver to ask and the decision that allowed it.
+struct ActionGrant {
+  drivers::Driver* driver = nullptr;  // null: the device has no driver
   policy::Op op;
-  std::string device_class;
-};
-
-// What a policy check said, ready to return to the app.
-struct Access {
-  grpc::Status status;  // OK when allowed
   policy::Decision decision;
-  bool ok() const { return status.ok(); }
 };
 
-class DeviceHub {
+// What GetHealth reports.
+struct HealthReport {
+  HealthState health;
+  PolicyStatusInfo policy;
+  std::chrono::seconds uptime{0};
+  std::vector<DeviceView> devices;
+  std::vector<drivers::SelfTestResult> self_tests;
+  std::vector<SubscriberReport> subscribers;
+};
+
+class DeviceHub final : public GatewayView {
  public:
   DeviceHub(PolicyStore& policy, AuditSink& audit, HubOptions options);
-  ~DeviceHub();
+  ~DeviceHub() override;
 
   // Starts `driver` reporting into this hub; the hub routes writes for the
   // driver's devices back to it. `driver` must outlive the hub's use of it
@@ -68,51 +76,53 @@ class DeviceHub {
   void device_event(const std::string& id, drivers::DeviceEvent event);
 
   // Decides `op` on `device_id` for `conn`; denials are audited, and allows
-  // too when `audit_allow`. NOT_FOUND when the device does not exist.
+  // too (durably, refused when that fails) when `audit_allow`.
   Access check(Connection& conn, const std::string& device_id, policy::Op op,
                bool audit_allow = false);
-
-  std::vector<v1::Device> list(Connection& conn);
-  // OK when some rule lets `conn` watch some device (present or to come);
-  // else PERMISSION_DENIED, audited: a stream that could carry nothing is
-  // refused before it costs anything.
-  grpc::Status may_watch(Connection& conn);
+  std::vector<DeviceView> list(Connection& conn);
+  // Success when some rule lets `conn` watch some device (present or to
+  // come); else permission_denied, audited: a stream that could carry
+  // nothing is refused before it costs anything.
+  Result<void> may_watch(Connection& conn);
   // Decides `read` on `device_id`; only once it is allowed is `admit` asked
   // for the stream's resources (a refusal from it is returned as is).
-  grpc::Status subscribe(const std::shared_ptr<Connection>& conn, const std::string& device_id,
-                         const std::shared_ptr<EventStream>& stream,
-                         const std::function<grpc::Status()>& admit = nullptr);
-  grpc::Status watch(const std::shared_ptr<Connection>& conn,
-                     const std::shared_ptr<ChangeStream>& stream, bool include_existing);
-  grpc::Status claim(const std::shared_ptr<Connection>& conn, const std::string& device_id,
-                     std::uint32_t seconds, v1::Lease* out);
-  grpc::Status renew(Connection& conn, const std::string& lease_id, std::uint32_t seconds,
-                     v1::Lease* out);
-  grpc::Status release(Connection& conn, const std::string& lease_id);
-  grpc::Status send(Connection& conn, const std::string& device_id, const std::string& data,
-                    std::uint64_t* written);
-  // Runs a device action (APDU exchange, pairing, port authorization ...)
-  // after policy and lease checks; blocks for the driver's answer (the
-  // gRPC thread serving the call waits; GatewayService bounds how many do).
-  // Audited whether allowed or not; payloads never are.
-  grpc::Status act(Connection& conn, const drivers::ActionRequest& request,
-                   drivers::ActionResult* result);
+  // Returns the id to unsubscribe_events() with when the stream ends.
+  Result<std::uint64_t> subscribe(const std::shared_ptr<Connection>& conn,
+                                  const std::string& device_id,
+                                  std::shared_ptr<EventSubscriber> subscriber,
+                                  const std::function<Result<void>()>& admit = nullptr);
+  Result<std::uint64_t> watch(const std::shared_ptr<Connection>& conn,
+                              std::shared_ptr<ChangeSubscriber> subscriber, bool include_existing);
+  Result<Lease> claim(const std::shared_ptr<Connection>& conn, const std::string& device_id,
+                      std::uint32_t seconds);
+  Result<Lease> renew(Connection& conn, const std::string& lease_id, std::uint32_t seconds);
+  Result<void> release(Connection& conn, const std::string& lease_id);
+  // May `conn` run `action` on `device_id` now (policy, health, and the
+  // lease when the action needs it)? "" = a raw write (op write, claim
+  // needed). Denials are audited; DeviceActions runs what is granted.
+  Result<ActionGrant> authorize(Connection& conn, const std::string& device_id,
+                                const std::string& action);
   // Drivers' self-test results from start, kept for the health report and audited.
   void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
   // Waits for background device work (card resets after a lease); call
   // before stopping drivers.
-  void drain_background();
+  void drain_background() { claims_.drain(); }
   // How to cut a connection off when its process loses its identity.
   void set_sever(std::function<void(std::uint64_t conn_id)> fn);
   // Ends every event and watch stream (on shutdown), so no call lingers;
-  // later subscribe/watch calls are refused (UNAVAILABLE).
-  void end_all_streams(const grpc::Status& status);
-  // Re-decides every open stream after a policy reload.
+  // later subscribe/watch calls are refused (unavailable).
+  void end_all_streams(const Error& why);
+  // Re-decides every open stream and lease after a policy reload.
   void policy_changed();
+  // Ends leases that ran out (the hub's timer calls it; tests too).
+  void expire_leases();
+  // Ends the streams and leases of connections whose process lost its
+  // identity (exec'd another program, or left the socket to another).
+  void reverify_connections();
 
-  void fill_health(v1::Health* health);
+  HealthReport health_report();
   // What policy matches on for device `id`, when it exists.
   std::optional<policy::DeviceRef> device_ref(const std::string& id);
   // The health monitor's verdict (boot, root, resources, network), combined
@@ -124,101 +134,45 @@ class DeviceHub {
   // A part of the daemon reports its own state (e.g. "feature link"): OK
   // clears it; anything else adds `reason` to the terminal's health.
   void set_component_health(const std::string& component, policy::Health state, std::string reason);
-  std::vector<std::string> app_names(Connection& conn);
+  std::vector<std::string> app_names(Connection& conn) { return access_.app_names(conn); }
+  void unsubscribe_events(std::uint64_t id) { events_.remove(id); }
+  void unsubscribe_changes(std::uint64_t id) { changes_.remove(id); }
+  AccessDecider& access() { return access_; }
 
-  // Readable for messages: "app 'kiosk-ui'" or "uid 1000 (/usr/bin/x)".
-  static std::string describe(const Connection& conn, const std::string& app);
+  // GatewayView
+  std::vector<DeviceView> devices() override;
+  std::optional<DeviceView> device(const std::string& id) override;
+  HealthState health() override;
+  std::uint64_t listen_events(std::shared_ptr<EventSubscriber> subscriber,
+                              const std::string& device_id) override;
+  std::uint64_t listen_changes(std::shared_ptr<ChangeSubscriber> subscriber) override;
+  void unlisten_events(std::uint64_t id) override { events_.remove(id); }
+  void unlisten_changes(std::uint64_t id) override { changes_.remove(id); }
 
  private:
-  struct DeviceEntry {
-    v1::Device device;
-    drivers::Driver* driver = nullptr;
-    std::vector<drivers::ActionSpec> actions;
-    std::uint64_t sequence = 0;
-    std::uint64_t policy_generation = 0;
-    policy::BitSet device_rules;
-  };
-  struct LeaseEntry {
-    std::string lease_id;
-    std::string device_id;
-    std::uint64_t conn_id = 0;
-    std::weak_ptr<Connection> conn;
-    std::string app;
-    std::uint32_t seconds = 0;
-    std::chrono::steady_clock::time_point expires;
-    std::chrono::system_clock::time_point expires_wall;
-  };
-  struct Subscription {
-    std::uint64_t id;
-    std::shared_ptr<Connection> conn;
-    std::string device_id;
-    std::string app;
-    std::shared_ptr<EventStream> stream;
-  };
-  struct Watcher {
-    std::uint64_t id;
-    std::shared_ptr<Connection> conn;
-    std::shared_ptr<ChangeStream> stream;
-  };
-
-  // PERMISSION_DENIED (audited) when the caller has no identity or is no
-  // longer the process that connected.
-  grpc::Status verify_caller(Connection& conn, const std::string& device_id, const std::string& op);
-  void audit_refusal(const Connection* conn, const std::string& device, const std::string& op,
-                     const std::string& reason);
-  policy::Decision decide_locked(Connection& conn, DeviceEntry& dev, policy::Op op,
-                                 const PolicySnapshot& snap);
-  Access check_locked(Connection& conn, const std::string& device_id, policy::Op op,
-                      bool audit_allow, const PolicySnapshot& snap);
-  void notify_change_locked(const v1::Device& device, v1::DeviceChange::Kind kind);
-  void end_lease_locked(const std::string& device_id, const std::string& event,
-                        const std::string& reason);
-  void expiry_loop();
-  std::pair<policy::Health, std::vector<std::string>> health_locked() const;
-  // Why an allowed `op` is refused now because of the terminal's health, or "".
-  std::string health_gate_locked(const DeviceEntry& dev, policy::Op op,
-                                 const policy::Decision& d) const;
-  void reverify_streams();
-  // Recomputes the terminal's state reason and tells its watchers.
+  // Recomputes the terminal's state reason, ends the leases the health gate
+  // refuses now, and tells the watchers.
   void terminal_changed_locked();
-  // Ends the leases whose claim the health gate refuses now.
-  void revoke_gated_leases_locked();
-  // Writes the record of an allowed operation that must be audited, and
-  // waits for it: UNAVAILABLE (the operation must be refused) when the trail
-  // cannot take it. Call without mu_ held.
-  grpc::Status audit_durable(const AuditEntry& entry, const std::string& what);
-  void audit(const Connection* conn, const std::string& app, const std::string& device,
-             policy::Op op, const policy::Decision& d, const std::string& reason);
-  static AuditEntry decision_entry(const Connection* conn, const std::string& app,
-                                   const std::string& device, policy::Op op,
-                                   const policy::Decision& d, const std::string& reason);
+  std::vector<DeviceView> devices_locked() const;
 
   PolicyStore& policy_;
   AuditSink& audit_;
-  HubOptions options_;
-  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  const HubOptions options_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
+  // Guards the registry, the leases, the health and the decisions (which
+  // use the registry's and the connections' policy caches).
   std::mutex mu_;
-  std::map<std::string, DeviceEntry> devices_;
+  DeviceRegistry registry_;
+  LeaseTable leases_;
+  TerminalHealth health_;
+  AccessDecider access_;
+  DeviceChanges changes_;
+  DeviceEvents events_;
+  Claims claims_;
   std::vector<std::unique_ptr<drivers::DriverSink>> ports_;
-  std::map<std::string, LeaseEntry> leases_;  // by device id
-  std::map<std::uint64_t, Subscription> subs_;
-  std::map<std::uint64_t, Watcher> watchers_;
-  std::vector<drivers::SelfTestResult> self_tests_;
-  policy::Health external_health_ = policy::Health::ok;
-  std::vector<std::string> external_reasons_;
-  std::vector<HealthRefusal> refusals_;
-  std::map<std::string, std::pair<policy::Health, std::string>> components_;
-  std::uint64_t next_stream_id_ = 1;
-  bool streams_ended_ = false;  // end_all_streams() was called (shutdown)
-
   std::function<void(std::uint64_t)> sever_;
-  std::mutex background_mu_;
-  std::condition_variable background_cv_;
-  int background_ = 0;
-  std::condition_variable expiry_cv_;
-  bool stopping_ = false;
-  std::thread expiry_thread_;
+  HubTimer timer_;  // last: its thread stops before the parts it uses go
 };
 
 }  // namespace portier::gateway

@@ -2,7 +2,9 @@
 
 #include <thread>
 
+#include "bounded_stream.h"
 #include "device_hub.h"
+#include "proto_convert.h"
 #include "quoted.h"
 #include "request_checks.h"
 #include "version.h"
@@ -30,6 +32,7 @@ GatewayService::GatewayService(DeviceHub& hub, PolicyStore& policy, AuditSink& a
                                FindConnection find, std::function<std::uint32_t()> count,
                                std::size_t queue, StreamLimits stream_limits)
     : hub_(hub),
+      device_actions_(hub, audit),
       policy_(policy),
       audit_(audit),
       find_(std::move(find)),
@@ -75,7 +78,7 @@ grpc::Status GatewayService::ListDevices(grpc::ServerContext* ctx, const v1::Lis
   // Identity problems surface as an error, not as an empty list.
   auto conn = identified(ctx, &st);
   if (!conn) return st;
-  for (auto& d : hub_.list(*conn)) *resp->add_devices() = std::move(d);
+  for (auto& d : hub_.list(*conn)) *resp->add_devices() = to_proto(d);
   return grpc::Status::OK;
 }
 
@@ -87,13 +90,15 @@ grpc::Status GatewayService::WatchDevices(grpc::ServerContext* ctx,
   if (!conn) return st;
   // Decided before anything is spent on the stream: an app that may watch
   // nothing is refused, not served an empty stream.
-  st = hub_.may_watch(*conn);
-  if (!st.ok()) return st;
+  if (auto ok = hub_.may_watch(*conn); !ok) return to_status(ok.error());
   auto slot = stream_slot(conn, &st);
   if (!slot) return st;
-  auto stream = ChangeStream::create(queue_);
-  st = hub_.watch(conn, stream, req->include_existing());
-  if (!st.ok()) return st;
+  using ChangeStream = BoundedStream<DeviceChangeRecord, v1::DeviceChange>;
+  auto stream =
+      ChangeStream::create(queue_, [](const DeviceChangeRecord& c) { return to_proto(c); });
+  auto id = hub_.watch(conn, stream, req->include_existing());
+  if (!id) return to_status(id.error());
+  stream->on_done([hub = &hub_, sub = *id](ChangeStream*) { hub->unsubscribe_changes(sub); });
   return stream->serve(ctx, writer);
 }
 
@@ -105,14 +110,18 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   if (st = check_device_id(req->device_id()); !st.ok()) return st;
   // Decided (and a denial audited) before anything is spent on the stream:
   // the slot is taken only once the hub has allowed the read.
-  auto stream = EventStream::create(queue_);
+  using EventStream = BoundedStream<DeviceEventRecord, v1::PeripheralEvent>;
+  auto stream = EventStream::create(queue_, [](const DeviceEventRecord& e) { return to_proto(e); });
   std::unique_ptr<StreamQuota::Slot> slot;
-  st = hub_.subscribe(conn, req->device_id(), stream, [&] {
+  auto id = hub_.subscribe(conn, req->device_id(), stream, [&]() -> Result<void> {
     grpc::Status admitted;
     slot = stream_slot(conn, &admitted);
-    return admitted;
+    if (admitted.ok()) return {};
+    return fail_msg(Errc::resource_exhausted, admitted.error_message());
   });
-  if (!st.ok()) return st;
+  if (!id) return to_status(id.error());
+  stream->on_send([](v1::PeripheralEvent& ev, std::uint64_t dropped) { ev.set_dropped(dropped); });
+  stream->on_done([hub = &hub_, sub = *id](EventStream*) { hub->unsubscribe_events(sub); });
   return stream->serve(ctx, writer);
 }
 
@@ -122,7 +131,10 @@ grpc::Status GatewayService::Claim(grpc::ServerContext* ctx, const v1::ClaimRequ
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   if (st = check_device_id(req->device_id()); !st.ok()) return st;
-  return hub_.claim(conn, req->device_id(), req->seconds(), resp->mutable_lease());
+  auto lease = hub_.claim(conn, req->device_id(), req->seconds());
+  if (!lease) return to_status(lease.error());
+  to_proto(*lease, resp->mutable_lease());
+  return grpc::Status::OK;
 }
 
 grpc::Status GatewayService::Renew(grpc::ServerContext* ctx, const v1::RenewRequest* req,
@@ -131,7 +143,10 @@ grpc::Status GatewayService::Renew(grpc::ServerContext* ctx, const v1::RenewRequ
   auto conn = identified(ctx, &st);
   if (!conn) return st;
   if (st = check_length("lease_id", req->lease_id(), kMaxIdLength); !st.ok()) return st;
-  return hub_.renew(*conn, req->lease_id(), req->seconds(), resp->mutable_lease());
+  auto lease = hub_.renew(*conn, req->lease_id(), req->seconds());
+  if (!lease) return to_status(lease.error());
+  to_proto(*lease, resp->mutable_lease());
+  return grpc::Status::OK;
 }
 
 grpc::Status GatewayService::Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
@@ -140,7 +155,7 @@ grpc::Status GatewayService::Release(grpc::ServerContext* ctx, const v1::Release
   auto conn = identified(ctx, &st);
   if (!conn) return st;
   if (st = check_length("lease_id", req->lease_id(), kMaxIdLength); !st.ok()) return st;
-  return hub_.release(*conn, req->lease_id());
+  return to_status(hub_.release(*conn, req->lease_id()));
 }
 
 grpc::Status GatewayService::Send(grpc::ServerContext* ctx, const v1::SendRequest* req,
@@ -149,10 +164,10 @@ grpc::Status GatewayService::Send(grpc::ServerContext* ctx, const v1::SendReques
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   if (st = check_device_id(req->device_id()); !st.ok()) return st;
-  std::uint64_t written = 0;
-  st = hub_.send(*conn, req->device_id(), req->data(), &written);
-  resp->set_bytes_written(written);
-  return st;
+  auto written = device_actions_.send(*conn, req->device_id(), req->data());
+  if (!written) return to_status(written.error());
+  resp->set_bytes_written(*written);
+  return grpc::Status::OK;
 }
 
 grpc::Status GatewayService::run_action(Connection& conn, const drivers::ActionRequest& request,
@@ -180,7 +195,10 @@ grpc::Status GatewayService::run_action(Connection& conn, const drivers::ActionR
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         std::to_string(kMaxActions) + " device actions are running; retry shortly");
   }
-  return hub_.act(conn, request, result);
+  auto r = device_actions_.act(conn, request);
+  if (!r) return to_status(r.error());
+  *result = std::move(*r);
+  return grpc::Status::OK;
 }
 
 grpc::Status GatewayService::Transmit(grpc::ServerContext* ctx, const v1::TransmitRequest* req,
@@ -249,8 +267,8 @@ grpc::Status GatewayService::GetHealth(grpc::ServerContext* ctx, const v1::GetHe
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::read);
-  if (!a.ok()) return a.status;
-  hub_.fill_health(resp);
+  if (!a.ok()) return to_status(a.status);
+  to_proto(hub_.health_report(), resp);
   if (health_extra_) health_extra_(resp);
   resp->set_version(kVersion);
   resp->set_connections(connection_count_());
@@ -263,7 +281,7 @@ grpc::Status GatewayService::RunHealthChecks(grpc::ServerContext* ctx, const v1:
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure, /*audit_allow=*/true);
-  if (!a.ok()) return a.status;
+  if (!a.ok()) return to_status(a.status);
   if (!health_run_) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the health monitor is off; set [health] monitor = true");
@@ -272,7 +290,7 @@ grpc::Status GatewayService::RunHealthChecks(grpc::ServerContext* ctx, const v1:
   ActionSlots::Slot slot(actions_);
   if (!slot) return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy; retry shortly");
   health_run_();
-  hub_.fill_health(resp);
+  to_proto(hub_.health_report(), resp);
   if (health_extra_) health_extra_(resp);
   resp->set_version(kVersion);
   resp->set_connections(connection_count_());
@@ -303,7 +321,7 @@ grpc::Status GatewayService::ExplainPolicy(grpc::ServerContext* ctx, const v1::E
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
-  if (!a.ok()) return a.status;
+  if (!a.ok()) return to_status(a.status);
   for (auto [what, value, max] :
        {std::tuple<const char*, const std::string*, std::size_t>{"exe", &req->exe(), 4096},
         {"sha256", &req->sha256(), 64},
@@ -347,7 +365,7 @@ grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailA
   auto conn = connection(ctx, &st);
   if (!conn) return st;
   auto a = hub_.check(*conn, "terminal", Op::configure);
-  if (!a.ok()) return a.status;
+  if (!a.ok()) return to_status(a.status);
   if (req->count() > kMaxTailRecords) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "count " + std::to_string(req->count()) + " is over " +

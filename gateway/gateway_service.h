@@ -14,6 +14,7 @@
 
 #include "action_slots.h"
 #include "common/audit_sink.h"
+#include "device_actions.h"
 #include "drivers/driver.h"
 #include "portier/v1/gateway.grpc.pb.h"
 #include "stream_quota.h"
@@ -86,6 +87,7 @@ class GatewayService final : public v1::Gateway::Service {
                                                  grpc::Status* st);
 
   DeviceHub& hub_;
+  DeviceActions device_actions_;
   PolicyStore& policy_;
   AuditSink& audit_;
   FindConnection find_;

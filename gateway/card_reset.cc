@@ -1,0 +1,34 @@
+#include "card_reset.h"
+
+#include <thread>
+
+namespace portier::gateway {
+
+void CardReset::after_lease(drivers::Driver& driver, const std::string& device_id) {
+  {
+    std::lock_guard lock(mu_);
+    ++running_;
+  }
+  std::thread([this, &driver, device_id] {
+    drivers::ActionRequest r;
+    r.device_id = device_id;
+    r.action = "reset";
+    auto res = driver.act(r);
+    AuditEntry e;
+    e.event = "card_reset";
+    e.device = device_id;
+    e.reason =
+        res ? "after the lease ended" : "after the lease ended, failed: " + res.error().message();
+    audit_.record(e);
+    std::lock_guard lock(mu_);
+    --running_;
+    cv_.notify_all();
+  }).detach();
+}
+
+void CardReset::drain() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return running_ == 0; });
+}
+
+}  // namespace portier::gateway

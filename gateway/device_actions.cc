@@ -1,0 +1,60 @@
+#include "device_actions.h"
+
+#include "quoted.h"
+
+namespace portier::gateway {
+namespace {
+
+constexpr std::size_t kMaxSend = 4096;
+
+}  // namespace
+
+Result<std::uint64_t> DeviceActions::send(Connection& conn, const std::string& device_id,
+                                          const std::string& data) {
+  if (data.size() > kMaxSend) {
+    return fail_msg(Errc::invalid_argument,
+                    "send at most " + std::to_string(kMaxSend) + " bytes at a time");
+  }
+  auto grant = hub_.authorize(conn, device_id, "");
+  if (!grant) return std::unexpected(grant.error());
+  if (!grant->driver) {
+    return fail_msg(Errc::failed_precondition, quoted(device_id) + " does not accept data");
+  }
+  auto r = grant->driver->write(device_id, data);
+  if (!r) return fail_msg(Errc::unavailable, r.error().message());
+  return *r;
+}
+
+Result<drivers::ActionResult> DeviceActions::act(Connection& conn,
+                                                 const drivers::ActionRequest& request) {
+  const auto& device_id = request.device_id;
+  auto grant = hub_.authorize(conn, device_id, request.action);
+  if (!grant) return std::unexpected(grant.error());
+  if (!grant->driver) return fail_msg(Errc::failed_precondition, "device has no driver");
+  const auto& decision = grant->decision;
+  // Every denial and failure is audited; of the allowed actions, all but the
+  // high-volume APDU exchange, and those only run once their record is on disk.
+  if (grant->op != policy::Op::transmit) {
+    auto e = AccessDecider::decision_entry(&conn, decision.app, device_id, grant->op, decision, "");
+    if (auto ok = hub_.access().record_allow(e, request.action + " on " + quoted(device_id)); !ok) {
+      return std::unexpected(ok.error());
+    }
+  }
+  auto r = grant->driver->act(request);
+  if (!r) {
+    // Failed conversions are audited with the source and the reason
+    // (never the payload).
+    AuditEntry e;
+    e.event = "action_failed";
+    e.caller = &conn.caller();
+    e.app = decision.app;
+    e.device = device_id;
+    e.op = std::string(policy::op_name(grant->op));
+    e.reason = request.action + ": " + r.error().message();
+    audit_.record(e);
+    return fail_msg(r.error().code, r.error().message());
+  }
+  return r;
+}
+
+}  // namespace portier::gateway

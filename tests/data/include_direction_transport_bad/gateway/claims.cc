@@ -1,0 +1,2 @@
+// A hub part that speaks gRPC: include_direction.cmake must refuse it.
+#include <grpcpp/support/status.h>
