@@ -29,8 +29,6 @@
 namespace portier::gateway {
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
-
 bool pidfd_exited(int pidfd) {
   if (pidfd < 0) return false;
   pollfd p{pidfd, POLLIN, 0};
@@ -170,7 +168,7 @@ Result<std::string> executable_digest(int fd, const ResolveOptions& options, boo
                                       uid_t uid) {
   if (first_failure) *first_failure = false;
   struct stat st {};
-  if (fstat(fd, &st) != 0) return fail(Errc::io, "peer", "executable", errno_text(errno));
+  if (fstat(fd, &st) != 0) return fail_errno(Errc::io, "peer", "executable", errno);
   DigestCache::Key key{st.st_dev,          st.st_ino,         st.st_size,        st.st_mtim.tv_sec,
                        st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
   auto& cache = digest_cache();
@@ -215,7 +213,7 @@ Result<PeerIdentity> resolve_peer(int fd, const ResolveOptions& options, bool* f
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return fail(Errc::internal, "peer", "SO_PEERCRED", errno_text(errno));
+    return fail_errno(Errc::internal, "peer", "SO_PEERCRED", errno);
   }
   PeerIdentity id;
   id.caller.uid = cred.uid;
@@ -267,13 +265,13 @@ Result<PeerIdentity> resolve_peer(int fd, const ResolveOptions& options, bool* f
   char buf[4096];
   ssize_t n = readlink(id.proc_exe.c_str(), buf, sizeof(buf) - 1);
   if (n < 0) {
-    return fail(
-        Errc::permission_denied, "peer", id.proc_exe,
-        errno_text(errno) + " (portierd needs CAP_SYS_PTRACE to identify other users' apps)");
+    return fail(Errc::permission_denied, "peer", id.proc_exe,
+                std::string(std::strerror(errno)) +
+                    " (portierd needs CAP_SYS_PTRACE to identify other users' apps)");
   }
   id.exe_seen.assign(buf, static_cast<size_t>(n));
   int exe_fd = open(id.proc_exe.c_str(), O_RDONLY | O_CLOEXEC);
-  if (exe_fd < 0) return fail(Errc::permission_denied, "peer", id.proc_exe, errno_text(errno));
+  if (exe_fd < 0) return fail_errno(Errc::permission_denied, "peer", id.proc_exe, errno);
   struct stat st {};
   fstat(exe_fd, &st);
   id.exe_dev = st.st_dev;

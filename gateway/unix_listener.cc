@@ -19,11 +19,6 @@
 #include "common/log.h"
 
 namespace portier::gateway {
-namespace {
-
-std::string errno_text() { return std::strerror(errno); }
-
-}  // namespace
 
 Result<std::unique_ptr<UnixListener>> UnixListener::bind(const ListenerOptions& options) {
   sockaddr_un addr{};
@@ -32,7 +27,7 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const ListenerOptions& 
                 "socket path must be 1.." + std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return fail(Errc::io, "socket", options.path, errno_text());
+  if (fd < 0) return fail_errno(Errc::io, "socket", options.path, errno);
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, options.path.data(), options.path.size());
 
@@ -59,7 +54,7 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const ListenerOptions& 
   int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   ::umask(old);
   if (rc != 0) {
-    auto e = errno_text();
+    auto e = std::string(std::strerror(errno));
     ::close(fd);
     return fail(Errc::io, "socket", options.path, "bind: " + e);
   }
@@ -72,7 +67,7 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const ListenerOptions& 
     }
   }
   if (::chmod(options.path.c_str(), options.mode) != 0 || ::listen(fd, 64) != 0) {
-    auto e = errno_text();
+    auto e = std::string(std::strerror(errno));
     ::close(fd);
     return fail(Errc::io, "socket", options.path, e);
   }
@@ -159,13 +154,14 @@ void UnixListener::accept_loop() {
   for (;;) {
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      log_error("accept poll failed: " + errno_text());
+      log_error("accept poll failed: " + std::string(std::strerror(errno)));
       return;
     }
     if (fds[1].revents) return;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EINTR) log_warning("accept failed: " + errno_text());
+      if (errno != EAGAIN && errno != EINTR)
+        log_warning("accept failed: " + std::string(std::strerror(errno)));
       continue;
     }
     fd = fresh_fd(fd);

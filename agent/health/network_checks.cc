@@ -13,20 +13,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <sstream>
+
+#include "common/file_read.h"
 
 namespace portier::health {
 namespace {
-
-bool read_small(const std::string& path, std::string& out) {
-  std::ifstream f(path);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  out = ss.str();
-  return true;
-}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -96,7 +88,7 @@ CheckResult InterfacesUpCheck::run(const std::atomic<bool>&) {
     std::string name = de->d_name;
     if (name == "." || name == ".." || name == "lo") continue;
     std::string s;
-    state[name] = read_small(dir + "/" + name + "/operstate", s) ? trim(s) : "unknown";
+    state[name] = read_small_file(dir + "/" + name + "/operstate", s) == 0 ? trim(s) : "unknown";
   }
   closedir(d);
   CheckResult r;
@@ -192,7 +184,7 @@ CheckResult DefaultRouteCheck::run(const std::atomic<bool>&) {
   CheckResult r;
   std::string text;
   std::vector<std::string> found;
-  if (read_small(o_.proc_root + "/net/route", text)) {
+  if (read_small_file(o_.proc_root + "/net/route", text) == 0) {
     std::istringstream in(text);
     std::string line;
     std::getline(in, line);  // header
@@ -211,7 +203,7 @@ CheckResult DefaultRouteCheck::run(const std::atomic<bool>&) {
       break;
     }
   }
-  if (read_small(o_.proc_root + "/net/ipv6_route", text)) {
+  if (read_small_file(o_.proc_root + "/net/ipv6_route", text) == 0) {
     std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {

@@ -9,20 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
+
+#include "common/file_read.h"
 
 namespace portier::health {
 namespace {
-
-bool read_small(const std::string& path, std::string& out) {
-  std::ifstream f(path);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  out = ss.str();
-  return true;
-}
 
 std::string fmt(double v, int prec = 2) {
   char b[64];
@@ -37,7 +29,7 @@ std::string pct(double ratio) { return fmt(ratio * 100.0, 1) + "%"; }
 CheckResult CpuLoadCheck::run(const std::atomic<bool>&) {
   std::string text;
   auto path = o_.proc_root + "/loadavg";
-  if (!read_small(path, text))
+  if (read_small_file(path, text) != 0)
     return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
   double l1 = 0, l5 = 0, l15 = 0;
   if (std::sscanf(text.c_str(), "%lf %lf %lf", &l1, &l5, &l15) != 3)
@@ -71,7 +63,7 @@ CheckResult CpuLoadCheck::run(const std::atomic<bool>&) {
 CheckResult MemoryCheck::run(const std::atomic<bool>&) {
   std::string text;
   auto path = o_.proc_root + "/meminfo";
-  if (!read_small(path, text))
+  if (read_small_file(path, text) != 0)
     return CheckResult::fail("cannot read " + path + ": " + std::strerror(errno));
   std::map<std::string, unsigned long long> kb;
   std::istringstream in(text);
@@ -153,7 +145,7 @@ CheckResult TemperatureCheck::run(const std::atomic<bool>&) {
     while (dirent* de = readdir(d)) {
       if (std::strncmp(de->d_name, "thermal_zone", 12) != 0) continue;
       std::string text;
-      if (!read_small(dir + "/" + de->d_name + "/temp", text)) continue;
+      if (read_small_file(dir + "/" + de->d_name + "/temp", text) != 0) continue;
       char* end = nullptr;
       long milli = std::strtol(text.c_str(), &end, 10);
       if (end == text.c_str()) continue;

@@ -9,21 +9,13 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 
+#include "common/file_read.h"
+
 namespace portier::health {
 namespace {
-
-bool read_small(const std::string& path, std::string& out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  out = ss.str();
-  return true;
-}
 
 std::string join(const std::vector<std::string>& v, size_t max = 10) {
   std::string s;
@@ -96,7 +88,7 @@ CheckResult RootProcessCheck::run(const std::atomic<bool>& cancel) {
     if (!std::isdigit(static_cast<unsigned char>(de->d_name[0]))) continue;
     std::string base = o_.proc_root + "/" + de->d_name;
     std::string status;
-    if (!read_small(base + "/status", status)) continue;  // gone meanwhile
+    if (read_small_file(base + "/status", status) != 0) continue;  // gone meanwhile
     std::istringstream in(status);
     std::string line, name;
     long ruid = -1, euid = -1, ppid = -1;
@@ -207,7 +199,7 @@ CheckResult KernelLockdownCheck::run(const std::atomic<bool>&) {
   std::string text;
   auto path = sys_root_ + "/kernel/security/lockdown";
   CheckResult r;
-  if (!read_small(path, text)) {
+  if (read_small_file(path, text) != 0) {
     r.status = CheckResult::Status::warn;
     r.values["lockdown"] = "n/a";
     r.reason =
@@ -235,7 +227,7 @@ CheckResult SecureBootCheck::run(const std::atomic<bool>&) {
   auto path = sys_root_ + "/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e0a0ec6c7d3a";
   std::string data;
   CheckResult r;
-  if (!read_small(path, data) || data.size() < 5) {
+  if (read_small_file(path, data) != 0 || data.size() < 5) {
     r.status = CheckResult::Status::warn;
     r.values["secure_boot"] = "n/a";
     r.reason =

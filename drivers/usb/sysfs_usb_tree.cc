@@ -10,6 +10,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/file_read.h"
 #include "usb/usb_descriptor_parser.h"
 
 namespace portier::drivers::usb {
@@ -39,27 +40,7 @@ bool port_path(std::string_view s) {
 
 // Reads a whole file of at most `max` bytes. 0 or an errno value.
 int read_whole(const std::string& path, std::size_t max, std::string& out) {
-  out.clear();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return errno;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<std::size_t>(n) > max) {
-      ::close(fd);
-      return EFBIG;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return 0;
+  return read_small_file(path, out, ReadOptions{max, /*follow_symlinks=*/false});
 }
 
 std::string trimmed(std::string s) {

@@ -1,0 +1,23 @@
+// Reading a small file whole: /proc and /sys entries, keys, baselines. A
+// file over `max` bytes is refused (EFBIG), never read in part; /proc files
+// that report size 0 are read to their end.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "common/result.h"
+
+namespace portier {
+
+struct ReadOptions {
+  std::size_t max = 1u << 20;
+  bool follow_symlinks = true;  // false: O_NOFOLLOW (sysfs attributes)
+};
+
+// 0, or the errno of what failed (EFBIG: over options.max).
+int read_small_file(const std::string& path, std::string& out, ReadOptions options = {});
+// The same as a Result: io, "<path>", "cannot read", "<strerror>".
+Result<std::string> read_small_file(const std::string& path, ReadOptions options = {});
+
+}  // namespace portier
