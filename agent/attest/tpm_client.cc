@@ -2,10 +2,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <tss2/tss2_esys.h>
-#include <tss2/tss2_mu.h>
-#include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -17,6 +13,7 @@
 #include <thread>
 
 #include "agent/attest/tcg_event_log.h"
+#include "agent/attest/tss2_api.h"
 #include "common/crypto/keys.h"
 #include "common/crypto/sign.h"
 
@@ -25,8 +22,11 @@ namespace {
 
 constexpr const char* kWhere = "attest/tpm";
 
+// Only after tss2_api() succeeded (with_esys and verify_quote check it).
+const Tss2Api& tss() { return **tss2_api(); }
+
 std::unexpected<Error> tpm_fail(const std::string& what, TSS2_RC rc) {
-  return fail(Errc::io, kWhere, what, std::string("TPM error: ") + Tss2_RC_Decode(rc));
+  return fail(Errc::io, kWhere, what, std::string("TPM error: ") + tss().Tss2_RC_Decode(rc));
 }
 
 template <class T>
@@ -35,22 +35,23 @@ using Op = std::function<Result<T>(ESYS_CONTEXT*)>;
 // Opens TCTI + ESYS on the calling (worker) thread, runs op, closes both.
 template <class T>
 Result<T> with_esys(const std::string& conf, const Op<T>& op) {
+  if (auto api = tss2_api(); !api) return std::unexpected(api.error());
   TSS2_TCTI_CONTEXT* tcti = nullptr;
-  TSS2_RC rc = Tss2_TctiLdr_Initialize(conf.empty() ? nullptr : conf.c_str(), &tcti);
+  TSS2_RC rc = tss().Tss2_TctiLdr_Initialize(conf.empty() ? nullptr : conf.c_str(), &tcti);
   if (rc != TSS2_RC_SUCCESS) {
     return fail(Errc::not_found, kWhere, "TCTI '" + conf + "'",
-                std::string("no TPM: cannot open it: ") + Tss2_RC_Decode(rc));
+                std::string("no TPM: cannot open it: ") + tss().Tss2_RC_Decode(rc));
   }
   ESYS_CONTEXT* esys = nullptr;
-  rc = Esys_Initialize(&esys, tcti, nullptr);
+  rc = tss().Esys_Initialize(&esys, tcti, nullptr);
   if (rc != TSS2_RC_SUCCESS) {
-    Tss2_TctiLdr_Finalize(&tcti);
+    tss().Tss2_TctiLdr_Finalize(&tcti);
     return fail(Errc::not_found, kWhere, "TCTI '" + conf + "'",
-                std::string("no TPM: ESAPI initialisation failed: ") + Tss2_RC_Decode(rc));
+                std::string("no TPM: ESAPI initialisation failed: ") + tss().Tss2_RC_Decode(rc));
   }
   Result<T> r = op(esys);
-  Esys_Finalize(&esys);
-  Tss2_TctiLdr_Finalize(&tcti);
+  tss().Esys_Finalize(&esys);
+  tss().Tss2_TctiLdr_Finalize(&tcti);
   return r;
 }
 
@@ -136,8 +137,8 @@ Result<std::string> TpmClient::probe() {
         TPMI_YES_NO more = TPM2_NO;
         TPMS_CAPABILITY_DATA* cap = nullptr;
         TSS2_RC rc =
-            Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                               TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, &more, &cap);
+            tss().Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                     TPM2_CAP_TPM_PROPERTIES, TPM2_PT_MANUFACTURER, 1, &more, &cap);
         if (rc != TSS2_RC_SUCCESS) return tpm_fail("GetCapability(TPM_PT_MANUFACTURER)", rc);
         std::string m;
         if (cap->data.tpmProperties.count > 0) {
@@ -147,7 +148,7 @@ Result<std::string> TpmClient::probe() {
             if (c >= 0x20 && c < 0x7f) m.push_back(c);
           }
         }
-        Esys_Free(cap);
+        tss().Esys_Free(cap);
         return m;
       });
 }
@@ -168,8 +169,8 @@ Result<PcrRead> TpmClient::read_pcrs(std::span<const std::uint16_t> banks,
             UINT32 counter = 0;
             TPML_PCR_SELECTION* sel_out = nullptr;
             TPML_DIGEST* values = nullptr;
-            TSS2_RC rc = Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
-                                       &counter, &sel_out, &values);
+            TSS2_RC rc = tss().Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
+                                             &counter, &sel_out, &values);
             if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Read(" + tcg_alg_name(bank) + ")", rc);
             std::size_t k = 0;
             for (UINT32 s = 0; s < sel_out->count; ++s) {
@@ -183,8 +184,8 @@ Result<PcrRead> TpmClient::read_pcrs(std::span<const std::uint16_t> banks,
                 left.erase(p);
               }
             }
-            Esys_Free(sel_out);
-            Esys_Free(values);
+            tss().Esys_Free(sel_out);
+            tss().Esys_Free(values);
             if (k == 0) {
               if (!got_any) {
                 out.absent_banks.push_back(bank);
@@ -217,8 +218,8 @@ Result<void> TpmClient::extend(std::uint32_t pcr, const std::map<std::uint16_t, 
   }
   return run_with_deadline<void>(
       cfg_, abandoned_, "PCR extend", [pcr, dv](ESYS_CONTEXT* esys) -> Result<void> {
-        TSS2_RC rc = Esys_PCR_Extend(esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                     ESYS_TR_NONE, &dv);
+        TSS2_RC rc = tss().Esys_PCR_Extend(esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                           ESYS_TR_NONE, &dv);
         if (rc != TSS2_RC_SUCCESS) return tpm_fail("PCR_Extend(" + std::to_string(pcr) + ")", rc);
         return {};
       });
@@ -261,20 +262,20 @@ Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_
         TPM2B_CREATION_DATA* cdata = nullptr;
         TPM2B_DIGEST* chash = nullptr;
         TPMT_TK_CREATION* ticket = nullptr;
-        TSS2_RC rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                        ESYS_TR_NONE, &in_sensitive, &in_public, &outside,
-                                        &creation_pcr, &ak, &out_public, &cdata, &chash, &ticket);
+        TSS2_RC rc = tss().Esys_CreatePrimary(
+            esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in_sensitive,
+            &in_public, &outside, &creation_pcr, &ak, &out_public, &cdata, &chash, &ticket);
         if (rc != TSS2_RC_SUCCESS) return tpm_fail("CreatePrimary(attestation key)", rc);
-        Esys_Free(cdata);
-        Esys_Free(chash);
-        Esys_Free(ticket);
+        tss().Esys_Free(cdata);
+        tss().Esys_Free(chash);
+        tss().Esys_Free(ticket);
 
         Quote q;
         q.bank = bank;
         q.pcrs.assign(sel_set.begin(), sel_set.end());
         std::uint8_t buf[sizeof(TPM2B_PUBLIC) + 64];
         size_t off = 0;
-        rc = Tss2_MU_TPM2B_PUBLIC_Marshal(out_public, buf, sizeof buf, &off);
+        rc = tss().Tss2_MU_TPM2B_PUBLIC_Marshal(out_public, buf, sizeof buf, &off);
         if (rc == TSS2_RC_SUCCESS) q.ak_public.assign(buf, buf + off);
         const auto& pt = out_public->publicArea.unique.ecc;
         q.ak_point.push_back(0x04);
@@ -284,7 +285,7 @@ Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_
         q.ak_point.insert(q.ak_point.end(), 32 - std::min<size_t>(32, pt.y.size), 0);
         q.ak_point.insert(q.ak_point.end(), pt.y.buffer,
                           pt.y.buffer + std::min<size_t>(32, pt.y.size));
-        Esys_Free(out_public);
+        tss().Esys_Free(out_public);
 
         TPMT_SIG_SCHEME scheme{};
         scheme.scheme = TPM2_ALG_NULL;
@@ -292,16 +293,16 @@ Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_
         TPM2B_ATTEST* quoted = nullptr;
         TPMT_SIGNATURE* sig = nullptr;
         TPM2B_DATA nonce = qd;
-        rc = Esys_Quote(esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &nonce, &scheme,
-                        &sel, &quoted, &sig);
-        Esys_FlushContext(esys, ak);
+        rc = tss().Esys_Quote(esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &nonce,
+                              &scheme, &sel, &quoted, &sig);
+        tss().Esys_FlushContext(esys, ak);
         if (rc != TSS2_RC_SUCCESS) return tpm_fail("Quote", rc);
         q.attest.assign(quoted->attestationData, quoted->attestationData + quoted->size);
         std::uint8_t sbuf[sizeof(TPMT_SIGNATURE) + 16];
         off = 0;
-        rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sbuf, sizeof sbuf, &off);
-        Esys_Free(quoted);
-        Esys_Free(sig);
+        rc = tss().Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sbuf, sizeof sbuf, &off);
+        tss().Esys_Free(quoted);
+        tss().Esys_Free(sig);
         if (rc != TSS2_RC_SUCCESS) return tpm_fail("marshal signature", rc);
         q.signature.assign(sbuf, sbuf + off);
         return q;
@@ -311,12 +312,13 @@ Result<Quote> TpmClient::quote(std::span<const std::uint8_t> nonce, std::uint16_
 Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point,
                           std::span<const std::uint8_t> nonce, const PcrValues& expected) {
   const char* where = "attest/verify";
+  if (auto api = tss2_api(); !api) return std::unexpected(api.error());
   auto bad = [&](std::string why) {
     return fail(Errc::failed_precondition, where, "quote", std::move(why));
   };
   TPMS_ATTEST a{};
   size_t off = 0;
-  if (Tss2_MU_TPMS_ATTEST_Unmarshal(q.attest.data(), q.attest.size(), &off, &a) !=
+  if (tss().Tss2_MU_TPMS_ATTEST_Unmarshal(q.attest.data(), q.attest.size(), &off, &a) !=
           TSS2_RC_SUCCESS ||
       off != q.attest.size()) {
     return bad("attestation data is not a well-formed TPMS_ATTEST");
@@ -361,7 +363,7 @@ Result<void> verify_quote(const Quote& q, std::span<const std::uint8_t> ak_point
   // Signature.
   TPMT_SIGNATURE sig{};
   off = 0;
-  if (Tss2_MU_TPMT_SIGNATURE_Unmarshal(q.signature.data(), q.signature.size(), &off, &sig) !=
+  if (tss().Tss2_MU_TPMT_SIGNATURE_Unmarshal(q.signature.data(), q.signature.size(), &off, &sig) !=
           TSS2_RC_SUCCESS ||
       off != q.signature.size()) {
     return bad("signature is not a well-formed TPMT_SIGNATURE");
