@@ -111,3 +111,10 @@ inline std::unexpected<Error> fail(Errc code, std::string where, std::string wha
 }
 
 }  // namespace portier
+
+// Returns the error of `expr` (any Result) from the enclosing function,
+// which returns a Result too.
+#define PORTIER_TRY(expr)                                          \
+  do {                                                             \
+    if (auto _r = (expr); !_r) return std::unexpected(_r.error()); \
+  } while (0)
