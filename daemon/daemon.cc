@@ -60,7 +60,7 @@ void add_check(v1::Health* h, const agent::CheckStatus& c) {
 
 }  // namespace
 
-int run_daemon(const DaemonConfig& config) {
+int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& features) {
   auto t0 = std::chrono::steady_clock::now();
   set_log_level(config.log_level);
 
@@ -191,7 +191,7 @@ int run_daemon(const DaemonConfig& config) {
   // Features that run checks offer them to the health report.
   std::vector<agent::CheckSource*> check_sources;
   for (auto& spec : config.features) {
-    auto f = builtin_features().build(spec);
+    auto f = features.build(spec);
     if (!f) continue;  // configured off
     if (auto* s = dynamic_cast<agent::CheckSource*>(f.get())) check_sources.push_back(s);
     supervisor.add(std::move(f));

@@ -162,7 +162,7 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
   return c;
 }
 
-Result<DaemonConfig> load_config(const std::string& path) {
+Result<DaemonConfig> load_config(const std::string& path, const agent::FeatureRegistry& features) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return fail(Errc::io, path, "config", std::strerror(errno));
   std::stringstream ss;
@@ -170,7 +170,7 @@ Result<DaemonConfig> load_config(const std::string& path) {
   if (ss.str().size() > (1u << 20)) {
     return fail(Errc::invalid_argument, path, "config", "larger than 1 MiB");
   }
-  return parse_config(ss.str(), path);
+  return parse_config(ss.str(), path, builtin_drivers(), features);
 }
 
 Result<DaemonConfig> demo_config(const std::string& state_dir, const std::string& bin_dir) {

@@ -75,7 +75,8 @@ Result<DaemonConfig> parse_config(std::string_view text, const std::string& sour
 Result<DaemonConfig> parse_config(std::string_view text, const std::string& source,
                                   const drivers::DriverRegistry& drivers,
                                   const agent::FeatureRegistry& features);
-Result<DaemonConfig> load_config(const std::string& path);
+Result<DaemonConfig> load_config(const std::string& path,
+                                 const agent::FeatureRegistry& features = builtin_features());
 
 // The embedded demo: simulated scanner, socket and policy under `state_dir`,
 // a policy that lets root's portierctl (next to `bin_dir`) use everything.
