@@ -7,18 +7,39 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/audit_sink.h"
 #include "common/result.h"
 #include "gateway/gateway_view.h"
+#include "policy/policy.h"
 
 namespace portier::agent {
 
-// What a feature gets when it starts.
+// Where a feature that judges the terminal's health puts its verdict: the
+// gateway's health gate (which refuses sensitive operations while the
+// terminal is compromised). Thread-safe.
+class TerminalHealth {
+ public:
+  virtual ~TerminalHealth() = default;
+  virtual void set_terminal_health(policy::Health state, std::vector<std::string> reasons) = 0;
+};
+
+// What a driver found about one of its devices at start (its self-test).
+struct PeripheralStatus {
+  std::string device_id;
+  bool passed = false;
+  std::string detail;  // for a person
+};
+
+// What a feature gets when it starts; its own config table it got from its
+// parser when the registry built it (feature_registry.h).
 struct FeatureContext {
   AuditSink* audit = nullptr;
-  std::string state_dir;  // a feature keeps its files under <state_dir>/<name>/
-  gateway::GatewayView* gateway = nullptr;  // devices, health, events in process
+  std::string state_dir;                      // a feature keeps its files under <state_dir>/<name>/
+  TerminalHealth* health = nullptr;           // the health gate
+  std::vector<PeripheralStatus> peripherals;  // the drivers' self-tests at start
+  gateway::GatewayView* gateway = nullptr;    // devices, health, events in process
 };
 
 class Feature {

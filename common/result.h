@@ -164,3 +164,10 @@ Result<T> with_context(Result<T> r, const std::string& context) {
 }
 
 }  // namespace portier
+
+// Returns the error of `expr` (any Result) from the enclosing function,
+// which returns a Result too.
+#define PORTIER_TRY(expr)                                          \
+  do {                                                             \
+    if (auto _r = (expr); !_r) return std::unexpected(_r.error()); \
+  } while (0)

@@ -15,16 +15,11 @@
 #include <filesystem>
 
 #include "agent/audit_log.h"
+#include "agent/check_source.h"
+#include "agent/feature_registry.h"
 #include "agent/supervisor.h"
-#include "daemon/health_feature.h"
-#include "daemon/health_wiring.h"
 #include "daemon/policy_watch.h"
-#include "drivers/bluetooth/bluetooth_driver.h"
-#include "drivers/hid_scanner/hid_scanner_driver.h"
-#include "drivers/pcsc/pcsc_reader_driver.h"
-#include "drivers/serial_scanner/serial_scanner.h"
-#include "drivers/simulated/simulated_scanner.h"
-#include "drivers/usb/usb_driver.h"
+#include "drivers/driver_registry.h"
 #include "gateway/device_hub.h"
 #include "gateway/gateway_service.h"
 #include "gateway/unix_listener.h"
@@ -37,9 +32,35 @@ namespace {
 // gRPC server threads: every open stream holds one, every running call one.
 constexpr int kMaxServerThreads = 512;
 
+// The features' verdict on the terminal's health goes to the hub's gate.
+class HubHealthGate final : public agent::TerminalHealth {
+ public:
+  explicit HubHealthGate(DeviceHub& hub) : hub_(hub) {}
+  void set_terminal_health(policy::Health state, std::vector<std::string> reasons) override {
+    hub_.set_external_health(state, std::move(reasons));
+  }
+
+ private:
+  DeviceHub& hub_;
+};
+
+void add_check(v1::Health* h, const agent::CheckStatus& c) {
+  auto* x = h->add_checks();
+  x->set_id(c.id);
+  x->set_status(c.status);
+  x->set_severity(c.severity);
+  x->set_reason(c.reason);
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(c.last_run.time_since_epoch()).count();
+  x->mutable_last_run()->set_seconds(ns / 1000000000);
+  x->mutable_last_run()->set_nanos(static_cast<int>(ns % 1000000000));
+  x->set_runs(c.runs);
+  for (auto& [k, v] : c.values) (*x->mutable_values())[k] = v;
+}
+
 }  // namespace
 
-int run_daemon(const DaemonConfig& config) {
+int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& features) {
   auto t0 = std::chrono::steady_clock::now();
   set_log_level(config.log_level);
 
@@ -137,21 +158,8 @@ int run_daemon(const DaemonConfig& config) {
     hub.set_compromised_refusals(std::move(refusals));
   }
   std::vector<std::unique_ptr<drivers::Driver>> drivers;
-  for (auto& s : config.serial_scanners) {
-    drivers.push_back(std::make_unique<drivers::SerialScanner>(s));
-  }
-  for (auto& s : config.simulated_scanners) {
-    drivers.push_back(std::make_unique<drivers::SimulatedScanner>(s));
-  }
-  for (auto& h : config.hid_scanners) {
-    drivers.push_back(std::make_unique<drivers::HidScannerDriver>(h));
-  }
-  if (config.usb) drivers.push_back(std::make_unique<drivers::usb::UsbDriver>(*config.usb));
-  if (config.bluetooth)
-    drivers.push_back(std::make_unique<drivers::BluetoothDriver>(*config.bluetooth));
-  if (config.pcsc) drivers.push_back(std::make_unique<drivers::PcscReaderDriver>(*config.pcsc));
-  for (auto& r : config.simulated_readers) {
-    drivers.push_back(std::make_unique<drivers::SimulatedCardReader>(r));
+  for (auto& spec : config.drivers) {
+    if (auto d = builtin_drivers().build(spec)) drivers.push_back(std::move(d));
   }
   for (auto& d : drivers) {
     if (auto r = hub.start_driver(*d); !r) {
@@ -169,16 +177,24 @@ int run_daemon(const DaemonConfig& config) {
   // Agent features run under the supervisor: one that fails is reported in
   // health and the audit trail and restarted with backoff; the daemon keeps
   // serving. The first round runs now, so the features are up before ready.
-  agent::Supervisor supervisor(agent::FeatureContext{audit->get(), config.state_dir, &hub});
+  HubHealthGate health_gate(hub);
+  agent::FeatureContext feature_context{audit->get(), config.state_dir, &health_gate, {}};
+  for (auto& t : self_tests) {
+    feature_context.peripherals.push_back({t.device_id, t.passed(), t.detail});
+  }
+  feature_context.gateway = &hub;
+  agent::Supervisor supervisor(feature_context);
   supervisor.on_health([&hub](const std::string& feature, const std::string& failure) {
     hub.set_component_health("feature " + feature,
                              failure.empty() ? policy::Health::ok : policy::Health::degraded,
                              failure);
   });
-  HealthMonitorFeature* monitor = nullptr;
-  if (config.health.monitor) {
-    auto f = std::make_unique<HealthMonitorFeature>(config.health, hub, **audit, self_tests);
-    monitor = f.get();
+  // Features that run checks offer them to the health report.
+  std::vector<agent::CheckSource*> check_sources;
+  for (auto& spec : config.features) {
+    auto f = features.build(spec);
+    if (!f) continue;  // configured off
+    if (auto* s = dynamic_cast<agent::CheckSource*>(f.get())) check_sources.push_back(s);
     supervisor.add(std::move(f));
   }
   supervisor.tick();
@@ -190,25 +206,15 @@ int run_daemon(const DaemonConfig& config) {
       [lp] { return static_cast<std::uint32_t>(lp->count()); }, config.subscriber_queue,
       StreamLimits{16, lim.streams_per_app, lim.streams_declared, lim.streams_per_undeclared_uid,
                    lim.streams_undeclared});
-  if (monitor) {
-    service.set_health_run(
-        [monitor] { monitor->with_monitor([](health::HealthMonitor& m) { m.run_all_now(); }); });
-    service.set_health_extra([monitor](v1::Health* h) {
-      health::HealthReport report;
-      if (!monitor->with_monitor([&](health::HealthMonitor& m) { report = m.report(); })) return;
-      for (auto& c : report.checks) {
-        auto* x = h->add_checks();
-        x->set_id(c.id);
-        x->set_status(c.has_run ? health::to_string(c.result.status) : "pending");
-        x->set_severity(health::to_string(c.severity));
-        x->set_reason(c.result.reason);
-        auto ns =
-            std::chrono::duration_cast<std::chrono::nanoseconds>(c.last_run.time_since_epoch())
-                .count();
-        x->mutable_last_run()->set_seconds(ns / 1000000000);
-        x->mutable_last_run()->set_nanos(static_cast<int>(ns % 1000000000));
-        x->set_runs(c.runs);
-        for (auto& [k, v] : c.result.values) (*x->mutable_values())[k] = v;
+  if (!check_sources.empty()) {
+    service.set_health_run([check_sources] {
+      for (auto* s : check_sources) s->run_checks_now();
+    });
+    service.set_health_extra([check_sources](v1::Health* h) {
+      for (auto* s : check_sources) {
+        std::vector<agent::CheckStatus> checks;
+        if (!s->check_statuses(checks)) continue;
+        for (auto& c : checks) add_check(h, c);
       }
     });
   }

@@ -8,6 +8,9 @@
 namespace portier::daemon {
 
 // Returns the process exit code.
-int run_daemon(const DaemonConfig& config);
+// Returns the process exit code. Features are built through `features`
+// (the same registry that read the config).
+int run_daemon(const DaemonConfig& config,
+               const agent::FeatureRegistry& features = builtin_features());
 
 }  // namespace portier::daemon

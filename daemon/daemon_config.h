@@ -10,14 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "agent/feature_registry.h"
 #include "common/log.h"
 #include "common/result.h"
-#include "drivers/bluetooth/bluetooth_config.h"
-#include "drivers/hid_scanner/hid_scanner_config.h"
-#include "drivers/pcsc/pcsc_config.h"
-#include "drivers/serial_scanner/scanner_config.h"
-#include "drivers/simulated/simulated_card_reader.h"
-#include "drivers/usb/usb_config.h"
+#include "drivers/driver_registry.h"
 
 namespace portier::daemon {
 
@@ -36,36 +32,17 @@ struct DaemonConfig {
   LogLevel log_level = LogLevel::info;
   std::uint32_t subscriber_queue = 256;
   std::uint32_t max_lease_seconds = 300;
-  std::vector<drivers::SerialScannerConfig> serial_scanners;
-  std::vector<drivers::SimulatedScannerConfig> simulated_scanners;
-  std::vector<drivers::HidScannerConfig> hid_scanners;
-  std::optional<drivers::PcscConfig> pcsc;            // the [pcsc] table enables the driver
-  std::optional<drivers::BluetoothConfig> bluetooth;  // the [bluetooth] table enables the driver
-  std::optional<drivers::usb::UsbConfig> usb;         // the [usb] table enables the driver
-  std::vector<drivers::SimulatedCardReaderConfig> simulated_readers;
+  // The drivers the config's driver tables ([[scanner]], [pcsc], ...) ask
+  // for, in the order they were read; built through builtin_drivers().
+  std::vector<drivers::DriverSpec> drivers;
   // [health] refuse_when_compromised: "op" or "op:class" entries.
   struct Refusal {
     std::string op;
     std::string device_class;
   };
-  // [health]: the health monitor (off unless `monitor = true`).
-  struct Health {
-    bool monitor = false;
-    std::vector<std::string> checks;         // ids to run; empty = all standard + boot_integrity
-    std::map<std::string, int> interval_ms;  // per check id
-    std::string proc_root = "/proc", sys_root = "/sys";
-    std::vector<std::string> root_processes_allowed;
-    std::string management_host, management_port;
-    std::string tpm_tcti = "device:/dev/tpmrm0";
-    int tpm_timeout_ms = 5000;
-    std::string tpm_reference;  // provisioned PCR values; "" = none (warn)
-    std::string event_log = "/sys/kernel/security/tpm0/binary_bios_measurements";
-    std::string ima_log = "/sys/kernel/security/ima/ascii_runtime_measurements";
-    // Thresholds and paths; unset keys keep the checks' defaults (README).
-    std::map<std::string, double> thresholds;  // cpu_warn_per_core, ...
-    std::optional<std::string> disk_path, baseline_file, baseline_key_file, installed_binary;
-    std::optional<std::vector<std::string>> setuid_paths, setuid_allowed, writable_paths;
-  } health;
+  // The agent features whose tables ([health], ...) the config has, in the
+  // order they were registered; built through builtin_features().
+  std::vector<agent::FeatureSpec> features;
   // [identity]: how callers are identified (README, App identity).
   struct Identity {
     std::uint64_t max_exe_bytes = 1ull << 30;  // larger executables are refused
@@ -87,9 +64,19 @@ struct DaemonConfig {
       {"transmit", ""}, {"claim", "smartcard"}, {"claim", "nfc"}, {"claim", "pinpad"}};
 };
 
-// Errors carry "<source>:<line>:<col>: <key>: <reason>".
+// The driver kinds and agent features built into this portierd
+// (drivers/builtin_drivers.cc, agent/builtin_features.cc).
+const drivers::DriverRegistry& builtin_drivers();
+const agent::FeatureRegistry& builtin_features();
+
+// Errors carry "<source>:<line>:<col>: <key>: <reason>", at the value that is
+// wrong; an unknown key names the nearest known one.
 Result<DaemonConfig> parse_config(std::string_view text, const std::string& source);
-Result<DaemonConfig> load_config(const std::string& path);
+Result<DaemonConfig> parse_config(std::string_view text, const std::string& source,
+                                  const drivers::DriverRegistry& drivers,
+                                  const agent::FeatureRegistry& features);
+Result<DaemonConfig> load_config(const std::string& path,
+                                 const agent::FeatureRegistry& features = builtin_features());
 
 // The embedded demo: simulated scanner, socket and policy under `state_dir`,
 // a policy that lets root's portierctl (next to `bin_dir`) use everything.

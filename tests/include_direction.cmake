@@ -10,7 +10,9 @@ cmake_policy(SET CMP0057 NEW)
 #   agent/    common/ policy/ agent/, of gateway/ only GatewayView and the
 #             in-process subscriber (never daemon/)
 #   tools/    anything but daemon/ and platform/
-#   daemon/   anything (the composition root; nothing includes it)
+#   daemon/   anything (the composition root; nothing includes it), except
+#             a concrete driver or feature: from drivers/ only driver.h and
+#             driver_registry.h, from agent/ no feature folder (agent/<f>/)
 set(rules
   "common|gateway/|agent/|daemon/|drivers/|policy/|tools/|platform/"
   "platform|gateway/|agent/|daemon/|drivers/|policy/|tools/"
@@ -66,6 +68,26 @@ foreach(f ${hub_files})
   endforeach()
 endforeach()
 
+# The composition root builds drivers and features by name, through their
+# registries: it names none of them.
+file(GLOB_RECURSE files "${SRC}/daemon/*.h" "${SRC}/daemon/*.cc")
+foreach(f ${files})
+  file(STRINGS "${f}" lines REGEX "^#include \"(drivers|agent)/")
+  foreach(line ${lines})
+    set(why "")
+    if(line MATCHES "^#include \"drivers/" AND
+       NOT line MATCHES "^#include \"drivers/(driver|driver_registry)\\.h\"")
+      set(why "daemon/ may include from drivers/ only driver.h and driver_registry.h")
+    elseif(line MATCHES "^#include \"agent/[^/\"]+/")
+      set(why "daemon/ may not include an agent feature's folder (use the feature registry)")
+    endif()
+    if(why)
+      file(RELATIVE_PATH rel "${SRC}" "${f}")
+      message("${rel}: ${line}: ${why}")
+      math(EXPR broken "${broken} + 1")
+    endif()
+  endforeach()
+endforeach()
 if(broken GREATER 0)
   message(FATAL_ERROR "${broken} include(s) against the dependency direction")
 endif()

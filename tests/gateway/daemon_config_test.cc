@@ -6,6 +6,8 @@
 
 #include <random>
 
+#include "parsed_config.h"
+
 namespace portier::daemon {
 namespace {
 
@@ -19,7 +21,7 @@ TEST(DaemonConfigTest, EmptyFileMeansDefaults) {
   EXPECT_EQ(c->audit_log, "/var/lib/portier/audit.jsonl");
   EXPECT_EQ(c->subscriber_queue, 256u);
   EXPECT_EQ(c->max_lease_seconds, 300u);
-  EXPECT_TRUE(c->serial_scanners.empty());
+  EXPECT_TRUE(serial_scanners(*c).empty());
 }
 
 TEST(DaemonConfigTest, EveryKeyIsRead) {
@@ -58,8 +60,8 @@ interval_ms = 100
   EXPECT_EQ(c->audit_log, "/var/log/p/audit.jsonl");
   EXPECT_EQ(c->audit_max_bytes, 100000u);
   EXPECT_EQ(c->log_level, LogLevel::debug);
-  ASSERT_EQ(c->serial_scanners.size(), 1u);
-  const auto& s = c->serial_scanners[0];
+  ASSERT_EQ(serial_scanners(*c).size(), 1u);
+  const auto s = serial_scanners(*c)[0];
   EXPECT_EQ(s.baud, 115200);
   EXPECT_EQ(s.suffix, drivers::FrameSuffix::crlf);
   EXPECT_EQ(s.prefix, "STX");
@@ -68,8 +70,8 @@ interval_ms = 100
   EXPECT_EQ(s.max_frame, 512u);
   EXPECT_EQ(s.reopen_min_ms, 50);
   EXPECT_EQ(s.reopen_max_ms, 2000);
-  ASSERT_EQ(c->simulated_scanners.size(), 1u);
-  EXPECT_EQ(c->simulated_scanners[0].interval_ms, 100);
+  ASSERT_EQ(simulated_scanners(*c).size(), 1u);
+  EXPECT_EQ(simulated_scanners(*c)[0].interval_ms, 100);
 }
 
 TEST(DaemonConfigTest, DriverSessionKeys) {
@@ -81,15 +83,15 @@ pairing_agent = false
 )",
                         "c.toml");
   ASSERT_TRUE(c) << c.error().message();
-  ASSERT_TRUE(c->pcsc);
-  EXPECT_EQ(c->pcsc->transaction_hold_ms, 250);
-  ASSERT_TRUE(c->bluetooth);
-  EXPECT_FALSE(c->bluetooth->pairing_agent);
+  ASSERT_TRUE(pcsc(*c));
+  EXPECT_EQ(pcsc(*c)->transaction_hold_ms, 250);
+  ASSERT_TRUE(bluetooth(*c));
+  EXPECT_FALSE(bluetooth(*c)->pairing_agent);
 
   auto defaults = parse_config("[pcsc]\n[bluetooth]\n", "c.toml");
   ASSERT_TRUE(defaults) << defaults.error().message();
-  EXPECT_EQ(defaults->pcsc->transaction_hold_ms, 1000);
-  EXPECT_TRUE(defaults->bluetooth->pairing_agent);
+  EXPECT_EQ(pcsc(*defaults)->transaction_hold_ms, 1000);
+  EXPECT_TRUE(bluetooth(*defaults)->pairing_agent);
 
   auto bad_hold = parse_config("[pcsc]\ntransaction_hold_ms = 60001\n", "c.toml");
   ASSERT_FALSE(bad_hold);
@@ -152,13 +154,14 @@ boot_integrity = 500
 )",
                         "c.toml");
   ASSERT_TRUE(c) << c.error().message();
-  EXPECT_TRUE(c->health.monitor);
-  EXPECT_EQ(c->health.checks.size(), 2u);
-  EXPECT_EQ(c->health.thresholds.at("cpu_warn_per_core"), 1.5);
-  EXPECT_EQ(*c->health.disk_path, "/var/lib/p");
-  EXPECT_EQ(c->health.setuid_paths->at(0), "/opt/x");
-  EXPECT_FALSE(c->health.installed_binary.has_value());
-  EXPECT_EQ(c->health.interval_ms.at("boot_integrity"), 500);
+  const auto health = health_config(*c);
+  EXPECT_TRUE(health.monitor);
+  EXPECT_EQ(health.checks.size(), 2u);
+  EXPECT_EQ(health.thresholds.at("cpu_warn_per_core"), 1.5);
+  EXPECT_EQ(*health.disk_path, "/var/lib/p");
+  EXPECT_EQ(health.setuid_paths->at(0), "/opt/x");
+  EXPECT_FALSE(health.installed_binary.has_value());
+  EXPECT_EQ(health.interval_ms.at("boot_integrity"), 500);
   ASSERT_EQ(c->refuse_when_compromised.size(), 1u);
 
   auto bad = parse_config("[health]\nmemory_warn_available_below = 3\n", "c.toml");
@@ -167,6 +170,40 @@ boot_integrity = 500
   auto typo = parse_config("[health]\nmonitr = true\n", "c.toml");
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message().find("health.monitr: unknown key"), std::string::npos);
+}
+
+// Regression: an unknown key of portierd's config said only "unknown key";
+// like the policy file's, it now names the known key it is nearest to.
+TEST(DaemonConfigTest, UnknownKeyNamesTheNearestKnownKey) {
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  for (auto c : {
+           Case{"log_levle = \"info\"\n",
+                "t.toml:1:13: log_levle: unknown key (did you mean 'log_level'?) (see README.md, "
+                "Configuration)"},
+           Case{"[[scanner]]\nid = \"s0\"\npath = \"/dev/ttyACM0\"\nbauds = 9600\n",
+                "t.toml:4:9: scanner[1].bauds: unknown key (did you mean 'baud'?)"},
+           Case{"[pcsc]\ntransacton_hold_ms = 5\n",
+                "t.toml:2:22: pcsc.transacton_hold_ms: unknown key (did you mean "
+                "'transaction_hold_ms'?)"},
+           Case{"[health]\nmonitr = true\n",
+                "t.toml:2:10: health.monitr: unknown key (did you mean 'monitor'?)"},
+           Case{"[identity]\npeer_pidfds = true\n",
+                "identity.peer_pidfds: unknown key (did you mean 'peer_pidfd'?)"},
+       }) {
+    auto r = parse_config(c.text, "t.toml");
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_NE(r.error().message().find(c.error), std::string::npos)
+        << "config:\n"
+        << c.text << "error: " << r.error().message();
+  }
+  // Nothing near: no guess.
+  auto far = parse_config("zzzzzzzz = 1\n", "t.toml");
+  ASSERT_FALSE(far);
+  EXPECT_EQ(far.error().message(),
+            "t.toml:1:12: zzzzzzzz: unknown key (see README.md, Configuration)");
 }
 
 // Malformed input: random bytes and mutations of a good config never crash

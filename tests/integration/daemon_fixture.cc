@@ -245,7 +245,7 @@ Daemon::~Daemon() {
 bool Daemon::start() {
   int err = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   std::vector<std::string> argv = options_.launcher;
-  argv.insert(argv.end(), {bin("portierd"), "--config", config_});
+  argv.insert(argv.end(), {bin(options_.binary), "--config", config_});
   pid_ = spawn(argv, options_.uid, options_.gid, {options_.gid}, -1, err, options_.env);
   close(err);
   return wait_until(

@@ -79,6 +79,8 @@ class Child {
 };
 
 struct DaemonOptions {
+  // The daemon binary (portierd_test: portierd plus test-only features).
+  std::string binary = "portierd";
   std::string policy;        // policy file contents
   std::string extra_config;  // appended to the generated config (e.g. [[scanner]] tables)
   std::string socket_mode = "0660";

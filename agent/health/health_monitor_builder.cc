@@ -1,4 +1,4 @@
-#include "daemon/health_wiring.h"
+#include "agent/health/health_monitor_builder.h"
 
 #include <algorithm>
 
@@ -6,28 +6,25 @@
 #include "agent/health/standard_checks.h"
 #include "common/audit_sink.h"
 #include "common/log.h"
-#include "gateway/device_hub.h"
 
-namespace portier::daemon {
-
-using namespace portier::gateway;  // the composition root wires the gateway
+namespace portier::health {
 namespace {
 
 // Boot integrity as a health check: critical, so a tampered boot makes the
 // terminal COMPROMISED; "no TPM" or nothing provisioned is a warning.
-class BootIntegrityHealthCheck final : public health::Check {
+class BootIntegrityHealthCheck final : public Check {
  public:
   explicit BootIntegrityHealthCheck(attest::BootIntegrityConfig config) : check_(config) {}
   std::string id() const override { return "boot_integrity"; }
-  health::Severity severity() const override { return health::Severity::critical; }
-  health::CheckResult run(const std::atomic<bool>&) override {
+  Severity severity() const override { return Severity::critical; }
+  CheckResult run(const std::atomic<bool>&) override {
     auto r = check_.run();
     std::string reason;
     for (auto& x : r.reasons) reason += (reason.empty() ? "" : "; ") + x;
-    health::CheckResult out;
-    out.status = r.state == attest::BootState::ok     ? health::CheckResult::Status::ok
-                 : r.state == attest::BootState::warn ? health::CheckResult::Status::warn
-                                                      : health::CheckResult::Status::fail;
+    CheckResult out;
+    out.status = r.state == attest::BootState::ok     ? CheckResult::Status::ok
+                 : r.state == attest::BootState::warn ? CheckResult::Status::warn
+                                                      : CheckResult::Status::fail;
     out.reason = reason.empty() ? "boot measurements match" : reason;
     out.values = r.measured;
     return out;
@@ -37,13 +34,13 @@ class BootIntegrityHealthCheck final : public health::Check {
   attest::BootIntegrityCheck check_;
 };
 
-policy::Health to_policy(health::HealthState s) {
+policy::Health to_policy(HealthState s) {
   switch (s) {
-    case health::HealthState::ok:
+    case HealthState::ok:
       return policy::Health::ok;
-    case health::HealthState::degraded:
+    case HealthState::degraded:
       return policy::Health::degraded;
-    case health::HealthState::compromised:
+    case HealthState::compromised:
       return policy::Health::compromised;
   }
   return policy::Health::compromised;
@@ -51,16 +48,14 @@ policy::Health to_policy(health::HealthState s) {
 
 }  // namespace
 
-std::unique_ptr<health::HealthMonitor> start_health_monitor(
-    const DaemonConfig::Health& config, DeviceHub& hub, AuditSink& audit,
-    const std::vector<drivers::SelfTestResult>& self_tests) {
-  if (!config.monitor) return nullptr;
+std::unique_ptr<HealthMonitor> build_health_monitor(const HealthConfig& config,
+                                                    const agent::FeatureContext& context) {
   auto wanted = [&](const std::string& id) {
     return config.checks.empty() ||
            std::find(config.checks.begin(), config.checks.end(), id) != config.checks.end();
   };
   auto settings_for = [&](const std::string& id) {
-    auto s = health::default_settings(id);
+    auto s = default_settings(id);
     if (auto it = config.interval_ms.find(id); it != config.interval_ms.end()) {
       s.interval = std::chrono::milliseconds(it->second);
       s.jitter = s.interval / 5;
@@ -68,7 +63,7 @@ std::unique_ptr<health::HealthMonitor> start_health_monitor(
     return s;
   };
 
-  health::StandardChecksConfig sc;
+  StandardChecksConfig sc;
   sc.proc_root = config.proc_root;
   sc.sys_root = config.sys_root;
   sc.root_processes.allowed = {config.root_processes_allowed.begin(),
@@ -97,12 +92,12 @@ std::unique_ptr<health::HealthMonitor> start_health_monitor(
     sc.setuid.allowed = {config.setuid_allowed->begin(), config.setuid_allowed->end()};
   }
   if (config.writable_paths) sc.writable.paths = *config.writable_paths;
-  auto standard = health::make_standard_checks(sc);
-  std::vector<health::PeripheralSelfTest> peripherals;
-  for (auto& t : self_tests) peripherals.push_back({t.device_id, t.passed(), t.detail});
+  auto standard = make_standard_checks(sc);
+  std::vector<PeripheralSelfTest> peripherals;
+  for (auto& t : context.peripherals) peripherals.push_back({t.device_id, t.passed, t.detail});
   standard.peripherals->update(peripherals);
 
-  auto monitor = std::make_unique<health::HealthMonitor>();
+  auto monitor = std::make_unique<HealthMonitor>();
   for (auto& [check, settings] : standard.checks) {
     if (!wanted(check->id())) continue;
     auto s = settings_for(check->id());
@@ -123,26 +118,25 @@ std::unique_ptr<health::HealthMonitor> start_health_monitor(
     s.timeout = std::chrono::milliseconds(config.tpm_timeout_ms * 3);
     monitor->add(std::make_shared<BootIntegrityHealthCheck>(bc), s);
   }
-  monitor->set_listener([&hub, &audit](const health::HealthReport& r) {
-    hub.set_external_health(to_policy(r.state), r.reasons);
+  monitor->set_listener([gate = context.health, audit = context.audit](const HealthReport& r) {
+    if (gate) gate->set_terminal_health(to_policy(r.state), r.reasons);
     std::string reasons;
     for (auto& x : r.reasons) reasons += (reasons.empty() ? "" : "; ") + x;
     AuditEntry e;
     e.event = "health_changed";
     e.device = "terminal";
-    e.op = health::to_string(r.state);
+    e.op = to_string(r.state);
     e.reason = reasons.empty() ? "all checks ok" : reasons;
-    audit.record(e);
-    auto line = std::string("health ") + health::to_string(r.state) +
-                (reasons.empty() ? "" : ": " + reasons);
-    if (r.state == health::HealthState::ok) {
+    if (audit) audit->record(e);
+    auto line =
+        std::string("health ") + to_string(r.state) + (reasons.empty() ? "" : ": " + reasons);
+    if (r.state == HealthState::ok) {
       log_info(line);
     } else {
       log_warning(line);
     }
   });
-  monitor->start();
   return monitor;
 }
 
-}  // namespace portier::daemon
+}  // namespace portier::health
