@@ -11,6 +11,7 @@
 // clang 14 (the fuzz build) cannot use libstdc++ 12's <expected>: a minimal
 // stand-in with the subset Portier uses. GCC builds never see it.
 #include <optional>
+#include <type_traits>
 #include <variant>
 
 namespace std {
@@ -33,8 +34,11 @@ template <class T, class E>
 class expected {
  public:
   expected() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
+  // Not for another expected (copies and moves stay the implicit ones):
+  // T = std::any would otherwise ask whether it is constructible from itself.
   template <class U = T>
-  expected(U&& v) requires std::is_constructible_v<T, U&&>
+  expected(U&& v) requires(!std::is_same_v<std::remove_cvref_t<U>, expected> &&
+                           std::is_constructible_v<T, U &&>)
       : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   template <class G>
   expected(unexpected<G> u) : v_(std::in_place_index<1>, std::move(u).error()) {}
