@@ -12,33 +12,15 @@
 #include <cstring>
 #include <ctime>
 
+#include "agent/audit_record.h"
+#include "common/audit_events.h"
+
 namespace portier::agent {
 namespace {
 
 constexpr std::size_t kScanLimit = 1u << 20;  // how far back a last line is looked for
 constexpr std::size_t kChunk = 256u << 10;    // bytes per write()
 constexpr std::size_t kMarkerRoom = 512;      // room kept for an audit_records_lost record
-
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms.count()));
-  return buf;
-}
-
-// Cuts `s` to at most `max` bytes at a UTF-8 character boundary and says so.
-std::string cap(std::string_view s, std::size_t max) {
-  if (s.size() <= max) return std::string(s);
-  std::size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(s.substr(0, cut)) + "…[cut " + std::to_string(s.size() - cut) + " bytes]";
-}
 
 // 0 on success, else errno.
 int write_all(int fd, std::string_view s) {
@@ -208,12 +190,7 @@ Result<void> AuditLog::recover() {
     }
   }
   if (torn > 0) {
-    notes_.push_back(
-        {note_body("audit_truncated",
-                   "\"bytes\":" + std::to_string(torn) + ",\"last_seq\":" + std::to_string(seq_) +
-                       ",\"reason\":\"a torn last line of " + std::to_string(torn) +
-                       " bytes after seq " + std::to_string(seq_) + " was removed at start\""),
-         "audit_truncated"});
+    notes_.push_back(note(audit::audit_truncated(torn, seq_)));
   }
   notes_left_ = notes_.size();
   return {};
@@ -257,35 +234,17 @@ AuditLog::~AuditLog() {
 }
 
 std::string AuditLog::to_body(const AuditEntry& e, std::size_t max_field) {
-  auto f = [&](std::string_view s) { return json_escape(cap(s, max_field)); };
-  std::string j = "\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + f(e.event) + "\"";
-  if (e.caller) {
-    const auto& c = *e.caller;
-    j += ",\"app\":{\"name\":\"" + f(e.app) + "\",\"uid\":" + std::to_string(c.uid) +
-         ",\"gid\":" + std::to_string(c.gid) + ",\"pid\":" + std::to_string(c.pid) + ",\"exe\":\"" +
-         f(c.exe) + "\",\"sha256\":\"" + f(c.sha256) + "\",\"unit\":\"" + f(c.unit) + "\"}";
-  }
-  if (!e.device.empty()) j += ",\"device\":\"" + f(e.device) + "\"";
-  if (!e.op.empty()) j += ",\"op\":\"" + f(e.op) + "\"";
-  if (!e.decision.empty()) {
-    j += ",\"decision\":\"" + f(e.decision) + "\"";
-    j += ",\"rule\":" + std::to_string(e.rule) + ",\"line\":" + std::to_string(e.line);
-  }
-  if (!e.policy.empty()) j += ",\"policy\":\"" + f(e.policy) + "\"";
-  if (!e.reason.empty()) j += ",\"reason\":\"" + f(e.reason) + "\"";
-  j += "}";
-  return j;
+  return record_body(to_record(e, max_field, std::chrono::system_clock::now()));
 }
 
-std::string AuditLog::note_body(const std::string& event, const std::string& fields) const {
-  return "\"time\":\"" + now_rfc3339() + "\",\"event\":\"" + event + "\"" +
-         (fields.empty() ? "" : "," + fields) + "}";
+AuditLog::Note AuditLog::note(const AuditEntry& e) const {
+  return {to_body(e, options_.max_field_bytes), std::string(audit_event_name(e.event))};
 }
 
 void AuditLog::remember_carry(const std::string& event, const std::string& body,
                               std::uint64_t seq) {
-  if (event == "policy_loaded") carry_policy_ = Carry{body, seq};
-  if (event == "health_changed") carry_health_ = Carry{body, seq};
+  if (event == audit_event_name(AuditEvent::policy_loaded)) carry_policy_ = Carry{body, seq};
+  if (event == audit_event_name(AuditEvent::health_changed)) carry_health_ = Carry{body, seq};
 }
 
 // Once writing works again and there is room, the records dropped while the
@@ -295,15 +254,10 @@ void AuditLog::push_lost_marker_locked(std::size_t room) {
       queued_bytes_ + kMarkerRoom + room > options_.max_pending_bytes) {
     return;
   }
-  std::string n = std::to_string(lost_);
-  auto marker = note_body("audit_records_lost",
-                          "\"count\":" + n + ",\"reason\":\"" + n +
-                              " records were not kept while the audit log could not be "
-                              "written (" +
-                              std::to_string(options_.max_pending_bytes) + " bytes buffered)\"");
+  auto marker = note(audit::audit_records_lost(lost_, options_.max_pending_bytes));
   lost_ = 0;
-  queued_bytes_ += marker.size();
-  queue_.push_back({std::move(marker), "audit_records_lost", ++next_ticket_});
+  queued_bytes_ += marker.body.size();
+  queue_.push_back({std::move(marker.body), std::move(marker.event), ++next_ticket_});
 }
 
 std::uint64_t AuditLog::push_locked(std::string body, std::string event) {
@@ -317,29 +271,19 @@ std::uint64_t AuditLog::push_locked(std::string body, std::string event) {
   return next_ticket_;
 }
 
-namespace {
-
-std::string suppressed_fields(const std::string& key, std::uint64_t count,
-                              const DenialLimiter::Options& o) {
-  bool uid = !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
-  std::string who = uid ? "uid " + key : key + " callers";
-  char rate[32];
-  std::snprintf(rate, sizeof(rate), "%g", o.per_second);
-  return (uid ? "\"uid\":" + key : "\"caller\":\"" + key + "\"") +
-         ",\"count\":" + std::to_string(count) + ",\"reason\":\"" + std::to_string(count) +
-         " denials of " + who + " not recorded (rate limit: burst " +
-         std::to_string(static_cast<long>(o.burst)) + ", " + rate + "/s)\"";
+AuditLog::Note AuditLog::suppressed_note(const std::string& key, std::uint64_t count) const {
+  return note(
+      audit::denials_suppressed(key, count, options_.denials.burst, options_.denials.per_second));
 }
-
-}  // namespace
 
 void AuditLog::record(const AuditEntry& e) {
   // Records a caller can cause at will are rate-limited per uid: denials,
   // and failures of allowed actions (a malformed APDU fails in the driver).
   // Never limited: allows and what pairs with them (lease ends, and
   // allow_revoked, which follows an allow already queued), daemon events.
-  bool deny = (e.decision == "deny" && e.event != "allow_revoked") || e.event == "action_failed" ||
-              e.event == "identity_lost";
+  const AuditEvent event = e.event;
+  bool deny = (e.decision == AuditDecision::deny && event != AuditEvent::allow_revoked) ||
+              event == AuditEvent::action_failed || event == AuditEvent::identity_lost;
   std::string body = to_body(e, options_.max_field_bytes);
   {
     std::lock_guard lock(mu_);
@@ -348,12 +292,11 @@ void AuditLog::record(const AuditEntry& e) {
       std::uint64_t suppressed = 0;
       if (!limiter_.admit(key, &suppressed)) return;
       if (suppressed > 0) {
-        push_locked(
-            note_body("denials_suppressed", suppressed_fields(key, suppressed, options_.denials)),
-            "denials_suppressed");
+        auto n = suppressed_note(key, suppressed);
+        push_locked(std::move(n.body), std::move(n.event));
       }
     }
-    push_locked(std::move(body), e.event);
+    push_locked(std::move(body), std::string(audit_event_name(event)));
   }
   cv_.notify_one();
 }
@@ -363,7 +306,7 @@ Result<void> AuditLog::record_durable(const AuditEntry& e, std::chrono::millisec
   std::string body = to_body(e, options_.max_field_bytes);
   std::unique_lock lock(mu_);
   if (stopping_) return fail(Errc::unavailable, "audit", path_, "the audit log is closing");
-  auto ticket = push_locked(std::move(body), e.event);
+  auto ticket = push_locked(std::move(body), std::string(audit_event_name(e.event)));
   cv_.notify_one();
   if (ticket == 0) {
     return fail(Errc::unavailable, "audit", path_,
@@ -465,13 +408,7 @@ bool AuditLog::check_file(std::string& error) {
   }
   ::close(fd_);
   fd_ = -1;
-  std::string last = std::to_string(seq_);
-  notes_.push_front(
-      {note_body("audit_reopened", "\"last_seq\":" + last + ",\"reason\":\"the audit log " +
-                                       json_escape(path_) + " was " + what +
-                                       "; reopened: records after seq " + last +
-                                       " written to the old file may be lost\""),
-       "audit_reopened"});
+  notes_.push_front(note(audit::audit_reopened(path_, seq_, what)));
   start_new_file();
   return open_file(error);
 }
@@ -578,9 +515,8 @@ void AuditLog::run() {
   int stop_tries = 0;
   for (;;) {
     for (auto& r : limiter_.due()) {
-      push_locked(
-          note_body("denials_suppressed", suppressed_fields(r.key, r.count, options_.denials)),
-          "denials_suppressed");
+      auto n = suppressed_note(r.key, r.count);
+      push_locked(std::move(n.body), std::move(n.event));
     }
     bool work = !queue_.empty() || !notes_.empty() || !head_.empty();
     if (stopping_ && (!work || stop_tries >= 2)) break;

@@ -70,8 +70,9 @@ class AuditLog final : public AuditSink {
   // happen within `timeout` (the trail fails).
   bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-  // The record's fields after seq/prev: "time":...,"event":...} with every
-  // string field capped at `max_field` bytes (cut at a UTF-8 boundary, marked
+  // The record's fields after seq/prev: "time":...,"event":...}, the JSON
+  // mapping of its typed record (agent/audit_record.h) with every string
+  // field capped at `max_field` bytes (cut at a UTF-8 boundary, marked
   // "…[cut N bytes]").
   static std::string to_body(const AuditEntry& entry, std::size_t max_field = 512);
 
@@ -108,7 +109,8 @@ class AuditLog final : public AuditSink {
   void start_new_file();
   std::uint64_t push_locked(std::string body, std::string event);  // 0: not kept
   void push_lost_marker_locked(std::size_t room);
-  std::string note_body(const std::string& event, const std::string& fields) const;
+  Note note(const AuditEntry& entry) const;  // a record of the writer's own
+  Note suppressed_note(const std::string& key, std::uint64_t count) const;
   void remember_carry(const std::string& event, const std::string& body, std::uint64_t seq);
 
   const std::string path_;

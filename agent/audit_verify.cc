@@ -112,6 +112,25 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
+std::string utf8_or_hex(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (auto n = utf8_length(s, i)) {
+      out.append(s.substr(i, n));
+      i += n - 1;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 std::optional<ChainedLine> parse_chained_line(std::string_view line) {
   ChainedLine c;
   std::size_t pos = 0;

@@ -22,6 +22,12 @@ std::string sha256_hex(std::string_view data);
 // JSON string escaping (quotes, backslash, control characters; UTF-8 passes).
 std::string json_escape(std::string_view s);
 
+// `s` with every byte that is not part of well-formed UTF-8 replaced by the
+// text \xNN (a backslash, 'x', two hex digits), so that it fits a proto
+// string field; well-formed UTF-8 passes. json_escape(s) equals the JSON
+// escaping of this text.
+std::string utf8_or_hex(std::string_view s);
+
 // One chained line taken apart; views into the line.
 struct ChainedLine {
   std::uint64_t seq = 0;

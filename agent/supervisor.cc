@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "common/audit_events.h"
 #include "common/log.h"
 
 namespace portier::agent {
@@ -61,12 +62,7 @@ void Supervisor::failed(Slot& slot, const std::string& why, const char* when) {
   const std::string text = "feature " + slot.report.name + " failed " + when + ": " + why +
                            "; retry in " + std::to_string(slot.backoff.count()) + " ms";
   log_error(text);
-  if (context_.audit) {
-    AuditEntry e;
-    e.event = "feature_failed";
-    e.reason = text;
-    context_.audit->record(e);
-  }
+  if (context_.audit) context_.audit->record(audit::feature_failed(text));
   if (health_) health_(slot.report.name, why);
 }
 
@@ -80,11 +76,7 @@ void Supervisor::recovered(Slot& slot) {
   if (!after_failure) return;
   log_info("feature " + slot.report.name + " runs again");
   if (context_.audit) {
-    AuditEntry e;
-    e.event = "feature_recovered";
-    e.reason = "feature " + slot.report.name + " runs again after " +
-               std::to_string(slot.report.failures) + " failure(s)";
-    context_.audit->record(e);
+    context_.audit->record(audit::feature_recovered(slot.report.name, slot.report.failures));
   }
   if (health_) health_(slot.report.name, "");
 }

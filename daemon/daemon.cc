@@ -18,6 +18,7 @@
 #include "agent/check_source.h"
 #include "agent/feature_registry.h"
 #include "agent/supervisor.h"
+#include "common/audit_events.h"
 #include "daemon/policy_watch.h"
 #include "drivers/driver_registry.h"
 #include "gateway/device_hub.h"
@@ -112,13 +113,7 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
     log_error("policy: " + r.error().message());
     return 1;
   }
-  {
-    AuditEntry e;
-    e.event = "policy_loaded";
-    e.policy = config.policy;
-    e.reason = "generation 1 at start";
-    (*audit)->record(e);
-  }
+  (*audit)->record(audit::policy_loaded(config.policy, "generation 1 at start"));
 
   HubOptions hub_options;
   hub_options.subscriber_queue = config.subscriber_queue;
@@ -132,17 +127,14 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
   // when the trail does. Both changes are recorded (the failure reaches the
   // file once it can be written again).
   (*audit)->on_state([&hub, &audit](const std::string& failure) {
-    AuditEntry e;
     if (failure.empty()) {
       log_info("audit trail writable again");
-      e.event = "audit_recovered";
+      (*audit)->record(audit::audit_recovered());
     } else {
       log_error("audit trail cannot be written: " + failure +
                 "; operations that must be audited are refused");
-      e.event = "audit_failed";
-      e.reason = failure;
+      (*audit)->record(audit::audit_failed(failure));
     }
-    (*audit)->record(e);
     hub.audit_state_changed();
   });
   // The hub goes before the audit log: stop telling it first.
@@ -247,17 +239,14 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
         auto snap = policy.current();
         return snap.policy ? snap.policy->app_name(id.caller) : "";
       },
-      [audit_log](const ucred& cred, const std::string& event, const std::string& reason, bool) {
+      [audit_log](const ucred& cred, AuditEvent event, const std::string& reason, bool) {
         policy::Caller who;
         who.uid = cred.uid;
         who.gid = cred.gid;
         who.pid = cred.pid;
-        AuditEntry e;
-        e.event = event;
-        e.caller = &who;
-        e.decision = "deny";
-        e.reason = reason;
-        audit_log->record(e);
+        audit_log->record(event == AuditEvent::identity_refused
+                              ? audit::identity_refused(&who, reason)
+                              : audit::connection_refused(&who, reason));
       });
 
   auto ready_ms =

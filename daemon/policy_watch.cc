@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/audit_events.h"
 #include "common/log.h"
 #include "gateway/device_hub.h"
 #include "gateway/policy_store.h"
@@ -45,22 +46,16 @@ bool policy_touched(const PolicyWatch& w) {
 
 void reload_policy(gateway::PolicyStore& store, gateway::DeviceHub& hub, AuditSink& audit,
                    const char* why) {
-  AuditEntry e;
-  e.policy = store.path();
   if (auto r = store.reload(); !r) {
     log_error("policy reload (" + std::string(why) +
               ") rejected, old policy stays in force: " + r.error().message());
-    e.event = "policy_rejected";
-    e.reason = r.error().message();
-    audit.record(e);
+    audit.record(audit::policy_rejected(store.path(), r.error().message()));
     return;
   }
   auto st = store.status();
   log_info("policy reloaded (" + std::string(why) + "): generation " +
            std::to_string(st.generation) + ", " + std::to_string(st.rules) + " rules");
-  e.event = "policy_loaded";
-  e.reason = "generation " + std::to_string(st.generation);
-  audit.record(e);
+  audit.record(audit::policy_loaded(store.path(), "generation " + std::to_string(st.generation)));
   hub.policy_changed();
 }
 

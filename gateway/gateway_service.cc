@@ -1,5 +1,7 @@
 #include "gateway_service.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <thread>
 
 #include "bounded_stream.h"
@@ -358,9 +360,26 @@ grpc::Status GatewayService::ExplainPolicy(grpc::ServerContext* ctx, const v1::E
   return grpc::Status::OK;
 }
 
+namespace {
+
+// A line of the trail as sent: byte for byte, and typed (the line is the
+// record's JSON mapping, audit.proto; a line that is not one goes untyped).
+v1::TailAuditResponse tail_response(const std::string& line) {
+  v1::TailAuditResponse r;
+  r.set_json(line);
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;  // a newer writer's fields
+  if (!google::protobuf::util::JsonStringToMessage(line, r.mutable_record(), o).ok()) {
+    r.clear_record();
+  }
+  return r;
+}
+
+}  // namespace
+
 grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest* req,
-                                       grpc::ServerWriter<v1::AuditRecord>* writer) {
-  using AuditStream = BoundedStream<v1::AuditRecord>;
+                                       grpc::ServerWriter<v1::TailAuditResponse>* writer) {
+  using AuditStream = BoundedStream<v1::TailAuditResponse>;
   grpc::Status st;
   auto conn = connection(ctx, &st);
   if (!conn) return st;
@@ -377,19 +396,14 @@ grpc::Status GatewayService::TailAudit(grpc::ServerContext* ctx, const v1::TailA
   if (!slot) return st;
   std::size_t count = req->count() ? req->count() : 20;
   for (auto& line : audit_.tail(count)) {
-    v1::AuditRecord r;
-    r.set_json(line);
-    if (!writer->Write(r)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    if (!writer->Write(tail_response(line)))
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   }
   if (!req->follow()) return grpc::Status::OK;
   auto stream = AuditStream::create(queue_);
   std::weak_ptr<AuditStream> weak = stream;
   int id = audit_.follow([weak](const std::string& line) {
-    if (auto s = weak.lock()) {
-      v1::AuditRecord r;
-      r.set_json(line);
-      s->push(r);
-    }
+    if (auto s = weak.lock()) s->push(tail_response(line));
   });
   std::uint64_t key;
   {

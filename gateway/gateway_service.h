@@ -65,7 +65,7 @@ class GatewayService final : public v1::Gateway::Service {
   grpc::Status ExplainPolicy(grpc::ServerContext* ctx, const v1::ExplainRequest* req,
                              v1::ExplainResponse* resp) override;
   grpc::Status TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest* req,
-                         grpc::ServerWriter<v1::AuditRecord>* writer) override;
+                         grpc::ServerWriter<v1::TailAuditResponse>* writer) override;
 
   // Adds what the health monitor knows to each health report.
   void set_health_extra(std::function<void(v1::Health*)> fn) { health_extra_ = std::move(fn); }

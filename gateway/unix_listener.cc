@@ -170,7 +170,7 @@ void UnixListener::accept_loop() {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
         !resolver_->submit(fd, cred.uid)) {
       // Too many connections of this uid are waiting to be identified.
-      refuse(fd, cred, "connection_refused",
+      refuse(fd, cred, AuditEvent::connection_refused,
              "uid " + std::to_string(cred.uid) + " has " +
                  std::to_string(options_.resolver.waiting_per_uid) +
                  " connections waiting to be identified");
@@ -178,8 +178,7 @@ void UnixListener::accept_loop() {
   }
 }
 
-void UnixListener::refuse(int fd, const ucred& who, const std::string& event,
-                          const std::string& reason) {
+void UnixListener::refuse(int fd, const ucred& who, AuditEvent event, const std::string& reason) {
   ::close(fd);
   std::uint64_t n;
   {
@@ -216,7 +215,7 @@ void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failu
     conn->identify_error = identity.error().message();
     conn->principal = "uid:" + std::to_string(cred.uid);
     if (on_refused_ && first_failure) {
-      on_refused_(cred, "identity_refused", conn->identify_error, true);
+      on_refused_(cred, AuditEvent::identity_refused, conn->identify_error, true);
     }
   }
   const auto& lim = options_.limits;
@@ -245,7 +244,7 @@ void UnixListener::admit(int fd, Result<PeerIdentity> identity, bool first_failu
     }
   }
   if (!over.empty()) {
-    refuse(fd, cred, "connection_refused", over);
+    refuse(fd, cred, AuditEvent::connection_refused, over);
     return;
   }
   int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "common/audit_event.h"
 #include "common/result.h"
 #include "connection.h"
 #include "identity_resolver.h"
@@ -55,7 +56,7 @@ class UnixListener {
   using AppOfFn = std::function<std::string(const PeerIdentity&)>;
   // A connection refused: its identity could not be resolved (`first`: not
   // seen before for that executable) or a limit was hit. For the audit trail.
-  using RefusedFn = std::function<void(const ucred& who, const std::string& event,
+  using RefusedFn = std::function<void(const ucred& who, AuditEvent event,
                                        const std::string& reason, bool first)>;
 
   static Result<std::unique_ptr<UnixListener>> bind(const ListenerOptions& options);
@@ -79,7 +80,7 @@ class UnixListener {
   void accept_loop();
   // Runs on a resolver thread once `fd`'s identity is known.
   void admit(int fd, Result<PeerIdentity> identity, bool first_failure);
-  void refuse(int fd, const ucred& who, const std::string& event, const std::string& reason);
+  void refuse(int fd, const ucred& who, AuditEvent event, const std::string& reason);
   void monitor_loop();
   int fresh_fd(int fd);
   void drop(int grpc_fd);

@@ -558,8 +558,10 @@ class Ctl {
     grpc::ClientContext ctx;
     if (!req.follow()) deadline(ctx);
     auto reader = stub().TailAudit(&ctx, req);
-    v1::AuditRecord r;
-    while (reader->Read(&r)) out(r.json());  // the log is JSON lines already
+    v1::TailAuditResponse r;
+    // The log is JSON lines already: each as written (what the chain
+    // hashes), else the typed record's JSON mapping.
+    while (reader->Read(&r)) out(!r.json().empty() ? r.json() : to_json_line(r.record()));
     auto st = reader->Finish();
     if (!st.ok()) raise(st);
     return 0;

@@ -4,6 +4,7 @@
 
 #include "agent/attest/boot_integrity_check.h"
 #include "agent/health/standard_checks.h"
+#include "common/audit_events.h"
 #include "common/audit_sink.h"
 #include "common/log.h"
 
@@ -122,12 +123,7 @@ std::unique_ptr<HealthMonitor> build_health_monitor(const HealthConfig& config,
     if (gate) gate->set_terminal_health(to_policy(r.state), r.reasons);
     std::string reasons;
     for (auto& x : r.reasons) reasons += (reasons.empty() ? "" : "; ") + x;
-    AuditEntry e;
-    e.event = "health_changed";
-    e.device = "terminal";
-    e.op = to_string(r.state);
-    e.reason = reasons.empty() ? "all checks ok" : reasons;
-    if (audit) audit->record(e);
+    if (audit) audit->record(audit::health_changed(to_string(r.state), reasons));
     auto line =
         std::string("health ") + to_string(r.state) + (reasons.empty() ? "" : ": " + reasons);
     if (r.state == HealthState::ok) {

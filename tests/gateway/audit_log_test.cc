@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "audit_test_util.h"
+#include "common/audit_events.h"
 
 namespace portier::agent {
 namespace {
@@ -27,17 +28,8 @@ using test::slurp;
 using test::wait_until;
 
 AuditEntry deny(const Caller& c) {
-  AuditEntry e;
-  e.caller = &c;
-  e.app = "kiosk-ui";
-  e.device = "scanner0";
-  e.op = "claim";
-  e.decision = "deny";
-  e.rule = 3;
-  e.line = 12;
-  e.policy = "/etc/portier/policy.toml";
-  e.reason = "rule 3";
-  return e;
+  return audit::decision(&c, "kiosk-ui", "scanner0", "claim", false,
+                         {3, 12, "/etc/portier/policy.toml"}, "rule 3");
 }
 
 // Every line of the trail (oldest file first).
@@ -114,9 +106,12 @@ TEST(AuditLogTest, RecordDurableReturnsOnceTheRecordIsOnDisk_REQ29) {
   auto path = d.path + "/a.jsonl";
   auto log = AuditLog::open(path);
   ASSERT_TRUE(log);
-  auto r = (*log)->record_durable(event("claim_granted", "lease 10s"), 5s);
+  // (Before events were typed this recorded a made-up "claim_granted".)
+  auto r = (*log)->record_durable(
+      audit::decision(nullptr, "", "scanner0", "claim", true, {}, "lease 10s"), 5s);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_NE(slurp(path).find("\"event\":\"claim_granted\""), std::string::npos);
+  EXPECT_NE(slurp(path).find("\"event\":\"decision\""), std::string::npos);
+  EXPECT_NE(slurp(path).find("\"decision\":\"allow\",\"rule\":0,\"line\":0,"), std::string::npos);
   EXPECT_EQ((*log)->failure(), "");
 }
 
@@ -128,7 +123,7 @@ TEST(AuditLogTest, RotatesAtTheSizeLimit) {
   auto log = AuditLog::open(path, o);
   ASSERT_TRUE(log);
   for (int i = 0; i < 100; ++i) {
-    (*log)->record(event("lease_released", "record " + std::to_string(i)));
+    (*log)->record(event(AuditEvent::lease_released, "record " + std::to_string(i)));
     ASSERT_TRUE((*log)->flush());
   }
   EXPECT_TRUE(std::filesystem::exists(path + ".1"));
@@ -146,10 +141,11 @@ TEST(AuditLogTest, ChainContinuesAcrossRotationAndRestart_REQ29) {
   for (int run = 0; run < 2; ++run) {
     auto log = AuditLog::open(path, o);
     ASSERT_TRUE(log);
-    (*log)->record(event("policy_loaded", "run " + std::to_string(run)));
+    (*log)->record(event(AuditEvent::policy_loaded, "run " + std::to_string(run)));
     for (int i = 0; i < 60; ++i) {
-      (*log)->record(event("lease_released", "run " + std::to_string(run) + " record " +
-                                                 std::to_string(i) + std::string(100, 'x')));
+      (*log)->record(event(
+          AuditEvent::lease_released,
+          "run " + std::to_string(run) + " record " + std::to_string(i) + std::string(100, 'x')));
     }
     ASSERT_TRUE((*log)->flush());
   }
@@ -185,10 +181,11 @@ TEST(AuditLogTest, RotationKeepsKFilesAndCarriesPolicyAndHealth_REQ29) {
   o.keep_files = 3;
   auto log = AuditLog::open(path, o);
   ASSERT_TRUE(log);
-  (*log)->record(event("policy_loaded", "generation 1 at start"));
-  (*log)->record(event("health_changed", "OK -> DEGRADED"));
+  (*log)->record(event(AuditEvent::policy_loaded, "generation 1 at start"));
+  (*log)->record(event(AuditEvent::health_changed, "OK -> DEGRADED"));
   for (int i = 0; i < 200; ++i) {
-    (*log)->record(event("lease_released", "record " + std::to_string(i) + std::string(200, 'y')));
+    (*log)->record(
+        event(AuditEvent::lease_released, "record " + std::to_string(i) + std::string(200, 'y')));
   }
   ASSERT_TRUE((*log)->flush());
   for (int i = 1; i <= 3; ++i) EXPECT_TRUE(std::filesystem::exists(path + "." + std::to_string(i)));
@@ -209,7 +206,8 @@ TEST(AuditLogTest, RotationKeepsKFilesAndCarriesPolicyAndHealth_REQ29) {
   log = AuditLog::open(path, o);
   ASSERT_TRUE(log);
   for (int i = 0; i < 60; ++i) {
-    (*log)->record(event("lease_released", "again " + std::to_string(i) + std::string(200, 'z')));
+    (*log)->record(
+        event(AuditEvent::lease_released, "again " + std::to_string(i) + std::string(200, 'z')));
   }
   ASSERT_TRUE((*log)->flush());
   EXPECT_NE(file_lines(path).at(0).find("\"carried_from\":1,"), std::string::npos);
@@ -224,11 +222,11 @@ TEST(AuditLogTest, DeletedOrReplacedFileIsReopenedWithTheGapRecorded_REQ28) {
   auto path = d.path + "/audit.jsonl";
   auto log = AuditLog::open(path);
   ASSERT_TRUE(log);
-  (*log)->record(event("policy_loaded", "generation 1"));
-  (*log)->record(event("lease_released", "one"));
+  (*log)->record(event(AuditEvent::policy_loaded, "generation 1"));
+  (*log)->record(event(AuditEvent::lease_released, "one"));
   ASSERT_TRUE((*log)->flush());
   ASSERT_EQ(::unlink(path.c_str()), 0);
-  (*log)->record(event("lease_released", "two"));
+  (*log)->record(event(AuditEvent::lease_released, "two"));
   ASSERT_TRUE((*log)->flush());
   auto lines = file_lines(path);
   ASSERT_EQ(lines.size(), 3u);
@@ -248,7 +246,7 @@ TEST(AuditLogTest, DeletedOrReplacedFileIsReopenedWithTheGapRecorded_REQ28) {
   auto other = d.path + "/other";
   test::write_lines(other, {});
   ASSERT_EQ(::rename(other.c_str(), path.c_str()), 0);
-  (*log)->record(event("lease_released", "three"));
+  (*log)->record(event(AuditEvent::lease_released, "three"));
   ASSERT_TRUE((*log)->flush());
   lines = file_lines(path);
   ASSERT_EQ(lines.size(), 3u);
@@ -275,11 +273,11 @@ TEST(AuditLogTest, UnopenableFileFailsClosedAndRecoversByItself_REQ28) {
     std::lock_guard lock(mu);
     states.push_back(s);
   });
-  (*log)->record(event("policy_loaded", "generation 1"));
+  (*log)->record(event(AuditEvent::policy_loaded, "generation 1"));
   ASSERT_TRUE((*log)->flush());
   ASSERT_EQ(::unlink(path.c_str()), 0);
   ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);  // the path can no longer be opened for writing
-  auto r = (*log)->record_durable(event("claim_granted", "kept 0"), 5s);
+  auto r = (*log)->record_durable(event(AuditEvent::decision, "kept 0"), 5s);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::unavailable);
   EXPECT_EQ(r.error().message(), "audit: " + path + ": cannot open: Is a directory");
@@ -289,9 +287,10 @@ TEST(AuditLogTest, UnopenableFileFailsClosedAndRecoversByItself_REQ28) {
     return !states.empty();
   }));
   // While failing, record_durable fails at once; records are kept up to 4 KiB.
-  auto again = (*log)->record_durable(event("claim_granted", "kept 1"), 5s);
+  auto again = (*log)->record_durable(event(AuditEvent::decision, "kept 1"), 5s);
   EXPECT_FALSE(again);
-  for (int i = 0; i < 40; ++i) (*log)->record(event("lease_released", std::string(200, 'k')));
+  for (int i = 0; i < 40; ++i)
+    (*log)->record(event(AuditEvent::lease_released, std::string(200, 'k')));
   ASSERT_EQ(::rmdir(path.c_str()), 0);
   ASSERT_TRUE(wait_until([&] { return (*log)->failure().empty(); }));
   ASSERT_TRUE((*log)->flush());
@@ -338,7 +337,7 @@ TEST(AuditLogTest, ReplacedStateCallbackIsNeverCalledAgain) {
   (*log)->on_state([&](const std::string&) { ++calls; });
   ASSERT_EQ(::unlink(path.c_str()), 0);
   ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);
-  (*log)->record(event("lease_released", "one"));
+  (*log)->record(event(AuditEvent::lease_released, "one"));
   ASSERT_TRUE(wait_until([&] { return calls == 1; }));
   (*log)->on_state(nullptr);
   ASSERT_EQ(::rmdir(path.c_str()), 0);
@@ -374,7 +373,7 @@ TEST(AuditLogTest, DiskFullFailsClosedAndRecoversWithNothingLost_REQ28) {
     std::lock_guard lock(mu);
     states.push_back(s);
   });
-  (*log)->record(event("policy_loaded", "generation 1"));
+  (*log)->record(event(AuditEvent::policy_loaded, "generation 1"));
   ASSERT_TRUE((*log)->flush());
 
   auto filler = mnt + "/filler";
@@ -391,7 +390,8 @@ TEST(AuditLogTest, DiskFullFailsClosedAndRecoversWithNothingLost_REQ28) {
   int written = 0;
   for (; written < 64; ++written) {
     r = (*log)->record_durable(
-        event("claim_granted", "durable " + std::to_string(written) + std::string(400, 'd')), 5s);
+        event(AuditEvent::decision, "durable " + std::to_string(written) + std::string(400, 'd')),
+        5s);
     if (!r) break;
   }
   ASSERT_FALSE(r);
@@ -403,7 +403,8 @@ TEST(AuditLogTest, DiskFullFailsClosedAndRecoversWithNothingLost_REQ28) {
     return !states.empty();
   }));
   EXPECT_FALSE((*log)->flush(50ms));
-  for (int i = 0; i < 20; ++i) (*log)->record(event("lease_released", "kept " + std::to_string(i)));
+  for (int i = 0; i < 20; ++i)
+    (*log)->record(event(AuditEvent::lease_released, "kept " + std::to_string(i)));
 
   ASSERT_EQ(::unlink(filler.c_str()), 0);
   ASSERT_TRUE(wait_until([&] { return (*log)->failure().empty(); }));
@@ -443,7 +444,7 @@ TEST(AuditLogTest, FloodFromOneUidKeepsPolicyAndBoundsLines_REQ28_REQ29) {
   o.denials.report_every = 50ms;
   auto log = AuditLog::open(path, o);
   ASSERT_TRUE(log);
-  (*log)->record(event("policy_loaded", "generation 1 at start"));
+  (*log)->record(event(AuditEvent::policy_loaded, "generation 1 at start"));
   ASSERT_TRUE((*log)->flush());
   Caller attacker{4242, 4242, 99, std::string(130000, 'e'), "", ""};
   for (int i = 0; i < 60; ++i) {
@@ -478,7 +479,7 @@ TEST(AuditLogTest, FloodFromOneUidKeepsPolicyAndBoundsLines_REQ28_REQ29) {
 }
 
 TEST(AuditLogTest, StringFieldsAreCutAtAUtf8Boundary) {
-  AuditEntry e = event("alarm");
+  AuditEntry e = event(AuditEvent::alarm);
   std::string han;
   for (int i = 0; i < 300; ++i) han += "中";  // 3 bytes each: 900 bytes
   e.device = han;
@@ -503,7 +504,7 @@ TEST(AuditLogTest, TailMemoryIsBoundedInBytes) {
     auto log = AuditLog::open(path, o);
     ASSERT_TRUE(log);
     for (int i = 0; i < 3000; ++i) {
-      (*log)->record(event("lease_released", std::to_string(i) + std::string(300, 't')));
+      (*log)->record(event(AuditEvent::lease_released, std::to_string(i) + std::string(300, 't')));
     }
     ASSERT_TRUE((*log)->flush());
     auto tail = (*log)->tail(10000);
@@ -535,8 +536,8 @@ TEST(AuditLogTest, TornLastLineIsTruncatedAndRecorded_REQ29) {
   {
     auto log = AuditLog::open(path);
     ASSERT_TRUE(log);
-    (*log)->record(event("policy_loaded", "generation 1"));
-    (*log)->record(event("lease_released", "one"));
+    (*log)->record(event(AuditEvent::policy_loaded, "generation 1"));
+    (*log)->record(event(AuditEvent::lease_released, "one"));
     ASSERT_TRUE((*log)->flush());
   }
   const std::string torn = "{\"seq\":3,\"prev\":\"00";
@@ -546,7 +547,7 @@ TEST(AuditLogTest, TornLastLineIsTruncatedAndRecorded_REQ29) {
   }
   auto log = AuditLog::open(path);
   ASSERT_TRUE(log);
-  (*log)->record(event("lease_released", "two"));
+  (*log)->record(event(AuditEvent::lease_released, "two"));
   ASSERT_TRUE((*log)->flush());
   auto lines = file_lines(path);
   ASSERT_EQ(lines.size(), 4u);
@@ -568,7 +569,7 @@ TEST(AuditLogTest, UnchainedFileIsRotatedAway_REQ29) {
   test::write_lines(path, {"{\"time\":\"2026-01-01T00:00:00.000Z\",\"event\":\"policy_loaded\"}"});
   auto log = AuditLog::open(path);
   ASSERT_TRUE(log);
-  (*log)->record(event("lease_released", "one"));
+  (*log)->record(event(AuditEvent::lease_released, "one"));
   ASSERT_TRUE((*log)->flush());
   EXPECT_EQ(file_lines(path + ".1").size(), 1u);
   auto lines = file_lines(path);
@@ -604,20 +605,10 @@ TEST(AuditLogTest, FailedActionsAreRateLimitedPerUid_REQ28) {
   ASSERT_TRUE(log);
   Caller app{4343, 4343, 77, "/opt/pay", "", ""};
   for (int i = 0; i < 60; ++i) {
-    AuditEntry e;
-    e.event = "action_failed";
-    e.caller = &app;
-    e.device = "rdr0";
-    e.op = "transmit";
-    e.reason = "transmit: malformed APDU";
-    (*log)->record(e);
+    (*log)->record(audit::action_failed(&app, "", "rdr0", "transmit", "transmit: malformed APDU"));
   }
   for (int i = 0; i < 30; ++i) {
-    AuditEntry e;
-    e.event = "lease_released";
-    e.caller = &app;
-    e.device = "rdr0";
-    (*log)->record(e);
+    (*log)->record(audit::lease_released(&app, "", "rdr0", ""));
   }
   ASSERT_TRUE((*log)->flush());
   ASSERT_TRUE(wait_until([&] {

@@ -56,9 +56,9 @@ inline bool wait_until(const std::function<bool()>& pred,
   return true;
 }
 
-inline AuditEntry event(const std::string& name, const std::string& reason = {}) {
+inline AuditEntry event(AuditEvent kind, const std::string& reason = {}) {
   AuditEntry e;
-  e.event = name;
+  e.event = kind;
   e.reason = reason;
   return e;
 }

@@ -26,10 +26,10 @@ class AuditVerifyTest : public ::testing::Test {
     o.keep_files = 50;
     auto log = AuditLog::open(path_, o);
     ASSERT_TRUE(log);
-    (*log)->record(test::event("policy_loaded", "generation 1"));
+    (*log)->record(test::event(AuditEvent::policy_loaded, "generation 1"));
     for (int i = 0; i < 80; ++i) {
-      (*log)->record(
-          test::event("lease_released", "record " + std::to_string(i) + std::string(100, 'x')));
+      (*log)->record(test::event(AuditEvent::lease_released,
+                                 "record " + std::to_string(i) + std::string(100, 'x')));
     }
     ASSERT_TRUE((*log)->flush());
     for (int i = 50; i >= 1; --i) {

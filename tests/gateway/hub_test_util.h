@@ -23,8 +23,10 @@ class MemoryAudit final : public AuditSink {
  public:
   void record(const AuditEntry& e) override {
     std::lock_guard lock(mu_);
-    events_.push_back(e.event + (e.decision.empty() ? "" : ":" + e.decision) + " " + e.device +
-                      (e.reason.empty() ? "" : " (" + e.reason + ")"));
+    const AuditDecision d = e.decision;
+    events_.push_back(std::string(audit_event_name(e.event)) +
+                      (d == AuditDecision::none ? "" : ":" + std::string(audit_decision_name(d))) +
+                      " " + e.device + (e.reason.empty() ? "" : " (" + e.reason + ")"));
   }
   std::vector<std::string> tail(std::size_t) override { return {}; }
   int follow(std::function<void(const std::string&)>) override { return 0; }

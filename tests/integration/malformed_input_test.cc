@@ -174,7 +174,7 @@ TEST_F(ApiAbuseTest, OutOfRangeCallsGetClearErrors) {
     v1::TailAuditRequest r;
     r.set_count(10001);
     auto reader = stub->TailAudit(&ctx, r);
-    v1::AuditRecord rec;
+    v1::TailAuditResponse rec;
     EXPECT_FALSE(reader->Read(&rec));
     auto st = reader->Finish();
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

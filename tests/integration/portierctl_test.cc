@@ -149,9 +149,44 @@ TEST_F(PortierctlTest, AuditTailShowsDenials) {
   grpc::ClientContext ctx;
   v1::TailAuditRequest req;
   auto reader = stub->TailAudit(&ctx, req);
-  v1::AuditRecord rec;
+  v1::TailAuditResponse rec;
   EXPECT_FALSE(reader->Read(&rec));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  // Once it may: each record comes as its line and typed (audit.proto).
+  auto policy =
+      "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\", \"configure\"]");
+  replace_file(daemon_->policy_path(), policy);
+  ASSERT_TRUE(wait_until([&] { return daemon_->health().policy().generation() == 2; }));
+  grpc::ClientContext ctx2;
+  req.set_count(100);
+  auto typed = stub->TailAudit(&ctx2, req);
+  int records = 0, denials = 0;
+  std::uint64_t last_seq = 0;
+  while (typed->Read(&rec)) {
+    ++records;
+    ASSERT_TRUE(rec.has_record()) << rec.json();
+    const auto& t = rec.record();
+    EXPECT_EQ(rec.json().rfind(
+                  "{\"seq\":" + std::to_string(t.seq()) + ",\"prev\":\"" + t.prev() + "\",", 0),
+              0u)
+        << rec.json();
+    EXPECT_GT(t.seq(), last_seq);
+    last_seq = t.seq();
+    EXPECT_NE(t.event(), v1::AuditEvent::event_unspecified) << rec.json();
+    EXPECT_GT(t.time().seconds(), 0) << rec.json();
+    if (t.event() == v1::AuditEvent::decision && t.decision() == v1::AuditRecord::deny &&
+        t.op() == "write") {
+      ++denials;
+      EXPECT_EQ(t.device(), "sim0");
+      EXPECT_EQ(t.app().name(), "admin-cli");
+      EXPECT_EQ(t.app().exe(), ctl_);
+      EXPECT_TRUE(t.has_rule());
+    }
+  }
+  EXPECT_TRUE(typed->Finish().ok());
+  EXPECT_GE(records, 3);
+  EXPECT_EQ(denials, 1);
 }
 
 // REQ-29: `portierctl audit verify` checks the daemon's hash-chained trail

@@ -22,7 +22,7 @@ struct Recorder final : AuditSink {
   void unfollow(int) override {}
   int count(const std::string& event) const {
     int n = 0;
-    for (auto& e : entries) n += e.event == event;
+    for (auto& e : entries) n += audit_event_name(e.event) == event;
     return n;
   }
 };
