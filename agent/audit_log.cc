@@ -284,18 +284,22 @@ void AuditLog::record(const AuditEntry& e) {
   const AuditEvent event = e.event;
   bool deny = (e.decision == AuditDecision::deny && event != AuditEvent::allow_revoked) ||
               event == AuditEvent::action_failed || event == AuditEvent::identity_lost;
+  // Admitted first: a suppressed denial costs no formatting (the JSON
+  // printer takes microseconds); both records are made outside the lock.
+  std::optional<Note> suppressed;
+  if (deny) {
+    std::string key = e.caller ? std::to_string(e.caller->uid) : "unidentified";
+    std::uint64_t count = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (!limiter_.admit(key, &count)) return;
+    }
+    if (count > 0) suppressed = suppressed_note(key, count);
+  }
   std::string body = to_body(e, options_.max_field_bytes);
   {
     std::lock_guard lock(mu_);
-    if (deny) {
-      std::string key = e.caller ? std::to_string(e.caller->uid) : "unidentified";
-      std::uint64_t suppressed = 0;
-      if (!limiter_.admit(key, &suppressed)) return;
-      if (suppressed > 0) {
-        auto n = suppressed_note(key, suppressed);
-        push_locked(std::move(n.body), std::move(n.event));
-      }
-    }
+    if (suppressed) push_locked(std::move(suppressed->body), std::move(suppressed->event));
     push_locked(std::move(body), std::string(audit_event_name(event)));
   }
   cv_.notify_one();
