@@ -1,7 +1,8 @@
 // An AuditEntry (common/audit_sink.h) as the typed record of
 // proto/portier/v1/audit.proto, and that record as the trail's JSON line:
-// protobuf's JSON mapping, with 64-bit integers as JSON numbers and the chain
-// fields (seq, prev, carried_from) left to the writer, which puts them first.
+// its proto3 JSON mapping, with 64-bit integers as JSON numbers, time with
+// milliseconds, and the chain fields (seq, prev, carried_from) left to the
+// writer, which puts them first.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@ v1::AuditRecord to_record(const AuditEntry& entry, std::size_t max_field,
 
 // The record's JSON mapping without the opening brace, as the line holds it
 // after the chain fields: "time":...}. Fields in field-number order, absent
-// when unset (the chain fields of `record` must be unset).
+// when unset; `time` and `event` always. The chain fields are not written.
 std::string record_body(const v1::AuditRecord& record);
 
 // A line of the trail (any version) read back into the record; nullopt when
