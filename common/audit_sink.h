@@ -19,38 +19,13 @@ namespace portier {
 // common/audit_events.h, one per event kind. agent/audit_log turns it into
 // proto/portier/v1/audit.proto's AuditRecord, whose JSON mapping the trail is.
 struct AuditEntry {
-  // The kind. Assigning a name (`e.event = "alarm"`) is the untyped form
-  // that came before the builders, left (deprecated: the compiler names each
-  // use) only until the last hand-built entries use the builders; an unknown
-  // name is AuditEvent::unspecified and is not written.
-  struct Event {
-    constexpr Event(AuditEvent e = AuditEvent::decision) : kind(e) {}
-    [[deprecated("build audit entries with common/audit_events.h")]] Event(const char* name)
-        : kind(parse_audit_event(name).value_or(AuditEvent::unspecified)) {}
-    [[deprecated("build audit entries with common/audit_events.h")]] Event(const std::string& name)
-        : kind(parse_audit_event(name).value_or(AuditEvent::unspecified)) {}
-    constexpr operator AuditEvent() const { return kind; }
-    AuditEvent kind;
-  };
-  // As Event, for the decision ("allow", ...; "" = AuditDecision::none).
-  struct Decision {
-    constexpr Decision(AuditDecision d = AuditDecision::none) : kind(d) {}
-    [[deprecated("build audit entries with common/audit_events.h")]] Decision(const char* name)
-        : kind(parse_audit_decision(name)) {}
-    [[deprecated("build audit entries with common/audit_events.h")]] Decision(
-        const std::string& name)
-        : kind(parse_audit_decision(name)) {}
-    constexpr operator AuditDecision() const { return kind; }
-    AuditDecision kind;
-  };
-
-  Event event = AuditEvent::decision;
+  AuditEvent event = AuditEvent::decision;
   const Caller* caller = nullptr;  // null for daemon-internal events
   std::string app;                 // declared app name, "" when none
   std::string device;
   std::string op;
-  Decision decision;  // none for plain events; with one, rule and line are written
-  int rule = 0;       // 0 = default deny / not applicable
+  AuditDecision decision = AuditDecision::none;  // with one, rule and line are written
+  int rule = 0;                                  // 0 = default deny / not applicable
   int line = 0;
   std::string policy;  // policy file
   // The trail's own records (denials_suppressed, audit_truncated, ...).

@@ -1,5 +1,6 @@
 #include "access_decider.h"
 
+#include "common/audit_events.h"
 #include "quoted.h"
 
 namespace portier::gateway {
@@ -28,13 +29,7 @@ Result<void> AccessDecider::verify_caller(Connection& conn, const std::string& d
                     "caller could not be identified: " + conn.identify_error);
   }
   if (auto ok = verify_peer(conn.identity); !ok) {
-    AuditEntry e;
-    e.caller = &conn.caller();
-    e.device = device_id;
-    e.op = op;
-    e.decision = "deny";
-    e.reason = ok.error().why;
-    audit_.record(e);
+    audit_.record(audit::refusal(&conn.caller(), device_id, op, ok.error().why));
     return fail_msg(Errc::permission_denied, ok.error().message());
   }
   return {};
@@ -147,12 +142,7 @@ Result<void> AccessDecider::record_allow(const AuditEntry& entry, const std::str
   // The allow stays queued and reaches the file once the trail recovers:
   // the refusal that follows is recorded right behind it, so the trail
   // never shows a granted operation that did not happen.
-  AuditEntry refused = entry;
-  refused.event = "allow_revoked";
-  refused.decision = "deny";
-  refused.reason =
-      "refused after all: its audit record could not be written in time (" + r.error().why + ")";
-  audit_.record(refused);
+  audit_.record(audit::allow_revoked(entry, r.error().why));
   return fail_msg(Errc::unavailable, what + " refused: its audit record cannot be written (" +
                                          r.error().message() +
                                          "); it is allowed again once the audit trail is");
@@ -167,17 +157,9 @@ void AccessDecider::record_decision(const Connection* conn, const std::string& a
 AuditEntry AccessDecider::decision_entry(const Connection* conn, const std::string& app,
                                          const std::string& device, Op op,
                                          const policy::Decision& d, const std::string& reason) {
-  AuditEntry e;
-  e.caller = conn ? &conn->caller() : nullptr;
-  e.app = app;
-  e.device = device;
-  e.op = std::string(policy::op_name(op));
-  e.decision = d.allow ? "allow" : "deny";
-  e.rule = d.rule;
-  e.line = d.line;
-  e.policy = d.source;
-  e.reason = reason;
-  return e;
+  return audit::decision(conn ? &conn->caller() : nullptr, app, device,
+                         std::string(policy::op_name(op)), d.allow, {d.rule, d.line, d.source},
+                         reason);
 }
 
 }  // namespace portier::gateway

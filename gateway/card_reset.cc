@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "common/audit_events.h"
 namespace portier::gateway {
 
 void CardReset::after_lease(drivers::Driver& driver, const std::string& device_id) {
@@ -14,12 +15,7 @@ void CardReset::after_lease(drivers::Driver& driver, const std::string& device_i
     r.device_id = device_id;
     r.action = "reset";
     auto res = driver.act(r);
-    AuditEntry e;
-    e.event = "card_reset";
-    e.device = device_id;
-    e.reason =
-        res ? "after the lease ended" : "after the lease ended, failed: " + res.error().message();
-    audit_.record(e);
+    audit_.record(audit::card_reset(device_id, res ? "" : res.error().message()));
     std::lock_guard lock(mu_);
     --running_;
     cv_.notify_all();

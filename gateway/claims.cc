@@ -1,5 +1,6 @@
 #include "claims.h"
 
+#include "common/audit_events.h"
 #include "quoted.h"
 
 namespace portier::gateway {
@@ -29,11 +30,9 @@ Result<Lease> Claims::claim(std::unique_lock<std::mutex>& lock,
   if (auto* holder = p_.leases.holder(device_id)) {
     std::string who = holder->app.empty() ? "an undeclared app" : "app '" + holder->app + "'";
     if (holder->conn_id == conn->id) who = "this connection";
-    auto e = AccessDecider::decision_entry(conn.get(), a.decision.app, device_id, policy::Op::claim,
-                                           a.decision, "held by " + who);
-    e.event = "claim";
-    e.decision = "deny";
-    p_.audit.record(e);
+    const auto& d = a.decision;
+    p_.audit.record(
+        audit::claim_held(&conn->caller(), d.app, device_id, {d.rule, d.line, d.source}, who));
     return fail_msg(Errc::already_exists, quoted(device_id) + " is claimed by " + who + " for " +
                                               std::to_string(p_.leases.seconds_left(*holder)) +
                                               " more seconds; retry later");
@@ -73,7 +72,7 @@ Result<Lease> Claims::renew(std::unique_lock<std::mutex>& lock, Connection& conn
   // and audited like a claim (a lease cannot outlive the rights it needs).
   auto a = p_.access.check(conn, p_.registry.find(device_id), device_id, policy::Op::claim, snap);
   if (!a.ok()) {
-    end({device_id}, "lease_revoked", "renewal refused: " + a.status.error().message());
+    end({device_id}, audit::lease_revoked, "renewal refused: " + a.status.error().message());
     return std::unexpected(a.status.error());
   }
   auto e =
@@ -91,23 +90,17 @@ Result<Lease> Claims::renew(std::unique_lock<std::mutex>& lock, Connection& conn
 Result<void> Claims::release(Connection& conn, const std::string& lease_id) {
   auto* l = p_.leases.find(lease_id, conn.id);
   if (!l) return std::unexpected(not_held(lease_id));
-  end({l->device_id}, "lease_released", "released by holder");
+  end({l->device_id}, audit::lease_released, "released by holder");
   return {};
 }
 
-void Claims::end(const std::vector<std::string>& devices, const std::string& event,
+void Claims::end(const std::vector<std::string>& devices, LeaseEndRecord record,
                  const std::string& reason) {
   for (auto& device_id : devices) {
     auto lease = p_.leases.remove(device_id);
     if (!lease) continue;
-    AuditEntry e;
-    e.event = event;
     auto conn = lease->conn.lock();
-    e.caller = conn ? &conn->caller() : nullptr;
-    e.app = lease->app;
-    e.device = device_id;
-    e.reason = reason;
-    p_.audit.record(e);
+    p_.audit.record(record(conn ? &conn->caller() : nullptr, lease->app, device_id, reason));
     if (auto* dev = p_.registry.find(device_id)) {
       p_.changes.notify(*dev, ChangeKind::state_changed);
       if (dev->has_action("reset") && dev->driver) resets_.after_lease(*dev->driver, device_id);
@@ -124,7 +117,7 @@ void Claims::revoke_disallowed(const PolicySnapshot& snap) {
       revoked.push_back(dev_id);
     }
   }
-  end(revoked, "lease_revoked", "the new policy no longer allows the claim");
+  end(revoked, audit::lease_revoked, "the new policy no longer allows the claim");
 }
 
 void Claims::revoke_gated(const PolicySnapshot& snap) {
@@ -139,7 +132,7 @@ void Claims::revoke_gated(const PolicySnapshot& snap) {
       gated.emplace_back(dev_id, why);
     }
   }
-  for (auto& [dev, why] : gated) end({dev}, "lease_revoked", why);
+  for (auto& [dev, why] : gated) end({dev}, audit::lease_revoked, why);
 }
 
 }  // namespace portier::gateway

@@ -15,6 +15,7 @@
 
 #include "access_decider.h"
 #include "card_reset.h"
+#include "common/audit_events.h"
 #include "common/audit_sink.h"
 #include "connection.h"
 #include "device_changes.h"
@@ -46,10 +47,14 @@ class Claims {
                       const PolicySnapshot& snap);
   Result<void> release(Connection& conn, const std::string& lease_id);
 
-  // Ends the lease on each of `devices` (if held), audited as `event`.
-  void end(const std::vector<std::string>& devices, const std::string& event,
+  // How a lease end is recorded: audit::lease_released, lease_expired or
+  // lease_revoked (common/audit_events.h).
+  using LeaseEndRecord = AuditEntry (*)(const Caller* caller, std::string app, std::string device,
+                                        std::string reason);
+  // Ends the lease on each of `devices` (if held), recorded by `record`.
+  void end(const std::vector<std::string>& devices, LeaseEndRecord record,
            const std::string& reason);
-  void expire() { end(p_.leases.expired(), "lease_expired", "lease ran out"); }
+  void expire() { end(p_.leases.expired(), audit::lease_expired, "lease ran out"); }
   // Takes back the leases `snap` no longer allows.
   void revoke_disallowed(const PolicySnapshot& snap);
   // Takes back the leases whose claim the terminal's health refuses now.

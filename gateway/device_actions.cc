@@ -1,5 +1,6 @@
 #include "device_actions.h"
 
+#include "common/audit_events.h"
 #include "quoted.h"
 
 namespace portier::gateway {
@@ -44,14 +45,9 @@ Result<drivers::ActionResult> DeviceActions::act(Connection& conn,
   if (!r) {
     // Failed conversions are audited with the source and the reason
     // (never the payload).
-    AuditEntry e;
-    e.event = "action_failed";
-    e.caller = &conn.caller();
-    e.app = decision.app;
-    e.device = device_id;
-    e.op = std::string(policy::op_name(grant->op));
-    e.reason = request.action + ": " + r.error().message();
-    audit_.record(e);
+    audit_.record(audit::action_failed(&conn.caller(), decision.app, device_id,
+                                       std::string(policy::op_name(grant->op)),
+                                       request.action + ": " + r.error().message()));
     return fail_msg(r.error().code, r.error().message());
   }
   return r;

@@ -1,5 +1,6 @@
 #include "device_hub.h"
 
+#include "common/audit_events.h"
 #include "common/log.h"
 #include "quoted.h"
 
@@ -73,7 +74,7 @@ void DeviceHub::device_removed(const std::string& id) {
   {
     std::lock_guard lock(mu_);
     if (!registry_.find(id) || id == kTerminalId) return;
-    claims_.end({id}, "lease_released", "device removed");
+    claims_.end({id}, audit::lease_released, "device removed");
     auto gone = registry_.remove(id);
     health_.set_device_problem(id, "");
     changes_.notify(*gone, ChangeKind::removed);
@@ -118,12 +119,7 @@ void DeviceHub::device_event(const std::string& id, drivers::DeviceEvent event) 
     std::string details;
     for (auto& [k, v] : a->details) details += " " + k + "=" + v;
     log_warning("ALARM device " + id + " " + a->code + ": " + a->message + details);
-    AuditEntry e;
-    e.event = "alarm";
-    e.device = id;
-    e.op = a->code;
-    e.reason = a->message + details;
-    audit_.record(e);
+    audit_.record(audit::alarm(id, a->code, a->message + details));
   }
   rec->event = std::move(event);
   events_.deliver(id, holder, std::move(rec));
@@ -260,26 +256,22 @@ void DeviceHub::record_self_tests(const std::vector<drivers::SelfTestResult>& re
   std::lock_guard lock(mu_);
   for (auto& r : results) {
     health_.add_self_test(r);
-    AuditEntry e;
-    e.event = "self_test";
-    e.device = r.device_id;
-    e.decision = r.passed() ? "pass" : "fail";
-    e.reason = std::string("present=") + (r.present ? "yes" : "no") +
-               " responding=" + (r.responding ? "yes" : "no") +
-               " identity=" + (r.identity_ok ? "ok" : "MISMATCH") +
-               (r.detail.empty() ? "" : "; " + r.detail);
-    audit_.record(e);
+    const std::string detail = std::string("present=") + (r.present ? "yes" : "no") +
+                               " responding=" + (r.responding ? "yes" : "no") +
+                               " identity=" + (r.identity_ok ? "ok" : "MISMATCH") +
+                               (r.detail.empty() ? "" : "; " + r.detail);
+    audit_.record(audit::self_test(r.device_id, r.passed(), detail));
     if (r.passed()) {
       log_info("self-test " + r.device_id + ": passed");
     } else {
-      log_warning("self-test " + r.device_id + ": FAILED: " + e.reason);
+      log_warning("self-test " + r.device_id + ": FAILED: " + detail);
     }
   }
 }
 
 void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {
   std::lock_guard lock(mu_);
-  claims_.end(leases_.held_by(conn->id), "lease_released", "holder disconnected");
+  claims_.end(leases_.held_by(conn->id), audit::lease_released, "holder disconnected");
 }
 
 void DeviceHub::end_all_streams(const Error& why) {
@@ -321,12 +313,8 @@ void DeviceHub::reverify_connections() {
     std::function<void(std::uint64_t)> sever;
     {
       std::lock_guard lock(mu_);
-      claims_.end(leases_.held_by(cid), "lease_revoked", ok.error().why);
-      AuditEntry e;
-      e.event = "identity_lost";
-      e.caller = &conn->caller();
-      e.reason = ok.error().why;
-      audit_.record(e);
+      claims_.end(leases_.held_by(cid), audit::lease_revoked, ok.error().why);
+      audit_.record(audit::identity_lost(&conn->caller(), ok.error().why));
       sever = sever_;
     }
     auto lost = fail_msg(Errc::permission_denied, ok.error().message());
