@@ -56,12 +56,18 @@ AuditEntry refusal(const Caller* caller, std::string device, std::string op, std
   return e;
 }
 
-AuditEntry claim_held(const Caller* caller, std::string app, std::string device, RuleRef rule,
-                      const std::string& holder) {
+AuditEntry claim_refused(const Caller* caller, std::string app, std::string device, RuleRef rule,
+                         std::string reason) {
   AuditEntry e = decision(caller, std::move(app), std::move(device), "claim", false,
-                          std::move(rule), "held by " + holder);
+                          std::move(rule), std::move(reason));
   e.event = AuditEvent::claim;
   return e;
+}
+
+AuditEntry claim_held(const Caller* caller, std::string app, std::string device, RuleRef rule,
+                      const std::string& holder) {
+  return claim_refused(caller, std::move(app), std::move(device), std::move(rule),
+                       "held by " + holder);
 }
 
 AuditEntry allow_revoked(AuditEntry allow, const std::string& why) {

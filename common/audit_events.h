@@ -28,6 +28,9 @@ AuditEntry decision(const Caller* caller, std::string app, std::string device, s
                     bool allow, RuleRef rule, std::string reason);
 // A call denied before policy (the caller's identity did not re-verify).
 AuditEntry refusal(const Caller* caller, std::string device, std::string op, std::string reason);
+// A claim policy allows, refused for `reason` (the device is not free).
+AuditEntry claim_refused(const Caller* caller, std::string app, std::string device, RuleRef rule,
+                         std::string reason);
 // A claim policy allows, refused because `holder` holds the device.
 AuditEntry claim_held(const Caller* caller, std::string app, std::string device, RuleRef rule,
                       const std::string& holder);

@@ -302,7 +302,9 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
   // is cancelled. Shutdown returns once every handler has returned (device
   // actions end within their own timeouts), so no action outlives it.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-  hub.drain_background();
+  // Leases end now (their cards reset) while the drivers still run; a
+  // device a driver drops while stopping starts no reset.
+  hub.end_leases_and_drain("portierd is stopping");
   phase("server shut down");
   for (auto& d : drivers) d->stop();
   phase("drivers stopped");

@@ -37,6 +37,15 @@ Result<Lease> Claims::claim(std::unique_lock<std::mutex>& lock,
                                               std::to_string(p_.leases.seconds_left(*holder)) +
                                               " more seconds; retry later");
   }
+  if (resets_.pending(device_id)) {
+    // The last holder's card session (verified PIN, selected applet) is
+    // still being cleared: nobody gets the card before that is done.
+    const auto& d = a.decision;
+    p_.audit.record(audit::claim_refused(&conn->caller(), d.app, device_id,
+                                         {d.rule, d.line, d.source}, "card reset under way"));
+    return fail_msg(Errc::unavailable,
+                    quoted(device_id) + " is being reset after its last lease; retry shortly");
+  }
   // The lease is held (no one else can take the device) while its record is
   // written; a claim whose record cannot be written is taken back, refused.
   auto lease = p_.leases.grant(device_id, conn->id, conn, a.decision.app, seconds);

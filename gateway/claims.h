@@ -59,8 +59,12 @@ class Claims {
   void revoke_disallowed(const PolicySnapshot& snap);
   // Takes back the leases whose claim the terminal's health refuses now.
   void revoke_gated(const PolicySnapshot& snap);
-  // Waits for the card resets under way.
-  void drain() { resets_.drain(); }
+  // Ends every lease (shutdown), resetting the cards as usual.
+  void end_all(const std::string& reason) {
+    end(p_.leases.devices(), audit::lease_released, reason);
+  }
+  // Starts no more card resets and waits for those under way.
+  void close_resets() { resets_.close(); }
 
  private:
   Parts p_;

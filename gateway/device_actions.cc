@@ -8,6 +8,24 @@ namespace {
 
 constexpr std::size_t kMaxSend = 4096;
 
+// What a driver's failure tells the app: the codes that say something about
+// the request, and "unavailable" for everything else. A driver's
+// already_exists (BlueZ's AlreadyConnected) must not read as the API's
+// ALREADY_EXISTS, which means "claimed by another app".
+Errc app_facing(Errc code) {
+  switch (code) {
+    case Errc::invalid_argument:
+    case Errc::not_found:
+    case Errc::permission_denied:
+    case Errc::failed_precondition:
+    case Errc::resource_exhausted:
+    case Errc::internal:
+      return code;
+    default:
+      return Errc::unavailable;
+  }
+}
+
 }  // namespace
 
 Result<std::uint64_t> DeviceActions::send(Connection& conn, const std::string& device_id,
@@ -48,7 +66,7 @@ Result<drivers::ActionResult> DeviceActions::act(Connection& conn,
     audit_.record(audit::action_failed(&conn.caller(), decision.app, device_id,
                                        std::string(policy::op_name(grant->op)),
                                        request.action + ": " + r.error().message()));
-    return fail_msg(r.error().code, r.error().message());
+    return fail_msg(app_facing(r.error().code), r.error().message());
   }
   return r;
 }

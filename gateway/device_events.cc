@@ -7,23 +7,27 @@ void DeviceEvents::device_removed(const std::string& device_id) {
               fail_msg(Errc::not_found, "device removed"));
 }
 
-void DeviceEvents::revoke_unreadable(const PolicySnapshot& snap, DeviceRegistry& registry) {
-  std::vector<std::pair<std::uint64_t, std::string>> ending;
+std::vector<std::pair<std::uint64_t, Error>> DeviceEvents::unreadable(const PolicySnapshot& snap,
+                                                                      DeviceRegistry& registry) {
+  std::vector<std::pair<std::uint64_t, Error>> ending;
   for (auto& s : fan_.entries()) {
     auto* dev = registry.find(s.audience.device_id);
     if (!s.audience.conn || !dev) continue;
     auto d = access_.decide(*s.audience.conn, *dev, policy::Op::read, snap);
     if (d.allow) continue;
-    ending.emplace_back(s.id, "the new policy no longer allows " +
-                                  AccessDecider::describe(*s.audience.conn, d.app) + " to read '" +
-                                  s.audience.device_id + "'");
+    ending.emplace_back(s.id, fail_msg(Errc::permission_denied,
+                                       "the new policy no longer allows " +
+                                           AccessDecider::describe(*s.audience.conn, d.app) +
+                                           " to read '" + s.audience.device_id + "'")
+                                  .error());
   }
-  for (auto& [id, why] : ending) fan_.end(id, fail_msg(Errc::permission_denied, why));
+  return ending;
 }
 
 std::vector<SubscriberReport> DeviceEvents::report() const {
   std::vector<SubscriberReport> out;
   for (auto& s : fan_.entries()) {
+    if (!s.audience.conn) continue;  // agent features are not apps' business
     out.push_back({s.id, s.audience.app, s.audience.conn ? s.audience.conn->caller().pid : 0,
                    s.audience.device_id, s.sub->stats()});
   }

@@ -1,7 +1,7 @@
 // Device events (scans, cards, faults, alarms) to the apps subscribed to
 // them and to in-process listeners. While a device is claimed its events go
 // to the claimant's connection only. Thread-safe (its fan-out locks);
-// revoke_unreadable runs with the hub's lock held (it decides policy).
+// unreadable() runs with the hub's lock held (it decides policy).
 #pragma once
 
 #include <memory>
@@ -40,8 +40,11 @@ class DeviceEvents {
   }
   // The device went away: its streams end (not_found).
   void device_removed(const std::string& device_id);
-  // Ends the streams whose read `snap` no longer allows, with the reason.
-  void revoke_unreadable(const PolicySnapshot& snap, DeviceRegistry& registry);
+  // The streams whose read `snap` no longer allows, with the reason: to be
+  // ended (end()) once the hub's lock is released.
+  std::vector<std::pair<std::uint64_t, Error>> unreadable(const PolicySnapshot& snap,
+                                                          DeviceRegistry& registry);
+  void end(std::uint64_t id, const Error& why) { fan_.end(id, std::unexpected(why)); }
   std::vector<SubscriberReport> report() const;
   FanOut<DeviceEventRecord>& fan_out() { return fan_; }
 

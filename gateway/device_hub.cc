@@ -281,9 +281,14 @@ void DeviceHub::end_all_streams(const Error& why) {
 
 void DeviceHub::policy_changed() {
   auto snap = policy_.current();
-  std::lock_guard lock(mu_);
-  events_.revoke_unreadable(snap, registry_);
-  claims_.revoke_disallowed(snap);
+  std::vector<std::pair<std::uint64_t, Error>> ending;
+  {
+    std::lock_guard lock(mu_);
+    ending = events_.unreadable(snap, registry_);
+    claims_.revoke_disallowed(snap);
+  }
+  // Ended outside the lock: a subscriber is told without the hub held.
+  for (auto& [id, why] : ending) events_.end(id, why);
 }
 
 void DeviceHub::set_sever(std::function<void(std::uint64_t)> fn) {

@@ -106,9 +106,15 @@ class DeviceHub final : public GatewayView {
   void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 
   void connection_closed(const std::shared_ptr<Connection>& conn);
-  // Waits for background device work (card resets after a lease); call
-  // before stopping drivers.
-  void drain_background() { claims_.drain(); }
+  // At shutdown, before the drivers stop: ends every lease (resetting the
+  // cards), waits for the resets, and starts none after.
+  void end_leases_and_drain(const std::string& reason) {
+    {
+      std::lock_guard lock(mu_);
+      claims_.end_all(reason);
+    }
+    claims_.close_resets();
+  }
   // How to cut a connection off when its process loses its identity.
   void set_sever(std::function<void(std::uint64_t conn_id)> fn);
   // Ends every event and watch stream (on shutdown), so no call lingers;

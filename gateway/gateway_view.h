@@ -1,8 +1,9 @@
 // What the agent's features see of the gateway, in process and without a
 // socket: the devices with their identities (attributes) and states, the
 // terminal's health, and subscriptions to device events and changes.
-// Subscribers are pushed to from driver threads and must never block
-// (QueueSubscriber is the usual kind). While an app holds a device's lease,
+// Subscribers are pushed to from driver threads, some with the gateway's
+// lock held: push() and end() must never block and never call back into the
+// gateway (QueueSubscriber is the usual kind). While an app holds a device's lease,
 // that device's events go to that app only, never to a feature.
 #pragma once
 

@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
+#include "device_actions.h"
 #include "hub_test_util.h"
 #include "queue_subscriber.h"
 
@@ -176,6 +178,87 @@ TEST_F(DeviceHubTest, GatewayViewShowsDevicesAndHealth) {
   hub_->end_all_streams(fail_msg(Errc::unavailable, "stopping").error());
   EXPECT_TRUE(changes->ended());
   EXPECT_EQ(view.listen_changes(std::make_shared<Changes>(1)), 0u);
+}
+
+}  // namespace
+}  // namespace portier::gateway
+
+namespace portier::gateway {
+namespace {
+
+// A card reader with a card reset and a pairing action, on a GatedDriver.
+class ReaderHubTest : public DeviceHubTest {
+ protected:
+  void SetUp() override {
+    DeviceHubTest::SetUp();
+    drivers::DeviceInfo info;
+    info.id = "card0";
+    info.device_class = "smartcard";
+    info.driver = "gated";
+    info.actions = {{"reset", "transmit", true}, {"pair", "pair", false}};
+    hub_->device_added(&driver_, info);
+  }
+  void TearDown() override {
+    driver_.open_gate();
+    DeviceHubTest::TearDown();
+  }
+  test::GatedDriver driver_;
+};
+
+TEST_F(ReaderHubTest, NoClaimWhileTheLastHoldersCardIsBeingReset) {
+  auto lease = hub_->claim(a_, "card0", 30);
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(hub_->release(*a_, lease->lease_id));
+  ASSERT_TRUE(driver_.wait_resets(1, seconds(5)));
+  // The reset has not finished: the next app does not get the card yet.
+  auto early = hub_->claim(b_, "card0", 30);
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().code, Errc::unavailable);
+  EXPECT_EQ(early.error().message(), "'card0' is being reset after its last lease; retry shortly");
+  EXPECT_TRUE(audit_.has("claim:deny card0 (card reset under way)"));
+  driver_.open_gate();
+  auto deadline = std::chrono::steady_clock::now() + seconds(5);
+  Result<Lease> later = early;
+  while (!later && std::chrono::steady_clock::now() < deadline) {
+    later = hub_->claim(b_, "card0", 30);
+    if (!later) std::this_thread::sleep_for(milliseconds(5));  // polling a condition, bounded
+  }
+  ASSERT_TRUE(later) << later.error().message();
+  EXPECT_TRUE(audit_.has("card_reset card0"));
+}
+
+TEST_F(ReaderHubTest, AtShutdownLeasesEndAndCardsResetBeforeDriversStop) {
+  ASSERT_TRUE(hub_->claim(a_, "card0", 30));
+  driver_.open_gate();
+  hub_->end_leases_and_drain("portierd is stopping");
+  EXPECT_EQ(driver_.resets(), 1);
+  EXPECT_TRUE(audit_.has("lease_released card0 (portierd is stopping)"));
+  EXPECT_TRUE(audit_.has("card_reset card0"));
+  // A device a driver drops while stopping starts no reset any more.
+  hub_->device_removed("card0");
+  EXPECT_EQ(driver_.resets(), 1);
+}
+
+TEST_F(ReaderHubTest, ADriversAlreadyExistsIsNotTheApisAlreadyClaimed) {
+  DeviceActions actions(*hub_, audit_);
+  drivers::ActionRequest r;
+  r.device_id = "card0";
+  r.action = "pair";
+  auto paired = actions.act(*a_, r);
+  ASSERT_FALSE(paired);
+  EXPECT_EQ(paired.error().code, Errc::unavailable);
+  EXPECT_EQ(paired.error().message(), "bluez: pair: AlreadyConnected");
+  EXPECT_TRUE(audit_.has("action_failed card0 (pair: bluez: pair: AlreadyConnected)"));
+}
+
+TEST_F(DeviceHubTest, TheHealthReportListsAppsStreamsNotFeatures) {
+  auto app = std::make_shared<Events>(8), feature = std::make_shared<Events>(8);
+  ASSERT_TRUE(hub_->subscribe(a_, "scanner0", app));
+  hub_->listen_events(feature, "");
+  auto report = hub_->health_report();
+  ASSERT_EQ(report.subscribers.size(), 1u);
+  EXPECT_EQ(report.subscribers[0].device_id, "scanner0");
+  EXPECT_EQ(report.subscribers[0].pid, getpid());
 }
 
 }  // namespace

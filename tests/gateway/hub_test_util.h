@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "common/audit_sink.h"
 #include "connection.h"
+#include "drivers/driver.h"
 #include "lease_table.h"
 #include "peer_identity.h"
 
@@ -62,6 +64,46 @@ struct SteppedClock {
     };
     return c;
   }
+};
+
+// A reader whose card reset waits until the test lets it finish, and whose
+// pairing fails the way BlueZ's AlreadyConnected does. (Stands in for a
+// PC/SC or BlueZ driver: the hub's unit tests run without either peer.)
+class GatedDriver final : public drivers::Driver {
+ public:
+  std::string_view name() const override { return "gated"; }
+  Result<void> start(drivers::DriverSink&) override { return {}; }
+  void stop() override {}
+  Result<std::size_t> write(const std::string&, std::string_view data) override {
+    return data.size();
+  }
+  Result<drivers::ActionResult> act(const drivers::ActionRequest& r) override {
+    if (r.action == "pair") return fail(Errc::already_exists, "bluez", "pair", "AlreadyConnected");
+    std::unique_lock lock(mu_);
+    ++resets_started_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    return drivers::ActionResult{};
+  }
+  void open_gate() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool wait_resets(int n, std::chrono::milliseconds deadline) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, deadline, [&] { return resets_started_ >= n; });
+  }
+  int resets() {
+    std::lock_guard lock(mu_);
+    return resets_started_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int resets_started_ = 0;
 };
 
 // A connection of this process, with the identity the kernel reports.
