@@ -35,7 +35,8 @@ using namespace portier;
 using namespace portier::bench;
 
 constexpr double kReadyTargetMs = 250;
-constexpr double kRssTargetMb = 20;
+// Issue 9: under 21 MiB (OpenSSL's provider, which the management link needs, costs a little).
+constexpr double kRssTargetMb = 21;
 constexpr double kCpuTargetPct = 1;
 
 struct Options {
