@@ -254,19 +254,7 @@ Result<ActionGrant> DeviceHub::authorize(Connection& conn, const std::string& de
 
 void DeviceHub::record_self_tests(const std::vector<drivers::SelfTestResult>& results) {
   std::lock_guard lock(mu_);
-  for (auto& r : results) {
-    health_.add_self_test(r);
-    const std::string detail = std::string("present=") + (r.present ? "yes" : "no") +
-                               " responding=" + (r.responding ? "yes" : "no") +
-                               " identity=" + (r.identity_ok ? "ok" : "MISMATCH") +
-                               (r.detail.empty() ? "" : "; " + r.detail);
-    audit_.record(audit::self_test(r.device_id, r.passed(), detail));
-    if (r.passed()) {
-      log_info("self-test " + r.device_id + ": passed");
-    } else {
-      log_warning("self-test " + r.device_id + ": FAILED: " + detail);
-    }
-  }
+  health_.record_self_tests(results, audit_);
 }
 
 void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {

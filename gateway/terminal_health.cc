@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "common/audit_events.h"
+#include "common/log.h"
+
 namespace portier::gateway {
 
 std::string HealthState::summary() const {
@@ -34,8 +37,21 @@ void TerminalHealth::set_device_problem(const std::string& device_id, std::strin
   }
 }
 
-void TerminalHealth::add_self_test(const drivers::SelfTestResult& result) {
-  self_tests_.push_back(result);
+void TerminalHealth::record_self_tests(const std::vector<drivers::SelfTestResult>& results,
+                                       AuditSink& sink) {
+  for (auto& r : results) {
+    self_tests_.push_back(r);
+    const std::string detail = std::string("present=") + (r.present ? "yes" : "no") +
+                               " responding=" + (r.responding ? "yes" : "no") +
+                               " identity=" + (r.identity_ok ? "ok" : "MISMATCH") +
+                               (r.detail.empty() ? "" : "; " + r.detail);
+    sink.record(audit::self_test(r.device_id, r.passed(), detail));
+    if (r.passed()) {
+      log_info("self-test " + r.device_id + ": passed");
+    } else {
+      log_warning("self-test " + r.device_id + ": FAILED: " + detail);
+    }
+  }
 }
 
 HealthState TerminalHealth::evaluate() const {

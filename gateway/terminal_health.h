@@ -29,7 +29,8 @@ class TerminalHealth {
   void set_component(const std::string& component, policy::Health state, std::string reason);
   // A device that is not ready degrades the terminal; "" = it is ready again.
   void set_device_problem(const std::string& device_id, std::string problem);
-  void add_self_test(const drivers::SelfTestResult& result);
+  // Keeps the drivers' self-test results, each audited and logged.
+  void record_self_tests(const std::vector<drivers::SelfTestResult>& results, AuditSink& sink);
   const std::vector<drivers::SelfTestResult>& self_tests() const { return self_tests_; }
 
   HealthState evaluate() const;
