@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "pcsc/apdu.h"
+#include "pcsc/pcsc_api.h"
 #include "pcsc/pcsc_error.h"
 #include "pcsc/reader_match.h"
 
@@ -40,11 +41,11 @@ LONG list_readers(SCARDCONTEXT context, std::vector<std::string>& out) {
   std::string buf;
   for (int attempt = 0; attempt < 3; ++attempt) {
     DWORD len = 0;
-    rv = SCardListReaders(context, nullptr, nullptr, &len);
+    rv = pcsc().SCardListReaders(context, nullptr, nullptr, &len);
     if (rv == SCARD_E_NO_READERS_AVAILABLE) return SCARD_S_SUCCESS;
     if (rv != SCARD_S_SUCCESS) return rv;
     buf.assign(len, '\0');
-    rv = SCardListReaders(context, nullptr, buf.data(), &len);
+    rv = pcsc().SCardListReaders(context, nullptr, buf.data(), &len);
     if (rv == SCARD_E_NO_READERS_AVAILABLE) return SCARD_S_SUCCESS;
     if (rv == SCARD_E_INSUFFICIENT_BUFFER) continue;  // a reader arrived in between
     if (rv != SCARD_S_SUCCESS) return rv;
@@ -147,6 +148,8 @@ void PcscReaderDriver::report_state(const std::string& id, DeviceState state,
 Result<void> PcscReaderDriver::start(DriverSink& sink) {
   if (started_) return fail(Errc::failed_precondition, "pcsc", "start", "already started");
   if (auto ok = validate(config_); !ok) return ok;
+  // pcsc-lite is loaded here, by the first driver that starts (pcsc_api.h).
+  if (auto api = pcsc_api(); !api) return std::unexpected(api.error());
   sink_ = &sink;
   pins_.emplace(config_.pinned);
   {
@@ -203,7 +206,7 @@ void PcscReaderDriver::stop() {
     c = context_;
   }
   cv_.notify_all();
-  if (cancel) SCardCancel(c);
+  if (cancel) pcsc().SCardCancel(c);
   if (monitor_.joinable()) monitor_.join();
   drop_service();
   for (auto& [name, r] : readers_) r.worker->request_stop("the driver stopped");
@@ -223,7 +226,7 @@ void PcscReaderDriver::stop() {
 
 bool PcscReaderDriver::connect_service(LONG* rv) {
   SCARDCONTEXT c = 0;
-  *rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
+  *rv = pcsc().SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
   if (*rv != SCARD_S_SUCCESS) return false;
   std::lock_guard lock(mu_);
   context_ = c;
@@ -239,7 +242,7 @@ void PcscReaderDriver::drop_service() {
     c = context_;
     has_context_ = false;
   }
-  SCardReleaseContext(c);
+  pcsc().SCardReleaseContext(c);
 }
 
 bool PcscReaderDriver::wait_for_stop(std::chrono::milliseconds timeout) {
@@ -409,8 +412,8 @@ void PcscReaderDriver::run() {
     }
     // A first round with a reader in an unaware state answers at once.
     const auto began = Clock::now();
-    LONG rv = SCardGetStatusChange(c, static_cast<DWORD>(config_.poll_ms), states.data(),
-                                   static_cast<DWORD>(states.size()));
+    LONG rv = pcsc().SCardGetStatusChange(c, static_cast<DWORD>(config_.poll_ms), states.data(),
+                                          static_cast<DWORD>(states.size()));
     {
       std::lock_guard lock(mu_);
       if (stopping_) break;
@@ -513,8 +516,17 @@ std::vector<SelfTestResult> PcscReaderDriver::self_test() {
     }
   }
   std::vector<SelfTestResult> results;
+  if (auto api = pcsc_api(); !api) {
+    for (const auto& d : devices) {
+      SelfTestResult t;
+      t.device_id = d.id;
+      t.detail = "reader \"" + d.name + "\": " + api.error().message();
+      results.push_back(std::move(t));
+    }
+    return results;
+  }
   SCARDCONTEXT c = 0;
-  LONG rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
+  LONG rv = pcsc().SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
   std::vector<std::string> names;
   if (rv == SCARD_S_SUCCESS) {
     rv = list_readers(c, names);
@@ -526,7 +538,7 @@ std::vector<SelfTestResult> PcscReaderDriver::self_test() {
       t.detail = "reader \"" + d.name + "\": " + pcsc_reason(rv);
       results.push_back(std::move(t));
     }
-    if (c != 0) SCardReleaseContext(c);
+    if (c != 0) pcsc().SCardReleaseContext(c);
     return results;
   }
   const auto pins = evaluate_pins(config_.pinned, names);
@@ -538,7 +550,7 @@ std::vector<SelfTestResult> PcscReaderDriver::self_test() {
       SCARD_READERSTATE s{};
       s.szReader = d.name.c_str();
       s.dwCurrentState = SCARD_STATE_UNAWARE;
-      const LONG srv = SCardGetStatusChange(c, 0, &s, 1);
+      const LONG srv = pcsc().SCardGetStatusChange(c, 0, &s, 1);
       t.responding = (srv == SCARD_S_SUCCESS || srv == SCARD_E_TIMEOUT) &&
                      !(s.dwEventState & (SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE));
       if (!t.responding) {
@@ -565,7 +577,7 @@ std::vector<SelfTestResult> PcscReaderDriver::self_test() {
     }
     results.push_back(std::move(t));
   }
-  SCardReleaseContext(c);
+  pcsc().SCardReleaseContext(c);
   return results;
 }
 

@@ -86,8 +86,9 @@ class PcscReaderDriver final : public Driver {
 
   std::string_view name() const override { return "pcsc"; }
   // Errors: invalid_argument (config), failed_precondition (already
-  // started), internal (no thread). pcscd being down is not an error: the
-  // driver starts without readers and keeps trying.
+  // started), internal (no thread), not_found (libpcsclite.so.1 cannot be
+  // loaded: it is loaded here, see pcsc_api.h). pcscd being down is not an
+  // error: the driver starts without readers and keeps trying.
   Result<void> start(DriverSink& sink) override;
   void stop() override;
   // Always failed_precondition: readers take APDUs through act("transmit").

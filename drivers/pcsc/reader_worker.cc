@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "pcsc/apdu.h"
+#include "pcsc/pcsc_api.h"
 #include "pcsc/pcsc_error.h"
 
 namespace portier::drivers {
@@ -42,9 +43,9 @@ std::string protocol_name(DWORD p) {
 }
 
 const SCARD_IO_REQUEST* pci_for(DWORD p) {
-  if (p == SCARD_PROTOCOL_T0) return SCARD_PCI_T0;
-  if (p == SCARD_PROTOCOL_T1) return SCARD_PCI_T1;
-  return SCARD_PCI_RAW;
+  if (p == SCARD_PROTOCOL_T0) return pcsc().g_rgSCardT0Pci;
+  if (p == SCARD_PROTOCOL_T1) return pcsc().g_rgSCardT1Pci;
+  return pcsc().g_rgSCardRawPci;
 }
 
 // The context is unusable after these: pcscd went away or forgot us.
@@ -106,7 +107,7 @@ struct ReaderWorker::State {
       if (has_context) return SCARD_S_SUCCESS;
     }
     SCARDCONTEXT c = 0;
-    const LONG rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
+    const LONG rv = pcsc().SCardEstablishContext(SCARD_SCOPE_SYSTEM, nullptr, nullptr, &c);
     if (rv != SCARD_S_SUCCESS) return rv;
     std::lock_guard lock(mu);
     context = c;
@@ -116,7 +117,7 @@ struct ReaderWorker::State {
 
   // Disconnecting also ends a transaction the handle holds.
   void drop_card(Session& se, DWORD disposition) {
-    if (se.connected) SCardDisconnect(se.card, disposition);
+    if (se.connected) pcsc().SCardDisconnect(se.card, disposition);
     se.connected = false;
     se.card = 0;
     se.in_transaction = false;
@@ -129,7 +130,7 @@ struct ReaderWorker::State {
   void end_transaction(Session& se) {
     if (!se.in_transaction) return;
     se.in_transaction = false;
-    const LONG end = SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
+    const LONG end = pcsc().SCardEndTransaction(se.card, SCARD_LEAVE_CARD);
     if (end == SCARD_S_SUCCESS) return;
     if (context_lost(end)) {
       drop_context(se);
@@ -153,7 +154,7 @@ struct ReaderWorker::State {
       c = context;
       has_context = false;
     }
-    SCardReleaseContext(c);
+    pcsc().SCardReleaseContext(c);
   }
 
   // Connected to the card in shared mode (afresh when the card changed).
@@ -174,7 +175,7 @@ struct ReaderWorker::State {
     }
     SCARDHANDLE h = 0;
     DWORD protocol = 0;
-    rv = SCardConnect(c, reader.c_str(), SCARD_SHARE_SHARED, kProtocols, &h, &protocol);
+    rv = pcsc().SCardConnect(c, reader.c_str(), SCARD_SHARE_SHARED, kProtocols, &h, &protocol);
     if (rv != SCARD_S_SUCCESS) return rv;
     se.card = h;
     se.connected = true;
@@ -185,13 +186,14 @@ struct ReaderWorker::State {
 
   // SCardBeginTransaction; after another program's reset, reconnect once.
   LONG begin(Session& se) {
-    LONG rv = SCardBeginTransaction(se.card);
+    LONG rv = pcsc().SCardBeginTransaction(se.card);
     if (rv == SCARD_W_RESET_CARD) {
       DWORD protocol = 0;
-      rv = SCardReconnect(se.card, SCARD_SHARE_SHARED, kProtocols, SCARD_LEAVE_CARD, &protocol);
+      rv = pcsc().SCardReconnect(se.card, SCARD_SHARE_SHARED, kProtocols, SCARD_LEAVE_CARD,
+                                 &protocol);
       if (rv == SCARD_S_SUCCESS) {
         se.protocol = protocol;
-        rv = SCardBeginTransaction(se.card);
+        rv = pcsc().SCardBeginTransaction(se.card);
       }
     }
     return rv;
@@ -230,9 +232,9 @@ struct ReaderWorker::State {
     }
     std::string response(MAX_BUFFER_SIZE_EXTENDED, '\0');
     DWORD len = static_cast<DWORD>(response.size());
-    rv = SCardTransmit(se.card, pci_for(se.protocol), reinterpret_cast<const BYTE*>(apdu.data()),
-                       static_cast<DWORD>(apdu.size()), nullptr,
-                       reinterpret_cast<BYTE*>(response.data()), &len);
+    rv = pcsc().SCardTransmit(
+        se.card, pci_for(se.protocol), reinterpret_cast<const BYTE*>(apdu.data()),
+        static_cast<DWORD>(apdu.size()), nullptr, reinterpret_cast<BYTE*>(response.data()), &len);
     se.last_apdu = std::chrono::steady_clock::now();
     // The response is complete even when ending fails; only the next
     // exchange needs a new session then.
@@ -392,7 +394,7 @@ Result<ActionResult> ReaderWorker::run(const std::string& what, JobFn fn,
   const SCARDCONTEXT context = s.context;
   lock.unlock();
   // Ends a wait inside pcsc-lite where it can; the job sends nothing more.
-  if (has_context) SCardCancel(context);
+  if (has_context) pcsc().SCardCancel(context);
   return fail(Errc::unavailable, s.where, what, after + ": the card or reader did not answer");
 }
 
@@ -433,7 +435,8 @@ Result<ActionResult> ReaderWorker::reset(Clock::time_point deadline) {
         } end_after{s, se};
         if (s.abandoned()) return s.gave_up("reset");
         DWORD protocol = 0;
-        rv = SCardReconnect(se.card, SCARD_SHARE_SHARED, kProtocols, SCARD_RESET_CARD, &protocol);
+        rv = pcsc().SCardReconnect(se.card, SCARD_SHARE_SHARED, kProtocols, SCARD_RESET_CARD,
+                                   &protocol);
         if (rv != SCARD_S_SUCCESS) return s.failed(se, rv, "reset");
         se.protocol = protocol;
         char name[MAX_READERNAME + 1] = {};
@@ -442,7 +445,7 @@ Result<ActionResult> ReaderWorker::reset(Clock::time_point deadline) {
         DWORD active = 0;
         BYTE atr[MAX_ATR_SIZE] = {};
         DWORD atr_len = sizeof atr;
-        rv = SCardStatus(se.card, name, &name_len, &state, &active, atr, &atr_len);
+        rv = pcsc().SCardStatus(se.card, name, &name_len, &state, &active, atr, &atr_len);
         if (rv != SCARD_S_SUCCESS) return s.failed(se, rv, "reset");
         ActionResult r;
         r.data.assign(reinterpret_cast<const char*>(atr), std::min<DWORD>(atr_len, sizeof atr));

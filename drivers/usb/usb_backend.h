@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "common/result.h"
+
 namespace portier::drivers {
 
 class UsbHandle {  // an open device; closed by the destructor
@@ -43,7 +45,8 @@ class UsbBackend {
   virtual Opened open(int bus, int address, std::uint16_t vendor, std::uint16_t product) = 0;
 };
 
-// libusb-1.0 itself; its context is created on first use. Thread-safe.
-std::unique_ptr<UsbBackend> libusb_backend();
+// libusb-1.0 itself, loaded by this call (libusb_api.h): not_found when it
+// cannot be loaded. Its context is created on first use. Thread-safe.
+Result<std::unique_ptr<UsbBackend>> libusb_backend();
 
 }  // namespace portier::drivers

@@ -94,9 +94,7 @@ std::string describe(const SysfsUsbDevice& d) {
 }  // namespace
 
 UsbDriver::UsbDriver(UsbConfig config, std::unique_ptr<UsbBackend> usb)
-    : config_(std::move(config)),
-      tree_(config_.sysfs_root),
-      usb_(usb ? std::move(usb) : libusb_backend()) {}
+    : config_(std::move(config)), tree_(config_.sysfs_root), usb_(std::move(usb)) {}
 
 UsbDriver::~UsbDriver() { stop(); }
 
@@ -200,6 +198,11 @@ Result<void> UsbDriver::open_uevent_socket() {
 Result<void> UsbDriver::start(DriverSink& sink) {
   if (started_) return fail(Errc::failed_precondition, kWhere, "start", "already started");
   if (auto ok = validate(config_); !ok) return ok;
+  if (!usb_) {  // libusb is loaded here, by the first driver that starts (libusb_api.h)
+    auto backend = libusb_backend();
+    if (!backend) return std::unexpected(backend.error());
+    usb_ = std::move(*backend);
+  }
   auto close_all = [this] {
     for (int* fd : {&stop_fd_, &wake_fd_, &uevent_fd_}) {
       if (*fd >= 0) ::close(*fd);

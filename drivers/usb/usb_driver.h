@@ -104,8 +104,8 @@ namespace portier::drivers::usb {
 
 class UsbDriver final : public Driver {
  public:
-  // `usb`: how transfers reach devices (libusb_backend() when null; tests
-  // pass a double, see usb_backend.h).
+  // `usb`: how transfers reach devices (when null, start() loads libusb and
+  // uses libusb_backend(); tests pass a double, see usb_backend.h).
   explicit UsbDriver(UsbConfig config, std::unique_ptr<UsbBackend> usb = nullptr);
   ~UsbDriver() override;  // stops if running
   UsbDriver(const UsbDriver&) = delete;
@@ -117,7 +117,8 @@ class UsbDriver final : public Driver {
   std::string_view name() const override { return "usb"; }
   // Errors: invalid_argument (config), failed_precondition (already
   // started), unavailable/io (uevent socket, eventfd, thread, unreadable
-  // <sysfs_root>/bus/usb/devices). A missing one is not an error: no USB.
+  // <sysfs_root>/bus/usb/devices), not_found (libusb-1.0.so.0 cannot be
+  // loaded). A missing <sysfs_root>/bus/usb/devices is not an error: no USB.
   Result<void> start(DriverSink& sink) override;
   // Returns promptly; idempotent.
   void stop() override;

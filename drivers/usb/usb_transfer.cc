@@ -1,11 +1,10 @@
 #include "usb/usb_transfer.h"
 
-#include <libusb.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
 
+#include "usb/libusb_api.h"
 #include "usb/uevent_parser.h"
 
 namespace portier::drivers {
@@ -17,6 +16,13 @@ std::string hex4(std::uint16_t v) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04x", v);
   return buf;
+}
+
+// libusb's name for an error ("LIBUSB_ERROR_BUSY"). The real backend has
+// loaded libusb already; a test double may run without it.
+std::string error_name(int rc) {
+  if (auto api = libusb_api()) return (*api)->libusb_error_name(rc);
+  return "LIBUSB_ERROR " + std::to_string(rc);
 }
 
 }  // namespace
@@ -128,7 +134,7 @@ Result<ActionResult> run_usb_transfer(UsbBackend& usb, int bus, int address, std
   if (!opened.handle) {
     if (opened.step == "find") {
       return fail(Errc::unavailable, kWhere, what,
-                  "libusb sees no device at " + at + " (" + libusb_error_name(opened.rc) + ")");
+                  "libusb sees no device at " + at + " (" + error_name(opened.rc) + ")");
     }
     if (opened.step == "mismatch") {  // not opened: a different device gets nothing
       return fail(Errc::unavailable, kWhere, what,
@@ -137,14 +143,14 @@ Result<ActionResult> run_usb_transfer(UsbBackend& usb, int bus, int address, std
                       " (LIBUSB_ERROR_NO_DEVICE)");
     }
     return fail(Errc::unavailable, kWhere, what,
-                opened.step + " " + at + ": " + libusb_error_name(opened.rc));
+                opened.step + " " + at + ": " + error_name(opened.rc));
   }
   UsbHandle& h = *opened.handle;
   if (t.interface) {
     if (const int rc = h.claim_interface(*t.interface); rc < 0) {
       return fail(Errc::unavailable, kWhere, what,
-                  "libusb_claim_interface " + std::to_string(*t.interface) + ": " +
-                      libusb_error_name(rc) + " (a kernel driver may hold it)");
+                  "libusb_claim_interface " + std::to_string(*t.interface) + ": " + error_name(rc) +
+                      " (a kernel driver may hold it)");
     }
   }
   std::string buffer = t.in ? std::string(t.length, '\0') : t.out;
@@ -163,7 +169,7 @@ Result<ActionResult> run_usb_transfer(UsbBackend& usb, int bus, int address, std
   if (rc < 0) {
     std::string why =
         std::string(t.control ? "libusb_control_transfer: " : "libusb_bulk_transfer: ") +
-        libusb_error_name(rc);
+        error_name(rc);
     if (rc == LIBUSB_ERROR_TIMEOUT && transferred > 0) {
       why += " after " + std::to_string(transferred) + " bytes";
     }
