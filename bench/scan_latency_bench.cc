@@ -299,9 +299,12 @@ RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const 
   // Nothing is sent before every subscriber is registered in the daemon.
   if (!wait_until([&] { return subscriber_count(socket) == static_cast<std::size_t>(n); },
                   30000ms)) {
-    subs.stop(&r.error);
+    const std::size_t listed = subscriber_count(socket);
+    std::string why;
+    subs.stop(&why);
     r.ok = false;
-    r.error = "GetHealth did not list " + std::to_string(n) + " subscribers within 30 s";
+    r.error = "GetHealth listed " + std::to_string(listed) + " of " + std::to_string(n) +
+              " subscribers after 30 s" + (why.empty() ? "" : "; " + why);
     return r;
   }
   const std::int64_t cpu0 = proc_cpu_ns(daemon.pid()), subs0 = subs.cpu_ns();
