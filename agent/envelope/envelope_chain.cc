@@ -1,0 +1,234 @@
+#include "agent/envelope/envelope_chain.h"
+
+#include "common/crypto/sign.h"
+#include "common/hex.h"
+
+namespace portier::envelope {
+namespace {
+
+constexpr const char* kWhere = "envelope";
+constexpr std::size_t kDigestSize = 32;  // SHA-256 and SM3
+
+crypto::Bytes start_digest() { return crypto::Bytes(kDigestSize, 0); }
+
+void put_be64(crypto::Bytes& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+// What a batch signature signs: the run and its head, bound to the terminal
+// and to this purpose (a signature over a bare digest could be replayed as
+// another run's).
+crypto::Bytes batch_message(const std::string& terminal_id, std::uint64_t first, std::uint64_t last,
+                            crypto::ByteView head) {
+  static constexpr std::string_view kLabel = "portier/v1 envelope batch";
+  crypto::Bytes m(kLabel.begin(), kLabel.end());
+  m.push_back(0);
+  m.insert(m.end(), terminal_id.begin(), terminal_id.end());
+  m.push_back(0);
+  put_be64(m, first);
+  put_be64(m, last);
+  m.insert(m.end(), head.begin(), head.end());
+  return m;
+}
+
+Result<v1::Signature> make_signature(const crypto::PrivateKey& key, crypto::ByteView message) {
+  auto pub = key.public_key();
+  if (!pub) return std::unexpected(pub.error());
+  auto id = key_id(*pub);
+  if (!id) return std::unexpected(id.error());
+  auto value = crypto::sign(key, message);
+  if (!value) return std::unexpected(value.error());
+  v1::Signature s;
+  s.set_key_id(*id);
+  s.set_algorithm(signature_algorithm(key.type()));
+  s.set_value(value->data(), value->size());
+  return s;
+}
+
+}  // namespace
+
+crypto::DigestAlgo chain_digest(crypto::KeyType key) {
+  return key == crypto::KeyType::sm2 ? crypto::DigestAlgo::sm3 : crypto::DigestAlgo::sha256;
+}
+
+v1::SignatureAlgorithm signature_algorithm(crypto::KeyType key) {
+  switch (key) {
+    case crypto::KeyType::ecdsa_p256:
+      return v1::ECDSA_P256_SHA256;
+    case crypto::KeyType::ed25519:
+      return v1::ED25519;
+    case crypto::KeyType::sm2:
+      return v1::SM2_SM3;
+  }
+  return v1::SIGNATURE_ALGORITHM_UNSPECIFIED;
+}
+
+Result<std::string> key_id(const crypto::PublicKey& key) {
+  auto raw = key.raw();
+  if (!raw) return std::unexpected(raw.error());
+  auto d = crypto::digest(crypto::DigestAlgo::sha256, crypto::ByteView(*raw));
+  if (!d) return std::unexpected(d.error());
+  return to_hex(d->data(), d->size());
+}
+
+EnvelopeSealer::EnvelopeSealer(std::string terminal_id, crypto::KeyType key_type, ChainState state)
+    : terminal_id_(std::move(terminal_id)),
+      algo_(chain_digest(key_type)),
+      state_(std::move(state)) {
+  if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
+}
+
+Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::string payload,
+                                                    std::chrono::system_clock::time_point time) {
+  v1::EnvelopeBody body;
+  body.set_terminal_id(terminal_id_);
+  body.set_session_epoch(state_.session_epoch);
+  body.set_sequence(state_.next_sequence);
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(time.time_since_epoch()).count();
+  body.mutable_time()->set_seconds(ns / 1000000000);
+  body.mutable_time()->set_nanos(static_cast<int>(ns % 1000000000));
+  body.set_prev_digest(state_.prev_digest.data(), state_.prev_digest.size());
+  body.set_payload_type(type);
+  body.set_payload(std::move(payload));
+  Sealed s;
+  if (!body.SerializeToString(s.envelope.mutable_body())) {
+    return fail(Errc::internal, kWhere, "seal", "the body could not be serialized");
+  }
+  auto d = crypto::digest(algo_, s.envelope.body());
+  if (!d) return std::unexpected(d.error());
+  s.sequence = state_.next_sequence;
+  s.digest = *d;
+  state_.prev_digest = std::move(*d);
+  ++state_.next_sequence;
+  return s;
+}
+
+Result<void> sign_envelope(v1::Envelope& envelope, const crypto::PrivateKey& key) {
+  auto sig = make_signature(key, crypto::byte_view(envelope.body()));
+  if (!sig) return std::unexpected(sig.error());
+  *envelope.mutable_signature() = std::move(*sig);
+  return {};
+}
+
+Result<v1::BatchSignature> sign_batch(const std::string& terminal_id, std::uint64_t first,
+                                      std::uint64_t last, const crypto::Bytes& head_digest,
+                                      const crypto::PrivateKey& key) {
+  if (first == 0 || last < first) {
+    return fail(Errc::invalid_argument, kWhere, "batch", "the run must be 1 <= first <= last");
+  }
+  auto sig = make_signature(key, batch_message(terminal_id, first, last, head_digest));
+  if (!sig) return std::unexpected(sig.error());
+  v1::BatchSignature b;
+  b.set_terminal_id(terminal_id);
+  b.set_first_sequence(first);
+  b.set_last_sequence(last);
+  b.set_head_digest(head_digest.data(), head_digest.size());
+  *b.mutable_signature() = std::move(*sig);
+  return b;
+}
+
+ChainVerifier::ChainVerifier(std::string terminal_id, crypto::PublicKey key, ChainState state,
+                             Options options)
+    : terminal_id_(std::move(terminal_id)),
+      key_(std::move(key)),
+      algo_(chain_digest(key_.type())),
+      state_(std::move(state)),
+      options_(options) {
+  if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
+  if (auto id = key_id(key_)) key_id_ = *id;
+}
+
+Result<void> ChainVerifier::check_signature(const v1::Signature& sig, crypto::ByteView message) {
+  if (sig.key_id() != key_id_) {
+    return fail(Errc::permission_denied, kWhere, "signature",
+                "signed by key " + sig.key_id() + ", not the terminal's key " + key_id_);
+  }
+  if (sig.algorithm() != signature_algorithm(key_.type())) {
+    return fail(
+        Errc::permission_denied, kWhere, "signature",
+        "algorithm " + v1::SignatureAlgorithm_Name(sig.algorithm()) + " is not the terminal key's");
+  }
+  return crypto::verify(key_, message, crypto::byte_view(sig.value()));
+}
+
+Result<v1::EnvelopeBody> ChainVerifier::accept(const v1::Envelope& envelope) {
+  v1::EnvelopeBody body;
+  if (!body.ParseFromString(envelope.body())) {
+    return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
+  }
+  const std::string at = "sequence " + std::to_string(body.sequence());
+  if (body.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at,
+                "from terminal '" + body.terminal_id() + "', expected '" + terminal_id_ + "'");
+  }
+  if (body.sequence() != state_.next_sequence) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                body.sequence() < state_.next_sequence
+                    ? "already received (a replay or a duplicate)"
+                    : "expected " + std::to_string(state_.next_sequence) + ": " +
+                          std::to_string(body.sequence() - state_.next_sequence) +
+                          " envelope(s) missing");
+  }
+  if (crypto::byte_view(body.prev_digest()).size() != state_.prev_digest.size() ||
+      !crypto::constant_time_equal(crypto::byte_view(body.prev_digest()), state_.prev_digest)) {
+    return fail(Errc::permission_denied, kWhere, at,
+                "its previous digest is not the digest of the envelope before it (inserted, "
+                "reordered or altered)");
+  }
+  if (body.session_epoch() < state_.session_epoch) {
+    return fail(Errc::permission_denied, kWhere, at,
+                "session epoch " + std::to_string(body.session_epoch()) + " went back from " +
+                    std::to_string(state_.session_epoch));
+  }
+  if (envelope.has_signature()) {
+    if (auto ok = check_signature(envelope.signature(), crypto::byte_view(envelope.body())); !ok) {
+      return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+    }
+  } else if (unsigned_.size() >= options_.max_unsigned) {
+    return fail(Errc::resource_exhausted, kWhere, at,
+                std::to_string(unsigned_.size()) +
+                    " envelopes already wait for a batch signature; sign them first");
+  }
+  auto d = crypto::digest(algo_, envelope.body());
+  if (!d) return std::unexpected(d.error());
+  if (envelope.has_signature()) {
+    unsigned_.clear();  // a signed body covers every body before it, through the chain
+  } else {
+    unsigned_[body.sequence()] = *d;
+  }
+  state_.prev_digest = std::move(*d);
+  state_.session_epoch = body.session_epoch();
+  ++state_.next_sequence;
+  return body;
+}
+
+Result<void> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+  const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
+                         std::to_string(batch.last_sequence());
+  if (batch.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "for another terminal");
+  }
+  if (batch.first_sequence() == 0 || batch.last_sequence() < batch.first_sequence()) {
+    return fail(Errc::invalid_argument, kWhere, at, "not a run");
+  }
+  auto head = unsigned_.find(batch.last_sequence());
+  if (head == unsigned_.end()) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                "its last envelope was not received, or is signed already");
+  }
+  if (!crypto::constant_time_equal(crypto::byte_view(batch.head_digest()), head->second)) {
+    return fail(Errc::permission_denied, kWhere, at,
+                "its head digest is not the digest of the envelope received");
+  }
+  auto message =
+      batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(), head->second);
+  if (auto ok = check_signature(batch.signature(), message); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  // The head's digest covers every body before it through the chain.
+  unsigned_.erase(unsigned_.begin(), std::next(head));
+  return {};
+}
+
+}  // namespace portier::envelope

@@ -1,0 +1,219 @@
+// Signed, hash-chained envelopes: the terminal seals and signs, the fleet's
+// verifier accepts the chain in order and rejects what an attacker on the
+// way (a hostile broker) could do to it: drop, reorder, replay, insert,
+// alter, re-sign with another key. Real keys through the crypto layer.
+#include "agent/envelope/envelope_chain.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace portier::envelope {
+namespace {
+
+using crypto::KeyType;
+
+constexpr auto kT0 = std::chrono::system_clock::time_point{} + std::chrono::hours(500000);
+
+struct Chain {
+  explicit Chain(KeyType type, ChainState state = {})
+      : key(*crypto::PrivateKey::generate(type)), sealer("T-0001", type, std::move(state)) {}
+  std::vector<EnvelopeSealer::Sealed> seal(int n, bool sign) {
+    std::vector<EnvelopeSealer::Sealed> out;
+    for (int i = 0; i < n; ++i) {
+      auto s = sealer.seal(v1::PAYLOAD_HEALTH, "payload " + std::to_string(i), kT0);
+      EXPECT_TRUE(s) << s.error().message();
+      if (sign) EXPECT_TRUE(sign_envelope(s->envelope, key));
+      out.push_back(std::move(*s));
+    }
+    return out;
+  }
+  ChainVerifier verifier(ChainVerifier::Options o = {}) {
+    return ChainVerifier("T-0001", *key.public_key(), {}, o);
+  }
+  crypto::PrivateKey key;
+  EnvelopeSealer sealer;
+};
+
+class EnvelopeChainTest : public ::testing::TestWithParam<KeyType> {};
+
+TEST_P(EnvelopeChainTest, EverySignedLinkIsAcceptedInOrder_REQ19) {
+  Chain c(GetParam());
+  auto v = c.verifier();
+  for (auto& s : c.seal(5, true)) {
+    auto body = v.accept(s.envelope);
+    ASSERT_TRUE(body) << body.error().message();
+    EXPECT_EQ(body->terminal_id(), "T-0001");  // the terminal id is in every signed body
+    EXPECT_EQ(body->sequence(), s.sequence);
+  }
+  EXPECT_EQ(v.state().next_sequence, 6u);
+  EXPECT_EQ(v.state().prev_digest, c.sealer.state().prev_digest);
+}
+
+TEST_P(EnvelopeChainTest, OneBatchSignatureCoversARunThroughTheChain_REQ29) {
+  Chain c(GetParam());
+  auto v = c.verifier();
+  auto run = c.seal(100, false);
+  for (auto& s : run) ASSERT_TRUE(v.accept(s.envelope));
+  EXPECT_EQ(v.unsigned_count(), 100u);
+  auto batch = sign_batch("T-0001", 1, 100, run.back().digest, c.key);
+  ASSERT_TRUE(batch) << batch.error().message();
+  auto ok = v.accept_batch(*batch);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(v.unsigned_count(), 0u);
+  // The same batch again covers nothing any more.
+  EXPECT_EQ(v.accept_batch(*batch).error().code, Errc::failed_precondition);
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, EnvelopeChainTest,
+                         ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519, KeyType::sm2),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case KeyType::ecdsa_p256:
+                               return std::string("EcdsaP256");
+                             case KeyType::ed25519:
+                               return std::string("Ed25519");
+                             case KeyType::sm2:
+                               break;
+                           }
+                           return std::string("Sm2Sm3");
+                         });
+
+TEST(EnvelopeChain, ADroppedEnvelopeIsAGapAndNothingMoves_REQ23) {
+  Chain c(KeyType::ecdsa_p256);
+  auto v = c.verifier();
+  auto run = c.seal(4, true);
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  auto gap = v.accept(run[2].envelope);
+  ASSERT_FALSE(gap);
+  EXPECT_EQ(gap.error().code, Errc::failed_precondition);
+  EXPECT_EQ(gap.error().message(), "envelope: sequence 3: expected 2: 1 envelope(s) missing");
+  EXPECT_EQ(v.state().next_sequence, 2u);  // the rejected link changed nothing
+  ASSERT_TRUE(v.accept(run[1].envelope));
+  ASSERT_TRUE(v.accept(run[2].envelope));
+}
+
+TEST(EnvelopeChain, AReplayedEnvelopeIsRefused_REQ23) {
+  Chain c(KeyType::ed25519);
+  auto v = c.verifier();
+  auto run = c.seal(2, true);
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  ASSERT_TRUE(v.accept(run[1].envelope));
+  auto again = v.accept(run[0].envelope);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message(),
+            "envelope: sequence 1: already received (a replay or a duplicate)");
+}
+
+TEST(EnvelopeChain, AnAlteredSignedBodyIsRefused) {
+  Chain c(KeyType::sm2);
+  auto v = c.verifier();
+  auto run = c.seal(1, true);
+  v1::EnvelopeBody body;
+  ASSERT_TRUE(body.ParseFromString(run[0].envelope.body()));
+  body.set_payload("payload X");
+  body.SerializeToString(run[0].envelope.mutable_body());
+  auto r = v.accept(run[0].envelope);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied);
+  EXPECT_NE(r.error().message().find("bad signature"), std::string::npos) << r.error().message();
+}
+
+TEST(EnvelopeChain, AnInsertedOrAlteredUnsignedLinkBreaksTheChainOrTheBatch) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  // Altered in the middle: the next link no longer points at it.
+  {
+    auto v = c.verifier();
+    auto forged = run[1].envelope;
+    v1::EnvelopeBody body;
+    ASSERT_TRUE(body.ParseFromString(forged.body()));
+    body.set_payload("forged");
+    body.SerializeToString(forged.mutable_body());
+    ASSERT_TRUE(v.accept(run[0].envelope));
+    ASSERT_TRUE(v.accept(forged));  // unsigned: taken, but the chain is now off
+    auto next = v.accept(run[2].envelope);
+    ASSERT_FALSE(next);
+    EXPECT_NE(next.error().message().find("previous digest"), std::string::npos);
+  }
+  // Altered at the end: the batch's head digest does not match.
+  {
+    auto v = c.verifier();
+    auto forged = run[2].envelope;
+    v1::EnvelopeBody body;
+    ASSERT_TRUE(body.ParseFromString(forged.body()));
+    body.set_payload("forged");
+    body.SerializeToString(forged.mutable_body());
+    ASSERT_TRUE(v.accept(run[0].envelope));
+    ASSERT_TRUE(v.accept(run[1].envelope));
+    ASSERT_TRUE(v.accept(forged));
+    auto batch = sign_batch("T-0001", 1, 3, run[2].digest, c.key);
+    ASSERT_TRUE(batch);
+    auto r = v.accept_batch(*batch);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::permission_denied);
+    EXPECT_EQ(v.unsigned_count(), 3u);
+  }
+}
+
+TEST(EnvelopeChain, AnotherKeysSignatureOrAnotherTerminalIsRefused_REQ36) {
+  Chain c(KeyType::ecdsa_p256);
+  Chain other(KeyType::ecdsa_p256);
+  auto v = c.verifier();
+  auto run = c.seal(2, false);
+  ASSERT_TRUE(sign_envelope(run[0].envelope, other.key));
+  auto r = v.accept(run[0].envelope);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("not the terminal's key"), std::string::npos);
+  auto batch = sign_batch("T-0001", 1, 1, run[0].digest, other.key);
+  ASSERT_TRUE(batch);
+  run[0].envelope.clear_signature();
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  EXPECT_EQ(v.accept_batch(*batch).error().code, Errc::permission_denied);
+  auto elsewhere = sign_batch("T-0002", 1, 1, run[0].digest, c.key);
+  EXPECT_EQ(v.accept_batch(*elsewhere).error().code, Errc::permission_denied);
+}
+
+TEST(EnvelopeChain, TheChainContinuesAcrossARestartAndItsEpochOnlyGrows) {
+  Chain c(KeyType::ed25519);
+  auto v = c.verifier();
+  for (auto& s : c.seal(2, true)) ASSERT_TRUE(v.accept(s.envelope));
+  ChainState saved = c.sealer.state();  // what the outbox keeps on disk
+  saved.session_epoch += 1;
+  EnvelopeSealer restarted("T-0001", KeyType::ed25519, saved);
+  auto s = restarted.seal(v1::PAYLOAD_BIRTH, "birth", kT0);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(sign_envelope(s->envelope, c.key));
+  auto body = v.accept(s->envelope);
+  ASSERT_TRUE(body) << body.error().message();
+  EXPECT_EQ(body->sequence(), 3u);
+  EXPECT_EQ(body->session_epoch(), 1u);
+  // A sealer started from a stale state (epoch back) is refused.
+  ChainState stale = restarted.state();
+  stale.session_epoch = 0;
+  EnvelopeSealer old("T-0001", KeyType::ed25519, stale);
+  auto s2 = old.seal(v1::PAYLOAD_HEALTH, "x", kT0);
+  ASSERT_TRUE(sign_envelope(s2->envelope, c.key));
+  EXPECT_EQ(v.accept(s2->envelope).error().code, Errc::permission_denied);
+}
+
+TEST(EnvelopeChain, UnsignedLinksWaitingForABatchAreBounded) {
+  Chain c(KeyType::ecdsa_p256);
+  auto v = c.verifier(ChainVerifier::Options{3});
+  auto run = c.seal(4, false);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(v.accept(run[i].envelope));
+  auto r = v.accept(run[3].envelope);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::resource_exhausted);
+}
+
+TEST(EnvelopeChain, GarbageIsNotABody) {
+  Chain c(KeyType::ecdsa_p256);
+  auto v = c.verifier();
+  v1::Envelope e;
+  e.set_body("\xff\xff\xff\xff");
+  EXPECT_EQ(v.accept(e).error().code, Errc::invalid_argument);
+}
+
+}  // namespace
+}  // namespace portier::envelope
