@@ -15,6 +15,8 @@ PACKAGES=(
   dbus python3-dbusmock
   # boot integrity: tpm2-tss, and swtpm + tpm2-tools for its tests
   libtss2-dev swtpm swtpm-tools tpm2-tools
+  # the management link: durable outbox
+  libsqlite3-dev
   # fuzzing (libFuzzer needs clang)
   clang-14 libfuzzer-14-dev
 )

@@ -1,0 +1,280 @@
+#include "agent/outbox/outbox.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace portier::outbox {
+namespace {
+
+constexpr off_t kReserveBytes = 256 * 1024;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS records (
+  seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+  envelope BLOB NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, seq);
+CREATE TABLE IF NOT EXISTS dropped (
+  seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, digest BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chain (
+  id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL,
+  prev_digest BLOB NOT NULL);
+)sql";
+
+std::int64_t to_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// A prepared statement, finalized when it goes.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return s_; }
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void bind(int i, const std::string& blob) {
+    sqlite3_bind_blob(s_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  }
+  int step() { return sqlite3_step(s_); }
+  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
+  std::string blob(int c) {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : "";
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_ = SQLITE_ERROR;
+};
+
+}  // namespace
+
+Error Outbox::sql_error(const std::string& what) const {
+  const int rc = sqlite3_extended_errcode(db_);
+  const bool full = (rc & 0xff) == SQLITE_FULL;
+  return Error{full ? Errc::resource_exhausted : Errc::io, "outbox " + options_.path, what,
+               full ? std::string("the disk is full (") + sqlite3_errmsg(db_) + ")"
+                    : std::string(sqlite3_errmsg(db_))};
+}
+
+Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
+  // Created 0600 before SQLite opens it (its -wal and -shm files take the
+  // database file's mode): envelopes are the terminal's business only.
+  const int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fail_errno(Errc::io, "outbox " + options.path, "cannot open", errno);
+  ::close(fd);
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(options.path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<Outbox> box(new Outbox(std::move(options), db));
+  if (rc != SQLITE_OK) return std::unexpected(box->sql_error("cannot open"));
+  sqlite3_busy_timeout(db, 5000);
+  box->keep_reserve();
+  // A small WAL, checkpointed often and reused from its start: on a full
+  // disk, deleting (acknowledgements) then needs no new blocks.
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                          "PRAGMA wal_autocheckpoint=16", kSchema}) {
+    if (auto ok = box->exec(sql); !ok) return std::unexpected(ok.error());
+  }
+  return box;
+}
+
+Outbox::~Outbox() { sqlite3_close_v2(db_); }
+
+Result<void> Outbox::exec(const char* sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+    auto e = sql_error(sql);
+    sqlite3_free(msg);
+    return std::unexpected(e);
+  }
+  return {};
+}
+
+Result<envelope::ChainState> Outbox::chain_state() {
+  Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
+  if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
+  envelope::ChainState st;
+  if (s.step() == SQLITE_ROW) {
+    st.session_epoch = static_cast<std::uint64_t>(s.i64(0));
+    st.next_sequence = static_cast<std::uint64_t>(s.i64(1));
+    auto d = s.blob(2);
+    st.prev_digest.assign(d.begin(), d.end());
+  }
+  return st;
+}
+
+Result<void> Outbox::drop(std::uint64_t sequence) {
+  Stmt copy(db_,
+            "INSERT OR REPLACE INTO dropped (seq, priority, digest) "
+            "SELECT seq, priority, digest FROM records WHERE seq = ?");
+  Stmt del(db_, "DELETE FROM records WHERE seq = ?");
+  if (!copy.ok() || !del.ok()) return std::unexpected(sql_error("drop"));
+  copy.bind(1, static_cast<std::int64_t>(sequence));
+  del.bind(1, static_cast<std::int64_t>(sequence));
+  if (copy.step() != SQLITE_DONE || del.step() != SQLITE_DONE) {
+    return std::unexpected(sql_error("drop"));
+  }
+  return {};
+}
+
+Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
+                               std::chrono::system_clock::time_point now) {
+  // Past their age, records below security go (security records are bounded
+  // by size only: the trail must reach the fleet).
+  {
+    Stmt old(db_, "SELECT seq FROM records WHERE priority < ? AND created_ms < ? ORDER BY seq");
+    if (!old.ok()) return std::unexpected(sql_error("make room"));
+    old.bind(1, static_cast<std::int64_t>(Priority::security));
+    old.bind(2, to_ms(now - options_.max_age));
+    std::vector<std::uint64_t> aged;
+    while (old.step() == SQLITE_ROW) aged.push_back(static_cast<std::uint64_t>(old.i64(0)));
+    for (auto seq : aged) {
+      if (auto ok = drop(seq); !ok) return std::unexpected(ok.error());
+    }
+  }
+  auto st = stats();
+  if (!st) return std::unexpected(st.error());
+  std::uint64_t bytes = st->bytes;
+  if (incoming > options_.max_bytes) return false;
+  // Then, while over the limit, the oldest of the lowest priority, never one
+  // that ranks above the incoming record.
+  while (bytes + incoming > options_.max_bytes) {
+    Stmt victim(db_,
+                "SELECT seq, size FROM records WHERE priority <= ? ORDER BY priority, seq "
+                "LIMIT 1");
+    if (!victim.ok()) return std::unexpected(sql_error("make room"));
+    victim.bind(1, static_cast<std::int64_t>(priority));
+    if (victim.step() != SQLITE_ROW) return false;
+    const auto seq = static_cast<std::uint64_t>(victim.i64(0));
+    bytes -= static_cast<std::uint64_t>(victim.i64(1));
+    if (auto ok = drop(seq); !ok) return std::unexpected(ok.error());
+  }
+  return true;
+}
+
+Result<bool> Outbox::write(const Record& record, const envelope::ChainState& after,
+                           std::chrono::system_clock::time_point now) {
+  auto room = make_room(record.envelope.size(), record.priority, now);
+  if (!room) return std::unexpected(room.error());
+  if (*room) {
+    Stmt ins(db_,
+             "INSERT INTO records (seq, priority, created_ms, envelope, digest, size) "
+             "VALUES (?, ?, ?, ?, ?, ?)");
+    if (!ins.ok()) return std::unexpected(sql_error("store"));
+    ins.bind(1, static_cast<std::int64_t>(record.sequence));
+    ins.bind(2, static_cast<std::int64_t>(record.priority));
+    ins.bind(3, to_ms(record.created));
+    ins.bind(4, record.envelope);
+    ins.bind(5, record.digest);
+    ins.bind(6, static_cast<std::int64_t>(record.envelope.size()));
+    if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("store"));
+  } else {
+    Stmt ins(db_, "INSERT OR REPLACE INTO dropped (seq, priority, digest) VALUES (?, ?, ?)");
+    if (!ins.ok()) return std::unexpected(sql_error("record a drop"));
+    ins.bind(1, static_cast<std::int64_t>(record.sequence));
+    ins.bind(2, static_cast<std::int64_t>(record.priority));
+    ins.bind(3, record.digest);
+    if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("record a drop"));
+  }
+  Stmt chain(db_,
+             "INSERT OR REPLACE INTO chain (id, epoch, next_seq, prev_digest) VALUES (1, ?, ?, ?)");
+  if (!chain.ok()) return std::unexpected(sql_error("store the chain state"));
+  chain.bind(1, static_cast<std::int64_t>(after.session_epoch));
+  chain.bind(2, static_cast<std::int64_t>(after.next_sequence));
+  chain.bind(3, std::string(after.prev_digest.begin(), after.prev_digest.end()));
+  if (chain.step() != SQLITE_DONE) return std::unexpected(sql_error("store the chain state"));
+  return *room;
+}
+
+Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState& after,
+                               std::chrono::system_clock::time_point now) {
+  keep_reserve();
+  if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
+  // Every statement is finalized by now, so the rollback cannot be refused.
+  auto stored = write(record, after, now);
+  if (stored && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    stored = std::unexpected(sql_error("commit"));
+  }
+  if (!stored) {
+    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return std::unexpected(stored.error());
+  }
+  return *stored ? PutOutcome::stored : PutOutcome::dropped;
+}
+
+Result<std::vector<Record>> Outbox::oldest(std::size_t limit) {
+  Stmt s(db_,
+         "SELECT seq, priority, created_ms, envelope, digest FROM records ORDER BY seq LIMIT ?");
+  if (!s.ok()) return std::unexpected(sql_error("read"));
+  s.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<Record> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    Record r;
+    r.sequence = static_cast<std::uint64_t>(s.i64(0));
+    r.priority = static_cast<Priority>(s.i64(1));
+    r.created = std::chrono::system_clock::time_point{} + std::chrono::milliseconds(s.i64(2));
+    r.envelope = s.blob(3);
+    r.digest = s.blob(4);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read"));
+  return out;
+}
+
+void Outbox::keep_reserve() {
+  const std::string path = options_.path + ".reserve";
+  if (::access(path.c_str(), F_OK) == 0) return;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  // Best effort: on a disk already full there is nothing to keep.
+  if (posix_fallocate(fd, 0, kReserveBytes) != 0) ::unlink(path.c_str());
+  ::close(fd);
+}
+
+Result<void> Outbox::delete_with_reserve(const char* sql, std::uint64_t sequence,
+                                         const char* what) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Stmt del(db_, sql);
+    if (del.ok()) {
+      del.bind(1, static_cast<std::int64_t>(sequence));
+      if (del.step() == SQLITE_DONE) return {};
+    }
+    const bool full = (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL;
+    if (!full || attempt > 0 || ::unlink((options_.path + ".reserve").c_str()) != 0) break;
+  }
+  return std::unexpected(sql_error(what));
+}
+
+Result<void> Outbox::ack(std::uint64_t sequence) {
+  return delete_with_reserve("DELETE FROM records WHERE seq = ?", sequence, "acknowledge");
+}
+
+Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
+  Stmt s(db_, "SELECT seq, priority, digest FROM dropped ORDER BY seq LIMIT ?");
+  if (!s.ok()) return std::unexpected(sql_error("read drops"));
+  s.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<Dropped> out;
+  while (s.step() == SQLITE_ROW) {
+    out.push_back(
+        {static_cast<std::uint64_t>(s.i64(0)), static_cast<Priority>(s.i64(1)), s.blob(2)});
+  }
+  return out;
+}
+
+Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
+  return delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
+}
+
+Result<OutboxStats> Outbox::stats() {
+  Stmt s(db_, "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records");
+  if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
+  return OutboxStats{static_cast<std::uint64_t>(s.i64(0)), static_cast<std::uint64_t>(s.i64(1)),
+                     static_cast<std::uint64_t>(s.i64(2))};
+}
+
+}  // namespace portier::outbox

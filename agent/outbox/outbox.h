@@ -1,0 +1,109 @@
+// The durable outbox of the management link (issue 10): every envelope is
+// committed to SQLite (WAL, synchronous=FULL) before it is sent and deleted
+// only when the fleet acknowledged it, together with the chain state that
+// sealed it, so a crash, a power cut or a broker outage neither loses a
+// record nor reuses a sequence number.
+//
+// Bounded by bytes and age. Room is made by dropping the oldest records of
+// the lowest priority first; security records (audit, health changes,
+// command results) go only when nothing else is left. Every drop is counted
+// per priority and kept for the fleet (take_drops). When even that cannot
+// make room, or the disk is full, put() fails with a clear error and
+// nothing already stored is lost. A reserve file (<path>.reserve, 256 KiB)
+// is given up when a full disk would stop an acknowledgement from deleting
+// (SQLite must write to delete), so the outbox can always drain; it is
+// taken back at the next put().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/envelope/envelope_chain.h"
+#include "common/result.h"
+
+struct sqlite3;
+
+namespace portier::outbox {
+
+enum class Priority { telemetry = 0, inventory = 1, security = 2 };
+
+struct OutboxOptions {
+  std::string path;                     // the database file (created 0600)
+  std::uint64_t max_bytes = 64u << 20;  // envelope bytes kept at most
+  std::chrono::seconds max_age{30 * 24 * 3600};
+};
+
+struct Record {
+  std::uint64_t sequence = 0;
+  Priority priority = Priority::telemetry;
+  std::chrono::system_clock::time_point created;
+  std::string envelope;  // a serialized portier.v1.Envelope
+  std::string digest;    // its body's chain digest (EnvelopeSealer::Sealed::digest)
+};
+
+// A record the outbox gave up, with what the fleet needs to follow the chain
+// across the gap.
+struct Dropped {
+  std::uint64_t sequence = 0;
+  Priority priority = Priority::telemetry;
+  std::string digest;
+};
+
+enum class PutOutcome { stored, dropped };  // dropped: only recorded in take_drops()
+
+struct OutboxStats {
+  std::uint64_t records = 0, bytes = 0;
+  std::uint64_t oldest_sequence = 0;  // 0 when empty
+};
+
+class Outbox {
+ public:
+  static Result<std::unique_ptr<Outbox>> open(OutboxOptions options);
+  ~Outbox();
+  Outbox(const Outbox&) = delete;
+  Outbox& operator=(const Outbox&) = delete;
+
+  // The chain state the last put() left (where a restarted sealer goes on);
+  // the default state when nothing was ever put.
+  Result<envelope::ChainState> chain_state();
+  // Stores `record` and the sealer's state after it in one transaction,
+  // making room first. When no room can be made for it (everything left
+  // ranks above it) the record itself is dropped: recorded, never silent.
+  // An error (disk full, I/O) changes nothing: the caller's sealer must go
+  // back to chain_state().
+  Result<PutOutcome> put(const Record& record, const envelope::ChainState& after,
+                         std::chrono::system_clock::time_point now);
+  // The oldest records, at most `limit`, in sequence order.
+  Result<std::vector<Record>> oldest(std::size_t limit);
+  // The fleet has it: delete. Unknown sequences are not an error (acked twice).
+  Result<void> ack(std::uint64_t sequence);
+  // What was dropped, oldest first, at most `limit`; forgotten once the
+  // caller confirms it sent them (forget_drops up to the last sequence).
+  Result<std::vector<Dropped>> drops(std::size_t limit);
+  Result<void> forget_drops(std::uint64_t up_to_sequence);
+  Result<OutboxStats> stats();
+
+ private:
+  Outbox(OutboxOptions options, sqlite3* db) : options_(std::move(options)), db_(db) {}
+  Result<void> exec(const char* sql);
+  // false: no room can be made for `incoming` bytes of `priority`.
+  Result<bool> make_room(std::uint64_t incoming, Priority priority,
+                         std::chrono::system_clock::time_point now);
+  Result<void> drop(std::uint64_t sequence);
+  // put()'s work inside its transaction: true stored, false dropped.
+  Result<bool> write(const Record& record, const envelope::ChainState& after,
+                     std::chrono::system_clock::time_point now);
+  // Runs a deleting statement; on a full disk gives up the reserve once and
+  // tries again.
+  Result<void> delete_with_reserve(const char* sql, std::uint64_t sequence, const char* what);
+  void keep_reserve();
+  Error sql_error(const std::string& what) const;
+
+  OutboxOptions options_;
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace portier::outbox

@@ -1,0 +1,183 @@
+// The durable outbox against a real SQLite file: stored before sending,
+// deleted on acknowledgement, the chain state kept with each record, bounds
+// by size and age that drop the lowest priority first and record every
+// drop, and a full disk (a small tmpfs) that is a clear error losing
+// nothing.
+#include "agent/outbox/outbox.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace portier::outbox {
+namespace {
+
+using std::chrono::hours;
+const auto kNow = std::chrono::system_clock::time_point{} + hours(500000);
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/portier-outbox-XXXXXX";
+    dir_ = mkdtemp(t);
+  }
+  void TearDown() override {
+    box_.reset();
+    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
+    std::filesystem::remove_all(dir_);
+  }
+  Outbox& open(std::uint64_t max_bytes = 1u << 20) {
+    box_.reset();
+    auto b = Outbox::open({dir_ + "/outbox.db", max_bytes, std::chrono::hours(24)});
+    EXPECT_TRUE(b) << b.error().message();
+    box_ = std::move(*b);
+    return *box_;
+  }
+  // Record `seq` of `priority`, `size` bytes, and the chain state after it.
+  Result<PutOutcome> put(std::uint64_t seq, Priority p, std::size_t size = 100,
+                         std::chrono::system_clock::time_point created = kNow) {
+    Record r{seq, p, created, std::string(size, 'e'), "digest-" + std::to_string(seq)};
+    envelope::ChainState after{7, seq + 1, crypto::Bytes(32, static_cast<std::uint8_t>(seq))};
+    return box_->put(r, after, kNow);
+  }
+  std::vector<std::uint64_t> stored() {
+    std::vector<std::uint64_t> out;
+    auto records = box_->oldest(1000);
+    EXPECT_TRUE(records);
+    for (auto& r : *records) out.push_back(r.sequence);
+    return out;
+  }
+  std::vector<std::uint64_t> dropped() {
+    std::vector<std::uint64_t> out;
+    auto drops = box_->drops(1000);
+    EXPECT_TRUE(drops);
+    for (auto& d : *drops) out.push_back(d.sequence);
+    return out;
+  }
+
+  std::string dir_;
+  bool mounted_ = false;
+  std::unique_ptr<Outbox> box_;
+};
+
+TEST_F(OutboxTest, StoredInOrderUntilAcknowledgedAndAcrossAReopen_REQ29) {
+  open();
+  for (std::uint64_t s = 1; s <= 3; ++s)
+    ASSERT_EQ(*put(s, Priority::telemetry), PutOutcome::stored);
+  ASSERT_TRUE(box_->ack(2));
+  ASSERT_TRUE(box_->ack(2));  // acknowledged twice: harmless
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1, 3}));
+  // As after a crash: a new process opens the same file.
+  open();
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1, 3}));
+  auto r = box_->oldest(1);
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].envelope, std::string(100, 'e'));
+  EXPECT_EQ((*r)[0].digest, "digest-1");
+  auto st = box_->chain_state();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->session_epoch, 7u);
+  EXPECT_EQ(st->next_sequence, 4u);  // the chain goes on where it was: no sequence reused
+  EXPECT_EQ(st->prev_digest, crypto::Bytes(32, 3));
+  struct stat sb;
+  ASSERT_EQ(stat((dir_ + "/outbox.db").c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+}
+
+TEST_F(OutboxTest, AFreshOutboxStartsTheChain) {
+  open();
+  auto st = box_->chain_state();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->next_sequence, 1u);
+  EXPECT_TRUE(st->prev_digest.empty());
+}
+
+TEST_F(OutboxTest, WhenFullTheOldestOfTheLowestPriorityGoFirstAndEachDropIsRecorded) {
+  open(1000);  // room for 10 records of 100 bytes
+  std::uint64_t seq = 0;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(put(++seq, Priority::security));   // 1..4
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(put(++seq, Priority::inventory));  // 5..7
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(put(++seq, Priority::telemetry));  // 8..10
+  ASSERT_EQ(*put(++seq, Priority::telemetry), PutOutcome::stored);           // 11: drops 8
+  ASSERT_EQ(*put(++seq, Priority::inventory), PutOutcome::stored);           // 12: drops 9
+  ASSERT_EQ(*put(++seq, Priority::security), PutOutcome::stored);            // 13: drops 10
+  ASSERT_EQ(*put(++seq, Priority::security), PutOutcome::stored);            // 14: drops 11
+  ASSERT_EQ(*put(++seq, Priority::security), PutOutcome::stored);            // 15: drops 5
+  EXPECT_EQ(dropped(), (std::vector<std::uint64_t>{5, 8, 9, 10, 11}));
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1, 2, 3, 4, 6, 7, 12, 13, 14, 15}));
+  auto d = box_->drops(1);
+  ASSERT_EQ(d->size(), 1u);
+  EXPECT_EQ((*d)[0].digest, "digest-5");  // the fleet follows the chain across the gap
+  EXPECT_EQ((*d)[0].priority, Priority::inventory);
+  ASSERT_TRUE(box_->forget_drops(9));
+  EXPECT_EQ(dropped(), (std::vector<std::uint64_t>{10, 11}));
+}
+
+TEST_F(OutboxTest, SecurityRecordsAreNeverDroppedForTelemetry) {
+  open(500);
+  for (std::uint64_t s = 1; s <= 5; ++s) ASSERT_TRUE(put(s, Priority::security));
+  auto r = put(6, Priority::telemetry);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, PutOutcome::dropped);  // recorded, not stored, not silent
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(dropped(), (std::vector<std::uint64_t>{6}));
+  EXPECT_EQ(box_->chain_state()->next_sequence, 7u);  // the chain moved on past it
+  // A newer security record does replace the oldest one.
+  ASSERT_EQ(*put(7, Priority::security), PutOutcome::stored);
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{2, 3, 4, 5, 7}));
+}
+
+TEST_F(OutboxTest, RecordsPastTheirAgeGoExceptSecurityRecords) {
+  open();
+  const auto old = kNow - hours(48);
+  ASSERT_TRUE(put(1, Priority::telemetry, 100, old));
+  ASSERT_TRUE(put(2, Priority::security, 100, old));
+  ASSERT_TRUE(put(3, Priority::telemetry));
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_EQ(dropped(), (std::vector<std::uint64_t>{1}));
+}
+
+TEST_F(OutboxTest, AFullDiskIsAClearErrorAndLosesNothing_REQ29) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  if (mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  }
+  mounted_ = true;
+  open(64u << 20);
+  std::uint64_t seq = 0;
+  Result<PutOutcome> r = PutOutcome::stored;
+  while (r && seq < 10000) r = put(++seq, Priority::security, 4096);
+  ASSERT_FALSE(r) << "the tmpfs never filled";
+  EXPECT_EQ(r.error().code, Errc::resource_exhausted);
+  EXPECT_NE(r.error().message().find("the disk is full"), std::string::npos) << r.error().message();
+  // Everything stored before is still there, and the chain state is the
+  // last stored record's: the failed put changed nothing.
+  const auto kept = stored();
+  ASSERT_EQ(kept.size(), seq - 1);
+  EXPECT_EQ(box_->chain_state()->next_sequence, seq);
+  // The fleet acknowledges while the disk is still full (the outbox must
+  // drain): then the same record goes in.
+  for (std::uint64_t s = 1; s <= 20; ++s) {
+    auto acked = box_->ack(s);
+    ASSERT_TRUE(acked) << acked.error().message();
+  }
+  auto again = put(seq, Priority::security, 4096);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(*again, PutOutcome::stored);
+}
+
+TEST_F(OutboxTest, AnUnopenablePathIsAClearError) {
+  auto b = Outbox::open({dir_ + "/no/such/dir/outbox.db"});
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().message(),
+            "outbox " + dir_ + "/no/such/dir/outbox.db: cannot open: No such file or directory");
+}
+
+}  // namespace
+}  // namespace portier::outbox
