@@ -292,6 +292,17 @@ RunResult run_gateway(const Options& o, ChildProcess& daemon, int master, const 
   r.shape = shape;
   r.subscribers = n;
   const int count = o.seconds * o.rate;
+  // The previous run's streams first end in the server: a client's cancel
+  // returns at once, but the server sees it up to 200 ms later (portierd:
+  // BoundedStream::kCancelPoll) and only then gives the stream's slot back.
+  // Starting before that can take the app over its stream limit
+  // (`streams_per_app`, 64: 50 + 50 streams) and have subscribers refused.
+  if (!wait_until([&] { return subscriber_count(socket) == 0; }, 10000ms)) {
+    r.ok = false;
+    r.error = "GetHealth still listed " + std::to_string(subscriber_count(socket)) +
+              " subscribers of the previous run after 10 s";
+    return r;
+  }
   if (!subs.start(socket, n, count, &r.error)) {
     r.ok = false;
     return r;

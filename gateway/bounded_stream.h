@@ -41,7 +41,10 @@ class BoundedStream final : public Subscriber<Item> {
   using DoneFn = std::function<void(BoundedStream*)>;
   using ConvertFn = std::function<Msg(const Item&)>;
   // How often serve() looks whether the client cancelled while nothing is
-  // written (a disconnect is seen at once through the connection).
+  // written: the sync API does not tell a handler of a cancel, so a stream
+  // cancelled on a live connection ends (and gives its stream slot back) up
+  // to this long later. A disconnect is seen at once: the listener tells the
+  // hub, which ends the connection's Subscribe and WatchDevices streams.
   static constexpr std::chrono::milliseconds kCancelPoll{200};
 
   static std::shared_ptr<BoundedStream> create(std::size_t capacity, ConvertFn convert = nullptr) {

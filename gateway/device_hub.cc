@@ -258,8 +258,17 @@ void DeviceHub::record_self_tests(const std::vector<drivers::SelfTestResult>& re
 }
 
 void DeviceHub::connection_closed(const std::shared_ptr<Connection>& conn) {
-  std::lock_guard lock(mu_);
-  claims_.end(leases_.held_by(conn->id), audit::lease_released, "holder disconnected");
+  {
+    std::lock_guard lock(mu_);
+    claims_.end(leases_.held_by(conn->id), audit::lease_released, "holder disconnected");
+  }
+  // Its streams end now, not at their handlers' next look at the call (up to
+  // BoundedStream::kCancelPoll later): their stream slots come back at once.
+  // Ended outside the lock: a subscriber is told without the hub held.
+  auto mine = [id = conn->id](const Audience& a) { return a.conn_id == id; };
+  auto gone = fail_msg(Errc::unavailable, "the app disconnected");
+  events_.fan_out().end_if(mine, gone);
+  changes_.fan_out().end_if(mine, gone);
 }
 
 void DeviceHub::end_all_streams(const Error& why) {

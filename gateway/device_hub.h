@@ -105,6 +105,7 @@ class DeviceHub final : public GatewayView {
   // Drivers' self-test results from start, kept for the health report and audited.
   void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 
+  // The peer of `conn` went away: its leases and streams end.
   void connection_closed(const std::shared_ptr<Connection>& conn);
   // At shutdown, before the drivers stop: ends every lease (resetting the
   // cards), waits for the resets, and starts none after.

@@ -93,14 +93,19 @@ grpc::Status GatewayService::WatchDevices(grpc::ServerContext* ctx,
   // Decided before anything is spent on the stream: an app that may watch
   // nothing is refused, not served an empty stream.
   if (auto ok = hub_.may_watch(*conn); !ok) return to_status(ok.error());
-  auto slot = stream_slot(conn, &st);
+  std::shared_ptr<StreamQuota::Slot> slot = stream_slot(conn, &st);
   if (!slot) return st;
   using ChangeStream = BoundedStream<DeviceChangeRecord, v1::DeviceChange>;
   auto stream =
       ChangeStream::create(queue_, [](const DeviceChangeRecord& c) { return to_proto(c); });
   auto id = hub_.watch(conn, stream, req->include_existing());
   if (!id) return to_status(id.error());
-  stream->on_done([hub = &hub_, sub = *id](ChangeStream*) { hub->unsubscribe_changes(sub); });
+  // The slot goes back before the stream leaves the hub's list (GetHealth):
+  // a stream no longer listed holds no slot.
+  stream->on_done([hub = &hub_, sub = *id, slot = std::move(slot)](ChangeStream*) mutable {
+    slot.reset();
+    hub->unsubscribe_changes(sub);
+  });
   return stream->serve(ctx, writer);
 }
 
@@ -114,7 +119,7 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   // the slot is taken only once the hub has allowed the read.
   using EventStream = BoundedStream<DeviceEventRecord, v1::PeripheralEvent>;
   auto stream = EventStream::create(queue_, [](const DeviceEventRecord& e) { return to_proto(e); });
-  std::unique_ptr<StreamQuota::Slot> slot;
+  std::shared_ptr<StreamQuota::Slot> slot;
   auto id = hub_.subscribe(conn, req->device_id(), stream, [&]() -> Result<void> {
     grpc::Status admitted;
     slot = stream_slot(conn, &admitted);
@@ -123,7 +128,12 @@ grpc::Status GatewayService::Subscribe(grpc::ServerContext* ctx, const v1::Subsc
   });
   if (!id) return to_status(id.error());
   stream->on_send([](v1::PeripheralEvent& ev, std::uint64_t dropped) { ev.set_dropped(dropped); });
-  stream->on_done([hub = &hub_, sub = *id](EventStream*) { hub->unsubscribe_events(sub); });
+  // The slot goes back before the stream leaves the hub's list (GetHealth):
+  // a stream no longer listed holds no slot.
+  stream->on_done([hub = &hub_, sub = *id, slot = std::move(slot)](EventStream*) mutable {
+    slot.reset();
+    hub->unsubscribe_events(sub);
+  });
   return stream->serve(ctx, writer);
 }
 

@@ -4,6 +4,8 @@
 // apps and everyone else draw from separate pools: undeclared callers
 // (matched only by `app = "*"` rules) can never starve a declared app.
 // A stream is counted only after its call's policy decision allowed it.
+// Its place comes back when the stream ends: at once when its connection
+// closes, within BoundedStream::kCancelPoll when the client cancels it.
 #pragma once
 
 #include <map>

@@ -94,6 +94,79 @@ TEST_F(LocalDosTest, UndeclaredStreamsCannotStarveADeclaredApp) {
   }
 }
 
+// The stream slots of an app that cancels its streams come back: right after
+// its cancelled streams have left GetHealth's list, the app opens its whole
+// stream limit again (scan_latency_bench once opened 50 streams of a new run
+// while the previous run's 50 were still ending, and was refused).
+TEST_F(LocalDosTest, CancelledStreamsGiveTheAppItsStreamLimitBack) {
+  start("");
+  constexpr int kLimit = 64;  // [limits] streams_per_app, default
+  constexpr int kPerConnection = 16;
+  auto listed = [&] {
+    int n = 0;
+    const auto h = daemon_->health();
+    for (auto& s : h.subscribers()) n += s.device_id() == "sim0" ? 1 : 0;
+    return n;
+  };
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (int i = 0; i < kLimit / kPerConnection; ++i) stubs.push_back(daemon_->connect());
+  struct Stream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::PeripheralEvent>> reader;
+  };
+  auto open_limit = [&](const char* round) {
+    std::vector<std::unique_ptr<Stream>> streams;
+    v1::SubscribeRequest req;
+    req.set_device_id("sim0");
+    for (int i = 0; i < kLimit; ++i) {
+      streams.push_back(std::make_unique<Stream>());
+      streams.back()->reader = stubs[i % stubs.size()]->Subscribe(&streams.back()->ctx, req);
+    }
+    // Every stream delivers (sim0 scans every 100 ms): none was refused.
+    for (int i = 0; i < kLimit; ++i) {
+      v1::PeripheralEvent ev;
+      EXPECT_TRUE(streams[i]->reader->Read(&ev))
+          << round << ", stream " << i << ": " << streams[i]->reader->Finish().error_message();
+    }
+    return streams;
+  };
+  auto cancel = [](std::vector<std::unique_ptr<Stream>>& streams) {
+    for (auto& s : streams) s->ctx.TryCancel();
+    for (auto& s : streams) s->reader->Finish();
+    streams.clear();
+  };
+
+  auto first = open_limit("first round");
+  ASSERT_EQ(listed(), kLimit);
+  {
+    // The limit is reached: one more is refused.
+    auto extra = daemon_->connect();
+    grpc::ClientContext ctx;
+    v1::SubscribeRequest req;
+    req.set_device_id("sim0");
+    auto reader = extra->Subscribe(&ctx, req);
+    v1::PeripheralEvent ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    auto st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  }
+  // Cancelled on live connections: the daemon sees it within its poll.
+  cancel(first);
+  ASSERT_TRUE(wait_until([&] { return listed() == 0; }, std::chrono::seconds(5)))
+      << listed() << " cancelled streams still listed";
+  auto second = open_limit("after cancelling the first round");
+  ASSERT_EQ(listed(), kLimit);
+  // As the bench does: cancel, then close the connections, then open anew.
+  cancel(second);
+  stubs.clear();
+  ASSERT_TRUE(wait_until([&] { return listed() == 0; }, std::chrono::seconds(5)))
+      << listed() << " cancelled streams still listed";
+  for (int i = 0; i < kLimit / kPerConnection; ++i) stubs.push_back(daemon_->connect());
+  auto third = open_limit("after closing the connections");
+  EXPECT_EQ(listed(), kLimit);
+  cancel(third);
+}
+
 // Attack 5 (REQ-28, REQ-29): claims with 130,000-byte device ids are
 // refused before use and never reach the audit trail whole; what was
 // recorded before them (policy_loaded) stays.
