@@ -38,7 +38,7 @@ class expected {
   // T = std::any would otherwise ask whether it is constructible from itself.
   template <class U = T>
   expected(U&& v) requires(!std::is_same_v<std::remove_cvref_t<U>, expected> &&
-                           std::is_constructible_v<T, U &&>)
+                           std::is_constructible_v<T, U&&>)
       : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   template <class G>
   expected(unexpected<G> u) : v_(std::in_place_index<1>, std::move(u).error()) {}
