@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace portier::outbox {
@@ -16,6 +17,7 @@ CREATE TABLE IF NOT EXISTS records (
   seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, created_ms INTEGER NOT NULL,
   envelope BLOB NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, seq);
+CREATE INDEX IF NOT EXISTS records_by_age ON records (created_ms);
 CREATE TABLE IF NOT EXISTS dropped (
   seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, digest BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS chain (
@@ -79,6 +81,11 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
                           "PRAGMA wal_autocheckpoint=16", kSchema}) {
     if (auto ok = box->exec(sql); !ok) return std::unexpected(ok.error());
   }
+  // The bytes held: counted once here, then kept by every change (a sum over
+  // the table on every put would cost a scan of the backlog each time).
+  auto st = box->stats();
+  if (!st) return std::unexpected(st.error());
+  box->bytes_ = st->bytes;
   return box;
 }
 
@@ -107,22 +114,31 @@ Result<envelope::ChainState> Outbox::chain_state() {
   return st;
 }
 
-Result<void> Outbox::drop(std::uint64_t sequence) {
+Result<std::uint64_t> Outbox::drop(std::uint64_t sequence) {
   Stmt copy(db_,
             "INSERT OR REPLACE INTO dropped (seq, priority, digest) "
             "SELECT seq, priority, digest FROM records WHERE seq = ?");
-  Stmt del(db_, "DELETE FROM records WHERE seq = ?");
-  if (!copy.ok() || !del.ok()) return std::unexpected(sql_error("drop"));
+  if (!copy.ok()) return std::unexpected(sql_error("drop"));
   copy.bind(1, static_cast<std::int64_t>(sequence));
-  del.bind(1, static_cast<std::int64_t>(sequence));
-  if (copy.step() != SQLITE_DONE || del.step() != SQLITE_DONE) {
-    return std::unexpected(sql_error("drop"));
-  }
-  return {};
+  if (copy.step() != SQLITE_DONE) return std::unexpected(sql_error("drop"));
+  return delete_returning_size("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
+                               "drop");
+}
+
+Result<std::uint64_t> Outbox::delete_returning_size(const char* sql, std::uint64_t key,
+                                                    const char* what) {
+  Stmt del(db_, sql);
+  if (!del.ok()) return std::unexpected(sql_error(what));
+  del.bind(1, static_cast<std::int64_t>(key));
+  std::uint64_t size = 0;
+  int rc;
+  while ((rc = del.step()) == SQLITE_ROW) size += static_cast<std::uint64_t>(del.i64(0));
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error(what));
+  return size;
 }
 
 Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
-                               std::chrono::system_clock::time_point now) {
+                               std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
   // Past their age, records below security go (security records are bounded
   // by size only: the trail must reach the fleet).
   {
@@ -133,12 +149,11 @@ Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
     std::vector<std::uint64_t> aged;
     while (old.step() == SQLITE_ROW) aged.push_back(static_cast<std::uint64_t>(old.i64(0)));
     for (auto seq : aged) {
-      if (auto ok = drop(seq); !ok) return std::unexpected(ok.error());
+      auto size = drop(seq);
+      if (!size) return std::unexpected(size.error());
+      bytes -= std::min(bytes, *size);
     }
   }
-  auto st = stats();
-  if (!st) return std::unexpected(st.error());
-  std::uint64_t bytes = st->bytes;
   if (incoming > options_.max_bytes) return false;
   // Then, while over the limit, the oldest of the lowest priority, never one
   // that ranks above the incoming record.
@@ -150,15 +165,16 @@ Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
     victim.bind(1, static_cast<std::int64_t>(priority));
     if (victim.step() != SQLITE_ROW) return false;
     const auto seq = static_cast<std::uint64_t>(victim.i64(0));
-    bytes -= static_cast<std::uint64_t>(victim.i64(1));
-    if (auto ok = drop(seq); !ok) return std::unexpected(ok.error());
+    auto size = drop(seq);
+    if (!size) return std::unexpected(size.error());
+    bytes -= std::min(bytes, *size);
   }
   return true;
 }
 
 Result<bool> Outbox::write(const Record& record, const envelope::ChainState& after,
-                           std::chrono::system_clock::time_point now) {
-  auto room = make_room(record.envelope.size(), record.priority, now);
+                           std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
+  auto room = make_room(record.envelope.size(), record.priority, now, bytes);
   if (!room) return std::unexpected(room.error());
   if (*room) {
     Stmt ins(db_,
@@ -172,6 +188,7 @@ Result<bool> Outbox::write(const Record& record, const envelope::ChainState& aft
     ins.bind(5, record.digest);
     ins.bind(6, static_cast<std::int64_t>(record.envelope.size()));
     if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("store"));
+    bytes += record.envelope.size();
   } else {
     Stmt ins(db_, "INSERT OR REPLACE INTO dropped (seq, priority, digest) VALUES (?, ?, ?)");
     if (!ins.ok()) return std::unexpected(sql_error("record a drop"));
@@ -195,7 +212,9 @@ Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState&
   keep_reserve();
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   // Every statement is finalized by now, so the rollback cannot be refused.
-  auto stored = write(record, after, now);
+  // The byte count changes only once the transaction is committed.
+  std::uint64_t bytes = bytes_;
+  auto stored = write(record, after, now, bytes);
   if (stored && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
     stored = std::unexpected(sql_error("commit"));
   }
@@ -203,6 +222,7 @@ Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState&
     if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     return std::unexpected(stored.error());
   }
+  bytes_ = bytes;
   return *stored ? PutOutcome::stored : PutOutcome::dropped;
 }
 
@@ -236,22 +256,22 @@ void Outbox::keep_reserve() {
   ::close(fd);
 }
 
-Result<void> Outbox::delete_with_reserve(const char* sql, std::uint64_t sequence,
-                                         const char* what) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    Stmt del(db_, sql);
-    if (del.ok()) {
-      del.bind(1, static_cast<std::int64_t>(sequence));
-      if (del.step() == SQLITE_DONE) return {};
-    }
-    const bool full = (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL;
-    if (!full || attempt > 0 || ::unlink((options_.path + ".reserve").c_str()) != 0) break;
+Result<std::uint64_t> Outbox::delete_with_reserve(const char* sql, std::uint64_t key,
+                                                  const char* what) {
+  auto deleted = delete_returning_size(sql, key, what);
+  const bool full = !deleted && (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL;
+  if (full && ::unlink((options_.path + ".reserve").c_str()) == 0) {
+    deleted = delete_returning_size(sql, key, what);
   }
-  return std::unexpected(sql_error(what));
+  return deleted;
 }
 
 Result<void> Outbox::ack(std::uint64_t sequence) {
-  return delete_with_reserve("DELETE FROM records WHERE seq = ?", sequence, "acknowledge");
+  auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
+                                  "acknowledge");
+  if (!size) return std::unexpected(size.error());
+  bytes_ -= std::min(bytes_, *size);
+  return {};
 }
 
 Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
@@ -267,7 +287,10 @@ Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
 }
 
 Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
-  return delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
+  auto deleted =
+      delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
+  if (!deleted) return std::unexpected(deleted.error());
+  return {};
 }
 
 Result<OutboxStats> Outbox::stats() {

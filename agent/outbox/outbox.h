@@ -90,20 +90,25 @@ class Outbox {
   Outbox(OutboxOptions options, sqlite3* db) : options_(std::move(options)), db_(db) {}
   Result<void> exec(const char* sql);
   // false: no room can be made for `incoming` bytes of `priority`.
+  // `bytes`: the bytes held, kept up to date as records go.
   Result<bool> make_room(std::uint64_t incoming, Priority priority,
-                         std::chrono::system_clock::time_point now);
-  Result<void> drop(std::uint64_t sequence);
+                         std::chrono::system_clock::time_point now, std::uint64_t& bytes);
+  // Moves a record to the drop list; its size.
+  Result<std::uint64_t> drop(std::uint64_t sequence);
+  // Runs `sql` (one ? for `key`; RETURNING size or nothing); the sizes returned.
+  Result<std::uint64_t> delete_returning_size(const char* sql, std::uint64_t key, const char* what);
   // put()'s work inside its transaction: true stored, false dropped.
   Result<bool> write(const Record& record, const envelope::ChainState& after,
-                     std::chrono::system_clock::time_point now);
+                     std::chrono::system_clock::time_point now, std::uint64_t& bytes);
   // Runs a deleting statement; on a full disk gives up the reserve once and
   // tries again.
-  Result<void> delete_with_reserve(const char* sql, std::uint64_t sequence, const char* what);
+  Result<std::uint64_t> delete_with_reserve(const char* sql, std::uint64_t key, const char* what);
   void keep_reserve();
   Error sql_error(const std::string& what) const;
 
   OutboxOptions options_;
   sqlite3* db_ = nullptr;
+  std::uint64_t bytes_ = 0;  // envelope bytes held (committed)
 };
 
 }  // namespace portier::outbox

@@ -133,6 +133,21 @@ TEST_F(OutboxTest, SecurityRecordsAreNeverDroppedForTelemetry) {
   EXPECT_EQ(stored(), (std::vector<std::uint64_t>{2, 3, 4, 5, 7}));
 }
 
+TEST_F(OutboxTest, AcknowledgedRecordsMakeRoomAlsoAfterAReopen) {
+  open(500);
+  for (std::uint64_t s = 1; s <= 5; ++s) ASSERT_TRUE(put(s, Priority::security));
+  ASSERT_TRUE(box_->ack(1));
+  ASSERT_EQ(*put(6, Priority::telemetry), PutOutcome::stored);  // the room ack 1 freed
+  open(500);  // the count of bytes held is the file's, not the last process's
+  ASSERT_EQ(*put(7, Priority::telemetry), PutOutcome::stored);  // drops 6, the lowest
+  EXPECT_EQ(dropped(), (std::vector<std::uint64_t>{6}));
+  ASSERT_TRUE(box_->ack(2));
+  ASSERT_TRUE(box_->ack(3));
+  ASSERT_EQ(*put(8, Priority::telemetry), PutOutcome::stored);
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{4, 5, 7, 8}));
+  EXPECT_EQ(box_->stats()->bytes, 400u);
+}
+
 TEST_F(OutboxTest, RecordsPastTheirAgeGoExceptSecurityRecords) {
   open();
   const auto old = kNow - hours(48);
