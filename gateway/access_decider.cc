@@ -7,6 +7,13 @@ namespace portier::gateway {
 
 using policy::Op;
 
+Error no_device(const std::string& device_id) {
+  return Error{Errc::not_found,
+               {},
+               {},
+               "no device " + quoted(device_id) + "; `portierctl devices` lists them"};
+}
+
 std::string AccessDecider::describe(const Connection& conn, const std::string& app) {
   if (!app.empty()) return "app '" + app + "'";
   const auto& c = conn.caller();
@@ -54,8 +61,7 @@ Access AccessDecider::check(Connection& conn, DeviceRecord* dev, const std::stri
   Access a;
   const std::string opn(policy::op_name(op));
   if (!dev) {
-    a.status = fail_msg(Errc::not_found,
-                        "no device " + quoted(device_id) + "; `portierctl devices` lists them");
+    a.status = std::unexpected(no_device(device_id));
     return a;
   }
   a.decision = decide(conn, *dev, op, snap);

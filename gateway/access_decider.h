@@ -35,6 +35,9 @@ struct Access {
   bool ok() const { return status.has_value(); }
 };
 
+// not_found for a device id the registry does not know, with where to look.
+Error no_device(const std::string& device_id);
+
 class AccessDecider {
  public:
   AccessDecider(PolicyStore& policy, AuditSink& audit, const TerminalHealth& health,

@@ -221,8 +221,7 @@ Result<ActionGrant> DeviceHub::authorize(Connection& conn, const std::string& de
   bool needs_claim = true;
   if (!raw_write) {
     if (!dev) {
-      return fail_msg(Errc::not_found,
-                      "no device " + quoted(device_id) + "; `portierctl devices` lists them");
+      return std::unexpected(no_device(device_id));
     }
     const auto* spec = dev->action(action);
     if (!spec) {
