@@ -1,5 +1,7 @@
 #include "agent/envelope/envelope_chain.h"
 
+#include <algorithm>
+
 #include "common/crypto/sign.h"
 #include "common/hex.h"
 
@@ -28,6 +30,15 @@ crypto::Bytes batch_message(const std::string& terminal_id, std::uint64_t first,
   put_be64(m, first);
   put_be64(m, last);
   m.insert(m.end(), head.begin(), head.end());
+  return m;
+}
+
+// What a single envelope's signature signs: its body, bound to this purpose.
+crypto::Bytes signed_message(std::string_view body) {
+  static constexpr std::string_view kLabel = "portier/v1 envelope";
+  crypto::Bytes m(kLabel.begin(), kLabel.end());
+  m.push_back(0);
+  m.insert(m.end(), body.begin(), body.end());
   return m;
 }
 
@@ -105,7 +116,7 @@ Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::s
 }
 
 Result<void> sign_envelope(v1::Envelope& envelope, const crypto::PrivateKey& key) {
-  auto sig = make_signature(key, crypto::byte_view(envelope.body()));
+  auto sig = make_signature(key, signed_message(envelope.body()));
   if (!sig) return std::unexpected(sig.error());
   *envelope.mutable_signature() = std::move(*sig);
   return {};
@@ -152,26 +163,68 @@ Result<void> ChainVerifier::check_signature(const v1::Signature& sig, crypto::By
   return crypto::verify(key_, message, crypto::byte_view(sig.value()));
 }
 
-Result<v1::EnvelopeBody> ChainVerifier::accept(const v1::Envelope& envelope) {
+std::size_t ChainVerifier::pending_count() const {
+  std::size_t n = 0;
+  for (auto& [seq, candidates] : pending_) n += candidates.size();
+  return n;
+}
+
+Result<std::vector<v1::EnvelopeBody>> ChainVerifier::cover(std::uint64_t sequence,
+                                                           const std::string& digest) {
+  std::vector<v1::EnvelopeBody> run;
+  std::string want = digest;
+  for (std::uint64_t s = sequence; s >= state_.next_sequence && s > 0; --s) {
+    auto at = pending_.find(s);
+    if (at == pending_.end()) break;
+    auto c = at->second.find(want);
+    if (c == at->second.end()) break;
+    run.push_back(c->second.body);
+    want = c->second.prev;
+    if (s == state_.next_sequence) {
+      if (want != std::string(state_.prev_digest.begin(), state_.prev_digest.end())) break;
+      std::reverse(run.begin(), run.end());
+      state_.session_epoch = run.back().session_epoch();
+      state_.next_sequence = sequence + 1;
+      state_.prev_digest.assign(digest.begin(), digest.end());
+      pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
+      return run;
+    }
+  }
+  return fail(Errc::not_found, kWhere, "sequence " + std::to_string(sequence),
+              "its chain does not reach the last covered envelope");
+}
+
+Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& envelope) {
   v1::EnvelopeBody body;
   if (!body.ParseFromString(envelope.body())) {
     return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
   }
-  const std::string at = "sequence " + std::to_string(body.sequence());
+  const std::uint64_t seq = body.sequence();
+  const std::string at = "sequence " + std::to_string(seq);
   if (body.terminal_id() != terminal_id_) {
-    return fail(Errc::permission_denied, kWhere, at,
-                "from terminal '" + body.terminal_id() + "', expected '" + terminal_id_ + "'");
+    return fail(Errc::permission_denied, kWhere, at, "from another terminal");
   }
-  if (body.sequence() != state_.next_sequence) {
+  if (seq < state_.next_sequence) {
     return fail(Errc::failed_precondition, kWhere, at,
-                body.sequence() < state_.next_sequence
-                    ? "already received (a replay or a duplicate)"
-                    : "expected " + std::to_string(state_.next_sequence) + ": " +
-                          std::to_string(body.sequence() - state_.next_sequence) +
-                          " envelope(s) missing");
+                "already received (a replay or a duplicate)");
   }
-  if (crypto::byte_view(body.prev_digest()).size() != state_.prev_digest.size() ||
-      !crypto::constant_time_equal(crypto::byte_view(body.prev_digest()), state_.prev_digest)) {
+  const std::uint64_t expected = pending_.empty()
+                                     ? state_.next_sequence
+                                     : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+  if (seq > expected) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                "expected " + std::to_string(expected) + ": " + std::to_string(seq - expected) +
+                    " envelope(s) missing");
+  }
+  // Its previous digest must be that of the last covered link or of a
+  // candidate just before it.
+  const std::string prev = body.prev_digest();
+  const bool chains =
+      seq == state_.next_sequence
+          ? crypto::byte_view(prev).size() == state_.prev_digest.size() &&
+                crypto::constant_time_equal(crypto::byte_view(prev), state_.prev_digest)
+          : pending_.count(seq - 1) && pending_.at(seq - 1).count(prev);
+  if (!chains) {
     return fail(Errc::permission_denied, kWhere, at,
                 "its previous digest is not the digest of the envelope before it (inserted, "
                 "reordered or altered)");
@@ -181,29 +234,34 @@ Result<v1::EnvelopeBody> ChainVerifier::accept(const v1::Envelope& envelope) {
                 "session epoch " + std::to_string(body.session_epoch()) + " went back from " +
                     std::to_string(state_.session_epoch));
   }
-  if (envelope.has_signature()) {
-    if (auto ok = check_signature(envelope.signature(), crypto::byte_view(envelope.body())); !ok) {
-      return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
-    }
-  } else if (unsigned_.size() >= options_.max_unsigned) {
-    return fail(Errc::resource_exhausted, kWhere, at,
-                std::to_string(unsigned_.size()) +
-                    " envelopes already wait for a batch signature; sign them first");
-  }
   auto d = crypto::digest(algo_, envelope.body());
   if (!d) return std::unexpected(d.error());
-  if (envelope.has_signature()) {
-    unsigned_.clear();  // a signed body covers every body before it, through the chain
-  } else {
-    unsigned_[body.sequence()] = *d;
+  const std::string digest(d->begin(), d->end());
+  if (pending_.count(seq) && pending_.at(seq).count(digest)) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                "already received (a replay or a duplicate)");
   }
-  state_.prev_digest = std::move(*d);
-  state_.session_epoch = body.session_epoch();
-  ++state_.next_sequence;
-  return body;
+  if (envelope.has_signature()) {
+    if (auto ok = check_signature(envelope.signature(), signed_message(envelope.body())); !ok) {
+      return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+    }
+  } else if (pending_count() >= options_.max_pending) {
+    return fail(Errc::resource_exhausted, kWhere, at,
+                std::to_string(pending_count()) +
+                    " envelopes already wait for a signature; sign them first");
+  }
+  pending_[seq][digest] = Candidate{std::move(body), prev};
+  if (!envelope.has_signature()) return std::vector<v1::EnvelopeBody>{};
+  // A signed link covers every link before it, through the chain.
+  auto covered = cover(seq, digest);
+  if (!covered) {
+    pending_[seq].erase(digest);
+    if (pending_[seq].empty()) pending_.erase(seq);
+  }
+  return covered;
 }
 
-Result<void> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
   const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
                          std::to_string(batch.last_sequence());
   if (batch.terminal_id() != terminal_id_) {
@@ -212,23 +270,22 @@ Result<void> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
   if (batch.first_sequence() == 0 || batch.last_sequence() < batch.first_sequence()) {
     return fail(Errc::invalid_argument, kWhere, at, "not a run");
   }
-  auto head = unsigned_.find(batch.last_sequence());
-  if (head == unsigned_.end()) {
+  if (batch.first_sequence() != state_.next_sequence) {
     return fail(Errc::failed_precondition, kWhere, at,
-                "its last envelope was not received, or is signed already");
+                "the next envelope to cover is " + std::to_string(state_.next_sequence));
   }
-  if (!crypto::constant_time_equal(crypto::byte_view(batch.head_digest()), head->second)) {
+  auto last = pending_.find(batch.last_sequence());
+  if (last == pending_.end() || !last->second.count(batch.head_digest())) {
     return fail(Errc::permission_denied, kWhere, at,
-                "its head digest is not the digest of the envelope received");
+                "its head digest is not the digest of an envelope received");
   }
-  auto message =
-      batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(), head->second);
+  auto message = batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(),
+                               crypto::byte_view(batch.head_digest()));
   if (auto ok = check_signature(batch.signature(), message); !ok) {
     return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
   }
   // The head's digest covers every body before it through the chain.
-  unsigned_.erase(unsigned_.begin(), std::next(head));
-  return {};
+  return cover(batch.last_sequence(), batch.head_digest());
 }
 
 }  // namespace portier::envelope

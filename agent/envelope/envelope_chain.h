@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/crypto/bytes.h"
 #include "common/crypto/digest.h"
@@ -63,39 +64,54 @@ Result<v1::BatchSignature> sign_batch(const std::string& terminal_id, std::uint6
                                       std::uint64_t last, const crypto::Bytes& head_digest,
                                       const crypto::PrivateKey& key);
 
-// The fleet's side: links must come in order; a link with its own signature
-// is verified at once, one without waits (bounded) for a BatchSignature that
-// covers it. Errors name the sequence and what is wrong; a rejected link
-// leaves the state as it was.
+// The fleet's side. A link with its own signature is verified at once; a
+// link without one is only a candidate until a signature covers it: a later
+// signed link, or a BatchSignature whose head is its digest or chains to it.
+// Nothing uncovered is handed out, so a hostile broker that injects links
+// (it sees every digest on the wire) gets none of them accepted: a
+// signature resolves the chain backward from its own digest through the
+// previous digests, and picks the genuine link among any candidates of a
+// sequence. Links must arrive in order (a gap is an error naming it); a
+// rejected link changes nothing.
 class ChainVerifier {
  public:
   struct Options {
-    std::size_t max_unsigned = 4096;  // links waiting for a batch signature
+    std::size_t max_pending = 4096;  // candidate links waiting for a signature
   };
   ChainVerifier(std::string terminal_id, crypto::PublicKey key, ChainState state, Options options);
   ChainVerifier(std::string terminal_id, crypto::PublicKey key, ChainState state)
       : ChainVerifier(std::move(terminal_id), std::move(key), std::move(state), Options{}) {}
 
-  // The body of an accepted link, parsed.
-  Result<v1::EnvelopeBody> accept(const v1::Envelope& envelope);
-  // Marks the run as signed; permission_denied when the signature, the head
-  // or the run does not match what was accepted.
-  Result<void> accept_batch(const v1::BatchSignature& batch);
+  // The bodies this link's arrival covered, in order (its own last when it
+  // is signed); empty when it only waits for a signature.
+  Result<std::vector<v1::EnvelopeBody>> accept(const v1::Envelope& envelope);
+  // The bodies the batch covered, in order; permission_denied when the
+  // signature, the head or the run does not match what was received.
+  Result<std::vector<v1::EnvelopeBody>> accept_batch(const v1::BatchSignature& batch);
 
+  // The state after the last covered link.
   const ChainState& state() const { return state_; }
-  // Sequence numbers accepted but not yet covered by any signature.
-  std::size_t unsigned_count() const { return unsigned_.size(); }
+  // Candidate links waiting for a signature.
+  std::size_t pending_count() const;
 
  private:
-  Result<void> check_signature(const v1::Signature& sig, crypto::ByteView digest_input);
+  struct Candidate {
+    v1::EnvelopeBody body;
+    std::string prev;  // its previous digest
+  };
+  Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
+  // The candidates from state_ up to (`sequence`, `digest`), found backward
+  // through the previous digests; not_found when the chain does not reach.
+  Result<std::vector<v1::EnvelopeBody>> cover(std::uint64_t sequence, const std::string& digest);
 
   std::string terminal_id_;
   crypto::PublicKey key_;
   std::string key_id_;
   crypto::DigestAlgo algo_;
-  ChainState state_;
+  ChainState state_;  // after the last covered link
   Options options_;
-  std::map<std::uint64_t, crypto::Bytes> unsigned_;  // sequence -> digest of its body
+  // sequence -> digest -> candidate, above state_.next_sequence - 1.
+  std::map<std::uint64_t, std::map<std::string, Candidate>> pending_;
 };
 
 }  // namespace portier::envelope

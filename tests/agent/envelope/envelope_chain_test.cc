@@ -41,10 +41,11 @@ TEST_P(EnvelopeChainTest, EverySignedLinkIsAcceptedInOrder_REQ19) {
   Chain c(GetParam());
   auto v = c.verifier();
   for (auto& s : c.seal(5, true)) {
-    auto body = v.accept(s.envelope);
-    ASSERT_TRUE(body) << body.error().message();
-    EXPECT_EQ(body->terminal_id(), "T-0001");  // the terminal id is in every signed body
-    EXPECT_EQ(body->sequence(), s.sequence);
+    auto covered = v.accept(s.envelope);
+    ASSERT_TRUE(covered) << covered.error().message();
+    ASSERT_EQ(covered->size(), 1u);
+    EXPECT_EQ((*covered)[0].terminal_id(), "T-0001");  // the terminal id is in every signed body
+    EXPECT_EQ((*covered)[0].sequence(), s.sequence);
   }
   EXPECT_EQ(v.state().next_sequence, 6u);
   EXPECT_EQ(v.state().prev_digest, c.sealer.state().prev_digest);
@@ -54,13 +55,20 @@ TEST_P(EnvelopeChainTest, OneBatchSignatureCoversARunThroughTheChain_REQ29) {
   Chain c(GetParam());
   auto v = c.verifier();
   auto run = c.seal(100, false);
-  for (auto& s : run) ASSERT_TRUE(v.accept(s.envelope));
-  EXPECT_EQ(v.unsigned_count(), 100u);
+  for (auto& s : run) {
+    auto covered = v.accept(s.envelope);
+    ASSERT_TRUE(covered);
+    EXPECT_TRUE(covered->empty());  // nothing is handed out before a signature covers it
+  }
+  EXPECT_EQ(v.pending_count(), 100u);
   auto batch = sign_batch("T-0001", 1, 100, run.back().digest, c.key);
   ASSERT_TRUE(batch) << batch.error().message();
   auto ok = v.accept_batch(*batch);
   ASSERT_TRUE(ok) << ok.error().message();
-  EXPECT_EQ(v.unsigned_count(), 0u);
+  ASSERT_EQ(ok->size(), 100u);
+  EXPECT_EQ(ok->front().sequence(), 1u);
+  EXPECT_EQ(ok->back().sequence(), 100u);
+  EXPECT_EQ(v.pending_count(), 0u);
   // The same batch again covers nothing any more.
   EXPECT_EQ(v.accept_batch(*batch).error().code, Errc::failed_precondition);
 }
@@ -119,41 +127,85 @@ TEST(EnvelopeChain, AnAlteredSignedBodyIsRefused) {
   EXPECT_NE(r.error().message().find("bad signature"), std::string::npos) << r.error().message();
 }
 
-TEST(EnvelopeChain, AnInsertedOrAlteredUnsignedLinkBreaksTheChainOrTheBatch) {
+v1::Envelope forge(const v1::Envelope& real) {
+  auto forged = real;
+  v1::EnvelopeBody body;
+  EXPECT_TRUE(body.ParseFromString(forged.body()));
+  body.set_payload("forged");
+  body.SerializeToString(forged.mutable_body());
+  return forged;
+}
+
+// A hostile broker sees every digest on the wire and injects its own link
+// for a sequence: it is never handed out, and the genuine chain is still
+// covered when the signature comes.
+TEST(EnvelopeChain, ALinkInjectedByTheBrokerIsNeverAcceptedAndDoesNotWedgeTheChain_REQ36) {
   Chain c(KeyType::ecdsa_p256);
   auto run = c.seal(3, false);
-  // Altered in the middle: the next link no longer points at it.
-  {
-    auto v = c.verifier();
-    auto forged = run[1].envelope;
-    v1::EnvelopeBody body;
-    ASSERT_TRUE(body.ParseFromString(forged.body()));
-    body.set_payload("forged");
-    body.SerializeToString(forged.mutable_body());
-    ASSERT_TRUE(v.accept(run[0].envelope));
-    ASSERT_TRUE(v.accept(forged));  // unsigned: taken, but the chain is now off
-    auto next = v.accept(run[2].envelope);
-    ASSERT_FALSE(next);
-    EXPECT_NE(next.error().message().find("previous digest"), std::string::npos);
-  }
-  // Altered at the end: the batch's head digest does not match.
-  {
-    auto v = c.verifier();
-    auto forged = run[2].envelope;
-    v1::EnvelopeBody body;
-    ASSERT_TRUE(body.ParseFromString(forged.body()));
-    body.set_payload("forged");
-    body.SerializeToString(forged.mutable_body());
-    ASSERT_TRUE(v.accept(run[0].envelope));
-    ASSERT_TRUE(v.accept(run[1].envelope));
-    ASSERT_TRUE(v.accept(forged));
-    auto batch = sign_batch("T-0001", 1, 3, run[2].digest, c.key);
-    ASSERT_TRUE(batch);
-    auto r = v.accept_batch(*batch);
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, Errc::permission_denied);
-    EXPECT_EQ(v.unsigned_count(), 3u);
-  }
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  auto forged = v.accept(forge(run[1].envelope));
+  ASSERT_TRUE(forged);
+  EXPECT_TRUE(forged->empty());
+  ASSERT_TRUE(v.accept(run[1].envelope));  // the genuine one, a second candidate
+  ASSERT_TRUE(v.accept(run[2].envelope));
+  auto batch = sign_batch("T-0001", 1, 3, run[2].digest, c.key);
+  auto covered = v.accept_batch(*batch);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  EXPECT_EQ((*covered)[1].payload(), "payload 1");
+  EXPECT_EQ(v.pending_count(), 0u);  // the forged candidate is gone too
+}
+
+TEST(EnvelopeChain, ALinkAlteredAtTheEndOfARunIsNotCovered) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  ASSERT_TRUE(v.accept(run[1].envelope));
+  ASSERT_TRUE(v.accept(forge(run[2].envelope)));
+  auto batch = sign_batch("T-0001", 1, 3, run[2].digest, c.key);
+  ASSERT_TRUE(batch);
+  auto r = v.accept_batch(*batch);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied);
+  EXPECT_EQ(v.pending_count(), 3u);
+  EXPECT_EQ(v.state().next_sequence, 1u);
+}
+
+TEST(EnvelopeChain, ABatchSignedByAnotherKeyUnderTheTerminalsKeyIdIsRefused) {
+  Chain c(KeyType::ecdsa_p256);
+  Chain other(KeyType::ecdsa_p256);
+  auto run = c.seal(2, false);
+  auto v = c.verifier();
+  for (auto& s : run) ASSERT_TRUE(v.accept(s.envelope));
+  auto batch = sign_batch("T-0001", 1, 2, run[1].digest, other.key);
+  ASSERT_TRUE(batch);
+  batch->mutable_signature()->set_key_id(*key_id(*c.key.public_key()));
+  auto r = v.accept_batch(*batch);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("bad signature"), std::string::npos) << r.error().message();
+  // A genuine batch over another range than it says is refused as well.
+  auto shifted = sign_batch("T-0001", 2, 2, run[1].digest, c.key);
+  EXPECT_FALSE(v.accept_batch(*shifted));
+  auto moved = sign_batch("T-0001", 1, 2, run[1].digest, c.key);
+  moved->set_first_sequence(1);
+  moved->set_last_sequence(1);
+  EXPECT_FALSE(v.accept_batch(*moved));
+  EXPECT_TRUE(v.accept_batch(*sign_batch("T-0001", 1, 2, run[1].digest, c.key)));
+}
+
+TEST(EnvelopeChain, ASignedLinkCoversTheUnsignedOnesBeforeIt) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(4, false);
+  ASSERT_TRUE(sign_envelope(run[3].envelope, c.key));
+  auto v = c.verifier();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(v.accept(run[i].envelope));
+  auto covered = v.accept(run[3].envelope);
+  ASSERT_TRUE(covered);
+  ASSERT_EQ(covered->size(), 4u);
+  EXPECT_EQ(v.pending_count(), 0u);
+  EXPECT_EQ(v.state().next_sequence, 5u);
 }
 
 TEST(EnvelopeChain, AnotherKeysSignatureOrAnotherTerminalIsRefused_REQ36) {
@@ -184,10 +236,11 @@ TEST(EnvelopeChain, TheChainContinuesAcrossARestartAndItsEpochOnlyGrows) {
   auto s = restarted.seal(v1::PAYLOAD_BIRTH, "birth", kT0);
   ASSERT_TRUE(s);
   ASSERT_TRUE(sign_envelope(s->envelope, c.key));
-  auto body = v.accept(s->envelope);
-  ASSERT_TRUE(body) << body.error().message();
-  EXPECT_EQ(body->sequence(), 3u);
-  EXPECT_EQ(body->session_epoch(), 1u);
+  auto covered = v.accept(s->envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 1u);
+  EXPECT_EQ((*covered)[0].sequence(), 3u);
+  EXPECT_EQ((*covered)[0].session_epoch(), 1u);
   // A sealer started from a stale state (epoch back) is refused.
   ChainState stale = restarted.state();
   stale.session_epoch = 0;
