@@ -7,11 +7,8 @@
 
 namespace portier {
 
-int read_small_file(const std::string& path, std::string& out, ReadOptions options) {
+int read_small_fd(int fd, std::string& out, std::size_t max) {
   out.clear();
-  const int flags = O_RDONLY | O_CLOEXEC | (options.follow_symlinks ? 0 : O_NOFOLLOW);
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return errno;
   char buf[4096];
   int err = 0;
   for (;;) {
@@ -22,17 +19,27 @@ int read_small_file(const std::string& path, std::string& out, ReadOptions optio
       break;
     }
     if (n == 0) break;
-    if (out.size() + static_cast<std::size_t>(n) > options.max) {
+    if (out.size() + static_cast<std::size_t>(n) > max) {
       err = EFBIG;
       break;
     }
     out.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(fd);
   if (err) {
     out.clear();
     errno = err;  // for callers that report strerror(errno)
   }
+  return err;
+}
+
+int read_small_file(const std::string& path, std::string& out, ReadOptions options) {
+  out.clear();
+  const int flags = O_RDONLY | O_CLOEXEC | (options.follow_symlinks ? 0 : O_NOFOLLOW);
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return errno;
+  const int err = read_small_fd(fd, out, options.max);
+  ::close(fd);
+  if (err) errno = err;
   return err;
 }
 

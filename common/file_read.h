@@ -17,6 +17,8 @@ struct ReadOptions {
 
 // 0, or the errno of what failed (EFBIG: over options.max).
 int read_small_file(const std::string& path, std::string& out, ReadOptions options = {});
+// The same from an open file (read from where it stands; not closed).
+int read_small_fd(int fd, std::string& out, std::size_t max);
 // The same as a Result: io, "<path>", "cannot read", "<strerror>".
 Result<std::string> read_small_file(const std::string& path, ReadOptions options = {});
 

@@ -17,30 +17,31 @@ namespace {
 
 constexpr std::size_t kMaxKeyFile = 16 * 1024;
 
-// Writes `data` to a new file `path` (never over an existing one), fsyncs
-// it and its directory.
+// Puts a new file `path` holding `data` in place whole or not at all: written
+// and fsync'd under a temporary name, then linked to `path` (which fails,
+// EEXIST, when another process made it first), the directory fsync'd. A
+// crash leaves no empty or partial file at `path`.
 Result<void> write_new(const std::string& path, std::string_view data, mode_t mode) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return fail_errno(Errc::io, path, "cannot create", errno);
+  std::string tmp = path + ".tmpXXXXXX";
+  const int fd = ::mkstemp(tmp.data());  // 0600, O_EXCL
+  if (fd < 0) return fail_errno(Errc::io, path, "cannot create a temporary file", errno);
+  auto fail_with = [&](const char* what, int e) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return fail_errno(e == EEXIST ? Errc::already_exists : Errc::io, path, what, e);
+  };
   std::size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(path.c_str());
-      return fail_errno(Errc::io, path, "cannot write", e);
-    }
+    if (n <= 0) return fail_with("cannot write", n < 0 ? errno : EIO);
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    ::unlink(path.c_str());
-    return fail_errno(Errc::io, path, "cannot fsync", e);
-  }
+  if (::fchmod(fd, mode) != 0) return fail_with("cannot set its mode", errno);
+  if (::fsync(fd) != 0) return fail_with("cannot fsync", errno);
+  if (::link(tmp.c_str(), path.c_str()) != 0) return fail_with("cannot put it in place", errno);
   ::close(fd);
+  ::unlink(tmp.c_str());
   const auto dir = std::filesystem::path(path).parent_path();
   const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -50,28 +51,41 @@ Result<void> write_new(const std::string& path, std::string_view data, mode_t mo
   return {};
 }
 
-// The key file must be portierd's alone.
-Result<void> check_private(const std::string& path) {
+// Opens the key file and checks, on what was opened, that it is portierd's
+// alone: a regular file (no symlink), its owner, no group or other bits.
+Result<int> open_private(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      return fail(Errc::permission_denied, path, "device key",
+                  "not a regular file (a symlink or something else): refused");
+    }
+    return fail_errno(Errc::io, path, "cannot open", errno);
+  }
   struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return fail_errno(Errc::io, path, "cannot stat", errno);
+  std::string why;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return fail_errno(Errc::io, path, "cannot stat", e);
+  }
   if (!S_ISREG(st.st_mode)) {
-    return fail(Errc::permission_denied, path, "device key",
-                "not a regular file (a symlink or something else): refused");
-  }
-  if (st.st_uid != ::geteuid()) {
-    return fail(Errc::permission_denied, path, "device key",
-                "owned by uid " + std::to_string(st.st_uid) + ", not portierd's uid " +
-                    std::to_string(::geteuid()) + ": refused");
-  }
-  if (st.st_mode & 077) {
+    why = "not a regular file (a symlink or something else): refused";
+  } else if (st.st_uid != ::geteuid()) {
+    why = "owned by uid " + std::to_string(st.st_uid) + ", not portierd's uid " +
+          std::to_string(::geteuid()) + ": refused";
+  } else if (st.st_mode & 077) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return fail(Errc::permission_denied, path, "device key",
-                std::string("mode ") + mode +
-                    " lets others read or change it: refused (chmod 0600, and replace the key if "
-                    "anyone may have read it)");
+    why = std::string("mode ") + mode +
+          " lets others read or change it: refused (chmod 0600, and replace the key if anyone "
+          "may have read it)";
   }
-  return {};
+  if (!why.empty()) {
+    ::close(fd);
+    return fail(Errc::permission_denied, path, "device key", why);
+  }
+  return fd;
 }
 
 }  // namespace
@@ -86,14 +100,16 @@ Result<crypto::PrivateKey> load_or_create_key(const std::string& path, crypto::K
     if (!pem) return std::unexpected(pem.error());
     auto written = write_new(path, *pem, 0600);
     crypto::cleanse(*pem);
-    if (!written) return std::unexpected(written.error());
-    return key;
+    if (written) return key;
+    // Another process made it first: its key is the one.
+    if (written.error().code != Errc::already_exists) return std::unexpected(written.error());
   }
-  if (auto ok = check_private(path); !ok) return std::unexpected(ok.error());
+  auto fd = open_private(path);
+  if (!fd) return std::unexpected(fd.error());
   std::string pem;
-  if (const int e = read_small_file(path, pem, {kMaxKeyFile, false}); e != 0) {
-    return fail_errno(Errc::io, path, "cannot read", e);
-  }
+  const int e = read_small_fd(*fd, pem, kMaxKeyFile);
+  ::close(*fd);
+  if (e != 0) return fail_errno(Errc::io, path, "cannot read", e);
   auto key = crypto::PrivateKey::from_pem(pem);
   crypto::cleanse(pem);
   if (!key) return std::unexpected(key.error().with_context(path));
@@ -119,7 +135,11 @@ Result<std::string> load_or_create_terminal_id(const std::string& path) {
   std::uint8_t b[16];
   if (auto r = crypto::random_bytes(b); !r) return std::unexpected(r.error());
   id = "T-" + to_hex(b, sizeof b);
-  if (auto ok = write_new(path, id + "\n", 0644); !ok) return std::unexpected(ok.error());
+  if (auto ok = write_new(path, id + "\n", 0644); !ok) {
+    // Another process made it first: its id is the one.
+    if (ok.error().code == Errc::already_exists) return load_or_create_terminal_id(path);
+    return std::unexpected(ok.error());
+  }
   return id;
 }
 

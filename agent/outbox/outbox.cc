@@ -105,12 +105,21 @@ Result<envelope::ChainState> Outbox::chain_state() {
   Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
   if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
   envelope::ChainState st;
-  if (s.step() == SQLITE_ROW) {
-    st.session_epoch = static_cast<std::uint64_t>(s.i64(0));
-    st.next_sequence = static_cast<std::uint64_t>(s.i64(1));
-    auto d = s.blob(2);
-    st.prev_digest.assign(d.begin(), d.end());
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return st;  // nothing was ever put: the chain starts
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the chain state"));
+  // A state that cannot be right would restart or fork the chain: refused.
+  const auto epoch = s.i64(0), next = s.i64(1);
+  auto d = s.blob(2);
+  if (epoch < 0 || next < 1 || d.size() != 32) {
+    return fail(Errc::failed_precondition, "outbox " + options_.path, "chain state",
+                "corrupt (epoch " + std::to_string(epoch) + ", next sequence " +
+                    std::to_string(next) + ", digest of " + std::to_string(d.size()) +
+                    " bytes): refusing to reuse sequence numbers");
   }
+  st.session_epoch = static_cast<std::uint64_t>(epoch);
+  st.next_sequence = static_cast<std::uint64_t>(next);
+  st.prev_digest.assign(d.begin(), d.end());
   return st;
 }
 

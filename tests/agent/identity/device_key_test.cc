@@ -10,6 +10,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "common/crypto/sign.h"
 
@@ -78,6 +81,27 @@ TEST_F(DeviceKeyTest, AKeyOfAnotherTypeOrGarbageIsAClearError) {
   auto bad = load_or_create_key(junk, KeyType::sm2);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message().rfind(junk + ": ", 0), 0u) << bad.error().message();
+}
+
+TEST_F(DeviceKeyTest, ACreationLeavesNoPartialFileAndTwoCreatorsAgreeOnOneKey) {
+  const std::string path = dir_ + "/key.pem";
+  std::vector<crypto::PrivateKey> keys;
+  std::vector<std::thread> makers;
+  std::mutex mu;
+  for (int i = 0; i < 8; ++i) {
+    makers.emplace_back([&] {
+      auto k = load_or_create_key(path, KeyType::ecdsa_p256);
+      ASSERT_TRUE(k) << k.error().message();
+      std::lock_guard lock(mu);
+      keys.push_back(std::move(*k));
+    });
+  }
+  for (auto& t : makers) t.join();
+  ASSERT_EQ(keys.size(), 8u);
+  for (auto& k : keys) EXPECT_EQ(*k.public_key()->raw(), *keys[0].public_key()->raw());
+  for (auto& e : std::filesystem::directory_iterator(dir_)) {
+    EXPECT_EQ(e.path().filename(), "key.pem") << "a temporary file was left";
+  }
 }
 
 TEST_F(DeviceKeyTest, TheTerminalIdIsMadeOnceAndStays_REQ19) {

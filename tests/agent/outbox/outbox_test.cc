@@ -6,6 +6,7 @@
 #include "agent/outbox/outbox.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -185,6 +186,24 @@ TEST_F(OutboxTest, AFullDiskIsAClearErrorAndLosesNothing_REQ29) {
   auto again = put(seq, Priority::security, 4096);
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ(*again, PutOutcome::stored);
+}
+
+TEST_F(OutboxTest, ACorruptChainStateIsRefusedNotRestarted) {
+  open();
+  ASSERT_TRUE(put(1, Priority::telemetry));
+  box_.reset();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/outbox.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE chain SET next_seq = 0", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  open();
+  auto st = box_->chain_state();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("refusing to reuse sequence numbers"), std::string::npos)
+      << st.error().message();
 }
 
 TEST_F(OutboxTest, AnUnopenablePathIsAClearError) {
