@@ -15,8 +15,10 @@ PACKAGES=(
   dbus python3-dbusmock
   # boot integrity: tpm2-tss, and swtpm + tpm2-tools for its tests
   libtss2-dev swtpm swtpm-tools tpm2-tools
-  # the management link: durable outbox
-  libsqlite3-dev
+  # the management link: durable outbox, MQTT (and Mosquitto for its
+  # tests), PKCS#11 keys (SoftHSM2 for its tests)
+  libsqlite3-dev libpaho-mqttpp-dev libpaho-mqtt-dev mosquitto mosquitto-clients
+  softhsm2
   # fuzzing (libFuzzer needs clang)
   clang-14 libfuzzer-14-dev
 )
