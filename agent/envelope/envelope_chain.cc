@@ -95,6 +95,11 @@ EnvelopeSealer::EnvelopeSealer(std::string terminal_id, crypto::KeyType key_type
   if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
 }
 
+void EnvelopeSealer::reset(ChainState state) {
+  state_ = std::move(state);
+  if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
+}
+
 Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::string payload,
                                                     std::chrono::system_clock::time_point time) {
   v1::EnvelopeBody body;

@@ -52,6 +52,8 @@ class EnvelopeSealer {
   Result<Sealed> seal(v1::PayloadType type, std::string payload,
                       std::chrono::system_clock::time_point time);
   const ChainState& state() const { return state_; }
+  // Back to `state` (the outbox refused what was sealed after it).
+  void reset(ChainState state);
 
  private:
   std::string terminal_id_;

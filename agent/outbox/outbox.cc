@@ -140,6 +140,7 @@ Result<void> Outbox::exec(const char* sql) {
 }
 
 Result<envelope::ChainState> Outbox::chain_state() {
+  std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
   if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
   envelope::ChainState st;
@@ -272,6 +273,7 @@ Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState&
 Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> records,
                                                   const envelope::ChainState& after,
                                                   std::chrono::system_clock::time_point now) {
+  std::lock_guard lock(mu_);
   keep_reserve();
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   // Every statement is finalized by now, so the rollback cannot be refused.
@@ -302,6 +304,7 @@ Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> record
 Result<std::vector<Record>> Outbox::oldest(std::size_t limit) { return from(0, limit); }
 
 Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit) {
+  std::lock_guard lock(mu_);
   Stmt s(db_,
          "SELECT seq, priority, created_ms, envelope, digest, prev_digest FROM records "
          "WHERE seq >= ? ORDER BY seq LIMIT ?");
@@ -345,6 +348,7 @@ Result<std::uint64_t> Outbox::delete_with_reserve(const char* sql, std::uint64_t
 }
 
 Result<void> Outbox::ack(std::uint64_t sequence) {
+  std::lock_guard lock(mu_);
   auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
                                   "acknowledge");
   if (!size) return std::unexpected(size.error());
@@ -353,6 +357,7 @@ Result<void> Outbox::ack(std::uint64_t sequence) {
 }
 
 Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
+  std::lock_guard lock(mu_);
   if (sequences.empty()) return {};
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   std::uint64_t freed = 0;
@@ -377,6 +382,7 @@ Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
 }
 
 Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
+  std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT seq, priority, digest, prev_digest FROM dropped ORDER BY seq LIMIT ?");
   if (!s.ok()) return std::unexpected(sql_error("read drops"));
   s.bind(1, static_cast<std::int64_t>(limit));
@@ -389,6 +395,7 @@ Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
 }
 
 Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
+  std::lock_guard lock(mu_);
   auto deleted =
       delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
   if (!deleted) return std::unexpected(deleted.error());
@@ -396,6 +403,7 @@ Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
 }
 
 Result<OutboxStats> Outbox::stats() {
+  std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records");
   if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
   return OutboxStats{static_cast<std::uint64_t>(s.i64(0)), static_cast<std::uint64_t>(s.i64(1)),

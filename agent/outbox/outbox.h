@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -62,6 +63,7 @@ struct OutboxStats {
   std::uint64_t oldest_sequence = 0;  // 0 when empty
 };
 
+// Thread-safe: one lock around the database connection.
 class Outbox {
  public:
   static Result<std::unique_ptr<Outbox>> open(OutboxOptions options);
@@ -122,6 +124,7 @@ class Outbox {
   Error sql_error(const std::string& what) const;
 
   OutboxOptions options_;
+  std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::uint64_t bytes_ = 0;  // envelope bytes held (committed)
 };
