@@ -23,6 +23,7 @@ CREATE INDEX IF NOT EXISTS records_by_age ON records (created_ms);
 CREATE TABLE IF NOT EXISTS dropped (
   seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, digest BLOB NOT NULL,
   prev_digest BLOB NOT NULL DEFAULT x'');
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chain (
   id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL,
   prev_digest BLOB NOT NULL);
@@ -399,6 +400,27 @@ Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
   auto deleted =
       delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
   if (!deleted) return std::unexpected(deleted.error());
+  return {};
+}
+
+Result<std::uint64_t> Outbox::counter(const std::string& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM meta WHERE key = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read " + key));
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read " + key));
+  return static_cast<std::uint64_t>(s.i64(0));
+}
+
+Result<void> Outbox::set_counter(const std::string& key, std::uint64_t value) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+  if (!s.ok()) return std::unexpected(sql_error("store " + key));
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  s.bind(2, static_cast<std::int64_t>(value));
+  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store " + key));
   return {};
 }
 

@@ -99,6 +99,10 @@ class Outbox {
   Result<std::vector<Dropped>> drops(std::size_t limit);
   Result<void> forget_drops(std::uint64_t up_to_sequence);
   Result<OutboxStats> stats();
+  // Small durable counters of the outbox's owner (e.g. the last audit
+  // record committed); 0 when never set.
+  Result<std::uint64_t> counter(const std::string& key);
+  Result<void> set_counter(const std::string& key, std::uint64_t value);
 
  private:
   Outbox(OutboxOptions options, sqlite3* db) : options_(std::move(options)), db_(db) {}

@@ -278,6 +278,15 @@ TEST_F(OutboxTest, AVersionOneFileIsMigratedKeepingItsRecords) {
   EXPECT_EQ(box_->oldest(2)->back().prev_digest, "digest-9");
 }
 
+TEST_F(OutboxTest, CountersSurviveAReopen) {
+  open();
+  EXPECT_EQ(*box_->counter("audit_cursor"), 0u);
+  ASSERT_TRUE(box_->set_counter("audit_cursor", 41));
+  ASSERT_TRUE(box_->set_counter("audit_cursor", 42));
+  open();
+  EXPECT_EQ(*box_->counter("audit_cursor"), 42u);
+}
+
 TEST_F(OutboxTest, AFileFromANewerPortierdIsRefused) {
   open();
   box_.reset();
