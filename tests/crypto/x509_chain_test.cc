@@ -241,6 +241,17 @@ TEST_P(Chain, PathLengthOfTheIntermediateIsEnforced_REQ25) {
   EXPECT_TRUE(verify_chain(*sub, chain, std::span(&root, 1), pki_->made_at(), CertUsage::ca));
 }
 
+TEST_P(Chain, APileOfIntermediatesIsRefused_REQ25) {
+  const IssuedLeaf l = leaf({.name = "terminal"});
+  const std::vector<Certificate> pile(17, pki_->intermediate());
+  const Certificate& root = pki_->root();
+  expect_refused(
+      verify_chain(l.cert, pile, std::span(&root, 1), pki_->made_at(), CertUsage::device),
+      "terminal", "over the limit");
+  EXPECT_TRUE(verify_chain(l.cert, std::span(pile).first(16), std::span(&root, 1), pki_->made_at(),
+                           CertUsage::device));
+}
+
 TEST_P(Chain, IntermediateAsTheOnlyAnchorIsEnough_REQ25) {
   // A trust anchor need not be a root (RFC 5280 6.1.1 d).
   const IssuedLeaf l = leaf({.name = "terminal"});
