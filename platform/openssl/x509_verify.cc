@@ -135,21 +135,21 @@ Result<void> verify_chain(const Certificate& leaf, std::span<const Certificate> 
   std::unique_ptr<STACK_OF(X509), StoreFree> untrusted(sk_X509_new_null());
   std::unique_ptr<X509_STORE_CTX, StoreFree> ctx(X509_STORE_CTX_new());
   if (!store || !untrusted || !ctx) return ossl::fail(Errc::internal, kWhere, what);
-  for (const Certificate& a : anchors)
-    if (X509_STORE_add_cert(store.get(), a.impl().x) != 1) {
-      // The same anchor twice is no error.
-      const unsigned long e = ERR_peek_last_error();
-      if (ERR_GET_REASON(e) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
-        return ossl::fail(Errc::internal, kWhere, "trust anchor " + a.subject_cn());
-      ERR_clear_error();
-    }
+  for (const Certificate& a : anchors) {
+    if (X509_STORE_add_cert(store.get(), a.impl().x) == 1) continue;
+    // The same anchor twice is no error.
+    if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
+      return ossl::fail(Errc::internal, kWhere, "trust anchor " + a.subject_cn());
+    ERR_clear_error();
+  }
   if (intermediates.size() > kMaxIntermediates)
     return fail(Errc::permission_denied, kWhere, what,
                 std::to_string(intermediates.size()) + " intermediates, over the limit of " +
                     std::to_string(kMaxIntermediates));
-  for (const Certificate& c : intermediates)
+  for (const Certificate& c : intermediates) {
     if (sk_X509_push(untrusted.get(), c.impl().x) <= 0)
       return ossl::fail(Errc::internal, kWhere, what);
+  }
   if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf.impl().x, untrusted.get()) != 1)
     return ossl::fail(Errc::internal, kWhere, what);
 
