@@ -75,6 +75,13 @@ Result<CertificateRequest> CertificateRequest::from_der(ByteView der) {
         Errc::invalid_argument, kWhere, "request",
         std::to_string(der.data() + der.size() - p) + " bytes after the end of the request");
   }
+  // Only DER, as Certificate::from_der.
+  if (!x509::is_der(der, i2d_X509_REQ(req, nullptr),
+                    [req](unsigned char** out) { return i2d_X509_REQ(req, out); })) {
+    X509_REQ_free(req);
+    return fail(Errc::invalid_argument, kWhere, "request",
+                "not in DER (BER or a non-canonical encoding)");
+  }
   return wrap(req);
 }
 

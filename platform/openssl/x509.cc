@@ -74,6 +74,14 @@ Result<Certificate> Certificate::from_der(ByteView der) {
         Errc::invalid_argument, kWhere, "certificate",
         std::to_string(der.data() + der.size() - p) + " bytes after the end of the certificate");
   }
+  // Only DER: a BER form (indefinite lengths, long-form small lengths) would
+  // be read, but written back and fingerprinted as other bytes than these.
+  if (!x509::is_der(der, i2d_X509(x, nullptr),
+                    [x](unsigned char** out) { return i2d_X509(x, out); })) {
+    X509_free(x);
+    return fail(Errc::invalid_argument, kWhere, "certificate",
+                "not in DER (BER or a non-canonical encoding)");
+  }
   return x509::wrap(x);
 }
 

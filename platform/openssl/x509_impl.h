@@ -3,8 +3,10 @@
 // signing context of each key type, names and the limits on untrusted input.
 #pragma once
 
+#include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -74,6 +76,18 @@ ASN1_OCTET_STRING* sm2_default_distid();
 Result<X509_NAME*> make_name(const Subject& subject);
 // The UTF-8 text of the first `nid` attribute of `name`, "" when none.
 std::string name_entry(const X509_NAME* name, int nid);
+
+// True when `encode` (an i2d_* call on the object parsed from `der`, its
+// length `len`) writes `der` back byte for byte.
+template <class Encode>
+bool is_der(ByteView der, int len, Encode encode) {
+  if (len != static_cast<int>(der.size())) return false;
+  unsigned char* out = nullptr;
+  const bool same = encode(&out) == len && std::equal(der.begin(), der.end(), out);
+  OPENSSL_free(out);
+  ERR_clear_error();
+  return same;
+}
 
 // The DER of each `label` block of `pem` ("CERTIFICATE"), in order; other
 // blocks and text between blocks are skipped. invalid_argument when the text

@@ -17,6 +17,9 @@ namespace portier::crypto {
 namespace {
 
 constexpr const char* kWhere = "crypto/x509 verify";
+constexpr int kMaxDepth = 6;  // CAs between the leaf and the anchor
+// More than a peer could need: a pile of intermediates only costs searching.
+constexpr std::size_t kMaxIntermediates = 16;
 
 std::string usage_name(CertUsage usage) {
   switch (usage) {
@@ -140,6 +143,10 @@ Result<void> verify_chain(const Certificate& leaf, std::span<const Certificate> 
         return ossl::fail(Errc::internal, kWhere, "trust anchor " + a.subject_cn());
       ERR_clear_error();
     }
+  if (intermediates.size() > kMaxIntermediates)
+    return fail(Errc::permission_denied, kWhere, what,
+                std::to_string(intermediates.size()) + " intermediates, over the limit of " +
+                    std::to_string(kMaxIntermediates));
   for (const Certificate& c : intermediates)
     if (sk_X509_push(untrusted.get(), c.impl().x) <= 0)
       return ossl::fail(Errc::internal, kWhere, what);
@@ -152,6 +159,9 @@ Result<void> verify_chain(const Certificate& leaf, std::span<const Certificate> 
   // self-signed. X509_STRICT: the RFC 5280 rules on extensions (critical
   // basicConstraints on a CA, AKI and SKI, no explicit curve parameters).
   X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_X509_STRICT);
+  // Portier's chains are root, intermediate, leaf: a longer one is cut
+  // short.
+  X509_VERIFY_PARAM_set_depth(param, kMaxDepth);
   // Revocation: when CRLs come, add them to `store` (X509_STORE_add_crl)
   // and set X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL here;
   // X509_V_ERR_CERT_REVOKED already reads "revoked".

@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/crypto/x509.h"
 #include "support/test_pki.h"
@@ -238,6 +241,17 @@ TEST_P(Chain, PathLengthOfTheIntermediateIsEnforced_REQ25) {
   EXPECT_TRUE(verify_chain(*sub, chain, std::span(&root, 1), pki_->made_at(), CertUsage::ca));
 }
 
+TEST_P(Chain, APileOfIntermediatesIsRefused_REQ25) {
+  const IssuedLeaf l = leaf({.name = "terminal"});
+  const std::vector<Certificate> pile(17, pki_->intermediate());
+  const Certificate& root = pki_->root();
+  expect_refused(
+      verify_chain(l.cert, pile, std::span(&root, 1), pki_->made_at(), CertUsage::device),
+      "terminal", "over the limit");
+  EXPECT_TRUE(verify_chain(l.cert, std::span(pile).first(16), std::span(&root, 1), pki_->made_at(),
+                           CertUsage::device));
+}
+
 TEST_P(Chain, IntermediateAsTheOnlyAnchorIsEnough_REQ25) {
   // A trust anchor need not be a root (RFC 5280 6.1.1 d).
   const IssuedLeaf l = leaf({.name = "terminal"});
@@ -252,6 +266,25 @@ TEST_P(Chain, LeafOfAnotherKeyTypeUnderThisCa_REQ25) {
     auto r = check(l, CertUsage::device);
     EXPECT_TRUE(r) << name(t) << ": " << r.error().message();
   }
+}
+
+TEST_P(Chain, SharedCertificatesVerifyFromManyThreadsAtOnce_REQ25) {
+  // Copies of a Certificate share one parsed certificate: the link's
+  // threads check commands against the same anchors concurrently.
+  const IssuedLeaf good = leaf({.name = "signer", .usage = CertUsage::command_signing});
+  const IssuedLeaf bad =
+      leaf({.name = "expired-signer", .usage = CertUsage::command_signing, .flaw = Flaw::expired});
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        if (!check(good, CertUsage::command_signing)) ++wrong;
+        if (check(bad, CertUsage::command_signing)) ++wrong;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Keys, Chain,

@@ -179,6 +179,85 @@ TEST_P(OpensslCli, RequestSelfSignatureVerifies) {
   EXPECT_NE(r.out.find("serialNumber = HW-0042"), std::string::npos) << r.out;
 }
 
+// A TLS server (s_server, in the role of Mosquitto or the fleet's gRPC
+// endpoint) and client (s_client, the terminal) on the test PKI's files:
+// chain, key and CA file exactly as a broker config names them. The server
+// answers one HTTP request (-www) only after both certificates checked, so
+// the answer proves the mutual handshake.
+class TlsHandshake : public OpensslCli {
+ protected:
+  // The client's output; `server_out` gets the server's.
+  std::string handshake(const IssuedLeaf& server, const IssuedLeaf& client,
+                        std::string* server_out) {
+    const std::string server_cmd =
+        "timeout 30 openssl s_server -accept 127.0.0.1:0 -naccept 1 -www -cert " +
+        server.cert_path + " -key " + server.key_path + " -cert_chain " + server.chain_path +
+        " -CAfile " + pki_->ca_path() + " -Verify 3 -verify_return_error 2>&1";
+    FILE* srv = ::popen(server_cmd.c_str(), "r");
+    if (srv == nullptr) return "cannot start s_server";
+    // "ACCEPT 127.0.0.1:<port>" once it listens.
+    std::string port;
+    char line[512];
+    while (port.empty() && std::fgets(line, sizeof line, srv) != nullptr) {
+      *server_out += line;
+      const std::string l(line);
+      if (l.starts_with("ACCEPT ")) port = l.substr(l.rfind(':') + 1, std::string::npos);
+    }
+    while (!port.empty() && (port.back() == '\n' || port.back() == '\r')) port.pop_back();
+    std::string client_out;
+    if (!port.empty()) {
+      client_out = run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 30 openssl s_client -ign_eof "
+                       "-connect 127.0.0.1:" +
+                       port + " -servername localhost -verify_hostname localhost -CAfile " +
+                       pki_->ca_path() + " -verify_return_error -cert " + client.cert_path +
+                       " -key " + client.key_path + " -cert_chain " + client.chain_path)
+                       .out;
+    }
+    std::size_t n;
+    while ((n = std::fread(line, 1, sizeof line, srv)) > 0) server_out->append(line, n);
+    ::pclose(srv);
+    return client_out;
+  }
+};
+
+TEST_P(TlsHandshake, MutualTlsWithTheTestPkiFiles) {
+  const IssuedLeaf broker = leaf({.name = "broker", .usage = CertUsage::tls_server});
+  const IssuedLeaf terminal = leaf({.name = "terminal", .usage = CertUsage::device});
+  std::string server_out;
+  const std::string out = handshake(broker, terminal, &server_out);
+  EXPECT_NE(out.find("Verify return code: 0 (ok)"), std::string::npos) << out;
+  EXPECT_NE(out.find("HTTP/1.0 200 ok"), std::string::npos) << out << "\nserver:\n" << server_out;
+}
+
+TEST_P(TlsHandshake, ServerRefusesAClientOfAnotherRoot) {
+  const IssuedLeaf broker = leaf({.name = "broker", .usage = CertUsage::tls_server});
+  const IssuedLeaf forged =
+      leaf({.name = "forged", .usage = CertUsage::device, .flaw = Flaw::untrusted_issuer});
+  std::string server_out;
+  const std::string out = handshake(broker, forged, &server_out);
+  EXPECT_EQ(out.find("HTTP/1.0 200 ok"), std::string::npos) << out;
+  EXPECT_NE(server_out.find("verify error"), std::string::npos) << server_out;
+}
+
+TEST_P(TlsHandshake, ClientRefusesAnExpiredServer) {
+  const IssuedLeaf broker =
+      leaf({.name = "broker", .usage = CertUsage::tls_server, .flaw = Flaw::expired});
+  const IssuedLeaf terminal = leaf({.name = "terminal", .usage = CertUsage::device});
+  std::string server_out;
+  const std::string out = handshake(broker, terminal, &server_out);
+  EXPECT_EQ(out.find("HTTP/1.0 200 ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("certificate has expired"), std::string::npos) << out;
+}
+
+// TLS 1.3 has P-256 and Ed25519; SM2 is not in OpenSSL 3.0's TLS.
+INSTANTIATE_TEST_SUITE_P(Keys, TlsHandshake,
+                         ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519),
+                         [](const auto& info) {
+                           std::string n(name(info.param));
+                           std::erase(n, '-');
+                           return n;
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Keys, OpensslCli,
                          ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519, KeyType::sm2),
                          [](const auto& info) {

@@ -270,6 +270,19 @@ TEST_F(X509Malformed, TrailingGarbageIsRefused) {
   EXPECT_FALSE(Certificate::from_der(padded));
 }
 
+TEST_F(X509Malformed, NonCanonicalLengthIsRefused) {
+  // The outer SEQUENCE's length in one byte more than it needs (BER, not
+  // DER): the same certificate to a lenient reader, other bytes to hash.
+  ASSERT_EQ(der_[0], 0x30);
+  ASSERT_EQ(der_[1], 0x82);  // two length bytes
+  Bytes ber = {0x30, 0x83, 0x00};
+  ber.insert(ber.end(), der_.begin() + 2, der_.end());
+  auto r = Certificate::from_der(ber);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message().find("not in DER"), std::string::npos) << r.error().message();
+}
+
 TEST_F(X509Malformed, PemWithoutACertificateIsRefused) {
   auto key_pem = ca_->key.to_pem();
   ASSERT_TRUE(key_pem);
