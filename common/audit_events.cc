@@ -173,6 +173,10 @@ AuditEntry audit_failed(std::string reason) {
 
 AuditEntry audit_recovered() { return plain(AuditEvent::audit_recovered, {}); }
 
+AuditEntry audit_tampered(std::string reason) {
+  return plain(AuditEvent::audit_tampered, std::move(reason));
+}
+
 AuditEntry audit_truncated(std::uint64_t bytes, std::uint64_t last_seq) {
   AuditEntry e = plain(AuditEvent::audit_truncated,
                        "a torn last line of " + std::to_string(bytes) + " bytes after seq " +

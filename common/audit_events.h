@@ -72,6 +72,8 @@ AuditEntry feature_failed(std::string reason);
 AuditEntry feature_recovered(const std::string& feature, int failures);
 AuditEntry audit_failed(std::string reason);
 AuditEntry audit_recovered();
+// The trail does not match the terminal's last signed checkpoint.
+AuditEntry audit_tampered(std::string reason);
 
 // --- The audit log's own records ---
 

@@ -186,6 +186,10 @@ TEST(AuditRecordTest, EachBuilderMakesItsKindOfRecord) {
       {audit::audit_truncated(17, 0), AuditEvent::audit_truncated,
        t + "\"event\":\"audit_truncated\",\"bytes\":17,\"last_seq\":0,\"reason\":\"a torn last "
            "line of 17 bytes after seq 0 was removed at start\"}"},
+      {audit::audit_tampered("the trail ends at seq 3, but the checkpoint of seq 9 covers it"),
+       AuditEvent::audit_tampered,
+       t + "\"event\":\"audit_tampered\",\"reason\":\"the trail ends at seq 3, but the "
+           "checkpoint of seq 9 covers it\"}"},
       {audit::denials_suppressed("0", 40, 20, 2), AuditEvent::denials_suppressed,
        t + "\"event\":\"denials_suppressed\",\"uid\":0,\"count\":40,\"reason\":\"40 denials of "
            "uid 0 not recorded (rate limit: burst 20, 2/s)\"}"},
