@@ -1,0 +1,482 @@
+// The MQTT client against a real Mosquitto with mutual TLS, and against
+// hostile or outdated brokers played by `openssl s_server`: what it refuses
+// (plaintext, TLS 1.1, a certificate of another CA, oversized payloads) and
+// what it survives (a broker restart, a broker that speaks only 3.1.1).
+#include "common/mqtt/mqtt_client.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "policy/temp_dir.h"
+#include "support/mosquitto_broker.h"
+
+extern char** environ;
+
+namespace portier::mqtt {
+namespace {
+
+using namespace std::chrono_literals;
+using portier::policy::testing::TempDir;
+using portier::test::MosquittoBroker;
+using portier::test::TestTls;
+
+// What the client reported, for tests to wait on.
+struct Recorder {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> connected;  // MQTT versions
+  std::vector<std::string> disconnected, failed;
+  std::vector<std::pair<std::string, std::string>> messages;
+  std::vector<std::pair<std::string, std::size_t>> oversized;
+
+  ClientCallbacks callbacks() {
+    ClientCallbacks c;
+    c.connected = [this](int v) { add([&] { connected.push_back(v); }); };
+    c.disconnected = [this](const std::string& r) { add([&] { disconnected.push_back(r); }); };
+    c.connect_failed = [this](const std::string& r) { add([&] { failed.push_back(r); }); };
+    c.message = [this](const std::string& t, std::string p) {
+      add([&] { messages.emplace_back(t, std::move(p)); });
+    };
+    c.oversized = [this](const std::string& t, std::size_t n) {
+      add([&] { oversized.emplace_back(t, n); });
+    };
+    return c;
+  }
+  template <class F>
+  void add(F f) {
+    std::lock_guard lock(mu);
+    f();
+    cv.notify_all();
+  }
+  template <class P>
+  bool wait(P pred, std::chrono::seconds timeout = 20s) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, timeout, pred);
+  }
+};
+
+// Waits for the outcome of one publish.
+struct Outcome {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<void>> result;
+  PublishDone done() {
+    return [this](Result<void> r) {
+      std::lock_guard lock(mu);
+      result = std::move(r);
+      cv.notify_all();
+    };
+  }
+  std::optional<Result<void>> wait(std::chrono::seconds timeout = 20s) {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, timeout, [&] { return result.has_value(); });
+    return result;
+  }
+};
+
+ClientOptions options_for(const std::string& uri, const TestTls& tls, const std::string& name) {
+  ClientOptions o;
+  o.server_uri = uri;
+  o.client_id = "test-" + name;
+  o.tls = {tls.ca_file, tls.cert(name), tls.key(name)};
+  o.backoff_min = 50ms;
+  o.backoff_max = 400ms;
+  o.connect_timeout = 5s;
+  return o;
+}
+
+std::unique_ptr<MqttClient> make_client(ClientOptions o, Recorder& r) {
+  auto c = MqttClient::create(std::move(o), r.callbacks());
+  EXPECT_TRUE(c) << c.error().message();
+  return c ? std::move(*c) : nullptr;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class MqttClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tls_ = portier::test::write_test_tls(dir_.path(), {"t-0001", "fleet"});
+    broker_ = std::make_unique<MosquittoBroker>(dir_.path(), tls_);
+    ASSERT_TRUE(broker_->start());
+  }
+
+  TempDir dir_;
+  TestTls tls_;
+  std::unique_ptr<MosquittoBroker> broker_;
+};
+
+// `openssl s_server` as a fake broker: TLS with the test's server
+// certificate (client certificates required); what the client sends comes
+// out on its stdout, what the test writes to its stdin goes to the client.
+class OpensslServer {
+ public:
+  OpensslServer(const TestTls& tls, const std::string& log, std::vector<std::string> extra) {
+    port_ = portier::test::free_port();
+    std::vector<std::string> argv = {
+        "openssl", "s_server",      "-accept", "127.0.0.1:" + std::to_string(port_),
+        "-cert",   tls.server_cert, "-key",    tls.server_key,
+        "-CAfile", tls.ca_file,     "-Verify", "1",
+        "-quiet"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    int in[2], out[2];
+    EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    EXPECT_EQ(posix_spawnp(&pid_, "openssl", &fa, nullptr, args.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+    // Ready when the port accepts (s_server takes the probe as a failed client).
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!portier::test::port_accepts(port_) && std::chrono::steady_clock::now() < deadline)
+      ::poll(nullptr, 0, 20);
+  }
+  ~OpensslServer() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    ::close(to_);
+    ::close(from_);
+  }
+  std::string uri() const { return "ssl://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+  // The next MQTT packet from the client (fixed header included), or empty
+  // when none came before the deadline.
+  std::string read_packet(std::chrono::seconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (auto p = complete_packet(); !p.empty()) return p;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return {};
+      pollfd pfd{from_, POLLIN, 0};
+      if (::poll(&pfd, 1, int(left.count())) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(from_, buf, sizeof buf);
+      if (n <= 0) return {};
+      buffer_.append(buf, std::size_t(n));
+    }
+  }
+  void write(const std::string& bytes) {
+    ASSERT_EQ(::write(to_, bytes.data(), bytes.size()), ssize_t(bytes.size()));
+  }
+  bool received_anything() {
+    pollfd pfd{from_, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) > 0) {
+      char buf[4096];
+      const ssize_t n = ::read(from_, buf, sizeof buf);
+      if (n > 0) buffer_.append(buf, std::size_t(n));
+    }
+    return !buffer_.empty();
+  }
+
+ private:
+  std::string complete_packet() {
+    // Fixed header: type byte, then the remaining length (varint).
+    std::size_t len = 0, shift = 0, at = 1;
+    for (;; ++at, shift += 7) {
+      if (at >= buffer_.size() || at > 4) return {};
+      len |= std::size_t(buffer_[at] & 0x7f) << shift;
+      if (!(buffer_[at] & 0x80)) break;
+    }
+    if (buffer_.size() < at + 1 + len) return {};
+    std::string p = buffer_.substr(0, at + 1 + len);
+    buffer_.erase(0, at + 1 + len);
+    return p;
+  }
+
+  int port_ = 0;
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+  std::string buffer_;
+};
+
+// The protocol level byte of a CONNECT: after the fixed header and "MQTT".
+int protocol_level(const std::string& connect) {
+  std::size_t at = 1;
+  while (at < connect.size() && (connect[at] & 0x80)) ++at;
+  at += 1 + 2 + 4;  // remaining length's last byte, name length, "MQTT"
+  return at < connect.size() ? connect[at] : -1;
+}
+
+TEST(MqttServerUri, OnlySslWithHostAndPortIsAccepted) {
+  EXPECT_TRUE(check_server_uri("ssl://broker.example:8883"));
+  EXPECT_TRUE(check_server_uri("ssl://127.0.0.1:1"));
+  for (const char* bad : {"tcp://broker:1883", "mqtt://broker:1883", "ws://broker:80",
+                          "wss://broker:443", "broker:8883", "ssl://broker", "ssl://:8883",
+                          "ssl://broker:0", "ssl://broker:65536", "ssl://broker:88a3",
+                          "ssl://broker:8883/x", "ssl://user@broker:8883", "SSL://broker:8883"}) {
+    auto r = check_server_uri(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_EQ(r.error().code, Errc::invalid_argument);
+      EXPECT_NE(r.error().message().find(bad), std::string::npos) << r.error().message();
+    }
+  }
+}
+
+TEST(MqttClientOptions, PlaintextAndMissingTlsFilesAreRefusedAtCreate_REQ20) {
+  TempDir dir;
+  auto tls = portier::test::write_test_tls(dir.path(), {"t-0001"});
+  Recorder r;
+  auto o = options_for("tcp://127.0.0.1:1883", tls, "t-0001");
+  auto c = MqttClient::create(o, r.callbacks());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("ssl://"), std::string::npos) << c.error().message();
+
+  o = options_for("ssl://127.0.0.1:8883", tls, "t-0001");
+  o.tls.key_file = dir.path() + "/nonexistent.key";
+  c = MqttClient::create(o, r.callbacks());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("nonexistent.key"), std::string::npos);
+
+  o = options_for("ssl://127.0.0.1:8883", tls, "t-0001");
+  o.tls.cert_file.clear();  // no client certificate: mutual TLS only
+  EXPECT_FALSE(MqttClient::create(o, r.callbacks()));
+}
+
+TEST_F(MqttClientTest, MutualTlsPublishAtQos1IsAcknowledgedAndDelivered_REQ20) {
+  Recorder fleet_events, terminal_events;
+  auto fleet = make_client(options_for(broker_->uri(), tls_, "fleet"), fleet_events);
+  fleet->subscribe("portier/v1/+/+/up/#", 1);
+  fleet->start();
+  auto terminal = make_client(options_for(broker_->uri(), tls_, "t-0001"), terminal_events);
+  terminal->start();
+  ASSERT_TRUE(fleet_events.wait([&] { return !fleet_events.connected.empty(); })) << broker_->log();
+  ASSERT_TRUE(terminal_events.wait([&] { return !terminal_events.connected.empty(); }));
+  EXPECT_EQ(terminal_events.connected[0], 5);  // Mosquitto 2 speaks MQTT 5
+  EXPECT_EQ(terminal->mqtt_version(), 5);
+
+  Outcome acked;
+  ASSERT_TRUE(terminal->publish("portier/v1/f/t-0001/up/health", std::string("\0\x01\xff", 3),
+                                false, acked.done()));
+  auto r = acked.wait();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r) << r->error().message();
+  ASSERT_TRUE(fleet_events.wait([&] { return !fleet_events.messages.empty(); }));
+  EXPECT_EQ(fleet_events.messages[0].first, "portier/v1/f/t-0001/up/health");
+  EXPECT_EQ(fleet_events.messages[0].second, std::string("\0\x01\xff", 3));
+}
+
+TEST_F(MqttClientTest, PublishWhileDisconnectedIsUnavailableAndNeverCallsBack) {
+  Recorder events;
+  auto c = make_client(options_for(broker_->uri(), tls_, "t-0001"), events);
+  bool called = false;
+  auto r = c->publish("a/b", "x", false, [&](Result<void>) { called = true; });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::unavailable);
+  c->stop();
+  EXPECT_FALSE(called);
+}
+
+TEST_F(MqttClientTest, InFlightWindowIsBoundedAndStopAbortsWhatWaits) {
+  Recorder events;
+  auto o = options_for(broker_->uri(), tls_, "t-0001");
+  o.max_in_flight = 2;
+  auto c = make_client(o, events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); }));
+  broker_->freeze();  // accepts bytes, sends no PUBACK
+  Outcome a, b;
+  ASSERT_TRUE(c->publish("t/1", "1", false, a.done()));
+  ASSERT_TRUE(c->publish("t/2", "2", false, b.done()));
+  auto third = c->publish("t/3", "3", false, [](Result<void>) { ADD_FAILURE() << "called"; });
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, Errc::resource_exhausted);
+  c->stop();  // the clean DISCONNECT times out against the frozen broker
+  ASSERT_TRUE(a.wait(1s).has_value());
+  EXPECT_EQ(a.result->error().code, Errc::aborted);
+  ASSERT_TRUE(b.wait(1s).has_value());
+  EXPECT_FALSE(*b.result);
+  broker_->thaw();
+}
+
+TEST_F(MqttClientTest, BrokerRestartIsReportedThenReconnectedAndPublishesWorkAgain) {
+  Recorder events;
+  auto c = make_client(options_for(broker_->uri(), tls_, "t-0001"), events);
+  c->subscribe("portier/v1/f/t-0001/down/cmd", 1);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return events.connected.size() == 1; }));
+
+  broker_->stop();
+  ASSERT_TRUE(events.wait([&] { return events.disconnected.size() == 1; }));
+  EXPECT_FALSE(c->connected());
+  auto r = c->publish("t/x", "x", false, [](Result<void>) {});
+  EXPECT_FALSE(r);
+  ASSERT_TRUE(broker_->start());  // same port
+  ASSERT_TRUE(events.wait([&] { return events.connected.size() == 2; })) << broker_->log();
+
+  Outcome acked;
+  ASSERT_TRUE(c->publish("portier/v1/f/t-0001/up/health", "after", false, acked.done()));
+  ASSERT_TRUE(acked.wait().has_value());
+  EXPECT_TRUE(*acked.result);
+
+  // The subscription is back too (persistence is off in the test broker, so
+  // only the client's re-subscription can have done it).
+  Recorder fleet_events;
+  auto fleet = make_client(options_for(broker_->uri(), tls_, "fleet"), fleet_events);
+  fleet->start();
+  ASSERT_TRUE(fleet_events.wait([&] { return !fleet_events.connected.empty(); }));
+  ASSERT_TRUE(fleet->publish("portier/v1/f/t-0001/down/cmd", "cmd", false, [](Result<void>) {}));
+  ASSERT_TRUE(events.wait([&] { return !events.messages.empty(); }));
+  EXPECT_EQ(events.messages[0].second, "cmd");
+}
+
+TEST_F(MqttClientTest, OversizedIncomingPayloadIsDroppedAndReported) {
+  Recorder events, fleet_events;
+  auto o = options_for(broker_->uri(), tls_, "t-0001");
+  o.max_incoming_payload = 1000;
+  auto c = make_client(o, events);
+  c->subscribe("in/#", 1);
+  c->start();
+  auto fleet = make_client(options_for(broker_->uri(), tls_, "fleet"), fleet_events);
+  fleet->start();
+  ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); }));
+  ASSERT_TRUE(fleet_events.wait([&] { return !fleet_events.connected.empty(); }));
+
+  // The broker honours MQTT 5's Maximum Packet Size and may not forward the
+  // big one at all; either way it must never reach the message callback.
+  ASSERT_TRUE(fleet->publish("in/big", std::string(5000, 'A'), false, [](Result<void>) {}));
+  ASSERT_TRUE(fleet->publish("in/small", std::string(1000, 'b'), false, [](Result<void>) {}));
+  ASSERT_TRUE(events.wait([&] { return !events.messages.empty(); }));
+  ASSERT_EQ(events.messages.size(), 1u);
+  EXPECT_EQ(events.messages[0].first, "in/small");
+  for (const auto& [topic, size] : events.oversized) EXPECT_EQ(size, 5000u);
+}
+
+TEST_F(MqttClientTest, PublishTheBrokerRefusesIsAFailureNotAnAcknowledgement) {
+  // An ACL that lets t-0001 write only under its own topics: a PUBACK with
+  // "not authorized" must not let the caller delete the record.
+  const std::string acl = dir_.path() + "/acl";
+  std::ofstream(acl) << "pattern write portier/v1/+/%u/up/#\n";
+  broker_->stop();
+  broker_ = std::make_unique<MosquittoBroker>(
+      dir_.path(), tls_,
+      portier::test::BrokerOptions{.extra = "acl_file " + acl + "\n", .config = {}});
+  ASSERT_TRUE(broker_->start());
+
+  Recorder events;
+  auto c = make_client(options_for(broker_->uri(), tls_, "t-0001"), events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); }));
+  Outcome own, foreign;
+  ASSERT_TRUE(c->publish("portier/v1/f/t-0001/up/health", "mine", false, own.done()));
+  ASSERT_TRUE(c->publish("portier/v1/f/t-0002/up/health", "forged", false, foreign.done()));
+  ASSERT_TRUE(own.wait().has_value());
+  EXPECT_TRUE(*own.result) << own.result->error().message();
+  ASSERT_TRUE(foreign.wait().has_value());
+  ASSERT_FALSE(*foreign.result);
+  EXPECT_EQ(foreign.result->error().code, Errc::permission_denied)
+      << foreign.result->error().message();
+}
+
+TEST_F(MqttClientTest, BrokerWithACertificateOfAnotherCaIsRefused_REQ20) {
+  TempDir other_dir;
+  auto other = portier::test::write_test_tls(other_dir.path(), {});
+  MosquittoBroker impostor(other_dir.path(), other);
+  ASSERT_TRUE(impostor.start());
+
+  Recorder events;
+  auto c = make_client(options_for(impostor.uri(), tls_, "t-0001"), events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return events.failed.size() >= 2; }));  // and keeps trying
+  c->stop();
+  EXPECT_TRUE(events.connected.empty());
+  EXPECT_NE(events.failed[0].find(impostor.uri()), std::string::npos) << events.failed[0];
+  // The impostor saw a failed handshake, not an MQTT client.
+  EXPECT_EQ(impostor.log().find("New client connected"), std::string::npos) << impostor.log();
+}
+
+TEST_F(MqttClientTest, ServerThatSpeaksOnlyTls11IsRefusedEvenWhenOpensslAllowsIt_REQ20) {
+  // The system's OpenSSL configuration may allow TLS 1.0 (an old
+  // openssl.cnf): the client's own minimum must still hold. (Set before
+  // this process first uses TLS; ctest runs each test in its own process.)
+  const std::string weak = dir_.path() + "/weak-openssl.cnf";
+  std::ofstream(weak) << "openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n"
+                         "[d]\nMinProtocol = TLSv1\nCipherString = DEFAULT:@SECLEVEL=0\n";
+  ::setenv("OPENSSL_CONF", weak.c_str(), 1);
+  const std::string log = dir_.path() + "/s_server.log";
+  OpensslServer old(tls_, log, {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"});
+
+  // It does speak TLS 1.1 to a client that offers it: the refusal below is
+  // the client's.
+  const std::string probe = dir_.path() + "/s_client.log";
+  ASSERT_EQ(
+      portier::test::run_command(
+          {"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(old.port()), "-cert",
+           tls_.cert("t-0001"), "-key", tls_.key("t-0001"), "-CAfile", tls_.ca_file, "-brief"},
+          probe),
+      0)
+      << read_file(probe);
+  EXPECT_NE(read_file(probe).find("TLSv1.1"), std::string::npos) << read_file(probe);
+
+  Recorder events;
+  auto c = make_client(options_for(old.uri(), tls_, "t-0001"), events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return !events.failed.empty(); }));
+  c->stop();
+  EXPECT_TRUE(events.connected.empty());
+  EXPECT_FALSE(old.received_anything()) << "an MQTT CONNECT crossed a TLS 1.1 session";
+}
+
+// Mosquitto cannot be told to refuse MQTT 5, so the 3.1.1-only broker is
+// `openssl s_server` (real TLS, the test's certificates) driven by the test.
+class MqttFallbackTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MqttFallbackTest, BrokerThatRefusesMqtt5IsSpokenToIn311) {
+  TempDir dir;
+  auto tls = portier::test::write_test_tls(dir.path(), {"t-0001"});
+  OpensslServer broker(tls, dir.path() + "/s_server.log", {});
+  Recorder events;
+  auto c = make_client(options_for(broker.uri(), tls, "t-0001"), events);
+  c->start();
+
+  const std::string first = broker.read_packet();
+  ASSERT_FALSE(first.empty()) << read_file(dir.path() + "/s_server.log");
+  EXPECT_EQ(first[0], 0x10);  // CONNECT
+  EXPECT_EQ(protocol_level(first), 5);
+  broker.write(GetParam());  // "unsupported protocol version", as the parameter words it
+
+  const std::string second = broker.read_packet();
+  ASSERT_FALSE(second.empty());
+  EXPECT_EQ(protocol_level(second), 4) << (events.failed.empty() ? "" : events.failed[0]);
+  EXPECT_EQ(second[9] & 0x02, 0) << "3.1.1 must keep the session (clean session off)";
+  broker.write(std::string("\x20\x02\x00\x00", 4));  // CONNACK accepted
+  ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); }));
+  EXPECT_EQ(events.connected[0], 4);
+  EXPECT_EQ(c->mqtt_version(), 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Connack, MqttFallbackTest,
+    ::testing::Values(std::string("\x20\x02\x00\x01", 4),       // a 3.1.1 broker: return code 1
+                      std::string("\x20\x03\x00\x84\x00", 5)),  // MQTT 5: reason 0x84
+    [](const auto& info) { return info.index == 0 ? "ReturnCode1" : "Reason0x84"; });
+
+}  // namespace
+}  // namespace portier::mqtt
