@@ -190,8 +190,15 @@ Result<std::shared_ptr<::mqtt::async_client>> MqttClient::Impl::connect(int mqtt
   }
   try {
     auto tok = c->connect(connect_options(mqtt_version));
-    if (!tok->wait_for(options.connect_timeout + std::chrono::seconds(1)))
-      return fail(Errc::unavailable, kWhere, "connect to " + options.server_uri, "timed out");
+    // In slices, so that stop() need not wait for a broker that is slow to answer.
+    const auto deadline =
+        std::chrono::steady_clock::now() + options.connect_timeout + std::chrono::seconds(1);
+    while (!tok->wait_for(std::chrono::milliseconds(100))) {
+      if (std::lock_guard lock(mu); stopping)
+        return fail(Errc::aborted, kWhere, "connect to " + options.server_uri, "stopped");
+      if (std::chrono::steady_clock::now() > deadline)
+        return fail(Errc::unavailable, kWhere, "connect to " + options.server_uri, "timed out");
+    }
     return c;
   } catch (const ::mqtt::exception& e) {
     std::string why = e.what();
@@ -203,6 +210,8 @@ Result<std::shared_ptr<::mqtt::async_client>> MqttClient::Impl::connect(int mqtt
                 "connect to " + options.server_uri + " (MQTT " +
                     (mqtt_version >= MQTTVERSION_5 ? "5" : "3.1.1") + ")",
                 why);
+  } catch (const std::exception& e) {
+    return fail(Errc::unavailable, kWhere, "connect to " + options.server_uri, e.what());
   }
 }
 
@@ -232,6 +241,7 @@ void MqttClient::Impl::run() {
     }
     auto c = connect(mqtt_version, gen);
     if (!c) {
+      if (c.error().code == Errc::aborted) continue;  // stopping
       if (c.error().code == Errc::failed_precondition && mqtt_version == MQTTVERSION_5) {
         mqtt_version = MQTTVERSION_3_1_1;  // the broker speaks 3.1.1 only: at once
         continue;
@@ -251,7 +261,7 @@ void MqttClient::Impl::run() {
     for (const auto& [filter, qos] : subs) {
       try {
         (*c)->subscribe(filter, qos)->wait_for(options.connect_timeout);
-      } catch (const ::mqtt::exception&) {
+      } catch (const std::exception&) {
         // the loss of the connection is reported by the handler
       }
     }
@@ -269,7 +279,7 @@ void MqttClient::Impl::run() {
       try {
         (*c)->disconnect(::mqtt::disconnect_options(std::chrono::seconds(2)))
             ->wait_for(std::chrono::seconds(3));
-      } catch (const ::mqtt::exception&) {
+      } catch (const std::exception&) {
       }
     }
     fail_in_flight(clean ? Errc::aborted : Errc::unavailable, reason);
@@ -314,7 +324,7 @@ void MqttClient::subscribe(const std::string& filter, int qos) {
   if (!c) return;
   try {
     c->subscribe(filter, qos);
-  } catch (const ::mqtt::exception&) {
+  } catch (const std::exception&) {
     // subscribed again at the next connection
   }
 }
@@ -354,7 +364,7 @@ Result<void> MqttClient::publish(const std::string& topic, std::string payload, 
     auto msg = ::mqtt::make_message(topic, std::move(payload), 1, retained);
     c->publish(msg, reinterpret_cast<void*>(std::uintptr_t(n)), *impl_);
     return {};
-  } catch (const ::mqtt::exception& e) {
+  } catch (const std::exception& e) {
     std::lock_guard lock(impl_->mu);
     impl_->in_flight.erase(n);  // not handed to Paho: the caller gets the error, not `done`
     return fail(Errc::unavailable, kWhere, "publish to " + topic, e.what());

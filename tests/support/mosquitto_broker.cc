@@ -109,6 +109,37 @@ int free_port() {
   return port;
 }
 
+namespace {
+
+const std::vector<std::string> kEcKey = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                         "-nodes"};
+
+void openssl(std::vector<std::string> argv, const std::string& log) {
+  argv.insert(argv.begin(), "openssl");
+  if (run_command(argv, log) != 0)
+    ADD_FAILURE() << "openssl " << argv[1] << " failed:\n" << read_file(log);
+}
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// A key and a CSR, then the certificate signed by the CA with `ext`.
+void write_leaf(const TestTls& t, const std::string& cert, const std::string& key,
+                const std::string& cn, const std::string& ext) {
+  const std::string csr = cert + ".csr", extfile = cert + ".ext", log = t.dir + "/openssl.log";
+  std::ofstream(extfile) << ext;
+  openssl(std::vector<std::string>{"req"} + kEcKey +
+              std::vector<std::string>{"-keyout", key, "-out", csr, "-subj", "/CN=" + cn},
+          log);
+  openssl({"x509", "-req", "-in", csr, "-CA", t.ca_file, "-CAkey", t.ca_key, "-CAcreateserial",
+           "-out", cert, "-days", "2", "-extfile", extfile},
+          log);
+}
+
+}  // namespace
+
 TestTls write_test_tls(const std::string& dir, const std::vector<std::string>& clients) {
   TestTls t;
   t.dir = dir;
@@ -116,39 +147,25 @@ TestTls write_test_tls(const std::string& dir, const std::vector<std::string>& c
   t.ca_key = dir + "/ca.key";
   t.server_cert = dir + "/server.pem";
   t.server_key = dir + "/server.key";
-  const std::string log = dir + "/openssl.log";
-  auto run = [&](const std::vector<std::string>& argv) {
-    if (run_command(argv, log) != 0)
-      ADD_FAILURE() << "openssl failed: " << argv[1] << "\n" << read_file(log);
-  };
-  const std::vector<std::string> ec = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                                       "-nodes"};
-  auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-  };
-  run(with({"openssl", "req", "-x509"},
-           with(ec, {"-keyout", t.ca_key, "-out", t.ca_file, "-days", "2", "-subj",
-                     "/CN=Portier test CA " + dir.substr(dir.rfind('/') + 1), "-addext",
-                     "basicConstraints=critical,CA:TRUE", "-addext",
-                     "keyUsage=critical,keyCertSign,cRLSign"})));
-  // One leaf: a CSR, then signed by the CA with its extensions.
-  auto leaf = [&](const std::string& cert, const std::string& key, const std::string& cn,
-                  const std::string& ext) {
-    const std::string csr = cert + ".csr", extfile = cert + ".ext";
-    std::ofstream(extfile) << ext;
-    run(with({"openssl", "req"}, with(ec, {"-keyout", key, "-out", csr, "-subj", "/CN=" + cn})));
-    run({"openssl", "x509", "-req", "-in", csr, "-CA", t.ca_file, "-CAkey", t.ca_key,
-         "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extfile});
-  };
-  leaf(t.server_cert, t.server_key, "localhost",
-       "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-       "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
+  openssl(
+      std::vector<std::string>{"req", "-x509"} + kEcKey +
+          std::vector<std::string>{"-keyout", t.ca_key, "-out", t.ca_file, "-days", "2", "-subj",
+                                   "/CN=Portier test CA " + dir.substr(dir.rfind('/') + 1),
+                                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                                   "keyUsage=critical,keyCertSign,cRLSign"},
+      dir + "/openssl.log");
+  write_leaf(t, t.server_cert, t.server_key, "localhost",
+             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+             "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
   for (const auto& name : clients)
-    leaf(t.cert(name), t.key(name), name,
-         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-         "extendedKeyUsage=clientAuth\n");
+    write_test_cert(t, name,
+                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=clientAuth\n");
   return t;
+}
+
+void write_test_cert(const TestTls& tls, const std::string& name, const std::string& extensions) {
+  write_leaf(tls, tls.cert(name), tls.key(name), name, extensions);
 }
 
 MosquittoBroker::MosquittoBroker(std::string dir, TestTls tls, BrokerOptions options)

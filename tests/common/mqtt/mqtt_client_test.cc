@@ -4,11 +4,14 @@
 // what it survives (a broker restart, a broker that speaks only 3.1.1).
 #include "common/mqtt/mqtt_client.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ using namespace std::chrono_literals;
 using portier::policy::testing::TempDir;
 using portier::test::MosquittoBroker;
 using portier::test::TestTls;
+using portier::test::write_test_cert;
 
 // What the client reported, for tests to wait on.
 struct Recorder {
@@ -410,6 +414,68 @@ TEST_F(MqttClientTest, BrokerWithACertificateOfAnotherCaIsRefused_REQ20) {
   EXPECT_NE(events.failed[0].find(impostor.uri()), std::string::npos) << events.failed[0];
   // The impostor saw a failed handshake, not an MQTT client.
   EXPECT_EQ(impostor.log().find("New client connected"), std::string::npos) << impostor.log();
+}
+
+// A broker of the right CA that is not the broker asked for: refused by
+// the name check, and by the purpose check when the certificate is a
+// client's (a terminal of the same fleet posing as the broker).
+class ImpostorOfTheSameCaTest : public MqttClientTest,
+                                public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ImpostorOfTheSameCaTest, IsRefused_REQ20) {
+  write_test_cert(tls_, "impostor", GetParam());
+  TestTls impostor_tls = tls_;
+  impostor_tls.server_cert = tls_.cert("impostor");
+  impostor_tls.server_key = tls_.key("impostor");
+  TempDir impostor_dir;
+  MosquittoBroker impostor(impostor_dir.path(), impostor_tls);
+  ASSERT_TRUE(impostor.start());
+
+  Recorder events;
+  auto c = make_client(options_for(impostor.uri(), tls_, "t-0001"), events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return !events.failed.empty(); }));
+  c->stop();
+  EXPECT_TRUE(events.connected.empty());
+  EXPECT_EQ(impostor.log().find("New client connected"), std::string::npos) << impostor.log();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Certificates, ImpostorOfTheSameCaTest,
+    ::testing::Values("subjectAltName=DNS:broker.elsewhere.example\n"
+                      "extendedKeyUsage=serverAuth\n",
+                      "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=clientAuth\n"),
+    [](const auto& info) { return info.index == 0 ? "AnotherName" : "AClientCertificate"; });
+
+TEST(MqttClientStop, StopWhileConnectingToASilentBrokerReturnsPromptly) {
+  TempDir dir;
+  auto tls = portier::test::write_test_tls(dir.path(), {"t-0001"});
+  // A listener that accepts and never answers the TLS handshake.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+  Recorder events;
+  auto o = options_for("ssl://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), tls, "t-0001");
+  o.connect_timeout = 30s;
+  auto c = make_client(o, events);
+  c->start();
+  pollfd pfd{listener, POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 10'000), 1);
+  const int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(conn, 0);  // the client is in its handshake now
+
+  const auto before = std::chrono::steady_clock::now();
+  c->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 3s);
+  EXPECT_TRUE(events.connected.empty());
+  ::close(conn);
+  ::close(listener);
 }
 
 TEST_F(MqttClientTest, ServerThatSpeaksOnlyTls11IsRefusedEvenWhenOpensslAllowsIt_REQ20) {
