@@ -127,10 +127,11 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
 
 // A key and a CSR, then the certificate signed by the CA with `ext`.
 void write_leaf(const TestTls& t, const std::string& cert, const std::string& key,
-                const std::string& cn, const std::string& ext) {
+                const std::string& cn, const std::string& ext, bool rsa = false) {
   const std::string csr = cert + ".csr", extfile = cert + ".ext", log = t.dir + "/openssl.log";
   std::ofstream(extfile) << ext;
-  openssl(std::vector<std::string>{"req"} + kEcKey +
+  const std::vector<std::string> rsa_key = {"-newkey", "rsa:2048", "-nodes"};
+  openssl(std::vector<std::string>{"req"} + (rsa ? rsa_key : kEcKey) +
               std::vector<std::string>{"-keyout", key, "-out", csr, "-subj", "/CN=" + cn},
           log);
   openssl({"x509", "-req", "-in", csr, "-CA", t.ca_file, "-CAkey", t.ca_key, "-CAcreateserial",
@@ -164,8 +165,9 @@ TestTls write_test_tls(const std::string& dir, const std::vector<std::string>& c
   return t;
 }
 
-void write_test_cert(const TestTls& tls, const std::string& name, const std::string& extensions) {
-  write_leaf(tls, tls.cert(name), tls.key(name), name, extensions);
+void write_test_cert(const TestTls& tls, const std::string& name, const std::string& extensions,
+                     bool rsa) {
+  write_leaf(tls, tls.cert(name), tls.key(name), name, extensions, rsa);
 }
 
 MosquittoBroker::MosquittoBroker(std::string dir, TestTls tls, BrokerOptions options)

@@ -31,7 +31,9 @@ TestTls write_test_tls(const std::string& dir, const std::vector<std::string>& c
 // One more leaf of that CA: <dir>/<name>.pem and .key, subject CN `name`,
 // with `extensions` (openssl x509 -extfile lines), e.g. a broker
 // certificate for another name, or a client certificate used as a server's.
-void write_test_cert(const TestTls& tls, const std::string& name, const std::string& extensions);
+// ECDSA P-256, or RSA 2048 when `rsa` (for TLS 1.1 suites without ECDHE).
+void write_test_cert(const TestTls& tls, const std::string& name, const std::string& extensions,
+                     bool rsa = false);
 
 // Runs argv[0] (searched in PATH) with stdout and stderr appended to
 // `log`, waits for it; its exit status, or -1 when it could not run or was
