@@ -131,6 +131,24 @@ TEST_F(MqttLinkTest, CommandsOnItsOwnTopicReachOnCommandAndNoOtherTerminals) {
             (std::vector<std::string>{std::string("signed\0command", 14), "second"}));
 }
 
+TEST_F(MqttLinkTest, CommandSentWhileTheTerminalIsAwayWaitsInItsSession) {
+  {
+    Events events;
+    auto link = make_link(options());
+    ASSERT_TRUE(link->start(events));
+    ASSERT_TRUE(events.wait([&] { return events.connected == 1; }));
+    link->stop();  // the session (and its subscription) stays at the broker
+  }
+  Fleet fleet(broker_->uri(), tls_, {});
+  fleet.publish(prefix_ + "down/cmd", "queued while away");
+
+  Events events;
+  auto link = make_link(options());
+  ASSERT_TRUE(link->start(events));
+  ASSERT_TRUE(events.wait([&] { return !events.commands.empty(); })) << broker_->log();
+  EXPECT_EQ(events.commands[0], "queued while away");
+}
+
 TEST_F(MqttLinkTest, OversizedCommandIsDroppedNotDelivered) {
   Events events;
   auto o = options();
