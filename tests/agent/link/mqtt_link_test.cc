@@ -14,6 +14,7 @@
 
 #include "agent/link/fleet_peer.h"
 #include "agent/link/link_events.h"
+#include "common/mqtt/tls_fake_broker.h"
 #include "policy/temp_dir.h"
 #include "support/mosquitto_broker.h"
 
@@ -181,6 +182,41 @@ TEST_F(MqttLinkTest, BrokerOutageIsReportedAndTheLinkComesBackOnItsOwn) {
   ASSERT_TRUE(events.wait([&] { return events.connected == 2; })) << broker_->log();
   ASSERT_TRUE(link->send({7, "health", "resent"}));
   ASSERT_TRUE(events.wait([&] { return events.acknowledged == std::vector<std::uint64_t>{7}; }));
+}
+
+// A hostile broker (past the TLS checks: it holds a certificate of the
+// fleet's CA) pushes what the terminal never subscribed to, a payload far
+// above the limit it announced, and then garbage.
+TEST_F(MqttLinkTest, HostileBrokerReachesTheHandlerOnlyWithBoundedCommandsOnItsTopic) {
+  portier::test::TlsFakeBroker broker(tls_, dir_.path() + "/s_server.log", {});
+  Events events;
+  auto o = options();
+  o.server_uri = broker.uri();
+  auto link = make_link(o);
+  ASSERT_TRUE(link->start(events));
+
+  const std::string connect = broker.read_packet();
+  ASSERT_FALSE(connect.empty());
+  broker.write(std::string("\x20\x03\x00\x00\x00", 5));  // CONNACK, MQTT 5
+  const std::string subscribe = broker.read_packet();
+  ASSERT_EQ(std::uint8_t(subscribe[0]), 0x82) << "expected SUBSCRIBE";
+  // SUBACK for its packet id (after the 1-byte remaining length), QoS 1.
+  broker.write(std::string("\x90\x04", 2) + subscribe.substr(2, 2) + std::string("\x00\x01", 2));
+  ASSERT_TRUE(events.wait([&] { return events.connected == 1; }));
+
+  broker.write(portier::test::publish_packet("portier/v1/f1/t-0002/down/cmd", "not yours"));
+  broker.write(portier::test::publish_packet("portier/v1/f1/t-0001/down/cmd/x", "below it"));
+  broker.write(portier::test::publish_packet("#", "a wildcard as a topic"));
+  broker.write(portier::test::publish_packet(prefix_ + "down/cmd", std::string(300 * 1024, 'A')));
+  broker.write(portier::test::publish_packet(prefix_ + "down/cmd", "yours"));
+  ASSERT_TRUE(events.wait([&] { return !events.commands.empty(); }));
+  const std::vector<std::string> only_yours = {"yours"};
+  EXPECT_TRUE(events.commands == only_yours) << events.commands.size() << " commands, the first of "
+                                             << events.commands[0].size() << " bytes";
+
+  broker.write(std::string("\xf0\x7f", 2) + std::string(127, '\xff'));  // no such packet
+  ASSERT_TRUE(events.wait([&] { return !events.disconnected.empty(); }));
+  EXPECT_EQ(events.commands.size(), 1u);
 }
 
 // The link in its own process (mqtt_link_child), as a terminal's portierd.

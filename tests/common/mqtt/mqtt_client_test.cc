@@ -20,6 +20,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "common/mqtt/tls_fake_broker.h"
 #include "policy/temp_dir.h"
 #include "support/mosquitto_broker.h"
 
@@ -31,7 +32,9 @@ namespace {
 using namespace std::chrono_literals;
 using portier::policy::testing::TempDir;
 using portier::test::MosquittoBroker;
+using portier::test::protocol_level;
 using portier::test::TestTls;
+using portier::test::TlsFakeBroker;
 using portier::test::write_test_cert;
 
 // What the client reported, for tests to wait on.
@@ -124,112 +127,6 @@ class MqttClientTest : public ::testing::Test {
   TestTls tls_;
   std::unique_ptr<MosquittoBroker> broker_;
 };
-
-// `openssl s_server` as a fake broker: TLS with the test's server
-// certificate (client certificates required); what the client sends comes
-// out on its stdout, what the test writes to its stdin goes to the client.
-class OpensslServer {
- public:
-  // `extra`: more s_server options; the certificate and key are the test
-  // broker's unless `extra` names others (-cert, -key come last and win).
-  OpensslServer(const TestTls& tls, const std::string& log, std::vector<std::string> extra,
-                bool require_client_cert = true) {
-    port_ = portier::test::free_port();
-    std::vector<std::string> argv = {
-        "openssl", "s_server",      "-accept", "127.0.0.1:" + std::to_string(port_),
-        "-cert",   tls.server_cert, "-key",    tls.server_key,
-        "-CAfile", tls.ca_file,     "-quiet"};
-    if (require_client_cert) argv.insert(argv.end(), {"-Verify", "1"});
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    int in[2], out[2];
-    EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
-    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    EXPECT_EQ(posix_spawnp(&pid_, "openssl", &fa, nullptr, args.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    to_ = in[1];
-    from_ = out[0];
-    // Ready when the port accepts (s_server takes the probe as a failed client).
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!portier::test::port_accepts(port_) && std::chrono::steady_clock::now() < deadline)
-      ::poll(nullptr, 0, 20);
-  }
-  ~OpensslServer() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    ::close(to_);
-    ::close(from_);
-  }
-  std::string uri() const { return "ssl://127.0.0.1:" + std::to_string(port_); }
-  int port() const { return port_; }
-
-  // The next MQTT packet from the client (fixed header included), or empty
-  // when none came before the deadline.
-  std::string read_packet(std::chrono::seconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      if (auto p = complete_packet(); !p.empty()) return p;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return {};
-      pollfd pfd{from_, POLLIN, 0};
-      if (::poll(&pfd, 1, int(left.count())) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::read(from_, buf, sizeof buf);
-      if (n <= 0) return {};
-      buffer_.append(buf, std::size_t(n));
-    }
-  }
-  void write(const std::string& bytes) {
-    ASSERT_EQ(::write(to_, bytes.data(), bytes.size()), ssize_t(bytes.size()));
-  }
-  bool received_anything() {
-    pollfd pfd{from_, POLLIN, 0};
-    if (::poll(&pfd, 1, 0) > 0) {
-      char buf[4096];
-      const ssize_t n = ::read(from_, buf, sizeof buf);
-      if (n > 0) buffer_.append(buf, std::size_t(n));
-    }
-    return !buffer_.empty();
-  }
-
- private:
-  std::string complete_packet() {
-    // Fixed header: type byte, then the remaining length (varint).
-    std::size_t len = 0, shift = 0, at = 1;
-    for (;; ++at, shift += 7) {
-      if (at >= buffer_.size() || at > 4) return {};
-      len |= std::size_t(buffer_[at] & 0x7f) << shift;
-      if (!(buffer_[at] & 0x80)) break;
-    }
-    if (buffer_.size() < at + 1 + len) return {};
-    std::string p = buffer_.substr(0, at + 1 + len);
-    buffer_.erase(0, at + 1 + len);
-    return p;
-  }
-
-  int port_ = 0;
-  pid_t pid_ = -1;
-  int to_ = -1, from_ = -1;
-  std::string buffer_;
-};
-
-// The protocol level byte of a CONNECT: after the fixed header and "MQTT".
-int protocol_level(const std::string& connect) {
-  std::size_t at = 1;
-  while (at < connect.size() && (connect[at] & 0x80)) ++at;
-  at += 1 + 2 + 4;  // remaining length's last byte, name length, "MQTT"
-  return at < connect.size() ? connect[at] : -1;
-}
 
 TEST(MqttServerUri, OnlySslWithHostAndPortIsAccepted) {
   EXPECT_TRUE(check_server_uri("ssl://broker.example:8883"));
@@ -488,7 +385,7 @@ TEST_F(MqttClientTest, ServerThatSpeaksOnlyTls11IsRefusedThoughOpensslDefaultsAl
   write_test_cert(tls_, "rsa-broker", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
                   true);
   const std::string log = dir_.path() + "/s_server.log";
-  OpensslServer old(tls_, log,
+  TlsFakeBroker old(tls_, log,
                     {"-tls1_1", "-cipher", "AES128-SHA:@SECLEVEL=0", "-cert",
                      tls_.cert("rsa-broker"), "-key", tls_.key("rsa-broker")},
                     false);
@@ -522,7 +419,7 @@ class MqttFallbackTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(MqttFallbackTest, BrokerThatRefusesMqtt5IsSpokenToIn311) {
   TempDir dir;
   auto tls = portier::test::write_test_tls(dir.path(), {"t-0001"});
-  OpensslServer broker(tls, dir.path() + "/s_server.log", {});
+  TlsFakeBroker broker(tls, dir.path() + "/s_server.log", {});
   Recorder events;
   auto c = make_client(options_for(broker.uri(), tls, "t-0001"), events);
   c->start();
