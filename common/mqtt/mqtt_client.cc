@@ -101,8 +101,8 @@ struct MqttClient::Impl : public ::mqtt::iaction_listener {
   void on_success(const ::mqtt::token& tok) override { complete(tok, outcome(tok, true)); }
   void on_failure(const ::mqtt::token& tok) override { complete(tok, outcome(tok, false)); }
   static Result<void> outcome(const ::mqtt::token& tok, bool success) {
-    const int reason = tok.get_reason_code();
-    if (reason >= 0x80)
+    const int reason = tok.get_reason_code();  // MQTTPP_V3_CODE (255): MQTT 3.1.1, no reason
+    if (reason >= 0x80 && reason != ::mqtt::ReasonCode::MQTTPP_V3_CODE)
       return fail(Errc::permission_denied, kWhere, "publish",
                   "the broker refused it: " + ::mqtt::exception::reason_code_str(reason));
     if (success) return {};
@@ -129,8 +129,9 @@ struct MqttClient::Impl : public ::mqtt::iaction_listener {
   ssl.set_private_key(options.tls.key_file);
   ssl.set_enable_server_cert_auth(true);
   ssl.set_verify(true);  // the broker's name or IP against its certificate
-  ssl.set_ssl_version(
-      MQTT_SSL_VERSION_TLS_1_2);  // ignored by Paho with OpenSSL 3: see kTls12Ciphers
+  // Ignored by Paho 1.3 with OpenSSL 3 (kTls12Ciphers sets the floor); kept
+  // for a Paho that honours it.
+  ssl.set_ssl_version(MQTT_SSL_VERSION_TLS_1_2);
   ssl.set_enabled_cipher_suites(kTls12Ciphers);
   ssl.set_error_handler([this](const std::string& msg) {
     std::lock_guard lock(mu);

@@ -10,7 +10,8 @@
 //   only AEAD suites with ECDHE (none of them exists before TLS 1.2; TLS 1.3
 //   suites are configured apart and stay on).
 // - MQTT 5 first, MQTT 3.1.1 when the broker refuses version 5 (CONNACK
-//   "unacceptable protocol version" / "unsupported protocol version").
+//   "unacceptable protocol version" / "unsupported protocol version"), at
+//   once and for the rest of this client's life.
 // - A persistent session (clean start off; session expiry for MQTT 5), and
 //   no Paho persistence on disk: the caller's store resends after a
 //   reconnection (each connection uses a fresh Paho client, so Paho never

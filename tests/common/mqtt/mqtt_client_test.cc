@@ -438,6 +438,17 @@ TEST_P(MqttFallbackTest, BrokerThatRefusesMqtt5IsSpokenToIn311) {
   ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); }));
   EXPECT_EQ(events.connected[0], 4);
   EXPECT_EQ(c->mqtt_version(), 4);
+
+  // A 3.1.1 PUBACK (no reason code) is an acknowledgement.
+  Outcome acked;
+  ASSERT_TRUE(c->publish("portier/v1/f/t-0001/up/health", "v3", false, acked.done()));
+  const std::string publish = broker.read_packet();
+  ASSERT_EQ(std::uint8_t(publish[0]) & 0xf6, 0x32) << "expected a QoS 1 PUBLISH";
+  const std::size_t topic_len =
+      std::size_t(std::uint8_t(publish[2])) << 8 | std::uint8_t(publish[3]);
+  broker.write(std::string("\x40\x02", 2) + publish.substr(4 + topic_len, 2));  // its packet id
+  ASSERT_TRUE(acked.wait().has_value());
+  EXPECT_TRUE(*acked.result) << acked.result->error().message();
 }
 
 INSTANTIATE_TEST_SUITE_P(
