@@ -5,6 +5,7 @@
 // in health and in the audit trail without ever taking the daemon down.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,27 @@ struct PeripheralStatus {
   std::string detail;  // for a person
 };
 
+// What the daemon lets a feature do on the fleet's behalf (the management
+// link's signed commands): each goes through the same path as a local
+// action would. Thread-safe.
+class DaemonControl {
+ public:
+  virtual ~DaemonControl() = default;
+  // Every health check now.
+  virtual void run_health_checks() = 0;
+  // The policy file replaced by `toml` and reloaded as a local edit would
+  // be; a policy that does not load is refused and the old one stays (file
+  // and all).
+  virtual Result<void> replace_policy(const std::string& toml) = 0;
+  // A device action as the daemon itself (no app, no lease): e.g. a USB
+  // device's "authorize" / "deauthorize". The result's values as text.
+  virtual Result<std::string> device_action(const std::string& device_id,
+                                            const std::string& action) = 0;
+  // The audit records seq first..last that the trail still holds (its
+  // rotated files included), as written, oldest first.
+  virtual Result<std::vector<std::string>> audit_range(std::uint64_t first, std::uint64_t last) = 0;
+};
+
 // What a feature gets when it starts; its own config table it got from its
 // parser when the registry built it (feature_registry.h).
 struct FeatureContext {
@@ -44,6 +66,7 @@ struct FeatureContext {
   TerminalHealth* health = nullptr;           // the health gate
   std::vector<PeripheralStatus> peripherals;  // the drivers' self-tests at start
   gateway::GatewayView* gateway = nullptr;    // devices, health, events in process
+  DaemonControl* control = nullptr;           // null when the daemon offers none
 };
 
 class Feature {

@@ -19,6 +19,7 @@
 #include "agent/feature_registry.h"
 #include "agent/supervisor.h"
 #include "common/audit_events.h"
+#include "daemon/daemon_control.h"
 #include "daemon/policy_watch.h"
 #include "drivers/driver_registry.h"
 #include "gateway/device_hub.h"
@@ -174,7 +175,9 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
   // health and the audit trail and restarted with backoff; the daemon keeps
   // serving. The first round runs now, so the features are up before ready.
   HubHealthGate health_gate(hub);
+  HubDaemonControl control(hub, policy, **audit, config.audit_log, config.audit_keep_files);
   agent::FeatureContext feature_context{audit->get(), config.state_dir, &health_gate, {}};
+  feature_context.control = &control;
   for (auto& t : self_tests) {
     feature_context.peripherals.push_back({t.device_id, t.passed(), t.detail});
   }
@@ -193,6 +196,9 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
     if (auto* s = dynamic_cast<agent::CheckSource*>(f.get())) check_sources.push_back(s);
     supervisor.add(std::move(f));
   }
+  control.set_health_run([check_sources] {
+    for (auto* s : check_sources) s->run_checks_now();
+  });
   supervisor.tick();
   supervisor.run();
 
@@ -275,7 +281,7 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
       signalfd_siginfo si{};
       if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
-          reload_policy(policy, hub, **audit, "SIGHUP");
+          (void)reload_policy(policy, hub, **audit, "SIGHUP");
         } else {
           log_info(std::string("stopping on ") + strsignal(static_cast<int>(si.ssi_signo)));
           running = false;
@@ -283,7 +289,7 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
       }
     }
     if (pw.fd >= 0 && (fds[1].revents & POLLIN) && policy_touched(pw)) {
-      reload_policy(policy, hub, **audit, "file changed");
+      (void)reload_policy(policy, hub, **audit, "file changed");
     }
   }
 

@@ -44,19 +44,20 @@ bool policy_touched(const PolicyWatch& w) {
   return hit;
 }
 
-void reload_policy(gateway::PolicyStore& store, gateway::DeviceHub& hub, AuditSink& audit,
-                   const char* why) {
+Result<void> reload_policy(gateway::PolicyStore& store, gateway::DeviceHub& hub, AuditSink& audit,
+                           const char* why) {
   if (auto r = store.reload(); !r) {
     log_error("policy reload (" + std::string(why) +
               ") rejected, old policy stays in force: " + r.error().message());
     audit.record(audit::policy_rejected(store.path(), r.error().message()));
-    return;
+    return r;
   }
   auto st = store.status();
   log_info("policy reloaded (" + std::string(why) + "): generation " +
            std::to_string(st.generation) + ", " + std::to_string(st.rules) + " rules");
   audit.record(audit::policy_loaded(store.path(), "generation " + std::to_string(st.generation)));
   hub.policy_changed();
+  return {};
 }
 
 }  // namespace portier::daemon

@@ -25,7 +25,8 @@ PolicyWatch watch_policy(const std::string& path);
 bool policy_touched(const PolicyWatch& w);
 // Reloads `store`; on success the hub re-decides open streams and leases.
 // `why` says what asked ("SIGHUP", "file changed").
-void reload_policy(gateway::PolicyStore& store, gateway::DeviceHub& hub, AuditSink& audit,
-                   const char* why);
+// The error when the new policy was rejected (the old one stays).
+Result<void> reload_policy(gateway::PolicyStore& store, gateway::DeviceHub& hub, AuditSink& audit,
+                           const char* why);
 
 }  // namespace portier::daemon

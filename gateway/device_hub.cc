@@ -208,6 +208,35 @@ Result<void> DeviceHub::release(Connection& conn, const std::string& lease_id) {
   return claims_.release(conn, lease_id);
 }
 
+Result<drivers::ActionResult> DeviceHub::act_for_fleet(const std::string& device_id,
+                                                       const std::string& action) {
+  drivers::Driver* driver = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto* dev = registry_.find(device_id);
+    if (!dev) return std::unexpected(no_device(device_id));
+    const auto* spec = dev->action(action);
+    if (!spec) {
+      return fail_msg(Errc::invalid_argument,
+                      quoted(device_id) + " has no action " + quoted(action));
+    }
+    if (spec->needs_claim) {
+      return fail_msg(Errc::failed_precondition,
+                      quoted(action) + " needs a lease; the fleet cannot run it");
+    }
+    if (leases_.holder(device_id)) {
+      return fail_msg(Errc::failed_precondition,
+                      quoted(device_id) + " is leased by an app; try again when it is free");
+    }
+    driver = dev->driver;
+  }
+  if (!driver) return fail_msg(Errc::unavailable, quoted(device_id) + " has no driver");
+  drivers::ActionRequest req;
+  req.device_id = device_id;
+  req.action = action;
+  return driver->act(req);
+}
+
 Result<ActionGrant> DeviceHub::authorize(Connection& conn, const std::string& device_id,
                                          const std::string& action) {
   const bool raw_write = action.empty();

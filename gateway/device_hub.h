@@ -102,6 +102,12 @@ class DeviceHub final : public GatewayView {
   // needed). Denials are audited; DeviceActions runs what is granted.
   Result<ActionGrant> authorize(Connection& conn, const std::string& device_id,
                                 const std::string& action);
+  // An action the fleet asked for in a signed, verified command (no app,
+  // no policy: the command's signature is the authority; the caller audits
+  // it). Refused for an action that needs a lease, and for a device an app
+  // holds the lease of.
+  Result<drivers::ActionResult> act_for_fleet(const std::string& device_id,
+                                              const std::string& action);
   // Drivers' self-test results from start, kept for the health report and audited.
   void record_self_tests(const std::vector<drivers::SelfTestResult>& results);
 

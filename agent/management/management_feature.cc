@@ -66,8 +66,8 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   auto id = identity::load_or_create_terminal_id(dir + "/terminal_id");
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
-  auto key = identity::load_or_create_key(
-      config_.key_file.empty() ? dir + "/device.key" : config_.key_file, config_.key_type);
+  const std::string key_file = config_.key_file.empty() ? dir + "/device.key" : config_.key_file;
+  auto key = identity::load_or_create_key(key_file, config_.key_type);
   if (!key) return std::unexpected(key.error());
   auto signer = crypto::KeySigner::from(std::move(*key));
   if (!signer) return std::unexpected(signer.error());
@@ -93,7 +93,7 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
 
   auto offline = envelope::make_offline(terminal_id_, state->session_epoch, *signer_, *kid);
   if (!offline) return std::unexpected(offline.error());
-  auto link = links_(config_, LinkContext{terminal_id_, offline->SerializeAsString()});
+  auto link = links_(config_, LinkContext{terminal_id_, offline->SerializeAsString(), key_file});
   if (!link) return std::unexpected(link.error());
   link_ = std::move(*link);
   sender_ = std::make_unique<OutboxSender>(*outbox_, *link_, nullptr,

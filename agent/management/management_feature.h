@@ -26,7 +26,8 @@ namespace portier::management {
 // What a link needs to know of this terminal.
 struct LinkContext {
   std::string terminal_id;
-  std::string offline_notice;  // a serialized, signed portier.v1.Offline (the last will)
+  std::string offline_notice;   // a serialized, signed portier.v1.Offline (the last will)
+  std::string device_key_file;  // the device key's PEM file (the TLS key by default)
 };
 using LinkFactory =
     std::function<Result<std::unique_ptr<link::Link>>(const ManagementConfig&, const LinkContext&)>;

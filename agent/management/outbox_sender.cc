@@ -21,6 +21,8 @@ std::string payload_kind(int payload_type) {
       return "result";
     case v1::PAYLOAD_DROP:
       return "drop";
+    case v1::PAYLOAD_AUDIT_CHECKPOINT:
+      return "checkpoint";
     default:
       return "other";
   }

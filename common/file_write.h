@@ -1,0 +1,17 @@
+// Replacing a file whole: written under a temporary name in the same
+// directory, fsync'd, renamed over the old one and the directory fsync'd,
+// so a crash leaves the old file or the new one, never a torn one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace portier {
+
+Result<void> replace_file(const std::string& path, std::string_view data, mode_t mode);
+
+}  // namespace portier
