@@ -92,6 +92,10 @@ Result<void> DeviceIdentity::install_certificate(crypto::ByteView der,
           der, chain,
           {pending_->public_key(), info_.terminal_id, info_.serial, info_.fleet_ca, now});
       for_pending = checked.has_value();
+      // For the pending key, but wrong otherwise: that is the answer.
+      if (!for_pending && checked.error().why.find("another key") == std::string::npos) {
+        return std::unexpected(checked.error());
+      }
     }
     if (!for_pending) {
       checked = check_issued_certificate(
