@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "agent/identity/enrolment_proof.h"
 #include "agent/identity/issued_certificate.h"
@@ -176,6 +177,36 @@ TEST_F(EnrolmentTest, ASerialEnrolledWithAnotherKeyIsRefusedAndRecorded_REQ33) {
   auto reasons = refusal_reasons();
   EXPECT_EQ(reasons.size(), 2u);
   EXPECT_TRUE(contains(reasons, "(terminal \"" + first.terminal_id + "\")"));
+}
+
+// Clones racing: several terminals with the same serial and secret but
+// their own keys enrol at once; exactly one key is bound.
+TEST_F(EnrolmentTest, ClonesEnrollingAtOnceBindExactlyOneKey_REQ33) {
+  std::vector<Terminal> clones;
+  for (int i = 0; i < 4; ++i) clones.push_back(terminal("clone" + std::to_string(i)));
+  std::vector<int> ok(clones.size(), 0);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < clones.size(); ++i) {
+    threads.emplace_back([&, i] { ok[i] = client(clones[i]).enroll(*clones[i].identity) ? 1 : 0; });
+  }
+  for (auto& th : threads) th.join();
+  int winners = 0;
+  std::size_t winner = 0;
+  for (std::size_t i = 0; i < ok.size(); ++i) {
+    if (ok[i]) {
+      ++winners;
+      winner = i;
+    }
+  }
+  ASSERT_EQ(winners, 1);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, *clones[winner].identity->signer()->public_key().to_pem());
+  EXPECT_EQ((*rec)->terminal_id, clones[winner].terminal_id);
+  for (std::size_t i = 0; i < clones.size(); ++i) {
+    EXPECT_EQ(fs::exists(clones[i].cert_path()), i == winner);
+  }
+  EXPECT_EQ(refusal_reasons().size(), clones.size() - 1);
 }
 
 TEST_F(EnrolmentTest, ACsrForAnotherTerminalIsRefused_REQ33) {
