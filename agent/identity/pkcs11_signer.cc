@@ -247,36 +247,38 @@ Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open_existing(const Pkcs11Op
   return open(options, false);
 }
 
-Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open(const Pkcs11Options& o, bool create) {
-  if (o.type == crypto::KeyType::sm2) {
-    return fail(Errc::invalid_argument, o.module_path, "PKCS#11 device key",
-                "SM2 keys stay in the file backend: SoftHSM2 has no SM2");
-  }
-  if (o.token_label.empty() || o.key_label.empty() || o.pin_file.empty()) {
-    return fail(Errc::invalid_argument, o.module_path, "PKCS#11 device key",
-                "token label, key label and PIN file are all required");
+namespace {
+
+// Session failures that a new session (and login) can mend: the token was
+// reset, another user of the module closed all sessions, it logged out; or
+// the key's handle is no longer valid (found again by label, and refused if
+// the label now names another key).
+bool session_lost(CK_RV rv) {
+  return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+         rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID ||
+         rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
+// A session on the token labelled o.token_label, logged in with the PIN
+// of o.pin_file (read each time, never kept).
+Result<void> open_session(Pkcs11Signer::State& st, const Pkcs11Options& o) {
+  if (st.session != CK_INVALID_HANDLE) {
+    st.f()->C_CloseSession(st.session);
+    st.session = CK_INVALID_HANDLE;
   }
   auto pin = read_private_file(o.pin_file, "PKCS#11 PIN file", 256);
   if (!pin) return std::unexpected(pin.error());
-  auto module = Pkcs11Module::load(o.module_path);
-  if (!module) {
-    crypto::cleanse(*pin);
-    return std::unexpected(module.error());
-  }
-  auto st = std::make_unique<State>();
-  st->module = *module;
-  st->where = o.module_path + ": token \"" + o.token_label + "\"";
-  CK_FUNCTION_LIST* f = st->f();
-
-  // The token, by label.
+  struct Cleanse {
+    std::string& s;
+    ~Cleanse() { crypto::cleanse(s); }
+  } cleanse{*pin};
+  CK_FUNCTION_LIST* f = st.f();
   CK_ULONG count = 0;
   if (CK_RV rv = f->C_GetSlotList(CK_TRUE, nullptr, &count); rv != CKR_OK) {
-    crypto::cleanse(*pin);
     return ck_fail(o.module_path, "C_GetSlotList", rv);
   }
   std::vector<CK_SLOT_ID> slots(count);
   if (CK_RV rv = f->C_GetSlotList(CK_TRUE, slots.data(), &count); rv != CKR_OK) {
-    crypto::cleanse(*pin);
     return ck_fail(o.module_path, "C_GetSlotList", rv);
   }
   slots.resize(count);
@@ -285,8 +287,8 @@ Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open(const Pkcs11Options& o,
   for (CK_SLOT_ID s : slots) {
     CK_TOKEN_INFO info{};
     if (f->C_GetTokenInfo(s, &info) != CKR_OK) continue;
-    const std::string label = trim_label(info.label, sizeof info.label);
     if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
+    const std::string label = trim_label(info.label, sizeof info.label);
     seen += (seen.empty() ? "\"" : ", \"") + label + "\"";
     if (label == o.token_label) {
       slot = s;
@@ -294,47 +296,50 @@ Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open(const Pkcs11Options& o,
     }
   }
   if (!slot) {
-    crypto::cleanse(*pin);
     return fail(Errc::not_found, o.module_path, "PKCS#11 token",
                 "no initialised token labelled \"" + o.token_label +
                     "\" (tokens: " + (seen.empty() ? "none" : seen) + ")");
   }
   if (CK_RV rv = f->C_OpenSession(*slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
-                                  &st->session);
+                                  &st.session);
       rv != CKR_OK) {
-    crypto::cleanse(*pin);
-    return ck_fail(st->where, "C_OpenSession", rv);
+    st.session = CK_INVALID_HANDLE;
+    return ck_fail(st.where, "C_OpenSession", rv);
   }
   const CK_RV login =
-      f->C_Login(st->session, CKU_USER, reinterpret_cast<unsigned char*>(pin->data()), pin->size());
-  crypto::cleanse(*pin);
+      f->C_Login(st.session, CKU_USER, reinterpret_cast<unsigned char*>(pin->data()), pin->size());
   if (login == CKR_PIN_INCORRECT || login == CKR_PIN_LEN_RANGE) {
-    return fail(Errc::permission_denied, st->where, "PKCS#11 login",
+    return fail(Errc::permission_denied, st.where, "PKCS#11 login",
                 "wrong PIN (" + rv_name(login) + ", from " + o.pin_file + ")");
   }
   if (login == CKR_PIN_LOCKED) {
-    return fail(Errc::permission_denied, st->where, "PKCS#11 login",
+    return fail(Errc::permission_denied, st.where, "PKCS#11 login",
                 "the user PIN is locked (CKR_PIN_LOCKED): the token's SO must reset it");
   }
   if (login != CKR_OK && login != CKR_USER_ALREADY_LOGGED_IN) {
-    return ck_fail(st->where, "C_Login", login);
+    return ck_fail(st.where, "C_Login", login);
   }
-  st->where += ": key \"" + o.key_label + "\"";
+  return {};
+}
 
-  auto privs = st->find(CKO_PRIVATE_KEY, o.key_label);
+// The key pair labelled o.key_label: found (and checked to be of o.type),
+// or generated when `create`. Its public key.
+Result<crypto::PublicKey> locate(Pkcs11Signer::State& st, const Pkcs11Options& o, bool create) {
+  CK_FUNCTION_LIST* f = st.f();
+  auto privs = st.find(CKO_PRIVATE_KEY, o.key_label);
   if (!privs) return std::unexpected(privs.error());
-  auto pubs = st->find(CKO_PUBLIC_KEY, o.key_label);
+  auto pubs = st.find(CKO_PUBLIC_KEY, o.key_label);
   if (!pubs) return std::unexpected(pubs.error());
   if (privs->size() > 1 || pubs->size() > 1) {
-    return fail(Errc::failed_precondition, st->where, "PKCS#11 device key",
+    return fail(Errc::failed_precondition, st.where, "PKCS#11 device key",
                 "several key objects carry this label: refused (one device, one key)");
   }
   if (privs->empty()) {
     if (!pubs->empty()) {
-      return fail(Errc::failed_precondition, st->where, "PKCS#11 device key",
+      return fail(Errc::failed_precondition, st.where, "PKCS#11 device key",
                   "a public key without its private key");
     }
-    if (!create) return fail(Errc::not_found, st->where, "PKCS#11 device key", "no such key");
+    if (!create) return fail(Errc::not_found, st.where, "PKCS#11 device key", "no such key");
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     std::uint8_t id[16];
     if (auto r = crypto::random_bytes(id); !r) return std::unexpected(r.error());
@@ -357,35 +362,80 @@ Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open(const Pkcs11Options& o,
     CK_MECHANISM mech{
         o.type == crypto::KeyType::ed25519 ? CKM_EC_EDWARDS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN,
         nullptr, 0};
-    if (CK_RV rv = f->C_GenerateKeyPair(st->session, &mech, pub_t, std::size(pub_t), priv_t,
-                                        std::size(priv_t), &st->pub, &st->priv);
+    if (CK_RV rv = f->C_GenerateKeyPair(st.session, &mech, pub_t, std::size(pub_t), priv_t,
+                                        std::size(priv_t), &st.pub, &st.priv);
         rv != CKR_OK) {
-      return ck_fail(st->where, "C_GenerateKeyPair", rv);
+      return ck_fail(st.where, "C_GenerateKeyPair", rv);
     }
   } else {
     if (pubs->empty()) {
-      return fail(Errc::failed_precondition, st->where, "PKCS#11 device key",
+      return fail(Errc::failed_precondition, st.where, "PKCS#11 device key",
                   "its public key object is missing");
     }
-    st->priv = privs->front();
-    st->pub = pubs->front();
-    auto kt = st->attribute(st->priv, CKA_KEY_TYPE, "CKA_KEY_TYPE");
+    st.priv = privs->front();
+    st.pub = pubs->front();
+    auto kt = st.attribute(st.priv, CKA_KEY_TYPE, "CKA_KEY_TYPE");
     if (!kt) return std::unexpected(kt.error());
     CK_KEY_TYPE have = 0;
     if (kt->size() == sizeof have) std::memcpy(&have, kt->data(), sizeof have);
-    auto params = st->attribute(st->pub, CKA_EC_PARAMS, "CKA_EC_PARAMS");
+    auto params = st.attribute(st.pub, CKA_EC_PARAMS, "CKA_EC_PARAMS");
     if (!params) return std::unexpected(params.error());
     if (have != ck_key_type(o.type) || *params != ec_params(o.type)) {
       return fail(
-          Errc::failed_precondition, st->where, "PKCS#11 device key",
+          Errc::failed_precondition, st.where, "PKCS#11 device key",
           "is not a " + std::string(crypto::name(o.type)) + " key, which the config asks for");
     }
   }
-  auto point = st->attribute(st->pub, CKA_EC_POINT, "CKA_EC_POINT");
+  auto point = st.attribute(st.pub, CKA_EC_POINT, "CKA_EC_POINT");
   if (!point) return std::unexpected(point.error());
-  auto pub = public_from_ec_point(o.type, *point, st->where);
+  return public_from_ec_point(o.type, *point, st.where);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::open(const Pkcs11Options& o, bool create) {
+  if (o.type == crypto::KeyType::sm2) {
+    return fail(Errc::invalid_argument, o.module_path, "PKCS#11 device key",
+                "SM2 keys stay in the file backend: SoftHSM2 has no SM2");
+  }
+  if (o.token_label.empty() || o.key_label.empty() || o.pin_file.empty()) {
+    return fail(Errc::invalid_argument, o.module_path, "PKCS#11 device key",
+                "token label, key label and PIN file are all required");
+  }
+  // The PIN file is checked before the module is touched.
+  if (auto pin = read_private_file(o.pin_file, "PKCS#11 PIN file", 256); !pin) {
+    return std::unexpected(pin.error());
+  } else {
+    crypto::cleanse(*pin);
+  }
+  auto module = Pkcs11Module::load(o.module_path);
+  if (!module) return std::unexpected(module.error());
+  auto st = std::make_unique<State>();
+  st->module = *module;
+  st->where = o.module_path + ": token \"" + o.token_label + "\"";
+  PORTIER_TRY(open_session(*st, o));
+  st->where += ": key \"" + o.key_label + "\"";
+  auto pub = locate(*st, o, create);
   if (!pub) return std::unexpected(pub.error());
   return std::unique_ptr<Pkcs11Signer>(new Pkcs11Signer(o, std::move(*pub), std::move(st)));
+}
+
+Result<void> Pkcs11Signer::reconnect_locked() const {
+  const std::string where = state_->where;
+  state_->where = options_.module_path + ": token \"" + options_.token_label + "\"";
+  auto ok = open_session(*state_, options_);
+  state_->where = where;
+  if (!ok) return ok;
+  auto pub = locate(*state_, options_, false);
+  if (!pub) return std::unexpected(pub.error());
+  auto a = pub->raw();
+  auto b = public_key_.raw();
+  if (!a || !b || *a != *b) {
+    state_->destroyed = true;
+    return fail(Errc::failed_precondition, state_->where, "PKCS#11 device key",
+                "the key under this label is another one now: refused");
+  }
+  return {};
 }
 
 Result<crypto::Bytes> Pkcs11Signer::sign(crypto::ByteView message) const {
@@ -393,7 +443,6 @@ Result<crypto::Bytes> Pkcs11Signer::sign(crypto::ByteView message) const {
   if (state_->destroyed) {
     return fail(Errc::failed_precondition, state_->where, "sign", "the key was destroyed");
   }
-  CK_FUNCTION_LIST* f = state_->f();
   const bool ed = options_.type == crypto::KeyType::ed25519;
   crypto::Bytes input;
   if (ed) {
@@ -403,14 +452,28 @@ Result<crypto::Bytes> Pkcs11Signer::sign(crypto::ByteView message) const {
     if (!d) return std::unexpected(d.error());
     input = std::move(*d);
   }
-  CK_MECHANISM mech{ed ? CKM_EDDSA : CKM_ECDSA, nullptr, 0};
-  if (CK_RV rv = f->C_SignInit(state_->session, &mech, state_->priv); rv != CKR_OK) {
-    return ck_fail(state_->where, "C_SignInit", rv);
-  }
   std::uint8_t sig[64];
   CK_ULONG len = sizeof sig;
-  if (CK_RV rv = f->C_Sign(state_->session, input.data(), input.size(), sig, &len); rv != CKR_OK) {
-    return ck_fail(state_->where, "C_Sign", rv);
+  for (int attempt = 0;; ++attempt) {
+    CK_FUNCTION_LIST* f = state_->f();
+    CK_MECHANISM mech{ed ? CKM_EDDSA : CKM_ECDSA, nullptr, 0};
+    CK_RV rv = f->C_SignInit(state_->session, &mech, state_->priv);
+    const char* call = "C_SignInit";
+    if (rv == CKR_OK) {
+      len = sizeof sig;
+      rv = f->C_Sign(state_->session, input.data(), input.size(), sig, &len);
+      call = "C_Sign";
+    }
+    if (rv == CKR_OK) break;
+    if (attempt == 0 && session_lost(rv)) {
+      // One new session, then the same signature again.
+      if (auto ok = reconnect_locked(); !ok) {
+        return std::unexpected(ok.error().with_context(
+            std::string(call) + " failed: " + rv_name(rv) + "; a new session"));
+      }
+      continue;
+    }
+    return ck_fail(state_->where, call, rv);
   }
   if (len != 64) {
     return fail(Errc::internal, state_->where, "C_Sign",

@@ -13,7 +13,9 @@
 //
 // Thread-safe: calls on one signer are serialised by its mutex (one
 // session per signer; PKCS#11 sessions must not be used by two threads at
-// once).
+// once). A session lost (token reset, sessions closed by another user of
+// the module, logged out) is opened again once, with the PIN read again
+// from its file, and the signature retried.
 #pragma once
 
 #include <memory>
@@ -64,6 +66,9 @@ class Pkcs11Signer final : public crypto::Signer {
  private:
   Pkcs11Signer(Pkcs11Options options, crypto::PublicKey pub, std::unique_ptr<State> state);
   static Result<std::unique_ptr<Pkcs11Signer>> open(const Pkcs11Options& options, bool create);
+  // A new session and login (the PIN file read again) and the same key
+  // found again by its label; refused when the label now names another key.
+  Result<void> reconnect_locked() const;
 
   Pkcs11Options options_;
   crypto::PublicKey public_key_;

@@ -224,6 +224,57 @@ TEST_F(Pkcs11SignerTest, ADestroyedKeyIsGoneFromTheToken_REQ16) {
   EXPECT_NE(raw_hex((*fresh)->public_key()), pub);
 }
 
+// Another user of the module closes every session of the token (as a
+// token reset does): the signer opens a new session, logs in again with the
+// PIN file and signs.
+TEST_F(Pkcs11SignerTest, ASessionClosedUnderTheSignerIsOpenedAgain) {
+  auto signer = Pkcs11Signer::open_or_create(token_.options("device"));
+  ASSERT_TRUE(signer);
+  void* h = dlopen(test::kSoftHsmModule, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(h, nullptr);
+  auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(h, "C_GetFunctionList"));
+  CK_FUNCTION_LIST* f = nullptr;
+  ASSERT_EQ(get(&f), CKR_OK);
+  CK_SLOT_ID slots[8];
+  CK_ULONG n = 8;
+  ASSERT_EQ(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+  for (CK_ULONG i = 0; i < n; ++i) ASSERT_EQ(f->C_CloseAllSessions(slots[i]), CKR_OK);
+  auto sig = (*signer)->sign(crypto::byte_view("after the reset"));
+  ASSERT_TRUE(sig) << sig.error().message();
+  EXPECT_TRUE(crypto::verify((*signer)->public_key(), crypto::byte_view("after the reset"), *sig));
+
+  // Closed again, and the PIN file is no longer acceptable: a clear error.
+  for (CK_ULONG i = 0; i < n; ++i) ASSERT_EQ(f->C_CloseAllSessions(slots[i]), CKR_OK);
+  ASSERT_EQ(::chmod(token_.pin_file.c_str(), 0644), 0);
+  auto refused = (*signer)->sign(crypto::byte_view("x"));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("lets others read or change it"), std::string::npos)
+      << refused.error().message();
+  dlclose(h);
+}
+
+// The key under the signer's label destroyed and replaced behind its back:
+// it never signs with the other key.
+TEST_F(Pkcs11SignerTest, AKeyReplacedBehindTheSignerIsNeverUsed_REQ16) {
+  const auto opts = token_.options("device");
+  auto a = Pkcs11Signer::open_or_create(opts);
+  ASSERT_TRUE(a);
+  {
+    auto b = Pkcs11Signer::open_existing(opts);
+    ASSERT_TRUE(b);
+    ASSERT_TRUE((*b)->destroy());
+  }
+  auto c = Pkcs11Signer::open_or_create(opts);  // a new key, same label
+  ASSERT_TRUE(c);
+  auto sig = (*a)->sign(crypto::byte_view("x"));
+  ASSERT_FALSE(sig) << "signed with a destroyed key";
+  EXPECT_NE(sig.error().message().find("the key under this label is another one now: refused"),
+            std::string::npos)
+      << sig.error().message();
+  // And stays refused.
+  EXPECT_FALSE((*a)->sign(crypto::byte_view("y")));
+}
+
 TEST_F(Pkcs11SignerTest, ManyThreadsSignAtOnce) {
   auto signer = Pkcs11Signer::open_or_create(token_.options("device"));
   ASSERT_TRUE(signer);
