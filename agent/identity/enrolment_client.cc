@@ -125,4 +125,14 @@ Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
   return answer(identity, status, response, "Renew", options_.server);
 }
 
+Result<bool> EnrolmentClient::renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const {
+  auto installed = identity.certificate();
+  if (!installed) {
+    return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
+  }
+  if (!renewal_due(installed->cert, now)) return false;
+  PORTIER_TRY(renew(identity));
+  return true;
+}
+
 }  // namespace portier::identity

@@ -39,6 +39,10 @@ class EnrolmentClient {
   Result<void> enroll(DeviceIdentity& identity) const;
   // Renews the installed certificate for the current (file) key.
   Result<void> renew(DeviceIdentity& identity) const;
+  // Renews when `now` is past renewal_due_at() of the installed
+  // certificate: true when it renewed, false when not due yet. The
+  // management feature calls it at intervals (and at start).
+  Result<bool> renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const;
 
  private:
   EnrolmentOptions options_;

@@ -247,6 +247,17 @@ TEST_F(EnrolmentTest, ACsrNotSignedByItsKeyIsRefused_REQ33) {
   EXPECT_NE(st.error_message().find("the CSR is not signed by the key it carries"),
             std::string::npos)
       << st.error_message();
+  // A terminal id with control characters (a forged log line) is refused
+  // before it reaches a log or the registry.
+  v1::EnrollRequest forged = request(t, *csr);
+  forged.set_terminal_id("T-1\nportierd info: enrolled");
+  auto st3 = call(forged);
+  EXPECT_EQ(st3.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st3.error_message().find("printable ASCII"), std::string::npos);
+  auto refusals = registry_->refusals("SN-1001");
+  ASSERT_TRUE(refusals);
+  ASSERT_FALSE(refusals->empty());
+  EXPECT_EQ(refusals->back().terminal_id, "T-1?portierd info: enrolled");
   // Garbage is a clear error too.
   v1::EnrollRequest junk = request(t, *csr);
   junk.set_csr("not a CSR");
@@ -384,6 +395,28 @@ TEST_F(EnrolmentTest, RenewalWithTheCurrentCertificate_REQ33) {
   auto der = renewed.der();
   EXPECT_EQ((*rec)->certificate, *der);
   EXPECT_GT(identity::renewal_due_at(renewed), std::chrono::system_clock::now());
+}
+
+TEST_F(EnrolmentTest, RenewalHappensWhenTwoThirdsOfTheLifetimeHavePassed) {
+  auto short_ca = fleet::FleetCa::load(pki_->intermediate_path(), dir_ + "/intermediate.key", {},
+                                       {std::chrono::hours(3)});
+  ASSERT_TRUE(short_ca);
+  fleet::EnrolmentService service(*short_ca, *registry_);
+  start_server(service);
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const auto first = t.identity->certificate()->cert;
+  const auto now = std::chrono::system_clock::now();
+  auto not_yet = client(t).renew_if_due(*t.identity, now);
+  ASSERT_TRUE(not_yet) << not_yet.error().message();
+  EXPECT_FALSE(*not_yet);
+  EXPECT_EQ(t.identity->certificate()->cert.serial_hex(), first.serial_hex());
+  auto due = client(t).renew_if_due(*t.identity, identity::renewal_due_at(first));
+  ASSERT_TRUE(due) << due.error().message();
+  EXPECT_TRUE(*due);
+  EXPECT_NE(t.identity->certificate()->cert.serial_hex(), first.serial_hex());
+  server_->stop();
+  server_.reset();
 }
 
 TEST_F(EnrolmentTest, RenewalWithoutAClientCertificateIsRefused_REQ33) {

@@ -14,7 +14,17 @@ grpc::Status to_status(const Error& e) {
   return grpc::Status(static_cast<grpc::StatusCode>(grpc_status_code(e.code)), e.message());
 }
 
-crypto::Bytes bytes_of(const std::string& s) { return crypto::Bytes(s.begin(), s.end()); }
+// A caller's string as it may enter a log line or the registry: printable
+// ASCII, anything else '?', at most 64 bytes.
+std::string shown(const std::string& s) {
+  std::string out = s.substr(0, kMaxName);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+bool printable(const std::string& s) { return shown(s) == s; }
 
 // A CSR from untrusted bytes: parsed, self-signed, for `terminal_id` and
 // `serial`. The error's why is the reason the caller gets.
@@ -65,9 +75,10 @@ Result<v1::EnrollResponse> EnrolmentService::respond(const crypto::Bytes& cert_d
 Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req) {
   const std::string& serial = req.serial();
   const std::string& tid = req.terminal_id();
-  if (serial.empty() || serial.size() > kMaxName || tid.empty() || tid.size() > kMaxName) {
-    return refuse(serial.substr(0, kMaxName), tid.substr(0, kMaxName), Errc::invalid_argument,
-                  "terminal id and serial must be 1 to 64 bytes");
+  if (serial.empty() || serial.size() > kMaxName || tid.empty() || tid.size() > kMaxName ||
+      !printable(serial) || !printable(tid)) {
+    return refuse(shown(serial), shown(tid), Errc::invalid_argument,
+                  "terminal id and serial must be 1 to 64 printable ASCII characters");
   }
   auto csr = checked_csr(req.csr(), tid, serial);
   if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
@@ -128,8 +139,8 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
   }
   auto cert = crypto::Certificate::from_pem(client_cert_pem);
   if (!cert) return fail_msg(Errc::permission_denied, "the client certificate does not parse");
-  const std::string tid = cert->subject_cn();
-  const std::string serial = cert->subject_serial();
+  const std::string tid = shown(cert->subject_cn());
+  const std::string serial = shown(cert->subject_serial());
   const auto anchors = ca_.anchors();
   if (auto ok = crypto::verify_chain(*cert, {}, anchors, now_(), crypto::CertUsage::device); !ok) {
     return refuse(serial, tid, Errc::permission_denied,
