@@ -2,6 +2,7 @@
 
 #include "agent/identity/issued_certificate.h"
 #include "agent/identity/signer_csr.h"
+#include "common/log.h"
 
 namespace portier::identity {
 
@@ -27,11 +28,16 @@ Result<std::unique_ptr<DeviceIdentity>> DeviceIdentity::open(IdentityInfo info,
   auto installed = id->certificates_.load();
   if (!installed) return std::unexpected(installed.error());
   id->installed_ = *installed;
-  if (id->installed_ && id->pending_) {
+  if (id->installed_) {
     auto pub = id->installed_->cert.public_key();
-    if (pub && same_key(*pub, id->pending_->public_key())) {
+    if (pub && id->pending_ && same_key(*pub, id->pending_->public_key())) {
       // The certificate of a rotation was written, the keys not yet swapped.
       PORTIER_TRY(id->promote_locked());
+    } else if (!pub || !same_key(*pub, id->current_->public_key())) {
+      // Not this key's: as good as none (enrol again, or rotate).
+      log_warning(id->certificates_.path() +
+                  ": the installed certificate is not for the device key: ignored");
+      id->installed_.reset();
     }
   }
   return id;

@@ -48,6 +48,10 @@ Result<std::shared_ptr<crypto::Signer>> FileKeyStore::pending(bool create) {
 
 Result<void> FileKeyStore::promote() {
   const std::string p = path_ + ".pending";
+  struct stat pst {};
+  if (::lstat(p.c_str(), &pst) != 0) {
+    return fail_errno(Errc::failed_precondition, p, "no pending key to make current", errno);
+  }
   // The pending key must be a good key of ours before it replaces the old.
   auto next = file_signer(p, type_);
   if (!next) return std::unexpected(next.error());

@@ -159,6 +159,28 @@ TEST_F(RotationTest, ARotationInterruptedAfterTheCertificateIsFinishedAtTheNextS
   EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
 }
 
+// A certificate file that is not for the device key (put there by hand,
+// or left from another key) is not taken as the terminal's certificate.
+TEST_F(RotationTest, AnInstalledCertificateForAnotherKeyIsIgnoredAtStart_REQ36) {
+  auto t = terminal("t1");
+  auto other = pki_->issue({.name = t.terminal_id, .serial_number = "SN-1001"});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(identity::CertificateStore(t.cert_path()).install(other->cert, other->chain));
+  t.identity.reset();
+  auto reopened = identity::DeviceIdentity::open(
+      {t.terminal_id, "SN-1001", {pki_->root()}},
+      std::make_unique<identity::FileKeyStore>(t.dir + "/device.key", crypto::KeyType::ecdsa_p256),
+      identity::CertificateStore(t.cert_path()));
+  ASSERT_TRUE(reopened);
+  EXPECT_FALSE((*reopened)->certificate());
+  // With no pending key, nothing is promoted.
+  EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
+  identity::FileKeyStore keys(t.dir + "/device.key", crypto::KeyType::ecdsa_p256);
+  auto promoted = keys.promote();
+  ASSERT_FALSE(promoted);
+  EXPECT_NE(promoted.error().message().find("no pending key"), std::string::npos);
+}
+
 TEST_F(RotationTest, ASoftHsmKeyIsRotatedAndTheOldOneDestroyedInTheToken_REQ16_REQ33) {
   SoftHsmToken token;
   const std::string e = token.init(dir_);
