@@ -108,6 +108,23 @@ TEST_F(EnrolmentTest, EnrolmentInstallsACertificateThatVerifies_REQ33) {
   EXPECT_TRUE(refusal_reasons().empty());
 }
 
+TEST_F(EnrolmentTest, EveryKeyTypeEnrols_REQ33) {
+  for (auto type : {crypto::KeyType::ed25519, crypto::KeyType::sm2}) {
+    SCOPED_TRACE(std::string(crypto::name(type)));
+    const std::string serial = "SN-" + std::string(crypto::name(type));
+    ASSERT_TRUE(registry_->expect(serial, crypto::byte_view(kSecret)));
+    const std::string name(crypto::name(type));
+    auto t = terminal(name, serial, kSecret,
+                      std::make_unique<identity::FileKeyStore>(dir_ + "/" + name + ".key", type));
+    auto ok = client(t).enroll(*t.identity);
+    ASSERT_TRUE(ok) << ok.error().message();
+    auto installed = t.identity->certificate();
+    ASSERT_TRUE(installed);
+    EXPECT_EQ(installed->cert.public_key()->type(), type);
+    EXPECT_EQ(installed->cert.subject_serial(), serial);
+  }
+}
+
 TEST_F(EnrolmentTest, AWrongProofIsRefusedAndNothingInstalled_REQ33) {
   auto t = terminal("t1", "SN-1001", "another-secret-of-16-bytes-or-more");
   auto r = client(t).enroll(*t.identity);
