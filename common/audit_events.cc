@@ -173,6 +173,10 @@ AuditEntry audit_failed(std::string reason) {
 
 AuditEntry audit_recovered() { return plain(AuditEvent::audit_recovered, {}); }
 
+AuditEntry audit_tampered(std::string reason) {
+  return plain(AuditEvent::audit_tampered, std::move(reason));
+}
+
 AuditEntry audit_truncated(std::uint64_t bytes, std::uint64_t last_seq) {
   AuditEntry e = plain(AuditEvent::audit_truncated,
                        "a torn last line of " + std::to_string(bytes) + " bytes after seq " +
@@ -221,6 +225,32 @@ AuditEntry denials_suppressed(const std::string& key, std::uint64_t count, doubl
   }
   e.count = count;
   return e;
+}
+
+namespace {
+
+AuditEntry command(std::string source, std::string command_id, std::string action, bool ran,
+                   std::string reason) {
+  AuditEntry e = plain(AuditEvent::command, std::move(reason));
+  e.op = std::move(action);
+  e.decision = ran ? AuditDecision::allow : AuditDecision::deny;
+  e.command_id = std::move(command_id);
+  e.source = std::move(source);
+  return e;
+}
+
+}  // namespace
+
+AuditEntry command_refused(std::string source, std::string command_id, std::string action,
+                           std::string reason) {
+  return command(std::move(source), std::move(command_id), std::move(action), false,
+                 std::move(reason));
+}
+
+AuditEntry command_ran(std::string source, std::string command_id, std::string action,
+                       std::string outcome) {
+  return command(std::move(source), std::move(command_id), std::move(action), true,
+                 std::move(outcome));
 }
 
 }  // namespace portier::audit

@@ -8,9 +8,9 @@ namespace {
 
 const std::set<std::string> kFlags = {"--json", "--follow", "--help", "--run"};
 const std::set<std::string> kOptions = {
-    "--socket", "--device", "--count",   "--seconds", "--app-uid", "--app-gid",
-    "--exe",    "--sha256", "--unit",    "--op",      "--class",   "--policy",
-    "--data",   "--text",   "--timeout", "--apdu",    "--param",   "--timeout-ms"};
+    "--socket",  "--device", "--count", "--seconds",    "--app-uid",     "--app-gid", "--exe",
+    "--sha256",  "--unit",   "--op",    "--class",      "--policy",      "--data",    "--text",
+    "--timeout", "--apdu",   "--param", "--timeout-ms", "--checkpoints", "--key",     "--cert"};
 
 }  // namespace
 

@@ -16,7 +16,10 @@
 #include <set>
 #include <thread>
 
+#include "agent/audit_checkpoint.h"
 #include "agent/audit_verify.h"
+#include "common/crypto/x509.h"
+#include "common/file_read.h"
 #include "ctl_args.h"
 #include "ctl_output.h"
 #include "policy/policy.h"
@@ -47,6 +50,11 @@ constexpr const char* kUsage =
     "  audit verify FILE...                     check the hash chain of audit files, oldest\n"
     "                                           first: audit.jsonl.2 audit.jsonl.1 audit.jsonl\n"
     "                                           (reads the files, no daemon; exit 1: a problem)\n"
+    "        [--checkpoints FILE (--cert PEM | --key PEM)]\n"
+    "                                           also the terminal's signed checkpoints (its\n"
+    "                                           management/audit-checkpoints.jsonl) with its\n"
+    "                                           certificate or public key: catches a trail\n"
+    "                                           rewritten chain and all, truncated or deleted\n"
     "socket: --socket, else $PORTIER_SOCKET, else /run/portier/portierd.sock\n"
     "--timeout S: deadline of each call in seconds (1..3600, default 5)\n"
     "exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found/unavailable, 1 other\n";
@@ -578,7 +586,31 @@ class Ctl {
       throw UsageError{
           "audit verify needs FILE..., oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl)"};
     }
-    auto r = agent::verify_audit_files(files);
+    auto checkpoints = args_.opt("checkpoints");
+    if (!checkpoints) {
+      if (args_.opt("cert") || args_.opt("key")) {
+        throw UsageError{"--cert and --key go with --checkpoints FILE"};
+      }
+      auto r = agent::verify_audit_files(files);
+      out(json_ ? r.json() : r.summary());
+      return r.ok ? 0 : 1;
+    }
+    auto cert = args_.opt("cert"), key = args_.opt("key");
+    if (!cert == !key) {
+      throw UsageError{"--checkpoints needs the terminal's --cert PEM or its public --key PEM"};
+    }
+    auto pem = read_small_file(cert ? *cert : *key, ReadOptions{.max = 256 * 1024});
+    if (!pem) throw Failure{1, pem.error().message()};
+    auto pub = [&]() -> Result<crypto::PublicKey> {
+      if (key) return crypto::PublicKey::from_pem(*pem);
+      auto c = crypto::Certificate::from_pem(*pem);
+      if (!c) return std::unexpected(c.error());
+      return c->public_key();
+    }();
+    if (!pub) throw Failure{1, (cert ? *cert : *key) + ": " + pub.error().message()};
+    auto cps = agent::read_checkpoints(*checkpoints);
+    if (!cps) throw Failure{1, cps.error().message()};
+    auto r = agent::verify_with_checkpoints(files, *cps, *pub);
     out(json_ ? r.json() : r.summary());
     return r.ok ? 0 : 1;
   }

@@ -107,14 +107,31 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   TelemetryIntervals ti;
   ti.health = std::chrono::seconds(config_.health_interval_s);
   ti.decisions = std::chrono::seconds(config_.decisions_interval_s);
+  ti.checkpoint = std::chrono::seconds(config_.checkpoint_interval_s);
+  checkpointer_ = std::make_unique<AuditCheckpointer>(
+      dir + "/audit-checkpoints.jsonl", terminal_id_, state->session_epoch, *signer_, *kid);
+  if (context.audit) {
+    // The trail must still hold what this terminal signed before: a trail
+    // cut short or changed since is reported, and the daemon goes on.
+    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000)); !ok) {
+      log_error("management: " + ok.error().message());
+      context.audit->record(audit::audit_tampered(ok.error().message()));
+      if (context.health) {
+        context.health->set_component_health("audit trail", policy::Health::degraded,
+                                             ok.error().message());
+      }
+    }
+  }
   auto cursor = outbox_->counter(kAuditCursor);
   if (!cursor) return std::unexpected(cursor.error());
   sources_ = std::make_unique<TelemetrySources>(
-      context.gateway, context.audit, *uplink_, birth, ti, *cursor, [this](std::uint64_t c) {
+      context.gateway, context.audit, *uplink_, birth, ti, *cursor,
+      [this](std::uint64_t c) {
         if (auto ok = outbox_->set_counter(kAuditCursor, c); !ok) {
           log_warning("management: " + ok.error().message());
         }
-      });
+      },
+      checkpointer_.get());
 
   uplink_->start();
   sender_->start();
@@ -135,6 +152,7 @@ void ManagementFeature::stop() {
   if (link_) link_->stop();
   if (sender_) sender_->stop();
   sources_.reset();
+  checkpointer_.reset();
   sender_.reset();
   link_.reset();
   uplink_.reset();

@@ -4,6 +4,7 @@
 
 #include <charconv>
 
+#include "common/log.h"
 #include "gateway/proto_convert.h"
 #include "portier/v1/audit.pb.h"
 #include "portier/v1/telemetry.pb.h"
@@ -68,12 +69,14 @@ class TelemetrySources::ChangeListener final
 TelemetrySources::TelemetrySources(gateway::GatewayView* gateway, AuditSink* audit, Uplink& uplink,
                                    BirthInfo birth, TelemetryIntervals intervals,
                                    std::uint64_t audit_cursor,
-                                   std::function<void(std::uint64_t)> save_cursor)
+                                   std::function<void(std::uint64_t)> save_cursor,
+                                   AuditCheckpointer* checkpointer)
     : gateway_(gateway),
       audit_(audit),
       uplink_(uplink),
       birth_(std::move(birth)),
       save_cursor_(std::move(save_cursor)),
+      checkpointer_(checkpointer),
       intervals_(intervals),
       audit_cursor_(audit_cursor) {}
 
@@ -118,13 +121,18 @@ void TelemetrySources::stop() {
   }
   cv_.notify_all();
   thread_.join();
+  // At shutdown: what is left of the trail, and a checkpoint of its head.
+  send_audit();
+  send_checkpoint();
 }
 
-void TelemetrySources::set_intervals(std::chrono::seconds health, std::chrono::seconds decisions) {
+void TelemetrySources::set_intervals(std::chrono::seconds health, std::chrono::seconds decisions,
+                                     std::chrono::seconds checkpoint) {
   {
     std::lock_guard lock(mu_);
     if (health.count() > 0) intervals_.health = health;
     if (decisions.count() > 0) intervals_.decisions = decisions;
+    if (checkpoint.count() > 0) intervals_.checkpoint = checkpoint;
   }
   cv_.notify_all();
 }
@@ -211,6 +219,8 @@ void TelemetrySources::send_audit() {
       while (!audit_lines_.empty() &&
              static_cast<std::size_t>(batch.records_size()) < intervals_.audit_batch) {
         last = audit_lines_.front().first;
+        // The checkpoint covers what went to the uplink, never more.
+        if (checkpointer_) checkpointer_->observe(last, audit_lines_.front().second);
         batch.add_records(std::move(audit_lines_.front().second));
         audit_lines_.pop_front();
       }
@@ -243,13 +253,36 @@ void TelemetrySources::send_decisions(std::chrono::system_clock::time_point now)
   uplink_.submit(v1::PAYLOAD_DECISION_SUMMARY, s.SerializeAsString(), outbox::Priority::telemetry);
 }
 
+void TelemetrySources::send_checkpoint() {
+  if (!checkpointer_) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  auto c = checkpointer_->checkpoint(ms);
+  if (!c) {
+    log_warning("management: audit checkpoint: " + c.error().message());
+    return;
+  }
+  if (!*c) return;
+  v1::AuditCheckpoint p;
+  p.set_terminal_id((*c)->terminal_id);
+  p.set_seq((*c)->seq);
+  p.set_head((*c)->head);
+  p.set_time_ms((*c)->time_ms);
+  p.set_session_epoch((*c)->epoch);
+  p.set_key_id((*c)->key_id);
+  p.set_signature((*c)->signature);
+  uplink_.submit(v1::PAYLOAD_AUDIT_CHECKPOINT, p.SerializeAsString(), outbox::Priority::security);
+}
+
 void TelemetrySources::run() {
   auto next_health = Clock::now() + intervals_.health;
   auto next_decisions = Clock::now() + intervals_.decisions;
   auto next_audit = Clock::now();
+  auto next_checkpoint = Clock::now() + intervals_.checkpoint;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    auto wake = std::min({next_health, next_decisions,
+    auto wake = std::min({next_health, next_decisions, next_checkpoint,
                           audit_lines_.empty() ? Clock::time_point::max() : next_audit,
                           inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
                                            : Clock::time_point::max()});
@@ -267,12 +300,15 @@ void TelemetrySources::run() {
     if (inventory) inventory_dirty_ = false;
     const bool audit = !audit_lines_.empty() && now >= next_audit;
     const bool decisions = now >= next_decisions;
+    const bool checkpoint = now >= next_checkpoint;
     lock.unlock();
     if (audit) send_audit();
     if (health) send_health(changed);
     if (inventory) send_inventory();
     if (decisions) send_decisions(std::chrono::system_clock::now());
+    if (checkpoint) send_checkpoint();
     lock.lock();
+    if (checkpoint) next_checkpoint = now + intervals_.checkpoint;
     if (health && !changed) next_health = now + intervals_.health;
     if (audit) next_audit = now + intervals_.audit_flush;
     if (decisions) next_decisions = now + intervals_.decisions;

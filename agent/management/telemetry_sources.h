@@ -22,6 +22,7 @@
 #include <thread>
 #include <tuple>
 
+#include "agent/management/audit_checkpointer.h"
 #include "agent/management/uplink.h"
 #include "common/audit_sink.h"
 #include "gateway/gateway_view.h"
@@ -33,7 +34,8 @@ struct TelemetryIntervals {
   std::chrono::seconds decisions{60};
   std::chrono::milliseconds inventory_settle{1000};  // changes within it go as one
   std::chrono::milliseconds audit_flush{500};
-  std::size_t audit_batch = 200;  // records per AuditBatch at most
+  std::size_t audit_batch = 200;         // records per AuditBatch at most
+  std::chrono::seconds checkpoint{300};  // a signed checkpoint of the trail's head
 };
 
 // What the birth says about this terminal besides the gateway's state.
@@ -47,18 +49,21 @@ struct BirthInfo {
 
 class TelemetrySources {
  public:
-  // `gateway` and `audit` may be null (tests, or a daemon without them).
+  // `gateway`, `audit` and `checkpointer` may be null (tests, or a daemon
+  // without them).
   // `audit_cursor` is the last audit record number already committed
   // (from the outbox); `save_cursor` keeps a new one.
   TelemetrySources(gateway::GatewayView* gateway, AuditSink* audit, Uplink& uplink, BirthInfo birth,
                    TelemetryIntervals intervals, std::uint64_t audit_cursor,
-                   std::function<void(std::uint64_t)> save_cursor);
+                   std::function<void(std::uint64_t)> save_cursor,
+                   AuditCheckpointer* checkpointer = nullptr);
   ~TelemetrySources();
 
   void start();
   void stop();
   // Commands: new intervals (0 = unchanged), a health report now.
-  void set_intervals(std::chrono::seconds health, std::chrono::seconds decisions);
+  void set_intervals(std::chrono::seconds health, std::chrono::seconds decisions,
+                     std::chrono::seconds checkpoint = std::chrono::seconds(0));
   void report_health_now();
 
  private:
@@ -70,12 +75,14 @@ class TelemetrySources {
   void send_inventory();
   void send_audit();
   void send_decisions(std::chrono::system_clock::time_point now);
+  void send_checkpoint();
 
   gateway::GatewayView* gateway_;
   AuditSink* audit_;
   Uplink& uplink_;
   BirthInfo birth_;
   std::function<void(std::uint64_t)> save_cursor_;
+  AuditCheckpointer* checkpointer_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -186,6 +186,10 @@ TEST(AuditRecordTest, EachBuilderMakesItsKindOfRecord) {
       {audit::audit_truncated(17, 0), AuditEvent::audit_truncated,
        t + "\"event\":\"audit_truncated\",\"bytes\":17,\"last_seq\":0,\"reason\":\"a torn last "
            "line of 17 bytes after seq 0 was removed at start\"}"},
+      {audit::audit_tampered("the trail ends at seq 3, but the checkpoint of seq 9 covers it"),
+       AuditEvent::audit_tampered,
+       t + "\"event\":\"audit_tampered\",\"reason\":\"the trail ends at seq 3, but the "
+           "checkpoint of seq 9 covers it\"}"},
       {audit::denials_suppressed("0", 40, 20, 2), AuditEvent::denials_suppressed,
        t + "\"event\":\"denials_suppressed\",\"uid\":0,\"count\":40,\"reason\":\"40 denials of "
            "uid 0 not recorded (rate limit: burst 20, 2/s)\"}"},
@@ -193,6 +197,18 @@ TEST(AuditRecordTest, EachBuilderMakesItsKindOfRecord) {
        t + "\"event\":\"denials_suppressed\",\"caller\":\"unidentified\",\"count\":3,"
            "\"reason\":\"3 denials of unidentified callers not recorded (rate limit: burst 20, "
            "0.5/s)\"}"},
+      {audit::command_refused("mqtt", "c-17", "ping", "bad signature"), AuditEvent::command,
+       t + "\"event\":\"command\",\"op\":\"ping\",\"decision\":\"deny\",\"rule\":0,"
+           "\"line\":0,\"reason\":\"bad signature\",\"command_id\":\"c-17\",\"source\":"
+           "\"mqtt\"}"},
+      {audit::command_refused("grpc", "", "", "malformed: not a SignedCommand"),
+       AuditEvent::command,
+       t + "\"event\":\"command\",\"decision\":\"deny\",\"rule\":0,\"line\":0,"
+           "\"reason\":\"malformed: not a SignedCommand\",\"source\":\"grpc\"}"},
+      {audit::command_ran("mqtt", "c-18", "replace_policy", "OK"), AuditEvent::command,
+       t + "\"event\":\"command\",\"op\":\"replace_policy\",\"decision\":\"allow\","
+           "\"rule\":0,\"line\":0,\"reason\":\"OK\",\"command_id\":\"c-18\",\"source\":"
+           "\"mqtt\"}"},
   };
   std::set<AuditEvent> kinds;
   for (auto& c : cases) {

@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
+#include "agent/audit_checkpoint.h"
 #include "agent/audit_log.h"
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/device_key.h"
@@ -173,6 +175,53 @@ TEST_F(ManagementFeatureTest, EachStartIsANewSessionOfOneChainAndEveryAuditRecor
   EXPECT_EQ(v.state().next_sequence, fleet.rbegin()->first + 1);
   EXPECT_EQ(fleet.begin()->first, 1u);
   EXPECT_EQ(fleet.size(), fleet.rbegin()->first) << "no sequence is missing";
+}
+
+TEST_F(ManagementFeatureTest, ACheckpointIsSignedAtStopAndATruncatedTrailIsReportedAtStart_REQ29) {
+  start();
+  for (int i = 0; i < 3; ++i) audit_->record(audit::policy_loaded("p.toml", std::to_string(i)));
+  ASSERT_TRUE(audit_->flush());
+  // Let the records reach the uplink, then stop: the head is checkpointed.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (feature_->uplink_stats().sealed < 2 && std::chrono::steady_clock::now() < deadline) {
+    link_->wait_sent(1000000, 20ms);
+  }
+  feature_->stop();
+  const std::string cp_path = dir_ + "/management/audit-checkpoints.jsonl";
+  auto cps = agent::read_checkpoints(cp_path);
+  ASSERT_TRUE(cps) << cps.error().message();
+  ASSERT_FALSE(cps->empty());
+  EXPECT_EQ(cps->back().terminal_id, feature_->terminal_id());
+  // Offline, as `portierctl audit verify --checkpoints` does.
+  auto pub = crypto::PublicKey::from_pem(feature_pub_pem());
+  ASSERT_TRUE(pub);
+  auto ok = agent::verify_with_checkpoints({dir_ + "/audit.jsonl"}, *cps, *pub);
+  EXPECT_TRUE(ok.ok) << ok.problem;
+
+  // Someone cuts the trail short while portierd is down.
+  audit_.reset();
+  {
+    std::ifstream in(dir_ + "/audit.jsonl");
+    std::string first;
+    std::getline(in, first);
+    std::ofstream out(dir_ + "/audit.jsonl", std::ios::trunc);
+    out << first << "\n";
+  }
+  auto log = agent::AuditLog::open(dir_ + "/audit.jsonl");
+  ASSERT_TRUE(log);
+  audit_ = std::move(*log);
+  start();
+  ASSERT_TRUE(audit_->flush());
+  bool reported = false;
+  for (auto& l : audit_->tail(100)) {
+    reported |= l.find("\"event\":\"audit_tampered\"") != std::string::npos &&
+                l.find("truncated or deleted") != std::string::npos;
+  }
+  EXPECT_TRUE(reported) << "no audit_tampered record";
+  std::lock_guard lock(health_.mu);
+  bool degraded = false;
+  for (auto& s : health_.states) degraded |= s.rfind("audit trail:degraded", 0) == 0;
+  EXPECT_TRUE(degraded);
 }
 
 TEST_F(ManagementFeatureTest, TheLastWillIsTheSignedOfflineNoticeOfThisSession_REQ19) {

@@ -1,0 +1,76 @@
+#include "agent/management/audit_checkpointer.h"
+
+#include <sys/stat.h>
+
+namespace portier::management {
+
+AuditCheckpointer::AuditCheckpointer(std::string path, std::string terminal_id, std::uint64_t epoch,
+                                     const crypto::Signer& signer, std::string key_id)
+    : path_(std::move(path)),
+      terminal_id_(std::move(terminal_id)),
+      epoch_(epoch),
+      signer_(signer),
+      key_id_(std::move(key_id)) {}
+
+Result<void> AuditCheckpointer::check_trail(const std::vector<std::string>& tail) {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return {};  // none signed yet
+  auto cps = agent::read_checkpoints(path_);
+  if (!cps) return std::unexpected(cps.error());
+  if (cps->empty()) return {};
+  const auto& last = cps->back();
+  if (auto ok = agent::verify_checkpoint(last, signer_.public_key()); !ok) {
+    return fail(Errc::permission_denied, path_, "last checkpoint",
+                "does not verify with the device key: " + ok.error().message());
+  }
+  std::uint64_t trail_last = 0;
+  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+    if (auto c = agent::parse_chained_line(*it)) {
+      trail_last = c->seq;
+      break;
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    signed_seq_ = last.seq;
+  }
+  if (trail_last < last.seq) {
+    return fail(Errc::failed_precondition, "audit trail", "checkpoint",
+                "the trail ends at seq " + std::to_string(trail_last) +
+                    ", but the checkpoint signed by this terminal covers seq " +
+                    std::to_string(last.seq) + ": records were truncated or deleted");
+  }
+  for (auto& line : tail) {
+    auto c = agent::parse_chained_line(line);
+    if (c && c->seq == last.seq && agent::sha256_hex(line) != last.head) {
+      return fail(Errc::failed_precondition, "audit trail", "checkpoint",
+                  "record seq " + std::to_string(last.seq) +
+                      " does not match the checkpoint this terminal signed of it: the trail "
+                      "was changed");
+    }
+  }
+  return {};
+}
+
+void AuditCheckpointer::observe(std::uint64_t seq, const std::string& line) {
+  std::lock_guard lock(mu_);
+  if (seq <= head_seq_) return;
+  head_seq_ = seq;
+  head_digest_ = agent::sha256_hex(line);
+}
+
+Result<std::optional<agent::AuditCheckpoint>> AuditCheckpointer::checkpoint(std::int64_t time_ms) {
+  agent::AuditCheckpoint c;
+  {
+    std::lock_guard lock(mu_);
+    if (head_seq_ == 0 || head_seq_ <= signed_seq_) return std::nullopt;
+    c = {terminal_id_, head_seq_, head_digest_, time_ms, epoch_};
+  }
+  PORTIER_TRY(agent::sign_checkpoint(c, signer_, key_id_));
+  PORTIER_TRY(agent::append_checkpoint(path_, c));
+  std::lock_guard lock(mu_);
+  signed_seq_ = std::max(signed_seq_, c.seq);
+  return c;
+}
+
+}  // namespace portier::management

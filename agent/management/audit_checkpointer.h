@@ -1,0 +1,45 @@
+// The terminal's side of the signed audit checkpoints (issue 10, item 7):
+// follows the trail's head, signs a checkpoint of it with the device key at
+// intervals and at shutdown (only when the head moved), keeps each one in
+// <state_dir>/management/audit-checkpoints.jsonl and hands it to the uplink
+// for the fleet. At start it holds the trail against the last checkpoint: a
+// trail that ends before it, or whose record there changed, is reported.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/audit_checkpoint.h"
+#include "common/crypto/signer.h"
+
+namespace portier::management {
+
+class AuditCheckpointer {
+ public:
+  AuditCheckpointer(std::string path, std::string terminal_id, std::uint64_t epoch,
+                    const crypto::Signer& signer, std::string key_id);
+
+  // The trail's newest lines (its tail, oldest first) against the last
+  // checkpoint of the file; an error says what does not match. Ok when
+  // there is no checkpoint yet or its record is older than the tail.
+  Result<void> check_trail(const std::vector<std::string>& tail);
+  // A record reached the trail (thread-safe).
+  void observe(std::uint64_t seq, const std::string& line);
+  // A new checkpoint of the head, kept in the file; nullopt when the head
+  // has not moved since the last one.
+  Result<std::optional<agent::AuditCheckpoint>> checkpoint(std::int64_t time_ms);
+
+ private:
+  std::string path_, terminal_id_;
+  std::uint64_t epoch_;
+  const crypto::Signer& signer_;
+  std::string key_id_;
+  std::mutex mu_;
+  std::uint64_t head_seq_ = 0, signed_seq_ = 0;
+  std::string head_digest_;
+};
+
+}  // namespace portier::management
