@@ -2,8 +2,8 @@
 // unique terminal id and the device key, in files under the state
 // directory. The key file is the terminal's secret: created 0600 by
 // portierd's user and refused when anyone else could read or replace it
-// (group or other permission bits, another owner, a symlink). A PKCS#11
-// token backend comes next.
+// (group or other permission bits, another owner, a symlink). The key in a
+// PKCS#11 token instead: pkcs11_signer.h; both behind key_store.h.
 #pragma once
 
 #include <string>

@@ -1,0 +1,138 @@
+#include "agent/identity/enrolment_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "agent/identity/enrolment_proof.h"
+#include "agent/identity/private_file.h"
+#include "common/file_read.h"
+#include "portier/v1/fleet.grpc.pb.h"
+
+namespace portier::identity {
+namespace {
+
+Errc from_grpc(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return Errc::invalid_argument;
+    case grpc::StatusCode::NOT_FOUND:
+      return Errc::not_found;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return Errc::already_exists;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Errc::permission_denied;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return Errc::failed_precondition;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return Errc::resource_exhausted;
+    default:
+      return Errc::unavailable;
+  }
+}
+
+Result<std::shared_ptr<grpc::Channel>> channel(const EnrolmentOptions& o,
+                                               const std::string& client_chain_pem,
+                                               const std::string& client_key_pem) {
+  auto ca = read_small_file(o.fleet_ca_file, {1u << 20, true});
+  if (!ca) return std::unexpected(ca.error().with_context("fleet CA"));
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *ca;
+  ssl.pem_cert_chain = client_chain_pem;
+  ssl.pem_private_key = client_key_pem;
+  grpc::ChannelArguments args;
+  if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
+  return grpc::CreateCustomChannel(o.server, grpc::SslCredentials(ssl), args);
+}
+
+Result<void> answer(DeviceIdentity& identity, const grpc::Status& status,
+                    const v1::EnrollResponse& response, const std::string& rpc,
+                    const std::string& server) {
+  if (!status.ok()) {
+    return fail(from_grpc(status.error_code()), server, rpc + " refused", status.error_message());
+  }
+  std::vector<crypto::Bytes> chain;
+  for (const auto& c : response.chain()) chain.emplace_back(c.begin(), c.end());
+  const crypto::Bytes der(response.certificate().begin(), response.certificate().end());
+  return with_context(identity.install_certificate(der, chain), rpc + " answer from " + server);
+}
+
+}  // namespace
+
+Result<void> EnrolmentClient::enroll(DeviceIdentity& identity) const {
+  auto secret = read_private_file(options_.secret_file, "enrolment secret");
+  if (!secret) return std::unexpected(secret.error());
+  auto csr = identity.current_csr();
+  if (!csr) return std::unexpected(csr.error());
+  auto der = csr->der();
+  if (!der) return std::unexpected(der.error());
+  const auto& info = identity.info();
+  auto proof = enrolment_proof(crypto::byte_view(*secret), info.terminal_id, info.serial, *der);
+  crypto::cleanse(*secret);
+  if (!proof) return std::unexpected(proof.error());
+  auto ch = channel(options_, "", "");
+  if (!ch) return std::unexpected(ch.error());
+
+  v1::EnrollRequest request;
+  request.set_terminal_id(info.terminal_id);
+  request.set_serial(info.serial);
+  request.set_csr(der->data(), der->size());
+  request.set_proof(proof->data(), proof->size());
+  v1::EnrollResponse response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  auto stub = v1::Enrolment::NewStub(*ch);
+  const grpc::Status status = stub->Enroll(&ctx, request, &response);
+  return answer(identity, status, response, "Enroll", options_.server);
+}
+
+Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
+  auto installed = identity.certificate();
+  if (!installed) {
+    return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
+  }
+  auto signer = identity.signer();
+  auto* file_key = dynamic_cast<const crypto::KeySigner*>(signer.get());
+  if (file_key == nullptr) {
+    return fail(Errc::failed_precondition, "Renew", "the device key is in a PKCS#11 token",
+                "renewal over mutual TLS needs the key in a file; rotate the key instead");
+  }
+  std::string chain_pem;
+  auto leaf = installed->cert.to_pem();
+  if (!leaf) return std::unexpected(leaf.error());
+  chain_pem = *leaf;
+  for (const auto& c : installed->chain) {
+    auto p = c.to_pem();
+    if (!p) return std::unexpected(p.error());
+    chain_pem += *p;
+  }
+  auto key_pem = file_key->key().to_pem();
+  if (!key_pem) return std::unexpected(key_pem.error());
+  auto ch = channel(options_, chain_pem, *key_pem);
+  crypto::cleanse(*key_pem);
+  if (!ch) return std::unexpected(ch.error());
+  auto csr = identity.current_csr();
+  if (!csr) return std::unexpected(csr.error());
+  auto der = csr->der();
+  if (!der) return std::unexpected(der.error());
+
+  v1::RenewCertificateRequest request;
+  request.set_csr(der->data(), der->size());
+  v1::EnrollResponse response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  auto stub = v1::Enrolment::NewStub(*ch);
+  const grpc::Status status = stub->Renew(&ctx, request, &response);
+  return answer(identity, status, response, "Renew", options_.server);
+}
+
+Result<bool> EnrolmentClient::renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const {
+  auto installed = identity.certificate();
+  if (!installed) {
+    return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
+  }
+  if (!renewal_due(installed->cert, now)) return false;
+  PORTIER_TRY(renew(identity));
+  return true;
+}
+
+}  // namespace portier::identity

@@ -1,0 +1,51 @@
+// The terminal's side of enrolment and renewal (issue 10, item 1; REQ-33,
+// REQ-36), over the fleet's gRPC Enrolment service (proto/portier/v1/
+// fleet.proto).
+//
+// Enroll: server-authenticated TLS (the fleet's CA from the config is the
+// only trust anchor; no client certificate yet), the CSR of the device key
+// with Subject{CN = terminal id, serialNumber = hardware serial}, and the
+// proof of enrolment_proof.h from the per-device secret (a 0600 file). The
+// answer is checked (issued_certificate.h) and installed through
+// DeviceIdentity: nothing is installed unless every check passes.
+//
+// Renew: mutual TLS with the installed certificate and the current key as
+// the client's, a new CSR for the same key. gRPC takes the client key as
+// PEM, so renewal over TLS needs the key in a file; a key in a PKCS#11 token
+// is renewed by rotation (RotateDeviceKey and InstallCertificate commands).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "agent/identity/device_identity.h"
+#include "common/result.h"
+
+namespace portier::identity {
+
+struct EnrolmentOptions {
+  std::string server;         // host:port of the fleet's Enrolment service
+  std::string fleet_ca_file;  // PEM: the anchors of the fleet's TLS server certificate
+  std::string server_name;    // the TLS name to check, when not the host of `server`
+  std::string secret_file;    // the enrolment secret (0600)
+  std::chrono::milliseconds timeout{30000};
+};
+
+class EnrolmentClient {
+ public:
+  explicit EnrolmentClient(EnrolmentOptions options) : options_(std::move(options)) {}
+
+  // Enrols the identity's current key and installs the certificate.
+  Result<void> enroll(DeviceIdentity& identity) const;
+  // Renews the installed certificate for the current (file) key.
+  Result<void> renew(DeviceIdentity& identity) const;
+  // Renews when `now` is past renewal_due_at() of the installed
+  // certificate: true when it renewed, false when not due yet. The
+  // management feature calls it at intervals (and at start).
+  Result<bool> renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const;
+
+ private:
+  EnrolmentOptions options_;
+};
+
+}  // namespace portier::identity

@@ -1,0 +1,55 @@
+// Where the device key lives, as rotation sees it (issue 10, item 1): the
+// current key and at most one pending key (made by a rotation, kept beside
+// the current one until a certificate for it is installed). promote() makes
+// the pending key current and destroys the old one. Two backends: files
+// (<key>, <key>.pending, 0600) and a PKCS#11 token (labels <label> and
+// <label>.pending).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "agent/identity/pkcs11_signer.h"
+#include "common/crypto/signer.h"
+#include "common/result.h"
+
+namespace portier::identity {
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+  // The current key: loaded, or made at the first start. A promotion
+  // interrupted after the old key was destroyed is finished here.
+  virtual Result<std::shared_ptr<crypto::Signer>> current() = 0;
+  // The pending key; nullptr when there is none and `create` is false.
+  virtual Result<std::shared_ptr<crypto::Signer>> pending(bool create) = 0;
+  // The pending key becomes the current one; the old key is destroyed
+  // (its file overwritten and unlinked, or its token objects destroyed).
+  virtual Result<void> promote() = 0;
+};
+
+class FileKeyStore final : public KeyStore {
+ public:
+  FileKeyStore(std::string path, crypto::KeyType type) : path_(std::move(path)), type_(type) {}
+  Result<std::shared_ptr<crypto::Signer>> current() override;
+  Result<std::shared_ptr<crypto::Signer>> pending(bool create) override;
+  Result<void> promote() override;
+
+ private:
+  std::string path_;
+  crypto::KeyType type_;
+};
+
+class Pkcs11KeyStore final : public KeyStore {
+ public:
+  explicit Pkcs11KeyStore(Pkcs11Options options) : options_(std::move(options)) {}
+  Result<std::shared_ptr<crypto::Signer>> current() override;
+  Result<std::shared_ptr<crypto::Signer>> pending(bool create) override;
+  Result<void> promote() override;
+
+ private:
+  Pkcs11Options with_label(const std::string& label) const;
+  Pkcs11Options options_;
+};
+
+}  // namespace portier::identity

@@ -1,0 +1,227 @@
+// Key rotation end to end (REQ-16: keys generated, used and destroyed;
+// REQ-33: one key per device at any time, bound by the fleet; REQ-36: the
+// terminal checks the certificate before the new key goes live): the
+// terminal makes a pending key and its CSR (RotateDeviceKey), the fleet
+// issues a certificate for it, the terminal installs it (InstallCertificate)
+// and only then retires and destroys the old key. With file keys and with
+// keys in a real SoftHSM2 token.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "agent/identity/issued_certificate.h"
+#include "agent/identity/softhsm_token.h"
+#include "common/file_read.h"
+#include "enrolment/enrolment_fixture.h"
+
+namespace portier::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RotationTest : public EnrolmentFixture {
+ protected:
+  // The fleet's answer to the CSR of a RotateDeviceKey result.
+  v1::EnrollResponse fleet_rotate(const std::string& csr_pem) {
+    auto csr = crypto::CertificateRequest::from_pem(csr_pem);
+    EXPECT_TRUE(csr);
+    auto der = csr->der();
+    auto r = service_->rotate("SN-1001", *der);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message());
+    return r ? *r : v1::EnrollResponse{};
+  }
+  static crypto::Bytes bytes(const std::string& s) { return crypto::Bytes(s.begin(), s.end()); }
+  static std::vector<crypto::Bytes> chain(const v1::EnrollResponse& r) {
+    std::vector<crypto::Bytes> out;
+    for (const auto& c : r.chain()) out.push_back(bytes(c));
+    return out;
+  }
+  static std::string raw(const crypto::PublicKey& k) {
+    auto r = k.raw();
+    return r ? std::string(r->begin(), r->end()) : "";
+  }
+};
+
+TEST_F(RotationTest, AFileKeyIsRotatedAndTheOldOneDestroyed_REQ16_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const auto old_signer = t.identity->signer();
+  const std::string old_pub = raw(old_signer->public_key());
+  std::atomic<int> changed{0};
+  t.identity->on_key_changed([&] { ++changed; });
+
+  auto csr_pem = t.identity->begin_rotation();
+  ASSERT_TRUE(csr_pem) << csr_pem.error().message();
+  auto csr = crypto::CertificateRequest::from_pem(*csr_pem);
+  ASSERT_TRUE(csr);
+  EXPECT_TRUE(csr->verify_self_signature());
+  EXPECT_EQ(csr->subject().common_name, t.terminal_id);
+  EXPECT_EQ(csr->subject().serial_number, "SN-1001");
+  const std::string new_pub = raw(*csr->public_key());
+  EXPECT_NE(new_pub, old_pub);
+  // Until the certificate is there, the old key signs on; a repeated
+  // command asks for the same pending key.
+  EXPECT_EQ(raw(t.identity->signer()->public_key()), old_pub);
+  auto again = t.identity->begin_rotation();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(raw(*crypto::CertificateRequest::from_pem(*again)->public_key()), new_pub);
+  EXPECT_TRUE(fs::exists(t.dir + "/device.key.pending"));
+
+  auto answer = fleet_rotate(*csr_pem);
+  ASSERT_TRUE(t.identity->install_certificate(bytes(answer.certificate()), chain(answer)));
+  EXPECT_EQ(changed.load(), 1);
+  EXPECT_EQ(raw(t.identity->signer()->public_key()), new_pub);
+  EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
+  auto installed = identity::CertificateStore(t.cert_path()).load();
+  ASSERT_TRUE(installed && *installed);
+  EXPECT_EQ(raw(*(*installed)->cert.public_key()), new_pub);
+  // The old key is gone from the disk: the key file holds the new one.
+  auto on_disk = identity::load_or_create_key(t.dir + "/device.key", crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(on_disk);
+  EXPECT_EQ(raw(*on_disk->public_key()), new_pub);
+  // The fleet binds the serial to the new key: renewal with it works, and
+  // the old certificate can no longer be installed.
+  auto renewed = client(t).renew(*t.identity);
+  EXPECT_TRUE(renewed) << renewed.error().message();
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, *t.identity->signer()->public_key().to_pem());
+}
+
+TEST_F(RotationTest, ACertificateForNeitherKeyOrFromAnotherCaLeavesTheKeysAsTheyWere_REQ36) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const auto first_cert = t.identity->certificate()->cert;
+  const std::string old_pub = raw(t.identity->signer()->public_key());
+  auto csr_pem = t.identity->begin_rotation();
+  ASSERT_TRUE(csr_pem);
+
+  // A certificate for a key the terminal does not have.
+  auto other = pki_->issue({.name = t.terminal_id, .serial_number = "SN-1001"});
+  ASSERT_TRUE(other);
+  auto r = t.identity->install_certificate(*other->cert.der(), {*pki_->intermediate().der()});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("for neither the current device key nor the pending one"),
+            std::string::npos)
+      << r.error().message();
+
+  // A certificate for the pending key, but from another CA.
+  char other_dir[] = "/tmp/portier-rotation-other-XXXXXX";
+  ASSERT_NE(mkdtemp(other_dir), nullptr);
+  auto other_pki = TestPki::create(other_dir);
+  ASSERT_TRUE(other_pki);
+  auto csr = crypto::CertificateRequest::from_pem(*csr_pem);
+  crypto::IssueOptions o;
+  o.subject = {t.terminal_id, "SN-1001", ""};
+  o.not_before = std::chrono::system_clock::now() - std::chrono::hours(1);
+  o.not_after = std::chrono::system_clock::now() + std::chrono::hours(24);
+  auto foreign = crypto::issue_certificate(*csr->public_key(), o, &other_pki->intermediate(),
+                                           other_pki->intermediate_key());
+  ASSERT_TRUE(foreign);
+  auto f = t.identity->install_certificate(*foreign->der(), {*other_pki->intermediate().der()});
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().message().find("untrusted issuer"), std::string::npos) << f.error().message();
+  fs::remove_all(other_dir);
+
+  // Nothing changed: the old key signs, its certificate is installed, the
+  // pending key waits.
+  EXPECT_EQ(raw(t.identity->signer()->public_key()), old_pub);
+  auto installed = identity::CertificateStore(t.cert_path()).load();
+  ASSERT_TRUE(installed && *installed);
+  EXPECT_EQ((*installed)->cert.sha256_fingerprint(), first_cert.sha256_fingerprint());
+  EXPECT_TRUE(fs::exists(t.dir + "/device.key.pending"));
+}
+
+// A crash after the new certificate was written and before the keys were
+// swapped: the next start finishes the rotation.
+TEST_F(RotationTest, ARotationInterruptedAfterTheCertificateIsFinishedAtTheNextStart_REQ16) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  auto csr_pem = t.identity->begin_rotation();
+  ASSERT_TRUE(csr_pem);
+  const std::string new_pub = raw(*crypto::CertificateRequest::from_pem(*csr_pem)->public_key());
+  auto answer = fleet_rotate(*csr_pem);
+  auto checked = identity::check_issued_certificate(
+      crypto::byte_view(answer.certificate()), chain(answer),
+      {*crypto::CertificateRequest::from_pem(*csr_pem)->public_key(), t.terminal_id, "SN-1001",
+       std::vector<crypto::Certificate>{pki_->root()}, std::chrono::system_clock::now()});
+  ASSERT_TRUE(checked) << checked.error().message();
+  ASSERT_TRUE(identity::CertificateStore(t.cert_path()).install(checked->cert, checked->chain));
+  t.identity.reset();  // the "crash"
+
+  auto reopened = identity::DeviceIdentity::open(
+      {t.terminal_id, "SN-1001", {pki_->root()}},
+      std::make_unique<identity::FileKeyStore>(t.dir + "/device.key", crypto::KeyType::ecdsa_p256),
+      identity::CertificateStore(t.cert_path()));
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  EXPECT_EQ(raw((*reopened)->signer()->public_key()), new_pub);
+  EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
+}
+
+// A certificate file that is not for the device key (put there by hand,
+// or left from another key) is not taken as the terminal's certificate.
+TEST_F(RotationTest, AnInstalledCertificateForAnotherKeyIsIgnoredAtStart_REQ36) {
+  auto t = terminal("t1");
+  auto other = pki_->issue({.name = t.terminal_id, .serial_number = "SN-1001"});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(identity::CertificateStore(t.cert_path()).install(other->cert, other->chain));
+  t.identity.reset();
+  auto reopened = identity::DeviceIdentity::open(
+      {t.terminal_id, "SN-1001", {pki_->root()}},
+      std::make_unique<identity::FileKeyStore>(t.dir + "/device.key", crypto::KeyType::ecdsa_p256),
+      identity::CertificateStore(t.cert_path()));
+  ASSERT_TRUE(reopened);
+  EXPECT_FALSE((*reopened)->certificate());
+  // With no pending key, nothing is promoted.
+  EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
+  identity::FileKeyStore keys(t.dir + "/device.key", crypto::KeyType::ecdsa_p256);
+  auto promoted = keys.promote();
+  ASSERT_FALSE(promoted);
+  EXPECT_NE(promoted.error().message().find("no pending key"), std::string::npos);
+}
+
+TEST_F(RotationTest, ASoftHsmKeyIsRotatedAndTheOldOneDestroyedInTheToken_REQ16_REQ33) {
+  SoftHsmToken token;
+  const std::string e = token.init(dir_);
+  ASSERT_TRUE(e.empty()) << e;
+  const auto opts = token.options("portier-device");
+  auto t = terminal("t1", "SN-1001", kSecret, std::make_unique<identity::Pkcs11KeyStore>(opts));
+  ASSERT_TRUE(t.identity);
+  auto enrolled = client(t).enroll(*t.identity);
+  ASSERT_TRUE(enrolled) << enrolled.error().message();
+  const auto old_signer = t.identity->signer();
+  const std::string old_pub = raw(old_signer->public_key());
+  // Renewal over mutual TLS needs the key in a file: said plainly.
+  auto renew = client(t).renew(*t.identity);
+  ASSERT_FALSE(renew);
+  EXPECT_NE(renew.error().message().find("the device key is in a PKCS#11 token"),
+            std::string::npos);
+
+  auto csr_pem = t.identity->begin_rotation();
+  ASSERT_TRUE(csr_pem) << csr_pem.error().message();
+  const std::string new_pub = raw(*crypto::CertificateRequest::from_pem(*csr_pem)->public_key());
+  auto answer = fleet_rotate(*csr_pem);
+  auto installed = t.identity->install_certificate(bytes(answer.certificate()), chain(answer));
+  ASSERT_TRUE(installed) << installed.error().message();
+  EXPECT_EQ(raw(t.identity->signer()->public_key()), new_pub);
+  auto sig = t.identity->signer()->sign(crypto::byte_view("after rotation"));
+  ASSERT_TRUE(sig);
+  EXPECT_TRUE(crypto::verify(t.identity->signer()->public_key(),
+                             crypto::byte_view("after rotation"), *sig));
+
+  // In the token: the label names the new key, no pending key is left, and
+  // the old key's objects are gone (its handle signs no more).
+  auto current = identity::Pkcs11Signer::open_existing(opts);
+  ASSERT_TRUE(current) << current.error().message();
+  EXPECT_EQ(raw((*current)->public_key()), new_pub);
+  auto pending_opts = opts;
+  pending_opts.key_label += ".pending";
+  auto pending = identity::Pkcs11Signer::open_existing(pending_opts);
+  ASSERT_FALSE(pending);
+  EXPECT_EQ(pending.error().code, Errc::not_found);
+  EXPECT_FALSE(old_signer->sign(crypto::byte_view("old key")));
+}
+
+}  // namespace
+}  // namespace portier::test

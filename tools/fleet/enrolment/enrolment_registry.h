@@ -1,0 +1,52 @@
+// What the fleet knows of each device it expects to enrol (REQ-33: one
+// device, one key): its hardware serial and enrolment secret, provisioned
+// before the terminal first calls; once enrolled, the terminal id and the
+// key it is bound to and the last certificate issued; and every refused
+// attempt, kept for the operator. An interface so that the store behind it
+// can change (sqlite_enrolment_registry.h is the one here).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/crypto/bytes.h"
+#include "common/result.h"
+
+namespace portier::fleet {
+
+struct EnrolmentRecord {
+  std::string serial;
+  crypto::Bytes secret;
+  std::string terminal_id;     // empty until enrolled
+  std::string public_key_pem;  // the enrolled key; empty until enrolled
+  crypto::Bytes certificate;   // DER, the last issued; empty until enrolled
+};
+
+struct EnrolmentRefusal {
+  std::int64_t at_unix = 0;
+  std::string serial;
+  std::string terminal_id;
+  std::string reason;
+};
+
+class EnrolmentRegistry {
+ public:
+  virtual ~EnrolmentRegistry() = default;
+  // Provisioning: a serial the fleet expects, with its secret (already_exists
+  // when the serial is known).
+  virtual Result<void> expect(const std::string& serial, crypto::ByteView secret) = 0;
+  virtual Result<std::optional<EnrolmentRecord>> find(const std::string& serial) = 0;
+  // Binds a serial not yet enrolled to a terminal and key, atomically:
+  // aborted when another enrolment bound it first.
+  virtual Result<void> bind(const std::string& serial, const std::string& terminal_id,
+                            const std::string& public_key_pem, crypto::ByteView certificate) = 0;
+  // A renewal or a rotation: the enrolled serial's key and certificate now.
+  virtual Result<void> update(const std::string& serial, const std::string& public_key_pem,
+                              crypto::ByteView certificate) = 0;
+  virtual Result<void> record_refusal(const EnrolmentRefusal& refusal) = 0;
+  virtual Result<std::vector<EnrolmentRefusal>> refusals(const std::string& serial) = 0;
+};
+
+}  // namespace portier::fleet

@@ -1,0 +1,221 @@
+#include "tools/fleet/enrolment/enrolment_service.h"
+
+#include "agent/identity/enrolment_proof.h"
+#include "agent/identity/issued_certificate.h"
+#include "common/log.h"
+
+namespace portier::fleet {
+namespace {
+
+constexpr std::size_t kMaxCsr = 64 * 1024;
+constexpr std::size_t kMaxName = 64;
+
+grpc::Status to_status(const Error& e) {
+  return grpc::Status(static_cast<grpc::StatusCode>(grpc_status_code(e.code)), e.message());
+}
+
+// A caller's string as it may enter a log line or the registry: printable
+// ASCII, anything else '?', at most 64 bytes.
+std::string shown(const std::string& s) {
+  std::string out = s.substr(0, kMaxName);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+bool printable(const std::string& s) { return shown(s) == s; }
+
+// A CSR from untrusted bytes: parsed, self-signed, for `terminal_id` and
+// `serial`. The error's why is the reason the caller gets.
+Result<crypto::CertificateRequest> checked_csr(const std::string& der,
+                                               const std::string& terminal_id,
+                                               const std::string& serial) {
+  if (der.empty() || der.size() > kMaxCsr) {
+    return fail(Errc::invalid_argument, "", "", "the CSR is empty or over 64 KiB");
+  }
+  auto csr = crypto::CertificateRequest::from_der(crypto::byte_view(der));
+  if (!csr) {
+    return fail(Errc::invalid_argument, "", "", "the CSR does not parse: " + csr.error().message());
+  }
+  if (!csr->verify_self_signature()) {
+    return fail(Errc::permission_denied, "", "",
+                "the CSR is not signed by the key it carries: refused");
+  }
+  const auto subject = csr->subject();
+  if (subject.common_name != terminal_id || subject.serial_number != serial) {
+    return fail(Errc::permission_denied, "", "",
+                "the CSR's subject (CN \"" + subject.common_name + "\", serialNumber \"" +
+                    subject.serial_number + "\") is not the terminal \"" + terminal_id +
+                    "\" with serial \"" + serial + "\": refused");
+  }
+  return csr;
+}
+
+}  // namespace
+
+std::unexpected<Error> EnrolmentService::refuse(const std::string& serial,
+                                                const std::string& terminal_id, Errc code,
+                                                const std::string& reason) {
+  const auto at = std::chrono::duration_cast<std::chrono::seconds>(now_().time_since_epoch());
+  if (auto ok = registry_.record_refusal({at.count(), serial, terminal_id, reason}); !ok) {
+    log_warning("enrolment: cannot record a refusal: " + ok.error().message());
+  }
+  log_warning("enrolment: serial \"" + serial + "\", terminal \"" + terminal_id + "\": " + reason);
+  return fail_msg(code, reason);
+}
+
+Result<v1::EnrollResponse> EnrolmentService::respond(const crypto::Bytes& cert_der) const {
+  v1::EnrollResponse r;
+  r.set_certificate(cert_der.data(), cert_der.size());
+  for (const auto& c : ca_.chain_der()) r.add_chain(c.data(), c.size());
+  return r;
+}
+
+Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req) {
+  const std::string& serial = req.serial();
+  const std::string& tid = req.terminal_id();
+  if (serial.empty() || serial.size() > kMaxName || tid.empty() || tid.size() > kMaxName ||
+      !printable(serial) || !printable(tid)) {
+    return refuse(shown(serial), shown(tid), Errc::invalid_argument,
+                  "terminal id and serial must be 1 to 64 printable ASCII characters");
+  }
+  auto csr = checked_csr(req.csr(), tid, serial);
+  if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
+  auto record = registry_.find(serial);
+  if (!record) return std::unexpected(record.error());
+  if (!*record) {
+    return refuse(serial, tid, Errc::permission_denied,
+                  "serial \"" + serial + "\" is not expected by this fleet: refused");
+  }
+  auto proof =
+      identity::enrolment_proof((*record)->secret, tid, serial, crypto::byte_view(req.csr()));
+  if (!proof) return std::unexpected(proof.error());
+  if (!crypto::constant_time_equal(*proof, crypto::byte_view(req.proof()))) {
+    return refuse(serial, tid, Errc::permission_denied,
+                  "the proof does not match serial \"" + serial + "\"'s enrolment secret: refused");
+  }
+  auto pub = csr->public_key();
+  if (!pub) return std::unexpected(pub.error());
+  auto pub_pem = pub->to_pem();
+  if (!pub_pem) return std::unexpected(pub_pem.error());
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!(*record)->public_key_pem.empty()) {
+      if ((*record)->public_key_pem == *pub_pem && (*record)->terminal_id == tid) {
+        return respond((*record)->certificate);  // the same device asking again
+      }
+      return refuse(
+          serial, tid, Errc::permission_denied,
+          "serial \"" + serial + "\" is already enrolled with another key" +
+              ((*record)->terminal_id == tid ? std::string()
+                                             : " (terminal \"" + (*record)->terminal_id + "\")") +
+              ": one device, one key; refused and recorded");
+    }
+    auto cert = ca_.issue_device(*csr, tid, serial, now_());
+    if (!cert) return std::unexpected(cert.error());
+    auto der = cert->der();
+    if (!der) return std::unexpected(der.error());
+    auto bound = registry_.bind(serial, tid, *pub_pem, *der);
+    if (bound) {
+      log_info("enrolment: terminal \"" + tid + "\" (serial \"" + serial + "\") enrolled");
+      return respond(*der);
+    }
+    if (bound.error().code != Errc::aborted) return std::unexpected(bound.error());
+    // Another request bound the serial meanwhile: judge against it.
+    record = registry_.find(serial);
+    if (!record) return std::unexpected(record.error());
+    if (!*record) break;
+  }
+  return fail_msg(Errc::aborted, "serial \"" + serial + "\" changed during enrolment: try again");
+}
+
+Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cert_pem,
+                                                   const v1::RenewCertificateRequest& req) {
+  if (client_cert_pem.empty()) {
+    return fail_msg(Errc::permission_denied,
+                    "Renew needs the terminal's device certificate as its TLS client "
+                    "certificate: refused");
+  }
+  auto cert = crypto::Certificate::from_pem(client_cert_pem);
+  if (!cert) return fail_msg(Errc::permission_denied, "the client certificate does not parse");
+  const std::string tid = shown(cert->subject_cn());
+  const std::string serial = shown(cert->subject_serial());
+  const auto anchors = ca_.anchors();
+  if (auto ok = crypto::verify_chain(*cert, {}, anchors, now_(), crypto::CertUsage::device); !ok) {
+    return refuse(serial, tid, Errc::permission_denied,
+                  "the client certificate is not a device certificate of this fleet: " +
+                      ok.error().message());
+  }
+  auto record = registry_.find(serial);
+  if (!record) return std::unexpected(record.error());
+  auto pub = cert->public_key();
+  if (!pub) return std::unexpected(pub.error());
+  auto pub_pem = pub->to_pem();
+  if (!pub_pem) return std::unexpected(pub_pem.error());
+  if (!*record || (*record)->terminal_id != tid || (*record)->public_key_pem != *pub_pem) {
+    return refuse(serial, tid, Errc::permission_denied,
+                  "the client certificate is not the enrolled key of terminal \"" + tid +
+                      "\" (serial \"" + serial + "\"): refused");
+  }
+  auto csr = checked_csr(req.csr(), tid, serial);
+  if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
+  auto csr_pub = csr->public_key();
+  if (!csr_pub || !identity::same_key(*csr_pub, *pub)) {
+    return refuse(serial, tid, Errc::permission_denied,
+                  "Renew is for the same key: the CSR's key is another one (rotate instead)");
+  }
+  auto issued = ca_.issue_device(*csr, tid, serial, now_());
+  if (!issued) return std::unexpected(issued.error());
+  auto der = issued->der();
+  if (!der) return std::unexpected(der.error());
+  PORTIER_TRY(registry_.update(serial, *pub_pem, *der));
+  log_info("enrolment: terminal \"" + tid + "\" renewed its certificate");
+  return respond(*der);
+}
+
+Result<v1::EnrollResponse> EnrolmentService::rotate(const std::string& serial,
+                                                    crypto::ByteView csr_der) {
+  auto record = registry_.find(serial);
+  if (!record) return std::unexpected(record.error());
+  if (!*record || (*record)->public_key_pem.empty()) {
+    return fail_msg(Errc::not_found, "serial \"" + serial + "\" is not enrolled");
+  }
+  const std::string tid = (*record)->terminal_id;
+  auto csr = checked_csr(std::string(csr_der.begin(), csr_der.end()), tid, serial);
+  if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
+  auto pub = csr->public_key();
+  if (!pub) return std::unexpected(pub.error());
+  auto pub_pem = pub->to_pem();
+  if (!pub_pem) return std::unexpected(pub_pem.error());
+  auto issued = ca_.issue_device(*csr, tid, serial, now_());
+  if (!issued) return std::unexpected(issued.error());
+  auto der = issued->der();
+  if (!der) return std::unexpected(der.error());
+  PORTIER_TRY(registry_.update(serial, *pub_pem, *der));
+  return respond(*der);
+}
+
+grpc::Status EnrolmentService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* request,
+                                      v1::EnrollResponse* response) {
+  auto r = enroll(*request);
+  if (!r) return to_status(r.error());
+  *response = std::move(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status EnrolmentService::Renew(grpc::ServerContext* context,
+                                     const v1::RenewCertificateRequest* request,
+                                     v1::EnrollResponse* response) {
+  std::string pem;
+  if (auto auth = context->auth_context()) {
+    auto certs = auth->FindPropertyValues("x509_pem_cert");
+    if (!certs.empty()) pem.assign(certs.front().data(), certs.front().size());
+  }
+  auto r = renew(pem, *request);
+  if (!r) return to_status(r.error());
+  *response = std::move(*r);
+  return grpc::Status::OK;
+}
+
+}  // namespace portier::fleet

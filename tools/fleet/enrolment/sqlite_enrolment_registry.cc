@@ -1,0 +1,184 @@
+#include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
+
+#include <sqlite3.h>
+
+namespace portier::fleet {
+namespace {
+
+// A prepared statement, finalized when it goes.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  explicit operator bool() const { return s_ != nullptr; }
+  sqlite3_stmt* get() { return s_; }
+  void text(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void blob(int i, crypto::ByteView v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  std::string col_text(int i) {
+    const auto* p = sqlite3_column_text(s_, i);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(s_, i)))
+             : std::string();
+  }
+  crypto::Bytes col_blob(int i) {
+    const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(s_, i));
+    return p ? crypto::Bytes(p, p + sqlite3_column_bytes(s_, i)) : crypto::Bytes();
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+constexpr const char* kSchema = R"sql(
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS expected_devices (
+  serial TEXT PRIMARY KEY,
+  secret BLOB NOT NULL,
+  terminal_id TEXT,
+  public_key_pem TEXT,
+  certificate BLOB
+);
+CREATE TABLE IF NOT EXISTS enrolment_refusals (
+  id INTEGER PRIMARY KEY,
+  at_unix INTEGER NOT NULL,
+  serial TEXT NOT NULL,
+  terminal_id TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS enrolment_refusals_serial ON enrolment_refusals(serial);
+)sql";
+
+}  // namespace
+
+std::unexpected<Error> SqliteEnrolmentRegistry::db_fail(const std::string& what) const {
+  return fail(Errc::io, path_, "enrolment registry: " + what, sqlite3_errmsg(db_));
+}
+
+Result<std::unique_ptr<SqliteEnrolmentRegistry>> SqliteEnrolmentRegistry::open(
+    const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return fail(Errc::io, path, "enrolment registry: cannot open", why);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<SqliteEnrolmentRegistry> r(new SqliteEnrolmentRegistry(db, path));
+  if (sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return r->db_fail("cannot create its tables");
+  }
+  return r;
+}
+
+SqliteEnrolmentRegistry::~SqliteEnrolmentRegistry() { sqlite3_close(db_); }
+
+Result<void> SqliteEnrolmentRegistry::expect(const std::string& serial, crypto::ByteView secret) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO expected_devices(serial, secret) VALUES(?, ?)");
+  if (!s) return db_fail("prepare");
+  s.text(1, serial);
+  s.blob(2, secret);
+  const int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_CONSTRAINT) {
+    return fail(Errc::already_exists, path_, "serial \"" + serial + "\"", "expected already");
+  }
+  if (rc != SQLITE_DONE) return db_fail("expect");
+  return {};
+}
+
+Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::string& serial) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT secret, terminal_id, public_key_pem, certificate FROM expected_devices "
+         "WHERE serial = ?");
+  if (!s) return db_fail("prepare");
+  s.text(1, serial);
+  const int rc = sqlite3_step(s.get());
+  if (rc == SQLITE_DONE) return std::optional<EnrolmentRecord>{};
+  if (rc != SQLITE_ROW) return db_fail("find");
+  EnrolmentRecord r;
+  r.serial = serial;
+  r.secret = s.col_blob(0);
+  r.terminal_id = s.col_text(1);
+  r.public_key_pem = s.col_text(2);
+  r.certificate = s.col_blob(3);
+  return std::optional<EnrolmentRecord>(std::move(r));
+}
+
+Result<void> SqliteEnrolmentRegistry::bind(const std::string& serial,
+                                           const std::string& terminal_id,
+                                           const std::string& public_key_pem,
+                                           crypto::ByteView certificate) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "UPDATE expected_devices SET terminal_id = ?, public_key_pem = ?, certificate = ? "
+         "WHERE serial = ? AND public_key_pem IS NULL");
+  if (!s) return db_fail("prepare");
+  s.text(1, terminal_id);
+  s.text(2, public_key_pem);
+  s.blob(3, certificate);
+  s.text(4, serial);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return db_fail("bind");
+  if (sqlite3_changes(db_) != 1) {
+    return fail(Errc::aborted, path_, "serial \"" + serial + "\"",
+                "not expected, or enrolled by another request first");
+  }
+  return {};
+}
+
+Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
+                                             const std::string& public_key_pem,
+                                             crypto::ByteView certificate) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "UPDATE expected_devices SET public_key_pem = ?, certificate = ? "
+         "WHERE serial = ? AND public_key_pem IS NOT NULL");
+  if (!s) return db_fail("prepare");
+  s.text(1, public_key_pem);
+  s.blob(2, certificate);
+  s.text(3, serial);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return db_fail("update");
+  if (sqlite3_changes(db_) != 1) {
+    return fail(Errc::not_found, path_, "serial \"" + serial + "\"", "not enrolled");
+  }
+  return {};
+}
+
+Result<void> SqliteEnrolmentRegistry::record_refusal(const EnrolmentRefusal& r) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "INSERT INTO enrolment_refusals(at_unix, serial, terminal_id, reason) "
+         "VALUES(?, ?, ?, ?)");
+  if (!s) return db_fail("prepare");
+  sqlite3_bind_int64(s.get(), 1, r.at_unix);
+  s.text(2, r.serial);
+  s.text(3, r.terminal_id);
+  s.text(4, r.reason);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return db_fail("record a refusal");
+  return {};
+}
+
+Result<std::vector<EnrolmentRefusal>> SqliteEnrolmentRegistry::refusals(const std::string& serial) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT at_unix, terminal_id, reason FROM enrolment_refusals WHERE serial = ? "
+         "ORDER BY id");
+  if (!s) return db_fail("prepare");
+  s.text(1, serial);
+  std::vector<EnrolmentRefusal> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    out.push_back({sqlite3_column_int64(s.get(), 0), serial, s.col_text(1), s.col_text(2)});
+  }
+  if (rc != SQLITE_DONE) return db_fail("refusals");
+  return out;
+}
+
+}  // namespace portier::fleet

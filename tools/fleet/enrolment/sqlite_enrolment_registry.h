@@ -1,0 +1,38 @@
+// The enrolment registry in its own small SQLite file (WAL, one connection
+// behind a mutex): separate from the fleet's main store, which has its own
+// interface. Two tables: expected devices, and refused attempts.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "tools/fleet/enrolment/enrolment_registry.h"
+
+struct sqlite3;
+
+namespace portier::fleet {
+
+class SqliteEnrolmentRegistry final : public EnrolmentRegistry {
+ public:
+  static Result<std::unique_ptr<SqliteEnrolmentRegistry>> open(const std::string& path);
+  ~SqliteEnrolmentRegistry() override;
+
+  Result<void> expect(const std::string& serial, crypto::ByteView secret) override;
+  Result<std::optional<EnrolmentRecord>> find(const std::string& serial) override;
+  Result<void> bind(const std::string& serial, const std::string& terminal_id,
+                    const std::string& public_key_pem, crypto::ByteView certificate) override;
+  Result<void> update(const std::string& serial, const std::string& public_key_pem,
+                      crypto::ByteView certificate) override;
+  Result<void> record_refusal(const EnrolmentRefusal& refusal) override;
+  Result<std::vector<EnrolmentRefusal>> refusals(const std::string& serial) override;
+
+ private:
+  SqliteEnrolmentRegistry(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  std::unexpected<Error> db_fail(const std::string& what) const;
+  sqlite3* db_;
+  std::string path_;
+  std::mutex mu_;
+};
+
+}  // namespace portier::fleet
