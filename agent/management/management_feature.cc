@@ -7,6 +7,8 @@
 #include "agent/envelope/offline_notice.h"
 #include "agent/identity/device_key.h"
 #include "common/audit_events.h"
+#include "common/crypto/x509.h"
+#include "common/file_read.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -96,8 +98,12 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   auto link = links_(config_, LinkContext{terminal_id_, offline->SerializeAsString(), key_file});
   if (!link) return std::unexpected(link.error());
   link_ = std::move(*link);
-  sender_ = std::make_unique<OutboxSender>(*outbox_, *link_, nullptr,
-                                           SenderOptions{.window = config_.window});
+  sender_ = std::make_unique<OutboxSender>(
+      *outbox_, *link_,
+      [this](std::string bytes) {
+        if (commands_) commands_->receive(std::move(bytes));
+      },
+      SenderOptions{.window = config_.window});
   uplink_->on_stored([this] { sender_->wake(); });
 
   BirthInfo birth;
@@ -133,9 +139,31 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       },
       checkpointer_.get());
 
+  // The fleet's commands: verified against the configured trust anchors.
+  commands::VerifierOptions vo;
+  vo.terminal_id = terminal_id_;
+  for (auto& path : config_.command_trust_anchors) {
+    auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
+    if (!pem) return std::unexpected(pem.error());
+    auto certs = crypto::Certificate::all_from_pem(*pem);
+    if (!certs) return with_context(Result<void>(std::unexpected(certs.error())), path);
+    if (certs->empty()) {
+      return fail(Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate");
+    }
+    vo.trust_anchors.insert(vo.trust_anchors.end(), certs->begin(), certs->end());
+  }
+  if (!context.audit) {
+    return fail(Errc::failed_precondition, "management", "commands", "need the audit trail");
+  }
+  auto cmds = FleetCommands::create(dir + "/commands.db", std::move(vo), *context.audit,
+                                    context.control, *sources_, *uplink_, config_.link);
+  if (!cmds) return std::unexpected(cmds.error());
+
   uplink_->start();
   sender_->start();
   sources_->start();
+  commands_ = std::move(*cmds);
+  commands_->start();
   if (auto ok = link_->start(*sender_); !ok) {
     stop();
     return ok;
@@ -147,10 +175,12 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
 }
 
 void ManagementFeature::stop() {
+  if (commands_) commands_->stop();
   if (sources_) sources_->stop();
   if (uplink_) uplink_->stop();
   if (link_) link_->stop();
   if (sender_) sender_->stop();
+  commands_.reset();
   sources_.reset();
   checkpointer_.reset();
   sender_.reset();

@@ -14,6 +14,7 @@
 #include "agent/feature.h"
 #include "agent/link/link.h"
 #include "agent/management/audit_checkpointer.h"
+#include "agent/management/fleet_commands.h"
 #include "agent/management/management_config.h"
 #include "agent/management/outbox_sender.h"
 #include "agent/management/telemetry_sources.h"
@@ -59,6 +60,7 @@ class ManagementFeature final : public agent::Feature {
   std::unique_ptr<Uplink> uplink_;
   std::unique_ptr<AuditCheckpointer> checkpointer_;
   std::unique_ptr<TelemetrySources> sources_;
+  std::unique_ptr<FleetCommands> commands_;
   std::unique_ptr<link::Link> link_;
   std::unique_ptr<OutboxSender> sender_;
 };

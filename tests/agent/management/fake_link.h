@@ -63,6 +63,15 @@ class FakeLink final : public link::Link {
     std::lock_guard lock(mu_);
     return {sent_.begin(), sent_.end()};
   }
+  // The fleet (or a hostile broker) sends a command.
+  void deliver(std::string bytes) {
+    link::LinkHandler* h;
+    {
+      std::lock_guard lock(mu_);
+      h = handler_;
+    }
+    if (h) h->on_command(std::move(bytes));
+  }
   void ack(std::uint64_t id) {
     link::LinkHandler* h;
     {

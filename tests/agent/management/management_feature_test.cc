@@ -16,11 +16,13 @@
 
 #include "agent/audit_checkpoint.h"
 #include "agent/audit_log.h"
+#include "agent/commands/command_signing.h"
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/device_key.h"
 #include "agent/management/fake_link.h"
 #include "common/audit_events.h"
 #include "portier/v1/telemetry.pb.h"
+#include "support/test_pki.h"
 
 namespace portier::management {
 namespace {
@@ -49,7 +51,10 @@ class ManagementFeatureTest : public ::testing::Test {
     config_.server = "ssl://fleet.invalid:8883";
     config_.fleet = "bank";
     config_.ca_file = config_.cert_file = "/dev/null";
-    config_.command_trust_anchors = {"/dev/null"};
+    auto pki = portier::test::TestPki::create(dir_);
+    ASSERT_TRUE(pki) << pki.error().message();
+    pki_ = std::make_unique<portier::test::TestPki>(std::move(*pki));
+    config_.command_trust_anchors = {pki_->ca_path()};
   }
   void TearDown() override {
     feature_.reset();
@@ -85,6 +90,7 @@ class ManagementFeatureTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::unique_ptr<portier::test::TestPki> pki_;
   std::unique_ptr<agent::AuditLog> audit_;
   RecordingHealth health_;
   ManagementConfig config_;
@@ -222,6 +228,62 @@ TEST_F(ManagementFeatureTest, ACheckpointIsSignedAtStopAndATruncatedTrailIsRepor
   bool degraded = false;
   for (auto& s : health_.states) degraded |= s.rfind("audit trail:degraded", 0) == 0;
   EXPECT_TRUE(degraded);
+}
+
+TEST_F(ManagementFeatureTest, ASignedCommandRunsOnceAndAForgedOneIsRefusedBothAnsweredUp_REQ36) {
+  start();
+  auto signer_leaf =
+      pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  ASSERT_TRUE(signer_leaf) << signer_leaf.error().message();
+  auto key_signer = crypto::KeySigner::from(signer_leaf->key);
+  ASSERT_TRUE(key_signer);
+  std::vector<crypto::Certificate> chain{signer_leaf->cert};
+  chain.insert(chain.end(), signer_leaf->chain.begin(), signer_leaf->chain.end());
+  auto make = [&](const std::string& id, const std::string& target) {
+    v1::Command c;
+    c.set_command_id(id);
+    c.set_target_terminal(target);
+    c.set_nonce(std::string(16, static_cast<char>('a' + id.size())) + id);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    c.mutable_not_before()->set_seconds(now - 10);
+    c.mutable_expires()->set_seconds(now + 600);
+    c.mutable_ping()->set_text("hello " + id);
+    auto sc = commands::sign_command(c, *key_signer, chain);
+    EXPECT_TRUE(sc) << sc.error().message();
+    return sc->SerializeAsString();
+  };
+  const auto good = make("c-1", feature_->terminal_id());
+  link_->deliver(good);
+  link_->deliver(good);  // replayed by the broker
+  link_->deliver(make("c-2", "T-someone-else"));
+  link_->deliver("garbage");
+  std::vector<v1::CommandResult> results;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::set<std::uint64_t> seen;
+  while (results.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    for (auto& m : link_->sent()) {
+      if (!seen.insert(m.id).second) continue;
+      link_->ack(m.id);
+      if (m.kind != "result") continue;
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      ASSERT_TRUE(env.ParseFromString(m.bytes) && body.ParseFromString(env.body()));
+      ASSERT_EQ(body.payload_type(), v1::PAYLOAD_COMMAND_RESULT);
+      results.emplace_back().ParseFromString(body.payload());
+    }
+    link_->wait_sent(link_->sent().size() + 1, 20ms);
+  }
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].status(), v1::CommandResult::OK);
+  EXPECT_EQ(results[0].output(), "hello c-1");
+  EXPECT_EQ(results[1].status(), v1::CommandResult::OK);
+  EXPECT_TRUE(results[1].repeated_command()) << "a replay gets the first result, nothing runs";
+  EXPECT_EQ(results[2].status(), v1::CommandResult::REFUSED);
+  EXPECT_NE(results[2].message().find("T-someone-else"), std::string::npos) << results[2].message();
+  EXPECT_EQ(results[3].status(), v1::CommandResult::REFUSED);
+  EXPECT_TRUE(results[3].command_id().empty());
 }
 
 TEST_F(ManagementFeatureTest, TheLastWillIsTheSignedOfflineNoticeOfThisSession_REQ19) {

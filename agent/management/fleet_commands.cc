@@ -1,0 +1,131 @@
+#include "agent/management/fleet_commands.h"
+
+#include "common/log.h"
+
+namespace portier::management {
+namespace {
+
+constexpr std::size_t kMaxQueued = 64;  // commands waiting; more are dropped (the fleet resends)
+
+Result<std::string> needs_control() {
+  return fail_msg(Errc::failed_precondition, "this portierd offers no daemon control");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FleetCommands>> FleetCommands::create(
+    const std::string& store_path, commands::VerifierOptions options, AuditSink& audit,
+    agent::DaemonControl* control, TelemetrySources& sources, Uplink& uplink, std::string source) {
+  auto store = commands::CommandStore::open(store_path);
+  if (!store) return std::unexpected(store.error());
+  std::unique_ptr<FleetCommands> c(new FleetCommands(control, sources, uplink, std::move(source)));
+  c->store_ = std::move(*store);
+  c->executor_ = std::make_unique<commands::CommandExecutor>(*c, *c->store_);
+  c->verifier_ = std::make_unique<commands::CommandVerifier>(std::move(options), *c->store_,
+                                                             *c->executor_, audit);
+  return c;
+}
+
+FleetCommands::~FleetCommands() { stop(); }
+
+void FleetCommands::start() {
+  for (auto& r : verifier_->interrupted_results()) send(r);
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void FleetCommands::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void FleetCommands::receive(std::string bytes) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= kMaxQueued) {
+      ++dropped_;
+      return;
+    }
+    queue_.push_back(std::move(bytes));
+  }
+  cv_.notify_all();
+}
+
+void FleetCommands::send(const v1::CommandResult& result) {
+  if (!uplink_.submit(v1::PAYLOAD_COMMAND_RESULT, result.SerializeAsString(),
+                      outbox::Priority::security)) {
+    log_warning("management: the result of command " + result.command_id() +
+                " was not queued (the uplink is full); a repeat of the command gets it");
+  }
+}
+
+void FleetCommands::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) break;
+    auto bytes = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    send(verifier_->handle(bytes, source_));
+    lock.lock();
+  }
+}
+
+Result<std::string> FleetCommands::run_health_checks(const v1::RunHealthChecks&) {
+  if (!control_) return needs_control();
+  control_->run_health_checks();
+  sources_.report_health_now();
+  return std::string("health checks run; a health report follows");
+}
+
+Result<std::string> FleetCommands::set_telemetry_intervals(const v1::SetTelemetryIntervals& r) {
+  auto bad = [](std::uint32_t s) { return s != 0 && (s < 5 || s > 86400); };
+  if (bad(r.health_seconds()) || bad(r.decisions_seconds()) || bad(r.checkpoint_seconds())) {
+    return fail_msg(Errc::invalid_argument, "intervals must be 5..86400 seconds (0: unchanged)");
+  }
+  sources_.set_intervals(std::chrono::seconds(r.health_seconds()),
+                         std::chrono::seconds(r.decisions_seconds()),
+                         std::chrono::seconds(r.checkpoint_seconds()));
+  return std::string("intervals set");
+}
+
+Result<std::string> FleetCommands::replace_policy(const v1::ReplacePolicy& r) {
+  if (!control_) return needs_control();
+  PORTIER_TRY(control_->replace_policy(r.policy_toml()));
+  return "policy version " + std::to_string(r.version()) + " in force";
+}
+
+Result<std::string> FleetCommands::usb_authorization(const v1::UsbAuthorization& r) {
+  if (!control_) return needs_control();
+  return control_->device_action(r.device_id(), r.authorize() ? "authorize" : "deauthorize");
+}
+
+Result<std::string> FleetCommands::rotate_device_key(const v1::RotateDeviceKey&) {
+  return fail_msg(Errc::failed_precondition,
+                  "key rotation needs an enrolled identity (enrolment is not configured)");
+}
+
+Result<std::string> FleetCommands::fetch_audit_range(const v1::FetchAuditRange& r) {
+  if (!control_) return needs_control();
+  auto lines = control_->audit_range(r.first(), r.last());
+  if (!lines) return std::unexpected(lines.error());
+  std::string out;
+  for (auto& l : *lines) out += l + "\n";
+  return out;
+}
+
+Result<std::string> FleetCommands::install_certificate(const v1::InstallCertificate&) {
+  return fail_msg(Errc::failed_precondition,
+                  "installing a certificate needs an enrolled identity (enrolment is not "
+                  "configured)");
+}
+
+}  // namespace portier::management
