@@ -1,5 +1,6 @@
-// The links of this build (ManagementConfig::link): MQTT through a broker;
-// gRPC straight to the fleet comes with its own link.
+// The links of this build (ManagementConfig::link): MQTT through a broker,
+// gRPC straight to the fleet's endpoint.
+#include "agent/link/grpc_link.h"
 #include "agent/link/mqtt_link.h"
 #include "agent/management/management_feature.h"
 
@@ -18,6 +19,18 @@ LinkFactory default_link_factory() {
       o.will_payload = context.offline_notice;
       o.max_in_flight = static_cast<int>(config.window);
       auto l = link::MqttLink::create(std::move(o));
+      if (!l) return std::unexpected(l.error());
+      return std::unique_ptr<link::Link>(std::move(*l));
+    }
+    if (config.link == "grpc") {
+      link::GrpcLinkOptions o;
+      o.target = config.server;
+      o.ca_file = config.ca_file;
+      o.cert_file = config.cert_file;
+      o.key_file = config.tls_key_file.empty() ? context.device_key_file : config.tls_key_file;
+      o.offline_notice = context.offline_notice;
+      o.max_in_flight = static_cast<int>(config.window);
+      auto l = link::GrpcLink::create(std::move(o));
       if (!l) return std::unexpected(l.error());
       return std::unique_ptr<link::Link>(std::move(*l));
     }
