@@ -1,6 +1,7 @@
 #include "agent/envelope/envelope_chain.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/crypto/sign.h"
 #include "common/hex.h"
@@ -169,23 +170,38 @@ std::size_t ChainVerifier::pending_count() const {
   return n;
 }
 
-Result<std::vector<v1::EnvelopeBody>> ChainVerifier::cover(std::uint64_t sequence,
-                                                           const std::string& digest) {
-  std::vector<v1::EnvelopeBody> run;
+std::uint64_t ChainVerifier::expected_sequence() const {
+  return pending_.empty() ? state_.next_sequence
+                          : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+}
+
+std::vector<ChainVerifier::Link> ChainVerifier::take_superseded() {
+  return std::exchange(superseded_, {});
+}
+
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequence,
+                                                              const std::string& digest) {
+  std::vector<Link> run;
   std::string want = digest;
   for (std::uint64_t s = sequence; s >= state_.next_sequence && s > 0; --s) {
     auto at = pending_.find(s);
     if (at == pending_.end()) break;
     auto c = at->second.find(want);
     if (c == at->second.end()) break;
-    run.push_back(c->second.body);
+    run.push_back(Link{c->second.body, c->second.envelope, want});
     want = c->second.prev;
     if (s == state_.next_sequence) {
       if (want != std::string(state_.prev_digest.begin(), state_.prev_digest.end())) break;
       std::reverse(run.begin(), run.end());
-      state_.session_epoch = run.back().session_epoch();
+      state_.session_epoch = run.back().body.session_epoch();
       state_.next_sequence = sequence + 1;
       state_.prev_digest.assign(digest.begin(), digest.end());
+      // Any other candidate of a covered sequence is not on the signed chain.
+      for (auto& link : run) {
+        for (auto& [d, other] : pending_[link.body.sequence()]) {
+          if (d != link.digest) superseded_.push_back(Link{other.body, other.envelope, d});
+        }
+      }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
       return run;
     }
@@ -194,7 +210,28 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::cover(std::uint64_t sequenc
               "its chain does not reach the last covered envelope");
 }
 
+namespace {
+std::vector<v1::EnvelopeBody> bodies(std::vector<ChainVerifier::Link> links) {
+  std::vector<v1::EnvelopeBody> out;
+  out.reserve(links.size());
+  for (auto& l : links) out.push_back(std::move(l.body));
+  return out;
+}
+}  // namespace
+
 Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& envelope) {
+  auto links = accept_links(envelope);
+  if (!links) return std::unexpected(links.error());
+  return bodies(std::move(*links));
+}
+
+Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+  auto links = accept_batch_links(batch);
+  if (!links) return std::unexpected(links.error());
+  return bodies(std::move(*links));
+}
+
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::Envelope& envelope) {
   v1::EnvelopeBody body;
   if (!body.ParseFromString(envelope.body())) {
     return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
@@ -208,9 +245,7 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
     return fail(Errc::failed_precondition, kWhere, at,
                 "already received (a replay or a duplicate)");
   }
-  const std::uint64_t expected = pending_.empty()
-                                     ? state_.next_sequence
-                                     : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+  const std::uint64_t expected = expected_sequence();
   if (seq > expected) {
     return fail(Errc::failed_precondition, kWhere, at,
                 "expected " + std::to_string(expected) + ": " + std::to_string(seq - expected) +
@@ -250,8 +285,8 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
                 std::to_string(pending_count()) +
                     " envelopes already wait for a signature; sign them first");
   }
-  pending_[seq][digest] = Candidate{std::move(body), prev};
-  if (!envelope.has_signature()) return std::vector<v1::EnvelopeBody>{};
+  pending_[seq][digest] = Candidate{std::move(body), prev, envelope.SerializeAsString()};
+  if (!envelope.has_signature()) return std::vector<Link>{};
   // A signed link covers every link before it, through the chain.
   auto covered = cover(seq, digest);
   if (!covered) {
@@ -261,7 +296,8 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
   return covered;
 }
 
-Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_batch_links(
+    const v1::BatchSignature& batch) {
   const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
                          std::to_string(batch.last_sequence());
   if (batch.terminal_id() != terminal_id_) {
@@ -286,6 +322,83 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::Batc
   }
   // The head's digest covers every body before it through the chain.
   return cover(batch.last_sequence(), batch.head_digest());
+}
+
+Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Envelope& notice) {
+  v1::EnvelopeBody body;
+  if (!notice.has_signature() || !body.ParseFromString(notice.body()) ||
+      body.payload_type() != v1::PAYLOAD_DROP) {
+    return fail(Errc::invalid_argument, kWhere, "drop notice",
+                "not a signed envelope of a portier.v1.DropNotice");
+  }
+  const std::string at = "drop notice at sequence " + std::to_string(body.sequence());
+  if (body.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "from another terminal");
+  }
+  if (auto ok = check_signature(notice.signature(), signed_message(notice.body())); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  v1::DropNotice drop;
+  if (!drop.ParseFromString(body.payload()) || drop.dropped().empty()) {
+    return fail(Errc::invalid_argument, kWhere, at, "its payload lists no dropped envelope");
+  }
+  if (!pending_.empty() && pending_.begin()->first < drop.dropped(0).sequence()) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                std::to_string(pending_count()) +
+                    " envelope(s) before the drop still wait for a signature");
+  }
+  std::string prev(state_.prev_digest.begin(), state_.prev_digest.end());
+  std::uint64_t seq = state_.next_sequence;
+  for (const auto& d : drop.dropped()) {
+    if (d.sequence() != seq) {
+      return fail(Errc::failed_precondition, kWhere, at,
+                  "lists sequence " + std::to_string(d.sequence()) + " where " +
+                      std::to_string(seq) +
+                      " is the next one (not a run from the last covered "
+                      "envelope)");
+    }
+    if (d.prev_digest() != prev || d.digest().size() != kDigestSize) {
+      return fail(
+          Errc::permission_denied, kWhere, at,
+          "the dropped envelope " + std::to_string(seq) + " does not chain to the one before it");
+    }
+    prev = d.digest();
+    ++seq;
+  }
+  if (body.sequence() < seq) {
+    return fail(Errc::permission_denied, kWhere, at, "lists envelopes after itself");
+  }
+  if (body.session_epoch() < state_.session_epoch) {
+    return fail(Errc::permission_denied, kWhere, at, "its session epoch went back");
+  }
+  for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
+    for (auto& [d, c] : it->second) superseded_.push_back(Link{c.body, c.envelope, d});
+  }
+  pending_.erase(pending_.begin(), pending_.lower_bound(seq));
+  state_.next_sequence = seq;
+  state_.prev_digest.assign(prev.begin(), prev.end());
+  return std::vector<v1::DropNotice::Dropped>(drop.dropped().begin(), drop.dropped().end());
+}
+
+std::vector<std::string> ChainVerifier::pending_envelopes() const {
+  std::vector<std::string> out;
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) out.push_back(c.envelope);
+  }
+  return out;
+}
+
+Result<void> ChainVerifier::restore_pending(const std::vector<std::string>& envelopes) {
+  for (std::size_t i = 0; i < envelopes.size(); ++i) {
+    v1::Envelope e;
+    if (!e.ParseFromString(envelopes[i]) || e.has_signature()) {
+      return fail(Errc::invalid_argument, kWhere, "pending envelope " + std::to_string(i),
+                  "not an unsigned portier.v1.Envelope");
+    }
+    auto ok = accept_links(e);
+    if (!ok) return std::unexpected(ok.error().with_context("restore"));
+  }
+  return {};
 }
 
 }  // namespace portier::envelope

@@ -1,0 +1,524 @@
+#include "tools/fleet/receiver.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/crypto/sign.h"
+#include "portier/v1/command.pb.h"
+#include "portier/v1/telemetry.pb.h"
+
+namespace portier::fleet {
+namespace {
+
+using envelope::ChainVerifier;
+
+constexpr const char* kWhere = "fleet receiver";
+
+const std::set<std::string> kEnvelopeKinds = {"envelope",  "birth", "health", "inventory",
+                                              "decisions", "audit", "result", "drop"};
+
+Incident incident(const std::string& id, TimePoint now, std::string kind, std::uint64_t sequence,
+                  std::string detail) {
+  return Incident{0, id, now, std::move(kind), sequence, std::move(detail)};
+}
+
+// The terminal id as text for a message: control characters shown as \xNN.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 128)) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+TimePoint to_time(const google::protobuf::Timestamp& t) {
+  return TimePoint{} + std::chrono::duration_cast<TimePoint::duration>(
+                           std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos()));
+}
+
+bool contains(const Error& e, std::string_view text) {
+  return e.message().find(text) != std::string::npos;
+}
+
+// A terminal as the receiver needs it.
+struct Known {
+  Terminal terminal;
+  crypto::PublicKey key;
+  std::string key_id;
+};
+
+// What kind of incident a refusal of the verifier is. A signature that
+// names the terminal's key and algorithm but does not verify means the
+// signed bytes were altered; one by another key is a bad signature.
+std::string classify(const Error& e, const v1::Signature* signature, const Known& k) {
+  if (e.code == Errc::invalid_argument) return "malformed";
+  if (e.code == Errc::resource_exhausted) return "overflow";
+  if (contains(e, "bad signature")) {
+    const bool terminals_key =
+        signature && signature->key_id() == k.key_id &&
+        signature->algorithm() == envelope::signature_algorithm(k.key.type());
+    return terminals_key ? "tampered" : "bad signature";
+  }
+  return "tampered";
+}
+
+// One attempt at a receive: a verifier started from the chain as loaded,
+// and the commit it builds.
+class Attempt {
+ public:
+  Attempt(const Known& k, ChainRecord chain, const Receiver::Options& o, TimePoint now)
+      : k_(k),
+        now_(now),
+        v(k.terminal.id, k.key, chain.state, ChainVerifier::Options{o.max_pending}) {
+    c.terminal_id = k.terminal.id;
+    c.expected_version = chain.version;
+    parked = std::move(chain.parked);
+    pending_ = std::move(chain.pending);
+  }
+
+  Result<void> init() {
+    if (auto ok = v.restore_pending(pending_); !ok) {
+      return fail(Errc::internal, kWhere, "chain of " + k_.terminal.id,
+                  "the stored candidates do not verify again: " + ok.error().message());
+    }
+    return {};
+  }
+
+  // accept_links(), bridging a gap when the envelope is a signed drop
+  // notice that explains it.
+  Result<std::vector<ChainVerifier::Link>> accept(const v1::Envelope& env,
+                                                  const v1::EnvelopeBody& body) {
+    auto r = v.accept_links(env);
+    if (r || body.sequence() <= v.expected_sequence() || !env.has_signature() ||
+        body.payload_type() != v1::PAYLOAD_DROP) {
+      return r;
+    }
+    auto dropped = v.bridge(env);
+    if (!dropped) {
+      if (dropped.error().code == Errc::permission_denied) return std::unexpected(dropped.error());
+      return r;
+    }
+    v1::DropNotice notice;
+    (void)notice.ParseFromString(body.payload());
+    const auto first = dropped->front().sequence(), last = dropped->back().sequence();
+    c.proofs.push_back(ChainProof{ChainProof::Kind::drop, first, env.SerializeAsString()});
+    c.incidents.push_back(
+        incident(k_.terminal.id, now_, "dropped by terminal", first,
+                 std::to_string(dropped->size()) + " envelope(s) " + std::to_string(first) + ".." +
+                     std::to_string(last) + " dropped unsent by the terminal's outbox (" +
+                     printable(notice.reason()) + "); the signed drop notice at sequence " +
+                     std::to_string(body.sequence()) + " bridges the gap"));
+    return v.accept_links(env);
+  }
+
+  // The covered links into the commit, with their payloads.
+  void take(std::vector<ChainVerifier::Link> links) {
+    for (auto& l : links) {
+      v1::Envelope env;
+      (void)env.ParseFromString(l.envelope);
+      const auto seq = l.body.sequence();
+      const auto time = to_time(l.body.time());
+      c.envelopes.push_back(StoredEnvelope{k_.terminal.id, seq, l.body.session_epoch(), l.digest,
+                                           l.body.payload_type(), time, now_, env.historical(),
+                                           l.envelope});
+      c.session_epoch = std::max(c.session_epoch, l.body.session_epoch());
+      stored.push_back(seq);
+      decode(l.body, time);
+    }
+  }
+
+  // Envelopes held past a gap, tried again now that the chain moved.
+  void replay_parked() {
+    bool progress = true;
+    while (progress && !parked.empty()) {
+      progress = false;
+      std::vector<std::pair<std::uint64_t, std::string>> order;
+      for (auto& p : parked) {
+        v1::Envelope env;
+        v1::EnvelopeBody body;
+        if (env.ParseFromString(p) && body.ParseFromString(env.body())) {
+          order.emplace_back(body.sequence(), p);
+        }
+      }
+      std::sort(order.begin(), order.end());
+      parked.clear();
+      for (auto& [seq, bytes] : order) {
+        v1::Envelope env;
+        v1::EnvelopeBody body;
+        (void)env.ParseFromString(bytes);
+        (void)body.ParseFromString(env.body());
+        const auto before = v.state().next_sequence;
+        auto r = accept(env, body);
+        if (r) {
+          c.incidents.push_back(incident(k_.terminal.id, now_, "reordered", seq,
+                                         "arrived before sequence " + std::to_string(before) +
+                                             "; verified and taken once the chain reached it"));
+          take(std::move(*r));
+          progress = true;
+        } else if (r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) {
+          parked.push_back(bytes);  // still past a gap
+        } else if (seq >= v.state().next_sequence && !contains(r.error(), "already received")) {
+          // Held unverified, and now refused: someone else's envelope.
+          const v1::Signature* sig = env.has_signature() ? &env.signature() : nullptr;
+          c.incidents.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
+                                         r.error().message()));
+        }
+      }
+    }
+  }
+
+  // The chain after this attempt, and the links that lost to the signed chain.
+  void finish() {
+    for (auto& l : v.take_superseded()) {
+      c.incidents.push_back(
+          incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
+                   "an envelope that is not on the terminal's signed chain was discarded"));
+    }
+    c.chain.state = v.state();
+    c.chain.pending = v.pending_envelopes();
+    c.chain.parked = parked;
+    if (!c.envelopes.empty()) c.seen = now_;
+  }
+
+  const Known& k_;
+  TimePoint now_;
+  ChainVerifier v;
+  Commit c;
+  std::vector<std::string> parked;
+  std::vector<std::uint64_t> stored;
+
+ private:
+  void decode(const v1::EnvelopeBody& body, TimePoint time) {
+    const auto seq = body.sequence();
+    const auto type = body.payload_type();
+    auto malformed = [&](const char* what) {
+      c.incidents.push_back(incident(k_.terminal.id, now_, "malformed", seq,
+                                     std::string("the payload is not a ") + what +
+                                         " (the signed envelope is stored as received)"));
+    };
+    auto telemetry = [&](google::protobuf::Message&& m, const char* what) {
+      if (!m.ParseFromString(body.payload())) return malformed(what);
+      c.telemetry.push_back(Telemetry{k_.terminal.id, seq, type, time, body.payload()});
+    };
+    switch (type) {
+      case v1::PAYLOAD_BIRTH:
+        telemetry(v1::Birth{}, "portier.v1.Birth");
+        if (!c.telemetry.empty() && c.telemetry.back().sequence == seq) c.birth = body.payload();
+        break;
+      case v1::PAYLOAD_HEALTH:
+        telemetry(v1::HealthReport{}, "portier.v1.HealthReport");
+        break;
+      case v1::PAYLOAD_INVENTORY:
+        telemetry(v1::Inventory{}, "portier.v1.Inventory");
+        break;
+      case v1::PAYLOAD_DECISION_SUMMARY:
+        telemetry(v1::DecisionSummary{}, "portier.v1.DecisionSummary");
+        break;
+      case v1::PAYLOAD_DROP:
+        telemetry(v1::DropNotice{}, "portier.v1.DropNotice");
+        break;
+      case v1::PAYLOAD_AUDIT: {
+        v1::AuditBatch batch;
+        if (!batch.ParseFromString(body.payload())) return malformed("portier.v1.AuditBatch");
+        for (int i = 0; i < batch.records_size(); ++i) {
+          c.audit.push_back(AuditEntry{k_.terminal.id,
+                                       batch.first_record() + static_cast<std::uint64_t>(i), seq,
+                                       batch.records(i)});
+        }
+        break;
+      }
+      case v1::PAYLOAD_COMMAND_RESULT: {
+        v1::CommandResult r;
+        if (!r.ParseFromString(body.payload())) return malformed("portier.v1.CommandResult");
+        c.results.push_back(CommandResultEntry{k_.terminal.id, seq, r.command_id(), r.status(),
+                                               r.message(), time, body.payload()});
+        break;
+      }
+      default:
+        c.incidents.push_back(incident(k_.terminal.id, now_, "malformed", seq,
+                                       "payload type " + std::to_string(type) +
+                                           " is unknown (the signed envelope is stored)"));
+    }
+  }
+
+  std::vector<std::string> pending_;
+};
+
+}  // namespace
+
+std::string_view name(Receipt::Outcome outcome) {
+  switch (outcome) {
+    case Receipt::Outcome::stored:
+      return "stored";
+    case Receipt::Outcome::held:
+      return "held";
+    case Receipt::Outcome::duplicate:
+      return "duplicate";
+    case Receipt::Outcome::offline:
+      return "offline";
+    case Receipt::Outcome::stale:
+      return "stale";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// The terminal, or an incident and not_found.
+Result<Known> known(FleetStore& store, const std::string& id, TimePoint now) {
+  auto t = store.terminal(id);
+  if (!t) {
+    if (t.error().code != Errc::not_found) return std::unexpected(t.error());
+    (void)store.add_incident(
+        incident(id, now, "unknown terminal", 0, "a message from a terminal not registered"));
+    return fail(Errc::not_found, kWhere, "terminal " + printable(id), "not registered");
+  }
+  auto key = crypto::PublicKey::from_pem(t->public_key_pem);
+  if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
+  auto kid = envelope::key_id(*key);
+  if (!kid) return std::unexpected(kid.error());
+  return Known{std::move(*t), std::move(*key), std::move(*kid)};
+}
+
+// Records the incident and returns its error.
+std::unexpected<Error> refuse(FleetStore& store, const Incident& i, Errc code) {
+  (void)store.add_incident(i);
+  return fail(code, kWhere,
+              "terminal " + printable(i.terminal_id) +
+                  (i.sequence ? " sequence " + std::to_string(i.sequence) : std::string()),
+              i.kind + ": " + i.detail);
+}
+
+Errc code_of(const std::string& kind) {
+  if (kind == "malformed") return Errc::invalid_argument;
+  if (kind == "overflow") return Errc::resource_exhausted;
+  return Errc::permission_denied;
+}
+
+}  // namespace
+
+Result<Receipt> Receiver::receive(const std::string& terminal_id, const std::string& kind,
+                                  std::string_view bytes, TimePoint now) {
+  if (bytes.size() > options_.max_message_bytes) {
+    return refuse(store_,
+                  incident(terminal_id, now, "malformed", 0,
+                           "a message of " + std::to_string(bytes.size()) + " bytes (at most " +
+                               std::to_string(options_.max_message_bytes) + ")"),
+                  Errc::invalid_argument);
+  }
+  if (kind == "batch") return receive_batch(terminal_id, bytes, now);
+  if (kind == "offline") return receive_offline(terminal_id, bytes, now);
+  if (kEnvelopeKinds.count(kind)) return receive_envelope(terminal_id, bytes, now);
+  return refuse(
+      store_,
+      incident(terminal_id, now, "malformed", 0, "unknown message kind '" + printable(kind) + "'"),
+      Errc::invalid_argument);
+}
+
+Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::string_view bytes,
+                                           TimePoint now) {
+  v1::Envelope env;
+  v1::EnvelopeBody body;
+  if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      !body.ParseFromString(env.body())) {
+    return refuse(store_, incident(terminal_id, now, "malformed", 0, "not a portier.v1.Envelope"),
+                  Errc::invalid_argument);
+  }
+  const std::uint64_t seq = body.sequence();
+  if (body.terminal_id() != terminal_id) {
+    return refuse(
+        store_,
+        incident(terminal_id, now, "wrong terminal", seq,
+                 "the envelope's body names terminal '" + printable(body.terminal_id()) + "'"),
+        Errc::permission_denied);
+  }
+  auto k = known(store_, terminal_id, now);
+  if (!k) return std::unexpected(k.error());
+  auto digest = crypto::digest(envelope::chain_digest(k->key.type()), env.body());
+  if (!digest) return std::unexpected(digest.error());
+  const std::string own_digest(digest->begin(), digest->end());
+
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto chain = store_.chain(terminal_id);
+    if (!chain) return std::unexpected(chain.error());
+    Attempt a(*k, std::move(*chain), options_, now);
+    PORTIER_TRY(a.init());
+    auto r = a.accept(env, body);
+    if (!r) {
+      const Error& e = r.error();
+      if (seq < a.v.state().next_sequence) {
+        auto stored = store_.envelope(terminal_id, seq);
+        if (!stored) return std::unexpected(stored.error());
+        if (*stored && (*stored)->digest == own_digest) {
+          return Receipt{Receipt::Outcome::duplicate, {}};  // a resend after a lost ack
+        }
+        return refuse(store_,
+                      incident(terminal_id, now, "duplicate conflicting", seq,
+                               *stored ? "sequence " + std::to_string(seq) +
+                                             " is stored with another digest (a replay of an "
+                                             "altered or forged envelope)"
+                                       : "sequence " + std::to_string(seq) +
+                                             " was reported dropped by the terminal"),
+                      Errc::failed_precondition);
+      }
+      if (e.code == Errc::failed_precondition && contains(e, "already received")) {
+        return Receipt{Receipt::Outcome::duplicate, {}};  // held already, same digest
+      }
+      if (e.code == Errc::failed_precondition && seq > a.v.expected_sequence()) {
+        // A gap: held (unverified) until the missing envelopes arrive.
+        const std::string as_received(bytes);
+        const bool known_already =
+            std::find(a.parked.begin(), a.parked.end(), as_received) != a.parked.end();
+        if (!known_already && a.parked.size() >= options_.max_parked) {
+          return refuse(store_,
+                        incident(terminal_id, now, "overflow", seq,
+                                 std::to_string(a.parked.size()) +
+                                     " envelopes already wait past a gap: " + e.message()),
+                        Errc::resource_exhausted);
+        }
+        if (!known_already) {
+          a.parked.push_back(as_received);
+          a.c.incidents.push_back(
+              incident(terminal_id, now, "gap", seq, e.message() + "; held until they arrive"));
+        }
+        a.replay_parked();  // a bridge may have moved the chain
+        a.finish();
+        if (auto ok = store_.commit(a.c); !ok) {
+          if (ok.error().code == Errc::aborted) continue;
+          return std::unexpected(ok.error());
+        }
+        if (std::find(a.stored.begin(), a.stored.end(), seq) != a.stored.end()) {
+          return Receipt{Receipt::Outcome::stored, std::move(a.stored)};
+        }
+        return fail(Errc::failed_precondition, kWhere, "terminal " + terminal_id,
+                    "gap: " + e.message() + "; held until they arrive");
+      }
+      const auto kind = classify(e, env.has_signature() ? &env.signature() : nullptr, *k);
+      return refuse(store_, incident(terminal_id, now, kind, seq, e.message()), code_of(kind));
+    }
+    a.take(std::move(*r));
+    a.replay_parked();
+    a.finish();
+    if (auto ok = store_.commit(a.c); !ok) {
+      if (ok.error().code == Errc::aborted) continue;
+      return std::unexpected(ok.error());
+    }
+    return Receipt{a.stored.empty() ? Receipt::Outcome::held : Receipt::Outcome::stored,
+                   std::move(a.stored)};
+  }
+  return fail(Errc::aborted, kWhere, "terminal " + terminal_id,
+              "the chain kept changing under " + std::to_string(options_.max_attempts) +
+                  " attempts; try again");
+}
+
+Result<Receipt> Receiver::receive_batch(const std::string& terminal_id, std::string_view bytes,
+                                        TimePoint now) {
+  v1::BatchSignature batch;
+  if (!batch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return refuse(store_,
+                  incident(terminal_id, now, "malformed", 0, "not a portier.v1.BatchSignature"),
+                  Errc::invalid_argument);
+  }
+  const std::uint64_t last = batch.last_sequence();
+  if (batch.terminal_id() != terminal_id) {
+    return refuse(
+        store_,
+        incident(terminal_id, now, "wrong terminal", last,
+                 "the batch signature names terminal '" + printable(batch.terminal_id()) + "'"),
+        Errc::permission_denied);
+  }
+  auto k = known(store_, terminal_id, now);
+  if (!k) return std::unexpected(k.error());
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto chain = store_.chain(terminal_id);
+    if (!chain) return std::unexpected(chain.error());
+    Attempt a(*k, std::move(*chain), options_, now);
+    PORTIER_TRY(a.init());
+    auto r = a.v.accept_batch_links(batch);
+    if (!r) {
+      const Error& e = r.error();
+      if (last != 0 && last < a.v.state().next_sequence) {
+        auto stored = store_.envelope(terminal_id, last);
+        if (!stored) return std::unexpected(stored.error());
+        if (*stored && (*stored)->digest == batch.head_digest()) {
+          return Receipt{Receipt::Outcome::duplicate, {}};
+        }
+        return refuse(
+            store_,
+            incident(terminal_id, now, "duplicate conflicting", last,
+                     "a batch over envelopes already covered, with another head: " + e.message()),
+            Errc::failed_precondition);
+      }
+      if (last >= a.v.expected_sequence() || batch.first_sequence() > a.v.state().next_sequence) {
+        return refuse(store_,
+                      incident(terminal_id, now, "gap", last,
+                               e.message() + " (its envelopes have not all arrived)"),
+                      Errc::failed_precondition);
+      }
+      const auto kind = classify(e, &batch.signature(), *k);
+      return refuse(store_, incident(terminal_id, now, kind, last, e.message()), code_of(kind));
+    }
+    a.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, batch.SerializeAsString()});
+    a.take(std::move(*r));
+    a.replay_parked();
+    a.finish();
+    if (auto ok = store_.commit(a.c); !ok) {
+      if (ok.error().code == Errc::aborted) continue;
+      return std::unexpected(ok.error());
+    }
+    return Receipt{Receipt::Outcome::stored, std::move(a.stored)};
+  }
+  return fail(Errc::aborted, kWhere, "terminal " + terminal_id,
+              "the chain kept changing under " + std::to_string(options_.max_attempts) +
+                  " attempts; try again");
+}
+
+Result<Receipt> Receiver::receive_offline(const std::string& terminal_id, std::string_view bytes,
+                                          TimePoint now) {
+  v1::Offline off;
+  if (!off.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return refuse(store_, incident(terminal_id, now, "malformed", 0, "not a portier.v1.Offline"),
+                  Errc::invalid_argument);
+  }
+  if (off.terminal_id() != terminal_id) {
+    return refuse(
+        store_,
+        incident(terminal_id, now, "wrong terminal", 0,
+                 "the offline message names terminal '" + printable(off.terminal_id()) + "'"),
+        Errc::permission_denied);
+  }
+  auto k = known(store_, terminal_id, now);
+  if (!k) return std::unexpected(k.error());
+  static constexpr std::string_view kLabel = "portier/v1 offline";
+  crypto::Bytes m(kLabel.begin(), kLabel.end());
+  m.push_back(0);
+  m.insert(m.end(), terminal_id.begin(), terminal_id.end());
+  m.push_back(0);
+  for (int i = 7; i >= 0; --i)
+    m.push_back(static_cast<std::uint8_t>(off.session_epoch() >> (8 * i)));
+  if (off.key_id() != k->key_id) {
+    return refuse(store_,
+                  incident(terminal_id, now, "bad signature", 0,
+                           "an offline message signed by key " + printable(off.key_id()) +
+                               ", not the terminal's key " + k->key_id),
+                  Errc::permission_denied);
+  }
+  if (auto ok = crypto::verify(k->key, m, crypto::byte_view(off.signature())); !ok) {
+    return refuse(
+        store_,
+        incident(terminal_id, now, "tampered", 0,
+                 "an offline message whose signature does not verify: " + ok.error().message()),
+        Errc::permission_denied);
+  }
+  auto marked = store_.mark_offline(terminal_id, off.session_epoch(), now);
+  if (!marked) return std::unexpected(marked.error());
+  return Receipt{*marked ? Receipt::Outcome::offline : Receipt::Outcome::stale, {}};
+}
+
+}  // namespace portier::fleet
