@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "common/crypto/sign.h"
 #include "fleet_test_support.h"
 #include "tools/fleet/stored_chain_check.h"
@@ -402,6 +404,42 @@ TEST_P(ReceiverTest, MalformedOversizedAndUnknownMessagesAreIncidents) {
             Errc::invalid_argument);
   EXPECT_EQ(incidents(), std::vector<std::string>(4, "malformed"));
   EXPECT_TRUE(stored().empty());
+}
+
+// A broker that floods unsigned or out-of-order envelopes fills a bounded
+// room per terminal; the honest stream still gets through afterwards.
+TEST_P(ReceiverTest, HeldEnvelopesAreBoundedPerTerminal) {
+  std::vector<Sealed> run;
+  for (int i = 0; i < 3; ++i) run.push_back(term.health(i, false));
+  Receiver::Options o;
+  o.max_held_bytes = bytes(run[0]).size() + bytes(run[1]).size() + bytes(run[2]).size() - 1;
+  Receiver bounded(*store, o);
+  std::function<Result<Receipt>(const std::string&)> take = [&](const std::string& b) {
+    return bounded.receive(term.id, "envelope", b, kT0);
+  };
+  ASSERT_TRUE(take(bytes(run[0])));
+  ASSERT_TRUE(take(bytes(run[1])));
+  auto full = take(bytes(run[2]));
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, Errc::resource_exhausted);
+  ASSERT_TRUE(bounded.receive(term.id, "batch", term.batch(1, 2, run[1].digest), kT0));
+  EXPECT_EQ(stored(), seqs(1, 2));
+  ASSERT_TRUE(take(bytes(run[2])));  // room again
+  Receiver::Options one_parked;
+  one_parked.max_parked = 1;
+  Receiver few(*store, one_parked);
+  take = [&](const std::string& b) { return few.receive(term.id, "envelope", b, kT0); };
+  auto four = term.health(4), five = term.health(5), six = term.health(6);
+  EXPECT_EQ(take(bytes(five)).error().code, Errc::failed_precondition);  // held past the gap
+  EXPECT_EQ(take(bytes(six)).error().code, Errc::resource_exhausted);    // no more room
+  auto r = take(bytes(four));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, seqs(3, 5));
+  ASSERT_TRUE(take(bytes(six)));
+  EXPECT_EQ(stored(), seqs(1, 6));
+  auto kinds = incidents();
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "overflow"), 2);
+  expect_chain_verifies();
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, ReceiverTest,

@@ -173,6 +173,14 @@ class Attempt {
     }
   }
 
+  // Bytes of the envelopes the chain holds unverified or uncovered.
+  std::size_t held_bytes() const {
+    std::size_t n = 0;
+    for (auto& e : v.pending_envelopes()) n += e.size();
+    for (auto& e : parked) n += e.size();
+    return n;
+  }
+
   // The chain after this attempt, and the links that lost to the signed chain.
   void finish() {
     for (auto& l : v.take_superseded()) {
@@ -375,7 +383,8 @@ Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::
         const std::string as_received(bytes);
         const bool known_already =
             std::find(a.parked.begin(), a.parked.end(), as_received) != a.parked.end();
-        if (!known_already && a.parked.size() >= options_.max_parked) {
+        if (!known_already && (a.parked.size() >= options_.max_parked ||
+                               a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
           return refuse(store_,
                         incident(terminal_id, now, "overflow", seq,
                                  std::to_string(a.parked.size()) +
@@ -401,6 +410,13 @@ Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::
       }
       const auto kind = classify(e, env.has_signature() ? &env.signature() : nullptr, *k);
       return refuse(store_, incident(terminal_id, now, kind, seq, e.message()), code_of(kind));
+    }
+    if (r->empty() && a.held_bytes() > options_.max_held_bytes) {
+      return refuse(store_,
+                    incident(terminal_id, now, "overflow", seq,
+                             "the envelopes waiting for a signature hold more than " +
+                                 std::to_string(options_.max_held_bytes) + " bytes"),
+                    Errc::resource_exhausted);
     }
     a.take(std::move(*r));
     a.replay_parked();

@@ -47,7 +47,10 @@ class Receiver {
     std::size_t max_message_bytes = 1u << 20;
     std::size_t max_pending = 4096;  // unsigned envelopes waiting per terminal
     std::size_t max_parked = 1024;   // envelopes held past a gap per terminal
-    int max_attempts = 64;           // commits lost to another receiver before giving up
+    // Bytes of the envelopes held per terminal (waiting for a signature or
+    // past a gap): every commit rewrites them with the chain.
+    std::size_t max_held_bytes = 32u << 20;
+    int max_attempts = 64;  // commits lost to another receiver before giving up
   };
   explicit Receiver(FleetStore& store) : Receiver(store, Options{}) {}
   Receiver(FleetStore& store, Options options) : store_(store), options_(options) {}
