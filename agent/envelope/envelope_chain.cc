@@ -342,31 +342,40 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   if (!drop.ParseFromString(body.payload()) || drop.dropped().empty()) {
     return fail(Errc::invalid_argument, kWhere, at, "its payload lists no dropped envelope");
   }
-  if (!pending_.empty() && pending_.begin()->first < drop.dropped(0).sequence()) {
+  // Listed in increasing order, all before the notice itself.
+  for (int i = 0; i < drop.dropped_size(); ++i) {
+    const auto s = drop.dropped(i).sequence();
+    if (s == 0 || s >= body.sequence() || (i > 0 && s <= drop.dropped(i - 1).sequence())) {
+      return fail(Errc::permission_denied, kWhere, at,
+                  "lists sequence " + std::to_string(s) + " out of order or not before the notice");
+    }
+  }
+  // The run to bridge now: the listed envelopes from the next sequence on
+  // (those before it were bridged by an earlier call), as far as they are
+  // contiguous; a later run is bridged once the chain has reached it.
+  auto d = drop.dropped().begin();
+  while (d != drop.dropped().end() && d->sequence() < state_.next_sequence) ++d;
+  if (d == drop.dropped().end() || d->sequence() != state_.next_sequence) {
+    return fail(
+        Errc::failed_precondition, kWhere, at,
+        "lists no dropped envelope at " + std::to_string(state_.next_sequence) + ", the next one");
+  }
+  if (!pending_.empty() && pending_.begin()->first < d->sequence()) {
     return fail(Errc::failed_precondition, kWhere, at,
                 std::to_string(pending_count()) +
                     " envelope(s) before the drop still wait for a signature");
   }
+  std::vector<v1::DropNotice::Dropped> run;
   std::string prev(state_.prev_digest.begin(), state_.prev_digest.end());
   std::uint64_t seq = state_.next_sequence;
-  for (const auto& d : drop.dropped()) {
-    if (d.sequence() != seq) {
-      return fail(Errc::failed_precondition, kWhere, at,
-                  "lists sequence " + std::to_string(d.sequence()) + " where " +
-                      std::to_string(seq) +
-                      " is the next one (not a run from the last covered "
-                      "envelope)");
-    }
-    if (d.prev_digest() != prev || d.digest().size() != kDigestSize) {
+  for (; d != drop.dropped().end() && d->sequence() == seq; ++d, ++seq) {
+    if (d->prev_digest() != prev || d->digest().size() != kDigestSize) {
       return fail(
           Errc::permission_denied, kWhere, at,
           "the dropped envelope " + std::to_string(seq) + " does not chain to the one before it");
     }
-    prev = d.digest();
-    ++seq;
-  }
-  if (body.sequence() < seq) {
-    return fail(Errc::permission_denied, kWhere, at, "lists envelopes after itself");
+    prev = d->digest();
+    run.push_back(*d);
   }
   if (body.session_epoch() < state_.session_epoch) {
     return fail(Errc::permission_denied, kWhere, at, "its session epoch went back");
@@ -377,7 +386,7 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   pending_.erase(pending_.begin(), pending_.lower_bound(seq));
   state_.next_sequence = seq;
   state_.prev_digest.assign(prev.begin(), prev.end());
-  return std::vector<v1::DropNotice::Dropped>(drop.dropped().begin(), drop.dropped().end());
+  return run;
 }
 
 std::vector<std::string> ChainVerifier::pending_envelopes() const {

@@ -109,11 +109,14 @@ class ChainVerifier {
   // DropNotice (PAYLOAD_DROP) lists them with their digests and previous
   // digests. Only an envelope with its own valid signature of the terminal's
   // key bridges (a batch cannot cover across a gap, and anyone on the way
-  // could claim a drop); the dropped run must start at the next sequence
-  // and chain from the last covered link, and no candidate may wait before
-  // it. The chain then goes on after the run; the notice itself is a link
-  // like any other (accept it afterwards). Candidates inside the dropped run
-  // cannot be genuine and are discarded. The dropped links, in order.
+  // could claim a drop). It bridges the run of listed envelopes that starts
+  // at the next sequence and chains from the last covered link, as far as
+  // the run is contiguous, when no candidate waits before it; the chain
+  // then goes on after the run. Drops listed further on (the outbox kept
+  // some envelopes between them) are bridged by calling again once the
+  // chain has reached them. The notice itself is a link like any other
+  // (accept it afterwards). Candidates inside a bridged run cannot be
+  // genuine and are discarded. The links bridged, in order.
   Result<std::vector<v1::DropNotice::Dropped>> bridge(const v1::Envelope& notice);
 
   // The candidates, for a verifier that must not outlive one call (several

@@ -346,6 +346,38 @@ TEST_P(ReceiverTest, ASignedDropNoticeBridgesTheGapTheOutboxLeft_REQ29) {
   expect_chain_verifies();
 }
 
+// The outbox dropped 2 and 4 but kept 3 (a security record outranks
+// telemetry): one notice bridges both gaps as the chain reaches each.
+TEST_P(ReceiverTest, ADropNoticeBridgesDropsWithKeptEnvelopesBetweenThem_REQ29) {
+  auto one = term.health(1);
+  auto two = term.health(2);
+  auto three = term.audit(1, {"kept"});
+  auto four = term.health(4);
+  v1::DropNotice n;
+  for (auto* d : {&two, &four}) {
+    v1::EnvelopeBody b;
+    ASSERT_TRUE(b.ParseFromString(d->envelope.body()));
+    auto* e = n.add_dropped();
+    e->set_sequence(d->sequence);
+    e->set_digest(d->digest.data(), d->digest.size());
+    e->set_prev_digest(b.prev_digest());
+  }
+  n.set_reason("outbox full");
+  auto notice = term.seal(v1::PAYLOAD_DROP, n.SerializeAsString());
+  auto six = term.health(6);
+  ASSERT_TRUE(send(one));
+  EXPECT_FALSE(send(three));  // held past the gap at 2
+  EXPECT_FALSE(send(six));
+  auto r = send(notice);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, (std::vector<std::uint64_t>{3, 5, 6}));
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1, 3, 5, 6}));
+  auto kinds = incidents();
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "dropped by terminal"), 2);
+  EXPECT_EQ(store->chain(term.id)->parked.size(), 0u);
+  expect_chain_verifies();
+}
+
 crypto::Bytes offline_message(const std::string& id, std::uint64_t epoch) {
   static constexpr std::string_view kLabel = "portier/v1 offline";
   crypto::Bytes m(kLabel.begin(), kLabel.end());

@@ -367,6 +367,28 @@ TEST(EnvelopeChain, ASignedDropNoticeBridgesTheGapTheOutboxLeft_REQ29) {
   EXPECT_EQ(v.accept(dropped[0].envelope).error().code, Errc::failed_precondition);
 }
 
+TEST(EnvelopeChain, ANoticeOfDropsWithKeptLinksBetweenBridgesEachRunInTurn_REQ29) {
+  Chain c(KeyType::sm2);
+  auto v = c.verifier();
+  auto head = c.seal(1, true);
+  auto two = c.seal(1, true);
+  auto three = c.seal(1, true);  // kept by the outbox, sent
+  auto four = c.seal(1, true);
+  auto notice = drop_notice(c, {two[0], four[0]}, true);
+  ASSERT_TRUE(v.accept(head[0].envelope));
+  auto first = v.bridge(notice.envelope);
+  ASSERT_TRUE(first) << first.error().message();
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].sequence(), 2u);
+  EXPECT_EQ(v.bridge(notice.envelope).error().code, Errc::failed_precondition);  // 3 comes next
+  ASSERT_TRUE(v.accept(three[0].envelope));
+  auto second = v.bridge(notice.envelope);
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ((*second)[0].sequence(), 4u);
+  ASSERT_TRUE(v.accept(notice.envelope));
+  EXPECT_EQ(v.state().prev_digest, c.sealer.state().prev_digest);
+}
+
 TEST(EnvelopeChain, OnlyAValidlySignedDropNoticeThatChainsBridges_REQ36) {
   Chain c(KeyType::ed25519);
   Chain other(KeyType::ed25519);
