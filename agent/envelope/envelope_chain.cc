@@ -296,6 +296,23 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
   return covered;
 }
 
+Result<void> ChainVerifier::check_batch(const v1::BatchSignature& batch) {
+  const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
+                         std::to_string(batch.last_sequence());
+  if (batch.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "for another terminal");
+  }
+  if (batch.first_sequence() == 0 || batch.last_sequence() < batch.first_sequence()) {
+    return fail(Errc::invalid_argument, kWhere, at, "not a run");
+  }
+  auto message = batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(),
+                               crypto::byte_view(batch.head_digest()));
+  if (auto ok = check_signature(batch.signature(), message); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  return {};
+}
+
 Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_batch_links(
     const v1::BatchSignature& batch) {
   const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
@@ -315,11 +332,7 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_batch_links(
     return fail(Errc::permission_denied, kWhere, at,
                 "its head digest is not the digest of an envelope received");
   }
-  auto message = batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(),
-                               crypto::byte_view(batch.head_digest()));
-  if (auto ok = check_signature(batch.signature(), message); !ok) {
-    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
-  }
+  PORTIER_TRY(check_batch(batch));
   // The head's digest covers every body before it through the chain.
   return cover(batch.last_sequence(), batch.head_digest());
 }

@@ -100,6 +100,10 @@ class ChainVerifier {
   // accept() and accept_batch() with each covered link's envelope and digest.
   Result<std::vector<Link>> accept_links(const v1::Envelope& envelope);
   Result<std::vector<Link>> accept_batch_links(const v1::BatchSignature& batch);
+  // Whether the batch is the terminal's own signature over its run and head,
+  // without the envelopes it covers (a batch that arrives before them can
+  // be held once this passes); changes nothing.
+  Result<void> check_batch(const v1::BatchSignature& batch);
 
   // Candidates of covered sequences that were not on the signed chain
   // (links someone else inserted), since the last call; they are gone.

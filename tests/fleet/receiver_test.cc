@@ -306,6 +306,33 @@ TEST_P(ReceiverTest, ABatchCoversUnsignedEnvelopesOnlyWhenItsSignatureArrives_RE
   expect_chain_verifies();
 }
 
+// A batch signature can overtake its envelopes (another topic, another
+// receiver): verified on its own and held, it covers the run once the
+// envelopes are there. A forged early batch is refused at once.
+TEST_P(ReceiverTest, ABatchThatArrivesBeforeItsEnvelopesIsHeldAndAppliedLater_REQ29) {
+  std::vector<Sealed> run;
+  for (int i = 0; i < 3; ++i) run.push_back(term.health(i, false));
+  SimTerminal stranger(term.id, GetParam());
+  EXPECT_EQ(send_batch(stranger.batch(1, 3, run.back().digest)).error().code,
+            Errc::permission_denied);
+  auto batch = term.batch(1, 3, run.back().digest);
+  auto early = send_batch(batch);
+  ASSERT_TRUE(early) << early.error().message();
+  EXPECT_EQ(early->outcome, Receipt::Outcome::held);
+  EXPECT_EQ(send_batch(batch)->outcome, Receipt::Outcome::duplicate);
+  EXPECT_EQ(store->chain(term.id)->parked_batches.size(), 1u);
+  ASSERT_TRUE(send(run[0]));
+  ASSERT_TRUE(send(run[1]));
+  EXPECT_TRUE(stored().empty());
+  auto r = send(run[2]);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, seqs(1, 3));
+  EXPECT_EQ(stored(), seqs(1, 3));
+  EXPECT_TRUE(store->chain(term.id)->parked_batches.empty());
+  EXPECT_EQ(incidents(), std::vector<std::string>{"bad signature"});
+  expect_chain_verifies();
+}
+
 // The terminal's outbox dropped 2 and 3 unsent (outbox full) and said so in
 // a signed drop notice (4): the fleet follows the chain across the gap.
 TEST_P(ReceiverTest, ASignedDropNoticeBridgesTheGapTheOutboxLeft_REQ29) {

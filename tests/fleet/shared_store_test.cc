@@ -26,14 +26,22 @@ TEST(SharedStore, TwoReceiversOnOneStoreStoreEveryRecordExactlyOnceInOrder_REQ29
   SimTerminal term("ATM-0001", crypto::KeyType::ed25519);
   testing::register_terminal(**a, term);
 
-  // 200 envelopes: runs of four, three unsigned and covered by the signed
-  // fourth, every one carrying an audit record.
+  // 200 envelopes in blocks of ten: 1-5 unsigned and covered by a batch
+  // signature, 6-9 unsigned and covered by the signed 10th. Every one
+  // carries an audit record. The batches go through a third receiver.
   constexpr int kCount = 200;
-  std::vector<std::string> sent;
+  std::vector<std::string> sent, batches;
   for (int i = 1; i <= kCount; ++i) {
-    sent.push_back(testing::bytes(
-        term.audit(static_cast<std::uint64_t>(i), {"record " + std::to_string(i)}, i % 4 == 0)));
+    auto s =
+        term.audit(static_cast<std::uint64_t>(i), {"record " + std::to_string(i)}, i % 10 == 0);
+    sent.push_back(testing::bytes(s));
+    if (i % 10 == 5) {
+      batches.push_back(
+          term.batch(static_cast<std::uint64_t>(i - 4), static_cast<std::uint64_t>(i), s.digest));
+    }
   }
+  auto c = SqliteFleetStore::open(db);
+  ASSERT_TRUE(c);
   auto feed = [&](FleetStore& store, int parity) {
     Receiver rx(store);
     for (int i = parity; i < kCount; i += 2) {
@@ -45,10 +53,19 @@ TEST(SharedStore, TwoReceiversOnOneStoreStoreEveryRecordExactlyOnceInOrder_REQ29
       }
     }
   };
+  auto sign = [&](FleetStore& store) {
+    Receiver rx(store);
+    for (auto& b : batches) {
+      auto r = rx.receive(term.id, "batch", b, kT0);
+      EXPECT_TRUE(r) << r.error().message();
+    }
+  };
   std::thread odd(feed, std::ref(**a), 0);
   std::thread even(feed, std::ref(**b), 1);
+  std::thread batcher(sign, std::ref(**c));
   odd.join();
   even.join();
+  batcher.join();
 
   // Whatever the interleaving, everything was taken when its turn came.
   auto rows = (*a)->envelopes(term.id, 0, 1000);
@@ -67,10 +84,15 @@ TEST(SharedStore, TwoReceiversOnOneStoreStoreEveryRecordExactlyOnceInOrder_REQ29
   EXPECT_EQ(chain->state.next_sequence, static_cast<std::uint64_t>(kCount + 1));
   EXPECT_TRUE(chain->pending.empty());
   EXPECT_TRUE(chain->parked.empty());
+  EXPECT_TRUE(chain->parked_batches.empty());
   // Resends to either receiver are acknowledged and change nothing.
   Receiver again(**b);
-  for (auto& s : sent)
+  for (auto& s : sent) {
     EXPECT_EQ(again.receive(term.id, "audit", s, kT0)->outcome, Receipt::Outcome::duplicate);
+  }
+  for (auto& s : batches) {
+    EXPECT_EQ(again.receive(term.id, "batch", s, kT0)->outcome, Receipt::Outcome::duplicate);
+  }
   EXPECT_EQ((*a)->counts(term.id)->envelopes, static_cast<std::uint64_t>(kCount));
   auto report = check_stored_chain(**a, term.id);
   ASSERT_TRUE(report);

@@ -42,6 +42,9 @@ struct ChainRecord {
   // Envelopes received past a gap, not verified yet: tried again, in
   // sequence order, whenever the chain moves (a reordering heals itself).
   std::vector<std::string> parked;
+  // Batch signatures (verified) that arrived before the envelopes they
+  // cover: applied when the chain has them.
+  std::vector<std::string> parked_batches;
   std::uint64_t version = 0;  // 0: no chain yet (nothing ever accepted)
 };
 

@@ -79,6 +79,7 @@ class Attempt {
     c.terminal_id = k.terminal.id;
     c.expected_version = chain.version;
     parked = std::move(chain.parked);
+    parked_batches = std::move(chain.parked_batches);
     pending_ = std::move(chain.pending);
   }
 
@@ -133,11 +134,13 @@ class Attempt {
     }
   }
 
-  // Envelopes held past a gap, tried again now that the chain moved.
+  // Envelopes held past a gap and batches that came before their
+  // envelopes, tried again now that the chain moved.
   void replay_parked() {
     bool progress = true;
-    while (progress && !parked.empty()) {
+    while (progress && (!parked.empty() || !parked_batches.empty())) {
       progress = false;
+      progress = replay_batches() || progress;
       std::vector<std::pair<std::uint64_t, std::string>> order;
       for (auto& p : parked) {
         v1::Envelope env;
@@ -178,6 +181,7 @@ class Attempt {
     std::size_t n = 0;
     for (auto& e : v.pending_envelopes()) n += e.size();
     for (auto& e : parked) n += e.size();
+    for (auto& e : parked_batches) n += e.size();
     return n;
   }
 
@@ -191,6 +195,7 @@ class Attempt {
     c.chain.state = v.state();
     c.chain.pending = v.pending_envelopes();
     c.chain.parked = parked;
+    c.chain.parked_batches = parked_batches;
     if (!c.envelopes.empty()) c.seen = now_;
   }
 
@@ -199,9 +204,35 @@ class Attempt {
   ChainVerifier v;
   Commit c;
   std::vector<std::string> parked;
+  std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
   std::vector<std::uint64_t> stored;
 
  private:
+  // True when a held batch covered its run.
+  bool replay_batches() {
+    std::vector<std::pair<std::uint64_t, v1::BatchSignature>> order;
+    for (auto& p : parked_batches) {
+      v1::BatchSignature b;
+      if (b.ParseFromString(p)) order.emplace_back(b.last_sequence(), std::move(b));
+    }
+    std::sort(order.begin(), order.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    parked_batches.clear();
+    bool progress = false;
+    for (auto& [last, b] : order) {
+      if (last < v.state().next_sequence) continue;  // covered otherwise meanwhile
+      auto r = v.accept_batch_links(b);
+      if (!r) {
+        parked_batches.push_back(b.SerializeAsString());  // its signature is the terminal's
+        continue;
+      }
+      c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, b.SerializeAsString()});
+      take(std::move(*r));
+      progress = true;
+    }
+    return progress;
+  }
+
   void decode(const v1::EnvelopeBody& body, TimePoint time) {
     const auto seq = body.sequence();
     const auto type = body.payload_type();
@@ -383,7 +414,7 @@ Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::
         const std::string as_received(bytes);
         const bool known_already =
             std::find(a.parked.begin(), a.parked.end(), as_received) != a.parked.end();
-        if (!known_already && (a.parked.size() >= options_.max_parked ||
+        if (!known_already && (a.parked.size() + a.parked_batches.size() >= options_.max_parked ||
                                a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
           return refuse(store_,
                         incident(terminal_id, now, "overflow", seq,
@@ -471,14 +502,33 @@ Result<Receipt> Receiver::receive_batch(const std::string& terminal_id, std::str
                      "a batch over envelopes already covered, with another head: " + e.message()),
             Errc::failed_precondition);
       }
-      if (last >= a.v.expected_sequence() || batch.first_sequence() > a.v.state().next_sequence) {
-        return refuse(store_,
-                      incident(terminal_id, now, "gap", last,
-                               e.message() + " (its envelopes have not all arrived)"),
-                      Errc::failed_precondition);
+      if (auto genuine = a.v.check_batch(batch); !genuine) {
+        const auto kind = classify(genuine.error(), &batch.signature(), *k);
+        return refuse(store_, incident(terminal_id, now, kind, last, genuine.error().message()),
+                      code_of(kind));
       }
-      const auto kind = classify(e, &batch.signature(), *k);
-      return refuse(store_, incident(terminal_id, now, kind, last, e.message()), code_of(kind));
+      // The terminal's own signature, before (some of) its envelopes: held
+      // until they are here (another receiver may be storing them now).
+      const std::string as_received(bytes);
+      if (std::find(a.parked_batches.begin(), a.parked_batches.end(), as_received) !=
+          a.parked_batches.end()) {
+        return Receipt{Receipt::Outcome::duplicate, {}};
+      }
+      if (a.parked.size() + a.parked_batches.size() >= options_.max_parked) {
+        return refuse(store_,
+                      incident(terminal_id, now, "overflow", last,
+                               "too many messages already wait past a gap: " + e.message()),
+                      Errc::resource_exhausted);
+      }
+      a.parked_batches.push_back(as_received);
+      a.replay_parked();
+      a.finish();
+      if (auto ok = store_.commit(a.c); !ok) {
+        if (ok.error().code == Errc::aborted) continue;
+        return std::unexpected(ok.error());
+      }
+      return Receipt{a.stored.empty() ? Receipt::Outcome::held : Receipt::Outcome::stored,
+                     std::move(a.stored)};
     }
     a.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, batch.SerializeAsString()});
     a.take(std::move(*r));

@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS terminals (
 CREATE TABLE IF NOT EXISTS chains (
   terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), version INTEGER NOT NULL,
   epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,
-  pending BLOB NOT NULL, parked BLOB NOT NULL);
+  pending BLOB NOT NULL, parked BLOB NOT NULL, parked_batches BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS envelopes (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   epoch INTEGER NOT NULL, digest BLOB NOT NULL, payload_type INTEGER NOT NULL,
@@ -261,7 +261,8 @@ Result<bool> SqliteFleetStore::mark_offline(const std::string& id, std::uint64_t
 Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, pending, parked FROM chains "
+         "SELECT version, epoch, next_seq, prev_digest, pending, parked, parked_batches "
+         "FROM chains "
          "WHERE terminal_id = ?");
   if (!s.ok()) return std::unexpected(sql_error("read chain"));
   s.bind(1, id);
@@ -276,11 +277,13 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   c.state.prev_digest.assign(d.begin(), d.end());
   auto pending = unpack(s.blob(4));
   auto parked = unpack(s.blob(5));
-  if (!pending || !parked || c.state.next_sequence == 0 || d.size() != 32) {
+  auto batches = unpack(s.blob(6));
+  if (!pending || !parked || !batches || c.state.next_sequence == 0 || d.size() != 32) {
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
   c.pending = std::move(*pending);
   c.parked = std::move(*parked);
+  c.parked_batches = std::move(*batches);
   return c;
 }
 
@@ -308,7 +311,7 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
   if (c.expected_version == 0) {
     Stmt s(db_,
            "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, pending, "
-           "parked) VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+           "parked, parked_batches) VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, c.terminal_id);
     s.bind(2, st.session_epoch);
@@ -316,19 +319,21 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
     s.bind_blob(4, prev);
     s.bind_blob(5, pack(c.chain.pending));
     s.bind_blob(6, pack(c.chain.parked));
+    s.bind_blob(7, pack(c.chain.parked_batches));
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   } else {
     Stmt s(db_,
            "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
-           "pending = ?, parked = ? WHERE terminal_id = ? AND version = ?");
+           "pending = ?, parked = ?, parked_batches = ? WHERE terminal_id = ? AND version = ?");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, st.session_epoch);
     s.bind(2, st.next_sequence);
     s.bind_blob(3, prev);
     s.bind_blob(4, pack(c.chain.pending));
     s.bind_blob(5, pack(c.chain.parked));
-    s.bind(6, c.terminal_id);
-    s.bind(7, c.expected_version);
+    s.bind_blob(6, pack(c.chain.parked_batches));
+    s.bind(7, c.terminal_id);
+    s.bind(8, c.expected_version);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   }
   if (sqlite3_changes(db_) != 1) {

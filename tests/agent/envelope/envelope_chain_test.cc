@@ -322,6 +322,23 @@ TEST(EnvelopeChain, AnInjectedCandidateIsReportedAsSupersededOnceTheChainIsCover
   EXPECT_TRUE(v.take_superseded().empty());
 }
 
+TEST(EnvelopeChain, ABatchIsCheckedOnItsOwnBeforeItsEnvelopesArrive) {
+  Chain c(KeyType::ecdsa_p256);
+  Chain other(KeyType::ecdsa_p256);
+  auto run = c.seal(2, false);
+  auto v = c.verifier();
+  auto batch = sign_batch("T-0001", 1, 2, run[1].digest, c.key);
+  EXPECT_TRUE(v.check_batch(*batch));
+  auto forged = sign_batch("T-0001", 1, 2, run[1].digest, other.key);
+  EXPECT_EQ(v.check_batch(*forged).error().code, Errc::permission_denied);
+  auto stretched = *batch;
+  stretched.set_last_sequence(3);  // the signature was over 1..2
+  EXPECT_EQ(v.check_batch(stretched).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.state().next_sequence, 1u);
+  for (auto& s : run) ASSERT_TRUE(v.accept(s.envelope));
+  EXPECT_EQ(v.accept_batch(*batch)->size(), 2u);
+}
+
 // What a terminal's outbox sends after it had to drop envelopes unsent: a
 // signed DropNotice listing each one's digest and previous digest.
 EnvelopeSealer::Sealed drop_notice(Chain& c, const std::vector<EnvelopeSealer::Sealed>& dropped,
