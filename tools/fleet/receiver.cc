@@ -1,6 +1,7 @@
 #include "tools/fleet/receiver.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "common/crypto/sign.h"
@@ -37,7 +38,13 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+// The body's time; one outside 1970..5138 (which no clock of ours makes,
+// and which would overflow the clock's range) is kept as the epoch.
 TimePoint to_time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() < 0 || t.seconds() > 100'000'000'000 || t.nanos() < 0 ||
+      t.nanos() > 999'999'999) {
+    return TimePoint{};
+  }
   return TimePoint{} + std::chrono::duration_cast<TimePoint::duration>(
                            std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos()));
 }
