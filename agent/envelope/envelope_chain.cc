@@ -272,7 +272,8 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
   auto d = crypto::digest(algo_, envelope.body());
   if (!d) return std::unexpected(d.error());
   const std::string digest(d->begin(), d->end());
-  if (pending_.count(seq) && pending_.at(seq).count(digest)) {
+  const bool held = pending_.count(seq) && pending_.at(seq).count(digest);
+  if (held && !envelope.has_signature()) {
     return fail(Errc::failed_precondition, kWhere, at,
                 "already received (a replay or a duplicate)");
   }
@@ -285,6 +286,15 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
                 std::to_string(pending_count()) +
                     " envelopes already wait for a signature; sign them first");
   }
+  if (held) {
+    // The same body again, now with its signature (its unsigned copy came
+    // first, e.g. stripped on the way): the signed one covers.
+    auto& candidate = pending_[seq][digest];
+    std::string unsigned_copy = std::exchange(candidate.envelope, envelope.SerializeAsString());
+    auto covered = cover(seq, digest);
+    if (!covered) pending_[seq][digest].envelope = std::move(unsigned_copy);
+    return covered;
+  }
   pending_[seq][digest] = Candidate{std::move(body), prev, envelope.SerializeAsString()};
   if (!envelope.has_signature()) return std::vector<Link>{};
   // A signed link covers every link before it, through the chain.
@@ -294,6 +304,22 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
     if (pending_[seq].empty()) pending_.erase(seq);
   }
   return covered;
+}
+
+Result<void> ChainVerifier::check_envelope(const v1::Envelope& envelope) {
+  v1::EnvelopeBody body;
+  if (!body.ParseFromString(envelope.body())) {
+    return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
+  }
+  const std::string at = "sequence " + std::to_string(body.sequence());
+  if (body.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "from another terminal");
+  }
+  if (!envelope.has_signature()) return {};
+  if (auto ok = check_signature(envelope.signature(), signed_message(envelope.body())); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  return {};
 }
 
 Result<void> ChainVerifier::check_batch(const v1::BatchSignature& batch) {

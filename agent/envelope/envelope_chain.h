@@ -104,6 +104,10 @@ class ChainVerifier {
   // without the envelopes it covers (a batch that arrives before them can
   // be held once this passes); changes nothing.
   Result<void> check_batch(const v1::BatchSignature& batch);
+  // The same for an envelope that cannot be taken yet (past a gap): its body
+  // names the terminal and its signature, when it has one, is the
+  // terminal's. Changes nothing.
+  Result<void> check_envelope(const v1::Envelope& envelope);
 
   // Candidates of covered sequences that were not on the signed chain
   // (links someone else inserted), since the last call; they are gone.

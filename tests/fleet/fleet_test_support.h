@@ -57,7 +57,9 @@ struct SimTerminal {
                                         bool sign = true) {
     auto s = sealer.seal(type, payload, kT0 + std::chrono::seconds(sealer.state().next_sequence));
     EXPECT_TRUE(s) << s.error().message();
-    if (sign) EXPECT_TRUE(envelope::sign_envelope(s->envelope, key));
+    if (sign) {
+      EXPECT_TRUE(envelope::sign_envelope(s->envelope, key));
+    }
     return std::move(*s);
   }
   envelope::EnvelopeSealer::Sealed health(int n, bool sign = true) {

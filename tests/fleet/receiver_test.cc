@@ -174,6 +174,20 @@ TEST_P(ReceiverTest, ADroppedEnvelopeIsAGapAndIsStoredInOrderOnceItArrives_REQ29
   expect_chain_verifies();
 }
 
+TEST_P(ReceiverTest, AForgedEnvelopePastAGapIsRefusedAtOnceNotHeld_REQ29) {
+  auto one = term.health(1), two = term.health(2), three = term.health(3);
+  SimTerminal stranger(term.id, GetParam());
+  auto forged = three;
+  ASSERT_TRUE(envelope::sign_envelope(forged.envelope, stranger.key));
+  auto r = send(forged);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied);
+  EXPECT_TRUE(store->chain(term.id)->parked.empty());
+  EXPECT_EQ(incidents(), std::vector<std::string>{"bad signature"});
+  for (auto* s : {&one, &two, &three}) ASSERT_TRUE(send(*s));
+  EXPECT_EQ(stored(), seqs(1, 3));
+}
+
 TEST_P(ReceiverTest, ReorderedEnvelopesAreStoredInSequenceOrderExactlyOnce_REQ29) {
   std::vector<Sealed> run;
   for (int i = 0; i < 5; ++i) run.push_back(term.audit(static_cast<std::uint64_t>(i + 1), {"r"}));
@@ -489,7 +503,8 @@ TEST_P(ReceiverTest, HeldEnvelopesAreBoundedPerTerminal) {
   Receiver few(*store, one_parked);
   take = [&](const std::string& b) { return few.receive(term.id, "envelope", b, kT0); };
   auto four = term.health(4), five = term.health(5), six = term.health(6);
-  EXPECT_EQ(take(bytes(five)).error().code, Errc::failed_precondition);  // held past the gap
+  EXPECT_EQ(take(bytes(six)).error().code, Errc::failed_precondition);   // held past the gap
+  EXPECT_EQ(take(bytes(five)).error().code, Errc::failed_precondition);  // nearer: 6 makes way
   EXPECT_EQ(take(bytes(six)).error().code, Errc::resource_exhausted);    // no more room
   auto r = take(bytes(four));
   ASSERT_TRUE(r) << r.error().message();

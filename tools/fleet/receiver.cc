@@ -183,6 +183,19 @@ class Attempt {
     }
   }
 
+  // The sequence and index of the parked envelope furthest ahead.
+  std::pair<std::uint64_t, std::size_t> furthest_parked() const {
+    std::pair<std::uint64_t, std::size_t> best{0, 0};
+    for (std::size_t i = 0; i < parked.size(); ++i) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      std::uint64_t seq = UINT64_MAX;  // unreadable: first to go
+      if (env.ParseFromString(parked[i]) && body.ParseFromString(env.body())) seq = body.sequence();
+      if (seq >= best.first) best = {seq, i};
+    }
+    return best;
+  }
+
   // Bytes of the envelopes the chain holds unverified or uncovered.
   std::size_t held_bytes() const {
     std::size_t n = 0;
@@ -417,10 +430,27 @@ Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::
         return Receipt{Receipt::Outcome::duplicate, {}};  // held already, same digest
       }
       if (e.code == Errc::failed_precondition && seq > a.v.expected_sequence()) {
-        // A gap: held (unverified) until the missing envelopes arrive.
+        // A gap: held until the missing envelopes arrive. A signature it
+        // carries is checked now (a forgery is refused at once); an
+        // unsigned one is verified when the chain reaches it.
+        if (auto genuine = a.v.check_envelope(env); !genuine) {
+          const auto kind = classify(genuine.error(), &env.signature(), *k);
+          return refuse(store_, incident(terminal_id, now, kind, seq, genuine.error().message()),
+                        code_of(kind));
+        }
         const std::string as_received(bytes);
         const bool known_already =
             std::find(a.parked.begin(), a.parked.end(), as_received) != a.parked.end();
+        // When the room is full, the envelope furthest ahead makes way for
+        // one nearer the gap (junk parked far ahead cannot block healing;
+        // a genuine envelope that makes way is sent again by its terminal).
+        while (!known_already && !a.parked.empty() &&
+               (a.parked.size() + a.parked_batches.size() >= options_.max_parked ||
+                a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
+          auto furthest = a.furthest_parked();
+          if (furthest.first <= seq) break;
+          a.parked.erase(a.parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
+        }
         if (!known_already && (a.parked.size() + a.parked_batches.size() >= options_.max_parked ||
                                a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
           return refuse(store_,

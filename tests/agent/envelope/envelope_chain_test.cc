@@ -322,6 +322,40 @@ TEST(EnvelopeChain, AnInjectedCandidateIsReportedAsSupersededOnceTheChainIsCover
   EXPECT_TRUE(v.take_superseded().empty());
 }
 
+// A broker strips the signature off a link and sends that copy first: the
+// genuine signed copy that follows still covers it (it is not a duplicate).
+TEST(EnvelopeChain, ASignedCopyCoversTheSameLinkHeldUnsigned_REQ29) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(1, true);
+  auto stripped = run[0].envelope;
+  stripped.clear_signature();
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(stripped));
+  EXPECT_EQ(v.accept(stripped).error().code, Errc::failed_precondition);  // a plain resend
+  auto garbled = run[0].envelope;
+  garbled.mutable_signature()->mutable_value()->back() ^= 1;
+  EXPECT_EQ(v.accept(garbled).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.pending_count(), 1u);
+  auto covered = v.accept_links(run[0].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 1u);
+  EXPECT_EQ((*covered)[0].envelope, run[0].envelope.SerializeAsString());  // the signed copy
+  EXPECT_EQ(v.state().next_sequence, 2u);
+}
+
+TEST(EnvelopeChain, AnEnvelopePastAGapIsCheckedOnItsOwn) {
+  Chain c(KeyType::sm2);
+  Chain other(KeyType::sm2);
+  auto run = c.seal(3, true);
+  auto v = c.verifier();
+  EXPECT_TRUE(v.check_envelope(run[2].envelope));
+  auto forged = run[2].envelope;
+  ASSERT_TRUE(sign_envelope(forged, other.key));
+  EXPECT_EQ(v.check_envelope(forged).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.check_envelope(forge(run[2].envelope)).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.state().next_sequence, 1u);
+}
+
 TEST(EnvelopeChain, ABatchIsCheckedOnItsOwnBeforeItsEnvelopesArrive) {
   Chain c(KeyType::ecdsa_p256);
   Chain other(KeyType::ecdsa_p256);
