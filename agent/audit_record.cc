@@ -89,6 +89,8 @@ v1::AuditRecord to_record(const AuditEntry& e, std::size_t max_field,
   if (e.last_seq) r.set_last_seq(*e.last_seq);
   if (e.count) r.set_count(*e.count);
   if (!e.reason.empty()) r.set_reason(f(e.reason));
+  if (!e.command_id.empty()) r.set_command_id(f(e.command_id));
+  if (!e.source.empty()) r.set_source(f(e.source));
   return r;
 }
 
@@ -131,6 +133,8 @@ std::string record_body(const v1::AuditRecord& r) {
   if (r.has_last_seq()) j.num("last_seq", r.last_seq());
   if (r.has_count()) j.num("count", r.count());
   if (!r.reason().empty()) j.str("reason", r.reason());
+  if (!r.command_id().empty()) j.str("command_id", r.command_id());
+  if (!r.source().empty()) j.str("source", r.source());
   j.out += '}';
   return j.out.substr(1);
 }

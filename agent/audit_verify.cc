@@ -185,7 +185,8 @@ std::string AuditVerifyResult::json() const {
   return j + "}";
 }
 
-AuditVerifyResult verify_audit_files(const std::vector<std::string>& files) {
+AuditVerifyResult verify_audit_files(const std::vector<std::string>& files,
+                                     const AuditRecordFn& on_record) {
   AuditVerifyResult r;
   std::string last_file;
   std::uint64_t last_line = 0;
@@ -239,6 +240,7 @@ AuditVerifyResult verify_audit_files(const std::vector<std::string>& files) {
       r.head = sha256_hex(text);
       last_file = file;
       last_line = n;
+      if (on_record) on_record(c->seq, r.head, here);
     }
     if (in.bad()) return failed(file + ": read error: " + std::strerror(errno));
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,6 +62,11 @@ struct AuditVerifyResult {
 // or reordered record (seq does not grow), or a gap the daemon recorded
 // itself (audit_reopened, audit_records_lost). The last record can only be
 // proven against a digest kept elsewhere (compare `head`).
-AuditVerifyResult verify_audit_files(const std::vector<std::string>& files);
+// `on_record`, when given, sees every good record: its seq, the digest of
+// its line, and where it is (FILE:LINE).
+using AuditRecordFn =
+    std::function<void(std::uint64_t seq, const std::string& digest, const std::string& where)>;
+AuditVerifyResult verify_audit_files(const std::vector<std::string>& files,
+                                     const AuditRecordFn& on_record = nullptr);
 
 }  // namespace portier::agent

@@ -7,6 +7,9 @@
 #if PORTIER_WITH_HEALTH
 #include "agent/health/health_config_parser.h"
 #endif
+#if PORTIER_WITH_MANAGEMENT
+#include "agent/management/management_config_parser.h"
+#endif
 
 namespace portier::agent {
 
@@ -15,6 +18,11 @@ void register_builtin_features(FeatureRegistry& registry) {
   health::register_health_feature(registry);
 #else
   registry.add_absent("health");
+#endif
+#if PORTIER_WITH_MANAGEMENT
+  management::register_management_feature(registry);
+#else
+  registry.add_absent("management");
 #endif
 }
 

@@ -23,6 +23,10 @@ class TerminalHealth {
  public:
   virtual ~TerminalHealth() = default;
   virtual void set_terminal_health(policy::Health state, std::vector<std::string> reasons) = 0;
+  // A part of a feature reports its own state (e.g. "management outbox"):
+  // ok clears it; anything else adds `reason` to the terminal's health.
+  virtual void set_component_health(const std::string& component, policy::Health state,
+                                    std::string reason) = 0;
 };
 
 // What a driver found about one of its devices at start (its self-test).

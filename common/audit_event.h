@@ -35,7 +35,8 @@ namespace portier {
   X(audit_reopened, 21)         \
   X(audit_records_lost, 22)     \
   X(audit_truncated, 23)        \
-  X(denials_suppressed, 24)
+  X(denials_suppressed, 24)     \
+  X(command, 25)
 
 enum class AuditEvent : int {
   unspecified = 0,

@@ -223,4 +223,30 @@ AuditEntry denials_suppressed(const std::string& key, std::uint64_t count, doubl
   return e;
 }
 
+namespace {
+
+AuditEntry command(std::string source, std::string command_id, std::string action, bool ran,
+                   std::string reason) {
+  AuditEntry e = plain(AuditEvent::command, std::move(reason));
+  e.op = std::move(action);
+  e.decision = ran ? AuditDecision::allow : AuditDecision::deny;
+  e.command_id = std::move(command_id);
+  e.source = std::move(source);
+  return e;
+}
+
+}  // namespace
+
+AuditEntry command_refused(std::string source, std::string command_id, std::string action,
+                           std::string reason) {
+  return command(std::move(source), std::move(command_id), std::move(action), false,
+                 std::move(reason));
+}
+
+AuditEntry command_ran(std::string source, std::string command_id, std::string action,
+                       std::string outcome) {
+  return command(std::move(source), std::move(command_id), std::move(action), true,
+                 std::move(outcome));
+}
+
 }  // namespace portier::audit

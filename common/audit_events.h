@@ -87,4 +87,15 @@ AuditEntry audit_records_lost(std::uint64_t count, std::uint64_t pending_bytes);
 AuditEntry denials_suppressed(const std::string& key, std::uint64_t count, double burst,
                               double per_second);
 
+// --- Signed commands from the fleet (agent/commands) ---
+
+// A command refused before anything ran, or a repeat answered with its first
+// result: `reason` says which. `command_id` "" when the command could not be
+// read, `action` ("ping", ...) "" when unknown; `source` the link ("mqtt").
+AuditEntry command_refused(std::string source, std::string command_id, std::string action,
+                           std::string reason);
+// A verified command that ran; `outcome`: "OK", or "FAILED: why".
+AuditEntry command_ran(std::string source, std::string command_id, std::string action,
+                       std::string outcome);
+
 }  // namespace portier::audit

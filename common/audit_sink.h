@@ -33,6 +33,9 @@ struct AuditEntry {
   std::string caller_key;            // ... when not a uid: "unidentified"
   std::optional<std::uint64_t> bytes, last_seq, count;
   std::string reason;  // never payload data
+  // A fleet command's records (event command).
+  std::string command_id;
+  std::string source;  // the link it came over: "mqtt", "grpc"
 };
 
 class AuditSink {

@@ -40,6 +40,10 @@ class HubHealthGate final : public agent::TerminalHealth {
   void set_terminal_health(policy::Health state, std::vector<std::string> reasons) override {
     hub_.set_external_health(state, std::move(reasons));
   }
+  void set_component_health(const std::string& component, policy::Health state,
+                            std::string reason) override {
+    hub_.set_component_health(component, state, std::move(reason));
+  }
 
  private:
   DeviceHub& hub_;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "common/version.h"
+
 namespace portier::gateway {
-inline constexpr const char* kVersion = "0.1.0";
+using portier::kVersion;
 }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/crypto/sign.h"
+#include "common/crypto/signer.h"
 #include "common/hex.h"
 
 namespace portier::envelope {
@@ -43,18 +44,23 @@ crypto::Bytes signed_message(std::string_view body) {
   return m;
 }
 
-Result<v1::Signature> make_signature(const crypto::PrivateKey& key, crypto::ByteView message) {
-  auto pub = key.public_key();
-  if (!pub) return std::unexpected(pub.error());
-  auto id = key_id(*pub);
-  if (!id) return std::unexpected(id.error());
-  auto value = crypto::sign(key, message);
+Result<v1::Signature> make_signature(const crypto::Signer& signer, const std::string& id,
+                                     crypto::ByteView message) {
+  auto value = signer.sign(message);
   if (!value) return std::unexpected(value.error());
   v1::Signature s;
-  s.set_key_id(*id);
-  s.set_algorithm(signature_algorithm(key.type()));
+  s.set_key_id(id);
+  s.set_algorithm(signature_algorithm(signer.type()));
   s.set_value(value->data(), value->size());
   return s;
+}
+
+Result<v1::Signature> make_signature(const crypto::PrivateKey& key, crypto::ByteView message) {
+  auto signer = crypto::KeySigner::from(key);
+  if (!signer) return std::unexpected(signer.error());
+  auto id = key_id(signer->public_key());
+  if (!id) return std::unexpected(id.error());
+  return make_signature(*signer, *id, message);
 }
 
 }  // namespace
@@ -90,6 +96,11 @@ EnvelopeSealer::EnvelopeSealer(std::string terminal_id, crypto::KeyType key_type
   if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
 }
 
+void EnvelopeSealer::reset(ChainState state) {
+  state_ = std::move(state);
+  if (state_.prev_digest.empty()) state_.prev_digest = start_digest();
+}
+
 Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::string payload,
                                                     std::chrono::system_clock::time_point time) {
   v1::EnvelopeBody body;
@@ -104,6 +115,7 @@ Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::s
   body.set_payload_type(type);
   body.set_payload(std::move(payload));
   Sealed s;
+  s.prev_digest = state_.prev_digest;
   if (!body.SerializeToString(s.envelope.mutable_body())) {
     return fail(Errc::internal, kWhere, "seal", "the body could not be serialized");
   }
@@ -118,6 +130,14 @@ Result<EnvelopeSealer::Sealed> EnvelopeSealer::seal(v1::PayloadType type, std::s
 
 Result<void> sign_envelope(v1::Envelope& envelope, const crypto::PrivateKey& key) {
   auto sig = make_signature(key, signed_message(envelope.body()));
+  if (!sig) return std::unexpected(sig.error());
+  *envelope.mutable_signature() = std::move(*sig);
+  return {};
+}
+
+Result<void> sign_envelope(v1::Envelope& envelope, const crypto::Signer& signer,
+                           const std::string& key_id) {
+  auto sig = make_signature(signer, key_id, signed_message(envelope.body()));
   if (!sig) return std::unexpected(sig.error());
   *envelope.mutable_signature() = std::move(*sig);
   return {};

@@ -20,6 +20,7 @@
 #include "common/crypto/bytes.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/keys.h"
+#include "common/crypto/signer.h"
 #include "common/result.h"
 #include "portier/v1/envelope.pb.h"
 #include "portier/v1/telemetry.pb.h"
@@ -46,11 +47,14 @@ class EnvelopeSealer {
   struct Sealed {
     v1::Envelope envelope;
     std::uint64_t sequence = 0;
-    crypto::Bytes digest;  // of envelope.body
+    crypto::Bytes digest;       // of envelope.body
+    crypto::Bytes prev_digest;  // what the body chains to
   };
   Result<Sealed> seal(v1::PayloadType type, std::string payload,
                       std::chrono::system_clock::time_point time);
   const ChainState& state() const { return state_; }
+  // Back to `state` (the outbox refused what was sealed after it).
+  void reset(ChainState state);
 
  private:
   std::string terminal_id_;
@@ -60,6 +64,9 @@ class EnvelopeSealer {
 
 // Signs one envelope's body.
 Result<void> sign_envelope(v1::Envelope& envelope, const crypto::PrivateKey& key);
+// ... with a signer whose key_id() the caller computed once.
+Result<void> sign_envelope(v1::Envelope& envelope, const crypto::Signer& signer,
+                           const std::string& key_id);
 // Signs a run [first, last] through the digest of its last body.
 Result<v1::BatchSignature> sign_batch(const std::string& terminal_id, std::uint64_t first,
                                       std::uint64_t last, const crypto::Bytes& head_digest,

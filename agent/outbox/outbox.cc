@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <span>
 
 namespace portier::outbox {
 namespace {
@@ -15,14 +16,25 @@ constexpr off_t kReserveBytes = 256 * 1024;
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS records (
   seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, created_ms INTEGER NOT NULL,
-  envelope BLOB NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL);
+  envelope BLOB NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL,
+  prev_digest BLOB NOT NULL DEFAULT x'');
 CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, seq);
 CREATE INDEX IF NOT EXISTS records_by_age ON records (created_ms);
 CREATE TABLE IF NOT EXISTS dropped (
-  seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, digest BLOB NOT NULL);
+  seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, digest BLOB NOT NULL,
+  prev_digest BLOB NOT NULL DEFAULT x'');
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chain (
   id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL,
   prev_digest BLOB NOT NULL);
+)sql";
+
+// Version 2 keeps each record's previous digest (for the fleet to follow the
+// chain across a drop); a version 1 file gains the columns.
+constexpr int kSchemaVersion = 2;
+constexpr const char* kMigrate1To2 = R"sql(
+ALTER TABLE records ADD COLUMN prev_digest BLOB NOT NULL DEFAULT x'';
+ALTER TABLE dropped ADD COLUMN prev_digest BLOB NOT NULL DEFAULT x'';
 )sql";
 
 std::int64_t to_ms(std::chrono::system_clock::time_point t) {
@@ -77,10 +89,11 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   box->keep_reserve();
   // A small WAL, checkpointed often and reused from its start: on a full
   // disk, deleting (acknowledgements) then needs no new blocks.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                          "PRAGMA wal_autocheckpoint=16", kSchema}) {
+  for (const char* sql :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA wal_autocheckpoint=16"}) {
     if (auto ok = box->exec(sql); !ok) return std::unexpected(ok.error());
   }
+  if (auto ok = box->migrate(); !ok) return std::unexpected(ok.error());
   // The bytes held: counted once here, then kept by every change (a sum over
   // the table on every put would cost a scan of the backlog each time).
   auto st = box->stats();
@@ -90,6 +103,32 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
 }
 
 Outbox::~Outbox() { sqlite3_close_v2(db_); }
+
+Result<void> Outbox::migrate() {
+  Stmt v(db_, "PRAGMA user_version");
+  if (!v.ok() || v.step() != SQLITE_ROW)
+    return std::unexpected(sql_error("read the schema version"));
+  const auto version = v.i64(0);
+  Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE name = 'records'");
+  if (!t.ok() || t.step() != SQLITE_ROW) return std::unexpected(sql_error("read the schema"));
+  const bool fresh = t.i64(0) == 0;
+  if (version > kSchemaVersion) {
+    return fail(Errc::failed_precondition, "outbox " + options_.path, "schema",
+                "version " + std::to_string(version) + " is newer than this portierd's (" +
+                    std::to_string(kSchemaVersion) + "): refusing to touch it");
+  }
+  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
+  auto done = [&]() -> Result<void> {
+    if (!fresh && version < 2) PORTIER_TRY(exec(kMigrate1To2));
+    PORTIER_TRY(exec(kSchema));
+    PORTIER_TRY(exec("PRAGMA user_version = 2"));
+    return exec("COMMIT");
+  }();
+  if (!done && !sqlite3_get_autocommit(db_)) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return done;
+}
 
 Result<void> Outbox::exec(const char* sql) {
   char* msg = nullptr;
@@ -102,6 +141,7 @@ Result<void> Outbox::exec(const char* sql) {
 }
 
 Result<envelope::ChainState> Outbox::chain_state() {
+  std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
   if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
   envelope::ChainState st;
@@ -125,8 +165,8 @@ Result<envelope::ChainState> Outbox::chain_state() {
 
 Result<std::uint64_t> Outbox::drop(std::uint64_t sequence) {
   Stmt copy(db_,
-            "INSERT OR REPLACE INTO dropped (seq, priority, digest) "
-            "SELECT seq, priority, digest FROM records WHERE seq = ?");
+            "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
+            "SELECT seq, priority, digest, prev_digest FROM records WHERE seq = ?");
   if (!copy.ok()) return std::unexpected(sql_error("drop"));
   copy.bind(1, static_cast<std::int64_t>(sequence));
   if (copy.step() != SQLITE_DONE) return std::unexpected(sql_error("drop"));
@@ -181,14 +221,14 @@ Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
   return true;
 }
 
-Result<bool> Outbox::write(const Record& record, const envelope::ChainState& after,
-                           std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
+Result<bool> Outbox::write(const Record& record, std::chrono::system_clock::time_point now,
+                           std::uint64_t& bytes) {
   auto room = make_room(record.envelope.size(), record.priority, now, bytes);
   if (!room) return std::unexpected(room.error());
   if (*room) {
     Stmt ins(db_,
-             "INSERT INTO records (seq, priority, created_ms, envelope, digest, size) "
-             "VALUES (?, ?, ?, ?, ?, ?)");
+             "INSERT INTO records (seq, priority, created_ms, envelope, digest, size, "
+             "prev_digest) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!ins.ok()) return std::unexpected(sql_error("store"));
     ins.bind(1, static_cast<std::int64_t>(record.sequence));
     ins.bind(2, static_cast<std::int64_t>(record.priority));
@@ -196,16 +236,24 @@ Result<bool> Outbox::write(const Record& record, const envelope::ChainState& aft
     ins.bind(4, record.envelope);
     ins.bind(5, record.digest);
     ins.bind(6, static_cast<std::int64_t>(record.envelope.size()));
+    ins.bind(7, record.prev_digest);
     if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("store"));
     bytes += record.envelope.size();
   } else {
-    Stmt ins(db_, "INSERT OR REPLACE INTO dropped (seq, priority, digest) VALUES (?, ?, ?)");
+    Stmt ins(db_,
+             "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
+             "VALUES (?, ?, ?, ?)");
     if (!ins.ok()) return std::unexpected(sql_error("record a drop"));
     ins.bind(1, static_cast<std::int64_t>(record.sequence));
     ins.bind(2, static_cast<std::int64_t>(record.priority));
     ins.bind(3, record.digest);
+    ins.bind(4, record.prev_digest);
     if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("record a drop"));
   }
+  return *room;
+}
+
+Result<void> Outbox::write_chain_state(const envelope::ChainState& after) {
   Stmt chain(db_,
              "INSERT OR REPLACE INTO chain (id, epoch, next_seq, prev_digest) VALUES (1, ?, ?, ?)");
   if (!chain.ok()) return std::unexpected(sql_error("store the chain state"));
@@ -213,33 +261,57 @@ Result<bool> Outbox::write(const Record& record, const envelope::ChainState& aft
   chain.bind(2, static_cast<std::int64_t>(after.next_sequence));
   chain.bind(3, std::string(after.prev_digest.begin(), after.prev_digest.end()));
   if (chain.step() != SQLITE_DONE) return std::unexpected(sql_error("store the chain state"));
-  return *room;
+  return {};
 }
 
 Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState& after,
                                std::chrono::system_clock::time_point now) {
+  auto outcomes = put_batch(std::span<const Record>(&record, 1), after, now);
+  if (!outcomes) return std::unexpected(outcomes.error());
+  return outcomes->front();
+}
+
+Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> records,
+                                                  const envelope::ChainState& after,
+                                                  std::chrono::system_clock::time_point now) {
+  std::lock_guard lock(mu_);
   keep_reserve();
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   // Every statement is finalized by now, so the rollback cannot be refused.
   // The byte count changes only once the transaction is committed.
   std::uint64_t bytes = bytes_;
-  auto stored = write(record, after, now, bytes);
-  if (stored && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    stored = std::unexpected(sql_error("commit"));
-  }
-  if (!stored) {
+  std::vector<PutOutcome> outcomes;
+  outcomes.reserve(records.size());
+  auto done = [&]() -> Result<void> {
+    for (const auto& r : records) {
+      auto stored = write(r, now, bytes);
+      if (!stored) return std::unexpected(stored.error());
+      outcomes.push_back(*stored ? PutOutcome::stored : PutOutcome::dropped);
+    }
+    PORTIER_TRY(write_chain_state(after));
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return std::unexpected(sql_error("commit"));
+    }
+    return {};
+  }();
+  if (!done) {
     if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return std::unexpected(stored.error());
+    return std::unexpected(done.error());
   }
   bytes_ = bytes;
-  return *stored ? PutOutcome::stored : PutOutcome::dropped;
+  return outcomes;
 }
 
-Result<std::vector<Record>> Outbox::oldest(std::size_t limit) {
+Result<std::vector<Record>> Outbox::oldest(std::size_t limit) { return from(0, limit); }
+
+Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit) {
+  std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT seq, priority, created_ms, envelope, digest FROM records ORDER BY seq LIMIT ?");
+         "SELECT seq, priority, created_ms, envelope, digest, prev_digest FROM records "
+         "WHERE seq >= ? ORDER BY seq LIMIT ?");
   if (!s.ok()) return std::unexpected(sql_error("read"));
-  s.bind(1, static_cast<std::int64_t>(limit));
+  s.bind(1, static_cast<std::int64_t>(first));
+  s.bind(2, static_cast<std::int64_t>(limit));
   std::vector<Record> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
@@ -249,6 +321,7 @@ Result<std::vector<Record>> Outbox::oldest(std::size_t limit) {
     r.created = std::chrono::system_clock::time_point{} + std::chrono::milliseconds(s.i64(2));
     r.envelope = s.blob(3);
     r.digest = s.blob(4);
+    r.prev_digest = s.blob(5);
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("read"));
@@ -276,6 +349,7 @@ Result<std::uint64_t> Outbox::delete_with_reserve(const char* sql, std::uint64_t
 }
 
 Result<void> Outbox::ack(std::uint64_t sequence) {
+  std::lock_guard lock(mu_);
   auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
                                   "acknowledge");
   if (!size) return std::unexpected(size.error());
@@ -283,26 +357,75 @@ Result<void> Outbox::ack(std::uint64_t sequence) {
   return {};
 }
 
+Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
+  std::lock_guard lock(mu_);
+  if (sequences.empty()) return {};
+  if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
+  std::uint64_t freed = 0;
+  auto done = [&]() -> Result<void> {
+    for (auto seq : sequences) {
+      auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", seq,
+                                      "acknowledge");
+      if (!size) return std::unexpected(size.error());
+      freed += *size;
+    }
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return std::unexpected(sql_error("commit"));
+    }
+    return {};
+  }();
+  if (!done) {
+    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return std::unexpected(done.error());
+  }
+  bytes_ -= std::min(bytes_, freed);
+  return {};
+}
+
 Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
-  Stmt s(db_, "SELECT seq, priority, digest FROM dropped ORDER BY seq LIMIT ?");
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT seq, priority, digest, prev_digest FROM dropped ORDER BY seq LIMIT ?");
   if (!s.ok()) return std::unexpected(sql_error("read drops"));
   s.bind(1, static_cast<std::int64_t>(limit));
   std::vector<Dropped> out;
   while (s.step() == SQLITE_ROW) {
-    out.push_back(
-        {static_cast<std::uint64_t>(s.i64(0)), static_cast<Priority>(s.i64(1)), s.blob(2)});
+    out.push_back({static_cast<std::uint64_t>(s.i64(0)), static_cast<Priority>(s.i64(1)), s.blob(2),
+                   s.blob(3)});
   }
   return out;
 }
 
 Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
+  std::lock_guard lock(mu_);
   auto deleted =
       delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
   if (!deleted) return std::unexpected(deleted.error());
   return {};
 }
 
+Result<std::uint64_t> Outbox::counter(const std::string& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM meta WHERE key = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read " + key));
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read " + key));
+  return static_cast<std::uint64_t>(s.i64(0));
+}
+
+Result<void> Outbox::set_counter(const std::string& key, std::uint64_t value) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+  if (!s.ok()) return std::unexpected(sql_error("store " + key));
+  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  s.bind(2, static_cast<std::int64_t>(value));
+  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store " + key));
+  return {};
+}
+
 Result<OutboxStats> Outbox::stats() {
+  std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records");
   if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
   return OutboxStats{static_cast<std::uint64_t>(s.i64(0)), static_cast<std::uint64_t>(s.i64(1)),

@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,8 +42,9 @@ struct Record {
   std::uint64_t sequence = 0;
   Priority priority = Priority::telemetry;
   std::chrono::system_clock::time_point created;
-  std::string envelope;  // a serialized portier.v1.Envelope
-  std::string digest;    // its body's chain digest (EnvelopeSealer::Sealed::digest)
+  std::string envelope;     // a serialized portier.v1.Envelope
+  std::string digest;       // its body's chain digest (EnvelopeSealer::Sealed::digest)
+  std::string prev_digest;  // the previous body's digest (what the body chains to)
 };
 
 // A record the outbox gave up, with what the fleet needs to follow the chain
@@ -50,6 +53,7 @@ struct Dropped {
   std::uint64_t sequence = 0;
   Priority priority = Priority::telemetry;
   std::string digest;
+  std::string prev_digest;
 };
 
 enum class PutOutcome { stored, dropped };  // dropped: only recorded in take_drops()
@@ -59,6 +63,7 @@ struct OutboxStats {
   std::uint64_t oldest_sequence = 0;  // 0 when empty
 };
 
+// Thread-safe: one lock around the database connection.
 class Outbox {
  public:
   static Result<std::unique_ptr<Outbox>> open(OutboxOptions options);
@@ -76,15 +81,28 @@ class Outbox {
   // back to chain_state().
   Result<PutOutcome> put(const Record& record, const envelope::ChainState& after,
                          std::chrono::system_clock::time_point now);
+  // put() of a run of consecutive records in one transaction (one fsync):
+  // all stored or dropped as put() would, or none on an error.
+  Result<std::vector<PutOutcome>> put_batch(std::span<const Record> records,
+                                            const envelope::ChainState& after,
+                                            std::chrono::system_clock::time_point now);
   // The oldest records, at most `limit`, in sequence order.
   Result<std::vector<Record>> oldest(std::size_t limit);
+  // Those from sequence `first` on (the sender pages through the backlog).
+  Result<std::vector<Record>> from(std::uint64_t first, std::size_t limit);
   // The fleet has it: delete. Unknown sequences are not an error (acked twice).
   Result<void> ack(std::uint64_t sequence);
+  // ack() of several in one transaction.
+  Result<void> ack_all(std::span<const std::uint64_t> sequences);
   // What was dropped, oldest first, at most `limit`; forgotten once the
   // caller confirms it sent them (forget_drops up to the last sequence).
   Result<std::vector<Dropped>> drops(std::size_t limit);
   Result<void> forget_drops(std::uint64_t up_to_sequence);
   Result<OutboxStats> stats();
+  // Small durable counters of the outbox's owner (e.g. the last audit
+  // record committed); 0 when never set.
+  Result<std::uint64_t> counter(const std::string& key);
+  Result<void> set_counter(const std::string& key, std::uint64_t value);
 
  private:
   Outbox(OutboxOptions options, sqlite3* db) : options_(std::move(options)), db_(db) {}
@@ -98,8 +116,11 @@ class Outbox {
   // Runs `sql` (one ? for `key`; RETURNING size or nothing); the sizes returned.
   Result<std::uint64_t> delete_returning_size(const char* sql, std::uint64_t key, const char* what);
   // put()'s work inside its transaction: true stored, false dropped.
-  Result<bool> write(const Record& record, const envelope::ChainState& after,
-                     std::chrono::system_clock::time_point now, std::uint64_t& bytes);
+  Result<bool> write(const Record& record, std::chrono::system_clock::time_point now,
+                     std::uint64_t& bytes);
+  Result<void> write_chain_state(const envelope::ChainState& after);
+  // Creates the schema or brings an older file's up to date.
+  Result<void> migrate();
   // Runs a deleting statement; on a full disk gives up the reserve once and
   // tries again.
   Result<std::uint64_t> delete_with_reserve(const char* sql, std::uint64_t key, const char* what);
@@ -107,6 +128,7 @@ class Outbox {
   Error sql_error(const std::string& what) const;
 
   OutboxOptions options_;
+  std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::uint64_t bytes_ = 0;  // envelope bytes held (committed)
 };

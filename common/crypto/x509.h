@@ -34,12 +34,16 @@ enum class CertUsage {
                     // (envelopes, checkpoints, results, and its TLS client)
 };
 
+// Untrusted input is bounded: at most 64 KiB of DER per certificate or
+// request, 1 MiB of PEM text; DER with bytes after the certificate is
+// refused. An SM2-with-SM3 signature is checked with the GM/T 0009 default id.
 class Certificate {
  public:
   static Result<Certificate> from_der(ByteView der);
-  // One "CERTIFICATE" PEM block.
+  // The first "CERTIFICATE" PEM block (of a chain file: the leaf).
   static Result<Certificate> from_pem(std::string_view pem);
-  // Every "CERTIFICATE" block of a PEM file's text, in order.
+  // Every "CERTIFICATE" block of a PEM file's text, in order; none is an
+  // error.
   static Result<std::vector<Certificate>> all_from_pem(std::string_view pem);
 
   Result<Bytes> der() const;
@@ -66,7 +70,10 @@ class Certificate {
 // is valid at `at`, each issuer is a CA with keyCertSign, and `leaf` has
 // `usage`. permission_denied otherwise, with a message that names the
 // certificate (by subject CN) and the reason ("expired", "not yet valid",
-// "untrusted issuer", "bad signature", "not allowed for command signing").
+// "untrusted issuer", "bad signature", "issuer is not a CA", "path length
+// exceeded", "not allowed for command signing"). An anchor need not be a
+// root (RFC 5280 6.1.1). No revocation check yet (x509_verify.cc has its
+// place).
 Result<void> verify_chain(const Certificate& leaf, std::span<const Certificate> intermediates,
                           std::span<const Certificate> anchors, TimePoint at, CertUsage usage);
 

@@ -193,6 +193,18 @@ TEST(AuditRecordTest, EachBuilderMakesItsKindOfRecord) {
        t + "\"event\":\"denials_suppressed\",\"caller\":\"unidentified\",\"count\":3,"
            "\"reason\":\"3 denials of unidentified callers not recorded (rate limit: burst 20, "
            "0.5/s)\"}"},
+      {audit::command_refused("mqtt", "c-17", "ping", "bad signature"), AuditEvent::command,
+       t + "\"event\":\"command\",\"op\":\"ping\",\"decision\":\"deny\",\"rule\":0,"
+           "\"line\":0,\"reason\":\"bad signature\",\"command_id\":\"c-17\",\"source\":"
+           "\"mqtt\"}"},
+      {audit::command_refused("grpc", "", "", "malformed: not a SignedCommand"),
+       AuditEvent::command,
+       t + "\"event\":\"command\",\"decision\":\"deny\",\"rule\":0,\"line\":0,"
+           "\"reason\":\"malformed: not a SignedCommand\",\"source\":\"grpc\"}"},
+      {audit::command_ran("mqtt", "c-18", "replace_policy", "OK"), AuditEvent::command,
+       t + "\"event\":\"command\",\"op\":\"replace_policy\",\"decision\":\"allow\","
+           "\"rule\":0,\"line\":0,\"reason\":\"OK\",\"command_id\":\"c-18\",\"source\":"
+           "\"mqtt\"}"},
   };
   std::set<AuditEvent> kinds;
   for (auto& c : cases) {

@@ -23,7 +23,9 @@ struct Chain {
     for (int i = 0; i < n; ++i) {
       auto s = sealer.seal(v1::PAYLOAD_HEALTH, "payload " + std::to_string(i), kT0);
       EXPECT_TRUE(s) << s.error().message();
-      if (sign) EXPECT_TRUE(sign_envelope(s->envelope, key));
+      if (sign) {
+        EXPECT_TRUE(sign_envelope(s->envelope, key));
+      }
       out.push_back(std::move(*s));
     }
     return out;

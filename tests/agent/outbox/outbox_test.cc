@@ -43,7 +43,12 @@ class OutboxTest : public ::testing::Test {
   // Record `seq` of `priority`, `size` bytes, and the chain state after it.
   Result<PutOutcome> put(std::uint64_t seq, Priority p, std::size_t size = 100,
                          std::chrono::system_clock::time_point created = kNow) {
-    Record r{seq, p, created, std::string(size, 'e'), "digest-" + std::to_string(seq)};
+    Record r{seq,
+             p,
+             created,
+             std::string(size, 'e'),
+             "digest-" + std::to_string(seq),
+             "digest-" + std::to_string(seq - 1)};
     envelope::ChainState after{7, seq + 1, crypto::Bytes(32, static_cast<std::uint8_t>(seq))};
     return box_->put(r, after, kNow);
   }
@@ -211,6 +216,87 @@ TEST_F(OutboxTest, AnUnopenablePathIsAClearError) {
   ASSERT_FALSE(b);
   EXPECT_EQ(b.error().message(),
             "outbox " + dir_ + "/no/such/dir/outbox.db: cannot open: No such file or directory");
+}
+
+TEST_F(OutboxTest, ABatchIsStoredInOneTransactionWithTheChainStateAfterItsLast) {
+  open();
+  std::vector<Record> run;
+  for (std::uint64_t s = 1; s <= 50; ++s) {
+    run.push_back({s, Priority::telemetry, kNow, std::string(100, 'e'),
+                   "digest-" + std::to_string(s), "digest-" + std::to_string(s - 1)});
+  }
+  envelope::ChainState after{3, 51, crypto::Bytes(32, 0x51)};
+  auto outcomes = box_->put_batch(run, after, kNow);
+  ASSERT_TRUE(outcomes) << outcomes.error().message();
+  EXPECT_EQ(outcomes->size(), 50u);
+  open();
+  EXPECT_EQ(stored().size(), 50u);
+  auto st = box_->chain_state();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->next_sequence, 51u);
+  EXPECT_EQ(st->session_epoch, 3u);
+  auto page = box_->from(49, 10);
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ(page->front().sequence, 49u);
+  std::vector<std::uint64_t> acks{1, 2, 3, 49};
+  ASSERT_TRUE(box_->ack_all(acks));
+  EXPECT_EQ(stored().size(), 46u);
+  EXPECT_EQ(box_->stats()->bytes, 46u * 100);
+}
+
+TEST_F(OutboxTest, ADropKeepsWhatTheFleetNeedsToFollowTheChainAcrossIt) {
+  open(250);
+  ASSERT_EQ(*put(1, Priority::telemetry), PutOutcome::stored);
+  ASSERT_EQ(*put(2, Priority::telemetry), PutOutcome::stored);
+  ASSERT_EQ(*put(3, Priority::security), PutOutcome::stored);  // 1 goes
+  auto drops = box_->drops(10);
+  ASSERT_TRUE(drops);
+  ASSERT_EQ(drops->size(), 1u);
+  EXPECT_EQ((*drops)[0].sequence, 1u);
+  EXPECT_EQ((*drops)[0].digest, "digest-1");
+  EXPECT_EQ((*drops)[0].prev_digest, "digest-0");
+}
+
+TEST_F(OutboxTest, AVersionOneFileIsMigratedKeepingItsRecords) {
+  const std::string path = dir_ + "/outbox.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE records (seq INTEGER PRIMARY KEY, priority INTEGER NOT "
+                         "NULL, created_ms INTEGER NOT NULL, envelope BLOB NOT NULL, digest BLOB "
+                         "NOT NULL, size INTEGER NOT NULL);"
+                         "CREATE TABLE dropped (seq INTEGER PRIMARY KEY, priority INTEGER NOT "
+                         "NULL, digest BLOB NOT NULL);"
+                         "INSERT INTO records VALUES (9, 0, 0, x'01', x'02', 1);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  open();
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{9}));
+  ASSERT_EQ(*put(10, Priority::telemetry), PutOutcome::stored);
+  EXPECT_EQ(box_->oldest(2)->back().prev_digest, "digest-9");
+}
+
+TEST_F(OutboxTest, CountersSurviveAReopen) {
+  open();
+  EXPECT_EQ(*box_->counter("audit_cursor"), 0u);
+  ASSERT_TRUE(box_->set_counter("audit_cursor", 41));
+  ASSERT_TRUE(box_->set_counter("audit_cursor", 42));
+  open();
+  EXPECT_EQ(*box_->counter("audit_cursor"), 42u);
+}
+
+TEST_F(OutboxTest, AFileFromANewerPortierdIsRefused) {
+  open();
+  box_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/outbox.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto b = Outbox::open({dir_ + "/outbox.db", 1u << 20, std::chrono::hours(24)});
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message().find("newer"), std::string::npos) << b.error().message();
 }
 
 }  // namespace

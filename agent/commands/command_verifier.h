@@ -1,0 +1,90 @@
+// The terminal's gate for the fleet's commands (issue 10, item 6): every
+// SignedCommand that arrives, over any link, goes through handle(), which
+// verifies it, runs it at most once and answers with the CommandResult the
+// caller seals into an envelope. The link and the broker are never trusted:
+// a command is accepted only on its own signature and chain.
+//
+// Checks, in this order (the first that fails refuses the command):
+//   1. structure, cheap: at most 1 MiB, a SignedCommand holding a Command,
+//      1 to 4 certificates, a signature, a command id, an action, a nonce of
+//      16 to 256 bytes;
+//   2. the signature, with certificates[0]'s key, over kCommandLabel and the
+//      command bytes; then the chain: certificates[0] for command signing,
+//      through the others, to a trust anchor of the config, valid now;
+//   3. the target: exactly this terminal's id;
+//   4. the command id: one already run with the same digest gets its first
+//      result again (repeated_command, nothing runs), one run with another
+//      digest is refused;
+//   5. the window: not_before and expires both set, at most 24 h apart,
+//      not_before - skew <= now <= expires;
+//   6. the nonce: never accepted before (kept durably until expires + skew;
+//      after that the window refuses the command anyway);
+//   7. the action's own checks (CommandExecutor::check: a policy version
+//      above the installed one, an audit range of at most 1000 records, ...).
+// Then the nonce is consumed and the command recorded as started in one
+// durable transaction, its handler runs, and its result is recorded
+// (agent/commands/command_store.h says what a crash in between gives). A
+// refused command consumes no nonce and records nothing but its audit
+// record. Every refusal and every run is audited (event "command", with the
+// command id, the source and the reason).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/commands/command_executor.h"
+#include "agent/commands/command_store.h"
+#include "common/audit_sink.h"
+#include "common/crypto/x509.h"
+#include "portier/v1/command.pb.h"
+
+namespace portier::commands {
+
+struct VerifierOptions {
+  std::string terminal_id;
+  // The certificates of the config a command key must chain to.
+  std::vector<crypto::Certificate> trust_anchors;
+  std::function<TimePoint()> clock = [] { return std::chrono::system_clock::now(); };
+  std::chrono::seconds skew{60};                          // allowed ahead of not_before
+  std::chrono::seconds max_window{24 * 3600};             // expires - not_before at most
+  std::chrono::seconds result_retention{30 * 24 * 3600};  // past expiry: repeats still answered
+  std::size_t max_bytes = 1 << 20;                        // a SignedCommand's size
+  std::size_t max_certificates = 4;
+};
+
+class CommandVerifier {
+ public:
+  // `store`, `executor` and `audit` must outlive the verifier.
+  CommandVerifier(VerifierOptions options, CommandStore& store, CommandExecutor& executor,
+                  AuditSink& audit);
+
+  // The answer to `bytes`, a SignedCommand as received over `source`
+  // ("mqtt", "grpc"): OK or FAILED when it ran (or ran before: then
+  // repeated_command is set), REFUSED with the reason when nothing ran (an
+  // unreadable command's REFUSED has an empty command_id). Never fails, on
+  // any input. Thread-safe; commands run one at a time.
+  v1::CommandResult handle(std::string_view bytes, std::string_view source);
+
+  // The results of the commands a restart interrupted (the store marked
+  // them FAILED when it opened), for the owner to report once.
+  std::vector<v1::CommandResult> interrupted_results() const;
+
+ private:
+  struct Refusal;
+  v1::CommandResult refuse(const Refusal& r, std::string_view source);
+  void forget_old(TimePoint now);
+
+  VerifierOptions options_;
+  CommandStore& store_;
+  CommandExecutor& executor_;
+  AuditSink& audit_;
+  std::mutex mu_;
+  TimePoint last_forget_{};
+};
+
+}  // namespace portier::commands

@@ -1,0 +1,36 @@
+// The [management] table: how this terminal reaches its fleet (issue 10).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/management/uplink.h"
+#include "common/crypto/keys.h"
+
+namespace portier::management {
+
+struct ManagementConfig {
+  bool enabled = true;
+  std::string link = "mqtt";  // "mqtt" or "grpc"
+  std::string server;         // mqtt: "ssl://host:port"; grpc: "host:port"
+  std::string fleet;          // the fleet's name in the MQTT topics
+  // Mutual TLS: the fleet's CA, this terminal's certificate and its key
+  // (default: the device key).
+  std::string ca_file, cert_file, tls_key_file;
+  // The device key (created on first start, 0600) and its algorithm.
+  std::string key_file;  // default <state_dir>/management/device.key
+  crypto::KeyType key_type = crypto::KeyType::ecdsa_p256;
+  Signing signing = Signing::each;  // default batch for SM2
+  bool signing_set = false;
+  // Certificates (PEM files) the fleet's command keys must chain to.
+  std::vector<std::string> command_trust_anchors;
+  std::uint32_t health_interval_s = 300;
+  std::uint32_t decisions_interval_s = 60;
+  std::uint32_t checkpoint_interval_s = 300;
+  std::uint64_t outbox_max_bytes = 64u << 20;
+  std::uint32_t outbox_max_age_days = 30;
+  std::uint32_t window = 64;  // envelopes in flight
+};
+
+}  // namespace portier::management

@@ -1,0 +1,282 @@
+#include "agent/management/telemetry_sources.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <charconv>
+
+#include "gateway/proto_convert.h"
+#include "portier/v1/audit.pb.h"
+#include "portier/v1/telemetry.pb.h"
+
+namespace portier::management {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_point tp) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
+  ts->set_seconds(ns / 1000000000);
+  ts->set_nanos(static_cast<int>(ns % 1000000000));
+}
+
+// The record number of an audit line ({"seq":N,...}); 0 when it has none.
+std::uint64_t line_seq(const std::string& line) {
+  static constexpr std::string_view kPrefix = "{\"seq\":";
+  if (line.compare(0, kPrefix.size(), kPrefix) != 0) return 0;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(line.data() + kPrefix.size(), line.data() + line.size(), v);
+  return ec == std::errc() ? v : 0;
+}
+
+v1::Health::State to_proto(policy::Health h) {
+  return h == policy::Health::ok         ? v1::Health::OK
+         : h == policy::Health::degraded ? v1::Health::DEGRADED
+                                         : v1::Health::COMPROMISED;
+}
+
+}  // namespace
+
+// Device changes only mark the inventory (and, for the terminal, the
+// health) for the sources' thread; push() never blocks.
+class TelemetrySources::ChangeListener final
+    : public gateway::Subscriber<gateway::DeviceChangeRecord> {
+ public:
+  explicit ChangeListener(TelemetrySources& owner) : owner_(owner) {}
+  bool push(std::shared_ptr<const gateway::DeviceChangeRecord> change) override {
+    if (change->kind == gateway::ChangeKind::existing) return true;
+    {
+      std::lock_guard lock(owner_.mu_);
+      if (change->device.info.id == "terminal") {
+        owner_.health_due_ = owner_.health_changed_ = true;
+      } else {
+        if (!owner_.inventory_dirty_) owner_.inventory_since_ = Clock::now();
+        owner_.inventory_dirty_ = true;
+      }
+      ++stats_.delivered;
+    }
+    owner_.cv_.notify_all();
+    return true;
+  }
+  void end(const Result<void>&) override {}
+  gateway::SubscriberStats stats() const override { return stats_; }
+
+ private:
+  TelemetrySources& owner_;
+  gateway::SubscriberStats stats_;
+};
+
+TelemetrySources::TelemetrySources(gateway::GatewayView* gateway, AuditSink* audit, Uplink& uplink,
+                                   BirthInfo birth, TelemetryIntervals intervals,
+                                   std::uint64_t audit_cursor,
+                                   std::function<void(std::uint64_t)> save_cursor)
+    : gateway_(gateway),
+      audit_(audit),
+      uplink_(uplink),
+      birth_(std::move(birth)),
+      save_cursor_(std::move(save_cursor)),
+      intervals_(intervals),
+      audit_cursor_(audit_cursor) {}
+
+TelemetrySources::~TelemetrySources() { stop(); }
+
+void TelemetrySources::start() {
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  decisions_from_ = std::chrono::system_clock::now();
+  send_birth();
+  if (gateway_) {
+    listener_ = std::make_shared<ChangeListener>(*this);
+    listen_id_ = gateway_->listen_changes(listener_);
+  }
+  if (audit_) {
+    // Follow first, then catch up from the trail's tail: a line is taken once
+    // by its number, whichever of the two brings it.
+    follow_id_ = audit_->follow([this](const std::string& line) { on_audit_line(line); });
+    auto tail = audit_->tail(100000);
+    std::lock_guard lock(mu_);
+    std::map<std::uint64_t, std::string> merged;
+    const auto base = audit_cursor_;
+    for (auto& l : tail) {
+      if (auto s = line_seq(l); s > base) merged.emplace(s, l);
+    }
+    for (auto& [s, l] : audit_lines_) merged.emplace(s, std::move(l));
+    audit_lines_.assign(merged.begin(), merged.end());
+    if (!audit_lines_.empty()) audit_cursor_ = std::max(audit_cursor_, audit_lines_.back().first);
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void TelemetrySources::stop() {
+  if (audit_ && follow_id_ >= 0) audit_->unfollow(follow_id_);
+  follow_id_ = -1;
+  if (gateway_ && listen_id_) gateway_->unlisten_changes(listen_id_);
+  listen_id_ = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void TelemetrySources::set_intervals(std::chrono::seconds health, std::chrono::seconds decisions) {
+  {
+    std::lock_guard lock(mu_);
+    if (health.count() > 0) intervals_.health = health;
+    if (decisions.count() > 0) intervals_.decisions = decisions;
+  }
+  cv_.notify_all();
+}
+
+void TelemetrySources::report_health_now() {
+  {
+    std::lock_guard lock(mu_);
+    health_due_ = true;
+  }
+  cv_.notify_all();
+}
+
+void TelemetrySources::on_audit_line(const std::string& line) {
+  const auto seq = line_seq(line);
+  {
+    std::lock_guard lock(mu_);
+    if (seq == 0 || seq <= audit_cursor_) return;
+    // Bounded: a link down for long is caught up from the trail itself.
+    if (audit_lines_.size() >= 100000) {
+      ++audit_dropped_;
+      return;
+    }
+    audit_lines_.emplace_back(seq, line);
+    audit_cursor_ = seq;
+    // Decisions are counted here, from the typed record.
+    v1::AuditRecord r;
+    google::protobuf::util::JsonParseOptions o;
+    o.ignore_unknown_fields = true;
+    if (line.find("\"event\":\"decision\"") != std::string::npos &&
+        google::protobuf::util::JsonStringToMessage(line, &r, o).ok()) {
+      std::string app = r.app().name();
+      if (app.empty()) app = "uid " + std::to_string(r.app().uid());
+      ++decisions_[{app, r.device(), r.op(), v1::AuditRecord::Decision_Name(r.decision())}];
+    }
+  }
+  cv_.notify_all();
+}
+
+void TelemetrySources::send_birth() {
+  v1::Birth b;
+  b.set_portierd_version(birth_.portierd_version);
+  b.set_session_epoch(uplink_.session_epoch());
+  b.set_key_algorithm(birth_.key_algorithm);
+  b.set_public_key_pem(birth_.public_key_pem);
+  b.set_policy_sha256(birth_.policy_sha256);
+  b.set_policy_version(birth_.policy_version);
+  if (gateway_) {
+    for (auto& d : gateway_->devices()) *b.add_devices() = gateway::to_proto(d);
+    auto h = gateway_->health();
+    b.mutable_health()->set_state(to_proto(h.state));
+    for (auto& r : h.reasons) b.mutable_health()->add_reasons(r);
+  }
+  uplink_.submit(v1::PAYLOAD_BIRTH, b.SerializeAsString(), outbox::Priority::security);
+}
+
+void TelemetrySources::send_health(bool changed) {
+  if (!gateway_) return;
+  v1::HealthReport r;
+  r.set_changed(changed);
+  auto h = gateway_->health();
+  r.mutable_health()->set_state(to_proto(h.state));
+  for (auto& reason : h.reasons) r.mutable_health()->add_reasons(reason);
+  for (auto& d : gateway_->devices()) *r.mutable_health()->add_devices() = gateway::to_proto(d);
+  // A change of the verdict is a security record; the periodic one is not.
+  uplink_.submit(v1::PAYLOAD_HEALTH, r.SerializeAsString(),
+                 changed ? outbox::Priority::security : outbox::Priority::telemetry);
+}
+
+void TelemetrySources::send_inventory() {
+  if (!gateway_) return;
+  v1::Inventory inv;
+  for (auto& d : gateway_->devices()) *inv.add_devices() = gateway::to_proto(d);
+  uplink_.submit(v1::PAYLOAD_INVENTORY, inv.SerializeAsString(), outbox::Priority::inventory);
+}
+
+void TelemetrySources::send_audit() {
+  for (;;) {
+    v1::AuditBatch batch;
+    std::uint64_t last = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (audit_lines_.empty()) return;
+      batch.set_first_record(audit_lines_.front().first);
+      while (!audit_lines_.empty() &&
+             static_cast<std::size_t>(batch.records_size()) < intervals_.audit_batch) {
+        last = audit_lines_.front().first;
+        batch.add_records(std::move(audit_lines_.front().second));
+        audit_lines_.pop_front();
+      }
+    }
+    if (!uplink_.submit(v1::PAYLOAD_AUDIT, batch.SerializeAsString(), outbox::Priority::security)) {
+      return;  // the uplink's queue is full: counted there; the trail keeps them
+    }
+    // Committed: the next start catches up from after it.
+    if (uplink_.flush(std::chrono::seconds(5)) && save_cursor_) save_cursor_(last);
+  }
+}
+
+void TelemetrySources::send_decisions(std::chrono::system_clock::time_point now) {
+  v1::DecisionSummary s;
+  {
+    std::lock_guard lock(mu_);
+    set_time(s.mutable_from(), decisions_from_);
+    set_time(s.mutable_to(), now);
+    for (auto& [key, n] : decisions_) {
+      auto* c = s.add_counts();
+      c->set_app(std::get<0>(key));
+      c->set_device_id(std::get<1>(key));
+      c->set_operation(std::get<2>(key));
+      c->set_decision(std::get<3>(key));
+      c->set_count(n);
+    }
+    decisions_.clear();
+    decisions_from_ = now;
+  }
+  uplink_.submit(v1::PAYLOAD_DECISION_SUMMARY, s.SerializeAsString(), outbox::Priority::telemetry);
+}
+
+void TelemetrySources::run() {
+  auto next_health = Clock::now() + intervals_.health;
+  auto next_decisions = Clock::now() + intervals_.decisions;
+  auto next_audit = Clock::now();
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    auto wake = std::min({next_health, next_decisions,
+                          audit_lines_.empty() ? Clock::time_point::max() : next_audit,
+                          inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
+                                           : Clock::time_point::max()});
+    cv_.wait_until(lock, wake, [&] {
+      return stopping_ || health_due_ || (!audit_lines_.empty() && Clock::now() >= next_audit) ||
+             (inventory_dirty_ && Clock::now() >= inventory_since_ + intervals_.inventory_settle);
+    });
+    if (stopping_) break;
+    const auto now = Clock::now();
+    const bool health = health_due_ || now >= next_health;
+    const bool changed = health_changed_;
+    health_due_ = health_changed_ = false;
+    const bool inventory =
+        inventory_dirty_ && now >= inventory_since_ + intervals_.inventory_settle;
+    if (inventory) inventory_dirty_ = false;
+    const bool audit = !audit_lines_.empty() && now >= next_audit;
+    const bool decisions = now >= next_decisions;
+    lock.unlock();
+    if (audit) send_audit();
+    if (health) send_health(changed);
+    if (inventory) send_inventory();
+    if (decisions) send_decisions(std::chrono::system_clock::now());
+    lock.lock();
+    if (health && !changed) next_health = now + intervals_.health;
+    if (audit) next_audit = now + intervals_.audit_flush;
+    if (decisions) next_decisions = now + intervals_.decisions;
+  }
+}
+
+}  // namespace portier::management

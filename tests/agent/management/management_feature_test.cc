@@ -1,0 +1,200 @@
+// The management feature end to end inside one process: identity and
+// outbox under the state directory, a birth per start with a growing
+// session epoch, the audit trail (a real AuditLog file) shipped once per
+// record across a restart, and one chain the fleet's verifier accepts
+// across sessions. The link is the in-process double (fake_link.h); the
+// real links have their own tests against Mosquitto and portier-fleet.
+#include "agent/management/management_feature.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <set>
+
+#include "agent/audit_log.h"
+#include "agent/envelope/envelope_chain.h"
+#include "agent/identity/device_key.h"
+#include "agent/management/fake_link.h"
+#include "common/audit_events.h"
+#include "portier/v1/telemetry.pb.h"
+
+namespace portier::management {
+namespace {
+
+using namespace std::chrono_literals;
+
+class RecordingHealth final : public agent::TerminalHealth {
+ public:
+  void set_terminal_health(policy::Health, std::vector<std::string>) override {}
+  void set_component_health(const std::string& c, policy::Health s, std::string r) override {
+    std::lock_guard lock(mu);
+    states.push_back(c + ":" + (s == policy::Health::ok ? "ok" : "degraded") + ":" + r);
+  }
+  std::mutex mu;
+  std::vector<std::string> states;
+};
+
+class ManagementFeatureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/portier-mgmt-XXXXXX";
+    dir_ = mkdtemp(t);
+    auto log = agent::AuditLog::open(dir_ + "/audit.jsonl");
+    ASSERT_TRUE(log) << log.error().message();
+    audit_ = std::move(*log);
+    config_.server = "ssl://fleet.invalid:8883";
+    config_.fleet = "bank";
+    config_.ca_file = config_.cert_file = "/dev/null";
+    config_.command_trust_anchors = {"/dev/null"};
+  }
+  void TearDown() override {
+    feature_.reset();
+    audit_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // Starts the feature with a fresh double as its link (connected).
+  void start() {
+    feature_.reset();
+    link_ = nullptr;
+    feature_ = std::make_unique<ManagementFeature>(
+        config_,
+        [this](const ManagementConfig&,
+               const LinkContext& c) -> Result<std::unique_ptr<link::Link>> {
+          auto l = std::make_unique<test::FakeLink>();
+          link_ = l.get();
+          will_ = c.offline_notice;
+          return l;
+        });
+    agent::FeatureContext ctx;
+    ctx.audit = audit_.get();
+    ctx.state_dir = dir_;
+    ctx.health = &health_;
+    auto ok = feature_->start(ctx);
+    ASSERT_TRUE(ok) << ok.error().message();
+    link_->connect();
+  }
+  std::string feature_pub_pem() {
+    auto key =
+        identity::load_or_create_key(dir_ + "/management/device.key", crypto::KeyType::ecdsa_p256);
+    EXPECT_TRUE(key);
+    return *key->public_key()->to_pem();
+  }
+
+  std::string dir_;
+  std::unique_ptr<agent::AuditLog> audit_;
+  RecordingHealth health_;
+  ManagementConfig config_;
+  std::unique_ptr<ManagementFeature> feature_;
+  test::FakeLink* link_ = nullptr;
+  std::string will_;
+};
+
+TEST_F(ManagementFeatureTest, EachStartIsANewSessionOfOneChainAndEveryAuditRecordGoesOnce_REQ29) {
+  // What the fleet would keep: each envelope once, by its sequence (an
+  // envelope not acknowledged before a stop is sent again after the start).
+  std::map<std::uint64_t, v1::Envelope> fleet;
+  auto take = [&] {
+    for (auto& m : link_->sent()) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      ASSERT_TRUE(env.ParseFromString(m.bytes));
+      ASSERT_TRUE(body.ParseFromString(env.body()));
+      fleet.emplace(body.sequence(), env);
+      link_->ack(m.id);
+    }
+  };
+  auto records_with = [&](const std::string& text) {
+    int n = 0;
+    for (auto& [_, env] : fleet) {
+      v1::EnvelopeBody b;
+      b.ParseFromString(env.body());
+      if (b.payload_type() != v1::PAYLOAD_AUDIT) continue;
+      v1::AuditBatch batch;
+      batch.ParseFromString(b.payload());
+      for (auto& r : batch.records()) n += r.find(text) != std::string::npos;
+    }
+    return n;
+  };
+  auto births = [&] {
+    std::vector<std::uint64_t> epochs;
+    for (auto& [_, env] : fleet) {
+      v1::EnvelopeBody b;
+      b.ParseFromString(env.body());
+      v1::Birth birth;
+      if (b.payload_type() == v1::PAYLOAD_BIRTH && birth.ParseFromString(b.payload())) {
+        epochs.push_back(birth.session_epoch());
+        EXPECT_EQ(b.session_epoch(), birth.session_epoch());
+      }
+    }
+    return epochs;
+  };
+  auto until = [&](auto done) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      take();
+      link_->wait_sent(link_->sent().size() + 1, 20ms);
+    }
+    take();
+    return done();
+  };
+
+  start();
+  const auto terminal = feature_->terminal_id();
+  ASSERT_EQ(terminal.rfind("T-", 0), 0u);
+  for (int i = 0; i < 5; ++i) {
+    audit_->record(audit::policy_loaded("p.toml", "test " + std::to_string(i)));
+  }
+  ASSERT_TRUE(audit_->flush());
+  ASSERT_TRUE(until([&] { return records_with("\"test 4\"") == 1; }));
+  EXPECT_EQ(births(), (std::vector<std::uint64_t>{1}));
+
+  // Restart, with a record written while the feature was down.
+  feature_->stop();
+  audit_->record(audit::policy_loaded("p.toml", "while the feature was down"));
+  ASSERT_TRUE(audit_->flush());
+  start();
+  EXPECT_EQ(feature_->terminal_id(), terminal);
+  ASSERT_TRUE(until([&] { return records_with("while the feature was down") == 1; }));
+  EXPECT_EQ(births(), (std::vector<std::uint64_t>{1, 2}));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(records_with("\"test " + std::to_string(i) + "\""), 1) << "record " << i;
+  }
+
+  // The fleet's verifier accepts every envelope of both sessions, in order.
+  auto pub = crypto::PublicKey::from_pem(feature_pub_pem());
+  ASSERT_TRUE(pub);
+  envelope::ChainVerifier v(terminal, *pub, {});
+  for (auto& [seq, e] : fleet) {
+    auto ok = v.accept(e);
+    ASSERT_TRUE(ok) << "sequence " << seq << ": " << ok.error().message();
+  }
+  EXPECT_EQ(v.state().next_sequence, fleet.rbegin()->first + 1);
+  EXPECT_EQ(fleet.begin()->first, 1u);
+  EXPECT_EQ(fleet.size(), fleet.rbegin()->first) << "no sequence is missing";
+}
+
+TEST_F(ManagementFeatureTest, TheLastWillIsTheSignedOfflineNoticeOfThisSession_REQ19) {
+  start();
+  v1::Offline o;
+  ASSERT_TRUE(o.ParseFromString(will_));
+  EXPECT_EQ(o.terminal_id(), feature_->terminal_id());
+  EXPECT_EQ(o.session_epoch(), 1u);
+  EXPECT_FALSE(o.signature().empty());
+}
+
+TEST_F(ManagementFeatureTest, AStateDirectoryOthersCanReadIsRefused) {
+  ASSERT_EQ(::mkdir((dir_ + "/management").c_str(), 0755), 0);
+  feature_ = std::make_unique<ManagementFeature>(config_, [](auto&, auto&) {
+    return Result<std::unique_ptr<link::Link>>(std::make_unique<test::FakeLink>());
+  });
+  agent::FeatureContext ctx;
+  ctx.state_dir = dir_;
+  auto ok = feature_->start(ctx);
+  ASSERT_FALSE(ok);
+  EXPECT_NE(ok.error().message().find("0700"), std::string::npos) << ok.error().message();
+}
+
+}  // namespace
+}  // namespace portier::management

@@ -1,0 +1,213 @@
+// The terminal's half of the chain: payloads sealed, signed (each or per
+// run) and committed to a real outbox file, sent over a link and deleted
+// only when acknowledged; the fleet's verifier accepts every link in order,
+// across a restart, a reconnect and a full disk.
+#include "agent/management/uplink.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agent/management/fake_link.h"
+#include "agent/management/outbox_sender.h"
+
+namespace portier::management {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Terminal {
+  std::unique_ptr<outbox::Outbox> box;
+  std::unique_ptr<crypto::KeySigner> signer;
+  std::string key_id;
+  std::unique_ptr<Uplink> uplink;
+};
+
+class UplinkTest : public ::testing::TestWithParam<std::tuple<crypto::KeyType, Signing>> {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/portier-uplink-XXXXXX";
+    dir_ = mkdtemp(t);
+    auto key = crypto::PrivateKey::generate(std::get<0>(GetParam()));
+    ASSERT_TRUE(key);
+    auto s = crypto::KeySigner::from(*key);
+    ASSERT_TRUE(s);
+    signer_ = std::make_unique<crypto::KeySigner>(std::move(*s));
+    key_id_ = *envelope::key_id(signer_->public_key());
+  }
+  void TearDown() override {
+    uplink_.reset();
+    box_.reset();
+    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
+    std::filesystem::remove_all(dir_);
+  }
+  // Opens the outbox and an uplink going on from its chain state, in a new
+  // session (as portierd does at every start).
+  void start_terminal(std::size_t max_bytes = 64u << 20) {
+    uplink_.reset();
+    box_.reset();
+    auto b = outbox::Outbox::open({dir_ + "/outbox.db", max_bytes, 24h});
+    ASSERT_TRUE(b) << b.error().message();
+    box_ = std::move(*b);
+    auto state = box_->chain_state();
+    ASSERT_TRUE(state);
+    ++state->session_epoch;
+    UplinkOptions o;
+    o.signing = std::get<1>(GetParam());
+    o.max_run = 16;
+    o.retry_min = 5ms;
+    o.retry_max = 50ms;
+    uplink_ = std::make_unique<Uplink>(
+        *box_, envelope::EnvelopeSealer("T-1", signer_->type(), *state), *signer_, key_id_, o);
+    uplink_->start();
+  }
+  void submit(int n, int from = 0) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(uplink_->submit(v1::PAYLOAD_HEALTH, "payload " + std::to_string(from + i),
+                                  outbox::Priority::telemetry));
+    }
+  }
+  // What the fleet accepts of everything in the outbox, in order.
+  std::vector<std::string> verified(envelope::ChainVerifier& v) {
+    std::vector<std::string> out;
+    auto records = box_->oldest(100000);
+    EXPECT_TRUE(records);
+    for (auto& r : *records) {
+      v1::Envelope env;
+      EXPECT_TRUE(env.ParseFromString(r.envelope));
+      auto bodies = v.accept(env);
+      EXPECT_TRUE(bodies) << bodies.error().message();
+      if (!bodies) break;
+      for (auto& b : *bodies) out.push_back(b.payload());
+    }
+    return out;
+  }
+
+  std::string dir_;
+  bool mounted_ = false;
+  std::unique_ptr<crypto::KeySigner> signer_;
+  std::string key_id_;
+  std::unique_ptr<outbox::Outbox> box_;
+  std::unique_ptr<Uplink> uplink_;
+};
+
+TEST_P(UplinkTest, EverySubmittedPayloadIsCommittedInOrderAndVerifiesAcrossARestart_REQ29) {
+  start_terminal();
+  submit(100);
+  ASSERT_TRUE(uplink_->flush(10s));
+  EXPECT_EQ(uplink_->stats().sealed, 100u);
+  // Restart: a new session goes on with the same chain.
+  start_terminal();
+  EXPECT_EQ(uplink_->session_epoch(), 2u);
+  submit(30, 100);
+  ASSERT_TRUE(uplink_->flush(10s));
+  envelope::ChainVerifier v("T-1", signer_->public_key(), {});
+  auto got = verified(v);
+  ASSERT_EQ(got.size(), 130u);
+  for (int i = 0; i < 130; ++i) EXPECT_EQ(got[i], "payload " + std::to_string(i));
+  EXPECT_EQ(v.pending_count(), 0u) << "every run ends with a signed link";
+}
+
+TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedResentAfterAReconnect) {
+  start_terminal();
+  test::FakeLink link;
+  OutboxSender sender(*box_, link, nullptr, SenderOptions{.window = 8, .idle_poll = 50ms});
+  ASSERT_TRUE(link.start(sender));
+  uplink_->on_stored([&] { sender.wake(); });
+  sender.start();
+  submit(20);
+  ASSERT_TRUE(uplink_->flush(10s));
+  // Nothing goes while the link is down.
+  EXPECT_TRUE(link.sent().empty());
+  link.connect();
+  ASSERT_TRUE(link.wait_sent(8));
+  auto sent = link.sent();
+  ASSERT_EQ(sent.size(), 8u) << "the window holds at most 8 unacknowledged";
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(sent[i].id, i + 1);
+    EXPECT_EQ(sent[i].kind, "health");
+  }
+  for (std::uint64_t id = 1; id <= 4; ++id) link.ack(id);
+  ASSERT_TRUE(link.wait_sent(12));
+  // The connection drops with 5..12 unacknowledged: they go again.
+  link.disconnect();
+  link.connect();
+  ASSERT_TRUE(link.wait_sent(20));
+  EXPECT_EQ(link.sent()[12].id, 5u);
+  // Acknowledge everything as it comes; the outbox empties.
+  std::set<std::uint64_t> acked{1, 2, 3, 4};
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (acked.size() < 20 && std::chrono::steady_clock::now() < deadline) {
+    for (auto& m : link.sent()) {
+      if (acked.insert(m.id).second) link.ack(m.id);
+    }
+    link.wait_sent(link.sent().size() + 1, 20ms);
+  }
+  ASSERT_EQ(acked.size(), 20u);
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       box_->stats()->records > 0 && std::chrono::steady_clock::now() < until;) {
+    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
+  }
+  EXPECT_EQ(box_->stats()->records, 0u);
+  EXPECT_GE(sender.stats().resent, 8u);
+  sender.stop();
+}
+
+TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceThereIsRoom_REQ29) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  ASSERT_EQ(mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  mounted_ = true;
+  start_terminal();
+  std::vector<std::string> states;
+  std::mutex mu;
+  uplink_->on_state([&](const std::string& s) {
+    std::lock_guard lock(mu);
+    states.push_back(s);
+  });
+  // Fill the disk.
+  {
+    std::ofstream fill(dir_ + "/filler", std::ios::binary);
+    std::string block(64 * 1024, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  submit(50);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (uplink_->stats().failure.empty() && std::chrono::steady_clock::now() < deadline) {
+    uplink_->flush(10ms);
+  }
+  auto st = uplink_->stats();
+  ASSERT_FALSE(st.failure.empty()) << "the disk was full, yet every commit worked";
+  EXPECT_NE(st.failure.find("disk is full"), std::string::npos) << st.failure;
+  EXPECT_EQ(st.queued + st.sealed, 50u);
+  // Room again: everything is committed, in order, nothing lost.
+  std::filesystem::remove(dir_ + "/filler");
+  ASSERT_TRUE(uplink_->flush(20s));
+  EXPECT_TRUE(uplink_->stats().failure.empty());
+  envelope::ChainVerifier v("T-1", signer_->public_key(), {});
+  auto got = verified(v);
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i], "payload " + std::to_string(i));
+  std::lock_guard lock(mu);
+  ASSERT_GE(states.size(), 2u);
+  EXPECT_FALSE(states.front().empty());
+  EXPECT_TRUE(states.back().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,
+                         ::testing::Combine(::testing::Values(crypto::KeyType::ecdsa_p256,
+                                                              crypto::KeyType::ed25519,
+                                                              crypto::KeyType::sm2),
+                                            ::testing::Values(Signing::each, Signing::batch)),
+                         [](const auto& info) {
+                           std::string n(crypto::name(std::get<0>(info.param)));
+                           std::erase(n, '-');
+                           return n +
+                                  (std::get<1>(info.param) == Signing::each ? "_each" : "_batch");
+                         });
+
+}  // namespace
+}  // namespace portier::management
