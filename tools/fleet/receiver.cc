@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <set>
 
-#include "common/crypto/sign.h"
+#include "agent/envelope/offline_notice.h"
 #include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
 
@@ -598,13 +598,6 @@ Result<Receipt> Receiver::receive_offline(const std::string& terminal_id, std::s
   }
   auto k = known(store_, terminal_id, now);
   if (!k) return std::unexpected(k.error());
-  static constexpr std::string_view kLabel = "portier/v1 offline";
-  crypto::Bytes m(kLabel.begin(), kLabel.end());
-  m.push_back(0);
-  m.insert(m.end(), terminal_id.begin(), terminal_id.end());
-  m.push_back(0);
-  for (int i = 7; i >= 0; --i)
-    m.push_back(static_cast<std::uint8_t>(off.session_epoch() >> (8 * i)));
   if (off.key_id() != k->key_id) {
     return refuse(store_,
                   incident(terminal_id, now, "bad signature", 0,
@@ -612,7 +605,7 @@ Result<Receipt> Receiver::receive_offline(const std::string& terminal_id, std::s
                                ", not the terminal's key " + k->key_id),
                   Errc::permission_denied);
   }
-  if (auto ok = crypto::verify(k->key, m, crypto::byte_view(off.signature())); !ok) {
+  if (auto ok = envelope::verify_offline(off, terminal_id, k->key); !ok) {
     return refuse(
         store_,
         incident(terminal_id, now, "tampered", 0,

@@ -392,7 +392,9 @@ EnvelopeSealer::Sealed drop_notice(Chain& c, const std::vector<EnvelopeSealer::S
   n.set_reason("outbox full");
   auto s = c.sealer.seal(v1::PAYLOAD_DROP, n.SerializeAsString(), kT0);
   EXPECT_TRUE(s);
-  if (sign) EXPECT_TRUE(sign_envelope(s->envelope, key ? *key : c.key));
+  if (sign) {
+    EXPECT_TRUE(sign_envelope(s->envelope, key ? *key : c.key));
+  }
   return std::move(*s);
 }
 
