@@ -516,6 +516,40 @@ TEST_P(ReceiverTest, HeldEnvelopesAreBoundedPerTerminal) {
   expect_chain_verifies();
 }
 
+// A transport may hand over what arrived together: each message gets the
+// answer it would get alone, and the group is one transaction.
+TEST_P(ReceiverTest, AGroupOfMessagesIsAnsweredOneByOneAndCommittedOnce_REQ29) {
+  auto one = term.health(1), two = term.health(2, false), three = term.health(3);
+  auto four = term.health(4);
+  std::vector<Receiver::Message> group = {
+      {"health", bytes(three)},                     // past a gap: held
+      {"health", bytes(one)},                       // stored
+      {"health", bytes(altered(four, "changed"))},  // tampered
+      {"health", bytes(two)},                       // closes the gap: 2 and 3
+      {"health", bytes(one)},                       // a resend within the group
+      {"offline", "\xff"},                          // malformed
+      {"health", bytes(four)},                      // stored
+  };
+  const auto version = store->chain(term.id)->version;
+  auto r = rx->receive_many(term.id, group, kT0);
+  ASSERT_EQ(r.size(), group.size());
+  EXPECT_EQ(r[0].error().code, Errc::failed_precondition);
+  ASSERT_TRUE(r[1]);
+  EXPECT_EQ(r[1]->stored, seqs(1, 1));
+  EXPECT_EQ(r[2].error().code, Errc::permission_denied);
+  ASSERT_TRUE(r[3]) << r[3].error().message();
+  EXPECT_EQ(r[3]->stored, seqs(2, 3));
+  EXPECT_EQ(r[4]->outcome, Receipt::Outcome::duplicate);
+  EXPECT_EQ(r[5].error().code, Errc::invalid_argument);
+  EXPECT_EQ(r[6]->stored, seqs(4, 4));
+  EXPECT_EQ(stored(), seqs(1, 4));
+  EXPECT_EQ(store->chain(term.id)->version, version + 1);  // one commit
+  auto kinds = incidents();
+  std::sort(kinds.begin(), kinds.end());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"gap", "malformed", "reordered", "tampered"}));
+  expect_chain_verifies();
+}
+
 INSTANTIATE_TEST_SUITE_P(Algorithms, ReceiverTest,
                          ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519, KeyType::sm2),
                          [](const auto& info) {

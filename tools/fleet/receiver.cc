@@ -329,15 +329,10 @@ std::string_view name(Receipt::Outcome outcome) {
 
 namespace {
 
-// The terminal, or an incident and not_found.
-Result<Known> known(FleetStore& store, const std::string& id, TimePoint now) {
+// The terminal; not_found when it is not registered.
+Result<Known> known(FleetStore& store, const std::string& id) {
   auto t = store.terminal(id);
-  if (!t) {
-    if (t.error().code != Errc::not_found) return std::unexpected(t.error());
-    (void)store.add_incident(
-        incident(id, now, "unknown terminal", 0, "a message from a terminal not registered"));
-    return fail(Errc::not_found, kWhere, "terminal " + printable(id), "not registered");
-  }
+  if (!t) return std::unexpected(t.error());
   auto key = crypto::PublicKey::from_pem(t->public_key_pem);
   if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
   auto kid = envelope::key_id(*key);
@@ -345,9 +340,8 @@ Result<Known> known(FleetStore& store, const std::string& id, TimePoint now) {
   return Known{std::move(*t), std::move(*key), std::move(*kid)};
 }
 
-// Records the incident and returns its error.
-std::unexpected<Error> refuse(FleetStore& store, const Incident& i, Errc code) {
-  (void)store.add_incident(i);
+// The error a refusal returns (its incident says the same).
+std::unexpected<Error> refusal(const Incident& i, Errc code) {
   return fail(code, kWhere,
               "terminal " + printable(i.terminal_id) +
                   (i.sequence ? " sequence " + std::to_string(i.sequence) : std::string()),
@@ -360,261 +354,363 @@ Errc code_of(const std::string& kind) {
   return Errc::permission_denied;
 }
 
+// A message parsed and checked for what needs no chain.
+struct Parsed {
+  enum class Kind { envelope, batch, offline };
+  Kind kind = Kind::envelope;
+  bool ok = false;
+  v1::Envelope env;
+  v1::EnvelopeBody body;
+  v1::BatchSignature batch;
+  v1::Offline off;
+};
+
 }  // namespace
+
+// One receive of a group: what it does to the attempt, and its answer.
+class Receiver::Step {
+ public:
+  Step(Receiver& r, Attempt& a, const Known& k, TimePoint now) : r_(r), a_(a), k_(k), now_(now) {}
+
+  Result<Receipt> envelope(const Parsed& p, std::string_view bytes) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t seq = p.body.sequence();
+    const auto& o = r_.options_;
+    // A new unsigned candidate must fit the room.
+    if (!p.env.has_signature() && seq == a_.v.expected_sequence() &&
+        a_.held_bytes() + bytes.size() > o.max_held_bytes) {
+      return refuse(incident(id, now_, "overflow", seq,
+                             "the envelopes waiting for a signature hold more than " +
+                                 std::to_string(o.max_held_bytes) + " bytes"),
+                    Errc::resource_exhausted);
+    }
+    const auto before = a_.stored.size();
+    auto r = a_.accept(p.env, p.body);
+    if (r) {
+      a_.take(std::move(*r));
+      a_.replay_parked();
+      return receipt(before, Receipt::Outcome::held);
+    }
+    const Error& e = r.error();
+    if (seq < a_.v.state().next_sequence) {
+      auto d = crypto::digest(envelope::chain_digest(k_.key.type()), p.env.body());
+      if (!d) return std::unexpected(d.error());
+      auto stored = stored_digest(seq);
+      if (!stored) return std::unexpected(stored.error());
+      if (*stored && **stored == std::string(d->begin(), d->end())) {
+        return Receipt{Receipt::Outcome::duplicate, {}};  // a resend after a lost ack
+      }
+      return refuse(incident(id, now_, "duplicate conflicting", seq,
+                             *stored ? "sequence " + std::to_string(seq) +
+                                           " is stored with another digest (a replay of an "
+                                           "altered or forged envelope)"
+                                     : "sequence " + std::to_string(seq) +
+                                           " was reported dropped by the terminal"),
+                    Errc::failed_precondition);
+    }
+    if (e.code == Errc::failed_precondition && contains(e, "already received")) {
+      return Receipt{Receipt::Outcome::duplicate, {}};  // held already, same digest
+    }
+    if (e.code == Errc::failed_precondition && seq > a_.v.expected_sequence()) {
+      return park(p, bytes, e, before);
+    }
+    const auto kind = classify(e, p.env.has_signature() ? &p.env.signature() : nullptr, k_);
+    return refuse(incident(id, now_, kind, seq, e.message()), code_of(kind));
+  }
+
+  Result<Receipt> batch(const Parsed& p, std::string_view bytes) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t last = p.batch.last_sequence();
+    const auto before = a_.stored.size();
+    auto r = a_.v.accept_batch_links(p.batch);
+    if (r) {
+      a_.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, p.batch.SerializeAsString()});
+      a_.take(std::move(*r));
+      a_.replay_parked();
+      return receipt(before, Receipt::Outcome::stored);
+    }
+    const Error& e = r.error();
+    if (last != 0 && last < a_.v.state().next_sequence) {
+      auto stored = stored_digest(last);
+      if (!stored) return std::unexpected(stored.error());
+      if (*stored && **stored == p.batch.head_digest()) {
+        return Receipt{Receipt::Outcome::duplicate, {}};
+      }
+      return refuse(
+          incident(id, now_, "duplicate conflicting", last,
+                   "a batch over envelopes already covered, with another head: " + e.message()),
+          Errc::failed_precondition);
+    }
+    if (auto genuine = a_.v.check_batch(p.batch); !genuine) {
+      const auto kind = classify(genuine.error(), &p.batch.signature(), k_);
+      return refuse(incident(id, now_, kind, last, genuine.error().message()), code_of(kind));
+    }
+    // The terminal's own signature, before (some of) its envelopes: held
+    // until they are here (another receiver may be storing them now).
+    const std::string as_received(bytes);
+    auto& held = a_.parked_batches;
+    if (std::find(held.begin(), held.end(), as_received) != held.end()) {
+      return Receipt{Receipt::Outcome::duplicate, {}};
+    }
+    if (a_.parked.size() + held.size() >= r_.options_.max_parked) {
+      return refuse(incident(id, now_, "overflow", last,
+                             "too many messages already wait past a gap: " + e.message()),
+                    Errc::resource_exhausted);
+    }
+    held.push_back(as_received);
+    a_.replay_parked();
+    return receipt(before, Receipt::Outcome::held);
+  }
+
+ private:
+  // An envelope past a gap: held until the missing envelopes arrive. A
+  // signature it carries is checked now (a forgery is refused at once); an
+  // unsigned one is verified when the chain reaches it.
+  Result<Receipt> park(const Parsed& p, std::string_view bytes, const Error& gap,
+                       std::size_t before) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t seq = p.body.sequence();
+    const auto& o = r_.options_;
+    if (auto genuine = a_.v.check_envelope(p.env); !genuine) {
+      const auto kind = classify(genuine.error(), &p.env.signature(), k_);
+      return refuse(incident(id, now_, kind, seq, genuine.error().message()), code_of(kind));
+    }
+    const std::string as_received(bytes);
+    auto& parked = a_.parked;
+    const bool known_already = std::find(parked.begin(), parked.end(), as_received) != parked.end();
+    auto full = [&] {
+      return parked.size() + a_.parked_batches.size() >= o.max_parked ||
+             a_.held_bytes() + bytes.size() > o.max_held_bytes;
+    };
+    // When the room is full, the envelope furthest ahead makes way for one
+    // nearer the gap (junk parked far ahead cannot block healing; a genuine
+    // envelope that makes way is sent again by its terminal).
+    while (!known_already && !parked.empty() && full()) {
+      auto furthest = a_.furthest_parked();
+      if (furthest.first <= seq) break;
+      parked.erase(parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
+    }
+    if (!known_already && full()) {
+      return refuse(incident(id, now_, "overflow", seq,
+                             std::to_string(parked.size()) +
+                                 " envelopes already wait past a gap: " + gap.message()),
+                    Errc::resource_exhausted);
+    }
+    if (!known_already) {
+      parked.push_back(as_received);
+      a_.c.incidents.push_back(
+          incident(id, now_, "gap", seq, gap.message() + "; held until they arrive"));
+    }
+    a_.replay_parked();  // a bridge may have moved the chain
+    if (std::find(a_.stored.begin() + static_cast<std::ptrdiff_t>(before), a_.stored.end(), seq) !=
+        a_.stored.end()) {
+      return receipt(before, Receipt::Outcome::stored);
+    }
+    return fail(Errc::failed_precondition, kWhere, "terminal " + id,
+                "gap: " + gap.message() + "; held until they arrive");
+  }
+
+  // What this step stored; `none` when nothing.
+  Receipt receipt(std::size_t before, Receipt::Outcome none) {
+    std::vector<std::uint64_t> stored(a_.stored.begin() + static_cast<std::ptrdiff_t>(before),
+                                      a_.stored.end());
+    return Receipt{stored.empty() ? none : Receipt::Outcome::stored, std::move(stored)};
+  }
+
+  // The digest stored for `seq`: by this group so far, else in the store.
+  Result<std::optional<std::string>> stored_digest(std::uint64_t seq) {
+    for (auto& e : a_.c.envelopes) {
+      if (e.sequence == seq) return std::optional<std::string>(e.digest);
+    }
+    auto row = r_.store_.envelope(k_.terminal.id, seq);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return std::optional<std::string>{};
+    return std::optional<std::string>((*row)->digest);
+  }
+
+  // The incident goes with the group's commit.
+  std::unexpected<Error> refuse(Incident i, Errc code) {
+    auto e = refusal(i, code);
+    a_.c.incidents.push_back(std::move(i));
+    return e;
+  }
+
+  Receiver& r_;
+  Attempt& a_;
+  const Known& k_;
+  TimePoint now_;
+};
 
 Result<Receipt> Receiver::receive(const std::string& terminal_id, const std::string& kind,
                                   std::string_view bytes, TimePoint now) {
-  if (bytes.size() > options_.max_message_bytes) {
-    return refuse(store_,
-                  incident(terminal_id, now, "malformed", 0,
-                           "a message of " + std::to_string(bytes.size()) + " bytes (at most " +
-                               std::to_string(options_.max_message_bytes) + ")"),
-                  Errc::invalid_argument);
-  }
-  if (kind == "batch") return receive_batch(terminal_id, bytes, now);
-  if (kind == "offline") return receive_offline(terminal_id, bytes, now);
-  if (kEnvelopeKinds.count(kind)) return receive_envelope(terminal_id, bytes, now);
-  return refuse(
-      store_,
-      incident(terminal_id, now, "malformed", 0, "unknown message kind '" + printable(kind) + "'"),
-      Errc::invalid_argument);
+  auto r = receive_many(terminal_id, {Message{kind, std::string(bytes)}}, now);
+  return std::move(r.front());
 }
 
-Result<Receipt> Receiver::receive_envelope(const std::string& terminal_id, std::string_view bytes,
-                                           TimePoint now) {
-  v1::Envelope env;
-  v1::EnvelopeBody body;
-  if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
-      !body.ParseFromString(env.body())) {
-    return refuse(store_, incident(terminal_id, now, "malformed", 0, "not a portier.v1.Envelope"),
-                  Errc::invalid_argument);
+std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
+                                                    const std::vector<Message>& messages,
+                                                    TimePoint now) {
+  const std::size_t n = messages.size();
+  std::vector<Result<Receipt>> results(n);
+  std::vector<Parsed> parsed(n);
+  std::vector<Incident> early;  // refusals that need no chain
+  auto reject = [&](std::size_t i, Incident inc, Errc code) {
+    results[i] = refusal(inc, code);
+    early.push_back(std::move(inc));
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& m = messages[i];
+    auto& p = parsed[i];
+    const auto size = static_cast<int>(m.bytes.size());
+    if (m.bytes.size() > options_.max_message_bytes) {
+      reject(i,
+             incident(id, now, "malformed", 0,
+                      "a message of " + std::to_string(m.bytes.size()) + " bytes (at most " +
+                          std::to_string(options_.max_message_bytes) + ")"),
+             Errc::invalid_argument);
+    } else if (m.kind == "batch") {
+      p.kind = Parsed::Kind::batch;
+      if (!p.batch.ParseFromArray(m.bytes.data(), size)) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.BatchSignature"),
+               Errc::invalid_argument);
+      } else if (p.batch.terminal_id() != id) {
+        reject(i,
+               incident(
+                   id, now, "wrong terminal", p.batch.last_sequence(),
+                   "the batch signature names terminal '" + printable(p.batch.terminal_id()) + "'"),
+               Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else if (m.kind == "offline") {
+      p.kind = Parsed::Kind::offline;
+      if (!p.off.ParseFromArray(m.bytes.data(), size)) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.Offline"),
+               Errc::invalid_argument);
+      } else if (p.off.terminal_id() != id) {
+        reject(
+            i,
+            incident(id, now, "wrong terminal", 0,
+                     "the offline message names terminal '" + printable(p.off.terminal_id()) + "'"),
+            Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else if (kEnvelopeKinds.count(m.kind)) {
+      if (!p.env.ParseFromArray(m.bytes.data(), size) || !p.body.ParseFromString(p.env.body())) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.Envelope"),
+               Errc::invalid_argument);
+      } else if (p.body.terminal_id() != id) {
+        reject(i,
+               incident(
+                   id, now, "wrong terminal", p.body.sequence(),
+                   "the envelope's body names terminal '" + printable(p.body.terminal_id()) + "'"),
+               Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else {
+      reject(i,
+             incident(id, now, "malformed", 0, "unknown message kind '" + printable(m.kind) + "'"),
+             Errc::invalid_argument);
+    }
   }
-  const std::uint64_t seq = body.sequence();
-  if (body.terminal_id() != terminal_id) {
-    return refuse(
-        store_,
-        incident(terminal_id, now, "wrong terminal", seq,
-                 "the envelope's body names terminal '" + printable(body.terminal_id()) + "'"),
-        Errc::permission_denied);
+  const bool any = std::any_of(parsed.begin(), parsed.end(), [](auto& p) { return p.ok; });
+  std::optional<Known> k;
+  if (any) {
+    auto found = known(store_, id);
+    if (found) {
+      k = std::move(*found);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!parsed[i].ok) continue;
+        parsed[i].ok = false;
+        if (found.error().code == Errc::not_found) {
+          reject(
+              i,
+              incident(id, now, "unknown terminal", 0, "a message from a terminal not registered"),
+              Errc::not_found);
+        } else {
+          results[i] = std::unexpected(found.error());
+        }
+      }
+    }
   }
-  auto k = known(store_, terminal_id, now);
-  if (!k) return std::unexpected(k.error());
-  auto digest = crypto::digest(envelope::chain_digest(k->key.type()), env.body());
-  if (!digest) return std::unexpected(digest.error());
-  const std::string own_digest(digest->begin(), digest->end());
+  for (auto& i : early) (void)store_.add_incident(i);
 
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
-    auto chain = store_.chain(terminal_id);
-    if (!chain) return std::unexpected(chain.error());
-    Attempt a(*k, std::move(*chain), options_, now);
-    PORTIER_TRY(a.init());
-    auto r = a.accept(env, body);
-    if (!r) {
-      const Error& e = r.error();
-      if (seq < a.v.state().next_sequence) {
-        auto stored = store_.envelope(terminal_id, seq);
-        if (!stored) return std::unexpected(stored.error());
-        if (*stored && (*stored)->digest == own_digest) {
-          return Receipt{Receipt::Outcome::duplicate, {}};  // a resend after a lost ack
-        }
-        return refuse(store_,
-                      incident(terminal_id, now, "duplicate conflicting", seq,
-                               *stored ? "sequence " + std::to_string(seq) +
-                                             " is stored with another digest (a replay of an "
-                                             "altered or forged envelope)"
-                                       : "sequence " + std::to_string(seq) +
-                                             " was reported dropped by the terminal"),
-                      Errc::failed_precondition);
-      }
-      if (e.code == Errc::failed_precondition && contains(e, "already received")) {
-        return Receipt{Receipt::Outcome::duplicate, {}};  // held already, same digest
-      }
-      if (e.code == Errc::failed_precondition && seq > a.v.expected_sequence()) {
-        // A gap: held until the missing envelopes arrive. A signature it
-        // carries is checked now (a forgery is refused at once); an
-        // unsigned one is verified when the chain reaches it.
-        if (auto genuine = a.v.check_envelope(env); !genuine) {
-          const auto kind = classify(genuine.error(), &env.signature(), *k);
-          return refuse(store_, incident(terminal_id, now, kind, seq, genuine.error().message()),
-                        code_of(kind));
-        }
-        const std::string as_received(bytes);
-        const bool known_already =
-            std::find(a.parked.begin(), a.parked.end(), as_received) != a.parked.end();
-        // When the room is full, the envelope furthest ahead makes way for
-        // one nearer the gap (junk parked far ahead cannot block healing;
-        // a genuine envelope that makes way is sent again by its terminal).
-        while (!known_already && !a.parked.empty() &&
-               (a.parked.size() + a.parked_batches.size() >= options_.max_parked ||
-                a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
-          auto furthest = a.furthest_parked();
-          if (furthest.first <= seq) break;
-          a.parked.erase(a.parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
-        }
-        if (!known_already && (a.parked.size() + a.parked_batches.size() >= options_.max_parked ||
-                               a.held_bytes() + bytes.size() > options_.max_held_bytes)) {
-          return refuse(store_,
-                        incident(terminal_id, now, "overflow", seq,
-                                 std::to_string(a.parked.size()) +
-                                     " envelopes already wait past a gap: " + e.message()),
-                        Errc::resource_exhausted);
-        }
-        if (!known_already) {
-          a.parked.push_back(as_received);
-          a.c.incidents.push_back(
-              incident(terminal_id, now, "gap", seq, e.message() + "; held until they arrive"));
-        }
-        a.replay_parked();  // a bridge may have moved the chain
-        a.finish();
-        if (auto ok = store_.commit(a.c); !ok) {
-          if (ok.error().code == Errc::aborted) continue;
-          return std::unexpected(ok.error());
-        }
-        if (std::find(a.stored.begin(), a.stored.end(), seq) != a.stored.end()) {
-          return Receipt{Receipt::Outcome::stored, std::move(a.stored)};
-        }
-        return fail(Errc::failed_precondition, kWhere, "terminal " + terminal_id,
-                    "gap: " + e.message() + "; held until they arrive");
-      }
-      const auto kind = classify(e, env.has_signature() ? &env.signature() : nullptr, *k);
-      return refuse(store_, incident(terminal_id, now, kind, seq, e.message()), code_of(kind));
-    }
-    if (r->empty() && a.held_bytes() > options_.max_held_bytes) {
-      return refuse(store_,
-                    incident(terminal_id, now, "overflow", seq,
-                             "the envelopes waiting for a signature hold more than " +
-                                 std::to_string(options_.max_held_bytes) + " bytes"),
-                    Errc::resource_exhausted);
-    }
-    a.take(std::move(*r));
-    a.replay_parked();
-    a.finish();
-    if (auto ok = store_.commit(a.c); !ok) {
-      if (ok.error().code == Errc::aborted) continue;
-      return std::unexpected(ok.error());
-    }
-    return Receipt{a.stored.empty() ? Receipt::Outcome::held : Receipt::Outcome::stored,
-                   std::move(a.stored)};
+  // Envelopes and batches: in order, against the chain, one commit.
+  std::vector<std::size_t> chained;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (parsed[i].ok && parsed[i].kind != Parsed::Kind::offline) chained.push_back(i);
   }
-  return fail(Errc::aborted, kWhere, "terminal " + terminal_id,
-              "the chain kept changing under " + std::to_string(options_.max_attempts) +
-                  " attempts; try again");
-}
-
-Result<Receipt> Receiver::receive_batch(const std::string& terminal_id, std::string_view bytes,
-                                        TimePoint now) {
-  v1::BatchSignature batch;
-  if (!batch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return refuse(store_,
-                  incident(terminal_id, now, "malformed", 0, "not a portier.v1.BatchSignature"),
-                  Errc::invalid_argument);
-  }
-  const std::uint64_t last = batch.last_sequence();
-  if (batch.terminal_id() != terminal_id) {
-    return refuse(
-        store_,
-        incident(terminal_id, now, "wrong terminal", last,
-                 "the batch signature names terminal '" + printable(batch.terminal_id()) + "'"),
-        Errc::permission_denied);
-  }
-  auto k = known(store_, terminal_id, now);
-  if (!k) return std::unexpected(k.error());
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
-    auto chain = store_.chain(terminal_id);
-    if (!chain) return std::unexpected(chain.error());
-    Attempt a(*k, std::move(*chain), options_, now);
-    PORTIER_TRY(a.init());
-    auto r = a.v.accept_batch_links(batch);
-    if (!r) {
-      const Error& e = r.error();
-      if (last != 0 && last < a.v.state().next_sequence) {
-        auto stored = store_.envelope(terminal_id, last);
-        if (!stored) return std::unexpected(stored.error());
-        if (*stored && (*stored)->digest == batch.head_digest()) {
-          return Receipt{Receipt::Outcome::duplicate, {}};
-        }
-        return refuse(
-            store_,
-            incident(terminal_id, now, "duplicate conflicting", last,
-                     "a batch over envelopes already covered, with another head: " + e.message()),
-            Errc::failed_precondition);
+  if (!chained.empty()) {
+    bool done = false;
+    for (int attempt = 0; attempt < options_.max_attempts && !done; ++attempt) {
+      auto chain = store_.chain(id);
+      if (!chain) {
+        for (auto i : chained) results[i] = std::unexpected(chain.error());
+        done = true;
+        break;
       }
-      if (auto genuine = a.v.check_batch(batch); !genuine) {
-        const auto kind = classify(genuine.error(), &batch.signature(), *k);
-        return refuse(store_, incident(terminal_id, now, kind, last, genuine.error().message()),
-                      code_of(kind));
+      Attempt a(*k, std::move(*chain), options_, now);
+      if (auto ok = a.init(); !ok) {
+        for (auto i : chained) results[i] = std::unexpected(ok.error());
+        done = true;
+        break;
       }
-      // The terminal's own signature, before (some of) its envelopes: held
-      // until they are here (another receiver may be storing them now).
-      const std::string as_received(bytes);
-      if (std::find(a.parked_batches.begin(), a.parked_batches.end(), as_received) !=
-          a.parked_batches.end()) {
-        return Receipt{Receipt::Outcome::duplicate, {}};
+      Step step(*this, a, *k, now);
+      std::vector<Result<Receipt>> out;
+      for (auto i : chained) {
+        out.push_back(parsed[i].kind == Parsed::Kind::batch
+                          ? step.batch(parsed[i], messages[i].bytes)
+                          : step.envelope(parsed[i], messages[i].bytes));
       }
-      if (a.parked.size() + a.parked_batches.size() >= options_.max_parked) {
-        return refuse(store_,
-                      incident(terminal_id, now, "overflow", last,
-                               "too many messages already wait past a gap: " + e.message()),
-                      Errc::resource_exhausted);
-      }
-      a.parked_batches.push_back(as_received);
-      a.replay_parked();
       a.finish();
       if (auto ok = store_.commit(a.c); !ok) {
-        if (ok.error().code == Errc::aborted) continue;
-        return std::unexpected(ok.error());
+        if (ok.error().code == Errc::aborted) continue;  // another receiver moved the chain
+        for (auto i : chained) results[i] = std::unexpected(ok.error());
+        done = true;
+        break;
       }
-      return Receipt{a.stored.empty() ? Receipt::Outcome::held : Receipt::Outcome::stored,
-                     std::move(a.stored)};
+      for (std::size_t j = 0; j < chained.size(); ++j) results[chained[j]] = std::move(out[j]);
+      done = true;
     }
-    a.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, batch.SerializeAsString()});
-    a.take(std::move(*r));
-    a.replay_parked();
-    a.finish();
-    if (auto ok = store_.commit(a.c); !ok) {
-      if (ok.error().code == Errc::aborted) continue;
-      return std::unexpected(ok.error());
+    if (!done) {
+      for (auto i : chained) {
+        results[i] = fail(Errc::aborted, kWhere, "terminal " + id,
+                          "the chain kept changing under " + std::to_string(options_.max_attempts) +
+                              " attempts; try again");
+      }
     }
-    return Receipt{Receipt::Outcome::stored, std::move(a.stored)};
   }
-  return fail(Errc::aborted, kWhere, "terminal " + terminal_id,
-              "the chain kept changing under " + std::to_string(options_.max_attempts) +
-                  " attempts; try again");
-}
 
-Result<Receipt> Receiver::receive_offline(const std::string& terminal_id, std::string_view bytes,
-                                          TimePoint now) {
-  v1::Offline off;
-  if (!off.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return refuse(store_, incident(terminal_id, now, "malformed", 0, "not a portier.v1.Offline"),
-                  Errc::invalid_argument);
+  // Offline notices last: a terminal's goodbye follows what it sent.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!parsed[i].ok || parsed[i].kind != Parsed::Kind::offline) continue;
+    const auto& off = parsed[i].off;
+    std::optional<Incident> refused;
+    if (off.key_id() != k->key_id) {
+      refused = incident(id, now, "bad signature", 0,
+                         "an offline message signed by key " + printable(off.key_id()) +
+                             ", not the terminal's key " + k->key_id);
+    } else if (auto ok = envelope::verify_offline(off, id, k->key); !ok) {
+      refused =
+          incident(id, now, "tampered", 0,
+                   "an offline message whose signature does not verify: " + ok.error().message());
+    }
+    if (refused) {
+      (void)store_.add_incident(*refused);
+      results[i] = refusal(*refused, Errc::permission_denied);
+      continue;
+    }
+    auto marked = store_.mark_offline(id, off.session_epoch(), now);
+    if (!marked) {
+      results[i] = std::unexpected(marked.error());
+    } else {
+      results[i] = Receipt{*marked ? Receipt::Outcome::offline : Receipt::Outcome::stale, {}};
+    }
   }
-  if (off.terminal_id() != terminal_id) {
-    return refuse(
-        store_,
-        incident(terminal_id, now, "wrong terminal", 0,
-                 "the offline message names terminal '" + printable(off.terminal_id()) + "'"),
-        Errc::permission_denied);
-  }
-  auto k = known(store_, terminal_id, now);
-  if (!k) return std::unexpected(k.error());
-  if (off.key_id() != k->key_id) {
-    return refuse(store_,
-                  incident(terminal_id, now, "bad signature", 0,
-                           "an offline message signed by key " + printable(off.key_id()) +
-                               ", not the terminal's key " + k->key_id),
-                  Errc::permission_denied);
-  }
-  if (auto ok = envelope::verify_offline(off, terminal_id, k->key); !ok) {
-    return refuse(
-        store_,
-        incident(terminal_id, now, "tampered", 0,
-                 "an offline message whose signature does not verify: " + ok.error().message()),
-        Errc::permission_denied);
-  }
-  auto marked = store_.mark_offline(terminal_id, off.session_epoch(), now);
-  if (!marked) return std::unexpected(marked.error());
-  return Receipt{*marked ? Receipt::Outcome::offline : Receipt::Outcome::stale, {}};
+  return results;
 }
 
 }  // namespace portier::fleet

@@ -72,14 +72,20 @@ class Receiver {
   Result<Receipt> receive(const std::string& terminal_id, const std::string& kind,
                           std::string_view bytes, TimePoint now);
 
- private:
-  Result<Receipt> receive_envelope(const std::string& terminal_id, std::string_view bytes,
-                                   TimePoint now);
-  Result<Receipt> receive_batch(const std::string& terminal_id, std::string_view bytes,
-                                TimePoint now);
-  Result<Receipt> receive_offline(const std::string& terminal_id, std::string_view bytes,
-                                  TimePoint now);
+  // Several messages of one terminal at once, in order: the same answers,
+  // one per message, with everything they change in one transaction (one
+  // fsync for the group: a transport that collects what arrived within a
+  // few milliseconds acknowledges each message after this returns). Offline
+  // notices in the group are applied after its envelopes.
+  struct Message {
+    std::string kind;
+    std::string bytes;
+  };
+  std::vector<Result<Receipt>> receive_many(const std::string& terminal_id,
+                                            const std::vector<Message>& messages, TimePoint now);
 
+ private:
+  class Step;
   FleetStore& store_;
   Options options_;
 };
