@@ -1,6 +1,7 @@
 #include "agent/envelope/envelope_chain.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "common/crypto/sign.h"
 #include "common/crypto/signer.h"
@@ -189,23 +190,38 @@ std::size_t ChainVerifier::pending_count() const {
   return n;
 }
 
-Result<std::vector<v1::EnvelopeBody>> ChainVerifier::cover(std::uint64_t sequence,
-                                                           const std::string& digest) {
-  std::vector<v1::EnvelopeBody> run;
+std::uint64_t ChainVerifier::expected_sequence() const {
+  return pending_.empty() ? state_.next_sequence
+                          : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+}
+
+std::vector<ChainVerifier::Link> ChainVerifier::take_superseded() {
+  return std::exchange(superseded_, {});
+}
+
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequence,
+                                                              const std::string& digest) {
+  std::vector<Link> run;
   std::string want = digest;
   for (std::uint64_t s = sequence; s >= state_.next_sequence && s > 0; --s) {
     auto at = pending_.find(s);
     if (at == pending_.end()) break;
     auto c = at->second.find(want);
     if (c == at->second.end()) break;
-    run.push_back(c->second.body);
+    run.push_back(Link{c->second.body, c->second.envelope, want});
     want = c->second.prev;
     if (s == state_.next_sequence) {
       if (want != std::string(state_.prev_digest.begin(), state_.prev_digest.end())) break;
       std::reverse(run.begin(), run.end());
-      state_.session_epoch = run.back().session_epoch();
+      state_.session_epoch = run.back().body.session_epoch();
       state_.next_sequence = sequence + 1;
       state_.prev_digest.assign(digest.begin(), digest.end());
+      // Any other candidate of a covered sequence is not on the signed chain.
+      for (auto& link : run) {
+        for (auto& [d, other] : pending_[link.body.sequence()]) {
+          if (d != link.digest) superseded_.push_back(Link{other.body, other.envelope, d});
+        }
+      }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
       return run;
     }
@@ -214,7 +230,28 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::cover(std::uint64_t sequenc
               "its chain does not reach the last covered envelope");
 }
 
+namespace {
+std::vector<v1::EnvelopeBody> bodies(std::vector<ChainVerifier::Link> links) {
+  std::vector<v1::EnvelopeBody> out;
+  out.reserve(links.size());
+  for (auto& l : links) out.push_back(std::move(l.body));
+  return out;
+}
+}  // namespace
+
 Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& envelope) {
+  auto links = accept_links(envelope);
+  if (!links) return std::unexpected(links.error());
+  return bodies(std::move(*links));
+}
+
+Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+  auto links = accept_batch_links(batch);
+  if (!links) return std::unexpected(links.error());
+  return bodies(std::move(*links));
+}
+
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::Envelope& envelope) {
   v1::EnvelopeBody body;
   if (!body.ParseFromString(envelope.body())) {
     return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
@@ -228,9 +265,7 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
     return fail(Errc::failed_precondition, kWhere, at,
                 "already received (a replay or a duplicate)");
   }
-  const std::uint64_t expected = pending_.empty()
-                                     ? state_.next_sequence
-                                     : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+  const std::uint64_t expected = expected_sequence();
   if (seq > expected) {
     return fail(Errc::failed_precondition, kWhere, at,
                 "expected " + std::to_string(expected) + ": " + std::to_string(seq - expected) +
@@ -257,7 +292,8 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
   auto d = crypto::digest(algo_, envelope.body());
   if (!d) return std::unexpected(d.error());
   const std::string digest(d->begin(), d->end());
-  if (pending_.count(seq) && pending_.at(seq).count(digest)) {
+  const bool held = pending_.count(seq) && pending_.at(seq).count(digest);
+  if (held && !envelope.has_signature()) {
     return fail(Errc::failed_precondition, kWhere, at,
                 "already received (a replay or a duplicate)");
   }
@@ -270,8 +306,17 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
                 std::to_string(pending_count()) +
                     " envelopes already wait for a signature; sign them first");
   }
-  pending_[seq][digest] = Candidate{std::move(body), prev};
-  if (!envelope.has_signature()) return std::vector<v1::EnvelopeBody>{};
+  if (held) {
+    // The same body again, now with its signature (its unsigned copy came
+    // first, e.g. stripped on the way): the signed one covers.
+    auto& candidate = pending_[seq][digest];
+    std::string unsigned_copy = std::exchange(candidate.envelope, envelope.SerializeAsString());
+    auto covered = cover(seq, digest);
+    if (!covered) pending_[seq][digest].envelope = std::move(unsigned_copy);
+    return covered;
+  }
+  pending_[seq][digest] = Candidate{std::move(body), prev, envelope.SerializeAsString()};
+  if (!envelope.has_signature()) return std::vector<Link>{};
   // A signed link covers every link before it, through the chain.
   auto covered = cover(seq, digest);
   if (!covered) {
@@ -281,7 +326,41 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept(const v1::Envelope& 
   return covered;
 }
 
-Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::BatchSignature& batch) {
+Result<void> ChainVerifier::check_envelope(const v1::Envelope& envelope) {
+  v1::EnvelopeBody body;
+  if (!body.ParseFromString(envelope.body())) {
+    return fail(Errc::invalid_argument, kWhere, "body", "not a portier.v1.EnvelopeBody");
+  }
+  const std::string at = "sequence " + std::to_string(body.sequence());
+  if (body.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "from another terminal");
+  }
+  if (!envelope.has_signature()) return {};
+  if (auto ok = check_signature(envelope.signature(), signed_message(envelope.body())); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  return {};
+}
+
+Result<void> ChainVerifier::check_batch(const v1::BatchSignature& batch) {
+  const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
+                         std::to_string(batch.last_sequence());
+  if (batch.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "for another terminal");
+  }
+  if (batch.first_sequence() == 0 || batch.last_sequence() < batch.first_sequence()) {
+    return fail(Errc::invalid_argument, kWhere, at, "not a run");
+  }
+  auto message = batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(),
+                               crypto::byte_view(batch.head_digest()));
+  if (auto ok = check_signature(batch.signature(), message); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  return {};
+}
+
+Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_batch_links(
+    const v1::BatchSignature& batch) {
   const std::string at = "batch " + std::to_string(batch.first_sequence()) + ".." +
                          std::to_string(batch.last_sequence());
   if (batch.terminal_id() != terminal_id_) {
@@ -299,13 +378,95 @@ Result<std::vector<v1::EnvelopeBody>> ChainVerifier::accept_batch(const v1::Batc
     return fail(Errc::permission_denied, kWhere, at,
                 "its head digest is not the digest of an envelope received");
   }
-  auto message = batch_message(terminal_id_, batch.first_sequence(), batch.last_sequence(),
-                               crypto::byte_view(batch.head_digest()));
-  if (auto ok = check_signature(batch.signature(), message); !ok) {
-    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
-  }
+  PORTIER_TRY(check_batch(batch));
   // The head's digest covers every body before it through the chain.
   return cover(batch.last_sequence(), batch.head_digest());
+}
+
+Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Envelope& notice) {
+  v1::EnvelopeBody body;
+  if (!notice.has_signature() || !body.ParseFromString(notice.body()) ||
+      body.payload_type() != v1::PAYLOAD_DROP) {
+    return fail(Errc::invalid_argument, kWhere, "drop notice",
+                "not a signed envelope of a portier.v1.DropNotice");
+  }
+  const std::string at = "drop notice at sequence " + std::to_string(body.sequence());
+  if (body.terminal_id() != terminal_id_) {
+    return fail(Errc::permission_denied, kWhere, at, "from another terminal");
+  }
+  if (auto ok = check_signature(notice.signature(), signed_message(notice.body())); !ok) {
+    return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
+  }
+  v1::DropNotice drop;
+  if (!drop.ParseFromString(body.payload()) || drop.dropped().empty()) {
+    return fail(Errc::invalid_argument, kWhere, at, "its payload lists no dropped envelope");
+  }
+  // Listed in increasing order, all before the notice itself.
+  for (int i = 0; i < drop.dropped_size(); ++i) {
+    const auto s = drop.dropped(i).sequence();
+    if (s == 0 || s >= body.sequence() || (i > 0 && s <= drop.dropped(i - 1).sequence())) {
+      return fail(Errc::permission_denied, kWhere, at,
+                  "lists sequence " + std::to_string(s) + " out of order or not before the notice");
+    }
+  }
+  // The run to bridge now: the listed envelopes from the next sequence on
+  // (those before it were bridged by an earlier call), as far as they are
+  // contiguous; a later run is bridged once the chain has reached it.
+  auto d = drop.dropped().begin();
+  while (d != drop.dropped().end() && d->sequence() < state_.next_sequence) ++d;
+  if (d == drop.dropped().end() || d->sequence() != state_.next_sequence) {
+    return fail(
+        Errc::failed_precondition, kWhere, at,
+        "lists no dropped envelope at " + std::to_string(state_.next_sequence) + ", the next one");
+  }
+  if (!pending_.empty() && pending_.begin()->first < d->sequence()) {
+    return fail(Errc::failed_precondition, kWhere, at,
+                std::to_string(pending_count()) +
+                    " envelope(s) before the drop still wait for a signature");
+  }
+  std::vector<v1::DropNotice::Dropped> run;
+  std::string prev(state_.prev_digest.begin(), state_.prev_digest.end());
+  std::uint64_t seq = state_.next_sequence;
+  for (; d != drop.dropped().end() && d->sequence() == seq; ++d, ++seq) {
+    if (d->prev_digest() != prev || d->digest().size() != kDigestSize) {
+      return fail(
+          Errc::permission_denied, kWhere, at,
+          "the dropped envelope " + std::to_string(seq) + " does not chain to the one before it");
+    }
+    prev = d->digest();
+    run.push_back(*d);
+  }
+  if (body.session_epoch() < state_.session_epoch) {
+    return fail(Errc::permission_denied, kWhere, at, "its session epoch went back");
+  }
+  for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
+    for (auto& [d, c] : it->second) superseded_.push_back(Link{c.body, c.envelope, d});
+  }
+  pending_.erase(pending_.begin(), pending_.lower_bound(seq));
+  state_.next_sequence = seq;
+  state_.prev_digest.assign(prev.begin(), prev.end());
+  return run;
+}
+
+std::vector<std::string> ChainVerifier::pending_envelopes() const {
+  std::vector<std::string> out;
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) out.push_back(c.envelope);
+  }
+  return out;
+}
+
+Result<void> ChainVerifier::restore_pending(const std::vector<std::string>& envelopes) {
+  for (std::size_t i = 0; i < envelopes.size(); ++i) {
+    v1::Envelope e;
+    if (!e.ParseFromString(envelopes[i]) || e.has_signature()) {
+      return fail(Errc::invalid_argument, kWhere, "pending envelope " + std::to_string(i),
+                  "not an unsigned portier.v1.Envelope");
+    }
+    auto ok = accept_links(e);
+    if (!ok) return std::unexpected(ok.error().with_context("restore"));
+  }
+  return {};
 }
 
 }  // namespace portier::envelope

@@ -23,6 +23,7 @@
 #include "common/crypto/signer.h"
 #include "common/result.h"
 #include "portier/v1/envelope.pb.h"
+#include "portier/v1/telemetry.pb.h"
 
 namespace portier::envelope {
 
@@ -96,20 +97,68 @@ class ChainVerifier {
   // signature, the head or the run does not match what was received.
   Result<std::vector<v1::EnvelopeBody>> accept_batch(const v1::BatchSignature& batch);
 
+  // A covered link with what a store keeps of it: the envelope as it was
+  // received (serialized; its body bytes exactly as signed) and its digest.
+  struct Link {
+    v1::EnvelopeBody body;
+    std::string envelope;
+    std::string digest;
+  };
+  // accept() and accept_batch() with each covered link's envelope and digest.
+  Result<std::vector<Link>> accept_links(const v1::Envelope& envelope);
+  Result<std::vector<Link>> accept_batch_links(const v1::BatchSignature& batch);
+  // Whether the batch is the terminal's own signature over its run and head,
+  // without the envelopes it covers (a batch that arrives before them can
+  // be held once this passes); changes nothing.
+  Result<void> check_batch(const v1::BatchSignature& batch);
+  // The same for an envelope that cannot be taken yet (past a gap): its body
+  // names the terminal and its signature, when it has one, is the
+  // terminal's. Changes nothing.
+  Result<void> check_envelope(const v1::Envelope& envelope);
+
+  // Candidates of covered sequences that were not on the signed chain
+  // (links someone else inserted), since the last call; they are gone.
+  std::vector<Link> take_superseded();
+
+  // The gap a terminal's outbox left when it dropped envelopes unsent: its
+  // DropNotice (PAYLOAD_DROP) lists them with their digests and previous
+  // digests. Only an envelope with its own valid signature of the terminal's
+  // key bridges (a batch cannot cover across a gap, and anyone on the way
+  // could claim a drop). It bridges the run of listed envelopes that starts
+  // at the next sequence and chains from the last covered link, as far as
+  // the run is contiguous, when no candidate waits before it; the chain
+  // then goes on after the run. Drops listed further on (the outbox kept
+  // some envelopes between them) are bridged by calling again once the
+  // chain has reached them. The notice itself is a link like any other
+  // (accept it afterwards). Candidates inside a bridged run cannot be
+  // genuine and are discarded. The links bridged, in order.
+  Result<std::vector<v1::DropNotice::Dropped>> bridge(const v1::Envelope& notice);
+
+  // The candidates, for a verifier that must not outlive one call (several
+  // receivers share a store): each one's envelope as received, in sequence
+  // order. restore_pending() takes them back into a verifier started from
+  // the same state, checking each again (an unsigned envelope only).
+  std::vector<std::string> pending_envelopes() const;
+  Result<void> restore_pending(const std::vector<std::string>& envelopes);
+
   // The state after the last covered link.
   const ChainState& state() const { return state_; }
   // Candidate links waiting for a signature.
   std::size_t pending_count() const;
+  // The sequence the next link that arrives must carry (after the last
+  // candidate, else after the last covered link).
+  std::uint64_t expected_sequence() const;
 
  private:
   struct Candidate {
     v1::EnvelopeBody body;
-    std::string prev;  // its previous digest
+    std::string prev;      // its previous digest
+    std::string envelope;  // as received
   };
   Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
   // The candidates from state_ up to (`sequence`, `digest`), found backward
   // through the previous digests; not_found when the chain does not reach.
-  Result<std::vector<v1::EnvelopeBody>> cover(std::uint64_t sequence, const std::string& digest);
+  Result<std::vector<Link>> cover(std::uint64_t sequence, const std::string& digest);
 
   std::string terminal_id_;
   crypto::PublicKey key_;
@@ -119,6 +168,7 @@ class ChainVerifier {
   Options options_;
   // sequence -> digest -> candidate, above state_.next_sequence - 1.
   std::map<std::uint64_t, std::map<std::string, Candidate>> pending_;
+  std::vector<Link> superseded_;
 };
 
 }  // namespace portier::envelope

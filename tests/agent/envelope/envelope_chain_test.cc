@@ -270,5 +270,209 @@ TEST(EnvelopeChain, GarbageIsNotABody) {
   EXPECT_EQ(v.accept(e).error().code, Errc::invalid_argument);
 }
 
+// A verifier that lives for one call (the fleet's receivers share a store)
+// hands its candidates over and a fresh one takes them back.
+TEST(EnvelopeChain, CandidatesSurviveExportAndRestoreIntoAFreshVerifier) {
+  Chain c(KeyType::sm2);
+  auto run = c.seal(3, false);
+  auto first = c.verifier();
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  ASSERT_TRUE(first.accept(run[1].envelope));
+  auto saved = first.pending_envelopes();
+  ASSERT_EQ(saved.size(), 2u);
+  auto second = c.verifier();
+  ASSERT_TRUE(second.restore_pending(saved));
+  EXPECT_EQ(second.pending_count(), 2u);
+  EXPECT_EQ(second.expected_sequence(), 3u);
+  ASSERT_TRUE(second.accept(run[2].envelope));
+  auto covered = second.accept_batch_links(*sign_batch("T-0001", 1, 3, run[2].digest, c.key));
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    // Each covered link comes with its envelope as received and its digest.
+    EXPECT_EQ((*covered)[i].digest, std::string(run[i].digest.begin(), run[i].digest.end()));
+    v1::Envelope e;
+    ASSERT_TRUE(e.ParseFromString((*covered)[i].envelope));
+    EXPECT_EQ(e.body(), run[i].envelope.body());
+  }
+}
+
+TEST(EnvelopeChain, RestoreRefusesASignedOrMalformedCandidate) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(1, true);
+  auto v = c.verifier();
+  EXPECT_EQ(v.restore_pending({run[0].envelope.SerializeAsString()}).error().code,
+            Errc::invalid_argument);
+  EXPECT_EQ(v.restore_pending({"\xff\xff"}).error().code, Errc::invalid_argument);
+  EXPECT_EQ(v.pending_count(), 0u);
+}
+
+TEST(EnvelopeChain, AnInjectedCandidateIsReportedAsSupersededOnceTheChainIsCovered_REQ29) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(2, false);
+  ASSERT_TRUE(sign_envelope(run[1].envelope, c.key));
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(forge(run[0].envelope)));
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  EXPECT_TRUE(v.take_superseded().empty());  // nothing decided yet
+  auto covered = v.accept(run[1].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 2u);
+  auto gone = v.take_superseded();
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].body.payload(), "forged");
+  EXPECT_TRUE(v.take_superseded().empty());
+}
+
+// A broker strips the signature off a link and sends that copy first: the
+// genuine signed copy that follows still covers it (it is not a duplicate).
+TEST(EnvelopeChain, ASignedCopyCoversTheSameLinkHeldUnsigned_REQ29) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(1, true);
+  auto stripped = run[0].envelope;
+  stripped.clear_signature();
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(stripped));
+  EXPECT_EQ(v.accept(stripped).error().code, Errc::failed_precondition);  // a plain resend
+  auto garbled = run[0].envelope;
+  garbled.mutable_signature()->mutable_value()->back() ^= 1;
+  EXPECT_EQ(v.accept(garbled).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.pending_count(), 1u);
+  auto covered = v.accept_links(run[0].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 1u);
+  EXPECT_EQ((*covered)[0].envelope, run[0].envelope.SerializeAsString());  // the signed copy
+  EXPECT_EQ(v.state().next_sequence, 2u);
+}
+
+TEST(EnvelopeChain, AnEnvelopePastAGapIsCheckedOnItsOwn) {
+  Chain c(KeyType::sm2);
+  Chain other(KeyType::sm2);
+  auto run = c.seal(3, true);
+  auto v = c.verifier();
+  EXPECT_TRUE(v.check_envelope(run[2].envelope));
+  auto forged = run[2].envelope;
+  ASSERT_TRUE(sign_envelope(forged, other.key));
+  EXPECT_EQ(v.check_envelope(forged).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.check_envelope(forge(run[2].envelope)).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.state().next_sequence, 1u);
+}
+
+TEST(EnvelopeChain, ABatchIsCheckedOnItsOwnBeforeItsEnvelopesArrive) {
+  Chain c(KeyType::ecdsa_p256);
+  Chain other(KeyType::ecdsa_p256);
+  auto run = c.seal(2, false);
+  auto v = c.verifier();
+  auto batch = sign_batch("T-0001", 1, 2, run[1].digest, c.key);
+  EXPECT_TRUE(v.check_batch(*batch));
+  auto forged = sign_batch("T-0001", 1, 2, run[1].digest, other.key);
+  EXPECT_EQ(v.check_batch(*forged).error().code, Errc::permission_denied);
+  auto stretched = *batch;
+  stretched.set_last_sequence(3);  // the signature was over 1..2
+  EXPECT_EQ(v.check_batch(stretched).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.state().next_sequence, 1u);
+  for (auto& s : run) ASSERT_TRUE(v.accept(s.envelope));
+  EXPECT_EQ(v.accept_batch(*batch)->size(), 2u);
+}
+
+// What a terminal's outbox sends after it had to drop envelopes unsent: a
+// signed DropNotice listing each one's digest and previous digest.
+EnvelopeSealer::Sealed drop_notice(Chain& c, const std::vector<EnvelopeSealer::Sealed>& dropped,
+                                   bool sign, const crypto::PrivateKey* key = nullptr) {
+  v1::DropNotice n;
+  for (auto& d : dropped) {
+    v1::EnvelopeBody b;
+    EXPECT_TRUE(b.ParseFromString(d.envelope.body()));
+    auto* e = n.add_dropped();
+    e->set_sequence(d.sequence);
+    e->set_digest(d.digest.data(), d.digest.size());
+    e->set_prev_digest(b.prev_digest());
+    e->set_priority("telemetry");
+  }
+  n.set_reason("outbox full");
+  auto s = c.sealer.seal(v1::PAYLOAD_DROP, n.SerializeAsString(), kT0);
+  EXPECT_TRUE(s);
+  if (sign) {
+    EXPECT_TRUE(sign_envelope(s->envelope, key ? *key : c.key));
+  }
+  return std::move(*s);
+}
+
+TEST(EnvelopeChain, ASignedDropNoticeBridgesTheGapTheOutboxLeft_REQ29) {
+  Chain c(KeyType::ecdsa_p256);
+  auto v = c.verifier();
+  auto head = c.seal(1, true);
+  auto dropped = c.seal(2, true);  // never sent
+  auto notice = drop_notice(c, dropped, true);
+  auto after = c.seal(1, true);
+  ASSERT_TRUE(v.accept(head[0].envelope));
+  EXPECT_EQ(v.accept(notice.envelope).error().code, Errc::failed_precondition);  // a gap
+  auto bridged = v.bridge(notice.envelope);
+  ASSERT_TRUE(bridged) << bridged.error().message();
+  ASSERT_EQ(bridged->size(), 2u);
+  EXPECT_EQ((*bridged)[0].sequence(), 2u);
+  EXPECT_EQ(v.state().next_sequence, 4u);
+  auto covered = v.accept(notice.envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 1u);
+  EXPECT_EQ((*covered)[0].sequence(), 4u);
+  ASSERT_TRUE(v.accept(after[0].envelope));
+  EXPECT_EQ(v.state().prev_digest, c.sealer.state().prev_digest);
+  // The dropped envelopes cannot come in afterwards.
+  EXPECT_EQ(v.accept(dropped[0].envelope).error().code, Errc::failed_precondition);
+}
+
+TEST(EnvelopeChain, ANoticeOfDropsWithKeptLinksBetweenBridgesEachRunInTurn_REQ29) {
+  Chain c(KeyType::sm2);
+  auto v = c.verifier();
+  auto head = c.seal(1, true);
+  auto two = c.seal(1, true);
+  auto three = c.seal(1, true);  // kept by the outbox, sent
+  auto four = c.seal(1, true);
+  auto notice = drop_notice(c, {two[0], four[0]}, true);
+  ASSERT_TRUE(v.accept(head[0].envelope));
+  auto first = v.bridge(notice.envelope);
+  ASSERT_TRUE(first) << first.error().message();
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].sequence(), 2u);
+  EXPECT_EQ(v.bridge(notice.envelope).error().code, Errc::failed_precondition);  // 3 comes next
+  ASSERT_TRUE(v.accept(three[0].envelope));
+  auto second = v.bridge(notice.envelope);
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ((*second)[0].sequence(), 4u);
+  ASSERT_TRUE(v.accept(notice.envelope));
+  EXPECT_EQ(v.state().prev_digest, c.sealer.state().prev_digest);
+}
+
+TEST(EnvelopeChain, OnlyAValidlySignedDropNoticeThatChainsBridges_REQ36) {
+  Chain c(KeyType::ed25519);
+  Chain other(KeyType::ed25519);
+  auto head = c.seal(1, true);
+  auto dropped = c.seal(2, true);
+  const ChainState before_notice = c.sealer.state();
+  auto unsigned_notice = drop_notice(c, dropped, false);
+  c.sealer = EnvelopeSealer("T-0001", KeyType::ed25519, before_notice);
+  auto foreign = drop_notice(c, dropped, true, &other.key);
+  c.sealer = EnvelopeSealer("T-0001", KeyType::ed25519, before_notice);
+  // A notice that claims only the second drop: it does not start at the gap.
+  auto partial = drop_notice(c, {dropped[1]}, true);
+  c.sealer = EnvelopeSealer("T-0001", KeyType::ed25519, before_notice);
+  // A notice whose listed digest was altered after sealing: it no longer chains.
+  auto altered = dropped;
+  altered[0].digest[0] ^= 1;
+  auto broken = drop_notice(c, altered, true);
+  auto v = c.verifier();
+  ASSERT_TRUE(v.accept(head[0].envelope));
+  EXPECT_EQ(v.bridge(unsigned_notice.envelope).error().code, Errc::invalid_argument);
+  auto f = v.bridge(foreign.envelope);
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().message().find("bad signature"), std::string::npos) << f.error().message();
+  EXPECT_EQ(v.bridge(partial.envelope).error().code, Errc::failed_precondition);
+  EXPECT_EQ(v.bridge(broken.envelope).error().code, Errc::permission_denied);
+  EXPECT_EQ(v.state().next_sequence, 2u);  // nothing moved
+  // A notice for another terminal, or a non-drop envelope, does not bridge either.
+  EXPECT_EQ(v.bridge(head[0].envelope).error().code, Errc::invalid_argument);
+}
+
 }  // namespace
 }  // namespace portier::envelope

@@ -1,0 +1,277 @@
+// portier-fleet, the binary, run as an operator would (posix_spawn): it
+// registers terminals and refuses what it must, shows what the receiver
+// stored in text and --json (parsed here), and verify-chain catches a row
+// changed in the database behind the receiver's back, naming its sequence.
+#include <fcntl.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "fleet_test_support.h"
+#include "tools/fleet/receiver.h"
+
+extern char** environ;
+
+namespace portier::fleet {
+namespace {
+
+using testing::kT0;
+using testing::SimTerminal;
+
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class FleetCli : public ::testing::Test {
+ protected:
+  CliRun cli(std::vector<std::string> args, bool with_db = true) {
+    const std::string bin = std::string(PORTIER_BIN_DIR) + "/portier-fleet";
+    if (with_db) args.insert(args.begin(), {"--db", db});
+    std::vector<char*> argv{const_cast<char*>(bin.c_str())};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string out = dir.path() + "/out", err = dir.path() + "/err";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid = 0;
+    CliRun r;
+    if (posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ) != 0) {
+      ADD_FAILURE() << "cannot run " << bin;
+      return r;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+  // Parses --json output (one object); fails the test when it is not JSON.
+  google::protobuf::Struct json(const CliRun& r) {
+    google::protobuf::Struct s;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &s).ok()) << r.out;
+    return s;
+  }
+  void add(const SimTerminal& t) {
+    auto r = cli({"add-terminal", t.id, "--public-key", dir.write(t.id + ".pem", t.public_pem())});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  void receive(Receiver& rx, const SimTerminal& t, const std::string& bytes,
+               const std::string& kind = "envelope") {
+    auto r = rx.receive(t.id, kind, bytes, kT0);
+    ASSERT_TRUE(r) << r.error().message();
+  }
+  // Runs one statement on the database, as someone with the file would.
+  void sql(const std::string& statement, const std::string& blob = {}) {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(h, statement.c_str(), -1, &s, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(h);
+    if (!blob.empty()) sqlite3_bind_blob(s, 1, blob.data(), static_cast<int>(blob.size()), nullptr);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(h);
+    EXPECT_EQ(sqlite3_changes(h), 1) << statement;
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+  }
+
+  testing::TempDir dir;
+  std::string db = dir.path() + "/fleet.db";
+};
+
+TEST_F(FleetCli, RegistersATerminalAndRefusesDuplicatesAndBadKeys) {
+  SimTerminal t("ATM-0001", crypto::KeyType::sm2);
+  EXPECT_EQ(cli({"terminals"}).code, 4);  // no database yet
+  add(t);
+  struct stat st {};
+  ASSERT_EQ(::stat(db.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto dup = cli({"add-terminal", t.id, "--public-key", dir.path() + "/ATM-0001.pem"});
+  EXPECT_EQ(dup.code, 5);
+  EXPECT_NE(dup.err.find("already registered"), std::string::npos) << dup.err;
+  // A private key, garbage, a missing file: refused, nothing registered.
+  auto priv =
+      cli({"add-terminal", "ATM-0002", "--public-key", dir.write("priv.pem", *t.key.to_pem())});
+  EXPECT_EQ(priv.code, 3) << priv.err;
+  EXPECT_NE(priv.err.find("not a usable public key"), std::string::npos) << priv.err;
+  EXPECT_EQ(cli({"add-terminal", "ATM-0002", "--public-key", dir.write("junk.pem", "junk")}).code,
+            3);
+  EXPECT_EQ(cli({"add-terminal", "ATM-0002", "--public-key", dir.path() + "/none"}).code, 3);
+  auto bad_id = cli({"add-terminal", "ATM/#", "--public-key", dir.path() + "/ATM-0001.pem"});
+  EXPECT_EQ(bad_id.code, 3);
+  EXPECT_NE(bad_id.err.find("MQTT"), std::string::npos) << bad_id.err;
+  EXPECT_EQ(cli({"add-terminal", "ATM-0002"}).code, 2);
+  EXPECT_EQ(cli({"frobnicate"}).code, 2);
+  EXPECT_EQ(cli({"terminals", "--bogus"}).code, 2);
+  EXPECT_EQ(cli({"terminals"}, false).code, 2);  // no --db
+  auto help = cli({"--help"}, false);
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("exit codes"), std::string::npos);
+  auto list = json(cli({"terminals", "--json"}));
+  ASSERT_EQ(list.fields().at("terminals").list_value().values_size(), 1);
+  auto& only = list.fields().at("terminals").list_value().values(0).struct_value().fields();
+  EXPECT_EQ(only.at("id").string_value(), "ATM-0001");
+  EXPECT_EQ(only.at("key_algorithm").string_value(), "sm2");
+  EXPECT_EQ(only.at("state").string_value(), "never seen");
+}
+
+TEST_F(FleetCli, ReadCommandsShowWhatTheReceiverStored) {
+  SimTerminal t("ATM-0001", crypto::KeyType::ecdsa_p256);
+  add(t);
+  auto store = SqliteFleetStore::open(db);
+  ASSERT_TRUE(store);
+  Receiver rx(**store);
+  v1::Birth birth;
+  birth.set_portierd_version("1.2.3");
+  receive(rx, t, testing::bytes(t.seal(v1::PAYLOAD_BIRTH, birth.SerializeAsString())));
+  receive(rx, t, testing::bytes(t.health(1)));
+  v1::Inventory inv;
+  inv.add_devices()->set_id("cardreader0");
+  receive(rx, t, testing::bytes(t.seal(v1::PAYLOAD_INVENTORY, inv.SerializeAsString())));
+  receive(rx, t, testing::bytes(t.audit(1, {R"({"event":"a"})", R"({"event":"b"})"})));
+  receive(rx, t, testing::bytes(t.audit(3, {R"({"event":"c"})"})));
+  auto tampered = t.health(2);
+  v1::EnvelopeBody body;
+  ASSERT_TRUE(body.ParseFromString(tampered.envelope.body()));
+  body.set_payload("changed in flight");
+  body.SerializeToString(tampered.envelope.mutable_body());
+  EXPECT_FALSE(rx.receive(t.id, "envelope", testing::bytes(tampered), kT0));
+
+  auto show = cli({"show", t.id, "--json"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  auto s = json(show);
+  auto& f = s.fields();
+  EXPECT_EQ(f.at("terminal").struct_value().fields().at("state").string_value(), "online");
+  EXPECT_EQ(f.at("last_sequence").number_value(), 5);
+  EXPECT_EQ(f.at("counts").struct_value().fields().at("audit_records").number_value(), 3);
+  EXPECT_EQ(f.at("birth").struct_value().fields().at("portierd_version").string_value(), "1.2.3");
+  EXPECT_EQ(f.at("health")
+                .struct_value()
+                .fields()
+                .at("health")
+                .struct_value()
+                .fields()
+                .at("state")
+                .string_value(),
+            "OK");
+  EXPECT_EQ(f.at("inventory")
+                .struct_value()
+                .fields()
+                .at("devices")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("id")
+                .string_value(),
+            "cardreader0");
+  ASSERT_EQ(f.at("incidents").list_value().values_size(), 1);
+  EXPECT_EQ(
+      f.at("incidents").list_value().values(0).struct_value().fields().at("kind").string_value(),
+      "tampered");
+  auto text = cli({"show", t.id});
+  EXPECT_EQ(text.code, 0);
+  EXPECT_NE(text.out.find("online"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("cardreader0"), std::string::npos) << text.out;
+
+  auto audit = json(cli({"audit", t.id, "--from", "2", "--json"}));
+  auto& records = audit.fields().at("records").list_value();
+  ASSERT_EQ(records.values_size(), 2);
+  EXPECT_EQ(records.values(0).struct_value().fields().at("record").number_value(), 2);
+  EXPECT_EQ(records.values(1).struct_value().fields().at("line").string_value(),
+            R"({"event":"c"})");
+  EXPECT_NE(cli({"audit", t.id}).out.find(R"(1	{"event":"a"})"), std::string::npos);
+
+  auto inc = json(cli({"incidents", "--json"}));
+  ASSERT_EQ(inc.fields().at("incidents").list_value().values_size(), 1);
+  EXPECT_NE(cli({"incidents", t.id}).out.find("tampered"), std::string::npos);
+  EXPECT_EQ(cli({"show", "ATM-4040"}).code, 4);
+  EXPECT_EQ(cli({"audit", "ATM-4040"}).code, 4);
+  EXPECT_EQ(cli({"incidents", "ATM-4040"}).code, 4);
+}
+
+TEST_F(FleetCli, VerifyChainNamesTheFirstRowChangedInTheDatabase_REQ29) {
+  SimTerminal t("ATM-0001", crypto::KeyType::ed25519);
+  add(t);
+  std::vector<envelope::EnvelopeSealer::Sealed> sent;
+  {
+    auto store = SqliteFleetStore::open(db);
+    ASSERT_TRUE(store);
+    Receiver rx(**store);
+    for (int i = 1; i <= 3; ++i) sent.push_back(t.audit(static_cast<std::uint64_t>(i), {"r"}));
+    // 4 and 5 unsigned, covered by a batch: re-verified through it.
+    sent.push_back(t.health(4, false));
+    sent.push_back(t.health(5, false));
+    for (auto& s : sent) receive(rx, t, testing::bytes(s));
+    receive(rx, t, t.batch(4, 5, sent.back().digest), "batch");
+  }
+  auto ok = cli({"verify-chain", t.id});
+  EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("ok, 5 envelope(s) verified"), std::string::npos) << ok.out;
+
+  auto expect_broken_at = [&](std::uint64_t seq, const std::string& why) {
+    auto r = cli({"verify-chain", t.id});
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("BROKEN at sequence " + std::to_string(seq)), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(why), std::string::npos) << r.out;
+    auto j = json(cli({"verify-chain", t.id, "--json"}));
+    EXPECT_FALSE(j.fields().at("ok").bool_value());
+    EXPECT_EQ(j.fields().at("first_bad_sequence").number_value(), static_cast<double>(seq));
+  };
+  // The body of 2 changed, its digest column left: the digests disagree.
+  auto changed = sent[1];
+  v1::EnvelopeBody b;
+  ASSERT_TRUE(b.ParseFromString(changed.envelope.body()));
+  b.set_payload("rewritten");
+  b.SerializeToString(changed.envelope.mutable_body());
+  sql("UPDATE envelopes SET envelope = ? WHERE seq = 2", testing::bytes(changed));
+  expect_broken_at(2, "digest");
+  // The digest column rewritten to match: the signature still tells.
+  auto digest = crypto::digest(crypto::DigestAlgo::sha256, changed.envelope.body());
+  sql("UPDATE envelopes SET digest = ? WHERE seq = 2", std::string(digest->begin(), digest->end()));
+  expect_broken_at(2, "bad signature");
+  sql("UPDATE envelopes SET envelope = ? WHERE seq = 2", testing::bytes(sent[1]));
+  sql("UPDATE envelopes SET digest = ? WHERE seq = 2",
+      std::string(sent[1].digest.begin(), sent[1].digest.end()));
+  EXPECT_EQ(cli({"verify-chain", t.id}).code, 0);
+  // An unsigned link inside the batch, changed with its digest: the chain breaks.
+  auto five = sent[4];
+  ASSERT_TRUE(b.ParseFromString(five.envelope.body()));
+  b.set_payload("rewritten");
+  b.SerializeToString(five.envelope.mutable_body());
+  auto d5 = crypto::digest(crypto::DigestAlgo::sha256, five.envelope.body());
+  sql("UPDATE envelopes SET envelope = ? WHERE seq = 5", testing::bytes(five));
+  sql("UPDATE envelopes SET digest = ? WHERE seq = 5", std::string(d5->begin(), d5->end()));
+  expect_broken_at(5, "head digest");
+  sql("UPDATE envelopes SET envelope = ? WHERE seq = 5", testing::bytes(sent[4]));
+  sql("UPDATE envelopes SET digest = ? WHERE seq = 5",
+      std::string(sent[4].digest.begin(), sent[4].digest.end()));
+  // An audit row changed: named by the envelope that carried it.
+  sql("UPDATE audit SET line = 'forged' WHERE record = 3");
+  expect_broken_at(3, "audit record 3");
+  sql("UPDATE audit SET line = 'r' WHERE record = 3");
+  EXPECT_EQ(cli({"verify-chain", t.id}).code, 0);
+  // A row deleted: the gap is named.
+  sql("DELETE FROM envelopes WHERE seq = 2");
+  expect_broken_at(2, "missing");
+}
+
+}  // namespace
+}  // namespace portier::fleet

@@ -1,0 +1,172 @@
+// What the fleet keeps (issue 10, item 8): terminals, their chain state,
+// the envelopes accepted with everything they carried, and the incidents.
+// An interface so the receiver and the CLI never see a database: SQLite now
+// (sqlite_fleet_store.h), PostgreSQL next; no SQL outside an implementation.
+//
+// Sharing: several receivers (threads or processes) may use one store. A
+// receiver loads a terminal's chain (with its version), verifies, and
+// commits everything the envelope covered together with the new chain
+// state; the commit is refused (Errc::aborted) when the version moved in
+// between, and the receiver starts over from a fresh load.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/envelope/envelope_chain.h"
+#include "common/result.h"
+
+namespace portier::fleet {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+struct Terminal {
+  std::string id;
+  std::string public_key_pem;  // later: the enrolled certificate
+  std::string key_algorithm;   // "ecdsa-p256", "ed25519", "sm2"
+  TimePoint registered;
+  TimePoint first_seen, last_seen;  // epoch (0) when never seen
+  std::string last_birth;           // a serialized portier.v1.Birth; empty: none yet
+  std::uint64_t session_epoch = 0;  // the highest one accepted
+  bool online = false;
+};
+
+// A terminal's place in its chain, shared by every receiver.
+struct ChainRecord {
+  envelope::ChainState state;  // after the last covered envelope
+  // Unsigned envelopes waiting for a signature (ChainVerifier's candidates).
+  std::vector<std::string> pending;
+  // Envelopes received past a gap, not verified yet: tried again, in
+  // sequence order, whenever the chain moves (a reordering heals itself).
+  std::vector<std::string> parked;
+  // Batch signatures (verified) that arrived before the envelopes they
+  // cover: applied when the chain has them.
+  std::vector<std::string> parked_batches;
+  std::uint64_t version = 0;  // 0: no chain yet (nothing ever accepted)
+};
+
+struct StoredEnvelope {
+  std::string terminal_id;
+  std::uint64_t sequence = 0;
+  std::uint64_t session_epoch = 0;
+  std::string digest;    // of the body (chain digest)
+  int payload_type = 0;  // portier.v1.PayloadType
+  TimePoint time;        // the body's
+  TimePoint received;
+  bool historical = false;
+  std::string envelope;  // serialized portier.v1.Envelope, its body exactly as signed
+};
+
+// A payload of the telemetry kinds (birth, health, inventory, decision
+// summary, drop notice), as the terminal serialized it.
+struct Telemetry {
+  std::string terminal_id;
+  std::uint64_t sequence = 0;
+  int payload_type = 0;
+  TimePoint time;
+  std::string payload;
+};
+
+struct AuditEntry {
+  std::string terminal_id;
+  std::uint64_t record = 0;    // the record number in the terminal's audit trail
+  std::uint64_t sequence = 0;  // of the envelope that carried it
+  std::string line;            // the JSON line
+};
+
+struct CommandResultEntry {
+  std::string terminal_id;
+  std::uint64_t sequence = 0;
+  std::string command_id;
+  int status = 0;  // portier.v1.CommandResult.Status
+  std::string message;
+  TimePoint time;
+  std::string result;  // serialized portier.v1.CommandResult
+};
+
+struct Incident {
+  std::int64_t id = 0;  // assigned by the store
+  std::string terminal_id;
+  TimePoint time;
+  // "malformed", "unknown terminal", "wrong terminal", "bad signature",
+  // "tampered", "gap", "reordered", "inserted", "duplicate conflicting",
+  // "dropped by terminal", "overflow".
+  std::string kind;
+  std::uint64_t sequence = 0;  // 0: none
+  std::string detail;
+};
+
+// What a chain was proven with beyond single signatures, so verify-chain
+// can replay it offline: a BatchSignature (at its last sequence) or a
+// DropNotice envelope that bridged a gap (at the first dropped sequence).
+struct ChainProof {
+  enum class Kind { batch, drop };
+  Kind kind = Kind::batch;
+  std::uint64_t sequence = 0;
+  std::string data;  // serialized BatchSignature or Envelope
+};
+
+// Everything one receive changes, committed in one transaction.
+struct Commit {
+  std::string terminal_id;
+  std::uint64_t expected_version = 0;     // the ChainRecord's version loaded
+  ChainRecord chain;                      // the new chain (its version is ignored)
+  std::vector<StoredEnvelope> envelopes;  // newly covered, in sequence order
+  std::vector<Telemetry> telemetry;
+  std::vector<AuditEntry> audit;  // a record number already held is kept as it was
+  std::vector<CommandResultEntry> results;
+  std::vector<ChainProof> proofs;
+  std::vector<Incident> incidents;
+  // The terminal seen at `seen` (last_seen, first_seen, online); a birth
+  // replaces last_birth; the session epoch only grows.
+  std::optional<TimePoint> seen;
+  std::string birth;
+  std::uint64_t session_epoch = 0;
+};
+
+struct TerminalCounts {
+  std::uint64_t envelopes = 0, audit = 0, results = 0, incidents = 0;
+  std::uint64_t last_sequence = 0;  // 0: none stored
+};
+
+class FleetStore {
+ public:
+  virtual ~FleetStore() = default;
+
+  // already_exists when the id is taken.
+  virtual Result<void> add_terminal(const Terminal& terminal) = 0;
+  // not_found when unknown.
+  virtual Result<Terminal> terminal(const std::string& id) = 0;
+  virtual Result<std::vector<Terminal>> terminals() = 0;
+  // Marks the terminal offline when `epoch` is its current session (or
+  // newer); false: a stale will of an older session, nothing changed.
+  virtual Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) = 0;
+
+  // The chain of a terminal (version 0 and the starting state when none).
+  virtual Result<ChainRecord> chain(const std::string& id) = 0;
+  // aborted: the version moved since it was loaded; nothing was written.
+  virtual Result<void> commit(const Commit& commit) = 0;
+  // An incident on its own (a rejection that changes nothing else).
+  virtual Result<void> add_incident(const Incident& incident) = 0;
+
+  virtual Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
+                                                         std::uint64_t sequence) = 0;
+  // In sequence order from `from`, at most `limit`.
+  virtual Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
+                                                        std::size_t limit) = 0;
+  virtual Result<std::vector<ChainProof>> proofs(const std::string& id) = 0;
+  // The newest of a payload type.
+  virtual Result<std::optional<Telemetry>> latest(const std::string& id, int payload_type) = 0;
+  virtual Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from_record,
+                                                std::size_t limit) = 0;
+  virtual Result<std::vector<CommandResultEntry>> results(const std::string& id,
+                                                          std::size_t limit) = 0;
+  // Newest last; every terminal's (known or not) when `id` is empty.
+  virtual Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) = 0;
+  virtual Result<TerminalCounts> counts(const std::string& id) = 0;
+};
+
+}  // namespace portier::fleet

@@ -1,0 +1,716 @@
+#include "tools/fleet/receiver.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "agent/envelope/offline_notice.h"
+#include "portier/v1/command.pb.h"
+#include "portier/v1/telemetry.pb.h"
+
+namespace portier::fleet {
+namespace {
+
+using envelope::ChainVerifier;
+
+constexpr const char* kWhere = "fleet receiver";
+
+const std::set<std::string> kEnvelopeKinds = {"envelope",  "birth", "health", "inventory",
+                                              "decisions", "audit", "result", "drop"};
+
+Incident incident(const std::string& id, TimePoint now, std::string kind, std::uint64_t sequence,
+                  std::string detail) {
+  return Incident{0, id, now, std::move(kind), sequence, std::move(detail)};
+}
+
+// The terminal id as text for a message: control characters shown as \xNN.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 128)) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// The body's time; one outside 1970..5138 (which no clock of ours makes,
+// and which would overflow the clock's range) is kept as the epoch.
+TimePoint to_time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() < 0 || t.seconds() > 100'000'000'000 || t.nanos() < 0 ||
+      t.nanos() > 999'999'999) {
+    return TimePoint{};
+  }
+  return TimePoint{} + std::chrono::duration_cast<TimePoint::duration>(
+                           std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos()));
+}
+
+bool contains(const Error& e, std::string_view text) {
+  return e.message().find(text) != std::string::npos;
+}
+
+// A terminal as the receiver needs it.
+struct Known {
+  Terminal terminal;
+  crypto::PublicKey key;
+  std::string key_id;
+};
+
+// What kind of incident a refusal of the verifier is. A signature that
+// names the terminal's key and algorithm but does not verify means the
+// signed bytes were altered; one by another key is a bad signature.
+std::string classify(const Error& e, const v1::Signature* signature, const Known& k) {
+  if (e.code == Errc::invalid_argument) return "malformed";
+  if (e.code == Errc::resource_exhausted) return "overflow";
+  if (contains(e, "bad signature")) {
+    const bool terminals_key =
+        signature && signature->key_id() == k.key_id &&
+        signature->algorithm() == envelope::signature_algorithm(k.key.type());
+    return terminals_key ? "tampered" : "bad signature";
+  }
+  return "tampered";
+}
+
+// One attempt at a receive: a verifier started from the chain as loaded,
+// and the commit it builds.
+class Attempt {
+ public:
+  Attempt(const Known& k, ChainRecord chain, const Receiver::Options& o, TimePoint now)
+      : k_(k),
+        now_(now),
+        v(k.terminal.id, k.key, chain.state, ChainVerifier::Options{o.max_pending}) {
+    c.terminal_id = k.terminal.id;
+    c.expected_version = chain.version;
+    parked = std::move(chain.parked);
+    parked_batches = std::move(chain.parked_batches);
+    pending_ = std::move(chain.pending);
+  }
+
+  Result<void> init() {
+    if (auto ok = v.restore_pending(pending_); !ok) {
+      return fail(Errc::internal, kWhere, "chain of " + k_.terminal.id,
+                  "the stored candidates do not verify again: " + ok.error().message());
+    }
+    return {};
+  }
+
+  // accept_links(), bridging a gap when the envelope is a signed drop
+  // notice that explains it.
+  Result<std::vector<ChainVerifier::Link>> accept(const v1::Envelope& env,
+                                                  const v1::EnvelopeBody& body) {
+    auto r = v.accept_links(env);
+    if (r || body.sequence() <= v.expected_sequence() || !env.has_signature() ||
+        body.payload_type() != v1::PAYLOAD_DROP) {
+      return r;
+    }
+    auto dropped = v.bridge(env);
+    if (!dropped) {
+      if (dropped.error().code == Errc::permission_denied) return std::unexpected(dropped.error());
+      return r;
+    }
+    v1::DropNotice notice;
+    (void)notice.ParseFromString(body.payload());
+    const auto first = dropped->front().sequence(), last = dropped->back().sequence();
+    c.proofs.push_back(ChainProof{ChainProof::Kind::drop, first, env.SerializeAsString()});
+    c.incidents.push_back(
+        incident(k_.terminal.id, now_, "dropped by terminal", first,
+                 std::to_string(dropped->size()) + " envelope(s) " + std::to_string(first) + ".." +
+                     std::to_string(last) + " dropped unsent by the terminal's outbox (" +
+                     printable(notice.reason()) + "); the signed drop notice at sequence " +
+                     std::to_string(body.sequence()) + " bridges the gap"));
+    return v.accept_links(env);
+  }
+
+  // The covered links into the commit, with their payloads.
+  void take(std::vector<ChainVerifier::Link> links) {
+    for (auto& l : links) {
+      v1::Envelope env;
+      (void)env.ParseFromString(l.envelope);
+      const auto seq = l.body.sequence();
+      const auto time = to_time(l.body.time());
+      c.envelopes.push_back(StoredEnvelope{k_.terminal.id, seq, l.body.session_epoch(), l.digest,
+                                           l.body.payload_type(), time, now_, env.historical(),
+                                           l.envelope});
+      c.session_epoch = std::max(c.session_epoch, l.body.session_epoch());
+      stored.push_back(seq);
+      decode(l.body, time);
+    }
+  }
+
+  // Envelopes held past a gap and batches that came before their
+  // envelopes, tried again now that the chain moved.
+  void replay_parked() {
+    bool progress = true;
+    while (progress && (!parked.empty() || !parked_batches.empty())) {
+      progress = false;
+      progress = replay_batches() || progress;
+      std::vector<std::pair<std::uint64_t, std::string>> order;
+      for (auto& p : parked) {
+        v1::Envelope env;
+        v1::EnvelopeBody body;
+        if (env.ParseFromString(p) && body.ParseFromString(env.body())) {
+          order.emplace_back(body.sequence(), p);
+        }
+      }
+      std::sort(order.begin(), order.end());
+      parked.clear();
+      for (auto& [seq, bytes] : order) {
+        v1::Envelope env;
+        v1::EnvelopeBody body;
+        (void)env.ParseFromString(bytes);
+        (void)body.ParseFromString(env.body());
+        const auto before = v.state().next_sequence;
+        auto r = accept(env, body);
+        if (r) {
+          c.incidents.push_back(incident(k_.terminal.id, now_, "reordered", seq,
+                                         "arrived before sequence " + std::to_string(before) +
+                                             "; verified and taken once the chain reached it"));
+          take(std::move(*r));
+          progress = true;
+        } else if (r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) {
+          parked.push_back(bytes);  // still past a gap
+        } else if (seq >= v.state().next_sequence && !contains(r.error(), "already received")) {
+          // Held unverified, and now refused: someone else's envelope.
+          const v1::Signature* sig = env.has_signature() ? &env.signature() : nullptr;
+          c.incidents.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
+                                         r.error().message()));
+        }
+      }
+    }
+  }
+
+  // The sequence and index of the parked envelope furthest ahead.
+  std::pair<std::uint64_t, std::size_t> furthest_parked() const {
+    std::pair<std::uint64_t, std::size_t> best{0, 0};
+    for (std::size_t i = 0; i < parked.size(); ++i) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      std::uint64_t seq = UINT64_MAX;  // unreadable: first to go
+      if (env.ParseFromString(parked[i]) && body.ParseFromString(env.body())) seq = body.sequence();
+      if (seq >= best.first) best = {seq, i};
+    }
+    return best;
+  }
+
+  // Bytes of the envelopes the chain holds unverified or uncovered.
+  std::size_t held_bytes() const {
+    std::size_t n = 0;
+    for (auto& e : v.pending_envelopes()) n += e.size();
+    for (auto& e : parked) n += e.size();
+    for (auto& e : parked_batches) n += e.size();
+    return n;
+  }
+
+  // The chain after this attempt, and the links that lost to the signed chain.
+  void finish() {
+    for (auto& l : v.take_superseded()) {
+      c.incidents.push_back(
+          incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
+                   "an envelope that is not on the terminal's signed chain was discarded"));
+    }
+    c.chain.state = v.state();
+    c.chain.pending = v.pending_envelopes();
+    c.chain.parked = parked;
+    c.chain.parked_batches = parked_batches;
+    if (!c.envelopes.empty()) c.seen = now_;
+  }
+
+  const Known& k_;
+  TimePoint now_;
+  ChainVerifier v;
+  Commit c;
+  std::vector<std::string> parked;
+  std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
+  std::vector<std::uint64_t> stored;
+
+ private:
+  // True when a held batch covered its run.
+  bool replay_batches() {
+    std::vector<std::pair<std::uint64_t, v1::BatchSignature>> order;
+    for (auto& p : parked_batches) {
+      v1::BatchSignature b;
+      if (b.ParseFromString(p)) order.emplace_back(b.last_sequence(), std::move(b));
+    }
+    std::sort(order.begin(), order.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    parked_batches.clear();
+    bool progress = false;
+    for (auto& [last, b] : order) {
+      if (last < v.state().next_sequence) continue;  // covered otherwise meanwhile
+      auto r = v.accept_batch_links(b);
+      if (!r) {
+        parked_batches.push_back(b.SerializeAsString());  // its signature is the terminal's
+        continue;
+      }
+      c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, b.SerializeAsString()});
+      take(std::move(*r));
+      progress = true;
+    }
+    return progress;
+  }
+
+  void decode(const v1::EnvelopeBody& body, TimePoint time) {
+    const auto seq = body.sequence();
+    const auto type = body.payload_type();
+    auto malformed = [&](const char* what) {
+      c.incidents.push_back(incident(k_.terminal.id, now_, "malformed", seq,
+                                     std::string("the payload is not a ") + what +
+                                         " (the signed envelope is stored as received)"));
+    };
+    auto telemetry = [&](google::protobuf::Message&& m, const char* what) {
+      if (!m.ParseFromString(body.payload())) return malformed(what);
+      c.telemetry.push_back(Telemetry{k_.terminal.id, seq, type, time, body.payload()});
+    };
+    switch (type) {
+      case v1::PAYLOAD_BIRTH:
+        telemetry(v1::Birth{}, "portier.v1.Birth");
+        if (!c.telemetry.empty() && c.telemetry.back().sequence == seq) c.birth = body.payload();
+        break;
+      case v1::PAYLOAD_HEALTH:
+        telemetry(v1::HealthReport{}, "portier.v1.HealthReport");
+        break;
+      case v1::PAYLOAD_INVENTORY:
+        telemetry(v1::Inventory{}, "portier.v1.Inventory");
+        break;
+      case v1::PAYLOAD_DECISION_SUMMARY:
+        telemetry(v1::DecisionSummary{}, "portier.v1.DecisionSummary");
+        break;
+      case v1::PAYLOAD_DROP:
+        telemetry(v1::DropNotice{}, "portier.v1.DropNotice");
+        break;
+      case v1::PAYLOAD_AUDIT: {
+        v1::AuditBatch batch;
+        if (!batch.ParseFromString(body.payload())) return malformed("portier.v1.AuditBatch");
+        for (int i = 0; i < batch.records_size(); ++i) {
+          c.audit.push_back(AuditEntry{k_.terminal.id,
+                                       batch.first_record() + static_cast<std::uint64_t>(i), seq,
+                                       batch.records(i)});
+        }
+        break;
+      }
+      case v1::PAYLOAD_COMMAND_RESULT: {
+        v1::CommandResult r;
+        if (!r.ParseFromString(body.payload())) return malformed("portier.v1.CommandResult");
+        c.results.push_back(CommandResultEntry{k_.terminal.id, seq, r.command_id(), r.status(),
+                                               r.message(), time, body.payload()});
+        break;
+      }
+      default:
+        c.incidents.push_back(incident(k_.terminal.id, now_, "malformed", seq,
+                                       "payload type " + std::to_string(type) +
+                                           " is unknown (the signed envelope is stored)"));
+    }
+  }
+
+  std::vector<std::string> pending_;
+};
+
+}  // namespace
+
+std::string_view name(Receipt::Outcome outcome) {
+  switch (outcome) {
+    case Receipt::Outcome::stored:
+      return "stored";
+    case Receipt::Outcome::held:
+      return "held";
+    case Receipt::Outcome::duplicate:
+      return "duplicate";
+    case Receipt::Outcome::offline:
+      return "offline";
+    case Receipt::Outcome::stale:
+      return "stale";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// The terminal; not_found when it is not registered.
+Result<Known> known(FleetStore& store, const std::string& id) {
+  auto t = store.terminal(id);
+  if (!t) return std::unexpected(t.error());
+  auto key = crypto::PublicKey::from_pem(t->public_key_pem);
+  if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
+  auto kid = envelope::key_id(*key);
+  if (!kid) return std::unexpected(kid.error());
+  return Known{std::move(*t), std::move(*key), std::move(*kid)};
+}
+
+// The error a refusal returns (its incident says the same).
+std::unexpected<Error> refusal(const Incident& i, Errc code) {
+  return fail(code, kWhere,
+              "terminal " + printable(i.terminal_id) +
+                  (i.sequence ? " sequence " + std::to_string(i.sequence) : std::string()),
+              i.kind + ": " + i.detail);
+}
+
+Errc code_of(const std::string& kind) {
+  if (kind == "malformed") return Errc::invalid_argument;
+  if (kind == "overflow") return Errc::resource_exhausted;
+  return Errc::permission_denied;
+}
+
+// A message parsed and checked for what needs no chain.
+struct Parsed {
+  enum class Kind { envelope, batch, offline };
+  Kind kind = Kind::envelope;
+  bool ok = false;
+  v1::Envelope env;
+  v1::EnvelopeBody body;
+  v1::BatchSignature batch;
+  v1::Offline off;
+};
+
+}  // namespace
+
+// One receive of a group: what it does to the attempt, and its answer.
+class Receiver::Step {
+ public:
+  Step(Receiver& r, Attempt& a, const Known& k, TimePoint now) : r_(r), a_(a), k_(k), now_(now) {}
+
+  Result<Receipt> envelope(const Parsed& p, std::string_view bytes) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t seq = p.body.sequence();
+    const auto& o = r_.options_;
+    // A new unsigned candidate must fit the room.
+    if (!p.env.has_signature() && seq == a_.v.expected_sequence() &&
+        a_.held_bytes() + bytes.size() > o.max_held_bytes) {
+      return refuse(incident(id, now_, "overflow", seq,
+                             "the envelopes waiting for a signature hold more than " +
+                                 std::to_string(o.max_held_bytes) + " bytes"),
+                    Errc::resource_exhausted);
+    }
+    const auto before = a_.stored.size();
+    auto r = a_.accept(p.env, p.body);
+    if (r) {
+      a_.take(std::move(*r));
+      a_.replay_parked();
+      return receipt(before, Receipt::Outcome::held);
+    }
+    const Error& e = r.error();
+    if (seq < a_.v.state().next_sequence) {
+      auto d = crypto::digest(envelope::chain_digest(k_.key.type()), p.env.body());
+      if (!d) return std::unexpected(d.error());
+      auto stored = stored_digest(seq);
+      if (!stored) return std::unexpected(stored.error());
+      if (*stored && **stored == std::string(d->begin(), d->end())) {
+        return Receipt{Receipt::Outcome::duplicate, {}};  // a resend after a lost ack
+      }
+      return refuse(incident(id, now_, "duplicate conflicting", seq,
+                             *stored ? "sequence " + std::to_string(seq) +
+                                           " is stored with another digest (a replay of an "
+                                           "altered or forged envelope)"
+                                     : "sequence " + std::to_string(seq) +
+                                           " was reported dropped by the terminal"),
+                    Errc::failed_precondition);
+    }
+    if (e.code == Errc::failed_precondition && contains(e, "already received")) {
+      return Receipt{Receipt::Outcome::duplicate, {}};  // held already, same digest
+    }
+    if (e.code == Errc::failed_precondition && seq > a_.v.expected_sequence()) {
+      return park(p, bytes, e, before);
+    }
+    const auto kind = classify(e, p.env.has_signature() ? &p.env.signature() : nullptr, k_);
+    return refuse(incident(id, now_, kind, seq, e.message()), code_of(kind));
+  }
+
+  Result<Receipt> batch(const Parsed& p, std::string_view bytes) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t last = p.batch.last_sequence();
+    const auto before = a_.stored.size();
+    auto r = a_.v.accept_batch_links(p.batch);
+    if (r) {
+      a_.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, p.batch.SerializeAsString()});
+      a_.take(std::move(*r));
+      a_.replay_parked();
+      return receipt(before, Receipt::Outcome::stored);
+    }
+    const Error& e = r.error();
+    if (last != 0 && last < a_.v.state().next_sequence) {
+      auto stored = stored_digest(last);
+      if (!stored) return std::unexpected(stored.error());
+      if (*stored && **stored == p.batch.head_digest()) {
+        return Receipt{Receipt::Outcome::duplicate, {}};
+      }
+      return refuse(
+          incident(id, now_, "duplicate conflicting", last,
+                   "a batch over envelopes already covered, with another head: " + e.message()),
+          Errc::failed_precondition);
+    }
+    if (auto genuine = a_.v.check_batch(p.batch); !genuine) {
+      const auto kind = classify(genuine.error(), &p.batch.signature(), k_);
+      return refuse(incident(id, now_, kind, last, genuine.error().message()), code_of(kind));
+    }
+    // The terminal's own signature, before (some of) its envelopes: held
+    // until they are here (another receiver may be storing them now).
+    const std::string as_received(bytes);
+    auto& held = a_.parked_batches;
+    if (std::find(held.begin(), held.end(), as_received) != held.end()) {
+      return Receipt{Receipt::Outcome::duplicate, {}};
+    }
+    if (a_.parked.size() + held.size() >= r_.options_.max_parked) {
+      return refuse(incident(id, now_, "overflow", last,
+                             "too many messages already wait past a gap: " + e.message()),
+                    Errc::resource_exhausted);
+    }
+    held.push_back(as_received);
+    a_.replay_parked();
+    return receipt(before, Receipt::Outcome::held);
+  }
+
+ private:
+  // An envelope past a gap: held until the missing envelopes arrive. A
+  // signature it carries is checked now (a forgery is refused at once); an
+  // unsigned one is verified when the chain reaches it.
+  Result<Receipt> park(const Parsed& p, std::string_view bytes, const Error& gap,
+                       std::size_t before) {
+    const auto& id = k_.terminal.id;
+    const std::uint64_t seq = p.body.sequence();
+    const auto& o = r_.options_;
+    if (auto genuine = a_.v.check_envelope(p.env); !genuine) {
+      const auto kind = classify(genuine.error(), &p.env.signature(), k_);
+      return refuse(incident(id, now_, kind, seq, genuine.error().message()), code_of(kind));
+    }
+    const std::string as_received(bytes);
+    auto& parked = a_.parked;
+    const bool known_already = std::find(parked.begin(), parked.end(), as_received) != parked.end();
+    auto full = [&] {
+      return parked.size() + a_.parked_batches.size() >= o.max_parked ||
+             a_.held_bytes() + bytes.size() > o.max_held_bytes;
+    };
+    // When the room is full, the envelope furthest ahead makes way for one
+    // nearer the gap (junk parked far ahead cannot block healing; a genuine
+    // envelope that makes way is sent again by its terminal).
+    while (!known_already && !parked.empty() && full()) {
+      auto furthest = a_.furthest_parked();
+      if (furthest.first <= seq) break;
+      parked.erase(parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
+    }
+    if (!known_already && full()) {
+      return refuse(incident(id, now_, "overflow", seq,
+                             std::to_string(parked.size()) +
+                                 " envelopes already wait past a gap: " + gap.message()),
+                    Errc::resource_exhausted);
+    }
+    if (!known_already) {
+      parked.push_back(as_received);
+      a_.c.incidents.push_back(
+          incident(id, now_, "gap", seq, gap.message() + "; held until they arrive"));
+    }
+    a_.replay_parked();  // a bridge may have moved the chain
+    if (std::find(a_.stored.begin() + static_cast<std::ptrdiff_t>(before), a_.stored.end(), seq) !=
+        a_.stored.end()) {
+      return receipt(before, Receipt::Outcome::stored);
+    }
+    return fail(Errc::failed_precondition, kWhere, "terminal " + id,
+                "gap: " + gap.message() + "; held until they arrive");
+  }
+
+  // What this step stored; `none` when nothing.
+  Receipt receipt(std::size_t before, Receipt::Outcome none) {
+    std::vector<std::uint64_t> stored(a_.stored.begin() + static_cast<std::ptrdiff_t>(before),
+                                      a_.stored.end());
+    return Receipt{stored.empty() ? none : Receipt::Outcome::stored, std::move(stored)};
+  }
+
+  // The digest stored for `seq`: by this group so far, else in the store.
+  Result<std::optional<std::string>> stored_digest(std::uint64_t seq) {
+    for (auto& e : a_.c.envelopes) {
+      if (e.sequence == seq) return std::optional<std::string>(e.digest);
+    }
+    auto row = r_.store_.envelope(k_.terminal.id, seq);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return std::optional<std::string>{};
+    return std::optional<std::string>((*row)->digest);
+  }
+
+  // The incident goes with the group's commit.
+  std::unexpected<Error> refuse(Incident i, Errc code) {
+    auto e = refusal(i, code);
+    a_.c.incidents.push_back(std::move(i));
+    return e;
+  }
+
+  Receiver& r_;
+  Attempt& a_;
+  const Known& k_;
+  TimePoint now_;
+};
+
+Result<Receipt> Receiver::receive(const std::string& terminal_id, const std::string& kind,
+                                  std::string_view bytes, TimePoint now) {
+  auto r = receive_many(terminal_id, {Message{kind, std::string(bytes)}}, now);
+  return std::move(r.front());
+}
+
+std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
+                                                    const std::vector<Message>& messages,
+                                                    TimePoint now) {
+  const std::size_t n = messages.size();
+  std::vector<Result<Receipt>> results(n);
+  std::vector<Parsed> parsed(n);
+  std::vector<Incident> early;  // refusals that need no chain
+  auto reject = [&](std::size_t i, Incident inc, Errc code) {
+    results[i] = refusal(inc, code);
+    early.push_back(std::move(inc));
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& m = messages[i];
+    auto& p = parsed[i];
+    const auto size = static_cast<int>(m.bytes.size());
+    if (m.bytes.size() > options_.max_message_bytes) {
+      reject(i,
+             incident(id, now, "malformed", 0,
+                      "a message of " + std::to_string(m.bytes.size()) + " bytes (at most " +
+                          std::to_string(options_.max_message_bytes) + ")"),
+             Errc::invalid_argument);
+    } else if (m.kind == "batch") {
+      p.kind = Parsed::Kind::batch;
+      if (!p.batch.ParseFromArray(m.bytes.data(), size)) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.BatchSignature"),
+               Errc::invalid_argument);
+      } else if (p.batch.terminal_id() != id) {
+        reject(i,
+               incident(
+                   id, now, "wrong terminal", p.batch.last_sequence(),
+                   "the batch signature names terminal '" + printable(p.batch.terminal_id()) + "'"),
+               Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else if (m.kind == "offline") {
+      p.kind = Parsed::Kind::offline;
+      if (!p.off.ParseFromArray(m.bytes.data(), size)) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.Offline"),
+               Errc::invalid_argument);
+      } else if (p.off.terminal_id() != id) {
+        reject(
+            i,
+            incident(id, now, "wrong terminal", 0,
+                     "the offline message names terminal '" + printable(p.off.terminal_id()) + "'"),
+            Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else if (kEnvelopeKinds.count(m.kind)) {
+      if (!p.env.ParseFromArray(m.bytes.data(), size) || !p.body.ParseFromString(p.env.body())) {
+        reject(i, incident(id, now, "malformed", 0, "not a portier.v1.Envelope"),
+               Errc::invalid_argument);
+      } else if (p.body.terminal_id() != id) {
+        reject(i,
+               incident(
+                   id, now, "wrong terminal", p.body.sequence(),
+                   "the envelope's body names terminal '" + printable(p.body.terminal_id()) + "'"),
+               Errc::permission_denied);
+      } else {
+        p.ok = true;
+      }
+    } else {
+      reject(i,
+             incident(id, now, "malformed", 0, "unknown message kind '" + printable(m.kind) + "'"),
+             Errc::invalid_argument);
+    }
+  }
+  const bool any = std::any_of(parsed.begin(), parsed.end(), [](auto& p) { return p.ok; });
+  std::optional<Known> k;
+  if (any) {
+    auto found = known(store_, id);
+    if (found) {
+      k = std::move(*found);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!parsed[i].ok) continue;
+        parsed[i].ok = false;
+        if (found.error().code == Errc::not_found) {
+          reject(
+              i,
+              incident(id, now, "unknown terminal", 0, "a message from a terminal not registered"),
+              Errc::not_found);
+        } else {
+          results[i] = std::unexpected(found.error());
+        }
+      }
+    }
+  }
+  for (auto& i : early) (void)store_.add_incident(i);
+
+  // Envelopes and batches: in order, against the chain, one commit.
+  std::vector<std::size_t> chained;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (parsed[i].ok && parsed[i].kind != Parsed::Kind::offline) chained.push_back(i);
+  }
+  if (!chained.empty()) {
+    bool done = false;
+    for (int attempt = 0; attempt < options_.max_attempts && !done; ++attempt) {
+      auto chain = store_.chain(id);
+      if (!chain) {
+        for (auto i : chained) results[i] = std::unexpected(chain.error());
+        done = true;
+        break;
+      }
+      Attempt a(*k, std::move(*chain), options_, now);
+      if (auto ok = a.init(); !ok) {
+        for (auto i : chained) results[i] = std::unexpected(ok.error());
+        done = true;
+        break;
+      }
+      Step step(*this, a, *k, now);
+      std::vector<Result<Receipt>> out;
+      for (auto i : chained) {
+        out.push_back(parsed[i].kind == Parsed::Kind::batch
+                          ? step.batch(parsed[i], messages[i].bytes)
+                          : step.envelope(parsed[i], messages[i].bytes));
+      }
+      a.finish();
+      if (auto ok = store_.commit(a.c); !ok) {
+        if (ok.error().code == Errc::aborted) continue;  // another receiver moved the chain
+        for (auto i : chained) results[i] = std::unexpected(ok.error());
+        done = true;
+        break;
+      }
+      for (std::size_t j = 0; j < chained.size(); ++j) results[chained[j]] = std::move(out[j]);
+      done = true;
+    }
+    if (!done) {
+      for (auto i : chained) {
+        results[i] = fail(Errc::aborted, kWhere, "terminal " + id,
+                          "the chain kept changing under " + std::to_string(options_.max_attempts) +
+                              " attempts; try again");
+      }
+    }
+  }
+
+  // Offline notices last: a terminal's goodbye follows what it sent.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!parsed[i].ok || parsed[i].kind != Parsed::Kind::offline) continue;
+    const auto& off = parsed[i].off;
+    std::optional<Incident> refused;
+    if (off.key_id() != k->key_id) {
+      refused = incident(id, now, "bad signature", 0,
+                         "an offline message signed by key " + printable(off.key_id()) +
+                             ", not the terminal's key " + k->key_id);
+    } else if (auto ok = envelope::verify_offline(off, id, k->key); !ok) {
+      refused =
+          incident(id, now, "tampered", 0,
+                   "an offline message whose signature does not verify: " + ok.error().message());
+    }
+    if (refused) {
+      (void)store_.add_incident(*refused);
+      results[i] = refusal(*refused, Errc::permission_denied);
+      continue;
+    }
+    auto marked = store_.mark_offline(id, off.session_epoch(), now);
+    if (!marked) {
+      results[i] = std::unexpected(marked.error());
+    } else {
+      results[i] = Receipt{*marked ? Receipt::Outcome::offline : Receipt::Outcome::stale, {}};
+    }
+  }
+  return results;
+}
+
+}  // namespace portier::fleet

@@ -1,0 +1,59 @@
+// The fleet's store in one SQLite file (WAL, synchronous FULL, foreign
+// keys, created 0600, schema versioned with PRAGMA user_version). Safe to
+// share: between threads through one object (calls are serialized), and
+// between processes or objects on the same file (each commit is one
+// IMMEDIATE transaction that checks the chain's version).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "tools/fleet/fleet_store.h"
+
+struct sqlite3;
+
+namespace portier::fleet {
+
+class SqliteFleetStore final : public FleetStore {
+ public:
+  // Creates the file and its schema when missing; refuses a file whose
+  // schema is newer than this build's (failed_precondition).
+  static Result<std::unique_ptr<SqliteFleetStore>> open(const std::string& path);
+  ~SqliteFleetStore() override;
+  SqliteFleetStore(const SqliteFleetStore&) = delete;
+  SqliteFleetStore& operator=(const SqliteFleetStore&) = delete;
+
+  Result<void> add_terminal(const Terminal& terminal) override;
+  Result<Terminal> terminal(const std::string& id) override;
+  Result<std::vector<Terminal>> terminals() override;
+  Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) override;
+  Result<ChainRecord> chain(const std::string& id) override;
+  Result<void> commit(const Commit& commit) override;
+  Result<void> add_incident(const Incident& incident) override;
+  Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
+                                                 std::uint64_t sequence) override;
+  Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
+                                                std::size_t limit) override;
+  Result<std::vector<ChainProof>> proofs(const std::string& id) override;
+  Result<std::optional<Telemetry>> latest(const std::string& id, int payload_type) override;
+  Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from_record,
+                                        std::size_t limit) override;
+  Result<std::vector<CommandResultEntry>> results(const std::string& id,
+                                                  std::size_t limit) override;
+  Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override;
+  Result<TerminalCounts> counts(const std::string& id) override;
+
+ private:
+  SqliteFleetStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  Result<void> exec(const char* sql);
+  Result<void> write(const Commit& c);  // inside commit()'s transaction
+  Result<void> insert_incident(const Incident& incident);
+  Error sql_error(const std::string& what) const;
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::mutex mu_;
+};
+
+}  // namespace portier::fleet
