@@ -1,8 +1,11 @@
 // The MQTT management link (see mqtt_link.h).
 #include "agent/link/mqtt_link.h"
 
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 namespace portier::link {
 namespace {
@@ -39,7 +42,7 @@ std::string topic_prefix(const std::string& fleet, const std::string& terminal_i
 
 struct MqttLink::Impl {
   MqttLinkOptions options;
-  std::string prefix, cmd_topic, state_topic;
+  std::string prefix, cmd_topic, ack_topic, state_topic;
   std::unique_ptr<mqtt::MqttClient> client;
 
   std::mutex mu;
@@ -56,6 +59,21 @@ struct MqttLink::Impl {
   }
 };
 
+std::optional<std::vector<std::uint64_t>> parse_acks(std::string_view text) {
+  if (text.empty() || text.size() > 64 * 1024) return std::nullopt;
+  std::vector<std::uint64_t> ids;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const auto comma = std::min(text.find(',', at), text.size());
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data() + at, text.data() + comma, v);
+    if (ec != std::errc() || p != text.data() + comma || v == 0) return std::nullopt;
+    ids.push_back(v);
+    at = comma + 1;
+  }
+  return ids;
+}
+
 Result<std::unique_ptr<MqttLink>> MqttLink::create(MqttLinkOptions options) {
   PORTIER_TRY(check_topic_id("fleet id '" + options.fleet + "'", options.fleet));
   PORTIER_TRY(check_topic_id("terminal id '" + options.terminal_id + "'", options.terminal_id));
@@ -65,6 +83,7 @@ Result<std::unique_ptr<MqttLink>> MqttLink::create(MqttLinkOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->prefix = topic_prefix(options.fleet, options.terminal_id);
   impl->cmd_topic = impl->prefix + "down/cmd";
+  impl->ack_topic = impl->prefix + "down/ack";
   impl->state_topic = impl->prefix + "state";
   impl->options = std::move(options);
   return std::unique_ptr<MqttLink>(new MqttLink(std::move(impl)));
@@ -98,6 +117,15 @@ Result<void> MqttLink::start(LinkHandler& handler) {
     impl->with_handler([&](LinkHandler& h) { h.on_disconnected(reason); });
   };
   cb.message = [impl](const std::string& topic, std::string payload) {
+    if (topic == impl->ack_topic) {
+      // The fleet stored these: "<seq>[,<seq>...]", decimal.
+      auto ids = parse_acks(payload);
+      if (!ids) return;  // not an acknowledgement: ignored
+      impl->with_handler([&](LinkHandler& h) {
+        for (auto id : *ids) h.on_acknowledged(id);
+      });
+      return;
+    }
     if (topic != impl->cmd_topic) return;  // only what we subscribed to is ours
     impl->with_handler([&](LinkHandler& h) { h.on_command(std::move(payload)); });
   };
@@ -109,6 +137,7 @@ Result<void> MqttLink::start(LinkHandler& handler) {
   }
   impl_->client = std::move(*client);
   impl_->client->subscribe(impl_->cmd_topic, 1);
+  impl_->client->subscribe(impl_->ack_topic, 1);
   impl_->client->start();
   return {};
 }
@@ -142,12 +171,12 @@ Result<void> MqttLink::send(const Outgoing& message) {
   if (!impl_->client) return fail(Errc::failed_precondition, kWhere, "send", "not started");
   Impl* impl = impl_.get();
   const std::uint64_t id = message.id;
-  return with_context(impl_->client->publish(
-                          impl_->prefix + "up/" + message.kind, message.bytes, false,
-                          [impl, id](Result<void> r) {
-                            if (r)
-                              impl->with_handler([id](LinkHandler& h) { h.on_acknowledged(id); });
-                          }),
+  // The broker's PUBACK only says the broker has it; the record leaves the
+  // outbox when the fleet says it stored it (down/ack).
+  (void)impl;
+  (void)id;
+  return with_context(impl_->client->publish(impl_->prefix + "up/" + message.kind, message.bytes,
+                                             false, [](Result<void>) {}),
                       kWhere);
 }
 

@@ -12,6 +12,11 @@
 //       serialized portier.v1.SignedCommand (verified by the agent, never
 //       by the link); subscribed on every connection, at most
 //       max_command_bytes.
+//   portier/v1/<fleet>/<terminal>/down/ack    fleet -> terminal, QoS 1: the
+//       sequences the fleet stored, decimal, comma-separated ("17,18"):
+//       only then does an envelope leave the outbox (the broker's PUBACK
+//       says only that the broker has it). Unsigned: a broker that forges
+//       one could as well have dropped the envelope after its PUBACK.
 //   portier/v1/<fleet>/<terminal>/state       terminal -> fleet, QoS 1,
 //       retained: the ASCII text "online" (published at every connection),
 //       "offline" (published by stop() before its clean DISCONNECT), or else
@@ -25,8 +30,10 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/link/link.h"
 #include "common/mqtt/mqtt_client.h"
@@ -49,6 +56,9 @@ struct MqttLinkOptions {
 // 1 to 64 bytes of [A-Za-z0-9._-], not "." or "..": no wildcard ('+',
 // '#'), no level separator, no NUL, no '$' (the broker's own topics).
 Result<void> check_topic_id(std::string_view what, std::string_view id);
+
+// The sequences of a down/ack message; nullopt when it is not one.
+std::optional<std::vector<std::uint64_t>> parse_acks(std::string_view text);
 
 // "portier/v1/<fleet>/<terminal>/" (ids unchecked).
 std::string topic_prefix(const std::string& fleet, const std::string& terminal_id);

@@ -91,6 +91,7 @@ void OutboxSender::on_acknowledged(std::uint64_t id) {
     std::lock_guard lock(mu_);
     in_flight_.erase(id);
     acks_.insert(id);
+    last_progress_ = std::chrono::steady_clock::now();
     woken_ = true;
   }
   cv_.notify_all();
@@ -126,6 +127,7 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
       const bool parsed = env.ParseFromString(r.envelope) && body.ParseFromString(env.body());
       link::Outgoing out{r.sequence, parsed ? payload_kind(body.payload_type()) : "other",
                          std::move(r.envelope)};
+      if (in_flight_.empty()) last_progress_ = std::chrono::steady_clock::now();
       in_flight_.insert(r.sequence);
       lock.unlock();
       auto sent = link_.send(out);
@@ -164,6 +166,14 @@ void OutboxSender::run() {
         stats_.acknowledged += acks.size();
         for (auto a : acks) ever_sent_.erase(a);
       }
+    }
+    // No acknowledgement for long: everything in flight goes again.
+    if (connected_ && !in_flight_.empty() &&
+        std::chrono::steady_clock::now() - last_progress_ > options_.ack_timeout) {
+      next_ = 0;
+      in_flight_.clear();
+      ++generation_;
+      last_progress_ = std::chrono::steady_clock::now();
     }
     pump(lock);
   }

@@ -23,6 +23,10 @@ namespace portier::management {
 struct SenderOptions {
   std::size_t window = 64;                    // envelopes sent and not yet acknowledged, at most
   std::chrono::milliseconds idle_poll{1000};  // looks at the outbox at least this often
+  // Nothing acknowledged for this long while envelopes are in flight: they
+  // are sent again (a broker that accepted them with nobody to deliver to,
+  // a fleet that held one past a gap).
+  std::chrono::milliseconds ack_timeout{10000};
 };
 
 struct SenderStats {
@@ -69,6 +73,7 @@ class OutboxSender final : public link::LinkHandler {
   std::set<std::uint64_t> in_flight_;
   std::set<std::uint64_t> ever_sent_;  // this connection's, to count resends
   std::set<std::uint64_t> acks_;       // acknowledged, not yet deleted
+  std::chrono::steady_clock::time_point last_progress_;  // an ack, or the first send
   SenderStats stats_;
   std::thread thread_;
 };

@@ -170,7 +170,7 @@ TEST_P(OpensslCli, RequestSelfSignatureVerifies) {
   auto csr = CertificateRequest::create(*key, {"terminal-0042", "HW-0042", "Bank"});
   ASSERT_TRUE(csr) << csr.error().message();
   const std::string path = dir_ + "/terminal.csr";
-  ASSERT_TRUE(test::write_file(path, *csr->to_pem(), 0644));
+  ASSERT_TRUE(test::write_pki_file(path, *csr->to_pem(), 0644));
   std::string cmd = "openssl req -noout -verify -subject -in " + path;
   if (GetParam() == KeyType::sm2) cmd += " -vfyopt distid:1234567812345678";
   const Outcome r = run(cmd);

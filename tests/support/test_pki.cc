@@ -39,7 +39,7 @@ Result<std::string> pem_of(const std::vector<Certificate>& certs) {
 Result<void> write_key(const std::string& path, const PrivateKey& key) {
   auto pem = key.to_pem();
   if (!pem) return std::unexpected(pem.error());
-  auto r = write_file(path, *pem, 0600);
+  auto r = write_pki_file(path, *pem, 0600);
   crypto::cleanse(*pem);
   return r;
 }
@@ -79,7 +79,7 @@ CertUsage wrong_usage_for(CertUsage asked) {
   return CertUsage::device;
 }
 
-Result<void> write_file(const std::string& path, const std::string& text, unsigned mode) {
+Result<void> write_pki_file(const std::string& path, const std::string& text, unsigned mode) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                         static_cast<mode_t>(mode));
   if (fd < 0) return fail_errno(Errc::io, kWhere, path, errno);
@@ -124,7 +124,7 @@ Result<TestPki> TestPki::create(const std::string& dir, crypto::KeyType type) {
   for (auto [name, made] : {std::pair{"ca", &*root}, std::pair{"intermediate", &*inter}}) {
     auto pem = made->cert.to_pem();
     if (!pem) return std::unexpected(pem.error());
-    PORTIER_TRY(write_file(dir + "/" + name + ".crt", *pem, 0644));
+    PORTIER_TRY(write_pki_file(dir + "/" + name + ".crt", *pem, 0644));
     PORTIER_TRY(write_key(dir + "/" + name + ".key", made->key));
   }
   return pki;
@@ -210,9 +210,9 @@ Result<IssuedLeaf> TestPki::issue(const LeafSpec& spec) const {
   presented.insert(presented.end(), chain.begin(), chain.end());
   auto chain_pem = pem_of(presented);
   if (!chain_pem) return std::unexpected(chain_pem.error());
-  PORTIER_TRY(write_file(leaf.cert_path, *leaf_pem, 0644));
+  PORTIER_TRY(write_pki_file(leaf.cert_path, *leaf_pem, 0644));
   PORTIER_TRY(write_key(leaf.key_path, *key));
-  PORTIER_TRY(write_file(leaf.chain_path, *chain_pem, 0644));
+  PORTIER_TRY(write_pki_file(leaf.chain_path, *chain_pem, 0644));
   return leaf;
 }
 

@@ -97,6 +97,6 @@ class TestPki {
 };
 
 // Writes `text` to `path` with exactly `mode` (umask aside), replacing it.
-Result<void> write_file(const std::string& path, const std::string& text, unsigned mode);
+Result<void> write_pki_file(const std::string& path, const std::string& text, unsigned mode);
 
 }  // namespace portier::test

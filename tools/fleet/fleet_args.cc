@@ -6,8 +6,13 @@
 namespace portier::fleet {
 namespace {
 
-const std::set<std::string> kFlags = {"--json", "--help"};
-const std::set<std::string> kOptions = {"--db", "--public-key", "--from", "--limit"};
+const std::set<std::string> kFlags = {"--json", "--help", "--authorize", "--block"};
+const std::set<std::string> kOptions = {
+    "--db",           "--public-key", "--from",   "--limit",   "--mqtt",       "--grpc",
+    "--fleet",        "--ca",         "--cert",   "--key",     "--spool",      "--signing-key",
+    "--signing-cert", "--chain",      "--text",   "--id",      "--expires-in", "--health",
+    "--decisions",    "--checkpoint", "--policy", "--version", "--device",     "--first",
+    "--last",         "--client-id"};
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "portier/v1/telemetry.pb.h"
 #include "tools/fleet/fleet_args.h"
 #include "tools/fleet/fleet_output.h"
+#include "tools/fleet/fleet_serve.h"
 #include "tools/fleet/sqlite_fleet_store.h"
 #include "tools/fleet/stored_chain_check.h"
 
@@ -31,6 +32,17 @@ constexpr const char* kUsage =
     "                                           the first bad sequence\n"
     "  audit TERMINAL [--from N] [--limit N]    the audit records received, from record N\n"
     "  incidents [TERMINAL] [--limit N]         rejected or suspicious messages, newest last\n"
+    "  results TERMINAL                         the answers to the commands sent to it\n"
+    "  serve --ca CA --cert C --key K [--mqtt ssl://HOST:PORT --fleet F] [--grpc HOST:PORT]\n"
+    "        [--spool DIR]                      receive from the broker and/or serve the gRPC\n"
+    "                                           endpoint into the store; deliver queued commands\n"
+    "  send TERMINAL ACTION --signing-key K --signing-cert CHAIN --spool DIR [--id ID]\n"
+    "        [--expires-in S]                   sign a command and queue it for serve. ACTION:\n"
+    "                                           ping [--text T], run-health-checks,\n"
+    "                                           set-intervals [--health S] [--decisions S]\n"
+    "                                           [--checkpoint S], replace-policy --policy FILE\n"
+    "                                           --version N, usb --device D --authorize|--block,\n"
+    "                                           fetch-audit --first N --last M, rotate-key\n"
     "--db: the fleet database (SQLite; created by add-terminal), else $PORTIER_FLEET_DB\n"
     "--json: one JSON object on stdout (every read command)\n"
     "exit codes: 0 ok, 1 verify-chain found the chain broken, 2 usage, 3 input refused\n"
@@ -322,6 +334,9 @@ int run(int argc, char** argv) {
   if (cmd == "verify-chain") h = verify_chain;
   if (cmd == "audit") h = audit;
   if (cmd == "incidents") h = incidents;
+  if (cmd == "serve") h = serve;
+  if (cmd == "send") h = send;
+  if (cmd == "results") h = results;
   if (!h) throw UsageError{"unknown command '" + cmd + "'"};
   if (cmd == "add-terminal" && a.flag("json")) throw UsageError{"add-terminal takes no --json"};
   std::string db;

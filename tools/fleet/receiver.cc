@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <set>
 
+#include "agent/audit_checkpoint.h"
 #include "agent/envelope/offline_notice.h"
 #include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
@@ -15,8 +16,9 @@ using envelope::ChainVerifier;
 
 constexpr const char* kWhere = "fleet receiver";
 
-const std::set<std::string> kEnvelopeKinds = {"envelope",  "birth", "health", "inventory",
-                                              "decisions", "audit", "result", "drop"};
+const std::set<std::string> kEnvelopeKinds = {"envelope",  "birth",     "health",
+                                              "inventory", "decisions", "audit",
+                                              "result",    "drop",      "checkpoint"};
 
 Incident incident(const std::string& id, TimePoint now, std::string kind, std::uint64_t sequence,
                   std::string detail) {
@@ -223,6 +225,7 @@ class Attempt {
   TimePoint now_;
   ChainVerifier v;
   Commit c;
+  FleetStore* store = nullptr;  // to hold checkpoints against what was received before
   std::vector<std::string> parked;
   std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
   std::vector<std::uint64_t> stored;
@@ -251,6 +254,63 @@ class Attempt {
       progress = true;
     }
     return progress;
+  }
+
+  // A signed checkpoint of the terminal's audit trail: it must verify with
+  // the terminal's key, extend the last one held, and match the audit
+  // record the fleet holds at its number (else the trail was rewritten).
+  void check_checkpoint(const v1::EnvelopeBody& body, TimePoint time) {
+    const auto seq = body.sequence();
+    const auto& id = k_.terminal.id;
+    v1::AuditCheckpoint cp;
+    if (!cp.ParseFromString(body.payload())) {
+      c.incidents.push_back(
+          incident(id, now_, "malformed", seq, "the payload is not a portier.v1.AuditCheckpoint"));
+      return;
+    }
+    agent::AuditCheckpoint ac{cp.terminal_id(),   cp.seq(),    cp.head(),     cp.time_ms(),
+                              cp.session_epoch(), cp.key_id(), cp.signature()};
+    if (cp.terminal_id() != id || !agent::verify_checkpoint(ac, k_.key)) {
+      c.incidents.push_back(incident(id, now_, "bad checkpoint", seq,
+                                     "an audit checkpoint that is not this terminal's"));
+      return;
+    }
+    std::optional<v1::AuditCheckpoint> prev;
+    for (auto& t : c.telemetry) {
+      v1::AuditCheckpoint p;
+      if (t.payload_type == v1::PAYLOAD_AUDIT_CHECKPOINT && p.ParseFromString(t.payload)) prev = p;
+    }
+    if (!prev && store) {
+      if (auto last = store->latest(id, v1::PAYLOAD_AUDIT_CHECKPOINT); last && *last) {
+        v1::AuditCheckpoint p;
+        if (p.ParseFromString((*last)->payload)) prev = p;
+      }
+    }
+    if (prev &&
+        (cp.seq() < prev->seq() || (cp.seq() == prev->seq() && cp.head() != prev->head()))) {
+      c.incidents.push_back(incident(id, now_, "checkpoint regressed", seq,
+                                     "audit checkpoint of record " + std::to_string(cp.seq()) +
+                                         " does not extend the last one (record " +
+                                         std::to_string(prev->seq()) +
+                                         "): the terminal's trail was cut or rewritten"));
+    }
+    std::optional<std::string> line;
+    for (auto& a : c.audit) {
+      if (a.record == cp.seq()) line = a.line;
+    }
+    if (!line && store) {
+      if (auto held = store->audit(id, cp.seq(), 1);
+          held && !held->empty() && held->front().record == cp.seq()) {
+        line = held->front().line;
+      }
+    }
+    if (line && agent::sha256_hex(*line) != cp.head()) {
+      c.incidents.push_back(incident(id, now_, "checkpoint mismatch", seq,
+                                     "audit record " + std::to_string(cp.seq()) +
+                                         " as received does not match the terminal's signed "
+                                         "checkpoint of it"));
+    }
+    c.telemetry.push_back(Telemetry{id, seq, v1::PAYLOAD_AUDIT_CHECKPOINT, time, body.payload()});
   }
 
   void decode(const v1::EnvelopeBody& body, TimePoint time) {
@@ -292,6 +352,9 @@ class Attempt {
         }
         break;
       }
+      case v1::PAYLOAD_AUDIT_CHECKPOINT:
+        check_checkpoint(body, time);
+        break;
       case v1::PAYLOAD_COMMAND_RESULT: {
         v1::CommandResult r;
         if (!r.ParseFromString(body.payload())) return malformed("portier.v1.CommandResult");
@@ -653,6 +716,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
         break;
       }
       Attempt a(*k, std::move(*chain), options_, now);
+      a.store = &store_;
       if (auto ok = a.init(); !ok) {
         for (auto i : chained) results[i] = std::unexpected(ok.error());
         done = true;

@@ -108,7 +108,7 @@ TEST(CommandStoreTest, ASymlinkOrAnUnreadableFileIsAClearError) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message().find("link.db"), std::string::npos) << s.error().message();
   auto junk = dir.path + "/junk.db";
-  ASSERT_TRUE(portier::test::write_file(junk, std::string(8192, 'x'), 0600));
+  ASSERT_TRUE(portier::test::write_pki_file(junk, std::string(8192, 'x'), 0600));
   s = CommandStore::open(junk);
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message().find("junk.db"), std::string::npos) << s.error().message();

@@ -143,6 +143,9 @@ TEST_F(ShippedBrokerConfigTest, TerminalWritesAndReadsOnlyUnderItsOwnId) {
   ASSERT_TRUE((*link)->start(events));
   ASSERT_TRUE(events.wait([&] { return events.connected == 1; })) << broker_->log();
   ASSERT_TRUE((*link)->send({1, "health", "mine"}));
+  ASSERT_TRUE(
+      receiver.wait([&] { return receiver.has("portier/v1/f1/t-0001/up/health", "mine"); }));
+  receiver.publish("portier/v1/f1/t-0001/down/ack", "1");
   ASSERT_TRUE(events.wait([&] { return events.acknowledged.size() == 1; }));
 
   // The same certificate, trying to speak for t-0002.

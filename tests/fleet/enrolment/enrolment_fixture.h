@@ -90,7 +90,7 @@ class EnrolmentFixture : public ::testing::Test {
     EXPECT_TRUE(id);
     t.terminal_id = id ? *id : "";
     t.secret_file = t.dir + "/enrolment.secret";
-    EXPECT_TRUE(write_file(t.secret_file, secret + "\n", 0600));
+    EXPECT_TRUE(write_pki_file(t.secret_file, secret + "\n", 0600));
     if (!keys) {
       keys = std::make_unique<identity::FileKeyStore>(t.dir + "/device.key",
                                                       crypto::KeyType::ecdsa_p256);

@@ -1,0 +1,265 @@
+// The management link end to end (issue 10): a real portierd with a
+// [management] table, a real Mosquitto (MQTT link) or portier-fleet's own
+// gRPC endpoint (gRPC link), and a real `portier-fleet serve` storing into
+// SQLite. One parametrised suite for both links. Certificates come from a
+// throwaway PKI made by the test (tests/support/test_pki).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "daemon_fixture.h"
+#include "support/mosquitto_broker.h"
+#include "support/test_pki.h"
+#include "tools/fleet/sqlite_fleet_store.h"
+
+namespace portier::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kTerminal = "T-0123456789abcdef0123456789abcdef";
+
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);  // polling a database another process writes
+  }
+  return done();
+}
+
+class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool mqtt() const { return GetParam() == "mqtt"; }
+
+  void SetUp() override {
+    std::filesystem::create_directories(dir_.file("pki"));
+    auto pki = TestPki::create(dir_.file("pki"));
+    ASSERT_TRUE(pki) << pki.error().message();
+    pki_ = std::make_unique<TestPki>(std::move(*pki));
+    auto server = pki_->issue({.name = "fleet-server", .usage = crypto::CertUsage::tls_server});
+    auto device = pki_->issue({.name = kTerminal, .usage = crypto::CertUsage::device});
+    auto client = pki_->issue({.name = "portier-fleet", .usage = crypto::CertUsage::tls_client});
+    auto commands =
+        pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+    ASSERT_TRUE(server && device && client && commands);
+    server_.emplace(*server);
+    device_.emplace(*device);
+    client_.emplace(*client);
+    commands_.emplace(*commands);
+    // The terminal's identity, as enrolment would have left it.
+    const auto mdir = dir_.file("state/management");
+    std::filesystem::create_directories(mdir);
+    ::chmod(dir_.file("state").c_str(), 0700);
+    ::chmod(mdir.c_str(), 0700);
+    write_file(mdir + "/terminal_id", std::string(kTerminal) + "\n");
+    write_file(mdir + "/device.key", read_file(device_->key_path), 0600);
+    write_file(dir_.file("device.pub"), *device_->cert.public_key()->to_pem());
+    db_ = dir_.file("fleet.db");
+    auto reg = run({bin("portier-fleet"), "--db", db_, "add-terminal", kTerminal, "--public-key",
+                    dir_.file("device.pub")});
+    ASSERT_EQ(reg.exit_code, 0) << reg.err;
+    if (mqtt()) {
+      TestTls tls{dir_.file("pki"), pki_->ca_path(), "", server_->chain_path, server_->key_path};
+      std::filesystem::create_directories(dir_.file("broker"));
+      broker_ = std::make_unique<MosquittoBroker>(dir_.file("broker"), tls);
+      ASSERT_TRUE(broker_->start());
+    } else {
+      grpc_port_ = free_port();
+    }
+    start_fleet();
+  }
+
+  void start_fleet() {
+    std::vector<std::string> argv{
+        bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
+        dir_.file("spool")};
+    if (mqtt()) {
+      argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
+                               client_->chain_path, "--key", client_->key_path});
+    } else {
+      argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
+                               server_->chain_path, "--key", server_->key_path});
+    }
+    // Its log (stderr) kept for failure messages.
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$@\" 2>>" + dir_.file("fleet.log"), "sh"});
+    fleet_ = std::make_unique<Child>(argv);
+  }
+  std::string fleet_log() { return read_file(dir_.file("fleet.log")); }
+  // The fleet subscribed at the broker (its session exists from then on),
+  // or its endpoint accepts connections.
+  bool fleet_ready() {
+    return eventually([&] {
+      return mqtt() ? fleet_log().find("mqtt: connected") != std::string::npos
+                    : port_accepts(grpc_port_);
+    });
+  }
+  void stop_fleet() {
+    if (!fleet_) return;
+    fleet_->signal(SIGTERM);
+    fleet_->wait_exit(10s);
+    fleet_.reset();
+  }
+
+  DaemonOptions daemon_options() {
+    DaemonOptions o;
+    o.policy = "version = 1\n" + runner_app();
+    o.extra_config =
+        std::string("[management]\n") + "link = \"" + GetParam() + "\"\n" + "server = \"" +
+        (mqtt() ? broker_->uri() : "localhost:" + std::to_string(grpc_port_)) + "\"\n" +
+        "fleet = \"bank\"\n" + "ca_file = \"" + pki_->ca_path() + "\"\n" + "cert_file = \"" +
+        device_->chain_path + "\"\n" + "command_trust_anchors = [\"" + pki_->ca_path() + "\"]\n" +
+        "checkpoint_interval_s = 5\n";
+    return o;
+  }
+
+  std::unique_ptr<fleet::FleetStore> store() {
+    auto s = fleet::SqliteFleetStore::open(db_);
+    EXPECT_TRUE(s) << s.error().message();
+    return std::move(*s);
+  }
+  // The audit record numbers the fleet holds, in order.
+  std::vector<std::uint64_t> fleet_audit() {
+    auto s = store();
+    auto a = s->audit(kTerminal, 0, 1000000);
+    std::vector<std::uint64_t> out;
+    if (a) {
+      for (auto& e : *a) out.push_back(e.record);
+    }
+    return out;
+  }
+  // The terminal's own trail: its record numbers.
+  std::vector<std::uint64_t> trail(const Daemon& d) {
+    std::vector<std::uint64_t> out;
+    std::istringstream in(d.audit());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("{\"seq\":", 0) == 0) out.push_back(std::stoull(line.substr(7)));
+    }
+    return out;
+  }
+  std::string send(const std::string& action, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{bin("portier-fleet"),
+                                  "--db",
+                                  db_,
+                                  "send",
+                                  kTerminal,
+                                  action,
+                                  "--signing-key",
+                                  commands_->key_path,
+                                  "--signing-cert",
+                                  commands_->chain_path,
+                                  "--spool",
+                                  dir_.file("spool")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = run(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+  std::optional<fleet::CommandResultEntry> result_of(const std::string& id) {
+    auto r = store()->results(kTerminal, 1000);
+    if (!r) return std::nullopt;
+    for (auto& e : *r) {
+      if (e.command_id == id) return e;
+    }
+    return std::nullopt;
+  }
+  void expect_chain_verifies() {
+    auto v = run({bin("portier-fleet"), "--db", db_, "verify-chain", kTerminal});
+    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestPki> pki_;
+  std::optional<IssuedLeaf> server_, device_, client_, commands_;
+  std::string db_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  int grpc_port_ = 0;
+  std::unique_ptr<Child> fleet_;
+};
+
+TEST_P(ManagementLinkTest, TheTerminalReportsAndTheFleetCommands_REQ19_REQ29_REQ36) {
+  ASSERT_TRUE(fleet_ready()) << fleet_log();
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] {
+    auto t = store()->terminal(kTerminal);
+    return t && !t->last_birth.empty() && t->online;
+  })) << d.log();
+  // A signed command, answered with a signed result.
+  const auto id = send("ping", {"--text", "hello"});
+  ASSERT_TRUE(eventually([&] { return result_of(id).has_value(); })) << d.log();
+  auto r = result_of(id);
+  EXPECT_EQ(r->status, 1) << r->message;  // OK
+  // Every audit record of the terminal reaches the fleet once, in order.
+  ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }))
+      << fleet_audit().size() << " of " << trail(d).size();
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+  auto incidents = store()->incidents(kTerminal, 100);
+  ASSERT_TRUE(incidents);
+  EXPECT_TRUE(incidents->empty()) << incidents->front().kind << ": " << incidents->front().detail;
+}
+
+TEST_P(ManagementLinkTest, AnOutageLosesNothingAndDuplicatesNothing_REQ29) {
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] { return !fleet_audit().empty(); })) << d.log();
+  // The broker (MQTT) or the fleet's endpoint (gRPC) goes away for a while.
+  if (mqtt()) {
+    broker_->stop();
+  } else {
+    stop_fleet();
+  }
+  for (int i = 0; i < 5; ++i) {
+    auto c = run({bin("portierctl"), "--socket", d.socket(), "send", "terminal", "--text", "x"});
+    EXPECT_NE(c.exit_code, 0);
+  }
+  ASSERT_TRUE(d.audit_has("\"decision\":\"deny\"")) << d.audit();
+  if (mqtt()) {
+    ASSERT_TRUE(broker_->start());
+  } else {
+    start_fleet();
+  }
+  ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }, 60s))
+      << fleet_audit().size() << " of " << trail(d).size() << "\n"
+      << d.log();
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+}
+
+TEST_P(ManagementLinkTest, TwentySigkillsInABurstLoseAndDuplicateNothing_REQ29) {
+  for (int i = 0; i < 20; ++i) {
+    Daemon d(dir_, daemon_options());
+    ASSERT_TRUE(d.start()) << "start " << i << ": " << d.log();
+    run({bin("portierctl"), "--socket", d.socket(), "send", "terminal", "--text", "x"});
+    // Killed at once, or after a short while: anywhere in its work.
+    if (i % 3) std::this_thread::sleep_for(std::chrono::milliseconds(20 * (i % 7)));
+    d.signal(SIGKILL);
+  }
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }, 90s))
+      << fleet_audit().size() << " of " << trail(d).size() << "\n"
+      << d.log() << "\nfleet:\n"
+      << fleet_log();
+  auto t = store()->terminal(kTerminal);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->session_epoch, 21u);
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+  auto incidents = store()->incidents(kTerminal, 100);
+  ASSERT_TRUE(incidents);
+  for (auto& i : *incidents) ADD_FAILURE() << i.kind << " at " << i.sequence << ": " << i.detail;
+}
+
+INSTANTIATE_TEST_SUITE_P(Links, ManagementLinkTest, ::testing::Values("mqtt", "grpc"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace portier::test

@@ -1,0 +1,239 @@
+#include "tools/fleet/fleet_serve.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "agent/commands/command_signing.h"
+#include "common/crypto/signer.h"
+#include "common/crypto/x509.h"
+#include "common/file_read.h"
+#include "common/file_write.h"
+#include "common/hex.h"
+#include "portier/v1/command.pb.h"
+#include "tools/fleet/grpc_endpoint.h"
+#include "tools/fleet/mqtt_intake.h"
+#include "tools/fleet/receiver.h"
+
+namespace portier::fleet {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+struct CliError {
+  int code;
+  std::string message;
+};
+
+std::string need_opt(const FleetArgs& a, const char* key, const char* why) {
+  auto v = a.opt(key);
+  if (!v || v->empty()) throw CliError{2, std::string("missing --") + key + " (" + why + ")"};
+  return *v;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::random_device rd;
+  std::string s;
+  for (std::size_t i = 0; i < bytes; ++i) s.push_back(static_cast<char>(rd() & 0xff));
+  return to_hex(s);
+}
+
+std::uint64_t number(const FleetArgs& a, const char* key, std::uint64_t fallback) {
+  auto v = a.opt(key);
+  if (!v) return fallback;
+  try {
+    std::size_t used = 0;
+    auto n = std::stoull(*v, &used);
+    if (used != v->size()) throw std::invalid_argument("x");
+    return n;
+  } catch (const std::exception&) {
+    throw CliError{2, std::string("--") + key + " takes a number, not '" + *v + "'"};
+  }
+}
+
+void log_line(const std::string& s) { std::cerr << "portier-fleet: " << s << "\n"; }
+
+// Delivers every queued command of <spool>/<terminal>/*.cmd it can; a
+// delivered file is removed.
+void deliver_spool(const std::string& spool, MqttIntake* mqtt, GrpcEndpoint* grpc) {
+  std::error_code ec;
+  for (auto& tdir : std::filesystem::directory_iterator(spool, ec)) {
+    if (!tdir.is_directory()) continue;
+    const std::string terminal = tdir.path().filename();
+    for (auto& f : std::filesystem::directory_iterator(tdir.path(), ec)) {
+      if (f.path().extension() != ".cmd") continue;
+      auto bytes = read_small_file(f.path(), ReadOptions{.max = 1u << 20});
+      if (!bytes) continue;
+      Result<void> sent = fail_msg(Errc::unavailable, "no transport");
+      if (grpc && grpc->connected(terminal)) sent = grpc->send_command(terminal, *bytes);
+      if (!sent && mqtt && mqtt->connected()) sent = mqtt->send_command(terminal, *bytes);
+      if (sent) {
+        std::filesystem::remove(f.path(), ec);
+        log_line("command " + f.path().stem().string() + " sent to " + terminal);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int serve(FleetStore& store, const FleetArgs& a) {
+  try {
+    const auto ca = need_opt(a, "ca", "the CA terminals' certificates chain to");
+    const auto cert = need_opt(a, "cert", "the fleet's certificate");
+    const auto key = need_opt(a, "key", "its key");
+    const auto spool = a.opt("spool").value_or("");
+    if (!a.opt("mqtt") && !a.opt("grpc")) throw CliError{2, "serve needs --mqtt and/or --grpc"};
+    Receiver receiver(store);
+    std::unique_ptr<MqttIntake> mqtt;
+    std::unique_ptr<GrpcEndpoint> grpc;
+    if (auto uri = a.opt("mqtt")) {
+      MqttIntakeOptions o;
+      o.server_uri = *uri;
+      o.fleet = need_opt(a, "fleet", "the fleet's name in the topics");
+      o.tls = {ca, cert, key};
+      // A fixed id by default: the broker keeps the session (and what
+      // terminals send) while portier-fleet is away.
+      o.client_id = a.opt("client-id").value_or("portier-fleet-" + o.fleet);
+      auto in = MqttIntake::create(std::move(o), receiver, log_line);
+      if (!in) throw CliError{3, in.error().message()};
+      mqtt = std::move(*in);
+      mqtt->start();
+    }
+    if (auto addr = a.opt("grpc")) {
+      auto e = GrpcEndpoint::start({*addr, ca, cert, key}, receiver, log_line);
+      if (!e) throw CliError{3, e.error().message()};
+      grpc = std::move(*e);
+      // The port actually bound (an address with port 0 gets a free one).
+      std::cout << "grpc port " << grpc->port() << std::endl;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_stop = true; };
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    std::cout << "serving" << std::endl;
+    while (!g_stop) {
+      if (!spool.empty()) deliver_spool(spool, mqtt.get(), grpc.get());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (mqtt) mqtt->stop();
+    if (grpc) grpc->stop();
+    return 0;
+  } catch (const CliError& e) {
+    std::cerr << "portier-fleet: " << e.message << "\n";
+    return e.code;
+  }
+}
+
+int send(FleetStore& store, const FleetArgs& a) {
+  try {
+    if (a.words.size() < 3) throw CliError{2, "send needs TERMINAL ACTION"};
+    const auto terminal = a.words[1];
+    const auto action = a.words[2];
+    if (!store.terminal(terminal)) throw CliError{4, "unknown terminal " + terminal};
+    const auto spool = need_opt(a, "spool", "where serve picks commands up");
+    auto key_pem = read_small_file(need_opt(a, "signing-key", "the command key (PEM)"),
+                                   ReadOptions{.max = 64 * 1024});
+    if (!key_pem) throw CliError{3, key_pem.error().message()};
+    auto key = crypto::PrivateKey::from_pem(*key_pem);
+    if (!key) throw CliError{3, "--signing-key: " + key.error().message()};
+    auto cert_pem = read_small_file(need_opt(a, "signing-cert", "its certificate chain (PEM)"),
+                                    ReadOptions{.max = 256 * 1024});
+    if (!cert_pem) throw CliError{3, cert_pem.error().message()};
+    auto chain = crypto::Certificate::all_from_pem(*cert_pem);
+    if (!chain || chain->empty()) throw CliError{3, "--signing-cert holds no certificate"};
+    v1::Command c;
+    c.set_command_id(a.opt("id").value_or("c-" + random_hex(8)));
+    c.set_target_terminal(terminal);
+    c.set_nonce(random_hex(16));
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    c.mutable_not_before()->set_seconds(now - 5);
+    c.mutable_expires()->set_seconds(now + static_cast<std::int64_t>(number(a, "expires-in", 600)));
+    if (action == "ping") {
+      c.mutable_ping()->set_text(a.opt("text").value_or("ping"));
+    } else if (action == "run-health-checks") {
+      c.mutable_run_health_checks();
+    } else if (action == "set-intervals") {
+      auto* s = c.mutable_set_telemetry_intervals();
+      s->set_health_seconds(static_cast<std::uint32_t>(number(a, "health", 0)));
+      s->set_decisions_seconds(static_cast<std::uint32_t>(number(a, "decisions", 0)));
+      s->set_checkpoint_seconds(static_cast<std::uint32_t>(number(a, "checkpoint", 0)));
+    } else if (action == "replace-policy") {
+      auto text =
+          read_small_file(need_opt(a, "policy", "the policy file"), ReadOptions{.max = 4u << 20});
+      if (!text) throw CliError{3, text.error().message()};
+      c.mutable_replace_policy()->set_policy_toml(*text);
+      c.mutable_replace_policy()->set_version(number(a, "version", 0));
+      if (c.replace_policy().version() == 0) throw CliError{2, "replace-policy needs --version N"};
+    } else if (action == "usb") {
+      if (a.flag("authorize") == a.flag("block"))
+        throw CliError{2, "usb needs --authorize or --block"};
+      c.mutable_usb_authorization()->set_device_id(need_opt(a, "device", "the USB device"));
+      c.mutable_usb_authorization()->set_authorize(a.flag("authorize"));
+    } else if (action == "fetch-audit") {
+      c.mutable_fetch_audit_range()->set_first(number(a, "first", 1));
+      c.mutable_fetch_audit_range()->set_last(number(a, "last", 1));
+    } else if (action == "rotate-key") {
+      c.mutable_rotate_device_key();
+    } else {
+      throw CliError{2, "unknown action '" + action +
+                            "' (ping, run-health-checks, set-intervals, replace-policy, usb, "
+                            "fetch-audit, rotate-key)"};
+    }
+    auto signer = crypto::KeySigner::from(std::move(*key));
+    if (!signer) throw CliError{3, signer.error().message()};
+    auto signed_command = commands::sign_command(c, *signer, *chain);
+    if (!signed_command) throw CliError{3, signed_command.error().message()};
+    const std::string dir = spool + "/" + terminal;
+    std::filesystem::create_directories(dir);
+    if (auto ok = replace_file(dir + "/" + c.command_id() + ".cmd",
+                               signed_command->SerializeAsString(), 0600);
+        !ok) {
+      throw CliError{6, ok.error().message()};
+    }
+    std::cout << c.command_id() << "\n";
+    return 0;
+  } catch (const CliError& e) {
+    std::cerr << "portier-fleet: " << e.message << "\n";
+    return e.code;
+  }
+}
+
+int results(FleetStore& store, const FleetArgs& a) {
+  if (a.words.size() < 2) {
+    std::cerr << "portier-fleet: results needs TERMINAL\n";
+    return 2;
+  }
+  auto r = store.results(a.words[1], 1000);
+  if (!r) {
+    std::cerr << "portier-fleet: " << r.error().message() << "\n";
+    return r.error().code == Errc::not_found ? 4 : 6;
+  }
+  for (auto& e : *r) {
+    v1::CommandResult cr;
+    cr.ParseFromString(e.result);
+    const char* st = cr.status() == v1::CommandResult::OK        ? "OK"
+                     : cr.status() == v1::CommandResult::REFUSED ? "REFUSED"
+                                                                 : "FAILED";
+    if (a.flag("json")) {
+      std::cout << "{\"command_id\":\"" << e.command_id << "\",\"status\":\"" << st
+                << "\",\"sequence\":" << e.sequence
+                << ",\"repeated\":" << (cr.repeated_command() ? "true" : "false") << "}\n";
+    } else {
+      std::cout << e.command_id << " " << st << (cr.repeated_command() ? " (repeat)" : "") << " "
+                << cr.message() << (cr.output().empty() ? "" : " :: " + cr.output()) << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace portier::fleet

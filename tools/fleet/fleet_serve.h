@@ -1,0 +1,15 @@
+// portier-fleet's long-running side and its command sender: `serve` runs
+// the transports (MQTT intake, gRPC endpoint) on the store and delivers
+// queued commands; `send` signs a command and queues it in the spool.
+#pragma once
+
+#include "tools/fleet/fleet_args.h"
+#include "tools/fleet/fleet_store.h"
+
+namespace portier::fleet {
+
+int serve(FleetStore& store, const FleetArgs& args);
+int send(FleetStore& store, const FleetArgs& args);
+int results(FleetStore& store, const FleetArgs& args);
+
+}  // namespace portier::fleet
