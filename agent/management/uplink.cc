@@ -70,11 +70,11 @@ bool Uplink::flush(std::chrono::milliseconds timeout) {
 UplinkStats Uplink::stats() const {
   std::lock_guard lock(mu_);
   auto s = stats_;
-  s.queued = queue_.size();
+  s.queued = queue_.size() + running_;
   return s;
 }
 
-Result<void> Uplink::commit(const std::deque<Pending>& run) {
+Result<void> Uplink::commit(const std::deque<Pending>& run, bool drop_notice) {
   std::vector<outbox::Record> records;
   records.reserve(run.size());
   const auto before = sealer_.state();
@@ -85,7 +85,7 @@ Result<void> Uplink::commit(const std::deque<Pending>& run) {
   for (std::size_t i = 0; i < run.size(); ++i) {
     auto sealed = sealer_.seal(run[i].type, run[i].payload, run[i].time);
     if (!sealed) return undo(sealed.error());
-    const bool sign = options_.signing == Signing::each || i + 1 == run.size();
+    const bool sign = drop_notice || options_.signing == Signing::each || i + 1 == run.size();
     if (sign) {
       if (auto ok = envelope::sign_envelope(sealed->envelope, signer_, key_id_); !ok) {
         return undo(ok.error());
@@ -100,6 +100,7 @@ Result<void> Uplink::commit(const std::deque<Pending>& run) {
     }
     r.digest.assign(sealed->digest.begin(), sealed->digest.end());
     r.prev_digest.assign(sealed->prev_digest.begin(), sealed->prev_digest.end());
+    r.headroom = drop_notice;
     records.push_back(std::move(r));
   }
   auto outcomes = outbox_.put_batch(records, sealer_.state(), options_.clock());
@@ -108,7 +109,36 @@ Result<void> Uplink::commit(const std::deque<Pending>& run) {
       std::count(outcomes->begin(), outcomes->end(), outbox::PutOutcome::dropped));
   std::lock_guard lock(mu_);
   stats_.sealed += records.size() - dropped;
+  running_ = 0;  // counted as sealed now
   stats_.dropped += dropped;
+  return {};
+}
+
+Result<void> Uplink::report_drops() {
+  // A few rounds at most: the notice's own room may drop more, which the
+  // next round (or the next run) reports; an unbounded loop would feed on
+  // itself in a small outbox.
+  for (int round = 0; round < 4; ++round) {
+    auto drops = outbox_.drops(1000);
+    if (!drops) return std::unexpected(drops.error());
+    if (drops->empty()) return {};
+    v1::DropNotice n;
+    n.set_reason("the outbox was full or the records older than its limit");
+    for (auto& d : *drops) {
+      auto* x = n.add_dropped();
+      x->set_sequence(d.sequence);
+      x->set_digest(d.digest);
+      x->set_prev_digest(d.prev_digest);
+      x->set_priority(d.priority == outbox::Priority::security    ? "security"
+                      : d.priority == outbox::Priority::inventory ? "inventory"
+                                                                  : "telemetry");
+    }
+    std::deque<Pending> notice;
+    notice.push_back(
+        {v1::PAYLOAD_DROP, n.SerializeAsString(), outbox::Priority::security, options_.clock()});
+    PORTIER_TRY(commit(notice, true));
+    PORTIER_TRY(outbox_.forget_drops(drops->back().sequence));
+  }
   return {};
 }
 
@@ -126,14 +156,23 @@ void Uplink::run() {
       batch.assign(std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+      running_ = n;
     }
     auto ok = commit(batch);
+    if (ok) {
+      // Committed: a failure to report drops now is retried after the next
+      // run (they stay recorded in the outbox), never by resealing the run.
+      if (auto d = report_drops(); !d) {
+        log_warning("management: drops not reported yet: " + d.error().message());
+      }
+    }
     std::function<void(const std::string&)> state_fn;
     std::function<void()> stored_fn;
     {
       std::lock_guard lock(mu_);
       state_fn = on_state_;
       stored_fn = on_stored_;
+      running_ = 0;
       if (!ok) {
         // Back to the front, in order: nothing is lost, the run is retried.
         queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),

@@ -9,6 +9,10 @@
 // error) nothing of it is lost: the sealer goes back to the outbox's chain
 // state, the payloads stay queued, the error is reported once through
 // `on_state`, and the run is tried again with a growing delay.
+//
+// Records the outbox drops to make room are reported in a DropNotice
+// envelope (security priority, always signed on its own: the fleet bridges
+// a gap only with a signature of the notice itself).
 #pragma once
 
 #include <chrono>
@@ -86,8 +90,12 @@ class Uplink {
   };
   void run();
   // Seals, signs and commits `run`; on an error the sealer is back where the
-  // outbox is.
-  Result<void> commit(const std::deque<Pending>& run);
+  // outbox is. `drop_notice`: signed whatever the mode, stored in the
+  // outbox's headroom.
+  Result<void> commit(const std::deque<Pending>& run, bool drop_notice = false);
+  // What the outbox dropped, told to the fleet in a signed DropNotice (so it
+  // can follow the chain across the gap), then forgotten.
+  Result<void> report_drops();
 
   outbox::Outbox& outbox_;
   envelope::EnvelopeSealer sealer_;
@@ -99,6 +107,7 @@ class Uplink {
   mutable std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::deque<Pending> queue_;
+  std::size_t running_ = 0;                      // taken from the queue, being committed
   std::uint64_t submitted_ = 0, committed_ = 0;  // tickets
   bool stopping_ = false, draining_ = false;
   std::chrono::steady_clock::time_point drain_deadline_;

@@ -45,6 +45,10 @@ struct Record {
   std::string envelope;     // a serialized portier.v1.Envelope
   std::string digest;       // its body's chain digest (EnvelopeSealer::Sealed::digest)
   std::string prev_digest;  // the previous body's digest (what the body chains to)
+  // A drop notice: stored within a headroom of max_bytes / 8 above the
+  // bound without dropping anything for it (else each notice would make
+  // room by dropping a record, which the next notice reports, and so on).
+  bool headroom = false;
 };
 
 // A record the outbox gave up, with what the fleet needs to follow the chain

@@ -13,6 +13,9 @@
 
 #include "agent/management/fake_link.h"
 #include "agent/management/outbox_sender.h"
+#include "portier/v1/telemetry.pb.h"
+#include "tools/fleet/receiver.h"
+#include "tools/fleet/sqlite_fleet_store.h"
 
 namespace portier::management {
 namespace {
@@ -208,6 +211,78 @@ INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,
                            return n +
                                   (std::get<1>(info.param) == Signing::each ? "_each" : "_batch");
                          });
+
+}  // namespace
+}  // namespace portier::management
+
+namespace portier::management {
+namespace {
+
+// Records the outbox had to drop are told to the fleet in a signed
+// DropNotice, and the fleet's real receiver follows the chain across the
+// gap: everything kept is stored in order, the drop is an incident it can
+// name, nothing is refused.
+TEST(UplinkDropsTest, TheFleetFollowsTheChainAcrossWhatTheOutboxDropped_REQ29) {
+  char t[] = "/tmp/portier-drops-XXXXXX";
+  const std::string dir = mkdtemp(t);
+  auto key = crypto::PrivateKey::generate(crypto::KeyType::sm2);
+  auto signer = crypto::KeySigner::from(*key);
+  const auto kid = *envelope::key_id(signer->public_key());
+  {
+    auto box = outbox::Outbox::open({dir + "/outbox.db", 16000, std::chrono::hours(24)});
+    ASSERT_TRUE(box);
+    UplinkOptions o;
+    o.signing = Signing::batch;
+    o.max_run = 8;
+    Uplink up(**box, envelope::EnvelopeSealer("T-1", signer->type(), {}), *signer, kid, o);
+    up.start();
+    for (int i = 0; i < 60; ++i) {
+      v1::HealthReport h;
+      h.mutable_health()->add_reasons(std::string(200, static_cast<char>('a' + i % 26)));
+      ASSERT_TRUE(
+          up.submit(v1::PAYLOAD_HEALTH, h.SerializeAsString(), outbox::Priority::telemetry));
+      if (i % 8 == 7) ASSERT_TRUE(up.flush(std::chrono::seconds(10)));
+    }
+    ASSERT_TRUE(up.flush(std::chrono::seconds(10)));
+    up.stop();
+    auto left = (*box)->drops(10);
+    ASSERT_TRUE(left);
+    EXPECT_TRUE(left->empty()) << "every drop was reported";
+
+    auto store = fleet::SqliteFleetStore::open(dir + "/fleet.db");
+    ASSERT_TRUE(store);
+    fleet::Terminal term;
+    term.id = "T-1";
+    term.public_key_pem = *signer->public_key().to_pem();
+    term.key_algorithm = "sm2";
+    ASSERT_TRUE((*store)->add_terminal(term));
+    fleet::Receiver receiver(**store);
+    auto records = (*box)->oldest(100000);
+    ASSERT_TRUE(records);
+    int notices = 0;
+    for (auto& r : *records) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      ASSERT_TRUE(env.ParseFromString(r.envelope) && body.ParseFromString(env.body()));
+      notices += body.payload_type() == v1::PAYLOAD_DROP;
+      auto got = receiver.receive("T-1", "envelope", r.envelope, std::chrono::system_clock::now());
+      EXPECT_TRUE(got || got.error().code == Errc::failed_precondition)
+          << r.sequence << ": " << got.error().message();
+    }
+    EXPECT_GT(notices, 0);
+    auto counts = (*store)->counts("T-1");
+    ASSERT_TRUE(counts);
+    EXPECT_EQ(counts->last_sequence, records->back().sequence) << "the chain reached the end";
+    auto incidents = (*store)->incidents("T-1", 1000);
+    ASSERT_TRUE(incidents);
+    for (auto& i : *incidents) {
+      // Told, followed, held while the notice was on its way: nothing refused.
+      EXPECT_TRUE(i.kind == "dropped by terminal" || i.kind == "gap" || i.kind == "reordered")
+          << i.kind << ": " << i.detail;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
 
 }  // namespace
 }  // namespace portier::management
