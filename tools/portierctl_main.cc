@@ -156,7 +156,7 @@ class Ctl {
         {"whoami", {}},
         {"policy",
          {"app-uid", "app-gid", "exe", "sha256", "unit", "device", "class", "op", "policy"}},
-        {"audit", {"count", "follow"}},
+        {"audit", {"count", "follow", "checkpoints", "cert", "key"}},
     };
     auto it = allowed.find(w[0]);
     if (it == allowed.end()) return;  // unknown command: reported by run()

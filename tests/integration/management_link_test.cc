@@ -204,6 +204,21 @@ TEST_P(ManagementLinkTest, TheTerminalReportsAndTheFleetCommands_REQ19_REQ29_REQ
   auto incidents = store()->incidents(kTerminal, 100);
   ASSERT_TRUE(incidents);
   EXPECT_TRUE(incidents->empty()) << incidents->front().kind << ": " << incidents->front().detail;
+
+  // Offline, the trail against the checkpoints the terminal signed (the
+  // last one at its stop): it verifies; cut short, it is caught.
+  const auto trail_file = dir_.file("state/audit.jsonl");
+  const auto cps = dir_.file("state/management/audit-checkpoints.jsonl");
+  auto ok = run({bin("portierctl"), "audit", "verify", trail_file, "--checkpoints", cps, "--cert",
+                 device_->cert_path});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("signed checkpoints match"), std::string::npos) << ok.out;
+  auto text = read_file(trail_file);
+  write_file(trail_file, text.substr(0, text.find('\n') + 1));
+  auto cut = run({bin("portierctl"), "audit", "verify", trail_file, "--checkpoints", cps, "--cert",
+                  device_->cert_path});
+  EXPECT_EQ(cut.exit_code, 1) << cut.out << cut.err;
+  EXPECT_NE(cut.out.find("were truncated or deleted"), std::string::npos) << cut.out;
 }
 
 TEST_P(ManagementLinkTest, AnOutageLosesNothingAndDuplicatesNothing_REQ29) {
