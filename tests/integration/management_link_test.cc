@@ -3,6 +3,7 @@
 // gRPC endpoint (gRPC link), and a real `portier-fleet serve` storing into
 // SQLite. One parametrised suite for both links. Certificates come from a
 // throwaway PKI made by the test (tests/support/test_pki).
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "daemon_fixture.h"
+#include "portier/v1/fleet.grpc.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
 #include "tools/fleet/sqlite_fleet_store.h"
@@ -271,6 +273,72 @@ TEST_P(ManagementLinkTest, TwentySigkillsInABurstLoseAndDuplicateNothing_REQ29) 
   auto incidents = store()->incidents(kTerminal, 100);
   ASSERT_TRUE(incidents);
   for (auto& i : *incidents) ADD_FAILURE() << i.kind << " at " << i.sequence << ": " << i.detail;
+}
+
+// The fleet's side of each link (the broker, or portier-fleet's endpoint)
+// speaks TLS 1.2 or newer with client certificates only: a TLS 1.1 client
+// and a client without a certificate are refused, the same client with its
+// certificate over TLS 1.2 is not (so the refusals are about version and
+// certificate). The openssl CLI is the client.
+TEST_P(ManagementLinkTest, OldTlsAndClientsWithoutACertificateAreRefused_REQ20) {
+  ASSERT_TRUE(fleet_ready()) << fleet_log();
+  const auto port = std::to_string(mqtt() ? broker_->port() : grpc_port_);
+  auto s_client = [&](const std::string& args) {
+    return run({"/bin/sh", "-c",
+                "openssl s_client -connect 127.0.0.1:" + port + " -CAfile " + pki_->ca_path() +
+                    " " + args + " </dev/null"});
+  };
+  const std::string cert = " -cert " + device_->chain_path + " -key " + device_->key_path;
+  // s_client prints "New, TLSv1.2, Cipher is ..." once a session is up.
+  auto session = [](const ProcessResult& r) {
+    return r.out.find("New, TLSv1.") != std::string::npos;
+  };
+  auto tls11 = s_client("-tls1_1" + cert);
+  EXPECT_FALSE(session(tls11)) << tls11.out << tls11.err;
+  // A client of the link's own kind, once without a certificate, once with.
+  auto connects = [&](bool with_cert) -> bool {
+    if (mqtt()) {
+      std::vector<std::string> argv{"/usr/bin/mosquitto_pub",
+                                    "-h",
+                                    "127.0.0.1",
+                                    "-p",
+                                    port,
+                                    "--cafile",
+                                    pki_->ca_path(),
+                                    "-m",
+                                    "x",
+                                    "-q",
+                                    "1",
+                                    "-t",
+                                    "portier/v1/bank/" + std::string(kTerminal) + "/up/x"};
+      if (with_cert) {
+        argv.insert(argv.end(), {"--cert", device_->chain_path, "--key", device_->key_path});
+      }
+      auto r = run(argv);
+      if (with_cert && r.exit_code != 0) ADD_FAILURE() << r.out << r.err;
+      return r.exit_code == 0;
+    }
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = read_file(pki_->ca_path());
+    if (with_cert) {
+      o.pem_cert_chain = read_file(device_->chain_path);
+      o.pem_private_key = read_file(device_->key_path);
+    }
+    auto stub =
+        v1::Fleet::NewStub(grpc::CreateChannel("localhost:" + port, grpc::SslCredentials(o)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto stream = stub->Connect(&ctx);
+    stream->WaitForInitialMetadata();
+    const bool up = ctx.GetServerInitialMetadata().count("portier-fleet") > 0;
+    ctx.TryCancel();
+    (void)stream->Finish();
+    return up;
+  };
+  EXPECT_FALSE(connects(false)) << "a client without a certificate was let in";
+  EXPECT_TRUE(connects(true));
+  auto good = s_client("-tls1_2" + cert);
+  EXPECT_TRUE(session(good)) << good.out << good.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, ManagementLinkTest, ::testing::Values("mqtt", "grpc"),
