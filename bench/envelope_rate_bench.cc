@@ -19,12 +19,16 @@
 // fails (no openssl, no mosquitto, an outbox that cannot be opened).
 //
 // usage: envelope_rate_bench [--envelopes N] [--payload-bytes B]
-//                            [--speed-seconds S] [--alg NAME]...
+//                            [--speed-seconds S] [--alg NAME]... [--trace]
+//                            [--window N] [--max-in-flight N]
+// --trace prints the end-to-end runs' progress every 100 ms (committed,
+// sent, acknowledged).
 #include <sys/resource.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -56,10 +60,16 @@ using namespace std::chrono_literals;
 constexpr double kEndToEndTarget = 5000;  // envelopes/s, ECDSA P-256 and SM2 (batch)
 constexpr double kEachRatioTarget = 0.8;  // envelope rate / ceiling, `each`
 
+bool g_trace = false;  // --trace: the end-to-end progress every 100 ms
+int g_window = 64;     // --window
+
 struct Options {
   int envelopes = 20000;
   int payload_bytes = 200;
   int speed_seconds = 2;
+  // As portierd sets them: the sender's window and the link's (Paho's)
+  // max_in_flight are both [management] window.
+  int window = 64, max_in_flight = 64;
   std::vector<crypto::KeyType> algs;
 };
 
@@ -252,6 +262,25 @@ Rate into_outbox(const std::string& path, const Key& key, management::Signing si
   return {payloads.size() / s, cpu / payloads.size() * 1e6};
 }
 
+// Forwards the link's calls to the sender and counts the acknowledgements
+// as the link delivers them (before the sender deletes them), so that a
+// trace tells a slow link from a slow sender.
+class CountingHandler final : public link::LinkHandler {
+ public:
+  explicit CountingHandler(management::OutboxSender& s) : s_(s) {}
+  void on_connected() override { s_.on_connected(); }
+  void on_disconnected(const std::string& r) override { s_.on_disconnected(r); }
+  void on_acknowledged(std::uint64_t id) override {
+    ++acks;
+    s_.on_acknowledged(id);
+  }
+  void on_command(std::string b) override { s_.on_command(std::move(b)); }
+  std::atomic<std::uint64_t> acks{0};
+
+ private:
+  management::OutboxSender& s_;
+};
+
 // (b) Through the broker: submit -> PUBACK -> deleted.
 Rate end_to_end(const std::string& path, const Key& key, management::Signing signing,
                 const std::vector<std::string>& payloads, const link::MqttLinkOptions& lo) {
@@ -260,9 +289,11 @@ Rate end_to_end(const std::string& path, const Key& key, management::Signing sig
   auto ml = link::MqttLink::create(lo);
   if (!ml) throw std::runtime_error("mqtt link: " + ml.error().message());
   auto& link = **ml;
-  management::OutboxSender sender(*box, link, nullptr, {});
+  management::OutboxSender sender(*box, link, nullptr,
+                                  {.window = static_cast<std::size_t>(g_window)});
   up->on_stored([&] { sender.wake(); });
-  if (auto ok = link.start(sender); !ok) {
+  CountingHandler counting(sender);
+  if (auto ok = link.start(counting); !ok) {
     throw std::runtime_error("mqtt link start: " + ok.error().message());
   }
   sender.start();
@@ -275,8 +306,21 @@ Rate end_to_end(const std::string& path, const Key& key, management::Signing sig
   submit_all(*up, payloads);
   // The sender's counter first: Outbox::stats() counts the table (a scan
   // under the outbox's lock), so it is read only once everything is acked.
+  std::string trace;
+  auto next_trace = t0;
   const bool done = wait_until(
       [&] {
+        if (g_trace && std::chrono::steady_clock::now() >= next_trace) {
+          auto ss = sender.stats();
+          char b[96];
+          std::snprintf(b, sizeof b, " %.2fs:%llu/%llu/%llu/%llu", seconds_since(t0),
+                        static_cast<unsigned long long>(up->stats().sealed),
+                        static_cast<unsigned long long>(ss.sent),
+                        static_cast<unsigned long long>(counting.acks.load()),
+                        static_cast<unsigned long long>(ss.acknowledged));
+          trace += b;
+          next_trace += 100ms;
+        }
         if (sender.stats().acknowledged < payloads.size()) return false;
         auto s = box->stats();
         return s && s->records == 0;
@@ -287,6 +331,8 @@ Rate end_to_end(const std::string& path, const Key& key, management::Signing sig
   up->stop();
   sender.stop();
   link.stop();
+  if (g_trace)
+    std::printf("  trace (time:committed/sent/acked by the link/deleted):%s\n", trace.c_str());
   if (!done) {
     throw std::runtime_error("end to end: not drained within 600 s (acknowledged " +
                              std::to_string(sender.stats().acknowledged) + ")");
@@ -388,7 +434,7 @@ std::vector<std::pair<std::size_t, double>> commit_vs_backlog(
 [[noreturn]] void usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s [--envelopes N] [--payload-bytes B] [--speed-seconds S] "
-               "[--alg ecdsa-p256|ed25519|sm2]...\n",
+               "[--alg ecdsa-p256|ed25519|sm2]... [--window N] [--max-in-flight N] [--trace]\n",
                program);
   std::exit(2);
 }
@@ -406,6 +452,13 @@ Options parse(int argc, char** argv) {
     } else if (a == "--speed-seconds") {
       o.speed_seconds =
           parse_int_arg(argv[0], "--speed-seconds", arg_value(argv[0], argc, argv, i), 1, 60);
+    } else if (a == "--window") {
+      o.window = parse_int_arg(argv[0], "--window", arg_value(argv[0], argc, argv, i), 1, 1024);
+    } else if (a == "--max-in-flight") {
+      o.max_in_flight =
+          parse_int_arg(argv[0], "--max-in-flight", arg_value(argv[0], argc, argv, i), 1, 65535);
+    } else if (a == "--trace") {
+      g_trace = true;
     } else if (a == "--alg") {
       std::string v = arg_value(argv[0], argc, argv, i);
       if (v == "ecdsa-p256") {
@@ -437,7 +490,8 @@ int run(const Options& o) {
   std::printf("envelope_rate_bench: %d envelopes of %d payload bytes per case\n", o.envelopes,
               o.payload_bytes);
   std::printf("outbox in %s: %s\n", dir.path().c_str(), filesystem_of(dir.path()).c_str());
-  std::printf("cores online: %ld\n\n", sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("sender window %d, link max_in_flight %d; cores online: %ld\n\n", o.window,
+              o.max_in_flight, sysconf(_SC_NPROCESSORS_ONLN));
   std::fflush(stdout);
 
   auto tls = test::write_test_tls(dir.path(), {"T-bench"});
@@ -456,6 +510,8 @@ int run(const Options& o) {
   lo.will_payload = "offline";
   lo.backoff_min = 50ms;
   lo.backoff_max = 500ms;
+  lo.max_in_flight = o.max_in_flight;
+  g_window = o.window;
 
   const auto payloads = make_payloads(o.envelopes, o.payload_bytes);
   const std::string db = dir.file("outbox.db");

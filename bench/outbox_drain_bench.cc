@@ -251,12 +251,15 @@ int run_child(const Options& o) {
   const double connect_s = seconds_since(t0);
   const auto td = std::chrono::steady_clock::now();
   long max_rss_kb = 0;
+  double first_ack_s = -1;
   // The sender's counter first: Outbox::stats() counts the table (a scan
   // under the outbox's lock), so it is read only once everything is acked.
   const bool drained = wait_until(
       [&] {
         max_rss_kb = std::max(max_rss_kb, self_kb("VmRSS"));
-        if (sender.stats().acknowledged < static_cast<std::uint64_t>(n)) return false;
+        const auto acked = sender.stats().acknowledged;
+        if (acked > 0 && first_ack_s < 0) first_ack_s = seconds_since(td);
+        if (acked < static_cast<std::uint64_t>(n)) return false;
         auto s = box.stats();
         return s && s->records == 0;
       },
@@ -276,11 +279,12 @@ int run_child(const Options& o) {
   }
   std::printf(
       "RESULT n=%d baseline_kb=%ld filled_kb=%ld fill_hwm_kb=%ld drain_hwm_kb=%ld "
-      "drain_max_rss_kb=%ld end_kb=%ld end_anon_kb=%ld end_file_kb=%ld base_anon_kb=%ld "
+      "first_ack_s=%.3f drain_max_rss_kb=%ld end_kb=%ld end_anon_kb=%ld end_file_kb=%ld "
+      "base_anon_kb=%ld "
       "hwm_reset=%d fill_s=%.3f connect_s=%.3f drain_s=%.3f "
       "backlog_bytes=%llu sent=%llu resent=%llu\n",
-      n, baseline_kb, filled_kb, fill_hwm_kb, drain_hwm_kb, max_rss_kb, end_kb, end_anon_kb,
-      end_file_kb, base_anon_kb, reset ? 1 : 0, fill_s, connect_s, drain_s,
+      n, baseline_kb, filled_kb, fill_hwm_kb, drain_hwm_kb, first_ack_s, max_rss_kb, end_kb,
+      end_anon_kb, end_file_kb, base_anon_kb, reset ? 1 : 0, fill_s, connect_s, drain_s,
       static_cast<unsigned long long>(backlog_bytes), static_cast<unsigned long long>(ss.sent),
       static_cast<unsigned long long>(ss.resent));
   return 0;
@@ -297,7 +301,8 @@ struct Result {
 
 Result run_one(const Options& o, int n) {
   std::string cmd = "'" + self_exe() + "' --child " + std::to_string(n) + " --payload-bytes " +
-                    std::to_string(o.payload_bytes) + " --alg " + o.alg + " --signing " + o.signing;
+                    std::to_string(o.payload_bytes) + " --alg " + o.alg + " --signing " +
+                    o.signing + " --fill " + o.fill;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot run " + cmd);
   char buf[1024];
@@ -344,6 +349,8 @@ int run_parent(const Options& o) {
     if (r["hwm_reset"] == 0) {
       std::printf("         (VmHWM could not be reset: the peak is the process's whole life)\n");
     }
+    std::printf("         first acknowledgement %.3f s after the connection; then %.0f/s\n",
+                r["first_ack_s"], n / std::max(1e-9, r["drain_s"] - r["first_ack_s"]));
     std::printf("         anonymous: %.1f MiB before, %.1f MiB at the end (file-backed %.1f MiB)\n",
                 mib(r["base_anon_kb"]), mib(r["end_anon_kb"]), mib(r["end_file_kb"]));
     if (r["resent"] > 0) std::printf("         (%.0f resent)\n", r["resent"]);
