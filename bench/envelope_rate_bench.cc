@@ -48,6 +48,7 @@
 #include "agent/outbox/outbox.h"
 #include "common/crypto/signer.h"
 #include "daemon_launcher.h"
+#include "fleet_acker.h"
 #include "portier/v1/envelope.pb.h"
 #include "support/mosquitto_broker.h"
 
@@ -494,7 +495,7 @@ int run(const Options& o) {
               o.max_in_flight, sysconf(_SC_NPROCESSORS_ONLN));
   std::fflush(stdout);
 
-  auto tls = test::write_test_tls(dir.path(), {"T-bench"});
+  auto tls = test::write_test_tls(dir.path(), {"T-bench", "portier-fleet"});
   if (!std::filesystem::exists(tls.cert("T-bench"))) {
     throw std::runtime_error("the test certificates could not be made (openssl CLI)");
   }
@@ -503,6 +504,9 @@ int run(const Options& o) {
   test::MosquittoBroker broker(dir.path(), tls, bo);
   if (auto ok = broker.start(); !ok) throw std::runtime_error(ok.message());
   link::MqttLinkOptions lo;
+  // The fleet's acknowledgements (down/ack): the outbox deletes only those.
+  bench::FleetAcker acker(broker.uri(), "bench",
+                          {tls.ca_file, tls.cert("portier-fleet"), tls.key("portier-fleet")});
   lo.server_uri = broker.uri();
   lo.fleet = "bench";
   lo.terminal_id = "T-bench";

@@ -9,7 +9,8 @@ if(NOT TARGET portier_management OR NOT TARGET portier_link OR NOT TARGET portie
 endif()
 
 foreach(bench envelope_rate_bench outbox_drain_bench)
-  add_executable(${bench} ${CMAKE_CURRENT_LIST_DIR}/${bench}.cc)
+  add_executable(${bench} ${CMAKE_CURRENT_LIST_DIR}/${bench}.cc
+    ${CMAKE_CURRENT_LIST_DIR}/fleet_acker.cc)
   target_link_libraries(${bench} PRIVATE portier_management portier_link portier_test_mosquitto
     portier_bench_launcher Threads::Threads)
 endforeach()

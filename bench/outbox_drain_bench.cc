@@ -42,6 +42,7 @@
 #include "agent/outbox/outbox.h"
 #include "common/crypto/signer.h"
 #include "daemon_launcher.h"
+#include "fleet_acker.h"
 #include "portier/v1/envelope.pb.h"
 #include "support/mosquitto_broker.h"
 
@@ -162,7 +163,7 @@ void fill_direct(const std::string& db_path, int n, int payload_bytes, crypto::K
 int run_child(const Options& o) {
   const int n = o.child;
   TempDir dir;
-  auto tls = test::write_test_tls(dir.path(), {"T-bench"});
+  auto tls = test::write_test_tls(dir.path(), {"T-bench", "portier-fleet"});
   if (!std::filesystem::exists(tls.cert("T-bench"))) {
     throw std::runtime_error("the test certificates could not be made (openssl CLI)");
   }
@@ -193,6 +194,9 @@ int run_child(const Options& o) {
                         uo);
 
   link::MqttLinkOptions lo;
+  // The fleet's acknowledgements (down/ack): the outbox deletes only those.
+  bench::FleetAcker acker(broker.uri(), "bench",
+                          {tls.ca_file, tls.cert("portier-fleet"), tls.key("portier-fleet")});
   lo.server_uri = broker.uri();
   lo.fleet = "bench";
   lo.terminal_id = "T-bench";

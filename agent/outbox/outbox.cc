@@ -186,23 +186,29 @@ Result<std::uint64_t> Outbox::delete_returning_size(const char* sql, std::uint64
   return size;
 }
 
+Result<void> Outbox::sweep_aged(std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
+  // Past their age, records below security go (security records are bounded
+  // by size only: the trail must reach the fleet). Through the age index:
+  // the cost is the aged records', not the backlog's.
+  Stmt old(db_,
+           "SELECT seq FROM records INDEXED BY records_by_age WHERE created_ms < ? AND "
+           "priority < ?");
+  if (!old.ok()) return std::unexpected(sql_error("make room"));
+  old.bind(1, to_ms(now - options_.max_age));
+  old.bind(2, static_cast<std::int64_t>(Priority::security));
+  std::vector<std::uint64_t> aged;
+  while (old.step() == SQLITE_ROW) aged.push_back(static_cast<std::uint64_t>(old.i64(0)));
+  std::sort(aged.begin(), aged.end());
+  for (auto seq : aged) {
+    auto size = drop(seq);
+    if (!size) return std::unexpected(size.error());
+    bytes -= std::min(bytes, *size);
+  }
+  return {};
+}
+
 Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
                                std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
-  // Past their age, records below security go (security records are bounded
-  // by size only: the trail must reach the fleet).
-  {
-    Stmt old(db_, "SELECT seq FROM records WHERE priority < ? AND created_ms < ? ORDER BY seq");
-    if (!old.ok()) return std::unexpected(sql_error("make room"));
-    old.bind(1, static_cast<std::int64_t>(Priority::security));
-    old.bind(2, to_ms(now - options_.max_age));
-    std::vector<std::uint64_t> aged;
-    while (old.step() == SQLITE_ROW) aged.push_back(static_cast<std::uint64_t>(old.i64(0)));
-    for (auto seq : aged) {
-      auto size = drop(seq);
-      if (!size) return std::unexpected(size.error());
-      bytes -= std::min(bytes, *size);
-    }
-  }
   if (incoming > options_.max_bytes) return false;
   // Then, while over the limit, the oldest of the lowest priority, never one
   // that ranks above the incoming record.
@@ -286,6 +292,7 @@ Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> record
   std::vector<PutOutcome> outcomes;
   outcomes.reserve(records.size());
   auto done = [&]() -> Result<void> {
+    PORTIER_TRY(sweep_aged(now, bytes));  // once per transaction, not per record
     for (const auto& r : records) {
       auto stored = write(r, now, bytes);
       if (!stored) return std::unexpected(stored.error());

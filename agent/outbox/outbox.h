@@ -113,6 +113,8 @@ class Outbox {
   Result<void> exec(const char* sql);
   // false: no room can be made for `incoming` bytes of `priority`.
   // `bytes`: the bytes held, kept up to date as records go.
+  // Drops the records past max_age (below security), oldest first.
+  Result<void> sweep_aged(std::chrono::system_clock::time_point now, std::uint64_t& bytes);
   Result<bool> make_room(std::uint64_t incoming, Priority priority,
                          std::chrono::system_clock::time_point now, std::uint64_t& bytes);
   // Moves a record to the drop list; its size.
