@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The management link on one machine (README "Management link: try it"):
+# a throwaway PKI (openssl), a local Mosquitto with mutual TLS, portier-fleet
+# storing what the terminal sends, and portierd with a [management] table.
+# It sends the terminal a signed ping and shows the fleet's view. Everything
+# lives under $PORTIER_MGMT_DEMO_DIR (default /tmp/portier-mgmt-demo);
+# Ctrl-C (or the end of the script) stops the three processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -x build/bin/portierd && -x build/bin/portier-fleet ]] || { bash scripts/install-deps.sh; bash scripts/build.sh; }
+BIN=$PWD/build/bin
+D=${PORTIER_MGMT_DEMO_DIR:-/tmp/portier-mgmt-demo}
+PORT=${PORTIER_MGMT_DEMO_PORT:-18883}
+rm -rf "$D" && mkdir -p "$D/pki" "$D/state/management" "$D/spool" && chmod 700 "$D/state" "$D/state/management"
+cd "$D"
+T=T-$(openssl rand -hex 16)
+
+# --- a throwaway PKI: root CA, and leaves with the usages Portier checks --
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; chmod 600 "$1"; }
+leaf() {  # name CN extensions...
+  local n=$1 cn=$2; shift 2
+  key pki/$n.key
+  openssl req -new -key pki/$n.key -subj "/CN=$cn/O=Portier demo" -out pki/$n.csr 2>/dev/null
+  printf '%s\n' "$@" > pki/$n.ext
+  openssl x509 -req -in pki/$n.csr -CA pki/ca.pem -CAkey pki/ca.key -CAcreateserial \
+    -days 30 -sha256 -extfile pki/$n.ext -out pki/$n.pem 2>/dev/null
+}
+key pki/ca.key
+openssl req -x509 -new -key pki/ca.key -subj "/CN=Portier demo CA/O=Portier demo" -days 30 -sha256 \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -addext "subjectKeyIdentifier=hash" -out pki/ca.pem 2>/dev/null
+common=("basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature"
+        "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid")
+leaf broker localhost "${common[@]}" "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost"
+leaf device "$T" "${common[@]}" "extendedKeyUsage=clientAuth"
+leaf fleet portier-fleet "${common[@]}" "extendedKeyUsage=clientAuth"
+leaf commands fleet-commands "${common[@]}" "extendedKeyUsage=codeSigning"
+
+# --- the terminal's identity, as enrolment would leave it -----------------
+echo "$T" > state/management/terminal_id
+cp pki/device.key state/management/device.key && chmod 600 state/management/device.key
+openssl pkey -in pki/device.key -pubout -out pki/device.pub 2>/dev/null
+
+# --- Mosquitto with mutual TLS ---------------------------------------------
+cat > mosquitto.conf <<CONF
+per_listener_settings false
+allow_anonymous false
+persistence false
+listener $PORT 127.0.0.1
+cafile $D/pki/ca.pem
+certfile $D/pki/broker.pem
+keyfile $D/pki/broker.key
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
+CONF
+chmod 644 pki/broker.key
+mosquitto -c mosquitto.conf > mosquitto.log 2>&1 & PIDS=$!
+trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+
+# --- portier-fleet: register the terminal, then serve ----------------------
+F=("$BIN/portier-fleet" --db fleet.db)
+"${F[@]}" add-terminal "$T" --public-key pki/device.pub
+sleep 0.5
+"${F[@]}" serve --ca pki/ca.pem --cert pki/fleet.pem --key pki/fleet.key \
+  --mqtt ssl://127.0.0.1:$PORT --fleet demo --spool spool > fleet.log 2>&1 & PIDS="$PIDS $!"
+
+# --- portierd with a [management] table ------------------------------------
+cat > state/policy.toml <<POL
+version = 1
+[[app]]
+name = "root-cli"
+uid = 0
+exe = "$BIN/portierctl"
+[[rule]]
+app = "root-cli"
+ops = ["*"]
+POL
+cat > portierd.toml <<CFG
+socket = "$D/portierd.sock"
+state_dir = "$D/state"
+policy = "$D/state/policy.toml"
+[[scanner]]
+id = "sim0"
+type = "simulated"
+interval_ms = 2000
+[management]
+link = "mqtt"
+server = "ssl://127.0.0.1:$PORT"
+fleet = "demo"
+ca_file = "$D/pki/ca.pem"
+cert_file = "$D/pki/device.pem"
+command_trust_anchors = ["$D/pki/ca.pem"]
+checkpoint_interval_s = 10
+CFG
+"$BIN/portierd" --config portierd.toml > portierd.log 2>&1 & PIDS="$PIDS $!"
+
+echo "terminal $T: waiting for its birth at the fleet..."
+for _ in $(seq 100); do "${F[@]}" terminals | grep -q online && break; sleep 0.2; done
+"${F[@]}" terminals
+id=$("${F[@]}" send "$T" ping --text "hello from the fleet" --signing-key pki/commands.key \
+       --signing-cert pki/commands.pem --spool spool)
+for _ in $(seq 100); do "${F[@]}" results "$T" | grep -q "$id" && break; sleep 0.2; done
+echo "--- results"; "${F[@]}" results "$T"
+echo "--- show"; "${F[@]}" show "$T" | head -20
+echo "--- verify-chain"; "${F[@]}" verify-chain "$T"
+echo
+echo "All under $D (fleet.db, *.log). Try: ${F[*]} audit $T | tail -3"
+if [[ -t 0 ]]; then echo "Ctrl-C stops it."; wait; fi
