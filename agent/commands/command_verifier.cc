@@ -109,7 +109,11 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
     r.reason = "malformed: the signed bytes are not a Command";
     return refuse(r, source);
   }
-  r.command_id = command.command_id();
+  // Unverified yet: what of it goes into the audit trail and the answer is
+  // bounded (a hostile broker's 250 KB id must not become a 250 KB record).
+  r.command_id = command.command_id().size() <= kMaxCommandId
+                     ? command.command_id()
+                     : command.command_id().substr(0, kMaxCommandId) + "…";
   r.action = std::string(action_name(command));
   if (auto d = command_digest(signed_command.command()); d) {
     r.digest.assign(d->begin(), d->end());

@@ -22,7 +22,6 @@ struct GrpcLink::Impl {
   std::condition_variable cv;
   bool stopping = false;
   bool up = false;
-  int in_flight = 0;
   std::unique_ptr<grpc::ClientContext> context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::Uplink, v1::Downlink>> stream;
   std::mutex write_mu;  // one Write at a time
@@ -102,23 +101,18 @@ Result<void> GrpcLink::send(const Outgoing& m) {
   grpc::ClientReaderWriter<v1::Uplink, v1::Downlink>* stream;
   {
     std::lock_guard lock(impl_->mu);
-    if (!impl_->up || !impl_->stream)
+    // No window here: the sender keeps one (and sends again what stays
+    // unacknowledged, which a count of this link's own would then block).
+    if (!impl_->up || !impl_->stream) {
       return fail_msg(Errc::unavailable, "gRPC link: not connected");
-    if (impl_->in_flight >= impl_->options.max_in_flight) {
-      return fail_msg(Errc::resource_exhausted, "gRPC link: too many unacknowledged envelopes");
     }
     stream = impl_->stream.get();
-    ++impl_->in_flight;
   }
   v1::Uplink u;
   u.set_id(m.id);
   u.set_kind(m.kind);
   u.set_envelope(m.bytes);
-  if (!stream->Write(u)) {
-    std::lock_guard lock(impl_->mu);
-    --impl_->in_flight;
-    return fail_msg(Errc::unavailable, "gRPC link: the stream broke");
-  }
+  if (!stream->Write(u)) return fail_msg(Errc::unavailable, "gRPC link: the stream broke");
   return {};
 }
 
@@ -134,7 +128,6 @@ void GrpcLink::Impl::session(v1::Fleet::Stub& stub) {
     context = std::make_unique<grpc::ClientContext>();
     context->set_wait_for_ready(false);
     stream = stub.Connect(context.get());
-    in_flight = 0;
   }
   // The stream is up once the fleet answers with its headers (it sends
   // "portier-fleet: v1" at once); a failed connection ends with none.
@@ -149,10 +142,6 @@ void GrpcLink::Impl::session(v1::Fleet::Stub& stub) {
     v1::Downlink d;
     while (stream->Read(&d)) {
       if (d.has_ack()) {
-        {
-          std::lock_guard lock(mu);
-          if (in_flight > 0) --in_flight;
-        }
         handler->on_acknowledged(d.ack());
       } else if (d.has_signed_command() && d.signed_command().size() <= options.max_command_bytes) {
         handler->on_command(d.signed_command());

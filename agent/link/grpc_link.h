@@ -23,7 +23,6 @@ struct GrpcLinkOptions {
   std::string offline_notice;  // a serialized portier.v1.Offline, sent at a clean stop
   std::chrono::milliseconds backoff_min{500};
   std::chrono::milliseconds backoff_max{60'000};
-  int max_in_flight = 64;
   std::size_t max_command_bytes = 256 * 1024;
 };
 

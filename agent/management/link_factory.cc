@@ -29,7 +29,6 @@ LinkFactory default_link_factory() {
       o.cert_file = config.cert_file;
       o.key_file = config.tls_key_file.empty() ? context.device_key_file : config.tls_key_file;
       o.offline_notice = context.offline_notice;
-      o.max_in_flight = static_cast<int>(config.window);
       auto l = link::GrpcLink::create(std::move(o));
       if (!l) return std::unexpected(l.error());
       return std::unique_ptr<link::Link>(std::move(*l));

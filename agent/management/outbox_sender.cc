@@ -135,6 +135,7 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
       if (sent) {
         ++stats_.sent;
         if (!ever_sent_.insert(r.sequence).second) ++stats_.resent;
+        if (ever_sent_.size() > 100000) ever_sent_.clear();  // only counts resends: bounded
       }
       if (generation != generation_) break;  // a reconnect reset the cursor meanwhile
       if (!sent) {

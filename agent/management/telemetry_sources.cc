@@ -209,27 +209,38 @@ void TelemetrySources::send_inventory() {
 }
 
 void TelemetrySources::send_audit() {
+  // Batches bounded in records and bytes (an envelope must stay well below
+  // the fleet's limit whatever the lines hold).
+  constexpr std::size_t kMaxBatchBytes = 256 * 1024;
   for (;;) {
     v1::AuditBatch batch;
-    std::uint64_t last = 0;
+    std::vector<std::pair<std::uint64_t, std::string>> taken;
     {
       std::lock_guard lock(mu_);
       if (audit_lines_.empty()) return;
-      batch.set_first_record(audit_lines_.front().first);
-      while (!audit_lines_.empty() &&
-             static_cast<std::size_t>(batch.records_size()) < intervals_.audit_batch) {
-        last = audit_lines_.front().first;
-        // The checkpoint covers what went to the uplink, never more.
-        if (checkpointer_) checkpointer_->observe(last, audit_lines_.front().second);
-        batch.add_records(std::move(audit_lines_.front().second));
+      std::size_t bytes = 0;
+      while (!audit_lines_.empty() && taken.size() < intervals_.audit_batch &&
+             (taken.empty() || bytes + audit_lines_.front().second.size() <= kMaxBatchBytes)) {
+        bytes += audit_lines_.front().second.size();
+        taken.push_back(std::move(audit_lines_.front()));
         audit_lines_.pop_front();
       }
     }
+    batch.set_first_record(taken.front().first);
+    for (auto& [seq, line] : taken) batch.add_records(line);
     if (!uplink_.submit(v1::PAYLOAD_AUDIT, batch.SerializeAsString(), outbox::Priority::security)) {
-      return;  // the uplink's queue is full: counted there; the trail keeps them
+      // The uplink's queue is full: the lines go back, in order, for later.
+      std::lock_guard lock(mu_);
+      audit_lines_.insert(audit_lines_.begin(), std::make_move_iterator(taken.begin()),
+                          std::make_move_iterator(taken.end()));
+      return;
+    }
+    // The checkpoint covers what went to the uplink, never more.
+    if (checkpointer_) {
+      for (auto& [seq, line] : taken) checkpointer_->observe(seq, line);
     }
     // Committed: the next start catches up from after it.
-    if (uplink_.flush(std::chrono::seconds(5)) && save_cursor_) save_cursor_(last);
+    if (uplink_.flush(std::chrono::seconds(5)) && save_cursor_) save_cursor_(taken.back().first);
   }
 }
 

@@ -85,7 +85,11 @@ Result<void> Uplink::commit(const std::deque<Pending>& run, bool drop_notice) {
   for (std::size_t i = 0; i < run.size(); ++i) {
     auto sealed = sealer_.seal(run[i].type, run[i].payload, run[i].time);
     if (!sealed) return undo(sealed.error());
-    const bool sign = drop_notice || options_.signing == Signing::each || i + 1 == run.size();
+    // In batch mode only telemetry waits for a later signature: anything
+    // above it is signed on its own, so dropping (oldest telemetry first)
+    // can never take the signer of a record the outbox keeps.
+    const bool sign = drop_notice || options_.signing == Signing::each || i + 1 == run.size() ||
+                      run[i].priority != outbox::Priority::telemetry;
     if (sign) {
       if (auto ok = envelope::sign_envelope(sealed->envelope, signer_, key_id_); !ok) {
         return undo(ok.error());

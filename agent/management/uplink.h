@@ -3,9 +3,11 @@
 // signed, and committed to the outbox in runs (one transaction, one fsync
 // per run), on one writer thread. Only committed envelopes are ever sent.
 //
-// Signing: `each` signs every envelope; `batch` signs only the last of each
-// run, which covers the run through the chain (SM2's single signatures are
-// slow in OpenSSL 3.0). When the outbox refuses a run (a full disk, an I/O
+// Signing: `each` signs every envelope; `batch` signs the last of each run,
+// which covers the run through the chain (SM2's single signatures are slow
+// in OpenSSL 3.0), and every envelope above telemetry priority on its own
+// (the outbox drops the oldest telemetry first, so no kept envelope ever
+// loses the signature that covers it). When the outbox refuses a run (a full disk, an I/O
 // error) nothing of it is lost: the sealer goes back to the outbox's chain
 // state, the payloads stay queued, the error is reported once through
 // `on_state`, and the run is tried again with a growing delay.

@@ -114,6 +114,28 @@ TEST_P(ReceiverTest, EveryEnvelopeIsStoredOnceInOrderWithItsPayloads_REQ19) {
   expect_chain_verifies();
 }
 
+// Regression (review of the management link): the transports acknowledged
+// an envelope the fleet only held, so a broker that forged an unsigned one
+// at sequence S made the terminal delete its genuine record S. Only what
+// the store holds is acknowledgeable.
+TEST_P(ReceiverTest, AForgedUnsignedEnvelopeIsHeldButNeverAcknowledged) {
+  SimTerminal forger{term.id, GetParam()};  // its own key: the broker's forgery
+  auto forged = send(forger.health(1, /*sign=*/false));
+  ASSERT_TRUE(forged) << forged.error().message();
+  EXPECT_EQ(forged->outcome, Receipt::Outcome::held);
+  EXPECT_TRUE(acknowledgeable(*forged, 1, rx->holds(term.id, 1)).empty());
+  // Resent by the broker: a duplicate of what is only held, still no ack.
+  auto again = send(forger.health(1, false));
+  if (again) EXPECT_TRUE(acknowledgeable(*again, 1, rx->holds(term.id, 1)).empty());
+  // The terminal's own, signed: stored and acknowledged, once.
+  auto genuine = send(term.health(1));
+  ASSERT_TRUE(genuine) << genuine.error().message();
+  EXPECT_EQ(acknowledgeable(*genuine, 1, rx->holds(term.id, 1)), (std::vector<std::uint64_t>{1}));
+  auto resent = send(term.health(1));
+  (void)resent;
+  EXPECT_TRUE(rx->holds(term.id, 1));
+}
+
 TEST_P(ReceiverTest, AResendAfterALostAckIsAcknowledgedAndNotStoredAgain_REQ23) {
   auto a = term.audit(1, {"one"});
   auto b = term.audit(2, {"two"});

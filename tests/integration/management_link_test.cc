@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/envelope/envelope_chain.h"
 #include "daemon_fixture.h"
 #include "portier/v1/fleet.grpc.pb.h"
 #include "support/mosquitto_broker.h"

@@ -76,14 +76,16 @@ T need(Result<T> r) {
 
 // Terminal ids go into MQTT topics and file names: a conservative alphabet.
 void check_terminal_id(const std::string& id) {
-  bool ok = !id.empty() && id.size() <= 128;
+  // Not "." or "..": the id also names a spool directory.
+  bool ok = !id.empty() && id.size() <= 128 && id.front() != '.';
   for (char c : id) {
     ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                 c == '-' || c == '_' || c == '.');
   }
   if (!ok) {
     throw Failure{3, "terminal id '" + printable(id) +
-                         "': use 1..128 of A-Z a-z 0-9 - _ . (it names MQTT topics)"};
+                         "': use 1..128 of A-Z a-z 0-9 - _ . , not starting with '.' (it names "
+                         "MQTT topics and spool directories)"};
   }
 }
 

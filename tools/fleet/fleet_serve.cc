@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "agent/audit_verify.h"
 #include "agent/commands/command_signing.h"
 #include "common/crypto/signer.h"
 #include "common/crypto/x509.h"
@@ -151,6 +152,13 @@ int send(FleetStore& store, const FleetArgs& a) {
     if (!chain || chain->empty()) throw CliError{3, "--signing-cert holds no certificate"};
     v1::Command c;
     c.set_command_id(a.opt("id").value_or("c-" + random_hex(8)));
+    // The id names the spool file: letters, digits, '-', '_', '.' only.
+    bool id_ok =
+        !c.command_id().empty() && c.command_id().size() <= 128 && c.command_id().front() != '.';
+    for (char ch : c.command_id())
+      id_ok = id_ok &&
+              (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.');
+    if (!id_ok) throw CliError{2, "--id: 1..128 of A-Z a-z 0-9 - _ . (not starting with '.')"};
     c.set_target_terminal(terminal);
     c.set_nonce(random_hex(16));
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -225,8 +233,8 @@ int results(FleetStore& store, const FleetArgs& a) {
                      : cr.status() == v1::CommandResult::REFUSED ? "REFUSED"
                                                                  : "FAILED";
     if (a.flag("json")) {
-      std::cout << "{\"command_id\":\"" << e.command_id << "\",\"status\":\"" << st
-                << "\",\"sequence\":" << e.sequence
+      std::cout << "{\"command_id\":\"" << agent::json_escape(e.command_id) << "\",\"status\":\""
+                << st << "\",\"sequence\":" << e.sequence
                 << ",\"repeated\":" << (cr.repeated_command() ? "true" : "false") << "}\n";
     } else {
       std::cout << e.command_id << " " << st << (cr.repeated_command() ? " (repeat)" : "") << " "

@@ -42,11 +42,19 @@ class GrpcEndpoint::Service final : public v1::Fleet::Service {
         log_("grpc: " + terminal + " " + up.kind() + ": " + r.error().message());
         continue;  // not acknowledged: the terminal sends it again
       }
-      if (up.kind() == "offline") continue;
-      v1::Downlink d;
-      d.set_ack(up.id());
+      // Acknowledged: what the store holds (see MqttIntake), never an
+      // envelope only held.
+      const auto acks = acknowledgeable(
+          *r, up.id(),
+          r->outcome == Receipt::Outcome::duplicate && receiver_.holds(terminal, up.id()));
       std::lock_guard w(peer->write_mu);
-      if (!stream->Write(d)) break;
+      bool ok = true;
+      for (auto a : acks) {
+        v1::Downlink d;
+        d.set_ack(a);
+        ok = ok && stream->Write(d);
+      }
+      if (!ok) break;
     }
     {
       std::lock_guard lock(mu_);

@@ -79,13 +79,24 @@ void MqttIntake::on_message(const std::string& topic, std::string payload) {
   auto r = receiver_.receive(terminal, kind, payload, std::chrono::system_clock::now());
   if (r) {
     ++accepted_;
-    // Stored (or held, or a resend of what is): the terminal may delete it.
+    // Only what the store holds may leave the terminal's outbox: the
+    // envelopes this message got stored (it may cover earlier ones), or the
+    // message itself when it was stored before (a resend). Never one only
+    // held (unsigned, or past a gap): a forged one would otherwise make the
+    // terminal delete its genuine record.
     v1::Envelope env;
     v1::EnvelopeBody body;
-    if (kind != "offline" && kind != "batch" && env.ParseFromString(payload) &&
-        body.ParseFromString(env.body()) && body.sequence() > 0) {
+    std::uint64_t seq = 0;
+    if (r->outcome == Receipt::Outcome::duplicate && env.ParseFromString(payload) &&
+        body.ParseFromString(env.body())) {
+      seq = body.sequence();
+    }
+    const auto acks = acknowledgeable(*r, seq, seq > 0 && receiver_.holds(terminal, seq));
+    std::string text;
+    for (auto a : acks) text += (text.empty() ? "" : ",") + std::to_string(a);
+    if (!text.empty()) {
       (void)client_->publish("portier/v1/" + options_.fleet + "/" + terminal + "/down/ack",
-                             std::to_string(body.sequence()), false, [](Result<void>) {});
+                             std::move(text), false, [](Result<void>) {});
     }
   } else {
     ++rejected_;

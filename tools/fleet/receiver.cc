@@ -346,9 +346,11 @@ class Attempt {
         v1::AuditBatch batch;
         if (!batch.ParseFromString(body.payload())) return malformed("portier.v1.AuditBatch");
         for (int i = 0; i < batch.records_size(); ++i) {
-          c.audit.push_back(AuditEntry{k_.terminal.id,
-                                       batch.first_record() + static_cast<std::uint64_t>(i), seq,
-                                       batch.records(i)});
+          // Each record by its own number (a batch may have holes), else
+          // its place in the batch.
+          std::uint64_t n = batch.first_record() + static_cast<std::uint64_t>(i);
+          if (auto c2 = agent::parse_chained_line(batch.records(i))) n = c2->seq;
+          c.audit.push_back(AuditEntry{k_.terminal.id, n, seq, batch.records(i)});
         }
         break;
       }
@@ -373,6 +375,18 @@ class Attempt {
 };
 
 }  // namespace
+
+std::vector<std::uint64_t> acknowledgeable(const Receipt& receipt, std::uint64_t sequence,
+                                           bool stored_already) {
+  if (receipt.outcome == Receipt::Outcome::stored) return receipt.stored;
+  if (receipt.outcome == Receipt::Outcome::duplicate && stored_already) return {sequence};
+  return {};
+}
+
+bool Receiver::holds(const std::string& terminal_id, std::uint64_t sequence) {
+  auto e = store_.envelope(terminal_id, sequence);
+  return e && e->has_value();
+}
 
 std::string_view name(Receipt::Outcome outcome) {
   switch (outcome) {

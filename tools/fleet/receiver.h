@@ -41,6 +41,15 @@ struct Receipt {
 
 std::string_view name(Receipt::Outcome outcome);
 
+// What a transport may acknowledge to the terminal for a message it handed
+// to the receiver (the terminal deletes what is acknowledged): the envelopes
+// the message got stored (it may cover earlier ones), or, for a duplicate,
+// the message's own sequence when the store holds it. Never an envelope only
+// held (unsigned, or past a gap): a forged one would otherwise make the
+// terminal delete its genuine record.
+std::vector<std::uint64_t> acknowledgeable(const Receipt& receipt, std::uint64_t sequence,
+                                           bool stored_already);
+
 class Receiver {
  public:
   struct Options {
@@ -77,6 +86,10 @@ class Receiver {
   // fsync for the group: a transport that collects what arrived within a
   // few milliseconds acknowledges each message after this returns). Offline
   // notices in the group are applied after its envelopes.
+  // Whether the store holds envelope `sequence` of the terminal (a
+  // duplicate may be one only held, which must not be acknowledged).
+  bool holds(const std::string& terminal_id, std::uint64_t sequence);
+
   struct Message {
     std::string kind;
     std::string bytes;
