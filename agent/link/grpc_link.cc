@@ -76,16 +76,22 @@ void GrpcLink::stop() {
     if (!impl_->thread.joinable()) return;
     impl_->stopping = true;
   }
-  // A clean goodbye: the signed offline notice, then the stream's end.
+  // A clean goodbye: the signed offline notice, then the stream's end. Not
+  // while a send is stuck in a Write (a stalled fleet): then the stream is
+  // cancelled without it, so stop() never waits on the peer.
   if (!impl_->options.offline_notice.empty()) {
-    v1::Uplink bye;
-    bye.set_kind("offline");
-    bye.set_envelope(impl_->options.offline_notice);
-    std::lock_guard w(impl_->write_mu);
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stream && impl_->up) {
-      impl_->stream->Write(bye);
-      impl_->stream->WritesDone();
+    std::unique_lock w(impl_->write_mu, std::try_to_lock);
+    grpc::ClientReaderWriter<v1::Uplink, v1::Downlink>* stream = nullptr;
+    {
+      std::lock_guard lock(impl_->mu);
+      if (impl_->stream && impl_->up) stream = impl_->stream.get();
+    }
+    if (w.owns_lock() && stream) {
+      v1::Uplink bye;
+      bye.set_kind("offline");
+      bye.set_envelope(impl_->options.offline_notice);
+      stream->Write(bye);
+      stream->WritesDone();
     }
   }
   {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,7 +80,16 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   // database file's mode): envelopes are the terminal's business only.
   const int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail_errno(Errc::io, "outbox " + options.path, "cannot open", errno);
+  // The terminal's unsent records: refused when anyone else could read or
+  // replace them.
+  struct stat file {};
+  const bool owned = ::fstat(fd, &file) == 0 && S_ISREG(file.st_mode) &&
+                     file.st_uid == ::geteuid() && (file.st_mode & 0077) == 0;
   ::close(fd);
+  if (!owned) {
+    return fail(Errc::permission_denied, "outbox " + options.path, "file",
+                "must be a regular file of portierd's user, closed to group and others (0600)");
+  }
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(options.path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);

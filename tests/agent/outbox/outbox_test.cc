@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -272,6 +273,7 @@ TEST_F(OutboxTest, AVersionOneFileIsMigratedKeepingItsRecords) {
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);  // as the old outbox made it
   open();
   EXPECT_EQ(stored(), (std::vector<std::uint64_t>{9}));
   ASSERT_EQ(*put(10, Priority::telemetry), PutOutcome::stored);
@@ -285,6 +287,16 @@ TEST_F(OutboxTest, CountersSurviveAReopen) {
   ASSERT_TRUE(box_->set_counter("audit_cursor", 42));
   open();
   EXPECT_EQ(*box_->counter("audit_cursor"), 42u);
+}
+
+TEST_F(OutboxTest, AFileOthersCanReadIsRefused) {
+  open();
+  box_.reset();
+  ASSERT_EQ(::chmod((dir_ + "/outbox.db").c_str(), 0644), 0);
+  auto b = Outbox::open({dir_ + "/outbox.db", 1u << 20, std::chrono::hours(24)});
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, Errc::permission_denied);
+  EXPECT_NE(b.error().message().find("0600"), std::string::npos) << b.error().message();
 }
 
 TEST_F(OutboxTest, AFileFromANewerPortierdIsRefused) {
