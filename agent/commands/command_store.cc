@@ -159,6 +159,18 @@ Result<void> CommandStore::mark_interrupted() {
     while ((rc = s.step()) == SQLITE_ROW) interrupted_.push_back(read_record(s));
     if (rc != SQLITE_DONE) return std::unexpected(sql_error("recover interrupted commands"));
   }
+  // A policy replacement cut short may have replaced the file: its version
+  // counts as installed (never lower than the one before).
+  for (const char* sql :
+       {"INSERT INTO counters (name, value) SELECT 'policy_version', value FROM counters "
+        "WHERE name = 'policy_pending' ON CONFLICT (name) DO UPDATE SET value = "
+        "max(value, excluded.value)",
+        "DELETE FROM counters WHERE name = 'policy_pending'"}) {
+    Stmt p(db_, sql);
+    if (!p.ok() || p.step() != SQLITE_DONE) {
+      return std::unexpected(sql_error("recover interrupted commands"));
+    }
+  }
   if (!tx.commit()) return std::unexpected(sql_error("recover interrupted commands"));
   return {};
 }
@@ -215,6 +227,16 @@ Result<void> CommandStore::begin(const CommandStart& start) {
                   "command id already recorded");
     }
   }
+  if (start.policy_version) {
+    Stmt v(db_,
+           "INSERT INTO counters (name, value) VALUES ('policy_pending', ?) "
+           "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    if (!v.ok()) return std::unexpected(sql_error("record command " + start.command_id));
+    v.bind(1, static_cast<std::int64_t>(*start.policy_version));
+    if (v.step() != SQLITE_DONE) {
+      return std::unexpected(sql_error("record command " + start.command_id));
+    }
+  }
   if (!tx.commit()) return std::unexpected(sql_error("record command " + start.command_id));
   return {};
 }
@@ -248,6 +270,10 @@ Result<void> CommandStore::finish(std::string_view command_id, const Outcome& ou
     if (!v.ok()) return std::unexpected(sql_error(what));
     v.bind(1, static_cast<std::int64_t>(*policy_version));
     if (v.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
+  }
+  {
+    Stmt p(db_, "DELETE FROM counters WHERE name = 'policy_pending'");
+    if (!p.ok() || p.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
   }
   if (!tx.commit()) return std::unexpected(sql_error(what));
   return {};

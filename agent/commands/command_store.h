@@ -58,6 +58,10 @@ struct CommandStart {
   std::string nonce;
   TimePoint forget_nonce_after;  // its expiry + the clock skew: refused by its window then
   TimePoint keep_result_until;   // a repeat until then gets the first result
+  // A ReplacePolicy: the version it installs. Kept with the start, so that a
+  // restart in the middle (the policy file may already be replaced) counts
+  // the version as installed and a lower one cannot roll it back.
+  std::optional<std::uint64_t> policy_version{};
 };
 
 // The message an interrupted command's result carries.

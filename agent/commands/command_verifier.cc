@@ -279,6 +279,7 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
                      command.nonce(),
                      from_ms(*expires + skew_ms),
                      from_ms(*expires) + options_.result_retention};
+  if (command.has_replace_policy()) start.policy_version = command.replace_policy().version();
   if (auto ok = store_.begin(start); !ok) {
     r.reason = ok.error().code == Errc::already_exists ? ok.error().why
                                                        : "not run: " + ok.error().message();

@@ -75,6 +75,34 @@ TEST(CommandStoreTest, ResultsAndThePolicyVersionSurviveAReopen) {
   EXPECT_TRUE(*store->nonce_used("n1"));
 }
 
+// Regression (review of the management link): the version of a policy
+// replacement was recorded only when it finished, after the file was
+// replaced; a restart in between let a lower, still valid ReplacePolicy roll
+// the policy back. The version counts as installed once it started.
+TEST(CommandStoreTest, APolicyReplacementCutShortCountsItsVersionAsInstalled) {
+  Dir dir;
+  const std::string path = dir.path + "/c.db";
+  {
+    auto store = open_store(path);
+    ASSERT_TRUE(store->begin(start("p-5", "n5")));
+    ASSERT_TRUE(store->finish("p-5", {true, "", ""}, 5));
+    auto s = start("p-9", "n9");
+    s.policy_version = 9;
+    ASSERT_TRUE(store->begin(s));
+    // portierd is killed here: the file may already hold version 9.
+  }
+  auto store = open_store(path);
+  EXPECT_EQ(*store->policy_version(), 9u);
+  ASSERT_EQ(store->interrupted().size(), 1u);
+  // A refused replacement (started, then failed) leaves the version alone.
+  auto s = start("p-12", "n12");
+  s.policy_version = 12;
+  ASSERT_TRUE(store->begin(s));
+  ASSERT_TRUE(store->finish("p-12", {false, "the policy does not load", ""}));
+  auto again = open_store(path);
+  EXPECT_EQ(*again->policy_version(), 9u);
+}
+
 TEST(CommandStoreTest, OldNoncesAndResultsAreForgotten) {
   Dir dir;
   auto store = open_store(dir.path + "/c.db");
