@@ -71,8 +71,8 @@ class OutboxSender final : public link::LinkHandler {
   std::uint64_t next_ = 0;        // the next sequence to send
   std::uint64_t generation_ = 0;  // +1 at every connection (resets the cursor)
   std::set<std::uint64_t> in_flight_;
-  std::set<std::uint64_t> ever_sent_;  // this connection's, to count resends
-  std::set<std::uint64_t> acks_;       // acknowledged, not yet deleted
+  std::set<std::uint64_t> ever_sent_;                    // this connection's, to count resends
+  std::set<std::uint64_t> acks_;                         // acknowledged, not yet deleted
   std::chrono::steady_clock::time_point last_progress_;  // an ack, or the first send
   SenderStats stats_;
   std::thread thread_;

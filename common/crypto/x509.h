@@ -49,10 +49,10 @@ class Certificate {
   Result<Bytes> der() const;
   Result<std::string> to_pem() const;
   Result<PublicKey> public_key() const;
-  std::string subject_cn() const;     // "" when there is none
-  std::string subject_serial() const; // the subject's serialNumber attribute, "" when none
+  std::string subject_cn() const;      // "" when there is none
+  std::string subject_serial() const;  // the subject's serialNumber attribute, "" when none
   std::string issuer_cn() const;
-  std::string serial_hex() const;     // the certificate's serial number, lowercase hex
+  std::string serial_hex() const;  // the certificate's serial number, lowercase hex
   TimePoint not_before() const;
   TimePoint not_after() const;
   std::string sha256_fingerprint() const;  // lowercase hex of SHA-256(DER)
@@ -112,7 +112,7 @@ struct IssueOptions {
   TimePoint not_after;
   std::vector<std::string> dns_names;  // subjectAltName (tls_server)
   std::vector<std::string> ip_addresses;
-  std::optional<int> path_length;      // CA only
+  std::optional<int> path_length;  // CA only
 };
 
 // A certificate for `subject_key`, signed by `issuer_key`; `issuer` is the
