@@ -74,25 +74,6 @@ struct Options {
   std::vector<crypto::KeyType> algs;
 };
 
-// Mosquitto as the test fixture starts it, but logging only errors,
-// warnings and notices (its default `log_type all` writes lines per PUBLISH
-// and PUBACK, which would be measured with the link).
-constexpr char kBrokerConfig[] = R"(per_listener_settings false
-allow_anonymous false
-persistence false
-log_dest file @DIR@/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-user @USER@
-listener @PORT@ 127.0.0.1
-cafile @CAFILE@
-certfile @CERTFILE@
-keyfile @KEYFILE@
-require_certificate true
-use_identity_as_username true
-)";
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -500,7 +481,7 @@ int run(const Options& o) {
     throw std::runtime_error("the test certificates could not be made (openssl CLI)");
   }
   test::BrokerOptions bo;
-  bo.config = kBrokerConfig;
+  bo.quiet_log = true;
   test::MosquittoBroker broker(dir.path(), tls, bo);
   if (auto ok = broker.start(); !ok) throw std::runtime_error(ok.message());
   link::MqttLinkOptions lo;

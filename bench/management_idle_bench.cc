@@ -73,24 +73,6 @@ struct Sample {
   double ready_ms = 0, connected_ms = 0;
 };
 
-// Mosquitto as the test fixture starts it, but logging only notices and
-// errors (connections are what the bench waits for).
-constexpr char kBrokerConfig[] = R"(per_listener_settings false
-allow_anonymous false
-persistence false
-log_dest file @DIR@/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-user @USER@
-listener @PORT@ 127.0.0.1
-cafile @CAFILE@
-certfile @CERTFILE@
-keyfile @KEYFILE@
-require_certificate true
-use_identity_as_username true
-)";
-
 std::string read_all(const std::string& path) {
   std::ifstream f(path);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
@@ -213,7 +195,7 @@ int run(const Options& o) {
     throw std::runtime_error("the test certificates could not be made (openssl CLI)");
   }
   test::BrokerOptions bo;
-  bo.config = kBrokerConfig;
+  bo.quiet_log = true;
   test::MosquittoBroker broker(broker_dir, tls, bo);
   if (auto ok = broker.start(); !ok) throw std::runtime_error(ok.message());
 

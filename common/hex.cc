@@ -12,6 +12,21 @@ std::string to_hex(const std::uint8_t* data, std::size_t size) {
   return s;
 }
 
+std::string printable(std::string_view s, std::size_t max_bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s.substr(0, max_bytes)) {
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kDigits[c >> 4];
+      out += kDigits[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 std::optional<std::string> from_hex(std::string_view hex) {
   if (hex.size() % 2) return std::nullopt;
   auto nibble = [](char c) -> int {

@@ -15,6 +15,10 @@ inline std::string to_hex(std::string_view bytes) {
   return to_hex(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
 }
 
+// `s` for a message or a terminal: control characters (and DEL) shown as
+// \xNN, the rest as is; at most `max_bytes` of it.
+std::string printable(std::string_view s, std::size_t max_bytes = std::string_view::npos);
+
 // The bytes of `hex` (either case); nullopt for an odd length or a non-hex
 // character.
 std::optional<std::string> from_hex(std::string_view hex);

@@ -43,6 +43,15 @@ v1::Health::State to_proto(policy::Health h) {
 
 }  // namespace
 
+void to_proto(const HealthState& health, v1::Health* out) {
+  out->set_state(to_proto(health.state));
+  for (auto& reason : health.reasons) out->add_reasons(reason);
+}
+
+void to_proto(std::chrono::system_clock::time_point time, google::protobuf::Timestamp* out) {
+  set_time(out, time);
+}
+
 v1::Device to_proto(const DeviceView& device) {
   v1::Device d;
   const auto& info = device.info;
@@ -120,8 +129,7 @@ void to_proto(const HealthReport& r, v1::Health* h) {
   p->set_last_error(r.policy.last_error);
   if (!r.policy.last_error.empty()) set_time(p->mutable_last_error_at(), r.policy.last_error_at);
   h->set_uptime_seconds(static_cast<std::uint64_t>(r.uptime.count()));
-  h->set_state(to_proto(r.health.state));
-  for (auto& reason : r.health.reasons) h->add_reasons(reason);
+  to_proto(r.health, h);
   for (auto& d : r.devices) *h->add_devices() = to_proto(d);
   for (auto& t : r.self_tests) {
     auto* x = h->add_self_tests();

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <sstream>
 
+#include "common/hex.h"
+
 namespace portier::ctl {
 namespace {
 
@@ -19,21 +21,6 @@ std::string short_state(v1::DeviceState s) {
     default:
       return "unknown";
   }
-}
-
-// Printable for a terminal: control characters shown as \xNN.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
 }
 
 }  // namespace

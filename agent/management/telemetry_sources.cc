@@ -2,8 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <charconv>
-
+#include "agent/audit_verify.h"
 #include "common/log.h"
 #include "gateway/proto_convert.h"
 #include "portier/v1/audit.pb.h"
@@ -14,25 +13,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void set_time(google::protobuf::Timestamp* ts, std::chrono::system_clock::time_point tp) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
-  ts->set_seconds(ns / 1000000000);
-  ts->set_nanos(static_cast<int>(ns % 1000000000));
-}
-
-// The record number of an audit line ({"seq":N,...}); 0 when it has none.
+// The record number of an audit line; 0 when it is not a chained record.
 std::uint64_t line_seq(const std::string& line) {
-  static constexpr std::string_view kPrefix = "{\"seq\":";
-  if (line.compare(0, kPrefix.size(), kPrefix) != 0) return 0;
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(line.data() + kPrefix.size(), line.data() + line.size(), v);
-  return ec == std::errc() ? v : 0;
-}
-
-v1::Health::State to_proto(policy::Health h) {
-  return h == policy::Health::ok         ? v1::Health::OK
-         : h == policy::Health::degraded ? v1::Health::DEGRADED
-                                         : v1::Health::COMPROMISED;
+  auto c = agent::parse_chained_line(line);
+  return c ? c->seq : 0;
 }
 
 }  // namespace
@@ -181,9 +165,7 @@ void TelemetrySources::send_birth() {
   b.set_policy_version(birth_.policy_version);
   if (gateway_) {
     for (auto& d : gateway_->devices()) *b.add_devices() = gateway::to_proto(d);
-    auto h = gateway_->health();
-    b.mutable_health()->set_state(to_proto(h.state));
-    for (auto& r : h.reasons) b.mutable_health()->add_reasons(r);
+    gateway::to_proto(gateway_->health(), b.mutable_health());
   }
   uplink_.submit(v1::PAYLOAD_BIRTH, b.SerializeAsString(), outbox::Priority::security);
 }
@@ -192,9 +174,7 @@ void TelemetrySources::send_health(bool changed) {
   if (!gateway_) return;
   v1::HealthReport r;
   r.set_changed(changed);
-  auto h = gateway_->health();
-  r.mutable_health()->set_state(to_proto(h.state));
-  for (auto& reason : h.reasons) r.mutable_health()->add_reasons(reason);
+  gateway::to_proto(gateway_->health(), r.mutable_health());
   for (auto& d : gateway_->devices()) *r.mutable_health()->add_devices() = gateway::to_proto(d);
   // A change of the verdict is a security record; the periodic one is not.
   uplink_.submit(v1::PAYLOAD_HEALTH, r.SerializeAsString(),
@@ -248,8 +228,8 @@ void TelemetrySources::send_decisions(std::chrono::system_clock::time_point now)
   v1::DecisionSummary s;
   {
     std::lock_guard lock(mu_);
-    set_time(s.mutable_from(), decisions_from_);
-    set_time(s.mutable_to(), now);
+    gateway::to_proto(decisions_from_, s.mutable_from());
+    gateway::to_proto(now, s.mutable_to());
     for (auto& [key, n] : decisions_) {
       auto* c = s.add_counts();
       c->set_app(std::get<0>(key));

@@ -7,10 +7,24 @@
 #include <fstream>
 
 #include "common/file_read.h"
+#include "common/hex.h"
 #include "common/result.h"
 
 namespace portier {
 namespace {
+
+TEST(Hex, PrintableShowsControlBytesAndStopsAtTheLimit) {
+  EXPECT_EQ(printable(std::string("a\nb\x7f\x01", 5)), "a\\x0ab\\x7f\\x01");
+  EXPECT_EQ(printable("abcdef", 3), "abc");
+  EXPECT_EQ(printable("中文"), "中文");  // UTF-8 passes
+}
+
+TEST(Hex, FromHexIsToHexsInverseAndRefusesWhatIsNotHex) {
+  EXPECT_EQ(from_hex(to_hex(std::string("\x00\xff\x10", 3))), std::string("\x00\xff\x10", 3));
+  EXPECT_EQ(from_hex("ABcd"), std::string("\xab\xcd"));
+  EXPECT_FALSE(from_hex("abc"));
+  EXPECT_FALSE(from_hex("zz"));
+}
 
 TEST(Result, WithContextPutsTheOuterPlaceInFrontAndKeepsTheRest) {
   Result<int> r = fail(Errc::invalid_argument, "3:7", "baud", "must be one of 9600, 115200");

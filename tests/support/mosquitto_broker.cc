@@ -75,7 +75,7 @@ constexpr char kDefaultConfig[] = R"(per_listener_settings false
 allow_anonymous false
 persistence false
 log_dest file @DIR@/mosquitto.log
-log_type all
+@LOG@
 user @USER@
 listener @PORT@ 127.0.0.1
 cafile @CAFILE@
@@ -187,6 +187,9 @@ MosquittoBroker::~MosquittoBroker() {
   if (config.empty())
     config = std::string(kDefaultConfig) + "tls_version " + options_.tls_version + "\n" +
              options_.extra + "\n";
+  config = replace_all(
+      config, "@LOG@",
+      options_.quiet_log ? "log_type error\nlog_type warning\nlog_type notice" : "log_type all");
   config = replace_all(config, "@PORT@", std::to_string(port_));
   config = replace_all(config, "@CAFILE@", tls_.ca_file);
   config = replace_all(config, "@CERTFILE@", tls_.server_cert);

@@ -48,6 +48,9 @@ bool port_accepts(int port);
 struct BrokerOptions {
   std::string tls_version = "tlsv1.2";  // Mosquitto's minimum for the listener
   std::string extra;                    // lines appended to the generated config
+  // Log errors, warnings and notices only (the default logs every PUBLISH
+  // and PUBACK, which a benchmark would measure with the link).
+  bool quiet_log = false;
   // When set, the whole configuration instead, with @PORT@, @CAFILE@,
   // @CERTFILE@, @KEYFILE@, @DIR@ and @USER@ replaced.
   std::string config;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/hex.h"
+
 namespace portier::fleet {
 
 std::string json_string(const std::string& s);  // quoted and escaped
@@ -16,8 +18,6 @@ std::string json_message(const google::protobuf::Message& m);
 // "2026-12-06T08:30:00.123Z"; "" for the epoch (never).
 std::string format_time(std::chrono::system_clock::time_point t);
 // Printable for a terminal: control characters as \xNN.
-std::string printable(const std::string& s);
-std::string hex(const std::string& bytes);  // lowercase
 
 class JsonObject {
  public:

@@ -6,6 +6,7 @@
 
 #include "agent/audit_checkpoint.h"
 #include "agent/envelope/offline_notice.h"
+#include "common/hex.h"
 #include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
 
@@ -23,21 +24,6 @@ const std::set<std::string> kEnvelopeKinds = {"envelope",  "birth",     "health"
 Incident incident(const std::string& id, TimePoint now, std::string kind, std::uint64_t sequence,
                   std::string detail) {
   return Incident{0, id, now, std::move(kind), sequence, std::move(detail)};
-}
-
-// The terminal id as text for a message: control characters shown as \xNN.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 128)) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
 }
 
 // The body's time; one outside 1970..5138 (which no clock of ours makes,
@@ -122,7 +108,7 @@ class Attempt {
         incident(k_.terminal.id, now_, "dropped by terminal", first,
                  std::to_string(dropped->size()) + " envelope(s) " + std::to_string(first) + ".." +
                      std::to_string(last) + " dropped unsent by the terminal's outbox (" +
-                     printable(notice.reason()) + "); the signed drop notice at sequence " +
+                     printable(notice.reason(), 128) + "); the signed drop notice at sequence " +
                      std::to_string(body.sequence()) + " bridges the gap"));
     return v.accept_links(env);
   }
@@ -420,7 +406,7 @@ Result<Known> known(FleetStore& store, const std::string& id) {
 // The error a refusal returns (its incident says the same).
 std::unexpected<Error> refusal(const Incident& i, Errc code) {
   return fail(code, kWhere,
-              "terminal " + printable(i.terminal_id) +
+              "terminal " + printable(i.terminal_id, 128) +
                   (i.sequence ? " sequence " + std::to_string(i.sequence) : std::string()),
               i.kind + ": " + i.detail);
 }
@@ -652,9 +638,9 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
                Errc::invalid_argument);
       } else if (p.batch.terminal_id() != id) {
         reject(i,
-               incident(
-                   id, now, "wrong terminal", p.batch.last_sequence(),
-                   "the batch signature names terminal '" + printable(p.batch.terminal_id()) + "'"),
+               incident(id, now, "wrong terminal", p.batch.last_sequence(),
+                        "the batch signature names terminal '" +
+                            printable(p.batch.terminal_id(), 128) + "'"),
                Errc::permission_denied);
       } else {
         p.ok = true;
@@ -665,11 +651,11 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
         reject(i, incident(id, now, "malformed", 0, "not a portier.v1.Offline"),
                Errc::invalid_argument);
       } else if (p.off.terminal_id() != id) {
-        reject(
-            i,
-            incident(id, now, "wrong terminal", 0,
-                     "the offline message names terminal '" + printable(p.off.terminal_id()) + "'"),
-            Errc::permission_denied);
+        reject(i,
+               incident(id, now, "wrong terminal", 0,
+                        "the offline message names terminal '" +
+                            printable(p.off.terminal_id(), 128) + "'"),
+               Errc::permission_denied);
       } else {
         p.ok = true;
       }
@@ -679,16 +665,17 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
                Errc::invalid_argument);
       } else if (p.body.terminal_id() != id) {
         reject(i,
-               incident(
-                   id, now, "wrong terminal", p.body.sequence(),
-                   "the envelope's body names terminal '" + printable(p.body.terminal_id()) + "'"),
+               incident(id, now, "wrong terminal", p.body.sequence(),
+                        "the envelope's body names terminal '" +
+                            printable(p.body.terminal_id(), 128) + "'"),
                Errc::permission_denied);
       } else {
         p.ok = true;
       }
     } else {
       reject(i,
-             incident(id, now, "malformed", 0, "unknown message kind '" + printable(m.kind) + "'"),
+             incident(id, now, "malformed", 0,
+                      "unknown message kind '" + printable(m.kind, 128) + "'"),
              Errc::invalid_argument);
     }
   }
@@ -769,7 +756,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
     std::optional<Incident> refused;
     if (off.key_id() != k->key_id) {
       refused = incident(id, now, "bad signature", 0,
-                         "an offline message signed by key " + printable(off.key_id()) +
+                         "an offline message signed by key " + printable(off.key_id(), 128) +
                              ", not the terminal's key " + k->key_id);
     } else if (auto ok = envelope::verify_offline(off, id, k->key); !ok) {
       refused =

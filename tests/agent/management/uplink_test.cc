@@ -241,7 +241,9 @@ TEST(UplinkDropsTest, TheFleetFollowsTheChainAcrossWhatTheOutboxDropped_REQ29) {
       h.mutable_health()->add_reasons(std::string(200, static_cast<char>('a' + i % 26)));
       ASSERT_TRUE(
           up.submit(v1::PAYLOAD_HEALTH, h.SerializeAsString(), outbox::Priority::telemetry));
-      if (i % 8 == 7) ASSERT_TRUE(up.flush(std::chrono::seconds(10)));
+      if (i % 8 == 7) {
+        ASSERT_TRUE(up.flush(std::chrono::seconds(10)));
+      }
     }
     ASSERT_TRUE(up.flush(std::chrono::seconds(10)));
     up.stop();
