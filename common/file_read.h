@@ -22,4 +22,13 @@ int read_small_fd(int fd, std::string& out, std::size_t max);
 // The same as a Result: io, "<path>", "cannot read", "<strerror>".
 Result<std::string> read_small_file(const std::string& path, ReadOptions options = {});
 
+// Opens a file that must be portierd's alone (a key, a PIN, a secret) for
+// reading, and checks on what was opened: a regular file (a symlink is
+// refused), owned by portierd's user, no group or other permission bits.
+// The descriptor, to be closed by the caller; permission_denied naming the
+// rule and `what` otherwise (`hint` is added to a mode refusal), not_found
+// when it does not exist.
+Result<int> open_private(const std::string& path, const std::string& what,
+                         const std::string& hint = "chmod 0600");
+
 }  // namespace portier

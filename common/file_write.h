@@ -1,6 +1,8 @@
 // Replacing a file whole: written under a temporary name in the same
-// directory, fsync'd, renamed over the old one and the directory fsync'd,
-// so a crash leaves the old file or the new one, never a torn one.
+// directory (created 0600, so a secret is never readable on the way, then
+// given `mode`), fsync'd, renamed over the old one and the directory
+// fsync'd, so a crash leaves the old file or the new one, never a torn one.
+// A full disk is resource_exhausted.
 #pragma once
 
 #include <sys/types.h>

@@ -2,8 +2,8 @@
 
 #include <cerrno>
 
-#include "agent/identity/atomic_file.h"
 #include "common/file_read.h"
+#include "common/file_write.h"
 
 namespace portier::identity {
 

@@ -51,43 +51,6 @@ Result<void> write_new(const std::string& path, std::string_view data, mode_t mo
   return {};
 }
 
-// Opens the key file and checks, on what was opened, that it is portierd's
-// alone: a regular file (no symlink), its owner, no group or other bits.
-Result<int> open_private(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ELOOP) {
-      return fail(Errc::permission_denied, path, "device key",
-                  "not a regular file (a symlink or something else): refused");
-    }
-    return fail_errno(Errc::io, path, "cannot open", errno);
-  }
-  struct stat st;
-  std::string why;
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return fail_errno(Errc::io, path, "cannot stat", e);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    why = "not a regular file (a symlink or something else): refused";
-  } else if (st.st_uid != ::geteuid()) {
-    why = "owned by uid " + std::to_string(st.st_uid) + ", not portierd's uid " +
-          std::to_string(::geteuid()) + ": refused";
-  } else if (st.st_mode & 077) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    why = std::string("mode ") + mode +
-          " lets others read or change it: refused (chmod 0600, and replace the key if anyone "
-          "may have read it)";
-  }
-  if (!why.empty()) {
-    ::close(fd);
-    return fail(Errc::permission_denied, path, "device key", why);
-  }
-  return fd;
-}
-
 }  // namespace
 
 Result<crypto::PrivateKey> load_or_create_key(const std::string& path, crypto::KeyType type) {
@@ -104,7 +67,8 @@ Result<crypto::PrivateKey> load_or_create_key(const std::string& path, crypto::K
     // Another process made it first: its key is the one.
     if (written.error().code != Errc::already_exists) return std::unexpected(written.error());
   }
-  auto fd = open_private(path);
+  auto fd = open_private(path, "device key",
+                         "chmod 0600, and replace the key if anyone may have read it");
   if (!fd) return std::unexpected(fd.error());
   std::string pem;
   const int e = read_small_fd(*fd, pem, kMaxKeyFile);

@@ -2,12 +2,13 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <span>
+
+#include "common/file_read.h"
 
 namespace portier::outbox {
 namespace {
@@ -80,16 +81,12 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   // database file's mode): envelopes are the terminal's business only.
   const int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail_errno(Errc::io, "outbox " + options.path, "cannot open", errno);
+  ::close(fd);
   // The terminal's unsent records: refused when anyone else could read or
   // replace them.
-  struct stat file {};
-  const bool owned = ::fstat(fd, &file) == 0 && S_ISREG(file.st_mode) &&
-                     file.st_uid == ::geteuid() && (file.st_mode & 0077) == 0;
-  ::close(fd);
-  if (!owned) {
-    return fail(Errc::permission_denied, "outbox " + options.path, "file",
-                "must be a regular file of portierd's user, closed to group and others (0600)");
-  }
+  auto own = open_private(options.path, "outbox", "chmod 0600");
+  if (!own) return std::unexpected(own.error());
+  ::close(*own);
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(options.path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);

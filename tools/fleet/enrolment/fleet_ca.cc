@@ -5,11 +5,11 @@
 #include <cerrno>
 #include <filesystem>
 
-#include "agent/identity/atomic_file.h"
 #include "agent/identity/issued_certificate.h"
 #include "agent/identity/private_file.h"
 #include "common/crypto/bytes.h"
 #include "common/file_read.h"
+#include "common/file_write.h"
 
 namespace portier::fleet {
 
@@ -73,12 +73,12 @@ Result<FleetCa> FleetCa::init(const std::string& dir, crypto::KeyType type, cons
   if (!cert) return std::unexpected(cert.error());
   auto key_pem = key->to_pem();
   if (!key_pem) return std::unexpected(key_pem.error());
-  auto written = identity::replace_file(key_file, *key_pem, 0600);
+  auto written = replace_file(key_file, *key_pem, 0600);
   crypto::cleanse(*key_pem);
   PORTIER_TRY(written);
   auto cert_pem = cert->to_pem();
   if (!cert_pem) return std::unexpected(cert_pem.error());
-  PORTIER_TRY(identity::replace_file(cert_file, *cert_pem, 0644));
+  PORTIER_TRY(replace_file(cert_file, *cert_pem, 0644));
   return FleetCa(std::move(*cert), std::move(*key), {}, options);
 }
 
