@@ -113,6 +113,9 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
     log_error(audit.error().message());
     return 1;
   }
+  // Watched before it is read and long before ready: an edit made right
+  // after the start (or during it) is never missed.
+  auto pw = watch_policy(config.policy);
   PolicyStore policy(config.policy);
   if (auto r = policy.reload(); !r) {
     log_error("policy: " + r.error().message());
@@ -266,7 +269,6 @@ int run_daemon(const DaemonConfig& config, const agent::FeatureRegistry& feature
   log_info("ready in " + std::to_string(ready_ms) + " ms; socket " + config.socket + "; policy " +
            config.policy);
 
-  auto pw = watch_policy(config.policy);
   std::uint64_t wd_usec = 0;
   int timeout_ms = -1;
   if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {

@@ -50,6 +50,15 @@ TEST_F(PolicyReloadTest, FileChangeTakesEffect) {
   EXPECT_TRUE(daemon_->audit_has("\"event\":\"policy_loaded\""));
 }
 
+// Regression: the directory watch was set up only after "ready", so an edit
+// made right after the start could go unseen (this suite's first edit
+// follows the start at once; it failed once under load).
+TEST_F(PolicyReloadTest, AnEditRightAfterReadyIsNotMissed) {
+  replace_file(daemon_->policy_path(), policy("[\"read\"]"));
+  ASSERT_TRUE(wait_until([&] { return generation() == 2; })) << daemon_->log();
+  EXPECT_FALSE(lists_sim0());
+}
+
 TEST_F(PolicyReloadTest, BrokenFileIsRejectedAndOldPolicyStays) {
   replace_file(daemon_->policy_path(),
                "version = 1\n[[rule]]\napp = \"nobody-declared\"\nops = [\"list\"]\n");
