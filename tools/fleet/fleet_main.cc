@@ -128,12 +128,14 @@ std::string incident_json(const Incident& i) {
       .add("kind", i.kind)
       .add("sequence", i.sequence)
       .add("detail", i.detail)
+      .add("count", i.count)
       .str();
 }
 
 std::string incident_line(const Incident& i) {
   return format_time(i.time) + "  " + printable(i.terminal_id) + "  " + i.kind +
-         (i.sequence ? "  seq " + std::to_string(i.sequence) : std::string()) + "  " +
+         (i.sequence ? "  seq " + std::to_string(i.sequence) : std::string()) +
+         (i.count > 1 ? "  x" + std::to_string(i.count) : std::string()) + "  " +
          printable(i.detail);
 }
 
