@@ -22,6 +22,13 @@ Result<std::unique_ptr<FleetCommands>> FleetCommands::create(
   auto store = commands::CommandStore::open(store_path);
   if (!store) return std::unexpected(store.error());
   std::unique_ptr<FleetCommands> c(new FleetCommands(control, sources, uplink, std::move(source)));
+  if (control) {
+    // Audit records the sources' queue had no room for are read back from
+    // the trail's files (back-pressure, never a drop).
+    sources.set_audit_reader([control](std::uint64_t first, std::uint64_t last) {
+      return control->audit_range(first, last);
+    });
+  }
   c->store_ = std::move(*store);
   c->executor_ = std::make_unique<commands::CommandExecutor>(*c, *c->store_);
   c->verifier_ = std::make_unique<commands::CommandVerifier>(std::move(options), *c->store_,

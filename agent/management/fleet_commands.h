@@ -25,7 +25,9 @@ namespace portier::management {
 class FleetCommands final : public commands::CommandHandlers {
  public:
   // `control` may be null (then the actions that need the daemon fail with
-  // a clear reason); the rest must outlive this.
+  // a clear reason); the rest must outlive this. With `control`, also gives
+  // `sources` (not started yet) what they read of the daemon: the audit
+  // trail by record number, and the policy in force for the birth.
   static Result<std::unique_ptr<FleetCommands>> create(
       const std::string& store_path, commands::VerifierOptions options, AuditSink& audit,
       agent::DaemonControl* control, TelemetrySources& sources, Uplink& uplink, std::string source);
