@@ -22,14 +22,21 @@ Result<std::unique_ptr<FleetCommands>> FleetCommands::create(
   auto store = commands::CommandStore::open(store_path);
   if (!store) return std::unexpected(store.error());
   std::unique_ptr<FleetCommands> c(new FleetCommands(control, sources, uplink, std::move(source)));
+  c->store_ = std::move(*store);
+  if (auto v = c->store_->policy_version()) c->policy_version_ = *v;
   if (control) {
     // Audit records the sources' queue had no room for are read back from
     // the trail's files (back-pressure, never a drop).
     sources.set_audit_reader([control](std::uint64_t first, std::uint64_t last) {
       return control->audit_range(first, last);
     });
+    // The birth's policy: the file's digest from the daemon, the version
+    // from this store (kept here: the store is the commands thread's alone).
+    auto* self = c.get();
+    sources.set_policy_source([control, self] {
+      return PolicyInForce{control->policy_sha256(), self->policy_version_.load()};
+    });
   }
-  c->store_ = std::move(*store);
   c->executor_ = std::make_unique<commands::CommandExecutor>(*c, *c->store_);
   c->verifier_ = std::make_unique<commands::CommandVerifier>(std::move(options), *c->store_,
                                                              *c->executor_, audit);
@@ -114,6 +121,11 @@ void FleetCommands::run() {
     if (bytes) {
       auto answer = verifier_->answer(*bytes, source_);
       if (answer.report) send(answer.result);
+      if (std::exchange(policy_replaced_, false)) {
+        // Recorded with the result by now: a new birth carries both.
+        if (auto v = store_->policy_version()) policy_version_ = *v;
+        sources_.report_policy_changed();
+      }
     }
     report_at = verifier_->report_refusals();
     lock.lock();
@@ -141,6 +153,7 @@ Result<std::string> FleetCommands::set_telemetry_intervals(const v1::SetTelemetr
 Result<std::string> FleetCommands::replace_policy(const v1::ReplacePolicy& r) {
   if (!control_) return needs_control();
   PORTIER_TRY(control_->replace_policy(r.policy_toml()));
+  policy_replaced_ = true;
   return "policy version " + std::to_string(r.version()) + " in force";
 }
 

@@ -6,6 +6,7 @@
 // daemon's own paths (DaemonControl) and the telemetry sources.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -66,6 +67,9 @@ class FleetCommands final : public commands::CommandHandlers {
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   std::uint64_t dropped_ = 0;
+  // The commands thread's: a ReplacePolicy ran (the birth goes again).
+  bool policy_replaced_ = false;
+  std::atomic<std::uint64_t> policy_version_{0};  // installed by a command
   bool stopping_ = false;
   std::thread thread_;
 };

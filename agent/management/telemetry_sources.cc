@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <utility>
+
 #include "agent/audit_verify.h"
 #include "common/log.h"
 #include "gateway/proto_convert.h"
@@ -171,14 +173,28 @@ void TelemetrySources::on_audit_line(const std::string& line) {
   cv_.notify_all();
 }
 
+void TelemetrySources::report_policy_changed() {
+  {
+    std::lock_guard lock(mu_);
+    birth_due_ = true;
+  }
+  cv_.notify_all();
+}
+
 void TelemetrySources::send_birth() {
   v1::Birth b;
   b.set_portierd_version(birth_.portierd_version);
   b.set_session_epoch(uplink_.session_epoch());
   b.set_key_algorithm(birth_.key_algorithm);
   b.set_public_key_pem(birth_.public_key_pem);
-  b.set_policy_sha256(birth_.policy_sha256);
-  b.set_policy_version(birth_.policy_version);
+  PolicyInForce policy{birth_.policy_sha256, birth_.policy_version};
+  if (policy_source_) policy = policy_source_();
+  b.set_policy_sha256(policy.sha256);
+  b.set_policy_version(policy.version);
+  {
+    std::lock_guard lock(mu_);
+    birth_policy_ = policy.sha256;
+  }
   if (gateway_) {
     for (auto& d : gateway_->devices()) *b.add_devices() = gateway::to_proto(d);
     gateway::to_proto(gateway_->health(), b.mutable_health());
@@ -344,7 +360,7 @@ void TelemetrySources::run() {
                   inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
                                    : Clock::time_point::max()});
     cv_.wait_until(lock, wake, [&] {
-      return stopping_ || health_due_ ||
+      return stopping_ || health_due_ || birth_due_ ||
              ((!audit_lines_.empty() || audit_behind_) && Clock::now() >= next_audit) ||
              (inventory_dirty_ && Clock::now() >= inventory_since_ + intervals_.inventory_settle);
     });
@@ -359,7 +375,15 @@ void TelemetrySources::run() {
     const bool audit = (!audit_lines_.empty() || audit_behind_) && now >= next_audit;
     const bool decisions = now >= next_decisions;
     const bool checkpoint = now >= next_checkpoint;
+    bool birth = std::exchange(birth_due_, false);
     lock.unlock();
+    // A local edit of the policy: seen at the periodic health report.
+    if (health && !birth && policy_source_) {
+      const auto sha = policy_source_().sha256;
+      std::lock_guard l(mu_);
+      birth = sha != birth_policy_;
+    }
+    if (birth) send_birth();
     if (audit) send_audit();
     if (health) send_health(changed);
     if (inventory) send_inventory();

@@ -43,6 +43,12 @@ struct TelemetryIntervals {
   std::chrono::seconds checkpoint{300};   // a signed checkpoint of the trail's head
 };
 
+// The policy in force, as the birth reports it.
+struct PolicyInForce {
+  std::string sha256;         // of its file, lowercase hex; "" unknown
+  std::uint64_t version = 0;  // the last version a fleet command installed; 0 none
+};
+
 // What the birth says about this terminal besides the gateway's state.
 struct BirthInfo {
   std::string portierd_version;
@@ -79,6 +85,16 @@ class TelemetrySources {
   // one (tests), the trail's in-memory tail (AuditSink::tail) is all there
   // is to catch up from. Set before start().
   void set_audit_reader(AuditReader reader) { audit_reader_ = std::move(reader); }
+  // Where each birth takes the policy in force (else BirthInfo's fields).
+  // The birth is the terminal's full state: when the policy changes (a
+  // ReplacePolicy ran, or a local edit is seen at the next periodic health
+  // report) a new birth of the same session goes up with it, as Sparkplug's
+  // rebirth does. Set before start().
+  void set_policy_source(std::function<PolicyInForce()> source) {
+    policy_source_ = std::move(source);
+  }
+  // The policy changed: a new birth now.
+  void report_policy_changed();
 
  private:
   class ChangeListener;
@@ -106,6 +122,9 @@ class TelemetrySources {
   TelemetryIntervals intervals_;
   bool stopping_ = false;
   bool health_due_ = false, health_changed_ = false, inventory_dirty_ = false;
+  bool birth_due_ = false;
+  std::function<PolicyInForce()> policy_source_;
+  std::string birth_policy_;  // the sha256 the last birth carried
   std::chrono::steady_clock::time_point inventory_since_;
   std::deque<std::pair<std::uint64_t, std::string>> audit_lines_;  // (seq, line)
   std::uint64_t audit_cursor_ = 0;                                 // last one queued

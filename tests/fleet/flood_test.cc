@@ -5,6 +5,7 @@
 // bounded room per terminal (candidates evicted oldest first), and the
 // genuine terminal's records are still stored, in order, exactly once.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <numeric>
 
@@ -128,6 +129,39 @@ TEST_F(FloodTest, AFloodOfJunkCandidatesLeavesBoundedStateAndTheGenuineChainIsSt
   auto report = check_stored_chain(*store, term.id);
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_TRUE(report->ok) << report->problem;
+}
+
+// A store made before incidents were tallied (schema 1) is brought up to
+// date when opened: its incidents are kept (each one occurrence) and new
+// ones are tallied.
+TEST(FleetStoreSchema, AVersionOneStoreGetsTalliedIncidentsAndKeepsItsOwn) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/old.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                         "terminal_id TEXT NOT NULL, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
+                         "seq INTEGER NOT NULL, detail TEXT NOT NULL);"
+                         "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail) "
+                         "VALUES ('ATM-1', 0, 'gap', 3, 'old');"
+                         "PRAGMA user_version=1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = SqliteFleetStore::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  Incident i{0, "ATM-X", kT0, "unknown terminal", 0, "x"};
+  i.count = 5;
+  ASSERT_TRUE((*store)->tally_incidents({i, i}, IncidentTally{}));
+  auto all = (*store)->incidents("", 10);
+  ASSERT_TRUE(all) << all.error().message();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].detail, "old");
+  EXPECT_EQ((*all)[0].count, 1u);
+  EXPECT_EQ((*all)[1].count, 10u);
+  auto again = SqliteFleetStore::open(path);  // and opens again as it is
+  ASSERT_TRUE(again) << again.error().message();
 }
 
 }  // namespace
