@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <utility>
 
 namespace portier::commands {
 namespace {
@@ -288,20 +291,54 @@ Result<std::uint64_t> CommandStore::policy_version() {
   return static_cast<std::uint64_t>(s.i64(0));
 }
 
-Result<std::uint64_t> CommandStore::forget(TimePoint now) {
+Result<std::uint64_t> CommandStore::forget(TimePoint now, std::size_t max_nonces) {
+  const std::string what = "forget old commands";
   std::uint64_t rows = 0;
   Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error("forget old commands"));
-  for (const char* sql : {"DELETE FROM nonces WHERE forget_after_ms < ?",
-                          "DELETE FROM commands WHERE keep_until_ms < ? AND state = 1"}) {
+  if (!tx.ok()) return std::unexpected(sql_error(what));
+  // The nonces to go: those past their time, and the oldest beyond the cap.
+  // The watermark first, in the same transaction: a nonce is never gone
+  // while a command it could answer for is still accepted.
+  std::int64_t cut = to_ms(now) - 1;  // forget_after_ms <= cut goes
+  {
+    Stmt n(db_,
+           "SELECT forget_after_ms FROM nonces ORDER BY forget_after_ms DESC LIMIT 1 OFFSET ?");
+    if (!n.ok()) return std::unexpected(sql_error(what));
+    n.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(max_nonces, INT64_MAX)));
+    const int rc = n.step();
+    if (rc == SQLITE_ROW) cut = std::max(cut, n.i64(0));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error(what));
+  }
+  {
+    Stmt w(db_,
+           "INSERT INTO counters (name, value) SELECT 'nonces_forgotten_until', "
+           "max(forget_after_ms) FROM nonces WHERE forget_after_ms <= ?1 HAVING count(*) > 0 "
+           "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
+    if (!w.ok()) return std::unexpected(sql_error(what));
+    w.bind(1, cut);
+    if (w.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
+  }
+  const std::pair<const char*, std::int64_t> deletes[] = {
+      {"DELETE FROM nonces WHERE forget_after_ms <= ?", cut},
+      {"DELETE FROM commands WHERE keep_until_ms <= ? AND state = 1", to_ms(now) - 1}};
+  for (auto& [sql, until] : deletes) {
     Stmt s(db_, sql);
-    if (!s.ok()) return std::unexpected(sql_error("forget old commands"));
-    s.bind(1, to_ms(now));
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("forget old commands"));
+    if (!s.ok()) return std::unexpected(sql_error(what));
+    s.bind(1, until);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
     rows += static_cast<std::uint64_t>(sqlite3_changes(db_));
   }
-  if (!tx.commit()) return std::unexpected(sql_error("forget old commands"));
+  if (!tx.commit()) return std::unexpected(sql_error(what));
   return rows;
+}
+
+Result<TimePoint> CommandStore::nonces_forgotten_until() {
+  Stmt s(db_, "SELECT value FROM counters WHERE name = 'nonces_forgotten_until'");
+  if (!s.ok()) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return TimePoint{};
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
+  return TimePoint(std::chrono::milliseconds(s.i64(0)));
 }
 
 }  // namespace portier::commands

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -92,8 +93,15 @@ class CommandStore {
                       std::optional<std::uint64_t> policy_version = std::nullopt);
   // The version of the last policy a command installed; 0 when none.
   Result<std::uint64_t> policy_version();
-  // Forgets the nonces and results whose time has passed; how many rows.
-  Result<std::uint64_t> forget(TimePoint now);
+  // Forgets the nonces and results whose time has passed, and the nonces
+  // with the oldest forget times beyond `max_nonces`; how many rows. The
+  // latest forget time of a nonce forgotten is kept (durably, never lower):
+  // nonces_forgotten_until().
+  Result<std::uint64_t> forget(TimePoint now, std::size_t max_nonces = SIZE_MAX);
+  // Every nonce whose forget time (its command's expiry + skew) is at or
+  // before this may have been forgotten: a command up to it must be
+  // refused. The epoch when none was ever forgotten.
+  Result<TimePoint> nonces_forgotten_until();
 
   const std::string& path() const { return path_; }
 
