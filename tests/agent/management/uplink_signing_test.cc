@@ -12,7 +12,9 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
+#include "agent/identity/softhsm_token.h"
 #include "agent/management/uplink.h"
 #include "portier/v1/telemetry.pb.h"
 #include "tools/fleet/receiver.h"
@@ -299,6 +301,68 @@ TEST(UplinkSigningThreadsTest, StartedForABurstAndGoneWhenIdle) {
     EXPECT_EQ(up.stats().sealed, 400u);
     up.stop();
     EXPECT_EQ(up.stats().signing_threads, 0u) << "stop() ends the signing threads";
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A key in a PKCS#11 token (SoftHSM2): one session, so the signer says it
+// is not concurrent; called from several threads at once it still gives
+// only valid signatures (its mutex), and the Uplink signs with it on the
+// writer alone, starting no signing thread, with the chain intact.
+TEST(UplinkSigningPkcs11Test, ATokenKeyIsUsedByOneThreadAndEverySignatureVerifies_REQ16) {
+  char t[] = "/tmp/portier-uplink-p11-XXXXXX";
+  const std::string dir = mkdtemp(t);
+  test::SoftHsmToken token;
+  const std::string e = token.init(dir);
+  ASSERT_TRUE(e.empty()) << e;
+  for (auto type : {crypto::KeyType::ecdsa_p256, crypto::KeyType::ed25519}) {
+    SCOPED_TRACE(std::string(crypto::name(type)));
+    auto signer = identity::Pkcs11Signer::open_or_create(
+        token.options(std::string(crypto::name(type)), type));
+    ASSERT_TRUE(signer) << signer.error().message();
+    EXPECT_FALSE((*signer)->concurrent());
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 4; ++k) {
+      threads.emplace_back([&, k] {
+        for (int i = 0; i < 25; ++i) {
+          const std::string m = "message " + std::to_string(k) + "/" + std::to_string(i);
+          auto sig = (*signer)->sign(crypto::byte_view(m));
+          if (!sig || !crypto::verify((*signer)->public_key(), crypto::byte_view(m), *sig)) ++bad;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(bad.load(), 0);
+
+    const auto kid = *envelope::key_id((*signer)->public_key());
+    auto box =
+        outbox::Outbox::open({dir + "/" + std::string(crypto::name(type)) + ".db", 64u << 20, 24h});
+    ASSERT_TRUE(box);
+    UplinkOptions o;
+    o.signing_threads = 4;
+    o.max_run = 16;
+    Uplink up(**box, envelope::EnvelopeSealer("T-1", type, {}), **signer, kid, o);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(up.submit(v1::PAYLOAD_HEALTH, payload(i), outbox::Priority::telemetry));
+    }
+    up.start();
+    ASSERT_TRUE(up.flush(60s));
+    EXPECT_EQ(up.stats().signing_threads, 0u) << "threads started for a one-session signer";
+    up.stop();
+    envelope::ChainVerifier v("T-1", (*signer)->public_key(), {});
+    auto records = (*box)->oldest(1000);
+    ASSERT_TRUE(records);
+    ASSERT_EQ(records->size(), 100u);
+    int i = 0;
+    for (auto& r : *records) {
+      v1::Envelope env;
+      ASSERT_TRUE(env.ParseFromString(r.envelope));
+      auto bodies = v.accept(env);
+      ASSERT_TRUE(bodies) << bodies.error().message();
+      ASSERT_EQ(bodies->size(), 1u);
+      EXPECT_EQ(bodies->front().payload(), payload(i++));
+    }
   }
   std::filesystem::remove_all(dir);
 }
