@@ -16,6 +16,9 @@
 // fleet, told it was interrupted, looks at the terminal and sends a new
 // command if it still wants it. At most once, never twice.
 //
+// The connection is opened when a command needs it (open() only recovers
+// the interrupted commands and closes it again), then kept.
+//
 // Not thread-safe: one user at a time (the verifier serializes commands).
 #pragma once
 
@@ -108,6 +111,9 @@ class CommandStore {
  private:
   CommandStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   Result<void> exec(const char* sql);
+  // The connection, opened (file checked 0600, WAL, schema) when closed.
+  Result<void> connect();
+  void disconnect();
   Result<void> mark_interrupted();
   Error sql_error(const std::string& what) const;
 
