@@ -7,7 +7,7 @@
 //       QoS 1: Uplink -> Outbox -> OutboxSender -> MqttLink -> the broker's
 //       PUBACK -> the record deleted from the outbox.
 // Each line is printed beside the ceiling measured in the same run:
-// `openssl speed -seconds S <alg>` (signs/s, the CLI's own figure), with
+// `openssl speed -elapsed -seconds S <alg>` (signs/s of the wall clock), with
 // the ratio envelopes/s / ceiling. Then the parts of one envelope timed
 // alone on one thread (seal, sign, serialize, the outbox commit) to say
 // where the time goes. The outbox is a temp dir under /tmp; its filesystem
@@ -123,10 +123,13 @@ const char* speed_name(crypto::KeyType t) {
   return "";
 }
 
-// `openssl speed -mr -seconds S <alg>`: sign/s (its +F4/+F6/+F7 line: the
-// sign and verify rates are the last two fields). Throws when it has none.
+// `openssl speed -elapsed -mr -seconds S <alg>`: sign/s (its +F4/+F6/+F7
+// line: the sign and verify rates are the last two fields). Throws when it
+// has none. -elapsed: divided by the wall clock, as the envelope rates are
+// (without it the CLI divides by its CPU user time, which on shared cores
+// is a ceiling no wall-clock rate can reach).
 double openssl_speed(crypto::KeyType t, int seconds) {
-  const std::string cmd = "openssl speed -mr -seconds " + std::to_string(seconds) + " " +
+  const std::string cmd = "openssl speed -elapsed -mr -seconds " + std::to_string(seconds) + " " +
                           speed_name(t) + " 2>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot run: " + cmd);
