@@ -487,6 +487,8 @@ TEST_F(EnrolmentTest, RenewalWithoutAClientCertificateIsRefused_REQ33) {
   }
 }
 
+// A key thief's Renew with a key of its own: refused unless the operator
+// asked for a rotation (rotation_test.cc has the asked-for one).
 TEST_F(EnrolmentTest, RenewalForAnotherKeyIsRefused_REQ33) {
   auto t = terminal("t1");
   ASSERT_TRUE(client(t).enroll(*t.identity));
@@ -506,8 +508,15 @@ TEST_F(EnrolmentTest, RenewalForAnotherKeyIsRefused_REQ33) {
   grpc::ClientContext ctx;
   auto st = stub(*leaf + *inter, *key)->Renew(&ctx, req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(st.error_message().find("Renew is for the same key"), std::string::npos)
+  EXPECT_NE(st.error_message().find("needs the operator's rotation"), std::string::npos)
       << st.error_message();
+  auto refused = registry_->refusals("SN-1001");
+  ASSERT_TRUE(refused);
+  ASSERT_FALSE(refused->empty());
+  EXPECT_NE(refused->back().reason.find("operator's rotation"), std::string::npos);
+  auto record = registry_->find("SN-1001");
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->public_key_pem, *installed->cert.public_key()->to_pem());
 }
 
 // The server speaks TLS 1.2 and 1.3 only: gRPC 1.51 offers no setting for
