@@ -123,7 +123,7 @@ done
 echo "key id $old -> $new"
 id=$("${F[@]}" send "$T" ping --text "hello again" "${CMD[@]}")
 wait_result "$id"
-echo "--- results"; "${F[@]}" results "$T" | cut -c1-160
+echo "--- results"; "${F[@]}" results "$T" | grep "^c-" | cut -c1-160
 echo "--- show"; "${F[@]}" show "$T" | head -20
 echo "--- verify-chain"; "${F[@]}" verify-chain "$T"
 echo

@@ -169,7 +169,8 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
   if (rotation && !(*record)->rotation_allowed) {
     return refuse(serial, tid, Errc::permission_denied,
                   "Renew with a new key needs the operator's rotation of terminal \"" + tid +
-                      "\" (portier-fleet send " + tid + " rotate-key): refused and recorded");
+                      "\" (portier-fleet send " + tid +
+                      " rotate-key --enrol-registry DB): refused and recorded");
   }
   auto new_pem = csr_pub->to_pem();
   if (!new_pem) return std::unexpected(new_pem.error());
