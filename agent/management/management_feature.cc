@@ -116,6 +116,9 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     eo.server_name = config_.enrolment_server_name;
     eo.secret_file = config_.enrolment_secret_file;
     eo.renew_at_percent = config_.renew_at_percent;
+    // stop() waits for a call in flight: a fleet that does not answer must
+    // not hold the daemon's shutdown for long.
+    eo.timeout = std::chrono::seconds(10);
     enrolment_ = std::make_unique<identity::EnrolmentClient>(std::move(eo));
     // A new key (a rotation, by either command): the signing parts start
     // again with it, on the identity thread.
@@ -328,6 +331,7 @@ void ManagementFeature::run_identity() {
   auto delay = std::chrono::seconds(kFirstRetry);
   const auto max_delay = std::chrono::seconds(config_.enrolment_retry_max_s);
   bool core_up = true;  // start() brought it up
+  bool renewal_failing = false;
   std::unique_lock lock(id_mu_);
   while (!id_stopping_) {
     const bool core = std::exchange(restart_core_, false);
@@ -376,6 +380,9 @@ void ManagementFeature::run_identity() {
         step = enrolment_->renew(*identity_);
         if (step) {
           log_info("management: certificate renewed; the link starts again with it");
+          if (std::exchange(renewal_failing, false) && context_.health) {
+            context_.health->set_component_health(kEnrolmentComponent, policy::Health::ok, "");
+          }
           lock.lock();
           restart_link_ = true;
           delay = kFirstRetry;
@@ -383,6 +390,7 @@ void ManagementFeature::run_identity() {
         }
         log_warning("management: renewal failed (the certificate in use stays): " +
                     step.error().message());
+        renewal_failing = true;
         if (context_.health) {
           context_.health->set_component_health(
               kEnrolmentComponent, policy::Health::degraded,
