@@ -350,17 +350,27 @@ void ManagementFeature::run_identity() {
         stop_link();
       }
     }
-    if (step && !identity_->certificate()) {
+    // No certificate, or one that expired while the terminal was off (it
+    // can renew nothing over TLS any more): enrol the same key again.
+    const auto installed = identity_->certificate();
+    if (step && (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
+      if (installed) {
+        std::lock_guard lc(lifecycle_mu_);
+        stop_link();
+      }
       step = enrolment_->enroll(*identity_);
       if (step) {
         set_enrolment_state("", false);
       } else {
-        const bool refused = step.error().code == Errc::permission_denied ||
-                             step.error().code == Errc::invalid_argument ||
-                             step.error().code == Errc::already_exists;
-        set_enrolment_state(
-            (refused ? "enrolment refused: " : "not enrolled yet: ") + step.error().message(),
-            refused);
+        // The fleet's refusal (or its answer refused here) names the
+        // server; anything else is this side's (the secret file, ...).
+        const Error& e = step.error();
+        const bool from_fleet = e.where.find(config_.enrolment_server) != std::string::npos;
+        const bool refused =
+            from_fleet && (e.code == Errc::permission_denied || e.code == Errc::invalid_argument ||
+                           e.code == Errc::already_exists);
+        set_enrolment_state((refused ? "enrolment refused: " : "not enrolled yet: ") + e.message(),
+                            refused);
       }
     }
     bool link_up = false;

@@ -447,5 +447,27 @@ TEST_F(EnrolmentE2eTest, AWrongSecretIsRefusedAndTheRightOneLaterEnrolsWithNothi
   expect_no_incidents(id);
 }
 
+// A secret file others may read (a hostile local app could have copied it)
+// is refused before it is read, and nothing is sent: no refusal reaches the
+// fleet's registry. Closed to others, it enrols.
+TEST_F(EnrolmentE2eTest, ASecretFileOthersCanReadIsNeverUsed_REQ33) {
+  start_fleet();
+  auto t = terminal(kSerial, kSecret);
+  ::chmod(t->secret_file().c_str(), 0644);
+  Daemon d(t->dir, options(*t));
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] {
+    return health_reasons(d).find("enrolment secret") != std::string::npos;
+  })) << health_reasons(d)
+      << d.log();
+  EXPECT_NE(health_reasons(d).find("not enrolled yet"), std::string::npos) << health_reasons(d);
+  EXPECT_TRUE(refusals(kSerial).empty());
+  const auto id = t->terminal_id();
+  EXPECT_FALSE(store()->terminal(id));
+  ::chmod(t->secret_file().c_str(), 0600);
+  ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d.log();
+  EXPECT_EQ(d.stop(), 0);
+}
+
 }  // namespace
 }  // namespace portier::test

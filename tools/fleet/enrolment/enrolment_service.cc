@@ -103,9 +103,20 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!(*record)->public_key_pem.empty()) {
       if ((*record)->public_key_pem == *pub_pem && (*record)->terminal_id == tid) {
-        // The same device asking again (its answer was lost).
+        // The same device asking again (its answer was lost): the same
+        // certificate, or a new one for the same key when that one has
+        // expired (a terminal off for longer than a lifetime can renew
+        // nothing over TLS any more; the proof and the key are the same).
         PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
-        return respond((*record)->certificate);
+        auto held = crypto::Certificate::from_der((*record)->certificate);
+        if (held && held->not_after() > now_()) return respond((*record)->certificate);
+        auto fresh = ca_.issue_device(*csr, tid, serial, now_());
+        if (!fresh) return std::unexpected(fresh.error());
+        auto fresh_der = fresh->der();
+        if (!fresh_der) return std::unexpected(fresh_der.error());
+        PORTIER_TRY(registry_.update(serial, *pub_pem, *fresh_der));
+        log_info("enrolment: terminal \"" + tid + "\" enrolled again, its certificate had expired");
+        return respond(*fresh_der);
       }
       return refuse(
           serial, tid, Errc::permission_denied,
