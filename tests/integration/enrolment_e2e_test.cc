@@ -1,6 +1,7 @@
 // Enrolment end to end (issue 10, item 1; REQ-33, REQ-36): a terminal that
 // has only its serial and a one-time secret enrols with `portier-fleet
-// serve --enrol`, comes up on the MQTT link (a real Mosquitto) with the
+// serve --enrol`, comes up on its link (MQTT through a real Mosquitto, or
+// gRPC to portier-fleet's endpoint: one parametrised suite) with the
 // certificate it was given, renews it before it expires, and rotates its
 // key when the fleet commands it; the fleet's verify-chain passes across
 // every change. And the attacks: a second device claiming an enrolled
@@ -53,8 +54,10 @@ struct TerminalDir {
   std::string cert() const { return read_file(mdir() + "/device.crt"); }
 };
 
-class EnrolmentE2eTest : public ::testing::Test {
+class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
  protected:
+  bool mqtt() const { return GetParam() == "mqtt"; }
+
   void SetUp() override {
     std::filesystem::create_directories(dir_.file("pki"));
     auto pki = TestPki::create(dir_.file("pki"));
@@ -74,10 +77,14 @@ class EnrolmentE2eTest : public ::testing::Test {
     auto e = run({bin("portier-fleet"), "expect", kSerial, "--secret-file", dir_.file("secret"),
                   "--enrol-registry", registry_});
     ASSERT_EQ(e.exit_code, 0) << e.err;
-    TestTls tls{dir_.file("pki"), pki_->ca_path(), "", server_->chain_path, server_->key_path};
-    std::filesystem::create_directories(dir_.file("broker"));
-    broker_ = std::make_unique<MosquittoBroker>(dir_.file("broker"), tls);
-    ASSERT_TRUE(broker_->start());
+    if (mqtt()) {
+      TestTls tls{dir_.file("pki"), pki_->ca_path(), "", server_->chain_path, server_->key_path};
+      std::filesystem::create_directories(dir_.file("broker"));
+      broker_ = std::make_unique<MosquittoBroker>(dir_.file("broker"), tls);
+      ASSERT_TRUE(broker_->start());
+    } else {
+      grpc_port_ = free_port();
+    }
     enrol_port_ = free_port();
   }
   void TearDown() override {
@@ -89,40 +96,27 @@ class EnrolmentE2eTest : public ::testing::Test {
 
   // `lifetime`: of the device certificates the fleet issues, in seconds.
   void start_fleet(int lifetime = 24 * 3600) {
-    std::vector<std::string> argv{bin("portier-fleet"),
-                                  "--db",
-                                  db_,
-                                  "serve",
-                                  "--ca",
-                                  pki_->ca_path(),
-                                  "--spool",
-                                  dir_.file("spool"),
-                                  "--mqtt",
-                                  broker_->uri(),
-                                  "--fleet",
-                                  "bank",
-                                  "--cert",
-                                  client_->chain_path,
-                                  "--key",
-                                  client_->key_path,
-                                  "--enrol",
-                                  "127.0.0.1:" + std::to_string(enrol_port_),
-                                  "--enrol-ca-cert",
-                                  pki_->intermediate_path(),
-                                  "--enrol-ca-key",
-                                  dir_.file("pki/intermediate.key"),
-                                  "--enrol-registry",
-                                  registry_,
-                                  "--enrol-cert",
-                                  server_->chain_path,
-                                  "--enrol-key",
-                                  server_->key_path,
-                                  "--device-lifetime",
-                                  std::to_string(lifetime)};
+    std::vector<std::string> argv{
+        bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
+        dir_.file("spool")};
+    if (mqtt()) {
+      argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
+                               client_->chain_path, "--key", client_->key_path});
+    } else {
+      argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
+                               server_->chain_path, "--key", server_->key_path});
+    }
+    argv.insert(argv.end(),
+                {"--enrol", "127.0.0.1:" + std::to_string(enrol_port_), "--enrol-ca-cert",
+                 pki_->intermediate_path(), "--enrol-ca-key", dir_.file("pki/intermediate.key"),
+                 "--enrol-registry", registry_, "--enrol-cert", server_->chain_path, "--enrol-key",
+                 server_->key_path, "--device-lifetime", std::to_string(lifetime)});
     argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$@\" 2>>" + dir_.file("fleet.log"), "sh"});
     fleet_ = std::make_unique<Child>(argv);
     ASSERT_TRUE(eventually([&] {
-      return fleet_log().find("mqtt: connected") != std::string::npos && port_accepts(enrol_port_);
+      const bool link = mqtt() ? fleet_log().find("mqtt: connected") != std::string::npos
+                               : port_accepts(grpc_port_);
+      return link && port_accepts(enrol_port_);
     })) << fleet_log();
   }
   std::string fleet_log() { return read_file(dir_.file("fleet.log")); }
@@ -141,9 +135,10 @@ class EnrolmentE2eTest : public ::testing::Test {
     DaemonOptions o;
     // The test reads the daemon's health (GetHealth on "terminal").
     o.policy = "version = 1\n" + runner_app() + runner_rule("terminal", "[\"read\"]");
-    o.extra_config = std::string("[management]\n") + "link = \"mqtt\"\n" + "server = \"" +
-                     broker_->uri() + "\"\n" + "fleet = \"bank\"\n" + "ca_file = \"" +
-                     pki_->ca_path() + "\"\n" +
+    o.extra_config = std::string("[management]\n") + "link = \"" + GetParam() + "\"\n" +
+                     "server = \"" +
+                     (mqtt() ? broker_->uri() : "localhost:" + std::to_string(grpc_port_)) +
+                     "\"\n" + "fleet = \"bank\"\n" + "ca_file = \"" + pki_->ca_path() + "\"\n" +
                      "enrolment_server = \"localhost:" + std::to_string(enrol_port_) + "\"\n" +
                      "enrolment_secret_file = \"" + t.secret_file() + "\"\n" + "serial = \"" +
                      t.serial + "\"\n" + "renew_at_percent = " + std::to_string(renew_at_percent) +
@@ -229,11 +224,12 @@ class EnrolmentE2eTest : public ::testing::Test {
   std::optional<IssuedLeaf> server_, client_, commands_;
   std::string db_, registry_;
   std::unique_ptr<MosquittoBroker> broker_;
+  int grpc_port_ = 0;
   int enrol_port_ = 0;
   std::unique_ptr<Child> fleet_;
 };
 
-TEST_F(EnrolmentE2eTest, ATerminalWithOnlyASerialAndASecretEnrolsAndReports_REQ33_REQ36) {
+TEST_P(EnrolmentE2eTest, ATerminalWithOnlyASerialAndASecretEnrolsAndReports_REQ33_REQ36) {
   auto t = terminal(kSerial, kSecret);
   // The fleet is not there yet: the terminal runs, keeps what it records,
   // and says why its link is down.
@@ -273,7 +269,7 @@ TEST_F(EnrolmentE2eTest, ATerminalWithOnlyASerialAndASecretEnrolsAndReports_REQ3
   expect_no_incidents(id);
 }
 
-TEST_F(EnrolmentE2eTest, TheCertificateIsRenewedBeforeItExpiresAndTheLinkGoesOn_REQ33) {
+TEST_P(EnrolmentE2eTest, TheCertificateIsRenewedBeforeItExpiresAndTheLinkGoesOn_REQ33) {
   // Certificates live 60 s (plus the CA's 5 minutes of clock skew before
   // now); renewal at 86 % of that is about 10 s after each issue.
   start_fleet(60);
@@ -302,7 +298,7 @@ TEST_F(EnrolmentE2eTest, TheCertificateIsRenewedBeforeItExpiresAndTheLinkGoesOn_
   expect_no_incidents(id);
 }
 
-TEST_F(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_REQ16_REQ33) {
+TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_REQ16_REQ33) {
   start_fleet();
   auto t = terminal(kSerial, kSecret);
   Daemon d(t->dir, options(*t));
@@ -380,7 +376,7 @@ TEST_F(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   EXPECT_TRUE(by_new) << by_new.error().message();
 }
 
-TEST_F(EnrolmentE2eTest, ASecondDeviceClaimingAnEnrolledSerialWithItsOwnKeyIsRefused_REQ33) {
+TEST_P(EnrolmentE2eTest, ASecondDeviceClaimingAnEnrolledSerialWithItsOwnKeyIsRefused_REQ33) {
   start_fleet();
   auto real = terminal(kSerial, kSecret);
   Daemon d(real->dir, options(*real));
@@ -412,7 +408,7 @@ TEST_F(EnrolmentE2eTest, ASecondDeviceClaimingAnEnrolledSerialWithItsOwnKeyIsRef
   EXPECT_EQ(d.stop(), 0);
 }
 
-TEST_F(EnrolmentE2eTest, AWrongSecretIsRefusedAndTheRightOneLaterEnrolsWithNothingLost_REQ33) {
+TEST_P(EnrolmentE2eTest, AWrongSecretIsRefusedAndTheRightOneLaterEnrolsWithNothingLost_REQ33) {
   start_fleet();
   auto t = terminal(kSerial, "not-the-secret-of-this-serial");
   Daemon d(t->dir, options(*t));
@@ -450,7 +446,7 @@ TEST_F(EnrolmentE2eTest, AWrongSecretIsRefusedAndTheRightOneLaterEnrolsWithNothi
 // A secret file others may read (a hostile local app could have copied it)
 // is refused before it is read, and nothing is sent: no refusal reaches the
 // fleet's registry. Closed to others, it enrols.
-TEST_F(EnrolmentE2eTest, ASecretFileOthersCanReadIsNeverUsed_REQ33) {
+TEST_P(EnrolmentE2eTest, ASecretFileOthersCanReadIsNeverUsed_REQ33) {
   start_fleet();
   auto t = terminal(kSerial, kSecret);
   ::chmod(t->secret_file().c_str(), 0644);
@@ -468,6 +464,9 @@ TEST_F(EnrolmentE2eTest, ASecretFileOthersCanReadIsNeverUsed_REQ33) {
   ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d.log();
   EXPECT_EQ(d.stop(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Links, EnrolmentE2eTest, ::testing::Values("mqtt", "grpc"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace portier::test
