@@ -29,6 +29,16 @@
 // verifies every later envelope with the new key only (fleet_store.h's key
 // history), so what a thief signs with the stolen key is an incident.
 //
+// What a thief of the key can still do: before the rotation, sign
+// envelopes as the terminal (they fork its chain: the fleet records
+// "duplicate conflicting" or "inserted" when the real ones arrive) and renew
+// the certificate of that same key. After it, the old certificate renews
+// nothing (the registry holds the new key), but it stays valid for TLS
+// until it expires: the thief can still connect to the broker or the gRPC
+// endpoint as the terminal, read the commands sent to it (signed, not
+// secret) and send junk the fleet refuses. There is no revocation list yet;
+// short device lifetimes (serve --device-lifetime) bound that window.
+//
 // rotate(): the fleet's half of a RotateDeviceKey command: the terminal's
 // CSR for its new key, returned in the command's signed result, gets a
 // certificate (sent back with InstallCertificate), and the registry binds
