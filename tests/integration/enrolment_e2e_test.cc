@@ -10,16 +10,20 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
 
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/device_key.h"
+#include "agent/identity/signer_csr.h"
 #include "daemon_fixture.h"
 #include "portier/v1/telemetry.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
+#include "tools/fleet/enrolment/enrolment_server.h"
+#include "tools/fleet/enrolment/fleet_ca.h"
 #include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/sqlite_fleet_store.h"
@@ -52,6 +56,33 @@ struct TerminalDir {
     return t.substr(0, t.find('\n'));
   }
   std::string cert() const { return read_file(mdir() + "/device.crt"); }
+};
+
+// A hostile (or broken) Enrolment service: its answers carry the
+// terminal's name and serial and chain to the fleet's CA, but certify a key
+// of its own choosing, not the terminal's.
+class ForeignKeyEnrolment final : public v1::Enrolment::Service {
+ public:
+  explicit ForeignKeyEnrolment(const fleet::FleetCa& ca) : ca_(ca) {}
+  grpc::Status Enroll(grpc::ServerContext*, const v1::EnrollRequest* req,
+                      v1::EnrollResponse* resp) override {
+    auto other = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+    auto signer = crypto::KeySigner::from(*other);
+    auto csr = identity::make_csr(*signer, {req->terminal_id(), req->serial(), ""});
+    if (!csr) return grpc::Status(grpc::StatusCode::INTERNAL, csr.error().message());
+    auto cert =
+        ca_.issue_device(*csr, req->terminal_id(), req->serial(), std::chrono::system_clock::now());
+    if (!cert) return grpc::Status(grpc::StatusCode::INTERNAL, cert.error().message());
+    auto der = cert->der();
+    resp->set_certificate(der->data(), der->size());
+    for (const auto& c : ca_.chain_der()) resp->add_chain(c.data(), c.size());
+    ++answered;
+    return grpc::Status::OK;
+  }
+  std::atomic<int> answered{0};
+
+ private:
+  const fleet::FleetCa& ca_;
 };
 
 class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
@@ -463,6 +494,32 @@ TEST_P(EnrolmentE2eTest, ASecretFileOthersCanReadIsNeverUsed_REQ33) {
   ::chmod(t->secret_file().c_str(), 0600);
   ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d.log();
   EXPECT_EQ(d.stop(), 0);
+}
+
+// The fleet's answer is checked before anything is installed (REQ-36): a
+// certificate for another key, however well it chains, is refused, the
+// link stays down and the refusal is recorded.
+TEST_P(EnrolmentE2eTest, AnAnswerForAnotherKeyIsNeverInstalled_REQ36) {
+  auto ca = fleet::FleetCa::load(pki_->intermediate_path(), dir_.file("pki/intermediate.key"));
+  ASSERT_TRUE(ca) << ca.error().message();
+  ForeignKeyEnrolment hostile(*ca);
+  auto server = fleet::EnrolmentServer::start(
+      hostile, {"127.0.0.1:0", server_->chain_path, server_->key_path, pki_->ca_path()});
+  ASSERT_TRUE(server) << server.error().message();
+  enrol_port_ = (*server)->port();
+  auto t = terminal(kSerial, kSecret);
+  Daemon d(t->dir, options(*t));
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] {
+    return health_reasons(d).find("enrolment refused") != std::string::npos;
+  })) << health_reasons(d)
+      << d.log();
+  EXPECT_NE(health_reasons(d).find("another key"), std::string::npos) << health_reasons(d);
+  EXPECT_GE(hostile.answered.load(), 1);
+  EXPECT_TRUE(d.audit_has("enrolment refused")) << d.audit();
+  EXPECT_FALSE(std::filesystem::exists(t->mdir() + "/device.crt"));
+  EXPECT_EQ(d.stop(), 0);
+  (*server)->stop();
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, EnrolmentE2eTest, ::testing::Values("mqtt", "grpc"),
