@@ -370,6 +370,26 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   EXPECT_EQ(*certs->front().public_key()->to_pem(), fleet_key(id));
   expect_ping(id, d);
   EXPECT_EQ(d.stop(), 0);
+  // A restart keeps the new key and its certificate: no enrolment again,
+  // the link comes straight up with them.
+  const auto cert_before = t->cert();
+  {
+    Daemon again(t->dir, options(*t));
+    ASSERT_TRUE(again.start()) << again.log();
+    const auto epoch = store()->terminal(id)->session_epoch;
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto term = store()->terminal(id);
+          return term && term->online && term->session_epoch > epoch;
+        },
+        60s))
+        << again.log();
+    expect_ping(id, again);
+    EXPECT_EQ(t->cert(), cert_before);
+    EXPECT_EQ(fleet_key(id), *new_key->public_key()->to_pem());
+    EXPECT_EQ(again.log().find("enrolled;"), std::string::npos) << again.log();
+    EXPECT_EQ(again.stop(), 0);
+  }
   expect_chain_verifies(id);
   expect_no_incidents(id);
   if (fleet_) {
@@ -520,6 +540,51 @@ TEST_P(EnrolmentE2eTest, AnAnswerForAnotherKeyIsNeverInstalled_REQ36) {
   EXPECT_FALSE(std::filesystem::exists(t->mdir() + "/device.crt"));
   EXPECT_EQ(d.stop(), 0);
   (*server)->stop();
+}
+
+// A renewal the fleet cannot answer keeps the certificate in use and the
+// link up; the health says so, and the next renewal that works clears it.
+TEST_P(EnrolmentE2eTest, ARenewalThatFailsKeepsTheLinkAndSaysSo_REQ33) {
+  start_fleet(60);
+  auto t = terminal(kSerial, kSecret);
+  Daemon d(t->dir, options(*t, 86));
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(t->mdir() + "/terminal_id"); }));
+  const auto id = t->terminal_id();
+  ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d.log();
+  const auto first = t->cert();
+  // The fleet again, without its Enrolment service.
+  fleet_->signal(SIGTERM);
+  fleet_->wait_exit(10s);
+  fleet_.reset();
+  std::vector<std::string> argv{
+      bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
+      dir_.file("spool")};
+  if (mqtt()) {
+    argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
+                             client_->chain_path, "--key", client_->key_path});
+  } else {
+    argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
+                             server_->chain_path, "--key", server_->key_path});
+  }
+  fleet_ = std::make_unique<Child>(argv);
+  ASSERT_TRUE(eventually(
+      [&] { return health_reasons(d).find("certificate renewal failed") != std::string::npos; },
+      60s))
+      << health_reasons(d) << d.log();
+  EXPECT_EQ(t->cert(), first);
+  expect_ping(id, d);
+  // The Enrolment service is back: the next attempt renews.
+  fleet_->signal(SIGTERM);
+  fleet_->wait_exit(10s);
+  fleet_.reset();
+  start_fleet(60);
+  ASSERT_TRUE(eventually([&] { return t->cert() != first; }, 60s)) << d.log();
+  ASSERT_TRUE(eventually([&] {
+    return health_reasons(d).find("renewal failed") == std::string::npos;
+  })) << health_reasons(d);
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies(id);
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, EnrolmentE2eTest, ::testing::Values("mqtt", "grpc"),
