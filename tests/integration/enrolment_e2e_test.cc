@@ -321,7 +321,9 @@ TEST_P(EnrolmentE2eTest, TheCertificateIsRenewedBeforeItExpiresAndTheLinkGoesOn_
   ASSERT_TRUE(renewed && original);
   EXPECT_GT(renewed->front().not_after(), original->front().not_after());
   EXPECT_EQ(*renewed->front().public_key()->to_pem(), *original->front().public_key()->to_pem());
-  EXPECT_NE(d.log().find("certificate renewed"), std::string::npos) << d.log();
+  // The file is in place before the line is logged.
+  EXPECT_TRUE(eventually([&] { return d.log().find("certificate renewed") != std::string::npos; }))
+      << d.log();
   expect_ping(id, d);
   EXPECT_EQ(fleet_key(id), first_key);
   EXPECT_EQ(d.stop(), 0);
@@ -374,16 +376,17 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   // the link comes straight up with them.
   const auto cert_before = t->cert();
   {
+    const auto epoch = store()->terminal(id)->session_epoch;
     Daemon again(t->dir, options(*t));
     ASSERT_TRUE(again.start()) << again.log();
-    const auto epoch = store()->terminal(id)->session_epoch;
     ASSERT_TRUE(eventually(
         [&] {
           auto term = store()->terminal(id);
           return term && term->online && term->session_epoch > epoch;
         },
         60s))
-        << again.log();
+        << again.log() << "\nfleet:\n"
+        << fleet_log();
     expect_ping(id, again);
     EXPECT_EQ(t->cert(), cert_before);
     EXPECT_EQ(fleet_key(id), *new_key->public_key()->to_pem());
