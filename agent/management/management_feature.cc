@@ -59,12 +59,6 @@ std::string ManagementFeature::enrolment_state() const {
   return enrolment_state_;
 }
 
-std::string ManagementFeature::public_key_pem() const {
-  if (!identity_) return "";
-  auto pem = identity_->signer()->public_key().to_pem();
-  return pem ? *pem : "";
-}
-
 void ManagementFeature::on_uplink_state(const std::string& failure) {
   if (context_.health) {
     context_.health->set_component_health(

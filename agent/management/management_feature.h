@@ -74,8 +74,6 @@ class ManagementFeature final : public agent::Feature {
   SenderStats sender_stats() const;
   // "" once enrolled (or without enrolment), else why the link is down.
   std::string enrolment_state() const;
-  // The key the envelopes are signed with now (its PEM), "" before start.
-  std::string public_key_pem() const;
 
  private:
   void on_uplink_state(const std::string& failure);
