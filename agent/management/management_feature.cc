@@ -271,8 +271,13 @@ Result<void> ManagementFeature::start_link() {
 }
 
 void ManagementFeature::stop_link() {
-  if (link_) link_->stop();
+  // The sender first: its thread is the only caller of link_->send(), which
+  // must not run while the link stops (the MQTT link's client goes away
+  // under it: a crash seen when a rotation restarted the link under load).
+  // The link's callbacks into a stopped sender are harmless; none come after
+  // link_->stop().
   if (sender_) sender_->stop();
+  if (link_) link_->stop();
   std::lock_guard lock(sender_mu_);
   sender_.reset();
   link_.reset();
