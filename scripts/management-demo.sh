@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The management link on one machine (README "Management link: try it"):
 # a throwaway PKI (openssl), a local Mosquitto with mutual TLS, portier-fleet
-# storing what the terminal sends, and portierd with a [management] table.
-# It sends the terminal a signed ping and shows the fleet's view. Everything
+# with its Enrolment service storing what the terminal sends, and portierd
+# with a [management] table and only a serial and a one-time secret: it
+# enrols, reports, answers a signed ping and rotates its key on command; the
+# script shows the fleet's view. Everything
 # lives under $PORTIER_MGMT_DEMO_DIR (default /tmp/portier-mgmt-demo);
 # Ctrl-C (or the end of the script) stops the three processes.
 set -euo pipefail
@@ -11,9 +13,10 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/build/bin
 D=${PORTIER_MGMT_DEMO_DIR:-/tmp/portier-mgmt-demo}
 PORT=${PORTIER_MGMT_DEMO_PORT:-18883}
-rm -rf "$D" && mkdir -p "$D/pki" "$D/state/management" "$D/spool" && chmod 700 "$D/state" "$D/state/management"
+EPORT=${PORTIER_MGMT_DEMO_ENROL_PORT:-18443}
+rm -rf "$D" && mkdir -p "$D/pki" "$D/state" "$D/spool" && chmod 700 "$D/state"
 cd "$D"
-T=T-$(openssl rand -hex 16)
+SERIAL=DEMO-$(openssl rand -hex 4)
 
 # --- a throwaway PKI: root CA, and leaves with the usages Portier checks --
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; chmod 600 "$1"; }
@@ -32,14 +35,14 @@ openssl req -x509 -new -key pki/ca.key -subj "/CN=Portier demo CA/O=Portier demo
 common=("basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature"
         "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid")
 leaf broker localhost "${common[@]}" "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost"
-leaf device "$T" "${common[@]}" "extendedKeyUsage=clientAuth"
 leaf fleet portier-fleet "${common[@]}" "extendedKeyUsage=clientAuth"
 leaf commands fleet-commands "${common[@]}" "extendedKeyUsage=codeSigning"
 
-# --- the terminal's identity, as enrolment would leave it -----------------
-echo "$T" > state/management/terminal_id
-cp pki/device.key state/management/device.key && chmod 600 state/management/device.key
-openssl pkey -in pki/device.key -pubout -out pki/device.pub 2>/dev/null
+cp pki/broker.key pki/enrol.key  # the Enrolment service's TLS key (0600; the broker's copy is 0644)
+
+# --- staging: the fleet expects the serial with its one-time secret, and
+# the terminal gets the same secret (0600): no key, no certificate yet -----
+openssl rand -hex 24 > state/enrolment.secret && chmod 600 state/enrolment.secret
 
 # --- Mosquitto with mutual TLS ---------------------------------------------
 cat > mosquitto.conf <<CONF
@@ -58,12 +61,15 @@ chmod 644 pki/broker.key
 mosquitto -c mosquitto.conf > mosquitto.log 2>&1 & PIDS=$!
 trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
-# --- portier-fleet: register the terminal, then serve ----------------------
+# --- portier-fleet: expect the serial, then serve (with enrolment) ---------
 F=("$BIN/portier-fleet" --db fleet.db)
-"${F[@]}" add-terminal "$T" --public-key pki/device.pub
+"${F[@]}" expect "$SERIAL" --secret-file state/enrolment.secret --enrol-registry enrolment.db
 sleep 0.5
 "${F[@]}" serve --ca pki/ca.pem --cert pki/fleet.pem --key pki/fleet.key \
-  --mqtt ssl://127.0.0.1:$PORT --fleet demo --spool spool > fleet.log 2>&1 & PIDS="$PIDS $!"
+  --mqtt ssl://127.0.0.1:$PORT --fleet demo --spool spool \
+  --enrol 127.0.0.1:$EPORT --enrol-ca-cert pki/ca.pem --enrol-ca-key pki/ca.key \
+  --enrol-registry enrolment.db --enrol-cert pki/broker.pem --enrol-key pki/enrol.key \
+  > fleet.log 2>&1 & PIDS="$PIDS $!"
 
 # --- portierd with a [management] table ------------------------------------
 cat > state/policy.toml <<POL
@@ -89,19 +95,35 @@ link = "mqtt"
 server = "ssl://127.0.0.1:$PORT"
 fleet = "demo"
 ca_file = "$D/pki/ca.pem"
-cert_file = "$D/pki/device.pem"
+enrolment_server = "127.0.0.1:$EPORT"
+enrolment_secret_file = "$D/state/enrolment.secret"
+serial = "$SERIAL"
 command_trust_anchors = ["$D/pki/ca.pem"]
 checkpoint_interval_s = 10
 CFG
 "$BIN/portierd" --config portierd.toml > portierd.log 2>&1 & PIDS="$PIDS $!"
 
-echo "terminal $T: waiting for its birth at the fleet..."
-for _ in $(seq 100); do "${F[@]}" terminals | grep -q online && break; sleep 0.2; done
+for _ in $(seq 100); do [[ -s state/management/terminal_id ]] && break; sleep 0.1; done
+T=$(cat state/management/terminal_id)
+echo "terminal $T (serial $SERIAL): enrolling, then waiting for its birth at the fleet..."
+for _ in $(seq 150); do "${F[@]}" terminals 2>/dev/null | grep -q online && break; sleep 0.2; done
 "${F[@]}" terminals
-id=$("${F[@]}" send "$T" ping --text "hello from the fleet" --signing-key pki/commands.key \
-       --signing-cert pki/commands.pem --spool spool)
-for _ in $(seq 100); do "${F[@]}" results "$T" | grep -q "$id" && break; sleep 0.2; done
-echo "--- results"; "${F[@]}" results "$T"
+CMD=(--signing-key pki/commands.key --signing-cert pki/commands.pem --spool spool)
+wait_result() { for _ in $(seq 150); do "${F[@]}" results "$T" | grep -q "$1" && break; sleep 0.2; done; }
+id=$("${F[@]}" send "$T" ping --text "hello from the fleet" "${CMD[@]}")
+wait_result "$id"
+echo "--- rotate the device key (the registry lets its next Renew bring a new key)"
+old=$("${F[@]}" --json show "$T" | sed 's/.*"key_id":"\([0-9a-f]*\)".*/\1/')
+id=$("${F[@]}" send "$T" rotate-key --enrol-registry enrolment.db "${CMD[@]}")
+wait_result "$id"
+for _ in $(seq 150); do
+  new=$("${F[@]}" --json show "$T" | sed 's/.*"key_id":"\([0-9a-f]*\)".*/\1/')
+  [[ "$new" != "$old" ]] && break; sleep 0.2
+done
+echo "key id $old -> $new"
+id=$("${F[@]}" send "$T" ping --text "hello again" "${CMD[@]}")
+wait_result "$id"
+echo "--- results"; "${F[@]}" results "$T" | grep "^c-" | cut -c1-160
 echo "--- show"; "${F[@]}" show "$T" | head -20
 echo "--- verify-chain"; "${F[@]}" verify-chain "$T"
 echo

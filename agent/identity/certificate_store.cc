@@ -1,5 +1,6 @@
 #include "agent/identity/certificate_store.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "common/file_read.h"
@@ -32,6 +33,12 @@ Result<std::optional<InstalledCertificate>> CertificateStore::load() const {
   if (all->empty()) return fail(Errc::invalid_argument, path_, "device certificate", "empty");
   InstalledCertificate out{all->front(), {all->begin() + 1, all->end()}};
   return std::optional<InstalledCertificate>(std::move(out));
+}
+
+crypto::TimePoint renewal_due_at(const crypto::Certificate& cert, unsigned percent) {
+  const auto begin = cert.not_before();
+  const auto life = cert.not_after() - begin;
+  return begin + life * std::min(percent, 100u) / 100;
 }
 
 crypto::TimePoint renewal_due_at(const crypto::Certificate& cert) {

@@ -2,8 +2,8 @@
 // file, the certificate then its chain up to the fleet's CA (what a TLS
 // client presents), replaced whole or not at all (temp, fsync, rename),
 // 0644: certificates are public. Says when renewal is due: at two thirds of
-// the certificate's lifetime, so a terminal offline for a while still
-// renews before expiry.
+// the certificate's lifetime (or the configured share of it), so a terminal
+// offline for a while still renews before expiry.
 #pragma once
 
 #include <optional>
@@ -35,7 +35,8 @@ class CertificateStore {
   std::string path_;
 };
 
-// not_before + 2/3 of (not_after - not_before).
+// not_before + `percent` % of (not_after - not_before); 2/3 by default.
+crypto::TimePoint renewal_due_at(const crypto::Certificate& cert, unsigned percent);
 crypto::TimePoint renewal_due_at(const crypto::Certificate& cert);
 inline bool renewal_due(const crypto::Certificate& cert, crypto::TimePoint now) {
   return now >= renewal_due_at(cert);

@@ -85,16 +85,18 @@ Result<void> EnrolmentClient::enroll(DeviceIdentity& identity) const {
   return answer(identity, status, response, "Enroll", options_.server);
 }
 
-Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
+Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
+                                         const std::string& rpc) const {
   auto installed = identity.certificate();
   if (!installed) {
-    return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
+    return fail(Errc::failed_precondition, rpc, "no certificate", "enrol first");
   }
   auto signer = identity.signer();
   auto* file_key = dynamic_cast<const crypto::KeySigner*>(signer.get());
   if (file_key == nullptr) {
-    return fail(Errc::failed_precondition, "Renew", "the device key is in a PKCS#11 token",
-                "renewal over mutual TLS needs the key in a file; rotate the key instead");
+    return fail(Errc::failed_precondition, rpc, "the device key is in a PKCS#11 token",
+                "renewal over mutual TLS needs the key in a file; rotate the key by the "
+                "RotateDeviceKey and InstallCertificate commands instead");
   }
   std::string chain_pem;
   auto leaf = installed->cert.to_pem();
@@ -110,19 +112,45 @@ Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
   auto ch = channel(options_, chain_pem, *key_pem);
   crypto::cleanse(*key_pem);
   if (!ch) return std::unexpected(ch.error());
-  auto csr = identity.current_csr();
-  if (!csr) return std::unexpected(csr.error());
-  auto der = csr->der();
-  if (!der) return std::unexpected(der.error());
 
   v1::RenewCertificateRequest request;
-  request.set_csr(der->data(), der->size());
+  request.set_csr(csr_der.data(), csr_der.size());
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
   auto stub = v1::Enrolment::NewStub(*ch);
   const grpc::Status status = stub->Renew(&ctx, request, &response);
-  return answer(identity, status, response, "Renew", options_.server);
+  return answer(identity, status, response, rpc, options_.server);
+}
+
+Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
+  auto csr = identity.current_csr();
+  if (!csr) return std::unexpected(csr.error());
+  auto der = csr->der();
+  if (!der) return std::unexpected(der.error());
+  return renew_with(identity, *der, "Renew");
+}
+
+Result<void> EnrolmentClient::rotate(DeviceIdentity& identity) const {
+  if (!identity.certificate()) {
+    return fail(Errc::failed_precondition, "key rotation", "no certificate", "enrol first");
+  }
+  auto pem = identity.begin_rotation();
+  if (!pem) return std::unexpected(pem.error());
+  auto csr = crypto::CertificateRequest::from_pem(*pem);
+  if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
+  auto der = csr->der();
+  if (!der) return std::unexpected(der.error());
+  return renew_with(identity, *der, "Renew (key rotation)");
+}
+
+std::optional<crypto::TimePoint> EnrolmentClient::renewal_due(
+    const DeviceIdentity& identity) const {
+  auto installed = identity.certificate();
+  if (!installed) return std::nullopt;
+  return options_.renew_at_percent == 0
+             ? renewal_due_at(installed->cert)
+             : renewal_due_at(installed->cert, options_.renew_at_percent);
 }
 
 Result<bool> EnrolmentClient::renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const {
@@ -130,7 +158,10 @@ Result<bool> EnrolmentClient::renew_if_due(DeviceIdentity& identity, crypto::Tim
   if (!installed) {
     return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
   }
-  if (!renewal_due(installed->cert, now)) return false;
+  const auto due = options_.renew_at_percent == 0
+                       ? renewal_due_at(installed->cert)
+                       : renewal_due_at(installed->cert, options_.renew_at_percent);
+  if (now < due) return false;
   PORTIER_TRY(renew(identity));
   return true;
 }

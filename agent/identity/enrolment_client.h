@@ -13,9 +13,18 @@
 // the client's, a new CSR for the same key. gRPC takes the client key as
 // PEM, so renewal over TLS needs the key in a file; a key in a PKCS#11 token
 // is renewed by rotation (RotateDeviceKey and InstallCertificate commands).
+//
+// Rotate: a pending key and its CSR (DeviceIdentity::begin_rotation), sent
+// with Renew over mutual TLS with the current certificate and key: the TLS
+// handshake proves the old key, the CSR's self-signature the new one. The
+// fleet issues for the new key only when its operator asked for the
+// rotation (enrolment_service.h says why); the answer is checked and
+// installed like any other, which makes the pending key current and
+// destroys the old one.
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "agent/identity/device_identity.h"
@@ -29,11 +38,13 @@ struct EnrolmentOptions {
   std::string server_name;    // the TLS name to check, when not the host of `server`
   std::string secret_file;    // the enrolment secret (0600)
   std::chrono::milliseconds timeout{30000};
+  unsigned renew_at_percent = 0;  // of the certificate's lifetime; 0: two thirds
 };
 
 class EnrolmentClient {
  public:
   explicit EnrolmentClient(EnrolmentOptions options) : options_(std::move(options)) {}
+  const EnrolmentOptions& options() const { return options_; }
 
   // Enrols the identity's current key and installs the certificate.
   Result<void> enroll(DeviceIdentity& identity) const;
@@ -43,8 +54,16 @@ class EnrolmentClient {
   // certificate: true when it renewed, false when not due yet. The
   // management feature calls it at intervals (and at start).
   Result<bool> renew_if_due(DeviceIdentity& identity, crypto::TimePoint now) const;
+  // When the installed certificate is due for renewal (nullopt: none).
+  std::optional<crypto::TimePoint> renewal_due(const DeviceIdentity& identity) const;
+  // Rotates the (file) device key: a new key, certified by the fleet over
+  // the old key's mutual TLS, installed; the old key destroyed.
+  Result<void> rotate(DeviceIdentity& identity) const;
 
  private:
+  // Renew over mutual TLS with the installed certificate, for `csr_der`.
+  Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
+                          const std::string& rpc) const;
   EnrolmentOptions options_;
 };
 

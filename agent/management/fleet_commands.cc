@@ -163,8 +163,11 @@ Result<std::string> FleetCommands::usb_authorization(const v1::UsbAuthorization&
 }
 
 Result<std::string> FleetCommands::rotate_device_key(const v1::RotateDeviceKey&) {
-  return fail_msg(Errc::failed_precondition,
-                  "key rotation needs an enrolled identity (enrolment is not configured)");
+  if (!rotate_) {
+    return fail_msg(Errc::failed_precondition,
+                    "key rotation needs an enrolled identity (enrolment is not configured)");
+  }
+  return rotate_();
 }
 
 Result<std::string> FleetCommands::fetch_audit_range(const v1::FetchAuditRange& r) {
@@ -176,10 +179,13 @@ Result<std::string> FleetCommands::fetch_audit_range(const v1::FetchAuditRange& 
   return out;
 }
 
-Result<std::string> FleetCommands::install_certificate(const v1::InstallCertificate&) {
-  return fail_msg(Errc::failed_precondition,
-                  "installing a certificate needs an enrolled identity (enrolment is not "
-                  "configured)");
+Result<std::string> FleetCommands::install_certificate(const v1::InstallCertificate& c) {
+  if (!install_) {
+    return fail_msg(Errc::failed_precondition,
+                    "installing a certificate needs an enrolled identity (enrolment is not "
+                    "configured)");
+  }
+  return install_(c);
 }
 
 }  // namespace portier::management

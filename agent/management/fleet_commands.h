@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,16 @@ class FleetCommands final : public commands::CommandHandlers {
       const std::string& store_path, commands::VerifierOptions options, AuditSink& audit,
       agent::DaemonControl* control, TelemetrySources& sources, Uplink& uplink, std::string source);
   ~FleetCommands() override;
+
+  // RotateDeviceKey and InstallCertificate act on the terminal's identity,
+  // which the management feature owns; without these they fail with the
+  // reason. Set before start().
+  using RotateKey = std::function<Result<std::string>()>;
+  using InstallCertificate = std::function<Result<std::string>(const v1::InstallCertificate&)>;
+  void set_identity_actions(RotateKey rotate, InstallCertificate install) {
+    rotate_ = std::move(rotate);
+    install_ = std::move(install);
+  }
 
   // Results of commands a restart interrupted, then the thread.
   void start();
@@ -59,6 +70,8 @@ class FleetCommands final : public commands::CommandHandlers {
   TelemetrySources& sources_;
   Uplink& uplink_;
   std::string source_;
+  RotateKey rotate_;
+  InstallCertificate install_;
   std::unique_ptr<commands::CommandStore> store_;
   std::unique_ptr<commands::CommandExecutor> executor_;
   std::unique_ptr<commands::CommandVerifier> verifier_;

@@ -16,8 +16,21 @@ struct ManagementConfig {
   std::string server;         // mqtt: "ssl://host:port"; grpc: "host:port"
   std::string fleet;          // the fleet's name in the MQTT topics
   // Mutual TLS: the fleet's CA, this terminal's certificate and its key
-  // (default: the device key).
+  // (default: the device key). With enrolment, cert_file is where the
+  // certificate the fleet issues is installed (default
+  // <state_dir>/management/device.crt) and ca_file also holds the anchors it
+  // must chain to.
   std::string ca_file, cert_file, tls_key_file;
+  // Enrolment (issue 10, item 1): the fleet's Enrolment service (host:port;
+  // empty: the certificate is provisioned by hand in cert_file), the TLS
+  // name to check when not its host, the one-time secret provisioned with
+  // the serial (a file only portierd may read), the serial (default: the
+  // firmware's), when to renew (a percentage of the certificate's
+  // lifetime) and the longest wait between two failed attempts.
+  std::string enrolment_server, enrolment_server_name, enrolment_secret_file;
+  std::string serial;
+  std::uint32_t renew_at_percent = 67;
+  std::uint32_t enrolment_retry_max_s = 300;
   // The device key (created on first start, 0600) and its algorithm.
   std::string key_file;  // default <state_dir>/management/device.key
   crypto::KeyType key_type = crypto::KeyType::ecdsa_p256;

@@ -1,6 +1,7 @@
 #include "agent/management/management_config_parser.h"
 
 #include "agent/feature_registry.h"
+#include "agent/identity/hardware_serial.h"
 #include "agent/management/management_feature.h"
 #include "common/toml_table.h"
 
@@ -13,6 +14,23 @@ bool valid_name(const std::string& s) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
       return false;
     }
+  }
+  return true;
+}
+
+// HOST:PORT with a port of 1..65535 (HOST may be [v6]).
+bool valid_host_port(const std::string& s) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  const std::string port = s.substr(colon + 1);
+  if (port.size() > 5) return false;
+  for (char ch : port) {
+    if (!std::isdigit(static_cast<unsigned char>(ch))) return false;
+  }
+  const long n = std::stol(port);
+  if (n < 1 || n > 65535) return false;
+  for (char ch : s.substr(0, colon)) {
+    if (std::isspace(static_cast<unsigned char>(ch)) || ch == '/') return false;
   }
   return true;
 }
@@ -32,6 +50,17 @@ Result<ManagementConfig> parse_management_config(TomlTable& t) {
   PORTIER_TRY(t.str("cert_file", c.cert_file));
   PORTIER_TRY(t.str("tls_key_file", c.tls_key_file));
   PORTIER_TRY(t.str("key_file", c.key_file));
+  PORTIER_TRY(t.str("enrolment_server", c.enrolment_server));
+  PORTIER_TRY(t.str("enrolment_server_name", c.enrolment_server_name));
+  PORTIER_TRY(t.str("enrolment_secret_file", c.enrolment_secret_file));
+  PORTIER_TRY(t.str("serial", c.serial));
+  if (!c.serial.empty()) {
+    if (auto ok = identity::hardware_serial(c.serial); !ok) {
+      return std::unexpected(t.error("serial", ok.error().why));
+    }
+  }
+  PORTIER_TRY(t.integer("renew_at_percent", 10, 95, c.renew_at_percent));
+  PORTIER_TRY(t.integer("enrolment_retry_max_s", 1, 86400, c.enrolment_retry_max_s));
   std::string alg = "ecdsa-p256";
   PORTIER_TRY(t.str("key_algorithm", alg));
   if (alg == "ecdsa-p256") {
@@ -71,10 +100,34 @@ Result<ManagementConfig> parse_management_config(TomlTable& t) {
       return std::unexpected(
           t.error("fleet", "is required for the MQTT link: 1-64 of A-Z a-z 0-9 - _ ."));
     }
-    for (const char* k : {"ca_file", "cert_file"}) {
-      if ((std::string_view(k) == "ca_file" ? c.ca_file : c.cert_file).empty()) {
-        return std::unexpected(t.error(k, "is required: the link is mutual TLS only"));
+    if (c.ca_file.empty()) {
+      return std::unexpected(t.error("ca_file", "is required: the link is mutual TLS only"));
+    }
+    if (c.cert_file.empty() && c.enrolment_server.empty()) {
+      return std::unexpected(t.error(
+          "cert_file", "is required unless enrolment_server is set: the link is mutual TLS only"));
+    }
+    if (!c.enrolment_server.empty()) {
+      if (!valid_host_port(c.enrolment_server)) {
+        return std::unexpected(t.error("enrolment_server",
+                                       "must be HOST:PORT (the fleet's Enrolment service), not \"" +
+                                           c.enrolment_server + "\""));
       }
+      if (c.enrolment_secret_file.empty()) {
+        return std::unexpected(
+            t.error("enrolment_secret_file",
+                    "is required with enrolment_server: the one-time secret provisioned with "
+                    "the terminal's serial"));
+      }
+      if (!c.tls_key_file.empty()) {
+        return std::unexpected(
+            t.error("tls_key_file",
+                    "cannot be set with enrolment_server: the enrolled certificate is for the "
+                    "device key"));
+      }
+    } else if (!c.enrolment_secret_file.empty()) {
+      return std::unexpected(
+          t.error("enrolment_secret_file", "is only used with enrolment_server, which is not set"));
     }
     if (c.command_trust_anchors.empty()) {
       return std::unexpected(

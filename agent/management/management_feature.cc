@@ -6,6 +6,8 @@
 
 #include "agent/envelope/offline_notice.h"
 #include "agent/identity/device_key.h"
+#include "agent/identity/hardware_serial.h"
+#include "agent/identity/key_store.h"
 #include "common/audit_events.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
@@ -16,6 +18,8 @@ namespace portier::management {
 namespace {
 
 constexpr const char* kAuditCursor = "audit_cursor";
+constexpr const char* kEnrolmentComponent = "management enrolment";
+constexpr std::chrono::seconds kFirstRetry{1};
 
 Result<void> make_private_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -41,11 +45,18 @@ ManagementFeature::~ManagementFeature() { stop(); }
 std::string ManagementFeature::terminal_id() const { return terminal_id_; }
 
 UplinkStats ManagementFeature::uplink_stats() const {
+  std::lock_guard lock(lifecycle_mu_);
   return uplink_ ? uplink_->stats() : UplinkStats{};
 }
 
 SenderStats ManagementFeature::sender_stats() const {
+  std::lock_guard lock(sender_mu_);
   return sender_ ? sender_->stats() : SenderStats{};
+}
+
+std::string ManagementFeature::enrolment_state() const {
+  std::lock_guard lock(id_mu_);
+  return enrolment_state_;
 }
 
 void ManagementFeature::on_uplink_state(const std::string& failure) {
@@ -63,48 +74,101 @@ void ManagementFeature::on_uplink_state(const std::string& failure) {
 
 Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   context_ = context;
-  const std::string dir = context.state_dir + "/management";
-  PORTIER_TRY(make_private_dir(dir));
-  auto id = identity::load_or_create_terminal_id(dir + "/terminal_id");
+  dir_ = context.state_dir + "/management";
+  PORTIER_TRY(make_private_dir(dir_));
+  auto id = identity::load_or_create_terminal_id(dir_ + "/terminal_id");
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
-  const std::string key_file = config_.key_file.empty() ? dir + "/device.key" : config_.key_file;
-  auto key = identity::load_or_create_key(key_file, config_.key_type);
-  if (!key) return std::unexpected(key.error());
-  auto signer = crypto::KeySigner::from(std::move(*key));
-  if (!signer) return std::unexpected(signer.error());
-  signer_ = std::make_unique<crypto::KeySigner>(std::move(*signer));
+  key_file_ = config_.key_file.empty() ? dir_ + "/device.key" : config_.key_file;
+  const bool enrol = !config_.enrolment_server.empty();
+  // Without enrolment the certificate is provisioned by hand in cert_file
+  // and the identity's own store stays unused.
+  cert_file_ = config_.cert_file.empty() ? dir_ + "/device.crt" : config_.cert_file;
+  identity::IdentityInfo info{terminal_id_, "", {}};
+  if (enrol) {
+    auto serial = identity::hardware_serial(config_.serial);
+    if (!serial) return std::unexpected(serial.error().with_context("management: enrolment"));
+    info.serial = *serial;
+    auto pem = read_small_file(config_.ca_file, ReadOptions{.max = 1u << 20});
+    if (!pem) return std::unexpected(pem.error().with_context("management: ca_file"));
+    auto anchors = crypto::Certificate::all_from_pem(*pem);
+    if (!anchors || anchors->empty()) {
+      return fail(Errc::invalid_argument, config_.ca_file, "management: ca_file",
+                  "holds no certificate: the fleet's CA is needed to check what it issues");
+    }
+    info.fleet_ca = std::move(*anchors);
+  }
+  auto ident = identity::DeviceIdentity::open(
+      std::move(info), std::make_unique<identity::FileKeyStore>(key_file_, config_.key_type),
+      identity::CertificateStore(enrol ? cert_file_ : dir_ + "/device.crt"));
+  if (!ident) return std::unexpected(ident.error());
+  identity_ = std::move(*ident);
+  if (enrol) {
+    identity::EnrolmentOptions eo;
+    eo.server = config_.enrolment_server;
+    eo.fleet_ca_file = config_.ca_file;
+    eo.server_name = config_.enrolment_server_name;
+    eo.secret_file = config_.enrolment_secret_file;
+    eo.renew_at_percent = config_.renew_at_percent;
+    // stop() waits for a call in flight: a fleet that does not answer must
+    // not hold the daemon's shutdown for long.
+    eo.timeout = std::chrono::seconds(10);
+    enrolment_ = std::make_unique<identity::EnrolmentClient>(std::move(eo));
+    // A new key (a rotation, by either command): the signing parts start
+    // again with it, on the identity thread.
+    identity_->on_key_changed([this] { request_restart(true); });
+  }
+  {
+    std::lock_guard lock(lifecycle_mu_);
+    PORTIER_TRY(start_core());
+    if (!enrol) {
+      if (auto ok = start_link(); !ok) {
+        stop_core();
+        return ok;
+      }
+    }
+  }
+  if (enrol) {
+    {
+      std::lock_guard lock(id_mu_);
+      id_stopping_ = false;
+    }
+    if (!identity_->certificate()) set_enrolment_state("not enrolled yet", false);
+    identity_thread_ = std::thread([this] { run_identity(); });
+  }
+  log_info("management: terminal " + terminal_id_ + ", session " + std::to_string(session_epoch_) +
+           ", " + config_.link + " link to " + config_.server +
+           (enrol ? ", enrolment at " + config_.enrolment_server : std::string()));
+  return {};
+}
+
+Result<void> ManagementFeature::start_core() {
+  signer_ = identity_->signer();
   auto kid = envelope::key_id(signer_->public_key());
   if (!kid) return std::unexpected(kid.error());
-
-  auto box = outbox::Outbox::open({dir + "/outbox.db", config_.outbox_max_bytes,
+  auto box = outbox::Outbox::open({dir_ + "/outbox.db", config_.outbox_max_bytes,
                                    std::chrono::hours(24) * config_.outbox_max_age_days});
   if (!box) return std::unexpected(box.error());
   outbox_ = std::move(*box);
   auto state = outbox_->chain_state();
-  if (!state) return std::unexpected(state.error());
+  if (!state) {
+    outbox_.reset();
+    return std::unexpected(state.error());
+  }
   // A new session: the epoch is committed with the birth, the first
   // envelope of this start.
   ++state->session_epoch;
+  session_epoch_ = state->session_epoch;
   UplinkOptions uo;
   uo.signing = config_.signing;
   uplink_ = std::make_unique<Uplink>(
       *outbox_, envelope::EnvelopeSealer(terminal_id_, signer_->type(), *state), *signer_, *kid,
       uo);
   uplink_->on_state([this](const std::string& f) { on_uplink_state(f); });
-
-  auto offline = envelope::make_offline(terminal_id_, state->session_epoch, *signer_, *kid);
-  if (!offline) return std::unexpected(offline.error());
-  auto link = links_(config_, LinkContext{terminal_id_, offline->SerializeAsString(), key_file});
-  if (!link) return std::unexpected(link.error());
-  link_ = std::move(*link);
-  sender_ = std::make_unique<OutboxSender>(
-      *outbox_, *link_,
-      [this](std::string bytes) {
-        if (commands_) commands_->receive(std::move(bytes));
-      },
-      SenderOptions{.window = config_.window});
-  uplink_->on_stored([this] { sender_->wake(); });
+  uplink_->on_stored([this] {
+    std::lock_guard lock(sender_mu_);
+    if (sender_) sender_->wake();
+  });
 
   BirthInfo birth;
   birth.portierd_version = kVersion;
@@ -115,7 +179,8 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   ti.decisions = std::chrono::seconds(config_.decisions_interval_s);
   ti.checkpoint = std::chrono::seconds(config_.checkpoint_interval_s);
   checkpointer_ = std::make_unique<AuditCheckpointer>(
-      dir + "/audit-checkpoints.jsonl", terminal_id_, state->session_epoch, *signer_, *kid);
+      dir_ + "/audit-checkpoints.jsonl", terminal_id_, state->session_epoch, *signer_, *kid);
+  const auto& context = context_;
   if (context.audit) {
     // The trail must still hold what this terminal signed before: a trail
     // cut short or changed since is reported, and the daemon goes on.
@@ -128,8 +193,12 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       }
     }
   }
+  auto fail_core = [this](const Error& e) {
+    stop_core();
+    return std::unexpected(e);
+  };
   auto cursor = outbox_->counter(kAuditCursor);
-  if (!cursor) return std::unexpected(cursor.error());
+  if (!cursor) return fail_core(cursor.error());
   sources_ = std::make_unique<TelemetrySources>(
       context.gateway, context.audit, *uplink_, birth, ti, *cursor,
       [this](std::uint64_t c) {
@@ -144,50 +213,265 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   vo.terminal_id = terminal_id_;
   for (auto& path : config_.command_trust_anchors) {
     auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
-    if (!pem) return std::unexpected(pem.error());
+    if (!pem) return fail_core(pem.error());
     auto certs = crypto::Certificate::all_from_pem(*pem);
-    if (!certs) return with_context(Result<void>(std::unexpected(certs.error())), path);
+    if (!certs) return fail_core(certs.error().with_context(path));
     if (certs->empty()) {
-      return fail(Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate");
+      return fail_core(
+          Error{Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate"});
     }
     vo.trust_anchors.insert(vo.trust_anchors.end(), certs->begin(), certs->end());
   }
   if (!context.audit) {
-    return fail(Errc::failed_precondition, "management", "commands", "need the audit trail");
+    return fail_core(
+        Error{Errc::failed_precondition, "management", "commands", "need the audit trail"});
   }
-  auto cmds = FleetCommands::create(dir + "/commands.db", std::move(vo), *context.audit,
+  auto cmds = FleetCommands::create(dir_ + "/commands.db", std::move(vo), *context.audit,
                                     context.control, *sources_, *uplink_, config_.link);
-  if (!cmds) return std::unexpected(cmds.error());
+  if (!cmds) return fail_core(cmds.error());
+  (*cmds)->set_identity_actions(
+      [this] { return rotate_key(); },
+      [this](const v1::InstallCertificate& c) { return install_certificate(c); });
 
   uplink_->start();
-  sender_->start();
   sources_->start();
   commands_ = std::move(*cmds);
   commands_->start();
-  if (auto ok = link_->start(*sender_); !ok) {
-    stop();
-    return ok;
-  }
-  log_info("management: terminal " + terminal_id_ + ", session " +
-           std::to_string(state->session_epoch) + ", " + config_.link + " link to " +
-           config_.server);
   return {};
 }
 
-void ManagementFeature::stop() {
+Result<void> ManagementFeature::start_link() {
+  auto kid = envelope::key_id(signer_->public_key());
+  if (!kid) return std::unexpected(kid.error());
+  auto offline = envelope::make_offline(terminal_id_, session_epoch_, *signer_, *kid);
+  if (!offline) return std::unexpected(offline.error());
+  // The link reads its files when it is made: a new certificate or key
+  // means a new link.
+  ManagementConfig lc = config_;
+  lc.cert_file = cert_file_;
+  auto link = links_(lc, LinkContext{terminal_id_, offline->SerializeAsString(), key_file_});
+  if (!link) return std::unexpected(link.error());
+  auto sender = std::make_unique<OutboxSender>(
+      *outbox_, **link,
+      [this](std::string bytes) {
+        if (commands_) commands_->receive(std::move(bytes));
+      },
+      SenderOptions{.window = config_.window});
+  {
+    std::lock_guard lock(sender_mu_);
+    link_ = std::move(*link);
+    sender_ = std::move(sender);
+  }
+  sender_->start();
+  if (auto ok = link_->start(*sender_); !ok) {
+    stop_link();
+    return ok;
+  }
+  return {};
+}
+
+void ManagementFeature::stop_link() {
+  // The sender first: its thread is the only caller of link_->send(), which
+  // must not run while the link stops (the MQTT link's client goes away
+  // under it: a crash seen when a rotation restarted the link under load).
+  // The link's callbacks into a stopped sender are harmless; none come after
+  // link_->stop().
+  if (sender_) sender_->stop();
+  if (link_) link_->stop();
+  std::lock_guard lock(sender_mu_);
+  sender_.reset();
+  link_.reset();
+}
+
+void ManagementFeature::stop_core() {
   if (commands_) commands_->stop();
   if (sources_) sources_->stop();
   if (uplink_) uplink_->stop();
-  if (link_) link_->stop();
-  if (sender_) sender_->stop();
+  // The link goes after the uplink, so that what the uplink committed last
+  // (the final checkpoint) may still leave.
+  stop_link();
   commands_.reset();
   sources_.reset();
   checkpointer_.reset();
-  sender_.reset();
-  link_.reset();
   uplink_.reset();
   outbox_.reset();
   signer_.reset();
+}
+
+void ManagementFeature::request_restart(bool core) {
+  {
+    std::lock_guard lock(id_mu_);
+    (core ? restart_core_ : restart_link_) = true;
+  }
+  id_cv_.notify_all();
+}
+
+void ManagementFeature::set_enrolment_state(const std::string& why, bool refused) {
+  {
+    std::lock_guard lock(id_mu_);
+    if (why == enrolment_state_) return;
+    enrolment_state_ = why;
+  }
+  if (why.empty()) {
+    log_info("management: enrolled; the link comes up");
+  } else {
+    log_warning("management: " + why);
+  }
+  if (context_.health) {
+    context_.health->set_component_health(
+        kEnrolmentComponent, why.empty() ? policy::Health::ok : policy::Health::degraded,
+        why.empty() ? "" : "management link down: " + why);
+  }
+  if (refused && context_.audit)
+    context_.audit->record(audit::feature_failed("management: " + why));
+}
+
+void ManagementFeature::run_identity() {
+  auto delay = std::chrono::seconds(kFirstRetry);
+  const auto max_delay = std::chrono::seconds(config_.enrolment_retry_max_s);
+  bool core_up = true;  // start() brought it up
+  bool renewal_failing = false;
+  std::unique_lock lock(id_mu_);
+  while (!id_stopping_) {
+    const bool core = std::exchange(restart_core_, false);
+    const bool link = std::exchange(restart_link_, false);
+    lock.unlock();
+    Result<void> step;
+    if (core || link || !core_up) {
+      std::lock_guard lc(lifecycle_mu_);
+      if (core || !core_up) {
+        // A new key: everything that signs starts again with it.
+        if (core_up) stop_core();
+        step = start_core();
+        core_up = step.has_value();
+        if (!step) log_error("management: cannot start again: " + step.error().message());
+      } else {
+        stop_link();
+      }
+    }
+    // No certificate, or one that expired while the terminal was off (it
+    // can renew nothing over TLS any more): enrol the same key again.
+    const auto installed = identity_->certificate();
+    if (step && (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
+      if (installed) {
+        std::lock_guard lc(lifecycle_mu_);
+        stop_link();
+      }
+      step = enrolment_->enroll(*identity_);
+      if (step) {
+        set_enrolment_state("", false);
+      } else {
+        // The fleet's refusal (or its answer refused here) names the
+        // server; anything else is this side's (the secret file, ...).
+        const Error& e = step.error();
+        const bool from_fleet = e.where.find(config_.enrolment_server) != std::string::npos;
+        const bool refused =
+            from_fleet && (e.code == Errc::permission_denied || e.code == Errc::invalid_argument ||
+                           e.code == Errc::already_exists);
+        set_enrolment_state((refused ? "enrolment refused: " : "not enrolled yet: ") + e.message(),
+                            refused);
+      }
+    }
+    bool link_up = false;
+    {
+      std::lock_guard sl(sender_mu_);
+      link_up = link_ != nullptr;
+    }
+    if (step && !link_up) {
+      std::lock_guard lc(lifecycle_mu_);
+      step = start_link();
+      if (!step) log_warning("management: the link cannot start: " + step.error().message());
+    }
+    std::optional<std::chrono::system_clock::time_point> due;
+    if (step) {
+      due = enrolment_->renewal_due(*identity_);
+      if (due && std::chrono::system_clock::now() >= *due) {
+        step = enrolment_->renew(*identity_);
+        if (step) {
+          log_info("management: certificate renewed; the link starts again with it");
+          if (std::exchange(renewal_failing, false) && context_.health) {
+            context_.health->set_component_health(kEnrolmentComponent, policy::Health::ok, "");
+          }
+          lock.lock();
+          restart_link_ = true;
+          delay = kFirstRetry;
+          continue;
+        }
+        log_warning("management: renewal failed (the certificate in use stays): " +
+                    step.error().message());
+        renewal_failing = true;
+        if (context_.health) {
+          context_.health->set_component_health(
+              kEnrolmentComponent, policy::Health::degraded,
+              "certificate renewal failed: " + step.error().message());
+        }
+      }
+    }
+    lock.lock();
+    if (step) {
+      delay = kFirstRetry;
+      auto woken = [this] { return id_stopping_ || restart_core_ || restart_link_; };
+      if (due) {
+        id_cv_.wait_until(lock, *due, woken);
+      } else {
+        id_cv_.wait(lock, woken);
+      }
+    } else {
+      id_cv_.wait_for(lock, delay, [this] { return id_stopping_ || restart_core_; });
+      delay = std::min(delay * 2, max_delay);
+    }
+  }
+}
+
+Result<std::string> ManagementFeature::rotate_key() {
+  if (!enrolment_) {
+    return fail_msg(Errc::failed_precondition,
+                    "key rotation needs enrolment: set [management] enrolment_server");
+  }
+  auto before = envelope::key_id(identity_->signer()->public_key());
+  if (!before) return std::unexpected(before.error());
+  PORTIER_TRY(enrolment_->rotate(*identity_));
+  auto after = envelope::key_id(identity_->signer()->public_key());
+  if (!after) return std::unexpected(after.error());
+  auto installed = identity_->certificate();
+  std::string pem;
+  if (installed) {
+    if (auto p = installed->cert.to_pem()) pem = *p;
+  }
+  // The output: the new certificate (PEM), as the fleet issued it.
+  log_info("management: device key rotated: " + *before + " destroyed, " + *after + " in use");
+  return "device key rotated: key " + *before + " destroyed, key " + *after +
+         " certified and in use from the next session\n" + pem;
+}
+
+Result<std::string> ManagementFeature::install_certificate(const v1::InstallCertificate& c) {
+  if (!enrolment_) {
+    return fail_msg(Errc::failed_precondition,
+                    "installing a certificate needs enrolment: set [management] "
+                    "enrolment_server");
+  }
+  const auto before = identity_->signer();
+  std::vector<crypto::Bytes> chain;
+  for (const auto& x : c.chain()) chain.emplace_back(x.begin(), x.end());
+  const crypto::Bytes der(c.certificate().begin(), c.certificate().end());
+  PORTIER_TRY(identity_->install_certificate(der, chain));
+  // The same key: a renewal, the link starts again with the new file (a new
+  // key restarts everything through on_key_changed).
+  if (identity_->signer() == before) request_restart(false);
+  return std::string("certificate installed");
+}
+
+void ManagementFeature::stop() {
+  if (identity_thread_.joinable()) {
+    {
+      std::lock_guard lock(id_mu_);
+      id_stopping_ = true;
+    }
+    id_cv_.notify_all();
+    identity_thread_.join();
+  }
+  std::lock_guard lock(lifecycle_mu_);
+  stop_core();
 }
 
 }  // namespace portier::management

@@ -4,14 +4,37 @@
 // the link (MQTT or gRPC, from the config) with the sender that drains the
 // outbox over it. A failing outbox (a full disk) is a health state and an
 // audit record; nothing is lost meanwhile.
+//
+// Enrolment (issue 10, item 1; enrolment_server set): the device key is
+// made at the first start and signs from then on, so the outbox fills
+// before the terminal has a certificate; the link stays down until the
+// fleet has enrolled the key (agent/identity/enrolment_client.h), tried
+// again with a growing delay while the fleet is away or refuses. The
+// health component "management enrolment" says why the link is down (not
+// enrolled yet, the fleet's reason for a refusal), and a refusal is an
+// audit record. The certificate is renewed at renew_at_percent of its
+// lifetime and the link started again on the new files. RotateDeviceKey
+// makes a new key, has it certified over the old key's mutual TLS and
+// destroys the old one; the outbox's signer and the link then start again
+// with the new key: a new session, whose birth carries the new key (the
+// fleet's receiver takes the key the enrolment service certified).
+//
+// Threads: start() and stop() come from the supervisor; the identity
+// thread enrols, renews and restarts the link and the signing parts; the
+// command thread asks it for a restart after a rotation, never doing one
+// itself (stopping the commands joins that thread).
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "agent/feature.h"
+#include "agent/identity/device_identity.h"
+#include "agent/identity/enrolment_client.h"
 #include "agent/link/link.h"
 #include "agent/management/audit_checkpointer.h"
 #include "agent/management/fleet_commands.h"
@@ -30,6 +53,8 @@ struct LinkContext {
   std::string offline_notice;   // a serialized, signed portier.v1.Offline (the last will)
   std::string device_key_file;  // the device key's PEM file (the TLS key by default)
 };
+// The link's config: ManagementConfig::cert_file is then the certificate
+// to present (with enrolment, the one installed).
 using LinkFactory =
     std::function<Result<std::unique_ptr<link::Link>>(const ManagementConfig&, const LinkContext&)>;
 // The links of this build, by ManagementConfig::link.
@@ -47,15 +72,51 @@ class ManagementFeature final : public agent::Feature {
   std::string terminal_id() const;
   UplinkStats uplink_stats() const;
   SenderStats sender_stats() const;
+  // "" once enrolled (or without enrolment), else why the link is down.
+  std::string enrolment_state() const;
 
  private:
   void on_uplink_state(const std::string& failure);
+  // The outbox, the uplink, the sources and the commands, signing with the
+  // identity's current key.
+  Result<void> start_core();
+  void stop_core();
+  // The link and the sender, with the certificate installed now.
+  Result<void> start_link();
+  void stop_link();
+  // The identity thread: enrol, bring the link up, renew, restart.
+  void run_identity();
+  void set_enrolment_state(const std::string& why, bool refused);
+  // The RotateDeviceKey and InstallCertificate commands (command thread).
+  Result<std::string> rotate_key();
+  Result<std::string> install_certificate(const v1::InstallCertificate& c);
+  // Wakes the identity thread for a restart of the signing parts (a new
+  // key) or of the link only (a new certificate).
+  void request_restart(bool core);
 
   ManagementConfig config_;
   LinkFactory links_;
   agent::FeatureContext context_;
+  std::string dir_;
   std::string terminal_id_;
-  std::unique_ptr<crypto::KeySigner> signer_;
+  std::string key_file_, cert_file_;
+  std::unique_ptr<identity::DeviceIdentity> identity_;
+  std::unique_ptr<identity::EnrolmentClient> enrolment_;  // null: no enrolment configured
+  std::shared_ptr<crypto::Signer> signer_;                // the key of the running core
+  std::uint64_t session_epoch_ = 0;
+
+  // start_core/stop_core/start_link/stop_link, from start(), stop() and the
+  // identity thread.
+  mutable std::mutex lifecycle_mu_;
+  // sender_ as the uplink's on_stored sees it.
+  mutable std::mutex sender_mu_;
+  std::thread identity_thread_;
+  mutable std::mutex id_mu_;
+  std::condition_variable id_cv_;
+  bool id_stopping_ = false;
+  bool restart_core_ = false, restart_link_ = false;
+  std::string enrolment_state_;
+
   std::unique_ptr<outbox::Outbox> outbox_;
   std::unique_ptr<Uplink> uplink_;
   std::unique_ptr<AuditCheckpointer> checkpointer_;

@@ -5,11 +5,13 @@ namespace {
 
 const std::set<std::string> kFlags = {"--json", "--help", "--authorize", "--block"};
 const std::set<std::string> kOptions = {
-    "--db",           "--public-key", "--from",   "--limit",   "--mqtt",       "--grpc",
-    "--fleet",        "--ca",         "--cert",   "--key",     "--spool",      "--signing-key",
-    "--signing-cert", "--chain",      "--text",   "--id",      "--expires-in", "--health",
-    "--decisions",    "--checkpoint", "--policy", "--version", "--device",     "--first",
-    "--last",         "--client-id"};
+    "--db", "--public-key", "--from", "--limit", "--mqtt", "--grpc", "--fleet", "--ca", "--cert",
+    "--key", "--spool", "--signing-key", "--signing-cert", "--chain", "--text", "--id",
+    "--expires-in", "--health", "--decisions", "--checkpoint", "--policy", "--version", "--device",
+    "--first", "--last", "--client-id",
+    // Enrolment: hosted by serve, provisioned by expect.
+    "--enrol", "--enrol-ca-cert", "--enrol-ca-key", "--enrol-ca-chain", "--enrol-cert",
+    "--enrol-key", "--enrol-registry", "--device-lifetime", "--secret-file"};
 
 }  // namespace
 

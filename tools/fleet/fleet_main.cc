@@ -36,6 +36,15 @@ constexpr const char* kUsage =
     "  serve --ca CA --cert C --key K [--mqtt ssl://HOST:PORT --fleet F] [--grpc HOST:PORT]\n"
     "        [--spool DIR]                      receive from the broker and/or serve the gRPC\n"
     "                                           endpoint into the store; deliver queued commands\n"
+    "        [--enrol HOST:PORT --enrol-ca-cert F --enrol-ca-key F [--enrol-ca-chain F]\n"
+    "         --enrol-registry DB [--enrol-cert C --enrol-key K] [--device-lifetime S]]\n"
+    "                                           and the Enrolment service: device certificates\n"
+    "                                           from that CA for the serials of the registry\n"
+    "                                           (TLS: --enrol-cert, else --cert); enrolled\n"
+    "                                           terminals are registered in the store\n"
+    "  expect SERIAL --secret-file F --enrol-registry DB\n"
+    "                                           provision a serial for enrolment with its\n"
+    "                                           one-time secret (a 0600 file, 16 bytes or more)\n"
     "  send TERMINAL ACTION --signing-key K --signing-cert CHAIN --spool DIR [--id ID]\n"
     "        [--expires-in S]                   sign a command and queue it for serve. ACTION:\n"
     "                                           ping [--text T], run-health-checks,\n"
@@ -43,6 +52,7 @@ constexpr const char* kUsage =
     "                                           [--checkpoint S], replace-policy --policy FILE\n"
     "                                           --version N, usb --device D --authorize|--block,\n"
     "                                           fetch-audit --first N --last M, rotate-key\n"
+    "                                           [--enrol-registry DB: the new key is accepted]\n"
     "--db: the fleet database (SQLite; created by add-terminal), else $PORTIER_FLEET_DB\n"
     "--json: one JSON object on stdout (every read command)\n"
     "exit codes: 0 ok, 1 verify-chain found the chain broken, 2 usage, 3 input refused\n"
@@ -341,6 +351,7 @@ int run(int argc, char** argv) {
   }
   if (a.words.empty()) throw UsageError{"missing COMMAND"};
   const std::string& cmd = a.words[0];
+  if (cmd == "expect") return expect(a);  // the enrolment registry only
   using Handler = int (*)(FleetStore&, const FleetArgs&);
   Handler h = nullptr;
   if (cmd == "add-terminal") h = add_terminal;
@@ -363,8 +374,10 @@ int run(int argc, char** argv) {
     throw UsageError{"missing --db PATH"};
   }
   struct stat st {};
-  if (cmd != "add-terminal" && ::stat(db.c_str(), &st) != 0) {
-    throw Failure{4, "no fleet database at " + db + " (add-terminal creates it)"};
+  // Enrolment registers terminals itself: serve --enrol may start empty.
+  const bool creates = cmd == "add-terminal" || (cmd == "serve" && a.opt("enrol"));
+  if (!creates && ::stat(db.c_str(), &st) != 0) {
+    throw Failure{4, "no fleet database at " + db + " (add-terminal or serve --enrol creates it)"};
   }
   auto store = need(SqliteFleetStore::open(db));
   return h(*store, a);

@@ -13,12 +13,19 @@
 
 #include "agent/audit_verify.h"
 #include "agent/commands/command_signing.h"
+#include "agent/identity/enrolment_proof.h"
+#include "agent/identity/hardware_serial.h"
+#include "agent/identity/private_file.h"
 #include "common/crypto/signer.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
 #include "common/file_write.h"
 #include "common/hex.h"
 #include "portier/v1/command.pb.h"
+#include "tools/fleet/enrolment/enrolment_server.h"
+#include "tools/fleet/enrolment/enrolment_service.h"
+#include "tools/fleet/enrolment/fleet_ca.h"
+#include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 #include "tools/fleet/grpc_endpoint.h"
 #include "tools/fleet/mqtt_intake.h"
 #include "tools/fleet/receiver.h"
@@ -83,7 +90,105 @@ void deliver_spool(const std::string& spool, MqttIntake* mqtt, GrpcEndpoint* grp
   }
 }
 
+// What the store must know of a key the enrolment service certifies, before
+// the terminal gets the certificate: an enrolled terminal is registered with
+// its key (again the same: nothing; another key under its id: refused), a
+// rotated key becomes its next key.
+Result<void> record_issued(FleetStore& store, const IssuedKey& k) {
+  auto key = crypto::PublicKey::from_pem(k.public_key_pem);
+  if (!key) return std::unexpected(key.error());
+  switch (k.kind) {
+    case IssuedKey::Kind::enrolled: {
+      Terminal t;
+      t.id = k.terminal_id;
+      t.public_key_pem = k.public_key_pem;
+      t.key_algorithm = std::string(crypto::name(key->type()));
+      t.registered = std::chrono::system_clock::now();
+      auto added = store.add_terminal(t);
+      if (added || added.error().code != Errc::already_exists) return added;
+      auto known = store.terminal(k.terminal_id);
+      if (!known) return std::unexpected(known.error());
+      if (known->public_key_pem != k.public_key_pem) {
+        return fail(Errc::already_exists, "fleet store", "terminal " + k.terminal_id,
+                    "is registered with another key");
+      }
+      return {};
+    }
+    case IssuedKey::Kind::renewed:
+      return {};
+    case IssuedKey::Kind::rotated:
+      return store.set_next_key(k.terminal_id, k.public_key_pem);
+  }
+  return {};
+}
+
+// The Enrolment service of `serve --enrol`: its CA, registry and server.
+struct Enrolment {
+  std::unique_ptr<FleetCa> ca;
+  std::unique_ptr<SqliteEnrolmentRegistry> registry;
+  std::unique_ptr<EnrolmentService> service;
+  std::unique_ptr<EnrolmentServer> server;
+};
+
+Enrolment start_enrolment(FleetStore& store, const FleetArgs& a, const std::string& client_ca) {
+  Enrolment e;
+  FleetCaOptions co;
+  co.device_lifetime = std::chrono::seconds(number(a, "device-lifetime", 365ull * 24 * 3600));
+  if (co.device_lifetime.count() < 60) throw CliError{2, "--device-lifetime: at least 60 seconds"};
+  auto ca = FleetCa::load(need_opt(a, "enrol-ca-cert", "the CA that issues device certificates"),
+                          need_opt(a, "enrol-ca-key", "its key"),
+                          a.opt("enrol-ca-chain").value_or(""), co);
+  if (!ca) throw CliError{3, ca.error().message()};
+  e.ca = std::make_unique<FleetCa>(std::move(*ca));
+  auto reg = SqliteEnrolmentRegistry::open(
+      need_opt(a, "enrol-registry", "the enrolment registry (portier-fleet expect fills it)"));
+  if (!reg) throw CliError{3, reg.error().message()};
+  e.registry = std::move(*reg);
+  e.service = std::make_unique<EnrolmentService>(*e.ca, *e.registry);
+  e.service->on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
+  EnrolmentServerOptions so;
+  so.address = *a.opt("enrol");
+  so.cert_chain_file = a.opt("enrol-cert").value_or(need_opt(a, "cert", "the server certificate"));
+  so.key_file = a.opt("enrol-key").value_or(need_opt(a, "key", "its key"));
+  so.client_ca_file = client_ca;
+  auto server = EnrolmentServer::start(*e.service, so);
+  if (!server) throw CliError{3, server.error().message()};
+  e.server = std::move(*server);
+  return e;
+}
+
 }  // namespace
+
+int expect(const FleetArgs& a) {
+  try {
+    if (a.words.size() != 2) throw CliError{2, "expect needs SERIAL"};
+    const auto serial = a.words[1];
+    auto checked = identity::hardware_serial(serial);
+    if (!checked || *checked != serial) {
+      throw CliError{
+          3, "serial '" + printable(serial) + "': " +
+                 (checked ? std::string("has leading or trailing spaces") : checked.error().why)};
+    }
+    auto secret = identity::read_private_file(
+        need_opt(a, "secret-file", "the enrolment secret, a file only you may read"),
+        "enrolment secret");
+    if (!secret) throw CliError{3, secret.error().message()};
+    if (secret->size() < identity::kMinEnrolmentSecret) {
+      throw CliError{3, "the enrolment secret must be at least " +
+                            std::to_string(identity::kMinEnrolmentSecret) + " bytes"};
+    }
+    auto reg = SqliteEnrolmentRegistry::open(need_opt(a, "enrol-registry", "the registry"));
+    if (!reg) throw CliError{6, reg.error().message()};
+    auto ok = (*reg)->expect(serial, crypto::byte_view(*secret));
+    crypto::cleanse(*secret);
+    if (!ok) throw CliError{ok.error().code == Errc::already_exists ? 5 : 6, ok.error().message()};
+    std::cout << "expecting serial " << serial << "\n";
+    return 0;
+  } catch (const CliError& e) {
+    std::cerr << "portier-fleet: " << e.message << "\n";
+    return e.code;
+  }
+}
 
 int serve(FleetStore& store, const FleetArgs& a) {
   try {
@@ -91,7 +196,15 @@ int serve(FleetStore& store, const FleetArgs& a) {
     const auto cert = need_opt(a, "cert", "the fleet's certificate");
     const auto key = need_opt(a, "key", "its key");
     const auto spool = a.opt("spool").value_or("");
-    if (!a.opt("mqtt") && !a.opt("grpc")) throw CliError{2, "serve needs --mqtt and/or --grpc"};
+    if (!a.opt("mqtt") && !a.opt("grpc") && !a.opt("enrol")) {
+      throw CliError{2, "serve needs --mqtt, --grpc and/or --enrol"};
+    }
+    Enrolment enrolment;
+    if (a.opt("enrol")) {
+      enrolment = start_enrolment(store, a, ca);
+      // The port actually bound (an address with port 0 gets a free one).
+      std::cout << "enrol port " << enrolment.server->port() << std::endl;
+    }
     Receiver receiver(store);
     std::unique_ptr<MqttIntake> mqtt;
     std::unique_ptr<GrpcEndpoint> grpc;
@@ -126,6 +239,7 @@ int serve(FleetStore& store, const FleetArgs& a) {
     }
     if (mqtt) mqtt->stop();
     if (grpc) grpc->stop();
+    if (enrolment.server) enrolment.server->stop();
     return 0;
   } catch (const CliError& e) {
     std::cerr << "portier-fleet: " << e.message << "\n";
@@ -192,6 +306,14 @@ int send(FleetStore& store, const FleetArgs& a) {
       c.mutable_fetch_audit_range()->set_last(number(a, "last", 1));
     } else if (action == "rotate-key") {
       c.mutable_rotate_device_key();
+      // The terminal's Renew with its new key is accepted once, from now.
+      if (auto reg_path = a.opt("enrol-registry")) {
+        auto reg = SqliteEnrolmentRegistry::open(*reg_path);
+        if (!reg) throw CliError{6, reg.error().message()};
+        if (auto ok = (*reg)->allow_rotation(terminal); !ok) {
+          throw CliError{ok.error().code == Errc::not_found ? 4 : 6, ok.error().message()};
+        }
+      }
     } else {
       throw CliError{2, "unknown action '" + action +
                             "' (ping, run-health-checks, set-intervals, replace-policy, usb, "

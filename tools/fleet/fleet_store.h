@@ -25,13 +25,24 @@ using TimePoint = std::chrono::system_clock::time_point;
 
 struct Terminal {
   std::string id;
-  std::string public_key_pem;  // later: the enrolled certificate
+  std::string public_key_pem;  // the key it signs with now
   std::string key_algorithm;   // "ecdsa-p256", "ed25519", "sm2"
   TimePoint registered;
   TimePoint first_seen, last_seen;  // epoch (0) when never seen
   std::string last_birth;           // a serialized portier.v1.Birth; empty: none yet
   std::uint64_t session_epoch = 0;  // the highest one accepted
   bool online = false;
+};
+
+// A key of a terminal's key history (key rotation, issue 10 item 1). The
+// enrolment service certifies a rotated key for the terminal's next
+// session (set_next_key); the receiver takes it when the first envelope it
+// signs continues the chain (Commit::next_key_from); from then on only the
+// new key verifies anything, so whatever the old key signs later (a thief
+// of it) is refused and recorded.
+struct TerminalKey {
+  std::string public_key_pem;
+  std::uint64_t from_sequence = 0;  // the first sequence it signed; 0: the next key, unused
 };
 
 // A terminal's place in its chain, shared by every receiver.
@@ -143,6 +154,9 @@ struct Commit {
   std::optional<TimePoint> seen;
   std::string birth;
   std::uint64_t session_epoch = 0;
+  // The terminal's next key signed this sequence, the first of its own: it
+  // becomes the terminal's key (and the old one history).
+  std::uint64_t next_key_from = 0;
 };
 
 struct TerminalCounts {
@@ -162,6 +176,14 @@ class FleetStore {
   // Marks the terminal offline when `epoch` is its current session (or
   // newer); false: a stale will of an older session, nothing changed.
   virtual Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) = 0;
+
+  // A rotated key the terminal will sign with (replaces a next key never
+  // used); not_found when the terminal is unknown.
+  virtual Result<void> set_next_key(const std::string& id, const std::string& public_key_pem) = 0;
+  // The keys that took over from one another, by from_sequence (the first
+  // one 1), then the next key when there is one; empty when the terminal
+  // never changed its key (it is then Terminal::public_key_pem throughout).
+  virtual Result<std::vector<TerminalKey>> keys(const std::string& id) = 0;
 
   // The chain of a terminal (version 0 and the starting state when none).
   virtual Result<ChainRecord> chain(const std::string& id) = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "agent/audit_checkpoint.h"
@@ -46,6 +47,10 @@ struct Known {
   Terminal terminal;
   crypto::PublicKey key;
   std::string key_id;
+  // The rotated key the enrolment service certified, not used yet
+  // (fleet_store.h: TerminalKey).
+  std::optional<crypto::PublicKey> next_key;
+  std::string next_key_id;
 };
 
 // What kind of incident a refusal of the verifier is. A signature that
@@ -70,7 +75,8 @@ class Attempt {
   Attempt(const Known& k, ChainRecord chain, const Receiver::Options& o, TimePoint now)
       : k_(k),
         now_(now),
-        v(k.terminal.id, k.key, chain.state, pending_room(chain, o)),
+        verifier_options_(pending_room(chain, o)),
+        v(k.terminal.id, k.key, chain.state, verifier_options_),
         tally_(o.tally) {
     c.terminal_id = k.terminal.id;
     c.expected_version = chain.version;
@@ -92,6 +98,9 @@ class Attempt {
   Result<std::vector<ChainVerifier::Link>> accept(const v1::Envelope& env,
                                                   const v1::EnvelopeBody& body) {
     auto r = v.accept_links(env);
+    if (!r) {
+      if (auto switched = accept_with_next_key(env, body)) return std::move(*switched);
+    }
     if (r || body.sequence() <= v.expected_sequence() || !env.has_signature() ||
         body.payload_type() != v1::PAYLOAD_DROP) {
       return r;
@@ -112,6 +121,25 @@ class Attempt {
                      printable(notice.reason(), 128) + "); the signed drop notice at sequence " +
                      std::to_string(body.sequence()) + " bridges the gap"));
     return v.accept_links(env);
+  }
+
+  // The terminal's next key taking over: the first envelope it signs must
+  // continue the chain exactly where the old key left it (nothing waiting
+  // for a signature of the old key), and from then on this attempt, and
+  // every later one, verifies with the new key only.
+  std::optional<Result<std::vector<ChainVerifier::Link>>> accept_with_next_key(
+      const v1::Envelope& env, const v1::EnvelopeBody& body) {
+    if (!k_.next_key || c.next_key_from != 0 || !env.has_signature() ||
+        env.signature().key_id() != k_.next_key_id || body.sequence() != v.expected_sequence() ||
+        !v.pending_envelopes().empty()) {
+      return std::nullopt;
+    }
+    ChainVerifier next(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+    auto r = next.accept_links(env);
+    if (!r) return std::nullopt;
+    v = std::move(next);
+    c.next_key_from = body.sequence();
+    return r;
   }
 
   // The covered links into the commit, with their payloads.
@@ -219,6 +247,7 @@ class Attempt {
 
   const Known& k_;
   TimePoint now_;
+  ChainVerifier::Options verifier_options_;  // also the next key's verifier's
   ChainVerifier v;
   Commit c;
   FleetStore* store = nullptr;  // to hold checkpoints against what was received before
@@ -420,7 +449,19 @@ Result<Known> known(FleetStore& store, const std::string& id) {
   if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
   auto kid = envelope::key_id(*key);
   if (!kid) return std::unexpected(kid.error());
-  return Known{std::move(*t), std::move(*key), std::move(*kid)};
+  Known k{std::move(*t), std::move(*key), std::move(*kid), std::nullopt, {}};
+  auto keys = store.keys(id);
+  if (!keys) return std::unexpected(keys.error());
+  for (const auto& nk : *keys) {
+    if (nk.from_sequence != 0) continue;
+    auto next = crypto::PublicKey::from_pem(nk.public_key_pem);
+    if (!next) return std::unexpected(next.error().with_context("terminal " + id + ": next key"));
+    auto next_id = envelope::key_id(*next);
+    if (!next_id) return std::unexpected(next_id.error());
+    k.next_key = std::move(*next);
+    k.next_key_id = std::move(*next_id);
+  }
+  return k;
 }
 
 // The error a refusal returns (its incident says the same).

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS incidents (
   kind TEXT NOT NULL, seq INTEGER NOT NULL, detail TEXT NOT NULL,
   count INTEGER NOT NULL DEFAULT 1, bucket INTEGER);
 CREATE INDEX IF NOT EXISTS incidents_by_terminal ON incidents (terminal_id, id);
+CREATE TABLE IF NOT EXISTS terminal_keys (
+  terminal_id TEXT NOT NULL REFERENCES terminals(id), public_key_pem TEXT NOT NULL,
+  from_seq INTEGER NOT NULL, PRIMARY KEY (terminal_id, public_key_pem));
 )sql";
 
 // Version 1 to 2: incidents tallied per interval (count, and the interval's
@@ -236,6 +239,50 @@ Result<void> SqliteFleetStore::add_terminal(const Terminal& t) {
   }
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("add terminal " + t.id));
   return {};
+}
+
+Result<void> SqliteFleetStore::set_next_key(const std::string& id,
+                                            const std::string& public_key_pem) {
+  std::lock_guard lock(mu_);
+  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
+  auto ok = [&]() -> Result<void> {
+    Stmt t(db_, "SELECT 1 FROM terminals WHERE id = ?");
+    if (!t.ok()) return std::unexpected(sql_error("read terminal"));
+    t.bind(1, id);
+    if (t.step() != SQLITE_ROW) {
+      return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
+    }
+    Stmt d(db_, "DELETE FROM terminal_keys WHERE terminal_id = ? AND from_seq = 0");
+    if (!d.ok()) return std::unexpected(sql_error("next key"));
+    d.bind(1, id);
+    if (d.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
+    Stmt s(db_,
+           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) VALUES (?, ?, 0) "
+           "ON CONFLICT DO NOTHING");
+    if (!s.ok()) return std::unexpected(sql_error("next key"));
+    s.bind(1, id);
+    s.bind(2, public_key_pem);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("next key of " + id));
+    return {};
+  }();
+  if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
+  Error e = ok ? sql_error("commit") : ok.error();
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return std::unexpected(e);
+}
+
+Result<std::vector<TerminalKey>> SqliteFleetStore::keys(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT public_key_pem, from_seq FROM terminal_keys WHERE terminal_id = ? "
+         "ORDER BY from_seq = 0, from_seq");
+  if (!s.ok()) return std::unexpected(sql_error("read keys"));
+  s.bind(1, id);
+  std::vector<TerminalKey> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(TerminalKey{s.blob(0), s.u64(1)});
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read keys of " + id));
+  return out;
 }
 
 Result<Terminal> SqliteFleetStore::terminal(const std::string& id) {
@@ -428,6 +475,33 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
   if (sqlite3_changes(db_) != 1) {
     return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                 "changed by another receiver since it was loaded");
+  }
+  if (c.next_key_from != 0) {
+    // The key in use so far goes into the history (from 1 when it is the
+    // first), the next key takes over.
+    Stmt h(db_,
+           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
+           "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
+    if (!h.ok()) return std::unexpected(sql_error("key history"));
+    h.bind(1, c.terminal_id);
+    if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    Stmt n(db_, "UPDATE terminal_keys SET from_seq = ? WHERE terminal_id = ? AND from_seq = 0");
+    if (!n.ok()) return std::unexpected(sql_error("key history"));
+    n.bind(1, c.next_key_from);
+    n.bind(2, c.terminal_id);
+    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    if (sqlite3_changes(db_) != 1) {
+      return fail(Errc::aborted, "fleet store", "next key of " + c.terminal_id,
+                  "taken or replaced by another receiver since it was loaded");
+    }
+    Stmt t(db_,
+           "UPDATE terminals SET public_key_pem = (SELECT public_key_pem FROM terminal_keys "
+           "WHERE terminal_id = ? AND from_seq = ?) WHERE id = ?");
+    if (!t.ok()) return std::unexpected(sql_error("key history"));
+    t.bind(1, c.terminal_id);
+    t.bind(2, c.next_key_from);
+    t.bind(3, c.terminal_id);
+    if (t.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
   }
   for (auto& e : c.envelopes) {
     Stmt s(db_, (std::string("INSERT INTO envelopes (") + kEnvelopeColumns +

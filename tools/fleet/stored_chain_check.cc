@@ -16,8 +16,18 @@ ChainReport broken(std::uint64_t verified, std::uint64_t sequence, std::string p
 Result<ChainReport> check_stored_chain(FleetStore& store, const std::string& id) {
   auto t = store.terminal(id);
   if (!t) return std::unexpected(t.error());
-  auto key = crypto::PublicKey::from_pem(t->public_key_pem);
+  // The keys in the order they took over (a rotation), each from its first
+  // sequence; the terminal's one key when it never changed.
+  auto history = store.keys(id);
+  if (!history) return std::unexpected(history.error());
+  std::map<std::uint64_t, std::string> key_from;
+  for (auto& k : *history) {
+    if (k.from_sequence != 0) key_from[k.from_sequence] = k.public_key_pem;
+  }
+  if (key_from.empty()) key_from[1] = t->public_key_pem;
+  auto key = crypto::PublicKey::from_pem(key_from.begin()->second);
   if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
+  key_from.erase(key_from.begin());
   auto proofs = store.proofs(id);
   if (!proofs) return std::unexpected(proofs.error());
   std::map<std::uint64_t, std::string> batches, drops;
@@ -69,6 +79,17 @@ Result<ChainReport> check_stored_chain(FleetStore& store, const std::string& id)
       if (static_cast<int>(body.payload_type()) != row.payload_type ||
           body.session_epoch() != row.session_epoch) {
         return broken(verified, seq, "the stored payload type or epoch differs from the body's");
+      }
+      if (auto next = key_from.find(seq); next != key_from.end()) {
+        // The next key takes over here: nothing of the old key's may wait.
+        if (v.pending_count() > 0 || seq != v.expected_sequence()) {
+          return broken(verified, seq,
+                        "the key changes at sequence " + std::to_string(seq) +
+                            " but the chain before it is not covered by the old key");
+        }
+        auto k = crypto::PublicKey::from_pem(next->second);
+        if (!k) return std::unexpected(k.error().with_context("terminal " + id + ": stored key"));
+        v = envelope::ChainVerifier(id, *k, v.state(), envelope::ChainVerifier::Options{SIZE_MAX});
       }
       auto covered = v.accept_links(env);
       if (!covered) return broken(verified, seq, covered.error().message());

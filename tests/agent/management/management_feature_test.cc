@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "agent/audit_checkpoint.h"
 #include "agent/audit_log.h"
@@ -314,6 +315,52 @@ TEST_F(ManagementFeatureTest, AStateDirectoryOthersCanReadIsRefused) {
   auto ok = feature_->start(ctx);
   ASSERT_FALSE(ok);
   EXPECT_NE(ok.error().message().find("0700"), std::string::npos) << ok.error().message();
+}
+
+// Enrolment configured and the fleet's Enrolment service not answering (a
+// closed port): the feature runs, seals and keeps what it has to say in the
+// outbox, never makes a link, and says why (issue 10, item 1).
+TEST_F(ManagementFeatureTest, BeforeEnrolmentTheLinkStaysDownAndTheOutboxFills_REQ33) {
+  config_.cert_file.clear();
+  config_.ca_file = pki_->ca_path();
+  config_.enrolment_server = "127.0.0.1:1";  // nothing listens there
+  config_.enrolment_secret_file = dir_ + "/enrolment.secret";
+  config_.serial = "SN-UNIT-1";
+  config_.enrolment_retry_max_s = 1;
+  ASSERT_TRUE(portier::test::write_pki_file(config_.enrolment_secret_file,
+                                            "a-secret-of-enough-bytes", 0600));
+  int links_made = 0;
+  feature_ = std::make_unique<ManagementFeature>(
+      config_, [&](const ManagementConfig&, const LinkContext&) {
+        ++links_made;
+        return Result<std::unique_ptr<link::Link>>(std::make_unique<test::FakeLink>());
+      });
+  agent::FeatureContext ctx;
+  ctx.audit = audit_.get();
+  ctx.state_dir = dir_;
+  ctx.health = &health_;
+  auto ok = feature_->start(ctx);
+  ASSERT_TRUE(ok) << ok.error().message();
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (feature_->uplink_stats().sealed == 0 ||
+          feature_->enrolment_state().find("not enrolled yet") == std::string::npos)) {
+    std::this_thread::sleep_for(20ms);  // polling the feature's own threads
+  }
+  EXPECT_GT(feature_->uplink_stats().sealed, 0u);  // the birth at least, committed
+  EXPECT_NE(feature_->enrolment_state().find("127.0.0.1:1"), std::string::npos)
+      << feature_->enrolment_state();
+  EXPECT_EQ(links_made, 0);
+  {
+    std::lock_guard lock(health_.mu);
+    bool said = false;
+    for (auto& st : health_.states) {
+      said = said || st.rfind("management enrolment:degraded:", 0) == 0;
+    }
+    EXPECT_TRUE(said);
+  }
+  feature_->stop();
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/management/device.crt"));
 }
 
 }  // namespace

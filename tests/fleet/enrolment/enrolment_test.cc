@@ -487,6 +487,37 @@ TEST_F(EnrolmentTest, RenewalWithoutAClientCertificateIsRefused_REQ33) {
   }
 }
 
+// A terminal off for longer than its certificate's lifetime can renew
+// nothing over TLS: it enrols its same key again and gets a new
+// certificate (the one held has expired); another key still cannot.
+TEST_F(EnrolmentTest, AnExpiredCertificateIsIssuedAgainForTheSameKeyOnly_REQ33) {
+  const auto now = std::chrono::system_clock::now();
+  service_->set_clock([now] { return now - std::chrono::hours(24 * 370); });
+  auto t = terminal("t1");
+  auto stale = client(t).enroll(*t.identity);
+  ASSERT_FALSE(stale);  // the terminal refuses a certificate that is not valid now
+  EXPECT_NE(stale.error().message().find("certificate from the fleet"), std::string::npos)
+      << stale.error().message();
+  auto record = registry_->find("SN-1001");
+  ASSERT_TRUE(record && *record);
+  const auto expired = (*record)->certificate;
+  ASSERT_FALSE(expired.empty());
+
+  service_->set_clock([] { return std::chrono::system_clock::now(); });
+  auto again = client(t).enroll(*t.identity);
+  ASSERT_TRUE(again) << again.error().message();
+  record = registry_->find("SN-1001");
+  EXPECT_NE((*record)->certificate, expired);
+  EXPECT_GT(t.identity->certificate()->cert.not_after(), now);
+
+  auto clone = terminal("t2");
+  auto refused = client(clone).enroll(*clone.identity);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("one device, one key"), std::string::npos);
+}
+
+// A key thief's Renew with a key of its own: refused unless the operator
+// asked for a rotation (rotation_test.cc has the asked-for one).
 TEST_F(EnrolmentTest, RenewalForAnotherKeyIsRefused_REQ33) {
   auto t = terminal("t1");
   ASSERT_TRUE(client(t).enroll(*t.identity));
@@ -506,8 +537,15 @@ TEST_F(EnrolmentTest, RenewalForAnotherKeyIsRefused_REQ33) {
   grpc::ClientContext ctx;
   auto st = stub(*leaf + *inter, *key)->Renew(&ctx, req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(st.error_message().find("Renew is for the same key"), std::string::npos)
+  EXPECT_NE(st.error_message().find("needs the operator's rotation"), std::string::npos)
       << st.error_message();
+  auto refused = registry_->refusals("SN-1001");
+  ASSERT_TRUE(refused);
+  ASSERT_FALSE(refused->empty());
+  EXPECT_NE(refused->back().reason.find("operator's rotation"), std::string::npos);
+  auto record = registry_->find("SN-1001");
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->public_key_pem, *installed->cert.public_key()->to_pem());
 }
 
 // The server speaks TLS 1.2 and 1.3 only: gRPC 1.51 offers no setting for

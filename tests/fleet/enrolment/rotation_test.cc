@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "agent/identity/issued_certificate.h"
+#include "agent/identity/signer_csr.h"
 #include "agent/identity/softhsm_token.h"
 #include "common/file_read.h"
 #include "enrolment/enrolment_fixture.h"
@@ -221,6 +222,102 @@ TEST_F(RotationTest, ASoftHsmKeyIsRotatedAndTheOldOneDestroyedInTheToken_REQ16_R
   ASSERT_FALSE(pending);
   EXPECT_EQ(pending.error().code, Errc::not_found);
   EXPECT_FALSE(old_signer->sign(crypto::byte_view("old key")));
+}
+
+// The terminal's own rotation (what portierd does on RotateDeviceKey): a
+// new key's CSR sent with Renew over the old key's mutual TLS. Accepted
+// once, and only after the operator asked for it; the fleet's other stores
+// hear of the new key before the terminal gets its certificate; the old
+// certificate and key renew nothing afterwards.
+TEST_F(RotationTest, RenewWithANewKeyRotatesOnceWhenTheOperatorAskedForIt_REQ16_REQ33) {
+  std::vector<fleet::IssuedKey> issued;
+  service_->on_issued([&](const fleet::IssuedKey& k) -> Result<void> {
+    issued.push_back(k);
+    return {};
+  });
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_EQ(issued[0].kind, fleet::IssuedKey::Kind::enrolled);
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  const std::string old_chain = *t.identity->certificate()->cert.to_pem() +
+                                *t.identity->certificate()->chain.front().to_pem();
+  auto old_key = read_small_file(t.dir + "/device.key");
+  ASSERT_TRUE(old_key);
+
+  // Not asked for: refused and recorded, the keys stay as they were.
+  auto refused = client(t).rotate(*t.identity);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::permission_denied);
+  EXPECT_NE(refused.error().message().find("operator's rotation"), std::string::npos)
+      << refused.error().message();
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), old_pem);
+  EXPECT_EQ(issued.size(), 1u);
+
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto rotated = client(t).rotate(*t.identity);
+  ASSERT_TRUE(rotated) << rotated.error().message();
+  const std::string new_pem = *t.identity->signer()->public_key().to_pem();
+  EXPECT_NE(new_pem, old_pem);
+  EXPECT_FALSE(fs::exists(t.dir + "/device.key.pending"));
+  ASSERT_EQ(issued.size(), 2u);
+  EXPECT_EQ(issued[1].kind, fleet::IssuedKey::Kind::rotated);
+  EXPECT_EQ(issued[1].public_key_pem, new_pem);
+  EXPECT_EQ(issued[1].previous_key_pem, old_pem);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, new_pem);
+  EXPECT_FALSE((*rec)->rotation_allowed);
+
+  // Once: a second new key is refused again.
+  auto again = client(t).rotate(*t.identity);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message().find("operator's rotation"), std::string::npos);
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), new_pem);
+
+  // The old certificate and key (a thief's copy) renew nothing now.
+  auto ca = read_small_file(pki_->ca_path());
+  ASSERT_TRUE(ca);
+  grpc::SslCredentialsOptions ssl{*ca, *old_key, old_chain};
+  auto stub = v1::Enrolment::NewStub(grpc::CreateChannel(address(), grpc::SslCredentials(ssl)));
+  auto old_signer = crypto::KeySigner::from(*crypto::PrivateKey::from_pem(*old_key));
+  auto csr = identity::make_csr(*old_signer, {t.terminal_id, "SN-1001", ""});
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  v1::EnrollResponse resp;
+  grpc::ClientContext ctx;
+  auto st = stub->Renew(&ctx, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("not the enrolled key"), std::string::npos)
+      << st.error_message();
+}
+
+// The fleet's store must hear of a key before the terminal may use it: when
+// it cannot, the terminal gets no certificate and the registry keeps the
+// old key (the terminal's next attempt can still succeed).
+TEST_F(RotationTest, ARotationTheFleetCannotRecordIssuesNothing_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  service_->on_issued([](const fleet::IssuedKey&) -> Result<void> {
+    return fail_msg(Errc::unavailable, "the fleet store is away");
+  });
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto r = client(t).rotate(*t.identity);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("the fleet store is away"), std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), old_pem);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, old_pem);
+  EXPECT_TRUE((*rec)->rotation_allowed);
+  service_->on_issued(nullptr);
+  auto retried = client(t).rotate(*t.identity);
+  EXPECT_TRUE(retried) << retried.error().message();
+  EXPECT_NE(*t.identity->signer()->public_key().to_pem(), old_pem);
 }
 
 }  // namespace

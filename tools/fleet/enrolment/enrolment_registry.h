@@ -19,9 +19,10 @@ namespace portier::fleet {
 struct EnrolmentRecord {
   std::string serial;
   crypto::Bytes secret;
-  std::string terminal_id;     // empty until enrolled
-  std::string public_key_pem;  // the enrolled key; empty until enrolled
-  crypto::Bytes certificate;   // DER, the last issued; empty until enrolled
+  std::string terminal_id;        // empty until enrolled
+  std::string public_key_pem;     // the enrolled key; empty until enrolled
+  crypto::Bytes certificate;      // DER, the last issued; empty until enrolled
+  bool rotation_allowed = false;  // the operator asked for a new key (one Renew may bring it)
 };
 
 struct EnrolmentRefusal {
@@ -43,8 +44,12 @@ class EnrolmentRegistry {
   virtual Result<void> bind(const std::string& serial, const std::string& terminal_id,
                             const std::string& public_key_pem, crypto::ByteView certificate) = 0;
   // A renewal or a rotation: the enrolled serial's key and certificate now.
+  // Clears rotation_allowed.
   virtual Result<void> update(const std::string& serial, const std::string& public_key_pem,
                               crypto::ByteView certificate) = 0;
+  // The operator's RotateDeviceKey: the next Renew of the enrolled
+  // `terminal_id` may bring a new key (not_found when it is not enrolled).
+  virtual Result<void> allow_rotation(const std::string& terminal_id) = 0;
   virtual Result<void> record_refusal(const EnrolmentRefusal& refusal) = 0;
   virtual Result<std::vector<EnrolmentRefusal>> refusals(const std::string& serial) = 0;
 };

@@ -103,7 +103,20 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!(*record)->public_key_pem.empty()) {
       if ((*record)->public_key_pem == *pub_pem && (*record)->terminal_id == tid) {
-        return respond((*record)->certificate);  // the same device asking again
+        // The same device asking again (its answer was lost): the same
+        // certificate, or a new one for the same key when that one has
+        // expired (a terminal off for longer than a lifetime can renew
+        // nothing over TLS any more; the proof and the key are the same).
+        PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
+        auto held = crypto::Certificate::from_der((*record)->certificate);
+        if (held && held->not_after() > now_()) return respond((*record)->certificate);
+        auto fresh = ca_.issue_device(*csr, tid, serial, now_());
+        if (!fresh) return std::unexpected(fresh.error());
+        auto fresh_der = fresh->der();
+        if (!fresh_der) return std::unexpected(fresh_der.error());
+        PORTIER_TRY(registry_.update(serial, *pub_pem, *fresh_der));
+        log_info("enrolment: terminal \"" + tid + "\" enrolled again, its certificate had expired");
+        return respond(*fresh_der);
       }
       return refuse(
           serial, tid, Errc::permission_denied,
@@ -116,6 +129,7 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
     if (!cert) return std::unexpected(cert.error());
     auto der = cert->der();
     if (!der) return std::unexpected(der.error());
+    PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
     auto bound = registry_.bind(serial, tid, *pub_pem, *der);
     if (bound) {
       log_info("enrolment: terminal \"" + tid + "\" (serial \"" + serial + "\") enrolled");
@@ -161,16 +175,25 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
   auto csr = checked_csr(req.csr(), tid, serial);
   if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
   auto csr_pub = csr->public_key();
-  if (!csr_pub || !identity::same_key(*csr_pub, *pub)) {
+  if (!csr_pub) return refuse(serial, tid, Errc::invalid_argument, "the CSR's key does not parse");
+  const bool rotation = !identity::same_key(*csr_pub, *pub);
+  if (rotation && !(*record)->rotation_allowed) {
     return refuse(serial, tid, Errc::permission_denied,
-                  "Renew is for the same key: the CSR's key is another one (rotate instead)");
+                  "Renew with a new key needs the operator's rotation of terminal \"" + tid +
+                      "\" (portier-fleet send " + tid +
+                      " rotate-key --enrol-registry DB): refused and recorded");
   }
+  auto new_pem = csr_pub->to_pem();
+  if (!new_pem) return std::unexpected(new_pem.error());
   auto issued = ca_.issue_device(*csr, tid, serial, now_());
   if (!issued) return std::unexpected(issued.error());
   auto der = issued->der();
   if (!der) return std::unexpected(der.error());
-  PORTIER_TRY(registry_.update(serial, *pub_pem, *der));
-  log_info("enrolment: terminal \"" + tid + "\" renewed its certificate");
+  PORTIER_TRY(tell({rotation ? IssuedKey::Kind::rotated : IssuedKey::Kind::renewed, tid, serial,
+                    *new_pem, rotation ? *pub_pem : std::string()}));
+  PORTIER_TRY(registry_.update(serial, *new_pem, *der));
+  log_info("enrolment: terminal \"" + tid + "\" " +
+           (rotation ? "rotated its key" : "renewed its certificate"));
   return respond(*der);
 }
 
@@ -192,6 +215,7 @@ Result<v1::EnrollResponse> EnrolmentService::rotate(const std::string& serial,
   if (!issued) return std::unexpected(issued.error());
   auto der = issued->der();
   if (!der) return std::unexpected(der.error());
+  PORTIER_TRY(tell({IssuedKey::Kind::rotated, tid, serial, *pub_pem, (*record)->public_key_pem}));
   PORTIER_TRY(registry_.update(serial, *pub_pem, *der));
   return respond(*der);
 }

@@ -12,7 +12,32 @@
 //
 // Renew: the TLS client certificate (from the call's auth context) must be
 // a device certificate of this CA, for the terminal, serial and key the
-// registry holds; the CSR must be for that same key and subject.
+// registry holds; the CSR must be for that same key and subject, or, when
+// the operator asked for a key rotation (EnrolmentRegistry::allow_rotation,
+// done by `portier-fleet send TERMINAL rotate-key`), for a new key: the
+// terminal's own rotation, the old key proven by the TLS handshake and the
+// new one by the CSR. Once only: the registry then holds the new key, and
+// the old certificate no longer renews anything.
+//
+// Why a rotation must be asked for: whoever stole the old key (and its
+// public certificate) could otherwise call Renew with a key of its own at
+// any time, and the fleet would move the terminal's identity to the thief.
+// Gated, the thief can only race the real terminal inside the window the
+// operator opened; whoever comes second is refused and recorded, so the
+// real terminal's failed rotation (its command result) shows the theft.
+// After a rotation the old key signs nothing the fleet accepts: the fleet
+// verifies every later envelope with the new key only (fleet_store.h's key
+// history), so what a thief signs with the stolen key is an incident.
+//
+// What a thief of the key can still do: before the rotation, sign
+// envelopes as the terminal (they fork its chain: the fleet records
+// "duplicate conflicting" or "inserted" when the real ones arrive) and renew
+// the certificate of that same key. After it, the old certificate renews
+// nothing (the registry holds the new key), but it stays valid for TLS
+// until it expires: the thief can still connect to the broker or the gRPC
+// endpoint as the terminal, read the commands sent to it (signed, not
+// secret) and send junk the fleet refuses. There is no revocation list yet;
+// short device lifetimes (serve --device-lifetime) bound that window.
 //
 // rotate(): the fleet's half of a RotateDeviceKey command: the terminal's
 // CSR for its new key, returned in the command's signed result, gets a
@@ -27,6 +52,17 @@
 #include "tools/fleet/enrolment/fleet_ca.h"
 
 namespace portier::fleet {
+
+// A certificate the service issued, for the fleet's other stores (the
+// receiver must know a terminal's key before its envelopes arrive).
+struct IssuedKey {
+  enum class Kind { enrolled, renewed, rotated };
+  Kind kind = Kind::enrolled;
+  std::string terminal_id;
+  std::string serial;
+  std::string public_key_pem;    // the certified key
+  std::string previous_key_pem;  // rotated: the key it replaces
+};
 
 class EnrolmentService final : public v1::Enrolment::Service {
  public:
@@ -47,6 +83,10 @@ class EnrolmentService final : public v1::Enrolment::Service {
   Result<v1::EnrollResponse> rotate(const std::string& serial, crypto::ByteView csr_der);
 
   void set_clock(std::function<crypto::TimePoint()> now) { now_ = std::move(now); }
+  // Told of every key before its certificate is returned (and before the
+  // registry moves to a rotated key); an error refuses the request (the
+  // terminal tries again later).
+  void on_issued(std::function<Result<void>(const IssuedKey&)> fn) { on_issued_ = std::move(fn); }
 
  private:
   Result<v1::EnrollResponse> respond(const crypto::Bytes& cert_der) const;
@@ -56,6 +96,10 @@ class EnrolmentService final : public v1::Enrolment::Service {
   const FleetCa& ca_;
   EnrolmentRegistry& registry_;
   std::function<crypto::TimePoint()> now_;
+  std::function<Result<void>(const IssuedKey&)> on_issued_;
+  Result<void> tell(const IssuedKey& k) const {
+    return on_issued_ ? on_issued_(k) : Result<void>{};
+  }
 };
 
 }  // namespace portier::fleet

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS expected_devices (
   secret BLOB NOT NULL,
   terminal_id TEXT,
   public_key_pem TEXT,
-  certificate BLOB
+  certificate BLOB,
+  rotation_allowed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS enrolment_refusals (
   id INTEGER PRIMARY KEY,
@@ -74,6 +75,12 @@ Result<std::unique_ptr<SqliteEnrolmentRegistry>> SqliteEnrolmentRegistry::open(
   if (sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return r->db_fail("cannot create its tables");
   }
+  // A registry made before rotations were gated: fails harmlessly when the
+  // column is there already.
+  sqlite3_exec(db,
+               "ALTER TABLE expected_devices ADD COLUMN rotation_allowed INTEGER NOT NULL "
+               "DEFAULT 0",
+               nullptr, nullptr, nullptr);
   return r;
 }
 
@@ -96,7 +103,8 @@ Result<void> SqliteEnrolmentRegistry::expect(const std::string& serial, crypto::
 Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::string& serial) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT secret, terminal_id, public_key_pem, certificate FROM expected_devices "
+         "SELECT secret, terminal_id, public_key_pem, certificate, rotation_allowed "
+         "FROM expected_devices "
          "WHERE serial = ?");
   if (!s) return db_fail("prepare");
   s.text(1, serial);
@@ -109,6 +117,7 @@ Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::
   r.terminal_id = s.col_text(1);
   r.public_key_pem = s.col_text(2);
   r.certificate = s.col_blob(3);
+  r.rotation_allowed = sqlite3_column_int(s.get(), 4) != 0;
   return std::optional<EnrolmentRecord>(std::move(r));
 }
 
@@ -138,7 +147,7 @@ Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
                                              crypto::ByteView certificate) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "UPDATE expected_devices SET public_key_pem = ?, certificate = ? "
+         "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, rotation_allowed = 0 "
          "WHERE serial = ? AND public_key_pem IS NOT NULL");
   if (!s) return db_fail("prepare");
   s.text(1, public_key_pem);
@@ -147,6 +156,20 @@ Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
   if (sqlite3_step(s.get()) != SQLITE_DONE) return db_fail("update");
   if (sqlite3_changes(db_) != 1) {
     return fail(Errc::not_found, path_, "serial \"" + serial + "\"", "not enrolled");
+  }
+  return {};
+}
+
+Result<void> SqliteEnrolmentRegistry::allow_rotation(const std::string& terminal_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "UPDATE expected_devices SET rotation_allowed = 1 "
+         "WHERE terminal_id = ? AND public_key_pem IS NOT NULL");
+  if (!s) return db_fail("prepare");
+  s.text(1, terminal_id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return db_fail("allow a rotation");
+  if (sqlite3_changes(db_) != 1) {
+    return fail(Errc::not_found, path_, "terminal \"" + terminal_id + "\"", "not enrolled");
   }
   return {};
 }
