@@ -188,7 +188,8 @@ int run_child(const Options& o) {
   auto ml = link::MqttLink::create(lo);
   if (!ml) throw std::runtime_error("mqtt link: " + ml.error().message());
   auto& link = **ml;
-  management::OutboxSender sender(box, link, nullptr, {});
+  management::OutboxSender sender(
+      box, link, {.terminal_id = "T-bench", .trust_anchors = {acker.trust_anchor()}}, nullptr, {});
   up.on_stored([&] { sender.wake(); });
   if (auto ok = link.start(sender); !ok) throw std::runtime_error("link: " + ok.error().message());
   sender.start();

@@ -31,6 +31,22 @@ Result<void> make_private_dir(const std::string& dir) {
   return {};
 }
 
+// The certificates of the command_trust_anchors files.
+Result<std::vector<crypto::Certificate>> read_trust_anchors(const std::vector<std::string>& paths) {
+  std::vector<crypto::Certificate> out;
+  for (auto& path : paths) {
+    auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
+    if (!pem) return std::unexpected(pem.error());
+    auto certs = crypto::Certificate::all_from_pem(*pem);
+    if (!certs) return std::unexpected(certs.error().with_context(path));
+    if (certs->empty()) {
+      return fail(Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate");
+    }
+    out.insert(out.end(), certs->begin(), certs->end());
+  }
+  return out;
+}
+
 }  // namespace
 
 ManagementFeature::ManagementFeature(ManagementConfig config, LinkFactory links)
@@ -98,8 +114,12 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   auto link = links_(config_, LinkContext{terminal_id_, offline->SerializeAsString(), key_file});
   if (!link) return std::unexpected(link.error());
   link_ = std::move(*link);
+  // The fleet's keys (commands and acknowledgements) chain to these.
+  auto anchors = read_trust_anchors(config_.command_trust_anchors);
+  if (!anchors) return std::unexpected(anchors.error());
   sender_ = std::make_unique<OutboxSender>(
       *outbox_, *link_,
+      link::AckVerifierOptions{.terminal_id = terminal_id_, .trust_anchors = *anchors},
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },
@@ -142,16 +162,7 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   // The fleet's commands: verified against the configured trust anchors.
   commands::VerifierOptions vo;
   vo.terminal_id = terminal_id_;
-  for (auto& path : config_.command_trust_anchors) {
-    auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
-    if (!pem) return std::unexpected(pem.error());
-    auto certs = crypto::Certificate::all_from_pem(*pem);
-    if (!certs) return with_context(Result<void>(std::unexpected(certs.error())), path);
-    if (certs->empty()) {
-      return fail(Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate");
-    }
-    vo.trust_anchors.insert(vo.trust_anchors.end(), certs->begin(), certs->end());
-  }
+  vo.trust_anchors = *anchors;
   if (!context.audit) {
     return fail(Errc::failed_precondition, "management", "commands", "need the audit trail");
   }

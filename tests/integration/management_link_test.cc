@@ -8,14 +8,19 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <set>
 #include <thread>
 
 #include "agent/envelope/envelope_chain.h"
+#include "agent/link/ack_signing.h"
+#include "common/crypto/sign.h"
+#include "common/mqtt/mqtt_client.h"
 #include "daemon_fixture.h"
 #include "portier/v1/fleet.grpc.pb.h"
+#include "portier/v1/fleet.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
 #include "tools/fleet/sqlite_fleet_store.h"
@@ -79,9 +84,18 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
   }
 
   void start_fleet() {
-    std::vector<std::string> argv{
-        bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
-        dir_.file("spool")};
+    std::vector<std::string> argv{bin("portier-fleet"),
+                                  "--db",
+                                  db_,
+                                  "serve",
+                                  "--ca",
+                                  pki_->ca_path(),
+                                  "--spool",
+                                  dir_.file("spool"),
+                                  "--signing-key",
+                                  commands_->key_path,
+                                  "--signing-cert",
+                                  commands_->chain_path};
     if (mqtt()) {
       argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
                                client_->chain_path, "--key", client_->key_path});
@@ -269,6 +283,99 @@ TEST_P(ManagementLinkTest, TwentySigkillsInABurstLoseAndDuplicateNothing_REQ29) 
   auto t = store()->terminal(kTerminal);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->session_epoch, 21u);
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+  auto incidents = store()->incidents(kTerminal, 100);
+  ASSERT_TRUE(incidents);
+  for (auto& i : *incidents) ADD_FAILURE() << i.kind << " at " << i.sequence << ": " << i.detail;
+}
+
+// A hostile publisher on the broker (past its TLS checks: it holds a
+// certificate of the fleet's CA, and the test broker has no ACL) answers
+// every run the terminal sends with forged acknowledgements of everything
+// while the fleet is away: the old unsigned text, an unsigned
+// SignedAcknowledgement, one signed by a key of another CA, one with the
+// fleet's certificates and another key's signature, and one genuinely
+// signed by the fleet's command key for another terminal. The terminal
+// refuses them all and keeps its records: once the fleet is back, every
+// audit record is stored once, in order, and the chain verifies.
+TEST_P(ManagementLinkTest, ForgedAcknowledgementsOnTheBrokerDeleteNothing_REQ29) {
+  if (!mqtt()) GTEST_SKIP() << "a broker is MQTT's; the gRPC stream is the fleet's own";
+  ASSERT_TRUE(fleet_ready()) << fleet_log();
+  stop_fleet();  // its session stays at the broker: what comes meanwhile waits there
+
+  auto signer_of = [](const IssuedLeaf& leaf) {
+    auto s = crypto::KeySigner::from(leaf.key);
+    std::vector<crypto::Certificate> chain{leaf.cert};
+    chain.insert(chain.end(), leaf.chain.begin(), leaf.chain.end());
+    auto a = link::AckSigner::create(std::make_shared<crypto::KeySigner>(std::move(*s)), chain);
+    EXPECT_TRUE(a) << a.error().message();
+    return std::move(*a);
+  };
+  const auto fleet_key = signer_of(*commands_);
+  std::filesystem::create_directories(dir_.file("other-pki"));
+  auto other_pki = TestPki::create(dir_.file("other-pki"));
+  ASSERT_TRUE(other_pki);
+  auto other_leaf =
+      other_pki->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  ASSERT_TRUE(other_leaf);
+  const auto other_key = signer_of(*other_leaf);
+  auto stranger = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(stranger);
+  const std::vector<link::SequenceRange> everything{{1, 1000000000}};
+  auto forgeries = [&] {
+    const auto now = std::chrono::system_clock::now();
+    std::vector<std::string> out{"1,2,3,4,5,6,7,8,9,10"};
+    v1::SignedAcknowledgement s;
+    s.ParseFromString(*fleet_key.sign(kTerminal, everything, now));
+    s.clear_signature();
+    out.push_back(s.SerializeAsString());
+    auto sig = crypto::sign(*stranger, link::ack_signing_input(s.acknowledgement()));
+    s.set_signature(std::string(sig->begin(), sig->end()));
+    out.push_back(s.SerializeAsString());
+    out.push_back(*other_key.sign(kTerminal, everything, now));
+    out.push_back(*fleet_key.sign("T-ffffffffffffffffffffffffffffffff", everything, now));
+    return out;
+  };
+
+  std::atomic<int> answered{0};
+  std::unique_ptr<mqtt::MqttClient> hostile;
+  mqtt::ClientOptions o;
+  o.server_uri = broker_->uri();
+  o.client_id = "hostile";
+  o.tls = {pki_->ca_path(), client_->chain_path, client_->key_path};
+  o.max_incoming_payload = 1 << 20;
+  mqtt::ClientCallbacks cb;
+  const std::string ack_topic = "portier/v1/bank/" + std::string(kTerminal) + "/down/ack";
+  cb.message = [&](const std::string&, std::string) {
+    for (auto& f : forgeries()) (void)hostile->publish(ack_topic, f, false, [](Result<void>) {});
+    ++answered;
+  };
+  auto c = mqtt::MqttClient::create(o, cb);
+  ASSERT_TRUE(c) << c.error().message();
+  hostile = std::move(*c);
+  hostile->subscribe("portier/v1/bank/+/up/run", 1);
+  hostile->start();
+  ASSERT_TRUE(eventually([&] { return hostile->connected(); }));
+
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  for (int i = 0; i < 5; ++i) {
+    run({bin("portierctl"), "--socket", d.socket(), "send", "terminal", "--text", "x"});
+  }
+  ASSERT_TRUE(d.audit_has("\"decision\":\"deny\"")) << d.audit();
+  ASSERT_TRUE(eventually([&] { return answered >= 3; })) << d.log();
+  // The terminal saw them and refused them (logged once, not per message).
+  ASSERT_TRUE(eventually([&] {
+    return d.log().find("acknowledgement(s) refused") != std::string::npos;
+  })) << d.log();
+  hostile->stop();
+
+  start_fleet();
+  ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }, 60s))
+      << fleet_audit().size() << " of " << trail(d).size() << "\n"
+      << d.log() << "\nfleet:\n"
+      << fleet_log();
   EXPECT_EQ(d.stop(), 0);
   expect_chain_verifies();
   auto incidents = store()->incidents(kTerminal, 100);
