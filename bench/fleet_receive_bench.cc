@@ -1,7 +1,7 @@
 // fleet_receive_bench: how fast portier-fleet's receiver stores what
 // terminals send (issue 10, item 8), per algorithm and signing mode: N
 // envelopes of B payload bytes, sealed and signed as a terminal does (each
-// signed, or in batch mode the last of every 256), handed to
+// signed, or in batch mode the last of every 256; each a HealthReport), handed to
 // Receiver::receive_message into a fresh SQLite store (WAL,
 // synchronous=FULL) on this machine's disk:
 //   - one envelope per message (what a terminal sent before runs), and
@@ -22,6 +22,7 @@
 #include "agent/envelope/envelope_chain.h"
 #include "daemon_launcher.h"
 #include "portier/v1/envelope.pb.h"
+#include "portier/v1/telemetry.pb.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/sqlite_fleet_store.h"
 
@@ -42,12 +43,17 @@ std::vector<std::string> make_envelopes(const crypto::PrivateKey& key, int n, in
                                         bool batch) {
   envelope::EnvelopeSealer sealer("T-bench", key.type(), {});
   std::mt19937 rng(7);
-  std::string payload(static_cast<std::size_t>(payload_bytes), '\0');
+  // A health report whose reason holds `payload_bytes` random letters.
+  std::string reason(static_cast<std::size_t>(payload_bytes), 'a');
   std::vector<std::string> out;
   out.reserve(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
-    for (auto& c : payload) c = static_cast<char>(rng());
-    auto s = sealer.seal(v1::PAYLOAD_HEALTH, payload, std::chrono::system_clock::now());
+    for (auto& c : reason) c = static_cast<char>('a' + rng() % 26);
+    v1::HealthReport h;
+    h.mutable_health()->set_state(v1::Health::OK);
+    h.mutable_health()->add_reasons(reason);
+    auto s =
+        sealer.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), std::chrono::system_clock::now());
     if (!s) throw std::runtime_error("seal: " + s.error().message());
     if (!batch || i % 256 == 255 || i + 1 == n) {
       if (auto ok = envelope::sign_envelope(s->envelope, key); !ok) {
