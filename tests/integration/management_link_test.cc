@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -187,6 +188,24 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
     }
     return std::nullopt;
   }
+  // The records the terminal's outbox holds (read-only, beside the running
+  // portierd: SQLite WAL lets a reader in); -1 when it cannot be read.
+  long outbox_records() {
+    sqlite3* db = nullptr;
+    long n = -1;
+    const auto path = dir_.file("state/management/outbox.db");
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+  }
   void expect_chain_verifies() {
     auto v = run({bin("portier-fleet"), "--db", db_, "verify-chain", kTerminal});
     EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
@@ -217,6 +236,9 @@ TEST_P(ManagementLinkTest, TheTerminalReportsAndTheFleetCommands_REQ19_REQ29_REQ
   // Every audit record of the terminal reaches the fleet once, in order.
   ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }))
       << fleet_audit().size() << " of " << trail(d).size();
+  // The fleet's signed acknowledgements reach the terminal over this link
+  // and verify: its outbox empties (it would only grow otherwise).
+  EXPECT_TRUE(eventually([&] { return outbox_records() == 0; })) << outbox_records();
   EXPECT_EQ(d.stop(), 0);
   expect_chain_verifies();
   auto incidents = store()->incidents(kTerminal, 100);
