@@ -116,7 +116,7 @@ class Ctl {
     socket_ =
         a.opt("socket").value_or(std::getenv("PORTIER_SOCKET") ? std::getenv("PORTIER_SOCKET")
                                                                : "/run/portier/portierd.sock");
-    timeout_ = static_cast<int>(number(a, "timeout", 5, 3600));
+    timeout_ = static_cast<int>(number_option(a, "timeout", 5, 3600));
     if (timeout_ < 1) throw UsageError{"--timeout must be 1..3600 seconds"};
   }
 
@@ -252,7 +252,7 @@ class Ctl {
   }
 
   int watch() {
-    auto count = number(args_, "count", 0, 1ull << 40);
+    auto count = number_option(args_, "count", 0, 1ull << 40);
     std::vector<std::string> ids;
     if (auto d = args_.opt("device")) {
       ids.push_back(*d);
@@ -306,9 +306,9 @@ class Ctl {
 
   int claim() {
     if (args_.words.size() != 2) throw UsageError{"claim needs exactly one device id"};
-    auto seconds = number(args_, "seconds", 0, 86400);
+    auto seconds = number_option(args_, "seconds", 0, 86400);
     if (!seconds) throw UsageError{"claim needs --seconds N (N >= 1)"};
-    auto count = number(args_, "count", 0, 1ull << 40);
+    auto count = number_option(args_, "count", 0, 1ull << 40);
     auto lease = claim_lease(args_.words[1], static_cast<std::uint32_t>(seconds));
     if (json_) {
       out(to_json_line(lease));
@@ -410,7 +410,7 @@ class Ctl {
     v1::TransmitRequest req;
     req.set_device_id(args_.words[1]);
     req.set_apdu(from_hex(*apdu, "--apdu"));
-    req.set_timeout_ms(static_cast<std::uint32_t>(number(args_, "timeout-ms", 0, 60000)));
+    req.set_timeout_ms(static_cast<std::uint32_t>(number_option(args_, "timeout-ms", 0, 60000)));
     v1::TransmitResponse resp;
     return with_claim(req.device_id(), [&] {
       grpc::ClientContext ctx;
@@ -439,7 +439,7 @@ class Ctl {
         start = comma + 1;
       }
     }
-    req.set_timeout_ms(static_cast<std::uint32_t>(number(args_, "timeout-ms", 0, 60000)));
+    req.set_timeout_ms(static_cast<std::uint32_t>(number_option(args_, "timeout-ms", 0, 60000)));
     auto run = [&] {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(70));
@@ -525,8 +525,8 @@ class Ctl {
       throw UsageError{"--op must be one of list, watch, read, claim, write, configure"};
     }
     v1::ExplainRequest req;
-    req.set_uid(static_cast<std::uint32_t>(number(args_, "app-uid", 0, 4294967295u)));
-    req.set_gid(static_cast<std::uint32_t>(number(args_, "app-gid", 0, 4294967295u)));
+    req.set_uid(static_cast<std::uint32_t>(number_option(args_, "app-uid", 0, 4294967295u)));
+    req.set_gid(static_cast<std::uint32_t>(number_option(args_, "app-gid", 0, 4294967295u)));
     req.set_exe(args_.opt("exe").value_or(""));
     std::string digest = args_.opt("sha256").value_or("");
     for (auto& ch : digest) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -561,7 +561,7 @@ class Ctl {
 
   int audit_tail() {
     v1::TailAuditRequest req;
-    req.set_count(static_cast<std::uint32_t>(number(args_, "count", 20, 1000)));
+    req.set_count(static_cast<std::uint32_t>(number_option(args_, "count", 20, 1000)));
     req.set_follow(args_.flag("follow"));
     grpc::ClientContext ctx;
     if (!req.follow()) deadline(ctx);

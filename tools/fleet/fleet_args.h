@@ -1,36 +1,17 @@
 // portier-fleet's command line: --db PATH, a command with its positionals,
-// options (--public-key FILE, --from N) and flags (--json, --help).
+// options (--public-key FILE, --from N) and flags (--json, --help), read by
+// common/command_line with the keys portier-fleet knows.
 #pragma once
 
-#include <map>
-#include <optional>
-#include <set>
-#include <string>
-#include <vector>
+#include "common/command_line.h"
 
 namespace portier::fleet {
 
-struct FleetArgs {
-  std::vector<std::string> words;              // command and positionals
-  std::map<std::string, std::string> options;  // --key value
-  std::set<std::string> flags;                 // json, help
+using FleetArgs = CommandLine;
+using portier::UsageError;
 
-  bool flag(const std::string& f) const { return flags.count(f) > 0; }
-  std::optional<std::string> opt(const std::string& k) const {
-    auto it = options.find(k);
-    if (it == options.end()) return std::nullopt;
-    return it->second;
-  }
-};
-
-// Anything the user typed wrong; main() prints it and exits 2.
-struct UsageError {
-  std::string message;
-};
-
+// Throws UsageError for anything the user typed wrong; main() prints it and
+// exits 2.
 FleetArgs parse_fleet_args(int argc, char** argv);
-// An unsigned integer option (0..max), or UsageError.
-unsigned long long number_option(const FleetArgs& a, const std::string& key,
-                                 unsigned long long fallback, unsigned long long max);
 
 }  // namespace portier::fleet
