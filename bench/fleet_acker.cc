@@ -48,7 +48,8 @@ std::pair<crypto::Certificate, link::AckSigner> make_key() {
 
 }  // namespace
 
-FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::TlsFiles tls)
+FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::TlsFiles tls,
+                       bool wait_connected)
     : fleet_(fleet) {
   auto [anchor, signer] = make_key();
   anchor_.emplace(std::move(anchor));
@@ -59,6 +60,8 @@ FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::T
   o.tls = std::move(tls);
   o.max_in_flight = 4096;
   o.max_incoming_payload = 1 << 20;
+  o.backoff_min = std::chrono::milliseconds(50);  // back soon after a broker's outage
+  o.backoff_max = std::chrono::milliseconds(200);
   mqtt::ClientCallbacks cb;
   cb.message = [this](const std::string& topic, std::string payload) {
     // portier/v1/<fleet>/<terminal>/up/run
@@ -89,6 +92,7 @@ FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::T
   client_ = std::move(*c);
   client_->subscribe("portier/v1/" + fleet + "/+/up/run", 1);
   client_->start();
+  if (!wait_connected) return;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!client_->connected() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -20,8 +20,11 @@ namespace portier::bench {
 
 class FleetAcker {
  public:
-  // Connected and subscribed when it returns (or throws).
-  FleetAcker(const std::string& uri, const std::string& fleet, mqtt::TlsFiles tls);
+  // Connected and subscribed when it returns (or throws), unless
+  // `wait_connected` is false (a broker that is down for now: it connects
+  // and subscribes once the broker is up).
+  FleetAcker(const std::string& uri, const std::string& fleet, mqtt::TlsFiles tls,
+             bool wait_connected = true);
   ~FleetAcker();
   std::uint64_t acked() const { return acked_; }        // envelopes acknowledged
   std::uint64_t messages() const { return messages_; }  // acknowledgements sent

@@ -2,6 +2,8 @@
 #include "agent/link/ack_verifier.h"
 
 #include <algorithm>
+#include <optional>
+#include <span>
 
 #include "common/crypto/sign.h"
 #include "portier/v1/fleet.pb.h"
