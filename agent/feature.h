@@ -56,6 +56,10 @@ class DaemonControl {
   // The audit records seq first..last that the trail still holds (its
   // rotated files included), as written, oldest first.
   virtual Result<std::vector<std::string>> audit_range(std::uint64_t first, std::uint64_t last) = 0;
+  // The SHA-256 (lowercase hex) of the policy file's bytes the policy in
+  // force was loaded from; "" when the daemon cannot tell (the file was
+  // changed and failed to load: the policy in force is the one before).
+  virtual std::string policy_sha256() = 0;
 };
 
 // What a feature gets when it starts; its own config table it got from its

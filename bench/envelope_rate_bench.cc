@@ -67,6 +67,9 @@ bool g_trace = false;                           // --trace: the end-to-end progr
 int g_window = 64;                              // --window
 const crypto::Certificate* g_anchor = nullptr;  // the fleet acker's CA
 
+int g_signing_threads = 0;  // --signing-threads (0: UplinkOptions' default)
+bool g_end_to_end = true;   // --no-end-to-end: part (a) and the parts only
+
 struct Options {
   int envelopes = 20000;
   int payload_bytes = 200;
@@ -209,6 +212,7 @@ std::unique_ptr<management::Uplink> make_uplink(outbox::Outbox& box, const Key& 
   ++state->session_epoch;
   management::UplinkOptions o;
   o.signing = signing;
+  if (g_signing_threads > 0) o.signing_threads = static_cast<std::size_t>(g_signing_threads);
   return std::make_unique<management::Uplink>(
       box, envelope::EnvelopeSealer("T-bench", key.type, *state), *key.signer, key.key_id, o);
 }
@@ -432,7 +436,8 @@ std::vector<std::pair<std::size_t, double>> commit_vs_backlog(
 [[noreturn]] void usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s [--envelopes N] [--payload-bytes B] [--speed-seconds S] "
-               "[--alg ecdsa-p256|ed25519|sm2]... [--window N] [--max-in-flight N] [--trace]\n",
+               "[--alg ecdsa-p256|ed25519|sm2]... [--window N] [--max-in-flight N] [--trace]\n"
+               "       [--signing-threads N] [--no-end-to-end]\n",
                program);
   std::exit(2);
 }
@@ -455,6 +460,11 @@ Options parse(int argc, char** argv) {
     } else if (a == "--max-in-flight") {
       o.max_in_flight =
           parse_int_arg(argv[0], "--max-in-flight", arg_value(argv[0], argc, argv, i), 1, 65535);
+    } else if (a == "--signing-threads") {
+      g_signing_threads =
+          parse_int_arg(argv[0], "--signing-threads", arg_value(argv[0], argc, argv, i), 1, 64);
+    } else if (a == "--no-end-to-end") {
+      g_end_to_end = false;
     } else if (a == "--trace") {
       g_trace = true;
     } else if (a == "--alg") {
@@ -538,6 +548,7 @@ int run(const Options& o) {
       std::printf("%-10s %-5s %-12s %12.0f %12.0f %7.2f %14.1f\n", name.c_str(), mode_name(mode),
                   "outbox", a.per_s, ceiling, a.per_s / ceiling, a.cpu_per_envelope_us);
       std::fflush(stdout);
+      if (!g_end_to_end) continue;
       if (stop_requested()) return 130;
       const auto b = end_to_end(db, key, mode, payloads, lo);
       std::printf("%-10s %-5s %-12s %12.0f %12.0f %7.2f %14.1f\n", name.c_str(), mode_name(mode),

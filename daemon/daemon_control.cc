@@ -33,7 +33,25 @@ Result<void> HubDaemonControl::replace_policy(const std::string& toml) {
     if (old) (void)replace_file(path, *old, 0644);
     return ok;
   }
+  std::lock_guard digest_lock(digest_mu_);
+  digest_ = agent::sha256_hex(toml);
+  digest_generation_ = policy_.status().generation;
   return {};
+}
+
+std::string HubDaemonControl::policy_sha256() {
+  std::lock_guard lock(digest_mu_);
+  const auto before = policy_.status();
+  if (before.generation == digest_generation_) return digest_;
+  // The file on disk failed to load after the policy in force did.
+  if (!before.last_error.empty()) return "";
+  auto text = read_small_file(policy_.path(), ReadOptions{.max = 4u << 20});
+  if (!text) return "";
+  const auto after = policy_.status();
+  if (after.generation != before.generation || !after.last_error.empty()) return "";
+  digest_ = agent::sha256_hex(*text);
+  digest_generation_ = before.generation;
+  return digest_;
 }
 
 Result<std::string> HubDaemonControl::device_action(const std::string& device_id,

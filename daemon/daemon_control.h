@@ -1,9 +1,12 @@
 // What the daemon lets a feature do on the fleet's behalf (agent::
 // DaemonControl): health checks now, a policy replaced through the local
-// reload path, a device action as the daemon, a range of the audit trail.
+// reload path, a device action as the daemon, a range of the audit trail,
+// and the digest of the policy in force.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,10 @@ class HubDaemonControl final : public agent::DaemonControl {
   Result<std::string> device_action(const std::string& device_id,
                                     const std::string& action) override;
   Result<std::vector<std::string>> audit_range(std::uint64_t first, std::uint64_t last) override;
+  // Taken from the file once per policy generation (the loaded policy keeps
+  // no bytes): a file edited and not reloaded yet (the watch reloads it at
+  // once) could be read in its place, never one that failed to load.
+  std::string policy_sha256() override;
 
  private:
   gateway::DeviceHub& hub_;
@@ -39,6 +46,9 @@ class HubDaemonControl final : public agent::DaemonControl {
   std::string audit_path_;
   int keep_files_;
   std::function<void()> health_run_;
+  std::mutex digest_mu_;
+  std::uint64_t digest_generation_ = 0;  // of the policy digest_ is of
+  std::string digest_;
 };
 
 }  // namespace portier::daemon

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <utility>
 
 namespace portier::commands {
 namespace {
@@ -102,36 +105,59 @@ Error CommandStore::sql_error(const std::string& what) const {
 }
 
 Result<std::unique_ptr<CommandStore>> CommandStore::open(std::string path) {
+  std::unique_ptr<CommandStore> store(new CommandStore(std::move(path), nullptr));
+  PORTIER_TRY(store->connect());
+  PORTIER_TRY(store->mark_interrupted());
+  // Closed until a command comes: an idle terminal keeps no connection (its
+  // page cache, schema and -shm mapping) for a store it may not use for days.
+  store->disconnect();
+  return store;
+}
+
+Result<void> CommandStore::connect() {
+  if (db_ != nullptr) return {};
   // Created 0600 before SQLite opens it; an older file is brought back to
   // 0600 (what ran and which nonces were seen is the terminal's business).
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail_errno(Errc::io, "command store " + path, "cannot open", errno);
+  // Checked at every connection, not only at the start.
+  const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fail_errno(Errc::io, "command store " + path_, "cannot open", errno);
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return fail(Errc::failed_precondition, "command store " + path, "cannot open",
+    return fail(Errc::failed_precondition, "command store " + path_, "cannot open",
                 "not a regular file");
   }
   if ((st.st_mode & 0777) != 0600 && ::fchmod(fd, 0600) != 0) {
     const int err = errno;
     ::close(fd);
-    return fail_errno(Errc::permission_denied, "command store " + path, "cannot make it 0600", err);
+    return fail_errno(Errc::permission_denied, "command store " + path_, "cannot make it 0600",
+                      err);
   }
   ::close(fd);
-  sqlite3* db = nullptr;
   const int rc =
-      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<CommandStore> store(new CommandStore(std::move(path), db));
-  if (rc != SQLITE_OK) return std::unexpected(store->sql_error("cannot open"));
-  sqlite3_busy_timeout(db, 5000);
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
-    PORTIER_TRY(store->exec(sql));
+      sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+  if (rc != SQLITE_OK) {
+    auto e = sql_error("cannot open");
+    disconnect();
+    return std::unexpected(e);
   }
-  PORTIER_TRY(store->mark_interrupted());
-  return store;
+  sqlite3_busy_timeout(db_, 5000);
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
+    if (auto ok = exec(sql); !ok) {
+      disconnect();
+      return ok;
+    }
+  }
+  return {};
 }
 
-CommandStore::~CommandStore() { sqlite3_close_v2(db_); }
+void CommandStore::disconnect() {
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+CommandStore::~CommandStore() { disconnect(); }
 
 Result<void> CommandStore::exec(const char* sql) {
   char* msg = nullptr;
@@ -176,6 +202,7 @@ Result<void> CommandStore::mark_interrupted() {
 }
 
 Result<std::optional<CommandRecord>> CommandStore::find(std::string_view command_id) {
+  PORTIER_TRY(connect());
   Stmt s(db_,
          "SELECT command_id, digest, action, state, status, message, output FROM commands "
          "WHERE command_id = ?");
@@ -188,6 +215,7 @@ Result<std::optional<CommandRecord>> CommandStore::find(std::string_view command
 }
 
 Result<bool> CommandStore::nonce_used(std::string_view nonce) {
+  PORTIER_TRY(connect());
   Stmt s(db_, "SELECT 1 FROM nonces WHERE nonce = ?");
   if (!s.ok()) return std::unexpected(sql_error("look up a nonce"));
   s.bind_blob(1, nonce);
@@ -198,6 +226,7 @@ Result<bool> CommandStore::nonce_used(std::string_view nonce) {
 }
 
 Result<void> CommandStore::begin(const CommandStart& start) {
+  PORTIER_TRY(connect());
   Transaction tx(db_);
   if (!tx.ok()) return std::unexpected(sql_error("record command " + start.command_id));
   {
@@ -243,6 +272,7 @@ Result<void> CommandStore::begin(const CommandStart& start) {
 
 Result<void> CommandStore::finish(std::string_view command_id, const Outcome& outcome,
                                   std::optional<std::uint64_t> policy_version) {
+  PORTIER_TRY(connect());
   const std::string what = "record the result of command " + std::string(command_id);
   Transaction tx(db_);
   if (!tx.ok()) return std::unexpected(sql_error(what));
@@ -280,6 +310,7 @@ Result<void> CommandStore::finish(std::string_view command_id, const Outcome& ou
 }
 
 Result<std::uint64_t> CommandStore::policy_version() {
+  PORTIER_TRY(connect());
   Stmt s(db_, "SELECT value FROM counters WHERE name = 'policy_version'");
   if (!s.ok()) return std::unexpected(sql_error("read the policy version"));
   const int rc = s.step();
@@ -288,20 +319,56 @@ Result<std::uint64_t> CommandStore::policy_version() {
   return static_cast<std::uint64_t>(s.i64(0));
 }
 
-Result<std::uint64_t> CommandStore::forget(TimePoint now) {
+Result<std::uint64_t> CommandStore::forget(TimePoint now, std::size_t max_nonces) {
+  PORTIER_TRY(connect());
+  const std::string what = "forget old commands";
   std::uint64_t rows = 0;
   Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error("forget old commands"));
-  for (const char* sql : {"DELETE FROM nonces WHERE forget_after_ms < ?",
-                          "DELETE FROM commands WHERE keep_until_ms < ? AND state = 1"}) {
+  if (!tx.ok()) return std::unexpected(sql_error(what));
+  // The nonces to go: those past their time, and the oldest beyond the cap.
+  // The watermark first, in the same transaction: a nonce is never gone
+  // while a command it could answer for is still accepted.
+  std::int64_t cut = to_ms(now) - 1;  // forget_after_ms <= cut goes
+  {
+    Stmt n(db_,
+           "SELECT forget_after_ms FROM nonces ORDER BY forget_after_ms DESC LIMIT 1 OFFSET ?");
+    if (!n.ok()) return std::unexpected(sql_error(what));
+    n.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(max_nonces, INT64_MAX)));
+    const int rc = n.step();
+    if (rc == SQLITE_ROW) cut = std::max(cut, n.i64(0));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error(what));
+  }
+  {
+    Stmt w(db_,
+           "INSERT INTO counters (name, value) SELECT 'nonces_forgotten_until', "
+           "max(forget_after_ms) FROM nonces WHERE forget_after_ms <= ?1 HAVING count(*) > 0 "
+           "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
+    if (!w.ok()) return std::unexpected(sql_error(what));
+    w.bind(1, cut);
+    if (w.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
+  }
+  const std::pair<const char*, std::int64_t> deletes[] = {
+      {"DELETE FROM nonces WHERE forget_after_ms <= ?", cut},
+      {"DELETE FROM commands WHERE keep_until_ms <= ? AND state = 1", to_ms(now) - 1}};
+  for (auto& [sql, until] : deletes) {
     Stmt s(db_, sql);
-    if (!s.ok()) return std::unexpected(sql_error("forget old commands"));
-    s.bind(1, to_ms(now));
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("forget old commands"));
+    if (!s.ok()) return std::unexpected(sql_error(what));
+    s.bind(1, until);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
     rows += static_cast<std::uint64_t>(sqlite3_changes(db_));
   }
-  if (!tx.commit()) return std::unexpected(sql_error("forget old commands"));
+  if (!tx.commit()) return std::unexpected(sql_error(what));
   return rows;
+}
+
+Result<TimePoint> CommandStore::nonces_forgotten_until() {
+  PORTIER_TRY(connect());
+  Stmt s(db_, "SELECT value FROM counters WHERE name = 'nonces_forgotten_until'");
+  if (!s.ok()) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return TimePoint{};
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
+  return TimePoint(std::chrono::milliseconds(s.i64(0)));
 }
 
 }  // namespace portier::commands

@@ -16,10 +16,14 @@
 // fleet, told it was interrupted, looks at the terminal and sends a new
 // command if it still wants it. At most once, never twice.
 //
+// The connection is opened when a command needs it (open() only recovers
+// the interrupted commands and closes it again), then kept.
+//
 // Not thread-safe: one user at a time (the verifier serializes commands).
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -92,14 +96,24 @@ class CommandStore {
                       std::optional<std::uint64_t> policy_version = std::nullopt);
   // The version of the last policy a command installed; 0 when none.
   Result<std::uint64_t> policy_version();
-  // Forgets the nonces and results whose time has passed; how many rows.
-  Result<std::uint64_t> forget(TimePoint now);
+  // Forgets the nonces and results whose time has passed, and the nonces
+  // with the oldest forget times beyond `max_nonces`; how many rows. The
+  // latest forget time of a nonce forgotten is kept (durably, never lower):
+  // nonces_forgotten_until().
+  Result<std::uint64_t> forget(TimePoint now, std::size_t max_nonces = SIZE_MAX);
+  // Every nonce whose forget time (its command's expiry + skew) is at or
+  // before this may have been forgotten: a command up to it must be
+  // refused. The epoch when none was ever forgotten.
+  Result<TimePoint> nonces_forgotten_until();
 
   const std::string& path() const { return path_; }
 
  private:
   CommandStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   Result<void> exec(const char* sql);
+  // The connection, opened (file checked 0600, WAL, schema) when closed.
+  Result<void> connect();
+  void disconnect();
   Result<void> mark_interrupted();
   Error sql_error(const std::string& what) const;
 

@@ -67,7 +67,11 @@ struct CommandVerifier::Refusal {
 
 CommandVerifier::CommandVerifier(VerifierOptions options, CommandStore& store,
                                  CommandExecutor& executor, AuditSink& audit)
-    : options_(std::move(options)), store_(store), executor_(executor), audit_(audit) {}
+    : options_(std::move(options)),
+      store_(store),
+      executor_(executor),
+      audit_(audit),
+      tally_(RefusalTally::Options{options_.refusal_interval, 64}, options_.monotonic) {}
 
 v1::CommandResult CommandVerifier::refuse(const Refusal& r, std::string_view source) {
   audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
@@ -82,13 +86,63 @@ v1::CommandResult CommandVerifier::refuse(const Refusal& r, std::string_view sou
 void CommandVerifier::forget_old(TimePoint now) {
   if (now - last_forget_ < std::chrono::hours(1) && now >= last_forget_) return;
   last_forget_ = now;
-  if (auto gone = store_.forget(now); !gone) {
+  if (auto gone = store_.forget(now, options_.max_nonces); !gone) {
     log_warning("commands: cannot forget old nonces and results: " + gone.error().message());
   }
 }
 
-v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_view source) {
+Answer CommandVerifier::answer(std::string_view bytes, std::string_view source) {
   std::lock_guard lock(mu_);
+  return handle_locked(bytes, source);
+}
+
+void CommandVerifier::count_dropped(std::string_view source, std::uint64_t n) {
+  std::lock_guard lock(mu_);
+  tally_.add(std::string(source) + "|dropped unread", n,
+             "dropped unread: more commands arrived than the terminal queues");
+}
+
+void CommandVerifier::audit_reports(const std::vector<RefusalTally::Report>& reports) {
+  for (auto& rep : reports) {
+    if (rep.count == 0) continue;
+    const auto bar = rep.key.find('|');
+    const std::string source = rep.key.substr(0, bar);
+    const std::string kind = bar == std::string::npos ? rep.key : rep.key.substr(bar + 1);
+    auto e = audit::command_refused(
+        source, "", "",
+        std::to_string(rep.count) + " more command(s) refused unauthenticated (" + kind +
+            ") within " + std::to_string(options_.refusal_interval.count() / 1000) +
+            " s; the last: " + rep.last_reason);
+    e.count = rep.count;
+    audit_.record(e);
+  }
+}
+
+std::optional<std::chrono::steady_clock::time_point> CommandVerifier::report_refusals(
+    bool everything) {
+  std::lock_guard lock(mu_);
+  audit_reports(tally_.due(everything));
+  return tally_.next_due();
+}
+
+Answer CommandVerifier::refuse_unauthenticated(const Refusal& r, std::string_view source) {
+  // The kind: what the reason says before its details.
+  const std::string kind = r.reason.substr(0, r.reason.find(':'));
+  RefusalTally::Report before;
+  const bool alone = tally_.admit(std::string(source) + "|" + kind, r.reason, &before);
+  audit_reports({before});
+  v1::CommandResult out;
+  out.set_command_id(r.command_id);
+  out.set_command_digest(r.digest);
+  out.set_status(v1::CommandResult::REFUSED);
+  out.set_message(r.reason);
+  if (alone) {
+    audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
+  }
+  return Answer{std::move(out), false};
+}
+
+Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view source) {
   const TimePoint now = options_.clock();
   forget_old(now);
   Refusal r;
@@ -97,17 +151,17 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
   if (bytes.size() > options_.max_bytes) {
     r.reason = "malformed: " + std::to_string(bytes.size()) + " bytes, more than the " +
                std::to_string(options_.max_bytes) + " a command may have";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   v1::SignedCommand signed_command;
   if (!signed_command.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     r.reason = "malformed: not a SignedCommand";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   v1::Command command;
   if (!command.ParseFromString(signed_command.command())) {
     r.reason = "malformed: the signed bytes are not a Command";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   // Unverified yet: what of it goes into the audit trail and the answer is
   // bounded (a hostile broker's 250 KB id must not become a 250 KB record).
@@ -119,36 +173,36 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
     r.digest.assign(d->begin(), d->end());
   } else {
     r.reason = "not run: " + d.error().message();
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   const auto n_certs = static_cast<std::size_t>(signed_command.certificates_size());
   if (n_certs == 0) {
     r.reason = "malformed: no certificates";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (n_certs > options_.max_certificates) {
     r.reason = "malformed: " + std::to_string(n_certs) + " certificates, more than the " +
                std::to_string(options_.max_certificates) + " a command may carry";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (signed_command.signature().empty()) {
     r.reason = "bad signature: there is none";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (command.command_id().empty() || command.command_id().size() > kMaxCommandId) {
     r.reason = "malformed: the command id must have 1 to " + std::to_string(kMaxCommandId) +
                " bytes, not " + std::to_string(command.command_id().size());
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (r.action.empty()) {
     r.reason = "malformed: no action (or one this terminal does not know)";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (command.nonce().size() < kMinNonce || command.nonce().size() > kMaxNonce) {
     r.reason = "malformed: a nonce of " + std::to_string(command.nonce().size()) +
                " bytes (it must have " + std::to_string(kMinNonce) + " to " +
                std::to_string(kMaxNonce) + ")";
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   std::vector<crypto::Certificate> certs;
   for (std::size_t i = 0; i < n_certs; ++i) {
@@ -157,7 +211,7 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
     if (!c) {
       r.reason = "untrusted chain: certificate " + std::to_string(i) +
                  " is malformed: " + c.error().message();
-      return refuse(r, source);
+      return refuse_unauthenticated(r, source);
     }
     certs.push_back(std::move(*c));
   }
@@ -167,37 +221,37 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
   if (!key) {
     r.reason =
         "untrusted chain: the signer's certificate has no usable key: " + key.error().message();
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (auto ok = verify_command_signature(signed_command, *key); !ok) {
     r.reason = "bad signature";
     if (ok.error().code != Errc::permission_denied) r.reason += ": " + ok.error().message();
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
   if (auto ok = crypto::verify_chain(certs[0], std::span(certs).subspan(1), options_.trust_anchors,
                                      now, crypto::CertUsage::command_signing);
       !ok) {
     r.reason = "untrusted chain: " + ok.error().message();
-    return refuse(r, source);
+    return refuse_unauthenticated(r, source);
   }
 
   // 3. The target.
   if (command.target_terminal() != options_.terminal_id) {
     r.reason = "for terminal " + quoted(command.target_terminal()) + ", not this one";
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
 
   // 4. Once per command id: a repeat is answered, never run.
   auto before = store_.find(command.command_id());
   if (!before) {
     r.reason = "not run: " + before.error().message();
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   if (*before) {
     const CommandRecord& first = **before;
     if (first.digest != r.digest) {
       r.reason = "command id reused with a different body";
-      return refuse(r, source);
+      return Answer{refuse(r, source)};
     }
     audit_.record(audit::command_refused(
         std::string(source), r.command_id, r.action,
@@ -211,25 +265,25 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
       // could not be recorded (open() turns these into kInterrupted).
       out.set_status(v1::CommandResult::FAILED);
       out.set_message("ran, but its result could not be recorded");
-      return out;
+      return Answer{std::move(out)};
     }
     out.set_status(first.outcome.ok ? v1::CommandResult::OK : v1::CommandResult::FAILED);
     out.set_message(first.outcome.message);
     out.set_output(first.outcome.output);
-    return out;
+    return Answer{std::move(out)};
   }
 
   // 5. The window.
   if (!command.has_not_before() || !command.has_expires()) {
     r.reason = std::string("malformed: no ") + (command.has_not_before() ? "expiry" : "not_before");
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   const auto not_before = timestamp_ms(command.not_before());
   const auto expires = timestamp_ms(command.expires());
   if (!not_before || !expires) {
     r.reason = std::string("malformed: ") + (not_before ? "expires" : "not_before") +
                " is not a valid time";
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   const std::int64_t now_ms = to_ms(now);
   const std::int64_t skew_ms = options_.skew.count() * 1000;
@@ -237,38 +291,52 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
   if (*expires <= *not_before) {
     r.reason = "malformed: expires (" + rfc3339(*expires) + ") is not after not_before (" +
                rfc3339(*not_before) + ")";
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   if (*expires - *not_before > max_window_ms) {
     r.reason = "window too long: " + std::to_string((*expires - *not_before) / 1000) +
                " s from not_before to expiry, at most " +
                std::to_string(options_.max_window.count()) + " s";
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   if (now_ms > *expires) {
     r.reason = "expired at " + rfc3339(*expires);
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   if (now_ms < *not_before - skew_ms) {
     r.reason = "not valid before " + rfc3339(*not_before);
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
 
-  // 6. The nonce (begin() checks it again, atomically).
+  // 6. The nonce (begin() checks it again, atomically), never one that
+  // may have been forgotten (see "The clock" in the header).
+  auto forgotten = store_.nonces_forgotten_until();
+  if (!forgotten) {
+    r.reason = "not run: " + forgotten.error().message();
+    return Answer{refuse(r, source)};
+  }
+  if (*expires + skew_ms <= to_ms(*forgotten)) {
+    r.reason = "nonce may have been forgotten: the command expired at " + rfc3339(*expires) +
+               ", and this terminal has forgotten the nonces of commands expiring until " +
+               rfc3339(to_ms(*forgotten) - skew_ms) +
+               " (its clock went past them, or too many were kept); sign it again with a later "
+               "expiry";
+    return Answer{refuse(r, source)};
+  }
   auto used = store_.nonce_used(command.nonce());
   if (!used) {
     r.reason = "not run: " + used.error().message();
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   if (*used) {
     r.reason = "nonce already used";
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
 
   // 7. What the action asks.
   if (auto ok = executor_.check(command); !ok) {
     r.reason = ok.error().message();
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
 
   // Recorded as started, durably, with the nonce: from here on it runs at
@@ -283,7 +351,7 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
   if (auto ok = store_.begin(start); !ok) {
     r.reason = ok.error().code == Errc::already_exists ? ok.error().why
                                                        : "not run: " + ok.error().message();
-    return refuse(r, source);
+    return Answer{refuse(r, source)};
   }
   CommandExecutor::Run run = executor_.run(command);
   if (auto ok = store_.finish(command.command_id(), run.outcome, run.policy_version); !ok) {
@@ -298,7 +366,7 @@ v1::CommandResult CommandVerifier::handle(std::string_view bytes, std::string_vi
   out.set_status(run.outcome.ok ? v1::CommandResult::OK : v1::CommandResult::FAILED);
   out.set_message(run.outcome.message);
   out.set_output(std::move(run.outcome.output));
-  return out;
+  return Answer{std::move(out)};
 }
 
 std::vector<v1::CommandResult> CommandVerifier::interrupted_results() const {

@@ -18,7 +18,8 @@
 //   5. the window: not_before and expires both set, at most 24 h apart,
 //      not_before - skew <= now <= expires;
 //   6. the nonce: never accepted before (kept durably until expires + skew;
-//      after that the window refuses the command anyway);
+//      after that the window refuses the command anyway), and the expiry
+//      above the watermark of forgotten nonces (see "The clock");
 //   7. the action's own checks (CommandExecutor::check: a policy version
 //      above the installed one, an audit range of at most 1000 records, ...).
 // Then the nonce is consumed and the command recorded as started in one
@@ -27,18 +28,38 @@
 // refused command consumes no nonce and records nothing but its audit
 // record. Every refusal and every run is audited (event "command", with the
 // command id, the source and the reason).
+//
+// Floods. A refusal before the signature and its chain are verified (steps
+// 1 and 2) may come from anyone on the way, as often as they like: it gets
+// no result of its own (answer().report is false) and is audited in
+// aggregate (RefusalTally: the first per link and kind of refusal in an
+// interval on its own, the rest counted into one record with `count` when
+// the interval ends). A command the fleet signed and this terminal refuses
+// (another target, expired, replayed, ...) is still audited and answered on
+// its own: the fleet must learn why its command did not run.
+//
+// The clock. The window is checked against the wall clock, which can be
+// set wrong; nonces are forgotten only once the window refuses their
+// command anyway, and forgetting records the latest expiry forgotten (a
+// watermark, durable). A command whose expiry + skew is not above the
+// watermark is refused whatever the clock says: a clock set forward, which
+// forgets every nonce, then set back cannot let a replay through. At most
+// max_nonces are kept (the oldest expiries go first and raise the
+// watermark), so a clock stuck in the past cannot grow the store unbounded.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "agent/commands/command_executor.h"
 #include "agent/commands/command_store.h"
+#include "agent/commands/refusal_tally.h"
 #include "common/audit_sink.h"
 #include "common/crypto/x509.h"
 #include "portier/v1/command.pb.h"
@@ -55,6 +76,20 @@ struct VerifierOptions {
   std::chrono::seconds result_retention{30 * 24 * 3600};  // past expiry: repeats still answered
   std::size_t max_bytes = 1 << 20;                        // a SignedCommand's size
   std::size_t max_certificates = 4;
+  std::size_t max_nonces = 100000;  // kept at most (see "The clock")
+  // Unauthenticated refusals: counted per link and kind in this interval.
+  std::chrono::milliseconds refusal_interval{60000};
+  std::function<std::chrono::steady_clock::time_point()> monotonic = [] {
+    return std::chrono::steady_clock::now();
+  };
+};
+
+// What handle() answers and whether it goes back to the fleet.
+struct Answer {
+  v1::CommandResult result;
+  // False for a refusal before the signature and chain were verified: not
+  // sent (anyone could have sent the command), audited in aggregate.
+  bool report = true;
 };
 
 class CommandVerifier {
@@ -68,7 +103,18 @@ class CommandVerifier {
   // repeated_command is set), REFUSED with the reason when nothing ran (an
   // unreadable command's REFUSED has an empty command_id). Never fails, on
   // any input. Thread-safe; commands run one at a time.
-  v1::CommandResult handle(std::string_view bytes, std::string_view source);
+  v1::CommandResult handle(std::string_view bytes, std::string_view source) {
+    return answer(bytes, source).result;
+  }
+  // The same, with whether the result is to be sent.
+  Answer answer(std::string_view bytes, std::string_view source);
+  // `n` commands that arrived over `source` and were dropped unread (the
+  // queue was full): counted with the unauthenticated refusals.
+  void count_dropped(std::string_view source, std::uint64_t n);
+  // Audits the counts of the intervals that ended (every count when
+  // `everything`, at shutdown); when the next is due (nullopt: nothing
+  // counted).
+  std::optional<std::chrono::steady_clock::time_point> report_refusals(bool everything = false);
 
   // The results of the commands a restart interrupted (the store marked
   // them FAILED when it opened), for the owner to report once.
@@ -76,7 +122,11 @@ class CommandVerifier {
 
  private:
   struct Refusal;
+  Answer handle_locked(std::string_view bytes, std::string_view source);
   v1::CommandResult refuse(const Refusal& r, std::string_view source);
+  // A refusal before the signature and chain were verified.
+  Answer refuse_unauthenticated(const Refusal& r, std::string_view source);
+  void audit_reports(const std::vector<RefusalTally::Report>& reports);
   void forget_old(TimePoint now);
 
   VerifierOptions options_;
@@ -85,6 +135,7 @@ class CommandVerifier {
   AuditSink& audit_;
   std::mutex mu_;
   TimePoint last_forget_{};
+  RefusalTally tally_;
 };
 
 }  // namespace portier::commands

@@ -1,6 +1,8 @@
 #include "agent/envelope/envelope_chain.h"
 
 #include <algorithm>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "common/crypto/sign.h"
@@ -222,7 +224,11 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
           if (d != link.digest) superseded_.push_back(Link{other.body, other.envelope, d});
         }
       }
+      for (auto it = pending_.begin(); it != pending_.upper_bound(sequence); ++it) {
+        for (auto& [d, c] : it->second) pending_bytes_ -= c.envelope.size();
+      }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
+      prune_unchained();
       return run;
     }
   }
@@ -301,29 +307,106 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
     if (auto ok = check_signature(envelope.signature(), signed_message(envelope.body())); !ok) {
       return fail(Errc::permission_denied, kWhere, at, "bad signature: " + ok.error().message());
     }
-  } else if (pending_count() >= options_.max_pending) {
+  }
+  std::string as_received = envelope.SerializeAsString();
+  if (!envelope.has_signature() && !make_room(seq, prev, as_received.size())) {
     return fail(Errc::resource_exhausted, kWhere, at,
-                std::to_string(pending_count()) +
-                    " envelopes already wait for a signature; sign them first");
+                std::to_string(pending_count()) + " envelopes of " +
+                    std::to_string(pending_bytes_) +
+                    " bytes already wait for a signature, and none can make room for this one (" +
+                    std::to_string(as_received.size()) + " bytes); sign them first");
   }
   if (held) {
     // The same body again, now with its signature (its unsigned copy came
     // first, e.g. stripped on the way): the signed one covers.
     auto& candidate = pending_[seq][digest];
-    std::string unsigned_copy = std::exchange(candidate.envelope, envelope.SerializeAsString());
+    const std::size_t unsigned_size = candidate.envelope.size();
+    std::string unsigned_copy = std::exchange(candidate.envelope, std::move(as_received));
+    pending_bytes_ += candidate.envelope.size() - unsigned_size;
     auto covered = cover(seq, digest);
-    if (!covered) pending_[seq][digest].envelope = std::move(unsigned_copy);
+    if (!covered) {
+      auto& c = pending_[seq][digest];
+      pending_bytes_ -= c.envelope.size() - unsigned_size;
+      c.envelope = std::move(unsigned_copy);
+    }
     return covered;
   }
-  pending_[seq][digest] = Candidate{std::move(body), prev, envelope.SerializeAsString()};
+  add_candidate(seq, digest, Candidate{std::move(body), prev, std::move(as_received)});
   if (!envelope.has_signature()) return std::vector<Link>{};
   // A signed link covers every link before it, through the chain.
   auto covered = cover(seq, digest);
-  if (!covered) {
-    pending_[seq].erase(digest);
-    if (pending_[seq].empty()) pending_.erase(seq);
-  }
+  if (!covered) remove_candidate(seq, digest);
   return covered;
+}
+
+void ChainVerifier::add_candidate(std::uint64_t seq, const std::string& digest, Candidate c) {
+  if (seq > state_.next_sequence) {
+    if (auto parent = pending_.find(seq - 1); parent != pending_.end()) {
+      if (auto p = parent->second.find(c.prev); p != parent->second.end()) ++p->second.children;
+    }
+  }
+  c.arrival = arrivals_++;
+  pending_bytes_ += c.envelope.size();
+  pending_[seq][digest] = std::move(c);
+}
+
+void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& digest) {
+  auto at = pending_.find(seq);
+  if (at == pending_.end()) return;
+  auto c = at->second.find(digest);
+  if (c == at->second.end()) return;
+  if (auto parent = pending_.find(seq - 1); seq > 0 && parent != pending_.end()) {
+    if (auto p = parent->second.find(c->second.prev);
+        p != parent->second.end() && p->second.children > 0) {
+      --p->second.children;
+    }
+  }
+  pending_bytes_ -= c->second.envelope.size();
+  at->second.erase(c);
+  if (at->second.empty()) pending_.erase(at);
+}
+
+bool ChainVerifier::make_room(std::uint64_t seq, const std::string& prev, std::size_t bytes) {
+  if (bytes > options_.max_pending_bytes) return false;
+  while (pending_count() + 1 > options_.max_pending ||
+         pending_bytes_ + bytes > options_.max_pending_bytes) {
+    // The oldest leaf: evicting it leaves every other candidate chained.
+    std::optional<std::pair<std::uint64_t, std::string>> victim;
+    std::uint64_t oldest = UINT64_MAX;
+    for (auto& [s, candidates] : pending_) {
+      for (auto& [d, c] : candidates) {
+        if (c.children > 0 || c.arrival >= oldest || (s + 1 == seq && d == prev)) continue;
+        oldest = c.arrival;
+        victim.emplace(s, d);
+      }
+    }
+    if (!victim) return false;
+    remove_candidate(victim->first, victim->second);
+    ++evicted_;
+  }
+  return true;
+}
+
+void ChainVerifier::prune_unchained() {
+  std::set<std::string> chained = {
+      std::string(state_.prev_digest.begin(), state_.prev_digest.end())};
+  std::uint64_t want = state_.next_sequence;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    std::set<std::string> next;
+    for (auto c = it->second.begin(); c != it->second.end();) {
+      if (it->first == want && chained.count(c->second.prev)) {
+        next.insert(c->first);
+        ++c;
+        continue;
+      }
+      superseded_.push_back(Link{c->second.body, c->second.envelope, c->first});
+      pending_bytes_ -= c->second.envelope.size();
+      c = it->second.erase(c);
+    }
+    if (it->first == want) ++want;
+    chained = std::move(next);
+    it = it->second.empty() ? pending_.erase(it) : std::next(it);
+  }
 }
 
 Result<void> ChainVerifier::check_envelope(const v1::Envelope& envelope) {
@@ -440,32 +523,59 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
     return fail(Errc::permission_denied, kWhere, at, "its session epoch went back");
   }
   for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
-    for (auto& [d, c] : it->second) superseded_.push_back(Link{c.body, c.envelope, d});
+    for (auto& [d, c] : it->second) {
+      superseded_.push_back(Link{c.body, c.envelope, d});
+      pending_bytes_ -= c.envelope.size();
+    }
   }
   pending_.erase(pending_.begin(), pending_.lower_bound(seq));
   state_.next_sequence = seq;
   state_.prev_digest.assign(prev.begin(), prev.end());
+  prune_unchained();
   return run;
 }
 
 std::vector<std::string> ChainVerifier::pending_envelopes() const {
-  std::vector<std::string> out;
+  std::vector<const Candidate*> all;
   for (auto& [seq, candidates] : pending_) {
-    for (auto& [digest, c] : candidates) out.push_back(c.envelope);
+    for (auto& [digest, c] : candidates) all.push_back(&c);
   }
+  std::sort(all.begin(), all.end(),
+            [](const Candidate* a, const Candidate* b) { return a->arrival < b->arrival; });
+  std::vector<std::string> out;
+  out.reserve(all.size());
+  for (auto* c : all) out.push_back(c->envelope);
   return out;
 }
 
 Result<void> ChainVerifier::restore_pending(const std::vector<std::string>& envelopes) {
+  // Taken in sequence order (a candidate needs its parent), aged in the
+  // order given.
+  struct Item {
+    std::uint64_t seq;
+    std::size_t age;
+    v1::Envelope envelope;
+  };
+  std::vector<Item> items;
+  items.reserve(envelopes.size());
   for (std::size_t i = 0; i < envelopes.size(); ++i) {
     v1::Envelope e;
-    if (!e.ParseFromString(envelopes[i]) || e.has_signature()) {
+    v1::EnvelopeBody body;
+    if (!e.ParseFromString(envelopes[i]) || e.has_signature() || !body.ParseFromString(e.body())) {
       return fail(Errc::invalid_argument, kWhere, "pending envelope " + std::to_string(i),
                   "not an unsigned portier.v1.Envelope");
     }
-    auto ok = accept_links(e);
+    items.push_back(Item{body.sequence(), i, std::move(e)});
+  }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Item& a, const Item& b) { return a.seq < b.seq; });
+  const std::uint64_t base = arrivals_;
+  for (auto& item : items) {
+    arrivals_ = base + item.age;  // add_candidate() ages it so
+    auto ok = accept_links(item.envelope);
     if (!ok) return std::unexpected(ok.error().with_context("restore"));
   }
+  arrivals_ = base + envelopes.size();
   return {};
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/crypto/bytes.h"
@@ -81,10 +82,20 @@ Result<v1::BatchSignature> sign_batch(const std::string& terminal_id, std::uint6
 // previous digests, and picks the genuine link among any candidates of a
 // sequence. Links must arrive in order (a gap is an error naming it); a
 // rejected link changes nothing.
+//
+// The candidates are bounded in number and bytes (a broker can inject as
+// many as it likes, each costing work and room). Full, a new candidate
+// takes the place of the oldest one that no other candidate chains to
+// (never its own parent): injected links are evicted first in a flood,
+// since the genuine ones are the newest when their signature follows, and
+// a genuine link evicted is sent again by its terminal, which deletes only
+// what was acknowledged. Candidates of sequences the signed chain passed,
+// and those that no longer chain to it, are discarded (take_superseded).
 class ChainVerifier {
  public:
   struct Options {
-    std::size_t max_pending = 4096;  // candidate links waiting for a signature
+    std::size_t max_pending = 4096;            // candidate links waiting for a signature
+    std::size_t max_pending_bytes = SIZE_MAX;  // their envelopes' bytes
   };
   ChainVerifier(std::string terminal_id, crypto::PublicKey key, ChainState state, Options options);
   ChainVerifier(std::string terminal_id, crypto::PublicKey key, ChainState state)
@@ -119,6 +130,8 @@ class ChainVerifier {
   // Candidates of covered sequences that were not on the signed chain
   // (links someone else inserted), since the last call; they are gone.
   std::vector<Link> take_superseded();
+  // How many candidates were evicted to make room, since the last call.
+  std::uint64_t take_evicted() { return std::exchange(evicted_, 0); }
 
   // The gap a terminal's outbox left when it dropped envelopes unsent: its
   // DropNotice (PAYLOAD_DROP) lists them with their digests and previous
@@ -135,9 +148,10 @@ class ChainVerifier {
   Result<std::vector<v1::DropNotice::Dropped>> bridge(const v1::Envelope& notice);
 
   // The candidates, for a verifier that must not outlive one call (several
-  // receivers share a store): each one's envelope as received, in sequence
-  // order. restore_pending() takes them back into a verifier started from
-  // the same state, checking each again (an unsigned envelope only).
+  // receivers share a store): each one's envelope as received, oldest
+  // first. restore_pending() takes them back into a verifier started from
+  // the same state, checking each again (an unsigned envelope only), in
+  // sequence order, and keeps their age from the order given.
   std::vector<std::string> pending_envelopes() const;
   Result<void> restore_pending(const std::vector<std::string>& envelopes);
 
@@ -154,11 +168,20 @@ class ChainVerifier {
     v1::EnvelopeBody body;
     std::string prev;      // its previous digest
     std::string envelope;  // as received
+    std::uint64_t arrival = 0;
+    std::size_t children = 0;  // candidates of the next sequence chaining to it
   };
   Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
   // The candidates from state_ up to (`sequence`, `digest`), found backward
   // through the previous digests; not_found when the chain does not reach.
   Result<std::vector<Link>> cover(std::uint64_t sequence, const std::string& digest);
+  void add_candidate(std::uint64_t seq, const std::string& digest, Candidate c);
+  void remove_candidate(std::uint64_t seq, const std::string& digest);
+  // Room for a candidate of `bytes` whose parent is (`seq` - 1, `prev`):
+  // evicts the oldest leaves; false when none can go.
+  bool make_room(std::uint64_t seq, const std::string& prev, std::size_t bytes);
+  // Candidates that no longer chain to the covered head: superseded.
+  void prune_unchained();
 
   std::string terminal_id_;
   crypto::PublicKey key_;
@@ -169,6 +192,9 @@ class ChainVerifier {
   // sequence -> digest -> candidate, above state_.next_sequence - 1.
   std::map<std::uint64_t, std::map<std::string, Candidate>> pending_;
   std::vector<Link> superseded_;
+  std::uint64_t arrivals_ = 0;  // the next candidate's arrival
+  std::size_t pending_bytes_ = 0;
+  std::uint64_t evicted_ = 0;
 };
 
 }  // namespace portier::envelope

@@ -52,6 +52,9 @@ class Pkcs11Signer final : public crypto::Signer {
   crypto::KeyType type() const override { return options_.type; }
   const crypto::PublicKey& public_key() const override { return public_key_; }
   Result<crypto::Bytes> sign(crypto::ByteView message) const override;
+  // One session, one signature at a time (its mutex): several threads
+  // would only queue on it.
+  bool concurrent() const override { return false; }
 
   const Pkcs11Options& options() const { return options_; }
   // Gives the key pair another CKA_LABEL (a rotation's pending key becoming

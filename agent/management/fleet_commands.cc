@@ -1,5 +1,8 @@
 #include "agent/management/fleet_commands.h"
 
+#include <optional>
+#include <utility>
+
 #include "common/log.h"
 
 namespace portier::management {
@@ -20,6 +23,20 @@ Result<std::unique_ptr<FleetCommands>> FleetCommands::create(
   if (!store) return std::unexpected(store.error());
   std::unique_ptr<FleetCommands> c(new FleetCommands(control, sources, uplink, std::move(source)));
   c->store_ = std::move(*store);
+  if (auto v = c->store_->policy_version()) c->policy_version_ = *v;
+  if (control) {
+    // Audit records the sources' queue had no room for are read back from
+    // the trail's files (back-pressure, never a drop).
+    sources.set_audit_reader([control](std::uint64_t first, std::uint64_t last) {
+      return control->audit_range(first, last);
+    });
+    // The birth's policy: the file's digest from the daemon, the version
+    // from this store (kept here: the store is the commands thread's alone).
+    auto* self = c.get();
+    sources.set_policy_source([control, self] {
+      return PolicyInForce{control->policy_sha256(), self->policy_version_.load()};
+    });
+  }
   c->executor_ = std::make_unique<commands::CommandExecutor>(*c, *c->store_);
   c->verifier_ = std::make_unique<commands::CommandVerifier>(std::move(options), *c->store_,
                                                              *c->executor_, audit);
@@ -44,16 +61,28 @@ void FleetCommands::stop() {
   }
   cv_.notify_all();
   thread_.join();
+  // Every count audited: nothing refused goes unrecorded at shutdown.
+  std::uint64_t dropped = 0;
+  {
+    std::lock_guard lock(mu_);
+    dropped = std::exchange(dropped_, 0) + queue_.size();
+    queue_.clear();
+  }
+  verifier_->count_dropped(source_, dropped);
+  verifier_->report_refusals(true);
 }
 
 void FleetCommands::receive(std::string bytes) {
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= kMaxQueued) {
-      ++dropped_;
-      return;
+      // Counted and audited with the unauthenticated refusals (a genuine
+      // command dropped here is sent again by the fleet, which sees no
+      // result).
+      if (++dropped_ > 1) return;
+    } else {
+      queue_.push_back(std::move(bytes));
     }
-    queue_.push_back(std::move(bytes));
   }
   cv_.notify_all();
 }
@@ -66,15 +95,39 @@ void FleetCommands::send(const v1::CommandResult& result) {
   }
 }
 
+// One command at a time. A refusal of a command nobody authenticated is
+// not answered (the verifier audits those in aggregate, and their counts
+// when each interval ends, here), so a flood from the broker never fills
+// the outbox with results at security priority.
 void FleetCommands::run() {
   std::unique_lock lock(mu_);
+  std::optional<std::chrono::steady_clock::time_point> report_at;
   while (!stopping_) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    auto ready = [&] { return stopping_ || !queue_.empty() || dropped_ > 0; };
+    if (report_at) {
+      cv_.wait_until(lock, *report_at, ready);
+    } else {
+      cv_.wait(lock, ready);
+    }
     if (stopping_) break;
-    auto bytes = std::move(queue_.front());
-    queue_.pop_front();
+    const auto dropped = std::exchange(dropped_, 0);
+    std::optional<std::string> bytes;
+    if (!queue_.empty()) {
+      bytes = std::move(queue_.front());
+      queue_.pop_front();
+    }
     lock.unlock();
-    send(verifier_->handle(bytes, source_));
+    verifier_->count_dropped(source_, dropped);
+    if (bytes) {
+      auto answer = verifier_->answer(*bytes, source_);
+      if (answer.report) send(answer.result);
+      if (std::exchange(policy_replaced_, false)) {
+        // Recorded with the result by now: a new birth carries both.
+        if (auto v = store_->policy_version()) policy_version_ = *v;
+        sources_.report_policy_changed();
+      }
+    }
+    report_at = verifier_->report_refusals();
     lock.lock();
   }
 }
@@ -100,6 +153,7 @@ Result<std::string> FleetCommands::set_telemetry_intervals(const v1::SetTelemetr
 Result<std::string> FleetCommands::replace_policy(const v1::ReplacePolicy& r) {
   if (!control_) return needs_control();
   PORTIER_TRY(control_->replace_policy(r.policy_toml()));
+  policy_replaced_ = true;
   return "policy version " + std::to_string(r.version()) + " in force";
 }
 

@@ -6,6 +6,7 @@
 // daemon's own paths (DaemonControl) and the telemetry sources.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -25,7 +26,9 @@ namespace portier::management {
 class FleetCommands final : public commands::CommandHandlers {
  public:
   // `control` may be null (then the actions that need the daemon fail with
-  // a clear reason); the rest must outlive this.
+  // a clear reason); the rest must outlive this. With `control`, also gives
+  // `sources` (not started yet) what they read of the daemon: the audit
+  // trail by record number, and the policy in force for the birth.
   static Result<std::unique_ptr<FleetCommands>> create(
       const std::string& store_path, commands::VerifierOptions options, AuditSink& audit,
       agent::DaemonControl* control, TelemetrySources& sources, Uplink& uplink, std::string source);
@@ -64,6 +67,9 @@ class FleetCommands final : public commands::CommandHandlers {
   std::condition_variable cv_;
   std::deque<std::string> queue_;
   std::uint64_t dropped_ = 0;
+  // The commands thread's: a ReplacePolicy ran (the birth goes again).
+  bool policy_replaced_ = false;
+  std::atomic<std::uint64_t> policy_version_{0};  // installed by a command
   bool stopping_ = false;
   std::thread thread_;
 };

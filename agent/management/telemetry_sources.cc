@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <utility>
+
 #include "agent/audit_verify.h"
 #include "common/log.h"
 #include "gateway/proto_convert.h"
@@ -79,16 +81,30 @@ void TelemetrySources::start() {
     // Follow first, then catch up from the trail's tail: a line is taken once
     // by its number, whichever of the two brings it.
     follow_id_ = audit_->follow([this](const std::string& line) { on_audit_line(line); });
-    auto tail = audit_->tail(100000);
+    auto tail = audit_->tail(audit_reader_ ? 1 : intervals_.max_audit_queued);
     std::lock_guard lock(mu_);
-    std::map<std::uint64_t, std::string> merged;
-    const auto base = audit_cursor_;
-    for (auto& l : tail) {
-      if (auto s = line_seq(l); s > base) merged.emplace(s, l);
+    if (audit_reader_) {
+      // Everything after the durable cursor is read back from the trail.
+      std::uint64_t head = 0;
+      for (auto& l : tail) head = std::max(head, line_seq(l));
+      for (auto& [s, l] : audit_lines_) head = std::max(head, s);
+      if (head > audit_cursor_) {
+        audit_behind_ = true;
+        audit_head_ = head;
+        audit_lines_.clear();
+      }
+    } else {
+      std::map<std::uint64_t, std::string> merged;
+      const auto base = audit_cursor_;
+      for (auto& l : tail) {
+        if (auto s = line_seq(l); s > base) merged.emplace(s, l);
+      }
+      for (auto& [s, l] : audit_lines_) merged.emplace(s, std::move(l));
+      audit_lines_.assign(merged.begin(), merged.end());
+      if (!audit_lines_.empty()) {
+        audit_cursor_ = std::max(audit_cursor_, audit_lines_.back().first);
+      }
     }
-    for (auto& [s, l] : audit_lines_) merged.emplace(s, std::move(l));
-    audit_lines_.assign(merged.begin(), merged.end());
-    if (!audit_lines_.empty()) audit_cursor_ = std::max(audit_cursor_, audit_lines_.back().first);
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -133,15 +149,17 @@ void TelemetrySources::on_audit_line(const std::string& line) {
   const auto seq = line_seq(line);
   {
     std::lock_guard lock(mu_);
-    if (seq == 0 || seq <= audit_cursor_) return;
-    // Bounded: a link down for long is caught up from the trail itself.
-    if (audit_lines_.size() >= 100000) {
-      ++audit_dropped_;
-      return;
+    if (seq == 0 || seq <= audit_cursor_ || seq <= audit_head_) return;
+    // Bounded: when the queue is full, this line and those after it are
+    // read back from the trail once there is room (catch_up_audit).
+    if (audit_behind_ || audit_lines_.size() >= intervals_.max_audit_queued) {
+      audit_behind_ = true;
+      audit_head_ = seq;
+    } else {
+      audit_lines_.emplace_back(seq, line);
+      audit_cursor_ = seq;
     }
-    audit_lines_.emplace_back(seq, line);
-    audit_cursor_ = seq;
-    // Decisions are counted here, from the typed record.
+    // Decisions are counted here, as they are made, from the typed record.
     v1::AuditRecord r;
     google::protobuf::util::JsonParseOptions o;
     o.ignore_unknown_fields = true;
@@ -155,14 +173,28 @@ void TelemetrySources::on_audit_line(const std::string& line) {
   cv_.notify_all();
 }
 
+void TelemetrySources::report_policy_changed() {
+  {
+    std::lock_guard lock(mu_);
+    birth_due_ = true;
+  }
+  cv_.notify_all();
+}
+
 void TelemetrySources::send_birth() {
   v1::Birth b;
   b.set_portierd_version(birth_.portierd_version);
   b.set_session_epoch(uplink_.session_epoch());
   b.set_key_algorithm(birth_.key_algorithm);
   b.set_public_key_pem(birth_.public_key_pem);
-  b.set_policy_sha256(birth_.policy_sha256);
-  b.set_policy_version(birth_.policy_version);
+  PolicyInForce policy{birth_.policy_sha256, birth_.policy_version};
+  if (policy_source_) policy = policy_source_();
+  b.set_policy_sha256(policy.sha256);
+  b.set_policy_version(policy.version);
+  {
+    std::lock_guard lock(mu_);
+    birth_policy_ = policy.sha256;
+  }
   if (gateway_) {
     for (auto& d : gateway_->devices()) *b.add_devices() = gateway::to_proto(d);
     gateway::to_proto(gateway_->health(), b.mutable_health());
@@ -188,11 +220,60 @@ void TelemetrySources::send_inventory() {
   uplink_.submit(v1::PAYLOAD_INVENTORY, inv.SerializeAsString(), outbox::Priority::inventory);
 }
 
+void TelemetrySources::catch_up_audit() {
+  std::uint64_t first = 0, last = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!audit_behind_) return;
+    const auto room = intervals_.max_audit_queued > audit_lines_.size()
+                          ? intervals_.max_audit_queued - audit_lines_.size()
+                          : 0;
+    if (room == 0) return;  // back-pressure: the queue drains first
+    first = audit_cursor_ + 1;
+    last = audit_cursor_ + room;
+  }
+  std::vector<std::pair<std::uint64_t, std::string>> read;
+  if (audit_reader_) {
+    auto lines = audit_reader_(first, last);
+    if (!lines && lines.error().code != Errc::not_found) {
+      log_warning("management: audit records from " + std::to_string(first) +
+                  " cannot be read back yet: " + lines.error().message());
+      return;
+    }
+    if (lines) {
+      for (auto& l : *lines) {
+        if (auto s = line_seq(l); s >= first && s <= last) read.emplace_back(s, std::move(l));
+      }
+    }
+  } else {
+    for (auto& l : audit_->tail(intervals_.max_audit_queued)) {
+      if (auto s = line_seq(l); s >= first && s <= last) read.emplace_back(s, std::move(l));
+    }
+  }
+  std::lock_guard lock(mu_);
+  if (read.empty()) {
+    // The trail holds none of them any more (rotated away, or no reader):
+    // said once, and the cursor moves on to what it still holds.
+    const auto to = std::min(last, audit_head_);
+    log_warning("management: audit records " + std::to_string(first) + ".." + std::to_string(to) +
+                " are no longer in the trail and cannot be sent");
+    audit_cursor_ = to;
+  } else {
+    for (auto& [s, l] : read) {
+      if (s <= audit_cursor_) continue;
+      audit_lines_.emplace_back(s, std::move(l));
+      audit_cursor_ = s;
+    }
+  }
+  if (audit_cursor_ >= audit_head_) audit_behind_ = false;
+}
+
 void TelemetrySources::send_audit() {
   // Batches bounded in records and bytes (an envelope must stay well below
   // the fleet's limit whatever the lines hold).
   constexpr std::size_t kMaxBatchBytes = 256 * 1024;
   for (;;) {
+    catch_up_audit();
     v1::AuditBatch batch;
     std::vector<std::pair<std::uint64_t, std::string>> taken;
     {
@@ -273,12 +354,14 @@ void TelemetrySources::run() {
   auto next_checkpoint = Clock::now() + intervals_.checkpoint;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    auto wake = std::min({next_health, next_decisions, next_checkpoint,
-                          audit_lines_.empty() ? Clock::time_point::max() : next_audit,
-                          inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
-                                           : Clock::time_point::max()});
+    auto wake =
+        std::min({next_health, next_decisions, next_checkpoint,
+                  audit_lines_.empty() && !audit_behind_ ? Clock::time_point::max() : next_audit,
+                  inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
+                                   : Clock::time_point::max()});
     cv_.wait_until(lock, wake, [&] {
-      return stopping_ || health_due_ || (!audit_lines_.empty() && Clock::now() >= next_audit) ||
+      return stopping_ || health_due_ || birth_due_ ||
+             ((!audit_lines_.empty() || audit_behind_) && Clock::now() >= next_audit) ||
              (inventory_dirty_ && Clock::now() >= inventory_since_ + intervals_.inventory_settle);
     });
     if (stopping_) break;
@@ -289,10 +372,18 @@ void TelemetrySources::run() {
     const bool inventory =
         inventory_dirty_ && now >= inventory_since_ + intervals_.inventory_settle;
     if (inventory) inventory_dirty_ = false;
-    const bool audit = !audit_lines_.empty() && now >= next_audit;
+    const bool audit = (!audit_lines_.empty() || audit_behind_) && now >= next_audit;
     const bool decisions = now >= next_decisions;
     const bool checkpoint = now >= next_checkpoint;
+    bool birth = std::exchange(birth_due_, false);
     lock.unlock();
+    // A local edit of the policy: seen at the periodic health report.
+    if (health && !birth && policy_source_) {
+      const auto sha = policy_source_().sha256;
+      std::lock_guard l(mu_);
+      birth = sha != birth_policy_;
+    }
+    if (birth) send_birth();
     if (audit) send_audit();
     if (health) send_health(changed);
     if (inventory) send_inventory();

@@ -6,8 +6,12 @@
 //
 // Audit records go at security priority and continue from a cursor kept in
 // the outbox (the last record number committed), so records written while
-// the link or the feature was down are caught up from the trail's tail; the
-// fleet keeps each record once by its number.
+// the link or the feature was down are caught up from the trail; the fleet
+// keeps each record once by its number. None is ever dropped: at most
+// max_audit_queued wait in memory; beyond that the sources stop taking
+// lines as they are written and read them back from the trail's files by
+// number (the audit reader) once the queue, and the Uplink behind it, have
+// room again (back-pressure).
 #pragma once
 
 #include <atomic>
@@ -34,8 +38,15 @@ struct TelemetryIntervals {
   std::chrono::seconds decisions{60};
   std::chrono::milliseconds inventory_settle{1000};  // changes within it go as one
   std::chrono::milliseconds audit_flush{500};
-  std::size_t audit_batch = 200;         // records per AuditBatch at most
-  std::chrono::seconds checkpoint{300};  // a signed checkpoint of the trail's head
+  std::size_t audit_batch = 200;          // records per AuditBatch at most
+  std::size_t max_audit_queued = 100000;  // audit lines waiting in memory at most
+  std::chrono::seconds checkpoint{300};   // a signed checkpoint of the trail's head
+};
+
+// The policy in force, as the birth reports it.
+struct PolicyInForce {
+  std::string sha256;         // of its file, lowercase hex; "" unknown
+  std::uint64_t version = 0;  // the last version a fleet command installed; 0 none
 };
 
 // What the birth says about this terminal besides the gateway's state.
@@ -46,6 +57,11 @@ struct BirthInfo {
   std::string policy_sha256;
   std::uint64_t policy_version = 0;
 };
+
+// The audit records first..last the trail still holds, oldest first
+// (DaemonControl::audit_range); not_found when it holds none of them.
+using AuditReader =
+    std::function<Result<std::vector<std::string>>(std::uint64_t first, std::uint64_t last)>;
 
 class TelemetrySources {
  public:
@@ -65,6 +81,20 @@ class TelemetrySources {
   void set_intervals(std::chrono::seconds health, std::chrono::seconds decisions,
                      std::chrono::seconds checkpoint = std::chrono::seconds(0));
   void report_health_now();
+  // Where records that did not fit the queue are read back from. Without
+  // one (tests), the trail's in-memory tail (AuditSink::tail) is all there
+  // is to catch up from. Set before start().
+  void set_audit_reader(AuditReader reader) { audit_reader_ = std::move(reader); }
+  // Where each birth takes the policy in force (else BirthInfo's fields).
+  // The birth is the terminal's full state: when the policy changes (a
+  // ReplacePolicy ran, or a local edit is seen at the next periodic health
+  // report) a new birth of the same session goes up with it, as Sparkplug's
+  // rebirth does. Set before start().
+  void set_policy_source(std::function<PolicyInForce()> source) {
+    policy_source_ = std::move(source);
+  }
+  // The policy changed: a new birth now.
+  void report_policy_changed();
 
  private:
   class ChangeListener;
@@ -74,6 +104,9 @@ class TelemetrySources {
   void send_health(bool changed);
   void send_inventory();
   void send_audit();
+  // Lines the queue did not take, read back from the trail while it has
+  // room.
+  void catch_up_audit();
   void send_decisions(std::chrono::system_clock::time_point now);
   void send_checkpoint();
 
@@ -89,10 +122,17 @@ class TelemetrySources {
   TelemetryIntervals intervals_;
   bool stopping_ = false;
   bool health_due_ = false, health_changed_ = false, inventory_dirty_ = false;
+  bool birth_due_ = false;
+  std::function<PolicyInForce()> policy_source_;
+  std::string birth_policy_;  // the sha256 the last birth carried
   std::chrono::steady_clock::time_point inventory_since_;
   std::deque<std::pair<std::uint64_t, std::string>> audit_lines_;  // (seq, line)
   std::uint64_t audit_cursor_ = 0;                                 // last one queued
-  std::uint64_t audit_dropped_ = 0;
+  // The queue was full: lines after audit_cursor_ up to audit_head_ (the
+  // newest seen) are read back from the trail, not taken as they come.
+  bool audit_behind_ = false;
+  std::uint64_t audit_head_ = 0;
+  AuditReader audit_reader_;
   // (app, device, op, decision) -> count, since decisions_from_.
   std::map<std::tuple<std::string, std::string, std::string, std::string>, std::uint64_t>
       decisions_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <span>
 
 #include "common/file_read.h"
@@ -77,6 +78,12 @@ Error Outbox::sql_error(const std::string& what) const {
 }
 
 Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
+  // Before SQLite's first use in the process (the outbox is portierd's
+  // first): no bulk allocation of 20 page-cache lines (84 KiB) per
+  // connection; pages are allocated as they are read. A process that used
+  // SQLite already keeps its setting (SQLITE_MISUSE, ignored).
+  static std::once_flag page_cache;
+  std::call_once(page_cache, [] { sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0); });
   // Created 0600 before SQLite opens it (its -wal and -shm files take the
   // database file's mode): envelopes are the terminal's business only.
   const int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

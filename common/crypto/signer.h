@@ -17,6 +17,12 @@ class Signer {
   virtual const PublicKey& public_key() const = 0;
   // As crypto::sign() gives it: DER for ECDSA and SM2, 64 bytes for Ed25519.
   virtual Result<Bytes> sign(ByteView message) const = 0;
+  // Whether sign() gains from being called by several threads at once: a
+  // key in memory does (every call has its own OpenSSL context over the
+  // shared, unchanged EVP_PKEY); a signer that serialises its calls (one
+  // PKCS#11 session) does not, and callers then sign on one thread. Either
+  // way sign() is safe to call from any thread.
+  virtual bool concurrent() const { return false; }
 };
 
 // A key in memory.
@@ -31,6 +37,7 @@ class KeySigner final : public Signer {
   KeyType type() const override { return key_.type(); }
   const PublicKey& public_key() const override { return pub_; }
   Result<Bytes> sign(ByteView message) const override { return crypto::sign(key_, message); }
+  bool concurrent() const override { return true; }
   const PrivateKey& key() const { return key_; }
 
  private:

@@ -475,6 +475,46 @@ TEST_P(ManagementLinkTest, OldTlsAndClientsWithoutACertificateAreRefused_REQ20) 
   EXPECT_TRUE(session(good)) << good.out << good.err;
 }
 
+// The birth carries the policy in force: the fleet shows the SHA-256 of the
+// policy file portierd runs (as the openssl CLI computes it), and, after a
+// signed ReplacePolicy, the new file's digest and its version (a new birth
+// of the same session goes up once the replacement is recorded).
+TEST_P(ManagementLinkTest, TheFleetShowsThePolicyPortierdRunsAndTheOneTheFleetInstalled_REQ30) {
+  ASSERT_TRUE(fleet_ready()) << fleet_log();
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  auto sha256_of = [&](const std::string& path) {
+    auto r = run({"/bin/sh", "-c", "exec openssl dgst -sha256 -r \"$0\"", path});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, 64);
+  };
+  auto shown = [&] {
+    return run({bin("portier-fleet"), "--db", db_, "show", kTerminal, "--json"}).out;
+  };
+  auto shows = [&](const std::string& sha, std::uint64_t version) {
+    return shown().find("\"policy\":{\"sha256\":\"" + sha +
+                        "\",\"version\":" + std::to_string(version) + ",") != std::string::npos;
+  };
+  const auto first = sha256_of(d.policy_path());
+  ASSERT_EQ(first.size(), 64u);
+  ASSERT_TRUE(eventually([&] { return shows(first, 0); })) << shown() << d.log();
+
+  const auto next_file = dir_.file("next-policy.toml");
+  write_file(next_file, "version = 1\n" + runner_app() + "\n# installed by the fleet\n");
+  const auto next = sha256_of(next_file);
+  ASSERT_NE(next, first);
+  const auto id = send("replace-policy", {"--policy", next_file, "--version", "7"});
+  ASSERT_TRUE(eventually([&] { return result_of(id).has_value(); })) << d.log();
+  EXPECT_EQ(result_of(id)->status, 1) << result_of(id)->message;  // OK
+  EXPECT_EQ(sha256_of(d.policy_path()), next) << "portierd runs the file the fleet sent";
+  ASSERT_TRUE(eventually([&] { return shows(next, 7); })) << shown() << d.log();
+  auto text = run({bin("portier-fleet"), "--db", db_, "show", kTerminal});
+  EXPECT_NE(text.out.find("policy         sha256 " + next + ", version 7"), std::string::npos)
+      << text.out;
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+}
+
 INSTANTIATE_TEST_SUITE_P(Links, ManagementLinkTest, ::testing::Values("mqtt", "grpc"),
                          [](const auto& info) { return info.param; });
 

@@ -130,12 +130,14 @@ std::string incident_json(const Incident& i) {
       .add("kind", i.kind)
       .add("sequence", i.sequence)
       .add("detail", i.detail)
+      .add("count", i.count)
       .str();
 }
 
 std::string incident_line(const Incident& i) {
   return format_time(i.time) + "  " + printable(i.terminal_id) + "  " + i.kind +
-         (i.sequence ? "  seq " + std::to_string(i.sequence) : std::string()) + "  " +
+         (i.sequence ? "  seq " + std::to_string(i.sequence) : std::string()) +
+         (i.count > 1 ? "  x" + std::to_string(i.count) : std::string()) + "  " +
          printable(i.detail);
 }
 
@@ -211,6 +213,12 @@ int show(FleetStore& store, const FleetArgs& a) {
                                .add("command_results", counts.results)
                                .add("incidents", counts.incidents)
                                .str())
+        .add_raw("policy", has_birth ? JsonObject()
+                                           .add("sha256", birth.policy_sha256())
+                                           .add("version", birth.policy_version())
+                                           .add("portierd_version", birth.portierd_version())
+                                           .str()
+                                     : "null")
         .add_raw("birth", has_birth ? json_message(birth) : "null")
         .add_raw("health", has_health ? json_message(h) : "null")
         .add("health_time", health ? format_time(health->time) : "")
@@ -233,9 +241,14 @@ int show(FleetStore& store, const FleetArgs& a) {
             << " audit records, " << counts.results << " command results, " << counts.incidents
             << " incidents\n";
   if (has_birth) {
-    std::cout << "portierd       " << printable(birth.portierd_version()) << ", policy "
-              << printable(birth.policy_sha256()) << " (version " << birth.policy_version()
-              << ")\n";
+    std::cout << "portierd       " << printable(birth.portierd_version()) << "\n"
+              << "policy         sha256 "
+              << (birth.policy_sha256().empty() ? std::string("unknown")
+                                                : printable(birth.policy_sha256()))
+              << ", version " << birth.policy_version()
+              << (birth.policy_version() ? " (the last the fleet installed)"
+                                         : " (none installed by the fleet)")
+              << "\n";
   }
   if (has_health) {
     std::cout << "health         " << v1::Health::State_Name(h.health().state()) << " at "

@@ -97,7 +97,23 @@ struct Incident {
   std::string kind;
   std::uint64_t sequence = 0;  // 0: none
   std::string detail;
+  // How many occurrences the row stands for: 1, or more for a tallied row
+  // (FleetStore::tally_incidents).
+  std::uint64_t count = 1;
 };
+
+// Incidents anyone on the way can cause at will (messages for terminal ids
+// nobody registered, unsigned candidates evicted or discarded) are tallied,
+// not written one row per message: one row per (terminal, kind, interval)
+// whose count grows, and at most `max_terminals` distinct terminal ids per
+// kind and interval get a row of their own; the others are counted in the
+// row of terminal id "*". A flood then costs a bounded number of rows per
+// interval, whatever it sends.
+struct IncidentTally {
+  std::chrono::seconds interval{60};
+  std::size_t max_terminals = 64;
+};
+inline constexpr const char* kOtherTerminals = "*";
 
 // What a chain was proven with beyond single signatures, so verify-chain
 // can replay it offline: a BatchSignature (at its last sequence) or a
@@ -120,6 +136,8 @@ struct Commit {
   std::vector<CommandResultEntry> results;
   std::vector<ChainProof> proofs;
   std::vector<Incident> incidents;
+  std::vector<Incident> tallied;  // counted as tally_incidents() does, with `tally`
+  IncidentTally tally;
   // The terminal seen at `seen` (last_seen, first_seen, online); a birth
   // replaces last_birth; the session epoch only grows.
   std::optional<TimePoint> seen;
@@ -151,6 +169,11 @@ class FleetStore {
   virtual Result<void> commit(const Commit& commit) = 0;
   // An incident on its own (a rejection that changes nothing else).
   virtual Result<void> add_incident(const Incident& incident) = 0;
+  // Incidents counted into the row of their (terminal, kind, interval of
+  // their time) under `tally`, each adding its `count`; in one transaction,
+  // so receivers sharing the store share the counts.
+  virtual Result<void> tally_incidents(const std::vector<Incident>& incidents,
+                                       const IncidentTally& tally) = 0;
 
   virtual Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
                                                          std::uint64_t sequence) = 0;

@@ -72,7 +72,8 @@ class Attempt {
   Attempt(const Known& k, ChainRecord chain, const Receiver::Options& o, TimePoint now)
       : k_(k),
         now_(now),
-        v(k.terminal.id, k.key, chain.state, ChainVerifier::Options{o.max_pending}) {
+        v(k.terminal.id, k.key, chain.state, pending_room(chain, o)),
+        tally_(o.tally) {
     c.terminal_id = k.terminal.id;
     c.expected_version = chain.version;
     parked = std::move(chain.parked);
@@ -197,11 +198,20 @@ class Attempt {
 
   // The chain after this attempt, and the links that lost to the signed chain.
   void finish() {
+    // Anyone on the way can insert links: counted, not one row each.
     for (auto& l : v.take_superseded()) {
-      c.incidents.push_back(
+      c.tallied.push_back(
           incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
                    "an envelope that is not on the terminal's signed chain was discarded"));
     }
+    if (const auto evicted = v.take_evicted(); evicted > 0) {
+      auto i = incident(k_.terminal.id, now_, "evicted", 0,
+                        "unsigned envelopes waiting for a signature were evicted, oldest first, "
+                        "to make room for newer ones (a genuine one is sent again)");
+      i.count = evicted;
+      c.tallied.push_back(std::move(i));
+    }
+    c.tally = tally_;
     c.chain.state = v.state();
     c.chain.pending = v.pending_envelopes();
     c.chain.parked = parked;
@@ -359,7 +369,17 @@ class Attempt {
     }
   }
 
+  // The candidates get the room the envelopes held past a gap leave.
+  static ChainVerifier::Options pending_room(const ChainRecord& chain, const Receiver::Options& o) {
+    std::size_t held = 0;
+    for (auto& e : chain.parked) held += e.size();
+    for (auto& e : chain.parked_batches) held += e.size();
+    return ChainVerifier::Options{
+        o.max_pending, o.max_held_bytes > held ? o.max_held_bytes - held : std::size_t{0}};
+  }
+
   std::vector<std::string> pending_;
+  IncidentTally tally_;
 };
 
 }  // namespace
@@ -440,15 +460,8 @@ class Receiver::Step {
   Result<Receipt> envelope(const Parsed& p, std::string_view bytes) {
     const auto& id = k_.terminal.id;
     const std::uint64_t seq = p.body.sequence();
-    const auto& o = r_.options_;
-    // A new unsigned candidate must fit the room.
-    if (!p.env.has_signature() && seq == a_.v.expected_sequence() &&
-        a_.held_bytes() + bytes.size() > o.max_held_bytes) {
-      return refuse(incident(id, now_, "overflow", seq,
-                             "the envelopes waiting for a signature hold more than " +
-                                 std::to_string(o.max_held_bytes) + " bytes"),
-                    Errc::resource_exhausted);
-    }
+    // A new unsigned candidate must fit the room: the verifier evicts the
+    // oldest candidates it can for it (ChainVerifier::Options), else refuses.
     const auto before = a_.stored.size();
     auto r = a_.accept(p.env, p.body);
     if (r) {
@@ -683,15 +696,17 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
   }
   const bool any = std::any_of(parsed.begin(), parsed.end(), [](auto& p) { return p.ok; });
   std::optional<Known> k;
-  if (any) {
+  bool unknown = false;  // nobody registered the id: its incidents are tallied
+  if (any || !early.empty()) {
     auto found = known(store_, id);
+    unknown = !found && found.error().code == Errc::not_found;
     if (found) {
       k = std::move(*found);
     } else {
       for (std::size_t i = 0; i < n; ++i) {
         if (!parsed[i].ok) continue;
         parsed[i].ok = false;
-        if (found.error().code == Errc::not_found) {
+        if (unknown) {
           reject(
               i,
               incident(id, now, "unknown terminal", 0, "a message from a terminal not registered"),
@@ -702,7 +717,11 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
       }
     }
   }
-  for (auto& i : early) (void)store_.add_incident(i);
+  if (unknown) {
+    (void)store_.tally_incidents(early, options_.tally);
+  } else {
+    for (auto& i : early) (void)store_.add_incident(i);
+  }
 
   // Envelopes and batches: in order, against the chain, one commit.
   std::vector<std::size_t> chained;

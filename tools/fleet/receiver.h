@@ -61,6 +61,12 @@ class Receiver {
     std::size_t max_held_bytes = 32u << 20;
     int max_attempts = 64;       // commits lost to another receiver before giving up
     std::size_t max_run = 4096;  // envelopes in one EnvelopeRun
+    // Rejections of messages for terminal ids nobody registered, and the
+    // unsigned candidates evicted or discarded, are tallied (fleet_store.h):
+    // anyone on the way can cause them at will. The counts live in the
+    // store, not here, so receivers sharing it count together and none
+    // keeps state of its own.
+    IncidentTally tally{};
   };
   explicit Receiver(FleetStore& store) : Receiver(store, Options{}) {}
   Receiver(FleetStore& store, Options options) : store_(store), options_(options) {}

@@ -5,12 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace portier::fleet {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS terminals (
@@ -46,9 +47,21 @@ CREATE TABLE IF NOT EXISTS proofs (
   seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (terminal_id, kind, seq));
 CREATE TABLE IF NOT EXISTS incidents (
   id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
-  kind TEXT NOT NULL, seq INTEGER NOT NULL, detail TEXT NOT NULL);
+  kind TEXT NOT NULL, seq INTEGER NOT NULL, detail TEXT NOT NULL,
+  count INTEGER NOT NULL DEFAULT 1, bucket INTEGER);
 CREATE INDEX IF NOT EXISTS incidents_by_terminal ON incidents (terminal_id, id);
 )sql";
+
+// Version 1 to 2: incidents tallied per interval (count, and the interval's
+// start in ms for a tallied row; NULL for a row of its own).
+constexpr const char* kSchema2 = R"sql(
+ALTER TABLE incidents ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN bucket INTEGER;
+)sql";
+
+constexpr const char* kTallyIndex =
+    "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
+    "WHERE bucket IS NOT NULL";
 
 std::int64_t to_ms(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -184,7 +197,11 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
   if (version < kSchemaVersion) {
     if (auto ok = store->exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
     if (auto ok = store->exec(kSchema); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec("PRAGMA user_version=1"); !ok) return std::unexpected(ok.error());
+    if (version == 1) {
+      if (auto ok = store->exec(kSchema2); !ok) return std::unexpected(ok.error());
+    }
+    if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
+    if (auto ok = store->exec("PRAGMA user_version=2"); !ok) return std::unexpected(ok.error());
     if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
   }
   return store;
@@ -305,6 +322,78 @@ Result<void> SqliteFleetStore::add_incident(const Incident& incident) {
   return insert_incident(incident);
 }
 
+// Inside a transaction: the incident added to its interval's row for its
+// terminal, else to a new row while the interval has fewer than
+// max_terminals of its kind, else to the row of kOtherTerminals.
+Result<void> SqliteFleetStore::tally_incident(const Incident& i, const IncidentTally& tally) {
+  const std::int64_t width = std::max<std::int64_t>(1, tally.interval.count()) * 1000;
+  const std::int64_t t = to_ms(i.time);
+  const std::int64_t bucket = t - ((t % width) + width) % width;
+  auto add_to = [&](const std::string& terminal) -> Result<bool> {
+    Stmt s(db_,
+           "UPDATE incidents SET count = count + ? "
+           "WHERE bucket = ? AND kind = ? AND terminal_id = ?");
+    if (!s.ok()) return std::unexpected(sql_error("tally incident"));
+    s.bind(1, i.count);
+    s.bind(2, bucket);
+    s.bind(3, i.kind);
+    s.bind(4, terminal);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("tally incident"));
+    return sqlite3_changes(db_) > 0;
+  };
+  auto insert = [&](const std::string& terminal, const std::string& detail) -> Result<void> {
+    Stmt s(db_,
+           "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail, count, bucket) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return std::unexpected(sql_error("tally incident"));
+    s.bind(1, terminal);
+    s.bind(2, t);
+    s.bind(3, i.kind);
+    s.bind(4, i.sequence);
+    s.bind(5, detail);
+    s.bind(6, i.count);
+    s.bind(7, bucket);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("tally incident"));
+    return {};
+  };
+  auto added = add_to(i.terminal_id);
+  if (!added) return std::unexpected(added.error());
+  if (*added) return {};
+  Stmt n(db_, "SELECT count(*) FROM incidents WHERE bucket = ? AND kind = ? AND terminal_id != ?");
+  if (!n.ok()) return std::unexpected(sql_error("tally incident"));
+  n.bind(1, bucket);
+  n.bind(2, i.kind);
+  n.bind(3, std::string(kOtherTerminals));
+  if (n.step() != SQLITE_ROW) return std::unexpected(sql_error("tally incident"));
+  if (static_cast<std::uint64_t>(n.i64(0)) < tally.max_terminals) {
+    return insert(i.terminal_id, i.detail);
+  }
+  added = add_to(kOtherTerminals);
+  if (!added) return std::unexpected(added.error());
+  if (*added) return {};
+  return insert(kOtherTerminals, "more than " + std::to_string(tally.max_terminals) +
+                                     " terminal ids had this kind of incident in the interval; "
+                                     "the others are counted here (the first: " +
+                                     i.terminal_id + ": " + i.detail + ")");
+}
+
+Result<void> SqliteFleetStore::tally_incidents(const std::vector<Incident>& incidents,
+                                               const IncidentTally& tally) {
+  if (incidents.empty()) return {};
+  std::lock_guard lock(mu_);
+  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
+  for (auto& i : incidents) {
+    if (auto ok = tally_incident(i, tally); !ok) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return ok;
+    }
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
+  auto e = sql_error("tally incidents");
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return std::unexpected(e);
+}
+
 Result<void> SqliteFleetStore::write(const Commit& c) {
   const auto& st = c.chain.state;
   const std::string prev(st.prev_digest.begin(), st.prev_digest.end());
@@ -405,6 +494,7 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store proof"));
   }
   for (auto& i : c.incidents) PORTIER_TRY(insert_incident(i));
+  for (auto& i : c.tallied) PORTIER_TRY(tally_incident(i, c.tally));
   if (c.seen) {
     Stmt s(db_,
            "UPDATE terminals SET last_seen_ms = ?, first_seen_ms = coalesce(first_seen_ms, ?), "
@@ -537,7 +627,7 @@ Result<std::vector<Incident>> SqliteFleetStore::incidents(const std::string& id,
                                                           std::size_t limit) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT * FROM (SELECT id, terminal_id, time_ms, kind, seq, detail FROM incidents "
+         "SELECT * FROM (SELECT id, terminal_id, time_ms, kind, seq, detail, count FROM incidents "
          "WHERE ? = '' OR terminal_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id");
   if (!s.ok()) return std::unexpected(sql_error("read incidents"));
   s.bind(1, id);
@@ -546,7 +636,8 @@ Result<std::vector<Incident>> SqliteFleetStore::incidents(const std::string& id,
   std::vector<Incident> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(Incident{s.i64(0), s.blob(1), from_ms(s.i64(2)), s.blob(3), s.u64(4), s.blob(5)});
+    out.push_back(
+        Incident{s.i64(0), s.blob(1), from_ms(s.i64(2)), s.blob(3), s.u64(4), s.blob(5), s.u64(6)});
   }
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("read incidents"));
   return out;
@@ -558,7 +649,7 @@ Result<TerminalCounts> SqliteFleetStore::counts(const std::string& id) {
          "SELECT (SELECT count(*) FROM envelopes WHERE terminal_id = ?1), "
          "(SELECT count(*) FROM audit WHERE terminal_id = ?1), "
          "(SELECT count(*) FROM command_results WHERE terminal_id = ?1), "
-         "(SELECT count(*) FROM incidents WHERE terminal_id = ?1), "
+         "(SELECT coalesce(sum(count), 0) FROM incidents WHERE terminal_id = ?1), "
          "(SELECT coalesce(max(seq), 0) FROM envelopes WHERE terminal_id = ?1)");
   if (!s.ok()) return std::unexpected(sql_error("count"));
   s.bind(1, id);

@@ -31,6 +31,8 @@ class SqliteFleetStore final : public FleetStore {
   Result<ChainRecord> chain(const std::string& id) override;
   Result<void> commit(const Commit& commit) override;
   Result<void> add_incident(const Incident& incident) override;
+  Result<void> tally_incidents(const std::vector<Incident>& incidents,
+                               const IncidentTally& tally) override;
   Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
                                                  std::uint64_t sequence) override;
   Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
@@ -49,6 +51,7 @@ class SqliteFleetStore final : public FleetStore {
   Result<void> exec(const char* sql);
   Result<void> write(const Commit& c);  // inside commit()'s transaction
   Result<void> insert_incident(const Incident& incident);
+  Result<void> tally_incident(const Incident& incident, const IncidentTally& tally);
   Error sql_error(const std::string& what) const;
 
   std::string path_;

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "agent/commands/command_verifier.h"
 #include "command_test_util.h"
 
@@ -125,6 +127,7 @@ TEST(CommandStoreTest, AWorldReadableFileIsMadeOwnerOnly) {
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_TRUE(store->nonce_used("n"));  // connected: its -wal exists
   ASSERT_EQ(::stat((path + "-wal").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
@@ -140,6 +143,37 @@ TEST(CommandStoreTest, ASymlinkOrAnUnreadableFileIsAClearError) {
   s = CommandStore::open(junk);
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message().find("junk.db"), std::string::npos) << s.error().message();
+}
+
+// Idle, the store holds no connection (no page cache, no -shm mapping):
+// open() recovers and closes; the first command connects. Every connection
+// checks the file again: one a local app swapped for a symlink meanwhile is
+// refused, named, and nothing is read through it.
+TEST(CommandStoreTest, IdleItHoldsNoConnectionAndEachConnectionChecksTheFileAgain) {
+  Dir dir;
+  const std::string path = dir.path + "/c.db";
+  auto store = open_store(path);
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(std::filesystem::exists(path + "-shm")) << "a connection was kept while idle";
+  ASSERT_TRUE(store->begin(start("c-1", "n1")));
+  EXPECT_TRUE(std::filesystem::exists(path + "-shm"));
+  ASSERT_TRUE(store->finish("c-1", {true, "", "ok"}));
+
+  auto other = open_store(dir.path + "/other.db");
+  ASSERT_TRUE(other);
+  std::filesystem::remove(dir.path + "/other.db-shm");
+  // Swapped while the other store was idle: refused at its next connection.
+  ASSERT_EQ(::rename(path.c_str(), (dir.path + "/moved.db").c_str()), 0);
+  ASSERT_EQ(::unlink((dir.path + "/other.db").c_str()), 0);
+  ASSERT_EQ(::symlink((dir.path + "/moved.db").c_str(), (dir.path + "/other.db").c_str()), 0);
+  auto found = other->find("c-1");
+  ASSERT_FALSE(found) << "read a command through a symlink";
+  EXPECT_NE(found.error().message().find("other.db"), std::string::npos) << found.error().message();
+  // Put back: it connects and works again.
+  ASSERT_EQ(::unlink((dir.path + "/other.db").c_str()), 0);
+  auto again = other->find("c-1");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_FALSE(*again);
 }
 
 // The daemon, killed while a verified command runs: in a child process the

@@ -65,6 +65,8 @@ class CommandVerifierTest : public ::testing::TestWithParam<crypto::KeyType> {
     o.terminal_id = kTerminal;
     o.trust_anchors = {pki_->root()};
     o.clock = [this] { return now_; };
+    o.monotonic = [this] { return mono_; };
+    o.max_nonces = max_nonces_;
     verifier_ = std::make_unique<CommandVerifier>(o, *store_, *executor_, audit_);
   }
 
@@ -82,9 +84,11 @@ class CommandVerifierTest : public ::testing::TestWithParam<crypto::KeyType> {
   v1::CommandResult handle(const std::string& bytes) { return verifier_->handle(bytes, "mqtt"); }
 
   // `bytes` is refused for a reason holding `reason`: audited with it,
-  // nothing run, `nonce` (when given) still unused.
+  // nothing run, `nonce` (when given) still unused. Each in an interval of
+  // its own: the first refusal of an interval is always audited alone.
   void expect_refused(const std::string& bytes, const std::string& reason,
                       const std::string& command_id, const std::string& nonce = {}) {
+    mono_ += std::chrono::minutes(1);
     const int runs = handlers_.runs();
     const auto audited = audit_.entries().size();
     auto r = handle(bytes);
@@ -121,6 +125,8 @@ class CommandVerifierTest : public ::testing::TestWithParam<crypto::KeyType> {
   std::optional<Pki> pki_;
   std::optional<Fleet> fleet_;
   std::chrono::system_clock::time_point now_;
+  std::chrono::steady_clock::time_point mono_{std::chrono::hours(1)};
+  std::size_t max_nonces_ = 100000;
   CountingHandlers handlers_;
   KeptAudit audit_;
   std::unique_ptr<CommandStore> store_;
@@ -602,6 +608,121 @@ TEST_P(CommandVerifierTest, TheStoreFileIsOwnerOnly) {
   struct stat st {};
   ASSERT_EQ(::stat((dir_.path + "/commands.db").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A hostile broker sends 10,000 commands nobody signed (garbage, unsigned,
+// signed by an untrusted key): none is answered (nothing for the outbox),
+// each kind is audited on its own once per interval and then in one
+// record with its count, and every one is counted. A command the fleet
+// signed and the terminal refuses (expired) in the middle of the flood is
+// still answered and audited on its own.
+TEST_P(CommandVerifierTest, AFloodOfUnauthenticatedCommandsIsAuditedInAggregateNotAnswered_REQ28) {
+  auto forged =
+      issue({"fleet-commands-forged", crypto::CertUsage::command_signing, Flaw::untrusted_issuer});
+  v1::SignedCommand unsigned_;
+  ASSERT_TRUE(unsigned_.ParseFromString(fleet_->sign(command("u-1"))));
+  unsigned_.clear_signature();
+  const std::vector<std::string> kinds = {random_nonce(100), unsigned_.SerializeAsString(),
+                                          forged.sign(command("f-1"))};
+  auto expired = command("e-1");
+  *expired.mutable_not_before() = timestamp(now_ - hours(2));
+  *expired.mutable_expires() = timestamp(now_ - hours(1));
+  int answered = 0;
+  for (int i = 0; i < 10000; ++i) {
+    if (i == 5000) mono_ += seconds(61);  // the flood spans two intervals
+    auto a = verifier_->answer(kinds[static_cast<std::size_t>(i) % kinds.size()], "mqtt");
+    EXPECT_EQ(a.result.status(), v1::CommandResult::REFUSED);
+    answered += a.report;
+    if (i == 5000) {
+      auto e = verifier_->answer(fleet_->sign(expired), "mqtt");
+      EXPECT_TRUE(e.report) << "the fleet's own command is answered";
+      EXPECT_NE(e.result.message().find("expired"), std::string::npos) << e.result.message();
+    }
+  }
+  EXPECT_EQ(answered, 0);
+  mono_ += minutes(1);
+  EXPECT_FALSE(verifier_->report_refusals().has_value()) << "every count reported";
+  auto entries = audit_.entries();
+  EXPECT_LE(entries.size(), 3u * 2 * 2 + 1) << "kinds x intervals x (alone + count), + expired";
+  std::uint64_t counted = 0;
+  int expired_records = 0;
+  for (auto& e : entries) {
+    EXPECT_EQ(e.event, AuditEvent::command);
+    EXPECT_EQ(e.source, "mqtt");
+    counted += e.count.value_or(1);
+    expired_records += e.command_id == "e-1";
+  }
+  EXPECT_EQ(counted, 10001u);
+  EXPECT_EQ(expired_records, 1);
+  EXPECT_EQ(handlers_.runs(), 0);
+  // Dropped unread (the queue was full): counted too, reported at shutdown.
+  verifier_->count_dropped("mqtt", 7);
+  verifier_->report_refusals(true);
+  auto last = audit_.entries().back();
+  EXPECT_EQ(last.count, 7u);
+  EXPECT_NE(last.reason.find("dropped unread"), std::string::npos) << last.reason;
+}
+
+// The wall clock is set 40 days forward (every nonce and result is past its
+// time and forgotten), then back: the replay of a command that ran is
+// refused, not run again.
+TEST_P(CommandVerifierTest, AClockSetForwardThenBackLetsNoReplayThrough_REQ23) {
+  auto c = command("c-1");
+  const std::string bytes = fleet_->sign(c);
+  ASSERT_EQ(handle(bytes).status(), v1::CommandResult::OK);
+  const auto real = now_;
+  now_ += hours(24 * 40);
+  ASSERT_EQ(handle(fleet_->sign(command("c-far"))).status(), v1::CommandResult::OK);
+  EXPECT_FALSE(*store_->nonce_used(c.nonce())) << "forgotten at the clock's word";
+  now_ = real + minutes(5);
+  const int runs = handlers_.runs();
+  auto again = handle(bytes);
+  EXPECT_EQ(again.status(), v1::CommandResult::REFUSED) << again.message();
+  EXPECT_NE(again.message().find("nonce may have been forgotten"), std::string::npos)
+      << again.message();
+  EXPECT_EQ(handlers_.runs(), runs);
+  // Also after a restart: the watermark is durable.
+  open();
+  EXPECT_EQ(handle(bytes).status(), v1::CommandResult::REFUSED);
+  EXPECT_EQ(handlers_.runs(), runs);
+  // A new command the fleet signs now that the clock is right again runs.
+  auto ok = handle(fleet_->sign(command("c-2")));
+  EXPECT_EQ(ok.status(), v1::CommandResult::OK) << ok.message();
+}
+
+// A clock stuck in the past never forgets by time: the store keeps at most
+// max_nonces, and a command whose nonce went to make room is refused.
+TEST_P(CommandVerifierTest, AClockStuckInThePastKeepsBoundedNoncesAndRefusesForgottenOnes_REQ23) {
+  max_nonces_ = 3;
+  open();
+  std::vector<std::string> sent;
+  for (int i = 0; i < 6; ++i) {
+    auto c = command("c-" + std::to_string(i));
+    *c.mutable_expires() = timestamp(now_ + hours(1) + minutes(i));
+    sent.push_back(fleet_->sign(c));
+    ASSERT_EQ(handle(sent.back()).status(), v1::CommandResult::OK);
+  }
+  ASSERT_TRUE(store_->forget(now_, 3));
+  int kept = 0;
+  for (int i = 0; i < 6; ++i) {
+    v1::SignedCommand sc;
+    v1::Command c;
+    ASSERT_TRUE(sc.ParseFromString(sent[static_cast<std::size_t>(i)]));
+    ASSERT_TRUE(c.ParseFromString(sc.command()));
+    kept += *store_->nonce_used(c.nonce());
+  }
+  EXPECT_EQ(kept, 3);
+  // The oldest: its result is still kept (a repeat answered), but a copy
+  // under a new command id with its nonce is refused by the watermark.
+  v1::SignedCommand sc;
+  v1::Command oldest;
+  ASSERT_TRUE(sc.ParseFromString(sent[0]));
+  ASSERT_TRUE(oldest.ParseFromString(sc.command()));
+  oldest.set_command_id("c-0-again");
+  auto r = handle(fleet_->sign(oldest));
+  EXPECT_EQ(r.status(), v1::CommandResult::REFUSED);
+  EXPECT_NE(r.message().find("nonce may have been forgotten"), std::string::npos) << r.message();
+  EXPECT_EQ(handlers_.runs(), 6);
 }
 
 std::string key_name(const ::testing::TestParamInfo<crypto::KeyType>& info) {

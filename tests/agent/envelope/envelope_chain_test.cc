@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace portier::envelope {
@@ -472,6 +473,104 @@ TEST(EnvelopeChain, OnlyAValidlySignedDropNoticeThatChainsBridges_REQ36) {
   EXPECT_EQ(v.state().next_sequence, 2u);  // nothing moved
   // A notice for another terminal, or a non-drop envelope, does not bridge either.
   EXPECT_EQ(v.bridge(head[0].envelope).error().code, Errc::invalid_argument);
+}
+
+// A link sealed by whoever sees the chain's head: an injected candidate.
+v1::Envelope junk(const crypto::Bytes& prev, std::uint64_t seq, int n) {
+  v1::EnvelopeBody body;
+  body.set_terminal_id("T-0001");
+  body.set_sequence(seq);
+  body.set_prev_digest(prev.data(), prev.size());
+  body.set_payload_type(v1::PAYLOAD_HEALTH);
+  body.set_payload("junk " + std::to_string(n));
+  v1::Envelope e;
+  body.SerializeToString(e.mutable_body());
+  return e;
+}
+
+crypto::Bytes digest_of(const v1::Envelope& e) {
+  return *crypto::digest(crypto::DigestAlgo::sha256, e.body());
+}
+
+// A hostile broker floods a terminal's chain with 10,000 unsigned links of
+// its own, as siblings of the genuine ones and as long chains of their own:
+// the candidates stay within their bounds (count and bytes), the evictions
+// are counted, and the genuine run that follows is covered by its batch.
+TEST(EnvelopeChain, AFloodOfJunkCandidatesIsEvictedAndTheGenuineChainIsStillCovered_REQ29) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  ChainVerifier::Options o;
+  o.max_pending = 64;
+  o.max_pending_bytes = 8 * 1024;
+  auto v = c.verifier(o);
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  crypto::Bytes tip = run[0].digest;  // the junk chain's head
+  for (int i = 0; i < 10000; ++i) {
+    // Every tenth extends a junk chain; the others are siblings of link 2.
+    v1::Envelope e = i % 10 == 0 ? junk(tip, 2 + static_cast<std::uint64_t>(i / 10) % 50, i)
+                                 : junk(run[0].digest, 2, i);
+    if (i % 10 == 0) {
+      if ((i / 10) % 50 == 49) {
+        tip = run[0].digest;  // start a new chain
+      } else {
+        tip = digest_of(e);
+      }
+    }
+    auto r = v.accept(e);
+    if (r) {
+      EXPECT_TRUE(r->empty()) << "junk was handed out";
+    } else {
+      // A chain whose only evictable candidate is its own parent: refused.
+      EXPECT_EQ(r.error().code, Errc::resource_exhausted) << r.error().message();
+    }
+    ASSERT_LE(v.pending_count(), o.max_pending);
+  }
+  EXPECT_GT(v.take_evicted(), 9000u);
+  std::size_t bytes = 0;
+  for (auto& e : v.pending_envelopes()) bytes += e.size();
+  EXPECT_LE(bytes, o.max_pending_bytes);
+
+  // The genuine links arrive (the broker forwards them late), then the
+  // batch: the run is covered, and no junk is left.
+  ASSERT_TRUE(v.accept(run[1].envelope));
+  ASSERT_TRUE(v.accept(run[2].envelope));
+  auto covered = v.accept_batch(*sign_batch("T-0001", 1, 3, run[2].digest, c.key));
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*covered)[i].payload(), "payload " + std::to_string(i));
+  EXPECT_EQ(v.pending_count(), 0u) << "junk chained to junk must go with it";
+  for (auto& l : v.take_superseded()) {
+    EXPECT_EQ(l.body.payload().rfind("junk ", 0), 0u) << l.body.payload();
+  }
+}
+
+// The fleet keeps the candidates between calls (pending_envelopes); their
+// age survives the round trip, so the oldest junk still goes first.
+TEST(EnvelopeChain, EvictionAfterARestoreTakesTheOldestCandidateFirst) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(2, false);
+  ChainVerifier::Options o;
+  o.max_pending = 3;
+  auto v = c.verifier(o);
+  const auto old_junk = junk(crypto::Bytes(32, 0), 1, 1);
+  ASSERT_TRUE(v.accept(old_junk));
+  ASSERT_TRUE(v.accept(run[0].envelope));
+  ASSERT_TRUE(v.accept(junk(crypto::Bytes(32, 0), 1, 2)));
+  auto saved = v.pending_envelopes();
+  ASSERT_EQ(saved.size(), 3u);
+  EXPECT_EQ(saved[0], old_junk.SerializeAsString()) << "oldest first";
+  auto fresh = c.verifier(o);
+  ASSERT_TRUE(fresh.restore_pending(saved));
+  // Full: the genuine link 2 makes room by evicting the oldest leaf (the
+  // first junk), never its own parent (link 1, the second oldest).
+  ASSERT_TRUE(fresh.accept(run[1].envelope));
+  EXPECT_EQ(fresh.take_evicted(), 1u);
+  auto left = fresh.pending_envelopes();
+  EXPECT_EQ(std::count(left.begin(), left.end(), old_junk.SerializeAsString()), 0);
+  ASSERT_TRUE(sign_envelope(run[1].envelope, c.key));
+  auto covered = fresh.accept(run[1].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  EXPECT_EQ(covered->size(), 2u);
 }
 
 }  // namespace

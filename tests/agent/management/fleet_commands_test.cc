@@ -1,0 +1,177 @@
+// The fleet's commands on the terminal under a flood from a hostile broker:
+// a real outbox file and uplink, the real verifier and command store, and
+// certificates from a throwaway PKI. Garbage and commands nobody trusted
+// signed never reach the outbox (no result each at security priority that
+// would evict the terminal's telemetry); they are audited in aggregate with
+// their count, and a command the fleet signed is still answered.
+#include "agent/management/fleet_commands.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "agent/commands/command_signing.h"
+#include "support/test_pki.h"
+
+namespace portier::management {
+namespace {
+
+using namespace std::chrono_literals;
+
+class KeptAudit final : public AuditSink {
+ public:
+  void record(const AuditEntry& e) override {
+    std::lock_guard lock(mu_);
+    entries_.push_back(e);
+  }
+  std::vector<std::string> tail(std::size_t) override { return {}; }
+  int follow(std::function<void(const std::string&)>) override { return 0; }
+  void unfollow(int) override {}
+  std::vector<AuditEntry> entries() {
+    std::lock_guard lock(mu_);
+    return entries_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<AuditEntry> entries_;
+};
+
+class FleetCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/portier-fleetcmd-XXXXXX";
+    dir_ = mkdtemp(t);
+    auto pki = portier::test::TestPki::create(dir_);
+    ASSERT_TRUE(pki) << pki.error().message();
+    pki_ = std::make_unique<portier::test::TestPki>(std::move(*pki));
+    auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+    ASSERT_TRUE(key);
+    auto s = crypto::KeySigner::from(*key);
+    ASSERT_TRUE(s);
+    signer_ = std::make_unique<crypto::KeySigner>(std::move(*s));
+    auto b = outbox::Outbox::open({dir_ + "/outbox.db", 512u << 10, 24h});
+    ASSERT_TRUE(b) << b.error().message();
+    box_ = std::move(*b);
+    UplinkOptions o;
+    o.retry_min = 5ms;
+    uplink_ = std::make_unique<Uplink>(
+        *box_, envelope::EnvelopeSealer("T-1", signer_->type(), *box_->chain_state()), *signer_,
+        *envelope::key_id(signer_->public_key()), o);
+    uplink_->start();
+    sources_ = std::make_unique<TelemetrySources>(nullptr, nullptr, *uplink_, BirthInfo{},
+                                                  TelemetryIntervals{}, 0, nullptr);
+  }
+  void TearDown() override {
+    commands_.reset();
+    sources_.reset();
+    uplink_.reset();
+    box_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void start_commands() {
+    commands::VerifierOptions vo;
+    vo.terminal_id = "T-1";
+    vo.trust_anchors = {pki_->root()};
+    auto c = FleetCommands::create(dir_ + "/commands.db", vo, audit_, nullptr, *sources_, *uplink_,
+                                   "mqtt");
+    ASSERT_TRUE(c) << c.error().message();
+    commands_ = std::move(*c);
+    commands_->start();
+  }
+  std::string signed_by(const portier::test::IssuedLeaf& leaf, const std::string& id,
+                        const std::string& target) {
+    auto key_signer = crypto::KeySigner::from(leaf.key);
+    EXPECT_TRUE(key_signer);
+    std::vector<crypto::Certificate> chain{leaf.cert};
+    chain.insert(chain.end(), leaf.chain.begin(), leaf.chain.end());
+    v1::Command c;
+    c.set_command_id(id);
+    c.set_target_terminal(target);
+    c.set_nonce(std::string(16, 'n') + id);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    c.mutable_not_before()->set_seconds(now - 10);
+    c.mutable_expires()->set_seconds(now + 600);
+    c.mutable_ping()->set_text("hello");
+    auto sc = commands::sign_command(c, *key_signer, chain);
+    EXPECT_TRUE(sc) << sc.error().message();
+    return sc->SerializeAsString();
+  }
+  // The outbox's records by payload type.
+  std::map<int, int> outbox_types() {
+    std::map<int, int> out;
+    auto records = box_->oldest(1000000);
+    EXPECT_TRUE(records);
+    for (auto& r : *records) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      EXPECT_TRUE(env.ParseFromString(r.envelope) && body.ParseFromString(env.body()));
+      ++out[body.payload_type()];
+    }
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<portier::test::TestPki> pki_;
+  std::unique_ptr<crypto::KeySigner> signer_;
+  std::unique_ptr<outbox::Outbox> box_;
+  std::unique_ptr<Uplink> uplink_;
+  std::unique_ptr<TelemetrySources> sources_;
+  KeptAudit audit_;
+  std::unique_ptr<FleetCommands> commands_;
+};
+
+TEST_F(FleetCommandsTest, AFloodOfGarbageCommandsLeavesTheOutboxBoundedAndItsTelemetryKept_REQ28) {
+  // The terminal's telemetry, waiting for the fleet (the link is down).
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(
+        uplink_->submit(v1::PAYLOAD_HEALTH, std::string(1000, 'h'), outbox::Priority::telemetry));
+  }
+  ASSERT_TRUE(uplink_->flush(10s));
+  start_commands();
+  // A command the fleet signed for another terminal (replayed here by the
+  // broker): refused and answered on its own.
+  auto fleet = pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  ASSERT_TRUE(fleet) << fleet.error().message();
+  commands_->receive(signed_by(*fleet, "c-other", "T-2"));
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (outbox_types()[v1::PAYLOAD_COMMAND_RESULT] == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    uplink_->flush(100ms);
+  }
+  ASSERT_EQ(outbox_types()[v1::PAYLOAD_COMMAND_RESULT], 1);
+  auto forged = pki_->issue({.name = "fleet-commands-forged",
+                             .usage = crypto::CertUsage::command_signing,
+                             .flaw = portier::test::Flaw::untrusted_issuer});
+  ASSERT_TRUE(forged) << forged.error().message();
+  const std::vector<std::string> garbage = {std::string(3000, '\xff'), "",
+                                            signed_by(*forged, "c-forged", "T-1")};
+  for (int i = 0; i < 10000; ++i) commands_->receive(garbage[static_cast<std::size_t>(i) % 3]);
+  commands_->stop();  // every count audited
+  ASSERT_TRUE(uplink_->flush(10s));
+
+  auto types = outbox_types();
+  EXPECT_EQ(types[v1::PAYLOAD_HEALTH], 200) << "telemetry evicted";
+  EXPECT_EQ(types[v1::PAYLOAD_COMMAND_RESULT], 1) << "only the fleet's command is answered";
+  EXPECT_EQ(uplink_->stats().dropped, 0u);
+  auto entries = audit_.entries();
+  std::uint64_t refused = 0;
+  int other = 0;
+  for (auto& e : entries) {
+    if (e.command_id == "c-other") {
+      ++other;
+      continue;
+    }
+    refused += e.count.value_or(1);
+  }
+  EXPECT_EQ(other, 1);
+  EXPECT_EQ(refused, 10000u) << "each garbage command counted, verified or dropped unread";
+  EXPECT_LE(entries.size(), 12u) << "audited in aggregate, not one record each";
+}
+
+}  // namespace
+}  // namespace portier::management
