@@ -4,8 +4,10 @@
 //   (a) into the outbox: Uplink::submit of N payloads -> all committed
 //       (Uplink::flush returns);
 //   (b) end to end through a real Mosquitto (TLS, client certificates) at
-//       QoS 1: Uplink -> Outbox -> OutboxSender -> MqttLink -> the broker's
-//       PUBACK -> the record deleted from the outbox.
+//       QoS 1: Uplink -> Outbox -> OutboxSender (runs of envelopes, one
+//       MQTT message each) -> MqttLink -> the broker -> the fleet's
+//       acknowledgement (bench/fleet_acker: signed ranges, verified by the
+//       sender) -> the records deleted from the outbox.
 // Each line is printed beside the ceiling measured in the same run:
 // `openssl speed -elapsed -seconds S <alg>` (signs/s of the wall clock), with
 // the ratio envelopes/s / ceiling. Then the parts of one envelope timed
@@ -61,8 +63,9 @@ using namespace std::chrono_literals;
 constexpr double kEndToEndTarget = 5000;  // envelopes/s, ECDSA P-256 and SM2 (batch)
 constexpr double kEachRatioTarget = 0.8;  // envelope rate / ceiling, `each`
 
-bool g_trace = false;  // --trace: the end-to-end progress every 100 ms
-int g_window = 64;     // --window
+bool g_trace = false;                           // --trace: the end-to-end progress every 100 ms
+int g_window = 64;                              // --window
+const crypto::Certificate* g_anchor = nullptr;  // the fleet acker's CA
 
 int g_signing_threads = 0;  // --signing-threads (0: UplinkOptions' default)
 bool g_end_to_end = true;   // --no-end-to-end: part (a) and the parts only
@@ -259,9 +262,9 @@ class CountingHandler final : public link::LinkHandler {
   explicit CountingHandler(management::OutboxSender& s) : s_(s) {}
   void on_connected() override { s_.on_connected(); }
   void on_disconnected(const std::string& r) override { s_.on_disconnected(r); }
-  void on_acknowledged(std::uint64_t id) override {
+  void on_acknowledgement(std::string b) override {
     ++acks;
-    s_.on_acknowledged(id);
+    s_.on_acknowledgement(std::move(b));
   }
   void on_command(std::string b) override { s_.on_command(std::move(b)); }
   std::atomic<std::uint64_t> acks{0};
@@ -278,7 +281,8 @@ Rate end_to_end(const std::string& path, const Key& key, management::Signing sig
   auto ml = link::MqttLink::create(lo);
   if (!ml) throw std::runtime_error("mqtt link: " + ml.error().message());
   auto& link = **ml;
-  management::OutboxSender sender(*box, link, nullptr,
+  management::OutboxSender sender(*box, link,
+                                  {.terminal_id = "T-bench", .trust_anchors = {*g_anchor}}, nullptr,
                                   {.window = static_cast<std::size_t>(g_window)});
   up->on_stored([&] { sender.wake(); });
   CountingHandler counting(sender);
@@ -320,8 +324,20 @@ Rate end_to_end(const std::string& path, const Key& key, management::Signing sig
   up->stop();
   sender.stop();
   link.stop();
-  if (g_trace)
-    std::printf("  trace (time:committed/sent/acked by the link/deleted):%s\n", trace.c_str());
+  if (g_trace) {
+    std::printf("  trace (time:committed/sent/acknowledgements received/deleted):%s\n",
+                trace.c_str());
+  }
+  {
+    auto ss = sender.stats();
+    std::printf(
+        "  %llu envelopes in %llu messages, %llu acknowledgements verified, %llu refused, "
+        "%llu resent\n",
+        static_cast<unsigned long long>(ss.sent), static_cast<unsigned long long>(ss.messages),
+        static_cast<unsigned long long>(ss.acks_verified),
+        static_cast<unsigned long long>(ss.acks_refused),
+        static_cast<unsigned long long>(ss.resent));
+  }
   if (!done) {
     throw std::runtime_error("end to end: not drained within 600 s (acknowledged " +
                              std::to_string(sender.stats().acknowledged) + ")");
@@ -501,6 +517,7 @@ int run(const Options& o) {
   // The fleet's acknowledgements (down/ack): the outbox deletes only those.
   bench::FleetAcker acker(broker.uri(), "bench",
                           {tls.ca_file, tls.cert("portier-fleet"), tls.key("portier-fleet")});
+  g_anchor = &acker.trust_anchor();
   lo.server_uri = broker.uri();
   lo.fleet = "bench";
   lo.terminal_id = "T-bench";

@@ -22,3 +22,11 @@ add_executable(management_idle_bench ${CMAKE_CURRENT_LIST_DIR}/management_idle_b
 target_link_libraries(management_idle_bench PRIVATE portier_bench_launcher portier_test_mosquitto
   Threads::Threads)
 add_dependencies(management_idle_bench portierd)
+
+# The fleet's receive rate (Receiver::receive_message into SQLite), runs and
+# single envelopes.
+if(TARGET portier_fleet)
+  add_executable(fleet_receive_bench ${CMAKE_CURRENT_LIST_DIR}/fleet_receive_bench.cc)
+  target_link_libraries(fleet_receive_bench PRIVATE portier_fleet portier_bench_launcher
+    Threads::Threads)
+endif()

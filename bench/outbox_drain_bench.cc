@@ -150,9 +150,16 @@ int run_child(const Options& o) {
   }
   test::BrokerOptions bo;
   bo.quiet_log = true;
+  // Sessions outlive a restart, as at a real broker: the fleet's
+  // subscription made before the outage gets what comes after it.
+  bo.extra = "persistence true\npersistence_location " + dir.path() + "/\n";
   test::MosquittoBroker broker(dir.path(), tls, bo);
-  // Started once to fix its port, then down: the outage.
+  // Started once to fix its port and for the fleet's session, then down:
+  // the outage.
   if (auto ok = broker.start(); !ok) throw std::runtime_error(ok.message());
+  // The fleet's acknowledgements (down/ack): the outbox deletes only those.
+  bench::FleetAcker acker(broker.uri(), "bench",
+                          {tls.ca_file, tls.cert("portier-fleet"), tls.key("portier-fleet")});
   broker.stop();
 
   const auto type = key_type(o.alg);
@@ -175,9 +182,6 @@ int run_child(const Options& o) {
                         uo);
 
   link::MqttLinkOptions lo;
-  // The fleet's acknowledgements (down/ack): the outbox deletes only those.
-  bench::FleetAcker acker(broker.uri(), "bench",
-                          {tls.ca_file, tls.cert("portier-fleet"), tls.key("portier-fleet")});
   lo.server_uri = broker.uri();
   lo.fleet = "bench";
   lo.terminal_id = "T-bench";
@@ -188,7 +192,8 @@ int run_child(const Options& o) {
   auto ml = link::MqttLink::create(lo);
   if (!ml) throw std::runtime_error("mqtt link: " + ml.error().message());
   auto& link = **ml;
-  management::OutboxSender sender(box, link, nullptr, {});
+  management::OutboxSender sender(
+      box, link, {.terminal_id = "T-bench", .trust_anchors = {acker.trust_anchor()}}, nullptr, {});
   up.on_stored([&] { sender.wake(); });
   if (auto ok = link.start(sender); !ok) throw std::runtime_error("link: " + ok.error().message());
   sender.start();

@@ -65,7 +65,10 @@ trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 F=("$BIN/portier-fleet" --db fleet.db)
 "${F[@]}" expect "$SERIAL" --secret-file state/enrolment.secret --enrol-registry enrolment.db
 sleep 0.5
+# Acknowledgements are signed with the command key (the terminal deletes a
+# record only on one that chains to its command_trust_anchors).
 "${F[@]}" serve --ca pki/ca.pem --cert pki/fleet.pem --key pki/fleet.key \
+  --signing-key pki/commands.key --signing-cert pki/commands.pem \
   --mqtt ssl://127.0.0.1:$PORT --fleet demo --spool spool \
   --enrol 127.0.0.1:$EPORT --enrol-ca-cert pki/ca.pem --enrol-ca-key pki/ca.key \
   --enrol-registry enrolment.db --enrol-cert pki/broker.pem --enrol-key pki/enrol.key \

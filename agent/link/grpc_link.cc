@@ -115,9 +115,9 @@ Result<void> GrpcLink::send(const Outgoing& m) {
     stream = impl_->stream.get();
   }
   v1::Uplink u;
-  u.set_id(m.id);
-  u.set_kind(m.kind);
-  u.set_envelope(m.bytes);
+  u.set_id(m.first);
+  u.set_kind("run");
+  u.set_run(m.bytes);
   if (!stream->Write(u)) return fail_msg(Errc::unavailable, "gRPC link: the stream broke");
   return {};
 }
@@ -147,8 +147,8 @@ void GrpcLink::Impl::session(v1::Fleet::Stub& stub) {
     handler->on_connected();
     v1::Downlink d;
     while (stream->Read(&d)) {
-      if (d.has_ack()) {
-        handler->on_acknowledged(d.ack());
+      if (d.has_signed_ack() && d.signed_ack().size() <= options.max_ack_bytes) {
+        handler->on_acknowledgement(std::move(*d.mutable_signed_ack()));
       } else if (d.has_signed_command() && d.signed_command().size() <= options.max_command_bytes) {
         handler->on_command(d.signed_command());
       }

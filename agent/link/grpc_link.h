@@ -2,8 +2,10 @@
 // envelopes and commands as over MQTT, on one mutual-TLS bidirectional
 // stream to the fleet's endpoint (proto/portier/v1/fleet.proto,
 // Fleet.Connect; the fleet answers at once with the header
-// "portier-fleet: v1"). Up: Uplink{id, kind, envelope}; down: Downlink{ack: the
-// fleet stored `id`} or Downlink{signed_command}. The fleet names the
+// "portier-fleet: v1"). Up: Uplink{id: the first sequence, kind "run", run:
+// a serialized EnvelopeRun}; down: Downlink{signed_ack: a serialized
+// SignedAcknowledgement, handed to the handler unverified, as over MQTT} or
+// Downlink{signed_command}. The fleet names the
 // terminal by its client certificate. A clean stop() sends the signed
 // Offline notice (kind "offline") before closing; reconnection uses
 // exponential backoff with full jitter, as the MQTT link does.
@@ -24,6 +26,7 @@ struct GrpcLinkOptions {
   std::chrono::milliseconds backoff_min{500};
   std::chrono::milliseconds backoff_max{60'000};
   std::size_t max_command_bytes = 256 * 1024;
+  std::size_t max_ack_bytes = 64 * 1024;
 };
 
 class GrpcLink final : public Link {

@@ -1,11 +1,13 @@
 // The management link (issue 10): how the agent's envelopes reach the fleet
-// and the fleet's commands reach the agent. Two kinds behind this one
-// interface, chosen by configuration: MQTT (Eclipse Paho, through a broker)
-// and gRPC (a bidirectional stream to the fleet's endpoint). Both carry the
-// same bytes: a serialized portier.v1.Envelope up, a serialized
-// portier.v1.SignedCommand down. The link authenticates the transport
-// (mutual TLS); it never vouches for what it carries: the fleet verifies
-// every envelope and the agent every command.
+// and the fleet's commands and acknowledgements reach the agent. Two kinds
+// behind this one interface, chosen by configuration: MQTT (Eclipse Paho,
+// through a broker) and gRPC (a bidirectional stream to the fleet's
+// endpoint). Both carry the same bytes: a serialized portier.v1.EnvelopeRun
+// (a run of envelopes, each as the outbox stored it) up; a serialized
+// portier.v1.SignedCommand or portier.v1.SignedAcknowledgement down. The
+// link authenticates the transport (mutual TLS); it never vouches for what
+// it carries: the fleet verifies every envelope, the agent every command
+// and every acknowledgement (ack_verifier.h).
 #pragma once
 
 #include <cstdint>
@@ -15,12 +17,12 @@
 
 namespace portier::link {
 
-// One message for the fleet.
+// One message for the fleet: a run of envelopes.
 struct Outgoing {
-  std::uint64_t id = 0;  // the outbox sequence: what on_acknowledged names
-  std::string kind;      // "birth", "health", "inventory", "decisions", "audit",
-                         // "result", "drop", "checkpoint": the MQTT topic's tail
-  std::string bytes;     // a serialized portier.v1.Envelope
+  // The outbox sequences of its first and last envelope (the run may skip
+  // sequences the outbox dropped); for logs and the gRPC Uplink's id.
+  std::uint64_t first = 0, last = 0;
+  std::string bytes;  // a serialized portier.v1.EnvelopeRun
 };
 
 // Called from the link's own threads; must not block for long and must not
@@ -31,8 +33,10 @@ class LinkHandler {
   // (Re)connected: everything not acknowledged must be sent again.
   virtual void on_connected() = 0;
   virtual void on_disconnected(const std::string& reason) = 0;
-  // The fleet (or the broker, at MQTT QoS 1) has message `id`.
-  virtual void on_acknowledged(std::uint64_t id) = 0;
+  // An acknowledgement as received: unverified bytes of a
+  // portier.v1.SignedAcknowledgement (anyone who can publish on the
+  // terminal's down/ack topic can send these).
+  virtual void on_acknowledgement(std::string bytes) = 0;
   // A command as received: unverified bytes of a portier.v1.SignedCommand.
   virtual void on_command(std::string bytes) = 0;
 };
@@ -48,8 +52,9 @@ class Link {
   // link's threads; no handler call after it returns.
   virtual void stop() = 0;
   // Hands one message to the transport. unavailable while disconnected;
-  // resource_exhausted when `max_in_flight` messages wait for their
-  // acknowledgement. The caller keeps the message until on_acknowledged.
+  // resource_exhausted when `max_in_flight` messages wait for the broker.
+  // The caller keeps the envelopes until a verified acknowledgement names
+  // them.
   virtual Result<void> send(const Outgoing& message) = 0;
   virtual bool connected() const = 0;
 };

@@ -1,7 +1,7 @@
 // The MQTT management link (see mqtt_link.h).
 #include "agent/link/mqtt_link.h"
 
-#include <charconv>
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -42,7 +42,7 @@ std::string topic_prefix(const std::string& fleet, const std::string& terminal_i
 
 struct MqttLink::Impl {
   MqttLinkOptions options;
-  std::string prefix, cmd_topic, ack_topic, state_topic;
+  std::string prefix, run_topic, cmd_topic, ack_topic, state_topic;
   std::unique_ptr<mqtt::MqttClient> client;
 
   std::mutex mu;
@@ -59,21 +59,6 @@ struct MqttLink::Impl {
   }
 };
 
-std::optional<std::vector<std::uint64_t>> parse_acks(std::string_view text) {
-  if (text.empty() || text.size() > 64 * 1024) return std::nullopt;
-  std::vector<std::uint64_t> ids;
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    const auto comma = std::min(text.find(',', at), text.size());
-    std::uint64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data() + at, text.data() + comma, v);
-    if (ec != std::errc() || p != text.data() + comma || v == 0) return std::nullopt;
-    ids.push_back(v);
-    at = comma + 1;
-  }
-  return ids;
-}
-
 Result<std::unique_ptr<MqttLink>> MqttLink::create(MqttLinkOptions options) {
   PORTIER_TRY(check_topic_id("fleet id '" + options.fleet + "'", options.fleet));
   PORTIER_TRY(check_topic_id("terminal id '" + options.terminal_id + "'", options.terminal_id));
@@ -82,6 +67,7 @@ Result<std::unique_ptr<MqttLink>> MqttLink::create(MqttLinkOptions options) {
     return fail(Errc::invalid_argument, kWhere, "last will", "no Offline message given");
   auto impl = std::make_unique<Impl>();
   impl->prefix = topic_prefix(options.fleet, options.terminal_id);
+  impl->run_topic = impl->prefix + "up/run";
   impl->cmd_topic = impl->prefix + "down/cmd";
   impl->ack_topic = impl->prefix + "down/ack";
   impl->state_topic = impl->prefix + "state";
@@ -104,7 +90,7 @@ Result<void> MqttLink::start(LinkHandler& handler) {
   co.backoff_min = o.backoff_min;
   co.backoff_max = o.backoff_max;
   co.max_in_flight = o.max_in_flight;
-  co.max_incoming_payload = o.max_command_bytes;
+  co.max_incoming_payload = std::max(o.max_command_bytes, o.max_ack_bytes);
 
   Impl* impl = impl_.get();
   mqtt::ClientCallbacks cb;
@@ -118,15 +104,14 @@ Result<void> MqttLink::start(LinkHandler& handler) {
   };
   cb.message = [impl](const std::string& topic, std::string payload) {
     if (topic == impl->ack_topic) {
-      // The fleet stored these: "<seq>[,<seq>...]", decimal.
-      auto ids = parse_acks(payload);
-      if (!ids) return;  // not an acknowledgement: ignored
-      impl->with_handler([&](LinkHandler& h) {
-        for (auto id : *ids) h.on_acknowledged(id);
-      });
+      // Verified by the handler (ack_verifier.h), never here.
+      if (payload.size() > impl->options.max_ack_bytes) return;
+      impl->with_handler([&](LinkHandler& h) { h.on_acknowledgement(std::move(payload)); });
       return;
     }
-    if (topic != impl->cmd_topic) return;  // only what we subscribed to is ours
+    // Only what we subscribed to is ours; the client's own limit is the
+    // larger of the two.
+    if (topic != impl->cmd_topic || payload.size() > impl->options.max_command_bytes) return;
     impl->with_handler([&](LinkHandler& h) { h.on_command(std::move(payload)); });
   };
   auto client = mqtt::MqttClient::create(std::move(co), std::move(cb));
@@ -167,17 +152,11 @@ void MqttLink::stop() {
 }
 
 Result<void> MqttLink::send(const Outgoing& message) {
-  PORTIER_TRY(check_topic_id("message kind '" + message.kind + "'", message.kind));
   if (!impl_->client) return fail(Errc::failed_precondition, kWhere, "send", "not started");
-  Impl* impl = impl_.get();
-  const std::uint64_t id = message.id;
-  // The broker's PUBACK only says the broker has it; the record leaves the
-  // outbox when the fleet says it stored it (down/ack).
-  (void)impl;
-  (void)id;
-  return with_context(impl_->client->publish(impl_->prefix + "up/" + message.kind, message.bytes,
-                                             false, [](Result<void>) {}),
-                      kWhere);
+  // The broker's PUBACK only says the broker has it; the records leave the
+  // outbox when the fleet says it stored them (a signed down/ack).
+  return with_context(
+      impl_->client->publish(impl_->run_topic, message.bytes, false, [](Result<void>) {}), kWhere);
 }
 
 bool MqttLink::connected() const { return impl_->client && impl_->client->connected(); }

@@ -4,19 +4,21 @@
 // session, reconnection with backoff and jitter).
 //
 // Topics (<fleet> and <terminal> as checked by check_topic_id):
-//   portier/v1/<fleet>/<terminal>/up/<kind>   terminal -> fleet, QoS 1, not
-//       retained: one serialized portier.v1.Envelope; <kind> is
-//       Outgoing::kind ("birth", "health", "inventory", "decisions",
-//       "audit", "result", "drop", "checkpoint").
+//   portier/v1/<fleet>/<terminal>/up/run      terminal -> fleet, QoS 1, not
+//       retained: one serialized portier.v1.EnvelopeRun, a run of
+//       envelopes in sequence order (Outgoing::bytes).
 //   portier/v1/<fleet>/<terminal>/down/cmd    fleet -> terminal, QoS 1: one
 //       serialized portier.v1.SignedCommand (verified by the agent, never
 //       by the link); subscribed on every connection, at most
 //       max_command_bytes.
-//   portier/v1/<fleet>/<terminal>/down/ack    fleet -> terminal, QoS 1: the
-//       sequences the fleet stored, decimal, comma-separated ("17,18"):
-//       only then does an envelope leave the outbox (the broker's PUBACK
-//       says only that the broker has it). Unsigned: a broker that forges
-//       one could as well have dropped the envelope after its PUBACK.
+//   portier/v1/<fleet>/<terminal>/down/ack    fleet -> terminal, QoS 1: one
+//       serialized portier.v1.SignedAcknowledgement naming the ranges of
+//       sequences the fleet stored, signed by a fleet key chained to the
+//       terminal's command_trust_anchors: only then does an envelope leave
+//       the outbox (the broker's PUBACK says only that the broker has it).
+//       Handed to LinkHandler::on_acknowledgement as received (at most
+//       max_ack_bytes); the agent verifies it (ack_verifier.h), so a broker
+//       that forges one deletes nothing.
 //   portier/v1/<fleet>/<terminal>/state       terminal -> fleet, QoS 1,
 //       retained: the ASCII text "online" (published at every connection),
 //       "offline" (published by stop() before its clean DISCONNECT), or else
@@ -50,15 +52,13 @@ struct MqttLinkOptions {
   std::chrono::milliseconds backoff_max{60'000};
   int max_in_flight = 64;
   std::size_t max_command_bytes = 256 * 1024;
+  std::size_t max_ack_bytes = 64 * 1024;
 };
 
 // A fleet or terminal id, or a kind, that may stand as one topic level:
 // 1 to 64 bytes of [A-Za-z0-9._-], not "." or "..": no wildcard ('+',
 // '#'), no level separator, no NUL, no '$' (the broker's own topics).
 Result<void> check_topic_id(std::string_view what, std::string_view id);
-
-// The sequences of a down/ack message; nullopt when it is not one.
-std::optional<std::vector<std::uint64_t>> parse_acks(std::string_view text);
 
 // "portier/v1/<fleet>/<terminal>/" (ids unchecked).
 std::string topic_prefix(const std::string& fleet, const std::string& terminal_id);

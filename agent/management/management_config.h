@@ -43,7 +43,7 @@ struct ManagementConfig {
   std::uint32_t checkpoint_interval_s = 300;
   std::uint64_t outbox_max_bytes = 64u << 20;
   std::uint32_t outbox_max_age_days = 30;
-  std::uint32_t window = 64;  // envelopes in flight
+  std::uint32_t window = 64;  // messages (runs of envelopes) in flight
 };
 
 }  // namespace portier::management

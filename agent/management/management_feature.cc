@@ -35,6 +35,22 @@ Result<void> make_private_dir(const std::string& dir) {
   return {};
 }
 
+// The certificates of the command_trust_anchors files.
+Result<std::vector<crypto::Certificate>> read_trust_anchors(const std::vector<std::string>& paths) {
+  std::vector<crypto::Certificate> out;
+  for (auto& path : paths) {
+    auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
+    if (!pem) return std::unexpected(pem.error());
+    auto certs = crypto::Certificate::all_from_pem(*pem);
+    if (!certs) return std::unexpected(certs.error().with_context(path));
+    if (certs->empty()) {
+      return fail(Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate");
+    }
+    out.insert(out.end(), certs->begin(), certs->end());
+  }
+  return out;
+}
+
 }  // namespace
 
 ManagementFeature::ManagementFeature(ManagementConfig config, LinkFactory links)
@@ -211,17 +227,11 @@ Result<void> ManagementFeature::start_core() {
   // The fleet's commands: verified against the configured trust anchors.
   commands::VerifierOptions vo;
   vo.terminal_id = terminal_id_;
-  for (auto& path : config_.command_trust_anchors) {
-    auto pem = read_small_file(path, ReadOptions{.max = 1u << 20});
-    if (!pem) return fail_core(pem.error());
-    auto certs = crypto::Certificate::all_from_pem(*pem);
-    if (!certs) return fail_core(certs.error().with_context(path));
-    if (certs->empty()) {
-      return fail_core(
-          Error{Errc::invalid_argument, path, "command_trust_anchors", "holds no certificate"});
-    }
-    vo.trust_anchors.insert(vo.trust_anchors.end(), certs->begin(), certs->end());
-  }
+  // The fleet's keys (commands and acknowledgements) chain to these.
+  auto anchors = read_trust_anchors(config_.command_trust_anchors);
+  if (!anchors) return fail_core(anchors.error());
+  trust_anchors_ = *anchors;
+  vo.trust_anchors = *anchors;
   if (!context.audit) {
     return fail_core(
         Error{Errc::failed_precondition, "management", "commands", "need the audit trail"});
@@ -253,6 +263,7 @@ Result<void> ManagementFeature::start_link() {
   if (!link) return std::unexpected(link.error());
   auto sender = std::make_unique<OutboxSender>(
       *outbox_, **link,
+      link::AckVerifierOptions{.terminal_id = terminal_id_, .trust_anchors = trust_anchors_},
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/feature.h"
 #include "agent/identity/device_identity.h"
@@ -44,6 +45,7 @@
 #include "agent/management/uplink.h"
 #include "agent/outbox/outbox.h"
 #include "common/crypto/signer.h"
+#include "common/crypto/x509.h"
 
 namespace portier::management {
 
@@ -102,6 +104,7 @@ class ManagementFeature final : public agent::Feature {
   std::string key_file_, cert_file_;
   std::unique_ptr<identity::DeviceIdentity> identity_;
   std::unique_ptr<identity::EnrolmentClient> enrolment_;  // null: no enrolment configured
+  std::vector<crypto::Certificate> trust_anchors_;        // command_trust_anchors, read at start
   std::shared_ptr<crypto::Signer> signer_;                // the key of the running core
   std::uint64_t session_epoch_ = 0;
 

@@ -1,36 +1,31 @@
 #include "agent/management/outbox_sender.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "portier/v1/envelope.pb.h"
 
 namespace portier::management {
+namespace {
 
-std::string payload_kind(int payload_type) {
-  switch (payload_type) {
-    case v1::PAYLOAD_BIRTH:
-      return "birth";
-    case v1::PAYLOAD_HEALTH:
-      return "health";
-    case v1::PAYLOAD_INVENTORY:
-      return "inventory";
-    case v1::PAYLOAD_DECISION_SUMMARY:
-      return "decisions";
-    case v1::PAYLOAD_AUDIT:
-      return "audit";
-    case v1::PAYLOAD_COMMAND_RESULT:
-      return "result";
-    case v1::PAYLOAD_DROP:
-      return "drop";
-    case v1::PAYLOAD_AUDIT_CHECKPOINT:
-      return "checkpoint";
-    default:
-      return "other";
-  }
-}
+// Sequences one acknowledgement may name beyond what is in flight: a
+// genuine one never names more than a few runs; this only bounds the work
+// a fleet's bug could cause.
+constexpr std::uint64_t kMaxAckedPerMessage = 1u << 20;
+constexpr auto kRefusalLogEvery = std::chrono::minutes(1);
 
-OutboxSender::OutboxSender(outbox::Outbox& outbox, link::Link& link,
+}  // namespace
+
+OutboxSender::OutboxSender(outbox::Outbox& outbox, link::Link& link, link::AckVerifierOptions acks,
                            std::function<void(std::string)> on_command, SenderOptions options)
-    : outbox_(outbox), link_(link), on_command_(std::move(on_command)), options_(options) {}
+    : outbox_(outbox),
+      link_(link),
+      verifier_(std::move(acks)),
+      on_command_(std::move(on_command)),
+      options_(options) {
+  options_.window = std::max<std::size_t>(options_.window, 1);
+  options_.run_envelopes = std::max<std::size_t>(options_.run_envelopes, 1);
+}
 
 OutboxSender::~OutboxSender() { stop(); }
 
@@ -67,14 +62,19 @@ SenderStats OutboxSender::stats() const {
   return s;
 }
 
+void OutboxSender::restart_cursor() {
+  next_ = 0;
+  in_flight_.clear();
+  unacknowledged_runs_ = 0;
+  ++generation_;
+}
+
 void OutboxSender::on_connected() {
   {
     std::lock_guard lock(mu_);
     connected_ = true;
     // Everything not acknowledged goes again, oldest first.
-    next_ = 0;
-    in_flight_.clear();
-    ++generation_;
+    restart_cursor();
     woken_ = true;
   }
   cv_.notify_all();
@@ -86,12 +86,14 @@ void OutboxSender::on_disconnected(const std::string& reason) {
   stats_.last_disconnect = reason;
 }
 
-void OutboxSender::on_acknowledged(std::uint64_t id) {
+void OutboxSender::on_acknowledgement(std::string bytes) {
   {
     std::lock_guard lock(mu_);
-    in_flight_.erase(id);
-    acks_.insert(id);
-    last_progress_ = std::chrono::steady_clock::now();
+    if (raw_acks_.size() >= kMaxQueuedAcks) {
+      ++stats_.acks_dropped;
+      return;
+    }
+    raw_acks_.push_back(std::move(bytes));
     woken_ = true;
   }
   cv_.notify_all();
@@ -101,13 +103,66 @@ void OutboxSender::on_command(std::string bytes) {
   if (on_command_) on_command_(std::move(bytes));
 }
 
+void OutboxSender::acknowledge(std::uint64_t sequence) {
+  if (!acks_.insert(sequence).second) return;
+  last_progress_ = std::chrono::steady_clock::now();
+  auto it = in_flight_.upper_bound(sequence);
+  if (it == in_flight_.begin()) return;
+  --it;
+  auto& run = it->second;
+  auto at = std::lower_bound(run.sequences.begin(), run.sequences.end(), sequence);
+  if (at == run.sequences.end() || *at != sequence) return;
+  const auto i = static_cast<std::size_t>(at - run.sequences.begin());
+  if (run.acknowledged[i]) return;
+  if (run.left == run.sequences.size()) --unacknowledged_runs_;
+  run.acknowledged[i] = true;
+  if (--run.left == 0) in_flight_.erase(it);
+}
+
+void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
+  if (raw_acks_.empty()) return;
+  std::deque<std::string> raw;
+  raw.swap(raw_acks_);
+  lock.unlock();
+  std::vector<Result<std::vector<link::SequenceRange>>> verified;
+  verified.reserve(raw.size());
+  for (auto& bytes : raw) verified.push_back(verifier_.verify(bytes));
+  lock.lock();
+  for (auto& v : verified) {
+    if (!v) {
+      ++stats_.acks_refused;
+      ++refused_unlogged_;
+      stats_.last_ack_refusal = v.error().message();
+      continue;
+    }
+    ++stats_.acks_verified;
+    std::uint64_t budget = kMaxAckedPerMessage;
+    for (const auto& r : *v) {
+      // Only what this terminal sent can have been stored.
+      const auto last = std::min(r.last, highest_sent_);
+      for (auto s = r.first; s <= last && budget > 0; ++s, --budget) acknowledge(s);
+    }
+  }
+  // Refusals are logged, not each one: a flood must not fill the journal.
+  const auto now = std::chrono::steady_clock::now();
+  if (refused_unlogged_ > 0 && (last_refusal_log_ == std::chrono::steady_clock::time_point{} ||
+                                now - last_refusal_log_ >= kRefusalLogEvery)) {
+    log_warning("management: " + std::to_string(refused_unlogged_) +
+                " acknowledgement(s) refused, nothing deleted for them (" +
+                std::to_string(stats_.acks_refused) +
+                " in all; the last: " + stats_.last_ack_refusal + ")");
+    refused_unlogged_ = 0;
+    last_refusal_log_ = now;
+  }
+  woken_ = true;
+}
+
 bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
-  while (connected_ && !stopping_ && in_flight_.size() < options_.window) {
+  while (connected_ && !stopping_ && unacknowledged_runs_ < options_.window) {
     const auto first = next_;
-    const auto room = options_.window - in_flight_.size();
     const auto generation = generation_;
     lock.unlock();
-    auto page = outbox_.from(first, room);
+    auto page = outbox_.from(first, options_.run_envelopes);
     lock.lock();
     if (generation != generation_) continue;  // reconnected meanwhile: start over
     if (!page) {
@@ -115,35 +170,52 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
       return false;
     }
     if (page->empty()) return true;
+    v1::EnvelopeRun message;
+    Run run;
+    std::size_t bytes = 0;
+    std::uint64_t after = next_;  // the cursor once this run is sent
     for (auto& r : *page) {
-      if (!connected_ || stopping_) return true;
       if (r.sequence < next_) continue;  // a reconnect moved the cursor meanwhile
       if (acks_.contains(r.sequence)) {  // acknowledged, not yet deleted
-        next_ = r.sequence + 1;
+        after = r.sequence + 1;
         continue;
       }
-      v1::Envelope env;
-      v1::EnvelopeBody body;
-      const bool parsed = env.ParseFromString(r.envelope) && body.ParseFromString(env.body());
-      link::Outgoing out{r.sequence, parsed ? payload_kind(body.payload_type()) : "other",
-                         std::move(r.envelope)};
-      if (in_flight_.empty()) last_progress_ = std::chrono::steady_clock::now();
-      in_flight_.insert(r.sequence);
-      lock.unlock();
-      auto sent = link_.send(out);
-      lock.lock();
-      if (sent) {
-        ++stats_.sent;
-        if (!ever_sent_.insert(r.sequence).second) ++stats_.resent;
-        if (ever_sent_.size() > 100000) ever_sent_.clear();  // only counts resends: bounded
-      }
-      if (generation != generation_) break;  // a reconnect reset the cursor meanwhile
-      if (!sent) {
-        in_flight_.erase(r.sequence);
-        return false;
-      }
-      next_ = r.sequence + 1;
+      if (!run.sequences.empty() && bytes + r.envelope.size() > options_.run_bytes) break;
+      bytes += r.envelope.size();
+      run.sequences.push_back(r.sequence);
+      message.add_envelopes(std::move(r.envelope));
+      after = r.sequence + 1;
     }
+    if (run.sequences.empty()) {
+      next_ = after;
+      continue;
+    }
+    link::Outgoing out{run.sequences.front(), run.sequences.back(), message.SerializeAsString()};
+    run.acknowledged.assign(run.sequences.size(), false);
+    run.left = run.sequences.size();
+    if (in_flight_.empty()) last_progress_ = std::chrono::steady_clock::now();
+    lock.unlock();
+    auto sent = link_.send(out);
+    lock.lock();
+    if (sent) {
+      // What went out counts, and may be acknowledged, whatever happened
+      // meanwhile.
+      highest_sent_ = std::max(highest_sent_, run.sequences.back());
+      ++stats_.messages;
+      stats_.sent += run.sequences.size();
+      for (auto s : run.sequences) {
+        if (!ever_sent_.insert(s).second) ++stats_.resent;
+      }
+      if (ever_sent_.size() > 100000) ever_sent_.clear();  // only counts resends: bounded
+    }
+    if (generation != generation_) continue;  // a reconnect reset the cursor meanwhile
+    if (!sent) return false;
+    next_ = after;
+    // Acknowledgements are taken on this thread only: none for this run
+    // can have come before it is recorded here.
+    const auto key = run.sequences.front();
+    in_flight_.emplace(key, std::move(run));
+    ++unacknowledged_runs_;
   }
   return true;
 }
@@ -154,6 +226,7 @@ void OutboxSender::run() {
     cv_.wait_for(lock, options_.idle_poll, [&] { return stopping_ || woken_; });
     if (stopping_) break;
     woken_ = false;
+    take_acks(lock);
     if (!acks_.empty()) {
       std::vector<std::uint64_t> acks(acks_.begin(), acks_.end());
       lock.unlock();
@@ -171,9 +244,7 @@ void OutboxSender::run() {
     // No acknowledgement for long: everything in flight goes again.
     if (connected_ && !in_flight_.empty() &&
         std::chrono::steady_clock::now() - last_progress_ > options_.ack_timeout) {
-      next_ = 0;
-      in_flight_.clear();
-      ++generation_;
+      restart_cursor();
       last_progress_ = std::chrono::steady_clock::now();
     }
     pump(lock);

@@ -1,27 +1,47 @@
-// Sends the outbox over the link and deletes what the link acknowledges
-// (issue 10): the oldest first, at most `window` in flight; everything not
-// acknowledged is sent again after a reconnect (the fleet keeps each
-// envelope once, by its sequence). Acknowledgements are applied in small
-// batches on the sender's own thread, never on the link's.
+// Sends the outbox over the link and deletes what the fleet acknowledges
+// (issue 10): the oldest first, in runs (one message carries up to
+// `run_envelopes` envelopes or about `run_bytes`, whichever comes first; a
+// larger envelope goes alone), at most `window` messages in flight that
+// nothing has been acknowledged of yet; everything not acknowledged is sent
+// again after a reconnect (the fleet keeps each envelope once, by its
+// sequence).
+//
+// A record leaves the outbox only on a signed acknowledgement that the
+// AckVerifier accepts (signed by a fleet key chained to the terminal's
+// trust anchors, for this terminal): a forged, unsigned, wrongly signed,
+// other terminal's or untrusted one changes nothing; it is counted
+// (SenderStats::acks_refused) and logged at most once a minute.
+// Acknowledgements are verified and applied on the sender's own thread,
+// never on the link's; at most kMaxQueuedAcks wait (more are dropped and
+// counted: a flood cannot grow the queue, and a genuine one lost so is
+// answered again when the records are resent).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "agent/link/ack_verifier.h"
 #include "agent/link/link.h"
 #include "agent/outbox/outbox.h"
 
 namespace portier::management {
 
 struct SenderOptions {
-  std::size_t window = 64;                    // envelopes sent and not yet acknowledged, at most
+  // Messages sent that nothing has been acknowledged of yet, at most (one
+  // whose envelopes are partly acknowledged waits for a signature further
+  // on, at the fleet, and does not count).
+  std::size_t window = 64;
+  std::size_t run_envelopes = 256;            // envelopes per message, at most
+  std::size_t run_bytes = 64 * 1024;          // envelope bytes per message, about
   std::chrono::milliseconds idle_poll{1000};  // looks at the outbox at least this often
   // Nothing acknowledged for this long while envelopes are in flight: they
   // are sent again (a broker that accepted them with nobody to deliver to,
@@ -30,17 +50,25 @@ struct SenderOptions {
 };
 
 struct SenderStats {
-  std::uint64_t sent = 0, acknowledged = 0, resent = 0;
-  std::size_t in_flight = 0;
+  std::uint64_t sent = 0, acknowledged = 0, resent = 0;  // envelopes
+  std::uint64_t messages = 0;                            // runs sent
+  std::uint64_t acks_verified = 0;                       // genuine acknowledgements
+  std::uint64_t acks_refused = 0;  // forged, unsigned, wrongly signed, another terminal's, ...
+  std::uint64_t acks_dropped = 0;  // arrived while kMaxQueuedAcks waited
+  std::string last_ack_refusal;    // why the last one was refused
+  std::size_t in_flight = 0;       // messages
   bool connected = false;
   std::string last_disconnect;
 };
 
 class OutboxSender final : public link::LinkHandler {
  public:
-  // `on_command` gets the fleet's commands as received (unverified), on
-  // the link's thread: it must only queue them.
-  OutboxSender(outbox::Outbox& outbox, link::Link& link,
+  static constexpr std::size_t kMaxQueuedAcks = 1024;
+
+  // `acks`: how acknowledgements are verified (this terminal's id and its
+  // trust anchors). `on_command` gets the fleet's commands as received
+  // (unverified), on the link's thread: it must only queue them.
+  OutboxSender(outbox::Outbox& outbox, link::Link& link, link::AckVerifierOptions acks,
                std::function<void(std::string)> on_command, SenderOptions options);
   ~OutboxSender() override;
 
@@ -52,16 +80,29 @@ class OutboxSender final : public link::LinkHandler {
 
   void on_connected() override;
   void on_disconnected(const std::string& reason) override;
-  void on_acknowledged(std::uint64_t id) override;
+  void on_acknowledgement(std::string bytes) override;
   void on_command(std::string bytes) override;
 
  private:
+  // A message in flight: its envelopes' sequences, which are acknowledged.
+  struct Run {
+    std::vector<std::uint64_t> sequences;
+    std::vector<bool> acknowledged;
+    std::size_t left = 0;
+  };
+
   void run();
+  // Verifies the queued acknowledgements (lock released meanwhile) and
+  // marks what they name.
+  void take_acks(std::unique_lock<std::mutex>& lock);
+  void acknowledge(std::uint64_t sequence);
   // Sends what the window allows; false on a send error (the link is down).
   bool pump(std::unique_lock<std::mutex>& lock);
+  void restart_cursor();
 
   outbox::Outbox& outbox_;
   link::Link& link_;
+  link::AckVerifier verifier_;
   std::function<void(std::string)> on_command_;
   SenderOptions options_;
 
@@ -70,15 +111,17 @@ class OutboxSender final : public link::LinkHandler {
   bool stopping_ = false, woken_ = false, connected_ = false;
   std::uint64_t next_ = 0;        // the next sequence to send
   std::uint64_t generation_ = 0;  // +1 at every connection (resets the cursor)
-  std::set<std::uint64_t> in_flight_;
-  std::set<std::uint64_t> ever_sent_;                    // this connection's, to count resends
-  std::set<std::uint64_t> acks_;                         // acknowledged, not yet deleted
+  std::uint64_t highest_sent_ = 0;
+  std::map<std::uint64_t, Run> in_flight_;  // by first sequence
+  std::size_t unacknowledged_runs_ = 0;     // of in_flight_, those with nothing acknowledged
+  std::set<std::uint64_t> ever_sent_;       // this connection's, to count resends
+  std::set<std::uint64_t> acks_;            // acknowledged, not yet deleted
+  std::deque<std::string> raw_acks_;        // as received, not verified yet
   std::chrono::steady_clock::time_point last_progress_;  // an ack, or the first send
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  std::uint64_t refused_unlogged_ = 0;
   SenderStats stats_;
   std::thread thread_;
 };
-
-// The MQTT topic tail (and gRPC Uplink.kind) of an envelope's payload.
-std::string payload_kind(int payload_type);
 
 }  // namespace portier::management

@@ -572,6 +572,80 @@ TEST_P(ReceiverTest, AGroupOfMessagesIsAnsweredOneByOneAndCommittedOnce_REQ29) {
   expect_chain_verifies();
 }
 
+// A run of envelopes in one message (MQTT up/run, gRPC Uplink.run).
+std::string run_of(const std::vector<Sealed>& envelopes) {
+  v1::EnvelopeRun r;
+  for (const auto& e : envelopes) r.add_envelopes(bytes(e));
+  return r.SerializeAsString();
+}
+
+TEST_P(ReceiverTest, ARunIsStoredInOneGoAndAcknowledgedWhole_REQ29) {
+  std::vector<Sealed> run;
+  for (int i = 1; i <= 40; ++i) run.push_back(term.health(i));
+  auto in = rx->receive_message(term.id, "run", run_of(run), kT0);
+  EXPECT_TRUE(in.refused.empty()) << in.refused.front().message();
+  EXPECT_EQ(in.acknowledge, seqs(1, 40));
+  EXPECT_EQ(stored(), seqs(1, 40));
+  // The same run again (its acknowledgement was lost): stored once,
+  // acknowledged again.
+  in = rx->receive_message(term.id, "run", run_of(run), kT0);
+  EXPECT_TRUE(in.refused.empty());
+  EXPECT_EQ(in.acknowledge, seqs(1, 40));
+  EXPECT_EQ(stored(), seqs(1, 40));
+  EXPECT_TRUE(incidents().empty());
+  expect_chain_verifies();
+}
+
+// Batch signing: the run's signature is on its last envelope, which comes
+// in a later message; the connection breaks in between and the terminal
+// sends everything unacknowledged again. Nothing only held is acknowledged
+// (a forged unsigned envelope must never make the terminal delete its own),
+// and each envelope is stored once.
+TEST_P(ReceiverTest, ARunSplitAcrossAReconnectIsAcknowledgedOnlyOnceItsSignatureArrives_REQ29) {
+  std::vector<Sealed> signing_run;
+  for (int i = 1; i <= 6; ++i) signing_run.push_back(term.health(i, /*sign=*/i == 6));
+  const std::vector<Sealed> first(signing_run.begin(), signing_run.begin() + 4);
+  auto in = rx->receive_message(term.id, "run", run_of(first), kT0);
+  EXPECT_TRUE(in.refused.empty());
+  EXPECT_TRUE(in.acknowledge.empty()) << "held, unsigned: not acknowledgeable";
+  EXPECT_TRUE(stored().empty());
+  // Reconnected: the terminal sends 1..6 again (its first message was never
+  // acknowledged), then 7..8.
+  in = rx->receive_message(term.id, "run", run_of(signing_run), kT0);
+  EXPECT_TRUE(in.refused.empty()) << in.refused.front().message();
+  EXPECT_EQ(in.acknowledge, seqs(1, 6));
+  std::vector<Sealed> next{term.health(7), term.health(8)};
+  in = rx->receive_message(term.id, "run", run_of(next), kT0);
+  EXPECT_EQ(in.acknowledge, seqs(7, 8));
+  EXPECT_EQ(stored(), seqs(1, 8));
+  EXPECT_TRUE(incidents().empty());
+  expect_chain_verifies();
+}
+
+TEST_P(ReceiverTest, AMalformedOrOversizedRunIsRefusedAsAWholeAndRecorded) {
+  auto in = rx->receive_message(term.id, "run", "\xff\xff\xff", kT0);
+  ASSERT_EQ(in.refused.size(), 1u);
+  EXPECT_EQ(in.refused[0].code, Errc::invalid_argument);
+  EXPECT_TRUE(in.acknowledge.empty());
+  Receiver small(*store, Receiver::Options{.max_run = 3});
+  std::vector<Sealed> run;
+  for (int i = 1; i <= 4; ++i) run.push_back(term.health(i));
+  in = small.receive_message(term.id, "run", run_of(run), kT0);
+  ASSERT_EQ(in.refused.size(), 1u);
+  EXPECT_NE(in.refused[0].message().find("4 envelopes"), std::string::npos)
+      << in.refused[0].message();
+  EXPECT_TRUE(stored().empty());
+  EXPECT_EQ(incidents(), (std::vector<std::string>{"malformed", "malformed"}));
+  // A run with one forged envelope in the middle: the others are stored
+  // and acknowledged, the forgery is refused and recorded.
+  auto forged = altered(run[1], "not what was signed");
+  in = rx->receive_message(term.id, "run", run_of({run[0], forged, run[1], run[2], run[3]}), kT0);
+  EXPECT_EQ(in.refused.size(), 1u);
+  EXPECT_EQ(in.acknowledge, seqs(1, 4));
+  EXPECT_EQ(stored(), seqs(1, 4));
+  expect_chain_verifies();
+}
+
 INSTANTIATE_TEST_SUITE_P(Algorithms, ReceiverTest,
                          ::testing::Values(KeyType::ecdsa_p256, KeyType::ed25519, KeyType::sm2),
                          [](const auto& info) {

@@ -6,16 +6,22 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <set>
 #include <thread>
 
 #include "agent/envelope/envelope_chain.h"
+#include "agent/link/ack_signing.h"
+#include "common/crypto/sign.h"
+#include "common/mqtt/mqtt_client.h"
 #include "daemon_fixture.h"
 #include "portier/v1/fleet.grpc.pb.h"
+#include "portier/v1/fleet.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
 #include "tools/fleet/sqlite_fleet_store.h"
@@ -78,10 +84,19 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
     start_fleet();
   }
 
-  void start_fleet() {
-    std::vector<std::string> argv{
-        bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
-        dir_.file("spool")};
+  void start_fleet(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv{bin("portier-fleet"),
+                                  "--db",
+                                  db_,
+                                  "serve",
+                                  "--ca",
+                                  pki_->ca_path(),
+                                  "--spool",
+                                  dir_.file("spool"),
+                                  "--signing-key",
+                                  commands_->key_path,
+                                  "--signing-cert",
+                                  commands_->chain_path};
     if (mqtt()) {
       argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
                                client_->chain_path, "--key", client_->key_path});
@@ -89,6 +104,7 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
       argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
                                server_->chain_path, "--key", server_->key_path});
     }
+    argv.insert(argv.end(), extra.begin(), extra.end());
     // Its log (stderr) kept for failure messages.
     argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$@\" 2>>" + dir_.file("fleet.log"), "sh"});
     fleet_ = std::make_unique<Child>(argv);
@@ -172,6 +188,24 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
     }
     return std::nullopt;
   }
+  // The records the terminal's outbox holds (read-only, beside the running
+  // portierd: SQLite WAL lets a reader in); -1 when it cannot be read.
+  long outbox_records() {
+    sqlite3* db = nullptr;
+    long n = -1;
+    const auto path = dir_.file("state/management/outbox.db");
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+  }
   void expect_chain_verifies() {
     auto v = run({bin("portier-fleet"), "--db", db_, "verify-chain", kTerminal});
     EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
@@ -202,6 +236,9 @@ TEST_P(ManagementLinkTest, TheTerminalReportsAndTheFleetCommands_REQ19_REQ29_REQ
   // Every audit record of the terminal reaches the fleet once, in order.
   ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }))
       << fleet_audit().size() << " of " << trail(d).size();
+  // The fleet's signed acknowledgements reach the terminal over this link
+  // and verify: its outbox empties (it would only grow otherwise).
+  EXPECT_TRUE(eventually([&] { return outbox_records() == 0; })) << outbox_records();
   EXPECT_EQ(d.stop(), 0);
   expect_chain_verifies();
   auto incidents = store()->incidents(kTerminal, 100);
@@ -269,6 +306,102 @@ TEST_P(ManagementLinkTest, TwentySigkillsInABurstLoseAndDuplicateNothing_REQ29) 
   auto t = store()->terminal(kTerminal);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->session_epoch, 21u);
+  EXPECT_EQ(d.stop(), 0);
+  expect_chain_verifies();
+  auto incidents = store()->incidents(kTerminal, 100);
+  ASSERT_TRUE(incidents);
+  for (auto& i : *incidents) ADD_FAILURE() << i.kind << " at " << i.sequence << ": " << i.detail;
+}
+
+// A hostile publisher on the broker (past its TLS checks: it holds a
+// certificate of the fleet's CA, and the test broker has no ACL) answers
+// every run the terminal sends with forged acknowledgements of everything
+// while the fleet is away: the old unsigned text, an unsigned
+// SignedAcknowledgement, one signed by a key of another CA, one with the
+// fleet's certificates and another key's signature, and one genuinely
+// signed by the fleet's command key for another terminal. The terminal
+// refuses them all and keeps its records: once the fleet is back, every
+// audit record is stored once, in order, and the chain verifies. The fleet
+// comes back under a new MQTT session, so what the broker kept for its old
+// one cannot make up for a record the terminal deleted: only the
+// terminal's own resends (after its ack timeout) bring them.
+TEST_P(ManagementLinkTest, ForgedAcknowledgementsOnTheBrokerDeleteNothing_REQ29) {
+  if (!mqtt()) GTEST_SKIP() << "a broker is MQTT's; the gRPC stream is the fleet's own";
+  ASSERT_TRUE(fleet_ready()) << fleet_log();
+  stop_fleet();
+
+  auto signer_of = [](const IssuedLeaf& leaf) {
+    auto s = crypto::KeySigner::from(leaf.key);
+    std::vector<crypto::Certificate> chain{leaf.cert};
+    chain.insert(chain.end(), leaf.chain.begin(), leaf.chain.end());
+    auto a = link::AckSigner::create(std::make_shared<crypto::KeySigner>(std::move(*s)), chain);
+    EXPECT_TRUE(a) << a.error().message();
+    return std::move(*a);
+  };
+  const auto fleet_key = signer_of(*commands_);
+  std::filesystem::create_directories(dir_.file("other-pki"));
+  auto other_pki = TestPki::create(dir_.file("other-pki"));
+  ASSERT_TRUE(other_pki);
+  auto other_leaf =
+      other_pki->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  ASSERT_TRUE(other_leaf);
+  const auto other_key = signer_of(*other_leaf);
+  auto stranger = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(stranger);
+  const std::vector<link::SequenceRange> everything{{1, 1000000000}};
+  auto forgeries = [&] {
+    const auto now = std::chrono::system_clock::now();
+    std::vector<std::string> out{"1,2,3,4,5,6,7,8,9,10"};
+    v1::SignedAcknowledgement s;
+    s.ParseFromString(*fleet_key.sign(kTerminal, everything, now));
+    s.clear_signature();
+    out.push_back(s.SerializeAsString());
+    auto sig = crypto::sign(*stranger, link::ack_signing_input(s.acknowledgement()));
+    s.set_signature(std::string(sig->begin(), sig->end()));
+    out.push_back(s.SerializeAsString());
+    out.push_back(*other_key.sign(kTerminal, everything, now));
+    out.push_back(*fleet_key.sign("T-ffffffffffffffffffffffffffffffff", everything, now));
+    return out;
+  };
+
+  std::atomic<int> answered{0};
+  std::unique_ptr<mqtt::MqttClient> hostile;
+  mqtt::ClientOptions o;
+  o.server_uri = broker_->uri();
+  o.client_id = "hostile";
+  o.tls = {pki_->ca_path(), client_->chain_path, client_->key_path};
+  o.max_incoming_payload = 1 << 20;
+  mqtt::ClientCallbacks cb;
+  const std::string ack_topic = "portier/v1/bank/" + std::string(kTerminal) + "/down/ack";
+  cb.message = [&](const std::string&, std::string) {
+    for (auto& f : forgeries()) (void)hostile->publish(ack_topic, f, false, [](Result<void>) {});
+    ++answered;
+  };
+  auto c = mqtt::MqttClient::create(o, cb);
+  ASSERT_TRUE(c) << c.error().message();
+  hostile = std::move(*c);
+  hostile->subscribe("portier/v1/bank/+/up/run", 1);
+  hostile->start();
+  ASSERT_TRUE(eventually([&] { return hostile->connected(); }));
+
+  Daemon d(dir_, daemon_options());
+  ASSERT_TRUE(d.start()) << d.log();
+  for (int i = 0; i < 5; ++i) {
+    run({bin("portierctl"), "--socket", d.socket(), "send", "terminal", "--text", "x"});
+  }
+  ASSERT_TRUE(d.audit_has("\"decision\":\"deny\"")) << d.audit();
+  ASSERT_TRUE(eventually([&] { return answered >= 3; })) << d.log();
+  // The terminal saw them and refused them (logged once, not per message).
+  ASSERT_TRUE(eventually([&] {
+    return d.log().find("acknowledgement(s) refused") != std::string::npos;
+  })) << d.log();
+  hostile->stop();
+
+  start_fleet({"--client-id", "portier-fleet-bank-new-session"});
+  ASSERT_TRUE(eventually([&] { return fleet_audit() == trail(d); }, 60s))
+      << fleet_audit().size() << " of " << trail(d).size() << "\n"
+      << d.log() << "\nfleet:\n"
+      << fleet_log();
   EXPECT_EQ(d.stop(), 0);
   expect_chain_verifies();
   auto incidents = store()->incidents(kTerminal, 100);

@@ -16,6 +16,7 @@
 #include "agent/identity/enrolment_proof.h"
 #include "agent/identity/hardware_serial.h"
 #include "agent/identity/private_file.h"
+#include "agent/link/ack_signing.h"
 #include "common/crypto/signer.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
@@ -157,6 +158,29 @@ Enrolment start_enrolment(FleetStore& store, const FleetArgs& a, const std::stri
   return e;
 }
 
+// The fleet's command key and its certificate chain (--signing-key,
+// --signing-cert): it signs commands (send) and acknowledgements (serve).
+struct FleetSigner {
+  std::shared_ptr<crypto::KeySigner> signer;
+  std::vector<crypto::Certificate> chain;
+};
+
+FleetSigner load_signer(const FleetArgs& a) {
+  auto key_pem = read_small_file(need_opt(a, "signing-key", "the command key (PEM)"),
+                                 ReadOptions{.max = 64 * 1024});
+  if (!key_pem) throw CliError{3, key_pem.error().message()};
+  auto key = crypto::PrivateKey::from_pem(*key_pem);
+  if (!key) throw CliError{3, "--signing-key: " + key.error().message()};
+  auto cert_pem = read_small_file(need_opt(a, "signing-cert", "its certificate chain (PEM)"),
+                                  ReadOptions{.max = 256 * 1024});
+  if (!cert_pem) throw CliError{3, cert_pem.error().message()};
+  auto chain = crypto::Certificate::all_from_pem(*cert_pem);
+  if (!chain || chain->empty()) throw CliError{3, "--signing-cert holds no certificate"};
+  auto signer = crypto::KeySigner::from(std::move(*key));
+  if (!signer) throw CliError{3, signer.error().message()};
+  return {std::make_shared<crypto::KeySigner>(std::move(*signer)), std::move(*chain)};
+}
+
 }  // namespace
 
 int expect(const FleetArgs& a) {
@@ -205,6 +229,15 @@ int serve(FleetStore& store, const FleetArgs& a) {
       // The port actually bound (an address with port 0 gets a free one).
       std::cout << "enrol port " << enrolment.server->port() << std::endl;
     }
+    // Acknowledgements are signed with the command key: the terminal
+    // deletes a record only on one that chains to its trust anchors.
+    std::shared_ptr<const link::AckSigner> acks;
+    if (a.opt("mqtt") || a.opt("grpc")) {
+      auto fs = load_signer(a);
+      auto ack_signer = link::AckSigner::create(fs.signer, fs.chain);
+      if (!ack_signer) throw CliError{3, "--signing-cert: " + ack_signer.error().message()};
+      acks = std::make_shared<const link::AckSigner>(std::move(*ack_signer));
+    }
     Receiver receiver(store);
     std::unique_ptr<MqttIntake> mqtt;
     std::unique_ptr<GrpcEndpoint> grpc;
@@ -216,13 +249,14 @@ int serve(FleetStore& store, const FleetArgs& a) {
       // A fixed id by default: the broker keeps the session (and what
       // terminals send) while portier-fleet is away.
       o.client_id = a.opt("client-id").value_or("portier-fleet-" + o.fleet);
+      o.acks = acks;
       auto in = MqttIntake::create(std::move(o), receiver, log_line);
       if (!in) throw CliError{3, in.error().message()};
       mqtt = std::move(*in);
       mqtt->start();
     }
     if (auto addr = a.opt("grpc")) {
-      auto e = GrpcEndpoint::start({*addr, ca, cert, key}, receiver, log_line);
+      auto e = GrpcEndpoint::start({*addr, ca, cert, key, acks}, receiver, log_line);
       if (!e) throw CliError{3, e.error().message()};
       grpc = std::move(*e);
       // The port actually bound (an address with port 0 gets a free one).
@@ -254,16 +288,7 @@ int send(FleetStore& store, const FleetArgs& a) {
     const auto action = a.words[2];
     if (!store.terminal(terminal)) throw CliError{4, "unknown terminal " + terminal};
     const auto spool = need_opt(a, "spool", "where serve picks commands up");
-    auto key_pem = read_small_file(need_opt(a, "signing-key", "the command key (PEM)"),
-                                   ReadOptions{.max = 64 * 1024});
-    if (!key_pem) throw CliError{3, key_pem.error().message()};
-    auto key = crypto::PrivateKey::from_pem(*key_pem);
-    if (!key) throw CliError{3, "--signing-key: " + key.error().message()};
-    auto cert_pem = read_small_file(need_opt(a, "signing-cert", "its certificate chain (PEM)"),
-                                    ReadOptions{.max = 256 * 1024});
-    if (!cert_pem) throw CliError{3, cert_pem.error().message()};
-    auto chain = crypto::Certificate::all_from_pem(*cert_pem);
-    if (!chain || chain->empty()) throw CliError{3, "--signing-cert holds no certificate"};
+    auto fs = load_signer(a);
     v1::Command c;
     c.set_command_id(a.opt("id").value_or("c-" + random_hex(8)));
     // The id names the spool file: letters, digits, '-', '_', '.' only.
@@ -319,9 +344,7 @@ int send(FleetStore& store, const FleetArgs& a) {
                             "' (ping, run-health-checks, set-intervals, replace-policy, usb, "
                             "fetch-audit, rotate-key)"};
     }
-    auto signer = crypto::KeySigner::from(std::move(*key));
-    if (!signer) throw CliError{3, signer.error().message()};
-    auto signed_command = commands::sign_command(c, *signer, *chain);
+    auto signed_command = commands::sign_command(c, *fs.signer, fs.chain);
     if (!signed_command) throw CliError{3, signed_command.error().message()};
     const std::string dir = spool + "/" + terminal;
     std::filesystem::create_directories(dir);

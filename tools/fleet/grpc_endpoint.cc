@@ -14,8 +14,9 @@ struct GrpcEndpoint::Peer {
 
 class GrpcEndpoint::Service final : public v1::Fleet::Service {
  public:
-  Service(Receiver& receiver, std::function<void(const std::string&)> log)
-      : receiver_(receiver), log_(std::move(log)) {}
+  Service(Receiver& receiver, std::shared_ptr<const link::AckSigner> acks,
+          std::function<void(const std::string&)> log)
+      : receiver_(receiver), acks_(std::move(acks)), log_(std::move(log)) {}
 
   grpc::Status Connect(grpc::ServerContext* ctx,
                        grpc::ServerReaderWriter<v1::Downlink, v1::Uplink>* stream) override {
@@ -36,25 +37,28 @@ class GrpcEndpoint::Service final : public v1::Fleet::Service {
     log_("grpc: " + terminal + " connected");
     v1::Uplink up;
     while (stream->Read(&up)) {
-      auto r =
-          receiver_.receive(terminal, up.kind(), up.envelope(), std::chrono::system_clock::now());
-      if (!r) {
-        log_("grpc: " + terminal + " " + up.kind() + ": " + r.error().message());
-        continue;  // not acknowledged: the terminal sends it again
+      const bool is_run = up.kind() == "run";
+      auto in = receiver_.receive_message(terminal, up.kind(), is_run ? up.run() : up.envelope(),
+                                          std::chrono::system_clock::now());
+      if (!in.refused.empty()) {
+        log_("grpc: " + terminal + " " + up.kind() + ": " + in.refused.front().message() +
+             (in.refused.size() > 1 ? " (and " + std::to_string(in.refused.size() - 1) + " more)"
+                                    : ""));
       }
-      // Acknowledged: what the store holds (see MqttIntake), never an
-      // envelope only held.
-      const auto acks = acknowledgeable(
-          *r, up.id(),
-          r->outcome == Receipt::Outcome::duplicate && receiver_.holds(terminal, up.id()));
+      // Acknowledged: what the store holds (see Receiver::receive_message),
+      // signed as over MQTT; what is not is sent again by the terminal.
+      if (in.acknowledge.empty()) continue;
+      auto ack = acks_->sign(terminal, link::to_ranges(std::move(in.acknowledge)),
+                             std::chrono::system_clock::now());
+      if (!ack) {
+        log_("grpc: cannot sign the acknowledgement for " + terminal + ": " +
+             ack.error().message());
+        continue;
+      }
+      v1::Downlink d;
+      d.set_signed_ack(std::move(*ack));
       std::lock_guard w(peer->write_mu);
-      bool ok = true;
-      for (auto a : acks) {
-        v1::Downlink d;
-        d.set_ack(a);
-        ok = ok && stream->Write(d);
-      }
-      if (!ok) break;
+      if (!stream->Write(d)) break;
     }
     {
       std::lock_guard lock(mu_);
@@ -77,6 +81,7 @@ class GrpcEndpoint::Service final : public v1::Fleet::Service {
 
  private:
   Receiver& receiver_;
+  std::shared_ptr<const link::AckSigner> acks_;
   std::function<void(const std::string&)> log_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Peer>> peers_;
@@ -84,6 +89,9 @@ class GrpcEndpoint::Service final : public v1::Fleet::Service {
 
 Result<std::unique_ptr<GrpcEndpoint>> GrpcEndpoint::start(
     GrpcEndpointOptions options, Receiver& receiver, std::function<void(const std::string&)> log) {
+  if (!options.acks) {
+    return fail(Errc::invalid_argument, "grpc endpoint", "acks", "no acknowledgement signer given");
+  }
   auto read = [](const std::string& p) { return read_small_file(p, ReadOptions{.max = 1u << 20}); };
   auto ca = read(options.ca_file);
   if (!ca) return std::unexpected(ca.error());
@@ -95,7 +103,7 @@ Result<std::unique_ptr<GrpcEndpoint>> GrpcEndpoint::start(
   tls.pem_root_certs = *ca;
   tls.pem_key_cert_pairs.push_back({*key, *cert});
   std::unique_ptr<GrpcEndpoint> e(new GrpcEndpoint());
-  e->service_ = std::make_unique<Service>(receiver, std::move(log));
+  e->service_ = std::make_unique<Service>(receiver, options.acks, std::move(log));
   grpc::ServerBuilder b;
   b.AddListeningPort(options.address, grpc::SslServerCredentials(tls), &e->port_);
   b.RegisterService(e->service_.get());

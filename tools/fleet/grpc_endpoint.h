@@ -1,8 +1,10 @@
 // The fleet's gRPC endpoint (issue 10, item 5; proto/portier/v1/fleet.proto):
 // terminals hold one mutual-TLS stream each (Fleet.Connect); the terminal
 // is the CN of its client certificate, which must chain to the fleet's CA.
-// Every Uplink goes to the Receiver with that terminal id and is
-// acknowledged (Downlink.ack) only once stored; signed commands go down the
+// Every Uplink (kind "run": an EnvelopeRun, stored in one transaction) goes
+// to the Receiver with that terminal id and what it got stored is
+// acknowledged with a SignedAcknowledgement (Downlink.signed_ack, the same
+// as over MQTT's down/ack); signed commands go down the
 // terminal's stream while it is connected. At most one stream per terminal:
 // a new one replaces the old.
 #pragma once
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <string>
 
+#include "agent/link/ack_signing.h"
 #include "tools/fleet/receiver.h"
 
 namespace grpc {
@@ -25,6 +28,7 @@ namespace portier::fleet {
 struct GrpcEndpointOptions {
   std::string address;  // host:port (port 0: any free one)
   std::string ca_file, cert_file, key_file;
+  std::shared_ptr<const link::AckSigner> acks;  // signs the acknowledgements (required)
 };
 
 class GrpcEndpoint {

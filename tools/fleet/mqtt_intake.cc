@@ -3,18 +3,22 @@
 #include <future>
 
 #include "agent/link/mqtt_link.h"
-#include "portier/v1/envelope.pb.h"
 
 namespace portier::fleet {
 
 Result<std::unique_ptr<MqttIntake>> MqttIntake::create(
     MqttIntakeOptions options, Receiver& receiver, std::function<void(const std::string&)> log) {
   PORTIER_TRY(link::check_topic_id("fleet", options.fleet));
+  if (!options.acks) {
+    return fail(Errc::invalid_argument, "mqtt intake", "acks", "no acknowledgement signer given");
+  }
   std::unique_ptr<MqttIntake> in(new MqttIntake(std::move(options), receiver, std::move(log)));
   mqtt::ClientOptions co;
   co.server_uri = in->options_.server_uri;
   co.client_id = in->options_.client_id;
   co.tls = in->options_.tls;
+  co.max_incoming_payload = in->options_.max_message_bytes;
+  co.max_in_flight = 1024;  // acknowledgements for many terminals
   mqtt::ClientCallbacks cb;
   auto* self = in.get();
   cb.message = [self](const std::string& topic, std::string payload) {
@@ -76,32 +80,26 @@ void MqttIntake::on_message(const std::string& topic, std::string payload) {
     log_("mqtt: message on an unusable topic refused: " + topic);
     return;
   }
-  auto r = receiver_.receive(terminal, kind, payload, std::chrono::system_clock::now());
-  if (r) {
+  auto in = receiver_.receive_message(terminal, kind, payload, std::chrono::system_clock::now());
+  if (in.refused.empty()) {
     ++accepted_;
-    // Only what the store holds may leave the terminal's outbox: the
-    // envelopes this message got stored (it may cover earlier ones), or the
-    // message itself when it was stored before (a resend). Never one only
-    // held (unsigned, or past a gap): a forged one would otherwise make the
-    // terminal delete its genuine record.
-    v1::Envelope env;
-    v1::EnvelopeBody body;
-    std::uint64_t seq = 0;
-    if (r->outcome == Receipt::Outcome::duplicate && env.ParseFromString(payload) &&
-        body.ParseFromString(env.body())) {
-      seq = body.sequence();
-    }
-    const auto acks = acknowledgeable(*r, seq, seq > 0 && receiver_.holds(terminal, seq));
-    std::string text;
-    for (auto a : acks) text += (text.empty() ? "" : ",") + std::to_string(a);
-    if (!text.empty()) {
-      (void)client_->publish("portier/v1/" + options_.fleet + "/" + terminal + "/down/ack",
-                             std::move(text), false, [](Result<void>) {});
-    }
   } else {
     ++rejected_;
-    log_("mqtt: " + terminal + " " + kind + ": " + r.error().message());
+    log_(
+        "mqtt: " + terminal + " " + kind + ": " + in.refused.front().message() +
+        (in.refused.size() > 1 ? " (and " + std::to_string(in.refused.size() - 1) + " more)" : ""));
   }
+  // Only what the store holds may leave the terminal's outbox (see
+  // Receiver::receive_message), and only on the fleet's signature.
+  if (in.acknowledge.empty()) return;
+  const auto ranges = link::to_ranges(std::move(in.acknowledge));
+  auto ack = options_.acks->sign(terminal, ranges, std::chrono::system_clock::now());
+  if (!ack) {
+    log_("mqtt: cannot sign the acknowledgement for " + terminal + ": " + ack.error().message());
+    return;
+  }
+  (void)client_->publish("portier/v1/" + options_.fleet + "/" + terminal + "/down/ack",
+                         std::move(*ack), false, [](Result<void>) {});
 }
 
 Result<void> MqttIntake::send_command(const std::string& terminal_id, std::string signed_command) {

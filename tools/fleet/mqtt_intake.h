@@ -3,9 +3,13 @@
 // the Receiver with the terminal id of its topic (the broker's ACL lets a
 // terminal publish only under its own id; the Receiver checks the body
 // names the same terminal and carries that terminal's signature anyway),
-// acknowledges what it stored on the terminal's down/ack topic (only then
-// does the terminal delete it from its outbox), and publishes signed
-// commands on a terminal's down/cmd topic. With MQTT 5
+// acknowledges what it stored on the terminal's down/ack topic with a
+// SignedAcknowledgement (agent/link/ack_signing.h: ranges of sequences,
+// signed by the fleet's command key; only then does the terminal delete
+// them from its outbox), and publishes signed commands on a terminal's
+// down/cmd topic. A message on up/run carries a run of envelopes
+// (EnvelopeRun), stored in one transaction; one on up/<kind> a single
+// envelope (as older terminals sent them). With MQTT 5
 // it subscribes as a shared subscription ($share/portier-fleet/...), so
 // several fleet workers on one store split the load.
 #pragma once
@@ -16,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/link/ack_signing.h"
 #include "common/mqtt/mqtt_client.h"
 #include "tools/fleet/receiver.h"
 
@@ -27,6 +32,8 @@ struct MqttIntakeOptions {
   mqtt::TlsFiles tls;
   std::string client_id;  // the broker keeps this session's messages while it is away
   bool shared = true;     // a shared subscription (MQTT 5)
+  std::shared_ptr<const link::AckSigner> acks;  // signs the acknowledgements (required)
+  std::size_t max_message_bytes = 1u << 20;     // larger messages are dropped by the client
 };
 
 struct IntakeStats {

@@ -9,6 +9,7 @@
 #include "agent/envelope/offline_notice.h"
 #include "common/hex.h"
 #include "portier/v1/command.pb.h"
+#include "portier/v1/envelope.pb.h"
 #include "portier/v1/telemetry.pb.h"
 
 namespace portier::fleet {
@@ -836,6 +837,59 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
     }
   }
   return results;
+}
+
+Receiver::Intake Receiver::receive_message(const std::string& terminal_id, const std::string& kind,
+                                           std::string_view bytes, TimePoint now) {
+  Intake out;
+  std::vector<Message> messages;
+  if (kind == "run") {
+    v1::EnvelopeRun run;
+    std::optional<Incident> bad;
+    if (bytes.size() > options_.max_message_bytes) {
+      bad = incident(terminal_id, now, "malformed", 0,
+                     "a run of " + std::to_string(bytes.size()) + " bytes (at most " +
+                         std::to_string(options_.max_message_bytes) + ")");
+    } else if (!run.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      bad = incident(terminal_id, now, "malformed", 0, "not a portier.v1.EnvelopeRun");
+    } else if (static_cast<std::size_t>(run.envelopes_size()) > options_.max_run) {
+      bad = incident(terminal_id, now, "malformed", 0,
+                     "a run of " + std::to_string(run.envelopes_size()) + " envelopes (at most " +
+                         std::to_string(options_.max_run) + ")");
+    }
+    if (bad) {
+      (void)store_.add_incident(*bad);
+      out.refused.push_back(refusal(*bad, Errc::invalid_argument).error());
+      return out;
+    }
+    messages.reserve(static_cast<std::size_t>(run.envelopes_size()));
+    for (auto& e : *run.mutable_envelopes()) messages.push_back(Message{"envelope", std::move(e)});
+  } else {
+    messages.push_back(Message{kind, std::string(bytes)});
+  }
+  auto results = receive_many(terminal_id, messages, now);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    auto& r = results[i];
+    if (!r) {
+      out.refused.push_back(std::move(r.error()));
+      continue;
+    }
+    std::uint64_t seq = 0;
+    if (r->outcome == Receipt::Outcome::duplicate && messages[i].kind != "batch") {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      if (env.ParseFromString(messages[i].bytes) && body.ParseFromString(env.body())) {
+        seq = body.sequence();
+      }
+    }
+    for (auto a : acknowledgeable(*r, seq, seq > 0 && holds(terminal_id, seq))) {
+      out.acknowledge.push_back(a);
+    }
+  }
+  std::sort(out.acknowledge.begin(), out.acknowledge.end());
+  out.acknowledge.erase(std::unique(out.acknowledge.begin(), out.acknowledge.end()),
+                        out.acknowledge.end());
+  return out;
 }
 
 }  // namespace portier::fleet

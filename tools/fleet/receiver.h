@@ -59,7 +59,8 @@ class Receiver {
     // Bytes of the envelopes held per terminal (waiting for a signature or
     // past a gap): every commit rewrites them with the chain.
     std::size_t max_held_bytes = 32u << 20;
-    int max_attempts = 64;  // commits lost to another receiver before giving up
+    int max_attempts = 64;       // commits lost to another receiver before giving up
+    std::size_t max_run = 4096;  // envelopes in one EnvelopeRun
     // Rejections of messages for terminal ids nobody registered, and the
     // unsigned candidates evicted or discarded, are tallied (fleet_store.h):
     // anyone on the way can cause them at will. The counts live in the
@@ -102,6 +103,18 @@ class Receiver {
   };
   std::vector<Result<Receipt>> receive_many(const std::string& terminal_id,
                                             const std::vector<Message>& messages, TimePoint now);
+
+  // What a transport does with one message it received: kind "run" (a
+  // serialized EnvelopeRun: each envelope as if it came alone, all in one
+  // transaction through receive_many), or any kind receive() takes. The
+  // answer names what the terminal may delete (acknowledgeable() of each
+  // envelope, ascending) and why anything was refused.
+  struct Intake {
+    std::vector<std::uint64_t> acknowledge;
+    std::vector<Error> refused;  // an incident is recorded for each, but the store's errors
+  };
+  Intake receive_message(const std::string& terminal_id, const std::string& kind,
+                         std::string_view bytes, TimePoint now);
 
  private:
   class Step;

@@ -17,7 +17,7 @@ struct Events : LinkHandler {
   std::condition_variable cv;
   int connected = 0;
   std::vector<std::string> disconnected, commands;
-  std::vector<std::uint64_t> acknowledged;
+  std::vector<std::string> acknowledgements;  // as received, unverified
 
   void on_connected() override {
     add([&] { ++connected; });
@@ -25,8 +25,8 @@ struct Events : LinkHandler {
   void on_disconnected(const std::string& r) override {
     add([&] { disconnected.push_back(r); });
   }
-  void on_acknowledged(std::uint64_t id) override {
-    add([&] { acknowledged.push_back(id); });
+  void on_acknowledgement(std::string b) override {
+    add([&] { acknowledgements.push_back(std::move(b)); });
   }
   void on_command(std::string b) override {
     add([&] { commands.push_back(std::move(b)); });

@@ -14,7 +14,7 @@ namespace {
 struct Printer : portier::link::LinkHandler {
   void on_connected() override { std::cout << "connected" << std::endl; }
   void on_disconnected(const std::string&) override {}
-  void on_acknowledged(std::uint64_t) override {}
+  void on_acknowledgement(std::string) override {}
   void on_command(std::string) override {}
 };
 

@@ -142,11 +142,10 @@ TEST_F(ShippedBrokerConfigTest, TerminalWritesAndReadsOnlyUnderItsOwnId) {
   ASSERT_TRUE(link);
   ASSERT_TRUE((*link)->start(events));
   ASSERT_TRUE(events.wait([&] { return events.connected == 1; })) << broker_->log();
-  ASSERT_TRUE((*link)->send({1, "health", "mine"}));
-  ASSERT_TRUE(
-      receiver.wait([&] { return receiver.has("portier/v1/f1/t-0001/up/health", "mine"); }));
-  receiver.publish("portier/v1/f1/t-0001/down/ack", "1");
-  ASSERT_TRUE(events.wait([&] { return events.acknowledged.size() == 1; }));
+  ASSERT_TRUE((*link)->send({1, 1, "mine"}));
+  ASSERT_TRUE(receiver.wait([&] { return receiver.has("portier/v1/f1/t-0001/up/run", "mine"); }));
+  receiver.publish("portier/v1/f1/t-0001/down/ack", "ack");
+  ASSERT_TRUE(events.wait([&] { return events.acknowledgements.size() == 1; }));
 
   // The same certificate, trying to speak for t-0002.
   Fleet forger(broker_->uri(), tls_, {"portier/v1/f1/t-0002/down/cmd"}, "t-0001");
@@ -175,11 +174,11 @@ TEST_F(ShippedBrokerConfigTest, TerminalWritesAndReadsOnlyUnderItsOwnId) {
   receiver.publish("portier/v1/f1/t-0001/down/cmd", "for t-0001");
   ASSERT_TRUE(events.wait([&] { return events.commands.size() == 1; }));
   EXPECT_EQ(events.commands[0], "for t-0001");
-  ASSERT_TRUE((*link)->send({2, "health", "sentinel"}));
+  ASSERT_TRUE((*link)->send({2, 2, "sentinel"}));
   ASSERT_TRUE(
-      receiver.wait([&] { return receiver.has("portier/v1/f1/t-0001/up/health", "sentinel"); }));
+      receiver.wait([&] { return receiver.has("portier/v1/f1/t-0001/up/run", "sentinel"); }));
   std::lock_guard lock(receiver.mu);
-  EXPECT_TRUE(receiver.has("portier/v1/f1/t-0001/up/health", "mine"));
+  EXPECT_TRUE(receiver.has("portier/v1/f1/t-0001/up/run", "mine"));
   EXPECT_TRUE(receiver.has("portier/v1/f1/t-0001/state", "online"));
   EXPECT_FALSE(receiver.has("portier/v1/f1/t-0002/up/health", "forged"));
   EXPECT_FALSE(receiver.has("portier/v1/f1/t-0002/state", "online"));

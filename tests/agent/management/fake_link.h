@@ -2,16 +2,69 @@
 // what is sent and lets the test acknowledge, drop the connection and
 // deliver commands. The real links (MQTT against Mosquitto, gRPC against
 // portier-fleet) have their own tests; this double only stands in for the
-// transport so the outbox logic can be driven step by step.
+// transport so the outbox logic can be driven step by step. What is sent is
+// recorded per envelope (each run taken apart); ack() answers as the fleet
+// does, with an acknowledgement signed by `acker`.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 
+#include "agent/link/ack_signing.h"
 #include "agent/link/link.h"
+#include "portier/v1/envelope.pb.h"
+#include "support/test_pki.h"
 
 namespace portier::management::test {
+
+// The fleet's acknowledgement key: a command-signing leaf of `pki`.
+inline std::shared_ptr<const link::AckSigner> make_acker(const portier::test::TestPki& pki,
+                                                         const std::string& name = "fleet-acks") {
+  auto leaf = pki.issue({.name = name, .usage = crypto::CertUsage::command_signing});
+  if (!leaf) return nullptr;
+  auto signer = crypto::KeySigner::from(leaf->key);
+  if (!signer) return nullptr;
+  std::vector<crypto::Certificate> chain{leaf->cert};
+  chain.insert(chain.end(), leaf->chain.begin(), leaf->chain.end());
+  auto a = link::AckSigner::create(std::make_shared<crypto::KeySigner>(std::move(*signer)), chain);
+  if (!a) return nullptr;
+  return std::make_shared<const link::AckSigner>(std::move(*a));
+}
+
+// One envelope as sent: its sequence, its payload's kind ("health",
+// "result", ...), its bytes (a serialized Envelope).
+struct SentEnvelope {
+  std::uint64_t id = 0;
+  std::string kind;
+  std::string bytes;
+};
+
+inline std::string kind_of(const v1::EnvelopeBody& body) {
+  switch (body.payload_type()) {
+    case v1::PAYLOAD_BIRTH:
+      return "birth";
+    case v1::PAYLOAD_HEALTH:
+      return "health";
+    case v1::PAYLOAD_INVENTORY:
+      return "inventory";
+    case v1::PAYLOAD_DECISION_SUMMARY:
+      return "decisions";
+    case v1::PAYLOAD_AUDIT:
+      return "audit";
+    case v1::PAYLOAD_COMMAND_RESULT:
+      return "result";
+    case v1::PAYLOAD_DROP:
+      return "drop";
+    case v1::PAYLOAD_AUDIT_CHECKPOINT:
+      return "checkpoint";
+    default:
+      return "other";
+  }
+}
 
 class FakeLink final : public link::Link {
  public:
@@ -27,7 +80,20 @@ class FakeLink final : public link::Link {
   Result<void> send(const link::Outgoing& m) override {
     std::lock_guard lock(mu_);
     if (!up_) return fail_msg(Errc::unavailable, "fake link: down");
-    sent_.push_back(m);
+    v1::EnvelopeRun run;
+    if (!run.ParseFromString(m.bytes)) return fail_msg(Errc::invalid_argument, "not a run");
+    ++messages_;
+    for (auto& e : run.envelopes()) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      SentEnvelope s{0, "other", e};
+      if (env.ParseFromString(e) && body.ParseFromString(env.body())) {
+        s.id = body.sequence();
+        s.kind = kind_of(body);
+        terminal_ = body.terminal_id();
+      }
+      sent_.push_back(std::move(s));
+    }
     cv_.notify_all();
     return {};
   }
@@ -59,9 +125,13 @@ class FakeLink final : public link::Link {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return sent_.size() >= n; });
   }
-  std::vector<link::Outgoing> sent() {
+  std::vector<SentEnvelope> sent() {
     std::lock_guard lock(mu_);
     return {sent_.begin(), sent_.end()};
+  }
+  std::size_t messages() {
+    std::lock_guard lock(mu_);
+    return messages_;
   }
   // The fleet (or a hostile broker) sends a command.
   void deliver(std::string bytes) {
@@ -72,21 +142,38 @@ class FakeLink final : public link::Link {
     }
     if (h) h->on_command(std::move(bytes));
   }
+  // The fleet stored envelope `id`: an acknowledgement signed by `acker`
+  // for the terminal the envelopes name.
   void ack(std::uint64_t id) {
+    std::string terminal;
+    {
+      std::lock_guard lock(mu_);
+      terminal = terminal_;
+    }
+    const std::vector<link::SequenceRange> ranges{{id, id}};
+    auto signed_ack = acker->sign(terminal, ranges, std::chrono::system_clock::now());
+    if (signed_ack) ack_raw(std::move(*signed_ack));
+  }
+  // Anything on the acknowledgement topic, as a broker would deliver it.
+  void ack_raw(std::string bytes) {
     link::LinkHandler* h;
     {
       std::lock_guard lock(mu_);
       h = handler_;
     }
-    if (h) h->on_acknowledged(id);
+    if (h) h->on_acknowledgement(std::move(bytes));
   }
+
+  std::shared_ptr<const link::AckSigner> acker;  // the fleet's key
 
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
   link::LinkHandler* handler_ = nullptr;
   bool up_ = false;
-  std::deque<link::Outgoing> sent_;
+  std::deque<SentEnvelope> sent_;
+  std::size_t messages_ = 0;
+  std::string terminal_;
 };
 
 }  // namespace portier::management::test

@@ -56,6 +56,8 @@ class ManagementFeatureTest : public ::testing::Test {
     ASSERT_TRUE(pki) << pki.error().message();
     pki_ = std::make_unique<portier::test::TestPki>(std::move(*pki));
     config_.command_trust_anchors = {pki_->ca_path()};
+    acker_ = test::make_acker(*pki_);
+    ASSERT_TRUE(acker_);
   }
   void TearDown() override {
     feature_.reset();
@@ -71,6 +73,7 @@ class ManagementFeatureTest : public ::testing::Test {
         [this](const ManagementConfig&,
                const LinkContext& c) -> Result<std::unique_ptr<link::Link>> {
           auto l = std::make_unique<test::FakeLink>();
+          l->acker = acker_;
           link_ = l.get();
           will_ = c.offline_notice;
           return l;
@@ -92,6 +95,7 @@ class ManagementFeatureTest : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<portier::test::TestPki> pki_;
+  std::shared_ptr<const link::AckSigner> acker_;
   std::unique_ptr<agent::AuditLog> audit_;
   RecordingHealth health_;
   ManagementConfig config_;

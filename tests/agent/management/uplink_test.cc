@@ -13,7 +13,10 @@
 
 #include "agent/management/fake_link.h"
 #include "agent/management/outbox_sender.h"
+#include "common/crypto/sign.h"
+#include "portier/v1/fleet.pb.h"
 #include "portier/v1/telemetry.pb.h"
+#include "support/test_pki.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/sqlite_fleet_store.h"
 
@@ -116,8 +119,14 @@ TEST_P(UplinkTest, EverySubmittedPayloadIsCommittedInOrderAndVerifiesAcrossARest
 
 TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedResentAfterAReconnect) {
   start_terminal();
+  auto pki = portier::test::TestPki::create(dir_);
+  ASSERT_TRUE(pki) << pki.error().message();
   test::FakeLink link;
-  OutboxSender sender(*box_, link, nullptr, SenderOptions{.window = 8, .idle_poll = 50ms});
+  link.acker = test::make_acker(*pki);
+  ASSERT_TRUE(link.acker);
+  // Runs of 4, at most 2 of them unacknowledged.
+  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
+                      SenderOptions{.window = 2, .run_envelopes = 4, .idle_poll = 50ms});
   ASSERT_TRUE(link.start(sender));
   uplink_->on_stored([&] { sender.wake(); });
   sender.start();
@@ -128,13 +137,19 @@ TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedRese
   link.connect();
   ASSERT_TRUE(link.wait_sent(8));
   auto sent = link.sent();
-  ASSERT_EQ(sent.size(), 8u) << "the window holds at most 8 unacknowledged";
+  ASSERT_EQ(sent.size(), 8u) << "the window holds at most 2 runs of 4 unacknowledged";
+  EXPECT_EQ(link.messages(), 2u);
   for (std::size_t i = 0; i < sent.size(); ++i) {
     EXPECT_EQ(sent[i].id, i + 1);
     EXPECT_EQ(sent[i].kind, "health");
   }
   for (std::uint64_t id = 1; id <= 4; ++id) link.ack(id);
   ASSERT_TRUE(link.wait_sent(12));
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       box_->stats()->records > 16 && std::chrono::steady_clock::now() < until;) {
+    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
+  }
+  ASSERT_EQ(box_->stats()->records, 16u);
   // The connection drops with 5..12 unacknowledged: they go again.
   link.disconnect();
   link.connect();
@@ -155,7 +170,9 @@ TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedRese
     link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
   }
   EXPECT_EQ(box_->stats()->records, 0u);
-  EXPECT_GE(sender.stats().resent, 8u);
+  EXPECT_GE(sender.stats().resent, 8u)
+      << sender.stats().sent << " sent in " << sender.stats().messages << " messages; "
+      << link.sent().size() << " seen by the link";
   sender.stop();
 }
 
@@ -198,6 +215,109 @@ TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceTh
   ASSERT_GE(states.size(), 2u);
   EXPECT_FALSE(states.front().empty());
   EXPECT_TRUE(states.back().empty());
+}
+
+// Whoever can publish on the terminal's down/ack topic (a hostile broker)
+// sends acknowledgements of everything: unsigned, signed by a key of
+// another CA, signed wrongly with the fleet's certificates, or genuinely
+// signed by the fleet for another terminal. None deletes a record; each is
+// counted. Then the fleet's own acknowledgement deletes them.
+TEST_P(UplinkTest, ForgedAcknowledgementsDeleteNothingAndAreCounted_REQ29) {
+  start_terminal();
+  auto pki = portier::test::TestPki::create(dir_);
+  ASSERT_TRUE(pki) << pki.error().message();
+  std::filesystem::create_directories(dir_ + "/other");
+  auto other_pki = portier::test::TestPki::create(dir_ + "/other");
+  ASSERT_TRUE(other_pki);
+  test::FakeLink link;
+  link.acker = test::make_acker(*pki);
+  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
+                      SenderOptions{.idle_poll = 50ms});
+  ASSERT_TRUE(link.start(sender));
+  uplink_->on_stored([&] { sender.wake(); });
+  sender.start();
+  submit(10);
+  ASSERT_TRUE(uplink_->flush(10s));
+  link.connect();
+  ASSERT_TRUE(link.wait_sent(10));
+  const std::vector<link::SequenceRange> all{{1, 1000000}};
+  const auto now = std::chrono::system_clock::now();
+  link.ack_raw("1,2,3,4,5,6,7,8,9,10");  // the old unsigned format
+  auto genuine = link.acker->sign("T-1", all, now);
+  ASSERT_TRUE(genuine);
+  v1::SignedAcknowledgement unsigned_ack;
+  ASSERT_TRUE(unsigned_ack.ParseFromString(*genuine));
+  unsigned_ack.clear_signature();
+  link.ack_raw(unsigned_ack.SerializeAsString());
+  link.ack_raw(*test::make_acker(*other_pki)->sign("T-1", all, now));  // untrusted chain
+  auto wrong = unsigned_ack;  // the fleet's certificates, another key's signature
+  auto other_key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  auto sig = crypto::sign(*other_key, link::ack_signing_input(wrong.acknowledgement()));
+  wrong.set_signature(std::string(sig->begin(), sig->end()));
+  link.ack_raw(wrong.SerializeAsString());
+  link.ack_raw(*link.acker->sign("T-2", all, now));  // another terminal's
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (sender.stats().acks_refused < 5 && std::chrono::steady_clock::now() < deadline) {
+    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
+  }
+  auto st = sender.stats();
+  EXPECT_EQ(st.acks_refused, 5u) << st.last_ack_refusal;
+  EXPECT_EQ(st.acks_verified, 0u);
+  EXPECT_EQ(st.acknowledged, 0u);
+  EXPECT_NE(st.last_ack_refusal.find("other terminal"), std::string::npos) << st.last_ack_refusal;
+  EXPECT_EQ(box_->stats()->records, 10u) << "a forged acknowledgement deleted records";
+  // The fleet's own.
+  link.ack_raw(*genuine);
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       box_->stats()->records > 0 && std::chrono::steady_clock::now() < until;) {
+    link.wait_sent(1000000, 10ms);
+  }
+  EXPECT_EQ(box_->stats()->records, 0u);
+  EXPECT_EQ(sender.stats().acks_verified, 1u);
+  sender.stop();
+}
+
+// A run half acknowledged when the connection drops: after the reconnect
+// only the rest goes again, and the half acknowledged is deleted once.
+TEST_P(UplinkTest, ARunSplitAcrossAReconnectResendsOnlyWhatWasNotAcknowledged_REQ29) {
+  start_terminal();
+  auto pki = portier::test::TestPki::create(dir_);
+  ASSERT_TRUE(pki) << pki.error().message();
+  test::FakeLink link;
+  link.acker = test::make_acker(*pki);
+  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
+                      SenderOptions{.window = 1, .run_envelopes = 6, .idle_poll = 50ms});
+  ASSERT_TRUE(link.start(sender));
+  uplink_->on_stored([&] { sender.wake(); });
+  sender.start();
+  submit(6);
+  ASSERT_TRUE(uplink_->flush(10s));
+  link.connect();
+  ASSERT_TRUE(link.wait_sent(6));
+  EXPECT_EQ(link.messages(), 1u);
+  for (std::uint64_t s = 1; s <= 3; ++s) link.ack(s);
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       box_->stats()->records > 3 && std::chrono::steady_clock::now() < until;) {
+    link.wait_sent(1000000, 10ms);
+  }
+  ASSERT_EQ(box_->stats()->records, 3u);
+  link.disconnect();
+  link.connect();
+  ASSERT_TRUE(link.wait_sent(9));
+  auto sent = link.sent();
+  ASSERT_EQ(sent.size(), 9u);
+  EXPECT_EQ(sent[6].id, 4u);
+  EXPECT_EQ(sent[8].id, 6u);
+  for (std::uint64_t s = 4; s <= 6; ++s) link.ack(s);
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       (box_->stats()->records > 0 || sender.stats().acknowledged < 6) &&
+       std::chrono::steady_clock::now() < until;) {
+    link.wait_sent(1000000, 10ms);  // the deletion is counted once it is committed
+  }
+  EXPECT_EQ(box_->stats()->records, 0u);
+  EXPECT_EQ(sender.stats().acknowledged, 6u);
+  EXPECT_EQ(link.sent().size(), 9u) << "nothing acknowledged went again";
+  sender.stop();
 }
 
 INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,

@@ -1,0 +1,82 @@
+// The terminal's gate for the fleet's acknowledgements (issue 10): an
+// envelope leaves the outbox only on a SignedAcknowledgement (see
+// ack_signing.h) that verifies, so a broker (or anyone who can publish on
+// down/ack) cannot make the terminal delete what the fleet never stored.
+//
+// Checks, in this order (the first that fails refuses it, with Error::what
+// naming the kind of refusal and Error::why the detail):
+//   "malformed"       not a SignedAcknowledgement holding an Acknowledgement,
+//                     more than max_bytes, no or too many certificates, a
+//                     certificate that does not parse, ranges not ascending
+//                     (first <= last, each after the one before, none at 0),
+//                     more than max_ranges;
+//   "unsigned"        no signature;
+//   "untrusted chain" certificates[0] for command signing (keyUsage
+//                     digitalSignature, EKU codeSigning) through the others
+//                     to a trust anchor, valid now: crypto::verify_chain, as
+//                     commands::CommandVerifier checks a command's chain;
+//   "bad signature"   not certificates[0]'s key over kAckLabel || bytes;
+//   "other terminal"  for another terminal id.
+// A chain that validated is remembered (by its exact certificate bytes, for
+// at most 10 minutes and never past a certificate's notAfter), so a run of
+// acknowledgements costs one signature check each.
+//
+// Replays: an old genuine acknowledgement verifies again and names
+// sequences the fleet stored; the outbox has deleted them or deletes them
+// now, and since a sequence is never reused, nothing else can go. So a
+// replay is harmless and is not checked for (its time is informative).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/link/ack_signing.h"
+#include "common/crypto/keys.h"
+#include "common/crypto/x509.h"
+#include "common/result.h"
+
+namespace portier::link {
+
+struct AckVerifierOptions {
+  std::string terminal_id;
+  // The certificates a fleet key must chain to (the terminal's
+  // command_trust_anchors).
+  std::vector<crypto::Certificate> trust_anchors;
+  std::function<std::chrono::system_clock::time_point()> clock = [] {
+    return std::chrono::system_clock::now();
+  };
+  std::size_t max_bytes = 64 * 1024;
+  std::size_t max_certificates = 4;
+  std::size_t max_ranges = 8192;
+};
+
+class AckVerifier {
+ public:
+  explicit AckVerifier(AckVerifierOptions options) : options_(std::move(options)) {}
+
+  // The ranges a genuine acknowledgement for this terminal names; an error
+  // (see above) for anything else. Never fails otherwise, on any input.
+  // Thread-safe.
+  Result<std::vector<SequenceRange>> verify(std::string_view bytes);
+
+  // How many chain validations were done (the cache's misses), for tests.
+  std::size_t chain_checks() const;
+
+ private:
+  struct Trusted {
+    std::string certificates;  // the DER certificates, each length-prefixed
+    crypto::PublicKey key;
+    std::chrono::system_clock::time_point from, until;
+  };
+  AckVerifierOptions options_;
+  mutable std::mutex mu_;
+  std::vector<Trusted> trusted_;  // a few at most, newest last
+  std::size_t chain_checks_ = 0;
+};
+
+}  // namespace portier::link
