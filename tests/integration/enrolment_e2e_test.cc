@@ -127,9 +127,11 @@ class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
 
   // `lifetime`: of the device certificates the fleet issues, in seconds.
   void start_fleet(int lifetime = 24 * 3600) {
-    std::vector<std::string> argv{
-        bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
-        dir_.file("spool")};
+    std::vector<std::string> argv{bin("portier-fleet"), "--db", db_, "serve", "--ca",
+                                  pki_->ca_path(), "--spool", dir_.file("spool"),
+                                  // Acknowledgements are signed with the command key.
+                                  "--signing-key", commands_->key_path, "--signing-cert",
+                                  commands_->chain_path};
     if (mqtt()) {
       argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
                                client_->chain_path, "--key", client_->key_path});
@@ -560,9 +562,18 @@ TEST_P(EnrolmentE2eTest, ARenewalThatFailsKeepsTheLinkAndSaysSo_REQ33) {
   fleet_->signal(SIGTERM);
   fleet_->wait_exit(10s);
   fleet_.reset();
-  std::vector<std::string> argv{
-      bin("portier-fleet"), "--db", db_, "serve", "--ca", pki_->ca_path(), "--spool",
-      dir_.file("spool")};
+  std::vector<std::string> argv{bin("portier-fleet"),
+                                "--db",
+                                db_,
+                                "serve",
+                                "--ca",
+                                pki_->ca_path(),
+                                "--spool",
+                                dir_.file("spool"),
+                                "--signing-key",
+                                commands_->key_path,
+                                "--signing-cert",
+                                commands_->chain_path};
   if (mqtt()) {
     argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
                              client_->chain_path, "--key", client_->key_path});
