@@ -12,16 +12,22 @@ AuditCheckpointer::AuditCheckpointer(std::string path, std::string terminal_id, 
       signer_(signer),
       key_id_(std::move(key_id)) {}
 
-Result<void> AuditCheckpointer::check_trail(const std::vector<std::string>& tail) {
+Result<void> AuditCheckpointer::check_trail(const std::vector<std::string>& tail,
+                                            const std::optional<crypto::PublicKey>& retired,
+                                            std::int64_t time_ms) {
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) return {};  // none signed yet
   auto cps = agent::read_checkpoints(path_);
   if (!cps) return std::unexpected(cps.error());
   if (cps->empty()) return {};
   const auto& last = cps->back();
+  bool handover = false;
   if (auto ok = agent::verify_checkpoint(last, signer_.public_key()); !ok) {
-    return fail(Errc::permission_denied, path_, "last checkpoint",
-                "does not verify with the device key: " + ok.error().message());
+    handover = retired && agent::verify_checkpoint(last, *retired).has_value();
+    if (!handover) {
+      return fail(Errc::permission_denied, path_, "last checkpoint",
+                  "does not verify with the device key: " + ok.error().message());
+    }
   }
   std::uint64_t trail_last = 0;
   for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
@@ -48,6 +54,13 @@ Result<void> AuditCheckpointer::check_trail(const std::vector<std::string>& tail
                       " does not match the checkpoint this terminal signed of it: the trail "
                       "was changed");
     }
+  }
+  if (handover) {
+    // The same head, signed again by the key now in use: the next start
+    // checks against it (the retired key is gone by then).
+    agent::AuditCheckpoint c{terminal_id_, last.seq, last.head, time_ms, epoch_};
+    PORTIER_TRY(agent::sign_checkpoint(c, signer_, key_id_));
+    PORTIER_TRY(agent::append_checkpoint(path_, c));
   }
   return {};
 }

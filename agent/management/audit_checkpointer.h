@@ -25,7 +25,12 @@ class AuditCheckpointer {
   // The trail's newest lines (its tail, oldest first) against the last
   // checkpoint of the file; an error says what does not match. Ok when
   // there is no checkpoint yet or its record is older than the tail.
-  Result<void> check_trail(const std::vector<std::string>& tail);
+  // `retired`: the device key a rotation just replaced. A last checkpoint
+  // that only it verifies is accepted once, and its head is signed again
+  // with the key in use (at `time_ms`), so a rotation is no tamper alarm.
+  Result<void> check_trail(const std::vector<std::string>& tail,
+                           const std::optional<crypto::PublicKey>& retired = std::nullopt,
+                           std::int64_t time_ms = 0);
   // A record reached the trail (thread-safe).
   void observe(std::uint64_t seq, const std::string& line);
   // A new checkpoint of the head, kept in the file; nullopt when the head

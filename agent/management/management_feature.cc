@@ -200,7 +200,16 @@ Result<void> ManagementFeature::start_core() {
   if (context.audit) {
     // The trail must still hold what this terminal signed before: a trail
     // cut short or changed since is reported, and the daemon goes on.
-    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000)); !ok) {
+    // After a rotation, the last checkpoint is the retired key's.
+    std::optional<crypto::PublicKey> retired;
+    {
+      std::lock_guard lock(retired_mu_);
+      retired = std::exchange(retired_key_, std::nullopt);
+    }
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000), retired, now_ms); !ok) {
       log_error("management: " + ok.error().message());
       context.audit->record(audit::audit_tampered(ok.error().message()));
       if (context.health) {
@@ -441,6 +450,12 @@ Result<std::string> ManagementFeature::rotate_key() {
   }
   auto before = envelope::key_id(identity_->signer()->public_key());
   if (!before) return std::unexpected(before.error());
+  {
+    // For the next core's check of the audit checkpoints this key signed
+    // (set first: the rotation restarts the core as soon as the key changed).
+    std::lock_guard lock(retired_mu_);
+    retired_key_ = identity_->signer()->public_key();
+  }
   PORTIER_TRY(enrolment_->rotate(*identity_));
   auto after = envelope::key_id(identity_->signer()->public_key());
   if (!after) return std::unexpected(after.error());

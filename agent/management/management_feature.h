@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,8 +105,11 @@ class ManagementFeature final : public agent::Feature {
   std::string key_file_, cert_file_;
   std::unique_ptr<identity::DeviceIdentity> identity_;
   std::unique_ptr<identity::EnrolmentClient> enrolment_;  // null: no enrolment configured
-  std::vector<crypto::Certificate> trust_anchors_;        // command_trust_anchors, read at start
-  std::shared_ptr<crypto::Signer> signer_;                // the key of the running core
+  std::mutex retired_mu_;
+  std::optional<crypto::PublicKey>
+      retired_key_;  // the key a rotation replaced, until the core restarts
+  std::vector<crypto::Certificate> trust_anchors_;  // command_trust_anchors, read at start
+  std::shared_ptr<crypto::Signer> signer_;          // the key of the running core
   std::uint64_t session_epoch_ = 0;
 
   // start_core/stop_core/start_link/stop_link, from start(), stop() and the

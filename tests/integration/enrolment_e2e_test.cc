@@ -373,6 +373,10 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   ASSERT_TRUE(certs);
   EXPECT_EQ(*certs->front().public_key()->to_pem(), fleet_key(id));
   expect_ping(id, d);
+  // Regression: the core restarted on the new key checked the retired key's
+  // last audit checkpoint with the new key and reported the trail tampered.
+  EXPECT_FALSE(d.audit_has("\"event\":\"audit_tampered\"")) << d.log();
+  EXPECT_EQ(d.log().find("does not verify with the device key"), std::string::npos) << d.log();
   EXPECT_EQ(d.stop(), 0);
   // A restart keeps the new key and its certificate: no enrolment again,
   // the link comes straight up with them.
@@ -393,6 +397,7 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
     EXPECT_EQ(t->cert(), cert_before);
     EXPECT_EQ(fleet_key(id), *new_key->public_key()->to_pem());
     EXPECT_EQ(again.log().find("enrolled;"), std::string::npos) << again.log();
+    EXPECT_FALSE(again.audit_has("\"event\":\"audit_tampered\"")) << again.log();
     EXPECT_EQ(again.stop(), 0);
   }
   expect_chain_verifies(id);
