@@ -107,6 +107,10 @@ class CommandStore {
   Result<TimePoint> nonces_forgotten_until();
 
   const std::string& path() const { return path_; }
+  // Closes the connection until the next operation opens it again (after a
+  // read at start: an idle terminal keeps no connection, page cache or
+  // -shm mapping for a store it may not use for days).
+  void release() { disconnect(); }
 
  private:
   CommandStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

@@ -24,6 +24,7 @@ Result<std::unique_ptr<FleetCommands>> FleetCommands::create(
   std::unique_ptr<FleetCommands> c(new FleetCommands(control, sources, uplink, std::move(source)));
   c->store_ = std::move(*store);
   if (auto v = c->store_->policy_version()) c->policy_version_ = *v;
+  c->store_->release();
   if (control) {
     // Audit records the sources' queue had no room for are read back from
     // the trail's files (back-pressure, never a drop).
