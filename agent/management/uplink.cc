@@ -172,13 +172,17 @@ void Uplink::finish_signing(Run& run) {
       signed_cv_.wait(lock);
       continue;
     }
-    const Task t = tasks_.front();
-    tasks_.pop_front();
-    lock.unlock();
-    sign_range(*t.run, t.begin, t.end);
-    lock.lock();
-    if (--t.run->tasks_left == 0) signed_cv_.notify_all();
+    run_one_task(lock);
   }
+}
+
+void Uplink::run_one_task(std::unique_lock<std::mutex>& lock) {
+  const Task t = tasks_.front();
+  tasks_.pop_front();
+  lock.unlock();
+  sign_range(*t.run, t.begin, t.end);
+  lock.lock();
+  if (--t.run->tasks_left == 0) signed_cv_.notify_all();
 }
 
 void Uplink::want_helpers_locked() {
@@ -213,12 +217,7 @@ void Uplink::helper() {
         helpers_stop_) {
       break;
     }
-    const Task t = tasks_.front();
-    tasks_.pop_front();
-    lock.unlock();
-    sign_range(*t.run, t.begin, t.end);
-    lock.lock();
-    if (--t.run->tasks_left == 0) signed_cv_.notify_all();
+    run_one_task(lock);
   }
   --live_helpers_;
 }

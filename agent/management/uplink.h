@@ -141,6 +141,9 @@ class Uplink {
   void sign_range(Run& run, std::size_t begin, std::size_t end);
   // The writer: signs tasks (its runs' first) until `run` is signed.
   void finish_signing(Run& run);
+  // Signs the first queued task's range (mu_ held through `lock` on entry
+  // and on return, released while signing).
+  void run_one_task(std::unique_lock<std::mutex>& lock);
   // Stores a signed run; the sealer goes back to run.before on an error.
   Result<void> store(Run& run);
   // seal + finish_signing + store, for a run alone (a drop notice).
