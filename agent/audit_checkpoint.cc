@@ -158,6 +158,12 @@ Result<void> append_checkpoint(const std::string& path, const AuditCheckpoint& c
 CheckpointVerifyResult verify_with_checkpoints(const std::vector<std::string>& files,
                                                const std::vector<AuditCheckpoint>& checkpoints,
                                                const crypto::PublicKey& key) {
+  return verify_with_checkpoints(files, checkpoints, std::vector<crypto::PublicKey>{key});
+}
+
+CheckpointVerifyResult verify_with_checkpoints(const std::vector<std::string>& files,
+                                               const std::vector<AuditCheckpoint>& checkpoints,
+                                               const std::vector<crypto::PublicKey>& keys) {
   CheckpointVerifyResult r;
   r.checkpoints = checkpoints.size();
   std::map<std::uint64_t, std::pair<std::string, std::string>> seen;  // seq -> (digest, where)
@@ -175,8 +181,21 @@ CheckpointVerifyResult verify_with_checkpoints(const std::vector<std::string>& f
   for (auto& c : checkpoints) {
     const std::string signed_at =
         "the checkpoint of seq " + std::to_string(c.seq) + " signed at " + when(c.time_ms);
-    if (auto ok = verify_checkpoint(c, key); !ok) {
-      r.problem = signed_at + " does not verify with the terminal's key: " + ok.error().message();
+    std::string why = "no key given";
+    bool verified = false;
+    for (auto& key : keys) {
+      auto ok = verify_checkpoint(c, key);
+      if (ok) {
+        verified = true;
+        break;
+      }
+      why = ok.error().message();
+    }
+    if (!verified) {
+      r.problem = signed_at + " does not verify with the terminal's key" +
+                  (keys.size() > 1 ? std::string(" (any of ") + std::to_string(keys.size()) + ")"
+                                   : std::string()) +
+                  ": " + why;
       return r;
     }
     if (c.seq > r.chain.last_seq) {

@@ -67,5 +67,10 @@ struct CheckpointVerifyResult {
 CheckpointVerifyResult verify_with_checkpoints(const std::vector<std::string>& files,
                                                const std::vector<AuditCheckpoint>& checkpoints,
                                                const crypto::PublicKey& key);
+// The same for a terminal whose device key was rotated: each checkpoint
+// must verify with one of `keys` (the old keys' and the new one's).
+CheckpointVerifyResult verify_with_checkpoints(const std::vector<std::string>& files,
+                                               const std::vector<AuditCheckpoint>& checkpoints,
+                                               const std::vector<crypto::PublicKey>& keys);
 
 }  // namespace portier::agent

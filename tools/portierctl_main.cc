@@ -55,6 +55,8 @@ constexpr const char* kUsage =
     "                                           management/audit-checkpoints.jsonl) with its\n"
     "                                           certificate or public key: catches a trail\n"
     "                                           rewritten chain and all, truncated or deleted\n"
+    "                                           (after key rotations: every certificate the\n"
+    "                                           terminal had, in one PEM file)\n"
     "socket: --socket, else $PORTIER_SOCKET, else /run/portier/portierd.sock\n"
     "--timeout S: deadline of each call in seconds (1..3600, default 5)\n"
     "exit codes: 0 ok, 2 usage, 3 permission denied, 4 not found/unavailable, 1 other\n";
@@ -601,16 +603,30 @@ class Ctl {
     }
     auto pem = read_small_file(cert ? *cert : *key, ReadOptions{.max = 256 * 1024});
     if (!pem) throw Failure{1, pem.error().message()};
-    auto pub = [&]() -> Result<crypto::PublicKey> {
-      if (key) return crypto::PublicKey::from_pem(*pem);
-      auto c = crypto::Certificate::from_pem(*pem);
-      if (!c) return std::unexpected(c.error());
-      return c->public_key();
+    // --cert may hold several certificates: after key rotations, the
+    // terminal's old ones and its current one (each checkpoint verifies
+    // with one of them).
+    auto keys = [&]() -> Result<std::vector<crypto::PublicKey>> {
+      if (key) {
+        auto k = crypto::PublicKey::from_pem(*pem);
+        if (!k) return std::unexpected(k.error());
+        return std::vector<crypto::PublicKey>{std::move(*k)};
+      }
+      auto certs = crypto::Certificate::all_from_pem(*pem);
+      if (!certs) return std::unexpected(certs.error());
+      if (certs->empty()) return fail_msg(Errc::invalid_argument, "holds no certificate");
+      std::vector<crypto::PublicKey> out;
+      for (auto& c : *certs) {
+        auto k = c.public_key();
+        if (!k) return std::unexpected(k.error());
+        out.push_back(std::move(*k));
+      }
+      return out;
     }();
-    if (!pub) throw Failure{1, (cert ? *cert : *key) + ": " + pub.error().message()};
+    if (!keys) throw Failure{1, (cert ? *cert : *key) + ": " + keys.error().message()};
     auto cps = agent::read_checkpoints(*checkpoints);
     if (!cps) throw Failure{1, cps.error().message()};
-    auto r = agent::verify_with_checkpoints(files, *cps, *pub);
+    auto r = agent::verify_with_checkpoints(files, *cps, *keys);
     out(json_ ? r.json() : r.summary());
     return r.ok ? 0 : 1;
   }

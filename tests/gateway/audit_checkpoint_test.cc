@@ -117,6 +117,29 @@ TEST_P(AuditCheckpointTest, ACheckpointSignedByAnotherKeyIsRefused_REQ29) {
       << r.problem;
 }
 
+// After a rotation the trail's early checkpoints are the old key's and the
+// later ones the new key's: with both keys the trail verifies; with the new
+// one alone the old key's checkpoint is named.
+TEST_P(AuditCheckpointTest, ACheckpointTrailAcrossAKeyRotationVerifiesWithBothKeys_REQ29) {
+  auto next = crypto::PrivateKey::generate(GetParam());
+  ASSERT_TRUE(next);
+  auto s = crypto::KeySigner::from(*next);
+  ASSERT_TRUE(s);
+  auto cps = read_checkpoints(cp_path_);
+  ASSERT_TRUE(cps);
+  // The new key signs the head of seq 20 again (the handover), as the
+  // management feature does after a rotation.
+  AuditCheckpoint handover = (*cps)[1];
+  handover.time_ms += 1000;
+  ASSERT_TRUE(sign_checkpoint(handover, *s, "kid2"));
+  cps->push_back(handover);
+  auto r = verify_with_checkpoints({path_}, *cps, {signer_->public_key(), s->public_key()});
+  EXPECT_TRUE(r.ok) << r.problem;
+  auto alone = verify_with_checkpoints({path_}, *cps, s->public_key());
+  ASSERT_FALSE(alone.ok);
+  EXPECT_NE(alone.problem.find("the checkpoint of seq 10"), std::string::npos) << alone.problem;
+}
+
 TEST_P(AuditCheckpointTest, AMalformedCheckpointLineIsNamedAndATornLastLineIgnored) {
   {
     std::ofstream f(cp_path_, std::ios::app);
