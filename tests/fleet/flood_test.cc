@@ -97,6 +97,27 @@ TEST_F(FloodTest, TenThousandForgedEnvelopesForMadeUpIdsLeaveABoundedNumberOfInc
 // what the fleet keeps of them stays within the terminal's room, the
 // evictions and discards are tallied in a few rows, and the genuine run
 // and its batch signature are stored when they come.
+// Regression (review): a run that does not parse, or is too large, was
+// written as one incident row per message, for any terminal id a broker
+// made up.
+TEST_F(FloodTest, AFloodOfJunkRunsLeavesABoundedNumberOfIncidentRows) {
+  Receiver::Options o;
+  o.tally.max_terminals = 16;
+  Receiver rx(*store, o);
+  for (int id = 0; id < 1000; ++id) {
+    auto in = rx.receive_message("ATM-JUNK-" + std::to_string(id), "run", "\xff\xff junk", kT0);
+    EXPECT_EQ(in.refused.size(), 1u);
+  }
+  auto in = rx.receive_message(term.id, "run", "\xff\xff junk", kT0);
+  EXPECT_EQ(in.refused.size(), 1u);
+  auto incidents = all_incidents();
+  EXPECT_LE(incidents.size(), 16u + 1);
+  EXPECT_EQ(total(incidents, "malformed"), 1001u);
+  // The genuine terminal's own chain still goes on.
+  auto r = rx.receive(term.id, "envelope", bytes(term.health(1)), kT0);
+  EXPECT_TRUE(r) << r.error().message();
+}
+
 TEST_F(FloodTest, AFloodOfJunkCandidatesLeavesBoundedStateAndTheGenuineChainIsStored_REQ29) {
   Receiver::Options o;
   o.max_pending = 32;

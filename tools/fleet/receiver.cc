@@ -858,7 +858,9 @@ Receiver::Intake Receiver::receive_message(const std::string& terminal_id, const
                          std::to_string(options_.max_run) + ")");
     }
     if (bad) {
-      (void)store_.add_incident(*bad);
+      // Anyone on the broker can publish junk on any terminal's up/run:
+      // tallied, one row per terminal, kind and interval (not one per message).
+      (void)store_.tally_incidents({*bad}, options_.tally);
       out.refused.push_back(refusal(*bad, Errc::invalid_argument).error());
       return out;
     }
