@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "agent/commands/command_signing.h"
+#include "agent/commands/command_test_util.h"
 #include "support/test_pki.h"
 
 namespace portier::management {
@@ -21,24 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class KeptAudit final : public AuditSink {
- public:
-  void record(const AuditEntry& e) override {
-    std::lock_guard lock(mu_);
-    entries_.push_back(e);
-  }
-  std::vector<std::string> tail(std::size_t) override { return {}; }
-  int follow(std::function<void(const std::string&)>) override { return 0; }
-  void unfollow(int) override {}
-  std::vector<AuditEntry> entries() {
-    std::lock_guard lock(mu_);
-    return entries_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<AuditEntry> entries_;
-};
+using commands::test::KeptAudit;  // keeps every entry (tests/agent/commands)
 
 class FleetCommandsTest : public ::testing::Test {
  protected:
