@@ -25,6 +25,9 @@ Result<std::unique_ptr<DeviceIdentity>> DeviceIdentity::open(IdentityInfo info,
   auto pend = id->keys_->pending(false);
   if (!pend) return std::unexpected(pend.error());
   id->pending_ = *pend;
+  // An old key kept aside by a rotation before the last stop: its
+  // successor is current now, nothing signs with it any more.
+  PORTIER_TRY(with_context(id->keys_->destroy_retired(), "key rotation"));
   auto installed = id->certificates_.load();
   if (!installed) return std::unexpected(installed.error());
   id->installed_ = *installed;
@@ -73,6 +76,11 @@ Result<std::string> DeviceIdentity::begin_rotation() {
   auto csr = make_csr(*pending_, {info_.terminal_id, info_.serial, ""});
   if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
   return csr->to_pem();
+}
+
+Result<void> DeviceIdentity::destroy_retired_key() {
+  std::lock_guard lock(mu_);
+  return with_context(keys_->destroy_retired(), "key rotation");
 }
 
 Result<void> DeviceIdentity::promote_locked() {

@@ -65,6 +65,10 @@ class DeviceIdentity {
     return install_certificate(crypto::ByteView(der), std::span<const crypto::Bytes>(chain));
   }
 
+  // Destroys the old key a rotation kept aside (a key store with
+  // keep_retired): called once nothing signs with it any more.
+  Result<void> destroy_retired_key();
+
   // Time source for the checks (tests).
   void set_clock(std::function<crypto::TimePoint()> now) { now_ = std::move(now); }
 

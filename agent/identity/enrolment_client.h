@@ -12,7 +12,11 @@
 // Renew: mutual TLS with the installed certificate and the current key as
 // the client's, a new CSR for the same key. gRPC takes the client key as
 // PEM, so renewal over TLS needs the key in a file; a key in a PKCS#11 token
-// is renewed by rotation (RotateDeviceKey and InstallCertificate commands).
+// is renewed by Enroll again (the same key, its CSR signed in the token,
+// the enrolment secret's proof): the fleet issues a new certificate for
+// the key it holds once the one it issued is past a tenth of its lifetime,
+// never one for another key. Such a key rotates by the RotateDeviceKey
+// command's CSR and InstallCertificate (management_feature.h).
 //
 // Rotate: a pending key and its CSR (DeviceIdentity::begin_rotation), sent
 // with Renew over mutual TLS with the current certificate and key: the TLS
@@ -48,7 +52,8 @@ class EnrolmentClient {
 
   // Enrols the identity's current key and installs the certificate.
   Result<void> enroll(DeviceIdentity& identity) const;
-  // Renews the installed certificate for the current (file) key.
+  // Renews the installed certificate for the current key (a file key over
+  // mutual TLS, a token's key by Enroll).
   Result<void> renew(DeviceIdentity& identity) const;
   // Renews when `now` is past renewal_due_at() of the installed
   // certificate: true when it renewed, false when not due yet. The
@@ -61,6 +66,8 @@ class EnrolmentClient {
   Result<void> rotate(DeviceIdentity& identity) const;
 
  private:
+  // Enroll (the current key, the secret's proof); `rpc` names it in errors.
+  Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc) const;
   // Renew over mutual TLS with the installed certificate, for `csr_der`.
   Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
                           const std::string& rpc) const;

@@ -95,11 +95,20 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   auto id = identity::load_or_create_terminal_id(dir_ + "/terminal_id");
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
-  key_file_ = config_.key_file.empty() ? dir_ + "/device.key" : config_.key_file;
   const bool enrol = !config_.enrolment_server.empty();
   // Without enrolment the certificate is provisioned by hand in cert_file
-  // and the identity's own store stays unused.
-  cert_file_ = config_.cert_file.empty() ? dir_ + "/device.crt" : config_.cert_file;
+  // and the identity's own store stays unused. With the device key in a
+  // token, cert_file and tls_key_file are the link's TLS identity and the
+  // enrolled device certificate has a file of its own.
+  if (config_.pkcs11()) {
+    key_file_.clear();
+    cert_file_ = dir_ + "/device.crt";
+    link_cert_file_ = config_.cert_file;
+  } else {
+    key_file_ = config_.key_file.empty() ? dir_ + "/device.key" : config_.key_file;
+    cert_file_ = config_.cert_file.empty() ? dir_ + "/device.crt" : config_.cert_file;
+    link_cert_file_ = cert_file_;
+  }
   identity::IdentityInfo info{terminal_id_, "", {}};
   if (enrol) {
     auto serial = identity::hardware_serial(config_.serial);
@@ -114,10 +123,27 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     }
     info.fleet_ca = std::move(*anchors);
   }
+  std::unique_ptr<identity::KeyStore> keys;
+  if (config_.pkcs11()) {
+    // A rotation keeps the old key in the token until the signing parts
+    // have started again with the new one (run_identity destroys it).
+    keys = std::make_unique<identity::Pkcs11KeyStore>(
+        identity::Pkcs11Options{config_.pkcs11_module, config_.pkcs11_token,
+                                config_.pkcs11_pin_file, config_.pkcs11_key_label,
+                                config_.key_type},
+        true);
+  } else {
+    keys = std::make_unique<identity::FileKeyStore>(key_file_, config_.key_type);
+  }
   auto ident = identity::DeviceIdentity::open(
-      std::move(info), std::make_unique<identity::FileKeyStore>(key_file_, config_.key_type),
+      std::move(info), std::move(keys),
       identity::CertificateStore(enrol ? cert_file_ : dir_ + "/device.crt"));
-  if (!ident) return std::unexpected(ident.error());
+  if (!ident) {
+    return std::unexpected(ident.error().with_context(
+        config_.pkcs11()
+            ? "management: the device key in PKCS#11 token \"" + config_.pkcs11_token + "\""
+            : "management: the device key"));
+  }
   identity_ = std::move(*ident);
   if (enrol) {
     identity::EnrolmentOptions eo;
@@ -267,7 +293,7 @@ Result<void> ManagementFeature::start_link() {
   // The link reads its files when it is made: a new certificate or key
   // means a new link.
   ManagementConfig lc = config_;
-  lc.cert_file = cert_file_;
+  lc.cert_file = link_cert_file_;
   auto link = links_(lc, LinkContext{terminal_id_, offline->SerializeAsString(), key_file_});
   if (!link) return std::unexpected(link.error());
   auto sender = std::make_unique<OutboxSender>(
@@ -365,6 +391,11 @@ void ManagementFeature::run_identity() {
         step = start_core();
         core_up = step.has_value();
         if (!step) log_error("management: cannot start again: " + step.error().message());
+        // Nothing signs with a key a rotation retired any more (its last
+        // checkpoint is out): it goes now.
+        if (auto gone = identity_->destroy_retired_key(); !gone) {
+          log_error("management: " + gone.error().message());
+        }
       } else {
         stop_link();
       }
@@ -450,6 +481,27 @@ Result<std::string> ManagementFeature::rotate_key() {
   }
   auto before = envelope::key_id(identity_->signer()->public_key());
   if (!before) return std::unexpected(before.error());
+  if (config_.pkcs11()) {
+    // Renew over mutual TLS would need the token's key as a PEM file: the
+    // new key is made in the token, its CSR goes back in this result, and
+    // the fleet's certificate for it comes with InstallCertificate, which
+    // makes it current and only then destroys the old key.
+    auto csr = identity_->begin_rotation();
+    if (!csr) return std::unexpected(csr.error());
+    auto parsed = crypto::CertificateRequest::from_pem(*csr);
+    if (!parsed) return std::unexpected(parsed.error().with_context("key rotation"));
+    auto pending = parsed->public_key();
+    if (!pending) return std::unexpected(pending.error().with_context("key rotation"));
+    auto next = envelope::key_id(*pending);
+    if (!next) return std::unexpected(next.error());
+    log_info("management: key rotation: key " + *next + " made in PKCS#11 token \"" +
+             config_.pkcs11_token + "\"; key " + *before +
+             " signs until its certificate is installed");
+    return "key " + *next + " made in the PKCS#11 token; key " + *before +
+           " stays in use until InstallCertificate brings a certificate for the new key "
+           "(CSR below)\n" +
+           *csr;
+  }
   {
     // For the next core's check of the audit checkpoints this key signed
     // (set first: the rotation restarts the core as soon as the key changed).
@@ -480,11 +532,34 @@ Result<std::string> ManagementFeature::install_certificate(const v1::InstallCert
   std::vector<crypto::Bytes> chain;
   for (const auto& x : c.chain()) chain.emplace_back(x.begin(), x.end());
   const crypto::Bytes der(c.certificate().begin(), c.certificate().end());
-  PORTIER_TRY(identity_->install_certificate(der, chain));
-  // The same key: a renewal, the link starts again with the new file (a new
-  // key restarts everything through on_key_changed).
-  if (identity_->signer() == before) request_restart(false);
-  return std::string("certificate installed");
+  {
+    // Should it complete a rotation, the next core checks the audit
+    // checkpoints this key signed (set first: the new key restarts the
+    // core as soon as it is current).
+    std::lock_guard lock(retired_mu_);
+    retired_key_ = before->public_key();
+  }
+  if (auto ok = identity_->install_certificate(der, chain); !ok) {
+    std::lock_guard lock(retired_mu_);
+    retired_key_.reset();
+    return std::unexpected(ok.error());
+  }
+  if (identity_->signer() == before) {
+    {
+      std::lock_guard lock(retired_mu_);
+      retired_key_.reset();
+    }
+    // The same key: a renewal, the link starts again with the new file (a
+    // new key restarts everything through on_key_changed).
+    request_restart(false);
+    return std::string("certificate installed");
+  }
+  auto old_id = envelope::key_id(before->public_key());
+  auto new_id = envelope::key_id(identity_->signer()->public_key());
+  if (!old_id || !new_id) return std::string("certificate installed; device key rotated");
+  log_info("management: device key rotated: " + *old_id + " destroyed, " + *new_id + " in use");
+  return "certificate installed; device key rotated: key " + *old_id + " destroyed, key " +
+         *new_id + " in use from the next session";
 }
 
 void ManagementFeature::stop() {

@@ -19,6 +19,18 @@
 // with the new key: a new session, whose birth carries the new key (the
 // fleet's receiver takes the key the enrolment service certified).
 //
+// The device key in a PKCS#11 token ([management] pkcs11_*): made in the
+// token at the first start (sensitive, never extractable), its CSR signed
+// there. gRPC and Paho take a TLS client key only as a file, so the link
+// presents cert_file and tls_key_file, the enrolled device certificate is
+// <state_dir>/management/device.crt, renewal is Enroll again for the same
+// key (enrolment_client.h), and RotateDeviceKey makes the new key in the
+// token and answers with its CSR: the fleet's certificate for it comes
+// with InstallCertificate, which makes it current; the old key (relabelled
+// <label>.retired) signs that command's result and the old session's last
+// checkpoint and is destroyed in the token once the signing parts have
+// started again with the new key.
+//
 // Threads: start() and stop() come from the supervisor; the identity
 // thread enrols, renews and restarts the link and the signing parts; the
 // command thread asks it for a restart after a rotation, never doing one
@@ -102,7 +114,9 @@ class ManagementFeature final : public agent::Feature {
   agent::FeatureContext context_;
   std::string dir_;
   std::string terminal_id_;
-  std::string key_file_, cert_file_;
+  // The device key's file (empty: in a PKCS#11 token), the identity's
+  // certificate and the certificate the link presents.
+  std::string key_file_, cert_file_, link_cert_file_;
   std::unique_ptr<identity::DeviceIdentity> identity_;
   std::unique_ptr<identity::EnrolmentClient> enrolment_;  // null: no enrolment configured
   std::mutex retired_mu_;

@@ -104,12 +104,16 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
     if (!(*record)->public_key_pem.empty()) {
       if ((*record)->public_key_pem == *pub_pem && (*record)->terminal_id == tid) {
         // The same device asking again (its answer was lost): the same
-        // certificate, or a new one for the same key when that one has
-        // expired (a terminal off for longer than a lifetime can renew
-        // nothing over TLS any more; the proof and the key are the same).
+        // certificate, or a new one for the same key once that one is past
+        // a tenth of its lifetime (a key in a PKCS#11 token renews this
+        // way: gRPC cannot take it as a TLS client key) or has expired (a
+        // terminal off for longer than a lifetime can renew nothing over
+        // TLS any more; the proof and the key are the same).
         PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
         auto held = crypto::Certificate::from_der((*record)->certificate);
-        if (held && held->not_after() > now_()) return respond((*record)->certificate);
+        if (held && now_() < held->not_before() + (held->not_after() - held->not_before()) / 10) {
+          return respond((*record)->certificate);
+        }
         auto fresh = ca_.issue_device(*csr, tid, serial, now_());
         if (!fresh) return std::unexpected(fresh.error());
         auto fresh_der = fresh->der();
