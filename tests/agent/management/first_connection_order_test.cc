@@ -177,6 +177,17 @@ TEST(FirstConnectionOrderTest, AtFirstConnectionSequencesArriveInOrder_REQ29) {
     std::lock_guard lock(fleet.mu);
     for (auto& run : runs_of(fleet)) seqs.insert(seqs.end(), run.begin(), run.end());
   }
+  auto shown = [](link::Fleet& peer) {
+    std::string out;
+    std::lock_guard lock(peer.mu);
+    for (auto& run : runs_of(peer)) {
+      out += " [";
+      for (auto s : run) out += std::to_string(s) + " ";
+      out += "]";
+    }
+    return out;
+  };
+  SCOPED_TRACE("the fleet got" + shown(fleet) + "; the witness got" + shown(witness));
   ASSERT_FALSE(seqs.empty());
   EXPECT_EQ(seqs.front(), 1u);
   std::uint64_t contiguous = 0;  // 1..contiguous have arrived
