@@ -302,7 +302,10 @@ Result<void> ManagementFeature::start_link() {
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },
-      SenderOptions{.window = config_.window});
+      // Each connection starts with its oldest run alone until the fleet
+      // answers: a broker with no fleet subscribed yet drops it, and a
+      // newer run must not reach the fleet first.
+      SenderOptions{.window = config_.window, .probe_first = true});
   {
     std::lock_guard lock(sender_mu_);
     link_ = std::move(*link);

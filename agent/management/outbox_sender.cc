@@ -76,6 +76,13 @@ void OutboxSender::on_connected() {
     connected_ = true;
     // Everything not acknowledged goes again, oldest first.
     restart_cursor();
+    if (options_.probe_first) {
+      probing_ = true;
+      acks_before_probe_ = stats_.acks_verified;
+      probe_delay_ = options_.probe_retry;
+      probe_at_ = {};
+      probe_end_ = std::chrono::steady_clock::now() + options_.ack_timeout;
+    }
     woken_ = true;
   }
   cv_.notify_all();
@@ -211,8 +218,32 @@ void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
   if (!deferred) woken_ = true;
 }
 
+void OutboxSender::check_probe() {
+  if (!probing_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (stats_.acks_verified > acks_before_probe_) {
+    probing_ = false;  // the fleet hears us: the window opens
+    return;
+  }
+  if (now >= probe_end_) {
+    probing_ = false;
+    log_warning("management: no acknowledgement from the fleet " +
+                std::to_string(options_.ack_timeout.count()) +
+                " ms after connecting; sending the whole window");
+    return;
+  }
+  // Unanswered: the broker may have had nobody to give it to. Again, and
+  // nothing newer before it.
+  if (connected_ && !in_flight_.empty() && probe_at_ != std::chrono::steady_clock::time_point{} &&
+      now >= probe_at_) {
+    restart_cursor();
+    probe_delay_ = std::min(probe_delay_ * 2, options_.ack_timeout);
+    probe_at_ = {};
+  }
+}
+
 bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
-  while (connected_ && !stopping_ && unacknowledged_runs_ < options_.window) {
+  while (connected_ && !stopping_ && unacknowledged_runs_ < (probing_ ? 1 : options_.window)) {
     const auto first = next_;
     const auto generation = generation_;
     lock.unlock();
@@ -270,6 +301,7 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
     const auto key = run.sequences.front();
     in_flight_.emplace(key, std::move(run));
     ++unacknowledged_runs_;
+    if (probing_) probe_at_ = std::chrono::steady_clock::now() + probe_delay_;
   }
   return true;
 }
@@ -277,14 +309,24 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
 void OutboxSender::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    auto wait = options_.idle_poll;
+    // Woken by news, else at the idle poll, or sooner when deferred
+    // acknowledgements, the probe or the acknowledgement timeout are due.
+    const auto now = std::chrono::steady_clock::now();
+    auto until = now + options_.idle_poll;
     if (!raw_acks_.empty() && checks_used_ >= options_.ack_checks) {
       // Deferred acknowledgements: back when the next interval starts.
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          checks_since_ + options_.ack_check_interval - std::chrono::steady_clock::now());
-      wait = std::clamp(left + std::chrono::milliseconds(1), std::chrono::milliseconds(1), wait);
+      until = std::min(until, std::max(checks_since_ + options_.ack_check_interval +
+                                           std::chrono::milliseconds(1),
+                                       now + std::chrono::milliseconds(1)));
     }
-    cv_.wait_for(lock, wait, [&] { return stopping_ || woken_; });
+    if (probing_) {
+      until = std::min(until, probe_end_);
+      if (probe_at_ != std::chrono::steady_clock::time_point{}) until = std::min(until, probe_at_);
+    }
+    if (connected_ && !in_flight_.empty()) {
+      until = std::min(until, last_progress_ + options_.ack_timeout + std::chrono::milliseconds(1));
+    }
+    cv_.wait_until(lock, until, [&] { return stopping_ || woken_; });
     if (stopping_) break;
     woken_ = false;
     take_acks(lock);
@@ -303,6 +345,7 @@ void OutboxSender::run() {
         for (auto a : acks) ever_sent_.erase(a);
       }
     }
+    check_probe();
     // No acknowledgement for long: everything in flight goes again.
     if (connected_ && !in_flight_.empty() &&
         std::chrono::steady_clock::now() - last_progress_ > options_.ack_timeout) {

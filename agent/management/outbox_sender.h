@@ -6,6 +6,16 @@
 // again after a reconnect (the fleet keeps each envelope once, by its
 // sequence).
 //
+// With `probe_first`, a connection starts with its oldest run alone: more
+// goes only once the fleet has acknowledged something on it (or after
+// `ack_timeout`, so that a fleet that holds the probe past a gap cannot
+// stall the link). The probe goes again after `probe_retry`, doubling, with
+// nothing newer before it. A broker drops what it has no subscriber for
+// (a fleet that has not subscribed yet: the first start of a fleet, its
+// broker and a terminal together); without the probe the terminal's next
+// run reached the fleet before the dropped ones came again at the
+// acknowledgement timeout ("gap", then "reordered" at the fleet).
+//
 // A record leaves the outbox only on a signed acknowledgement that the
 // AckVerifier accepts (signed by a fleet key chained to the terminal's
 // trust anchors, for this terminal): a forged, unsigned, wrongly signed,
@@ -64,6 +74,10 @@ struct SenderOptions {
   // sends one per message received: far fewer than this).
   std::size_t ack_checks = 256;
   std::chrono::milliseconds ack_check_interval{1000};
+  // Each connection starts with one run until the fleet acknowledges (see
+  // above); the probe goes again after probe_retry, doubling.
+  bool probe_first = false;
+  std::chrono::milliseconds probe_retry{250};
 };
 
 struct SenderStats {
@@ -124,6 +138,9 @@ class OutboxSender final : public link::LinkHandler {
   // Sends what the window allows; false on a send error (the link is down).
   bool pump(std::unique_lock<std::mutex>& lock);
   void restart_cursor();
+  // Ends the probe once the fleet answered or its time is up; sends it
+  // again when due.
+  void check_probe();
 
   outbox::Outbox& outbox_;
   link::Link& link_;
@@ -146,6 +163,12 @@ class OutboxSender final : public link::LinkHandler {
   std::size_t checks_used_ = 0;                           // signatures checked in it
   std::deque<std::string> raw_acks_;                      // as received, not verified yet
   std::chrono::steady_clock::time_point last_progress_;   // an ack, or the first send
+  // The probe of this connection (probe_first): until an acknowledgement
+  // or probe_end_, one run in flight, sent again at probe_at_.
+  bool probing_ = false;
+  std::uint64_t acks_before_probe_ = 0;  // stats_.acks_verified at the connection
+  std::chrono::steady_clock::time_point probe_at_{}, probe_end_{};
+  std::chrono::milliseconds probe_delay_{};
   std::chrono::steady_clock::time_point last_refusal_log_{};
   std::uint64_t refused_unlogged_ = 0;
   SenderStats stats_;
