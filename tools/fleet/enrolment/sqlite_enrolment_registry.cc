@@ -160,6 +160,56 @@ Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
   return {};
 }
 
+Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
+                                                  const std::string& expected_pem,
+                                                  const std::string& public_key_pem,
+                                                  crypto::ByteView certificate, KeyChange change) {
+  std::lock_guard lock(mu_);
+  // BEGIN IMMEDIATE: the check and the write under one write lock, so that
+  // two Renews (in this process or another sharing the file) cannot both
+  // pass the check.
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return db_fail("begin a key change");
+  }
+  auto ok = [&]() -> Result<void> {
+    Stmt r(db_,
+           "SELECT public_key_pem, rotation_allowed FROM expected_devices "
+           "WHERE serial = ? AND public_key_pem IS NOT NULL");
+    if (!r) return db_fail("prepare");
+    r.text(1, serial);
+    const int rc = sqlite3_step(r.get());
+    if (rc == SQLITE_DONE) {
+      return fail(Errc::not_found, path_, "serial \"" + serial + "\"", "not enrolled");
+    }
+    if (rc != SQLITE_ROW) return db_fail("read a key");
+    if (r.col_text(0) != expected_pem) {
+      return fail(Errc::aborted, path_, "serial \"" + serial + "\"",
+                  "its key was changed by another request meanwhile");
+    }
+    if (change == KeyChange::rotation && sqlite3_column_int(r.get(), 1) == 0) {
+      return fail(Errc::permission_denied, path_, "serial \"" + serial + "\"",
+                  "no rotation allowed (or it was used already)");
+    }
+    Stmt u(db_,
+           "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, "
+           "rotation_allowed = ? WHERE serial = ?");
+    if (!u) return db_fail("prepare");
+    u.text(1, public_key_pem);
+    u.blob(2, certificate);
+    const int allowed = change == KeyChange::renewal ? sqlite3_column_int(r.get(), 1)
+                        : change == KeyChange::undo  ? 1
+                                                     : 0;
+    sqlite3_bind_int(u.get(), 3, allowed);
+    u.text(4, serial);
+    if (sqlite3_step(u.get()) != SQLITE_DONE) return db_fail("change a key");
+    return {};
+  }();
+  if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
+  Error e = ok ? db_fail("commit a key change").error() : ok.error();
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return std::unexpected(std::move(e));
+}
+
 Result<void> SqliteEnrolmentRegistry::allow_rotation(const std::string& terminal_id) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
