@@ -5,10 +5,12 @@
 // history across the change. What a thief of the old key signs after the
 // change is refused and recorded; a key nobody certified never takes over.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <functional>
 
+#include "agent/envelope/offline_notice.h"
 #include "fleet_test_support.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/stored_chain_check.h"
@@ -148,7 +150,9 @@ TEST_F(KeyRotationTest,
     h.mutable_health()->add_reasons(what);
     auto s = thief.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), kT0);
     EXPECT_TRUE(s);
-    if (sign) EXPECT_TRUE(envelope::sign_envelope(s->envelope, t_.key));
+    if (sign) {
+      EXPECT_TRUE(envelope::sign_envelope(s->envelope, t_.key));
+    }
     return std::move(*s);
   };
   const auto thief5 = thief_seal("thief 5", true);
@@ -183,7 +187,9 @@ TEST_F(KeyRotationTest,
   // unsigned links, the last one signed), then single signatures.
   auto next = [&](int n, bool sign) {
     auto s = t_.health(n, false);
-    if (sign) EXPECT_TRUE(envelope::sign_envelope(s.envelope, new_key_));
+    if (sign) {
+      EXPECT_TRUE(envelope::sign_envelope(s.envelope, new_key_));
+    }
     return s;
   };
   std::vector<envelope::EnvelopeSealer::Sealed> genuine;
@@ -234,6 +240,34 @@ TEST_F(KeyRotationTest, ARotationWhoseCutoverTheChainAlreadyPassedIsRefused_REQ3
   EXPECT_TRUE(store_->keys(t_.id)->empty());
   // At the chain's head it is fine.
   EXPECT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 7));
+}
+
+// The goodbye of the session the rotation happened in is signed by the old
+// key (its link was made before): accepted, as the old key's word about a
+// session the fleet has seen; for a session it has not seen (a thief
+// marking the terminal's next session offline), refused.
+TEST_F(KeyRotationTest, TheOldKeysGoodbyeOfItsOwnSessionIsTakenNotOneForALaterSession_REQ33) {
+  receiver_ = std::make_unique<Receiver>(*store_);
+  t_.sealer.reset(envelope::ChainState{3, 1, {}});
+  for (int i = 1; i <= 2; ++i) ASSERT_TRUE(receive(t_.health(i))) << i;
+  ASSERT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 3));
+  ASSERT_TRUE(receive(signed_by(new_key_, 3)));
+  ASSERT_EQ(store_->terminal(t_.id)->public_key_pem, *new_key_.public_key()->to_pem());
+  auto old_signer = crypto::KeySigner::from(t_.key);
+  ASSERT_TRUE(old_signer);
+  const auto old_kid = *envelope::key_id(*t_.key.public_key());
+  auto later = envelope::make_offline(t_.id, 4, *old_signer, old_kid);
+  ASSERT_TRUE(later);
+  auto refused = receiver_->receive(t_.id, "offline", later->SerializeAsString(), kT0);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(incident_kinds(*store_, t_.id).back(), "bad signature");
+  EXPECT_TRUE(store_->terminal(t_.id)->online);
+  auto own = envelope::make_offline(t_.id, 3, *old_signer, old_kid);
+  ASSERT_TRUE(own);
+  auto taken = receiver_->receive(t_.id, "offline", own->SerializeAsString(), kT0);
+  ASSERT_TRUE(taken) << taken.error().message();
+  EXPECT_EQ(taken->outcome, Receipt::Outcome::offline);
+  EXPECT_FALSE(store_->terminal(t_.id)->online);
 }
 
 // A store whose chain() runs a hook once, right after a receiver loaded the
@@ -325,6 +359,34 @@ TEST(KeyHistoryStore, ANextKeyForAnUnknownTerminalIsNotFoundAndANewerOneReplaces
   ASSERT_TRUE(keys);
   ASSERT_EQ(keys->size(), 1u);
   EXPECT_EQ(keys->front().public_key_pem, "second");
+}
+
+// A store of schema version 2 (key history without cutovers) opens with the
+// cutover column added and its keys as they were.
+TEST(KeyHistoryStore, AVersionTwoStoreGetsCutoversAndKeepsItsKeys) {
+  TempDir dir;
+  const std::string path = dir.path() + "/v2.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE terminal_keys (terminal_id TEXT NOT NULL, "
+                         "public_key_pem TEXT NOT NULL, from_seq INTEGER NOT NULL, "
+                         "PRIMARY KEY (terminal_id, public_key_pem));"
+                         "INSERT INTO terminal_keys VALUES ('T-1', 'old', 1), ('T-1', 'new', 9);"
+                         "PRAGMA user_version=2;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto s = SqliteFleetStore::open(path);
+  ASSERT_TRUE(s) << s.error().message();
+  auto keys = (*s)->keys("T-1");
+  ASSERT_TRUE(keys) << keys.error().message();
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_EQ((*keys)[1].public_key_pem, "new");
+  EXPECT_EQ((*keys)[1].from_sequence, 9u);
+  EXPECT_EQ((*keys)[1].cutover, 0u);
+  auto again = SqliteFleetStore::open(path);
+  ASSERT_TRUE(again) << again.error().message();
 }
 
 }  // namespace

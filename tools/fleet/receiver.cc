@@ -59,6 +59,7 @@ struct Known {
   struct Retired {
     std::string key_id;
     std::uint64_t until = 0;
+    std::optional<crypto::PublicKey> key;
   };
   std::vector<Retired> retired;
 };
@@ -564,14 +565,14 @@ Result<Known> known(FleetStore& store, const std::string& id) {
     auto key_id = envelope::key_id(*key);
     if (!key_id) return std::unexpected(key_id.error());
     const std::uint64_t from = nk.from_sequence != 0 ? nk.from_sequence : nk.cutover;
-    if (previous && from != 0) k.retired.push_back({previous->key_id, from});
+    if (previous && from != 0) k.retired.push_back({previous->key_id, from, previous->key});
     if (nk.from_sequence != 0) {
-      previous = Known::Retired{*key_id, 0};
+      previous = Known::Retired{*key_id, 0, *key};
       continue;
     }
     // The next key: the key in use now retires at its cutover.
     if (nk.cutover != 0 && (!previous || previous->key_id != k.key_id)) {
-      k.retired.push_back({k.key_id, nk.cutover});
+      k.retired.push_back({k.key_id, nk.cutover, k.key});
     }
     k.next_key = std::move(*key);
     k.next_key_id = std::move(*key_id);
@@ -943,11 +944,23 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
     if (!parsed[i].ok || parsed[i].kind != Parsed::Kind::offline) continue;
     const auto& off = parsed[i].off;
     std::optional<Incident> refused;
-    if (off.key_id() != k->key_id) {
+    // The terminal's key, or around a rotation the next one (its new
+    // session's will before the chain reached the cutover) or the retired
+    // one (the goodbye of the session the rotation happened in, or an older
+    // one: never a session the fleet has not seen).
+    const crypto::PublicKey* off_key = off.key_id() == k->key_id ? &k->key : nullptr;
+    if (!off_key && k->next_key && off.key_id() == k->next_key_id) off_key = &*k->next_key;
+    for (const auto& r : k->retired) {
+      if (!off_key && r.key && off.key_id() == r.key_id &&
+          off.session_epoch() <= k->terminal.session_epoch) {
+        off_key = &*r.key;
+      }
+    }
+    if (!off_key) {
       refused = incident(id, now, "bad signature", 0,
                          "an offline message signed by key " + printable(off.key_id(), 128) +
                              ", not the terminal's key " + k->key_id);
-    } else if (auto ok = envelope::verify_offline(off, id, k->key); !ok) {
+    } else if (auto ok = envelope::verify_offline(off, id, *off_key); !ok) {
       refused =
           incident(id, now, "tampered", 0,
                    "an offline message whose signature does not verify: " + ok.error().message());

@@ -209,7 +209,18 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
     if (version == 1) {
       if (auto ok = store->exec(kSchema2); !ok) return std::unexpected(ok.error());
     }
-    if (version == 1 || version == 2) {
+    // A terminal_keys table of before version 3 (the CREATE above made
+    // none, or one that has it already).
+    bool has_cutover = false;
+    {
+      Stmt has(db,
+               "SELECT COUNT(*) FROM pragma_table_info('terminal_keys') WHERE name = 'cutover'");
+      if (!has.ok() || has.step() != SQLITE_ROW) {
+        return std::unexpected(store->sql_error("schema of terminal_keys"));
+      }
+      has_cutover = has.i64(0) != 0;
+    }
+    if (!has_cutover) {
       if (auto ok = store->exec(kSchema3); !ok) return std::unexpected(ok.error());
     }
     if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
