@@ -524,13 +524,16 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
   }
   if (c.next_key_from != 0) {
     // The key in use so far goes into the history (from 1 when it is the
-    // first), the next key takes over.
-    Stmt h(db_,
-           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
-           "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
-    if (!h.ok()) return std::unexpected(sql_error("key history"));
-    h.bind(1, c.terminal_id);
-    if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    // first; not at all when the next key takes over at 1: it never signed
+    // anything), the next key takes over.
+    if (c.next_key_from > 1) {
+      Stmt h(db_,
+             "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
+             "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
+      if (!h.ok()) return std::unexpected(sql_error("key history"));
+      h.bind(1, c.terminal_id);
+      if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    }
     Stmt n(db_, "UPDATE terminal_keys SET from_seq = ? WHERE terminal_id = ? AND from_seq = 0");
     if (!n.ok()) return std::unexpected(sql_error("key history"));
     n.bind(1, c.next_key_from);
