@@ -470,6 +470,18 @@ Result<std::string> ManagementFeature::rotate_key() {
   const std::uint64_t cutover = held->next_sequence;
   const auto old_signer = identity_->signer();
   auto rotated = enrolment_->rotate(*identity_, cutover);
+  // No answer (the fleet away, the answer lost): the fleet may have taken
+  // the rotation with this cutover, and would refuse the old key from it.
+  // Asked again with the same pending key and cutover, it answers with the
+  // certificate it issued then; only after that does the old key go on.
+  for (int retry = 1; !rotated && rotated.error().code == Errc::unavailable &&
+                      identity_->signer() == old_signer && retry <= 2;
+       ++retry) {
+    log_warning("management: key rotation: no answer (" + rotated.error().message() +
+                "), asking again");
+    std::this_thread::sleep_for(std::chrono::seconds(retry));
+    rotated = enrolment_->rotate(*identity_, cutover);
+  }
   const auto now_signer = identity_->signer();
   if (now_signer == old_signer) {
     uplink_->release();

@@ -515,5 +515,56 @@ TEST_F(RotationTest, ARotatedTerminalEnrolsAgainWithItsNewKey_REQ33) {
   EXPECT_EQ(refused.error().code, Errc::already_exists);
 }
 
+// The fleet took a rotation but its answer was lost: the terminal asks
+// again with the same pending key (it must not sign with the old key past
+// the cutover the fleet now holds) and gets the certificate issued then;
+// nothing changes twice. The old key asking for a key of its own is still
+// refused.
+TEST_F(RotationTest, ARotationWhoseAnswerWasLostIsAnsweredAgain_REQ33) {
+  std::vector<fleet::IssuedKey> told;
+  service_->on_issued([&](const fleet::IssuedKey& k) -> Result<void> {
+    told.push_back(k);
+    return {};
+  });
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_cert_pem = *t.identity->certificate()->cert.to_pem();
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto pending = t.identity->begin_rotation();
+  ASSERT_TRUE(pending);
+  auto csr = crypto::CertificateRequest::from_pem(*pending);
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  req.set_cutover_sequence(12);
+  auto lost = service_->renew(old_cert_pem, req);  // the answer never reaches the terminal
+  ASSERT_TRUE(lost) << lost.error().message();
+  ASSERT_EQ(told.size(), 2u);
+
+  auto retried = client(t).rotate(*t.identity, 12);
+  ASSERT_TRUE(retried) << retried.error().message();
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), *csr->public_key()->to_pem());
+  EXPECT_EQ(told.size(), 2u);  // told once
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, *csr->public_key()->to_pem());
+
+  // A thief with the old certificate and a key of its own: refused.
+  auto thief_key = *crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  auto thief_signer = crypto::KeySigner::from(thief_key);
+  ASSERT_TRUE(thief_signer);
+  auto thief_csr = identity::make_csr(*thief_signer, {t.terminal_id, "SN-1001", ""});
+  ASSERT_TRUE(thief_csr);
+  v1::RenewCertificateRequest thief_req;
+  auto thief_der = thief_csr->der();
+  thief_req.set_csr(thief_der->data(), thief_der->size());
+  thief_req.set_cutover_sequence(13);
+  auto refused = service_->renew(old_cert_pem, thief_req);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::permission_denied);
+  EXPECT_EQ(told.size(), 2u);
+}
+
 }  // namespace
 }  // namespace portier::test

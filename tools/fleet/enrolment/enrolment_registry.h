@@ -23,6 +23,9 @@ struct EnrolmentRecord {
   std::string public_key_pem;     // the enrolled key; empty until enrolled
   crypto::Bytes certificate;      // DER, the last issued; empty until enrolled
   bool rotation_allowed = false;  // the operator asked for a new key (one Renew may bring it)
+  // The key the last rotation replaced (empty: none): a retry of that
+  // rotation whose answer was lost gets the certificate already issued.
+  std::string previous_key_pem;
 };
 
 struct EnrolmentRefusal {

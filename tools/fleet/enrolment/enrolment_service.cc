@@ -167,6 +167,22 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
   if (!pub) return std::unexpected(pub.error());
   auto pub_pem = pub->to_pem();
   if (!pub_pem) return std::unexpected(pub_pem.error());
+  if (*record && (*record)->terminal_id == tid && (*record)->public_key_pem != *pub_pem &&
+      !(*record)->previous_key_pem.empty() && (*record)->previous_key_pem == *pub_pem) {
+    // The key the last rotation replaced: only a retry of that rotation
+    // (its answer was lost) is answered, with the certificate issued then,
+    // nothing changed. Whoever else holds the old key gets a certificate
+    // for a key it does not have, or nothing.
+    auto csr = checked_csr(req.csr(), tid, serial);
+    if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
+    if (auto csr_pub = csr->public_key()) {
+      if (auto csr_pem = csr_pub->to_pem(); csr_pem && *csr_pem == (*record)->public_key_pem) {
+        log_info("enrolment: terminal \"" + tid +
+                 "\" asked again for its rotation's certificate (the answer was lost)");
+        return respond((*record)->certificate);
+      }
+    }
+  }
   if (!*record || (*record)->terminal_id != tid || (*record)->public_key_pem != *pub_pem) {
     return refuse(serial, tid, Errc::permission_denied,
                   "the client certificate is not the enrolled key of terminal \"" + tid +

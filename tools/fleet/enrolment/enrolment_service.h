@@ -23,7 +23,10 @@
 // thief of the old key racing the terminal), one wins and the other is
 // refused and recorded. A rotation names its cutover (the first envelope
 // sequence the new key signs; the terminal signs nothing with the old key
-// from there on), kept with the next key in the fleet's store.
+// from there on), kept with the next key in the fleet's store. A rotation
+// whose answer was lost is asked again with the old certificate and the
+// same new key: it gets the certificate issued then, nothing changed (the
+// registry keeps the key the rotation replaced for this only).
 //
 // Why a rotation must be asked for: whoever stole the old key (and its
 // public certificate) could otherwise call Renew with a key of its own at
