@@ -90,7 +90,7 @@ Result<void> EnrolmentClient::enroll_with(DeviceIdentity& identity, const std::s
 }
 
 Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                                         const std::string& rpc) const {
+                                         const std::string& rpc, std::uint64_t cutover) const {
   auto installed = identity.certificate();
   if (!installed) {
     return fail(Errc::failed_precondition, rpc, "no certificate", "enrol first");
@@ -119,6 +119,7 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
 
   v1::RenewCertificateRequest request;
   request.set_csr(csr_der.data(), csr_der.size());
+  request.set_cutover_sequence(cutover);
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
@@ -153,9 +154,13 @@ Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
   return renew_with(identity, *der, "Renew");
 }
 
-Result<void> EnrolmentClient::rotate(DeviceIdentity& identity) const {
+Result<void> EnrolmentClient::rotate(DeviceIdentity& identity, std::uint64_t cutover) const {
   if (!identity.certificate()) {
     return fail(Errc::failed_precondition, "key rotation", "no certificate", "enrol first");
+  }
+  if (cutover == 0) {
+    return fail(Errc::invalid_argument, "key rotation", "cutover",
+                "the first sequence the new key signs must be named (1 or more)");
   }
   auto pem = identity.begin_rotation();
   if (!pem) return std::unexpected(pem.error());
@@ -163,7 +168,7 @@ Result<void> EnrolmentClient::rotate(DeviceIdentity& identity) const {
   if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
   auto der = csr->der();
   if (!der) return std::unexpected(der.error());
-  return renew_with(identity, *der, "Renew (key rotation)");
+  return renew_with(identity, *der, "Renew (key rotation)", cutover);
 }
 
 std::optional<crypto::TimePoint> EnrolmentClient::renewal_due(

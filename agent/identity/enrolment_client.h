@@ -24,10 +24,14 @@
 // fleet issues for the new key only when its operator asked for the
 // rotation (enrolment_service.h says why); the answer is checked and
 // installed like any other, which makes the pending key current and
-// destroys the old one.
+// destroys the old one. The request names the cutover: the first envelope
+// sequence the new key signs. The caller must sign nothing with the old key
+// from there on (the fleet refuses it as a retired key's): the management
+// feature holds its uplink at a committed run for the call.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -62,15 +66,16 @@ class EnrolmentClient {
   // When the installed certificate is due for renewal (nullopt: none).
   std::optional<crypto::TimePoint> renewal_due(const DeviceIdentity& identity) const;
   // Rotates the (file) device key: a new key, certified by the fleet over
-  // the old key's mutual TLS, installed; the old key destroyed.
-  Result<void> rotate(DeviceIdentity& identity) const;
+  // the old key's mutual TLS for envelopes from sequence `cutover` on,
+  // installed; the old key destroyed.
+  Result<void> rotate(DeviceIdentity& identity, std::uint64_t cutover) const;
 
  private:
   // Enroll (the current key, the secret's proof); `rpc` names it in errors.
   Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc) const;
   // Renew over mutual TLS with the installed certificate, for `csr_der`.
   Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                          const std::string& rpc) const;
+                          const std::string& rpc, std::uint64_t cutover = 0) const;
   EnrolmentOptions options_;
 };
 

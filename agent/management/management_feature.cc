@@ -159,6 +159,19 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     // A new key (a rotation, by either command): the signing parts start
     // again with it, on the identity thread.
     identity_->on_key_changed([this] { request_restart(true); });
+    // Before the old key is destroyed: the audit checkpoints go over to the
+    // new key (audit_checkpointer.h), so that no crash leaves a last
+    // checkpoint only the destroyed key verifies. The command thread calls
+    // this (a rotation is a command), while the core is up.
+    identity_->before_key_change([this](std::shared_ptr<crypto::Signer> next) -> Result<void> {
+      if (!checkpointer_) return {};
+      auto kid = envelope::key_id(next->public_key());
+      if (!kid) return std::unexpected(kid.error());
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      return checkpointer_->hand_over(std::move(next), *kid, now_ms);
+    });
   }
   {
     std::lock_guard lock(lifecycle_mu_);
@@ -225,17 +238,15 @@ Result<void> ManagementFeature::start_core() {
   const auto& context = context_;
   if (context.audit) {
     // The trail must still hold what this terminal signed before: a trail
-    // cut short or changed since is reported, and the daemon goes on.
-    // After a rotation, the last checkpoint is the retired key's.
-    std::optional<crypto::PublicKey> retired;
-    {
-      std::lock_guard lock(retired_mu_);
-      retired = std::exchange(retired_key_, std::nullopt);
-    }
+    // cut short or changed since is reported, and the daemon goes on. A
+    // rotation cut short after its checkpoint handover left the last
+    // checkpoint to its pending key.
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000), retired, now_ms); !ok) {
+    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000), identity_->pending_key(),
+                                             now_ms);
+        !ok) {
       log_error("management: " + ok.error().message());
       context.audit->record(audit::audit_tampered(ok.error().message()));
       if (context.health) {
@@ -505,24 +516,53 @@ Result<std::string> ManagementFeature::rotate_key() {
            "(CSR below)\n" +
            *csr;
   }
-  {
-    // For the next core's check of the audit checkpoints this key signed
-    // (set first: the rotation restarts the core as soon as the key changed).
-    std::lock_guard lock(retired_mu_);
-    retired_key_ = identity_->signer()->public_key();
+  // The cutover: the uplink stops at a committed run, and the next sequence
+  // is the first the new key signs; the old key signs nothing from there
+  // on (the fleet refuses it), so the uplink goes on with the new key, or
+  // with the old one when the rotation did not happen.
+  auto held = uplink_->hold(std::chrono::seconds(10));
+  if (!held) return std::unexpected(held.error().with_context("key rotation"));
+  const std::uint64_t cutover = held->next_sequence;
+  const auto old_signer = identity_->signer();
+  auto rotated = enrolment_->rotate(*identity_, cutover);
+  // No answer (the fleet away, the answer lost): the fleet may have taken
+  // the rotation with this cutover, and would refuse the old key from it.
+  // Asked again with the same pending key and cutover, it answers with the
+  // certificate it issued then; only after that does the old key go on.
+  for (int retry = 1; !rotated && rotated.error().code == Errc::unavailable &&
+                      identity_->signer() == old_signer && retry <= 2;
+       ++retry) {
+    log_warning("management: key rotation: no answer (" + rotated.error().message() +
+                "), asking again");
+    std::this_thread::sleep_for(std::chrono::seconds(retry));
+    rotated = enrolment_->rotate(*identity_, cutover);
   }
-  PORTIER_TRY(enrolment_->rotate(*identity_));
-  auto after = envelope::key_id(identity_->signer()->public_key());
-  if (!after) return std::unexpected(after.error());
+  const auto now_signer = identity_->signer();
+  if (now_signer == old_signer) {
+    uplink_->release();
+    if (!rotated) return std::unexpected(rotated.error());
+    return fail_msg(Errc::internal, "key rotation: the certificate was installed, the key not");
+  }
+  auto after = envelope::key_id(now_signer->public_key());
+  if (!after) {
+    uplink_->release();  // cannot happen for a key that was just certified
+    return std::unexpected(after.error());
+  }
+  uplink_->release(now_signer, *after);
+  if (!rotated) {
+    // Installed, then something after failed: the new key is in use.
+    log_warning("management: key rotation: " + rotated.error().message());
+  }
   auto installed = identity_->certificate();
   std::string pem;
   if (installed) {
     if (auto p = installed->cert.to_pem()) pem = *p;
   }
   // The output: the new certificate (PEM), as the fleet issued it.
-  log_info("management: device key rotated: " + *before + " destroyed, " + *after + " in use");
+  log_info("management: device key rotated: " + *before + " destroyed, " + *after +
+           " in use from sequence " + std::to_string(cutover));
   return "device key rotated: key " + *before + " destroyed, key " + *after +
-         " certified and in use from the next session\n" + pem;
+         " certified and in use from sequence " + std::to_string(cutover) + "\n" + pem;
 }
 
 Result<std::string> ManagementFeature::install_certificate(const v1::InstallCertificate& c) {
@@ -535,34 +575,32 @@ Result<std::string> ManagementFeature::install_certificate(const v1::InstallCert
   std::vector<crypto::Bytes> chain;
   for (const auto& x : c.chain()) chain.emplace_back(x.begin(), x.end());
   const crypto::Bytes der(c.certificate().begin(), c.certificate().end());
-  {
-    // Should it complete a rotation, the next core checks the audit
-    // checkpoints this key signed (set first: the new key restarts the
-    // core as soon as it is current).
-    std::lock_guard lock(retired_mu_);
-    retired_key_ = before->public_key();
+  // A certificate for the pending key makes it current: nothing is signed
+  // meanwhile, and the uplink goes on with the new key from where it stood.
+  auto held = uplink_->hold(std::chrono::seconds(10));
+  if (!held) return std::unexpected(held.error().with_context("installing a certificate"));
+  auto installed = identity_->install_certificate(der, chain);
+  const auto after = identity_->signer();
+  auto kid = envelope::key_id(after->public_key());
+  if (after != before && kid) {
+    uplink_->release(after, *kid);
+  } else {
+    uplink_->release();
   }
-  if (auto ok = identity_->install_certificate(der, chain); !ok) {
-    std::lock_guard lock(retired_mu_);
-    retired_key_.reset();
-    return std::unexpected(ok.error());
-  }
-  if (identity_->signer() == before) {
-    {
-      std::lock_guard lock(retired_mu_);
-      retired_key_.reset();
-    }
-    // The same key: a renewal, the link starts again with the new file (a
-    // new key restarts everything through on_key_changed).
+  PORTIER_TRY(std::move(installed));
+  // The same key: a renewal, the link starts again with the new file (a new
+  // key restarts everything through on_key_changed).
+  const auto from = std::to_string(held->next_sequence);
+  if (after == before) {
     request_restart(false);
-    return std::string("certificate installed");
+    return "certificate installed at sequence " + from;
   }
   auto old_id = envelope::key_id(before->public_key());
-  auto new_id = envelope::key_id(identity_->signer()->public_key());
-  if (!old_id || !new_id) return std::string("certificate installed; device key rotated");
-  log_info("management: device key rotated: " + *old_id + " destroyed, " + *new_id + " in use");
-  return "certificate installed; device key rotated: key " + *old_id + " destroyed, key " +
-         *new_id + " in use from the next session";
+  if (!old_id || !kid) return "certificate installed; device key rotated at sequence " + from;
+  log_info("management: device key rotated: " + *kid + " in use from sequence " + from + ", " +
+           *old_id + " retired");
+  return "certificate installed; device key rotated: key " + *kid + " in use from sequence " +
+         from + ", key " + *old_id + " retired (destroyed once the signing parts restarted)";
 }
 
 void ManagementFeature::stop() {

@@ -434,7 +434,7 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   EXPECT_EQ(by_old.error().code, Errc::permission_denied) << by_old.error().message();
   auto incidents = s->incidents(id, 10);
   ASSERT_TRUE(incidents && !incidents->empty());
-  EXPECT_EQ(incidents->back().kind, "bad signature") << incidents->back().detail;
+  EXPECT_EQ(incidents->back().kind, "retired key") << incidents->back().detail;
   auto by_new = receiver.receive(id, "health", forge(*new_key), std::chrono::system_clock::now());
   EXPECT_TRUE(by_new) << by_new.error().message();
 }

@@ -26,6 +26,7 @@
 #include "tools/fleet/enrolment/enrolment_server.h"
 #include "tools/fleet/enrolment/enrolment_service.h"
 #include "tools/fleet/enrolment/fleet_ca.h"
+#include "tools/fleet/enrolment/issued_key_record.h"
 #include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 #include "tools/fleet/grpc_endpoint.h"
 #include "tools/fleet/mqtt_intake.h"
@@ -89,38 +90,6 @@ void deliver_spool(const std::string& spool, MqttIntake* mqtt, GrpcEndpoint* grp
       }
     }
   }
-}
-
-// What the store must know of a key the enrolment service certifies, before
-// the terminal gets the certificate: an enrolled terminal is registered with
-// its key (again the same: nothing; another key under its id: refused), a
-// rotated key becomes its next key.
-Result<void> record_issued(FleetStore& store, const IssuedKey& k) {
-  auto key = crypto::PublicKey::from_pem(k.public_key_pem);
-  if (!key) return std::unexpected(key.error());
-  switch (k.kind) {
-    case IssuedKey::Kind::enrolled: {
-      Terminal t;
-      t.id = k.terminal_id;
-      t.public_key_pem = k.public_key_pem;
-      t.key_algorithm = std::string(crypto::name(key->type()));
-      t.registered = std::chrono::system_clock::now();
-      auto added = store.add_terminal(t);
-      if (added || added.error().code != Errc::already_exists) return added;
-      auto known = store.terminal(k.terminal_id);
-      if (!known) return std::unexpected(known.error());
-      if (known->public_key_pem != k.public_key_pem) {
-        return fail(Errc::already_exists, "fleet store", "terminal " + k.terminal_id,
-                    "is registered with another key");
-      }
-      return {};
-    }
-    case IssuedKey::Kind::renewed:
-      return {};
-    case IssuedKey::Kind::rotated:
-      return store.set_next_key(k.terminal_id, k.public_key_pem);
-  }
-  return {};
 }
 
 // The Enrolment service of `serve --enrol`: its CA, registry and server.
@@ -344,7 +313,10 @@ v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs
   if (!reg) throw CliError{3, reg.error().message()};
   EnrolmentService service(*ca, **reg);
   service.on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
-  auto issued = service.rotate(csr->subject().serial_number, *der);
+  // No cutover: the terminal (a key in a PKCS#11 token, which never leaves
+  // it) switches keys when InstallCertificate arrives, at a sequence the
+  // fleet cannot know now; the next key takes over at its first envelope.
+  auto issued = service.rotate(csr->subject().serial_number, *der, 0);
   if (!issued) {
     throw CliError{issued.error().code == Errc::not_found ? 4 : 3, issued.error().message()};
   }

@@ -409,7 +409,7 @@ TEST_F(Pkcs11EnrolmentTest,
 
   // The fleet certifies the new key (what `portier-fleet send T
   // install-certificate --csr` does) and sends it.
-  auto answer = service_->rotate(kSerial, *csr->der());
+  auto answer = service_->rotate(kSerial, *csr->der(), 0);
   ASSERT_TRUE(answer) << answer.error().message();
   link->deliver(command("c-install", [&](v1::Command& c) {
     c.mutable_install_certificate()->set_certificate(answer->certificate());
