@@ -100,8 +100,11 @@ struct Enrolment {
   std::unique_ptr<EnrolmentServer> server;
 };
 
-Enrolment start_enrolment(FleetStore& store, const FleetArgs& a, const std::string& client_ca) {
-  Enrolment e;
+// The CA that issues device certificates, and the registry the terminals
+// enrolled in (--enrol-ca-cert, --enrol-ca-key, --enrol-ca-chain,
+// --device-lifetime, --enrol-registry).
+std::pair<FleetCa, std::unique_ptr<SqliteEnrolmentRegistry>> open_enrolment(const FleetArgs& a,
+                                                                            const char* why) {
   FleetCaOptions co;
   co.device_lifetime = std::chrono::seconds(number(a, "device-lifetime", 365ull * 24 * 3600));
   if (co.device_lifetime.count() < 60) throw CliError{2, "--device-lifetime: at least 60 seconds"};
@@ -109,11 +112,16 @@ Enrolment start_enrolment(FleetStore& store, const FleetArgs& a, const std::stri
                           need_opt(a, "enrol-ca-key", "its key"),
                           a.opt("enrol-ca-chain").value_or(""), co);
   if (!ca) throw CliError{3, ca.error().message()};
-  e.ca = std::make_unique<FleetCa>(std::move(*ca));
-  auto reg = SqliteEnrolmentRegistry::open(
-      need_opt(a, "enrol-registry", "the enrolment registry (portier-fleet expect fills it)"));
+  auto reg = SqliteEnrolmentRegistry::open(need_opt(a, "enrol-registry", why));
   if (!reg) throw CliError{3, reg.error().message()};
-  e.registry = std::move(*reg);
+  return {std::move(*ca), std::move(*reg)};
+}
+
+Enrolment start_enrolment(FleetStore& store, const FleetArgs& a, const std::string& client_ca) {
+  Enrolment e;
+  auto [ca, reg] = open_enrolment(a, "the enrolment registry (portier-fleet expect fills it)");
+  e.ca = std::make_unique<FleetCa>(std::move(ca));
+  e.registry = std::move(reg);
   e.service = std::make_unique<EnrolmentService>(*e.ca, *e.registry);
   e.service->on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
   EnrolmentServerOptions so;
@@ -301,17 +309,8 @@ v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs
   }
   auto der = csr->der();
   if (!der) throw CliError{3, der.error().message()};
-  FleetCaOptions co;
-  co.device_lifetime = std::chrono::seconds(number(a, "device-lifetime", 365ull * 24 * 3600));
-  if (co.device_lifetime.count() < 60) throw CliError{2, "--device-lifetime: at least 60 seconds"};
-  auto ca = FleetCa::load(need_opt(a, "enrol-ca-cert", "the CA that issues device certificates"),
-                          need_opt(a, "enrol-ca-key", "its key"),
-                          a.opt("enrol-ca-chain").value_or(""), co);
-  if (!ca) throw CliError{3, ca.error().message()};
-  auto reg = SqliteEnrolmentRegistry::open(
-      need_opt(a, "enrol-registry", "the enrolment registry the terminal enrolled in"));
-  if (!reg) throw CliError{3, reg.error().message()};
-  EnrolmentService service(*ca, **reg);
+  auto [ca, reg] = open_enrolment(a, "the enrolment registry the terminal enrolled in");
+  EnrolmentService service(ca, *reg);
   service.on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
   // No cutover: the terminal (a key in a PKCS#11 token, which never leaves
   // it) switches keys when InstallCertificate arrives, at a sequence the
