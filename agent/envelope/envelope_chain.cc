@@ -210,6 +210,12 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
     if (at == pending_.end()) break;
     auto c = at->second.find(want);
     if (c == at->second.end()) break;
+    if (auto ok = load(s, want, c->second); !ok) {
+      // Lost or altered in the store: it goes (its terminal sends it again).
+      remove_candidate(s, want);
+      prune_unchained();
+      return std::unexpected(ok.error());
+    }
     run.push_back(Link{c->second.body, c->second.envelope, want});
     want = c->second.prev;
     if (s == state_.next_sequence) {
@@ -225,7 +231,7 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
         }
       }
       for (auto it = pending_.begin(); it != pending_.upper_bound(sequence); ++it) {
-        for (auto& [d, c] : it->second) pending_bytes_ -= c.envelope.size();
+        for (auto& [d, c] : it->second) pending_bytes_ -= c.size;
       }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
       prune_unchained();
@@ -320,14 +326,20 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
     // The same body again, now with its signature (its unsigned copy came
     // first, e.g. stripped on the way): the signed one covers.
     auto& candidate = pending_[seq][digest];
-    const std::size_t unsigned_size = candidate.envelope.size();
-    std::string unsigned_copy = std::exchange(candidate.envelope, std::move(as_received));
-    pending_bytes_ += candidate.envelope.size() - unsigned_size;
+    const Candidate unsigned_copy = candidate;
+    pending_bytes_ = pending_bytes_ - candidate.size + as_received.size();
+    candidate.size = as_received.size();
+    candidate.envelope = std::move(as_received);
+    candidate.body = body;
+    candidate.loaded = true;
     auto covered = cover(seq, digest);
     if (!covered) {
-      auto& c = pending_[seq][digest];
-      pending_bytes_ -= c.envelope.size() - unsigned_size;
-      c.envelope = std::move(unsigned_copy);
+      if (auto at = pending_.find(seq); at != pending_.end()) {
+        if (auto c = at->second.find(digest); c != at->second.end()) {
+          pending_bytes_ = pending_bytes_ - c->second.size + unsigned_copy.size;
+          c->second = unsigned_copy;
+        }
+      }
     }
     return covered;
   }
@@ -346,7 +358,8 @@ void ChainVerifier::add_candidate(std::uint64_t seq, const std::string& digest, 
     }
   }
   c.arrival = arrivals_++;
-  pending_bytes_ += c.envelope.size();
+  c.size = c.envelope.size();
+  pending_bytes_ += c.size;
   pending_[seq][digest] = std::move(c);
 }
 
@@ -361,7 +374,7 @@ void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& diges
       --p->second.children;
     }
   }
-  pending_bytes_ -= c->second.envelope.size();
+  pending_bytes_ -= c->second.size;
   at->second.erase(c);
   if (at->second.empty()) pending_.erase(at);
 }
@@ -400,7 +413,7 @@ void ChainVerifier::prune_unchained() {
         continue;
       }
       superseded_.push_back(Link{c->second.body, c->second.envelope, c->first});
-      pending_bytes_ -= c->second.envelope.size();
+      pending_bytes_ -= c->second.size;
       c = it->second.erase(c);
     }
     if (it->first == want) ++want;
@@ -525,7 +538,7 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
     for (auto& [d, c] : it->second) {
       superseded_.push_back(Link{c.body, c.envelope, d});
-      pending_bytes_ -= c.envelope.size();
+      pending_bytes_ -= c.size;
     }
   }
   pending_.erase(pending_.begin(), pending_.lower_bound(seq));
@@ -535,17 +548,91 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   return run;
 }
 
-std::vector<std::string> ChainVerifier::pending_envelopes() const {
-  std::vector<const Candidate*> all;
+std::vector<ChainVerifier::PendingLink> ChainVerifier::pending_links() const {
+  std::vector<PendingLink> out;
   for (auto& [seq, candidates] : pending_) {
-    for (auto& [digest, c] : candidates) all.push_back(&c);
+    for (auto& [digest, c] : candidates) {
+      out.push_back(PendingLink{seq, digest, c.prev, c.arrival, c.size, c.envelope});
+    }
   }
-  std::sort(all.begin(), all.end(),
-            [](const Candidate* a, const Candidate* b) { return a->arrival < b->arrival; });
-  std::vector<std::string> out;
-  out.reserve(all.size());
-  for (auto* c : all) out.push_back(c->envelope);
+  std::sort(out.begin(), out.end(),
+            [](const PendingLink& a, const PendingLink& b) { return a.arrival < b.arrival; });
   return out;
+}
+
+std::vector<std::string> ChainVerifier::pending_envelopes() const {
+  std::vector<std::string> out;
+  for (auto& l : pending_links()) {
+    if (!l.envelope.empty() || !load_) {
+      out.push_back(std::move(l.envelope));
+      continue;
+    }
+    auto bytes = load_(l.sequence, l.digest);
+    out.push_back(bytes ? std::move(*bytes) : std::string());
+  }
+  return out;
+}
+
+Result<void> ChainVerifier::restore_links(std::vector<PendingLink> links, EnvelopeLoader load) {
+  load_ = std::move(load);
+  for (auto& l : links) {
+    // Only the index is taken: the envelope is read and checked when a
+    // signature covers it (load()). A key that cannot be a candidate's is
+    // left out (its row goes with the next change).
+    if (l.sequence < state_.next_sequence || l.digest.size() != kDigestSize ||
+        l.prev.size() != kDigestSize ||
+        (pending_.count(l.sequence) && pending_.at(l.sequence).count(l.digest))) {
+      continue;
+    }
+    Candidate c;
+    c.body.set_sequence(l.sequence);
+    c.body.set_prev_digest(l.prev);
+    c.prev = std::move(l.prev);
+    c.size = l.size;
+    c.loaded = false;
+    c.arrival = l.arrival;
+    arrivals_ = std::max(arrivals_, l.arrival + 1);
+    pending_bytes_ += c.size;
+    pending_[l.sequence].emplace(std::move(l.digest), std::move(c));
+  }
+  prune_unchained();  // orphans (a parent lost) cannot be covered
+  for (auto& [seq, candidates] : pending_) {
+    if (seq <= state_.next_sequence) continue;
+    auto parent = pending_.find(seq - 1);
+    for (auto& [digest, c] : candidates) {
+      if (parent == pending_.end()) continue;
+      if (auto p = parent->second.find(c.prev); p != parent->second.end()) ++p->second.children;
+    }
+  }
+  return {};
+}
+
+Result<void> ChainVerifier::load(std::uint64_t seq, const std::string& digest, Candidate& c) {
+  if (c.loaded) return {};
+  const std::string at = "stored candidate " + std::to_string(seq);
+  if (!load_) return fail(Errc::internal, kWhere, at, "restored without a way to read it");
+  auto bytes = load_(seq, digest);
+  if (!bytes && bytes.error().code == Errc::not_found) {
+    return fail(Errc::internal, kWhere, at,
+                "its envelope is not in the store (the store lost or altered it)");
+  }
+  if (!bytes) return std::unexpected(bytes.error().with_context(at));
+  v1::Envelope e;
+  v1::EnvelopeBody body;
+  if (!e.ParseFromString(*bytes) || e.has_signature() || !body.ParseFromString(e.body())) {
+    return fail(Errc::internal, kWhere, at, "not an unsigned portier.v1.Envelope (altered)");
+  }
+  auto d = crypto::digest(algo_, e.body());
+  if (!d) return std::unexpected(d.error());
+  if (std::string(d->begin(), d->end()) != digest || body.sequence() != seq ||
+      body.prev_digest() != c.prev || body.terminal_id() != terminal_id_) {
+    return fail(Errc::internal, kWhere, at,
+                "its envelope is not the one its digest names (the store lost or altered it)");
+  }
+  c.body = std::move(body);
+  c.envelope = std::move(*bytes);
+  c.loaded = true;
+  return {};
 }
 
 Result<void> ChainVerifier::restore_pending(const std::vector<std::string>& envelopes) {

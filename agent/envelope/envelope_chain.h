@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -151,9 +152,45 @@ class ChainVerifier {
   // receivers share a store): each one's envelope as received, oldest
   // first. restore_pending() takes them back into a verifier started from
   // the same state, checking each again (an unsigned envelope only), in
-  // sequence order, and keeps their age from the order given.
+  // sequence order, and keeps their age from the order given. (A candidate
+  // restored by restore_links() is read through its loader here; one that
+  // cannot be read is an empty string.)
   std::vector<std::string> pending_envelopes() const;
   Result<void> restore_pending(const std::vector<std::string>& envelopes);
+
+  // The same for a store that keeps each candidate as a row of its own and
+  // writes only what changed (the fleet's): a candidate as its key
+  // (sequence, digest), the digest it chains to, its age and size, and its
+  // envelope as received.
+  struct PendingLink {
+    std::uint64_t sequence = 0;
+    std::string digest;
+    std::string prev;
+    std::uint64_t arrival = 0;  // a larger one arrived later
+    std::size_t size = 0;       // of the envelope
+    std::string envelope;       // empty: not read (restored, never covered)
+  };
+  // Reads the envelope of the candidate (sequence, digest) from the store.
+  using EnvelopeLoader =
+      std::function<Result<std::string>(std::uint64_t sequence, const std::string& digest)>;
+  // Each candidate with its envelope when this verifier has it in memory,
+  // oldest first.
+  std::vector<PendingLink> pending_links() const;
+  // Takes back candidates a verifier of this terminal accepted and a store
+  // kept, without their envelopes and without checking them again: the
+  // per-receive cost is the index, not re-reading, re-parsing and
+  // re-hashing every candidate. Safe because nothing is handed out on the
+  // index's word: when a signature covers a candidate, `load` reads its
+  // envelope and the verifier checks it then (unsigned, this terminal's,
+  // its sequence, its previous digest, and its body's digest the one the
+  // signature's chain names), so a store that lost or altered a row can
+  // only make that cover fail (the candidate is dropped, the terminal sends
+  // it again), never get a body accepted that the signature does not
+  // cover. Candidates that do not chain to the state (passed, orphaned) are
+  // discarded as superseded. Their ages are kept; new ones are younger.
+  Result<void> restore_links(std::vector<PendingLink> links, EnvelopeLoader load);
+  // Bytes of the candidates' envelopes.
+  std::size_t pending_bytes() const { return pending_bytes_; }
 
   // The state after the last covered link.
   const ChainState& state() const { return state_; }
@@ -165,13 +202,18 @@ class ChainVerifier {
 
  private:
   struct Candidate {
+    // Parsed; of one not loaded, only its sequence and previous digest.
     v1::EnvelopeBody body;
     std::string prev;      // its previous digest
-    std::string envelope;  // as received
+    std::string envelope;  // as received; empty while not loaded
+    std::size_t size = 0;  // of the envelope
+    bool loaded = true;    // false: restored by restore_links(), not read yet
     std::uint64_t arrival = 0;
     std::size_t children = 0;  // candidates of the next sequence chaining to it
   };
   Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
+  // Reads and checks a candidate restored without its envelope.
+  Result<void> load(std::uint64_t seq, const std::string& digest, Candidate& c);
   // The candidates from state_ up to (`sequence`, `digest`), found backward
   // through the previous digests; not_found when the chain does not reach.
   Result<std::vector<Link>> cover(std::uint64_t sequence, const std::string& digest);
@@ -195,6 +237,7 @@ class ChainVerifier {
   std::uint64_t arrivals_ = 0;  // the next candidate's arrival
   std::size_t pending_bytes_ = 0;
   std::uint64_t evicted_ = 0;
+  EnvelopeLoader load_;  // restore_links()'s
 };
 
 }  // namespace portier::envelope

@@ -152,6 +152,220 @@ TEST_F(FloodTest, AFloodOfJunkCandidatesLeavesBoundedStateAndTheGenuineChainIsSt
   EXPECT_TRUE(report->ok) << report->problem;
 }
 
+// What the receiver asks of the store, counted through its interface (a
+// decorator of the SQLite store): the bytes and rows each commit writes
+// and the candidate envelopes it reads back.
+class CountingStore final : public FleetStore {
+ public:
+  explicit CountingStore(FleetStore& s) : s_(s) {}
+  struct Write {
+    std::size_t bytes = 0;           // envelopes, candidates, what is held past a gap
+    std::size_t candidate_rows = 0;  // added or removed
+    std::size_t incident_rows = 0;   // written or tallied
+    bool chain = false;              // the chain row moved
+  };
+  std::vector<Write> commits;
+  std::size_t candidate_reads = 0;
+
+  Result<void> commit(const Commit& c) override {
+    Write w;
+    for (auto& l : c.pending_added) w.bytes += l.envelope.size();
+    w.candidate_rows = c.pending_added.size() + c.pending_removed.size();
+    if (c.chain_changed && c.parked_changed) {
+      for (auto& p : c.chain.parked) w.bytes += p.size();
+      for (auto& p : c.chain.parked_batches) w.bytes += p.size();
+    }
+    for (auto& e : c.envelopes) w.bytes += e.envelope.size();
+    w.incident_rows = c.incidents.size() + c.tallied.size();
+    w.chain = c.chain_changed;
+    auto r = s_.commit(c);
+    if (r) commits.push_back(w);
+    return r;
+  }
+  Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
+                                       const std::string& digest) override {
+    ++candidate_reads;
+    return s_.pending_envelope(id, sequence, digest);
+  }
+  Result<void> add_terminal(const Terminal& t) override { return s_.add_terminal(t); }
+  Result<Terminal> terminal(const std::string& id) override { return s_.terminal(id); }
+  Result<std::vector<Terminal>> terminals() override { return s_.terminals(); }
+  Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) override {
+    return s_.mark_offline(id, epoch, now);
+  }
+  Result<void> set_next_key(const std::string& id, const std::string& pem) override {
+    return s_.set_next_key(id, pem);
+  }
+  Result<std::vector<TerminalKey>> keys(const std::string& id) override { return s_.keys(id); }
+  Result<ChainRecord> chain(const std::string& id) override { return s_.chain(id); }
+  Result<void> add_incident(const Incident& i) override { return s_.add_incident(i); }
+  Result<void> tally_incidents(const std::vector<Incident>& i, const IncidentTally& t) override {
+    return s_.tally_incidents(i, t);
+  }
+  Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
+                                                 std::uint64_t sequence) override {
+    return s_.envelope(id, sequence);
+  }
+  Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
+                                                std::size_t limit) override {
+    return s_.envelopes(id, from, limit);
+  }
+  Result<std::vector<ChainProof>> proofs(const std::string& id) override { return s_.proofs(id); }
+  Result<std::optional<Telemetry>> latest(const std::string& id, int type) override {
+    return s_.latest(id, type);
+  }
+  Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from,
+                                        std::size_t limit) override {
+    return s_.audit(id, from, limit);
+  }
+  Result<std::vector<CommandResultEntry>> results(const std::string& id,
+                                                  std::size_t limit) override {
+    return s_.results(id, limit);
+  }
+  Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override {
+    return s_.incidents(id, limit);
+  }
+  Result<TerminalCounts> counts(const std::string& id) override { return s_.counts(id); }
+
+ private:
+  FleetStore& s_;
+};
+
+// A hostile broker floods a registered terminal's up/ topics: unsigned
+// links chained to its head (the room fills, then every one evicts the
+// oldest), envelopes signed by another key, stored envelopes replayed
+// altered, links that do not chain, junk. Each message costs a bounded,
+// small write whatever the terminal holds (its own candidate row and the
+// one it evicts; never the other candidates again), reads no candidate
+// envelope back, and its incident is tallied: one row per kind for the
+// whole flood, with the count. The genuine terminal's runs and signed
+// envelopes, sent in between, all land exactly once, in order.
+// Regression (attacker review): each forged candidate rewrote the
+// terminal's whole pending blob, each receive re-verified every stored
+// candidate, and each forged message was an incident row of its own.
+TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerMessage_REQ29) {
+  Receiver::Options o;
+  o.max_pending = 32;  // filled between two genuine runs: every candidate then evicts one
+  CountingStore counted(*store);
+  Receiver rx(counted, o);
+  std::uint64_t sent = 0;
+  auto genuine = [&] {
+    // A run of three unsigned envelopes and its batch signature, then a
+    // signed one.
+    auto a = term.health(1, false), b = term.health(2, false), c = term.health(3, false);
+    for (auto* s : {&a, &b, &c}) {
+      auto r = rx.receive(term.id, "envelope", bytes(*s), kT0);
+      ASSERT_TRUE(r) << r.error().message();
+      EXPECT_EQ(r->outcome, Receipt::Outcome::held);
+    }
+    auto covered = rx.receive(term.id, "batch", term.batch(a.sequence, c.sequence, c.digest), kT0);
+    ASSERT_TRUE(covered) << covered.error().message();
+    EXPECT_EQ(covered->stored, seqs(a.sequence, c.sequence));
+    auto d = rx.receive(term.id, "envelope", bytes(term.health(4)), kT0);
+    ASSERT_TRUE(d) << d.error().message();
+    EXPECT_EQ(d->stored, std::vector<std::uint64_t>{sent + 4});
+    sent += 4;
+  };
+  genuine();
+  const auto first_stored = store->envelope(term.id, 1);
+  ASSERT_TRUE(first_stored && *first_stored);
+  SimTerminal forger(term.id, crypto::KeyType::ecdsa_p256);  // another key, the same id
+  constexpr int kEach = 300;
+  std::size_t most_pending = 0, forged_bytes = 0;
+  for (int i = 0; i < kEach; ++i) {
+    if (i % 50 == 49) genuine();
+    const auto head = term.sealer.state();
+    std::vector<std::string> forged;
+    forger.sealer.reset(head);
+    forged.push_back(bytes(forger.health(1000 + i, false)));  // a candidate: held
+    forger.sealer.reset(head);
+    forged.push_back(bytes(forger.health(2000 + i, true)));  // another key: bad signature
+    v1::Envelope replay;
+    ASSERT_TRUE(replay.ParseFromString((*first_stored)->envelope));
+    v1::EnvelopeBody body;
+    ASSERT_TRUE(body.ParseFromString(replay.body()));
+    body.set_payload("altered " + std::to_string(i));
+    replay.set_body(body.SerializeAsString());
+    forged.push_back(replay.SerializeAsString());  // a replay, altered: duplicate conflicting
+    auto unchained = head;
+    unchained.prev_digest = crypto::Bytes(32, static_cast<std::uint8_t>(i));
+    forger.sealer.reset(unchained);
+    forged.push_back(bytes(forger.health(3000 + i, false)));  // does not chain: tampered
+    forged.push_back("\xff\xff junk " + std::to_string(i));   // malformed
+    for (auto& m : forged) {
+      const auto before = counted.commits.size();
+      const auto reads = counted.candidate_reads;
+      (void)rx.receive(term.id, "envelope", m, kT0);
+      forged_bytes = std::max(forged_bytes, m.size());
+      EXPECT_EQ(counted.candidate_reads, reads) << "a forged message read candidates back";
+      for (auto w = before; w < counted.commits.size(); ++w) {
+        const auto& c = counted.commits[w];
+        EXPECT_LE(c.bytes, m.size()) << "message " << i;
+        EXPECT_LE(c.candidate_rows, 2u) << "its own row and the one it evicted";
+        EXPECT_LE(c.incident_rows, 2u);
+      }
+    }
+    auto chain = store->chain(term.id);
+    ASSERT_TRUE(chain);
+    most_pending = std::max(most_pending, chain->pending.size());
+  }
+  EXPECT_EQ(most_pending, o.max_pending);
+  genuine();
+  EXPECT_EQ(stored_sequences(*store, term.id), seqs(1, sent));
+  auto report = check_stored_chain(*store, term.id);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->ok) << report->problem;
+  auto incidents = all_incidents();
+  EXPECT_LE(incidents.size(), 6u)
+      << "one row per kind: evicted, inserted, bad signature, duplicate conflicting, tampered, "
+         "malformed";
+  EXPECT_EQ(total(incidents, "bad signature"), std::uint64_t{kEach});
+  EXPECT_EQ(total(incidents, "duplicate conflicting"), std::uint64_t{kEach});
+  EXPECT_EQ(total(incidents, "tampered"), std::uint64_t{kEach});
+  EXPECT_EQ(total(incidents, "malformed"), std::uint64_t{kEach});
+  EXPECT_GT(total(incidents, "evicted"), 0u);
+  EXPECT_EQ(total(incidents, "evicted") + total(incidents, "inserted"), std::uint64_t{kEach});
+  for (auto& i : incidents) EXPECT_EQ(i.terminal_id, term.id) << i.kind;
+}
+
+// What the terminal's own signature proves stays an incident of its own:
+// a gap shown by a signed envelope (with its range), each time, while the
+// gaps anyone can claim with unsigned envelopes are tallied.
+TEST_F(FloodTest, ASignedGapIsAnIncidentOfItsOwnWhileUnsignedGapsAreTallied_REQ29) {
+  Receiver rx(*store);
+  ASSERT_TRUE(rx.receive(term.id, "envelope", bytes(term.health(1)), kT0));
+  auto lost = term.health(2);
+  auto signed_past = term.health(3);
+  SimTerminal forger(term.id, crypto::KeyType::ecdsa_p256);
+  for (int i = 0; i < 100; ++i) {
+    auto ahead = term.sealer.state();
+    ahead.next_sequence = 10 + static_cast<std::uint64_t>(i);
+    forger.sealer.reset(ahead);
+    auto r = rx.receive(term.id, "envelope", bytes(forger.health(i, false)), kT0);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::failed_precondition);
+  }
+  auto r = rx.receive(term.id, "envelope", bytes(signed_past), kT0);
+  ASSERT_FALSE(r);
+  auto incidents = all_incidents();
+  std::size_t gap_rows = 0, signed_rows = 0;
+  for (auto& i : incidents) {
+    if (i.kind != "gap") continue;
+    ++gap_rows;
+    if (i.sequence == 3) {
+      ++signed_rows;
+      EXPECT_EQ(i.count, 1u);
+      EXPECT_NE(i.detail.find("expected 2"), std::string::npos) << i.detail;
+    }
+  }
+  EXPECT_EQ(signed_rows, 1u);
+  EXPECT_EQ(gap_rows, 2u) << "the signed gap, and one tallied row for the 100 unsigned ones";
+  EXPECT_EQ(total(incidents, "gap"), 101u);
+  // The gap closes: both stored, in order.
+  ASSERT_TRUE(rx.receive(term.id, "envelope", bytes(lost), kT0));
+  EXPECT_EQ(stored_sequences(*store, term.id), seqs(1, 3));
+}
+
 // A store made before incidents were tallied (schema 1) is brought up to
 // date when opened: its incidents are kept (each one occurrence) and new
 // ones are tallied.

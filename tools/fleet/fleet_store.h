@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/envelope/envelope_chain.h"
@@ -48,8 +49,13 @@ struct TerminalKey {
 // A terminal's place in its chain, shared by every receiver.
 struct ChainRecord {
   envelope::ChainState state;  // after the last covered envelope
-  // Unsigned envelopes waiting for a signature (ChainVerifier's candidates).
-  std::vector<std::string> pending;
+  // Unsigned envelopes waiting for a signature (ChainVerifier's
+  // candidates), oldest first: their index only, each one a row of its own;
+  // an envelope is read with FleetStore::pending_envelope() when a
+  // signature covers it (ChainVerifier::restore_links). A commit writes the
+  // rows that changed (Commit::pending_added, pending_removed), never the
+  // whole set, so a candidate costs one row written whatever the others.
+  std::vector<envelope::ChainVerifier::PendingLink> pending;
   // Envelopes received past a gap, not verified yet: tried again, in
   // sequence order, whenever the chain moves (a reordering heals itself).
   std::vector<std::string> parked;
@@ -139,8 +145,20 @@ struct ChainProof {
 // Everything one receive changes, committed in one transaction.
 struct Commit {
   std::string terminal_id;
-  std::uint64_t expected_version = 0;     // the ChainRecord's version loaded
-  ChainRecord chain;                      // the new chain (its version is ignored)
+  std::uint64_t expected_version = 0;  // the ChainRecord's version loaded
+  // The new chain (its version and pending are ignored). When
+  // `chain_changed` is false nothing of it moved: the version is only
+  // checked, not moved, and nothing of the chain is written (a refused
+  // message then costs its incidents only, and does not make another
+  // receiver start over). `parked_changed` false: parked and
+  // parked_batches are kept as stored.
+  ChainRecord chain;
+  bool chain_changed = true;
+  bool parked_changed = true;
+  // Candidates that came (with their envelopes) or went since the load; a
+  // candidate added again (same sequence and digest) replaces its row.
+  std::vector<envelope::ChainVerifier::PendingLink> pending_added;
+  std::vector<std::pair<std::uint64_t, std::string>> pending_removed;  // (sequence, digest)
   std::vector<StoredEnvelope> envelopes;  // newly covered, in sequence order
   std::vector<Telemetry> telemetry;
   std::vector<AuditEntry> audit;  // a record number already held is kept as it was
@@ -187,6 +205,10 @@ class FleetStore {
 
   // The chain of a terminal (version 0 and the starting state when none).
   virtual Result<ChainRecord> chain(const std::string& id) = 0;
+  // The envelope of a candidate of the chain (ChainRecord::pending);
+  // not_found when it is not (or no longer) there.
+  virtual Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
+                                               const std::string& digest) = 0;
   // aborted: the version moved since it was loaded; nothing was written.
   virtual Result<void> commit(const Commit& commit) = 0;
   // An incident on its own (a rejection that changes nothing else).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -43,6 +44,23 @@ bool contains(const Error& e, std::string_view text) {
   return e.message().find(text) != std::string::npos;
 }
 
+// The store failed (or moved under us), not the message: no incident, and
+// the message is not acknowledged (it comes again).
+bool is_store_error(const Error& e) {
+  return e.code == Errc::aborted || e.code == Errc::unavailable || e.code == Errc::io ||
+         e.code == Errc::internal;
+}
+
+// How a registered terminal's floodable incidents (anyone on the broker can
+// cause them at will: forged, altered, replayed, junk) are tallied: like
+// those of unknown ids (one row per kind and interval, with its count), but
+// always in a row of its own: registered ids are the operator's, not a
+// flooder's, so their number bounds the rows.
+IncidentTally own_rows(IncidentTally t) {
+  t.max_terminals = SIZE_MAX;
+  return t;
+}
+
 // A terminal as the receiver needs it.
 struct Known {
   Terminal terminal;
@@ -78,18 +96,30 @@ class Attempt {
         now_(now),
         verifier_options_(pending_room(chain, o)),
         v(k.terminal.id, k.key, chain.state, verifier_options_),
-        tally_(o.tally) {
+        tally_(own_rows(o.tally)) {
     c.terminal_id = k.terminal.id;
     c.expected_version = chain.version;
+    loaded_state_ = chain.state;
     parked = std::move(chain.parked);
     parked_batches = std::move(chain.parked_batches);
+    parked_loaded_ = parked.size();
+    batches_loaded_ = parked_batches.size();
+    for (auto& l : chain.pending) loaded_[{l.sequence, l.digest}] = l.arrival;
     pending_ = std::move(chain.pending);
   }
 
+  // The candidates back into the verifier: their index as stored, their
+  // envelopes read (and checked) only when a signature covers them
+  // (ChainVerifier::restore_links says why that is safe).
   Result<void> init() {
-    if (auto ok = v.restore_pending(pending_); !ok) {
-      return fail(Errc::internal, kWhere, "chain of " + k_.terminal.id,
-                  "the stored candidates do not verify again: " + ok.error().message());
+    const std::string id = k_.terminal.id;
+    auto ok = v.restore_links(std::move(pending_),
+                              [this, id](std::uint64_t seq, const std::string& digest) {
+                                return store->pending_envelope(id, seq, digest);
+                              });
+    if (!ok) {
+      return fail(Errc::internal, kWhere, "chain of " + id,
+                  "the stored candidates cannot be taken back: " + ok.error().message());
     }
     return {};
   }
@@ -189,13 +219,15 @@ class Attempt {
                                              "; verified and taken once the chain reached it"));
           take(std::move(*r));
           progress = true;
-        } else if (r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) {
-          parked.push_back(bytes);  // still past a gap
+        } else if ((r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) ||
+                   is_store_error(r.error())) {
+          parked.push_back(bytes);  // still past a gap (or the store failed: later)
         } else if (seq >= v.state().next_sequence && !contains(r.error(), "already received")) {
-          // Held unverified, and now refused: someone else's envelope.
+          // Held unverified, and now refused: someone else's envelope
+          // (anyone can send those: tallied).
           const v1::Signature* sig = env.has_signature() ? &env.signature() : nullptr;
-          c.incidents.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
-                                         r.error().message()));
+          c.tallied.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
+                                       r.error().message()));
         }
       }
     }
@@ -216,8 +248,7 @@ class Attempt {
 
   // Bytes of the envelopes the chain holds unverified or uncovered.
   std::size_t held_bytes() const {
-    std::size_t n = 0;
-    for (auto& e : v.pending_envelopes()) n += e.size();
+    std::size_t n = v.pending_bytes();
     for (auto& e : parked) n += e.size();
     for (auto& e : parked_batches) n += e.size();
     return n;
@@ -240,9 +271,28 @@ class Attempt {
     }
     c.tally = tally_;
     c.chain.state = v.state();
-    c.chain.pending = v.pending_envelopes();
-    c.chain.parked = parked;
-    c.chain.parked_batches = parked_batches;
+    // The candidates that came and went: one row each, not the whole set.
+    std::set<std::pair<std::uint64_t, std::string>> now_pending;
+    for (auto& l : v.pending_links()) {
+      std::pair<std::uint64_t, std::string> key{l.sequence, l.digest};
+      auto was = loaded_.find(key);
+      if (was == loaded_.end() || was->second != l.arrival) c.pending_added.push_back(std::move(l));
+      now_pending.insert(std::move(key));
+    }
+    for (auto& [key, arrival] : loaded_) {
+      if (!now_pending.count(key)) c.pending_removed.push_back(key);
+    }
+    c.parked_changed =
+        parked_dirty || parked.size() != parked_loaded_ || parked_batches.size() != batches_loaded_;
+    if (c.parked_changed) {
+      c.chain.parked = parked;
+      c.chain.parked_batches = parked_batches;
+    }
+    const auto& st = c.chain.state;
+    c.chain_changed = c.parked_changed || !c.pending_added.empty() || !c.pending_removed.empty() ||
+                      c.next_key_from != 0 || st.next_sequence != loaded_state_.next_sequence ||
+                      st.session_epoch != loaded_state_.session_epoch ||
+                      st.prev_digest != loaded_state_.prev_digest;
     if (!c.envelopes.empty()) c.seen = now_;
   }
 
@@ -254,6 +304,7 @@ class Attempt {
   FleetStore* store = nullptr;  // to hold checkpoints against what was received before
   std::vector<std::string> parked;
   std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
+  bool parked_dirty = false;                // parked replaced one for another
   std::vector<std::uint64_t> stored;
 
  private:
@@ -406,7 +457,11 @@ class Attempt {
         o.max_pending, o.max_held_bytes > held ? o.max_held_bytes - held : std::size_t{0}};
   }
 
-  std::vector<std::string> pending_;
+  std::vector<envelope::ChainVerifier::PendingLink> pending_;  // until init()
+  // What was loaded, to write only what changed.
+  envelope::ChainState loaded_state_;
+  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> loaded_;  // -> arrival
+  std::size_t parked_loaded_ = 0, batches_loaded_ = 0;
   IncidentTally tally_;
 };
 
@@ -510,6 +565,7 @@ class Receiver::Step {
       return receipt(before, Receipt::Outcome::held);
     }
     const Error& e = r.error();
+    if (is_store_error(e)) return std::unexpected(e);
     if (seq < a_.v.state().next_sequence) {
       auto d = crypto::digest(envelope::chain_digest(k_.key.type()), p.env.body());
       if (!d) return std::unexpected(d.error());
@@ -548,6 +604,7 @@ class Receiver::Step {
       return receipt(before, Receipt::Outcome::stored);
     }
     const Error& e = r.error();
+    if (is_store_error(e)) return std::unexpected(e);
     if (last != 0 && last < a_.v.state().next_sequence) {
       auto stored = stored_digest(last);
       if (!stored) return std::unexpected(stored.error());
@@ -576,6 +633,7 @@ class Receiver::Step {
                     Errc::resource_exhausted);
     }
     held.push_back(as_received);
+    a_.parked_dirty = true;
     a_.replay_parked();
     return receipt(before, Receipt::Outcome::held);
   }
@@ -607,6 +665,7 @@ class Receiver::Step {
       auto furthest = a_.furthest_parked();
       if (furthest.first <= seq) break;
       parked.erase(parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
+      a_.parked_dirty = true;
     }
     if (!known_already && full()) {
       return refuse(incident(id, now_, "overflow", seq,
@@ -616,8 +675,12 @@ class Receiver::Step {
     }
     if (!known_already) {
       parked.push_back(as_received);
-      a_.c.incidents.push_back(
-          incident(id, now_, "gap", seq, gap.message() + "; held until they arrive"));
+      a_.parked_dirty = true;
+      // A gap the terminal's own signature proves is an incident of its
+      // own, with its range; one shown by an unsigned envelope (anyone can
+      // send those, for any sequence) is tallied.
+      auto i = incident(id, now_, "gap", seq, gap.message() + "; held until they arrive");
+      (p.env.has_signature() ? a_.c.incidents : a_.c.tallied).push_back(std::move(i));
     }
     a_.replay_parked();  // a bridge may have moved the chain
     if (std::find(a_.stored.begin() + static_cast<std::ptrdiff_t>(before), a_.stored.end(), seq) !=
@@ -646,10 +709,12 @@ class Receiver::Step {
     return std::optional<std::string>((*row)->digest);
   }
 
-  // The incident goes with the group's commit.
+  // The incident goes with the group's commit, tallied: a refused message
+  // is one anyone on the way can send (forged, altered, replayed, junk), as
+  // often as they like.
   std::unexpected<Error> refuse(Incident i, Errc code) {
     auto e = refusal(i, code);
-    a_.c.incidents.push_back(std::move(i));
+    a_.c.tallied.push_back(std::move(i));
     return e;
   }
 
@@ -757,11 +822,9 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
       }
     }
   }
-  if (unknown) {
-    (void)store_.tally_incidents(early, options_.tally);
-  } else {
-    for (auto& i : early) (void)store_.add_incident(i);
-  }
+  // Refusals anyone can cause at will: tallied (a registered terminal's in
+  // rows of its own).
+  (void)store_.tally_incidents(early, unknown ? options_.tally : own_rows(options_.tally));
 
   // Envelopes and batches: in order, against the chain, one commit.
   std::vector<std::size_t> chained;
@@ -825,7 +888,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
                    "an offline message whose signature does not verify: " + ok.error().message());
     }
     if (refused) {
-      (void)store_.add_incident(*refused);
+      (void)store_.tally_incidents({*refused}, own_rows(options_.tally));
       results[i] = refusal(*refused, Errc::permission_denied);
       continue;
     }

@@ -11,7 +11,7 @@
 namespace portier::fleet {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS terminals (
@@ -22,7 +22,11 @@ CREATE TABLE IF NOT EXISTS terminals (
 CREATE TABLE IF NOT EXISTS chains (
   terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), version INTEGER NOT NULL,
   epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,
-  pending BLOB NOT NULL, parked BLOB NOT NULL, parked_batches BLOB NOT NULL);
+  parked BLOB NOT NULL, parked_batches BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+  terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
+  digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL,
+  envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, seq, digest));
 CREATE TABLE IF NOT EXISTS envelopes (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   epoch INTEGER NOT NULL, digest BLOB NOT NULL, payload_type INTEGER NOT NULL,
@@ -61,6 +65,13 @@ constexpr const char* kSchema2 = R"sql(
 ALTER TABLE incidents ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE incidents ADD COLUMN bucket INTEGER;
 )sql";
+
+// Version 2 to 3: the candidates waiting for a signature are rows of their
+// own (one written or deleted per change), no longer one blob in the chain
+// rewritten whole. Those of the blob are dropped, not converted: a
+// candidate is unacknowledged by definition, so its terminal sends it again
+// (as after an eviction).
+constexpr const char* kSchema3 = "ALTER TABLE chains DROP COLUMN pending";
 
 constexpr const char* kTallyIndex =
     "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
@@ -203,8 +214,17 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
     if (version == 1) {
       if (auto ok = store->exec(kSchema2); !ok) return std::unexpected(ok.error());
     }
+    Stmt old(db, "SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'");
+    if (!old.ok() || old.step() != SQLITE_ROW) {
+      auto e = store->sql_error("schema 3");
+      (void)store->exec("ROLLBACK");
+      return std::unexpected(e);
+    }
+    if (old.i64(0) > 0) {
+      if (auto ok = store->exec(kSchema3); !ok) return std::unexpected(ok.error());
+    }
     if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec("PRAGMA user_version=2"); !ok) return std::unexpected(ok.error());
+    if (auto ok = store->exec("PRAGMA user_version=3"); !ok) return std::unexpected(ok.error());
     if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
   }
   return store;
@@ -324,9 +344,19 @@ Result<bool> SqliteFleetStore::mark_offline(const std::string& id, std::uint64_t
 
 Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   std::lock_guard lock(mu_);
+  // One read transaction: the chain and its candidates as of one commit.
+  PORTIER_TRY(exec("BEGIN"));
+  auto c = read_chain(id);
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
+    c = std::unexpected(sql_error("read chain of " + id));
+  }
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return c;
+}
+
+Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
   Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, pending, parked, parked_batches "
-         "FROM chains "
+         "SELECT version, epoch, next_seq, prev_digest, parked, parked_batches FROM chains "
          "WHERE terminal_id = ?");
   if (!s.ok()) return std::unexpected(sql_error("read chain"));
   s.bind(1, id);
@@ -339,16 +369,45 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   c.state.next_sequence = s.u64(2);
   auto d = s.blob(3);
   c.state.prev_digest.assign(d.begin(), d.end());
-  auto pending = unpack(s.blob(4));
-  auto parked = unpack(s.blob(5));
-  auto batches = unpack(s.blob(6));
-  if (!pending || !parked || !batches || c.state.next_sequence == 0 || d.size() != 32) {
+  auto parked = unpack(s.blob(4));
+  auto batches = unpack(s.blob(5));
+  if (!parked || !batches || c.state.next_sequence == 0 || d.size() != 32) {
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
-  c.pending = std::move(*pending);
   c.parked = std::move(*parked);
   c.parked_batches = std::move(*batches);
+  // The candidates' index, not their envelopes (read when covered).
+  Stmt p(db_,
+         "SELECT seq, digest, prev, arrival, length(envelope) FROM candidates "
+         "WHERE terminal_id = ? ORDER BY arrival");
+  if (!p.ok()) return std::unexpected(sql_error("read candidates"));
+  p.bind(1, id);
+  int prc;
+  while ((prc = p.step()) == SQLITE_ROW) {
+    c.pending.push_back(envelope::ChainVerifier::PendingLink{
+        p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+  }
+  if (prc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
   return c;
+}
+
+Result<std::string> SqliteFleetStore::pending_envelope(const std::string& id,
+                                                       std::uint64_t sequence,
+                                                       const std::string& digest) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT envelope FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read candidate"));
+  s.bind(1, id);
+  s.bind(2, sequence);
+  s.bind_blob(3, digest);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return fail(Errc::not_found, "fleet store " + path_,
+                "candidate " + std::to_string(sequence) + " of " + id,
+                "not waiting for a signature (any more)");
+  }
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
+  return s.blob(0);
 }
 
 Result<void> SqliteFleetStore::insert_incident(const Incident& i) {
@@ -441,41 +500,90 @@ Result<void> SqliteFleetStore::tally_incidents(const std::vector<Incident>& inci
   return std::unexpected(e);
 }
 
-Result<void> SqliteFleetStore::write(const Commit& c) {
+Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   const auto& st = c.chain.state;
   const std::string prev(st.prev_digest.begin(), st.prev_digest.end());
+  if (!c.chain_changed) {
+    // Nothing moved: only that nobody else moved it either.
+    Stmt s(db_, "SELECT version FROM chains WHERE terminal_id = ?");
+    if (!s.ok()) return std::unexpected(sql_error("check chain"));
+    s.bind(1, c.terminal_id);
+    const int rc = s.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("check chain"));
+    if ((rc == SQLITE_ROW ? s.u64(0) : 0) != c.expected_version) {
+      return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
+                  "changed by another receiver since it was loaded");
+    }
+    return {};
+  }
   if (c.expected_version == 0) {
     Stmt s(db_,
-           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, pending, "
-           "parked, parked_batches) VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, parked, "
+           "parked_batches) VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, c.terminal_id);
     s.bind(2, st.session_epoch);
     s.bind(3, st.next_sequence);
     s.bind_blob(4, prev);
-    s.bind_blob(5, pack(c.chain.pending));
-    s.bind_blob(6, pack(c.chain.parked));
-    s.bind_blob(7, pack(c.chain.parked_batches));
+    s.bind_blob(5, pack(c.chain.parked));
+    s.bind_blob(6, pack(c.chain.parked_batches));
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
-  } else {
+  } else if (c.parked_changed) {
     Stmt s(db_,
            "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
-           "pending = ?, parked = ?, parked_batches = ? WHERE terminal_id = ? AND version = ?");
+           "parked = ?, parked_batches = ? WHERE terminal_id = ? AND version = ?");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, st.session_epoch);
     s.bind(2, st.next_sequence);
     s.bind_blob(3, prev);
-    s.bind_blob(4, pack(c.chain.pending));
-    s.bind_blob(5, pack(c.chain.parked));
-    s.bind_blob(6, pack(c.chain.parked_batches));
-    s.bind(7, c.terminal_id);
-    s.bind(8, c.expected_version);
+    s.bind_blob(4, pack(c.chain.parked));
+    s.bind_blob(5, pack(c.chain.parked_batches));
+    s.bind(6, c.terminal_id);
+    s.bind(7, c.expected_version);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+  } else {
+    Stmt s(db_,
+           "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ? "
+           "WHERE terminal_id = ? AND version = ?");
+    if (!s.ok()) return std::unexpected(sql_error("write chain"));
+    s.bind(1, st.session_epoch);
+    s.bind(2, st.next_sequence);
+    s.bind_blob(3, prev);
+    s.bind(4, c.terminal_id);
+    s.bind(5, c.expected_version);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   }
   if (sqlite3_changes(db_) != 1) {
     return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                 "changed by another receiver since it was loaded");
   }
+  // The candidates that changed, one row each.
+  for (auto& [seq, digest] : c.pending_removed) {
+    Stmt s(db_, "DELETE FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
+    if (!s.ok()) return std::unexpected(sql_error("remove candidate"));
+    s.bind(1, c.terminal_id);
+    s.bind(2, seq);
+    s.bind_blob(3, digest);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove candidate"));
+  }
+  for (auto& l : c.pending_added) {
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, envelope) "
+           "VALUES (?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return std::unexpected(sql_error("add candidate"));
+    s.bind(1, c.terminal_id);
+    s.bind(2, l.sequence);
+    s.bind_blob(3, l.digest);
+    s.bind_blob(4, l.prev);
+    s.bind(5, l.arrival);
+    s.bind_blob(6, l.envelope);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add candidate"));
+  }
+  return {};
+}
+
+Result<void> SqliteFleetStore::write(const Commit& c) {
+  PORTIER_TRY(write_chain(c));
   if (c.next_key_from != 0) {
     // The key in use so far goes into the history (from 1 when it is the
     // first), the next key takes over.

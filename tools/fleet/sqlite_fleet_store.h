@@ -31,6 +31,8 @@ class SqliteFleetStore final : public FleetStore {
   Result<void> set_next_key(const std::string& id, const std::string& public_key_pem) override;
   Result<std::vector<TerminalKey>> keys(const std::string& id) override;
   Result<ChainRecord> chain(const std::string& id) override;
+  Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
+                                       const std::string& digest) override;
   Result<void> commit(const Commit& commit) override;
   Result<void> add_incident(const Incident& incident) override;
   Result<void> tally_incidents(const std::vector<Incident>& incidents,
@@ -52,6 +54,8 @@ class SqliteFleetStore final : public FleetStore {
   SqliteFleetStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   Result<void> exec(const char* sql);
   Result<void> write(const Commit& c);  // inside commit()'s transaction
+  Result<void> write_chain(const Commit& c);
+  Result<ChainRecord> read_chain(const std::string& id);  // inside a read transaction
   Result<void> insert_incident(const Incident& incident);
   Result<void> tally_incident(const Incident& incident, const IncidentTally& tally);
   Error sql_error(const std::string& what) const;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 namespace portier::envelope {
@@ -571,6 +572,121 @@ TEST(EnvelopeChain, EvictionAfterARestoreTakesTheOldestCandidateFirst) {
   auto covered = fresh.accept(run[1].envelope);
   ASSERT_TRUE(covered) << covered.error().message();
   EXPECT_EQ(covered->size(), 2u);
+}
+
+// A store that keeps each candidate as a row (the fleet's): what
+// restore_links() takes back, and how often it reads an envelope.
+struct RowStore {
+  std::map<std::pair<std::uint64_t, std::string>, std::string> rows;
+  int reads = 0;
+  void keep(const ChainVerifier& v) {
+    for (auto& l : v.pending_links()) {
+      if (!l.envelope.empty()) rows[{l.sequence, l.digest}] = l.envelope;
+    }
+  }
+  ChainVerifier::EnvelopeLoader loader() {
+    return [this](std::uint64_t seq, const std::string& digest) -> Result<std::string> {
+      ++reads;
+      auto it = rows.find({seq, digest});
+      if (it == rows.end()) return fail(Errc::not_found, "rows", "candidate", "gone");
+      return it->second;
+    };
+  }
+  // The index as a store returns it: no envelopes.
+  static std::vector<ChainVerifier::PendingLink> index(const ChainVerifier& v) {
+    auto links = v.pending_links();
+    for (auto& l : links) l.envelope.clear();
+    return links;
+  }
+};
+
+// Taking candidates back from a store costs their index only: no envelope
+// is read until a signature covers it, and then exactly the covered ones.
+TEST(EnvelopeChain, CandidatesRestoredAsAnIndexAreReadOnlyWhenASignatureCoversThem_REQ29) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  ChainVerifier::Options o;
+  o.max_pending = 8;
+  auto first = c.verifier(o);
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  ASSERT_TRUE(first.accept(run[1].envelope));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(first.accept(junk(run[0].digest, 2, i)));
+  RowStore store;
+  store.keep(first);
+  ASSERT_EQ(store.rows.size(), 7u);
+  auto second = c.verifier(o);
+  ASSERT_TRUE(second.restore_links(RowStore::index(first), store.loader()));
+  EXPECT_EQ(second.pending_count(), 7u);
+  EXPECT_EQ(second.pending_bytes(), first.pending_bytes());
+  EXPECT_EQ(second.expected_sequence(), 3u);
+  // More junk: evicted oldest first by the ages kept, nothing read.
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 10)));
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 11)));
+  EXPECT_EQ(second.take_evicted(), 1u);
+  EXPECT_EQ(store.reads, 0);
+  ASSERT_TRUE(second.accept(run[2].envelope));
+  auto covered = second.accept_batch_links(*sign_batch("T-0001", 1, 3, run[2].digest, c.key));
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    v1::Envelope e;
+    ASSERT_TRUE(e.ParseFromString((*covered)[i].envelope));
+    EXPECT_EQ(e.body(), run[i].envelope.body());
+    EXPECT_EQ((*covered)[i].body.payload(), "payload " + std::to_string(i));
+  }
+  EXPECT_EQ(store.reads, 2) << "the two covered links restored from the store, no junk";
+  EXPECT_EQ(second.pending_count(), 0u);
+}
+
+// The index is trusted, the envelopes are not: a row the store lost or
+// altered (here: a forged body put under the genuine link's digest) makes
+// the cover fail, never gets its body handed out, and leaves the chain
+// where the genuine links, sent again, cover it.
+TEST(EnvelopeChain, AnAlteredStoredCandidateIsNeverHandedOutAndTheResentChainIsCovered_REQ29) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(2, false);
+  auto first = c.verifier();
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  RowStore store;
+  store.keep(first);
+  const std::string d0(run[0].digest.begin(), run[0].digest.end());
+  store.rows[{1, d0}] = forge(run[0].envelope).SerializeAsString();
+  auto second = c.verifier();
+  ASSERT_TRUE(second.restore_links(RowStore::index(first), store.loader()));
+  ASSERT_TRUE(sign_envelope(run[1].envelope, c.key));
+  auto r = second.accept(run[1].envelope);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::internal);
+  EXPECT_NE(r.error().message().find("lost or altered"), std::string::npos) << r.error().message();
+  EXPECT_EQ(second.state().next_sequence, 1u);
+  EXPECT_EQ(second.pending_count(), 0u) << "the altered row goes";
+  ASSERT_TRUE(second.accept(run[0].envelope));
+  auto covered = second.accept(run[1].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 2u);
+  EXPECT_EQ((*covered)[0].payload(), "payload 0");
+
+  // A row that is gone, and an index entry whose parent is gone (an
+  // orphan): the first fails the cover the same way, the second is dropped
+  // when restored.
+  Chain d(KeyType::ecdsa_p256);
+  auto more = d.seal(3, false);
+  auto third = d.verifier();
+  for (auto& s : more) ASSERT_TRUE(third.accept(s.envelope));
+  auto index = RowStore::index(third);
+  RowStore empty;
+  auto orphaned = index;
+  orphaned.erase(orphaned.begin());  // sequence 1, the oldest
+  auto fourth = d.verifier();
+  ASSERT_TRUE(fourth.restore_links(orphaned, empty.loader()));
+  EXPECT_EQ(fourth.pending_count(), 0u);
+  EXPECT_EQ(fourth.take_superseded().size(), 2u);
+  auto fifth = d.verifier();
+  ASSERT_TRUE(fifth.restore_links(index, empty.loader()));
+  auto none = fifth.accept_batch_links(*sign_batch("T-0001", 1, 3, more[2].digest, d.key));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Errc::internal) << none.error().message();
+  EXPECT_EQ(fifth.state().next_sequence, 1u);
 }
 
 }  // namespace
