@@ -161,18 +161,20 @@ class CountingStore final : public FleetStore {
   struct Write {
     std::size_t bytes = 0;           // envelopes, candidates, what is held past a gap
     std::size_t candidate_rows = 0;  // added or removed
+    std::size_t parked_rows = 0;     // the same, of the envelopes held past a gap
     std::size_t incident_rows = 0;   // written or tallied
     bool chain = false;              // the chain row moved
   };
   std::vector<Write> commits;
-  std::size_t candidate_reads = 0;
+  std::size_t candidate_reads = 0, parked_reads = 0;
 
   Result<void> commit(const Commit& c) override {
     Write w;
     for (auto& l : c.pending_added) w.bytes += l.envelope.size();
+    for (auto& p : c.parked_added) w.bytes += p.envelope.size();
     w.candidate_rows = c.pending_added.size() + c.pending_removed.size();
-    if (c.chain_changed && c.parked_changed) {
-      for (auto& p : c.chain.parked) w.bytes += p.size();
+    w.parked_rows = c.parked_added.size() + c.parked_removed.size();
+    if (c.chain_changed && c.batches_changed) {
       for (auto& p : c.chain.parked_batches) w.bytes += p.size();
     }
     for (auto& e : c.envelopes) w.bytes += e.envelope.size();
@@ -186,6 +188,10 @@ class CountingStore final : public FleetStore {
                                        const std::string& digest) override {
     ++candidate_reads;
     return s_.pending_envelope(id, sequence, digest);
+  }
+  Result<std::string> parked_envelope(const std::string& id, const std::string& key) override {
+    ++parked_reads;
+    return s_.parked_envelope(id, key);
   }
   Result<void> add_terminal(const Terminal& t) override { return s_.add_terminal(t); }
   Result<Terminal> terminal(const std::string& id) override { return s_.terminal(id); }
@@ -246,6 +252,7 @@ class CountingStore final : public FleetStore {
 TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerMessage_REQ29) {
   Receiver::Options o;
   o.max_pending = 32;  // filled between two genuine runs: every candidate then evicts one
+  o.max_parked = 16;   // the same for those held past a gap
   CountingStore counted(*store);
   Receiver rx(counted, o);
   std::uint64_t sent = 0;
@@ -271,7 +278,7 @@ TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerM
   ASSERT_TRUE(first_stored && *first_stored);
   SimTerminal forger(term.id, crypto::KeyType::ecdsa_p256);  // another key, the same id
   constexpr int kEach = 300;
-  std::size_t most_pending = 0, forged_bytes = 0;
+  std::size_t most_pending = 0, most_parked = 0;
   for (int i = 0; i < kEach; ++i) {
     if (i % 50 == 49) genuine();
     const auto head = term.sealer.state();
@@ -292,33 +299,41 @@ TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerM
     forger.sealer.reset(unchained);
     forged.push_back(bytes(forger.health(3000 + i, false)));  // does not chain: tampered
     forged.push_back("\xff\xff junk " + std::to_string(i));   // malformed
+    auto ahead = head;
+    ahead.next_sequence += 10000 - static_cast<std::uint64_t>(i);  // nearer each time
+    forger.sealer.reset(ahead);
+    forged.push_back(bytes(forger.health(4000 + i, false)));  // past a gap: held, unverified
     for (auto& m : forged) {
       const auto before = counted.commits.size();
       const auto reads = counted.candidate_reads;
       (void)rx.receive(term.id, "envelope", m, kT0);
-      forged_bytes = std::max(forged_bytes, m.size());
       EXPECT_EQ(counted.candidate_reads, reads) << "a forged message read candidates back";
       for (auto w = before; w < counted.commits.size(); ++w) {
         const auto& c = counted.commits[w];
         EXPECT_LE(c.bytes, m.size()) << "message " << i;
         EXPECT_LE(c.candidate_rows, 2u) << "its own row and the one it evicted";
+        EXPECT_LE(c.parked_rows, 2u) << "its own row and the one that made way";
         EXPECT_LE(c.incident_rows, 2u);
       }
     }
     auto chain = store->chain(term.id);
     ASSERT_TRUE(chain);
     most_pending = std::max(most_pending, chain->pending.size());
+    most_parked = std::max(most_parked, chain->parked.size());
   }
   EXPECT_EQ(most_pending, o.max_pending);
+  EXPECT_EQ(most_parked, o.max_parked);
+  EXPECT_EQ(counted.parked_reads, 0u) << "nothing held past a gap was within the chain's reach";
   genuine();
   EXPECT_EQ(stored_sequences(*store, term.id), seqs(1, sent));
   auto report = check_stored_chain(*store, term.id);
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_TRUE(report->ok) << report->problem;
   auto incidents = all_incidents();
-  EXPECT_LE(incidents.size(), 6u)
+  EXPECT_LE(incidents.size(), 7u)
       << "one row per kind: evicted, inserted, bad signature, duplicate conflicting, tampered, "
-         "malformed";
+         "malformed, gap";
+  EXPECT_EQ(total(incidents, "gap"), std::uint64_t{kEach});
   EXPECT_EQ(total(incidents, "bad signature"), std::uint64_t{kEach});
   EXPECT_EQ(total(incidents, "duplicate conflicting"), std::uint64_t{kEach});
   EXPECT_EQ(total(incidents, "tampered"), std::uint64_t{kEach});
@@ -395,6 +410,74 @@ TEST(FleetStoreSchema, AVersionOneStoreGetsTalliedIncidentsAndKeepsItsOwn) {
   EXPECT_EQ((*all)[0].detail, "old");
   EXPECT_EQ((*all)[0].count, 1u);
   EXPECT_EQ((*all)[1].count, 10u);
+  auto again = SqliteFleetStore::open(path);  // and opens again as it is
+  ASSERT_TRUE(again) << again.error().message();
+}
+
+// A store of schema 2 kept the candidates and the envelopes held past a
+// gap as blobs in the chain row: opened, they become rows of their own
+// (schema 3). The blobs are dropped (never acknowledged, so the terminal
+// sends them again), the chain itself is kept, and it goes on.
+TEST(FleetStoreSchema, AVersionTwoStoreGetsCandidateRowsAndKeepsItsChain) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/old.db";
+  SimTerminal term("ATM-0001", crypto::KeyType::ed25519);
+  {
+    auto s = SqliteFleetStore::open(dir.path() + "/new.db");  // for the chain's state
+    ASSERT_TRUE(s);
+    testing::register_terminal(**s, term);
+    Receiver rx(**s);
+    ASSERT_TRUE(rx.receive(term.id, "envelope", bytes(term.health(1)), kT0));
+  }
+  const auto head = term.sealer.state();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string prev(head.prev_digest.begin(), head.prev_digest.end());
+  std::string hex;
+  for (unsigned char ch : prev) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    hex += kHex[ch >> 4];
+    hex += kHex[ch & 15];
+  }
+  const std::string sql =
+      "CREATE TABLE terminals (id TEXT PRIMARY KEY, public_key_pem TEXT NOT NULL, "
+      "key_algorithm TEXT NOT NULL, registered_ms INTEGER NOT NULL, first_seen_ms INTEGER, "
+      "last_seen_ms INTEGER, last_birth BLOB, session_epoch INTEGER NOT NULL DEFAULT 0, "
+      "online INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE chains (terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), "
+      "version INTEGER NOT NULL, epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, "
+      "prev_digest BLOB NOT NULL, pending BLOB NOT NULL, parked BLOB NOT NULL, "
+      "parked_batches BLOB NOT NULL);"
+      "CREATE TABLE incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL, "
+      "time_ms INTEGER NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, detail TEXT NOT NULL, "
+      "count INTEGER NOT NULL DEFAULT 1, bucket INTEGER);"
+      "INSERT INTO terminals (id, public_key_pem, key_algorithm, registered_ms) VALUES ('" +
+      term.id + "', '" + term.public_pem() + "', 'ed25519', 0);" + "INSERT INTO chains VALUES ('" +
+      term.id + "', 7, 0, 2, x'" + hex +
+      "', x'00000003616263', x'00000003646566', x'');"
+      "PRAGMA user_version=2;";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = SqliteFleetStore::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  auto chain = (*store)->chain(term.id);
+  ASSERT_TRUE(chain) << chain.error().message();
+  EXPECT_EQ(chain->version, 7u);
+  EXPECT_EQ(chain->state.next_sequence, 2u);
+  EXPECT_TRUE(chain->pending.empty());
+  EXPECT_TRUE(chain->parked.empty());
+  Receiver rx(**store);
+  auto two = term.health(2, false);
+  auto held = rx.receive(term.id, "envelope", bytes(two), kT0);
+  ASSERT_TRUE(held) << held.error().message();
+  EXPECT_EQ(held->outcome, Receipt::Outcome::held);
+  EXPECT_EQ((*store)->chain(term.id)->pending.size(), 1u);
+  auto three = term.health(3);
+  auto r = rx.receive(term.id, "envelope", bytes(three), kT0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, seqs(2, 3));
+  EXPECT_TRUE((*store)->chain(term.id)->pending.empty());
   auto again = SqliteFleetStore::open(path);  // and opens again as it is
   ASSERT_TRUE(again) << again.error().message();
 }

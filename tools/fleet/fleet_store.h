@@ -46,6 +46,17 @@ struct TerminalKey {
   std::uint64_t from_sequence = 0;  // the first sequence it signed; 0: the next key, unused
 };
 
+// An envelope received past a gap, not verified yet: a row of its own
+// (anyone can send those, for any sequence). Its bytes are read when the
+// chain reaches it.
+struct ParkedEnvelope {
+  std::string key;  // SHA-256 of the envelope as received
+  std::uint64_t sequence = 0;
+  bool bridge = false;  // a signed drop notice: tried whenever the chain moves
+  std::size_t size = 0;
+  std::string envelope;  // empty: not read
+};
+
 // A terminal's place in its chain, shared by every receiver.
 struct ChainRecord {
   envelope::ChainState state;  // after the last covered envelope
@@ -57,8 +68,11 @@ struct ChainRecord {
   // whole set, so a candidate costs one row written whatever the others.
   std::vector<envelope::ChainVerifier::PendingLink> pending;
   // Envelopes received past a gap, not verified yet: tried again, in
-  // sequence order, whenever the chain moves (a reordering heals itself).
-  std::vector<std::string> parked;
+  // sequence order, when the chain reaches them (a reordering heals
+  // itself). Their index, oldest first; an envelope is read with
+  // FleetStore::parked_envelope(). A commit writes the rows that changed
+  // (Commit::parked_added, parked_removed).
+  std::vector<ParkedEnvelope> parked;
   // Batch signatures (verified) that arrived before the envelopes they
   // cover: applied when the chain has them.
   std::vector<std::string> parked_batches;
@@ -146,19 +160,22 @@ struct ChainProof {
 struct Commit {
   std::string terminal_id;
   std::uint64_t expected_version = 0;  // the ChainRecord's version loaded
-  // The new chain (its version and pending are ignored). When
+  // The new chain (its version, pending and parked are ignored). When
   // `chain_changed` is false nothing of it moved: the version is only
   // checked, not moved, and nothing of the chain is written (a refused
   // message then costs its incidents only, and does not make another
-  // receiver start over). `parked_changed` false: parked and
-  // parked_batches are kept as stored.
+  // receiver start over). `batches_changed` false: parked_batches are kept
+  // as stored.
   ChainRecord chain;
   bool chain_changed = true;
-  bool parked_changed = true;
+  bool batches_changed = true;
   // Candidates that came (with their envelopes) or went since the load; a
   // candidate added again (same sequence and digest) replaces its row.
   std::vector<envelope::ChainVerifier::PendingLink> pending_added;
   std::vector<std::pair<std::uint64_t, std::string>> pending_removed;  // (sequence, digest)
+  // The same for the envelopes held past a gap (by key).
+  std::vector<ParkedEnvelope> parked_added;
+  std::vector<std::string> parked_removed;
   std::vector<StoredEnvelope> envelopes;  // newly covered, in sequence order
   std::vector<Telemetry> telemetry;
   std::vector<AuditEntry> audit;  // a record number already held is kept as it was
@@ -209,6 +226,9 @@ class FleetStore {
   // not_found when it is not (or no longer) there.
   virtual Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
                                                const std::string& digest) = 0;
+  // The envelope held past a gap under `key` (ChainRecord::parked);
+  // not_found when it is not (or no longer) there.
+  virtual Result<std::string> parked_envelope(const std::string& id, const std::string& key) = 0;
   // aborted: the version moved since it was loaded; nothing was written.
   virtual Result<void> commit(const Commit& commit) = 0;
   // An incident on its own (a rejection that changes nothing else).

@@ -102,8 +102,7 @@ class Attempt {
     loaded_state_ = chain.state;
     parked = std::move(chain.parked);
     parked_batches = std::move(chain.parked_batches);
-    parked_loaded_ = parked.size();
-    batches_loaded_ = parked_batches.size();
+    for (auto& p : parked) parked_loaded_.insert(p.key);
     for (auto& l : chain.pending) loaded_[{l.sequence, l.digest}] = l.arrival;
     pending_ = std::move(chain.pending);
   }
@@ -190,27 +189,36 @@ class Attempt {
   }
 
   // Envelopes held past a gap and batches that came before their
-  // envelopes, tried again now that the chain moved.
+  // envelopes, tried again now that the chain moved. Only the envelopes
+  // the chain can take now are read (at most the sequence it expects, or a
+  // signed drop notice, which may bridge); those it passed go unread, the
+  // others stay as they are.
   void replay_parked() {
     bool progress = true;
     while (progress && (!parked.empty() || !parked_batches.empty())) {
-      progress = false;
-      progress = replay_batches() || progress;
-      std::vector<std::pair<std::uint64_t, std::string>> order;
+      progress = replay_batches();
+      std::vector<ParkedEnvelope> ready;
+      std::vector<ParkedEnvelope> later;
       for (auto& p : parked) {
-        v1::Envelope env;
-        v1::EnvelopeBody body;
-        if (env.ParseFromString(p) && body.ParseFromString(env.body())) {
-          order.emplace_back(body.sequence(), p);
-        }
+        if (p.sequence < v.state().next_sequence) continue;  // passed: a duplicate
+        (p.sequence <= v.expected_sequence() || p.bridge ? ready : later).push_back(std::move(p));
       }
-      std::sort(order.begin(), order.end());
-      parked.clear();
-      for (auto& [seq, bytes] : order) {
+      parked = std::move(later);
+      std::stable_sort(ready.begin(), ready.end(),
+                       [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+      for (auto& p : ready) {
+        const auto seq = p.sequence;
+        auto bytes = parked_bytes(p);
+        if (!bytes) {
+          if (is_store_error(bytes.error())) parked.push_back(std::move(p));  // later
+          continue;
+        }
         v1::Envelope env;
         v1::EnvelopeBody body;
-        (void)env.ParseFromString(bytes);
-        (void)body.ParseFromString(env.body());
+        if (!env.ParseFromString(*bytes) || !body.ParseFromString(env.body()) ||
+            body.sequence() != seq) {
+          continue;  // not what was held (the store lost or altered it): dropped
+        }
         const auto before = v.state().next_sequence;
         auto r = accept(env, body);
         if (r) {
@@ -221,7 +229,7 @@ class Attempt {
           progress = true;
         } else if ((r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) ||
                    is_store_error(r.error())) {
-          parked.push_back(bytes);  // still past a gap (or the store failed: later)
+          parked.push_back(std::move(p));  // still past a gap (or the store failed: later)
         } else if (seq >= v.state().next_sequence && !contains(r.error(), "already received")) {
           // Held unverified, and now refused: someone else's envelope
           // (anyone can send those: tallied).
@@ -233,15 +241,21 @@ class Attempt {
     }
   }
 
-  // The sequence and index of the parked envelope furthest ahead.
+  // The envelope held past a gap: in memory, else read from the store.
+  Result<std::string> parked_bytes(ParkedEnvelope& p) {
+    if (p.envelope.empty()) {
+      auto bytes = store->parked_envelope(k_.terminal.id, p.key);
+      if (!bytes) return std::unexpected(bytes.error());
+      p.envelope = std::move(*bytes);
+    }
+    return p.envelope;
+  }
+
+  // The index of the parked envelope furthest ahead.
   std::pair<std::uint64_t, std::size_t> furthest_parked() const {
     std::pair<std::uint64_t, std::size_t> best{0, 0};
     for (std::size_t i = 0; i < parked.size(); ++i) {
-      v1::Envelope env;
-      v1::EnvelopeBody body;
-      std::uint64_t seq = UINT64_MAX;  // unreadable: first to go
-      if (env.ParseFromString(parked[i]) && body.ParseFromString(env.body())) seq = body.sequence();
-      if (seq >= best.first) best = {seq, i};
+      if (parked[i].sequence >= best.first) best = {parked[i].sequence, i};
     }
     return best;
   }
@@ -249,7 +263,7 @@ class Attempt {
   // Bytes of the envelopes the chain holds unverified or uncovered.
   std::size_t held_bytes() const {
     std::size_t n = v.pending_bytes();
-    for (auto& e : parked) n += e.size();
+    for (auto& e : parked) n += e.size;
     for (auto& e : parked_batches) n += e.size();
     return n;
   }
@@ -282,14 +296,20 @@ class Attempt {
     for (auto& [key, arrival] : loaded_) {
       if (!now_pending.count(key)) c.pending_removed.push_back(key);
     }
-    c.parked_changed =
-        parked_dirty || parked.size() != parked_loaded_ || parked_batches.size() != batches_loaded_;
-    if (c.parked_changed) {
-      c.chain.parked = parked;
-      c.chain.parked_batches = parked_batches;
+    // The same for the envelopes held past a gap.
+    std::set<std::string> now_parked;
+    for (auto& p : parked) {
+      if (!parked_loaded_.count(p.key)) c.parked_added.push_back(p);
+      now_parked.insert(p.key);
     }
+    for (auto& key : parked_loaded_) {
+      if (!now_parked.count(key)) c.parked_removed.push_back(key);
+    }
+    c.batches_changed = batches_dirty;
+    if (c.batches_changed) c.chain.parked_batches = parked_batches;
     const auto& st = c.chain.state;
-    c.chain_changed = c.parked_changed || !c.pending_added.empty() || !c.pending_removed.empty() ||
+    c.chain_changed = c.batches_changed || !c.pending_added.empty() || !c.pending_removed.empty() ||
+                      !c.parked_added.empty() || !c.parked_removed.empty() ||
                       c.next_key_from != 0 || st.next_sequence != loaded_state_.next_sequence ||
                       st.session_epoch != loaded_state_.session_epoch ||
                       st.prev_digest != loaded_state_.prev_digest;
@@ -301,10 +321,10 @@ class Attempt {
   ChainVerifier::Options verifier_options_;  // also the next key's verifier's
   ChainVerifier v;
   Commit c;
-  FleetStore* store = nullptr;  // to hold checkpoints against what was received before
-  std::vector<std::string> parked;
+  FleetStore* store = nullptr;              // to hold checkpoints against what was received before
+  std::vector<ParkedEnvelope> parked;       // past a gap, unverified
   std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
-  bool parked_dirty = false;                // parked replaced one for another
+  bool batches_dirty = false;
   std::vector<std::uint64_t> stored;
 
  private:
@@ -329,6 +349,7 @@ class Attempt {
       c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, b.SerializeAsString()});
       take(std::move(*r));
       progress = true;
+      batches_dirty = true;
     }
     return progress;
   }
@@ -451,7 +472,7 @@ class Attempt {
   // The candidates get the room the envelopes held past a gap leave.
   static ChainVerifier::Options pending_room(const ChainRecord& chain, const Receiver::Options& o) {
     std::size_t held = 0;
-    for (auto& e : chain.parked) held += e.size();
+    for (auto& e : chain.parked) held += e.size;
     for (auto& e : chain.parked_batches) held += e.size();
     return ChainVerifier::Options{
         o.max_pending, o.max_held_bytes > held ? o.max_held_bytes - held : std::size_t{0}};
@@ -461,7 +482,7 @@ class Attempt {
   // What was loaded, to write only what changed.
   envelope::ChainState loaded_state_;
   std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> loaded_;  // -> arrival
-  std::size_t parked_loaded_ = 0, batches_loaded_ = 0;
+  std::set<std::string> parked_loaded_;                                    // keys
   IncidentTally tally_;
 };
 
@@ -633,7 +654,7 @@ class Receiver::Step {
                     Errc::resource_exhausted);
     }
     held.push_back(as_received);
-    a_.parked_dirty = true;
+    a_.batches_dirty = true;
     a_.replay_parked();
     return receipt(before, Receipt::Outcome::held);
   }
@@ -651,9 +672,15 @@ class Receiver::Step {
       const auto kind = classify(genuine.error(), &p.env.signature(), k_);
       return refuse(incident(id, now_, kind, seq, genuine.error().message()), code_of(kind));
     }
-    const std::string as_received(bytes);
+    // Known by the SHA-256 of its bytes: the others are not read again.
+    auto key = crypto::digest(crypto::DigestAlgo::sha256, crypto::byte_view(bytes));
+    if (!key) return std::unexpected(key.error());
+    ParkedEnvelope held{std::string(key->begin(), key->end()), seq,
+                        p.env.has_signature() && p.body.payload_type() == v1::PAYLOAD_DROP,
+                        bytes.size(), std::string(bytes)};
     auto& parked = a_.parked;
-    const bool known_already = std::find(parked.begin(), parked.end(), as_received) != parked.end();
+    const bool known_already =
+        std::any_of(parked.begin(), parked.end(), [&](const auto& e) { return e.key == held.key; });
     auto full = [&] {
       return parked.size() + a_.parked_batches.size() >= o.max_parked ||
              a_.held_bytes() + bytes.size() > o.max_held_bytes;
@@ -665,7 +692,6 @@ class Receiver::Step {
       auto furthest = a_.furthest_parked();
       if (furthest.first <= seq) break;
       parked.erase(parked.begin() + static_cast<std::ptrdiff_t>(furthest.second));
-      a_.parked_dirty = true;
     }
     if (!known_already && full()) {
       return refuse(incident(id, now_, "overflow", seq,
@@ -674,8 +700,7 @@ class Receiver::Step {
                     Errc::resource_exhausted);
     }
     if (!known_already) {
-      parked.push_back(as_received);
-      a_.parked_dirty = true;
+      parked.push_back(std::move(held));
       // A gap the terminal's own signature proves is an incident of its
       // own, with its range; one shown by an unsigned envelope (anyone can
       // send those, for any sequence) is tallied.

@@ -22,11 +22,15 @@ CREATE TABLE IF NOT EXISTS terminals (
 CREATE TABLE IF NOT EXISTS chains (
   terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), version INTEGER NOT NULL,
   epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,
-  parked BLOB NOT NULL, parked_batches BLOB NOT NULL);
+  parked_batches BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL,
   envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, seq, digest));
+CREATE TABLE IF NOT EXISTS parked (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL REFERENCES terminals(id),
+  key BLOB NOT NULL, seq INTEGER NOT NULL, bridge INTEGER NOT NULL, envelope BLOB NOT NULL,
+  UNIQUE (terminal_id, key));
 CREATE TABLE IF NOT EXISTS envelopes (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   epoch INTEGER NOT NULL, digest BLOB NOT NULL, payload_type INTEGER NOT NULL,
@@ -66,12 +70,13 @@ ALTER TABLE incidents ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE incidents ADD COLUMN bucket INTEGER;
 )sql";
 
-// Version 2 to 3: the candidates waiting for a signature are rows of their
-// own (one written or deleted per change), no longer one blob in the chain
-// rewritten whole. Those of the blob are dropped, not converted: a
-// candidate is unacknowledged by definition, so its terminal sends it again
-// (as after an eviction).
-constexpr const char* kSchema3 = "ALTER TABLE chains DROP COLUMN pending";
+// Version 2 to 3: the candidates waiting for a signature and the envelopes
+// held past a gap are rows of their own (one written or deleted per
+// change), no longer blobs in the chain rewritten whole. Those of the blobs
+// are dropped, not converted: neither was ever acknowledged, so the
+// terminal sends them again (as after an eviction).
+constexpr const char* kSchema3 =
+    "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked";
 
 constexpr const char* kTallyIndex =
     "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
@@ -356,7 +361,7 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
 
 Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
   Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, parked, parked_batches FROM chains "
+         "SELECT version, epoch, next_seq, prev_digest, parked_batches FROM chains "
          "WHERE terminal_id = ?");
   if (!s.ok()) return std::unexpected(sql_error("read chain"));
   s.bind(1, id);
@@ -369,13 +374,21 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
   c.state.next_sequence = s.u64(2);
   auto d = s.blob(3);
   c.state.prev_digest.assign(d.begin(), d.end());
-  auto parked = unpack(s.blob(4));
-  auto batches = unpack(s.blob(5));
-  if (!parked || !batches || c.state.next_sequence == 0 || d.size() != 32) {
+  auto batches = unpack(s.blob(4));
+  if (!batches || c.state.next_sequence == 0 || d.size() != 32) {
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
-  c.parked = std::move(*parked);
   c.parked_batches = std::move(*batches);
+  Stmt h(db_,
+         "SELECT key, seq, bridge, length(envelope) FROM parked WHERE terminal_id = ? ORDER BY id");
+  if (!h.ok()) return std::unexpected(sql_error("read parked"));
+  h.bind(1, id);
+  int hrc;
+  while ((hrc = h.step()) == SQLITE_ROW) {
+    c.parked.push_back(
+        ParkedEnvelope{h.blob(0), h.u64(1), h.i64(2) != 0, static_cast<std::size_t>(h.i64(3)), {}});
+  }
+  if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
   // The candidates' index, not their envelopes (read when covered).
   Stmt p(db_,
          "SELECT seq, digest, prev, arrival, length(envelope) FROM candidates "
@@ -389,6 +402,22 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
   }
   if (prc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
   return c;
+}
+
+Result<std::string> SqliteFleetStore::parked_envelope(const std::string& id,
+                                                      const std::string& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT envelope FROM parked WHERE terminal_id = ? AND key = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read parked"));
+  s.bind(1, id);
+  s.bind_blob(2, key);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return fail(Errc::not_found, "fleet store " + path_, "parked envelope of " + id,
+                "not held past a gap (any more)");
+  }
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read parked of " + id));
+  return s.blob(0);
 }
 
 Result<std::string> SqliteFleetStore::pending_envelope(const std::string& id,
@@ -518,28 +547,26 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   }
   if (c.expected_version == 0) {
     Stmt s(db_,
-           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, parked, "
-           "parked_batches) VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, "
+           "parked_batches) VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, c.terminal_id);
     s.bind(2, st.session_epoch);
     s.bind(3, st.next_sequence);
     s.bind_blob(4, prev);
-    s.bind_blob(5, pack(c.chain.parked));
-    s.bind_blob(6, pack(c.chain.parked_batches));
+    s.bind_blob(5, pack(c.chain.parked_batches));
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
-  } else if (c.parked_changed) {
+  } else if (c.batches_changed) {
     Stmt s(db_,
            "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
-           "parked = ?, parked_batches = ? WHERE terminal_id = ? AND version = ?");
+           "parked_batches = ? WHERE terminal_id = ? AND version = ?");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, st.session_epoch);
     s.bind(2, st.next_sequence);
     s.bind_blob(3, prev);
-    s.bind_blob(4, pack(c.chain.parked));
-    s.bind_blob(5, pack(c.chain.parked_batches));
-    s.bind(6, c.terminal_id);
-    s.bind(7, c.expected_version);
+    s.bind_blob(4, pack(c.chain.parked_batches));
+    s.bind(5, c.terminal_id);
+    s.bind(6, c.expected_version);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   } else {
     Stmt s(db_,
@@ -578,6 +605,25 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
     s.bind(5, l.arrival);
     s.bind_blob(6, l.envelope);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add candidate"));
+  }
+  for (auto& key : c.parked_removed) {
+    Stmt s(db_, "DELETE FROM parked WHERE terminal_id = ? AND key = ?");
+    if (!s.ok()) return std::unexpected(sql_error("remove parked"));
+    s.bind(1, c.terminal_id);
+    s.bind_blob(2, key);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove parked"));
+  }
+  for (auto& p : c.parked_added) {
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, envelope) "
+           "VALUES (?, ?, ?, ?, ?)");
+    if (!s.ok()) return std::unexpected(sql_error("add parked"));
+    s.bind(1, c.terminal_id);
+    s.bind_blob(2, p.key);
+    s.bind(3, p.sequence);
+    s.bind(4, p.bridge ? 1 : 0);
+    s.bind_blob(5, p.envelope);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add parked"));
   }
   return {};
 }

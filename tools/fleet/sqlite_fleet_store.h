@@ -33,6 +33,7 @@ class SqliteFleetStore final : public FleetStore {
   Result<ChainRecord> chain(const std::string& id) override;
   Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
                                        const std::string& digest) override;
+  Result<std::string> parked_envelope(const std::string& id, const std::string& key) override;
   Result<void> commit(const Commit& commit) override;
   Result<void> add_incident(const Incident& incident) override;
   Result<void> tally_incidents(const std::vector<Incident>& incidents,
