@@ -562,14 +562,7 @@ std::vector<ChainVerifier::PendingLink> ChainVerifier::pending_links() const {
 
 std::vector<std::string> ChainVerifier::pending_envelopes() const {
   std::vector<std::string> out;
-  for (auto& l : pending_links()) {
-    if (!l.envelope.empty() || !load_) {
-      out.push_back(std::move(l.envelope));
-      continue;
-    }
-    auto bytes = load_(l.sequence, l.digest);
-    out.push_back(bytes ? std::move(*bytes) : std::string());
-  }
+  for (auto& l : pending_links()) out.push_back(std::move(l.envelope));
   return out;
 }
 

@@ -153,8 +153,8 @@ class ChainVerifier {
   // first. restore_pending() takes them back into a verifier started from
   // the same state, checking each again (an unsigned envelope only), in
   // sequence order, and keeps their age from the order given. (A candidate
-  // restored by restore_links() is read through its loader here; one that
-  // cannot be read is an empty string.)
+  // restored by restore_links() and not read since is an empty string: no
+  // store is read here; pending_count() says whether any waits.)
   std::vector<std::string> pending_envelopes() const;
   Result<void> restore_pending(const std::vector<std::string>& envelopes);
 

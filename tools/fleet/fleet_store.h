@@ -134,12 +134,14 @@ struct Incident {
 };
 
 // Incidents anyone on the way can cause at will (messages for terminal ids
-// nobody registered, unsigned candidates evicted or discarded) are tallied,
-// not written one row per message: one row per (terminal, kind, interval)
-// whose count grows, and at most `max_terminals` distinct terminal ids per
-// kind and interval get a row of their own; the others are counted in the
-// row of terminal id "*". A flood then costs a bounded number of rows per
-// interval, whatever it sends.
+// nobody registered, a registered terminal's forged, altered, replayed or
+// junk messages, unsigned candidates evicted or discarded) are tallied, not
+// written one row per message: one row per (terminal, kind, interval)
+// whose count grows (its detail and sequence the first occurrence's), and
+// at most `max_terminals` distinct terminal ids per kind and interval get a
+// row of their own; the others are counted in the row of terminal id "*".
+// A flood then costs a bounded number of rows per interval, whatever it
+// sends.
 struct IncidentTally {
   std::chrono::seconds interval{60};
   std::size_t max_terminals = 64;
