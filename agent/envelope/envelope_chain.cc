@@ -231,7 +231,7 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
         }
       }
       for (auto it = pending_.begin(); it != pending_.upper_bound(sequence); ++it) {
-        for (auto& [d, c] : it->second) pending_bytes_ -= c.size;
+        for (auto& [d, c] : it->second) gone(it->first, d, c);
       }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
       prune_unchained();
@@ -363,6 +363,11 @@ void ChainVerifier::add_candidate(std::uint64_t seq, const std::string& digest, 
   pending_[seq][digest] = std::move(c);
 }
 
+void ChainVerifier::gone(std::uint64_t seq, const std::string& digest, const Candidate& c) {
+  pending_bytes_ -= c.size;
+  if (c.stored) removed_stored_.emplace_back(seq, digest);
+}
+
 void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& digest) {
   auto at = pending_.find(seq);
   if (at == pending_.end()) return;
@@ -374,7 +379,7 @@ void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& diges
       --p->second.children;
     }
   }
-  pending_bytes_ -= c->second.size;
+  gone(seq, digest, c->second);
   at->second.erase(c);
   if (at->second.empty()) pending_.erase(at);
 }
@@ -413,13 +418,14 @@ void ChainVerifier::prune_unchained() {
         continue;
       }
       superseded_.push_back(Link{c->second.body, c->second.envelope, c->first});
-      pending_bytes_ -= c->second.size;
+      gone(it->first, c->first, c->second);
       c = it->second.erase(c);
     }
     if (it->first == want) ++want;
     chained = std::move(next);
     it = it->second.empty() ? pending_.erase(it) : std::next(it);
   }
+  count_children();  // those of the candidates that went
 }
 
 Result<void> ChainVerifier::check_envelope(const v1::Envelope& envelope) {
@@ -538,7 +544,7 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
     for (auto& [d, c] : it->second) {
       superseded_.push_back(Link{c.body, c.envelope, d});
-      pending_bytes_ -= c.size;
+      gone(it->first, d, c);
     }
   }
   pending_.erase(pending_.begin(), pending_.lower_bound(seq));
@@ -570,11 +576,11 @@ Result<void> ChainVerifier::restore_links(std::vector<PendingLink> links, Envelo
   load_ = std::move(load);
   for (auto& l : links) {
     // Only the index is taken: the envelope is read and checked when a
-    // signature covers it (load()). A key that cannot be a candidate's is
-    // left out (its row goes with the next change).
+    // signature covers it (load()). A row of a sequence the chain passed
+    // (a candidate its commit did not remove) goes with the next change.
     if (l.sequence < state_.next_sequence || l.digest.size() != kDigestSize ||
-        l.prev.size() != kDigestSize ||
-        (pending_.count(l.sequence) && pending_.at(l.sequence).count(l.digest))) {
+        l.prev.size() != kDigestSize) {
+      removed_stored_.emplace_back(l.sequence, std::move(l.digest));
       continue;
     }
     Candidate c;
@@ -583,21 +589,55 @@ Result<void> ChainVerifier::restore_links(std::vector<PendingLink> links, Envelo
     c.prev = std::move(l.prev);
     c.size = l.size;
     c.loaded = false;
+    c.stored = true;
     c.arrival = l.arrival;
-    arrivals_ = std::max(arrivals_, l.arrival + 1);
-    pending_bytes_ += c.size;
-    pending_[l.sequence].emplace(std::move(l.digest), std::move(c));
-  }
-  prune_unchained();  // orphans (a parent lost) cannot be covered
-  for (auto& [seq, candidates] : pending_) {
-    if (seq <= state_.next_sequence) continue;
-    auto parent = pending_.find(seq - 1);
-    for (auto& [digest, c] : candidates) {
-      if (parent == pending_.end()) continue;
-      if (auto p = parent->second.find(c.prev); p != parent->second.end()) ++p->second.children;
+    if (pending_[l.sequence].try_emplace(std::move(l.digest), std::move(c)).second) {
+      arrivals_ = std::max(arrivals_, l.arrival + 1);
+      pending_bytes_ += l.size;
     }
   }
+  // A store holds only what a verifier accepted, so every candidate chains,
+  // unless rows were lost: orphans cannot be covered and go.
+  if (!count_children()) prune_unchained();
   return {};
+}
+
+bool ChainVerifier::count_children() {
+  bool chained = true;
+  const std::string head(state_.prev_digest.begin(), state_.prev_digest.end());
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    for (auto& [digest, c] : it->second) c.children = 0;
+    if (it->first == state_.next_sequence) {
+      for (auto& [digest, c] : it->second) chained = chained && c.prev == head;
+      continue;
+    }
+    auto parent = it == pending_.begin() ? pending_.end() : std::prev(it);
+    if (parent == pending_.end() || parent->first + 1 != it->first) {
+      chained = false;
+      continue;
+    }
+    for (auto& [digest, c] : it->second) {
+      if (auto p = parent->second.find(c.prev); p != parent->second.end()) {
+        ++p->second.children;
+      } else {
+        chained = false;
+      }
+    }
+  }
+  return chained;
+}
+
+ChainVerifier::Changes ChainVerifier::take_changes() {
+  Changes out;
+  out.removed = std::exchange(removed_stored_, {});
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) {
+      if (c.stored) continue;
+      out.added.push_back(PendingLink{seq, digest, c.prev, c.arrival, c.size, c.envelope});
+      c.stored = true;
+    }
+  }
+  return out;
 }
 
 Result<void> ChainVerifier::load(std::uint64_t seq, const std::string& digest, Candidate& c) {

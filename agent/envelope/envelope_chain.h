@@ -191,6 +191,15 @@ class ChainVerifier {
   Result<void> restore_links(std::vector<PendingLink> links, EnvelopeLoader load);
   // Bytes of the candidates' envelopes.
   std::size_t pending_bytes() const { return pending_bytes_; }
+  // What the store must write since restore_links() (or the last call): the
+  // candidates that came (with their envelopes) and those restored that
+  // went, by (sequence, digest). A candidate that went and came again is in
+  // both. O(candidates) to find the new ones, nothing read or copied else.
+  struct Changes {
+    std::vector<PendingLink> added;
+    std::vector<std::pair<std::uint64_t, std::string>> removed;
+  };
+  Changes take_changes();
 
   // The state after the last covered link.
   const ChainState& state() const { return state_; }
@@ -208,6 +217,7 @@ class ChainVerifier {
     std::string envelope;  // as received; empty while not loaded
     std::size_t size = 0;  // of the envelope
     bool loaded = true;    // false: restored by restore_links(), not read yet
+    bool stored = false;   // restored (or handed over by take_changes())
     std::uint64_t arrival = 0;
     std::size_t children = 0;  // candidates of the next sequence chaining to it
   };
@@ -219,6 +229,10 @@ class ChainVerifier {
   Result<std::vector<Link>> cover(std::uint64_t sequence, const std::string& digest);
   void add_candidate(std::uint64_t seq, const std::string& digest, Candidate c);
   void remove_candidate(std::uint64_t seq, const std::string& digest);
+  // A candidate leaves pending_ (its bytes, and its row when stored).
+  void gone(std::uint64_t seq, const std::string& digest, const Candidate& c);
+  // Each candidate's children again; false when one does not chain.
+  bool count_children();
   // Room for a candidate of `bytes` whose parent is (`seq` - 1, `prev`):
   // evicts the oldest leaves; false when none can go.
   bool make_room(std::uint64_t seq, const std::string& prev, std::size_t bytes);
@@ -238,6 +252,7 @@ class ChainVerifier {
   std::size_t pending_bytes_ = 0;
   std::uint64_t evicted_ = 0;
   EnvelopeLoader load_;  // restore_links()'s
+  std::vector<std::pair<std::uint64_t, std::string>> removed_stored_;
 };
 
 }  // namespace portier::envelope

@@ -103,7 +103,6 @@ class Attempt {
     parked = std::move(chain.parked);
     parked_batches = std::move(chain.parked_batches);
     for (auto& p : parked) parked_loaded_.insert(p.key);
-    for (auto& l : chain.pending) loaded_[{l.sequence, l.digest}] = l.arrival;
     pending_ = std::move(chain.pending);
   }
 
@@ -286,16 +285,13 @@ class Attempt {
     c.tally = tally_;
     c.chain.state = v.state();
     // The candidates that came and went: one row each, not the whole set.
-    std::set<std::pair<std::uint64_t, std::string>> now_pending;
-    for (auto& l : v.pending_links()) {
-      std::pair<std::uint64_t, std::string> key{l.sequence, l.digest};
-      auto was = loaded_.find(key);
-      if (was == loaded_.end() || was->second != l.arrival) c.pending_added.push_back(std::move(l));
-      now_pending.insert(std::move(key));
-    }
-    for (auto& [key, arrival] : loaded_) {
-      if (!now_pending.count(key)) c.pending_removed.push_back(key);
-    }
+    // (When the terminal's next key took over, the verifier that held the
+    // loaded candidates is gone; it held none by then, and the rows of
+    // those the chain passed are removed by the next receive's
+    // restore_links.)
+    auto changes = v.take_changes();
+    c.pending_added = std::move(changes.added);
+    c.pending_removed = std::move(changes.removed);
     // The same for the envelopes held past a gap.
     std::set<std::string> now_parked;
     for (auto& p : parked) {
@@ -481,8 +477,7 @@ class Attempt {
   std::vector<envelope::ChainVerifier::PendingLink> pending_;  // until init()
   // What was loaded, to write only what changed.
   envelope::ChainState loaded_state_;
-  std::map<std::pair<std::uint64_t, std::string>, std::uint64_t> loaded_;  // -> arrival
-  std::set<std::string> parked_loaded_;                                    // keys
+  std::set<std::string> parked_loaded_;  // keys
   IncidentTally tally_;
 };
 

@@ -25,12 +25,15 @@ CREATE TABLE IF NOT EXISTS chains (
   parked_batches BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
-  digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL,
+  digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL, size INTEGER NOT NULL,
   envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, seq, digest));
+CREATE INDEX IF NOT EXISTS candidates_index
+  ON candidates (terminal_id, arrival, seq, digest, prev, size);
 CREATE TABLE IF NOT EXISTS parked (
   id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL REFERENCES terminals(id),
-  key BLOB NOT NULL, seq INTEGER NOT NULL, bridge INTEGER NOT NULL, envelope BLOB NOT NULL,
-  UNIQUE (terminal_id, key));
+  key BLOB NOT NULL, seq INTEGER NOT NULL, bridge INTEGER NOT NULL, size INTEGER NOT NULL,
+  envelope BLOB NOT NULL, UNIQUE (terminal_id, key));
+CREATE INDEX IF NOT EXISTS parked_index ON parked (terminal_id, id, key, seq, bridge, size);
 CREATE TABLE IF NOT EXISTS envelopes (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   epoch INTEGER NOT NULL, digest BLOB NOT NULL, payload_type INTEGER NOT NULL,
@@ -379,8 +382,7 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
   c.parked_batches = std::move(*batches);
-  Stmt h(db_,
-         "SELECT key, seq, bridge, length(envelope) FROM parked WHERE terminal_id = ? ORDER BY id");
+  Stmt h(db_, "SELECT key, seq, bridge, size FROM parked WHERE terminal_id = ? ORDER BY id");
   if (!h.ok()) return std::unexpected(sql_error("read parked"));
   h.bind(1, id);
   int hrc;
@@ -391,7 +393,7 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
   if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
   // The candidates' index, not their envelopes (read when covered).
   Stmt p(db_,
-         "SELECT seq, digest, prev, arrival, length(envelope) FROM candidates "
+         "SELECT seq, digest, prev, arrival, size FROM candidates "
          "WHERE terminal_id = ? ORDER BY arrival");
   if (!p.ok()) return std::unexpected(sql_error("read candidates"));
   p.bind(1, id);
@@ -595,15 +597,16 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   }
   for (auto& l : c.pending_added) {
     Stmt s(db_,
-           "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, envelope) "
-           "VALUES (?, ?, ?, ?, ?, ?)");
+           "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, size, "
+           "envelope) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return std::unexpected(sql_error("add candidate"));
     s.bind(1, c.terminal_id);
     s.bind(2, l.sequence);
     s.bind_blob(3, l.digest);
     s.bind_blob(4, l.prev);
     s.bind(5, l.arrival);
-    s.bind_blob(6, l.envelope);
+    s.bind(6, static_cast<std::uint64_t>(l.envelope.size()));
+    s.bind_blob(7, l.envelope);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add candidate"));
   }
   for (auto& key : c.parked_removed) {
@@ -615,14 +618,15 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   }
   for (auto& p : c.parked_added) {
     Stmt s(db_,
-           "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, envelope) "
-           "VALUES (?, ?, ?, ?, ?)");
+           "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, size, envelope) "
+           "VALUES (?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return std::unexpected(sql_error("add parked"));
     s.bind(1, c.terminal_id);
     s.bind_blob(2, p.key);
     s.bind(3, p.sequence);
     s.bind(4, p.bridge ? 1 : 0);
-    s.bind_blob(5, p.envelope);
+    s.bind(5, static_cast<std::uint64_t>(p.envelope.size()));
+    s.bind_blob(6, p.envelope);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add parked"));
   }
   return {};
