@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -153,8 +155,8 @@ class ChainVerifier {
   // first. restore_pending() takes them back into a verifier started from
   // the same state, checking each again (an unsigned envelope only), in
   // sequence order, and keeps their age from the order given. (A candidate
-  // restored by restore_links() and not read since is an empty string: no
-  // store is read here; pending_count() says whether any waits.)
+  // restored by restore_links() or restore_index() and not read since is
+  // an empty string: no store is read here.)
   std::vector<std::string> pending_envelopes() const;
   Result<void> restore_pending(const std::vector<std::string>& envelopes);
 
@@ -174,7 +176,7 @@ class ChainVerifier {
   using EnvelopeLoader =
       std::function<Result<std::string>(std::uint64_t sequence, const std::string& digest)>;
   // Each candidate with its envelope when this verifier has it in memory,
-  // oldest first.
+  // oldest first (after restore_index(), only those in memory).
   std::vector<PendingLink> pending_links() const;
   // Takes back candidates a verifier of this terminal accepted and a store
   // kept, without their envelopes and without checking them again: the
@@ -189,6 +191,39 @@ class ChainVerifier {
   // cover. Candidates that do not chain to the state (passed, orphaned) are
   // discarded as superseded. Their ages are kept; new ones are younger.
   Result<void> restore_links(std::vector<PendingLink> links, EnvelopeLoader load);
+  // The same without taking the index at all: the verifier asks `index`
+  // for what each message needs (the candidate a link chains to or
+  // repeats, the oldest leaves when it must evict, the highest sequence),
+  // so a receive that only adds or refuses an unsigned candidate costs a
+  // few lookups whatever the number of candidates. Whatever needs them all
+  // (a signature that covers, a batch, a bridge, pending_links()) reads
+  // the whole index first (materialize()). Safe for the same reason as
+  // restore_links(): the envelopes are checked when covered. `summary`
+  // describes the stored candidates as of the same read as the state.
+  struct PendingSummary {
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    std::uint64_t last_sequence = 0;  // 0: none
+    std::uint64_t last_arrival = 0;
+  };
+  class CandidateIndex {
+   public:
+    virtual ~CandidateIndex() = default;
+    virtual Result<std::optional<PendingLink>> find(std::uint64_t sequence,
+                                                    const std::string& digest) = 0;
+    // Candidates no stored candidate chains to, oldest first, that arrived
+    // after `after` (from the oldest when none), at most `limit`.
+    virtual Result<std::vector<PendingLink>> oldest_leaves(std::optional<std::uint64_t> after,
+                                                           std::size_t limit) = 0;
+    // The highest sequences first, at most `limit`.
+    virtual Result<std::vector<PendingLink>> newest(std::size_t limit) = 0;
+    virtual Result<std::vector<PendingLink>> all() = 0;
+    virtual Result<std::string> envelope(std::uint64_t sequence, const std::string& digest) = 0;
+  };
+  void restore_index(CandidateIndex& index, const PendingSummary& summary);
+  // Takes every stored candidate in (a no-op unless restore_index()).
+  Result<void> materialize();
+
   // Bytes of the candidates' envelopes.
   std::size_t pending_bytes() const { return pending_bytes_; }
   // What the store must write since restore_links() (or the last call): the
@@ -236,6 +271,14 @@ class ChainVerifier {
   // Room for a candidate of `bytes` whose parent is (`seq` - 1, `prev`):
   // evicts the oldest leaves; false when none can go.
   bool make_room(std::uint64_t seq, const std::string& prev, std::size_t bytes);
+  // The candidate (seq, digest): in memory, else (restore_index()) from the
+  // index, taken into memory unread; nullptr when there is none.
+  Result<Candidate*> find(std::uint64_t seq, const std::string& digest);
+  // The oldest stored leaf that may go for a candidate of (seq, prev).
+  std::optional<PendingLink> oldest_stored_leaf(std::uint64_t seq, const std::string& prev);
+  // A stored candidate never taken into memory goes.
+  void drop_stored(const PendingLink& l);
+  std::uint64_t stored_last() const;
   // Candidates that no longer chain to the covered head: superseded.
   void prune_unchained();
 
@@ -253,6 +296,13 @@ class ChainVerifier {
   std::uint64_t evicted_ = 0;
   EnvelopeLoader load_;  // restore_links()'s
   std::vector<std::pair<std::uint64_t, std::string>> removed_stored_;
+  std::size_t count_ = 0;  // candidates, in memory or (partial_) only in the index
+  // restore_index(): the index answers for the candidates not in memory.
+  CandidateIndex* index_ = nullptr;
+  bool partial_ = false;
+  std::set<std::pair<std::uint64_t, std::string>> removed_keys_;  // stored ones gone
+  mutable std::uint64_t stored_last_ = 0;  // highest stored sequence still there
+  mutable bool stored_last_stale_ = false;
 };
 
 }  // namespace portier::envelope

@@ -167,6 +167,8 @@ class CountingStore final : public FleetStore {
   };
   std::vector<Write> commits;
   std::size_t candidate_reads = 0, parked_reads = 0;
+  std::size_t index_reads = 0;      // the whole candidates' index
+  std::size_t index_rows_read = 0;  // candidates' index rows, however asked for
 
   Result<void> commit(const Commit& c) override {
     Write w;
@@ -204,6 +206,26 @@ class CountingStore final : public FleetStore {
   }
   Result<std::vector<TerminalKey>> keys(const std::string& id) override { return s_.keys(id); }
   Result<ChainRecord> chain(const std::string& id) override { return s_.chain(id); }
+  Result<ChainRecord> chain_state(const std::string& id) override { return s_.chain_state(id); }
+  Result<std::optional<PendingLink>> pending_find(const std::string& id, std::uint64_t sequence,
+                                                  const std::string& digest) override {
+    auto r = s_.pending_find(id, sequence, digest);
+    index_rows_read += r && *r ? 1 : 0;
+    return r;
+  }
+  Result<std::vector<PendingLink>> pending_index(const std::string& id) override {
+    ++index_reads;
+    return rows(s_.pending_index(id));
+  }
+  Result<std::vector<PendingLink>> pending_oldest_leaves(const std::string& id,
+                                                         std::optional<std::uint64_t> after,
+                                                         std::size_t limit) override {
+    return rows(s_.pending_oldest_leaves(id, after, limit));
+  }
+  Result<std::vector<PendingLink>> pending_newest(const std::string& id,
+                                                  std::size_t limit) override {
+    return rows(s_.pending_newest(id, limit));
+  }
   Result<void> add_incident(const Incident& i) override { return s_.add_incident(i); }
   Result<void> tally_incidents(const std::vector<Incident>& i, const IncidentTally& t) override {
     return s_.tally_incidents(i, t);
@@ -234,6 +256,10 @@ class CountingStore final : public FleetStore {
   Result<TerminalCounts> counts(const std::string& id) override { return s_.counts(id); }
 
  private:
+  Result<std::vector<PendingLink>> rows(Result<std::vector<PendingLink>> r) {
+    if (r) index_rows_read += r->size();
+    return r;
+  }
   FleetStore& s_;
 };
 
@@ -306,8 +332,12 @@ TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerM
     for (auto& m : forged) {
       const auto before = counted.commits.size();
       const auto reads = counted.candidate_reads;
+      const auto index_reads = counted.index_reads;
+      const auto rows_read = counted.index_rows_read;
       (void)rx.receive(term.id, "envelope", m, kT0);
       EXPECT_EQ(counted.candidate_reads, reads) << "a forged message read candidates back";
+      EXPECT_EQ(counted.index_reads, index_reads) << "a forged message read the whole index";
+      EXPECT_LE(counted.index_rows_read - rows_read, 20u) << "a forged message: a few lookups";
       for (auto w = before; w < counted.commits.size(); ++w) {
         const auto& c = counted.commits[w];
         EXPECT_LE(c.bytes, m.size()) << "message " << i;

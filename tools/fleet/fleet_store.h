@@ -67,6 +67,9 @@ struct ChainRecord {
   // rows that changed (Commit::pending_added, pending_removed), never the
   // whole set, so a candidate costs one row written whatever the others.
   std::vector<envelope::ChainVerifier::PendingLink> pending;
+  // The candidates' count, bytes, highest sequence and arrival (what
+  // FleetStore::chain_state() reads instead of `pending`).
+  envelope::ChainVerifier::PendingSummary pending_summary;
   // Envelopes received past a gap, not verified yet: tried again, in
   // sequence order, when the chain reaches them (a reordering heals
   // itself). Their index, oldest first; an envelope is read with
@@ -224,6 +227,23 @@ class FleetStore {
 
   // The chain of a terminal (version 0 and the starting state when none).
   virtual Result<ChainRecord> chain(const std::string& id) = 0;
+  // The chain without its candidates' index (ChainRecord::pending empty,
+  // pending_summary set): what a receiver loads, asking for candidates one
+  // by one (ChainVerifier::restore_index) with the calls below.
+  virtual Result<ChainRecord> chain_state(const std::string& id) = 0;
+  // The candidates' index: one, all (oldest first), the leaves (no other
+  // candidate chains to them) oldest first after an arrival, and the
+  // highest sequences first.
+  using PendingLink = envelope::ChainVerifier::PendingLink;
+  virtual Result<std::optional<PendingLink>> pending_find(const std::string& id,
+                                                          std::uint64_t sequence,
+                                                          const std::string& digest) = 0;
+  virtual Result<std::vector<PendingLink>> pending_index(const std::string& id) = 0;
+  virtual Result<std::vector<PendingLink>> pending_oldest_leaves(const std::string& id,
+                                                                 std::optional<std::uint64_t> after,
+                                                                 std::size_t limit) = 0;
+  virtual Result<std::vector<PendingLink>> pending_newest(const std::string& id,
+                                                          std::size_t limit) = 0;
   // The envelope of a candidate of the chain (ChainRecord::pending);
   // not_found when it is not (or no longer) there.
   virtual Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,

@@ -103,22 +103,17 @@ class Attempt {
     parked = std::move(chain.parked);
     parked_batches = std::move(chain.parked_batches);
     for (auto& p : parked) parked_loaded_.insert(p.key);
-    pending_ = std::move(chain.pending);
+    summary_ = chain.pending_summary;
   }
 
-  // The candidates back into the verifier: their index as stored, their
-  // envelopes read (and checked) only when a signature covers them
-  // (ChainVerifier::restore_links says why that is safe).
+  // The candidates stay in the store: the verifier asks it for those a
+  // message needs, reads all of them only for what covers or bridges, and
+  // reads (and checks) an envelope only when a signature covers it
+  // (ChainVerifier::restore_links and restore_index say why that is safe).
   Result<void> init() {
-    const std::string id = k_.terminal.id;
-    auto ok = v.restore_links(std::move(pending_),
-                              [this, id](std::uint64_t seq, const std::string& digest) {
-                                return store->pending_envelope(id, seq, digest);
-                              });
-    if (!ok) {
-      return fail(Errc::internal, kWhere, "chain of " + id,
-                  "the stored candidates cannot be taken back: " + ok.error().message());
-    }
+    index_.store = store;
+    index_.id = k_.terminal.id;
+    v.restore_index(index_, summary_);
     return {};
   }
 
@@ -474,7 +469,30 @@ class Attempt {
         o.max_pending, o.max_held_bytes > held ? o.max_held_bytes - held : std::size_t{0}};
   }
 
-  std::vector<envelope::ChainVerifier::PendingLink> pending_;  // until init()
+  // The store's candidates, as ChainVerifier asks for them.
+  struct StoreIndex final : ChainVerifier::CandidateIndex {
+    FleetStore* store = nullptr;
+    std::string id;
+    Result<std::optional<ChainVerifier::PendingLink>> find(std::uint64_t seq,
+                                                           const std::string& digest) override {
+      return store->pending_find(id, seq, digest);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> oldest_leaves(
+        std::optional<std::uint64_t> after, std::size_t limit) override {
+      return store->pending_oldest_leaves(id, after, limit);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> newest(std::size_t limit) override {
+      return store->pending_newest(id, limit);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> all() override {
+      return store->pending_index(id);
+    }
+    Result<std::string> envelope(std::uint64_t seq, const std::string& digest) override {
+      return store->pending_envelope(id, seq, digest);
+    }
+  };
+  StoreIndex index_;
+  ChainVerifier::PendingSummary summary_;
   // What was loaded, to write only what changed.
   envelope::ChainState loaded_state_;
   std::set<std::string> parked_loaded_;  // keys
@@ -854,7 +872,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
   if (!chained.empty()) {
     bool done = false;
     for (int attempt = 0; attempt < options_.max_attempts && !done; ++attempt) {
-      auto chain = store_.chain(id);
+      auto chain = store_.chain_state(id);
       if (!chain) {
         for (auto i : chained) results[i] = std::unexpected(chain.error());
         done = true;

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS candidates (
   envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, seq, digest));
 CREATE INDEX IF NOT EXISTS candidates_index
   ON candidates (terminal_id, arrival, seq, digest, prev, size);
+CREATE INDEX IF NOT EXISTS candidates_children ON candidates (terminal_id, seq, prev);
 CREATE TABLE IF NOT EXISTS parked (
   id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL REFERENCES terminals(id),
   key BLOB NOT NULL, seq INTEGER NOT NULL, bridge INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -354,7 +355,7 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   std::lock_guard lock(mu_);
   // One read transaction: the chain and its candidates as of one commit.
   PORTIER_TRY(exec("BEGIN"));
-  auto c = read_chain(id);
+  auto c = read_chain(id, true);
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
     c = std::unexpected(sql_error("read chain of " + id));
   }
@@ -362,7 +363,83 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   return c;
 }
 
-Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
+Result<ChainRecord> SqliteFleetStore::chain_state(const std::string& id) {
+  std::lock_guard lock(mu_);
+  PORTIER_TRY(exec("BEGIN"));
+  auto c = read_chain(id, false);
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
+    c = std::unexpected(sql_error("read chain of " + id));
+  }
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return c;
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::read_pending(const char* sql,
+                                                                            const std::string& id,
+                                                                            std::int64_t a,
+                                                                            std::int64_t b) {
+  Stmt p(db_, sql);
+  if (!p.ok()) return std::unexpected(sql_error("read candidates"));
+  p.bind(1, id);
+  p.bind(2, a);
+  p.bind(3, b);
+  std::vector<PendingLink> out;
+  int rc;
+  while ((rc = p.step()) == SQLITE_ROW) {
+    out.push_back(PendingLink{
+        p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
+  return out;
+}
+
+Result<std::optional<FleetStore::PendingLink>> SqliteFleetStore::pending_find(
+    const std::string& id, std::uint64_t sequence, const std::string& digest) {
+  std::lock_guard lock(mu_);
+  Stmt p(db_,
+         "SELECT seq, digest, prev, arrival, size FROM candidates "
+         "WHERE terminal_id = ? AND seq = ? AND digest = ?");
+  if (!p.ok()) return std::unexpected(sql_error("read candidate"));
+  p.bind(1, id);
+  p.bind(2, sequence);
+  p.bind_blob(3, digest);
+  const int rc = p.step();
+  if (rc == SQLITE_DONE) return std::optional<PendingLink>{};
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
+  return std::optional<PendingLink>(PendingLink{
+      p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_index(
+    const std::string& id) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+      "AND ?2 = ?3 ORDER BY arrival",
+      id, 0, 0);
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_oldest_leaves(
+    const std::string& id, std::optional<std::uint64_t> after, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates c WHERE terminal_id = ?1 "
+      "AND arrival > ?2 AND NOT EXISTS (SELECT 1 FROM candidates d WHERE d.terminal_id = ?1 "
+      "AND d.seq = c.seq + 1 AND d.prev = c.digest) ORDER BY arrival LIMIT ?3",
+      id, after ? static_cast<std::int64_t>(*after) : -1,
+      static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_newest(const std::string& id,
+                                                                              std::size_t limit) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+      "AND ?2 = 0 ORDER BY seq DESC LIMIT ?3",
+      id, 0, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+}
+
+Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool index) {
   Stmt s(db_,
          "SELECT version, epoch, next_seq, prev_digest, parked_batches FROM chains "
          "WHERE terminal_id = ?");
@@ -391,18 +468,24 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id) {
         ParkedEnvelope{h.blob(0), h.u64(1), h.i64(2) != 0, static_cast<std::size_t>(h.i64(3)), {}});
   }
   if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
-  // The candidates' index, not their envelopes (read when covered).
-  Stmt p(db_,
-         "SELECT seq, digest, prev, arrival, size FROM candidates "
-         "WHERE terminal_id = ? ORDER BY arrival");
-  if (!p.ok()) return std::unexpected(sql_error("read candidates"));
-  p.bind(1, id);
-  int prc;
-  while ((prc = p.step()) == SQLITE_ROW) {
-    c.pending.push_back(envelope::ChainVerifier::PendingLink{
-        p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+  // The candidates: their summary, and their index (not their envelopes,
+  // read when covered) when asked.
+  Stmt sum(db_,
+           "SELECT count(*), coalesce(sum(size), 0), coalesce(max(seq), 0), "
+           "coalesce(max(arrival), 0) FROM candidates WHERE terminal_id = ?");
+  if (!sum.ok()) return std::unexpected(sql_error("read candidates"));
+  sum.bind(1, id);
+  if (sum.step() != SQLITE_ROW) return std::unexpected(sql_error("read candidates of " + id));
+  c.pending_summary = {static_cast<std::size_t>(sum.i64(0)), static_cast<std::size_t>(sum.i64(1)),
+                       sum.u64(2), sum.u64(3)};
+  if (index) {
+    auto pending = read_pending(
+        "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+        "AND ?2 = ?3 ORDER BY arrival",
+        id, 0, 0);
+    if (!pending) return std::unexpected(pending.error());
+    c.pending = std::move(*pending);
   }
-  if (prc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
   return c;
 }
 
