@@ -369,8 +369,8 @@ void ChainVerifier::add_candidate(std::uint64_t seq, const std::string& digest, 
 }
 
 void ChainVerifier::gone(std::uint64_t seq, const std::string& digest, const Candidate& c) {
-  pending_bytes_ -= c.size;
-  --count_;
+  pending_bytes_ -= std::min(pending_bytes_, c.size);
+  count_ -= std::min<std::size_t>(count_, 1);
   if (!c.stored) return;
   removed_stored_.emplace_back(seq, digest);
   if (partial_) {
@@ -380,8 +380,8 @@ void ChainVerifier::gone(std::uint64_t seq, const std::string& digest, const Can
 }
 
 void ChainVerifier::drop_stored(const PendingLink& l) {
-  pending_bytes_ -= l.size;
-  --count_;
+  pending_bytes_ -= std::min(pending_bytes_, l.size);
+  count_ -= std::min<std::size_t>(count_, 1);
   removed_stored_.emplace_back(l.sequence, l.digest);
   removed_keys_.emplace(l.sequence, l.digest);
   if (l.sequence == stored_last_) stored_last_stale_ = true;
@@ -742,6 +742,15 @@ Result<void> ChainVerifier::materialize() {
     pending_[l.sequence].emplace(std::move(l.digest), std::move(c));
   }
   partial_ = false;
+  // Everything is in memory now: the totals from it, not the summary.
+  count_ = 0;
+  pending_bytes_ = 0;
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) {
+      ++count_;
+      pending_bytes_ += c.size;
+    }
+  }
   if (!count_children()) prune_unchained();
   return {};
 }

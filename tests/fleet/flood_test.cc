@@ -349,6 +349,11 @@ TEST_F(FloodTest, AForgedFloodOnARegisteredTerminalCostsABoundedWriteAndRowsPerM
     auto chain = store->chain(term.id);
     ASSERT_TRUE(chain);
     most_pending = std::max(most_pending, chain->pending.size());
+    // The count and bytes the chain row keeps are those of the rows.
+    std::size_t held = 0;
+    for (auto& l : chain->pending) held += l.size;
+    EXPECT_EQ(chain->pending_summary.count, chain->pending.size());
+    EXPECT_EQ(chain->pending_summary.bytes, held);
     most_parked = std::max(most_parked, chain->parked.size());
   }
   EXPECT_EQ(most_pending, o.max_pending);

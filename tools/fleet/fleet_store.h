@@ -68,7 +68,8 @@ struct ChainRecord {
   // whole set, so a candidate costs one row written whatever the others.
   std::vector<envelope::ChainVerifier::PendingLink> pending;
   // The candidates' count, bytes, highest sequence and arrival (what
-  // FleetStore::chain_state() reads instead of `pending`).
+  // FleetStore::chain_state() reads instead of `pending`). A commit writes
+  // the count and bytes given here.
   envelope::ChainVerifier::PendingSummary pending_summary;
   // Envelopes received past a gap, not verified yet: tried again, in
   // sequence order, when the chain reaches them (a reordering heals

@@ -280,13 +280,18 @@ class Attempt {
     c.tally = tally_;
     c.chain.state = v.state();
     // The candidates that came and went: one row each, not the whole set.
-    // (When the terminal's next key took over, the verifier that held the
-    // loaded candidates is gone; it held none by then, and the rows of
-    // those the chain passed are removed by the next receive's
-    // restore_links.)
     auto changes = v.take_changes();
     c.pending_added = std::move(changes.added);
     c.pending_removed = std::move(changes.removed);
+    if (c.next_key_from != 0) {
+      // The next key's verifier took over with nothing waiting: every row
+      // loaded went before (read once per key rotation).
+      if (auto rows = store->pending_index(k_.terminal.id)) {
+        for (auto& l : *rows) c.pending_removed.emplace_back(l.sequence, l.digest);
+      }
+    }
+    c.chain.pending_summary.count = v.pending_count();
+    c.chain.pending_summary.bytes = v.pending_bytes();
     // The same for the envelopes held past a gap.
     std::set<std::string> now_parked;
     for (auto& p : parked) {

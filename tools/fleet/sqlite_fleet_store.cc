@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS terminals (
 CREATE TABLE IF NOT EXISTS chains (
   terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), version INTEGER NOT NULL,
   epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,
-  parked_batches BLOB NOT NULL);
+  parked_batches BLOB NOT NULL, pending_count INTEGER NOT NULL DEFAULT 0,
+  pending_bytes INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS candidates (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -80,7 +81,9 @@ ALTER TABLE incidents ADD COLUMN bucket INTEGER;
 // are dropped, not converted: neither was ever acknowledged, so the
 // terminal sends them again (as after an eviction).
 constexpr const char* kSchema3 =
-    "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked";
+    "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked; "
+    "ALTER TABLE chains ADD COLUMN pending_count INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE chains ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0";
 
 constexpr const char* kTallyIndex =
     "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
@@ -441,8 +444,8 @@ Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_newest(co
 
 Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool index) {
   Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, parked_batches FROM chains "
-         "WHERE terminal_id = ?");
+         "SELECT version, epoch, next_seq, prev_digest, parked_batches, pending_count, "
+         "pending_bytes FROM chains WHERE terminal_id = ?");
   if (!s.ok()) return std::unexpected(sql_error("read chain"));
   s.bind(1, id);
   const int rc = s.step();
@@ -459,6 +462,8 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool ind
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
   c.parked_batches = std::move(*batches);
+  c.pending_summary.count = static_cast<std::size_t>(s.i64(5));
+  c.pending_summary.bytes = static_cast<std::size_t>(s.i64(6));
   Stmt h(db_, "SELECT key, seq, bridge, size FROM parked WHERE terminal_id = ? ORDER BY id");
   if (!h.ok()) return std::unexpected(sql_error("read parked"));
   h.bind(1, id);
@@ -468,16 +473,22 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool ind
         ParkedEnvelope{h.blob(0), h.u64(1), h.i64(2) != 0, static_cast<std::size_t>(h.i64(3)), {}});
   }
   if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
-  // The candidates: their summary, and their index (not their envelopes,
-  // read when covered) when asked.
-  Stmt sum(db_,
-           "SELECT count(*), coalesce(sum(size), 0), coalesce(max(seq), 0), "
-           "coalesce(max(arrival), 0) FROM candidates WHERE terminal_id = ?");
-  if (!sum.ok()) return std::unexpected(sql_error("read candidates"));
-  sum.bind(1, id);
-  if (sum.step() != SQLITE_ROW) return std::unexpected(sql_error("read candidates of " + id));
-  c.pending_summary = {static_cast<std::size_t>(sum.i64(0)), static_cast<std::size_t>(sum.i64(1)),
-                       sum.u64(2), sum.u64(3)};
+  // The candidates: their summary (count and bytes kept in the chain row,
+  // the highest sequence and arrival from the indexes: no scan), and their
+  // index (not their envelopes, read when covered) when asked.
+  auto highest = [&](const char* sql) -> Result<std::uint64_t> {
+    Stmt m(db_, sql);
+    if (!m.ok()) return std::unexpected(sql_error("read candidates"));
+    m.bind(1, id);
+    if (m.step() != SQLITE_ROW) return std::unexpected(sql_error("read candidates of " + id));
+    return m.u64(0);  // NULL (none): 0
+  };
+  auto last_seq = highest("SELECT max(seq) FROM candidates WHERE terminal_id = ?");
+  if (!last_seq) return std::unexpected(last_seq.error());
+  auto last_arrival = highest("SELECT max(arrival) FROM candidates WHERE terminal_id = ?");
+  if (!last_arrival) return std::unexpected(last_arrival.error());
+  c.pending_summary.last_sequence = *last_seq;
+  c.pending_summary.last_arrival = *last_arrival;
   if (index) {
     auto pending = read_pending(
         "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
@@ -668,6 +679,14 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   if (sqlite3_changes(db_) != 1) {
     return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                 "changed by another receiver since it was loaded");
+  }
+  {
+    Stmt n(db_, "UPDATE chains SET pending_count = ?, pending_bytes = ? WHERE terminal_id = ?");
+    if (!n.ok()) return std::unexpected(sql_error("write chain"));
+    n.bind(1, static_cast<std::uint64_t>(c.chain.pending_summary.count));
+    n.bind(2, static_cast<std::uint64_t>(c.chain.pending_summary.bytes));
+    n.bind(3, c.terminal_id);
+    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   }
   // The candidates that changed, one row each.
   for (auto& [seq, digest] : c.pending_removed) {
