@@ -6,6 +6,7 @@
 
 #include "agent/commands/command_signing.h"
 #include "common/audit_events.h"
+#include "common/hex.h"
 #include "common/log.h"
 
 namespace portier::commands {
@@ -13,6 +14,8 @@ namespace {
 
 constexpr std::size_t kMinNonce = 16, kMaxNonce = 256;
 constexpr std::size_t kMaxCommandId = 128;
+// Commands whose repeats are counted at once; beyond, they share one count.
+constexpr std::size_t kMaxRepeatKeys = 256;
 // google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
 constexpr std::int64_t kMinSeconds = -62135596800, kMaxSeconds = 253402300799;
 
@@ -71,16 +74,17 @@ CommandVerifier::CommandVerifier(VerifierOptions options, CommandStore& store,
       store_(store),
       executor_(executor),
       audit_(audit),
-      tally_(RefusalTally::Options{options_.refusal_interval, 64}, options_.monotonic) {}
+      tally_(RefusalTally::Options{options_.refusal_interval, 64}, options_.monotonic),
+      repeats_(RefusalTally::Options{options_.repeat_interval, kMaxRepeatKeys},
+               options_.monotonic) {}
 
-v1::CommandResult CommandVerifier::refuse(const Refusal& r, std::string_view source) {
-  audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
+Answer CommandVerifier::refuse(const Refusal& r, std::string_view source) {
   v1::CommandResult out;
   out.set_command_id(r.command_id);
   out.set_command_digest(r.digest);
   out.set_status(v1::CommandResult::REFUSED);
   out.set_message(r.reason);
-  return out;
+  return answer_signed(std::move(out), r, source);
 }
 
 void CommandVerifier::forget_old(TimePoint now) {
@@ -122,7 +126,44 @@ std::optional<std::chrono::steady_clock::time_point> CommandVerifier::report_ref
     bool everything) {
   std::lock_guard lock(mu_);
   audit_reports(tally_.due(everything));
-  return tally_.next_due();
+  audit_repeats(repeats_.due(everything));
+  auto a = tally_.next_due(), b = repeats_.next_due();
+  if (a && b) return std::min(*a, *b);
+  return a ? a : b;
+}
+
+void CommandVerifier::audit_repeats(const std::vector<RefusalTally::Report>& reports) {
+  for (auto& rep : reports) {
+    if (rep.count == 0) continue;
+    // The key: "source|command id|digest"; "other" for the commands beyond
+    // kMaxRepeatKeys.
+    const auto first = rep.key.find('|'), last = rep.key.rfind('|');
+    std::string source, command_id;
+    if (first != std::string::npos && last > first) {
+      source = rep.key.substr(0, first);
+      command_id = rep.key.substr(first + 1, last - first - 1);
+    }
+    auto e = audit::command_refused(
+        source, command_id, "",
+        std::to_string(rep.count) +
+            " more copies of a command the fleet signed, answered already, within " +
+            std::to_string(options_.repeat_interval.count() / 1000) +
+            " s: not answered again, nothing run; the last: " + rep.last_reason);
+    e.count = rep.count;
+    audit_.record(e);
+  }
+}
+
+Answer CommandVerifier::answer_signed(v1::CommandResult out, const Refusal& r,
+                                      std::string_view source) {
+  const std::string key =
+      std::string(source) + "|" + r.command_id + "|" + to_hex(r.digest).substr(0, 16);
+  RefusalTally::Report before;
+  const bool alone = repeats_.admit(key, r.reason, &before);
+  audit_repeats({before});
+  if (!alone) return Answer{std::move(out), false};
+  audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
+  return Answer{std::move(out), true};
 }
 
 Answer CommandVerifier::refuse_unauthenticated(const Refusal& r, std::string_view source) {
@@ -238,24 +279,22 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
   // 3. The target.
   if (command.target_terminal() != options_.terminal_id) {
     r.reason = "for terminal " + quoted(command.target_terminal()) + ", not this one";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
 
   // 4. Once per command id: a repeat is answered, never run.
   auto before = store_.find(command.command_id());
   if (!before) {
     r.reason = "not run: " + before.error().message();
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (*before) {
     const CommandRecord& first = **before;
     if (first.digest != r.digest) {
       r.reason = "command id reused with a different body";
-      return Answer{refuse(r, source)};
+      return refuse(r, source);
     }
-    audit_.record(audit::command_refused(
-        std::string(source), r.command_id, r.action,
-        "duplicate: already run; its first result is answered again, nothing runs"));
+    r.reason = "duplicate: already run; its first result is answered again, nothing runs";
     v1::CommandResult out;
     out.set_command_id(first.command_id);
     out.set_command_digest(first.digest);
@@ -265,25 +304,25 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
       // could not be recorded (open() turns these into kInterrupted).
       out.set_status(v1::CommandResult::FAILED);
       out.set_message("ran, but its result could not be recorded");
-      return Answer{std::move(out)};
+      return answer_signed(std::move(out), r, source);
     }
     out.set_status(first.outcome.ok ? v1::CommandResult::OK : v1::CommandResult::FAILED);
     out.set_message(first.outcome.message);
     out.set_output(first.outcome.output);
-    return Answer{std::move(out)};
+    return answer_signed(std::move(out), r, source);
   }
 
   // 5. The window.
   if (!command.has_not_before() || !command.has_expires()) {
     r.reason = std::string("malformed: no ") + (command.has_not_before() ? "expiry" : "not_before");
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   const auto not_before = timestamp_ms(command.not_before());
   const auto expires = timestamp_ms(command.expires());
   if (!not_before || !expires) {
     r.reason = std::string("malformed: ") + (not_before ? "expires" : "not_before") +
                " is not a valid time";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   const std::int64_t now_ms = to_ms(now);
   const std::int64_t skew_ms = options_.skew.count() * 1000;
@@ -291,21 +330,21 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
   if (*expires <= *not_before) {
     r.reason = "malformed: expires (" + rfc3339(*expires) + ") is not after not_before (" +
                rfc3339(*not_before) + ")";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (*expires - *not_before > max_window_ms) {
     r.reason = "window too long: " + std::to_string((*expires - *not_before) / 1000) +
                " s from not_before to expiry, at most " +
                std::to_string(options_.max_window.count()) + " s";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (now_ms > *expires) {
     r.reason = "expired at " + rfc3339(*expires);
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (now_ms < *not_before - skew_ms) {
     r.reason = "not valid before " + rfc3339(*not_before);
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
 
   // 6. The nonce (begin() checks it again, atomically), never one that
@@ -313,7 +352,7 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
   auto forgotten = store_.nonces_forgotten_until();
   if (!forgotten) {
     r.reason = "not run: " + forgotten.error().message();
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (*expires + skew_ms <= to_ms(*forgotten)) {
     r.reason = "nonce may have been forgotten: the command expired at " + rfc3339(*expires) +
@@ -321,22 +360,22 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
                rfc3339(to_ms(*forgotten) - skew_ms) +
                " (its clock went past them, or too many were kept); sign it again with a later "
                "expiry";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   auto used = store_.nonce_used(command.nonce());
   if (!used) {
     r.reason = "not run: " + used.error().message();
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   if (*used) {
     r.reason = "nonce already used";
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
 
   // 7. What the action asks.
   if (auto ok = executor_.check(command); !ok) {
     r.reason = ok.error().message();
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
 
   // Recorded as started, durably, with the nonce: from here on it runs at
@@ -351,7 +390,7 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
   if (auto ok = store_.begin(start); !ok) {
     r.reason = ok.error().code == Errc::already_exists ? ok.error().why
                                                        : "not run: " + ok.error().message();
-    return Answer{refuse(r, source)};
+    return refuse(r, source);
   }
   CommandExecutor::Run run = executor_.run(command);
   if (auto ok = store_.finish(command.command_id(), run.outcome, run.policy_version); !ok) {

@@ -38,6 +38,18 @@
 // (another target, expired, replayed, ...) is still audited and answered on
 // its own: the fleet must learn why its command did not run.
 //
+// Replays. A broker can replay a command the fleet signed as often as it
+// likes; each copy verifies, and the spec answers a repeat with the first
+// result. So that the outbox does not grow with the replays, an answer
+// that is not the command's own run (a repeat, or the refusal of a command
+// the fleet signed: another target, expired, ...) goes back at most once
+// per command (its link, id and digest) per `repeat_interval`, and is then
+// audited on its own; the others in that interval get no answer of their
+// own (answer().report is false: the fleet has the first) and are counted
+// into one audit record with `count` when the interval ends
+// (RefusalTally, as the unauthenticated refusals). A command runs at most
+// once whatever the count.
+//
 // The clock. The window is checked against the wall clock, which can be
 // set wrong; nonces are forgotten only once the window refuses their
 // command anyway, and forgetting records the latest expiry forgotten (a
@@ -79,6 +91,8 @@ struct VerifierOptions {
   std::size_t max_nonces = 100000;  // kept at most (see "The clock")
   // Unauthenticated refusals: counted per link and kind in this interval.
   std::chrono::milliseconds refusal_interval{60000};
+  // Answers to the same command that is not its run: at most one per interval.
+  std::chrono::milliseconds repeat_interval{60000};
   std::function<std::chrono::steady_clock::time_point()> monotonic = [] {
     return std::chrono::steady_clock::now();
   };
@@ -88,7 +102,8 @@ struct VerifierOptions {
 struct Answer {
   v1::CommandResult result;
   // False for a refusal before the signature and chain were verified: not
-  // sent (anyone could have sent the command), audited in aggregate.
+  // sent (anyone could have sent the command), audited in aggregate. False
+  // too for a repeat answered already in this interval (see "Replays").
   bool report = true;
 };
 
@@ -123,10 +138,15 @@ class CommandVerifier {
  private:
   struct Refusal;
   Answer handle_locked(std::string_view bytes, std::string_view source);
-  v1::CommandResult refuse(const Refusal& r, std::string_view source);
+  // A command the fleet signed, refused: answered through answer_signed().
+  Answer refuse(const Refusal& r, std::string_view source);
   // A refusal before the signature and chain were verified.
   Answer refuse_unauthenticated(const Refusal& r, std::string_view source);
   void audit_reports(const std::vector<RefusalTally::Report>& reports);
+  // A refusal of a command the fleet signed, or its repeat's first result:
+  // answered and audited (with r.reason) once per interval, else counted.
+  Answer answer_signed(v1::CommandResult out, const Refusal& r, std::string_view source);
+  void audit_repeats(const std::vector<RefusalTally::Report>& reports);
   void forget_old(TimePoint now);
 
   VerifierOptions options_;
@@ -136,6 +156,7 @@ class CommandVerifier {
   std::mutex mu_;
   TimePoint last_forget_{};
   RefusalTally tally_;
+  RefusalTally repeats_;  // by link, command id and digest
 };
 
 }  // namespace portier::commands

@@ -755,6 +755,23 @@ Result<void> ChainVerifier::materialize() {
   return {};
 }
 
+Result<void> ChainVerifier::rekey(crypto::PublicKey key) {
+  auto id = key_id(key);
+  if (!id) return std::unexpected(id.error());
+  const auto algo = chain_digest(key.type());
+  if (algo != algo_) {
+    PORTIER_TRY(materialize());
+    for (auto& [seq, candidates] : pending_) {
+      for (auto& [digest, c] : candidates) gone(seq, digest, c);
+    }
+    pending_.clear();
+  }
+  key_ = std::move(key);
+  key_id_ = std::move(*id);
+  algo_ = algo;
+  return {};
+}
+
 bool ChainVerifier::count_children() {
   bool chained = true;
   const std::string head(state_.prev_digest.begin(), state_.prev_digest.end());

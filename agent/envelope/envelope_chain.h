@@ -223,6 +223,11 @@ class ChainVerifier {
   void restore_index(CandidateIndex& index, const PendingSummary& summary);
   // Takes every stored candidate in (a no-op unless restore_index()).
   Result<void> materialize();
+  // The terminal's next key signs from here on (a key rotation). The
+  // candidates stay, with what the store must write of them (unsigned,
+  // they wait under any key), unless the chain's digest changes with the
+  // key's type: then they go (the terminal sends them again).
+  Result<void> rekey(crypto::PublicKey key);
 
   // Bytes of the candidates' envelopes.
   std::size_t pending_bytes() const { return pending_bytes_; }

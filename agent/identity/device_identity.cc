@@ -25,6 +25,9 @@ Result<std::unique_ptr<DeviceIdentity>> DeviceIdentity::open(IdentityInfo info,
   auto pend = id->keys_->pending(false);
   if (!pend) return std::unexpected(pend.error());
   id->pending_ = *pend;
+  // An old key kept aside by a rotation before the last stop: its
+  // successor is current now, nothing signs with it any more.
+  PORTIER_TRY(with_context(id->keys_->destroy_retired(), "key rotation"));
   auto installed = id->certificates_.load();
   if (!installed) return std::unexpected(installed.error());
   id->installed_ = *installed;
@@ -58,6 +61,18 @@ void DeviceIdentity::on_key_changed(std::function<void()> callback) {
   on_key_changed_ = std::move(callback);
 }
 
+void DeviceIdentity::before_key_change(
+    std::function<Result<void>(std::shared_ptr<crypto::Signer>)> callback) {
+  std::lock_guard lock(mu_);
+  before_key_change_ = std::move(callback);
+}
+
+std::optional<crypto::PublicKey> DeviceIdentity::pending_key() const {
+  std::lock_guard lock(mu_);
+  if (!pending_) return std::nullopt;
+  return pending_->public_key();
+}
+
 Result<crypto::CertificateRequest> DeviceIdentity::current_csr() const {
   auto s = signer();
   return make_csr(*s, {info_.terminal_id, info_.serial, ""});
@@ -73,6 +88,11 @@ Result<std::string> DeviceIdentity::begin_rotation() {
   auto csr = make_csr(*pending_, {info_.terminal_id, info_.serial, ""});
   if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
   return csr->to_pem();
+}
+
+Result<void> DeviceIdentity::destroy_retired_key() {
+  std::lock_guard lock(mu_);
+  return with_context(keys_->destroy_retired(), "key rotation");
 }
 
 Result<void> DeviceIdentity::promote_locked() {
@@ -113,10 +133,29 @@ Result<void> DeviceIdentity::install_certificate(crypto::ByteView der,
       }
     }
     if (!checked) return std::unexpected(checked.error());
-    PORTIER_TRY(certificates_.install(checked->cert, checked->chain));
-    installed_ = std::move(*checked);
+    if (for_pending && before_key_change_) {
+      PORTIER_TRY(with_context(before_key_change_(pending_), "key rotation"));
+    }
+    bool written = false;
+    auto done = [&]() -> Result<void> {
+      PORTIER_TRY(certificates_.install(checked->cert, checked->chain));
+      written = true;
+      installed_ = std::move(*checked);
+      if (for_pending) PORTIER_TRY(promote_locked());
+      return {};
+    }();
+    if (!done) {
+      // Not written: the old key stays (hand back to it). Written: the next
+      // open() finishes the promotion, the new key's handover stands.
+      if (for_pending && before_key_change_ && !written) {
+        if (auto back = before_key_change_(current_); !back) {
+          log_warning("key rotation failed, and handing back to the old key too: " +
+                      back.error().message());
+        }
+      }
+      return done;
+    }
     if (!for_pending) return {};
-    PORTIER_TRY(promote_locked());
     changed = on_key_changed_;
   }
   if (changed) changed();

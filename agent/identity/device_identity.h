@@ -53,6 +53,15 @@ class DeviceIdentity {
   Result<crypto::CertificateRequest> current_csr() const;
   // When a rotation installs a new key, after it is current.
   void on_key_changed(std::function<void()> callback);
+  // When a rotation is about to make its key current: called with the new
+  // key once its certificate passed the checks, before the certificate is
+  // written and the old key destroyed (an error stops the rotation, nothing
+  // installed), and again with the old key when the rotation fails after
+  // that. The audit checkpoints hand over to the new key here, so that no
+  // crash leaves a last checkpoint that only a destroyed key verifies.
+  void before_key_change(std::function<Result<void>(std::shared_ptr<crypto::Signer>)> callback);
+  // The pending key of an unfinished rotation (nullopt: none).
+  std::optional<crypto::PublicKey> pending_key() const;
 
   // RotateDeviceKey: a pending key (made now, or the one an unfinished
   // rotation made) and its CSR, PEM.
@@ -64,6 +73,10 @@ class DeviceIdentity {
                                    const std::vector<crypto::Bytes>& chain) {
     return install_certificate(crypto::ByteView(der), std::span<const crypto::Bytes>(chain));
   }
+
+  // Destroys the old key a rotation kept aside (a key store with
+  // keep_retired): called once nothing signs with it any more.
+  Result<void> destroy_retired_key();
 
   // Time source for the checks (tests).
   void set_clock(std::function<crypto::TimePoint()> now) { now_ = std::move(now); }
@@ -81,6 +94,7 @@ class DeviceIdentity {
   std::shared_ptr<crypto::Signer> pending_;
   std::optional<InstalledCertificate> installed_;
   std::function<void()> on_key_changed_;
+  std::function<Result<void>(std::shared_ptr<crypto::Signer>)> before_key_change_;
 };
 
 }  // namespace portier::identity

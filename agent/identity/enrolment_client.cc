@@ -59,6 +59,10 @@ Result<void> answer(DeviceIdentity& identity, const grpc::Status& status,
 }  // namespace
 
 Result<void> EnrolmentClient::enroll(DeviceIdentity& identity) const {
+  return enroll_with(identity, "Enroll");
+}
+
+Result<void> EnrolmentClient::enroll_with(DeviceIdentity& identity, const std::string& rpc) const {
   auto secret = read_private_file(options_.secret_file, "enrolment secret");
   if (!secret) return std::unexpected(secret.error());
   auto csr = identity.current_csr();
@@ -82,11 +86,11 @@ Result<void> EnrolmentClient::enroll(DeviceIdentity& identity) const {
   ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
   auto stub = v1::Enrolment::NewStub(*ch);
   const grpc::Status status = stub->Enroll(&ctx, request, &response);
-  return answer(identity, status, response, "Enroll", options_.server);
+  return answer(identity, status, response, rpc, options_.server);
 }
 
 Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                                         const std::string& rpc) const {
+                                         const std::string& rpc, std::uint64_t cutover) const {
   auto installed = identity.certificate();
   if (!installed) {
     return fail(Errc::failed_precondition, rpc, "no certificate", "enrol first");
@@ -95,8 +99,8 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
   auto* file_key = dynamic_cast<const crypto::KeySigner*>(signer.get());
   if (file_key == nullptr) {
     return fail(Errc::failed_precondition, rpc, "the device key is in a PKCS#11 token",
-                "renewal over mutual TLS needs the key in a file; rotate the key by the "
-                "RotateDeviceKey and InstallCertificate commands instead");
+                "Renew over mutual TLS needs the key in a file (gRPC takes it as PEM); a token's "
+                "key rotates by the RotateDeviceKey command's CSR and InstallCertificate");
   }
   std::string chain_pem;
   auto leaf = installed->cert.to_pem();
@@ -115,6 +119,7 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
 
   v1::RenewCertificateRequest request;
   request.set_csr(csr_der.data(), csr_der.size());
+  request.set_cutover_sequence(cutover);
   v1::EnrollResponse response;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
@@ -124,6 +129,24 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
 }
 
 Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
+  if (dynamic_cast<const crypto::KeySigner*>(identity.signer().get()) == nullptr) {
+    // A key in a PKCS#11 token cannot be gRPC's TLS client key: the same
+    // key enrols again, proven by its CSR and the enrolment secret; the
+    // fleet issues a new certificate for it once the one it holds is past
+    // a tenth of its lifetime.
+    auto before = identity.certificate();
+    if (!before) return fail(Errc::failed_precondition, "Renew", "no certificate", "enrol first");
+    auto before_der = before->cert.der();
+    if (!before_der) return std::unexpected(before_der.error());
+    PORTIER_TRY(enroll_with(identity, "Renew (Enroll, the key in a PKCS#11 token)"));
+    auto after = identity.certificate();
+    auto after_der = after ? after->cert.der() : Result<crypto::Bytes>(crypto::Bytes{});
+    if (after_der && *after_der == *before_der) {
+      return fail(Errc::unavailable, options_.server, "Renew (Enroll)",
+                  "the fleet answered with the certificate in use: not renewed yet");
+    }
+    return {};
+  }
   auto csr = identity.current_csr();
   if (!csr) return std::unexpected(csr.error());
   auto der = csr->der();
@@ -131,9 +154,13 @@ Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
   return renew_with(identity, *der, "Renew");
 }
 
-Result<void> EnrolmentClient::rotate(DeviceIdentity& identity) const {
+Result<void> EnrolmentClient::rotate(DeviceIdentity& identity, std::uint64_t cutover) const {
   if (!identity.certificate()) {
     return fail(Errc::failed_precondition, "key rotation", "no certificate", "enrol first");
+  }
+  if (cutover == 0) {
+    return fail(Errc::invalid_argument, "key rotation", "cutover",
+                "the first sequence the new key signs must be named (1 or more)");
   }
   auto pem = identity.begin_rotation();
   if (!pem) return std::unexpected(pem.error());
@@ -141,7 +168,7 @@ Result<void> EnrolmentClient::rotate(DeviceIdentity& identity) const {
   if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
   auto der = csr->der();
   if (!der) return std::unexpected(der.error());
-  return renew_with(identity, *der, "Renew (key rotation)");
+  return renew_with(identity, *der, "Renew (key rotation)", cutover);
 }
 
 std::optional<crypto::TimePoint> EnrolmentClient::renewal_due(

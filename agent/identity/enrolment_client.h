@@ -12,7 +12,11 @@
 // Renew: mutual TLS with the installed certificate and the current key as
 // the client's, a new CSR for the same key. gRPC takes the client key as
 // PEM, so renewal over TLS needs the key in a file; a key in a PKCS#11 token
-// is renewed by rotation (RotateDeviceKey and InstallCertificate commands).
+// is renewed by Enroll again (the same key, its CSR signed in the token,
+// the enrolment secret's proof): the fleet issues a new certificate for
+// the key it holds once the one it issued is past a tenth of its lifetime,
+// never one for another key. Such a key rotates by the RotateDeviceKey
+// command's CSR and InstallCertificate (management_feature.h).
 //
 // Rotate: a pending key and its CSR (DeviceIdentity::begin_rotation), sent
 // with Renew over mutual TLS with the current certificate and key: the TLS
@@ -20,10 +24,14 @@
 // fleet issues for the new key only when its operator asked for the
 // rotation (enrolment_service.h says why); the answer is checked and
 // installed like any other, which makes the pending key current and
-// destroys the old one.
+// destroys the old one. The request names the cutover: the first envelope
+// sequence the new key signs. The caller must sign nothing with the old key
+// from there on (the fleet refuses it as a retired key's): the management
+// feature holds its uplink at a committed run for the call.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -48,7 +56,8 @@ class EnrolmentClient {
 
   // Enrols the identity's current key and installs the certificate.
   Result<void> enroll(DeviceIdentity& identity) const;
-  // Renews the installed certificate for the current (file) key.
+  // Renews the installed certificate for the current key (a file key over
+  // mutual TLS, a token's key by Enroll).
   Result<void> renew(DeviceIdentity& identity) const;
   // Renews when `now` is past renewal_due_at() of the installed
   // certificate: true when it renewed, false when not due yet. The
@@ -57,13 +66,16 @@ class EnrolmentClient {
   // When the installed certificate is due for renewal (nullopt: none).
   std::optional<crypto::TimePoint> renewal_due(const DeviceIdentity& identity) const;
   // Rotates the (file) device key: a new key, certified by the fleet over
-  // the old key's mutual TLS, installed; the old key destroyed.
-  Result<void> rotate(DeviceIdentity& identity) const;
+  // the old key's mutual TLS for envelopes from sequence `cutover` on,
+  // installed; the old key destroyed.
+  Result<void> rotate(DeviceIdentity& identity, std::uint64_t cutover) const;
 
  private:
+  // Enroll (the current key, the secret's proof); `rpc` names it in errors.
+  Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc) const;
   // Renew over mutual TLS with the installed certificate, for `csr_der`.
   Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                          const std::string& rpc) const;
+                          const std::string& rpc, std::uint64_t cutover = 0) const;
   EnrolmentOptions options_;
 };
 

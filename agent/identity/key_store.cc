@@ -115,11 +115,29 @@ Result<void> Pkcs11KeyStore::promote() {
   if (!pend) return std::unexpected(pend.error());
   auto old = Pkcs11Signer::open_existing(options_);
   if (old) {
-    PORTIER_TRY((*old)->destroy());
+    if (keep_retired_) {
+      // One retired key at a time: an older one left behind goes first.
+      PORTIER_TRY(destroy_retired());
+      PORTIER_TRY((*old)->relabel(options_.key_label + ".retired"));
+    } else {
+      PORTIER_TRY((*old)->destroy());
+    }
   } else if (old.error().code != Errc::not_found) {
     return std::unexpected(old.error());
   }
   return (*pend)->relabel(options_.key_label);
+}
+
+Result<void> Pkcs11KeyStore::destroy_retired() {
+  auto retired = Pkcs11Signer::open_existing(with_label(options_.key_label + ".retired"));
+  if (!retired) {
+    if (retired.error().code == Errc::not_found &&
+        retired.error().message().find("no such key") != std::string::npos) {
+      return {};
+    }
+    return std::unexpected(retired.error());
+  }
+  return (*retired)->destroy();
 }
 
 }  // namespace portier::identity

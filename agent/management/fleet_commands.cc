@@ -120,6 +120,8 @@ void FleetCommands::run() {
     lock.unlock();
     verifier_->count_dropped(source_, dropped);
     if (bytes) {
+      // A repeat answered already in this interval is not sent again (the
+      // verifier counts it): replays never grow the outbox.
       auto answer = verifier_->answer(*bytes, source_);
       if (answer.report) send(answer.result);
       if (std::exchange(policy_replaced_, false)) {
@@ -127,6 +129,7 @@ void FleetCommands::run() {
         if (auto v = store_->policy_version()) policy_version_ = *v;
         sources_.report_policy_changed();
       }
+      ++handled_;
     }
     report_at = verifier_->report_refusals();
     lock.lock();

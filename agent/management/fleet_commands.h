@@ -1,9 +1,11 @@
 // The fleet's signed commands on this terminal (issue 10, item 6): what
 // arrives on the link is queued, verified and run one at a time on its own
 // thread (agent/commands: signature, chain, target, window, nonce, once per
-// command id), and every answer goes back sealed in a signed envelope
-// (PAYLOAD_COMMAND_RESULT). The handlers run each action through the
-// daemon's own paths (DaemonControl) and the telemetry sources.
+// command id), and every answer the verifier reports goes back sealed in a
+// signed envelope (PAYLOAD_COMMAND_RESULT); replays of a command are
+// answered at most once a minute (CommandVerifier, "Replays"). The
+// handlers run each action through the daemon's own paths (DaemonControl)
+// and the telemetry sources.
 #pragma once
 
 #include <atomic>
@@ -50,6 +52,8 @@ class FleetCommands final : public commands::CommandHandlers {
   void stop();
   // A command as received (unverified); never blocks for long.
   void receive(std::string bytes);
+  // Commands handed to the verifier so far (answered or not).
+  std::uint64_t handled() const { return handled_.load(); }
 
   Result<std::string> run_health_checks(const v1::RunHealthChecks&) override;
   Result<std::string> set_telemetry_intervals(const v1::SetTelemetryIntervals&) override;
@@ -83,6 +87,7 @@ class FleetCommands final : public commands::CommandHandlers {
   // The commands thread's: a ReplacePolicy ran (the birth goes again).
   bool policy_replaced_ = false;
   std::atomic<std::uint64_t> policy_version_{0};  // installed by a command
+  std::atomic<std::uint64_t> handled_{0};
   bool stopping_ = false;
   std::thread thread_;
 };

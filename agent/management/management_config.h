@@ -34,6 +34,16 @@ struct ManagementConfig {
   // The device key (created on first start, 0600) and its algorithm.
   std::string key_file;  // default <state_dir>/management/device.key
   crypto::KeyType key_type = crypto::KeyType::ecdsa_p256;
+  // Or the device key in a PKCS#11 token (pkcs11_module set): the module
+  // (an absolute path), the token's label, the user PIN's file (0600,
+  // portierd's) and the key pair's label (made in the token at the first
+  // start). ECDSA P-256 or Ed25519; SM2 stays in key_file. The link's
+  // mutual TLS then uses cert_file and tls_key_file (Paho and gRPC take the
+  // client key from a file), and an enrolled device certificate is
+  // installed in <state_dir>/management/device.crt.
+  std::string pkcs11_module, pkcs11_token, pkcs11_pin_file;
+  std::string pkcs11_key_label = "portier-device";
+  bool pkcs11() const { return !pkcs11_module.empty(); }
   Signing signing = Signing::each;  // default batch for SM2
   bool signing_set = false;
   // Certificates (PEM files) the fleet's command keys must chain to.

@@ -35,6 +35,49 @@ bool valid_host_port(const std::string& s) {
   return true;
 }
 
+// The pkcs11_* keys: all or none, and what a token can hold.
+Result<void> check_pkcs11(TomlTable& t, const ManagementConfig& c) {
+  if (!c.pkcs11()) {
+    for (const char* k : {"pkcs11_token", "pkcs11_pin_file", "pkcs11_key_label"}) {
+      if (t.has(k)) {
+        return std::unexpected(t.error(k, "is only used with pkcs11_module, which is not set"));
+      }
+    }
+    return {};
+  }
+  if (c.pkcs11_module.front() != '/') {
+    return std::unexpected(t.error("pkcs11_module",
+                                   "must be an absolute path (a module is never searched for), "
+                                   "not "
+                                   " + c.pkcs11_module + "
+                                   ""));
+  }
+  if (c.pkcs11_token.empty()) {
+    return std::unexpected(t.error("pkcs11_token",
+                                   "is required with pkcs11_module: the label "
+                                   "of the token that holds the device key"));
+  }
+  if (c.pkcs11_pin_file.empty()) {
+    return std::unexpected(t.error("pkcs11_pin_file",
+                                   "is required with pkcs11_module: the user PIN's file (0600, "
+                                   "portierd's; never the PIN itself in the config)"));
+  }
+  if (c.pkcs11_key_label.empty() || c.pkcs11_key_label.size() > 64) {
+    return std::unexpected(t.error("pkcs11_key_label", "must be 1 to 64 characters"));
+  }
+  if (c.key_type == crypto::KeyType::sm2) {
+    return std::unexpected(
+        t.error("key_algorithm",
+                "\"sm2\" cannot be used with pkcs11_module: SoftHSM2 (and the tokens "
+                "portierd is tested with) have no SM2; SM2 keys stay in key_file"));
+  }
+  if (!c.key_file.empty()) {
+    return std::unexpected(
+        t.error("key_file", "cannot be set with pkcs11_module: the device key is in the token"));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<ManagementConfig> parse_management_config(TomlTable& t) {
@@ -73,6 +116,11 @@ Result<ManagementConfig> parse_management_config(TomlTable& t) {
     return std::unexpected(t.error(
         "key_algorithm", "must be \"ecdsa-p256\", \"ed25519\" or \"sm2\", not \"" + alg + "\""));
   }
+  PORTIER_TRY(t.str("pkcs11_module", c.pkcs11_module));
+  PORTIER_TRY(t.str("pkcs11_token", c.pkcs11_token));
+  PORTIER_TRY(t.str("pkcs11_pin_file", c.pkcs11_pin_file));
+  PORTIER_TRY(t.str("pkcs11_key_label", c.pkcs11_key_label));
+  PORTIER_TRY(check_pkcs11(t, c));
   c.signing = c.key_type == crypto::KeyType::sm2 ? Signing::batch : Signing::each;
   if (t.has("signing")) {
     std::string s;
@@ -119,7 +167,7 @@ Result<ManagementConfig> parse_management_config(TomlTable& t) {
                     "is required with enrolment_server: the one-time secret provisioned with "
                     "the terminal's serial"));
       }
-      if (!c.tls_key_file.empty()) {
+      if (!c.tls_key_file.empty() && !c.pkcs11()) {
         return std::unexpected(
             t.error("tls_key_file",
                     "cannot be set with enrolment_server: the enrolled certificate is for the "
@@ -128,6 +176,13 @@ Result<ManagementConfig> parse_management_config(TomlTable& t) {
     } else if (!c.enrolment_secret_file.empty()) {
       return std::unexpected(
           t.error("enrolment_secret_file", "is only used with enrolment_server, which is not set"));
+    }
+    if (c.pkcs11() && (c.cert_file.empty() || c.tls_key_file.empty())) {
+      return std::unexpected(
+          t.error(c.cert_file.empty() ? "cert_file" : "tls_key_file",
+                  "is required with pkcs11_module: the link's mutual TLS (Paho, gRPC) takes its "
+                  "client certificate and key from files, never from a token; the device key in "
+                  "the token signs the envelopes, checkpoints and CSRs"));
     }
     if (c.command_trust_anchors.empty()) {
       return std::unexpected(

@@ -95,11 +95,20 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   auto id = identity::load_or_create_terminal_id(dir_ + "/terminal_id");
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
-  key_file_ = config_.key_file.empty() ? dir_ + "/device.key" : config_.key_file;
   const bool enrol = !config_.enrolment_server.empty();
   // Without enrolment the certificate is provisioned by hand in cert_file
-  // and the identity's own store stays unused.
-  cert_file_ = config_.cert_file.empty() ? dir_ + "/device.crt" : config_.cert_file;
+  // and the identity's own store stays unused. With the device key in a
+  // token, cert_file and tls_key_file are the link's TLS identity and the
+  // enrolled device certificate has a file of its own.
+  if (config_.pkcs11()) {
+    key_file_.clear();
+    cert_file_ = dir_ + "/device.crt";
+    link_cert_file_ = config_.cert_file;
+  } else {
+    key_file_ = config_.key_file.empty() ? dir_ + "/device.key" : config_.key_file;
+    cert_file_ = config_.cert_file.empty() ? dir_ + "/device.crt" : config_.cert_file;
+    link_cert_file_ = cert_file_;
+  }
   identity::IdentityInfo info{terminal_id_, "", {}};
   if (enrol) {
     auto serial = identity::hardware_serial(config_.serial);
@@ -114,10 +123,27 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     }
     info.fleet_ca = std::move(*anchors);
   }
+  std::unique_ptr<identity::KeyStore> keys;
+  if (config_.pkcs11()) {
+    // A rotation keeps the old key in the token until the signing parts
+    // have started again with the new one (run_identity destroys it).
+    keys = std::make_unique<identity::Pkcs11KeyStore>(
+        identity::Pkcs11Options{config_.pkcs11_module, config_.pkcs11_token,
+                                config_.pkcs11_pin_file, config_.pkcs11_key_label,
+                                config_.key_type},
+        true);
+  } else {
+    keys = std::make_unique<identity::FileKeyStore>(key_file_, config_.key_type);
+  }
   auto ident = identity::DeviceIdentity::open(
-      std::move(info), std::make_unique<identity::FileKeyStore>(key_file_, config_.key_type),
+      std::move(info), std::move(keys),
       identity::CertificateStore(enrol ? cert_file_ : dir_ + "/device.crt"));
-  if (!ident) return std::unexpected(ident.error());
+  if (!ident) {
+    return std::unexpected(ident.error().with_context(
+        config_.pkcs11()
+            ? "management: the device key in PKCS#11 token \"" + config_.pkcs11_token + "\""
+            : "management: the device key"));
+  }
   identity_ = std::move(*ident);
   if (enrol) {
     identity::EnrolmentOptions eo;
@@ -133,6 +159,19 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     // A new key (a rotation, by either command): the signing parts start
     // again with it, on the identity thread.
     identity_->on_key_changed([this] { request_restart(true); });
+    // Before the old key is destroyed: the audit checkpoints go over to the
+    // new key (audit_checkpointer.h), so that no crash leaves a last
+    // checkpoint only the destroyed key verifies. The command thread calls
+    // this (a rotation is a command), while the core is up.
+    identity_->before_key_change([this](std::shared_ptr<crypto::Signer> next) -> Result<void> {
+      if (!checkpointer_) return {};
+      auto kid = envelope::key_id(next->public_key());
+      if (!kid) return std::unexpected(kid.error());
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      return checkpointer_->hand_over(std::move(next), *kid, now_ms);
+    });
   }
   {
     std::lock_guard lock(lifecycle_mu_);
@@ -199,17 +238,15 @@ Result<void> ManagementFeature::start_core() {
   const auto& context = context_;
   if (context.audit) {
     // The trail must still hold what this terminal signed before: a trail
-    // cut short or changed since is reported, and the daemon goes on.
-    // After a rotation, the last checkpoint is the retired key's.
-    std::optional<crypto::PublicKey> retired;
-    {
-      std::lock_guard lock(retired_mu_);
-      retired = std::exchange(retired_key_, std::nullopt);
-    }
+    // cut short or changed since is reported, and the daemon goes on. A
+    // rotation cut short after its checkpoint handover left the last
+    // checkpoint to its pending key.
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000), retired, now_ms); !ok) {
+    if (auto ok = checkpointer_->check_trail(context.audit->tail(100000), identity_->pending_key(),
+                                             now_ms);
+        !ok) {
       log_error("management: " + ok.error().message());
       context.audit->record(audit::audit_tampered(ok.error().message()));
       if (context.health) {
@@ -267,7 +304,7 @@ Result<void> ManagementFeature::start_link() {
   // The link reads its files when it is made: a new certificate or key
   // means a new link.
   ManagementConfig lc = config_;
-  lc.cert_file = cert_file_;
+  lc.cert_file = link_cert_file_;
   auto link = links_(lc, LinkContext{terminal_id_, offline->SerializeAsString(), key_file_});
   if (!link) return std::unexpected(link.error());
   auto sender = std::make_unique<OutboxSender>(
@@ -276,7 +313,10 @@ Result<void> ManagementFeature::start_link() {
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },
-      SenderOptions{.window = config_.window});
+      // Each connection starts with its oldest run alone until the fleet
+      // answers: a broker with no fleet subscribed yet drops it, and a
+      // newer run must not reach the fleet first.
+      SenderOptions{.window = config_.window, .probe_first = true});
   {
     std::lock_guard lock(sender_mu_);
     link_ = std::move(*link);
@@ -365,6 +405,11 @@ void ManagementFeature::run_identity() {
         step = start_core();
         core_up = step.has_value();
         if (!step) log_error("management: cannot start again: " + step.error().message());
+        // Nothing signs with a key a rotation retired any more (its last
+        // checkpoint is out): it goes now.
+        if (auto gone = identity_->destroy_retired_key(); !gone) {
+          log_error("management: " + gone.error().message());
+        }
       } else {
         stop_link();
       }
@@ -450,24 +495,74 @@ Result<std::string> ManagementFeature::rotate_key() {
   }
   auto before = envelope::key_id(identity_->signer()->public_key());
   if (!before) return std::unexpected(before.error());
-  {
-    // For the next core's check of the audit checkpoints this key signed
-    // (set first: the rotation restarts the core as soon as the key changed).
-    std::lock_guard lock(retired_mu_);
-    retired_key_ = identity_->signer()->public_key();
+  if (config_.pkcs11()) {
+    // Renew over mutual TLS would need the token's key as a PEM file: the
+    // new key is made in the token, its CSR goes back in this result, and
+    // the fleet's certificate for it comes with InstallCertificate, which
+    // makes it current and only then destroys the old key.
+    auto csr = identity_->begin_rotation();
+    if (!csr) return std::unexpected(csr.error());
+    auto parsed = crypto::CertificateRequest::from_pem(*csr);
+    if (!parsed) return std::unexpected(parsed.error().with_context("key rotation"));
+    auto pending = parsed->public_key();
+    if (!pending) return std::unexpected(pending.error().with_context("key rotation"));
+    auto next = envelope::key_id(*pending);
+    if (!next) return std::unexpected(next.error());
+    log_info("management: key rotation: key " + *next + " made in PKCS#11 token \"" +
+             config_.pkcs11_token + "\"; key " + *before +
+             " signs until its certificate is installed");
+    return "key " + *next + " made in the PKCS#11 token; key " + *before +
+           " stays in use until InstallCertificate brings a certificate for the new key "
+           "(CSR below)\n" +
+           *csr;
   }
-  PORTIER_TRY(enrolment_->rotate(*identity_));
-  auto after = envelope::key_id(identity_->signer()->public_key());
-  if (!after) return std::unexpected(after.error());
+  // The cutover: the uplink stops at a committed run, and the next sequence
+  // is the first the new key signs; the old key signs nothing from there
+  // on (the fleet refuses it), so the uplink goes on with the new key, or
+  // with the old one when the rotation did not happen.
+  auto held = uplink_->hold(std::chrono::seconds(10));
+  if (!held) return std::unexpected(held.error().with_context("key rotation"));
+  const std::uint64_t cutover = held->next_sequence;
+  const auto old_signer = identity_->signer();
+  auto rotated = enrolment_->rotate(*identity_, cutover);
+  // No answer (the fleet away, the answer lost): the fleet may have taken
+  // the rotation with this cutover, and would refuse the old key from it.
+  // Asked again with the same pending key and cutover, it answers with the
+  // certificate it issued then; only after that does the old key go on.
+  for (int retry = 1; !rotated && rotated.error().code == Errc::unavailable &&
+                      identity_->signer() == old_signer && retry <= 2;
+       ++retry) {
+    log_warning("management: key rotation: no answer (" + rotated.error().message() +
+                "), asking again");
+    std::this_thread::sleep_for(std::chrono::seconds(retry));
+    rotated = enrolment_->rotate(*identity_, cutover);
+  }
+  const auto now_signer = identity_->signer();
+  if (now_signer == old_signer) {
+    uplink_->release();
+    if (!rotated) return std::unexpected(rotated.error());
+    return fail_msg(Errc::internal, "key rotation: the certificate was installed, the key not");
+  }
+  auto after = envelope::key_id(now_signer->public_key());
+  if (!after) {
+    uplink_->release();  // cannot happen for a key that was just certified
+    return std::unexpected(after.error());
+  }
+  uplink_->release(now_signer, *after);
+  if (!rotated) {
+    // Installed, then something after failed: the new key is in use.
+    log_warning("management: key rotation: " + rotated.error().message());
+  }
   auto installed = identity_->certificate();
   std::string pem;
   if (installed) {
     if (auto p = installed->cert.to_pem()) pem = *p;
   }
   // The output: the new certificate (PEM), as the fleet issued it.
-  log_info("management: device key rotated: " + *before + " destroyed, " + *after + " in use");
+  log_info("management: device key rotated: " + *before + " destroyed, " + *after +
+           " in use from sequence " + std::to_string(cutover));
   return "device key rotated: key " + *before + " destroyed, key " + *after +
-         " certified and in use from the next session\n" + pem;
+         " certified and in use from sequence " + std::to_string(cutover) + "\n" + pem;
 }
 
 Result<std::string> ManagementFeature::install_certificate(const v1::InstallCertificate& c) {
@@ -480,11 +575,32 @@ Result<std::string> ManagementFeature::install_certificate(const v1::InstallCert
   std::vector<crypto::Bytes> chain;
   for (const auto& x : c.chain()) chain.emplace_back(x.begin(), x.end());
   const crypto::Bytes der(c.certificate().begin(), c.certificate().end());
-  PORTIER_TRY(identity_->install_certificate(der, chain));
+  // A certificate for the pending key makes it current: nothing is signed
+  // meanwhile, and the uplink goes on with the new key from where it stood.
+  auto held = uplink_->hold(std::chrono::seconds(10));
+  if (!held) return std::unexpected(held.error().with_context("installing a certificate"));
+  auto installed = identity_->install_certificate(der, chain);
+  const auto after = identity_->signer();
+  auto kid = envelope::key_id(after->public_key());
+  if (after != before && kid) {
+    uplink_->release(after, *kid);
+  } else {
+    uplink_->release();
+  }
+  PORTIER_TRY(std::move(installed));
   // The same key: a renewal, the link starts again with the new file (a new
   // key restarts everything through on_key_changed).
-  if (identity_->signer() == before) request_restart(false);
-  return std::string("certificate installed");
+  const auto from = std::to_string(held->next_sequence);
+  if (after == before) {
+    request_restart(false);
+    return "certificate installed at sequence " + from;
+  }
+  auto old_id = envelope::key_id(before->public_key());
+  if (!old_id || !kid) return "certificate installed; device key rotated at sequence " + from;
+  log_info("management: device key rotated: " + *kid + " in use from sequence " + from + ", " +
+           *old_id + " retired");
+  return "certificate installed; device key rotated: key " + *kid + " in use from sequence " +
+         from + ", key " + *old_id + " retired (destroyed once the signing parts restarted)";
 }
 
 void ManagementFeature::stop() {

@@ -15,9 +15,28 @@
 // audit record. The certificate is renewed at renew_at_percent of its
 // lifetime and the link started again on the new files. RotateDeviceKey
 // makes a new key, has it certified over the old key's mutual TLS and
-// destroys the old one; the outbox's signer and the link then start again
-// with the new key: a new session, whose birth carries the new key (the
-// fleet's receiver takes the key the enrolment service certified).
+// destroys the old one. Its cutover is the next sequence of the outbox's
+// chain: the uplink holds at a committed run for the Renew, which names
+// that sequence, and goes on from there with the new key (or the old one
+// when the rotation failed), so the old key signs nothing from the cutover
+// on (the fleet refuses that as a retired key's). The audit checkpoints hand
+// over to the new key before the old one is destroyed. The signing parts and
+// the link then start again with the new key: a new session, whose birth
+// carries the new key.
+//
+// The device key in a PKCS#11 token ([management] pkcs11_*): made in the
+// token at the first start (sensitive, never extractable), its CSR signed
+// there. gRPC and Paho take a TLS client key only as a file, so the link
+// presents cert_file and tls_key_file, the enrolled device certificate is
+// <state_dir>/management/device.crt, renewal is Enroll again for the same
+// key (enrolment_client.h), and RotateDeviceKey makes the new key in the
+// token and answers with its CSR: the fleet's certificate for it comes
+// with InstallCertificate, which makes it current at the uplink's next
+// sequence (held there as for a rotation over Renew); the fleet, which
+// could not know that sequence when it certified the CSR, takes the new key
+// over at its first envelope (no cutover: the old key never left its token).
+// The old key, relabelled <label>.retired, is destroyed in the token once
+// the signing parts have started again with the new key.
 //
 // Threads: start() and stop() come from the supervisor; the identity
 // thread enrols, renews and restarts the link and the signing parts; the
@@ -102,14 +121,13 @@ class ManagementFeature final : public agent::Feature {
   agent::FeatureContext context_;
   std::string dir_;
   std::string terminal_id_;
-  std::string key_file_, cert_file_;
+  // The device key's file (empty: in a PKCS#11 token), the identity's
+  // certificate and the certificate the link presents.
+  std::string key_file_, cert_file_, link_cert_file_;
   std::unique_ptr<identity::DeviceIdentity> identity_;
   std::unique_ptr<identity::EnrolmentClient> enrolment_;  // null: no enrolment configured
-  std::mutex retired_mu_;
-  std::optional<crypto::PublicKey>
-      retired_key_;  // the key a rotation replaced, until the core restarts
-  std::vector<crypto::Certificate> trust_anchors_;  // command_trust_anchors, read at start
-  std::shared_ptr<crypto::Signer> signer_;          // the key of the running core
+  std::vector<crypto::Certificate> trust_anchors_;        // command_trust_anchors, read at start
+  std::shared_ptr<crypto::Signer> signer_;                // the key of the running core
   std::uint64_t session_epoch_ = 0;
 
   // start_core/stop_core/start_link/stop_link, from start(), stop() and the

@@ -8,9 +8,8 @@
 namespace portier::management {
 namespace {
 
-// Sequences one acknowledgement may name beyond what is in flight: a
-// genuine one never names more than a few runs; this only bounds the work
-// a fleet's bug could cause.
+// Sequences one acknowledgement may delete: a genuine one never names more
+// than a few runs; this only bounds the work a fleet's bug could cause.
 constexpr std::uint64_t kMaxAckedPerMessage = 1u << 20;
 constexpr auto kRefusalLogEvery = std::chrono::minutes(1);
 
@@ -25,6 +24,7 @@ OutboxSender::OutboxSender(outbox::Outbox& outbox, link::Link& link, link::AckVe
       options_(options) {
   options_.window = std::max<std::size_t>(options_.window, 1);
   options_.run_envelopes = std::max<std::size_t>(options_.run_envelopes, 1);
+  options_.ack_checks = std::max<std::size_t>(options_.ack_checks, 1);
 }
 
 OutboxSender::~OutboxSender() { stop(); }
@@ -58,6 +58,7 @@ SenderStats OutboxSender::stats() const {
   std::lock_guard lock(mu_);
   auto s = stats_;
   s.in_flight = in_flight_.size();
+  s.ack_signature_checks = verifier_.signature_checks();
   s.connected = connected_;
   return s;
 }
@@ -75,6 +76,13 @@ void OutboxSender::on_connected() {
     connected_ = true;
     // Everything not acknowledged goes again, oldest first.
     restart_cursor();
+    if (options_.probe_first) {
+      probing_ = true;
+      acks_before_probe_ = stats_.acks_verified;
+      probe_delay_ = options_.probe_retry;
+      probe_at_ = {};
+      probe_end_ = std::chrono::steady_clock::now() + options_.ack_timeout;
+    }
     woken_ = true;
   }
   cv_.notify_all();
@@ -119,28 +127,81 @@ void OutboxSender::acknowledge(std::uint64_t sequence) {
   if (--run.left == 0) in_flight_.erase(it);
 }
 
+bool OutboxSender::names_outstanding(const std::vector<link::SequenceRange>& ranges) const {
+  return std::any_of(ranges.begin(), ranges.end(), [&](const link::SequenceRange& r) {
+    return outstanding_.intersects(r.first, r.last);
+  });
+}
+
+bool OutboxSender::take_check_budget() {
+  const auto now = std::chrono::steady_clock::now();
+  if (checks_since_ == std::chrono::steady_clock::time_point{} ||
+      now - checks_since_ >= options_.ack_check_interval) {
+    checks_since_ = now;
+    checks_used_ = 0;
+  }
+  if (checks_used_ >= options_.ack_checks) return false;
+  ++checks_used_;
+  return true;
+}
+
 void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
   if (raw_acks_.empty()) return;
   std::deque<std::string> raw;
   raw.swap(raw_acks_);
-  lock.unlock();
-  std::vector<Result<std::vector<link::SequenceRange>>> verified;
-  verified.reserve(raw.size());
-  for (auto& bytes : raw) verified.push_back(verifier_.verify(bytes));
-  lock.lock();
-  for (auto& v : verified) {
-    if (!v) {
+  auto refused = [&](const Error& e) {
+    if (e.what == "old") {
+      ++stats_.acks_old;
+    } else {
       ++stats_.acks_refused;
-      ++refused_unlogged_;
-      stats_.last_ack_refusal = v.error().message();
+    }
+    ++refused_unlogged_;
+    stats_.last_ack_refusal = e.message();
+  };
+  bool deferred = false;
+  // One at a time, in order: what one deletes makes its replays stale.
+  while (!raw.empty()) {
+    std::string bytes = std::move(raw.front());
+    raw.pop_front();
+    lock.unlock();
+    auto claim = verifier_.inspect(bytes);
+    lock.lock();
+    if (!claim) {
+      refused(claim.error());
+      continue;
+    }
+    if (!names_outstanding(claim->ranges)) {
+      ++stats_.acks_stale;
+      continue;
+    }
+    if (!take_check_budget()) {
+      // The rest wait for the next interval, ahead of what came meanwhile
+      // (the sender's loop sleeps until then).
+      deferred = true;
+      ++stats_.acks_deferred;
+      raw.push_front(std::move(bytes));
+      raw_acks_.insert(raw_acks_.begin(), std::make_move_iterator(raw.begin()),
+                       std::make_move_iterator(raw.end()));
+      break;
+    }
+    lock.unlock();
+    auto v = verifier_.verify(bytes);
+    lock.lock();
+    if (!v) {
+      refused(v.error());
       continue;
     }
     ++stats_.acks_verified;
     std::uint64_t budget = kMaxAckedPerMessage;
     for (const auto& r : *v) {
-      // Only what this terminal sent can have been stored.
-      const auto last = std::min(r.last, highest_sent_);
-      for (auto s = r.first; s <= last && budget > 0; ++s, --budget) acknowledge(s);
+      // Only what this terminal sent and still holds can be deleted.
+      for (const auto& held : outstanding_.overlap(r.first, r.last)) {
+        if (budget == 0) break;
+        const auto n = std::min(budget, held.last - held.first + 1);
+        for (auto s = held.first; s < held.first + n; ++s) acknowledge(s);
+        outstanding_.remove(held.first, held.first + n - 1);
+        budget -= n;
+      }
     }
   }
   // Refusals are logged, not each one: a flood must not fill the journal.
@@ -154,11 +215,35 @@ void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
     refused_unlogged_ = 0;
     last_refusal_log_ = now;
   }
-  woken_ = true;
+  if (!deferred) woken_ = true;
+}
+
+void OutboxSender::check_probe() {
+  if (!probing_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (stats_.acks_verified > acks_before_probe_) {
+    probing_ = false;  // the fleet hears us: the window opens
+    return;
+  }
+  if (now >= probe_end_) {
+    probing_ = false;
+    log_warning("management: no acknowledgement from the fleet " +
+                std::to_string(options_.ack_timeout.count()) +
+                " ms after connecting; sending the whole window");
+    return;
+  }
+  // Unanswered: the broker may have had nobody to give it to. Again, and
+  // nothing newer before it.
+  if (connected_ && !in_flight_.empty() && probe_at_ != std::chrono::steady_clock::time_point{} &&
+      now >= probe_at_) {
+    restart_cursor();
+    probe_delay_ = std::min(probe_delay_ * 2, options_.ack_timeout);
+    probe_at_ = {};
+  }
 }
 
 bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
-  while (connected_ && !stopping_ && unacknowledged_runs_ < options_.window) {
+  while (connected_ && !stopping_ && unacknowledged_runs_ < (probing_ ? 1 : options_.window)) {
     const auto first = next_;
     const auto generation = generation_;
     lock.unlock();
@@ -200,7 +285,7 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
     if (sent) {
       // What went out counts, and may be acknowledged, whatever happened
       // meanwhile.
-      highest_sent_ = std::max(highest_sent_, run.sequences.back());
+      for (auto s : run.sequences) outstanding_.add(s, s);
       ++stats_.messages;
       stats_.sent += run.sequences.size();
       for (auto s : run.sequences) {
@@ -216,6 +301,7 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
     const auto key = run.sequences.front();
     in_flight_.emplace(key, std::move(run));
     ++unacknowledged_runs_;
+    if (probing_) probe_at_ = std::chrono::steady_clock::now() + probe_delay_;
   }
   return true;
 }
@@ -223,7 +309,24 @@ bool OutboxSender::pump(std::unique_lock<std::mutex>& lock) {
 void OutboxSender::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, options_.idle_poll, [&] { return stopping_ || woken_; });
+    // Woken by news, else at the idle poll, or sooner when deferred
+    // acknowledgements, the probe or the acknowledgement timeout are due.
+    const auto now = std::chrono::steady_clock::now();
+    auto until = now + options_.idle_poll;
+    if (!raw_acks_.empty() && checks_used_ >= options_.ack_checks) {
+      // Deferred acknowledgements: back when the next interval starts.
+      until = std::min(until, std::max(checks_since_ + options_.ack_check_interval +
+                                           std::chrono::milliseconds(1),
+                                       now + std::chrono::milliseconds(1)));
+    }
+    if (probing_) {
+      until = std::min(until, probe_end_);
+      if (probe_at_ != std::chrono::steady_clock::time_point{}) until = std::min(until, probe_at_);
+    }
+    if (connected_ && !in_flight_.empty()) {
+      until = std::min(until, last_progress_ + options_.ack_timeout + std::chrono::milliseconds(1));
+    }
+    cv_.wait_until(lock, until, [&] { return stopping_ || woken_; });
     if (stopping_) break;
     woken_ = false;
     take_acks(lock);
@@ -236,11 +339,13 @@ void OutboxSender::run() {
       if (!ok) {
         log_warning("management: cannot delete acknowledged envelopes: " + ok.error().message());
         // They stay in the outbox and go again: the fleet keeps one copy.
+        for (auto a : acks) outstanding_.add(a, a);
       } else {
         stats_.acknowledged += acks.size();
         for (auto a : acks) ever_sent_.erase(a);
       }
     }
+    check_probe();
     // No acknowledgement for long: everything in flight goes again.
     if (connected_ && !in_flight_.empty() &&
         std::chrono::steady_clock::now() - last_progress_ > options_.ack_timeout) {

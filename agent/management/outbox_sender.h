@@ -6,6 +6,16 @@
 // again after a reconnect (the fleet keeps each envelope once, by its
 // sequence).
 //
+// With `probe_first`, a connection starts with its oldest run alone: more
+// goes only once the fleet has acknowledged something on it (or after
+// `ack_timeout`, so that a fleet that holds the probe past a gap cannot
+// stall the link). The probe goes again after `probe_retry`, doubling, with
+// nothing newer before it. A broker drops what it has no subscriber for
+// (a fleet that has not subscribed yet: the first start of a fleet, its
+// broker and a terminal together); without the probe the terminal's next
+// run reached the fleet before the dropped ones came again at the
+// acknowledgement timeout ("gap", then "reordered" at the fleet).
+//
 // A record leaves the outbox only on a signed acknowledgement that the
 // AckVerifier accepts (signed by a fleet key chained to the terminal's
 // trust anchors, for this terminal): a forged, unsigned, wrongly signed,
@@ -15,6 +25,18 @@
 // never on the link's; at most kMaxQueuedAcks wait (more are dropped and
 // counted: a flood cannot grow the queue, and a genuine one lost so is
 // answered again when the records are resent).
+//
+// A broker can replay the fleet's genuine acknowledgements as often as it
+// likes, so their cost is bounded before any signature is checked (in this
+// order, each counted):
+//   - one that names nothing sent and still held (`outstanding_`: sent,
+//     not yet deleted or acknowledged) is stale: nothing to delete, so its
+//     signature is never checked (acks_stale);
+//   - one signed well before the newest that verified is refused unverified
+//     (acks_old; AckVerifier's "old");
+//   - at most `ack_checks` signatures are checked per `ack_check_interval`;
+//     the rest wait, queued, for the next interval (acks_deferred).
+// Nothing is deleted without a verified signature.
 #pragma once
 
 #include <chrono>
@@ -31,6 +53,7 @@
 
 #include "agent/link/ack_verifier.h"
 #include "agent/link/link.h"
+#include "agent/link/sequence_set.h"
 #include "agent/outbox/outbox.h"
 
 namespace portier::management {
@@ -47,16 +70,28 @@ struct SenderOptions {
   // are sent again (a broker that accepted them with nobody to deliver to,
   // a fleet that held one past a gap).
   std::chrono::milliseconds ack_timeout{10000};
+  // Acknowledgement signatures checked per interval, at most (the fleet
+  // sends one per message received: far fewer than this).
+  std::size_t ack_checks = 256;
+  std::chrono::milliseconds ack_check_interval{1000};
+  // Each connection starts with one run until the fleet acknowledges (see
+  // above); the probe goes again after probe_retry, doubling.
+  bool probe_first = false;
+  std::chrono::milliseconds probe_retry{250};
 };
 
 struct SenderStats {
   std::uint64_t sent = 0, acknowledged = 0, resent = 0;  // envelopes
   std::uint64_t messages = 0;                            // runs sent
   std::uint64_t acks_verified = 0;                       // genuine acknowledgements
-  std::uint64_t acks_refused = 0;  // forged, unsigned, wrongly signed, another terminal's, ...
-  std::uint64_t acks_dropped = 0;  // arrived while kMaxQueuedAcks waited
-  std::string last_ack_refusal;    // why the last one was refused
-  std::size_t in_flight = 0;       // messages
+  std::uint64_t acks_refused = 0;   // forged, unsigned, wrongly signed, another terminal's, ...
+  std::uint64_t acks_dropped = 0;   // arrived while kMaxQueuedAcks waited
+  std::uint64_t acks_stale = 0;     // named nothing still held: not verified, nothing deleted
+  std::uint64_t acks_old = 0;       // signed before the newest verified one: not verified
+  std::uint64_t acks_deferred = 0;  // times one waited for the next interval's checks
+  std::uint64_t ack_signature_checks = 0;  // signatures checked (AckVerifier)
+  std::string last_ack_refusal;            // why the last one was refused
+  std::size_t in_flight = 0;               // messages
   bool connected = false;
   std::string last_disconnect;
 };
@@ -96,9 +131,16 @@ class OutboxSender final : public link::LinkHandler {
   // marks what they name.
   void take_acks(std::unique_lock<std::mutex>& lock);
   void acknowledge(std::uint64_t sequence);
+  // Whether the claimed ranges name anything sent and still held.
+  bool names_outstanding(const std::vector<link::SequenceRange>& ranges) const;
+  // One more signature check allowed in this interval (and counts it).
+  bool take_check_budget();
   // Sends what the window allows; false on a send error (the link is down).
   bool pump(std::unique_lock<std::mutex>& lock);
   void restart_cursor();
+  // Ends the probe once the fleet answered or its time is up; sends it
+  // again when due.
+  void check_probe();
 
   outbox::Outbox& outbox_;
   link::Link& link_;
@@ -109,15 +151,24 @@ class OutboxSender final : public link::LinkHandler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false, woken_ = false, connected_ = false;
-  std::uint64_t next_ = 0;        // the next sequence to send
-  std::uint64_t generation_ = 0;  // +1 at every connection (resets the cursor)
-  std::uint64_t highest_sent_ = 0;
+  std::uint64_t next_ = 0;                  // the next sequence to send
+  std::uint64_t generation_ = 0;            // +1 at every connection (resets the cursor)
   std::map<std::uint64_t, Run> in_flight_;  // by first sequence
   std::size_t unacknowledged_runs_ = 0;     // of in_flight_, those with nothing acknowledged
   std::set<std::uint64_t> ever_sent_;       // this connection's, to count resends
   std::set<std::uint64_t> acks_;            // acknowledged, not yet deleted
-  std::deque<std::string> raw_acks_;        // as received, not verified yet
-  std::chrono::steady_clock::time_point last_progress_;  // an ack, or the first send
+  // Sent and held: not acknowledged, not deleted (the sender's thread's).
+  link::SequenceSet outstanding_;
+  std::chrono::steady_clock::time_point checks_since_{};  // this interval's start
+  std::size_t checks_used_ = 0;                           // signatures checked in it
+  std::deque<std::string> raw_acks_;                      // as received, not verified yet
+  std::chrono::steady_clock::time_point last_progress_;   // an ack, or the first send
+  // The probe of this connection (probe_first): until an acknowledgement
+  // or probe_end_, one run in flight, sent again at probe_at_.
+  bool probing_ = false;
+  std::uint64_t acks_before_probe_ = 0;  // stats_.acks_verified at the connection
+  std::chrono::steady_clock::time_point probe_at_{}, probe_end_{};
+  std::chrono::milliseconds probe_delay_{};
   std::chrono::steady_clock::time_point last_refusal_log_{};
   std::uint64_t refused_unlogged_ = 0;
   SenderStats stats_;

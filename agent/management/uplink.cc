@@ -24,11 +24,38 @@ Uplink::Uplink(outbox::Outbox& outbox, envelope::EnvelopeSealer sealer,
                const crypto::Signer& signer, std::string key_id, UplinkOptions options)
     : outbox_(outbox),
       sealer_(std::move(sealer)),
-      signer_(signer),
+      signer_(&signer),
       key_id_(std::move(key_id)),
       options_(std::move(options)),
       epoch_(sealer_.state().session_epoch) {
-  concurrency_ = signer_.concurrent() ? std::max<std::size_t>(1, options_.signing_threads) : 1;
+  concurrency_ = signer_->concurrent() ? std::max<std::size_t>(1, options_.signing_threads) : 1;
+}
+
+Result<envelope::ChainState> Uplink::hold(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  held_ = true;
+  cv_.notify_all();
+  if (!done_cv_.wait_for(lock, timeout, [&] { return !busy_; })) {
+    held_ = false;
+    cv_.notify_all();
+    return fail(Errc::unavailable, "management uplink", "hold",
+                "the writer did not finish its run in time; try again");
+  }
+  return sealer_.state();
+}
+
+void Uplink::release(std::shared_ptr<const crypto::Signer> signer, std::string key_id) {
+  {
+    std::lock_guard lock(mu_);
+    if (signer) {
+      owned_signer_ = std::move(signer);
+      signer_ = owned_signer_.get();
+      key_id_ = std::move(key_id);
+      concurrency_ = signer_->concurrent() ? std::max<std::size_t>(1, options_.signing_threads) : 1;
+    }
+    held_ = false;
+  }
+  cv_.notify_all();
 }
 
 Uplink::~Uplink() {
@@ -147,7 +174,7 @@ void Uplink::sign_range(Run& run, std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; ++i) {
     auto& sealed = run.sealed[i];
     if (run.sign[i]) {
-      if (auto ok = envelope::sign_envelope(sealed.envelope, signer_, key_id_); !ok) {
+      if (auto ok = envelope::sign_envelope(sealed.envelope, *signer_, key_id_); !ok) {
         return failed(ok.error());
       }
     }
@@ -308,10 +335,16 @@ void Uplink::run() {
         return draining_ && std::chrono::steady_clock::now() >= drain_deadline_;
       };
       if (in_flight.empty()) {
-        cv_.wait(lock, [&] { return draining_ || !queue_.empty(); });
-        if (queue_.empty() || past_deadline()) break;
+        // Between runs: nothing sealed and not stored, everything signed.
+        busy_ = false;
+        done_cv_.notify_all();
+        cv_.wait(lock, [&] { return draining_ || (!queue_.empty() && !held_); });
+        // Held (a key rotation) and stopping: nothing more is signed with
+        // the key of the hold; what is queued is not committed.
+        if (queue_.empty() || past_deadline() || held_) break;
+        busy_ = true;
       }
-      while (!hold && in_flight.size() < kDepth && !queue_.empty() && !past_deadline() &&
+      while (!hold && !held_ && in_flight.size() < kDepth && !queue_.empty() && !past_deadline() &&
              (in_flight.empty() || !in_flight.back()->error)) {
         const auto n = std::min(queue_.size(), options_.max_run);
         std::deque<Pending> batch(

@@ -106,6 +106,16 @@ class Uplink {
   UplinkStats stats() const;
   std::uint64_t session_epoch() const { return epoch_; }
 
+  // A key rotation's cutover: waits (at most `timeout`) until every run
+  // sealed so far is signed and committed, then seals nothing more until
+  // release(); submit() still queues. The chain state returned is where the
+  // next envelope goes: the first sequence the new key will sign.
+  // unavailable when the writer did not come to rest in time (not held).
+  Result<envelope::ChainState> hold(std::chrono::milliseconds timeout);
+  // Ends a hold: with `signer` (kept alive here) and its key id from now on
+  // (the rotation succeeded), or with the key of before (nullptr).
+  void release(std::shared_ptr<const crypto::Signer> signer = nullptr, std::string key_id = {});
+
  private:
   struct Pending {
     v1::PayloadType type;
@@ -159,7 +169,10 @@ class Uplink {
 
   outbox::Outbox& outbox_;
   envelope::EnvelopeSealer sealer_;
-  const crypto::Signer& signer_;
+  // The key that signs; replaced only while held (release()), when no run
+  // is being signed.
+  const crypto::Signer* signer_;
+  std::shared_ptr<const crypto::Signer> owned_signer_;
   std::string key_id_;
   UplinkOptions options_;
   std::uint64_t epoch_ = 0;
@@ -176,6 +189,8 @@ class Uplink {
   bool helpers_stop_ = false;
   std::uint64_t submitted_ = 0, committed_ = 0;  // tickets
   bool stopping_ = false, draining_ = false;
+  bool held_ = false;  // hold(): nothing is sealed
+  bool busy_ = true;   // the writer has runs sealed and not yet stored
   std::chrono::steady_clock::time_point drain_deadline_;
   UplinkStats stats_;
   std::function<void()> on_stored_;

@@ -14,7 +14,11 @@
 #include <sstream>
 
 #include "fleet_test_support.h"
+#include "portier/v1/command.pb.h"
+#include "support/test_pki.h"
+#include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 #include "tools/fleet/receiver.h"
+#include "tools/fleet/sqlite_fleet_store.h"
 
 extern char** environ;
 
@@ -271,6 +275,130 @@ TEST_F(FleetCli, VerifyChainNamesTheFirstRowChangedInTheDatabase_REQ29) {
   // A row deleted: the gap is named.
   sql("DELETE FROM envelopes WHERE seq = 2");
   expect_broken_at(2, "missing");
+}
+
+// `send TERMINAL install-certificate`: the certificate (and its chain) of
+// --cert goes into a signed InstallCertificate command in the spool, or
+// the CSR of a rotate-key result (--csr) is certified by the enrolment CA
+// for the serial the registry holds and the fleet store is told of the
+// terminal's next key. A certificate or CSR for another terminal, or for
+// a serial never enrolled, is refused and nothing is queued.
+TEST_F(FleetCli, SendInstallCertificateQueuesTheSignedCertificateOrIssuesOneForACsr_REQ36) {
+  SimTerminal t("ATM-0001", crypto::KeyType::ecdsa_p256);
+  add(t);
+  auto pki = portier::test::TestPki::create(dir.path());
+  ASSERT_TRUE(pki) << pki.error().message();
+  auto signing =
+      pki->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  auto device = pki->issue({.name = t.id, .usage = crypto::CertUsage::device});
+  auto other = pki->issue({.name = "ATM-0002", .usage = crypto::CertUsage::device});
+  ASSERT_TRUE(signing && device && other);
+  const std::string spool = dir.path() + "/spool";
+  auto send = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"send",
+                                  t.id,
+                                  "install-certificate",
+                                  "--signing-key",
+                                  signing->key_path,
+                                  "--signing-cert",
+                                  signing->chain_path,
+                                  "--spool",
+                                  spool};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return cli(args);
+  };
+  auto queued = [&](const std::string& id) {
+    v1::SignedCommand sc;
+    v1::Command c;
+    EXPECT_TRUE(sc.ParseFromString(slurp(spool + "/" + t.id + "/" + id + ".cmd")));
+    EXPECT_TRUE(c.ParseFromString(sc.command()));
+    return c;
+  };
+
+  auto r = send({"--cert", device->chain_path, "--id", "c-cert"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "c-cert\n");
+  v1::Command c = queued("c-cert");
+  EXPECT_EQ(c.target_terminal(), t.id);
+  ASSERT_TRUE(c.has_install_certificate());
+  const auto leaf_der = *device->cert.der();
+  EXPECT_EQ(c.install_certificate().certificate(), std::string(leaf_der.begin(), leaf_der.end()));
+  ASSERT_EQ(c.install_certificate().chain_size(), 1);
+  const auto mid_der = *pki->intermediate().der();
+  EXPECT_EQ(c.install_certificate().chain(0), std::string(mid_der.begin(), mid_der.end()));
+
+  // Another terminal's certificate, no certificate, both options, no option.
+  r = send({"--cert", other->chain_path, "--id", "c-other"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("\"ATM-0002\", not terminal ATM-0001"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(spool + "/" + t.id + "/c-other.cmd"));
+  r = send({"--cert", dir.write("empty.pem", "not a certificate\n")});
+  EXPECT_EQ(r.code, 3) << r.err;
+  r = send({"--cert", device->chain_path, "--csr", device->chain_path});
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = send({});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--cert FILE"), std::string::npos) << r.err;
+
+  // --csr: the terminal enrolled under serial SN-CLI-1 with its first key;
+  // a rotate-key result brings the CSR of its new key.
+  const std::string reg_path = dir.path() + "/enrolment.db";
+  {
+    auto reg = SqliteEnrolmentRegistry::open(reg_path);
+    ASSERT_TRUE(reg) << reg.error().message();
+    ASSERT_TRUE((*reg)->expect("SN-CLI-1", crypto::byte_view(std::string("secret-of-SN-CLI-1"))));
+    ASSERT_TRUE((*reg)->bind("SN-CLI-1", t.id, t.public_pem(), leaf_der));
+  }
+  auto next = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  auto csr = crypto::CertificateRequest::create(*next, {t.id, "SN-CLI-1", ""});
+  ASSERT_TRUE(csr);
+  const std::string result_text =
+      "key 1234 made in the PKCS#11 token; ... (CSR below)\n" + *csr->to_pem();
+  const std::vector<std::string> ca{"--enrol-ca-cert",  pki->intermediate_path(),
+                                    "--enrol-ca-key",   dir.path() + "/intermediate.key",
+                                    "--enrol-registry", reg_path};
+  std::vector<std::string> args{"--csr", dir.write("rotation.txt", result_text), "--id", "c-csr"};
+  args.insert(args.end(), ca.begin(), ca.end());
+  r = send(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  c = queued("c-csr");
+  auto issued =
+      crypto::Certificate::from_der(crypto::byte_view(c.install_certificate().certificate()));
+  ASSERT_TRUE(issued) << issued.error().message();
+  EXPECT_EQ(issued->subject_cn(), t.id);
+  EXPECT_EQ(*issued->public_key()->to_pem(), *next->public_key()->to_pem());
+  const std::vector<crypto::Certificate> mids{pki->intermediate()}, roots{pki->root()};
+  EXPECT_TRUE(crypto::verify_chain(*issued, mids, roots, std::chrono::system_clock::now(),
+                                   crypto::CertUsage::device));
+  {
+    auto reg = SqliteEnrolmentRegistry::open(reg_path);
+    auto rec = (*reg)->find("SN-CLI-1");
+    ASSERT_TRUE(rec && *rec);
+    EXPECT_EQ((*rec)->public_key_pem, *next->public_key()->to_pem());
+    auto store = SqliteFleetStore::open(db);
+    ASSERT_TRUE(store) << store.error().message();
+    auto keys = (*store)->keys(t.id);
+    ASSERT_TRUE(keys) << keys.error().message();
+    bool is_next = false;
+    for (auto& k : *keys) is_next |= k.public_key_pem == *next->public_key()->to_pem();
+    EXPECT_TRUE(is_next) << "the store does not hold the rotated key as the terminal's next";
+  }
+
+  // A CSR naming another terminal, or a serial nobody enrolled.
+  auto stranger = crypto::CertificateRequest::create(*next, {"ATM-0002", "SN-CLI-1", ""});
+  args = {"--csr", dir.write("stranger.csr", *stranger->to_pem()), "--id", "c-stranger"};
+  args.insert(args.end(), ca.begin(), ca.end());
+  r = send(args);
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("not terminal ATM-0001"), std::string::npos) << r.err;
+  auto unknown = crypto::CertificateRequest::create(*next, {t.id, "SN-NOBODY", ""});
+  args = {"--csr", dir.write("unknown.csr", *unknown->to_pem()), "--id", "c-unknown"};
+  args.insert(args.end(), ca.begin(), ca.end());
+  r = send(args);
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("SN-NOBODY"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(spool + "/" + t.id + "/c-stranger.cmd"));
+  EXPECT_FALSE(std::filesystem::exists(spool + "/" + t.id + "/c-unknown.cmd"));
 }
 
 }  // namespace

@@ -201,8 +201,9 @@ class CountingStore final : public FleetStore {
   Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) override {
     return s_.mark_offline(id, epoch, now);
   }
-  Result<void> set_next_key(const std::string& id, const std::string& pem) override {
-    return s_.set_next_key(id, pem);
+  Result<void> set_next_key(const std::string& id, const std::string& pem,
+                            std::uint64_t cutover) override {
+    return s_.set_next_key(id, pem, cutover);
   }
   Result<std::vector<TerminalKey>> keys(const std::string& id) override { return s_.keys(id); }
   Result<ChainRecord> chain(const std::string& id) override { return s_.chain(id); }
@@ -451,7 +452,7 @@ TEST(FleetStoreSchema, AVersionOneStoreGetsTalliedIncidentsAndKeepsItsOwn) {
 
 // A store of schema 2 kept the candidates and the envelopes held past a
 // gap as blobs in the chain row: opened, they become rows of their own
-// (schema 3). The blobs are dropped (never acknowledged, so the terminal
+// (schema 4). The blobs are dropped (never acknowledged, so the terminal
 // sends them again), the chain itself is kept, and it goes on.
 TEST(FleetStoreSchema, AVersionTwoStoreGetsCandidateRowsAndKeepsItsChain) {
   testing::TempDir dir;

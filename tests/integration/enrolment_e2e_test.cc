@@ -18,7 +18,9 @@
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/device_key.h"
 #include "agent/identity/signer_csr.h"
+#include "agent/identity/softhsm_token.h"
 #include "daemon_fixture.h"
+#include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
@@ -432,7 +434,7 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   EXPECT_EQ(by_old.error().code, Errc::permission_denied) << by_old.error().message();
   auto incidents = s->incidents(id, 10);
   ASSERT_TRUE(incidents && !incidents->empty());
-  EXPECT_EQ(incidents->back().kind, "bad signature") << incidents->back().detail;
+  EXPECT_EQ(incidents->back().kind, "retired key") << incidents->back().detail;
   auto by_new = receiver.receive(id, "health", forge(*new_key), std::chrono::system_clock::now());
   EXPECT_TRUE(by_new) << by_new.error().message();
 }
@@ -604,6 +606,88 @@ TEST_P(EnrolmentE2eTest, ARenewalThatFailsKeepsTheLinkAndSaysSo_REQ33) {
   })) << health_reasons(d);
   EXPECT_EQ(d.stop(), 0);
   expect_chain_verifies(id);
+}
+
+// The device key in a SoftHSM2 token (REQ-16): portierd makes it there,
+// enrols it (the CSR signed in the token), comes up on its link with the
+// TLS files it was given (a token's key cannot be Paho's or gRPC's), and
+// rotates on command: RotateDeviceKey's result carries the new key's CSR,
+// `portier-fleet send T install-certificate --csr` has the fleet certify it
+// and sends it back, and the terminal takes the new key; the old one is
+// destroyed in the token, the fleet takes the new key at its first
+// envelope and the chain verifies across.
+TEST_P(EnrolmentE2eTest, ATokenKeyEnrolsAndRotatesThroughInstallCertificate_REQ16_REQ33) {
+  start_fleet();
+  auto t = terminal(kSerial, kSecret);
+  SoftHsmToken token;
+  ASSERT_EQ(token.init(t->dir.path()), "");  // SOFTHSM2_CONF, inherited by portierd
+  // The terminal id is known before the first start, so that the link's TLS
+  // certificate (CN = terminal id) can be provisioned with it.
+  const std::string id = "T-0123456789abcdef0123456789abcdef";
+  std::filesystem::create_directories(t->mdir());
+  ::chmod(t->mdir().c_str(), 0700);
+  write_file(t->mdir() + "/terminal_id", id + "\n");
+  auto tls = pki_->issue({.name = id, .usage = crypto::CertUsage::tls_client});
+  ASSERT_TRUE(tls) << tls.error().message();
+  DaemonOptions o = options(*t);
+  o.extra_config += "pkcs11_module = \"" + std::string(kSoftHsmModule) + "\"\n" +
+                    "pkcs11_token = \"portier\"\n" + "pkcs11_pin_file = \"" + token.pin_file +
+                    "\"\n" + "cert_file = \"" + tls->chain_path + "\"\n" + "tls_key_file = \"" +
+                    tls->key_path + "\"\n";
+  Daemon d(t->dir, o);
+  ASSERT_TRUE(d.start()) << d.log();
+  ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d.log() << "\nfleet:\n"
+                                                           << fleet_log();
+  EXPECT_FALSE(std::filesystem::exists(t->mdir() + "/device.key"));
+  const std::string old_pem = fleet_key(id);
+  {
+    auto key = identity::Pkcs11Signer::open_existing(token.options("portier-device"));
+    ASSERT_TRUE(key) << key.error().message();
+    EXPECT_EQ(*(*key)->public_key().to_pem(), old_pem);
+    auto certs = crypto::Certificate::all_from_pem(t->cert());
+    ASSERT_TRUE(certs && !certs->empty());
+    EXPECT_EQ(*certs->front().public_key()->to_pem(), old_pem);
+  }
+  expect_ping(id, d);
+
+  const auto rotate = send(id, "rotate-key");
+  ASSERT_TRUE(eventually([&] { return result_of(id, rotate).has_value(); }, 60s)) << d.log();
+  ASSERT_EQ(result_of(id, rotate)->status, 1) << result_of(id, rotate)->message;
+  v1::CommandResult rotated;
+  ASSERT_TRUE(rotated.ParseFromString(result_of(id, rotate)->result));
+  ASSERT_NE(rotated.output().find("BEGIN CERTIFICATE REQUEST"), std::string::npos)
+      << rotated.output();
+  EXPECT_EQ(fleet_key(id), old_pem);  // nothing changes before the certificate
+  write_file(dir_.file("rotation.txt"), rotated.output());
+  const auto install =
+      send(id, "install-certificate",
+           {"--csr", dir_.file("rotation.txt"), "--enrol-ca-cert", pki_->intermediate_path(),
+            "--enrol-ca-key", dir_.file("pki/intermediate.key"), "--enrol-registry", registry_});
+  ASSERT_TRUE(eventually([&] { return result_of(id, install).has_value(); }, 60s)) << d.log();
+  ASSERT_EQ(result_of(id, install)->status, 1) << result_of(id, install)->message;
+  // The fleet takes the new key with the terminal's next session.
+  ASSERT_TRUE(eventually([&] { return !fleet_key(id).empty() && fleet_key(id) != old_pem; }, 60s))
+      << d.log() << "\nfleet:\n"
+      << fleet_log();
+  expect_ping(id, d);
+  EXPECT_FALSE(d.audit_has("\"event\":\"audit_tampered\"")) << d.log();
+  EXPECT_EQ(d.stop(), 0);
+  {
+    // In the token: the label names the new key; the old and the pending
+    // labels are gone.
+    auto key = identity::Pkcs11Signer::open_existing(token.options("portier-device"));
+    ASSERT_TRUE(key) << key.error().message();
+    EXPECT_EQ(*(*key)->public_key().to_pem(), fleet_key(id));
+    for (const char* gone : {"portier-device.pending", "portier-device.retired"}) {
+      auto k = identity::Pkcs11Signer::open_existing(token.options(gone));
+      EXPECT_FALSE(k) << gone;
+    }
+    auto certs = crypto::Certificate::all_from_pem(t->cert());
+    ASSERT_TRUE(certs && !certs->empty());
+    EXPECT_EQ(*certs->front().public_key()->to_pem(), fleet_key(id));
+  }
+  expect_chain_verifies(id);
+  expect_no_incidents(id);
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, EnrolmentE2eTest, ::testing::Values("mqtt", "grpc"),

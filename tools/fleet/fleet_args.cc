@@ -11,7 +11,9 @@ const std::set<std::string> kOptions = {
     "--first", "--last", "--client-id",
     // Enrolment: hosted by serve, provisioned by expect.
     "--enrol", "--enrol-ca-cert", "--enrol-ca-key", "--enrol-ca-chain", "--enrol-cert",
-    "--enrol-key", "--enrol-registry", "--device-lifetime", "--secret-file"};
+    "--enrol-key", "--enrol-registry", "--device-lifetime", "--secret-file",
+    // send TERMINAL install-certificate --csr FILE: a rotate-key result's CSR.
+    "--csr"};
 
 }  // namespace
 

@@ -26,6 +26,7 @@
 #include "tools/fleet/enrolment/enrolment_server.h"
 #include "tools/fleet/enrolment/enrolment_service.h"
 #include "tools/fleet/enrolment/fleet_ca.h"
+#include "tools/fleet/enrolment/issued_key_record.h"
 #include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 #include "tools/fleet/grpc_endpoint.h"
 #include "tools/fleet/mqtt_intake.h"
@@ -89,38 +90,6 @@ void deliver_spool(const std::string& spool, MqttIntake* mqtt, GrpcEndpoint* grp
       }
     }
   }
-}
-
-// What the store must know of a key the enrolment service certifies, before
-// the terminal gets the certificate: an enrolled terminal is registered with
-// its key (again the same: nothing; another key under its id: refused), a
-// rotated key becomes its next key.
-Result<void> record_issued(FleetStore& store, const IssuedKey& k) {
-  auto key = crypto::PublicKey::from_pem(k.public_key_pem);
-  if (!key) return std::unexpected(key.error());
-  switch (k.kind) {
-    case IssuedKey::Kind::enrolled: {
-      Terminal t;
-      t.id = k.terminal_id;
-      t.public_key_pem = k.public_key_pem;
-      t.key_algorithm = std::string(crypto::name(key->type()));
-      t.registered = std::chrono::system_clock::now();
-      auto added = store.add_terminal(t);
-      if (added || added.error().code != Errc::already_exists) return added;
-      auto known = store.terminal(k.terminal_id);
-      if (!known) return std::unexpected(known.error());
-      if (known->public_key_pem != k.public_key_pem) {
-        return fail(Errc::already_exists, "fleet store", "terminal " + k.terminal_id,
-                    "is registered with another key");
-      }
-      return {};
-    }
-    case IssuedKey::Kind::renewed:
-      return {};
-    case IssuedKey::Kind::rotated:
-      return store.set_next_key(k.terminal_id, k.public_key_pem);
-  }
-  return {};
 }
 
 // The Enrolment service of `serve --enrol`: its CA, registry and server.
@@ -281,6 +250,81 @@ int serve(FleetStore& store, const FleetArgs& a) {
   }
 }
 
+// install-certificate's body: --cert FILE (PEM: the device certificate,
+// then its chain), or --csr FILE (the CSR a rotate-key result carries, for
+// a key in a PKCS#11 token) certified now by the enrolment CA for the
+// serial the registry holds, the store told of the terminal's next key.
+// The terminal checks either before anything changes (REQ-36).
+v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs& a,
+                                              const std::string& terminal) {
+  v1::InstallCertificate ic;
+  const auto cert_file = a.opt("cert");
+  const auto csr_file = a.opt("csr");
+  if (cert_file.has_value() == csr_file.has_value()) {
+    throw CliError{2,
+                   "install-certificate needs --cert FILE (the certificate, then its chain) "
+                   "or --csr FILE (a rotate-key result's CSR, issued with --enrol-ca-cert, "
+                   "--enrol-ca-key and --enrol-registry)"};
+  }
+  if (cert_file) {
+    auto pem = read_small_file(*cert_file, ReadOptions{.max = 1u << 20});
+    if (!pem) throw CliError{3, pem.error().message()};
+    auto certs = crypto::Certificate::all_from_pem(*pem);
+    if (!certs) throw CliError{3, "--cert " + *cert_file + ": " + certs.error().message()};
+    if (certs->empty()) throw CliError{3, "--cert " + *cert_file + ": holds no certificate"};
+    if ((*certs)[0].subject_cn() != terminal) {
+      throw CliError{3, "--cert " + *cert_file + ": the certificate is for \"" +
+                            (*certs)[0].subject_cn() + "\", not terminal " + terminal};
+    }
+    for (std::size_t i = 0; i < certs->size(); ++i) {
+      auto der = (*certs)[i].der();
+      if (!der) throw CliError{3, "--cert " + *cert_file + ": " + der.error().message()};
+      std::string bytes(der->begin(), der->end());
+      if (i == 0) {
+        ic.set_certificate(std::move(bytes));
+      } else {
+        ic.add_chain(std::move(bytes));
+      }
+    }
+    return ic;
+  }
+  auto pem = read_small_file(*csr_file, ReadOptions{.max = 64 * 1024});
+  if (!pem) throw CliError{3, pem.error().message()};
+  // A rotate-key result: its text, then the CSR.
+  const auto begin = pem->find("-----BEGIN CERTIFICATE REQUEST-----");
+  if (begin == std::string::npos) throw CliError{3, "--csr " + *csr_file + ": no CSR (PEM) in it"};
+  auto csr = crypto::CertificateRequest::from_pem(pem->substr(begin));
+  if (!csr) throw CliError{3, "--csr " + *csr_file + ": " + csr.error().message()};
+  if (csr->subject().common_name != terminal) {
+    throw CliError{3, "--csr " + *csr_file + ": the CSR is for \"" + csr->subject().common_name +
+                          "\", not terminal " + terminal};
+  }
+  auto der = csr->der();
+  if (!der) throw CliError{3, der.error().message()};
+  FleetCaOptions co;
+  co.device_lifetime = std::chrono::seconds(number(a, "device-lifetime", 365ull * 24 * 3600));
+  if (co.device_lifetime.count() < 60) throw CliError{2, "--device-lifetime: at least 60 seconds"};
+  auto ca = FleetCa::load(need_opt(a, "enrol-ca-cert", "the CA that issues device certificates"),
+                          need_opt(a, "enrol-ca-key", "its key"),
+                          a.opt("enrol-ca-chain").value_or(""), co);
+  if (!ca) throw CliError{3, ca.error().message()};
+  auto reg = SqliteEnrolmentRegistry::open(
+      need_opt(a, "enrol-registry", "the enrolment registry the terminal enrolled in"));
+  if (!reg) throw CliError{3, reg.error().message()};
+  EnrolmentService service(*ca, **reg);
+  service.on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
+  // No cutover: the terminal (a key in a PKCS#11 token, which never leaves
+  // it) switches keys when InstallCertificate arrives, at a sequence the
+  // fleet cannot know now; the next key takes over at its first envelope.
+  auto issued = service.rotate(csr->subject().serial_number, *der, 0);
+  if (!issued) {
+    throw CliError{issued.error().code == Errc::not_found ? 4 : 3, issued.error().message()};
+  }
+  ic.set_certificate(issued->certificate());
+  for (const auto& c : issued->chain()) ic.add_chain(c);
+  return ic;
+}
+
 int send(FleetStore& store, const FleetArgs& a) {
   try {
     if (a.words.size() < 3) throw CliError{2, "send needs TERMINAL ACTION"};
@@ -339,10 +383,12 @@ int send(FleetStore& store, const FleetArgs& a) {
           throw CliError{ok.error().code == Errc::not_found ? 4 : 6, ok.error().message()};
         }
       }
+    } else if (action == "install-certificate") {
+      *c.mutable_install_certificate() = certificate_to_install(store, a, terminal);
     } else {
       throw CliError{2, "unknown action '" + action +
                             "' (ping, run-health-checks, set-intervals, replace-policy, usb, "
-                            "fetch-audit, rotate-key)"};
+                            "fetch-audit, rotate-key, install-certificate)"};
     }
     auto signed_command = commands::sign_command(c, *fs.signer, fs.chain);
     if (!signed_command) throw CliError{3, signed_command.error().message()};

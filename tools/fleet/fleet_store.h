@@ -36,14 +36,19 @@ struct Terminal {
 };
 
 // A key of a terminal's key history (key rotation, issue 10 item 1). The
-// enrolment service certifies a rotated key for the terminal's next
-// session (set_next_key); the receiver takes it when the first envelope it
-// signs continues the chain (Commit::next_key_from); from then on only the
-// new key verifies anything, so whatever the old key signs later (a thief
-// of it) is refused and recorded.
+// enrolment service certifies a rotated key for the terminal (set_next_key)
+// with the rotation's cutover: the first sequence the terminal signs with
+// the new key, and from which on it signs nothing with the old one. Until
+// the chain reaches the cutover the old key verifies what comes before it;
+// from the cutover on only the new key verifies anything (the receiver
+// takes it over there: Commit::next_key_from), and whatever the old key
+// signs at or after it (a thief of it) is refused and recorded as "retired
+// key". A next key without a cutover (0: a rotation from before cutovers)
+// takes over at the first envelope it signs that continues the chain.
 struct TerminalKey {
   std::string public_key_pem;
   std::uint64_t from_sequence = 0;  // the first sequence it signed; 0: the next key, unused
+  std::uint64_t cutover = 0;        // the next key's declared first sequence; 0: none
 };
 
 // An envelope received past a gap, not verified yet: a row of its own
@@ -128,7 +133,7 @@ struct Incident {
   TimePoint time;
   // "malformed", "unknown terminal", "wrong terminal", "bad signature",
   // "tampered", "gap", "reordered", "inserted", "duplicate conflicting",
-  // "dropped by terminal", "overflow".
+  // "dropped by terminal", "overflow", "retired key".
   std::string kind;
   std::uint64_t sequence = 0;  // 0: none
   std::string detail;
@@ -218,9 +223,13 @@ class FleetStore {
   // newer); false: a stale will of an older session, nothing changed.
   virtual Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) = 0;
 
-  // A rotated key the terminal will sign with (replaces a next key never
-  // used); not_found when the terminal is unknown.
-  virtual Result<void> set_next_key(const std::string& id, const std::string& public_key_pem) = 0;
+  // A rotated key the terminal will sign with from sequence `cutover` on
+  // (0: not declared), replacing a next key never used; not_found when the
+  // terminal is unknown; failed_precondition when the chain already holds
+  // envelopes at or after the cutover (signed by the old key, which the
+  // terminal says it stopped using there: someone else holds it).
+  virtual Result<void> set_next_key(const std::string& id, const std::string& public_key_pem,
+                                    std::uint64_t cutover) = 0;
   // The keys that took over from one another, by from_sequence (the first
   // one 1), then the next key when there is one; empty when the terminal
   // never changed its key (it is then Terminal::public_key_pem throughout).

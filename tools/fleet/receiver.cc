@@ -67,16 +67,45 @@ struct Known {
   crypto::PublicKey key;
   std::string key_id;
   // The rotated key the enrolment service certified, not used yet
-  // (fleet_store.h: TerminalKey).
+  // (fleet_store.h: TerminalKey), and the first sequence the terminal signs
+  // with it (0: not declared).
   std::optional<crypto::PublicKey> next_key;
   std::string next_key_id;
+  std::uint64_t cutover = 0;
+  // Keys a rotation replaced (or replaces at the cutover): each signs
+  // nothing from `until` on.
+  struct Retired {
+    std::string key_id;
+    std::uint64_t until = 0;
+    std::optional<crypto::PublicKey> key;
+  };
+  std::vector<Retired> retired;
 };
+
+constexpr const char* kRetiredKey = "signed by a retired key";
+
+// A signature of a key that a rotation retired before `sequence`: whoever
+// signs with it now is not the terminal (a thief of the old key).
+std::optional<Error> retired_signature(const Known& k, const v1::Signature& sig,
+                                       std::uint64_t sequence) {
+  for (const auto& r : k.retired) {
+    if (sig.key_id() == r.key_id && sequence >= r.until) {
+      return Error{Errc::permission_denied, kWhere,
+                   "terminal " + k.terminal.id + " sequence " + std::to_string(sequence),
+                   std::string(kRetiredKey) + ": key " + r.key_id.substr(0, 16) +
+                       "... was replaced by a key rotation at sequence " + std::to_string(r.until) +
+                       " and signs nothing from there on"};
+    }
+  }
+  return std::nullopt;
+}
 
 // What kind of incident a refusal of the verifier is. A signature that
 // names the terminal's key and algorithm but does not verify means the
 // signed bytes were altered; one by another key is a bad signature.
 std::string classify(const Error& e, const v1::Signature* signature, const Known& k) {
   if (e.code == Errc::invalid_argument) return "malformed";
+  if (contains(e, kRetiredKey)) return "retired key";
   if (e.code == Errc::resource_exhausted) return "overflow";
   if (contains(e, "bad signature")) {
     const bool terminals_key =
@@ -95,9 +124,13 @@ class Attempt {
       : k_(k),
         now_(now),
         verifier_options_(pending_room(chain, o)),
-        v(k.terminal.id, k.key, chain.state, verifier_options_),
+        v(k.terminal.id, past_cutover(k, chain.state) ? *k.next_key : k.key, chain.state,
+          verifier_options_),
         tally_(own_rows(o.tally)) {
     c.terminal_id = k.terminal.id;
+    // The chain reached the cutover (the old key's last envelope came in an
+    // earlier commit): the next key takes over with this one.
+    if (past_cutover(k, chain.state)) c.next_key_from = k.cutover;
     c.expected_version = chain.version;
     loaded_state_ = chain.state;
     parked = std::move(chain.parked);
@@ -121,6 +154,11 @@ class Attempt {
   // notice that explains it.
   Result<std::vector<ChainVerifier::Link>> accept(const v1::Envelope& env,
                                                   const v1::EnvelopeBody& body) {
+    if (env.has_signature()) {
+      if (auto e = retired_signature(k_, env.signature(), body.sequence())) {
+        return std::unexpected(*e);
+      }
+    }
     auto r = v.accept_links(env);
     if (!r) {
       if (auto switched = accept_with_next_key(env, body)) return std::move(*switched);
@@ -147,18 +185,71 @@ class Attempt {
     return v.accept_links(env);
   }
 
-  // The terminal's next key taking over: the first envelope it signs must
+  // A batch signature, refused when a retired key made it over sequences
+  // it no longer signs.
+  Result<std::vector<ChainVerifier::Link>> accept_batch(const v1::BatchSignature& batch) {
+    if (auto e = retired_signature(k_, batch.signature(), batch.last_sequence())) {
+      return std::unexpected(*e);
+    }
+    return v.accept_batch_links(batch);
+  }
+
+  // The refusal of a message signed by a retired key past its end (nullopt:
+  // not one).
+  std::optional<Error> retired(const v1::Signature& sig, std::uint64_t sequence) const {
+    return retired_signature(k_, sig, sequence);
+  }
+
+  // The key that signs the chain at `sequence` (the next key from its takeover).
+  const crypto::PublicKey& key_at(std::uint64_t sequence) const {
+    return c.next_key_from != 0 && sequence >= c.next_key_from ? *k_.next_key : k_.key;
+  }
+
+  // A rotation that declared its cutover (fleet_store.h: TerminalKey): once
+  // the old key covered everything before it, the next key takes over, and
+  // the candidates waiting for a signature (at the cutover or after) wait
+  // for one of the next key.
+  void cut_over_when_reached() {
+    if (!k_.next_key || k_.cutover == 0 || c.next_key_from != 0 ||
+        v.state().next_sequence < k_.cutover) {
+      return;
+    }
+    // What the old verifier discarded (as finish() counts it), before it goes.
+    for (auto& l : v.take_superseded()) {
+      c.tallied.push_back(
+          incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
+                   "an envelope that is not on the terminal's signed chain was discarded"));
+    }
+    if (const auto evicted = v.take_evicted(); evicted > 0) {
+      auto i = incident(k_.terminal.id, now_, "evicted", 0,
+                        "unsigned envelopes waiting for a signature were evicted, oldest first, "
+                        "to make room for newer ones (a genuine one is sent again)");
+      i.count = evicted;
+      c.tallied.push_back(std::move(i));
+    }
+    // Unsigned candidates only: they wait under any key (a genuine one that
+    // would not verify is sent again by its terminal).
+    if (!v.rekey(*k_.next_key)) {
+      v = ChainVerifier(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+      rows_unknown_ = true;  // the store's candidates: all of them go
+    }
+    c.next_key_from = k_.cutover;
+  }
+
+  // The terminal's next key taking over, for a rotation that declared no
+  // cutover (one from before cutovers): the first envelope it signs must
   // continue the chain exactly where the old key left it (nothing waiting
   // for a signature of the old key), and from then on this attempt, and
   // every later one, verifies with the new key only.
   std::optional<Result<std::vector<ChainVerifier::Link>>> accept_with_next_key(
       const v1::Envelope& env, const v1::EnvelopeBody& body) {
-    if (!k_.next_key || c.next_key_from != 0 || !env.has_signature() ||
+    if (!k_.next_key || k_.cutover != 0 || c.next_key_from != 0 || !env.has_signature() ||
         env.signature().key_id() != k_.next_key_id || body.sequence() != v.expected_sequence() ||
-        !v.pending_envelopes().empty()) {
+        v.pending_count() != 0) {
       return std::nullopt;
     }
-    ChainVerifier next(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+    ChainVerifier next = v;  // with what the store must write so far
+    if (!next.rekey(*k_.next_key)) return std::nullopt;
     auto r = next.accept_links(env);
     if (!r) return std::nullopt;
     v = std::move(next);
@@ -180,6 +271,7 @@ class Attempt {
       stored.push_back(seq);
       decode(l.body, time);
     }
+    cut_over_when_reached();
   }
 
   // Envelopes held past a gap and batches that came before their
@@ -283,9 +375,9 @@ class Attempt {
     auto changes = v.take_changes();
     c.pending_added = std::move(changes.added);
     c.pending_removed = std::move(changes.removed);
-    if (c.next_key_from != 0) {
-      // The next key's verifier took over with nothing waiting: every row
-      // loaded went before (read once per key rotation).
+    if (rows_unknown_) {
+      // A verifier that knows nothing of the store's rows took over: they
+      // all go (read once, at a key rotation the store failed during).
       if (auto rows = store->pending_index(k_.terminal.id)) {
         for (auto& l : *rows) c.pending_removed.emplace_back(l.sequence, l.digest);
       }
@@ -337,6 +429,11 @@ class Attempt {
     bool progress = false;
     for (auto& [last, b] : order) {
       if (last < v.state().next_sequence) continue;  // covered otherwise meanwhile
+      if (auto e = retired(b.signature(), last)) {
+        // Held before the rotation named its cutover: the old key's past it.
+        c.incidents.push_back(incident(k_.terminal.id, now_, "retired key", last, e->message()));
+        continue;
+      }
       auto r = v.accept_batch_links(b);
       if (!r) {
         parked_batches.push_back(b.SerializeAsString());  // its signature is the terminal's
@@ -345,8 +442,8 @@ class Attempt {
       c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, b.SerializeAsString()});
       take(std::move(*r));
       progress = true;
-      batches_dirty = true;
     }
+    if (parked_batches.size() != order.size()) batches_dirty = true;  // some taken or dropped
     return progress;
   }
 
@@ -364,7 +461,7 @@ class Attempt {
     }
     agent::AuditCheckpoint ac{cp.terminal_id(),   cp.seq(),    cp.head(),     cp.time_ms(),
                               cp.session_epoch(), cp.key_id(), cp.signature()};
-    if (cp.terminal_id() != id || !agent::verify_checkpoint(ac, k_.key)) {
+    if (cp.terminal_id() != id || !agent::verify_checkpoint(ac, key_at(seq))) {
       c.incidents.push_back(incident(id, now_, "bad checkpoint", seq,
                                      "an audit checkpoint that is not this terminal's"));
       return;
@@ -465,6 +562,12 @@ class Attempt {
     }
   }
 
+  // Whether the chain as loaded has reached the declared cutover of the
+  // next key (everything before it covered by the old key).
+  static bool past_cutover(const Known& k, const envelope::ChainState& state) {
+    return k.next_key && k.cutover != 0 && state.next_sequence >= k.cutover;
+  }
+
   // The candidates get the room the envelopes held past a gap leave.
   static ChainVerifier::Options pending_room(const ChainRecord& chain, const Receiver::Options& o) {
     std::size_t held = 0;
@@ -498,6 +601,7 @@ class Attempt {
   };
   StoreIndex index_;
   ChainVerifier::PendingSummary summary_;
+  bool rows_unknown_ = false;  // v was replaced by one restored from nothing
   // What was loaded, to write only what changed.
   envelope::ChainState loaded_state_;
   std::set<std::string> parked_loaded_;  // keys
@@ -547,14 +651,27 @@ Result<Known> known(FleetStore& store, const std::string& id) {
   Known k{std::move(*t), std::move(*key), std::move(*kid), std::nullopt, {}};
   auto keys = store.keys(id);
   if (!keys) return std::unexpected(keys.error());
+  // The history comes by from_sequence (the next key last): each key is
+  // retired where the one after it took over.
+  std::optional<Known::Retired> previous;
   for (const auto& nk : *keys) {
-    if (nk.from_sequence != 0) continue;
-    auto next = crypto::PublicKey::from_pem(nk.public_key_pem);
-    if (!next) return std::unexpected(next.error().with_context("terminal " + id + ": next key"));
-    auto next_id = envelope::key_id(*next);
-    if (!next_id) return std::unexpected(next_id.error());
-    k.next_key = std::move(*next);
-    k.next_key_id = std::move(*next_id);
+    auto key = crypto::PublicKey::from_pem(nk.public_key_pem);
+    if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": key history"));
+    auto key_id = envelope::key_id(*key);
+    if (!key_id) return std::unexpected(key_id.error());
+    const std::uint64_t from = nk.from_sequence != 0 ? nk.from_sequence : nk.cutover;
+    if (previous && from != 0) k.retired.push_back({previous->key_id, from, previous->key});
+    if (nk.from_sequence != 0) {
+      previous = Known::Retired{*key_id, 0, *key};
+      continue;
+    }
+    // The next key: the key in use now retires at its cutover.
+    if (nk.cutover != 0 && (!previous || previous->key_id != k.key_id)) {
+      k.retired.push_back({k.key_id, nk.cutover, k.key});
+    }
+    k.next_key = std::move(*key);
+    k.next_key_id = std::move(*key_id);
+    k.cutover = nk.cutover;
   }
   return k;
 }
@@ -597,6 +714,12 @@ class Receiver::Step {
     // A new unsigned candidate must fit the room: the verifier evicts the
     // oldest candidates it can for it (ChainVerifier::Options), else refuses.
     const auto before = a_.stored.size();
+    if (p.env.has_signature()) {
+      if (auto e = a_.retired(p.env.signature(), seq)) {
+        return refuse(incident(id, now_, "retired key", seq, e->message()),
+                      Errc::permission_denied);
+      }
+    }
     auto r = a_.accept(p.env, p.body);
     if (r) {
       a_.take(std::move(*r));
@@ -635,7 +758,10 @@ class Receiver::Step {
     const auto& id = k_.terminal.id;
     const std::uint64_t last = p.batch.last_sequence();
     const auto before = a_.stored.size();
-    auto r = a_.v.accept_batch_links(p.batch);
+    if (auto e = a_.retired(p.batch.signature(), last)) {
+      return refuse(incident(id, now_, "retired key", last, e->message()), Errc::permission_denied);
+    }
+    auto r = a_.accept_batch(p.batch);
     if (r) {
       a_.c.proofs.push_back(ChainProof{ChainProof::Kind::batch, last, p.batch.SerializeAsString()});
       a_.take(std::move(*r));
@@ -877,6 +1003,10 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
   if (!chained.empty()) {
     bool done = false;
     for (int attempt = 0; attempt < options_.max_attempts && !done; ++attempt) {
+      // Again after a lost race: a rotation moves the chain's version too.
+      if (attempt > 0) {
+        if (auto again = known(store_, id)) k = std::move(*again);
+      }
       auto chain = store_.chain_state(id);
       if (!chain) {
         for (auto i : chained) results[i] = std::unexpected(chain.error());
@@ -921,11 +1051,23 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
     if (!parsed[i].ok || parsed[i].kind != Parsed::Kind::offline) continue;
     const auto& off = parsed[i].off;
     std::optional<Incident> refused;
-    if (off.key_id() != k->key_id) {
+    // The terminal's key, or around a rotation the next one (its new
+    // session's will before the chain reached the cutover) or the retired
+    // one (the goodbye of the session the rotation happened in, or an older
+    // one: never a session the fleet has not seen).
+    const crypto::PublicKey* off_key = off.key_id() == k->key_id ? &k->key : nullptr;
+    if (!off_key && k->next_key && off.key_id() == k->next_key_id) off_key = &*k->next_key;
+    for (const auto& r : k->retired) {
+      if (!off_key && r.key && off.key_id() == r.key_id &&
+          off.session_epoch() <= k->terminal.session_epoch) {
+        off_key = &*r.key;
+      }
+    }
+    if (!off_key) {
       refused = incident(id, now, "bad signature", 0,
                          "an offline message signed by key " + printable(off.key_id(), 128) +
                              ", not the terminal's key " + k->key_id);
-    } else if (auto ok = envelope::verify_offline(off, id, k->key); !ok) {
+    } else if (auto ok = envelope::verify_offline(off, id, *off_key); !ok) {
       refused =
           incident(id, now, "tampered", 0,
                    "an offline message whose signature does not verify: " + ok.error().message());

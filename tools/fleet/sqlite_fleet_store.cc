@@ -11,7 +11,7 @@
 namespace portier::fleet {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS terminals (
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_by_terminal ON incidents (terminal_id, id);
 CREATE TABLE IF NOT EXISTS terminal_keys (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), public_key_pem TEXT NOT NULL,
-  from_seq INTEGER NOT NULL, PRIMARY KEY (terminal_id, public_key_pem));
+  from_seq INTEGER NOT NULL, cutover INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (terminal_id, public_key_pem));
 )sql";
 
 // Version 1 to 2: incidents tallied per interval (count, and the interval's
@@ -75,12 +76,17 @@ ALTER TABLE incidents ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE incidents ADD COLUMN bucket INTEGER;
 )sql";
 
-// Version 2 to 3: the candidates waiting for a signature and the envelopes
+// Version 2 to 3: a next key's cutover (the first sequence the terminal
+// signs with it, declared with its rotation; 0: not declared).
+constexpr const char* kSchema3 =
+    "ALTER TABLE terminal_keys ADD COLUMN cutover INTEGER NOT NULL DEFAULT 0";
+
+// Version 3 to 4: the candidates waiting for a signature and the envelopes
 // held past a gap are rows of their own (one written or deleted per
 // change), no longer blobs in the chain rewritten whole. Those of the blobs
 // are dropped, not converted: neither was ever acknowledged, so the
 // terminal sends them again (as after an eviction).
-constexpr const char* kSchema3 =
+constexpr const char* kSchema4 =
     "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked; "
     "ALTER TABLE chains ADD COLUMN pending_count INTEGER NOT NULL DEFAULT 0; "
     "ALTER TABLE chains ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0";
@@ -226,17 +232,35 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
     if (version == 1) {
       if (auto ok = store->exec(kSchema2); !ok) return std::unexpected(ok.error());
     }
-    Stmt old(db, "SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'");
-    if (!old.ok() || old.step() != SQLITE_ROW) {
-      auto e = store->sql_error("schema 3");
-      (void)store->exec("ROLLBACK");
-      return std::unexpected(e);
+    // A terminal_keys table of before version 3 (the CREATE above made
+    // none, or one that has it already).
+    bool has_cutover = false;
+    {
+      Stmt has(db,
+               "SELECT COUNT(*) FROM pragma_table_info('terminal_keys') WHERE name = 'cutover'");
+      if (!has.ok() || has.step() != SQLITE_ROW) {
+        return std::unexpected(store->sql_error("schema of terminal_keys"));
+      }
+      has_cutover = has.i64(0) != 0;
     }
-    if (old.i64(0) > 0) {
+    if (!has_cutover) {
       if (auto ok = store->exec(kSchema3); !ok) return std::unexpected(ok.error());
     }
+    // A chains table of before version 4 (blobs of candidates and parked
+    // envelopes).
+    bool has_blobs = false;
+    {
+      Stmt old(db, "SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'");
+      if (!old.ok() || old.step() != SQLITE_ROW) {
+        return std::unexpected(store->sql_error("schema of chains"));
+      }
+      has_blobs = old.i64(0) != 0;
+    }
+    if (has_blobs) {
+      if (auto ok = store->exec(kSchema4); !ok) return std::unexpected(ok.error());
+    }
     if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec("PRAGMA user_version=3"); !ok) return std::unexpected(ok.error());
+    if (auto ok = store->exec("PRAGMA user_version=4"); !ok) return std::unexpected(ok.error());
     if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
   }
   return store;
@@ -274,7 +298,8 @@ Result<void> SqliteFleetStore::add_terminal(const Terminal& t) {
 }
 
 Result<void> SqliteFleetStore::set_next_key(const std::string& id,
-                                            const std::string& public_key_pem) {
+                                            const std::string& public_key_pem,
+                                            std::uint64_t cutover) {
   std::lock_guard lock(mu_);
   PORTIER_TRY(exec("BEGIN IMMEDIATE"));
   auto ok = [&]() -> Result<void> {
@@ -284,21 +309,46 @@ Result<void> SqliteFleetStore::set_next_key(const std::string& id,
     if (t.step() != SQLITE_ROW) {
       return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
     }
+    if (cutover != 0) {
+      // The chain must not have passed the cutover: what it holds from there
+      // on was signed by the old key, which the terminal says it no longer
+      // uses. Its version moves, so that a receiver that loaded the keys
+      // before this commits nothing the old key signed past the cutover.
+      Stmt c(db_, "SELECT next_seq FROM chains WHERE terminal_id = ?");
+      if (!c.ok()) return std::unexpected(sql_error("read chain"));
+      c.bind(1, id);
+      const int rc = c.step();
+      if (rc == SQLITE_ROW && c.u64(0) > cutover) {
+        return fail(Errc::failed_precondition, "fleet store", "terminal " + id,
+                    "its chain already holds sequences " + std::to_string(cutover) + ".." +
+                        std::to_string(c.u64(0) - 1) +
+                        " signed by its current key, at or after the cutover " +
+                        std::to_string(cutover) +
+                        " the rotation names: someone else signs with that key");
+      }
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("read chain"));
+      Stmt v(db_, "UPDATE chains SET version = version + 1 WHERE terminal_id = ?");
+      if (!v.ok()) return std::unexpected(sql_error("next key"));
+      v.bind(1, id);
+      if (v.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
+    }
     Stmt d(db_, "DELETE FROM terminal_keys WHERE terminal_id = ? AND from_seq = 0");
     if (!d.ok()) return std::unexpected(sql_error("next key"));
     d.bind(1, id);
     if (d.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
     Stmt s(db_,
-           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) VALUES (?, ?, 0) "
-           "ON CONFLICT DO NOTHING");
+           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq, cutover) "
+           "VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING");
     if (!s.ok()) return std::unexpected(sql_error("next key"));
     s.bind(1, id);
     s.bind(2, public_key_pem);
+    s.bind(3, cutover);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("next key of " + id));
     return {};
   }();
   if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
   Error e = ok ? sql_error("commit") : ok.error();
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   return std::unexpected(e);
 }
@@ -306,13 +356,13 @@ Result<void> SqliteFleetStore::set_next_key(const std::string& id,
 Result<std::vector<TerminalKey>> SqliteFleetStore::keys(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT public_key_pem, from_seq FROM terminal_keys WHERE terminal_id = ? "
+         "SELECT public_key_pem, from_seq, cutover FROM terminal_keys WHERE terminal_id = ? "
          "ORDER BY from_seq = 0, from_seq");
   if (!s.ok()) return std::unexpected(sql_error("read keys"));
   s.bind(1, id);
   std::vector<TerminalKey> out;
   int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(TerminalKey{s.blob(0), s.u64(1)});
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(TerminalKey{s.blob(0), s.u64(1), s.u64(2)});
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("read keys of " + id));
   return out;
 }
@@ -738,13 +788,16 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
   PORTIER_TRY(write_chain(c));
   if (c.next_key_from != 0) {
     // The key in use so far goes into the history (from 1 when it is the
-    // first), the next key takes over.
-    Stmt h(db_,
-           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
-           "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
-    if (!h.ok()) return std::unexpected(sql_error("key history"));
-    h.bind(1, c.terminal_id);
-    if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    // first; not at all when the next key takes over at 1: it never signed
+    // anything), the next key takes over.
+    if (c.next_key_from > 1) {
+      Stmt h(db_,
+             "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
+             "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
+      if (!h.ok()) return std::unexpected(sql_error("key history"));
+      h.bind(1, c.terminal_id);
+      if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    }
     Stmt n(db_, "UPDATE terminal_keys SET from_seq = ? WHERE terminal_id = ? AND from_seq = 0");
     if (!n.ok()) return std::unexpected(sql_error("key history"));
     n.bind(1, c.next_key_from);

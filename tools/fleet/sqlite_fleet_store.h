@@ -28,7 +28,8 @@ class SqliteFleetStore final : public FleetStore {
   Result<Terminal> terminal(const std::string& id) override;
   Result<std::vector<Terminal>> terminals() override;
   Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) override;
-  Result<void> set_next_key(const std::string& id, const std::string& public_key_pem) override;
+  Result<void> set_next_key(const std::string& id, const std::string& public_key_pem,
+                            std::uint64_t cutover) override;
   Result<std::vector<TerminalKey>> keys(const std::string& id) override;
   Result<ChainRecord> chain(const std::string& id) override;
   Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,

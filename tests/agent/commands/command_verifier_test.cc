@@ -174,11 +174,82 @@ TEST_P(CommandVerifierTest, ReplayedCommandGetsItsFirstResultAndRunsNothing_REQ2
     EXPECT_EQ(again.command_digest(), first.command_digest());
   }
   EXPECT_EQ(handlers_.runs(), 1);
-  // Each repeat is audited as a duplicate (REQ-28).
+  // The first repeat is audited as a duplicate on its own (REQ-28), the
+  // others of its interval counted into one record.
   auto entries = audit_.entries();
-  ASSERT_EQ(entries.size(), 4u);
-  EXPECT_EQ(entries[3].decision, AuditDecision::deny);
-  EXPECT_NE(entries[3].reason.find("duplicate"), std::string::npos) << entries[3].reason;
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].decision, AuditDecision::deny);
+  EXPECT_NE(entries[1].reason.find("duplicate"), std::string::npos) << entries[1].reason;
+  verifier_->report_refusals(true);
+  entries = audit_.entries();
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[2].count, 2u);
+  EXPECT_EQ(entries[2].command_id, "c-1");
+  EXPECT_NE(entries[2].reason.find("duplicate"), std::string::npos) << entries[2].reason;
+}
+
+// A hostile broker replays a command the fleet signed 1,000 times: it runs
+// once; its first result goes back with the run and again at most once a
+// minute (answer().report), never once per replay, so the outbox does not
+// grow with them; each copy is audited, the first of each minute on its
+// own and the rest counted (REQ-28: duplicates).
+TEST_P(CommandVerifierTest,
+       AThousandReplaysOfAGenuineCommandRunItOnceAndAreAnsweredOnceAMinute_REQ28) {
+  const std::string bytes = fleet_->sign(command("c-1"));
+  int reported = 0, repeated = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (i == 600) mono_ += seconds(61);  // the replays span two minutes
+    auto a = verifier_->answer(bytes, "mqtt");
+    ASSERT_EQ(a.result.status(), v1::CommandResult::OK) << a.result.message();
+    EXPECT_EQ(a.result.output(), "hello c-1") << "a repeat returns the first result";
+    reported += a.report;
+    repeated += a.result.repeated_command();
+  }
+  EXPECT_EQ(handlers_.runs(), 1);
+  EXPECT_EQ(repeated, 999);
+  EXPECT_EQ(reported, 3) << "the run, then one repeat in each of the two minutes";
+  mono_ += minutes(1);
+  EXPECT_FALSE(verifier_->report_refusals().has_value()) << "every count reported";
+  auto entries = audit_.entries();
+  EXPECT_LE(entries.size(), 5u) << "the run, and per minute one alone and one count";
+  std::uint64_t copies = 0;
+  int ran = 0;
+  for (auto& e : entries) {
+    EXPECT_EQ(e.command_id, "c-1");
+    EXPECT_EQ(e.source, "mqtt");
+    if (e.decision == AuditDecision::allow) {
+      ++ran;
+    } else {
+      EXPECT_NE(e.reason.find("duplicate"), std::string::npos) << e.reason;
+      copies += e.count.value_or(1);
+    }
+  }
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(copies, 999u) << "every replay counted";
+}
+
+// The fleet signed a command for another terminal; the broker replays it
+// here: refused and answered (the fleet must learn why), but once a minute,
+// not once per replay.
+TEST_P(CommandVerifierTest, ReplaysOfAGenuineRefusedCommandAreAnsweredOnceAMinute_REQ28) {
+  auto c = command("c-other");
+  c.set_target_terminal("atm-0043");
+  const std::string bytes = fleet_->sign(c);
+  int reported = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto a = verifier_->answer(bytes, "mqtt");
+    EXPECT_EQ(a.result.status(), v1::CommandResult::REFUSED);
+    reported += a.report;
+  }
+  EXPECT_EQ(reported, 1);
+  mono_ += seconds(61);
+  EXPECT_TRUE(verifier_->answer(bytes, "mqtt").report);
+  verifier_->report_refusals(true);
+  std::uint64_t copies = 0;
+  for (auto& e : audit_.entries()) copies += e.count.value_or(1);
+  EXPECT_EQ(copies, 101u);
+  EXPECT_LE(audit_.entries().size(), 3u);
+  EXPECT_EQ(handlers_.runs(), 0);
 }
 
 TEST_P(CommandVerifierTest, ReplayAfterARestartGetsTheFirstResultAndRunsNothing_REQ23) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/commands/command_signing.h"
+#include "agent/link/sequence_set.h"
 #include "policy/temp_dir.h"
 #include "portier/v1/fleet.pb.h"
 #include "support/test_pki.h"
@@ -183,6 +184,107 @@ TEST_F(AckVerifierTest, ARememberedChainIsCheckedAgainOnceItsCertificateHasExpir
   auto r = v.verify(sign(fleet, {{3, 3}}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().what, "untrusted chain") << r.error().message();
+}
+
+// A hostile broker withholds the fleet's acknowledgement of 1..5 and
+// delivers it after a newer one: it is refused as old without its
+// signature checked, and so is every replay of it. One signed a little
+// before the newest (several fleet workers) is still taken.
+TEST_F(AckVerifierTest, AnOlderGenuineAcknowledgementAfterANewerOneIsRefusedUnverified_REQ29) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto v = verifier();
+  const auto withheld = sign(fleet, {{1, 5}});
+  now_ += 1min;
+  ASSERT_TRUE(v.verify(sign(fleet, {{6, 10}})));
+  const auto checks = v.signature_checks();
+  EXPECT_EQ(checks, 1u);
+  for (int i = 0; i < 100; ++i) {
+    auto r = v.verify(withheld);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().what, "old") << r.error().message();
+  }
+  auto claim = v.inspect(withheld);
+  ASSERT_FALSE(claim);
+  EXPECT_EQ(claim.error().what, "old");
+  EXPECT_EQ(v.signature_checks(), checks) << "an old one cost a signature check";
+  // Signed 3 s before the newest: within the 5 s a fleet's workers may be
+  // out of step.
+  now_ -= 3s;
+  EXPECT_TRUE(v.verify(sign(fleet, {{11, 12}})));
+}
+
+// inspect() reads what an acknowledgement claims and trusts none of it: a
+// forgery passes it (only verify() refuses it), and nothing is checked or
+// remembered.
+TEST_F(AckVerifierTest, InspectReadsTheClaimWithoutCheckingTheSignature) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto v = verifier();
+  v1::SignedAcknowledgement s;
+  ASSERT_TRUE(s.ParseFromString(sign(fleet, {{3, 7}, {9, 9}})));
+  s.mutable_signature()->back() ^= 0x01;
+  const auto forged = s.SerializeAsString();
+  auto claim = v.inspect(forged);
+  ASSERT_TRUE(claim) << claim.error().message();
+  EXPECT_EQ(claim->ranges, (std::vector<SequenceRange>{{3, 7}, {9, 9}}));
+  EXPECT_EQ(claim->time, now_);
+  EXPECT_EQ(v.signature_checks(), 0u);
+  EXPECT_EQ(v.chain_checks(), 0u);
+  EXPECT_EQ(kind(v.verify(forged)), "bad signature");
+  EXPECT_EQ(v.signature_checks(), 1u);
+  // A forgery never moves the newest time: a genuine one signed before the
+  // forged time is still taken.
+  v1::Acknowledgement a;
+  ASSERT_TRUE(a.ParseFromString(s.acknowledgement()));
+  a.mutable_time()->set_seconds(a.time().seconds() + 3600);
+  s.set_acknowledgement(a.SerializeAsString());
+  EXPECT_EQ(kind(v.verify(s.SerializeAsString())), "bad signature");
+  EXPECT_TRUE(v.verify(sign(fleet, {{1, 1}})));
+  // Refused unverified: another terminal's, no time.
+  EXPECT_EQ(v.inspect(sign(fleet, {{1, 1}}, "T-0002")).error().what, "other terminal");
+  a.clear_time();
+  s.set_acknowledgement(a.SerializeAsString());
+  EXPECT_EQ(v.inspect(s.SerializeAsString()).error().what, "malformed");
+}
+
+// The fleet's clock runs a year ahead, then is corrected: its
+// acknowledgements are "old" for at most max_ahead (5 minutes) of this
+// terminal's clock, never for the year.
+TEST_F(AckVerifierTest, AFleetClockFarAheadThenCorrectedLocksOutItsAcknowledgementsBriefly) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto v = verifier();
+  const auto real = now_;
+  now_ += std::chrono::hours(24 * 365);
+  const auto ahead = sign(fleet, {{1, 1}});
+  now_ = real;
+  ASSERT_TRUE(v.verify(ahead));
+  EXPECT_EQ(kind(v.verify(sign(fleet, {{2, 2}}))), "old");
+  now_ = real + 5min;
+  EXPECT_EQ(kind(v.verify(sign(fleet, {{3, 3}}))), "accepted");
+}
+
+TEST(SequenceSet, AddsMergesRemovesAndIntersectsRanges) {
+  SequenceSet s;
+  for (std::uint64_t i = 1; i <= 10; ++i) s.add(i, i);
+  EXPECT_EQ(s.ranges(), 1u);
+  s.add(20, 30);
+  s.add(12, 12);
+  EXPECT_EQ(s.ranges(), 3u);
+  EXPECT_TRUE(s.intersects(11, 12));
+  EXPECT_FALSE(s.intersects(13, 19));
+  EXPECT_FALSE(s.intersects(31, UINT64_MAX));
+  s.remove(3, 5);
+  s.remove(12, 25);
+  EXPECT_EQ(s.overlap(1, 100), (std::vector<SequenceRange>{{1, 2}, {6, 10}, {26, 30}}));
+  EXPECT_FALSE(s.contains(4));
+  EXPECT_TRUE(s.contains(6));
+  s.add(3, 27);
+  EXPECT_EQ(s.overlap(0, UINT64_MAX), (std::vector<SequenceRange>{{1, 30}}));
+  s.remove(0, UINT64_MAX);
+  EXPECT_TRUE(s.empty());
+  s.add(UINT64_MAX - 1, UINT64_MAX);
+  s.add(1, 1);
+  EXPECT_EQ(s.overlap(0, UINT64_MAX),
+            (std::vector<SequenceRange>{{1, 1}, {UINT64_MAX - 1, UINT64_MAX}}));
 }
 
 }  // namespace

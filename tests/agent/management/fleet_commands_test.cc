@@ -179,5 +179,43 @@ TEST_F(FleetCommandsTest, AFloodOfGarbageCommandsLeavesTheOutboxBoundedAndItsTel
   EXPECT_LE(entries.size(), 12u) << "audited in aggregate, not one record each";
 }
 
+// The broker replays a command the fleet signed 1,000 times, each copy
+// handed to the commands thread: the command runs once, and the outbox
+// holds its result twice at most (the run and one repeat in the minute),
+// not a result per replay; the audit trail counts every copy in a few
+// records.
+TEST_F(FleetCommandsTest, AThousandReplaysOfAGenuineCommandRunItOnceAndLeaveTwoResults_REQ28) {
+  start_commands();
+  auto fleet = pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  ASSERT_TRUE(fleet) << fleet.error().message();
+  const auto bytes = signed_by(*fleet, "c-1", "T-1");
+  std::uint64_t given = 0;
+  for (int chunk = 0; chunk < 20; ++chunk) {
+    // In chunks its queue holds: none dropped unread, each one verified.
+    for (int i = 0; i < 50; ++i, ++given) commands_->receive(bytes);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (commands_->handled() < given && std::chrono::steady_clock::now() < deadline) {
+      uplink_->flush(5ms);  // a bounded wait for the commands thread
+    }
+    ASSERT_EQ(commands_->handled(), given);
+  }
+  commands_->stop();  // every count audited
+  ASSERT_TRUE(uplink_->flush(10s));
+  EXPECT_EQ(outbox_types()[v1::PAYLOAD_COMMAND_RESULT], 2);
+  int ran = 0;
+  std::uint64_t copies = 0;
+  auto entries = audit_.entries();
+  for (auto& e : entries) {
+    if (e.decision == AuditDecision::allow) {
+      ++ran;
+    } else {
+      copies += e.count.value_or(1);
+    }
+  }
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(copies, 999u);
+  EXPECT_LE(entries.size(), 3u);
+}
+
 }  // namespace
 }  // namespace portier::management

@@ -96,5 +96,70 @@ TEST(ManagementConfig, ASerialThatIsAFirmwarePlaceholderOrUnprintableIsRefused) 
   EXPECT_NE(e.find("character"), std::string::npos) << e;
 }
 
+const std::string kPkcs11 =
+    "pkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\"\n"
+    "pkcs11_token = \"portier\"\n"
+    "pkcs11_pin_file = \"/var/lib/portier/token.pin\"\n";
+const std::string kTls =
+    "cert_file = \"/etc/portier/tls.crt\"\ntls_key_file = \"/etc/portier/tls.key\"\n";
+const std::string kEnrol =
+    "enrolment_server = \"fleet.example:7443\"\n"
+    "enrolment_secret_file = \"/var/lib/portier/enrolment.secret\"\n";
+
+TEST(ManagementConfig, Pkcs11KeysAreReadWithEnrolmentAndTheLinksOwnTlsFiles_REQ16) {
+  auto c = parse(kBase + kPkcs11 + kTls + kEnrol + "pkcs11_key_label = \"dev-1\"\n" +
+                 "key_algorithm = \"ed25519\"\n");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->pkcs11());
+  EXPECT_EQ(c->pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
+  EXPECT_EQ(c->pkcs11_token, "portier");
+  EXPECT_EQ(c->pkcs11_pin_file, "/var/lib/portier/token.pin");
+  EXPECT_EQ(c->pkcs11_key_label, "dev-1");
+  EXPECT_EQ(c->key_type, crypto::KeyType::ed25519);
+  EXPECT_EQ(c->tls_key_file, "/etc/portier/tls.key");
+  // The label has a default; without pkcs11_module the key is a file.
+  c = parse(kBase + kPkcs11 + kTls);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->pkcs11_key_label, "portier-device");
+  c = parse(kBase + kTls);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_FALSE(c->pkcs11());
+}
+
+TEST(ManagementConfig, Pkcs11MistakesAreRefusedByName_REQ16) {
+  // SM2: no token portierd is tested with has it.
+  auto e = error_of(kBase + kPkcs11 + kTls + "key_algorithm = \"sm2\"\n");
+  EXPECT_NE(e.find("management.key_algorithm"), std::string::npos) << e;
+  EXPECT_NE(e.find("no SM2"), std::string::npos) << e;
+  EXPECT_NE(e.find("key_file"), std::string::npos) << e;
+  // A key file and a token at once.
+  e = error_of(kBase + kPkcs11 + kTls + "key_file = \"/var/lib/portier/device.key\"\n");
+  EXPECT_NE(e.find("management.key_file"), std::string::npos) << e;
+  EXPECT_NE(e.find("in the token"), std::string::npos) << e;
+  // What the token needs.
+  e = error_of(kBase + kTls + "pkcs11_module = \"libsofthsm2.so\"\npkcs11_token = \"t\"\n" +
+               "pkcs11_pin_file = \"/p\"\n");
+  EXPECT_NE(e.find("management.pkcs11_module"), std::string::npos) << e;
+  EXPECT_NE(e.find("absolute path"), std::string::npos) << e;
+  e = error_of(kBase + kTls + "pkcs11_module = \"/m.so\"\npkcs11_pin_file = \"/p\"\n");
+  EXPECT_NE(e.find("management.pkcs11_token"), std::string::npos) << e;
+  e = error_of(kBase + kTls + "pkcs11_module = \"/m.so\"\npkcs11_token = \"t\"\n");
+  EXPECT_NE(e.find("management.pkcs11_pin_file"), std::string::npos) << e;
+  EXPECT_NE(e.find("never the PIN itself"), std::string::npos) << e;
+  e = error_of(kBase + kTls + kPkcs11 + "pkcs11_key_label = \"\"\n");
+  EXPECT_NE(e.find("management.pkcs11_key_label"), std::string::npos) << e;
+  // A token's key cannot be the link's TLS key: its own files are needed,
+  // with or without enrolment.
+  e = error_of(kBase + kPkcs11 + kEnrol);
+  EXPECT_NE(e.find("management.cert_file"), std::string::npos) << e;
+  EXPECT_NE(e.find("never from a token"), std::string::npos) << e;
+  e = error_of(kBase + kPkcs11 + "cert_file = \"/c\"\n");
+  EXPECT_NE(e.find("management.tls_key_file"), std::string::npos) << e;
+  // The token's keys without the module.
+  e = error_of(kBase + kTls + "pkcs11_token = \"portier\"\n");
+  EXPECT_NE(e.find("management.pkcs11_token"), std::string::npos) << e;
+  EXPECT_NE(e.find("only used with pkcs11_module"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace portier::management

@@ -320,6 +320,92 @@ TEST_P(UplinkTest, ARunSplitAcrossAReconnectResendsOnlyWhatWasNotAcknowledged_RE
   sender.stop();
 }
 
+// A key rotation (attacker review of issue 10, finding 1): the uplink holds
+// at a committed run, the next sequence is the cutover the Renew names, the
+// old key signs nothing from there on, and the uplink goes on with the new
+// key from exactly there. The fleet, told the cutover, takes every envelope
+// once and in order, with no incident; the old key at the cutover is
+// refused.
+TEST_P(UplinkTest, AKeyRotationsCutoverIsWhereTheNewKeySignsFromAndTheFleetTakesAllOnce_REQ33) {
+  start_terminal();
+  submit(20);
+  ASSERT_TRUE(uplink_->flush(10s));
+  submit(20, 20);
+  auto held = uplink_->hold(10s);  // runs may be in flight: it waits for them
+  ASSERT_TRUE(held) << held.error().message();
+  const std::uint64_t cutover = held->next_sequence;
+  submit(20, 40);  // queued while held: nothing is sealed
+  auto before = box_->oldest(100000);
+  ASSERT_TRUE(before);
+  const std::uint64_t sealed_before = before->empty() ? 0 : before->back().sequence;
+  EXPECT_EQ(sealed_before + 1, cutover);
+  EXPECT_GT(cutover, 20u);
+  EXPECT_FALSE(uplink_->flush(50ms));
+  EXPECT_EQ(box_->oldest(100000)->size(), before->size());
+
+  auto new_key = crypto::PrivateKey::generate(std::get<0>(GetParam()));
+  ASSERT_TRUE(new_key);
+  auto new_signer = crypto::KeySigner::from(*new_key);
+  ASSERT_TRUE(new_signer);
+  const auto new_kid = *envelope::key_id(*new_key->public_key());
+  uplink_->release(std::make_shared<crypto::KeySigner>(std::move(*new_signer)), new_kid);
+  submit(20, 60);
+  ASSERT_TRUE(uplink_->flush(10s));
+
+  auto records = box_->oldest(100000);
+  ASSERT_TRUE(records);
+  ASSERT_EQ(records->size(), 80u);
+  for (auto& r : *records) {
+    v1::Envelope env;
+    ASSERT_TRUE(env.ParseFromString(r.envelope));
+    if (!env.has_signature()) continue;
+    EXPECT_EQ(env.signature().key_id(), r.sequence < cutover ? key_id_ : new_kid) << r.sequence;
+  }
+
+  // The fleet, as the enrolment service leaves it after the Renew.
+  auto store = fleet::SqliteFleetStore::open(dir_ + "/fleet.db");
+  ASSERT_TRUE(store);
+  fleet::Terminal t;
+  t.id = "T-1";
+  t.public_key_pem = *signer_->public_key().to_pem();
+  t.key_algorithm = std::string(crypto::name(signer_->type()));
+  ASSERT_TRUE((*store)->add_terminal(t));
+  ASSERT_TRUE((*store)->set_next_key("T-1", *new_key->public_key()->to_pem(), cutover));
+  fleet::Receiver receiver(**store);
+  const auto now = std::chrono::system_clock::now();
+  std::vector<std::uint64_t> stored;
+  for (auto& r : *records) {
+    auto got = receiver.receive("T-1", "envelope", r.envelope, now);
+    ASSERT_TRUE(got) << r.sequence << ": " << got.error().message();
+    stored.insert(stored.end(), got->stored.begin(), got->stored.end());
+  }
+  ASSERT_EQ(stored.size(), 80u);
+  for (std::size_t i = 0; i < stored.size(); ++i) EXPECT_EQ(stored[i], i + 1);
+  auto incidents = (*store)->incidents("T-1", 100);
+  ASSERT_TRUE(incidents);
+  // (The test's payloads are no HealthReports: "malformed", stored as signed.)
+  for (auto& i : *incidents) EXPECT_EQ(i.kind, "malformed") << i.sequence << ": " << i.detail;
+  EXPECT_EQ((*store)->terminal("T-1")->public_key_pem, *new_key->public_key()->to_pem());
+  auto rows = (*store)->envelopes("T-1", 0, 1000);
+  ASSERT_TRUE(rows);
+  for (std::size_t i = 0; i < rows->size(); ++i) {
+    v1::Envelope env;
+    v1::EnvelopeBody body;
+    ASSERT_TRUE(env.ParseFromString((*rows)[i].envelope) && body.ParseFromString(env.body()));
+    EXPECT_EQ(body.payload(), "payload " + std::to_string(i));
+  }
+
+  // Whoever kept the old key signs the next link: refused as retired.
+  envelope::EnvelopeSealer thief("T-1", signer_->type(), *box_->chain_state());
+  auto forged = thief.seal(v1::PAYLOAD_HEALTH, "thief", now);
+  ASSERT_TRUE(forged);
+  ASSERT_TRUE(envelope::sign_envelope(forged->envelope, *signer_, key_id_));
+  auto refused = receiver.receive("T-1", "envelope", forged->envelope.SerializeAsString(), now);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("retired key"), std::string::npos)
+      << refused.error().message();
+}
+
 INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,
                          ::testing::Combine(::testing::Values(crypto::KeyType::ecdsa_p256,
                                                               crypto::KeyType::ed25519,

@@ -8,13 +8,18 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "agent/identity/issued_certificate.h"
 #include "agent/identity/signer_csr.h"
 #include "agent/identity/softhsm_token.h"
 #include "common/file_read.h"
 #include "enrolment/enrolment_fixture.h"
+#include "tools/fleet/enrolment/issued_key_record.h"
+#include "tools/fleet/sqlite_fleet_store.h"
 
 namespace portier::test {
 namespace {
@@ -28,7 +33,7 @@ class RotationTest : public EnrolmentFixture {
     auto csr = crypto::CertificateRequest::from_pem(csr_pem);
     EXPECT_TRUE(csr);
     auto der = csr->der();
-    auto r = service_->rotate("SN-1001", *der);
+    auto r = service_->rotate("SN-1001", *der, 1);
     EXPECT_TRUE(r) << (r ? "" : r.error().message());
     return r ? *r : v1::EnrollResponse{};
   }
@@ -193,11 +198,12 @@ TEST_F(RotationTest, ASoftHsmKeyIsRotatedAndTheOldOneDestroyedInTheToken_REQ16_R
   ASSERT_TRUE(enrolled) << enrolled.error().message();
   const auto old_signer = t.identity->signer();
   const std::string old_pub = raw(old_signer->public_key());
-  // Renewal over mutual TLS needs the key in a file: said plainly.
+  // A token's key renews by Enroll (gRPC takes no TLS key from a token);
+  // a certificate this fresh is not replaced yet: said plainly.
   auto renew = client(t).renew(*t.identity);
   ASSERT_FALSE(renew);
-  EXPECT_NE(renew.error().message().find("the device key is in a PKCS#11 token"),
-            std::string::npos);
+  EXPECT_NE(renew.error().message().find("not renewed yet"), std::string::npos)
+      << renew.error().message();
 
   auto csr_pem = t.identity->begin_rotation();
   ASSERT_TRUE(csr_pem) << csr_pem.error().message();
@@ -246,7 +252,7 @@ TEST_F(RotationTest, RenewWithANewKeyRotatesOnceWhenTheOperatorAskedForIt_REQ16_
   ASSERT_TRUE(old_key);
 
   // Not asked for: refused and recorded, the keys stay as they were.
-  auto refused = client(t).rotate(*t.identity);
+  auto refused = client(t).rotate(*t.identity, 7);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, Errc::permission_denied);
   EXPECT_NE(refused.error().message().find("operator's rotation"), std::string::npos)
@@ -255,7 +261,7 @@ TEST_F(RotationTest, RenewWithANewKeyRotatesOnceWhenTheOperatorAskedForIt_REQ16_
   EXPECT_EQ(issued.size(), 1u);
 
   ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
-  auto rotated = client(t).rotate(*t.identity);
+  auto rotated = client(t).rotate(*t.identity, 7);
   ASSERT_TRUE(rotated) << rotated.error().message();
   const std::string new_pem = *t.identity->signer()->public_key().to_pem();
   EXPECT_NE(new_pem, old_pem);
@@ -270,7 +276,7 @@ TEST_F(RotationTest, RenewWithANewKeyRotatesOnceWhenTheOperatorAskedForIt_REQ16_
   EXPECT_FALSE((*rec)->rotation_allowed);
 
   // Once: a second new key is refused again.
-  auto again = client(t).rotate(*t.identity);
+  auto again = client(t).rotate(*t.identity, 7);
   ASSERT_FALSE(again);
   EXPECT_NE(again.error().message().find("operator's rotation"), std::string::npos);
   EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), new_pem);
@@ -305,7 +311,7 @@ TEST_F(RotationTest, ARotationTheFleetCannotRecordIssuesNothing_REQ33) {
     return fail_msg(Errc::unavailable, "the fleet store is away");
   });
   ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
-  auto r = client(t).rotate(*t.identity);
+  auto r = client(t).rotate(*t.identity, 7);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("the fleet store is away"), std::string::npos)
       << r.error().message();
@@ -315,9 +321,250 @@ TEST_F(RotationTest, ARotationTheFleetCannotRecordIssuesNothing_REQ33) {
   EXPECT_EQ((*rec)->public_key_pem, old_pem);
   EXPECT_TRUE((*rec)->rotation_allowed);
   service_->on_issued(nullptr);
-  auto retried = client(t).rotate(*t.identity);
+  auto retried = client(t).rotate(*t.identity, 7);
   EXPECT_TRUE(retried) << retried.error().message();
   EXPECT_NE(*t.identity->signer()->public_key().to_pem(), old_pem);
+}
+
+// A registry whose find() lets no caller through until `parties` callers
+// have read (or a deadline passed): every Renew then passes its checks on
+// the same record before any of them writes, the window two racing Renews
+// (a thief of the old key and the terminal) had before the key change was
+// a compare-and-swap.
+class BarrierRegistry final : public fleet::EnrolmentRegistry {
+ public:
+  BarrierRegistry(fleet::EnrolmentRegistry& r, int parties) : r_(r), parties_(parties) {}
+  Result<void> expect(const std::string& serial, crypto::ByteView secret) override {
+    return r_.expect(serial, secret);
+  }
+  Result<std::optional<fleet::EnrolmentRecord>> find(const std::string& serial) override {
+    auto rec = r_.find(serial);
+    std::unique_lock lock(mu_);
+    if (++arrived_ >= parties_) cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return arrived_ >= parties_; });
+    return rec;
+  }
+  Result<void> bind(const std::string& serial, const std::string& terminal_id,
+                    const std::string& pem, crypto::ByteView cert) override {
+    return r_.bind(serial, terminal_id, pem, cert);
+  }
+  Result<void> update(const std::string& serial, const std::string& pem,
+                      crypto::ByteView cert) override {
+    return r_.update(serial, pem, cert);
+  }
+  Result<void> replace_key(const std::string& serial, const std::string& expected,
+                           const std::string& pem, crypto::ByteView cert,
+                           KeyChange change) override {
+    return r_.replace_key(serial, expected, pem, cert, change);
+  }
+  Result<void> allow_rotation(const std::string& terminal_id) override {
+    return r_.allow_rotation(terminal_id);
+  }
+  Result<void> record_refusal(const fleet::EnrolmentRefusal& refusal) override {
+    return r_.record_refusal(refusal);
+  }
+  Result<std::vector<fleet::EnrolmentRefusal>> refusals(const std::string& serial) override {
+    return r_.refusals(serial);
+  }
+
+ private:
+  fleet::EnrolmentRegistry& r_;
+  const int parties_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+};
+
+// Two Renews with a new key each, at once, for one terminal: the terminal
+// and a thief holding a copy of its old key and certificate. Both pass the
+// registry's checks before either writes; exactly one gets a certificate
+// and moves the key, the other is refused and recorded.
+TEST_F(RotationTest, TwoRotationsAtOnceMoveTheKeyOnceAndTheOtherIsRefused_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  // The thief: the same files (key, certificate, terminal id).
+  const std::string thief_dir = dir_ + "/thief";
+  fs::create_directories(thief_dir);
+  for (const char* f : {"device.key", "device.crt", "terminal_id", "enrolment.secret"}) {
+    fs::copy_file(t.dir + "/" + f, thief_dir + "/" + f);
+  }
+  auto thief_id =
+      identity::DeviceIdentity::open({t.terminal_id, "SN-1001", {pki_->root()}},
+                                     std::make_unique<identity::FileKeyStore>(
+                                         thief_dir + "/device.key", crypto::KeyType::ecdsa_p256),
+                                     identity::CertificateStore(thief_dir + "/device.crt"));
+  ASSERT_TRUE(thief_id) << thief_id.error().message();
+  Terminal thief{thief_dir, t.terminal_id, thief_dir + "/enrolment.secret", std::move(*thief_id)};
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+
+  BarrierRegistry barrier(*registry_, 2);
+  fleet::EnrolmentService racing(*ca_, barrier);
+  std::vector<fleet::IssuedKey> told;
+  std::mutex told_mu;
+  racing.on_issued([&](const fleet::IssuedKey& k) -> Result<void> {
+    std::lock_guard lock(told_mu);
+    told.push_back(k);
+    return {};
+  });
+  start_server(racing);
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  const auto refusals_before = registry_->refusals("SN-1001")->size();
+
+  Result<void> results[2] = {Result<void>{}, Result<void>{}};
+  Terminal* who[2] = {&t, &thief};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] { results[i] = client(*who[i]).rotate(*who[i]->identity, 9); });
+  }
+  for (auto& th : threads) th.join();
+
+  const int winners = (results[0] ? 1 : 0) + (results[1] ? 1 : 0);
+  ASSERT_EQ(winners, 1) << (results[0] ? "" : results[0].error().message()) << " / "
+                        << (results[1] ? "" : results[1].error().message());
+  const int w = results[0] ? 0 : 1;
+  const auto& lost = results[1 - w].error();
+  EXPECT_EQ(lost.code, Errc::permission_denied) << lost.message();
+  EXPECT_NE(lost.message().find("changed or used its key first"), std::string::npos)
+      << lost.message();
+  // The loser still has its old key and no certificate for its new one.
+  EXPECT_EQ(*who[1 - w]->identity->signer()->public_key().to_pem(), old_pem);
+  // The registry holds the winner's new key, the fleet heard of it alone.
+  const std::string new_pem = *who[w]->identity->signer()->public_key().to_pem();
+  EXPECT_NE(new_pem, old_pem);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, new_pem);
+  EXPECT_FALSE((*rec)->rotation_allowed);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].kind, fleet::IssuedKey::Kind::rotated);
+  EXPECT_EQ(told[0].public_key_pem, new_pem);
+  EXPECT_EQ(told[0].cutover, 9u);
+  auto refusals = registry_->refusals("SN-1001");
+  ASSERT_TRUE(refusals);
+  EXPECT_EQ(refusals->size(), refusals_before + 1);
+}
+
+// A rotation must name its cutover (the fleet refuses the old key from
+// there on): one without is refused and moves nothing.
+TEST_F(RotationTest, ARotationWithoutItsCutoverIsRefused_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  // What an older terminal sends: Renew with a new key's CSR, no cutover.
+  auto pending = t.identity->begin_rotation();
+  ASSERT_TRUE(pending);
+  auto csr = crypto::CertificateRequest::from_pem(*pending);
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  auto r = service_->renew(*t.identity->certificate()->cert.to_pem(), req);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message().find("cutover"), std::string::npos) << r.error().message();
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, old_pem);
+  EXPECT_TRUE((*rec)->rotation_allowed);
+}
+
+// A rotated terminal whose certificate expired (off for longer than a
+// lifetime) enrols again with its new key, before that key signed anything
+// the fleet received: the fleet's store knows it as the certified next key
+// and takes it (it refused it before: "registered with another key").
+// Another key still is not taken.
+TEST_F(RotationTest, ARotatedTerminalEnrolsAgainWithItsNewKey_REQ33) {
+  auto store = fleet::SqliteFleetStore::open(dir_ + "/fleet.db");
+  ASSERT_TRUE(store) << store.error().message();
+  service_->on_issued([&](const fleet::IssuedKey& k) { return fleet::record_issued(**store, k); });
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  ASSERT_EQ((*store)->terminal(t.terminal_id)->public_key_pem, old_pem);
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  ASSERT_TRUE(client(t).rotate(*t.identity, 1));
+  const std::string new_pem = *t.identity->signer()->public_key().to_pem();
+  auto keys = (*store)->keys(t.terminal_id);
+  ASSERT_TRUE(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ(keys->front().public_key_pem, new_pem);
+  EXPECT_EQ(keys->front().cutover, 1u);
+
+  // Its certificate is gone (expired): it enrols again, with the new key.
+  fs::remove(t.cert_path());
+  auto reopened = identity::DeviceIdentity::open(
+      {t.terminal_id, "SN-1001", {pki_->root()}},
+      std::make_unique<identity::FileKeyStore>(t.dir + "/device.key", crypto::KeyType::ecdsa_p256),
+      identity::CertificateStore(t.cert_path()));
+  ASSERT_TRUE(reopened);
+  t.identity = std::move(*reopened);
+  ASSERT_FALSE(t.identity->certificate());
+  auto again = client(t).enroll(*t.identity);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(*t.identity->certificate()->cert.public_key()->to_pem(), new_pem);
+
+  // The store still refuses a key it never certified under that id.
+  auto other = *crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  auto refused = fleet::record_issued(**store, {fleet::IssuedKey::Kind::enrolled,
+                                                t.terminal_id,
+                                                "SN-1001",
+                                                *other.public_key()->to_pem(),
+                                                {},
+                                                0});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::already_exists);
+}
+
+// The fleet took a rotation but its answer was lost: the terminal asks
+// again with the same pending key (it must not sign with the old key past
+// the cutover the fleet now holds) and gets the certificate issued then;
+// nothing changes twice. The old key asking for a key of its own is still
+// refused.
+TEST_F(RotationTest, ARotationWhoseAnswerWasLostIsAnsweredAgain_REQ33) {
+  std::vector<fleet::IssuedKey> told;
+  service_->on_issued([&](const fleet::IssuedKey& k) -> Result<void> {
+    told.push_back(k);
+    return {};
+  });
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_cert_pem = *t.identity->certificate()->cert.to_pem();
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto pending = t.identity->begin_rotation();
+  ASSERT_TRUE(pending);
+  auto csr = crypto::CertificateRequest::from_pem(*pending);
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  req.set_cutover_sequence(12);
+  auto lost = service_->renew(old_cert_pem, req);  // the answer never reaches the terminal
+  ASSERT_TRUE(lost) << lost.error().message();
+  ASSERT_EQ(told.size(), 2u);
+
+  auto retried = client(t).rotate(*t.identity, 12);
+  ASSERT_TRUE(retried) << retried.error().message();
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), *csr->public_key()->to_pem());
+  EXPECT_EQ(told.size(), 2u);  // told once
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, *csr->public_key()->to_pem());
+
+  // A thief with the old certificate and a key of its own: refused.
+  auto thief_key = *crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  auto thief_signer = crypto::KeySigner::from(thief_key);
+  ASSERT_TRUE(thief_signer);
+  auto thief_csr = identity::make_csr(*thief_signer, {t.terminal_id, "SN-1001", ""});
+  ASSERT_TRUE(thief_csr);
+  v1::RenewCertificateRequest thief_req;
+  auto thief_der = thief_csr->der();
+  thief_req.set_csr(thief_der->data(), thief_der->size());
+  thief_req.set_cutover_sequence(13);
+  auto refused = service_->renew(old_cert_pem, thief_req);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::permission_denied);
+  EXPECT_EQ(told.size(), 2u);
 }
 
 }  // namespace

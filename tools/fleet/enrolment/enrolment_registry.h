@@ -23,6 +23,9 @@ struct EnrolmentRecord {
   std::string public_key_pem;     // the enrolled key; empty until enrolled
   crypto::Bytes certificate;      // DER, the last issued; empty until enrolled
   bool rotation_allowed = false;  // the operator asked for a new key (one Renew may bring it)
+  // The key the last rotation replaced (empty: none): a retry of that
+  // rotation whose answer was lost gets the certificate already issued.
+  std::string previous_key_pem;
 };
 
 struct EnrolmentRefusal {
@@ -47,6 +50,17 @@ class EnrolmentRegistry {
   // Clears rotation_allowed.
   virtual Result<void> update(const std::string& serial, const std::string& public_key_pem,
                               crypto::ByteView certificate) = 0;
+  // Compare-and-swap of the enrolled serial's key, in one transaction: only
+  // when the key is still `expected_pem` (aborted otherwise: another request
+  // renewed or rotated it first), and for a new key only when the operator
+  // allowed a rotation (permission_denied otherwise; the allowance is then
+  // used up). `undo`: puts back a rotation whose new key could not be told
+  // to the fleet's store (the allowance is open again). not_found when the
+  // serial is not enrolled.
+  enum class KeyChange { renewal, rotation, undo };
+  virtual Result<void> replace_key(const std::string& serial, const std::string& expected_pem,
+                                   const std::string& public_key_pem, crypto::ByteView certificate,
+                                   KeyChange change) = 0;
   // The operator's RotateDeviceKey: the next Renew of the enrolled
   // `terminal_id` may bring a new key (not_found when it is not enrolled).
   virtual Result<void> allow_rotation(const std::string& terminal_id) = 0;

@@ -104,12 +104,16 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
     if (!(*record)->public_key_pem.empty()) {
       if ((*record)->public_key_pem == *pub_pem && (*record)->terminal_id == tid) {
         // The same device asking again (its answer was lost): the same
-        // certificate, or a new one for the same key when that one has
-        // expired (a terminal off for longer than a lifetime can renew
-        // nothing over TLS any more; the proof and the key are the same).
+        // certificate, or a new one for the same key once that one is past
+        // a tenth of its lifetime (a key in a PKCS#11 token renews this
+        // way: gRPC cannot take it as a TLS client key) or has expired (a
+        // terminal off for longer than a lifetime can renew nothing over
+        // TLS any more; the proof and the key are the same).
         PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
         auto held = crypto::Certificate::from_der((*record)->certificate);
-        if (held && held->not_after() > now_()) return respond((*record)->certificate);
+        if (held && now_() < held->not_before() + (held->not_after() - held->not_before()) / 10) {
+          return respond((*record)->certificate);
+        }
         auto fresh = ca_.issue_device(*csr, tid, serial, now_());
         if (!fresh) return std::unexpected(fresh.error());
         auto fresh_der = fresh->der();
@@ -167,6 +171,22 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
   if (!pub) return std::unexpected(pub.error());
   auto pub_pem = pub->to_pem();
   if (!pub_pem) return std::unexpected(pub_pem.error());
+  if (*record && (*record)->terminal_id == tid && (*record)->public_key_pem != *pub_pem &&
+      !(*record)->previous_key_pem.empty() && (*record)->previous_key_pem == *pub_pem) {
+    // The key the last rotation replaced: only a retry of that rotation
+    // (its answer was lost) is answered, with the certificate issued then,
+    // nothing changed. Whoever else holds the old key gets a certificate
+    // for a key it does not have, or nothing.
+    auto csr = checked_csr(req.csr(), tid, serial);
+    if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
+    if (auto csr_pub = csr->public_key()) {
+      if (auto csr_pem = csr_pub->to_pem(); csr_pem && *csr_pem == (*record)->public_key_pem) {
+        log_info("enrolment: terminal \"" + tid +
+                 "\" asked again for its rotation's certificate (the answer was lost)");
+        return respond((*record)->certificate);
+      }
+    }
+  }
   if (!*record || (*record)->terminal_id != tid || (*record)->public_key_pem != *pub_pem) {
     return refuse(serial, tid, Errc::permission_denied,
                   "the client certificate is not the enrolled key of terminal \"" + tid +
@@ -183,22 +203,70 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
                       "\" (portier-fleet send " + tid +
                       " rotate-key --enrol-registry DB): refused and recorded");
   }
+  if (rotation && req.cutover_sequence() == 0) {
+    return refuse(serial, tid, Errc::invalid_argument,
+                  "Renew with a new key must name its cutover_sequence (the first envelope "
+                  "the new key signs): refused");
+  }
   auto new_pem = csr_pub->to_pem();
   if (!new_pem) return std::unexpected(new_pem.error());
-  auto issued = ca_.issue_device(*csr, tid, serial, now_());
+  return change_key(**record, tid, *pub_pem, *new_pem, *csr, rotation ? req.cutover_sequence() : 0);
+}
+
+Result<v1::EnrollResponse> EnrolmentService::change_key(
+    const EnrolmentRecord& record, const std::string& tid, const std::string& old_pem,
+    const std::string& new_pem, const crypto::CertificateRequest& csr, std::uint64_t cutover) {
+  const std::string& serial = record.serial;
+  const bool rotation = new_pem != old_pem;
+  auto issued = ca_.issue_device(csr, tid, serial, now_());
   if (!issued) return std::unexpected(issued.error());
   auto der = issued->der();
   if (!der) return std::unexpected(der.error());
-  PORTIER_TRY(tell({rotation ? IssuedKey::Kind::rotated : IssuedKey::Kind::renewed, tid, serial,
-                    *new_pem, rotation ? *pub_pem : std::string()}));
-  PORTIER_TRY(registry_.update(serial, *new_pem, *der));
+  // The registry first, as a compare-and-swap: of two Renews racing for the
+  // same terminal (a thief of the old key and the terminal itself) only one
+  // moves the key; the other is refused here, before anyone is told or gets
+  // a certificate.
+  using Change = EnrolmentRegistry::KeyChange;
+  if (auto swapped = registry_.replace_key(serial, old_pem, new_pem, *der,
+                                           rotation ? Change::rotation : Change::renewal);
+      !swapped) {
+    const Errc code = swapped.error().code;
+    if (code == Errc::aborted || code == Errc::permission_denied || code == Errc::not_found) {
+      return refuse(serial, tid, Errc::permission_denied,
+                    "another Renew of terminal \"" + tid + "\" changed or used its key first (" +
+                        swapped.error().why + "): refused and recorded");
+    }
+    return std::unexpected(swapped.error());
+  }
+  if (auto told = tell({rotation ? IssuedKey::Kind::rotated : IssuedKey::Kind::renewed, tid, serial,
+                        new_pem, rotation ? old_pem : std::string(), cutover});
+      !told) {
+    if (rotation) {
+      // The fleet's store does not know the new key: the registry goes back
+      // to the old one, and the operator's allowance stays open.
+      if (auto undone =
+              registry_.replace_key(serial, new_pem, old_pem, record.certificate, Change::undo);
+          !undone) {
+        log_error("enrolment: terminal \"" + tid +
+                  "\": a rotation that failed cannot be undone in the registry: " +
+                  undone.error().message());
+      }
+      return refuse(
+          serial, tid, told.error().code,
+          "the rotation of terminal \"" + tid + "\" was not taken: " + told.error().message());
+    }
+    return std::unexpected(told.error());
+  }
   log_info("enrolment: terminal \"" + tid + "\" " +
-           (rotation ? "rotated its key" : "renewed its certificate"));
+           (rotation ? "rotated its key (the new one signs from sequence " +
+                           std::to_string(cutover) + ")"
+                     : std::string("renewed its certificate")));
   return respond(*der);
 }
 
 Result<v1::EnrollResponse> EnrolmentService::rotate(const std::string& serial,
-                                                    crypto::ByteView csr_der) {
+                                                    crypto::ByteView csr_der,
+                                                    std::uint64_t cutover) {
   auto record = registry_.find(serial);
   if (!record) return std::unexpected(record.error());
   if (!*record || (*record)->public_key_pem.empty()) {
@@ -211,13 +279,16 @@ Result<v1::EnrollResponse> EnrolmentService::rotate(const std::string& serial,
   if (!pub) return std::unexpected(pub.error());
   auto pub_pem = pub->to_pem();
   if (!pub_pem) return std::unexpected(pub_pem.error());
-  auto issued = ca_.issue_device(*csr, tid, serial, now_());
-  if (!issued) return std::unexpected(issued.error());
-  auto der = issued->der();
-  if (!der) return std::unexpected(der.error());
-  PORTIER_TRY(tell({IssuedKey::Kind::rotated, tid, serial, *pub_pem, (*record)->public_key_pem}));
-  PORTIER_TRY(registry_.update(serial, *pub_pem, *der));
-  return respond(*der);
+  if (*pub_pem == (*record)->public_key_pem) {
+    return refuse(serial, tid, Errc::invalid_argument,
+                  "a rotation's CSR must be for a new key: refused");
+  }
+  // The operator's command is the allowance (rotate-key also opens it). A
+  // cutover of 0 (none): the operator certifies a rotate-key CSR of a key
+  // in a PKCS#11 token (no thief can hold the old key, which never leaves
+  // its token), and the new key takes over at its first envelope.
+  PORTIER_TRY(registry_.allow_rotation(tid));
+  return change_key(**record, tid, (*record)->public_key_pem, *pub_pem, *csr, cutover);
 }
 
 grpc::Status EnrolmentService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* request,

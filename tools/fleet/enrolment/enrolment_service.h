@@ -17,7 +17,16 @@
 // done by `portier-fleet send TERMINAL rotate-key`), for a new key: the
 // terminal's own rotation, the old key proven by the TLS handshake and the
 // new one by the CSR. Once only: the registry then holds the new key, and
-// the old certificate no longer renews anything.
+// the old certificate no longer renews anything. The key changes by a
+// compare-and-swap in the registry (EnrolmentRegistry::replace_key), before
+// any certificate is returned: of two Renews at once for one terminal (a
+// thief of the old key racing the terminal), one wins and the other is
+// refused and recorded. A rotation names its cutover (the first envelope
+// sequence the new key signs; the terminal signs nothing with the old key
+// from there on), kept with the next key in the fleet's store. A rotation
+// whose answer was lost is asked again with the old certificate and the
+// same new key: it gets the certificate issued then, nothing changed (the
+// registry keeps the key the rotation replaced for this only).
 //
 // Why a rotation must be asked for: whoever stole the old key (and its
 // public certificate) could otherwise call Renew with a key of its own at
@@ -25,9 +34,13 @@
 // Gated, the thief can only race the real terminal inside the window the
 // operator opened; whoever comes second is refused and recorded, so the
 // real terminal's failed rotation (its command result) shows the theft.
-// After a rotation the old key signs nothing the fleet accepts: the fleet
-// verifies every later envelope with the new key only (fleet_store.h's key
-// history), so what a thief signs with the stolen key is an incident.
+// From the cutover on the old key signs nothing the fleet accepts: the
+// fleet verifies every envelope from there with the new key only
+// (fleet_store.h's key history), so what a thief signs with the stolen key
+// at or after the cutover is refused as "retired key", even before the
+// terminal's first envelope with the new key arrives; a thief that got
+// envelopes stored past the cutover before the Renew makes the rotation
+// fail (the store refuses the next key), which shows the theft.
 //
 // What a thief of the key can still do: before the rotation, sign
 // envelopes as the terminal (they fork its chain: the fleet records
@@ -62,6 +75,7 @@ struct IssuedKey {
   std::string serial;
   std::string public_key_pem;    // the certified key
   std::string previous_key_pem;  // rotated: the key it replaces
+  std::uint64_t cutover = 0;     // rotated: the first sequence the new key signs
 };
 
 class EnrolmentService final : public v1::Enrolment::Service {
@@ -79,8 +93,12 @@ class EnrolmentService final : public v1::Enrolment::Service {
   // Renew with the client certificate (PEM) the TLS layer verified.
   Result<v1::EnrollResponse> renew(const std::string& client_cert_pem,
                                    const v1::RenewCertificateRequest& request);
-  // A certificate for the enrolled terminal's new key (key rotation).
-  Result<v1::EnrollResponse> rotate(const std::string& serial, crypto::ByteView csr_der);
+  // A certificate for the enrolled terminal's new key (key rotation), which
+  // signs from sequence `cutover` on; 0: none declared (the operator's
+  // certificate for a token key's rotate-key CSR), the new key takes over
+  // at its first envelope that continues the chain.
+  Result<v1::EnrollResponse> rotate(const std::string& serial, crypto::ByteView csr_der,
+                                    std::uint64_t cutover);
 
   void set_clock(std::function<crypto::TimePoint()> now) { now_ = std::move(now); }
   // Told of every key before its certificate is returned (and before the
@@ -90,6 +108,12 @@ class EnrolmentService final : public v1::Enrolment::Service {
 
  private:
   Result<v1::EnrollResponse> respond(const crypto::Bytes& cert_der) const;
+  // A certificate for `new_pem` (a renewal when it is `old_pem`), the
+  // registry's key swapped from `old_pem` (compare-and-swap), then told.
+  Result<v1::EnrollResponse> change_key(const EnrolmentRecord& record, const std::string& tid,
+                                        const std::string& old_pem, const std::string& new_pem,
+                                        const crypto::CertificateRequest& csr,
+                                        std::uint64_t cutover);
   std::unexpected<Error> refuse(const std::string& serial, const std::string& terminal_id,
                                 Errc code, const std::string& reason);
 

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS expected_devices (
   terminal_id TEXT,
   public_key_pem TEXT,
   certificate BLOB,
-  rotation_allowed INTEGER NOT NULL DEFAULT 0
+  rotation_allowed INTEGER NOT NULL DEFAULT 0,
+  previous_key_pem TEXT
 );
 CREATE TABLE IF NOT EXISTS enrolment_refusals (
   id INTEGER PRIMARY KEY,
@@ -81,6 +82,9 @@ Result<std::unique_ptr<SqliteEnrolmentRegistry>> SqliteEnrolmentRegistry::open(
                "ALTER TABLE expected_devices ADD COLUMN rotation_allowed INTEGER NOT NULL "
                "DEFAULT 0",
                nullptr, nullptr, nullptr);
+  // ... or before the key a rotation replaced was kept (the same).
+  sqlite3_exec(db, "ALTER TABLE expected_devices ADD COLUMN previous_key_pem TEXT", nullptr,
+               nullptr, nullptr);
   return r;
 }
 
@@ -103,8 +107,8 @@ Result<void> SqliteEnrolmentRegistry::expect(const std::string& serial, crypto::
 Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::string& serial) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT secret, terminal_id, public_key_pem, certificate, rotation_allowed "
-         "FROM expected_devices "
+         "SELECT secret, terminal_id, public_key_pem, certificate, rotation_allowed, "
+         "previous_key_pem FROM expected_devices "
          "WHERE serial = ?");
   if (!s) return db_fail("prepare");
   s.text(1, serial);
@@ -118,6 +122,7 @@ Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::
   r.public_key_pem = s.col_text(2);
   r.certificate = s.col_blob(3);
   r.rotation_allowed = sqlite3_column_int(s.get(), 4) != 0;
+  r.previous_key_pem = s.col_text(5);
   return std::optional<EnrolmentRecord>(std::move(r));
 }
 
@@ -158,6 +163,69 @@ Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
     return fail(Errc::not_found, path_, "serial \"" + serial + "\"", "not enrolled");
   }
   return {};
+}
+
+Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
+                                                  const std::string& expected_pem,
+                                                  const std::string& public_key_pem,
+                                                  crypto::ByteView certificate, KeyChange change) {
+  std::lock_guard lock(mu_);
+  // BEGIN IMMEDIATE: the check and the write under one write lock, so that
+  // two Renews (in this process or another sharing the file) cannot both
+  // pass the check.
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return db_fail("begin a key change");
+  }
+  auto ok = [&]() -> Result<void> {
+    Stmt r(db_,
+           "SELECT public_key_pem, rotation_allowed FROM expected_devices "
+           "WHERE serial = ? AND public_key_pem IS NOT NULL");
+    if (!r) return db_fail("prepare");
+    r.text(1, serial);
+    const int rc = sqlite3_step(r.get());
+    if (rc == SQLITE_DONE) {
+      return fail(Errc::not_found, path_, "serial \"" + serial + "\"", "not enrolled");
+    }
+    if (rc != SQLITE_ROW) return db_fail("read a key");
+    if (r.col_text(0) != expected_pem) {
+      return fail(Errc::aborted, path_, "serial \"" + serial + "\"",
+                  "its key was changed by another request meanwhile");
+    }
+    if (change == KeyChange::rotation && sqlite3_column_int(r.get(), 1) == 0) {
+      return fail(Errc::permission_denied, path_, "serial \"" + serial + "\"",
+                  "no rotation allowed (or it was used already)");
+    }
+    // A rotation keeps the key it replaced (a retry of it is answered), an
+    // undo forgets it; a renewal leaves it.
+    Stmt u(db_, change == KeyChange::renewal
+                    ? "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, "
+                      "rotation_allowed = ? WHERE serial = ?"
+                    : "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, "
+                      "rotation_allowed = ?, previous_key_pem = ? WHERE serial = ?");
+    if (!u) return db_fail("prepare");
+    u.text(1, public_key_pem);
+    u.blob(2, certificate);
+    const int allowed = change == KeyChange::renewal ? sqlite3_column_int(r.get(), 1)
+                        : change == KeyChange::undo  ? 1
+                                                     : 0;
+    sqlite3_bind_int(u.get(), 3, allowed);
+    if (change == KeyChange::renewal) {
+      u.text(4, serial);
+    } else {
+      if (change == KeyChange::rotation) {
+        u.text(4, expected_pem);
+      } else {
+        sqlite3_bind_null(u.get(), 4);
+      }
+      u.text(5, serial);
+    }
+    if (sqlite3_step(u.get()) != SQLITE_DONE) return db_fail("change a key");
+    return {};
+  }();
+  if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
+  Error e = ok ? db_fail("commit a key change").error() : ok.error();
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return std::unexpected(std::move(e));
 }
 
 Result<void> SqliteEnrolmentRegistry::allow_rotation(const std::string& terminal_id) {
