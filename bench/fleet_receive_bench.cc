@@ -9,6 +9,11 @@
 //     about 64 KiB per message): one transaction per run.
 // Verification (one signature check per signed envelope, the chain digest
 // of every body) and the store are both in the figure; no network.
+//   - a hostile broker's flood (`forged`): unsigned envelopes chained to the
+//     terminal's head, one per message, into a room of candidates already
+//     full (4,096, each one then evicts the oldest), printed beside the
+//     honest one-envelope-per-message rate as a ratio (what a forged
+//     message costs the receiver, against a genuine one).
 //
 // usage: fleet_receive_bench [--envelopes N] [--single N] [--payload-bytes B]
 //                            [--alg ecdsa-p256|ed25519|sm2]...
@@ -111,6 +116,62 @@ double receive(const std::string& db, const crypto::PrivateKey& key, const std::
   return envelopes / s;
 }
 
+// Forged candidates refused or held per second for a registered terminal
+// whose room of candidates is full (`fill` of them first, in groups): each
+// timed one is held and evicts the oldest.
+double forged_flood(const std::string& db, const crypto::PrivateKey& key, int fill, int n,
+                    int payload_bytes) {
+  auto store = fleet::SqliteFleetStore::open(db);
+  if (!store) throw std::runtime_error("store: " + store.error().message());
+  fleet::Terminal t;
+  t.id = "T-bench";
+  t.public_key_pem = *key.public_key()->to_pem();
+  t.key_algorithm = std::string(crypto::name(key.type()));
+  t.registered = std::chrono::system_clock::now();
+  if (auto ok = (*store)->add_terminal(t); !ok) throw std::runtime_error(ok.error().message());
+  fleet::Receiver rx(**store);
+  // The terminal's head: its first envelope, signed and stored.
+  envelope::EnvelopeSealer genuine("T-bench", key.type(), {});
+  auto first = genuine.seal(v1::PAYLOAD_HEALTH, "", std::chrono::system_clock::now());
+  if (!first || !envelope::sign_envelope(first->envelope, key)) {
+    throw std::runtime_error("the genuine envelope could not be sealed");
+  }
+  auto in = rx.receive_message("T-bench", "envelope", first->envelope.SerializeAsString(),
+                               std::chrono::system_clock::now());
+  if (in.acknowledge.size() != 1) throw std::runtime_error("the genuine envelope was not stored");
+  std::mt19937 rng(11);
+  std::string reason(static_cast<std::size_t>(payload_bytes), 'a');
+  auto forged = [&] {
+    envelope::EnvelopeSealer forger("T-bench", key.type(), genuine.state());
+    for (auto& c : reason) c = static_cast<char>('a' + rng() % 26);
+    v1::HealthReport h;
+    h.mutable_health()->add_reasons(reason);
+    auto s =
+        forger.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), std::chrono::system_clock::now());
+    if (!s) throw std::runtime_error("seal: " + s.error().message());
+    return s->envelope.SerializeAsString();
+  };
+  for (int done = 0; done < fill;) {
+    std::vector<fleet::Receiver::Message> group;
+    for (; done < fill && group.size() < 256; ++done) group.push_back({"envelope", forged()});
+    for (auto& r : rx.receive_many("T-bench", group, std::chrono::system_clock::now())) {
+      if (!r) throw std::runtime_error("fill: " + r.error().message());
+    }
+  }
+  std::vector<std::string> messages;
+  for (int i = 0; i < n; ++i) messages.push_back(forged());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& m : messages) {
+    if (stop_requested()) throw std::runtime_error("interrupted");
+    auto r = rx.receive("T-bench", "envelope", m, std::chrono::system_clock::now());
+    if (!r || r->outcome != fleet::Receipt::Outcome::held) {
+      throw std::runtime_error("a forged candidate was not held: " +
+                               (r ? std::string(fleet::name(r->outcome)) : r.error().message()));
+    }
+  }
+  return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 int run(const Options& o) {
   TempDir dir;
   std::printf(
@@ -139,6 +200,10 @@ int run(const Options& o) {
                                  singles, singles.size());
         std::printf("%-10s %-5s %-22s %10zu %12.0f\n", name.c_str(), "each", "one envelope each",
                     singles.size(), s);
+        const double f = forged_flood(dir.file("fleet-" + std::to_string(n++) + ".db"), *key, 4096,
+                                      o.single, o.payload_bytes);
+        std::printf("%-10s %-5s %-22s %10d %12.0f  (%.2f x the honest rate)\n", name.c_str(),
+                    "none", "forged, room full", o.single, f, f / s);
       }
       std::fflush(stdout);
     }

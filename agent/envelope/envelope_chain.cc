@@ -186,15 +186,12 @@ Result<void> ChainVerifier::check_signature(const v1::Signature& sig, crypto::By
   return crypto::verify(key_, message, crypto::byte_view(sig.value()));
 }
 
-std::size_t ChainVerifier::pending_count() const {
-  std::size_t n = 0;
-  for (auto& [seq, candidates] : pending_) n += candidates.size();
-  return n;
-}
+std::size_t ChainVerifier::pending_count() const { return count_; }
 
 std::uint64_t ChainVerifier::expected_sequence() const {
-  return pending_.empty() ? state_.next_sequence
-                          : std::max(state_.next_sequence, pending_.rbegin()->first + 1);
+  std::uint64_t last = pending_.empty() ? 0 : pending_.rbegin()->first;
+  if (partial_) last = std::max(last, stored_last());
+  return last == 0 ? state_.next_sequence : std::max(state_.next_sequence, last + 1);
 }
 
 std::vector<ChainVerifier::Link> ChainVerifier::take_superseded() {
@@ -210,6 +207,12 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
     if (at == pending_.end()) break;
     auto c = at->second.find(want);
     if (c == at->second.end()) break;
+    if (auto ok = load(s, want, c->second); !ok) {
+      // Lost or altered in the store: it goes (its terminal sends it again).
+      remove_candidate(s, want);
+      prune_unchained();
+      return std::unexpected(ok.error());
+    }
     run.push_back(Link{c->second.body, c->second.envelope, want});
     want = c->second.prev;
     if (s == state_.next_sequence) {
@@ -225,7 +228,7 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::cover(std::uint64_t sequ
         }
       }
       for (auto it = pending_.begin(); it != pending_.upper_bound(sequence); ++it) {
-        for (auto& [d, c] : it->second) pending_bytes_ -= c.envelope.size();
+        for (auto& [d, c] : it->second) gone(it->first, d, c);
       }
       pending_.erase(pending_.begin(), pending_.upper_bound(sequence));
       prune_unchained();
@@ -280,11 +283,15 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
   // Its previous digest must be that of the last covered link or of a
   // candidate just before it.
   const std::string prev = body.prev_digest();
-  const bool chains =
-      seq == state_.next_sequence
-          ? crypto::byte_view(prev).size() == state_.prev_digest.size() &&
-                crypto::constant_time_equal(crypto::byte_view(prev), state_.prev_digest)
-          : pending_.count(seq - 1) && pending_.at(seq - 1).count(prev);
+  bool chains = false;
+  if (seq == state_.next_sequence) {
+    chains = crypto::byte_view(prev).size() == state_.prev_digest.size() &&
+             crypto::constant_time_equal(crypto::byte_view(prev), state_.prev_digest);
+  } else {
+    auto parent = find(seq - 1, prev);
+    if (!parent) return std::unexpected(parent.error());
+    chains = *parent != nullptr;
+  }
   if (!chains) {
     return fail(Errc::permission_denied, kWhere, at,
                 "its previous digest is not the digest of the envelope before it (inserted, "
@@ -298,7 +305,9 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
   auto d = crypto::digest(algo_, envelope.body());
   if (!d) return std::unexpected(d.error());
   const std::string digest(d->begin(), d->end());
-  const bool held = pending_.count(seq) && pending_.at(seq).count(digest);
+  auto same = find(seq, digest);
+  if (!same) return std::unexpected(same.error());
+  const bool held = *same != nullptr;
   if (held && !envelope.has_signature()) {
     return fail(Errc::failed_precondition, kWhere, at,
                 "already received (a replay or a duplicate)");
@@ -316,18 +325,25 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_links(const v1::E
                     " bytes already wait for a signature, and none can make room for this one (" +
                     std::to_string(as_received.size()) + " bytes); sign them first");
   }
+  if (envelope.has_signature()) PORTIER_TRY(materialize());  // a signature covers
   if (held) {
     // The same body again, now with its signature (its unsigned copy came
     // first, e.g. stripped on the way): the signed one covers.
     auto& candidate = pending_[seq][digest];
-    const std::size_t unsigned_size = candidate.envelope.size();
-    std::string unsigned_copy = std::exchange(candidate.envelope, std::move(as_received));
-    pending_bytes_ += candidate.envelope.size() - unsigned_size;
+    const Candidate unsigned_copy = candidate;
+    pending_bytes_ = pending_bytes_ - candidate.size + as_received.size();
+    candidate.size = as_received.size();
+    candidate.envelope = std::move(as_received);
+    candidate.body = body;
+    candidate.loaded = true;
     auto covered = cover(seq, digest);
     if (!covered) {
-      auto& c = pending_[seq][digest];
-      pending_bytes_ -= c.envelope.size() - unsigned_size;
-      c.envelope = std::move(unsigned_copy);
+      if (auto at = pending_.find(seq); at != pending_.end()) {
+        if (auto c = at->second.find(digest); c != at->second.end()) {
+          pending_bytes_ = pending_bytes_ - c->second.size + unsigned_copy.size;
+          c->second = unsigned_copy;
+        }
+      }
     }
     return covered;
   }
@@ -346,8 +362,94 @@ void ChainVerifier::add_candidate(std::uint64_t seq, const std::string& digest, 
     }
   }
   c.arrival = arrivals_++;
-  pending_bytes_ += c.envelope.size();
+  c.size = c.envelope.size();
+  pending_bytes_ += c.size;
+  ++count_;
   pending_[seq][digest] = std::move(c);
+}
+
+void ChainVerifier::gone(std::uint64_t seq, const std::string& digest, const Candidate& c) {
+  pending_bytes_ -= std::min(pending_bytes_, c.size);
+  count_ -= std::min<std::size_t>(count_, 1);
+  if (!c.stored) return;
+  removed_stored_.emplace_back(seq, digest);
+  if (partial_) {
+    removed_keys_.emplace(seq, digest);
+    if (seq == stored_last_) stored_last_stale_ = true;
+  }
+}
+
+void ChainVerifier::drop_stored(const PendingLink& l) {
+  pending_bytes_ -= std::min(pending_bytes_, l.size);
+  count_ -= std::min<std::size_t>(count_, 1);
+  removed_stored_.emplace_back(l.sequence, l.digest);
+  removed_keys_.emplace(l.sequence, l.digest);
+  if (l.sequence == stored_last_) stored_last_stale_ = true;
+}
+
+std::uint64_t ChainVerifier::stored_last() const {
+  if (stored_last_stale_ && index_) {
+    // The highest stored sequence that did not go in this verifier.
+    if (auto rows = index_->newest(removed_keys_.size() + 1)) {
+      stored_last_ = 0;
+      for (auto& l : *rows) {
+        if (!removed_keys_.count({l.sequence, l.digest})) {
+          stored_last_ = l.sequence;
+          break;
+        }
+      }
+      stored_last_stale_ = false;
+    }
+  }
+  return stored_last_;
+}
+
+Result<ChainVerifier::Candidate*> ChainVerifier::find(std::uint64_t seq,
+                                                      const std::string& digest) {
+  if (auto at = pending_.find(seq); at != pending_.end()) {
+    if (auto c = at->second.find(digest); c != at->second.end()) return &c->second;
+  }
+  if (!partial_ || seq < state_.next_sequence || removed_keys_.count({seq, digest})) {
+    return nullptr;
+  }
+  auto l = index_->find(seq, digest);
+  if (!l) return std::unexpected(l.error());
+  if (!*l) return nullptr;
+  Candidate c;
+  c.body.set_sequence(seq);
+  c.body.set_prev_digest((*l)->prev);
+  c.prev = (*l)->prev;
+  c.size = (*l)->size;
+  c.loaded = false;
+  c.stored = true;
+  c.arrival = (*l)->arrival;
+  return &(pending_[seq][digest] = std::move(c));
+}
+
+std::optional<ChainVerifier::PendingLink> ChainVerifier::oldest_stored_leaf(
+    std::uint64_t seq, const std::string& prev) {
+  constexpr std::size_t kPage = 16;
+  std::optional<std::uint64_t> after;
+  for (;;) {
+    auto page = index_->oldest_leaves(after, kPage);
+    if (!page) return std::nullopt;  // the store failed: nothing evicted
+    for (auto& l : *page) {
+      after = l.arrival;
+      if (removed_keys_.count({l.sequence, l.digest})) continue;
+      if (l.sequence + 1 == seq && l.digest == prev) continue;  // its own parent
+      bool has_child = false;                                   // a new candidate chains to it
+      if (auto next = pending_.find(l.sequence + 1); next != pending_.end()) {
+        for (auto& [d, c] : next->second) has_child = has_child || c.prev == l.digest;
+      }
+      if (auto at = pending_.find(l.sequence); at != pending_.end()) {
+        if (auto c = at->second.find(l.digest); c != at->second.end() && c->second.children > 0) {
+          has_child = true;
+        }
+      }
+      if (!has_child) return std::move(l);
+    }
+    if (page->size() < kPage) return std::nullopt;
+  }
 }
 
 void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& digest) {
@@ -361,7 +463,7 @@ void ChainVerifier::remove_candidate(std::uint64_t seq, const std::string& diges
       --p->second.children;
     }
   }
-  pending_bytes_ -= c->second.envelope.size();
+  gone(seq, digest, c->second);
   at->second.erase(c);
   if (at->second.empty()) pending_.erase(at);
 }
@@ -376,8 +478,22 @@ bool ChainVerifier::make_room(std::uint64_t seq, const std::string& prev, std::s
     for (auto& [s, candidates] : pending_) {
       for (auto& [d, c] : candidates) {
         if (c.children > 0 || c.arrival >= oldest || (s + 1 == seq && d == prev)) continue;
+        if (partial_ && c.stored) continue;  // the index knows its children
         oldest = c.arrival;
         victim.emplace(s, d);
+      }
+    }
+    if (partial_) {
+      auto stored = oldest_stored_leaf(seq, prev);
+      if (stored && stored->arrival < oldest) {
+        ++evicted_;
+        auto at = pending_.find(stored->sequence);
+        if (at != pending_.end() && at->second.count(stored->digest)) {
+          remove_candidate(stored->sequence, stored->digest);
+        } else {
+          drop_stored(*stored);
+        }
+        continue;
       }
     }
     if (!victim) return false;
@@ -400,13 +516,14 @@ void ChainVerifier::prune_unchained() {
         continue;
       }
       superseded_.push_back(Link{c->second.body, c->second.envelope, c->first});
-      pending_bytes_ -= c->second.envelope.size();
+      gone(it->first, c->first, c->second);
       c = it->second.erase(c);
     }
     if (it->first == want) ++want;
     chained = std::move(next);
     it = it->second.empty() ? pending_.erase(it) : std::next(it);
   }
+  count_children();  // those of the candidates that went
 }
 
 Result<void> ChainVerifier::check_envelope(const v1::Envelope& envelope) {
@@ -456,12 +573,14 @@ Result<std::vector<ChainVerifier::Link>> ChainVerifier::accept_batch_links(
     return fail(Errc::failed_precondition, kWhere, at,
                 "the next envelope to cover is " + std::to_string(state_.next_sequence));
   }
-  auto last = pending_.find(batch.last_sequence());
-  if (last == pending_.end() || !last->second.count(batch.head_digest())) {
+  auto head = find(batch.last_sequence(), batch.head_digest());
+  if (!head) return std::unexpected(head.error());
+  if (*head == nullptr) {
     return fail(Errc::permission_denied, kWhere, at,
                 "its head digest is not the digest of an envelope received");
   }
   PORTIER_TRY(check_batch(batch));
+  PORTIER_TRY(materialize());
   // The head's digest covers every body before it through the chain.
   return cover(batch.last_sequence(), batch.head_digest());
 }
@@ -502,6 +621,7 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
         Errc::failed_precondition, kWhere, at,
         "lists no dropped envelope at " + std::to_string(state_.next_sequence) + ", the next one");
   }
+  PORTIER_TRY(materialize());
   if (!pending_.empty() && pending_.begin()->first < d->sequence()) {
     return fail(Errc::failed_precondition, kWhere, at,
                 std::to_string(pending_count()) +
@@ -525,7 +645,7 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   for (auto it = pending_.begin(); it != pending_.lower_bound(seq); ++it) {
     for (auto& [d, c] : it->second) {
       superseded_.push_back(Link{c.body, c.envelope, d});
-      pending_bytes_ -= c.envelope.size();
+      gone(it->first, d, c);
     }
   }
   pending_.erase(pending_.begin(), pending_.lower_bound(seq));
@@ -535,17 +655,187 @@ Result<std::vector<v1::DropNotice::Dropped>> ChainVerifier::bridge(const v1::Env
   return run;
 }
 
-std::vector<std::string> ChainVerifier::pending_envelopes() const {
-  std::vector<const Candidate*> all;
+std::vector<ChainVerifier::PendingLink> ChainVerifier::pending_links() const {
+  std::vector<PendingLink> out;
   for (auto& [seq, candidates] : pending_) {
-    for (auto& [digest, c] : candidates) all.push_back(&c);
+    for (auto& [digest, c] : candidates) {
+      out.push_back(PendingLink{seq, digest, c.prev, c.arrival, c.size, c.envelope});
+    }
   }
-  std::sort(all.begin(), all.end(),
-            [](const Candidate* a, const Candidate* b) { return a->arrival < b->arrival; });
-  std::vector<std::string> out;
-  out.reserve(all.size());
-  for (auto* c : all) out.push_back(c->envelope);
+  std::sort(out.begin(), out.end(),
+            [](const PendingLink& a, const PendingLink& b) { return a.arrival < b.arrival; });
   return out;
+}
+
+std::vector<std::string> ChainVerifier::pending_envelopes() const {
+  std::vector<std::string> out;
+  for (auto& l : pending_links()) out.push_back(std::move(l.envelope));
+  out.resize(std::max(out.size(), count_));  // (restore_index) those only in the index
+  return out;
+}
+
+Result<void> ChainVerifier::restore_links(std::vector<PendingLink> links, EnvelopeLoader load) {
+  load_ = std::move(load);
+  for (auto& l : links) {
+    // Only the index is taken: the envelope is read and checked when a
+    // signature covers it (load()). A row of a sequence the chain passed
+    // (a candidate its commit did not remove) goes with the next change.
+    if (l.sequence < state_.next_sequence || l.digest.size() != kDigestSize ||
+        l.prev.size() != kDigestSize) {
+      removed_stored_.emplace_back(l.sequence, std::move(l.digest));
+      continue;
+    }
+    Candidate c;
+    c.body.set_sequence(l.sequence);
+    c.body.set_prev_digest(l.prev);
+    c.prev = std::move(l.prev);
+    c.size = l.size;
+    c.loaded = false;
+    c.stored = true;
+    c.arrival = l.arrival;
+    if (pending_[l.sequence].try_emplace(std::move(l.digest), std::move(c)).second) {
+      arrivals_ = std::max(arrivals_, l.arrival + 1);
+      pending_bytes_ += l.size;
+      ++count_;
+    }
+  }
+  // A store holds only what a verifier accepted, so every candidate chains,
+  // unless rows were lost: orphans cannot be covered and go.
+  if (!count_children()) prune_unchained();
+  return {};
+}
+
+void ChainVerifier::restore_index(CandidateIndex& index, const PendingSummary& summary) {
+  index_ = &index;
+  partial_ = true;
+  load_ = [&index](std::uint64_t seq, const std::string& digest) {
+    return index.envelope(seq, digest);
+  };
+  count_ += summary.count;
+  pending_bytes_ += summary.bytes;
+  stored_last_ = summary.last_sequence;
+  if (summary.count > 0) arrivals_ = std::max(arrivals_, summary.last_arrival + 1);
+}
+
+Result<void> ChainVerifier::materialize() {
+  if (!partial_) return {};
+  auto all = index_->all();
+  if (!all) return std::unexpected(all.error());
+  for (auto& l : *all) {
+    const std::pair<std::uint64_t, std::string> key{l.sequence, l.digest};
+    if (removed_keys_.count(key)) continue;  // went in this verifier
+    auto at = pending_.find(l.sequence);
+    if (at != pending_.end() && at->second.count(l.digest)) continue;  // in memory already
+    if (l.sequence < state_.next_sequence || l.digest.size() != kDigestSize ||
+        l.prev.size() != kDigestSize) {
+      drop_stored(l);  // passed (or not a candidate's): its row goes
+      continue;
+    }
+    Candidate c;
+    c.body.set_sequence(l.sequence);
+    c.body.set_prev_digest(l.prev);
+    c.prev = std::move(l.prev);
+    c.size = l.size;
+    c.loaded = false;
+    c.stored = true;
+    c.arrival = l.arrival;
+    pending_[l.sequence].emplace(std::move(l.digest), std::move(c));
+  }
+  partial_ = false;
+  // Everything is in memory now: the totals from it, not the summary.
+  count_ = 0;
+  pending_bytes_ = 0;
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) {
+      ++count_;
+      pending_bytes_ += c.size;
+    }
+  }
+  if (!count_children()) prune_unchained();
+  return {};
+}
+
+Result<void> ChainVerifier::rekey(crypto::PublicKey key) {
+  auto id = key_id(key);
+  if (!id) return std::unexpected(id.error());
+  const auto algo = chain_digest(key.type());
+  if (algo != algo_) {
+    PORTIER_TRY(materialize());
+    for (auto& [seq, candidates] : pending_) {
+      for (auto& [digest, c] : candidates) gone(seq, digest, c);
+    }
+    pending_.clear();
+  }
+  key_ = std::move(key);
+  key_id_ = std::move(*id);
+  algo_ = algo;
+  return {};
+}
+
+bool ChainVerifier::count_children() {
+  bool chained = true;
+  const std::string head(state_.prev_digest.begin(), state_.prev_digest.end());
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    for (auto& [digest, c] : it->second) c.children = 0;
+    if (it->first == state_.next_sequence) {
+      for (auto& [digest, c] : it->second) chained = chained && c.prev == head;
+      continue;
+    }
+    auto parent = it == pending_.begin() ? pending_.end() : std::prev(it);
+    if (parent == pending_.end() || parent->first + 1 != it->first) {
+      chained = false;
+      continue;
+    }
+    for (auto& [digest, c] : it->second) {
+      if (auto p = parent->second.find(c.prev); p != parent->second.end()) {
+        ++p->second.children;
+      } else {
+        chained = false;
+      }
+    }
+  }
+  return chained;
+}
+
+ChainVerifier::Changes ChainVerifier::take_changes() {
+  Changes out;
+  out.removed = std::exchange(removed_stored_, {});
+  for (auto& [seq, candidates] : pending_) {
+    for (auto& [digest, c] : candidates) {
+      if (c.stored) continue;
+      out.added.push_back(PendingLink{seq, digest, c.prev, c.arrival, c.size, c.envelope});
+      c.stored = true;
+    }
+  }
+  return out;
+}
+
+Result<void> ChainVerifier::load(std::uint64_t seq, const std::string& digest, Candidate& c) {
+  if (c.loaded) return {};
+  const std::string at = "stored candidate " + std::to_string(seq);
+  if (!load_) return fail(Errc::internal, kWhere, at, "restored without a way to read it");
+  auto bytes = load_(seq, digest);
+  if (!bytes && bytes.error().code == Errc::not_found) {
+    return fail(Errc::internal, kWhere, at,
+                "its envelope is not in the store (the store lost or altered it)");
+  }
+  if (!bytes) return std::unexpected(bytes.error().with_context(at));
+  v1::Envelope e;
+  v1::EnvelopeBody body;
+  if (!e.ParseFromString(*bytes) || e.has_signature() || !body.ParseFromString(e.body())) {
+    return fail(Errc::internal, kWhere, at, "not an unsigned portier.v1.Envelope (altered)");
+  }
+  auto d = crypto::digest(algo_, e.body());
+  if (!d) return std::unexpected(d.error());
+  if (std::string(d->begin(), d->end()) != digest || body.sequence() != seq ||
+      body.prev_digest() != c.prev || body.terminal_id() != terminal_id_) {
+    return fail(Errc::internal, kWhere, at,
+                "its envelope is not the one its digest names (the store lost or altered it)");
+  }
+  c.body = std::move(body);
+  c.envelope = std::move(*bytes);
+  c.loaded = true;
+  return {};
 }
 
 Result<void> ChainVerifier::restore_pending(const std::vector<std::string>& envelopes) {

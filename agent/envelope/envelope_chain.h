@@ -13,7 +13,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -151,9 +154,92 @@ class ChainVerifier {
   // receivers share a store): each one's envelope as received, oldest
   // first. restore_pending() takes them back into a verifier started from
   // the same state, checking each again (an unsigned envelope only), in
-  // sequence order, and keeps their age from the order given.
+  // sequence order, and keeps their age from the order given. (A candidate
+  // restored by restore_links() or restore_index() and not read since is
+  // an empty string: no store is read here.)
   std::vector<std::string> pending_envelopes() const;
   Result<void> restore_pending(const std::vector<std::string>& envelopes);
+
+  // The same for a store that keeps each candidate as a row of its own and
+  // writes only what changed (the fleet's): a candidate as its key
+  // (sequence, digest), the digest it chains to, its age and size, and its
+  // envelope as received.
+  struct PendingLink {
+    std::uint64_t sequence = 0;
+    std::string digest;
+    std::string prev;
+    std::uint64_t arrival = 0;  // a larger one arrived later
+    std::size_t size = 0;       // of the envelope
+    std::string envelope;       // empty: not read (restored, never covered)
+  };
+  // Reads the envelope of the candidate (sequence, digest) from the store.
+  using EnvelopeLoader =
+      std::function<Result<std::string>(std::uint64_t sequence, const std::string& digest)>;
+  // Each candidate with its envelope when this verifier has it in memory,
+  // oldest first (after restore_index(), only those in memory).
+  std::vector<PendingLink> pending_links() const;
+  // Takes back candidates a verifier of this terminal accepted and a store
+  // kept, without their envelopes and without checking them again: the
+  // per-receive cost is the index, not re-reading, re-parsing and
+  // re-hashing every candidate. Safe because nothing is handed out on the
+  // index's word: when a signature covers a candidate, `load` reads its
+  // envelope and the verifier checks it then (unsigned, this terminal's,
+  // its sequence, its previous digest, and its body's digest the one the
+  // signature's chain names), so a store that lost or altered a row can
+  // only make that cover fail (the candidate is dropped, the terminal sends
+  // it again), never get a body accepted that the signature does not
+  // cover. Candidates that do not chain to the state (passed, orphaned) are
+  // discarded as superseded. Their ages are kept; new ones are younger.
+  Result<void> restore_links(std::vector<PendingLink> links, EnvelopeLoader load);
+  // The same without taking the index at all: the verifier asks `index`
+  // for what each message needs (the candidate a link chains to or
+  // repeats, the oldest leaves when it must evict, the highest sequence),
+  // so a receive that only adds or refuses an unsigned candidate costs a
+  // few lookups whatever the number of candidates. Whatever needs them all
+  // (a signature that covers, a batch, a bridge, pending_links()) reads
+  // the whole index first (materialize()). Safe for the same reason as
+  // restore_links(): the envelopes are checked when covered. `summary`
+  // describes the stored candidates as of the same read as the state.
+  struct PendingSummary {
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    std::uint64_t last_sequence = 0;  // 0: none
+    std::uint64_t last_arrival = 0;
+  };
+  class CandidateIndex {
+   public:
+    virtual ~CandidateIndex() = default;
+    virtual Result<std::optional<PendingLink>> find(std::uint64_t sequence,
+                                                    const std::string& digest) = 0;
+    // Candidates no stored candidate chains to, oldest first, that arrived
+    // after `after` (from the oldest when none), at most `limit`.
+    virtual Result<std::vector<PendingLink>> oldest_leaves(std::optional<std::uint64_t> after,
+                                                           std::size_t limit) = 0;
+    // The highest sequences first, at most `limit`.
+    virtual Result<std::vector<PendingLink>> newest(std::size_t limit) = 0;
+    virtual Result<std::vector<PendingLink>> all() = 0;
+    virtual Result<std::string> envelope(std::uint64_t sequence, const std::string& digest) = 0;
+  };
+  void restore_index(CandidateIndex& index, const PendingSummary& summary);
+  // Takes every stored candidate in (a no-op unless restore_index()).
+  Result<void> materialize();
+  // The terminal's next key signs from here on (a key rotation). The
+  // candidates stay, with what the store must write of them (unsigned,
+  // they wait under any key), unless the chain's digest changes with the
+  // key's type: then they go (the terminal sends them again).
+  Result<void> rekey(crypto::PublicKey key);
+
+  // Bytes of the candidates' envelopes.
+  std::size_t pending_bytes() const { return pending_bytes_; }
+  // What the store must write since restore_links() (or the last call): the
+  // candidates that came (with their envelopes) and those restored that
+  // went, by (sequence, digest). A candidate that went and came again is in
+  // both. O(candidates) to find the new ones, nothing read or copied else.
+  struct Changes {
+    std::vector<PendingLink> added;
+    std::vector<std::pair<std::uint64_t, std::string>> removed;
+  };
+  Changes take_changes();
 
   // The state after the last covered link.
   const ChainState& state() const { return state_; }
@@ -165,21 +251,39 @@ class ChainVerifier {
 
  private:
   struct Candidate {
+    // Parsed; of one not loaded, only its sequence and previous digest.
     v1::EnvelopeBody body;
     std::string prev;      // its previous digest
-    std::string envelope;  // as received
+    std::string envelope;  // as received; empty while not loaded
+    std::size_t size = 0;  // of the envelope
+    bool loaded = true;    // false: restored by restore_links(), not read yet
+    bool stored = false;   // restored (or handed over by take_changes())
     std::uint64_t arrival = 0;
     std::size_t children = 0;  // candidates of the next sequence chaining to it
   };
   Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
+  // Reads and checks a candidate restored without its envelope.
+  Result<void> load(std::uint64_t seq, const std::string& digest, Candidate& c);
   // The candidates from state_ up to (`sequence`, `digest`), found backward
   // through the previous digests; not_found when the chain does not reach.
   Result<std::vector<Link>> cover(std::uint64_t sequence, const std::string& digest);
   void add_candidate(std::uint64_t seq, const std::string& digest, Candidate c);
   void remove_candidate(std::uint64_t seq, const std::string& digest);
+  // A candidate leaves pending_ (its bytes, and its row when stored).
+  void gone(std::uint64_t seq, const std::string& digest, const Candidate& c);
+  // Each candidate's children again; false when one does not chain.
+  bool count_children();
   // Room for a candidate of `bytes` whose parent is (`seq` - 1, `prev`):
   // evicts the oldest leaves; false when none can go.
   bool make_room(std::uint64_t seq, const std::string& prev, std::size_t bytes);
+  // The candidate (seq, digest): in memory, else (restore_index()) from the
+  // index, taken into memory unread; nullptr when there is none.
+  Result<Candidate*> find(std::uint64_t seq, const std::string& digest);
+  // The oldest stored leaf that may go for a candidate of (seq, prev).
+  std::optional<PendingLink> oldest_stored_leaf(std::uint64_t seq, const std::string& prev);
+  // A stored candidate never taken into memory goes.
+  void drop_stored(const PendingLink& l);
+  std::uint64_t stored_last() const;
   // Candidates that no longer chain to the covered head: superseded.
   void prune_unchained();
 
@@ -195,6 +299,15 @@ class ChainVerifier {
   std::uint64_t arrivals_ = 0;  // the next candidate's arrival
   std::size_t pending_bytes_ = 0;
   std::uint64_t evicted_ = 0;
+  EnvelopeLoader load_;  // restore_links()'s
+  std::vector<std::pair<std::uint64_t, std::string>> removed_stored_;
+  std::size_t count_ = 0;  // candidates, in memory or (partial_) only in the index
+  // restore_index(): the index answers for the candidates not in memory.
+  CandidateIndex* index_ = nullptr;
+  bool partial_ = false;
+  std::set<std::pair<std::uint64_t, std::string>> removed_keys_;  // stored ones gone
+  mutable std::uint64_t stored_last_ = 0;  // highest stored sequence still there
+  mutable bool stored_last_stale_ = false;
 };
 
 }  // namespace portier::envelope

@@ -117,6 +117,19 @@ inline std::vector<std::string> incident_kinds(FleetStore& store, const std::str
   return out;
 }
 
+// How many occurrences of `kind` the terminal's incident rows stand for
+// (a tallied row counts several).
+inline std::uint64_t incident_total(FleetStore& store, const std::string& id,
+                                    const std::string& kind) {
+  std::uint64_t n = 0;
+  auto all = store.incidents(id, 100000);
+  EXPECT_TRUE(all) << all.error().message();
+  if (all) {
+    for (auto& i : *all) n += i.kind == kind ? i.count : 0;
+  }
+  return n;
+}
+
 inline std::vector<std::uint64_t> seqs(std::uint64_t from, std::uint64_t to) {
   std::vector<std::uint64_t> out;
   for (auto s = from; s <= to; ++s) out.push_back(s);

@@ -61,7 +61,7 @@ TEST(SqliteFleetStore, RefusesANewerSchemaAndACorruptChain) {
     EXPECT_EQ((*s)->chain(t.id)->version, 1u);
     EXPECT_EQ((*s)->commit(c).error().code, Errc::aborted);  // version 0 is taken now
   }
-  exec(db, "UPDATE chains SET pending = x'000000ff01'");
+  exec(db, "UPDATE chains SET parked_batches = x'000000ff01'");
   {
     auto s = SqliteFleetStore::open(db);
     ASSERT_TRUE(s);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/envelope/envelope_chain.h"
@@ -50,14 +51,37 @@ struct TerminalKey {
   std::uint64_t cutover = 0;        // the next key's declared first sequence; 0: none
 };
 
+// An envelope received past a gap, not verified yet: a row of its own
+// (anyone can send those, for any sequence). Its bytes are read when the
+// chain reaches it.
+struct ParkedEnvelope {
+  std::string key;  // SHA-256 of the envelope as received
+  std::uint64_t sequence = 0;
+  bool bridge = false;  // a signed drop notice: tried whenever the chain moves
+  std::size_t size = 0;
+  std::string envelope;  // empty: not read
+};
+
 // A terminal's place in its chain, shared by every receiver.
 struct ChainRecord {
   envelope::ChainState state;  // after the last covered envelope
-  // Unsigned envelopes waiting for a signature (ChainVerifier's candidates).
-  std::vector<std::string> pending;
+  // Unsigned envelopes waiting for a signature (ChainVerifier's
+  // candidates), oldest first: their index only, each one a row of its own;
+  // an envelope is read with FleetStore::pending_envelope() when a
+  // signature covers it (ChainVerifier::restore_links). A commit writes the
+  // rows that changed (Commit::pending_added, pending_removed), never the
+  // whole set, so a candidate costs one row written whatever the others.
+  std::vector<envelope::ChainVerifier::PendingLink> pending;
+  // The candidates' count, bytes, highest sequence and arrival (what
+  // FleetStore::chain_state() reads instead of `pending`). A commit writes
+  // the count and bytes given here.
+  envelope::ChainVerifier::PendingSummary pending_summary;
   // Envelopes received past a gap, not verified yet: tried again, in
-  // sequence order, whenever the chain moves (a reordering heals itself).
-  std::vector<std::string> parked;
+  // sequence order, when the chain reaches them (a reordering heals
+  // itself). Their index, oldest first; an envelope is read with
+  // FleetStore::parked_envelope(). A commit writes the rows that changed
+  // (Commit::parked_added, parked_removed).
+  std::vector<ParkedEnvelope> parked;
   // Batch signatures (verified) that arrived before the envelopes they
   // cover: applied when the chain has them.
   std::vector<std::string> parked_batches;
@@ -119,12 +143,14 @@ struct Incident {
 };
 
 // Incidents anyone on the way can cause at will (messages for terminal ids
-// nobody registered, unsigned candidates evicted or discarded) are tallied,
-// not written one row per message: one row per (terminal, kind, interval)
-// whose count grows, and at most `max_terminals` distinct terminal ids per
-// kind and interval get a row of their own; the others are counted in the
-// row of terminal id "*". A flood then costs a bounded number of rows per
-// interval, whatever it sends.
+// nobody registered, a registered terminal's forged, altered, replayed or
+// junk messages, unsigned candidates evicted or discarded) are tallied, not
+// written one row per message: one row per (terminal, kind, interval)
+// whose count grows (its detail and sequence the first occurrence's), and
+// at most `max_terminals` distinct terminal ids per kind and interval get a
+// row of their own; the others are counted in the row of terminal id "*".
+// A flood then costs a bounded number of rows per interval, whatever it
+// sends.
 struct IncidentTally {
   std::chrono::seconds interval{60};
   std::size_t max_terminals = 64;
@@ -144,8 +170,23 @@ struct ChainProof {
 // Everything one receive changes, committed in one transaction.
 struct Commit {
   std::string terminal_id;
-  std::uint64_t expected_version = 0;     // the ChainRecord's version loaded
-  ChainRecord chain;                      // the new chain (its version is ignored)
+  std::uint64_t expected_version = 0;  // the ChainRecord's version loaded
+  // The new chain (its version, pending and parked are ignored). When
+  // `chain_changed` is false nothing of it moved: the version is only
+  // checked, not moved, and nothing of the chain is written (a refused
+  // message then costs its incidents only, and does not make another
+  // receiver start over). `batches_changed` false: parked_batches are kept
+  // as stored.
+  ChainRecord chain;
+  bool chain_changed = true;
+  bool batches_changed = true;
+  // Candidates that came (with their envelopes) or went since the load; a
+  // candidate added again (same sequence and digest) replaces its row.
+  std::vector<envelope::ChainVerifier::PendingLink> pending_added;
+  std::vector<std::pair<std::uint64_t, std::string>> pending_removed;  // (sequence, digest)
+  // The same for the envelopes held past a gap (by key).
+  std::vector<ParkedEnvelope> parked_added;
+  std::vector<std::string> parked_removed;
   std::vector<StoredEnvelope> envelopes;  // newly covered, in sequence order
   std::vector<Telemetry> telemetry;
   std::vector<AuditEntry> audit;  // a record number already held is kept as it was
@@ -196,6 +237,30 @@ class FleetStore {
 
   // The chain of a terminal (version 0 and the starting state when none).
   virtual Result<ChainRecord> chain(const std::string& id) = 0;
+  // The chain without its candidates' index (ChainRecord::pending empty,
+  // pending_summary set): what a receiver loads, asking for candidates one
+  // by one (ChainVerifier::restore_index) with the calls below.
+  virtual Result<ChainRecord> chain_state(const std::string& id) = 0;
+  // The candidates' index: one, all (oldest first), the leaves (no other
+  // candidate chains to them) oldest first after an arrival, and the
+  // highest sequences first.
+  using PendingLink = envelope::ChainVerifier::PendingLink;
+  virtual Result<std::optional<PendingLink>> pending_find(const std::string& id,
+                                                          std::uint64_t sequence,
+                                                          const std::string& digest) = 0;
+  virtual Result<std::vector<PendingLink>> pending_index(const std::string& id) = 0;
+  virtual Result<std::vector<PendingLink>> pending_oldest_leaves(const std::string& id,
+                                                                 std::optional<std::uint64_t> after,
+                                                                 std::size_t limit) = 0;
+  virtual Result<std::vector<PendingLink>> pending_newest(const std::string& id,
+                                                          std::size_t limit) = 0;
+  // The envelope of a candidate of the chain (ChainRecord::pending);
+  // not_found when it is not (or no longer) there.
+  virtual Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
+                                               const std::string& digest) = 0;
+  // The envelope held past a gap under `key` (ChainRecord::parked);
+  // not_found when it is not (or no longer) there.
+  virtual Result<std::string> parked_envelope(const std::string& id, const std::string& key) = 0;
   // aborted: the version moved since it was loaded; nothing was written.
   virtual Result<void> commit(const Commit& commit) = 0;
   // An incident on its own (a rejection that changes nothing else).

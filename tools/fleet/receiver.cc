@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -41,6 +42,23 @@ TimePoint to_time(const google::protobuf::Timestamp& t) {
 
 bool contains(const Error& e, std::string_view text) {
   return e.message().find(text) != std::string::npos;
+}
+
+// The store failed (or moved under us), not the message: no incident, and
+// the message is not acknowledged (it comes again).
+bool is_store_error(const Error& e) {
+  return e.code == Errc::aborted || e.code == Errc::unavailable || e.code == Errc::io ||
+         e.code == Errc::internal;
+}
+
+// How a registered terminal's floodable incidents (anyone on the broker can
+// cause them at will: forged, altered, replayed, junk) are tallied: like
+// those of unknown ids (one row per kind and interval, with its count), but
+// always in a row of its own: registered ids are the operator's, not a
+// flooder's, so their number bounds the rows.
+IncidentTally own_rows(IncidentTally t) {
+  t.max_terminals = SIZE_MAX;
+  return t;
 }
 
 // A terminal as the receiver needs it.
@@ -108,22 +126,27 @@ class Attempt {
         verifier_options_(pending_room(chain, o)),
         v(k.terminal.id, past_cutover(k, chain.state) ? *k.next_key : k.key, chain.state,
           verifier_options_),
-        tally_(o.tally) {
+        tally_(own_rows(o.tally)) {
     c.terminal_id = k.terminal.id;
     // The chain reached the cutover (the old key's last envelope came in an
     // earlier commit): the next key takes over with this one.
     if (past_cutover(k, chain.state)) c.next_key_from = k.cutover;
     c.expected_version = chain.version;
+    loaded_state_ = chain.state;
     parked = std::move(chain.parked);
     parked_batches = std::move(chain.parked_batches);
-    pending_ = std::move(chain.pending);
+    for (auto& p : parked) parked_loaded_.insert(p.key);
+    summary_ = chain.pending_summary;
   }
 
+  // The candidates stay in the store: the verifier asks it for those a
+  // message needs, reads all of them only for what covers or bridges, and
+  // reads (and checks) an envelope only when a signature covers it
+  // (ChainVerifier::restore_links and restore_index say why that is safe).
   Result<void> init() {
-    if (auto ok = v.restore_pending(pending_); !ok) {
-      return fail(Errc::internal, kWhere, "chain of " + k_.terminal.id,
-                  "the stored candidates do not verify again: " + ok.error().message());
-    }
+    index_.store = store;
+    index_.id = k_.terminal.id;
+    v.restore_index(index_, summary_);
     return {};
   }
 
@@ -204,13 +227,12 @@ class Attempt {
       i.count = evicted;
       c.tallied.push_back(std::move(i));
     }
-    ChainVerifier next(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
-    // Unsigned candidates only: they verify again under any key (a genuine
-    // one that would not is sent again by its terminal).
-    if (!next.restore_pending(v.pending_envelopes())) {
-      next = ChainVerifier(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+    // Unsigned candidates only: they wait under any key (a genuine one that
+    // would not verify is sent again by its terminal).
+    if (!v.rekey(*k_.next_key)) {
+      v = ChainVerifier(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+      rows_unknown_ = true;  // the store's candidates: all of them go
     }
-    v = std::move(next);
     c.next_key_from = k_.cutover;
   }
 
@@ -223,10 +245,11 @@ class Attempt {
       const v1::Envelope& env, const v1::EnvelopeBody& body) {
     if (!k_.next_key || k_.cutover != 0 || c.next_key_from != 0 || !env.has_signature() ||
         env.signature().key_id() != k_.next_key_id || body.sequence() != v.expected_sequence() ||
-        !v.pending_envelopes().empty()) {
+        v.pending_count() != 0) {
       return std::nullopt;
     }
-    ChainVerifier next(k_.terminal.id, *k_.next_key, v.state(), verifier_options_);
+    ChainVerifier next = v;  // with what the store must write so far
+    if (!next.rekey(*k_.next_key)) return std::nullopt;
     auto r = next.accept_links(env);
     if (!r) return std::nullopt;
     v = std::move(next);
@@ -252,27 +275,36 @@ class Attempt {
   }
 
   // Envelopes held past a gap and batches that came before their
-  // envelopes, tried again now that the chain moved.
+  // envelopes, tried again now that the chain moved. Only the envelopes
+  // the chain can take now are read (at most the sequence it expects, or a
+  // signed drop notice, which may bridge); those it passed go unread, the
+  // others stay as they are.
   void replay_parked() {
     bool progress = true;
     while (progress && (!parked.empty() || !parked_batches.empty())) {
-      progress = false;
-      progress = replay_batches() || progress;
-      std::vector<std::pair<std::uint64_t, std::string>> order;
+      progress = replay_batches();
+      std::vector<ParkedEnvelope> ready;
+      std::vector<ParkedEnvelope> later;
       for (auto& p : parked) {
-        v1::Envelope env;
-        v1::EnvelopeBody body;
-        if (env.ParseFromString(p) && body.ParseFromString(env.body())) {
-          order.emplace_back(body.sequence(), p);
-        }
+        if (p.sequence < v.state().next_sequence) continue;  // passed: a duplicate
+        (p.sequence <= v.expected_sequence() || p.bridge ? ready : later).push_back(std::move(p));
       }
-      std::sort(order.begin(), order.end());
-      parked.clear();
-      for (auto& [seq, bytes] : order) {
+      parked = std::move(later);
+      std::stable_sort(ready.begin(), ready.end(),
+                       [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+      for (auto& p : ready) {
+        const auto seq = p.sequence;
+        auto bytes = parked_bytes(p);
+        if (!bytes) {
+          if (is_store_error(bytes.error())) parked.push_back(std::move(p));  // later
+          continue;
+        }
         v1::Envelope env;
         v1::EnvelopeBody body;
-        (void)env.ParseFromString(bytes);
-        (void)body.ParseFromString(env.body());
+        if (!env.ParseFromString(*bytes) || !body.ParseFromString(env.body()) ||
+            body.sequence() != seq) {
+          continue;  // not what was held (the store lost or altered it): dropped
+        }
         const auto before = v.state().next_sequence;
         auto r = accept(env, body);
         if (r) {
@@ -281,36 +313,43 @@ class Attempt {
                                              "; verified and taken once the chain reached it"));
           take(std::move(*r));
           progress = true;
-        } else if (r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) {
-          parked.push_back(bytes);  // still past a gap
+        } else if ((r.error().code == Errc::failed_precondition && seq > v.expected_sequence()) ||
+                   is_store_error(r.error())) {
+          parked.push_back(std::move(p));  // still past a gap (or the store failed: later)
         } else if (seq >= v.state().next_sequence && !contains(r.error(), "already received")) {
-          // Held unverified, and now refused: someone else's envelope.
+          // Held unverified, and now refused: someone else's envelope
+          // (anyone can send those: tallied).
           const v1::Signature* sig = env.has_signature() ? &env.signature() : nullptr;
-          c.incidents.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
-                                         r.error().message()));
+          c.tallied.push_back(incident(k_.terminal.id, now_, classify(r.error(), sig, k_), seq,
+                                       r.error().message()));
         }
       }
     }
   }
 
-  // The sequence and index of the parked envelope furthest ahead.
+  // The envelope held past a gap: in memory, else read from the store.
+  Result<std::string> parked_bytes(ParkedEnvelope& p) {
+    if (p.envelope.empty()) {
+      auto bytes = store->parked_envelope(k_.terminal.id, p.key);
+      if (!bytes) return std::unexpected(bytes.error());
+      p.envelope = std::move(*bytes);
+    }
+    return p.envelope;
+  }
+
+  // The index of the parked envelope furthest ahead.
   std::pair<std::uint64_t, std::size_t> furthest_parked() const {
     std::pair<std::uint64_t, std::size_t> best{0, 0};
     for (std::size_t i = 0; i < parked.size(); ++i) {
-      v1::Envelope env;
-      v1::EnvelopeBody body;
-      std::uint64_t seq = UINT64_MAX;  // unreadable: first to go
-      if (env.ParseFromString(parked[i]) && body.ParseFromString(env.body())) seq = body.sequence();
-      if (seq >= best.first) best = {seq, i};
+      if (parked[i].sequence >= best.first) best = {parked[i].sequence, i};
     }
     return best;
   }
 
   // Bytes of the envelopes the chain holds unverified or uncovered.
   std::size_t held_bytes() const {
-    std::size_t n = 0;
-    for (auto& e : v.pending_envelopes()) n += e.size();
-    for (auto& e : parked) n += e.size();
+    std::size_t n = v.pending_bytes();
+    for (auto& e : parked) n += e.size;
     for (auto& e : parked_batches) n += e.size();
     return n;
   }
@@ -332,9 +371,36 @@ class Attempt {
     }
     c.tally = tally_;
     c.chain.state = v.state();
-    c.chain.pending = v.pending_envelopes();
-    c.chain.parked = parked;
-    c.chain.parked_batches = parked_batches;
+    // The candidates that came and went: one row each, not the whole set.
+    auto changes = v.take_changes();
+    c.pending_added = std::move(changes.added);
+    c.pending_removed = std::move(changes.removed);
+    if (rows_unknown_) {
+      // A verifier that knows nothing of the store's rows took over: they
+      // all go (read once, at a key rotation the store failed during).
+      if (auto rows = store->pending_index(k_.terminal.id)) {
+        for (auto& l : *rows) c.pending_removed.emplace_back(l.sequence, l.digest);
+      }
+    }
+    c.chain.pending_summary.count = v.pending_count();
+    c.chain.pending_summary.bytes = v.pending_bytes();
+    // The same for the envelopes held past a gap.
+    std::set<std::string> now_parked;
+    for (auto& p : parked) {
+      if (!parked_loaded_.count(p.key)) c.parked_added.push_back(p);
+      now_parked.insert(p.key);
+    }
+    for (auto& key : parked_loaded_) {
+      if (!now_parked.count(key)) c.parked_removed.push_back(key);
+    }
+    c.batches_changed = batches_dirty;
+    if (c.batches_changed) c.chain.parked_batches = parked_batches;
+    const auto& st = c.chain.state;
+    c.chain_changed = c.batches_changed || !c.pending_added.empty() || !c.pending_removed.empty() ||
+                      !c.parked_added.empty() || !c.parked_removed.empty() ||
+                      c.next_key_from != 0 || st.next_sequence != loaded_state_.next_sequence ||
+                      st.session_epoch != loaded_state_.session_epoch ||
+                      st.prev_digest != loaded_state_.prev_digest;
     if (!c.envelopes.empty()) c.seen = now_;
   }
 
@@ -343,9 +409,10 @@ class Attempt {
   ChainVerifier::Options verifier_options_;  // also the next key's verifier's
   ChainVerifier v;
   Commit c;
-  FleetStore* store = nullptr;  // to hold checkpoints against what was received before
-  std::vector<std::string> parked;
+  FleetStore* store = nullptr;              // to hold checkpoints against what was received before
+  std::vector<ParkedEnvelope> parked;       // past a gap, unverified
   std::vector<std::string> parked_batches;  // verified, waiting for their envelopes
+  bool batches_dirty = false;
   std::vector<std::uint64_t> stored;
 
  private:
@@ -376,6 +443,7 @@ class Attempt {
       take(std::move(*r));
       progress = true;
     }
+    if (parked_batches.size() != order.size()) batches_dirty = true;  // some taken or dropped
     return progress;
   }
 
@@ -503,13 +571,40 @@ class Attempt {
   // The candidates get the room the envelopes held past a gap leave.
   static ChainVerifier::Options pending_room(const ChainRecord& chain, const Receiver::Options& o) {
     std::size_t held = 0;
-    for (auto& e : chain.parked) held += e.size();
+    for (auto& e : chain.parked) held += e.size;
     for (auto& e : chain.parked_batches) held += e.size();
     return ChainVerifier::Options{
         o.max_pending, o.max_held_bytes > held ? o.max_held_bytes - held : std::size_t{0}};
   }
 
-  std::vector<std::string> pending_;
+  // The store's candidates, as ChainVerifier asks for them.
+  struct StoreIndex final : ChainVerifier::CandidateIndex {
+    FleetStore* store = nullptr;
+    std::string id;
+    Result<std::optional<ChainVerifier::PendingLink>> find(std::uint64_t seq,
+                                                           const std::string& digest) override {
+      return store->pending_find(id, seq, digest);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> oldest_leaves(
+        std::optional<std::uint64_t> after, std::size_t limit) override {
+      return store->pending_oldest_leaves(id, after, limit);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> newest(std::size_t limit) override {
+      return store->pending_newest(id, limit);
+    }
+    Result<std::vector<ChainVerifier::PendingLink>> all() override {
+      return store->pending_index(id);
+    }
+    Result<std::string> envelope(std::uint64_t seq, const std::string& digest) override {
+      return store->pending_envelope(id, seq, digest);
+    }
+  };
+  StoreIndex index_;
+  ChainVerifier::PendingSummary summary_;
+  bool rows_unknown_ = false;  // v was replaced by one restored from nothing
+  // What was loaded, to write only what changed.
+  envelope::ChainState loaded_state_;
+  std::set<std::string> parked_loaded_;  // keys
   IncidentTally tally_;
 };
 
@@ -632,6 +727,7 @@ class Receiver::Step {
       return receipt(before, Receipt::Outcome::held);
     }
     const Error& e = r.error();
+    if (is_store_error(e)) return std::unexpected(e);
     if (seq < a_.v.state().next_sequence) {
       auto d = crypto::digest(envelope::chain_digest(k_.key.type()), p.env.body());
       if (!d) return std::unexpected(d.error());
@@ -673,6 +769,7 @@ class Receiver::Step {
       return receipt(before, Receipt::Outcome::stored);
     }
     const Error& e = r.error();
+    if (is_store_error(e)) return std::unexpected(e);
     if (last != 0 && last < a_.v.state().next_sequence) {
       auto stored = stored_digest(last);
       if (!stored) return std::unexpected(stored.error());
@@ -701,6 +798,7 @@ class Receiver::Step {
                     Errc::resource_exhausted);
     }
     held.push_back(as_received);
+    a_.batches_dirty = true;
     a_.replay_parked();
     return receipt(before, Receipt::Outcome::held);
   }
@@ -718,9 +816,15 @@ class Receiver::Step {
       const auto kind = classify(genuine.error(), &p.env.signature(), k_);
       return refuse(incident(id, now_, kind, seq, genuine.error().message()), code_of(kind));
     }
-    const std::string as_received(bytes);
+    // Known by the SHA-256 of its bytes: the others are not read again.
+    auto key = crypto::digest(crypto::DigestAlgo::sha256, crypto::byte_view(bytes));
+    if (!key) return std::unexpected(key.error());
+    ParkedEnvelope held{std::string(key->begin(), key->end()), seq,
+                        p.env.has_signature() && p.body.payload_type() == v1::PAYLOAD_DROP,
+                        bytes.size(), std::string(bytes)};
     auto& parked = a_.parked;
-    const bool known_already = std::find(parked.begin(), parked.end(), as_received) != parked.end();
+    const bool known_already =
+        std::any_of(parked.begin(), parked.end(), [&](const auto& e) { return e.key == held.key; });
     auto full = [&] {
       return parked.size() + a_.parked_batches.size() >= o.max_parked ||
              a_.held_bytes() + bytes.size() > o.max_held_bytes;
@@ -740,9 +844,12 @@ class Receiver::Step {
                     Errc::resource_exhausted);
     }
     if (!known_already) {
-      parked.push_back(as_received);
-      a_.c.incidents.push_back(
-          incident(id, now_, "gap", seq, gap.message() + "; held until they arrive"));
+      parked.push_back(std::move(held));
+      // A gap the terminal's own signature proves is an incident of its
+      // own, with its range; one shown by an unsigned envelope (anyone can
+      // send those, for any sequence) is tallied.
+      auto i = incident(id, now_, "gap", seq, gap.message() + "; held until they arrive");
+      (p.env.has_signature() ? a_.c.incidents : a_.c.tallied).push_back(std::move(i));
     }
     a_.replay_parked();  // a bridge may have moved the chain
     if (std::find(a_.stored.begin() + static_cast<std::ptrdiff_t>(before), a_.stored.end(), seq) !=
@@ -771,10 +878,12 @@ class Receiver::Step {
     return std::optional<std::string>((*row)->digest);
   }
 
-  // The incident goes with the group's commit.
+  // The incident goes with the group's commit, tallied: a refused message
+  // is one anyone on the way can send (forged, altered, replayed, junk), as
+  // often as they like.
   std::unexpected<Error> refuse(Incident i, Errc code) {
     auto e = refusal(i, code);
-    a_.c.incidents.push_back(std::move(i));
+    a_.c.tallied.push_back(std::move(i));
     return e;
   }
 
@@ -882,11 +991,9 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
       }
     }
   }
-  if (unknown) {
-    (void)store_.tally_incidents(early, options_.tally);
-  } else {
-    for (auto& i : early) (void)store_.add_incident(i);
-  }
+  // Refusals anyone can cause at will: tallied (a registered terminal's in
+  // rows of its own).
+  (void)store_.tally_incidents(early, unknown ? options_.tally : own_rows(options_.tally));
 
   // Envelopes and batches: in order, against the chain, one commit.
   std::vector<std::size_t> chained;
@@ -900,7 +1007,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
       if (attempt > 0) {
         if (auto again = known(store_, id)) k = std::move(*again);
       }
-      auto chain = store_.chain(id);
+      auto chain = store_.chain_state(id);
       if (!chain) {
         for (auto i : chained) results[i] = std::unexpected(chain.error());
         done = true;
@@ -966,7 +1073,7 @@ std::vector<Result<Receipt>> Receiver::receive_many(const std::string& id,
                    "an offline message whose signature does not verify: " + ok.error().message());
     }
     if (refused) {
-      (void)store_.add_incident(*refused);
+      (void)store_.tally_incidents({*refused}, own_rows(options_.tally));
       results[i] = refusal(*refused, Errc::permission_denied);
       continue;
     }

@@ -10,7 +10,10 @@
 // one through the chain) must be the terminal's, and it must continue the
 // chain with no gap, reordering or insertion. What a signature covered is
 // stored exactly once, in sequence order, in one transaction with the new
-// chain state. Every rejection is an incident in the store.
+// chain state. Every rejection is an incident in the store; those anyone
+// on the way can cause at will (forged, altered, replayed, junk) are
+// tallied: one row per terminal, kind and interval with its count
+// (fleet_store.h), so a flood costs a bounded number of rows.
 //
 // Stateless between calls: the chain, its candidates and the envelopes held
 // past a gap live in the store, so several receivers (threads, processes)
@@ -57,15 +60,20 @@ class Receiver {
     std::size_t max_pending = 4096;  // unsigned envelopes waiting per terminal
     std::size_t max_parked = 1024;   // envelopes held past a gap per terminal
     // Bytes of the envelopes held per terminal (waiting for a signature or
-    // past a gap): every commit rewrites them with the chain.
+    // past a gap). A candidate is a row of its own (written once, deleted
+    // once); those past a gap are rewritten together when they change.
     std::size_t max_held_bytes = 32u << 20;
     int max_attempts = 64;       // commits lost to another receiver before giving up
     std::size_t max_run = 4096;  // envelopes in one EnvelopeRun
-    // Rejections of messages for terminal ids nobody registered, and the
-    // unsigned candidates evicted or discarded, are tallied (fleet_store.h):
-    // anyone on the way can cause them at will. The counts live in the
-    // store, not here, so receivers sharing it count together and none
-    // keeps state of its own.
+    // Rejections anyone on the way can cause at will (messages for terminal
+    // ids nobody registered; a registered terminal's forged, altered,
+    // replayed or junk messages, unsigned envelopes past a gap, and the
+    // candidates evicted or discarded) are tallied (fleet_store.h). A
+    // registered terminal always gets rows of its own (max_terminals bounds
+    // the ids nobody registered). What the terminal's signature proves (a
+    // signed gap, a drop notice, a reordering healed, a bad checkpoint)
+    // stays one row each. The counts live in the store, not here, so
+    // receivers sharing it count together and none keeps state of its own.
     IncidentTally tally{};
   };
   explicit Receiver(FleetStore& store) : Receiver(store, Options{}) {}

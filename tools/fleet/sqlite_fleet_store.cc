@@ -11,7 +11,7 @@
 namespace portier::fleet {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS terminals (
@@ -22,7 +22,20 @@ CREATE TABLE IF NOT EXISTS terminals (
 CREATE TABLE IF NOT EXISTS chains (
   terminal_id TEXT PRIMARY KEY REFERENCES terminals(id), version INTEGER NOT NULL,
   epoch INTEGER NOT NULL, next_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,
-  pending BLOB NOT NULL, parked BLOB NOT NULL, parked_batches BLOB NOT NULL);
+  parked_batches BLOB NOT NULL, pending_count INTEGER NOT NULL DEFAULT 0,
+  pending_bytes INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS candidates (
+  terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
+  digest BLOB NOT NULL, prev BLOB NOT NULL, arrival INTEGER NOT NULL, size INTEGER NOT NULL,
+  envelope BLOB NOT NULL, PRIMARY KEY (terminal_id, seq, digest));
+CREATE INDEX IF NOT EXISTS candidates_index
+  ON candidates (terminal_id, arrival, seq, digest, prev, size);
+CREATE INDEX IF NOT EXISTS candidates_children ON candidates (terminal_id, seq, prev);
+CREATE TABLE IF NOT EXISTS parked (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, terminal_id TEXT NOT NULL REFERENCES terminals(id),
+  key BLOB NOT NULL, seq INTEGER NOT NULL, bridge INTEGER NOT NULL, size INTEGER NOT NULL,
+  envelope BLOB NOT NULL, UNIQUE (terminal_id, key));
+CREATE INDEX IF NOT EXISTS parked_index ON parked (terminal_id, id, key, seq, bridge, size);
 CREATE TABLE IF NOT EXISTS envelopes (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), seq INTEGER NOT NULL,
   epoch INTEGER NOT NULL, digest BLOB NOT NULL, payload_type INTEGER NOT NULL,
@@ -67,6 +80,16 @@ ALTER TABLE incidents ADD COLUMN bucket INTEGER;
 // signs with it, declared with its rotation; 0: not declared).
 constexpr const char* kSchema3 =
     "ALTER TABLE terminal_keys ADD COLUMN cutover INTEGER NOT NULL DEFAULT 0";
+
+// Version 3 to 4: the candidates waiting for a signature and the envelopes
+// held past a gap are rows of their own (one written or deleted per
+// change), no longer blobs in the chain rewritten whole. Those of the blobs
+// are dropped, not converted: neither was ever acknowledged, so the
+// terminal sends them again (as after an eviction).
+constexpr const char* kSchema4 =
+    "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked; "
+    "ALTER TABLE chains ADD COLUMN pending_count INTEGER NOT NULL DEFAULT 0; "
+    "ALTER TABLE chains ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0";
 
 constexpr const char* kTallyIndex =
     "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
@@ -223,8 +246,21 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
     if (!has_cutover) {
       if (auto ok = store->exec(kSchema3); !ok) return std::unexpected(ok.error());
     }
+    // A chains table of before version 4 (blobs of candidates and parked
+    // envelopes).
+    bool has_blobs = false;
+    {
+      Stmt old(db, "SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'");
+      if (!old.ok() || old.step() != SQLITE_ROW) {
+        return std::unexpected(store->sql_error("schema of chains"));
+      }
+      has_blobs = old.i64(0) != 0;
+    }
+    if (has_blobs) {
+      if (auto ok = store->exec(kSchema4); !ok) return std::unexpected(ok.error());
+    }
     if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec("PRAGMA user_version=3"); !ok) return std::unexpected(ok.error());
+    if (auto ok = store->exec("PRAGMA user_version=4"); !ok) return std::unexpected(ok.error());
     if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
   }
   return store;
@@ -370,10 +406,96 @@ Result<bool> SqliteFleetStore::mark_offline(const std::string& id, std::uint64_t
 
 Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   std::lock_guard lock(mu_);
+  // One read transaction: the chain and its candidates as of one commit.
+  PORTIER_TRY(exec("BEGIN"));
+  auto c = read_chain(id, true);
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
+    c = std::unexpected(sql_error("read chain of " + id));
+  }
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return c;
+}
+
+Result<ChainRecord> SqliteFleetStore::chain_state(const std::string& id) {
+  std::lock_guard lock(mu_);
+  PORTIER_TRY(exec("BEGIN"));
+  auto c = read_chain(id, false);
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
+    c = std::unexpected(sql_error("read chain of " + id));
+  }
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return c;
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::read_pending(const char* sql,
+                                                                            const std::string& id,
+                                                                            std::int64_t a,
+                                                                            std::int64_t b) {
+  Stmt p(db_, sql);
+  if (!p.ok()) return std::unexpected(sql_error("read candidates"));
+  p.bind(1, id);
+  p.bind(2, a);
+  p.bind(3, b);
+  std::vector<PendingLink> out;
+  int rc;
+  while ((rc = p.step()) == SQLITE_ROW) {
+    out.push_back(PendingLink{
+        p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
+  return out;
+}
+
+Result<std::optional<FleetStore::PendingLink>> SqliteFleetStore::pending_find(
+    const std::string& id, std::uint64_t sequence, const std::string& digest) {
+  std::lock_guard lock(mu_);
+  Stmt p(db_,
+         "SELECT seq, digest, prev, arrival, size FROM candidates "
+         "WHERE terminal_id = ? AND seq = ? AND digest = ?");
+  if (!p.ok()) return std::unexpected(sql_error("read candidate"));
+  p.bind(1, id);
+  p.bind(2, sequence);
+  p.bind_blob(3, digest);
+  const int rc = p.step();
+  if (rc == SQLITE_DONE) return std::optional<PendingLink>{};
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
+  return std::optional<PendingLink>(PendingLink{
+      p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_index(
+    const std::string& id) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+      "AND ?2 = ?3 ORDER BY arrival",
+      id, 0, 0);
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_oldest_leaves(
+    const std::string& id, std::optional<std::uint64_t> after, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates c WHERE terminal_id = ?1 "
+      "AND arrival > ?2 AND NOT EXISTS (SELECT 1 FROM candidates d WHERE d.terminal_id = ?1 "
+      "AND d.seq = c.seq + 1 AND d.prev = c.digest) ORDER BY arrival LIMIT ?3",
+      id, after ? static_cast<std::int64_t>(*after) : -1,
+      static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+}
+
+Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_newest(const std::string& id,
+                                                                              std::size_t limit) {
+  std::lock_guard lock(mu_);
+  return read_pending(
+      "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+      "AND ?2 = 0 ORDER BY seq DESC LIMIT ?3",
+      id, 0, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+}
+
+Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool index) {
   Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, pending, parked, parked_batches "
-         "FROM chains "
-         "WHERE terminal_id = ?");
+         "SELECT version, epoch, next_seq, prev_digest, parked_batches, pending_count, "
+         "pending_bytes FROM chains WHERE terminal_id = ?");
   if (!s.ok()) return std::unexpected(sql_error("read chain"));
   s.bind(1, id);
   const int rc = s.step();
@@ -385,16 +507,82 @@ Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   c.state.next_sequence = s.u64(2);
   auto d = s.blob(3);
   c.state.prev_digest.assign(d.begin(), d.end());
-  auto pending = unpack(s.blob(4));
-  auto parked = unpack(s.blob(5));
-  auto batches = unpack(s.blob(6));
-  if (!pending || !parked || !batches || c.state.next_sequence == 0 || d.size() != 32) {
+  auto batches = unpack(s.blob(4));
+  if (!batches || c.state.next_sequence == 0 || d.size() != 32) {
     return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
   }
-  c.pending = std::move(*pending);
-  c.parked = std::move(*parked);
   c.parked_batches = std::move(*batches);
+  c.pending_summary.count = static_cast<std::size_t>(s.i64(5));
+  c.pending_summary.bytes = static_cast<std::size_t>(s.i64(6));
+  Stmt h(db_, "SELECT key, seq, bridge, size FROM parked WHERE terminal_id = ? ORDER BY id");
+  if (!h.ok()) return std::unexpected(sql_error("read parked"));
+  h.bind(1, id);
+  int hrc;
+  while ((hrc = h.step()) == SQLITE_ROW) {
+    c.parked.push_back(
+        ParkedEnvelope{h.blob(0), h.u64(1), h.i64(2) != 0, static_cast<std::size_t>(h.i64(3)), {}});
+  }
+  if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
+  // The candidates: their summary (count and bytes kept in the chain row,
+  // the highest sequence and arrival from the indexes: no scan), and their
+  // index (not their envelopes, read when covered) when asked.
+  auto highest = [&](const char* sql) -> Result<std::uint64_t> {
+    Stmt m(db_, sql);
+    if (!m.ok()) return std::unexpected(sql_error("read candidates"));
+    m.bind(1, id);
+    if (m.step() != SQLITE_ROW) return std::unexpected(sql_error("read candidates of " + id));
+    return m.u64(0);  // NULL (none): 0
+  };
+  auto last_seq = highest("SELECT max(seq) FROM candidates WHERE terminal_id = ?");
+  if (!last_seq) return std::unexpected(last_seq.error());
+  auto last_arrival = highest("SELECT max(arrival) FROM candidates WHERE terminal_id = ?");
+  if (!last_arrival) return std::unexpected(last_arrival.error());
+  c.pending_summary.last_sequence = *last_seq;
+  c.pending_summary.last_arrival = *last_arrival;
+  if (index) {
+    auto pending = read_pending(
+        "SELECT seq, digest, prev, arrival, size FROM candidates WHERE terminal_id = ?1 "
+        "AND ?2 = ?3 ORDER BY arrival",
+        id, 0, 0);
+    if (!pending) return std::unexpected(pending.error());
+    c.pending = std::move(*pending);
+  }
   return c;
+}
+
+Result<std::string> SqliteFleetStore::parked_envelope(const std::string& id,
+                                                      const std::string& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT envelope FROM parked WHERE terminal_id = ? AND key = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read parked"));
+  s.bind(1, id);
+  s.bind_blob(2, key);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return fail(Errc::not_found, "fleet store " + path_, "parked envelope of " + id,
+                "not held past a gap (any more)");
+  }
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read parked of " + id));
+  return s.blob(0);
+}
+
+Result<std::string> SqliteFleetStore::pending_envelope(const std::string& id,
+                                                       std::uint64_t sequence,
+                                                       const std::string& digest) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT envelope FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
+  if (!s.ok()) return std::unexpected(sql_error("read candidate"));
+  s.bind(1, id);
+  s.bind(2, sequence);
+  s.bind_blob(3, digest);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return fail(Errc::not_found, "fleet store " + path_,
+                "candidate " + std::to_string(sequence) + " of " + id,
+                "not waiting for a signature (any more)");
+  }
+  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
+  return s.blob(0);
 }
 
 Result<void> SqliteFleetStore::insert_incident(const Incident& i) {
@@ -487,41 +675,117 @@ Result<void> SqliteFleetStore::tally_incidents(const std::vector<Incident>& inci
   return std::unexpected(e);
 }
 
-Result<void> SqliteFleetStore::write(const Commit& c) {
+Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   const auto& st = c.chain.state;
   const std::string prev(st.prev_digest.begin(), st.prev_digest.end());
+  if (!c.chain_changed) {
+    // Nothing moved: only that nobody else moved it either.
+    Stmt s(db_, "SELECT version FROM chains WHERE terminal_id = ?");
+    if (!s.ok()) return std::unexpected(sql_error("check chain"));
+    s.bind(1, c.terminal_id);
+    const int rc = s.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("check chain"));
+    if ((rc == SQLITE_ROW ? s.u64(0) : 0) != c.expected_version) {
+      return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
+                  "changed by another receiver since it was loaded");
+    }
+    return {};
+  }
   if (c.expected_version == 0) {
     Stmt s(db_,
-           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, pending, "
-           "parked, parked_batches) VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, "
+           "parked_batches) VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, c.terminal_id);
     s.bind(2, st.session_epoch);
     s.bind(3, st.next_sequence);
     s.bind_blob(4, prev);
-    s.bind_blob(5, pack(c.chain.pending));
-    s.bind_blob(6, pack(c.chain.parked));
-    s.bind_blob(7, pack(c.chain.parked_batches));
+    s.bind_blob(5, pack(c.chain.parked_batches));
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
-  } else {
+  } else if (c.batches_changed) {
     Stmt s(db_,
            "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
-           "pending = ?, parked = ?, parked_batches = ? WHERE terminal_id = ? AND version = ?");
+           "parked_batches = ? WHERE terminal_id = ? AND version = ?");
     if (!s.ok()) return std::unexpected(sql_error("write chain"));
     s.bind(1, st.session_epoch);
     s.bind(2, st.next_sequence);
     s.bind_blob(3, prev);
-    s.bind_blob(4, pack(c.chain.pending));
-    s.bind_blob(5, pack(c.chain.parked));
-    s.bind_blob(6, pack(c.chain.parked_batches));
-    s.bind(7, c.terminal_id);
-    s.bind(8, c.expected_version);
+    s.bind_blob(4, pack(c.chain.parked_batches));
+    s.bind(5, c.terminal_id);
+    s.bind(6, c.expected_version);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+  } else {
+    Stmt s(db_,
+           "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ? "
+           "WHERE terminal_id = ? AND version = ?");
+    if (!s.ok()) return std::unexpected(sql_error("write chain"));
+    s.bind(1, st.session_epoch);
+    s.bind(2, st.next_sequence);
+    s.bind_blob(3, prev);
+    s.bind(4, c.terminal_id);
+    s.bind(5, c.expected_version);
     if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
   }
   if (sqlite3_changes(db_) != 1) {
     return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                 "changed by another receiver since it was loaded");
   }
+  {
+    Stmt n(db_, "UPDATE chains SET pending_count = ?, pending_bytes = ? WHERE terminal_id = ?");
+    if (!n.ok()) return std::unexpected(sql_error("write chain"));
+    n.bind(1, static_cast<std::uint64_t>(c.chain.pending_summary.count));
+    n.bind(2, static_cast<std::uint64_t>(c.chain.pending_summary.bytes));
+    n.bind(3, c.terminal_id);
+    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+  }
+  // The candidates that changed, one row each.
+  for (auto& [seq, digest] : c.pending_removed) {
+    Stmt s(db_, "DELETE FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
+    if (!s.ok()) return std::unexpected(sql_error("remove candidate"));
+    s.bind(1, c.terminal_id);
+    s.bind(2, seq);
+    s.bind_blob(3, digest);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove candidate"));
+  }
+  for (auto& l : c.pending_added) {
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, size, "
+           "envelope) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return std::unexpected(sql_error("add candidate"));
+    s.bind(1, c.terminal_id);
+    s.bind(2, l.sequence);
+    s.bind_blob(3, l.digest);
+    s.bind_blob(4, l.prev);
+    s.bind(5, l.arrival);
+    s.bind(6, static_cast<std::uint64_t>(l.envelope.size()));
+    s.bind_blob(7, l.envelope);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add candidate"));
+  }
+  for (auto& key : c.parked_removed) {
+    Stmt s(db_, "DELETE FROM parked WHERE terminal_id = ? AND key = ?");
+    if (!s.ok()) return std::unexpected(sql_error("remove parked"));
+    s.bind(1, c.terminal_id);
+    s.bind_blob(2, key);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove parked"));
+  }
+  for (auto& p : c.parked_added) {
+    Stmt s(db_,
+           "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, size, envelope) "
+           "VALUES (?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return std::unexpected(sql_error("add parked"));
+    s.bind(1, c.terminal_id);
+    s.bind_blob(2, p.key);
+    s.bind(3, p.sequence);
+    s.bind(4, p.bridge ? 1 : 0);
+    s.bind(5, static_cast<std::uint64_t>(p.envelope.size()));
+    s.bind_blob(6, p.envelope);
+    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add parked"));
+  }
+  return {};
+}
+
+Result<void> SqliteFleetStore::write(const Commit& c) {
+  PORTIER_TRY(write_chain(c));
   if (c.next_key_from != 0) {
     // The key in use so far goes into the history (from 1 when it is the
     // first; not at all when the next key takes over at 1: it never signed

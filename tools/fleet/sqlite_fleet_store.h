@@ -32,6 +32,18 @@ class SqliteFleetStore final : public FleetStore {
                             std::uint64_t cutover) override;
   Result<std::vector<TerminalKey>> keys(const std::string& id) override;
   Result<ChainRecord> chain(const std::string& id) override;
+  Result<std::string> pending_envelope(const std::string& id, std::uint64_t sequence,
+                                       const std::string& digest) override;
+  Result<std::string> parked_envelope(const std::string& id, const std::string& key) override;
+  Result<ChainRecord> chain_state(const std::string& id) override;
+  Result<std::optional<PendingLink>> pending_find(const std::string& id, std::uint64_t sequence,
+                                                  const std::string& digest) override;
+  Result<std::vector<PendingLink>> pending_index(const std::string& id) override;
+  Result<std::vector<PendingLink>> pending_oldest_leaves(const std::string& id,
+                                                         std::optional<std::uint64_t> after,
+                                                         std::size_t limit) override;
+  Result<std::vector<PendingLink>> pending_newest(const std::string& id,
+                                                  std::size_t limit) override;
   Result<void> commit(const Commit& commit) override;
   Result<void> add_incident(const Incident& incident) override;
   Result<void> tally_incidents(const std::vector<Incident>& incidents,
@@ -53,6 +65,11 @@ class SqliteFleetStore final : public FleetStore {
   SqliteFleetStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   Result<void> exec(const char* sql);
   Result<void> write(const Commit& c);  // inside commit()'s transaction
+  Result<void> write_chain(const Commit& c);
+  // Inside a read transaction; the candidates' index too when `index`.
+  Result<ChainRecord> read_chain(const std::string& id, bool index);
+  Result<std::vector<PendingLink>> read_pending(const char* sql, const std::string& id,
+                                                std::int64_t a, std::int64_t b);
   Result<void> insert_incident(const Incident& incident);
   Result<void> tally_incident(const Incident& incident, const IncidentTally& tally);
   Error sql_error(const std::string& what) const;

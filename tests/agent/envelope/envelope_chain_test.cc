@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 namespace portier::envelope {
@@ -571,6 +572,239 @@ TEST(EnvelopeChain, EvictionAfterARestoreTakesTheOldestCandidateFirst) {
   auto covered = fresh.accept(run[1].envelope);
   ASSERT_TRUE(covered) << covered.error().message();
   EXPECT_EQ(covered->size(), 2u);
+}
+
+// A store that keeps each candidate as a row (the fleet's): what
+// restore_links() takes back, and how often it reads an envelope.
+struct RowStore {
+  std::map<std::pair<std::uint64_t, std::string>, std::string> rows;
+  int reads = 0;
+  void keep(const ChainVerifier& v) {
+    for (auto& l : v.pending_links()) {
+      if (!l.envelope.empty()) rows[{l.sequence, l.digest}] = l.envelope;
+    }
+  }
+  ChainVerifier::EnvelopeLoader loader() {
+    return [this](std::uint64_t seq, const std::string& digest) -> Result<std::string> {
+      ++reads;
+      auto it = rows.find({seq, digest});
+      if (it == rows.end()) return fail(Errc::not_found, "rows", "candidate", "gone");
+      return it->second;
+    };
+  }
+  // The index as a store returns it: no envelopes.
+  static std::vector<ChainVerifier::PendingLink> index(const ChainVerifier& v) {
+    auto links = v.pending_links();
+    for (auto& l : links) l.envelope.clear();
+    return links;
+  }
+};
+
+// Taking candidates back from a store costs their index only: no envelope
+// is read until a signature covers it, and then exactly the covered ones.
+TEST(EnvelopeChain, CandidatesRestoredAsAnIndexAreReadOnlyWhenASignatureCoversThem_REQ29) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  ChainVerifier::Options o;
+  o.max_pending = 8;
+  auto first = c.verifier(o);
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  ASSERT_TRUE(first.accept(run[1].envelope));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(first.accept(junk(run[0].digest, 2, i)));
+  RowStore store;
+  store.keep(first);
+  ASSERT_EQ(store.rows.size(), 7u);
+  auto second = c.verifier(o);
+  ASSERT_TRUE(second.restore_links(RowStore::index(first), store.loader()));
+  EXPECT_EQ(second.pending_count(), 7u);
+  EXPECT_EQ(second.pending_bytes(), first.pending_bytes());
+  EXPECT_EQ(second.expected_sequence(), 3u);
+  // More junk: evicted oldest first by the ages kept, nothing read.
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 10)));
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 11)));
+  EXPECT_EQ(second.take_evicted(), 1u);
+  EXPECT_EQ(store.reads, 0);
+  ASSERT_TRUE(second.accept(run[2].envelope));
+  auto covered = second.accept_batch_links(*sign_batch("T-0001", 1, 3, run[2].digest, c.key));
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    v1::Envelope e;
+    ASSERT_TRUE(e.ParseFromString((*covered)[i].envelope));
+    EXPECT_EQ(e.body(), run[i].envelope.body());
+    EXPECT_EQ((*covered)[i].body.payload(), "payload " + std::to_string(i));
+  }
+  EXPECT_EQ(store.reads, 2) << "the two covered links restored from the store, no junk";
+  EXPECT_EQ(second.pending_count(), 0u);
+}
+
+// The index is trusted, the envelopes are not: a row the store lost or
+// altered (here: a forged body put under the genuine link's digest) makes
+// the cover fail, never gets its body handed out, and leaves the chain
+// where the genuine links, sent again, cover it.
+TEST(EnvelopeChain, AnAlteredStoredCandidateIsNeverHandedOutAndTheResentChainIsCovered_REQ29) {
+  Chain c(KeyType::ed25519);
+  auto run = c.seal(2, false);
+  auto first = c.verifier();
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  RowStore store;
+  store.keep(first);
+  const std::string d0(run[0].digest.begin(), run[0].digest.end());
+  store.rows[{1, d0}] = forge(run[0].envelope).SerializeAsString();
+  auto second = c.verifier();
+  ASSERT_TRUE(second.restore_links(RowStore::index(first), store.loader()));
+  ASSERT_TRUE(sign_envelope(run[1].envelope, c.key));
+  auto r = second.accept(run[1].envelope);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::internal);
+  EXPECT_NE(r.error().message().find("lost or altered"), std::string::npos) << r.error().message();
+  EXPECT_EQ(second.state().next_sequence, 1u);
+  EXPECT_EQ(second.pending_count(), 0u) << "the altered row goes";
+  ASSERT_TRUE(second.accept(run[0].envelope));
+  auto covered = second.accept(run[1].envelope);
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 2u);
+  EXPECT_EQ((*covered)[0].payload(), "payload 0");
+
+  // A row that is gone, and an index entry whose parent is gone (an
+  // orphan): the first fails the cover the same way, the second is dropped
+  // when restored.
+  Chain d(KeyType::ecdsa_p256);
+  auto more = d.seal(3, false);
+  auto third = d.verifier();
+  for (auto& s : more) ASSERT_TRUE(third.accept(s.envelope));
+  auto index = RowStore::index(third);
+  RowStore empty;
+  auto orphaned = index;
+  orphaned.erase(orphaned.begin());  // sequence 1, the oldest
+  auto fourth = d.verifier();
+  ASSERT_TRUE(fourth.restore_links(orphaned, empty.loader()));
+  EXPECT_EQ(fourth.pending_count(), 0u);
+  EXPECT_EQ(fourth.take_superseded().size(), 2u);
+  auto fifth = d.verifier();
+  ASSERT_TRUE(fifth.restore_links(index, empty.loader()));
+  auto none = fifth.accept_batch_links(*sign_batch("T-0001", 1, 3, more[2].digest, d.key));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Errc::internal) << none.error().message();
+  EXPECT_EQ(fifth.state().next_sequence, 1u);
+}
+
+// A store's candidates asked for one by one (ChainVerifier::restore_index):
+// what it is asked, counted.
+struct IndexStore final : ChainVerifier::CandidateIndex {
+  std::map<std::pair<std::uint64_t, std::string>, ChainVerifier::PendingLink> rows;
+  int alls = 0, reads = 0, lookups = 0;
+  void apply(ChainVerifier::Changes changes) {
+    for (auto& key : changes.removed) rows.erase(key);
+    for (auto& l : changes.added) rows[{l.sequence, l.digest}] = l;
+  }
+  ChainVerifier::PendingSummary summary() const {
+    ChainVerifier::PendingSummary s;
+    for (auto& [key, l] : rows) {
+      ++s.count;
+      s.bytes += l.size;
+      s.last_sequence = std::max(s.last_sequence, l.sequence);
+      s.last_arrival = std::max(s.last_arrival, l.arrival);
+    }
+    return s;
+  }
+  static ChainVerifier::PendingLink bare(ChainVerifier::PendingLink l) {
+    l.envelope.clear();
+    return l;
+  }
+  std::vector<ChainVerifier::PendingLink> by_arrival() const {
+    std::vector<ChainVerifier::PendingLink> out;
+    for (auto& [key, l] : rows) out.push_back(bare(l));
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.arrival < b.arrival; });
+    return out;
+  }
+  Result<std::optional<ChainVerifier::PendingLink>> find(std::uint64_t seq,
+                                                         const std::string& digest) override {
+    ++lookups;
+    auto it = rows.find({seq, digest});
+    if (it == rows.end()) return std::optional<ChainVerifier::PendingLink>{};
+    return std::optional<ChainVerifier::PendingLink>(bare(it->second));
+  }
+  Result<std::vector<ChainVerifier::PendingLink>> oldest_leaves(std::optional<std::uint64_t> after,
+                                                                std::size_t limit) override {
+    ++lookups;
+    std::vector<ChainVerifier::PendingLink> out;
+    for (auto& l : by_arrival()) {
+      if ((after && l.arrival <= *after) || out.size() == limit) continue;
+      bool leaf = true;
+      for (auto& [key, c] : rows)
+        leaf = leaf && !(c.sequence == l.sequence + 1 && c.prev == l.digest);
+      if (leaf) out.push_back(l);
+    }
+    return out;
+  }
+  Result<std::vector<ChainVerifier::PendingLink>> newest(std::size_t limit) override {
+    ++lookups;
+    auto out = by_arrival();
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.sequence > b.sequence; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
+  }
+  Result<std::vector<ChainVerifier::PendingLink>> all() override {
+    ++alls;
+    return by_arrival();
+  }
+  Result<std::string> envelope(std::uint64_t seq, const std::string& digest) override {
+    ++reads;
+    auto it = rows.find({seq, digest});
+    if (it == rows.end()) return fail(Errc::not_found, "rows", "candidate", "gone");
+    return it->second.envelope;
+  }
+};
+
+// Unsigned candidates added to (and evicting from) a full room of stored
+// ones cost lookups, never the whole index; the signature that covers
+// reads it, and exactly the envelopes it covers.
+TEST(EnvelopeChain, CandidatesAskedOneByOneAreReadWhollyOnlyForWhatASignatureCovers_REQ29) {
+  Chain c(KeyType::ecdsa_p256);
+  auto run = c.seal(3, false);
+  ChainVerifier::Options o;
+  o.max_pending = 8;
+  auto first = c.verifier(o);
+  ASSERT_TRUE(first.accept(run[0].envelope));
+  ASSERT_TRUE(first.accept(run[1].envelope));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(first.accept(junk(run[0].digest, 2, i)));
+  IndexStore store;
+  store.apply(first.take_changes());
+  ASSERT_EQ(store.rows.size(), 7u);
+
+  auto second = c.verifier(o);
+  second.restore_index(store, store.summary());
+  EXPECT_EQ(second.pending_count(), 7u);
+  EXPECT_EQ(second.expected_sequence(), 3u);
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 10)));  // the room is full now
+  ASSERT_TRUE(second.accept(junk(run[1].digest, 3, 11)));  // evicts the oldest junk
+  EXPECT_EQ(second.take_evicted(), 1u);
+  EXPECT_EQ(second.pending_count(), 8u);
+  auto r = second.accept(junk(run[0].digest, 2, 0));  // evicted: new again
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(second.take_evicted(), 1u);
+  EXPECT_EQ(store.alls, 0) << "no unsigned candidate needs the whole index";
+  EXPECT_EQ(store.reads, 0);
+  EXPECT_LE(store.lookups, 12);
+  auto changes = second.take_changes();
+  EXPECT_EQ(changes.added.size(), 3u);
+  EXPECT_EQ(changes.removed.size(), 2u) << "the two oldest junk rows";
+  store.apply(std::move(changes));
+
+  auto third = c.verifier(o);
+  third.restore_index(store, store.summary());
+  ASSERT_TRUE(third.accept(run[2].envelope));
+  EXPECT_EQ(store.alls, 0);
+  auto covered = third.accept_batch_links(*sign_batch("T-0001", 1, 3, run[2].digest, c.key));
+  ASSERT_TRUE(covered) << covered.error().message();
+  ASSERT_EQ(covered->size(), 3u);
+  EXPECT_EQ((*covered)[1].body.payload(), "payload 1");
+  EXPECT_EQ(store.alls, 1);
+  EXPECT_EQ(store.reads, 2) << "run 0 and 1, from the store";
+  EXPECT_EQ(third.pending_count(), 0u);
+  store.apply(third.take_changes());
+  EXPECT_TRUE(store.rows.empty()) << "covered and superseded rows all go";
 }
 
 }  // namespace
