@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "fleet_test_support.h"
+#include "forwarding_store.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/stored_chain_check.h"
 
@@ -155,9 +156,9 @@ TEST_F(FloodTest, AFloodOfJunkCandidatesLeavesBoundedStateAndTheGenuineChainIsSt
 // What the receiver asks of the store, counted through its interface (a
 // decorator of the SQLite store): the bytes and rows each commit writes
 // and the candidate envelopes it reads back.
-class CountingStore final : public FleetStore {
+class CountingStore final : public testing::ForwardingStore {
  public:
-  explicit CountingStore(FleetStore& s) : s_(s) {}
+  using ForwardingStore::ForwardingStore;
   struct Write {
     std::size_t bytes = 0;           // envelopes, candidates, what is held past a gap
     std::size_t candidate_rows = 0;  // added or removed
@@ -195,19 +196,6 @@ class CountingStore final : public FleetStore {
     ++parked_reads;
     return s_.parked_envelope(id, key);
   }
-  Result<void> add_terminal(const Terminal& t) override { return s_.add_terminal(t); }
-  Result<Terminal> terminal(const std::string& id) override { return s_.terminal(id); }
-  Result<std::vector<Terminal>> terminals() override { return s_.terminals(); }
-  Result<bool> mark_offline(const std::string& id, std::uint64_t epoch, TimePoint now) override {
-    return s_.mark_offline(id, epoch, now);
-  }
-  Result<void> set_next_key(const std::string& id, const std::string& pem,
-                            std::uint64_t cutover) override {
-    return s_.set_next_key(id, pem, cutover);
-  }
-  Result<std::vector<TerminalKey>> keys(const std::string& id) override { return s_.keys(id); }
-  Result<ChainRecord> chain(const std::string& id) override { return s_.chain(id); }
-  Result<ChainRecord> chain_state(const std::string& id) override { return s_.chain_state(id); }
   Result<std::optional<PendingLink>> pending_find(const std::string& id, std::uint64_t sequence,
                                                   const std::string& digest) override {
     auto r = s_.pending_find(id, sequence, digest);
@@ -227,41 +215,12 @@ class CountingStore final : public FleetStore {
                                                   std::size_t limit) override {
     return rows(s_.pending_newest(id, limit));
   }
-  Result<void> add_incident(const Incident& i) override { return s_.add_incident(i); }
-  Result<void> tally_incidents(const std::vector<Incident>& i, const IncidentTally& t) override {
-    return s_.tally_incidents(i, t);
-  }
-  Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
-                                                 std::uint64_t sequence) override {
-    return s_.envelope(id, sequence);
-  }
-  Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
-                                                std::size_t limit) override {
-    return s_.envelopes(id, from, limit);
-  }
-  Result<std::vector<ChainProof>> proofs(const std::string& id) override { return s_.proofs(id); }
-  Result<std::optional<Telemetry>> latest(const std::string& id, int type) override {
-    return s_.latest(id, type);
-  }
-  Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from,
-                                        std::size_t limit) override {
-    return s_.audit(id, from, limit);
-  }
-  Result<std::vector<CommandResultEntry>> results(const std::string& id,
-                                                  std::size_t limit) override {
-    return s_.results(id, limit);
-  }
-  Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override {
-    return s_.incidents(id, limit);
-  }
-  Result<TerminalCounts> counts(const std::string& id) override { return s_.counts(id); }
 
  private:
   Result<std::vector<PendingLink>> rows(Result<std::vector<PendingLink>> r) {
     if (r) index_rows_read += r->size();
     return r;
   }
-  FleetStore& s_;
 };
 
 // A hostile broker floods a registered terminal's up/ topics: unsigned

@@ -12,6 +12,7 @@
 
 #include "agent/envelope/offline_notice.h"
 #include "fleet_test_support.h"
+#include "forwarding_store.h"
 #include "tools/fleet/receiver.h"
 #include "tools/fleet/stored_chain_check.h"
 
@@ -273,20 +274,10 @@ TEST_F(KeyRotationTest, TheOldKeysGoodbyeOfItsOwnSessionIsTakenNotOneForALaterSe
 
 // A store whose chain() runs a hook once, right after a receiver loaded the
 // terminal's keys: a rotation recorded in between.
-class RacingStore final : public FleetStore {
+class RacingStore final : public testing::ForwardingStore {
  public:
-  RacingStore(FleetStore& s, std::function<void()> hook) : s_(s), hook_(std::move(hook)) {}
-  Result<void> add_terminal(const Terminal& t) override { return s_.add_terminal(t); }
-  Result<Terminal> terminal(const std::string& id) override { return s_.terminal(id); }
-  Result<std::vector<Terminal>> terminals() override { return s_.terminals(); }
-  Result<bool> mark_offline(const std::string& id, std::uint64_t e, TimePoint now) override {
-    return s_.mark_offline(id, e, now);
-  }
-  Result<void> set_next_key(const std::string& id, const std::string& pem,
-                            std::uint64_t cutover) override {
-    return s_.set_next_key(id, pem, cutover);
-  }
-  Result<std::vector<TerminalKey>> keys(const std::string& id) override { return s_.keys(id); }
+  RacingStore(FleetStore& s, std::function<void()> hook)
+      : ForwardingStore(s), hook_(std::move(hook)) {}
   Result<ChainRecord> chain(const std::string& id) override {
     auto c = s_.chain(id);
     if (auto h = std::exchange(hook_, nullptr)) h();
@@ -298,61 +289,8 @@ class RacingStore final : public FleetStore {
     if (auto h = std::exchange(hook_, nullptr)) h();
     return c;
   }
-  Result<std::optional<PendingLink>> pending_find(const std::string& id, std::uint64_t seq,
-                                                  const std::string& digest) override {
-    return s_.pending_find(id, seq, digest);
-  }
-  Result<std::vector<PendingLink>> pending_index(const std::string& id) override {
-    return s_.pending_index(id);
-  }
-  Result<std::vector<PendingLink>> pending_oldest_leaves(const std::string& id,
-                                                         std::optional<std::uint64_t> after,
-                                                         std::size_t limit) override {
-    return s_.pending_oldest_leaves(id, after, limit);
-  }
-  Result<std::vector<PendingLink>> pending_newest(const std::string& id,
-                                                  std::size_t limit) override {
-    return s_.pending_newest(id, limit);
-  }
-  Result<std::string> pending_envelope(const std::string& id, std::uint64_t seq,
-                                       const std::string& digest) override {
-    return s_.pending_envelope(id, seq, digest);
-  }
-  Result<std::string> parked_envelope(const std::string& id, const std::string& key) override {
-    return s_.parked_envelope(id, key);
-  }
-  Result<void> commit(const Commit& c) override { return s_.commit(c); }
-  Result<void> add_incident(const Incident& i) override { return s_.add_incident(i); }
-  Result<void> tally_incidents(const std::vector<Incident>& i, const IncidentTally& t) override {
-    return s_.tally_incidents(i, t);
-  }
-  Result<std::optional<StoredEnvelope>> envelope(const std::string& id,
-                                                 std::uint64_t seq) override {
-    return s_.envelope(id, seq);
-  }
-  Result<std::vector<StoredEnvelope>> envelopes(const std::string& id, std::uint64_t from,
-                                                std::size_t limit) override {
-    return s_.envelopes(id, from, limit);
-  }
-  Result<std::vector<ChainProof>> proofs(const std::string& id) override { return s_.proofs(id); }
-  Result<std::optional<Telemetry>> latest(const std::string& id, int type) override {
-    return s_.latest(id, type);
-  }
-  Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from,
-                                        std::size_t limit) override {
-    return s_.audit(id, from, limit);
-  }
-  Result<std::vector<CommandResultEntry>> results(const std::string& id,
-                                                  std::size_t limit) override {
-    return s_.results(id, limit);
-  }
-  Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override {
-    return s_.incidents(id, limit);
-  }
-  Result<TerminalCounts> counts(const std::string& id) override { return s_.counts(id); }
 
  private:
-  FleetStore& s_;
   std::function<void()> hook_;
 };
 
