@@ -205,16 +205,10 @@ class Attempt {
     return c.next_key_from != 0 && sequence >= c.next_key_from ? *k_.next_key : k_.key;
   }
 
-  // A rotation that declared its cutover (fleet_store.h: TerminalKey): once
-  // the old key covered everything before it, the next key takes over, and
-  // the candidates waiting for a signature (at the cutover or after) wait
-  // for one of the next key.
-  void cut_over_when_reached() {
-    if (!k_.next_key || k_.cutover == 0 || c.next_key_from != 0 ||
-        v.state().next_sequence < k_.cutover) {
-      return;
-    }
-    // What the old verifier discarded (as finish() counts it), before it goes.
+  // The links that lost to the signed chain and the candidates evicted to
+  // make room: anyone on the way can insert links, so they are counted,
+  // not one row each.
+  void tally_discarded() {
     for (auto& l : v.take_superseded()) {
       c.tallied.push_back(
           incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
@@ -227,6 +221,18 @@ class Attempt {
       i.count = evicted;
       c.tallied.push_back(std::move(i));
     }
+  }
+
+  // A rotation that declared its cutover (fleet_store.h: TerminalKey): once
+  // the old key covered everything before it, the next key takes over, and
+  // the candidates waiting for a signature (at the cutover or after) wait
+  // for one of the next key.
+  void cut_over_when_reached() {
+    if (!k_.next_key || k_.cutover == 0 || c.next_key_from != 0 ||
+        v.state().next_sequence < k_.cutover) {
+      return;
+    }
+    tally_discarded();  // what the old verifier discarded, before it goes
     // Unsigned candidates only: they wait under any key (a genuine one that
     // would not verify is sent again by its terminal).
     if (!v.rekey(*k_.next_key)) {
@@ -356,19 +362,7 @@ class Attempt {
 
   // The chain after this attempt, and the links that lost to the signed chain.
   void finish() {
-    // Anyone on the way can insert links: counted, not one row each.
-    for (auto& l : v.take_superseded()) {
-      c.tallied.push_back(
-          incident(k_.terminal.id, now_, "inserted", l.body.sequence(),
-                   "an envelope that is not on the terminal's signed chain was discarded"));
-    }
-    if (const auto evicted = v.take_evicted(); evicted > 0) {
-      auto i = incident(k_.terminal.id, now_, "evicted", 0,
-                        "unsigned envelopes waiting for a signature were evicted, oldest first, "
-                        "to make room for newer ones (a genuine one is sent again)");
-      i.count = evicted;
-      c.tallied.push_back(std::move(i));
-    }
+    tally_discarded();
     c.tally = tally_;
     c.chain.state = v.state();
     // The candidates that came and went: one row each, not the whole set.
