@@ -173,6 +173,21 @@ ChainVerifier::ChainVerifier(std::string terminal_id, crypto::PublicKey key, Cha
   if (auto id = key_id(key_)) key_id_ = *id;
 }
 
+bool signed_by(const crypto::PublicKey& key, const v1::Envelope& envelope) {
+  const auto& sig = envelope.signature();
+  return envelope.has_signature() && sig.algorithm() == signature_algorithm(key.type()) &&
+         crypto::verify(key, signed_message(envelope.body()), crypto::byte_view(sig.value()))
+             .has_value();
+}
+
+bool signed_by(const crypto::PublicKey& key, const v1::BatchSignature& batch) {
+  const auto& sig = batch.signature();
+  if (!batch.has_signature() || sig.algorithm() != signature_algorithm(key.type())) return false;
+  auto message = batch_message(batch.terminal_id(), batch.first_sequence(), batch.last_sequence(),
+                               crypto::byte_view(batch.head_digest()));
+  return crypto::verify(key, message, crypto::byte_view(sig.value())).has_value();
+}
+
 Result<void> ChainVerifier::check_signature(const v1::Signature& sig, crypto::ByteView message) {
   if (sig.key_id() != key_id_) {
     return fail(Errc::permission_denied, kWhere, "signature",

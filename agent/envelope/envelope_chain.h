@@ -76,6 +76,12 @@ Result<v1::BatchSignature> sign_batch(const std::string& terminal_id, std::uint6
                                       std::uint64_t last, const crypto::Bytes& head_digest,
                                       const crypto::PrivateKey& key);
 
+// Whether `key` made the envelope's own signature, or the batch signature
+// (over its terminal, run and head): the signature alone, no chain (the
+// fleet tells a retired key's real holder from a forger naming its id).
+bool signed_by(const crypto::PublicKey& key, const v1::Envelope& envelope);
+bool signed_by(const crypto::PublicKey& key, const v1::BatchSignature& batch);
+
 // The fleet's side. A link with its own signature is verified at once; a
 // link without one is only a candidate until a signature covers it: a later
 // signed link, or a BatchSignature whose head is its digest or chains to it.

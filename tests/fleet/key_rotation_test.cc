@@ -229,6 +229,55 @@ TEST_F(KeyRotationTest,
   expect_chain_ok(9);
 }
 
+// "retired key" says the old key is in someone else's hands: an operator
+// acts on it. A forger who only names the retired key's id (its signature
+// made by another key) must not raise it.
+TEST_F(KeyRotationTest, AForgerNamingTheRetiredKeyIsABadSignatureNotARetiredKey_REQ33) {
+  // A signature that names the terminal's key and does not verify is
+  // "tampered" (the bytes may have been altered), one naming another key a
+  // "bad signature": either, never "retired key".
+  const auto expect_forgery = [](const std::string& kind) {
+    EXPECT_TRUE(kind == "tampered" || kind == "bad signature") << kind;
+  };
+  receiver_ = std::make_unique<Receiver>(*store_);
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(receive(t_.health(i))) << i;
+  ASSERT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 5));
+  auto forger_key = crypto::PrivateKey::generate(t_.key.type());
+  ASSERT_TRUE(forger_key);
+  envelope::EnvelopeSealer forger(t_.id, t_.key.type(), t_.sealer.state());
+  v1::HealthReport h;
+  h.mutable_health()->add_reasons("forged");
+  auto s = forger.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), kT0);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(envelope::sign_envelope(s->envelope, *forger_key));
+  // The retired key's id on the forger's signature.
+  s->envelope.mutable_signature()->set_key_id(*envelope::key_id(*t_.key.public_key()));
+  auto r = receive(*s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied);
+  expect_forgery(incident_kinds(*store_, t_.id).back());
+  EXPECT_EQ(testing::incident_total(*store_, t_.id, "retired key"), 0u);
+  // The same for a batch over the forger's unsigned link.
+  forger.reset(t_.sealer.state());
+  auto u5 = forger.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), kT0);
+  ASSERT_TRUE(u5);
+  ASSERT_TRUE(receive(*u5));
+  auto batch = envelope::sign_batch(t_.id, 5, 5, u5->digest, *forger_key);
+  ASSERT_TRUE(batch);
+  batch->mutable_signature()->set_key_id(*envelope::key_id(*t_.key.public_key()));
+  ASSERT_FALSE(receiver_->receive(t_.id, "batch", batch->SerializeAsString(), kT0));
+  expect_forgery(incident_kinds(*store_, t_.id).back());
+  EXPECT_EQ(testing::incident_total(*store_, t_.id, "retired key"), 0u);
+  // The real old key at the cutover is a retired key.
+  forger.reset(t_.sealer.state());
+  auto thief = forger.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), kT0);
+  ASSERT_TRUE(thief);
+  ASSERT_TRUE(envelope::sign_envelope(thief->envelope, t_.key));
+  ASSERT_FALSE(receive(*thief));
+  EXPECT_EQ(incident_kinds(*store_, t_.id).back(), "retired key");
+  EXPECT_EQ(stored_sequences(*store_, t_.id), seqs(1, 4));
+}
+
 // The thief got its old-key envelopes stored past the cutover before the
 // terminal's Renew: the rotation is refused (the store will not take a next
 // key whose cutover the chain already passed), which shows the theft.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -84,18 +85,28 @@ struct Known {
 
 constexpr const char* kRetiredKey = "signed by a retired key";
 
-// A signature of a key that a rotation retired before `sequence`: whoever
-// signs with it now is not the terminal (a thief of the old key).
-std::optional<Error> retired_signature(const Known& k, const v1::Signature& sig,
-                                       std::uint64_t sequence) {
+// A signature naming a key that a rotation retired before `sequence`.
+// Made by that key (`made_by`), it is a "retired key": whoever signs with
+// it now is not the terminal (the old key is in other hands). Not made by
+// it, it is a forger naming the id: a bad signature, nothing learnt of the
+// old key.
+std::optional<Error> retired_signature(
+    const Known& k, const v1::Signature& sig, std::uint64_t sequence,
+    const std::function<bool(const crypto::PublicKey&)>& made_by) {
   for (const auto& r : k.retired) {
-    if (sig.key_id() == r.key_id && sequence >= r.until) {
-      return Error{Errc::permission_denied, kWhere,
-                   "terminal " + k.terminal.id + " sequence " + std::to_string(sequence),
-                   std::string(kRetiredKey) + ": key " + r.key_id.substr(0, 16) +
-                       "... was replaced by a key rotation at sequence " + std::to_string(r.until) +
-                       " and signs nothing from there on"};
+    if (sig.key_id() != r.key_id || sequence < r.until) continue;
+    const std::string at = "terminal " + k.terminal.id + " sequence " + std::to_string(sequence);
+    const std::string key = "key " + r.key_id.substr(0, 16) +
+                            "... (replaced by a key rotation at "
+                            "sequence " +
+                            std::to_string(r.until) + ")";
+    if (r.key && !made_by(*r.key)) {
+      return Error{Errc::permission_denied, kWhere, at,
+                   "bad signature: it names " + key + ", which did not make it"};
     }
+    return Error{Errc::permission_denied, kWhere, at,
+                 std::string(kRetiredKey) + ": " + key +
+                     " signs nothing from there on; whoever holds it now is not the terminal"};
   }
   return std::nullopt;
 }
@@ -155,9 +166,7 @@ class Attempt {
   Result<std::vector<ChainVerifier::Link>> accept(const v1::Envelope& env,
                                                   const v1::EnvelopeBody& body) {
     if (env.has_signature()) {
-      if (auto e = retired_signature(k_, env.signature(), body.sequence())) {
-        return std::unexpected(*e);
-      }
+      if (auto e = retired(env, body.sequence())) return std::unexpected(*e);
     }
     auto r = v.accept_links(env);
     if (!r) {
@@ -188,16 +197,21 @@ class Attempt {
   // A batch signature, refused when a retired key made it over sequences
   // it no longer signs.
   Result<std::vector<ChainVerifier::Link>> accept_batch(const v1::BatchSignature& batch) {
-    if (auto e = retired_signature(k_, batch.signature(), batch.last_sequence())) {
-      return std::unexpected(*e);
-    }
+    if (auto e = retired(batch)) return std::unexpected(*e);
     return v.accept_batch_links(batch);
   }
 
-  // The refusal of a message signed by a retired key past its end (nullopt:
-  // not one).
-  std::optional<Error> retired(const v1::Signature& sig, std::uint64_t sequence) const {
-    return retired_signature(k_, sig, sequence);
+  // The refusal of a message whose signature names a retired key past its
+  // end (nullopt: not one).
+  std::optional<Error> retired(const v1::Envelope& env, std::uint64_t sequence) const {
+    return retired_signature(k_, env.signature(), sequence, [&](const crypto::PublicKey& key) {
+      return envelope::signed_by(key, env);
+    });
+  }
+  std::optional<Error> retired(const v1::BatchSignature& b) const {
+    return retired_signature(
+        k_, b.signature(), b.last_sequence(),
+        [&](const crypto::PublicKey& key) { return envelope::signed_by(key, b); });
   }
 
   // The key that signs the chain at `sequence` (the next key from its takeover).
@@ -423,9 +437,10 @@ class Attempt {
     bool progress = false;
     for (auto& [last, b] : order) {
       if (last < v.state().next_sequence) continue;  // covered otherwise meanwhile
-      if (auto e = retired(b.signature(), last)) {
+      if (auto e = retired(b)) {
         // Held before the rotation named its cutover: the old key's past it.
-        c.incidents.push_back(incident(k_.terminal.id, now_, "retired key", last, e->message()));
+        c.incidents.push_back(
+            incident(k_.terminal.id, now_, classify(*e, &b.signature(), k_), last, e->message()));
         continue;
       }
       auto r = v.accept_batch_links(b);
@@ -709,9 +724,9 @@ class Receiver::Step {
     // oldest candidates it can for it (ChainVerifier::Options), else refuses.
     const auto before = a_.stored.size();
     if (p.env.has_signature()) {
-      if (auto e = a_.retired(p.env.signature(), seq)) {
-        return refuse(incident(id, now_, "retired key", seq, e->message()),
-                      Errc::permission_denied);
+      if (auto e = a_.retired(p.env, seq)) {
+        const auto kind = classify(*e, &p.env.signature(), k_);
+        return refuse(incident(id, now_, kind, seq, e->message()), code_of(kind));
       }
     }
     auto r = a_.accept(p.env, p.body);
@@ -752,8 +767,9 @@ class Receiver::Step {
     const auto& id = k_.terminal.id;
     const std::uint64_t last = p.batch.last_sequence();
     const auto before = a_.stored.size();
-    if (auto e = a_.retired(p.batch.signature(), last)) {
-      return refuse(incident(id, now_, "retired key", last, e->message()), Errc::permission_denied);
+    if (auto e = a_.retired(p.batch)) {
+      const auto kind = classify(*e, &p.batch.signature(), k_);
+      return refuse(incident(id, now_, kind, last, e->message()), code_of(kind));
     }
     auto r = a_.accept_batch(p.batch);
     if (r) {
