@@ -137,20 +137,20 @@ Result<void> Outbox::connect() {
 Result<void> Outbox::use() {
   last_use_ = std::chrono::steady_clock::now();
   if (db_) return {};
-  released_empty_ = false;  // whatever this call does, it may add records
+  released_ = false;  // whatever this call does, it may change the records
   return connect();
 }
 
 bool Outbox::release_idle(std::chrono::milliseconds idle) {
   std::lock_guard lock(mu_);
   if (!db_ || std::chrono::steady_clock::now() - last_use_ < idle) return false;
-  // Only an empty outbox: one with records is in use (sent and waiting for
-  // the fleet, or waiting for the link) and keeps its connection.
+  // The newest record held, for from() to answer while released.
   {
-    Stmt any(db_, "SELECT EXISTS (SELECT 1 FROM records)");
-    if (!any.ok() || any.step() != SQLITE_ROW || any.i64(0) != 0) return false;
+    Stmt newest(db_, "SELECT coalesce(max(seq), 0) FROM records");
+    if (!newest.ok() || newest.step() != SQLITE_ROW) return false;
+    released_newest_ = static_cast<std::uint64_t>(newest.i64(0));
   }
-  released_empty_ = true;
+  released_ = true;
   sqlite3_close_v2(db_);
   db_ = nullptr;
   return true;
@@ -370,10 +370,11 @@ Result<std::vector<Record>> Outbox::oldest(std::size_t limit) { return from(0, l
 
 Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit) {
   std::lock_guard lock(mu_);
-  // The sender looks here every second while idle: an outbox released
-  // empty (nothing changed since: every change opens it again) answers
-  // without opening, and finding nothing is no use of the connection.
-  if (!db_ && released_empty_) return std::vector<Record>{};
+  // The sender looks here every second while idle, past what it sent: an
+  // outbox released holding nothing from `first` on (nothing changed since:
+  // every change opens it again) answers without opening, and finding
+  // nothing is no use of the connection.
+  if (!db_ && released_ && first > released_newest_) return std::vector<Record>{};
   const auto last_use = last_use_;
   PORTIER_TRY(use());
   Stmt s(db_,

@@ -107,9 +107,10 @@ class Outbox {
   // record committed); 0 when never set.
   Result<std::uint64_t> counter(const std::string& key);
   Result<void> set_counter(const std::string& key, std::uint64_t value);
-  // Closes the database connection when no call used it for `idle`: its
-  // page cache, schema and WAL index go (the heap they held is free for
-  // malloc_trim); the next call opens it again. True when it closed.
+  // Closes the database connection when no call used it for `idle` (a
+  // from() that finds nothing is no use): its page cache, schema and WAL
+  // index go (the heap they held is free for malloc_trim); the next call
+  // opens it again. True when it closed.
   bool release_idle(std::chrono::milliseconds idle);
 
  private:
@@ -146,8 +147,11 @@ class Outbox {
   std::mutex mu_;
   sqlite3* db_ = nullptr;  // null while released
   std::chrono::steady_clock::time_point last_use_;
-  bool released_empty_ = false;  // released holding no record (from() answers alone)
-  std::uint64_t bytes_ = 0;      // envelope bytes held (committed)
+  // Released by release_idle, holding no record above released_newest_
+  // (from() past it answers alone).
+  bool released_ = false;
+  std::uint64_t released_newest_ = 0;
+  std::uint64_t bytes_ = 0;  // envelope bytes held (committed)
 };
 
 }  // namespace portier::outbox
