@@ -10,7 +10,11 @@
 // mapping. Target (issue 10): idle RSS with the link up < 24 MiB. Each
 // configuration is started --runs times; the medians are printed.
 //
-// usage: management_idle_bench [--idle-seconds N] [--runs N]
+// With --restarted, a third configuration: the link's portierd started a
+// second time in the state its first start left (device key, outbox
+// schema, session), as a terminal restarts; that start is measured.
+//
+// usage: management_idle_bench [--idle-seconds N] [--runs N] [--restarted]
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,6 +50,9 @@ constexpr char kTerminal[] = "T-0123456789abcdef0123456789abcdef";
 struct Options {
   int idle_seconds = 5;
   int runs = 3;
+  // Also measure a second start in the same state (the device key, the
+  // outbox's schema and the session already there), as a terminal restarts.
+  bool restarted = false;
 };
 
 // Rss per mapped file ("[anon]" for the rest) from /proc/<pid>/smaps.
@@ -67,8 +74,22 @@ std::map<std::string, double> rss_by_mapping(pid_t pid) {
   return out;
 }
 
+// Threads by name (/proc/<pid>/task/*/comm; ours are all "portierd").
+std::map<std::string, int> threads_by_name(pid_t pid) {
+  std::map<std::string, int> out;
+  std::error_code ec;
+  for (auto& t :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream f(t.path() / "comm");
+    std::string name;
+    if (std::getline(f, name)) ++out[name];
+  }
+  return out;
+}
+
 struct Sample {
   std::map<std::string, double> mappings;
+  std::map<std::string, int> thread_names;
   double rss_kb = 0, anon_kb = 0, file_kb = 0, hwm_kb = 0, cpu_pct = 0, threads = 0;
   double ready_ms = 0, connected_ms = 0;
 };
@@ -85,7 +106,7 @@ std::size_t count(const std::string& hay, const std::string& needle) {
 }
 
 Sample run_once(const Options& o, const test::TestTls& tls, const test::MosquittoBroker* broker,
-                const std::string& broker_dir) {
+                const std::string& broker_dir, int starts = 1) {
   TempDir dir;
   std::string extra =
       "log_level = \"debug\"\n"
@@ -121,21 +142,33 @@ Sample run_once(const Options& o, const test::TestTls& tls, const test::Mosquitt
 
   const std::string log_path = broker_dir + "/mosquitto.log";
   const std::string connected = "as portier-bench-" + std::string(kTerminal);
-  const std::size_t before = broker ? count(read_all(log_path), connected) : 0;
-
-  ChildProcess d({bin_path("portierd"), "--config", files.config});
-  if (!d.start()) throw std::runtime_error("fork failed");
-  const std::int64_t ready = d.wait_for_log("ready in", 15000ms);
-  if (ready < 0) throw std::runtime_error("portierd did not become ready; its log:\n" + d.log());
+  std::size_t before = 0;
   Sample s;
-  s.ready_ms = (ready - d.spawned_ns()) / 1e6;
-  if (broker) {
-    if (!wait_until([&] { return count(read_all(log_path), connected) > before; }, 15000ms)) {
-      throw std::runtime_error("the broker never saw the terminal connect; portierd's log:\n" +
-                               d.log() + "\nthe broker's log:\n" + read_all(log_path));
+  // Started `starts` times in the same state: all but the last start only
+  // come up (ready, and connected) and stop; the last one is measured.
+  std::unique_ptr<ChildProcess> child;
+  for (int i = 0; i < starts; ++i) {
+    if (child) {
+      const int rc = child->stop(SIGTERM, 10000ms);
+      if (rc != 0) std::printf("  (portierd exited with %d on SIGTERM)\n", rc);
     }
-    s.connected_ms = (mono_ns() - d.spawned_ns()) / 1e6;
+    before = broker ? count(read_all(log_path), connected) : 0;
+    child = std::make_unique<ChildProcess>(
+        std::vector<std::string>{bin_path("portierd"), "--config", files.config});
+    auto& d = *child;
+    if (!d.start()) throw std::runtime_error("fork failed");
+    const std::int64_t ready = d.wait_for_log("ready in", 15000ms);
+    if (ready < 0) throw std::runtime_error("portierd did not become ready; its log:\n" + d.log());
+    s.ready_ms = (ready - d.spawned_ns()) / 1e6;
+    if (broker) {
+      if (!wait_until([&] { return count(read_all(log_path), connected) > before; }, 15000ms)) {
+        throw std::runtime_error("the broker never saw the terminal connect; portierd's log:\n" +
+                                 d.log() + "\nthe broker's log:\n" + read_all(log_path));
+      }
+      s.connected_ms = (mono_ns() - d.spawned_ns()) / 1e6;
+    }
   }
+  auto& d = *child;
   const std::int64_t cpu0 = proc_sched_ns(d.pid()), t0 = mono_ns();
   for (int i = 0; i < o.idle_seconds * 10 && !stop_requested(); ++i) {
     std::this_thread::sleep_for(100ms);
@@ -149,6 +182,7 @@ Sample run_once(const Options& o, const test::TestTls& tls, const test::Mosquitt
   s.hwm_kb = proc_status_kb(d.pid(), "VmHWM");
   s.threads = proc_status_kb(d.pid(), "Threads");
   s.mappings = rss_by_mapping(d.pid());
+  s.thread_names = threads_by_name(d.pid());
   if (broker && count(read_all(log_path), connected) > before + 1) {
     std::printf("  (the terminal reconnected while idle)\n");
   }
@@ -181,7 +215,7 @@ Sample medians(const std::vector<Sample>& all) {
 }
 
 void print(const char* what, const Sample& s) {
-  std::printf("%-24s %8.1f %8.1f %8.1f %8.1f %7.0f %8.2f %9.0f %11.0f\n", what, s.rss_kb / 1024,
+  std::printf("%-24s %8.2f %8.2f %8.2f %8.2f %7.0f %8.2f %9.0f %11.0f\n", what, s.rss_kb / 1024,
               s.anon_kb / 1024, s.file_kb / 1024, s.hwm_kb / 1024, s.threads, s.cpu_pct, s.ready_ms,
               s.connected_ms);
 }
@@ -205,14 +239,31 @@ int run(const Options& o) {
       o.idle_seconds, o.runs, sysconf(_SC_NPROCESSORS_ONLN));
   std::printf("%-24s %8s %8s %8s %8s %7s %8s %9s %11s\n", "", "RSS MiB", "anon", "file", "HWM MiB",
               "threads", "idle CPU%", "ready ms", "link up ms");
-  std::vector<Sample> base, mgmt;
+  std::vector<Sample> base, mgmt, again;
   for (int i = 0; i < o.runs; ++i) {
     base.push_back(run_once(o, tls, nullptr, broker_dir));
     mgmt.push_back(run_once(o, tls, &broker, broker_dir));
+    if (o.restarted) again.push_back(run_once(o, tls, &broker, broker_dir, 2));
   }
   const auto b = medians(base), m = medians(mgmt);
   print("without [management]", b);
   print("with [management], MQTT", m);
+  if (o.restarted) print("  same, second start", medians(again));
+  auto each = [](const char* what, const std::vector<Sample>& all) {
+    std::printf("  %s, RSS of each run (kB):", what);
+    for (auto& s : all) std::printf(" %.0f", s.rss_kb);
+    std::printf("\n");
+  };
+  each("without", base);
+  each("with", mgmt);
+  if (o.restarted) each("with, second start", again);
+  auto thread_list = [](const char* what, const Sample& s) {
+    std::printf("  threads %s (last run):", what);
+    for (auto& [n, k] : s.thread_names) std::printf(" %s x%d", n.c_str(), k);
+    std::printf("\n");
+  };
+  thread_list("without", base.back());
+  thread_list("with", mgmt.back());
   const double mib = m.rss_kb / 1024;
   // Where the difference lies, by mapping (the last run of each).
   std::vector<std::pair<double, std::string>> diff;
@@ -250,8 +301,10 @@ int main(int argc, char** argv) {
       o.idle_seconds = parse_int("--idle-seconds", arg_value(argv[0], argc, argv, i), 1, 600);
     } else if (a == "--runs") {
       o.runs = parse_int("--runs", arg_value(argv[0], argc, argv, i), 1, 50);
+    } else if (a == "--restarted") {
+      o.restarted = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--idle-seconds N] [--runs N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--idle-seconds N] [--runs N] [--restarted]\n", argv[0]);
       return 2;
     }
   }

@@ -352,10 +352,12 @@ void TelemetrySources::run() {
   auto next_decisions = Clock::now() + intervals_.decisions;
   auto next_audit = Clock::now();
   auto next_checkpoint = Clock::now() + intervals_.checkpoint;
+  auto next_housekeeping =
+      housekeeping_ ? Clock::now() + housekeeping_every_ : Clock::time_point::max();
   std::unique_lock lock(mu_);
   while (!stopping_) {
     auto wake =
-        std::min({next_health, next_decisions, next_checkpoint,
+        std::min({next_health, next_decisions, next_checkpoint, next_housekeeping,
                   audit_lines_.empty() && !audit_behind_ ? Clock::time_point::max() : next_audit,
                   inventory_dirty_ ? inventory_since_ + intervals_.inventory_settle
                                    : Clock::time_point::max()});
@@ -376,6 +378,7 @@ void TelemetrySources::run() {
     const bool decisions = now >= next_decisions;
     const bool checkpoint = now >= next_checkpoint;
     bool birth = std::exchange(birth_due_, false);
+    const bool housekeeping = now >= next_housekeeping;
     lock.unlock();
     // A local edit of the policy: seen at the periodic health report.
     if (health && !birth && policy_source_) {
@@ -389,7 +392,9 @@ void TelemetrySources::run() {
     if (inventory) send_inventory();
     if (decisions) send_decisions(std::chrono::system_clock::now());
     if (checkpoint) send_checkpoint();
+    if (housekeeping) housekeeping_();
     lock.lock();
+    if (housekeeping) next_housekeeping = now + housekeeping_every_;
     if (checkpoint) next_checkpoint = now + intervals_.checkpoint;
     if (health && !changed) next_health = now + intervals_.health;
     if (audit) next_audit = now + intervals_.audit_flush;

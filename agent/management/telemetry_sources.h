@@ -95,6 +95,12 @@ class TelemetrySources {
   }
   // The policy changed: a new birth now.
   void report_policy_changed();
+  // Called on the sources' thread every `every` (the feature's idle
+  // housekeeping: the outbox lets go of its connection). Set before start().
+  void set_housekeeping(std::function<void()> fn, std::chrono::milliseconds every) {
+    housekeeping_ = std::move(fn);
+    housekeeping_every_ = every;
+  }
 
  private:
   class ChangeListener;
@@ -124,6 +130,8 @@ class TelemetrySources {
   bool health_due_ = false, health_changed_ = false, inventory_dirty_ = false;
   bool birth_due_ = false;
   std::function<PolicyInForce()> policy_source_;
+  std::function<void()> housekeeping_;
+  std::chrono::milliseconds housekeeping_every_{0};
   std::string birth_policy_;  // the sha256 the last birth carried
   std::chrono::steady_clock::time_point inventory_since_;
   std::deque<std::pair<std::uint64_t, std::string>> audit_lines_;  // (seq, line)

@@ -94,19 +94,9 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   auto own = open_private(options.path, "outbox", "chmod 0600");
   if (!own) return std::unexpected(own.error());
   ::close(*own);
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<Outbox> box(new Outbox(std::move(options), db));
-  if (rc != SQLITE_OK) return std::unexpected(box->sql_error("cannot open"));
-  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Outbox> box(new Outbox(std::move(options)));
   box->keep_reserve();
-  // A small WAL, checkpointed often and reused from its start: on a full
-  // disk, deleting (acknowledgements) then needs no new blocks.
-  for (const char* sql :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA wal_autocheckpoint=16"}) {
-    if (auto ok = box->exec(sql); !ok) return std::unexpected(ok.error());
-  }
+  if (auto ok = box->connect(); !ok) return std::unexpected(ok.error());
   if (auto ok = box->migrate(); !ok) return std::unexpected(ok.error());
   // The bytes held: counted once here, then kept by every change (a sum over
   // the table on every put would cost a scan of the backlog each time).
@@ -117,6 +107,54 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
 }
 
 Outbox::~Outbox() { sqlite3_close_v2(db_); }
+
+Result<void> Outbox::connect() {
+  const int rc = sqlite3_open_v2(options_.path.c_str(), &db_,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto done = [&]() -> Result<void> {
+    if (rc != SQLITE_OK) return std::unexpected(sql_error("cannot open"));
+    sqlite3_busy_timeout(db_, 5000);
+    // The WAL and its index stay when the connection closes (release_idle):
+    // opening again then needs no new blocks, as on a full disk.
+    int persist = 1;
+    sqlite3_file_control(db_, nullptr, SQLITE_FCNTL_PERSIST_WAL, &persist);
+    // A small WAL, checkpointed often and reused from its start: on a full
+    // disk, deleting (acknowledgements) then needs no new blocks.
+    for (const char* sql :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA wal_autocheckpoint=16"}) {
+      PORTIER_TRY(exec(sql));
+    }
+    return {};
+  }();
+  if (!done) {
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+  last_use_ = std::chrono::steady_clock::now();
+  return done;
+}
+
+Result<void> Outbox::use() {
+  last_use_ = std::chrono::steady_clock::now();
+  if (db_) return {};
+  released_ = false;  // whatever this call does, it may change the records
+  return connect();
+}
+
+bool Outbox::release_idle(std::chrono::milliseconds idle) {
+  std::lock_guard lock(mu_);
+  if (!db_ || std::chrono::steady_clock::now() - last_use_ < idle) return false;
+  // The newest record held, for from() to answer while released.
+  {
+    Stmt newest(db_, "SELECT coalesce(max(seq), 0) FROM records");
+    if (!newest.ok() || newest.step() != SQLITE_ROW) return false;
+    released_newest_ = static_cast<std::uint64_t>(newest.i64(0));
+  }
+  released_ = true;
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
+  return true;
+}
 
 Result<void> Outbox::migrate() {
   Stmt v(db_, "PRAGMA user_version");
@@ -156,6 +194,7 @@ Result<void> Outbox::exec(const char* sql) {
 
 Result<envelope::ChainState> Outbox::chain_state() {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
   if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
   envelope::ChainState st;
@@ -298,6 +337,7 @@ Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> record
                                                   const envelope::ChainState& after,
                                                   std::chrono::system_clock::time_point now) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   keep_reserve();
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   // Every statement is finalized by now, so the rollback cannot be refused.
@@ -330,6 +370,13 @@ Result<std::vector<Record>> Outbox::oldest(std::size_t limit) { return from(0, l
 
 Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit) {
   std::lock_guard lock(mu_);
+  // The sender looks here every second while idle, past what it sent: an
+  // outbox released holding nothing from `first` on (nothing changed since:
+  // every change opens it again) answers without opening, and finding
+  // nothing is no use of the connection.
+  if (!db_ && released_ && first > released_newest_) return std::vector<Record>{};
+  const auto last_use = last_use_;
+  PORTIER_TRY(use());
   Stmt s(db_,
          "SELECT seq, priority, created_ms, envelope, digest, prev_digest FROM records "
          "WHERE seq >= ? ORDER BY seq LIMIT ?");
@@ -349,6 +396,7 @@ Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit)
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("read"));
+  if (out.empty() && db_) last_use_ = last_use;
   return out;
 }
 
@@ -374,6 +422,7 @@ Result<std::uint64_t> Outbox::delete_with_reserve(const char* sql, std::uint64_t
 
 Result<void> Outbox::ack(std::uint64_t sequence) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
                                   "acknowledge");
   if (!size) return std::unexpected(size.error());
@@ -383,6 +432,7 @@ Result<void> Outbox::ack(std::uint64_t sequence) {
 
 Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   if (sequences.empty()) return {};
   if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
   std::uint64_t freed = 0;
@@ -408,6 +458,7 @@ Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
 
 Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   Stmt s(db_, "SELECT seq, priority, digest, prev_digest FROM dropped ORDER BY seq LIMIT ?");
   if (!s.ok()) return std::unexpected(sql_error("read drops"));
   s.bind(1, static_cast<std::int64_t>(limit));
@@ -421,6 +472,7 @@ Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
 
 Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   auto deleted =
       delete_with_reserve("DELETE FROM dropped WHERE seq <= ?", up_to_sequence, "forget drops");
   if (!deleted) return std::unexpected(deleted.error());
@@ -429,6 +481,7 @@ Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
 
 Result<std::uint64_t> Outbox::counter(const std::string& key) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   Stmt s(db_, "SELECT value FROM meta WHERE key = ?");
   if (!s.ok()) return std::unexpected(sql_error("read " + key));
   sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
@@ -440,6 +493,7 @@ Result<std::uint64_t> Outbox::counter(const std::string& key) {
 
 Result<void> Outbox::set_counter(const std::string& key, std::uint64_t value) {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   Stmt s(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   if (!s.ok()) return std::unexpected(sql_error("store " + key));
   sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
@@ -450,6 +504,7 @@ Result<void> Outbox::set_counter(const std::string& key, std::uint64_t value) {
 
 Result<OutboxStats> Outbox::stats() {
   std::lock_guard lock(mu_);
+  PORTIER_TRY(use());
   Stmt s(db_, "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records");
   if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
   return OutboxStats{static_cast<std::uint64_t>(s.i64(0)), static_cast<std::uint64_t>(s.i64(1)),

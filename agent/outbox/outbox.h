@@ -107,9 +107,19 @@ class Outbox {
   // record committed); 0 when never set.
   Result<std::uint64_t> counter(const std::string& key);
   Result<void> set_counter(const std::string& key, std::uint64_t value);
+  // Closes the database connection when no call used it for `idle` (a
+  // from() that finds nothing is no use): its page cache, schema and WAL
+  // index go (the heap they held is free for malloc_trim); the next call
+  // opens it again. True when it closed.
+  bool release_idle(std::chrono::milliseconds idle);
 
  private:
-  Outbox(OutboxOptions options, sqlite3* db) : options_(std::move(options)), db_(db) {}
+  explicit Outbox(OutboxOptions options) : options_(std::move(options)) {}
+  // Opens and configures the connection (WAL, synchronous=FULL).
+  Result<void> connect();
+  // Every call's first step (mu_ held): the connection, opened again if
+  // release_idle closed it.
+  Result<void> use();
   Result<void> exec(const char* sql);
   // false: no room can be made for `incoming` bytes of `priority`.
   // `bytes`: the bytes held, kept up to date as records go.
@@ -135,7 +145,12 @@ class Outbox {
 
   OutboxOptions options_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;
+  sqlite3* db_ = nullptr;  // null while released
+  std::chrono::steady_clock::time_point last_use_;
+  // Released by release_idle, holding no record above released_newest_
+  // (from() past it answers alone).
+  bool released_ = false;
+  std::uint64_t released_newest_ = 0;
   std::uint64_t bytes_ = 0;  // envelope bytes held (committed)
 };
 

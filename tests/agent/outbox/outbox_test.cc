@@ -194,6 +194,86 @@ TEST_F(OutboxTest, AFullDiskIsAClearErrorAndLosesNothing_REQ29) {
   EXPECT_EQ(*again, PutOutcome::stored);
 }
 
+// Whether this process maps the outbox's WAL index (its open connection).
+bool maps_wal_index(const std::string& dir) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find(dir + "/outbox.db-shm") != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(OutboxTest, AnIdleOutboxLetsGoOfItsConnectionAndOpensAgainWhenNeeded) {
+  open();
+  ASSERT_TRUE(put(1, Priority::telemetry));
+  EXPECT_TRUE(maps_wal_index(dir_));
+  // A record sent, waiting for the fleet: looking past it finds nothing,
+  // and is no use; the connection goes, and comes back for the record.
+  EXPECT_FALSE(box_->release_idle(std::chrono::hours(1)));
+  ASSERT_TRUE(box_->release_idle(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(maps_wal_index(dir_));
+  auto past = box_->from(2, 10);
+  ASSERT_TRUE(past);
+  EXPECT_TRUE(past->empty());
+  EXPECT_FALSE(maps_wal_index(dir_));
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{1}));
+  EXPECT_TRUE(maps_wal_index(dir_));
+  ASSERT_TRUE(box_->ack(1));
+  // Just used: it stays.
+  EXPECT_FALSE(box_->release_idle(std::chrono::hours(1)));
+  EXPECT_TRUE(box_->release_idle(std::chrono::milliseconds(0)));
+  EXPECT_FALSE(maps_wal_index(dir_));
+  // The WAL stays on disk (opening again needs no new blocks).
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/outbox.db-wal"));
+  // The sender's idle looks (from its cursor, past what it sent) find
+  // nothing without opening it.
+  auto none = box_->from(2, 10);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(maps_wal_index(dir_));
+  // The next record opens it again, and the chain goes on from the state
+  // the last record left.
+  EXPECT_EQ(box_->chain_state()->next_sequence, 2u);
+  ASSERT_TRUE(put(2, Priority::security));
+  EXPECT_TRUE(maps_wal_index(dir_));
+  EXPECT_EQ(stored(), (std::vector<std::uint64_t>{2}));
+  // Record 2 was written after the release: a look from 2 on opens again.
+  ASSERT_TRUE(box_->release_idle(std::chrono::milliseconds(0)));
+  auto two = box_->from(2, 10);
+  ASSERT_TRUE(two);
+  ASSERT_EQ(two->size(), 1u);
+  EXPECT_EQ(two->front().sequence, 2u);
+}
+
+TEST_F(OutboxTest, ReleasedOnAFullDiskItOpensAgainAndSaysTheDiskIsFull) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  if (mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  }
+  mounted_ = true;
+  open();
+  ASSERT_TRUE(put(1, Priority::security, 4096));
+  ASSERT_TRUE(box_->ack(1));
+  ASSERT_TRUE(box_->release_idle(std::chrono::milliseconds(0)));
+  {
+    // The rest of the disk taken by someone else.
+    std::ofstream filler(dir_ + "/filler", std::ios::binary);
+    const std::string block(4096, 'f');
+    while (filler.write(block.data(), block.size())) {
+    }
+  }
+  std::uint64_t seq = 1;
+  Result<PutOutcome> r = PutOutcome::stored;
+  while (r && seq < 1000) r = put(++seq, Priority::security, 4096);
+  ASSERT_FALSE(r) << "the tmpfs never filled";
+  EXPECT_EQ(r.error().code, Errc::resource_exhausted) << r.error().message();
+  std::filesystem::remove(dir_ + "/filler");
+  auto again = put(seq, Priority::security, 4096);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(stored().back(), seq);
+}
+
 TEST_F(OutboxTest, ACorruptChainStateIsRefusedNotRestarted) {
   open();
   ASSERT_TRUE(put(1, Priority::telemetry));

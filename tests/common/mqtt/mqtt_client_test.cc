@@ -4,6 +4,7 @@
 // what it survives (a broker restart, a broker that speaks only 3.1.1).
 #include "common/mqtt/mqtt_client.h"
 
+#include <MQTTAsync.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -185,6 +187,34 @@ TEST_F(MqttClientTest, MutualTlsPublishAtQos1IsAcknowledgedAndDelivered_REQ20) {
   ASSERT_TRUE(fleet_events.wait([&] { return !fleet_events.messages.empty(); }));
   EXPECT_EQ(fleet_events.messages[0].first, "portier/v1/f/t-0001/up/health");
   EXPECT_EQ(fleet_events.messages[0].second, std::string("\0\x01\xff", 3));
+}
+
+// Paho's trace: below errors, what it would record of its own calls (into
+// a ring of about 122 KiB that nobody reads, on every call) is off once a
+// client connects; errors still go to the trace.
+std::atomic<int> paho_traces_below_error{0};
+void count_paho_trace(enum MQTTASYNC_TRACE_LEVELS level, char*) {
+  if (level < MQTTASYNC_TRACE_ERROR) ++paho_traces_below_error;
+}
+
+TEST_F(MqttClientTest, PahoRecordsNoTraceBelowErrorsWhileConnectedAndPublishing) {
+  MQTTAsync_setTraceCallback(count_paho_trace);
+  Recorder events;
+  auto c = make_client(options_for(broker_->uri(), tls_, "t-0001"), events);
+  c->start();
+  ASSERT_TRUE(events.wait([&] { return !events.connected.empty(); })) << broker_->log();
+  // Paho's start-up banner goes to a trace callback whatever the level.
+  paho_traces_below_error = 0;
+  for (int i = 0; i < 5; ++i) {
+    Outcome acked;
+    ASSERT_TRUE(c->publish("portier/v1/f/t-0001/up/health", "x", false, acked.done()));
+    auto r = acked.wait();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(*r) << r->error().message();
+  }
+  c->stop();
+  MQTTAsync_setTraceCallback(nullptr);
+  EXPECT_EQ(paho_traces_below_error.load(), 0);
 }
 
 TEST_F(MqttClientTest, PublishWhileDisconnectedIsUnavailableAndNeverCallsBack) {
