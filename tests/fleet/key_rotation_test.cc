@@ -114,6 +114,55 @@ TEST_F(KeyRotationTest, AKeyTheFleetNeverCertifiedNeverTakesOver_REQ33) {
   expect_chain_ok(2);
 }
 
+// Finding of the attacker review: with no cutover declared (a key in a
+// PKCS#11 token, certified from its rotate-key CSR), one unsigned envelope
+// a broker injects after the chain's head (it saw the head's digest) kept
+// the next key from ever taking over: the terminal's first envelope of the
+// new key was refused on every resend, and the old key no longer signs.
+TEST_F(KeyRotationTest, AnInjectedUnsignedEnvelopeDoesNotBlockTheNextKeysTakeover_REQ33) {
+  receiver_ = std::make_unique<Receiver>(*store_);
+  ASSERT_TRUE(receive(t_.health(1)));
+  ASSERT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 0));
+  envelope::EnvelopeSealer broker(t_.id, t_.key.type(), t_.sealer.state());
+  v1::HealthReport h;
+  h.mutable_health()->add_reasons("injected");
+  auto junk = broker.seal(v1::PAYLOAD_HEALTH, h.SerializeAsString(), kT0);
+  ASSERT_TRUE(junk);
+  ASSERT_TRUE(receive(*junk));  // held, waiting for a signature
+  const auto first_new = signed_by(new_key_, 2);
+  auto r = receive(first_new);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, std::vector<std::uint64_t>{2});
+  EXPECT_EQ(store_->terminal(t_.id)->public_key_pem, *new_key_.public_key()->to_pem());
+  ASSERT_TRUE(receive(signed_by(new_key_, 3)));
+  auto row = store_->envelope(t_.id, 2);
+  ASSERT_TRUE(row && *row);
+  EXPECT_EQ((*row)->envelope, bytes(first_new));
+  expect_chain_ok(3);
+}
+
+// The same takeover when the new key's first run is batch signed: its
+// unsigned links, then its BatchSignature (the PKCS#11 path with
+// signing = "batch").
+TEST_F(KeyRotationTest, TheNextKeyTakesOverWithABatchSignatureAsItsFirstSignature_REQ33) {
+  receiver_ = std::make_unique<Receiver>(*store_);
+  ASSERT_TRUE(receive(t_.health(1)));
+  ASSERT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 0));
+  const auto u2 = t_.health(2, false);
+  const auto u3 = t_.health(3, false);
+  ASSERT_TRUE(receive(u2));
+  ASSERT_TRUE(receive(u3));
+  auto b = envelope::sign_batch(t_.id, 2, 3, u3.digest, new_key_);
+  ASSERT_TRUE(b);
+  auto r = receiver_->receive(t_.id, "batch", b->SerializeAsString(), kT0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stored, (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_EQ(store_->terminal(t_.id)->public_key_pem, *new_key_.public_key()->to_pem());
+  // The old key signs nothing from there on.
+  EXPECT_FALSE(receive(t_.health(4)));
+  expect_chain_ok(3);
+}
+
 TEST_F(KeyRotationTest, TheNextKeyCannotTakeOverWhileTheOldKeyStillOwesASignature) {
   receiver_ = std::make_unique<Receiver>(*store_);
   ASSERT_TRUE(receive(t_.health(1)));

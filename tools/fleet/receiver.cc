@@ -198,7 +198,11 @@ class Attempt {
   // it no longer signs.
   Result<std::vector<ChainVerifier::Link>> accept_batch(const v1::BatchSignature& batch) {
     if (auto e = retired(batch)) return std::unexpected(*e);
-    return v.accept_batch_links(batch);
+    auto r = v.accept_batch_links(batch);
+    if (!r) {
+      if (auto switched = accept_batch_with_next_key(batch)) return std::move(*switched);
+    }
+    return r;
   }
 
   // The refusal of a message whose signature names a retired key past its
@@ -257,17 +261,16 @@ class Attempt {
   }
 
   // The terminal's next key taking over, for a rotation that declared no
-  // cutover (one from before cutovers): the first envelope it signs must
-  // continue the chain exactly where the old key left it (nothing waiting
-  // for a signature of the old key), and from then on this attempt, and
-  // every later one, verifies with the new key only.
+  // cutover (a key in a PKCS#11 token, certified from its rotate-key CSR):
+  // its first signature, of one envelope or of a batch, must start exactly
+  // where the old key's signed chain ends, and from then on this attempt,
+  // and every later one, verifies with the new key only. Unsigned
+  // candidates there are no obstacle: the terminal holds its uplink at a
+  // signed run to switch, so they are someone's injection, and the signed
+  // link supersedes them (a broker must not block the takeover with one).
   std::optional<Result<std::vector<ChainVerifier::Link>>> accept_with_next_key(
       const v1::Envelope& env, const v1::EnvelopeBody& body) {
-    if (!k_.next_key || k_.cutover != 0 || c.next_key_from != 0 || !env.has_signature() ||
-        env.signature().key_id() != k_.next_key_id || body.sequence() != v.expected_sequence() ||
-        v.pending_count() != 0) {
-      return std::nullopt;
-    }
+    if (!env.has_signature() || !takes_over(env.signature(), body.sequence())) return std::nullopt;
     ChainVerifier next = v;  // with what the store must write so far
     if (!next.rekey(*k_.next_key)) return std::nullopt;
     auto r = next.accept_links(env);
@@ -275,6 +278,21 @@ class Attempt {
     v = std::move(next);
     c.next_key_from = body.sequence();
     return r;
+  }
+  std::optional<Result<std::vector<ChainVerifier::Link>>> accept_batch_with_next_key(
+      const v1::BatchSignature& batch) {
+    if (!takes_over(batch.signature(), batch.first_sequence())) return std::nullopt;
+    ChainVerifier next = v;
+    if (!next.rekey(*k_.next_key)) return std::nullopt;
+    auto r = next.accept_batch_links(batch);
+    if (!r) return std::nullopt;
+    v = std::move(next);
+    c.next_key_from = batch.first_sequence();
+    return r;
+  }
+  bool takes_over(const v1::Signature& sig, std::uint64_t first) const {
+    return k_.next_key && k_.cutover == 0 && c.next_key_from == 0 &&
+           sig.key_id() == k_.next_key_id && first == v.state().next_sequence;
   }
 
   // The covered links into the commit, with their payloads.
