@@ -326,6 +326,40 @@ TEST_F(RotationTest, ARotationTheFleetCannotRecordIssuesNothing_REQ33) {
   EXPECT_NE(*t.identity->signer()->public_key().to_pem(), old_pem);
 }
 
+// Finding of the attacker review: the store refusing a rotation because
+// the chain already passed its cutover is evidence that someone else signs
+// with the old key. Undoing it must not leave the operator's allowance
+// open: the thief (who holds the old key, also its TLS key) would Renew
+// next with a key of its own and a cutover past its envelopes.
+TEST_F(RotationTest, ARotationRefusedAsOvertakenClosesTheAllowance_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  service_->on_issued([](const fleet::IssuedKey& k) -> Result<void> {
+    if (k.kind != fleet::IssuedKey::Kind::rotated) return {};
+    return fail_msg(Errc::failed_precondition,
+                    "the chain already holds envelopes 7..9 of the old key past cutover 7");
+  });
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto r = client(t).rotate(*t.identity, 7);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), old_pem);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, old_pem);
+  EXPECT_FALSE((*rec)->rotation_allowed);
+  // The thief's Renew with a key of its own and a later cutover: refused.
+  service_->on_issued(nullptr);
+  auto thief = client(t).rotate(*t.identity, 10);
+  ASSERT_FALSE(thief);
+  EXPECT_NE(thief.error().message().find("operator's rotation"), std::string::npos)
+      << thief.error().message();
+  EXPECT_EQ((*registry_->find("SN-1001"))->public_key_pem, old_pem);
+  // The operator, having looked, allows it again.
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  EXPECT_TRUE(client(t).rotate(*t.identity, 10));
+}
+
 // A registry whose find() lets no caller through until `parties` callers
 // have read (or a deadline passed): every Renew then passes its checks on
 // the same record before any of them writes, the window two racing Renews

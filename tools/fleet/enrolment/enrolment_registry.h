@@ -57,7 +57,11 @@ class EnrolmentRegistry {
   // used up). `undo`: puts back a rotation whose new key could not be told
   // to the fleet's store (the allowance is open again). not_found when the
   // serial is not enrolled.
-  enum class KeyChange { renewal, rotation, undo };
+  // undo: back to the old key, the operator's allowance open again (the
+  // fleet could not record the rotation); undo_closed: the same with the
+  // allowance closed (the rotation was overtaken by the old key: someone
+  // else may hold it, the operator looks before allowing another).
+  enum class KeyChange { renewal, rotation, undo, undo_closed };
   virtual Result<void> replace_key(const std::string& serial, const std::string& expected_pem,
                                    const std::string& public_key_pem, crypto::ByteView certificate,
                                    KeyChange change) = 0;

@@ -243,17 +243,23 @@ Result<v1::EnrollResponse> EnrolmentService::change_key(
       !told) {
     if (rotation) {
       // The fleet's store does not know the new key: the registry goes back
-      // to the old one, and the operator's allowance stays open.
-      if (auto undone =
-              registry_.replace_key(serial, new_pem, old_pem, record.certificate, Change::undo);
+      // to the old one. The operator's allowance stays open, unless the
+      // chain already passed the cutover under the old key: someone else
+      // may sign with it, and would Renew next with a key of its own.
+      const bool overtaken = told.error().code == Errc::failed_precondition;
+      if (auto undone = registry_.replace_key(serial, new_pem, old_pem, record.certificate,
+                                              overtaken ? Change::undo_closed : Change::undo);
           !undone) {
         log_error("enrolment: terminal \"" + tid +
                   "\": a rotation that failed cannot be undone in the registry: " +
                   undone.error().message());
       }
-      return refuse(
-          serial, tid, told.error().code,
-          "the rotation of terminal \"" + tid + "\" was not taken: " + told.error().message());
+      return refuse(serial, tid, told.error().code,
+                    "the rotation of terminal \"" + tid +
+                        "\" was not taken: " + told.error().message() +
+                        (overtaken ? "; the rotation allowance is closed (the old key may be in "
+                                     "other hands): look, then allow it again"
+                                   : ""));
     }
     return std::unexpected(told.error());
   }

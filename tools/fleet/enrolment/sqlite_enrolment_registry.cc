@@ -207,7 +207,7 @@ Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
     u.blob(2, certificate);
     const int allowed = change == KeyChange::renewal ? sqlite3_column_int(r.get(), 1)
                         : change == KeyChange::undo  ? 1
-                                                     : 0;
+                                                     : 0;  // rotation, undo_closed
     sqlite3_bind_int(u.get(), 3, allowed);
     if (change == KeyChange::renewal) {
       u.text(4, serial);
