@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -371,8 +372,13 @@ class BarrierRegistry final : public fleet::EnrolmentRegistry {
   Result<void> expect(const std::string& serial, crypto::ByteView secret) override {
     return r_.expect(serial, secret);
   }
+  // Run once, right after the first find(): a change made by someone else
+  // between a request's checks and its write.
+  std::function<void()> after_find;
+
   Result<std::optional<fleet::EnrolmentRecord>> find(const std::string& serial) override {
     auto rec = r_.find(serial);
+    if (auto hook = std::exchange(after_find, nullptr)) hook();
     std::unique_lock lock(mu_);
     if (++arrived_ >= parties_) cv_.notify_all();
     cv_.wait_for(lock, std::chrono::seconds(10), [&] { return arrived_ >= parties_; });
@@ -480,6 +486,35 @@ TEST_F(RotationTest, TwoRotationsAtOnceMoveTheKeyOnceAndTheOtherIsRefused_REQ33)
 
 // A rotation must name its cutover (the fleet refuses the old key from
 // there on): one without is refused and moves nothing.
+// Finding of the attacker review: Enroll's certificate for the same key
+// wrote the registry without a compare-and-swap. A thief with the old key
+// and the enrolment secret, enrolling while a rotation moved the key, put
+// the old key back (and got a fresh certificate for it).
+TEST_F(RotationTest, AnEnrolOfTheOldKeyRacingARotationDoesNotPutTheOldKeyBack_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  auto next = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(next);
+  const std::string new_pem = *next->public_key()->to_pem();
+  BarrierRegistry hooked(*registry_, 1);
+  // Between the Enroll's checks and its write: the terminal's rotation.
+  hooked.after_find = [&] {
+    ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+    ASSERT_TRUE(registry_->replace_key("SN-1001", old_pem, new_pem, crypto::Bytes{1},
+                                       fleet::EnrolmentRegistry::KeyChange::rotation));
+  };
+  fleet::EnrolmentService racing(*ca_, hooked);
+  // Past a tenth of the certificate's lifetime: Enroll issues a fresh one.
+  racing.set_clock([] { return std::chrono::system_clock::now() + std::chrono::hours(24 * 100); });
+  start_server(racing);
+  auto r = client(t).enroll(*t.identity);
+  EXPECT_FALSE(r);
+  auto rec = registry_->find("SN-1001");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->public_key_pem, new_pem);
+}
+
 TEST_F(RotationTest, ARotationWithoutItsCutoverIsRefused_REQ33) {
   auto t = terminal("t1");
   ASSERT_TRUE(client(t).enroll(*t.identity));

@@ -118,8 +118,21 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
         if (!fresh) return std::unexpected(fresh.error());
         auto fresh_der = fresh->der();
         if (!fresh_der) return std::unexpected(fresh_der.error());
-        PORTIER_TRY(registry_.update(serial, *pub_pem, *fresh_der));
-        log_info("enrolment: terminal \"" + tid + "\" enrolled again, its certificate had expired");
+        // Only while the key is still this one (a rotation may have moved
+        // it since find(): the old key must not come back).
+        if (auto swapped = registry_.replace_key(serial, *pub_pem, *pub_pem, *fresh_der,
+                                                 EnrolmentRegistry::KeyChange::renewal);
+            !swapped) {
+          const Errc code = swapped.error().code;
+          if (code == Errc::aborted || code == Errc::permission_denied || code == Errc::not_found) {
+            return refuse(serial, tid, Errc::permission_denied,
+                          "the key of terminal \"" + tid + "\" changed meanwhile (" +
+                              swapped.error().why + "): refused and recorded");
+          }
+          return std::unexpected(swapped.error());
+        }
+        log_info("enrolment: terminal \"" + tid +
+                 "\" enrolled again, a fresh certificate for its key");
         return respond(*fresh_der);
       }
       return refuse(
