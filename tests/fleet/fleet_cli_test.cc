@@ -285,14 +285,22 @@ TEST_F(FleetCli, VerifyChainNamesTheFirstRowChangedInTheDatabase_REQ29) {
 // a serial never enrolled, is refused and nothing is queued.
 TEST_F(FleetCli, SendInstallCertificateQueuesTheSignedCertificateOrIssuesOneForACsr_REQ36) {
   SimTerminal t("ATM-0001", crypto::KeyType::ecdsa_p256);
-  add(t);
   auto pki = portier::test::TestPki::create(dir.path());
   ASSERT_TRUE(pki) << pki.error().message();
   auto signing =
       pki->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
+  // A certificate for the terminal's name but a stranger's key (kept aside:
+  // the next leaf of that name writes the same files).
+  auto impostor = pki->issue({.name = t.id, .usage = crypto::CertUsage::device});
+  ASSERT_TRUE(impostor);
+  const std::string impostor_pem = dir.write("impostor.pem", slurp(impostor->chain_path));
   auto device = pki->issue({.name = t.id, .usage = crypto::CertUsage::device});
   auto other = pki->issue({.name = "ATM-0002", .usage = crypto::CertUsage::device});
   ASSERT_TRUE(signing && device && other);
+  // The fleet knows the terminal by the device certificate's key.
+  auto added = cli({"add-terminal", t.id, "--public-key",
+                    dir.write(t.id + ".pem", *device->key.public_key()->to_pem())});
+  ASSERT_EQ(added.code, 0) << added.err;
   const std::string spool = dir.path() + "/spool";
   auto send = [&](std::vector<std::string> extra) {
     std::vector<std::string> args{"send",
@@ -327,6 +335,14 @@ TEST_F(FleetCli, SendInstallCertificateQueuesTheSignedCertificateOrIssuesOneForA
   const auto mid_der = *pki->intermediate().der();
   EXPECT_EQ(c.install_certificate().chain(0), std::string(mid_der.begin(), mid_der.end()));
 
+  // A stranger's key under the terminal's name: refused, nothing queued.
+  r = send({"--cert", impostor_pem, "--id", "c-impostor"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("neither terminal ATM-0001's key nor its certified next key"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(spool + "/" + t.id + "/c-impostor.cmd"));
+
   // Another terminal's certificate, no certificate, both options, no option.
   r = send({"--cert", other->chain_path, "--id", "c-other"});
   EXPECT_EQ(r.code, 3);
@@ -347,7 +363,7 @@ TEST_F(FleetCli, SendInstallCertificateQueuesTheSignedCertificateOrIssuesOneForA
     auto reg = SqliteEnrolmentRegistry::open(reg_path);
     ASSERT_TRUE(reg) << reg.error().message();
     ASSERT_TRUE((*reg)->expect("SN-CLI-1", crypto::byte_view(std::string("secret-of-SN-CLI-1"))));
-    ASSERT_TRUE((*reg)->bind("SN-CLI-1", t.id, t.public_pem(), leaf_der));
+    ASSERT_TRUE((*reg)->bind("SN-CLI-1", t.id, *device->key.public_key()->to_pem(), leaf_der));
   }
   auto next = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
   auto csr = crypto::CertificateRequest::create(*next, {t.id, "SN-CLI-1", ""});

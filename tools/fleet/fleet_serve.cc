@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -283,6 +284,27 @@ v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs
     if ((*certs)[0].subject_cn() != terminal) {
       throw CliError{3, "--cert " + *cert_file + ": the certificate is for \"" +
                             (*certs)[0].subject_cn() + "\", not terminal " + terminal};
+    }
+    // For the key the fleet verifies the terminal with, or its certified
+    // next key: a certificate for any other key would switch the terminal
+    // to a key whose every envelope the fleet refuses.
+    auto key = (*certs)[0].public_key();
+    auto key_pem = key ? key->to_pem() : Result<std::string>(std::unexpected(key.error()));
+    if (!key_pem) throw CliError{3, "--cert " + *cert_file + ": " + key_pem.error().message()};
+    auto known = store.terminal(terminal);
+    if (!known)
+      throw CliError{known.error().code == Errc::not_found ? 4 : 3, known.error().message()};
+    auto keys = store.keys(terminal);
+    if (!keys) throw CliError{3, keys.error().message()};
+    const bool ours = known->public_key_pem == *key_pem ||
+                      std::any_of(keys->begin(), keys->end(), [&](const TerminalKey& k) {
+                        return k.public_key_pem == *key_pem;
+                      });
+    if (!ours) {
+      throw CliError{3, "--cert " + *cert_file + ": the certificate's key is neither terminal " +
+                            terminal +
+                            "'s key nor its certified next key (the fleet would "
+                            "refuse all it signs); for a rotate-key CSR use --csr"};
     }
     for (std::size_t i = 0; i < certs->size(); ++i) {
       auto der = (*certs)[i].der();
