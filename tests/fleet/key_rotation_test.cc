@@ -410,6 +410,24 @@ TEST_F(KeyRotationTest, ARotationRecordedWhileAReceiverVerifiesIsNotOutrunByTheO
   EXPECT_EQ(stored_sequences(*store_, t_.id), seqs(1, 4));
 }
 
+// Finding of the attacker review: a next key replaced while a receiver
+// verified with it (loaded before the change) was promoted as the other
+// key: the takeover wrote whichever next key the store held by then.
+TEST_F(KeyRotationTest, ANextKeyReplacedWhileAReceiverVerifiesWithItIsNotTheOneTakenOver_REQ33) {
+  receiver_ = std::make_unique<Receiver>(*store_);
+  ASSERT_TRUE(receive(t_.health(1)));
+  ASSERT_TRUE(store_->set_next_key(t_.id, *new_key_.public_key()->to_pem(), 0));
+  auto other = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(other);
+  const auto other_pem = *other->public_key()->to_pem();
+  RacingStore racing(*store_, [&] { ASSERT_TRUE(store_->set_next_key(t_.id, other_pem, 0)); });
+  Receiver raced(racing);
+  auto r = raced.receive(t_.id, "health", bytes(signed_by(new_key_, 2)), kT0);
+  EXPECT_FALSE(r);
+  EXPECT_EQ(store_->terminal(t_.id)->public_key_pem, t_.public_pem());
+  EXPECT_EQ(stored_sequences(*store_, t_.id), seqs(1, 1));
+}
+
 TEST(KeyHistoryStore, ANextKeyForAnUnknownTerminalIsNotFoundAndANewerOneReplacesIt) {
   TempDir dir;
   auto s = SqliteFleetStore::open(dir.path() + "/fleet.db");

@@ -312,8 +312,7 @@ Result<void> SqliteFleetStore::set_next_key(const std::string& id,
     if (cutover != 0) {
       // The chain must not have passed the cutover: what it holds from there
       // on was signed by the old key, which the terminal says it no longer
-      // uses. Its version moves, so that a receiver that loaded the keys
-      // before this commits nothing the old key signed past the cutover.
+      // uses.
       Stmt c(db_, "SELECT next_seq FROM chains WHERE terminal_id = ?");
       if (!c.ok()) return std::unexpected(sql_error("read chain"));
       c.bind(1, id);
@@ -327,11 +326,14 @@ Result<void> SqliteFleetStore::set_next_key(const std::string& id,
                         " the rotation names: someone else signs with that key");
       }
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("read chain"));
-      Stmt v(db_, "UPDATE chains SET version = version + 1 WHERE terminal_id = ?");
-      if (!v.ok()) return std::unexpected(sql_error("next key"));
-      v.bind(1, id);
-      if (v.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
     }
+    // The chain's version moves, so that a receiver that loaded the keys
+    // before this commits nothing: not what the old key signed past the
+    // cutover, nor a takeover by a next key this one replaces.
+    Stmt v(db_, "UPDATE chains SET version = version + 1 WHERE terminal_id = ?");
+    if (!v.ok()) return std::unexpected(sql_error("next key"));
+    v.bind(1, id);
+    if (v.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
     Stmt d(db_, "DELETE FROM terminal_keys WHERE terminal_id = ? AND from_seq = 0");
     if (!d.ok()) return std::unexpected(sql_error("next key"));
     d.bind(1, id);
