@@ -158,10 +158,18 @@ Answer CommandVerifier::answer_signed(v1::CommandResult out, const Refusal& r,
                                       std::string_view source) {
   const std::string key =
       std::string(source) + "|" + r.command_id + "|" + to_hex(r.digest).substr(0, 16);
+  const auto now = options_.monotonic();
+  if (now - answers_since_ >= options_.repeat_interval) answers_since_ = now, answers_ = 0;
+  if (answers_ >= options_.repeat_answers) {
+    // Over the budget of all commands: counted with this one's copies.
+    repeats_.add(key, 1, r.reason);
+    return Answer{std::move(out), false};
+  }
   RefusalTally::Report before;
   const bool alone = repeats_.admit(key, r.reason, &before);
   audit_repeats({before});
   if (!alone) return Answer{std::move(out), false};
+  ++answers_;
   audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
   return Answer{std::move(out), true};
 }
@@ -181,6 +189,26 @@ Answer CommandVerifier::refuse_unauthenticated(const Refusal& r, std::string_vie
     audit_.record(audit::command_refused(std::string(source), r.command_id, r.action, r.reason));
   }
   return Answer{std::move(out), false};
+}
+
+Answer CommandVerifier::answer_repeat(const CommandRecord& first, Refusal& r,
+                                      std::string_view source) {
+  r.reason = "duplicate: already run; its first result is answered again, nothing runs";
+  v1::CommandResult out;
+  out.set_command_id(first.command_id);
+  out.set_command_digest(first.digest);
+  out.set_repeated_command(true);
+  if (!first.finished) {
+    // Started in this run of the daemon and never finished: its result
+    // could not be recorded (open() turns these into kInterrupted).
+    out.set_status(v1::CommandResult::FAILED);
+    out.set_message("ran, but its result could not be recorded");
+    return answer_signed(std::move(out), r, source);
+  }
+  out.set_status(first.outcome.ok ? v1::CommandResult::OK : v1::CommandResult::FAILED);
+  out.set_message(first.outcome.message);
+  out.set_output(first.outcome.output);
+  return answer_signed(std::move(out), r, source);
 }
 
 Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view source) {
@@ -245,6 +273,13 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
                std::to_string(kMaxNonce) + ")";
     return refuse_unauthenticated(r, source);
   }
+  // A body this terminal verified and ran before (its id and digest in the
+  // store): the fleet signed it, whatever signature a replay carries now;
+  // its repeat is answered without verifying again.
+  if (auto known = store_.find(command.command_id());
+      known && *known && (*known)->digest == r.digest) {
+    return answer_repeat(**known, r, source);
+  }
   std::vector<crypto::Certificate> certs;
   for (std::size_t i = 0; i < n_certs; ++i) {
     auto c = crypto::Certificate::from_der(
@@ -294,22 +329,7 @@ Answer CommandVerifier::handle_locked(std::string_view bytes, std::string_view s
       r.reason = "command id reused with a different body";
       return refuse(r, source);
     }
-    r.reason = "duplicate: already run; its first result is answered again, nothing runs";
-    v1::CommandResult out;
-    out.set_command_id(first.command_id);
-    out.set_command_digest(first.digest);
-    out.set_repeated_command(true);
-    if (!first.finished) {
-      // Started in this run of the daemon and never finished: its result
-      // could not be recorded (open() turns these into kInterrupted).
-      out.set_status(v1::CommandResult::FAILED);
-      out.set_message("ran, but its result could not be recorded");
-      return answer_signed(std::move(out), r, source);
-    }
-    out.set_status(first.outcome.ok ? v1::CommandResult::OK : v1::CommandResult::FAILED);
-    out.set_message(first.outcome.message);
-    out.set_output(first.outcome.output);
-    return answer_signed(std::move(out), r, source);
+    return answer_repeat(first, r, source);
   }
 
   // 5. The window.

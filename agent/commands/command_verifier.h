@@ -47,8 +47,14 @@
 // audited on its own; the others in that interval get no answer of their
 // own (answer().report is false: the fleet has the first) and are counted
 // into one audit record with `count` when the interval ends
-// (RefusalTally, as the unauthenticated refusals). A command runs at most
-// once whatever the count.
+// (RefusalTally, as the unauthenticated refusals). Across all commands, at
+// most `repeat_answers` such answers go back per interval (a broker holding
+// many genuine commands for other terminals or expired ones must not grow
+// the outbox either); the rest are counted the same way. A command runs at
+// most once whatever the count. A command whose id and digest the store
+// already holds is a body the fleet signed and this terminal verified: its
+// repeat is answered without checking signature and chain again (a replay
+// costs a lookup, not a verification).
 //
 // The clock. The window is checked against the wall clock, which can be
 // set wrong; nonces are forgotten only once the window refuses their
@@ -93,6 +99,8 @@ struct VerifierOptions {
   std::chrono::milliseconds refusal_interval{60000};
   // Answers to the same command that is not its run: at most one per interval.
   std::chrono::milliseconds repeat_interval{60000};
+  // ... and at most this many per interval over all commands.
+  std::size_t repeat_answers = 32;
   std::function<std::chrono::steady_clock::time_point()> monotonic = [] {
     return std::chrono::steady_clock::now();
   };
@@ -155,8 +163,12 @@ class CommandVerifier {
   AuditSink& audit_;
   std::mutex mu_;
   TimePoint last_forget_{};
+  Answer answer_repeat(const CommandRecord& first, Refusal& r, std::string_view source);
   RefusalTally tally_;
   RefusalTally repeats_;  // by link, command id and digest
+  // The answers repeats_ let through in the current interval (all commands).
+  std::chrono::steady_clock::time_point answers_since_{};
+  std::size_t answers_ = 0;
 };
 
 }  // namespace portier::commands

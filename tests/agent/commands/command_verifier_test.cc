@@ -252,6 +252,59 @@ TEST_P(CommandVerifierTest, ReplaysOfAGenuineRefusedCommandAreAnsweredOnceAMinut
   EXPECT_EQ(handlers_.runs(), 0);
 }
 
+// Finding of the attacker review: each distinct genuine command a broker
+// holds (for another terminal, expired, ...) was answered once a minute,
+// so a few hundred of them grew the outbox without bound. Over all
+// commands at most `repeat_answers` answers go back per interval.
+TEST_P(CommandVerifierTest, ManyDistinctGenuineRefusedCommandsAreAnsweredWithinABudget_REQ28) {
+  std::vector<std::string> held;
+  for (int i = 0; i < 200; ++i) {
+    auto c = command("c-other-" + std::to_string(i));
+    c.set_target_terminal("atm-0043");
+    held.push_back(fleet_->sign(c));
+  }
+  int reported = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (auto& bytes : held) reported += verifier_->answer(bytes, "mqtt").report;
+  }
+  EXPECT_EQ(reported, 32);
+  mono_ += seconds(61);
+  reported = 0;
+  for (auto& bytes : held) reported += verifier_->answer(bytes, "mqtt").report;
+  EXPECT_EQ(reported, 32);
+  verifier_->report_refusals(true);
+  std::uint64_t copies = 0;
+  for (auto& e : audit_.entries()) copies += e.count.value_or(1);
+  EXPECT_EQ(copies, 800u);
+  EXPECT_EQ(handlers_.runs(), 0);
+}
+
+// A replay of a command this terminal verified and ran is answered with its
+// first result from the store, its signature not checked again: whatever
+// signature the copy carries, the body is the one the fleet signed.
+TEST_P(CommandVerifierTest, AReplayOfAKnownCommandIsAnsweredWithoutVerifyingItAgain_REQ28) {
+  const std::string bytes = fleet_->sign(command("c-1"));
+  ASSERT_EQ(handle(bytes).status(), v1::CommandResult::OK);
+  v1::SignedCommand sc;
+  ASSERT_TRUE(sc.ParseFromString(bytes));
+  sc.set_signature(std::string(sc.signature().size(), '\x01'));
+  sc.clear_certificates();
+  sc.add_certificates("not a certificate");
+  auto again = handle(sc.SerializeAsString());
+  EXPECT_EQ(again.status(), v1::CommandResult::OK) << again.message();
+  EXPECT_TRUE(again.repeated_command());
+  EXPECT_EQ(again.output(), "hello c-1");
+  EXPECT_EQ(handlers_.runs(), 1);
+  // An unknown id with that signature is refused as before.
+  auto other = command("c-2");
+  v1::SignedCommand forged;
+  ASSERT_TRUE(forged.ParseFromString(fleet_->sign(other)));
+  forged.set_signature(std::string(forged.signature().size(), '\x01'));
+  auto refused = handle(forged.SerializeAsString());
+  EXPECT_EQ(refused.status(), v1::CommandResult::REFUSED);
+  EXPECT_EQ(handlers_.runs(), 1);
+}
+
 TEST_P(CommandVerifierTest, ReplayAfterARestartGetsTheFirstResultAndRunsNothing_REQ23) {
   const std::string bytes = fleet_->sign(command("c-1"));
   auto first = handle(bytes);
