@@ -188,6 +188,18 @@ bool signed_by(const crypto::PublicKey& key, const v1::BatchSignature& batch) {
   return crypto::verify(key, message, crypto::byte_view(sig.value())).has_value();
 }
 
+ChainVerifier::Candidate ChainVerifier::from_index(PendingLink& l) {
+  Candidate c;
+  c.body.set_sequence(l.sequence);
+  c.body.set_prev_digest(l.prev);
+  c.prev = std::move(l.prev);
+  c.size = l.size;
+  c.loaded = false;
+  c.stored = true;
+  c.arrival = l.arrival;
+  return c;
+}
+
 Result<void> ChainVerifier::check_signature(const v1::Signature& sig, crypto::ByteView message) {
   if (sig.key_id() != key_id_) {
     return fail(Errc::permission_denied, kWhere, "signature",
@@ -700,14 +712,7 @@ Result<void> ChainVerifier::restore_links(std::vector<PendingLink> links, Envelo
       removed_stored_.emplace_back(l.sequence, std::move(l.digest));
       continue;
     }
-    Candidate c;
-    c.body.set_sequence(l.sequence);
-    c.body.set_prev_digest(l.prev);
-    c.prev = std::move(l.prev);
-    c.size = l.size;
-    c.loaded = false;
-    c.stored = true;
-    c.arrival = l.arrival;
+    Candidate c = from_index(l);
     if (pending_[l.sequence].try_emplace(std::move(l.digest), std::move(c)).second) {
       arrivals_ = std::max(arrivals_, l.arrival + 1);
       pending_bytes_ += l.size;
@@ -746,15 +751,7 @@ Result<void> ChainVerifier::materialize() {
       drop_stored(l);  // passed (or not a candidate's): its row goes
       continue;
     }
-    Candidate c;
-    c.body.set_sequence(l.sequence);
-    c.body.set_prev_digest(l.prev);
-    c.prev = std::move(l.prev);
-    c.size = l.size;
-    c.loaded = false;
-    c.stored = true;
-    c.arrival = l.arrival;
-    pending_[l.sequence].emplace(std::move(l.digest), std::move(c));
+    pending_[l.sequence].emplace(std::move(l.digest), from_index(l));
   }
   partial_ = false;
   // Everything is in memory now: the totals from it, not the summary.

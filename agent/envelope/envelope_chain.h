@@ -268,6 +268,9 @@ class ChainVerifier {
     std::size_t children = 0;  // candidates of the next sequence chaining to it
   };
   Result<void> check_signature(const v1::Signature& sig, crypto::ByteView message);
+  // A candidate from a store's index row, its envelope not read (moves the
+  // row's previous digest).
+  static Candidate from_index(PendingLink& l);
   // Reads and checks a candidate restored without its envelope.
   Result<void> load(std::uint64_t seq, const std::string& digest, Candidate& c);
   // The candidates from state_ up to (`sequence`, `digest`), found backward
