@@ -20,6 +20,7 @@
 #include "agent/identity/signer_csr.h"
 #include "agent/identity/softhsm_token.h"
 #include "daemon_fixture.h"
+#include "fleet_serve_argv.h"
 #include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
 #include "support/mosquitto_broker.h"
@@ -128,19 +129,15 @@ class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
   }
 
   // `lifetime`: of the device certificates the fleet issues, in seconds.
+  // portier-fleet serve with this test's link, without enrolment.
+  std::vector<std::string> serve_argv() const {
+    return fleet_serve_argv(bin("portier-fleet"), db_, pki_->ca_path(), dir_.file("spool"),
+                            *commands_,
+                            mqtt() ? std::optional<std::string>(broker_->uri()) : std::nullopt,
+                            *client_, *server_, grpc_port_);
+  }
   void start_fleet(int lifetime = 24 * 3600) {
-    std::vector<std::string> argv{bin("portier-fleet"), "--db", db_, "serve", "--ca",
-                                  pki_->ca_path(), "--spool", dir_.file("spool"),
-                                  // Acknowledgements are signed with the command key.
-                                  "--signing-key", commands_->key_path, "--signing-cert",
-                                  commands_->chain_path};
-    if (mqtt()) {
-      argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
-                               client_->chain_path, "--key", client_->key_path});
-    } else {
-      argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
-                               server_->chain_path, "--key", server_->key_path});
-    }
+    auto argv = serve_argv();
     argv.insert(argv.end(),
                 {"--enrol", "127.0.0.1:" + std::to_string(enrol_port_), "--enrol-ca-cert",
                  pki_->intermediate_path(), "--enrol-ca-key", dir_.file("pki/intermediate.key"),
@@ -569,26 +566,7 @@ TEST_P(EnrolmentE2eTest, ARenewalThatFailsKeepsTheLinkAndSaysSo_REQ33) {
   fleet_->signal(SIGTERM);
   fleet_->wait_exit(10s);
   fleet_.reset();
-  std::vector<std::string> argv{bin("portier-fleet"),
-                                "--db",
-                                db_,
-                                "serve",
-                                "--ca",
-                                pki_->ca_path(),
-                                "--spool",
-                                dir_.file("spool"),
-                                "--signing-key",
-                                commands_->key_path,
-                                "--signing-cert",
-                                commands_->chain_path};
-  if (mqtt()) {
-    argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
-                             client_->chain_path, "--key", client_->key_path});
-  } else {
-    argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
-                             server_->chain_path, "--key", server_->key_path});
-  }
-  fleet_ = std::make_unique<Child>(argv);
+  fleet_ = std::make_unique<Child>(serve_argv());
   ASSERT_TRUE(eventually(
       [&] { return health_reasons(d).find("certificate renewal failed") != std::string::npos; },
       60s))

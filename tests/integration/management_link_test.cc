@@ -20,6 +20,7 @@
 #include "common/crypto/sign.h"
 #include "common/mqtt/mqtt_client.h"
 #include "daemon_fixture.h"
+#include "fleet_serve_argv.h"
 #include "portier/v1/fleet.grpc.pb.h"
 #include "portier/v1/fleet.pb.h"
 #include "support/mosquitto_broker.h"
@@ -85,25 +86,10 @@ class ManagementLinkTest : public ::testing::TestWithParam<std::string> {
   }
 
   void start_fleet(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{bin("portier-fleet"),
-                                  "--db",
-                                  db_,
-                                  "serve",
-                                  "--ca",
-                                  pki_->ca_path(),
-                                  "--spool",
-                                  dir_.file("spool"),
-                                  "--signing-key",
-                                  commands_->key_path,
-                                  "--signing-cert",
-                                  commands_->chain_path};
-    if (mqtt()) {
-      argv.insert(argv.end(), {"--mqtt", broker_->uri(), "--fleet", "bank", "--cert",
-                               client_->chain_path, "--key", client_->key_path});
-    } else {
-      argv.insert(argv.end(), {"--grpc", "127.0.0.1:" + std::to_string(grpc_port_), "--cert",
-                               server_->chain_path, "--key", server_->key_path});
-    }
+    auto argv =
+        fleet_serve_argv(bin("portier-fleet"), db_, pki_->ca_path(), dir_.file("spool"), *commands_,
+                         mqtt() ? std::optional<std::string>(broker_->uri()) : std::nullopt,
+                         *client_, *server_, grpc_port_);
     argv.insert(argv.end(), extra.begin(), extra.end());
     // Its log (stderr) kept for failure messages.
     argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$@\" 2>>" + dir_.file("fleet.log"), "sh"});
