@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/identity/softhsm_token.h"
+#include "agent/management/fleet_takes_outbox.h"
 #include "agent/management/uplink.h"
 #include "portier/v1/telemetry.pb.h"
 #include "tools/fleet/receiver.h"
@@ -312,7 +313,7 @@ TEST(UplinkSigningThreadsTest, StartedForABurstAndGoneWhenIdle) {
 TEST(UplinkSigningPkcs11Test, ATokenKeyIsUsedByOneThreadAndEverySignatureVerifies_REQ16) {
   char t[] = "/tmp/portier-uplink-p11-XXXXXX";
   const std::string dir = mkdtemp(t);
-  test::SoftHsmToken token;
+  portier::test::SoftHsmToken token;
   const std::string e = token.init(dir);
   ASSERT_TRUE(e.empty()) << e;
   for (auto type : {crypto::KeyType::ecdsa_p256, crypto::KeyType::ed25519}) {
@@ -407,42 +408,17 @@ TEST(UplinkSigningDropsTest, DropNoticesStayInChainOrderWhileRunsAreInFlight_REQ
     ASSERT_TRUE(left);
     EXPECT_TRUE(left->empty()) << "every drop was reported";
 
-    auto store = fleet::SqliteFleetStore::open(dir + "/fleet.db");
-    ASSERT_TRUE(store);
-    fleet::Terminal term;
-    term.id = "T-1";
-    term.public_key_pem = *signer->public_key().to_pem();
-    term.key_algorithm = std::string(crypto::name(signer->type()));
-    ASSERT_TRUE((*store)->add_terminal(term));
-    fleet::Receiver receiver(**store);
+    // Where a restart goes on: after the last record (a notice stored ahead
+    // of a run sealed before it would leave the state behind it).
     auto records = (*box)->oldest(100000);
     ASSERT_TRUE(records);
     ASSERT_FALSE(records->empty());
-    // Where a restart goes on: after the last record (a notice stored ahead
-    // of a run sealed before it would leave the state behind it).
     auto state = (*box)->chain_state();
     ASSERT_TRUE(state);
     EXPECT_EQ(state->next_sequence, records->back().sequence + 1);
     int notices = 0;
-    for (auto& r : *records) {
-      v1::Envelope env;
-      v1::EnvelopeBody body;
-      ASSERT_TRUE(env.ParseFromString(r.envelope) && body.ParseFromString(env.body()));
-      notices += body.payload_type() == v1::PAYLOAD_DROP;
-      auto got = receiver.receive("T-1", "envelope", r.envelope, std::chrono::system_clock::now());
-      EXPECT_TRUE(got || got.error().code == Errc::failed_precondition)
-          << r.sequence << ": " << got.error().message();
-    }
+    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir + "/fleet.db", &notices);
     EXPECT_GT(notices, 1) << "the outbox was meant to overflow, more than once";
-    auto counts = (*store)->counts("T-1");
-    ASSERT_TRUE(counts);
-    EXPECT_EQ(counts->last_sequence, records->back().sequence) << "the chain reached the end";
-    auto incidents = (*store)->incidents("T-1", 1000);
-    ASSERT_TRUE(incidents);
-    for (auto& i : *incidents) {
-      EXPECT_TRUE(i.kind == "dropped by terminal" || i.kind == "gap" || i.kind == "reordered")
-          << i.kind << ": " << i.detail;
-    }
   }
   std::filesystem::remove_all(dir);
 }

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "agent/management/fake_link.h"
+#include "agent/management/fleet_takes_outbox.h"
 #include "agent/management/outbox_sender.h"
 #include "common/crypto/sign.h"
 #include "portier/v1/fleet.pb.h"
@@ -457,37 +458,9 @@ TEST(UplinkDropsTest, TheFleetFollowsTheChainAcrossWhatTheOutboxDropped_REQ29) {
     ASSERT_TRUE(left);
     EXPECT_TRUE(left->empty()) << "every drop was reported";
 
-    auto store = fleet::SqliteFleetStore::open(dir + "/fleet.db");
-    ASSERT_TRUE(store);
-    fleet::Terminal term;
-    term.id = "T-1";
-    term.public_key_pem = *signer->public_key().to_pem();
-    term.key_algorithm = "sm2";
-    ASSERT_TRUE((*store)->add_terminal(term));
-    fleet::Receiver receiver(**store);
-    auto records = (*box)->oldest(100000);
-    ASSERT_TRUE(records);
     int notices = 0;
-    for (auto& r : *records) {
-      v1::Envelope env;
-      v1::EnvelopeBody body;
-      ASSERT_TRUE(env.ParseFromString(r.envelope) && body.ParseFromString(env.body()));
-      notices += body.payload_type() == v1::PAYLOAD_DROP;
-      auto got = receiver.receive("T-1", "envelope", r.envelope, std::chrono::system_clock::now());
-      EXPECT_TRUE(got || got.error().code == Errc::failed_precondition)
-          << r.sequence << ": " << got.error().message();
-    }
+    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir + "/fleet.db", &notices);
     EXPECT_GT(notices, 0);
-    auto counts = (*store)->counts("T-1");
-    ASSERT_TRUE(counts);
-    EXPECT_EQ(counts->last_sequence, records->back().sequence) << "the chain reached the end";
-    auto incidents = (*store)->incidents("T-1", 1000);
-    ASSERT_TRUE(incidents);
-    for (auto& i : *incidents) {
-      // Told, followed, held while the notice was on its way: nothing refused.
-      EXPECT_TRUE(i.kind == "dropped by terminal" || i.kind == "gap" || i.kind == "reordered")
-          << i.kind << ": " << i.detail;
-    }
   }
   std::filesystem::remove_all(dir);
 }
