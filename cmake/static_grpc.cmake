@@ -4,8 +4,8 @@
 # tables and relocations (libgrpc alone: 1.4 MB of .dynsym, .dynstr and
 # .rela.dyn), about 3 MiB of portierd's idle RSS
 # (bench/management_idle_bench; bench/README.md has the figures). The cost:
-# a security update of one of these packages needs portierd rebuilt; the
-# package records them in Built-Using. Only targets that set the property
+# a security update of one of these packages needs portierd rebuilt (a
+# Debian package of portierd would list them in Built-Using). Only targets that set the property
 # PORTIER_STATIC_GRPC get the archives: the tests and tools keep the shared
 # libraries (smaller, faster to link).
 option(PORTIER_STATIC_GRPC "Link gRPC, protobuf and Abseil statically into portierd" ON)
