@@ -9,6 +9,7 @@
 #include "agent/identity/device_key.h"
 #include "agent/identity/hardware_serial.h"
 #include "agent/identity/key_store.h"
+#include "agent/management/token_rotation_output.h"
 #include "common/audit_events.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
@@ -524,10 +525,12 @@ Result<std::string> ManagementFeature::rotate_key() {
     log_info("management: key rotation: key " + *next + " made in PKCS#11 token \"" +
              config_.pkcs11_token + "\"; key " + *before +
              " signs until its certificate is installed");
-    return "key " + *next + " made in the PKCS#11 token; key " + *before +
-           " stays in use until InstallCertificate brings a certificate for the new key "
-           "(CSR below)\n" +
-           *csr;
+    // The first line tells the fleet the new key is a token's (signed
+    // through the chain): only then does it certify the CSR with no cutover.
+    return token_rotation_output("key " + *next + " made in the PKCS#11 token; key " + *before +
+                                     " stays in use until InstallCertificate brings a "
+                                     "certificate for the new key (CSR below)",
+                                 *csr);
   }
   // The cutover: the uplink stops at a committed run, and the next sequence
   // is the first the new key signs; the old key signs nothing from there
