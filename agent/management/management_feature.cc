@@ -323,7 +323,11 @@ Result<void> ManagementFeature::start_link() {
   if (!link) return std::unexpected(link.error());
   auto sender = std::make_unique<OutboxSender>(
       *outbox_, **link,
-      link::AckVerifierOptions{.terminal_id = terminal_id_, .trust_anchors = trust_anchors_},
+      // The newest verified acknowledgement's time outlives a restart: an
+      // older one replayed afterwards is refused unchecked.
+      link::AckVerifierOptions{.terminal_id = terminal_id_,
+                               .trust_anchors = trust_anchors_,
+                               .newest_file = dir_ + "/ack-newest"},
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },
