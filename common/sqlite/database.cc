@@ -78,6 +78,15 @@ Result<Statement> Database::prepare(const char* sql, Purpose purpose) {
   return Statement(this, stmt, purpose.view());
 }
 
+Result<std::int64_t> Database::query_int(const char* sql, Purpose purpose) {
+  auto s = prepare(sql, purpose);
+  if (!s) return std::unexpected(s.error());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return fail(Errc::internal, where_, std::string(purpose.view()), "no row returned");
+  return s->column_int(0);
+}
+
 std::int64_t Database::changes() const { return sqlite3_changes64(db_); }
 
 bool Database::in_transaction() const { return db_ != nullptr && !sqlite3_get_autocommit(db_); }

@@ -31,9 +31,9 @@ struct OpenOptions {
   bool no_follow = false;   // refuse a symlink (SQLITE_OPEN_NOFOLLOW)
   bool serialized = false;  // one connection shared by threads (FULLMUTEX), else NOMUTEX
   std::chrono::milliseconds busy_timeout{5000};
-  bool persist_wal = false;          // the WAL and its index stay when the connection closes
-  bool wal = false;                  // PRAGMA journal_mode=WAL
-  bool synchronous_full = false;     // PRAGMA synchronous=FULL
+  bool persist_wal = false;            // the WAL and its index stay when the connection closes
+  bool wal = false;                    // PRAGMA journal_mode=WAL
+  bool synchronous_full = false;       // PRAGMA synchronous=FULL
   std::vector<const char*> pragmas{};  // run in order after those ("PRAGMA foreign_keys=ON")
 };
 
@@ -56,6 +56,9 @@ class Database {
   Result<void> exec(const char* sql, Purpose purpose);
   Result<void> exec(const char* sql) { return exec_as(sql, sql); }
   Result<Statement> prepare(const char* sql, Purpose purpose);
+  // The first column of the one row a query always returns (a count, a max,
+  // a pragma); no row is an error.
+  Result<std::int64_t> query_int(const char* sql, Purpose purpose);
   // Rows changed by the last INSERT, UPDATE or DELETE.
   std::int64_t changes() const;
   // A transaction is open (BEGIN without COMMIT or ROLLBACK yet).

@@ -50,11 +50,9 @@ class SqliteTest : public ::testing::Test {
     return db ? std::move(*db) : Database();
   }
   std::int64_t count(Database& db) {
-    auto s = db.prepare("SELECT count(*) FROM t", "count");
-    EXPECT_TRUE(s) << s.error().message();
-    auto row = s->step();
-    EXPECT_TRUE(row && *row);
-    return s->column_int(0);
+    auto n = db.query_int("SELECT count(*) FROM t", "count");
+    EXPECT_TRUE(n) << n.error().message();
+    return n ? *n : -1;
   }
 
   std::string dir_, path_;
@@ -76,6 +74,9 @@ TEST_F(SqliteTest, ValuesBoundComeBackFromTheirColumnsUnchanged) {
     ASSERT_TRUE(ins->run()) << "row " << k;
   }
   EXPECT_EQ(db.changes(), 1);
+  auto none = db.query_int("SELECT i FROM t WHERE id = 99", "read row 99");
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("read row 99: no row returned"), std::string::npos);
 
   auto sel = db.prepare("SELECT i, s, b, n, length(s) FROM t ORDER BY id", "read");
   ASSERT_TRUE(sel);
