@@ -89,6 +89,10 @@ Result<std::int64_t> Database::query_int(const char* sql, Purpose purpose) {
 
 std::int64_t Database::changes() const { return sqlite3_changes64(db_); }
 
+bool Database::constraint_failed() const {
+  return db_ != nullptr && (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_CONSTRAINT;
+}
+
 bool Database::in_transaction() const { return db_ != nullptr && !sqlite3_get_autocommit(db_); }
 
 Error Database::error(std::string_view what) const {

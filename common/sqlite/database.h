@@ -61,6 +61,9 @@ class Database {
   Result<std::int64_t> query_int(const char* sql, Purpose purpose);
   // Rows changed by the last INSERT, UPDATE or DELETE.
   std::int64_t changes() const;
+  // The last error was a constraint's (UNIQUE, NOT NULL, CHECK, ...): the
+  // caller may have a better word for it ("already registered").
+  bool constraint_failed() const;
   // A transaction is open (BEGIN without COMMIT or ROLLBACK yet).
   bool in_transaction() const;
 

@@ -123,6 +123,7 @@ TEST_F(SqliteTest, AConstraintErrorNamesTheDatabaseThePurposeAndSqlitesReason) {
   ins->bind_int(1, 7);
   auto r = ins->run();
   ASSERT_FALSE(r);
+  EXPECT_TRUE(db.constraint_failed());
   EXPECT_EQ(r.error().code, Errc::io);
   EXPECT_EQ(r.error().message(),
             "test store " + path_ + ": record terminal 7: UNIQUE constraint failed: t.id");
@@ -146,6 +147,7 @@ TEST_F(SqliteTest, ABadStatementOrABadBindIsAnErrorNamingItsPurpose) {
   EXPECT_EQ(count(db), 0);
   auto exec = db.exec("DROP TABLE missing");
   ASSERT_FALSE(exec);
+  EXPECT_FALSE(db.constraint_failed());
   EXPECT_EQ(exec.error().message(),
             "test store " + path_ + ": DROP TABLE missing: no such table: missing");
 }
