@@ -1,7 +1,6 @@
 #include "agent/commands/command_store.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +8,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <utility>
+
+#include "common/sqlite/statement.h"
+#include "common/sqlite/transaction.h"
 
 namespace portier::commands {
 namespace {
@@ -34,78 +36,23 @@ std::int64_t to_ms(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// A prepared statement, finalized when it goes.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind_blob(int i, std::string_view b) {
-    sqlite3_bind_blob(s_, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT);
-  }
-  void bind_text(int i, std::string_view t) {
-    sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
-  }
-  int step() { return sqlite3_step(s_); }
-  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
-  std::string bytes(int c) {
-    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : "";
-  }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_ = SQLITE_ERROR;
-};
-
-// BEGIN IMMEDIATE ... COMMIT; rolled back unless committed.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {
-    ok_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
-  }
-  ~Transaction() {
-    if (ok_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  bool ok() const { return ok_; }
-  bool commit() {
-    done_ = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
-    return done_;
-  }
-
- private:
-  sqlite3* db_;
-  bool ok_ = false, done_ = false;
-};
-
-CommandRecord read_record(Stmt& s) {
+CommandRecord read_record(const sqlite::Statement& s) {
   // SELECT command_id, digest, action, state, status, message, output
   CommandRecord r;
-  r.command_id = s.bytes(0);
-  r.digest = s.bytes(1);
-  r.action = s.bytes(2);
-  r.finished = s.i64(3) == kFinished;
-  r.outcome.ok = s.i64(4) == kStatusOk;
-  r.outcome.message = s.bytes(5);
-  r.outcome.output = s.bytes(6);
+  r.command_id = s.column_bytes(0);
+  r.digest = s.column_bytes(1);
+  r.action = s.column_bytes(2);
+  r.finished = s.column_int(3) == kFinished;
+  r.outcome.ok = s.column_int(4) == kStatusOk;
+  r.outcome.message = s.column_bytes(5);
+  r.outcome.output = s.column_bytes(6);
   return r;
 }
 
 }  // namespace
 
-Error CommandStore::sql_error(const std::string& what) const {
-  const int rc = sqlite3_extended_errcode(db_);
-  const bool full = (rc & 0xff) == SQLITE_FULL;
-  return Error{full ? Errc::resource_exhausted : Errc::io, "command store " + path_, what,
-               full ? std::string("the disk is full (") + sqlite3_errmsg(db_) + ")"
-                    : std::string(sqlite3_errmsg(db_))};
-}
-
 Result<std::unique_ptr<CommandStore>> CommandStore::open(std::string path) {
-  std::unique_ptr<CommandStore> store(new CommandStore(std::move(path), nullptr));
+  std::unique_ptr<CommandStore> store(new CommandStore(std::move(path)));
   PORTIER_TRY(store->connect());
   PORTIER_TRY(store->mark_interrupted());
   // Closed until a command comes: an idle terminal keeps no connection (its
@@ -115,7 +62,7 @@ Result<std::unique_ptr<CommandStore>> CommandStore::open(std::string path) {
 }
 
 Result<void> CommandStore::connect() {
-  if (db_ != nullptr) return {};
+  if (db_.is_open()) return {};
   // Created 0600 before SQLite opens it; an older file is brought back to
   // 0600 (what ran and which nonces were seen is the terminal's business).
   // Checked at every connection, not only at the start.
@@ -134,56 +81,41 @@ Result<void> CommandStore::connect() {
                       err);
   }
   ::close(fd);
-  const int rc =
-      sqlite3_open_v2(path_.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
-  if (rc != SQLITE_OK) {
-    auto e = sql_error("cannot open");
-    disconnect();
-    return std::unexpected(e);
-  }
-  sqlite3_busy_timeout(db_, 5000);
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
-    if (auto ok = exec(sql); !ok) {
-      disconnect();
-      return ok;
-    }
-  }
+  auto db = sqlite::Database::open(path_, {.where = "command store " + path_,
+                                           .no_follow = true,
+                                           .busy_timeout = std::chrono::milliseconds(5000),
+                                           .wal = true,
+                                           .synchronous_full = true,
+                                           .pragmas = {kSchema}});
+  if (!db) return std::unexpected(db.error());
+  db_ = std::move(*db);
   return {};
 }
 
-void CommandStore::disconnect() {
-  sqlite3_close_v2(db_);
-  db_ = nullptr;
-}
+void CommandStore::disconnect() { db_.close(); }
 
-CommandStore::~CommandStore() { disconnect(); }
-
-Result<void> CommandStore::exec(const char* sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    auto e = sql_error(sql);
-    sqlite3_free(msg);
-    return std::unexpected(e);
-  }
-  return {};
-}
+CommandStore::~CommandStore() = default;
 
 Result<void> CommandStore::mark_interrupted() {
-  Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error("recover interrupted commands"));
+  static constexpr char kWhat[] = "recover interrupted commands";
+  auto tx = sqlite::Transaction::begin(db_, kWhat);
+  if (!tx) return std::unexpected(tx.error());
   {
-    Stmt s(db_,
-           "UPDATE commands SET state = ?, status = ?, message = ?, output = x'' "
-           "WHERE state = ? RETURNING command_id, digest, action, state, status, message, output");
-    if (!s.ok()) return std::unexpected(sql_error("recover interrupted commands"));
-    s.bind(1, kFinished);
-    s.bind(2, kStatusFailed);
-    s.bind_text(3, kInterrupted);
-    s.bind(4, kStarted);
-    int rc;
-    while ((rc = s.step()) == SQLITE_ROW) interrupted_.push_back(read_record(s));
-    if (rc != SQLITE_DONE) return std::unexpected(sql_error("recover interrupted commands"));
+    auto s = db_.prepare(
+        "UPDATE commands SET state = ?, status = ?, message = ?, output = x'' "
+        "WHERE state = ? RETURNING command_id, digest, action, state, status, message, output",
+        kWhat);
+    if (!s) return std::unexpected(s.error());
+    s->bind_int(1, kFinished)
+        .bind_int(2, kStatusFailed)
+        .bind_text(3, kInterrupted)
+        .bind_int(4, kStarted);
+    for (;;) {
+      auto row = s->step();
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      interrupted_.push_back(read_record(*s));
+    }
   }
   // A policy replacement cut short may have replaced the file: its version
   // counts as installed (never lower than the one before).
@@ -192,183 +124,174 @@ Result<void> CommandStore::mark_interrupted() {
         "WHERE name = 'policy_pending' ON CONFLICT (name) DO UPDATE SET value = "
         "max(value, excluded.value)",
         "DELETE FROM counters WHERE name = 'policy_pending'"}) {
-    Stmt p(db_, sql);
-    if (!p.ok() || p.step() != SQLITE_DONE) {
-      return std::unexpected(sql_error("recover interrupted commands"));
-    }
+    auto p = db_.prepare(sql, kWhat);
+    if (!p) return std::unexpected(p.error());
+    PORTIER_TRY(p->run());
   }
-  if (!tx.commit()) return std::unexpected(sql_error("recover interrupted commands"));
-  return {};
+  return tx->commit(kWhat);
 }
 
 Result<std::optional<CommandRecord>> CommandStore::find(std::string_view command_id) {
   PORTIER_TRY(connect());
-  Stmt s(db_,
-         "SELECT command_id, digest, action, state, status, message, output FROM commands "
-         "WHERE command_id = ?");
-  if (!s.ok()) return std::unexpected(sql_error("find a command"));
-  s.bind_text(1, command_id);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<CommandRecord>();
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("find a command"));
-  return std::optional<CommandRecord>(read_record(s));
+  auto s = db_.prepare(
+      "SELECT command_id, digest, action, state, status, message, output FROM commands "
+      "WHERE command_id = ?",
+      "find a command");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, command_id).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<CommandRecord>();
+  return std::optional<CommandRecord>(read_record(*s));
 }
 
 Result<bool> CommandStore::nonce_used(std::string_view nonce) {
   PORTIER_TRY(connect());
-  Stmt s(db_, "SELECT 1 FROM nonces WHERE nonce = ?");
-  if (!s.ok()) return std::unexpected(sql_error("look up a nonce"));
-  s.bind_blob(1, nonce);
-  const int rc = s.step();
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  return std::unexpected(sql_error("look up a nonce"));
+  auto s = db_.prepare("SELECT 1 FROM nonces WHERE nonce = ?", "look up a nonce");
+  if (!s) return std::unexpected(s.error());
+  return s->bind_blob(1, nonce).step();
 }
 
 Result<void> CommandStore::begin(const CommandStart& start) {
   PORTIER_TRY(connect());
-  Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error("record command " + start.command_id));
+  const std::string what = "record command " + start.command_id;
+  auto tx = sqlite::Transaction::begin(db_, what);
+  if (!tx) return std::unexpected(tx.error());
   {
-    Stmt n(db_, "INSERT OR IGNORE INTO nonces (nonce, forget_after_ms) VALUES (?, ?)");
-    if (!n.ok()) return std::unexpected(sql_error("record a nonce"));
-    n.bind_blob(1, start.nonce);
-    n.bind(2, to_ms(start.forget_nonce_after));
-    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("record a nonce"));
-    if (sqlite3_changes(db_) == 0) {
+    auto n = db_.prepare("INSERT OR IGNORE INTO nonces (nonce, forget_after_ms) VALUES (?, ?)",
+                         "record a nonce");
+    if (!n) return std::unexpected(n.error());
+    PORTIER_TRY(n->bind_blob(1, start.nonce).bind_int(2, to_ms(start.forget_nonce_after)).run());
+    if (db_.changes() == 0) {
       return fail(Errc::already_exists, "command store " + path_, "command " + start.command_id,
                   "nonce already used");
     }
   }
   {
-    Stmt c(db_,
-           "INSERT OR IGNORE INTO commands (command_id, digest, action, state, keep_until_ms) "
-           "VALUES (?, ?, ?, ?, ?)");
-    if (!c.ok()) return std::unexpected(sql_error("record command " + start.command_id));
-    c.bind_text(1, start.command_id);
-    c.bind_blob(2, start.digest);
-    c.bind_text(3, start.action);
-    c.bind(4, kStarted);
-    c.bind(5, to_ms(start.keep_result_until));
-    if (c.step() != SQLITE_DONE) return std::unexpected(sql_error("record " + start.command_id));
-    if (sqlite3_changes(db_) == 0) {
+    auto c = db_.prepare(
+        "INSERT OR IGNORE INTO commands (command_id, digest, action, state, keep_until_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        what);
+    if (!c) return std::unexpected(c.error());
+    PORTIER_TRY(c->bind_text(1, start.command_id)
+                    .bind_blob(2, start.digest)
+                    .bind_text(3, start.action)
+                    .bind_int(4, kStarted)
+                    .bind_int(5, to_ms(start.keep_result_until))
+                    .run());
+    if (db_.changes() == 0) {
       return fail(Errc::already_exists, "command store " + path_, "command " + start.command_id,
                   "command id already recorded");
     }
   }
   if (start.policy_version) {
-    Stmt v(db_,
-           "INSERT INTO counters (name, value) VALUES ('policy_pending', ?) "
-           "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
-    if (!v.ok()) return std::unexpected(sql_error("record command " + start.command_id));
-    v.bind(1, static_cast<std::int64_t>(*start.policy_version));
-    if (v.step() != SQLITE_DONE) {
-      return std::unexpected(sql_error("record command " + start.command_id));
-    }
+    auto v = db_.prepare(
+        "INSERT INTO counters (name, value) VALUES ('policy_pending', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        what);
+    if (!v) return std::unexpected(v.error());
+    PORTIER_TRY(v->bind_int(1, static_cast<std::int64_t>(*start.policy_version)).run());
   }
-  if (!tx.commit()) return std::unexpected(sql_error("record command " + start.command_id));
-  return {};
+  return tx->commit(what);
 }
 
 Result<void> CommandStore::finish(std::string_view command_id, const Outcome& outcome,
                                   std::optional<std::uint64_t> policy_version) {
   PORTIER_TRY(connect());
   const std::string what = "record the result of command " + std::string(command_id);
-  Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error(what));
+  auto tx = sqlite::Transaction::begin(db_, what);
+  if (!tx) return std::unexpected(tx.error());
   {
-    Stmt s(db_,
-           "UPDATE commands SET state = ?, status = ?, message = ?, output = ? "
-           "WHERE command_id = ? AND state = ?");
-    if (!s.ok()) return std::unexpected(sql_error(what));
-    s.bind(1, kFinished);
-    s.bind(2, outcome.ok ? kStatusOk : kStatusFailed);
-    s.bind_text(3, outcome.message);
-    s.bind_blob(4, outcome.output);
-    s.bind_text(5, command_id);
-    s.bind(6, kStarted);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
-    if (sqlite3_changes(db_) == 0) {
+    auto s = db_.prepare(
+        "UPDATE commands SET state = ?, status = ?, message = ?, output = ? "
+        "WHERE command_id = ? AND state = ?",
+        what);
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, kFinished)
+                    .bind_int(2, outcome.ok ? kStatusOk : kStatusFailed)
+                    .bind_text(3, outcome.message)
+                    .bind_blob(4, outcome.output)
+                    .bind_text(5, command_id)
+                    .bind_int(6, kStarted)
+                    .run());
+    if (db_.changes() == 0) {
       return fail(Errc::failed_precondition, "command store " + path_, what,
                   "it was not recorded as started, or is already finished");
     }
   }
   if (policy_version) {
-    Stmt v(db_,
-           "INSERT INTO counters (name, value) VALUES ('policy_version', ?) "
-           "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
-    if (!v.ok()) return std::unexpected(sql_error(what));
-    v.bind(1, static_cast<std::int64_t>(*policy_version));
-    if (v.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
+    auto v = db_.prepare(
+        "INSERT INTO counters (name, value) VALUES ('policy_version', ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        what);
+    if (!v) return std::unexpected(v.error());
+    PORTIER_TRY(v->bind_int(1, static_cast<std::int64_t>(*policy_version)).run());
   }
-  {
-    Stmt p(db_, "DELETE FROM counters WHERE name = 'policy_pending'");
-    if (!p.ok() || p.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
-  }
-  if (!tx.commit()) return std::unexpected(sql_error(what));
-  return {};
+  PORTIER_TRY(db_.exec("DELETE FROM counters WHERE name = 'policy_pending'", what));
+  return tx->commit(what);
 }
 
 Result<std::uint64_t> CommandStore::policy_version() {
   PORTIER_TRY(connect());
-  Stmt s(db_, "SELECT value FROM counters WHERE name = 'policy_version'");
-  if (!s.ok()) return std::unexpected(sql_error("read the policy version"));
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return std::uint64_t{0};
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the policy version"));
-  return static_cast<std::uint64_t>(s.i64(0));
+  auto s = db_.prepare("SELECT value FROM counters WHERE name = 'policy_version'",
+                       "read the policy version");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::uint64_t{0};
+  return static_cast<std::uint64_t>(s->column_int(0));
 }
 
 Result<std::uint64_t> CommandStore::forget(TimePoint now, std::size_t max_nonces) {
   PORTIER_TRY(connect());
   const std::string what = "forget old commands";
   std::uint64_t rows = 0;
-  Transaction tx(db_);
-  if (!tx.ok()) return std::unexpected(sql_error(what));
+  auto tx = sqlite::Transaction::begin(db_, what);
+  if (!tx) return std::unexpected(tx.error());
   // The nonces to go: those past their time, and the oldest beyond the cap.
   // The watermark first, in the same transaction: a nonce is never gone
   // while a command it could answer for is still accepted.
   std::int64_t cut = to_ms(now) - 1;  // forget_after_ms <= cut goes
   {
-    Stmt n(db_,
-           "SELECT forget_after_ms FROM nonces ORDER BY forget_after_ms DESC LIMIT 1 OFFSET ?");
-    if (!n.ok()) return std::unexpected(sql_error(what));
-    n.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(max_nonces, INT64_MAX)));
-    const int rc = n.step();
-    if (rc == SQLITE_ROW) cut = std::max(cut, n.i64(0));
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error(what));
+    auto n = db_.prepare(
+        "SELECT forget_after_ms FROM nonces ORDER BY forget_after_ms DESC LIMIT 1 OFFSET ?", what);
+    if (!n) return std::unexpected(n.error());
+    auto row =
+        n->bind_int(1, static_cast<std::int64_t>(std::min<std::size_t>(max_nonces, INT64_MAX)))
+            .step();
+    if (!row) return std::unexpected(row.error());
+    if (*row) cut = std::max(cut, n->column_int(0));
   }
   {
-    Stmt w(db_,
-           "INSERT INTO counters (name, value) SELECT 'nonces_forgotten_until', "
-           "max(forget_after_ms) FROM nonces WHERE forget_after_ms <= ?1 HAVING count(*) > 0 "
-           "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
-    if (!w.ok()) return std::unexpected(sql_error(what));
-    w.bind(1, cut);
-    if (w.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
+    auto w = db_.prepare(
+        "INSERT INTO counters (name, value) SELECT 'nonces_forgotten_until', "
+        "max(forget_after_ms) FROM nonces WHERE forget_after_ms <= ?1 HAVING count(*) > 0 "
+        "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+        what);
+    if (!w) return std::unexpected(w.error());
+    PORTIER_TRY(w->bind_int(1, cut).run());
   }
   const std::pair<const char*, std::int64_t> deletes[] = {
       {"DELETE FROM nonces WHERE forget_after_ms <= ?", cut},
       {"DELETE FROM commands WHERE keep_until_ms <= ? AND state = 1", to_ms(now) - 1}};
   for (auto& [sql, until] : deletes) {
-    Stmt s(db_, sql);
-    if (!s.ok()) return std::unexpected(sql_error(what));
-    s.bind(1, until);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error(what));
-    rows += static_cast<std::uint64_t>(sqlite3_changes(db_));
+    auto s = db_.prepare(sql, what);
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, until).run());
+    rows += static_cast<std::uint64_t>(db_.changes());
   }
-  if (!tx.commit()) return std::unexpected(sql_error(what));
+  PORTIER_TRY(tx->commit(what));
   return rows;
 }
 
 Result<TimePoint> CommandStore::nonces_forgotten_until() {
   PORTIER_TRY(connect());
-  Stmt s(db_, "SELECT value FROM counters WHERE name = 'nonces_forgotten_until'");
-  if (!s.ok()) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return TimePoint{};
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the forgotten nonces' watermark"));
-  return TimePoint(std::chrono::milliseconds(s.i64(0)));
+  auto s = db_.prepare("SELECT value FROM counters WHERE name = 'nonces_forgotten_until'",
+                       "read the forgotten nonces' watermark");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return TimePoint{};
+  return TimePoint(std::chrono::milliseconds(s->column_int(0)));
 }
 
 }  // namespace portier::commands

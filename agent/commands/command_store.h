@@ -32,8 +32,7 @@
 #include <vector>
 
 #include "common/result.h"
-
-struct sqlite3;
+#include "common/sqlite/database.h"
 
 namespace portier::commands {
 
@@ -113,16 +112,14 @@ class CommandStore {
   void release() { disconnect(); }
 
  private:
-  CommandStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
-  Result<void> exec(const char* sql);
+  explicit CommandStore(std::string path) : path_(std::move(path)) {}
   // The connection, opened (file checked 0600, WAL, schema) when closed.
   Result<void> connect();
   void disconnect();
   Result<void> mark_interrupted();
-  Error sql_error(const std::string& what) const;
 
   std::string path_;
-  sqlite3* db_ = nullptr;
+  sqlite::Database db_;  // closed while released
   std::vector<CommandRecord> interrupted_;
 };
 

@@ -1,7 +1,6 @@
 #include "agent/outbox/outbox.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +9,8 @@
 #include <span>
 
 #include "common/file_read.h"
+#include "common/sqlite/statement.h"
+#include "common/sqlite/transaction.h"
 
 namespace portier::outbox {
 namespace {
@@ -44,46 +45,19 @@ std::int64_t to_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// A prepared statement, finalized when it goes.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return s_; }
-  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind(int i, const std::string& blob) {
-    sqlite3_bind_blob(s_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
-  }
-  int step() { return sqlite3_step(s_); }
-  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
-  std::string blob(int c) {
-    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : "";
-  }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_ = SQLITE_ERROR;
-};
+// An error of `e` naming `what` (a purpose built only when it failed).
+Error named(Error e, std::string what) {
+  e.what = std::move(what);
+  return e;
+}
 
 }  // namespace
-
-Error Outbox::sql_error(const std::string& what) const {
-  const int rc = sqlite3_extended_errcode(db_);
-  const bool full = (rc & 0xff) == SQLITE_FULL;
-  return Error{full ? Errc::resource_exhausted : Errc::io, "outbox " + options_.path, what,
-               full ? std::string("the disk is full (") + sqlite3_errmsg(db_) + ")"
-                    : std::string(sqlite3_errmsg(db_))};
-}
 
 Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   // Before SQLite's first use in the process (the outbox is portierd's
   // first): no bulk allocation of 20 page-cache lines (84 KiB) per
-  // connection; pages are allocated as they are read. A process that used
-  // SQLite already keeps its setting (SQLITE_MISUSE, ignored).
-  static std::once_flag page_cache;
-  std::call_once(page_cache, [] { sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0); });
+  // connection; pages are allocated as they are read.
+  sqlite::allocate_page_cache_on_demand();
   // Created 0600 before SQLite opens it (its -wal and -shm files take the
   // database file's mode): envelopes are the terminal's business only.
   const int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -106,104 +80,80 @@ Result<std::unique_ptr<Outbox>> Outbox::open(OutboxOptions options) {
   return box;
 }
 
-Outbox::~Outbox() { sqlite3_close_v2(db_); }
+Outbox::~Outbox() = default;
 
 Result<void> Outbox::connect() {
-  const int rc = sqlite3_open_v2(options_.path.c_str(), &db_,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  auto done = [&]() -> Result<void> {
-    if (rc != SQLITE_OK) return std::unexpected(sql_error("cannot open"));
-    sqlite3_busy_timeout(db_, 5000);
-    // The WAL and its index stay when the connection closes (release_idle):
-    // opening again then needs no new blocks, as on a full disk.
-    int persist = 1;
-    sqlite3_file_control(db_, nullptr, SQLITE_FCNTL_PERSIST_WAL, &persist);
-    // A small WAL, checkpointed often and reused from its start: on a full
-    // disk, deleting (acknowledgements) then needs no new blocks.
-    for (const char* sql :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA wal_autocheckpoint=16"}) {
-      PORTIER_TRY(exec(sql));
-    }
-    return {};
-  }();
-  if (!done) {
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-  }
+  auto db = sqlite::Database::open(options_.path, {.where = "outbox " + options_.path,
+                                                   .busy_timeout = std::chrono::milliseconds(5000),
+                                                   // The WAL and its index stay when the connection
+                                                   // closes (release_idle): opening again then
+                                                   // needs no new blocks, as on a full disk.
+                                                   .persist_wal = true,
+                                                   .wal = true,
+                                                   .synchronous_full = true,
+                                                   // A small WAL, checkpointed often and reused
+                                                   // from its start: on a full disk, deleting
+                                                   // (acknowledgements) then needs no new blocks.
+                                                   .pragmas = {"PRAGMA wal_autocheckpoint=16"}});
   last_use_ = std::chrono::steady_clock::now();
-  return done;
+  if (!db) return std::unexpected(db.error());
+  db_ = std::move(*db);
+  return {};
 }
 
 Result<void> Outbox::use() {
   last_use_ = std::chrono::steady_clock::now();
-  if (db_) return {};
+  if (db_.is_open()) return {};
   released_ = false;  // whatever this call does, it may change the records
   return connect();
 }
 
 bool Outbox::release_idle(std::chrono::milliseconds idle) {
   std::lock_guard lock(mu_);
-  if (!db_ || std::chrono::steady_clock::now() - last_use_ < idle) return false;
+  if (!db_.is_open() || std::chrono::steady_clock::now() - last_use_ < idle) return false;
   // The newest record held, for from() to answer while released.
-  {
-    Stmt newest(db_, "SELECT coalesce(max(seq), 0) FROM records");
-    if (!newest.ok() || newest.step() != SQLITE_ROW) return false;
-    released_newest_ = static_cast<std::uint64_t>(newest.i64(0));
-  }
+  auto newest = db_.query_int("SELECT coalesce(max(seq), 0) FROM records", "read the newest");
+  if (!newest) return false;
+  released_newest_ = static_cast<std::uint64_t>(*newest);
   released_ = true;
-  sqlite3_close_v2(db_);
-  db_ = nullptr;
+  db_.close();
   return true;
 }
 
 Result<void> Outbox::migrate() {
-  Stmt v(db_, "PRAGMA user_version");
-  if (!v.ok() || v.step() != SQLITE_ROW)
-    return std::unexpected(sql_error("read the schema version"));
-  const auto version = v.i64(0);
-  Stmt t(db_, "SELECT count(*) FROM sqlite_master WHERE name = 'records'");
-  if (!t.ok() || t.step() != SQLITE_ROW) return std::unexpected(sql_error("read the schema"));
-  const bool fresh = t.i64(0) == 0;
+  auto v = db_.query_int("PRAGMA user_version", "read the schema version");
+  if (!v) return std::unexpected(v.error());
+  const auto version = *v;
+  auto t =
+      db_.query_int("SELECT count(*) FROM sqlite_master WHERE name = 'records'", "read the schema");
+  if (!t) return std::unexpected(t.error());
+  const bool fresh = *t == 0;
   if (version > kSchemaVersion) {
     return fail(Errc::failed_precondition, "outbox " + options_.path, "schema",
                 "version " + std::to_string(version) + " is newer than this portierd's (" +
                     std::to_string(kSchemaVersion) + "): refusing to touch it");
   }
-  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
-  auto done = [&]() -> Result<void> {
-    if (!fresh && version < 2) PORTIER_TRY(exec(kMigrate1To2));
-    PORTIER_TRY(exec(kSchema));
-    PORTIER_TRY(exec("PRAGMA user_version = 2"));
-    return exec("COMMIT");
-  }();
-  if (!done && !sqlite3_get_autocommit(db_)) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  return done;
-}
-
-Result<void> Outbox::exec(const char* sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    auto e = sql_error(sql);
-    sqlite3_free(msg);
-    return std::unexpected(e);
-  }
-  return {};
+  auto tx = sqlite::Transaction::begin(db_, "BEGIN IMMEDIATE");
+  if (!tx) return std::unexpected(tx.error());
+  if (!fresh && version < 2) PORTIER_TRY(db_.exec(kMigrate1To2));
+  PORTIER_TRY(db_.exec(kSchema));
+  PORTIER_TRY(db_.exec("PRAGMA user_version = 2"));
+  return tx->commit("COMMIT");
 }
 
 Result<envelope::ChainState> Outbox::chain_state() {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
-  Stmt s(db_, "SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1");
-  if (!s.ok()) return std::unexpected(sql_error("read the chain state"));
+  auto s = db_.prepare("SELECT epoch, next_seq, prev_digest FROM chain WHERE id = 1",
+                       "read the chain state");
+  if (!s) return std::unexpected(s.error());
   envelope::ChainState st;
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return st;  // nothing was ever put: the chain starts
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read the chain state"));
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return st;  // nothing was ever put: the chain starts
   // A state that cannot be right would restart or fork the chain: refused.
-  const auto epoch = s.i64(0), next = s.i64(1);
-  auto d = s.blob(2);
+  const auto epoch = s->column_int(0), next = s->column_int(1);
+  auto d = s->column_blob(2);
   if (epoch < 0 || next < 1 || d.size() != 32) {
     return fail(Errc::failed_precondition, "outbox " + options_.path, "chain state",
                 "corrupt (epoch " + std::to_string(epoch) + ", next sequence " +
@@ -217,40 +167,48 @@ Result<envelope::ChainState> Outbox::chain_state() {
 }
 
 Result<std::uint64_t> Outbox::drop(std::uint64_t sequence) {
-  Stmt copy(db_,
-            "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
-            "SELECT seq, priority, digest, prev_digest FROM records WHERE seq = ?");
-  if (!copy.ok()) return std::unexpected(sql_error("drop"));
-  copy.bind(1, static_cast<std::int64_t>(sequence));
-  if (copy.step() != SQLITE_DONE) return std::unexpected(sql_error("drop"));
+  auto copy = db_.prepare(
+      "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
+      "SELECT seq, priority, digest, prev_digest FROM records WHERE seq = ?",
+      "drop");
+  if (!copy) return std::unexpected(copy.error());
+  PORTIER_TRY(copy->bind_int(1, static_cast<std::int64_t>(sequence)).run());
   return delete_returning_size("DELETE FROM records WHERE seq = ? RETURNING size", sequence,
                                "drop");
 }
 
 Result<std::uint64_t> Outbox::delete_returning_size(const char* sql, std::uint64_t key,
-                                                    const char* what) {
-  Stmt del(db_, sql);
-  if (!del.ok()) return std::unexpected(sql_error(what));
-  del.bind(1, static_cast<std::int64_t>(key));
+                                                    sqlite::Purpose what) {
+  auto del = db_.prepare(sql, what);
+  if (!del) return std::unexpected(del.error());
+  del->bind_int(1, static_cast<std::int64_t>(key));
   std::uint64_t size = 0;
-  int rc;
-  while ((rc = del.step()) == SQLITE_ROW) size += static_cast<std::uint64_t>(del.i64(0));
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error(what));
-  return size;
+  for (;;) {
+    auto row = del->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return size;
+    size += static_cast<std::uint64_t>(del->column_int(0));
+  }
 }
 
 Result<void> Outbox::sweep_aged(std::chrono::system_clock::time_point now, std::uint64_t& bytes) {
   // Past their age, records below security go (security records are bounded
   // by size only: the trail must reach the fleet). Through the age index:
   // the cost is the aged records', not the backlog's.
-  Stmt old(db_,
-           "SELECT seq FROM records INDEXED BY records_by_age WHERE created_ms < ? AND "
-           "priority < ?");
-  if (!old.ok()) return std::unexpected(sql_error("make room"));
-  old.bind(1, to_ms(now - options_.max_age));
-  old.bind(2, static_cast<std::int64_t>(Priority::security));
+  auto old = db_.prepare(
+      "SELECT seq FROM records INDEXED BY records_by_age WHERE created_ms < ? AND "
+      "priority < ?",
+      "make room");
+  if (!old) return std::unexpected(old.error());
+  old->bind_int(1, to_ms(now - options_.max_age));
+  old->bind_int(2, static_cast<std::int64_t>(Priority::security));
   std::vector<std::uint64_t> aged;
-  while (old.step() == SQLITE_ROW) aged.push_back(static_cast<std::uint64_t>(old.i64(0)));
+  for (;;) {
+    auto row = old->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    aged.push_back(static_cast<std::uint64_t>(old->column_int(0)));
+  }
   std::sort(aged.begin(), aged.end());
   for (auto seq : aged) {
     auto size = drop(seq);
@@ -266,13 +224,16 @@ Result<bool> Outbox::make_room(std::uint64_t incoming, Priority priority,
   // Then, while over the limit, the oldest of the lowest priority, never one
   // that ranks above the incoming record.
   while (bytes + incoming > options_.max_bytes) {
-    Stmt victim(db_,
-                "SELECT seq, size FROM records WHERE priority <= ? ORDER BY priority, seq "
-                "LIMIT 1");
-    if (!victim.ok()) return std::unexpected(sql_error("make room"));
-    victim.bind(1, static_cast<std::int64_t>(priority));
-    if (victim.step() != SQLITE_ROW) return false;
-    const auto seq = static_cast<std::uint64_t>(victim.i64(0));
+    auto victim = db_.prepare(
+        "SELECT seq, size FROM records WHERE priority <= ? ORDER BY priority, seq "
+        "LIMIT 1",
+        "make room");
+    if (!victim) return std::unexpected(victim.error());
+    victim->bind_int(1, static_cast<std::int64_t>(priority));
+    auto row = victim->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return false;
+    const auto seq = static_cast<std::uint64_t>(victim->column_int(0));
     auto size = drop(seq);
     if (!size) return std::unexpected(size.error());
     bytes -= std::min(bytes, *size);
@@ -288,42 +249,44 @@ Result<bool> Outbox::write(const Record& record, std::chrono::system_clock::time
                   : make_room(size, record.priority, now, bytes);
   if (!room) return std::unexpected(room.error());
   if (*room) {
-    Stmt ins(db_,
-             "INSERT INTO records (seq, priority, created_ms, envelope, digest, size, "
-             "prev_digest) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!ins.ok()) return std::unexpected(sql_error("store"));
-    ins.bind(1, static_cast<std::int64_t>(record.sequence));
-    ins.bind(2, static_cast<std::int64_t>(record.priority));
-    ins.bind(3, to_ms(record.created));
-    ins.bind(4, record.envelope);
-    ins.bind(5, record.digest);
-    ins.bind(6, static_cast<std::int64_t>(record.envelope.size()));
-    ins.bind(7, record.prev_digest);
-    if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("store"));
+    auto ins = db_.prepare(
+        "INSERT INTO records (seq, priority, created_ms, envelope, digest, size, "
+        "prev_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "store");
+    if (!ins) return std::unexpected(ins.error());
+    ins->bind_int(1, static_cast<std::int64_t>(record.sequence))
+        .bind_int(2, static_cast<std::int64_t>(record.priority))
+        .bind_int(3, to_ms(record.created))
+        .bind_blob(4, record.envelope)
+        .bind_blob(5, record.digest)
+        .bind_int(6, static_cast<std::int64_t>(record.envelope.size()))
+        .bind_blob(7, record.prev_digest);
+    PORTIER_TRY(ins->run());
     bytes += record.envelope.size();
   } else {
-    Stmt ins(db_,
-             "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
-             "VALUES (?, ?, ?, ?)");
-    if (!ins.ok()) return std::unexpected(sql_error("record a drop"));
-    ins.bind(1, static_cast<std::int64_t>(record.sequence));
-    ins.bind(2, static_cast<std::int64_t>(record.priority));
-    ins.bind(3, record.digest);
-    ins.bind(4, record.prev_digest);
-    if (ins.step() != SQLITE_DONE) return std::unexpected(sql_error("record a drop"));
+    auto ins = db_.prepare(
+        "INSERT OR REPLACE INTO dropped (seq, priority, digest, prev_digest) "
+        "VALUES (?, ?, ?, ?)",
+        "record a drop");
+    if (!ins) return std::unexpected(ins.error());
+    ins->bind_int(1, static_cast<std::int64_t>(record.sequence))
+        .bind_int(2, static_cast<std::int64_t>(record.priority))
+        .bind_blob(3, record.digest)
+        .bind_blob(4, record.prev_digest);
+    PORTIER_TRY(ins->run());
   }
   return *room;
 }
 
 Result<void> Outbox::write_chain_state(const envelope::ChainState& after) {
-  Stmt chain(db_,
-             "INSERT OR REPLACE INTO chain (id, epoch, next_seq, prev_digest) VALUES (1, ?, ?, ?)");
-  if (!chain.ok()) return std::unexpected(sql_error("store the chain state"));
-  chain.bind(1, static_cast<std::int64_t>(after.session_epoch));
-  chain.bind(2, static_cast<std::int64_t>(after.next_sequence));
-  chain.bind(3, std::string(after.prev_digest.begin(), after.prev_digest.end()));
-  if (chain.step() != SQLITE_DONE) return std::unexpected(sql_error("store the chain state"));
-  return {};
+  auto chain = db_.prepare(
+      "INSERT OR REPLACE INTO chain (id, epoch, next_seq, prev_digest) VALUES (1, ?, ?, ?)",
+      "store the chain state");
+  if (!chain) return std::unexpected(chain.error());
+  return chain->bind_int(1, static_cast<std::int64_t>(after.session_epoch))
+      .bind_int(2, static_cast<std::int64_t>(after.next_sequence))
+      .bind_blob(3, after.prev_digest)
+      .run();
 }
 
 Result<PutOutcome> Outbox::put(const Record& record, const envelope::ChainState& after,
@@ -339,29 +302,22 @@ Result<std::vector<PutOutcome>> Outbox::put_batch(std::span<const Record> record
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
   keep_reserve();
-  if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
-  // Every statement is finalized by now, so the rollback cannot be refused.
-  // The byte count changes only once the transaction is committed.
+  // Rolled back on any error (every statement is finalized by then, so the
+  // rollback cannot be refused). The byte count changes only once the
+  // transaction is committed.
+  auto tx = sqlite::Transaction::begin(db_, "BEGIN IMMEDIATE");
+  if (!tx) return std::unexpected(tx.error());
   std::uint64_t bytes = bytes_;
   std::vector<PutOutcome> outcomes;
   outcomes.reserve(records.size());
-  auto done = [&]() -> Result<void> {
-    PORTIER_TRY(sweep_aged(now, bytes));  // once per transaction, not per record
-    for (const auto& r : records) {
-      auto stored = write(r, now, bytes);
-      if (!stored) return std::unexpected(stored.error());
-      outcomes.push_back(*stored ? PutOutcome::stored : PutOutcome::dropped);
-    }
-    PORTIER_TRY(write_chain_state(after));
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return std::unexpected(sql_error("commit"));
-    }
-    return {};
-  }();
-  if (!done) {
-    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return std::unexpected(done.error());
+  PORTIER_TRY(sweep_aged(now, bytes));  // once per transaction, not per record
+  for (const auto& r : records) {
+    auto stored = write(r, now, bytes);
+    if (!stored) return std::unexpected(stored.error());
+    outcomes.push_back(*stored ? PutOutcome::stored : PutOutcome::dropped);
   }
+  PORTIER_TRY(write_chain_state(after));
+  PORTIER_TRY(tx->commit("commit"));
   bytes_ = bytes;
   return outcomes;
 }
@@ -374,29 +330,31 @@ Result<std::vector<Record>> Outbox::from(std::uint64_t first, std::size_t limit)
   // outbox released holding nothing from `first` on (nothing changed since:
   // every change opens it again) answers without opening, and finding
   // nothing is no use of the connection.
-  if (!db_ && released_ && first > released_newest_) return std::vector<Record>{};
+  if (!db_.is_open() && released_ && first > released_newest_) return std::vector<Record>{};
   const auto last_use = last_use_;
   PORTIER_TRY(use());
-  Stmt s(db_,
-         "SELECT seq, priority, created_ms, envelope, digest, prev_digest FROM records "
-         "WHERE seq >= ? ORDER BY seq LIMIT ?");
-  if (!s.ok()) return std::unexpected(sql_error("read"));
-  s.bind(1, static_cast<std::int64_t>(first));
-  s.bind(2, static_cast<std::int64_t>(limit));
+  auto s = db_.prepare(
+      "SELECT seq, priority, created_ms, envelope, digest, prev_digest FROM records "
+      "WHERE seq >= ? ORDER BY seq LIMIT ?",
+      "read");
+  if (!s) return std::unexpected(s.error());
+  s->bind_int(1, static_cast<std::int64_t>(first)).bind_int(2, static_cast<std::int64_t>(limit));
   std::vector<Record> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
     Record r;
-    r.sequence = static_cast<std::uint64_t>(s.i64(0));
-    r.priority = static_cast<Priority>(s.i64(1));
-    r.created = std::chrono::system_clock::time_point{} + std::chrono::milliseconds(s.i64(2));
-    r.envelope = s.blob(3);
-    r.digest = s.blob(4);
-    r.prev_digest = s.blob(5);
+    r.sequence = static_cast<std::uint64_t>(s->column_int(0));
+    r.priority = static_cast<Priority>(s->column_int(1));
+    r.created =
+        std::chrono::system_clock::time_point{} + std::chrono::milliseconds(s->column_int(2));
+    r.envelope = s->column_bytes(3);
+    r.digest = s->column_bytes(4);
+    r.prev_digest = s->column_bytes(5);
     out.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read"));
-  if (out.empty() && db_) last_use_ = last_use;
+  if (out.empty() && db_.is_open()) last_use_ = last_use;
   return out;
 }
 
@@ -411,9 +369,10 @@ void Outbox::keep_reserve() {
 }
 
 Result<std::uint64_t> Outbox::delete_with_reserve(const char* sql, std::uint64_t key,
-                                                  const char* what) {
+                                                  sqlite::Purpose what) {
   auto deleted = delete_returning_size(sql, key, what);
-  const bool full = !deleted && (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_FULL;
+  // resource_exhausted: SQLite said the disk is full.
+  const bool full = !deleted && deleted.error().code == Errc::resource_exhausted;
   if (full && ::unlink((options_.path + ".reserve").c_str()) == 0) {
     deleted = delete_returning_size(sql, key, what);
   }
@@ -434,24 +393,16 @@ Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
   if (sequences.empty()) return {};
-  if (auto ok = exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
+  auto tx = sqlite::Transaction::begin(db_, "BEGIN IMMEDIATE");
+  if (!tx) return std::unexpected(tx.error());
   std::uint64_t freed = 0;
-  auto done = [&]() -> Result<void> {
-    for (auto seq : sequences) {
-      auto size = delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", seq,
-                                      "acknowledge");
-      if (!size) return std::unexpected(size.error());
-      freed += *size;
-    }
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return std::unexpected(sql_error("commit"));
-    }
-    return {};
-  }();
-  if (!done) {
-    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return std::unexpected(done.error());
+  for (auto seq : sequences) {
+    auto size =
+        delete_with_reserve("DELETE FROM records WHERE seq = ? RETURNING size", seq, "acknowledge");
+    if (!size) return std::unexpected(size.error());
+    freed += *size;
   }
+  PORTIER_TRY(tx->commit("commit"));
   bytes_ -= std::min(bytes_, freed);
   return {};
 }
@@ -459,15 +410,19 @@ Result<void> Outbox::ack_all(std::span<const std::uint64_t> sequences) {
 Result<std::vector<Dropped>> Outbox::drops(std::size_t limit) {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
-  Stmt s(db_, "SELECT seq, priority, digest, prev_digest FROM dropped ORDER BY seq LIMIT ?");
-  if (!s.ok()) return std::unexpected(sql_error("read drops"));
-  s.bind(1, static_cast<std::int64_t>(limit));
+  auto s = db_.prepare(
+      "SELECT seq, priority, digest, prev_digest FROM dropped ORDER BY seq LIMIT ?", "read drops");
+  if (!s) return std::unexpected(s.error());
+  s->bind_int(1, static_cast<std::int64_t>(limit));
   std::vector<Dropped> out;
-  while (s.step() == SQLITE_ROW) {
-    out.push_back({static_cast<std::uint64_t>(s.i64(0)), static_cast<Priority>(s.i64(1)), s.blob(2),
-                   s.blob(3)});
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return out;
+    out.push_back({static_cast<std::uint64_t>(s->column_int(0)),
+                   static_cast<Priority>(s->column_int(1)), s->column_bytes(2),
+                   s->column_bytes(3)});
   }
-  return out;
 }
 
 Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
@@ -482,33 +437,35 @@ Result<void> Outbox::forget_drops(std::uint64_t up_to_sequence) {
 Result<std::uint64_t> Outbox::counter(const std::string& key) {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
-  Stmt s(db_, "SELECT value FROM meta WHERE key = ?");
-  if (!s.ok()) return std::unexpected(sql_error("read " + key));
-  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return 0;
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read " + key));
-  return static_cast<std::uint64_t>(s.i64(0));
+  auto s = db_.prepare("SELECT value FROM meta WHERE key = ?", "read");
+  if (!s) return std::unexpected(named(s.error(), "read " + key));
+  auto row = s->bind_text(1, key).step();
+  if (!row) return std::unexpected(named(row.error(), "read " + key));
+  if (!*row) return 0;
+  return static_cast<std::uint64_t>(s->column_int(0));
 }
 
 Result<void> Outbox::set_counter(const std::string& key, std::uint64_t value) {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
-  Stmt s(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
-  if (!s.ok()) return std::unexpected(sql_error("store " + key));
-  sqlite3_bind_text(s.get(), 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-  s.bind(2, static_cast<std::int64_t>(value));
-  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store " + key));
+  auto s = db_.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", "store");
+  if (!s) return std::unexpected(named(s.error(), "store " + key));
+  auto done = s->bind_text(1, key).bind_int(2, static_cast<std::int64_t>(value)).run();
+  if (!done) return std::unexpected(named(done.error(), "store " + key));
   return {};
 }
 
 Result<OutboxStats> Outbox::stats() {
   std::lock_guard lock(mu_);
   PORTIER_TRY(use());
-  Stmt s(db_, "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records");
-  if (!s.ok() || s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
-  return OutboxStats{static_cast<std::uint64_t>(s.i64(0)), static_cast<std::uint64_t>(s.i64(1)),
-                     static_cast<std::uint64_t>(s.i64(2))};
+  auto s = db_.prepare(
+      "SELECT count(*), coalesce(sum(size), 0), coalesce(min(seq), 0) FROM records", "count");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  return OutboxStats{static_cast<std::uint64_t>(s->column_int(0)),
+                     static_cast<std::uint64_t>(s->column_int(1)),
+                     static_cast<std::uint64_t>(s->column_int(2))};
 }
 
 }  // namespace portier::outbox

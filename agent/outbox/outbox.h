@@ -25,8 +25,7 @@
 
 #include "agent/envelope/envelope_chain.h"
 #include "common/result.h"
-
-struct sqlite3;
+#include "common/sqlite/database.h"
 
 namespace portier::outbox {
 
@@ -120,7 +119,6 @@ class Outbox {
   // Every call's first step (mu_ held): the connection, opened again if
   // release_idle closed it.
   Result<void> use();
-  Result<void> exec(const char* sql);
   // false: no room can be made for `incoming` bytes of `priority`.
   // `bytes`: the bytes held, kept up to date as records go.
   // Drops the records past max_age (below security), oldest first.
@@ -130,7 +128,8 @@ class Outbox {
   // Moves a record to the drop list; its size.
   Result<std::uint64_t> drop(std::uint64_t sequence);
   // Runs `sql` (one ? for `key`; RETURNING size or nothing); the sizes returned.
-  Result<std::uint64_t> delete_returning_size(const char* sql, std::uint64_t key, const char* what);
+  Result<std::uint64_t> delete_returning_size(const char* sql, std::uint64_t key,
+                                              sqlite::Purpose what);
   // put()'s work inside its transaction: true stored, false dropped.
   Result<bool> write(const Record& record, std::chrono::system_clock::time_point now,
                      std::uint64_t& bytes);
@@ -139,13 +138,13 @@ class Outbox {
   Result<void> migrate();
   // Runs a deleting statement; on a full disk gives up the reserve once and
   // tries again.
-  Result<std::uint64_t> delete_with_reserve(const char* sql, std::uint64_t key, const char* what);
+  Result<std::uint64_t> delete_with_reserve(const char* sql, std::uint64_t key,
+                                            sqlite::Purpose what);
   void keep_reserve();
-  Error sql_error(const std::string& what) const;
 
   OutboxOptions options_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;  // null while released
+  sqlite::Database db_;  // closed while released
   std::chrono::steady_clock::time_point last_use_;
   // Released by release_idle, holding no record above released_newest_
   // (from() past it answers alone).

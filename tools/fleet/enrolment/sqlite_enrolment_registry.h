@@ -7,9 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/sqlite/database.h"
 #include "tools/fleet/enrolment/enrolment_registry.h"
-
-struct sqlite3;
 
 namespace portier::fleet {
 
@@ -32,9 +31,9 @@ class SqliteEnrolmentRegistry final : public EnrolmentRegistry {
   Result<std::vector<EnrolmentRefusal>> refusals(const std::string& serial) override;
 
  private:
-  SqliteEnrolmentRegistry(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  std::unexpected<Error> db_fail(const std::string& what) const;
-  sqlite3* db_;
+  SqliteEnrolmentRegistry(sqlite::Database db, std::string path)
+      : db_(std::move(db)), path_(std::move(path)) {}
+  sqlite::Database db_;
   std::string path_;
   std::mutex mu_;
 };
