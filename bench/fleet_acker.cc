@@ -72,22 +72,33 @@ FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::T
     const auto terminal = rest.substr(0, rest.find('/'));
     v1::EnvelopeRun run;
     if (!run.ParseFromString(payload)) return;
-    // Each envelope named by its body's chain digest (SM3 for an SM2
-    // terminal, as its signatures show, else SHA-256), as portier-fleet does.
+    // Each envelope named by its body's chain digest, as portier-fleet
+    // does (it knows the algorithm from the terminal's certificate: SM3 for
+    // an SM2 key, else SHA-256). The acker has no certificate: it finds the
+    // algorithm whose digest of one body is the next body's prev_digest, or
+    // an envelope's own signature says it, and keeps the last one found for
+    // a run of one unsigned envelope.
     std::vector<std::uint64_t> sequences;
     std::map<std::uint64_t, std::string> bodies;
-    auto algo = crypto::DigestAlgo::sha256;
+    std::string prev_body;
     for (const auto& e : run.envelopes()) {
       v1::Envelope env;
       v1::EnvelopeBody body;
-      if (env.ParseFromString(e) && body.ParseFromString(env.body())) {
-        sequences.push_back(body.sequence());
-        bodies[body.sequence()] = env.body();
-        if (env.has_signature() && env.signature().algorithm() == v1::SM2_SM3) {
-          algo = crypto::DigestAlgo::sm3;
+      if (!env.ParseFromString(e) || !body.ParseFromString(env.body())) continue;
+      sequences.push_back(body.sequence());
+      bodies[body.sequence()] = env.body();
+      if (env.has_signature()) {
+        algo_ = env.signature().algorithm() == v1::SM2_SM3 ? crypto::DigestAlgo::sm3
+                                                           : crypto::DigestAlgo::sha256;
+      } else if (!prev_body.empty()) {
+        for (auto a : {crypto::DigestAlgo::sha256, crypto::DigestAlgo::sm3}) {
+          auto d = crypto::digest(a, prev_body);
+          if (d && std::string(d->begin(), d->end()) == body.prev_digest()) algo_ = a;
         }
       }
+      prev_body = env.body();
     }
+    const auto algo = algo_.load();
     const auto n = sequences.size();
     const auto ranges = link::to_ranges(std::move(sequences));
     auto ack =

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "agent/link/ack_signing.h"
+#include "common/crypto/digest.h"
 #include "common/crypto/x509.h"
 #include "common/mqtt/mqtt_client.h"
 
@@ -36,6 +37,8 @@ class FleetAcker {
   std::optional<link::AckSigner> signer_;
   std::unique_ptr<mqtt::MqttClient> client_;
   std::atomic<std::uint64_t> acked_{0}, messages_{0};
+  // The chain digest of the terminal's key, as last seen in its runs.
+  std::atomic<crypto::DigestAlgo> algo_{crypto::DigestAlgo::sha256};
 };
 
 }  // namespace portier::bench
