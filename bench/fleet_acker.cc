@@ -50,6 +50,18 @@ std::pair<crypto::Certificate, link::AckSigner> make_key() {
 
 }  // namespace
 
+void FleetAcker::send(const std::string& topic, std::string bytes) {
+  auto keep = [this, topic, bytes] {
+    std::lock_guard lock(pending_mu_);
+    pending_.emplace_back(topic, bytes);
+  };
+  if (!client_ || !client_->publish(topic, bytes, false, [keep](Result<void> done) {
+        if (!done) keep();
+      })) {
+    keep();
+  }
+}
+
 FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::TlsFiles tls,
                        bool wait_connected)
     : fleet_(fleet) {
@@ -110,11 +122,22 @@ FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::T
                                            return std::string(d->begin(), d->end());
                                          }),
                       std::chrono::system_clock::now());
-    if (ack && client_->publish(prefix + terminal + "/down/ack", std::move(*ack), false,
-                                [](Result<void>) {})) {
-      acked_ += n;
-      ++messages_;
+    if (!ack) return;
+    acked_ += n;
+    ++messages_;
+    send(prefix + terminal + "/down/ack", std::move(*ack));
+  };
+  // Acknowledgements that did not go out (the connection lost meanwhile, as
+  // at a broker's restart) go again at the next connection, as portier-fleet
+  // answers a run it stored; otherwise the terminal waits for its
+  // acknowledgement timeout.
+  cb.connected = [this](int) {
+    std::vector<std::pair<std::string, std::string>> again;
+    {
+      std::lock_guard lock(pending_mu_);
+      again.swap(pending_);
     }
+    for (auto& [topic, bytes] : again) send(topic, std::move(bytes));
   };
   auto c = mqtt::MqttClient::create(std::move(o), std::move(cb));
   if (!c) throw std::runtime_error("fleet acker: " + c.error().message());

@@ -9,8 +9,11 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/link/ack_signing.h"
 #include "common/crypto/digest.h"
@@ -32,12 +35,17 @@ class FleetAcker {
   const crypto::Certificate& trust_anchor() const { return *anchor_; }
 
  private:
+  // Publishes an acknowledgement, or keeps it for the next connection.
+  void send(const std::string& topic, std::string bytes);
+
   std::string fleet_;
   std::optional<crypto::Certificate> anchor_;
   std::optional<link::AckSigner> signer_;
   std::unique_ptr<mqtt::MqttClient> client_;
   std::atomic<std::uint64_t> acked_{0}, messages_{0};
   // The chain digest of the terminal's key, as last seen in its runs.
+  std::mutex pending_mu_;
+  std::vector<std::pair<std::string, std::string>> pending_;  // topic, bytes
   std::atomic<crypto::DigestAlgo> algo_{crypto::DigestAlgo::sha256};
 };
 

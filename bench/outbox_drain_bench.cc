@@ -272,11 +272,19 @@ int run_child(const Options& o) {
       "first_ack_s=%.3f drain_max_rss_kb=%ld end_kb=%ld end_anon_kb=%ld end_file_kb=%ld "
       "base_anon_kb=%ld "
       "hwm_reset=%d fill_s=%.3f connect_s=%.3f drain_s=%.3f "
-      "backlog_bytes=%llu sent=%llu resent=%llu\n",
+      "backlog_bytes=%llu sent=%llu resent=%llu acks_verified=%llu acks_stale=%llu "
+      "acks_refused=%llu acks_old=%llu acks_deferred=%llu acks_dropped=%llu "
+      "ack_ranges_other_chain=%llu\n",
       n, baseline_kb, filled_kb, fill_hwm_kb, drain_hwm_kb, first_ack_s, max_rss_kb, end_kb,
       end_anon_kb, end_file_kb, base_anon_kb, reset ? 1 : 0, fill_s, connect_s, drain_s,
       static_cast<unsigned long long>(backlog_bytes), static_cast<unsigned long long>(ss.sent),
-      static_cast<unsigned long long>(ss.resent));
+      static_cast<unsigned long long>(ss.resent), static_cast<unsigned long long>(ss.acks_verified),
+      static_cast<unsigned long long>(ss.acks_stale),
+      static_cast<unsigned long long>(ss.acks_refused),
+      static_cast<unsigned long long>(ss.acks_old),
+      static_cast<unsigned long long>(ss.acks_deferred),
+      static_cast<unsigned long long>(ss.acks_dropped),
+      static_cast<unsigned long long>(ss.ack_ranges_other_chain));
   return 0;
 }
 
@@ -344,6 +352,11 @@ int run_parent(const Options& o) {
     std::printf("         anonymous: %.1f MiB before, %.1f MiB at the end (file-backed %.1f MiB)\n",
                 mib(r["base_anon_kb"]), mib(r["end_anon_kb"]), mib(r["end_file_kb"]));
     if (r["resent"] > 0) std::printf("         (%.0f resent)\n", r["resent"]);
+    std::printf(
+        "         acknowledgements: %.0f verified, %.0f stale, %.0f refused, %.0f old, "
+        "%.0f deferred, %.0f dropped, %.0f ranges of another chain\n",
+        r["acks_verified"], r["acks_stale"], r["acks_refused"], r["acks_old"], r["acks_deferred"],
+        r["acks_dropped"], r["ack_ranges_other_chain"]);
     std::fflush(stdout);
     all.emplace_back(n, std::move(r));
   }
