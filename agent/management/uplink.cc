@@ -34,6 +34,9 @@ Uplink::Uplink(outbox::Outbox& outbox, envelope::EnvelopeSealer sealer,
 Result<envelope::ChainState> Uplink::hold(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   held_ = true;
+  // Not started yet: nothing is sealed, the writer starts held (a rotation
+  // still pending at portierd's start).
+  if (!thread_.joinable()) return sealer_.state();
   cv_.notify_all();
   if (!done_cv_.wait_for(lock, timeout, [&] { return !busy_; })) {
     held_ = false;

@@ -111,6 +111,7 @@ class Uplink {
   // release(); submit() still queues. The chain state returned is where the
   // next envelope goes: the first sequence the new key will sign.
   // unavailable when the writer did not come to rest in time (not held).
+  // Before start(): held at once (the writer starts held).
   Result<envelope::ChainState> hold(std::chrono::milliseconds timeout);
   // Ends a hold: with `signer` (kept alive here) and its key id from now on
   // (the rotation succeeded), or with the key of before (nullptr).
