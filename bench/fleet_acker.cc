@@ -1,9 +1,11 @@
 #include "fleet_acker.h"
 
 #include <chrono>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
+#include "common/crypto/digest.h"
 #include "portier/v1/envelope.pb.h"
 
 namespace portier::bench {
@@ -70,17 +72,33 @@ FleetAcker::FleetAcker(const std::string& uri, const std::string& fleet, mqtt::T
     const auto terminal = rest.substr(0, rest.find('/'));
     v1::EnvelopeRun run;
     if (!run.ParseFromString(payload)) return;
+    // Each envelope named by its body's chain digest (SM3 for an SM2
+    // terminal, as its signatures show, else SHA-256), as portier-fleet does.
     std::vector<std::uint64_t> sequences;
+    std::map<std::uint64_t, std::string> bodies;
+    auto algo = crypto::DigestAlgo::sha256;
     for (const auto& e : run.envelopes()) {
       v1::Envelope env;
       v1::EnvelopeBody body;
       if (env.ParseFromString(e) && body.ParseFromString(env.body())) {
         sequences.push_back(body.sequence());
+        bodies[body.sequence()] = env.body();
+        if (env.has_signature() && env.signature().algorithm() == v1::SM2_SM3) {
+          algo = crypto::DigestAlgo::sm3;
+        }
       }
     }
     const auto n = sequences.size();
-    auto ack = signer_->sign(terminal, link::to_ranges(std::move(sequences)),
-                             std::chrono::system_clock::now());
+    const auto ranges = link::to_ranges(std::move(sequences));
+    auto ack =
+        signer_->sign(terminal,
+                      link::with_digests(ranges,
+                                         [&](std::uint64_t last) -> std::optional<std::string> {
+                                           auto d = crypto::digest(algo, bodies[last]);
+                                           if (!d) return std::nullopt;
+                                           return std::string(d->begin(), d->end());
+                                         }),
+                      std::chrono::system_clock::now());
     if (ack && client_->publish(prefix + terminal + "/down/ack", std::move(*ack), false,
                                 [](Result<void>) {})) {
       acked_ += n;

@@ -14,7 +14,7 @@
 // second time in the state its first start left (device key, outbox
 // schema, session), as a terminal restarts; that start is measured.
 //
-// usage: management_idle_bench [--idle-seconds N] [--runs N] [--restarted]
+// usage: management_idle_bench [--idle-seconds N] [--runs N] [--restarted] [--mappings]
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +53,8 @@ struct Options {
   // Also measure a second start in the same state (the device key, the
   // outbox's schema and the session already there), as a terminal restarts.
   bool restarted = false;
+  // Also print the RSS of every mapping of the last run with the link.
+  bool mappings = false;
 };
 
 // Rss per mapped file ("[anon]" for the rest) from /proc/<pid>/smaps.
@@ -280,6 +282,13 @@ int run(const Options& o) {
   for (std::size_t i = 0; i < diff.size() && i < 12; ++i) {
     std::printf("  %+8.0f  %s\n", diff[i].first, diff[i].second.c_str());
   }
+  if (o.mappings) {
+    std::vector<std::pair<double, std::string>> all;
+    for (auto& [k, v] : mgmt.back().mappings) all.emplace_back(v, k);
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    std::printf("\nRSS of each mapping with the link (last run, kB):\n");
+    for (auto& [v, k] : all) std::printf("  %8.0f  %s\n", v, k.c_str());
+  }
   std::printf("\nthe management link adds %.1f MiB (%.1f MiB anonymous); ratio %.2f\n",
               (m.rss_kb - b.rss_kb) / 1024, (m.anon_kb - b.anon_kb) / 1024, m.rss_kb / b.rss_kb);
   std::printf("target: idle RSS with the link up < %.0f MiB: %.1f MiB, %s\n", kRssTargetMib, mib,
@@ -301,10 +310,13 @@ int main(int argc, char** argv) {
       o.idle_seconds = parse_int("--idle-seconds", arg_value(argv[0], argc, argv, i), 1, 600);
     } else if (a == "--runs") {
       o.runs = parse_int("--runs", arg_value(argv[0], argc, argv, i), 1, 50);
+    } else if (a == "--mappings") {
+      o.mappings = true;
     } else if (a == "--restarted") {
       o.restarted = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--idle-seconds N] [--runs N] [--restarted]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--idle-seconds N] [--runs N] [--restarted] [--mappings]\n",
+                   argv[0]);
       return 2;
     }
   }

@@ -22,6 +22,18 @@ std::vector<SequenceRange> to_ranges(std::vector<std::uint64_t> sequences) {
   return out;
 }
 
+std::vector<AckedRange> with_digests(
+    std::span<const SequenceRange> ranges,
+    const std::function<std::optional<std::string>(std::uint64_t)>& digest_of) {
+  std::vector<AckedRange> out;
+  out.reserve(ranges.size());
+  for (const auto& r : ranges) {
+    auto d = digest_of(r.last);
+    if (d) out.push_back({r.first, r.last, std::move(*d)});
+  }
+  return out;
+}
+
 crypto::Bytes ack_signing_input(std::string_view acknowledgement_bytes) {
   crypto::Bytes input(kAckLabel.size() + acknowledgement_bytes.size());
   std::memcpy(input.data(), kAckLabel.data(), kAckLabel.size());
@@ -62,7 +74,7 @@ Result<AckSigner> AckSigner::create(std::shared_ptr<const crypto::Signer> signer
 }
 
 Result<std::string> AckSigner::sign(const std::string& terminal_id,
-                                    std::span<const SequenceRange> stored,
+                                    std::span<const AckedRange> stored,
                                     std::chrono::system_clock::time_point now) const {
   v1::Acknowledgement ack;
   ack.set_terminal_id(terminal_id);
@@ -70,6 +82,7 @@ Result<std::string> AckSigner::sign(const std::string& terminal_id,
     auto* x = ack.add_stored();
     x->set_first(r.first);
     x->set_last(r.last);
+    x->set_last_digest(r.last_digest);
   }
   const auto ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();

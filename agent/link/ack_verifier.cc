@@ -2,10 +2,18 @@
 #include "agent/link/ack_verifier.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <optional>
 #include <span>
 
+#include "common/crypto/digest.h"
 #include "common/crypto/sign.h"
+#include "common/file_read.h"
+#include "common/file_write.h"
+#include "common/log.h"
 #include "portier/v1/fleet.pb.h"
 
 namespace portier::link {
@@ -52,7 +60,13 @@ Result<AckClaim> read_claim(std::string_view bytes, const AckVerifierOptions& op
                                      std::to_string(r.last()) +
                                      " is empty, starts at 0 or overlaps the one before");
     }
-    claim.ranges.push_back({r.first(), r.last()});
+    if (r.last_digest().size() != kAckDigestBytes) {
+      return refuse("malformed", "range " + std::to_string(r.first()) + ".." +
+                                     std::to_string(r.last()) + " has a digest of " +
+                                     std::to_string(r.last_digest().size()) + " bytes, not " +
+                                     std::to_string(kAckDigestBytes));
+    }
+    claim.ranges.push_back({r.first(), r.last(), r.last_digest()});
   }
   // google.protobuf.Timestamp's range (0001-01-01 .. 9999-12-31), and a
   // time after the epoch: the fleet signs with its clock.
@@ -78,7 +92,129 @@ Result<AckClaim> read_claim(std::string_view bytes, const AckVerifierOptions& op
   return claim;
 }
 
+// The newest time as newest_file holds it: "<seconds>.<nanoseconds>\n".
+std::string format_time(std::chrono::system_clock::time_point t) {
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%lld.%09lld\n", static_cast<long long>(ns / 1'000'000'000),
+                static_cast<long long>(ns % 1'000'000'000));
+  return buf;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text) {
+  if (text.empty() || text.back() != '\n') return std::nullopt;
+  text.remove_suffix(1);
+  const auto dot = text.find('.');
+  if (dot == std::string_view::npos || text.size() - dot - 1 != 9) return std::nullopt;
+  long long seconds = 0, nanos = 0;
+  const auto sec = text.substr(0, dot), frac = text.substr(dot + 1);
+  auto a = std::from_chars(sec.data(), sec.data() + sec.size(), seconds);
+  auto b = std::from_chars(frac.data(), frac.data() + frac.size(), nanos);
+  if (a.ec != std::errc{} || a.ptr != sec.data() + sec.size() || b.ec != std::errc{} ||
+      b.ptr != frac.data() + frac.size() || seconds < 0 || seconds > 253402300799 || nanos < 0) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(seconds) + std::chrono::nanoseconds(nanos)));
+}
+
+std::string sha256_of(std::string_view bytes) {
+  auto d = crypto::digest(crypto::DigestAlgo::sha256, bytes);
+  return d ? std::string(d->begin(), d->end()) : std::string();
+}
+
 }  // namespace
+
+AckVerifier::AckVerifier(AckVerifierOptions options) : options_(std::move(options)) {
+  if (options_.newest_file.empty()) return;
+  std::string text;
+  const int e = read_small_file(options_.newest_file, text, ReadOptions{.max = 64});
+  if (e == ENOENT) return;  // the first start
+  auto t = e == 0 ? parse_time(text) : std::nullopt;
+  if (!t) {
+    log_warning(
+        "management: " + options_.newest_file +
+        (e == 0 ? " does not hold a time" : std::string(" cannot be read: ") + std::strerror(e)) +
+        "; acknowledgements are taken from any time until one verifies");
+    return;
+  }
+  // At most max_ahead past the clock, as when it was taken.
+  newest_ = persisted_ = std::min(*t, options_.clock() + options_.max_ahead);
+}
+
+AckVerifier::~AckVerifier() {
+  std::lock_guard p(persist_mu_);
+  persist();
+}
+
+std::chrono::system_clock::time_point AckVerifier::newest() const {
+  std::lock_guard lock(mu_);
+  return newest_;
+}
+
+void AckVerifier::persist() {
+  std::chrono::system_clock::time_point newest;
+  {
+    std::lock_guard lock(mu_);
+    if (options_.newest_file.empty() || newest_ <= persisted_) return;
+    newest = newest_;
+  }
+  auto ok = replace_file(options_.newest_file, format_time(newest), 0600);
+  std::lock_guard lock(mu_);
+  persisted_at_ = std::chrono::steady_clock::now();
+  if (!ok) {
+    log_warning("management: cannot keep the newest acknowledgement's time: " +
+                ok.error().message());
+    return;
+  }
+  persisted_ = std::max(persisted_, newest);
+}
+
+void AckVerifier::persist_due() {
+  {
+    std::lock_guard lock(mu_);
+    if (options_.newest_file.empty() || newest_ <= persisted_) return;
+    const bool written = persisted_at_ != std::chrono::steady_clock::time_point{};
+    if (written && std::chrono::steady_clock::now() - persisted_at_ < options_.persist_every &&
+        newest_ - persisted_ <= options_.persist_at_once) {
+      return;
+    }
+  }
+  std::lock_guard p(persist_mu_);
+  persist();
+}
+
+void AckVerifier::remember_refusal(std::string_view bytes, const char* kind) {
+  if (options_.remembered_refusals == 0) return;
+  auto d = sha256_of(bytes);
+  if (d.empty()) return;
+  std::lock_guard lock(mu_);
+  if (refused_.size() >= options_.remembered_refusals) refused_.pop_front();
+  refused_.push_back(Refused{std::move(d), kind});
+}
+
+const char* AckVerifier::refused_before(std::string_view bytes) const {
+  {
+    std::lock_guard lock(mu_);
+    if (refused_.empty()) return nullptr;
+  }
+  const auto d = sha256_of(bytes);
+  std::lock_guard lock(mu_);
+  for (const auto& r : refused_) {
+    if (r.digest == d) {
+      ++repeats_refused_;
+      return r.kind;
+    }
+  }
+  return nullptr;
+}
+
+std::size_t AckVerifier::repeats_refused() const {
+  std::lock_guard lock(mu_);
+  return repeats_refused_;
+}
 
 std::size_t AckVerifier::chain_checks() const {
   std::lock_guard lock(mu_);
@@ -97,10 +233,15 @@ Result<AckClaim> AckVerifier::inspect(std::string_view bytes) const {
     newest = newest_;
   }
   v1::SignedAcknowledgement signed_ack;
-  return read_claim(bytes, options_, newest, signed_ack);
+  auto claim = read_claim(bytes, options_, newest, signed_ack);
+  if (!claim) return claim;
+  if (const char* kind = refused_before(bytes)) {
+    return refuse(kind, "the same bytes as one refused before: not checked again");
+  }
+  return claim;
 }
 
-Result<std::vector<SequenceRange>> AckVerifier::verify(std::string_view bytes) {
+Result<std::vector<AckedRange>> AckVerifier::verify(std::string_view bytes) {
   std::chrono::system_clock::time_point newest;
   {
     std::lock_guard lock(mu_);
@@ -109,6 +250,9 @@ Result<std::vector<SequenceRange>> AckVerifier::verify(std::string_view bytes) {
   v1::SignedAcknowledgement signed_ack;
   auto claim = read_claim(bytes, options_, newest, signed_ack);
   if (!claim) return std::unexpected(claim.error());
+  if (const char* kind = refused_before(bytes)) {
+    return refuse(kind, "the same bytes as one refused before: not checked again");
+  }
   const auto n_certs = static_cast<std::size_t>(signed_ack.certificates_size());
   if (signed_ack.signature().empty()) return refuse("unsigned", "there is no signature");
 
@@ -143,6 +287,7 @@ Result<std::vector<SequenceRange>> AckVerifier::verify(std::string_view bytes) {
             crypto::verify_chain(certs[0], std::span(certs).subspan(1), options_.trust_anchors, now,
                                  crypto::CertUsage::command_signing);
         !ok) {
+      remember_refusal(bytes, "untrusted chain");
       return refuse("untrusted chain", ok.error().message());
     }
     auto leaf_key = certs[0].public_key();
@@ -170,12 +315,17 @@ Result<std::vector<SequenceRange>> AckVerifier::verify(std::string_view bytes) {
   if (auto ok = crypto::verify(*key, ack_signing_input(signed_ack.acknowledgement()),
                                crypto::byte_view(signed_ack.signature()));
       !ok) {
-    return refuse("bad signature", ok.error().code == Errc::permission_denied
-                                       ? "it does not verify with the signer's certificate"
-                                       : ok.error().message());
+    if (ok.error().code != Errc::permission_denied) {
+      return refuse("bad signature", ok.error().message());
+    }
+    remember_refusal(bytes, "bad signature");
+    return refuse("bad signature", "it does not verify with the signer's certificate");
   }
-  std::lock_guard lock(mu_);
-  newest_ = std::max(newest_, std::min(claim->time, now + options_.max_ahead));
+  {
+    std::lock_guard lock(mu_);
+    newest_ = std::max(newest_, std::min(claim->time, now + options_.max_ahead));
+  }
+  persist_due();
   return std::move(claim->ranges);
 }
 

@@ -10,6 +10,7 @@
 #include "agent/identity/hardware_serial.h"
 #include "agent/identity/issued_certificate.h"
 #include "agent/identity/key_store.h"
+#include "agent/management/token_rotation_output.h"
 #include "common/audit_events.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
@@ -388,7 +389,11 @@ Result<void> ManagementFeature::start_link() {
   if (!link) return std::unexpected(link.error());
   auto sender = std::make_unique<OutboxSender>(
       *outbox_, **link,
-      link::AckVerifierOptions{.terminal_id = terminal_id_, .trust_anchors = trust_anchors_},
+      // The newest verified acknowledgement's time outlives a restart: an
+      // older one replayed afterwards is refused unchecked.
+      link::AckVerifierOptions{.terminal_id = terminal_id_,
+                               .trust_anchors = trust_anchors_,
+                               .newest_file = dir_ + "/ack-newest"},
       [this](std::string bytes) {
         if (commands_) commands_->receive(std::move(bytes));
       },
@@ -621,10 +626,12 @@ Result<std::string> ManagementFeature::rotate_key() {
     log_info("management: key rotation: key " + *next + " made in PKCS#11 token \"" +
              config_.pkcs11_token + "\"; key " + *before +
              " signs until its certificate is installed");
-    return "key " + *next + " made in the PKCS#11 token; key " + *before +
-           " stays in use until InstallCertificate brings a certificate for the new key "
-           "(CSR below)\n" +
-           *csr;
+    // The first line tells the fleet the new key is a token's (signed
+    // through the chain): only then does it certify the CSR with no cutover.
+    return token_rotation_output("key " + *next + " made in the PKCS#11 token; key " + *before +
+                                     " stays in use until InstallCertificate brings a "
+                                     "certificate for the new key (CSR below)",
+                                 *csr);
   }
   {
     std::lock_guard lock(id_mu_);

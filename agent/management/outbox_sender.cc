@@ -59,6 +59,7 @@ SenderStats OutboxSender::stats() const {
   auto s = stats_;
   s.in_flight = in_flight_.size();
   s.ack_signature_checks = verifier_.signature_checks();
+  s.ack_repeats_refused = verifier_.repeats_refused();
   s.connected = connected_;
   return s;
 }
@@ -127,8 +128,8 @@ void OutboxSender::acknowledge(std::uint64_t sequence) {
   if (--run.left == 0) in_flight_.erase(it);
 }
 
-bool OutboxSender::names_outstanding(const std::vector<link::SequenceRange>& ranges) const {
-  return std::any_of(ranges.begin(), ranges.end(), [&](const link::SequenceRange& r) {
+bool OutboxSender::names_outstanding(const std::vector<link::AckedRange>& ranges) const {
+  return std::any_of(ranges.begin(), ranges.end(), [&](const link::AckedRange& r) {
     return outstanding_.intersects(r.first, r.last);
   });
 }
@@ -192,17 +193,7 @@ void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
       continue;
     }
     ++stats_.acks_verified;
-    std::uint64_t budget = kMaxAckedPerMessage;
-    for (const auto& r : *v) {
-      // Only what this terminal sent and still holds can be deleted.
-      for (const auto& held : outstanding_.overlap(r.first, r.last)) {
-        if (budget == 0) break;
-        const auto n = std::min(budget, held.last - held.first + 1);
-        for (auto s = held.first; s < held.first + n; ++s) acknowledge(s);
-        outstanding_.remove(held.first, held.first + n - 1);
-        budget -= n;
-      }
-    }
+    apply_ack(lock, *v);
   }
   // Refusals are logged, not each one: a flood must not fill the journal.
   const auto now = std::chrono::steady_clock::now();
@@ -216,6 +207,51 @@ void OutboxSender::take_acks(std::unique_lock<std::mutex>& lock) {
     last_refusal_log_ = now;
   }
   if (!deferred) woken_ = true;
+}
+
+void OutboxSender::apply_ack(std::unique_lock<std::mutex>& lock,
+                             const std::vector<link::AckedRange>& ranges) {
+  // The ranges that name something to delete, and the outbox's digests of
+  // their last records (a range whose last record is gone names nothing
+  // this terminal can check: it deletes nothing).
+  std::vector<const link::AckedRange*> named;
+  for (const auto& r : ranges) {
+    if (outstanding_.intersects(r.first, r.last)) named.push_back(&r);
+  }
+  if (named.empty()) return;
+  std::vector<bool> same_chain(named.size(), false);
+  lock.unlock();
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    auto held = outbox_.from(named[i]->last, 1);
+    if (!held) {
+      log_warning("management: cannot read the outbox to match an acknowledgement: " +
+                  held.error().message());
+      continue;  // deleted later, when it is answered again
+    }
+    same_chain[i] = !held->empty() && held->front().sequence == named[i]->last &&
+                    held->front().digest == named[i]->last_digest;
+  }
+  lock.lock();
+  std::uint64_t budget = kMaxAckedPerMessage;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const auto& r = *named[i];
+    if (!same_chain[i]) {
+      ++stats_.ack_ranges_other_chain;
+      stats_.last_ack_refusal = "an acknowledgement of " + std::to_string(r.first) + ".." +
+                                std::to_string(r.last) +
+                                " names another digest than the outbox's record's at " +
+                                std::to_string(r.last) + ": nothing of it deleted";
+      continue;
+    }
+    // Only what this terminal sent and still holds can be deleted.
+    for (const auto& held : outstanding_.overlap(r.first, r.last)) {
+      if (budget == 0) break;
+      const auto n = std::min(budget, held.last - held.first + 1);
+      for (auto s = held.first; s < held.first + n; ++s) acknowledge(s);
+      outstanding_.remove(held.first, held.first + n - 1);
+      budget -= n;
+    }
+  }
 }
 
 void OutboxSender::check_probe() {
@@ -330,6 +366,9 @@ void OutboxSender::run() {
     if (stopping_) break;
     woken_ = false;
     take_acks(lock);
+    lock.unlock();
+    verifier_.persist_due();  // the newest verified time, when it is time to write it
+    lock.lock();
     if (!acks_.empty()) {
       std::vector<std::uint64_t> acks(acks_.begin(), acks_.end());
       lock.unlock();

@@ -20,7 +20,13 @@
 // AckVerifier accepts (signed by a fleet key chained to the terminal's
 // trust anchors, for this terminal): a forged, unsigned, wrongly signed,
 // other terminal's or untrusted one changes nothing; it is counted
-// (SenderStats::acks_refused) and logged at most once a minute.
+// (SenderStats::acks_refused) and logged at most once a minute. Even a
+// genuine one deletes a range of records only when the outbox's record at
+// the range's last sequence has the digest the fleet names for it: one for
+// the same sequences on another chain (before the outbox was restored from
+// a backup, another fork) deletes nothing of it (counted,
+// ack_ranges_other_chain); the records go again and the fleet answers for
+// what it holds of them.
 // Acknowledgements are verified and applied on the sender's own thread,
 // never on the link's; at most kMaxQueuedAcks wait (more are dropped and
 // counted: a flood cannot grow the queue, and a genuine one lost so is
@@ -34,8 +40,12 @@
 //     signature is never checked (acks_stale);
 //   - one signed well before the newest that verified is refused unverified
 //     (acks_old; AckVerifier's "old");
+//   - the very bytes of one refused for its signature or chain before are
+//     refused unchecked (ack_repeats_refused; AckVerifier's "Forgeries");
 //   - at most `ack_checks` signatures are checked per `ack_check_interval`;
 //     the rest wait, queued, for the next interval (acks_deferred).
+// The newest verified time is kept across restarts when `acks` names a
+// newest_file (AckVerifier): the sender's loop writes it when due.
 // Nothing is deleted without a verified signature.
 #pragma once
 
@@ -90,8 +100,12 @@ struct SenderStats {
   std::uint64_t acks_old = 0;       // signed before the newest verified one: not verified
   std::uint64_t acks_deferred = 0;  // times one waited for the next interval's checks
   std::uint64_t ack_signature_checks = 0;  // signatures checked (AckVerifier)
-  std::string last_ack_refusal;            // why the last one was refused
-  std::size_t in_flight = 0;               // messages
+  std::uint64_t ack_repeats_refused = 0;   // of acks_refused: refused before, not checked again
+  // Ranges of verified acknowledgements whose digest is not the outbox's
+  // record's at their last sequence (another chain): nothing deleted of them.
+  std::uint64_t ack_ranges_other_chain = 0;
+  std::string last_ack_refusal;  // why the last one was refused
+  std::size_t in_flight = 0;     // messages
   bool connected = false;
   std::string last_disconnect;
 };
@@ -130,9 +144,13 @@ class OutboxSender final : public link::LinkHandler {
   // Verifies the queued acknowledgements (lock released meanwhile) and
   // marks what they name.
   void take_acks(std::unique_lock<std::mutex>& lock);
+  // Marks what the verified `ranges` name that is sent, still held and of
+  // the same chain (the outbox's record at a range's last sequence has its
+  // digest; read with the lock released).
+  void apply_ack(std::unique_lock<std::mutex>& lock, const std::vector<link::AckedRange>& ranges);
   void acknowledge(std::uint64_t sequence);
   // Whether the claimed ranges name anything sent and still held.
-  bool names_outstanding(const std::vector<link::SequenceRange>& ranges) const;
+  bool names_outstanding(const std::vector<link::AckedRange>& ranges) const;
   // One more signature check allowed in this interval (and counts it).
   bool take_check_budget();
   // Sends what the window allows; false on a send error (the link is down).

@@ -17,36 +17,14 @@
 #include "agent/envelope/envelope_chain.h"
 #include "portier/v1/command.pb.h"
 #include "portier/v1/telemetry.pb.h"
+#include "support/temp_dir.h"
 #include "tools/fleet/sqlite_fleet_store.h"
 
 namespace portier::fleet::testing {
 
 inline const auto kT0 = std::chrono::system_clock::time_point{} + std::chrono::seconds(1796500000);
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/portier-fleet-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << tmpl;
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
-    return p;
-  }
-
- private:
-  std::string path_;
-};
+using TempDir = test_support::TempDir;
 
 // A terminal as the fleet sees it from outside: its key and its chain.
 struct SimTerminal {

@@ -71,6 +71,12 @@ class ForwardingStore : public FleetStore {
                                                   std::size_t limit) override {
     return s_.results(id, limit);
   }
+  Result<void> add_sent_command(const SentCommand& c) override { return s_.add_sent_command(c); }
+  Result<std::vector<SentCommandResult>> sent_results(const std::string& id,
+                                                      const std::string& action,
+                                                      std::size_t limit) override {
+    return s_.sent_results(id, action, limit);
+  }
   Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override {
     return s_.incidents(id, limit);
   }

@@ -76,5 +76,56 @@ TEST(SqliteFleetStore, RefusesANewerSchemaAndACorruptChain) {
   EXPECT_NE(newer.error().message().find("newer"), std::string::npos);
 }
 
+// The commands portier-fleet send signed (for tying a result to its
+// action): sent_results() joins them with the results the chain covered,
+// by command id, for one action, newest first; a store of schema 4 gets
+// the table when it is opened.
+TEST(SqliteFleetStore, SentResultsAreTheStoredResultsOfTheCommandsSentWithAnAction_REQ36) {
+  testing::TempDir dir;
+  const std::string db = dir.path() + "/fleet.db";
+  testing::SimTerminal t("ATM-0001", crypto::KeyType::ecdsa_p256);
+  {
+    auto s = SqliteFleetStore::open(db);
+    ASSERT_TRUE(s);
+    testing::register_terminal(**s, t);
+  }
+  exec(db, "DROP TABLE sent_commands; PRAGMA user_version=4;");
+  auto s = SqliteFleetStore::open(db);
+  ASSERT_TRUE(s) << s.error().message();
+  auto sent = [&](const std::string& id, const std::string& digest, const std::string& action) {
+    return (*s)->add_sent_command({t.id, id, digest, action, kT0});
+  };
+  ASSERT_TRUE(sent("c-1", "d1", "rotate-key"));
+  ASSERT_TRUE(sent("c-1", "d1", "rotate-key"));  // again: nothing changes
+  ASSERT_TRUE(sent("c-2", "d2", "rotate-key"));
+  ASSERT_TRUE(sent("c-3", "d3", "ping"));
+  EXPECT_EQ((*s)->add_sent_command({"ATM-0404", "c-9", "d9", "ping", kT0}).error().code,
+            Errc::not_found);
+  // Results at sequences 1..4: c-1, c-3, c-2, and c-4 (never sent).
+  Commit c;
+  c.terminal_id = t.id;
+  c.chain.state.prev_digest = crypto::Bytes(32, 7);
+  c.chain.state.next_sequence = 5;
+  const std::vector<std::string> ids{"c-1", "c-3", "c-2", "c-4"};
+  for (std::uint64_t seq = 1; seq <= 4; ++seq) {
+    c.envelopes.push_back(StoredEnvelope{t.id, seq, 1, "digest", 7, kT0, kT0, false, "e"});
+    c.results.push_back(
+        CommandResultEntry{t.id, seq, ids[seq - 1], 1, "", kT0, "result " + ids[seq - 1]});
+  }
+  ASSERT_TRUE((*s)->commit(c));
+  auto rows = (*s)->sent_results(t.id, "rotate-key", 10);
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].result.sequence, 3u);
+  EXPECT_EQ((*rows)[0].command.command_id, "c-2");
+  EXPECT_EQ((*rows)[0].command.digest, "d2");
+  EXPECT_EQ((*rows)[0].result.result, "result c-2");
+  EXPECT_EQ((*rows)[1].result.sequence, 1u);
+  EXPECT_EQ((*rows)[1].command.command_id, "c-1");
+  EXPECT_EQ((*s)->sent_results(t.id, "rotate-key", 1)->size(), 1u);
+  EXPECT_TRUE((*s)->sent_results(t.id, "install-certificate", 10)->empty());
+  EXPECT_TRUE((*s)->sent_results("ATM-0404", "rotate-key", 10)->empty());
+}
+
 }  // namespace
 }  // namespace portier::fleet

@@ -33,18 +33,6 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/portier-test-XXXXXX";
-  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-  chmod(path_.c_str(), 0755);  // other uids in the tests must reach the socket
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 void write_file(const std::string& path, const std::string& content, mode_t mode) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << content;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "portier/v1/gateway.grpc.pb.h"
+#include "support/temp_dir.h"
 
 namespace portier::test {
 
@@ -21,15 +22,10 @@ using namespace std::chrono_literals;
 // Polls `pred` until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s);
 
-class TempDir {
+// Other uids in the tests must reach the daemon's socket in it: 0755.
+class TempDir : public test_support::TempDir {
  public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : test_support::TempDir("portier-test", 0755) {}
 };
 
 void write_file(const std::string& path, const std::string& content, mode_t mode = 0644);

@@ -19,6 +19,7 @@
 #include "agent/identity/device_key.h"
 #include "agent/identity/signer_csr.h"
 #include "agent/identity/softhsm_token.h"
+#include "agent/management/token_rotation_output.h"
 #include "answer_losing_relay.h"
 #include "daemon_fixture.h"
 #include "fleet_serve_argv.h"
@@ -196,6 +197,13 @@ class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
   }
   std::string send(const std::string& terminal, const std::string& action,
                    std::vector<std::string> extra = {}) {
+    auto r = send_run(terminal, action, std::move(extra));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+  // portier-fleet send, as it ended.
+  ProcessResult send_run(const std::string& terminal, const std::string& action,
+                         std::vector<std::string> extra) {
     std::vector<std::string> argv{bin("portier-fleet"),
                                   "--db",
                                   db_,
@@ -209,9 +217,7 @@ class EnrolmentE2eTest : public ::testing::TestWithParam<std::string> {
                                   "--spool",
                                   dir_.file("spool")};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto r = run(argv);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.out.substr(0, r.out.find('\n'));
+    return run(argv);
   }
   std::optional<fleet::CommandResultEntry> result_of(const std::string& terminal,
                                                      const std::string& id) {
@@ -647,7 +653,8 @@ TEST_P(EnrolmentE2eTest, ARenewalThatFailsKeepsTheLinkAndSaysSo_REQ33) {
 // enrols it (the CSR signed in the token), comes up on its link with the
 // TLS files it was given (a token's key cannot be Paho's or gRPC's), and
 // rotates on command: RotateDeviceKey's result carries the new key's CSR,
-// `portier-fleet send T install-certificate --csr` has the fleet certify it
+// `portier-fleet send T install-certificate --from-result ID --csr FILE` has
+// the fleet certify it (that result's CSR only, verified through the chain)
 // and sends it back, and the terminal takes the new key; the old one is
 // destroyed in the token, the fleet takes the new key at its first
 // envelope and the chain verifies across.
@@ -690,14 +697,32 @@ TEST_P(EnrolmentE2eTest, ATokenKeyEnrolsAndRotatesThroughInstallCertificate_REQ1
   ASSERT_EQ(result_of(id, rotate)->status, 1) << result_of(id, rotate)->message;
   v1::CommandResult rotated;
   ASSERT_TRUE(rotated.ParseFromString(result_of(id, rotate)->result));
-  ASSERT_NE(rotated.output().find("BEGIN CERTIFICATE REQUEST"), std::string::npos)
-      << rotated.output();
+  // Its first line says the new key is the token's (signed through the
+  // chain): the fleet certifies it with no cutover.
+  ASSERT_TRUE(management::token_rotation_csr(rotated.output())) << rotated.output();
   EXPECT_EQ(fleet_key(id), old_pem);  // nothing changes before the certificate
   write_file(dir_.file("rotation.txt"), rotated.output());
-  const auto install =
-      send(id, "install-certificate",
-           {"--csr", dir_.file("rotation.txt"), "--enrol-ca-cert", pki_->intermediate_path(),
-            "--enrol-ca-key", dir_.file("pki/intermediate.key"), "--enrol-registry", registry_});
+  // A CSR of the terminal's name and serial for another key (an attacker's)
+  // is refused, nothing sent.
+  auto stranger = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(stranger);
+  auto stranger_csr = crypto::CertificateRequest::create(*stranger, {id, kSerial, ""});
+  ASSERT_TRUE(stranger_csr);
+  write_file(dir_.file("stranger.csr"), *stranger_csr->to_pem());
+  const std::vector<std::string> ca{"--enrol-ca-cert",  pki_->intermediate_path(),
+                                    "--enrol-ca-key",   dir_.file("pki/intermediate.key"),
+                                    "--enrol-registry", registry_};
+  std::vector<std::string> args{"--csr", dir_.file("stranger.csr")};
+  args.insert(args.end(), ca.begin(), ca.end());
+  const auto refused = send_run(id, "install-certificate", args);
+  EXPECT_EQ(refused.exit_code, 3) << refused.err;
+  EXPECT_NE(refused.err.find("is not the key the terminal made in its newest rotate-key result"),
+            std::string::npos)
+      << refused.err;
+  // The terminal's own: by its result's command id, the CSR as a check.
+  args = {"--from-result", rotate, "--csr", dir_.file("rotation.txt")};
+  args.insert(args.end(), ca.begin(), ca.end());
+  const auto install = send(id, "install-certificate", args);
   ASSERT_TRUE(eventually([&] { return result_of(id, install).has_value(); }, 60s)) << d.log();
   ASSERT_EQ(result_of(id, install)->status, 1) << result_of(id, install)->message;
   // The fleet takes the new key with the terminal's next session.

@@ -334,7 +334,8 @@ TEST_P(ManagementLinkTest, ForgedAcknowledgementsOnTheBrokerDeleteNothing_REQ29)
   const auto other_key = signer_of(*other_leaf);
   auto stranger = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
   ASSERT_TRUE(stranger);
-  const std::vector<link::SequenceRange> everything{{1, 1000000000}};
+  // Everything, under a digest of nothing the terminal holds.
+  const std::vector<link::AckedRange> everything{{1, 1000000000, std::string(32, '\x5a')}};
   auto forgeries = [&] {
     const auto now = std::chrono::system_clock::now();
     std::vector<std::string> out{"1,2,3,4,5,6,7,8,9,10"};

@@ -12,8 +12,9 @@ const std::set<std::string> kOptions = {
     // Enrolment: hosted by serve, provisioned by expect.
     "--enrol", "--enrol-ca-cert", "--enrol-ca-key", "--enrol-ca-chain", "--enrol-cert",
     "--enrol-key", "--enrol-registry", "--device-lifetime", "--secret-file",
-    // send TERMINAL install-certificate --csr FILE: a rotate-key result's CSR.
-    "--csr"};
+    // send TERMINAL install-certificate --from-result ID and/or --csr FILE:
+    // the CSR of the terminal's newest rotate-key result.
+    "--csr", "--from-result"};
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include "agent/identity/hardware_serial.h"
 #include "agent/identity/private_file.h"
 #include "agent/link/ack_signing.h"
+#include "common/crypto/digest.h"
 #include "common/crypto/signer.h"
 #include "common/crypto/x509.h"
 #include "common/file_read.h"
@@ -32,6 +33,7 @@
 #include "tools/fleet/grpc_endpoint.h"
 #include "tools/fleet/mqtt_intake.h"
 #include "tools/fleet/receiver.h"
+#include "tools/fleet/token_rotation.h"
 
 namespace portier::fleet {
 namespace {
@@ -260,20 +262,24 @@ int serve(FleetStore& store, const FleetArgs& a) {
 }
 
 // install-certificate's body: --cert FILE (PEM: the device certificate,
-// then its chain), or --csr FILE (the CSR a rotate-key result carries, for
-// a key in a PKCS#11 token) certified now by the enrolment CA for the
-// serial the registry holds, the store told of the terminal's next key.
-// The terminal checks either before anything changes (REQ-36).
+// then its chain), or the CSR of the terminal's newest rotate-key result
+// for a key in a PKCS#11 token (token_rotation.h: --from-result COMMAND_ID
+// and/or --csr FILE, each checked against that result) certified now by
+// the enrolment CA for the serial the registry holds, the store told of
+// the terminal's next key. The terminal checks either before anything
+// changes (REQ-36).
 v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs& a,
                                               const std::string& terminal) {
   v1::InstallCertificate ic;
   const auto cert_file = a.opt("cert");
   const auto csr_file = a.opt("csr");
-  if (cert_file.has_value() == csr_file.has_value()) {
+  const auto from_result = a.opt("from-result");
+  if (cert_file.has_value() == (csr_file.has_value() || from_result.has_value())) {
     throw CliError{2,
                    "install-certificate needs --cert FILE (the certificate, then its chain) "
-                   "or --csr FILE (a rotate-key result's CSR, issued with --enrol-ca-cert, "
-                   "--enrol-ca-key and --enrol-registry)"};
+                   "or --from-result COMMAND_ID and/or --csr FILE (the terminal's newest "
+                   "rotate-key result, for a key in a PKCS#11 token; issued with "
+                   "--enrol-ca-cert, --enrol-ca-key and --enrol-registry)"};
   }
   if (cert_file) {
     auto pem = read_small_file(*cert_file, ReadOptions{.max = 1u << 20});
@@ -318,26 +324,41 @@ v1::InstallCertificate certificate_to_install(FleetStore& store, const FleetArgs
     }
     return ic;
   }
-  auto pem = read_small_file(*csr_file, ReadOptions{.max = 64 * 1024});
-  if (!pem) throw CliError{3, pem.error().message()};
-  // A rotate-key result: its text, then the CSR.
-  const auto begin = pem->find("-----BEGIN CERTIFICATE REQUEST-----");
-  if (begin == std::string::npos) throw CliError{3, "--csr " + *csr_file + ": no CSR (PEM) in it"};
-  auto csr = crypto::CertificateRequest::from_pem(pem->substr(begin));
-  if (!csr) throw CliError{3, "--csr " + *csr_file + ": " + csr.error().message()};
-  if (csr->subject().common_name != terminal) {
-    throw CliError{3, "--csr " + *csr_file + ": the CSR is for \"" + csr->subject().common_name +
-                          "\", not terminal " + terminal};
+  TokenRotationAsked asked;
+  asked.command_id = from_result;
+  if (csr_file) {
+    auto pem = read_small_file(*csr_file, ReadOptions{.max = 64 * 1024});
+    if (!pem) throw CliError{3, pem.error().message()};
+    // A rotate-key result: its text, then the CSR.
+    const auto begin = pem->find("-----BEGIN CERTIFICATE REQUEST-----");
+    if (begin == std::string::npos) {
+      throw CliError{3, "--csr " + *csr_file + ": no CSR (PEM) in it"};
+    }
+    auto csr = crypto::CertificateRequest::from_pem(pem->substr(begin));
+    if (!csr) throw CliError{3, "--csr " + *csr_file + ": " + csr.error().message()};
+    if (csr->subject().common_name != terminal) {
+      throw CliError{3, "--csr " + *csr_file + ": the CSR is for \"" + csr->subject().common_name +
+                            "\", not terminal " + terminal};
+    }
+    asked.csr = std::move(*csr);
   }
-  auto der = csr->der();
-  if (!der) throw CliError{3, der.error().message()};
+  // Only the CSR the terminal sent, in its newest verified rotate-key
+  // result, of a key in its token: what is certified is that result's CSR.
+  auto rotation = newest_token_rotation(store, terminal, asked);
+  if (!rotation) {
+    throw CliError{
+        rotation.error().code == Errc::not_found ? 4 : 3,
+        (csr_file ? "--csr " + *csr_file + ": " : std::string()) + rotation.error().message()};
+  }
   auto [ca, reg] = open_enrolment(a, "the enrolment registry the terminal enrolled in");
   EnrolmentService service(ca, *reg);
   service.on_issued([&store](const IssuedKey& k) { return record_issued(store, k); });
   // No cutover: the terminal (a key in a PKCS#11 token, which never leaves
-  // it) switches keys when InstallCertificate arrives, at a sequence the
-  // fleet cannot know now; the next key takes over at its first envelope.
-  auto issued = service.rotate(csr->subject().serial_number, *der, 0);
+  // it, as its signed result says) switches keys when InstallCertificate
+  // arrives, at a sequence the fleet cannot know now; the next key takes
+  // over at its first envelope.
+  auto issued = service.rotate(rotation->csr.subject().serial_number,
+                               crypto::byte_view(rotation->csr_der), 0);
   if (!issued) {
     throw CliError{issued.error().code == Errc::not_found ? 4 : 3, issued.error().message()};
   }
@@ -413,6 +434,16 @@ int send(FleetStore& store, const FleetArgs& a) {
     }
     auto signed_command = commands::sign_command(c, *fs.signer, fs.chain);
     if (!signed_command) throw CliError{3, signed_command.error().message()};
+    // Kept, so that its result can be tied to what was sent (a result names
+    // the command's id and digest only).
+    auto digest = crypto::digest(crypto::DigestAlgo::sha256, signed_command->command());
+    if (!digest) throw CliError{6, digest.error().message()};
+    if (auto ok = store.add_sent_command({terminal, c.command_id(),
+                                          std::string(digest->begin(), digest->end()), action,
+                                          std::chrono::system_clock::now()});
+        !ok) {
+      throw CliError{6, ok.error().message()};
+    }
     const std::string dir = spool + "/" + terminal;
     std::filesystem::create_directories(dir);
     if (auto ok = replace_file(dir + "/" + c.command_id() + ".cmd",

@@ -127,6 +127,23 @@ struct CommandResultEntry {
   std::string result;  // serialized portier.v1.CommandResult
 };
 
+// A command this fleet signed for a terminal (portier-fleet send), kept so
+// that a result can be tied to what was sent: a result names its command's
+// id and digest, not its action.
+struct SentCommand {
+  std::string terminal_id;
+  std::string command_id;
+  std::string digest;  // SHA-256 of SignedCommand.command, as signed
+  std::string action;  // as send names it: "rotate-key", "install-certificate", ...
+  TimePoint sent;
+};
+
+// A stored result (its envelope covered by the chain) of a sent command.
+struct SentCommandResult {
+  SentCommand command;
+  CommandResultEntry result;
+};
+
 struct Incident {
   std::int64_t id = 0;  // assigned by the store
   std::string terminal_id;
@@ -283,6 +300,17 @@ class FleetStore {
                                                 std::size_t limit) = 0;
   virtual Result<std::vector<CommandResultEntry>> results(const std::string& id,
                                                           std::size_t limit) = 0;
+  // A command signed for a terminal; the same id and digest again changes
+  // nothing (not_found when the terminal is unknown).
+  virtual Result<void> add_sent_command(const SentCommand& command) = 0;
+  // The stored results of the commands sent to `id` with `action`, joined
+  // by command id (the caller compares the result's command digest with
+  // the command's), the highest sequence first, at most `limit`. Only
+  // results of envelopes the chain covered are stored: a candidate's or a
+  // refused envelope's result is never among them.
+  virtual Result<std::vector<SentCommandResult>> sent_results(const std::string& id,
+                                                              const std::string& action,
+                                                              std::size_t limit) = 0;
   // Newest last; every terminal's (known or not) when `id` is empty.
   virtual Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) = 0;
   virtual Result<TerminalCounts> counts(const std::string& id) = 0;

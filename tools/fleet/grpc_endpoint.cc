@@ -4,6 +4,7 @@
 
 #include "common/file_read.h"
 #include "portier/v1/fleet.grpc.pb.h"
+#include "tools/fleet/fleet_ack.h"
 
 namespace portier::fleet {
 
@@ -48,15 +49,16 @@ class GrpcEndpoint::Service final : public v1::Fleet::Service {
       // Acknowledged: what the store holds (see Receiver::receive_message),
       // signed as over MQTT; what is not is sent again by the terminal.
       if (in.acknowledge.empty()) continue;
-      auto ack = acks_->sign(terminal, link::to_ranges(std::move(in.acknowledge)),
+      auto ack = sign_stored(*acks_, receiver_, terminal, std::move(in.acknowledge),
                              std::chrono::system_clock::now());
       if (!ack) {
         log_("grpc: cannot sign the acknowledgement for " + terminal + ": " +
              ack.error().message());
         continue;
       }
+      if (!*ack) continue;
       v1::Downlink d;
-      d.set_signed_ack(std::move(*ack));
+      d.set_signed_ack(std::move(**ack));
       std::lock_guard w(peer->write_mu);
       if (!stream->Write(d)) break;
     }

@@ -3,6 +3,7 @@
 #include <future>
 
 #include "agent/link/mqtt_link.h"
+#include "tools/fleet/fleet_ack.h"
 
 namespace portier::fleet {
 
@@ -92,14 +93,15 @@ void MqttIntake::on_message(const std::string& topic, std::string payload) {
   // Only what the store holds may leave the terminal's outbox (see
   // Receiver::receive_message), and only on the fleet's signature.
   if (in.acknowledge.empty()) return;
-  const auto ranges = link::to_ranges(std::move(in.acknowledge));
-  auto ack = options_.acks->sign(terminal, ranges, std::chrono::system_clock::now());
+  auto ack = sign_stored(*options_.acks, receiver_, terminal, std::move(in.acknowledge),
+                         std::chrono::system_clock::now());
   if (!ack) {
     log_("mqtt: cannot sign the acknowledgement for " + terminal + ": " + ack.error().message());
     return;
   }
+  if (!*ack) return;
   (void)client_->publish("portier/v1/" + options_.fleet + "/" + terminal + "/down/ack",
-                         std::move(*ack), false, [](Result<void>) {});
+                         std::move(**ack), false, [](Result<void>) {});
 }
 
 Result<void> MqttIntake::send_command(const std::string& terminal_id, std::string signed_command) {

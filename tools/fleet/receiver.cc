@@ -649,6 +649,13 @@ bool Receiver::holds(const std::string& terminal_id, std::uint64_t sequence) {
   return e && e->has_value();
 }
 
+std::optional<std::string> Receiver::stored_digest(const std::string& terminal_id,
+                                                   std::uint64_t sequence) {
+  auto e = store_.envelope(terminal_id, sequence);
+  if (!e || !e->has_value()) return std::nullopt;
+  return std::move((*e)->digest);
+}
+
 std::string_view name(Receipt::Outcome outcome) {
   switch (outcome) {
     case Receipt::Outcome::stored:

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,6 +105,10 @@ class Receiver {
   // Whether the store holds envelope `sequence` of the terminal (a
   // duplicate may be one only held, which must not be acknowledged).
   bool holds(const std::string& terminal_id, std::uint64_t sequence);
+  // The chain digest of the body of envelope `sequence` as the store holds
+  // it (what an acknowledgement names it by); nullopt when the store does
+  // not hold it or cannot be read.
+  std::optional<std::string> stored_digest(const std::string& terminal_id, std::uint64_t sequence);
 
   struct Message {
     std::string kind;

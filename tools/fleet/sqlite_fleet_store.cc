@@ -11,7 +11,7 @@
 namespace portier::fleet {
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS terminals (
@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS terminal_keys (
   terminal_id TEXT NOT NULL REFERENCES terminals(id), public_key_pem TEXT NOT NULL,
   from_seq INTEGER NOT NULL, cutover INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (terminal_id, public_key_pem));
+CREATE TABLE IF NOT EXISTS sent_commands (
+  terminal_id TEXT NOT NULL REFERENCES terminals(id), command_id TEXT NOT NULL,
+  digest BLOB NOT NULL, action TEXT NOT NULL, sent_ms INTEGER NOT NULL,
+  PRIMARY KEY (terminal_id, command_id, digest));
 )sql";
 
 // Version 1 to 2: incidents tallied per interval (count, and the interval's
@@ -90,6 +94,9 @@ constexpr const char* kSchema4 =
     "ALTER TABLE chains DROP COLUMN pending; ALTER TABLE chains DROP COLUMN parked; "
     "ALTER TABLE chains ADD COLUMN pending_count INTEGER NOT NULL DEFAULT 0; "
     "ALTER TABLE chains ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0";
+
+// Version 4 to 5: the commands this fleet sent (sent_commands, made by
+// kSchema's CREATE TABLE IF NOT EXISTS), for tying a result to its action.
 
 constexpr const char* kTallyIndex =
     "CREATE INDEX IF NOT EXISTS incidents_tallied ON incidents (bucket, kind, terminal_id) "
@@ -260,7 +267,10 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
       if (auto ok = store->exec(kSchema4); !ok) return std::unexpected(ok.error());
     }
     if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec("PRAGMA user_version=4"); !ok) return std::unexpected(ok.error());
+    if (auto ok = store->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+        !ok) {
+      return std::unexpected(ok.error());
+    }
     if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
   }
   return store;
@@ -1009,6 +1019,58 @@ Result<std::vector<CommandResultEntry>> SqliteFleetStore::results(const std::str
                                      from_ms(s.i64(4)), s.blob(5)});
   }
   if (rc != SQLITE_DONE) return std::unexpected(sql_error("read command results"));
+  return out;
+}
+
+Result<void> SqliteFleetStore::add_sent_command(const SentCommand& c) {
+  std::lock_guard lock(mu_);
+  {
+    Stmt t(db_, "SELECT 1 FROM terminals WHERE id = ?");
+    if (!t.ok()) return std::unexpected(sql_error("record a sent command"));
+    t.bind(1, c.terminal_id);
+    const int rc = t.step();
+    if (rc == SQLITE_DONE) {
+      return fail(Errc::not_found, "fleet store", "terminal " + c.terminal_id, "unknown terminal");
+    }
+    if (rc != SQLITE_ROW) return std::unexpected(sql_error("record a sent command"));
+  }
+  Stmt s(db_,
+         "INSERT OR IGNORE INTO sent_commands (terminal_id, command_id, digest, action, sent_ms) "
+         "VALUES (?, ?, ?, ?, ?)");
+  if (!s.ok()) return std::unexpected(sql_error("record a sent command"));
+  s.bind(1, c.terminal_id);
+  s.bind(2, c.command_id);
+  s.bind_blob(3, c.digest);
+  s.bind(4, c.action);
+  s.bind(5, to_ms(c.sent));
+  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("record a sent command"));
+  return {};
+}
+
+Result<std::vector<SentCommandResult>> SqliteFleetStore::sent_results(const std::string& id,
+                                                                      const std::string& action,
+                                                                      std::size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT r.seq, r.command_id, r.status, r.message, r.time_ms, r.result, c.digest, "
+         "c.sent_ms FROM command_results r JOIN sent_commands c "
+         "ON c.terminal_id = r.terminal_id AND c.command_id = r.command_id "
+         "WHERE r.terminal_id = ? AND c.action = ? ORDER BY r.seq DESC, c.sent_ms DESC LIMIT ?");
+  if (!s.ok()) return std::unexpected(sql_error("read sent commands' results"));
+  s.bind(1, id);
+  s.bind(2, action);
+  s.bind(3, static_cast<std::uint64_t>(limit));
+  std::vector<SentCommandResult> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    SentCommandResult r;
+    r.result =
+        CommandResultEntry{id,        s.u64(0),          s.blob(1), static_cast<int>(s.i64(2)),
+                           s.blob(3), from_ms(s.i64(4)), s.blob(5)};
+    r.command = SentCommand{id, r.result.command_id, s.blob(6), action, from_ms(s.i64(7))};
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read sent commands' results"));
   return out;
 }
 

@@ -56,6 +56,10 @@ class SqliteFleetStore final : public FleetStore {
   Result<std::optional<Telemetry>> latest(const std::string& id, int payload_type) override;
   Result<std::vector<AuditEntry>> audit(const std::string& id, std::uint64_t from_record,
                                         std::size_t limit) override;
+  Result<void> add_sent_command(const SentCommand& command) override;
+  Result<std::vector<SentCommandResult>> sent_results(const std::string& id,
+                                                      const std::string& action,
+                                                      std::size_t limit) override;
   Result<std::vector<CommandResultEntry>> results(const std::string& id,
                                                   std::size_t limit) override;
   Result<std::vector<Incident>> incidents(const std::string& id, std::size_t limit) override;

@@ -2,12 +2,16 @@
 // fleet key that chains to the trust anchors, for this terminal, names
 // anything; every forgery a broker (or anyone publishing on down/ack) can
 // make is refused with its kind, and a validated chain is checked once.
+// The newest verified time outlives a restart (newest_file), and a flood of
+// one forgery costs one signature check.
 #include "agent/link/ack_verifier.h"
 
 #include <gtest/gtest.h>
 
 #include "agent/commands/command_signing.h"
 #include "agent/link/sequence_set.h"
+#include "common/file_read.h"
+#include "common/file_write.h"
 #include "policy/temp_dir.h"
 #include "portier/v1/fleet.pb.h"
 #include "support/test_pki.h"
@@ -51,20 +55,45 @@ class AckVerifierTest : public ::testing::Test {
     pki_ = std::make_unique<TestPki>(std::move(*pki));
     now_ = pki_->made_at();
   }
-  AckVerifier verifier() {
-    return AckVerifier({.terminal_id = kTerminal, .trust_anchors = {pki_->root()}, .clock = [this] {
-                          return now_;
-                        }});
+  AckVerifierOptions options() {
+    return {.terminal_id = kTerminal, .trust_anchors = {pki_->root()}, .clock = [this] {
+              return now_;
+            }};
+  }
+  AckVerifier verifier() { return AckVerifier(options()); }
+  std::unique_ptr<AckVerifier> verifier(AckVerifierOptions o) {
+    return std::make_unique<AckVerifier>(std::move(o));
+  }
+  // A stand-in for the chain digest of envelope `last` (the verifier only
+  // carries it; OutboxSender matches it against the outbox).
+  static std::string digest_of(std::uint64_t last) {
+    std::string d(kAckDigestBytes, 'd');
+    for (std::size_t i = 0; i < 8; ++i) d[i] = static_cast<char>(last >> (8 * i));
+    return d;
+  }
+  static std::vector<AckedRange> named(const std::vector<SequenceRange>& ranges) {
+    return with_digests(ranges, [](std::uint64_t last) { return digest_of(last); });
   }
   std::string sign(const Key& k, const std::vector<SequenceRange>& ranges,
                    const std::string& terminal = kTerminal) {
-    auto s = k.acks.sign(terminal, ranges, now_);
+    auto s = k.acks.sign(terminal, named(ranges), now_);
     EXPECT_TRUE(s) << s.error().message();
     return *s;
   }
   // The refusal's kind, or "accepted".
-  static std::string kind(const Result<std::vector<SequenceRange>>& r) {
+  static std::string kind(const Result<std::vector<AckedRange>>& r) {
     return r ? "accepted" : r.error().what;
+  }
+  // The time a newest_file holds.
+  static std::optional<std::chrono::system_clock::time_point> stored_time(const std::string& path) {
+    auto text = read_small_file(path);
+    if (!text) return std::nullopt;
+    const auto dot = text->find('.');
+    if (dot == std::string::npos) return std::nullopt;
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds(std::stoll(text->substr(0, dot))) +
+            std::chrono::nanoseconds(std::stoll(text->substr(dot + 1)))));
   }
 
   TempDir dir_;
@@ -84,7 +113,7 @@ TEST_F(AckVerifierTest, AGenuineAcknowledgementNamesItsRangesAndTheChainIsChecke
   for (std::uint64_t i = 0; i < 50; ++i) {
     auto r = v.verify(sign(fleet, {{10 * i + 1, 10 * i + 5}, {10 * i + 7, 10 * i + 7}}));
     ASSERT_TRUE(r) << r.error().message();
-    EXPECT_EQ(*r, (std::vector<SequenceRange>{{10 * i + 1, 10 * i + 5}, {10 * i + 7, 10 * i + 7}}));
+    EXPECT_EQ(*r, named({{10 * i + 1, 10 * i + 5}, {10 * i + 7, 10 * i + 7}}));
   }
   EXPECT_EQ(v.chain_checks(), 1u) << "a validated chain is remembered";
   // A replay of an old genuine one verifies again: harmless, since the
@@ -141,6 +170,26 @@ TEST_F(AckVerifierTest, ForgedUnsignedWronglySignedAndAlteredAcknowledgementsAre
   EXPECT_EQ(kind(v.verify(sign(fleet, {{5, 9}, {7, 12}}))), "malformed");
   EXPECT_EQ(kind(v.verify(sign(fleet, {{0, 3}}))), "malformed");
   EXPECT_EQ(kind(v.verify(sign(fleet, {{9, 5}}))), "malformed");
+}
+
+// Each range must carry its last envelope's digest (32 bytes): one without
+// it, genuinely signed (a fleet from before digests, or a bug), names no
+// envelope and is refused before its signature is checked.
+TEST_F(AckVerifierTest, ARangeWithoutItsDigestIsMalformed_REQ29) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto v = verifier();
+  for (const auto& digest :
+       {std::string(), std::string(31, 'x'), std::string(33, 'x'), std::string(64, 'x')}) {
+    const std::vector<AckedRange> ranges{{1, 5, digest_of(5)}, {7, 9, digest}};
+    auto bytes = fleet.acks.sign(kTerminal, ranges, now_);
+    ASSERT_TRUE(bytes);
+    auto r = v.verify(*bytes);
+    ASSERT_FALSE(r) << digest.size() << " bytes";
+    EXPECT_EQ(r.error().what, "malformed");
+    EXPECT_NE(r.error().message().find("7..9"), std::string::npos) << r.error().message();
+    EXPECT_EQ(v.inspect(*bytes).error().what, "malformed");
+  }
+  EXPECT_EQ(v.signature_checks(), 0u);
 }
 
 TEST_F(AckVerifierTest, AnotherTerminalsGenuineAcknowledgementIsRefused) {
@@ -225,7 +274,7 @@ TEST_F(AckVerifierTest, InspectReadsTheClaimWithoutCheckingTheSignature) {
   const auto forged = s.SerializeAsString();
   auto claim = v.inspect(forged);
   ASSERT_TRUE(claim) << claim.error().message();
-  EXPECT_EQ(claim->ranges, (std::vector<SequenceRange>{{3, 7}, {9, 9}}));
+  EXPECT_EQ(claim->ranges, named({{3, 7}, {9, 9}}));
   EXPECT_EQ(claim->time, now_);
   EXPECT_EQ(v.signature_checks(), 0u);
   EXPECT_EQ(v.chain_checks(), 0u);
@@ -260,6 +309,122 @@ TEST_F(AckVerifierTest, AFleetClockFarAheadThenCorrectedLocksOutItsAcknowledgeme
   EXPECT_EQ(kind(v.verify(sign(fleet, {{2, 2}}))), "old");
   now_ = real + 5min;
   EXPECT_EQ(kind(v.verify(sign(fleet, {{3, 3}}))), "accepted");
+}
+
+// The newest verified time is kept in newest_file: after a restart (a new
+// verifier on the same file) a genuine acknowledgement signed well before
+// it, which a broker kept, is refused as old, unverified. Written at once
+// on the first, then at most every persist_every unless it jumps more than
+// persist_at_once, and when the verifier goes.
+TEST_F(AckVerifierTest, AnOldGenuineAcknowledgementReplayedAfterARestartIsRefusedAsOld_REQ29) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto o = options();
+  o.newest_file = dir_.path() + "/ack-newest";
+  o.persist_every = std::chrono::hours(1);
+  const auto start = now_;
+  const auto kept = sign(fleet, {{1, 5}});  // the broker keeps it
+  {
+    auto v = verifier(o);
+    now_ += 10s;
+    ASSERT_TRUE(v->verify(sign(fleet, {{6, 10}})));
+    EXPECT_EQ(stored_time(o.newest_file), now_) << "the first is written at once";
+    const auto first = now_;
+    now_ += 2s;
+    ASSERT_TRUE(v->verify(sign(fleet, {{11, 11}})));
+    v->persist_due();
+    EXPECT_EQ(stored_time(o.newest_file), first) << "written again within persist_every";
+    now_ += 2min;  // more than persist_at_once
+    ASSERT_TRUE(v->verify(sign(fleet, {{12, 12}})));
+    EXPECT_EQ(stored_time(o.newest_file), now_) << "a jump is written at once";
+    now_ += 1s;
+    ASSERT_TRUE(v->verify(sign(fleet, {{13, 13}})));
+    EXPECT_NE(stored_time(o.newest_file), now_);
+  }
+  EXPECT_EQ(stored_time(o.newest_file), now_) << "written when the verifier goes";
+  // The restart.
+  auto v = verifier(o);
+  EXPECT_EQ(v->newest(), now_);
+  auto r = v->verify(kept);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().what, "old") << r.error().message();
+  EXPECT_EQ(v->inspect(kept).error().what, "old");
+  EXPECT_EQ(v->signature_checks(), 0u) << "an old one cost a signature check";
+  // The fleet's next one is taken.
+  EXPECT_TRUE(v->verify(sign(fleet, {{14, 14}})));
+  // Without the file (memory only, as before) the kept one would pass.
+  EXPECT_GT(now_, start + 2min);
+  auto forgetful = verifier();
+  EXPECT_TRUE(forgetful.verify(kept));
+}
+
+// A newest_file that does not hold a time (damaged, a stranger's junk) is
+// taken as none, never a crash; one far in the future is capped at
+// max_ahead past the clock, so it cannot lock the fleet out for longer.
+TEST_F(AckVerifierTest, AnUnusableOrFarFutureNewestFileIsTakenAsNoneOrCapped) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto o = options();
+  o.newest_file = dir_.path() + "/ack-newest";
+  for (const std::string junk :
+       std::vector<std::string>{"", "yesterday\n", "12.5\n", "-1.000000000\n",
+                                "99999999999999.000000000\n", std::string(100, '7')}) {
+    ASSERT_TRUE(replace_file(o.newest_file, junk, 0600));
+    auto v = verifier(o);
+    EXPECT_EQ(v->newest(), std::chrono::system_clock::time_point{}) << junk;
+    EXPECT_TRUE(v->verify(sign(fleet, {{1, 1}}))) << junk;
+  }
+  const auto year_ahead = now_ + std::chrono::hours(24 * 365);
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(year_ahead.time_since_epoch());
+  ASSERT_TRUE(replace_file(o.newest_file, std::to_string(s.count()) + ".000000000\n", 0600));
+  auto v = verifier(o);
+  EXPECT_EQ(v->newest(), now_ + o.max_ahead);
+  now_ += o.max_ahead;
+  EXPECT_TRUE(v->verify(sign(fleet, {{2, 2}})));
+}
+
+// A broker floods the terminal with 10,000 copies of one forgery naming
+// held records: its signature is checked once; every copy after is refused
+// by inspect(), unchecked. The memory holds the last 64 refused: a 65th
+// distinct forgery pushes the first out, and it is checked again.
+TEST_F(AckVerifierTest, TenThousandIdenticalForgeriesCostOneSignatureCheck_REQ29) {
+  auto fleet = fleet_key(*pki_, "fleet-commands");
+  auto v = verifier();
+  auto forge = [&](std::uint64_t last) {
+    v1::SignedAcknowledgement s;
+    EXPECT_TRUE(s.ParseFromString(sign(fleet, {{1, last}})));
+    s.mutable_signature()->back() ^= 0x01;
+    return s.SerializeAsString();
+  };
+  const auto forged = forge(10);
+  for (int i = 0; i < 10000; ++i) {
+    auto claim = v.inspect(forged);
+    ASSERT_EQ(claim ? "accepted" : claim.error().what, i == 0 ? "accepted" : "bad signature");
+    EXPECT_EQ(kind(v.verify(forged)), "bad signature");
+  }
+  EXPECT_EQ(v.signature_checks(), 1u);
+  EXPECT_EQ(v.repeats_refused(), 2u * 9999);
+  auto r = v.inspect(forged);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("refused before"), std::string::npos) << r.error().message();
+  // The genuine one for the same records still verifies.
+  EXPECT_TRUE(v.verify(sign(fleet, {{1, 10}})));
+  EXPECT_EQ(v.signature_checks(), 2u);
+  // An untrusted chain's copies cost one chain validation.
+  TempDir other_dir;
+  auto other = TestPki::create(other_dir.path());
+  ASSERT_TRUE(other);
+  const auto stranger = sign(fleet_key(*other, "fleet-commands"), {{1, 10}});
+  const auto chains = v.chain_checks();
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(kind(v.verify(stranger)), "untrusted chain");
+  EXPECT_EQ(v.chain_checks(), chains + 1);
+  // 64 remembered: 63 more distinct forgeries keep `forged`, the 64th
+  // pushes it out.
+  for (std::uint64_t i = 0; i < 62; ++i) EXPECT_EQ(kind(v.verify(forge(100 + i))), "bad signature");
+  const auto checks = v.signature_checks();
+  EXPECT_EQ(kind(v.verify(forged)), "bad signature");
+  EXPECT_EQ(v.signature_checks(), checks) << "still remembered";
+  EXPECT_EQ(kind(v.verify(forge(1000))), "bad signature");
+  EXPECT_EQ(kind(v.verify(forged)), "bad signature");
+  EXPECT_EQ(v.signature_checks(), checks + 2) << "forgotten after 64 others";
 }
 
 TEST(SequenceSet, AddsMergesRemovesAndIntersectsRanges) {

@@ -4,7 +4,8 @@
 // portier-fleet) have their own tests; this double only stands in for the
 // transport so the outbox logic can be driven step by step. What is sent is
 // recorded per envelope (each run taken apart); ack() answers as the fleet
-// does, with an acknowledgement signed by `acker`.
+// does, with an acknowledgement signed by `acker` naming the envelope by
+// its sequence and its body's chain digest.
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,7 @@
 
 #include "agent/link/ack_signing.h"
 #include "agent/link/link.h"
+#include "common/crypto/digest.h"
 #include "portier/v1/envelope.pb.h"
 #include "support/test_pki.h"
 
@@ -43,6 +45,15 @@ struct SentEnvelope {
   std::string bytes;
 };
 
+// The chain digest of a serialized Envelope's body, as the fleet names it
+// in an acknowledgement: SM3 for an SM2 terminal, else SHA-256 (`algo`).
+inline std::string chain_digest_of(const std::string& envelope, crypto::DigestAlgo algo) {
+  v1::Envelope env;
+  if (!env.ParseFromString(envelope)) return {};
+  auto d = crypto::digest(algo, env.body());
+  return d ? std::string(d->begin(), d->end()) : std::string();
+}
+
 inline std::string kind_of(const v1::EnvelopeBody& body) {
   switch (body.payload_type()) {
     case v1::PAYLOAD_BIRTH:
@@ -68,6 +79,10 @@ inline std::string kind_of(const v1::EnvelopeBody& body) {
 
 class FakeLink final : public link::Link {
  public:
+  // `algo`: the terminal's chain digest (envelope::chain_digest of its key
+  // type), with which ack() names envelopes.
+  explicit FakeLink(crypto::DigestAlgo algo = crypto::DigestAlgo::sha256) : algo_(algo) {}
+
   Result<void> start(link::LinkHandler& handler) override {
     std::lock_guard lock(mu_);
     handler_ = &handler;
@@ -143,16 +158,26 @@ class FakeLink final : public link::Link {
     if (h) h->on_command(std::move(bytes));
   }
   // The fleet stored envelope `id`: an acknowledgement signed by `acker`
-  // for the terminal the envelopes name.
+  // for the terminal the envelopes name, naming it by its digest as last
+  // sent.
   void ack(std::uint64_t id) {
     std::string terminal;
     {
       std::lock_guard lock(mu_);
       terminal = terminal_;
     }
-    const std::vector<link::SequenceRange> ranges{{id, id}};
+    const auto digest = digest_of(id);
+    const std::vector<link::AckedRange> ranges{{id, id, digest}};
     auto signed_ack = acker->sign(terminal, ranges, std::chrono::system_clock::now());
     if (signed_ack) ack_raw(std::move(*signed_ack));
+  }
+  // The digest of the body of envelope `id` as last sent; empty when never sent.
+  std::string digest_of(std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    for (auto it = sent_.rbegin(); it != sent_.rend(); ++it) {
+      if (it->id == id) return chain_digest_of(it->bytes, algo_);
+    }
+    return {};
   }
   // Anything on the acknowledgement topic, as a broker would deliver it.
   void ack_raw(std::string bytes) {
@@ -174,6 +199,7 @@ class FakeLink final : public link::Link {
   std::deque<SentEnvelope> sent_;
   std::size_t messages_ = 0;
   std::string terminal_;
+  const crypto::DigestAlgo algo_;
 };
 
 }  // namespace portier::management::test

@@ -122,7 +122,7 @@ TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedRese
   start_terminal();
   auto pki = portier::test::TestPki::create(dir_);
   ASSERT_TRUE(pki) << pki.error().message();
-  test::FakeLink link;
+  test::FakeLink link(envelope::chain_digest(signer_->type()));
   link.acker = test::make_acker(*pki);
   ASSERT_TRUE(link.acker);
   // Runs of 4, at most 2 of them unacknowledged.
@@ -230,7 +230,7 @@ TEST_P(UplinkTest, ForgedAcknowledgementsDeleteNothingAndAreCounted_REQ29) {
   std::filesystem::create_directories(dir_ + "/other");
   auto other_pki = portier::test::TestPki::create(dir_ + "/other");
   ASSERT_TRUE(other_pki);
-  test::FakeLink link;
+  test::FakeLink link(envelope::chain_digest(signer_->type()));
   link.acker = test::make_acker(*pki);
   OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
                       SenderOptions{.idle_poll = 50ms});
@@ -241,7 +241,8 @@ TEST_P(UplinkTest, ForgedAcknowledgementsDeleteNothingAndAreCounted_REQ29) {
   ASSERT_TRUE(uplink_->flush(10s));
   link.connect();
   ASSERT_TRUE(link.wait_sent(10));
-  const std::vector<link::SequenceRange> all{{1, 1000000}};
+  // All ten, named as the fleet names them: by the last one's digest.
+  const std::vector<link::AckedRange> all{{1, 10, link.digest_of(10)}};
   const auto now = std::chrono::system_clock::now();
   link.ack_raw("1,2,3,4,5,6,7,8,9,10");  // the old unsigned format
   auto genuine = link.acker->sign("T-1", all, now);
@@ -284,7 +285,7 @@ TEST_P(UplinkTest, ARunSplitAcrossAReconnectResendsOnlyWhatWasNotAcknowledged_RE
   start_terminal();
   auto pki = portier::test::TestPki::create(dir_);
   ASSERT_TRUE(pki) << pki.error().message();
-  test::FakeLink link;
+  test::FakeLink link(envelope::chain_digest(signer_->type()));
   link.acker = test::make_acker(*pki);
   OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
                       SenderOptions{.window = 1, .run_envelopes = 6, .idle_poll = 50ms});
