@@ -831,6 +831,17 @@ Result<std::string> ManagementFeature::install_certificate(const v1::InstallCert
                     "installing a certificate needs enrolment: set [management] "
                     "enrolment_server");
   }
+  {
+    // Its hold is the pending rotation's: releasing it here would let the
+    // old key sign past the cutover the fleet may hold.
+    std::lock_guard lock(id_mu_);
+    if (rotation_) {
+      return fail_msg(Errc::failed_precondition,
+                      "a key rotation over Renew is pending (to be in use from sequence " +
+                          std::to_string(rotation_->cutover) +
+                          "): no certificate is installed by command meanwhile");
+    }
+  }
   const auto before = identity_->signer();
   std::vector<crypto::Bytes> chain;
   for (const auto& x : c.chain()) chain.emplace_back(x.begin(), x.end());

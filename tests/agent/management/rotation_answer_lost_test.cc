@@ -15,6 +15,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -200,7 +201,10 @@ class RotationAnswerLostTest : public ::testing::Test {
         limit);
   }
 
-  std::string command(const std::string& id) {
+  std::string command(
+      const std::string& id, const std::function<void(v1::Command&)>& body = [](v1::Command& c) {
+        c.mutable_rotate_device_key();
+      }) {
     auto leaf =
         pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
     EXPECT_TRUE(leaf);
@@ -216,7 +220,7 @@ class RotationAnswerLostTest : public ::testing::Test {
                          .count();
     c.mutable_not_before()->set_seconds(now - 10);
     c.mutable_expires()->set_seconds(now + 600);
-    c.mutable_rotate_device_key();
+    body(c);
     auto sc = commands::sign_command(c, *key_signer, chain);
     EXPECT_TRUE(sc) << sc.error().message();
     return sc->SerializeAsString();
@@ -382,6 +386,18 @@ TEST_F(RotationAnswerLostTest,
   open_latch();
   stop_fleet();
   record_audit("while pending", 5);
+  // An InstallCertificate meanwhile (the current key's certificate again)
+  // must not end the hold either.
+  auto current = identity::CertificateStore(dir_ + "/management/device.crt").load();
+  ASSERT_TRUE(current && *current);
+  deliver(command("c-install", [&](v1::Command& c) {
+    auto der = *(*current)->cert.der();
+    c.mutable_install_certificate()->set_certificate(std::string(der.begin(), der.end()));
+    for (const auto& x : (*current)->chain) {
+      auto d = *x.der();
+      c.mutable_install_certificate()->add_chain(std::string(d.begin(), d.end()));
+    }
+  }));
   ASSERT_TRUE(eventually([&] {
     return feature_->rotation_state().find("asked 5 times") != std::string::npos;
   })) << feature_->rotation_state();
@@ -404,6 +420,11 @@ TEST_F(RotationAnswerLostTest,
     return result_of("c-rotate").has_value() && sent_with("while pending 4") &&
            sent_with("after 4");
   }));
+  ASSERT_TRUE(until([&] { return result_of("c-install").has_value(); }));
+  EXPECT_NE(result_of("c-install")->status(), v1::CommandResult::OK);
+  EXPECT_NE(result_of("c-install")->message().find("a key rotation over Renew is pending"),
+            std::string::npos)
+      << result_of("c-install")->message();
   auto result = result_of("c-rotate");
   ASSERT_TRUE(result);
   EXPECT_EQ(result->status(), v1::CommandResult::OK) << result->message();
