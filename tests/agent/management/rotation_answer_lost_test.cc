@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -49,16 +50,24 @@ constexpr const char* kSecret = "one-time-secret-of-SN-M4-1001";
 
 // The feature's link: a double the test keeps after the feature dropped it
 // (a rotation starts a new link; what the old one sent stays readable).
+// `started` says when the feature started it (connected only then, so that
+// the sender hears of the connection).
 class BorrowedLink final : public link::Link {
  public:
-  explicit BorrowedLink(test::FakeLink& l) : l_(l) {}
-  Result<void> start(link::LinkHandler& h) override { return l_.start(h); }
+  BorrowedLink(test::FakeLink& l, std::shared_ptr<std::atomic<bool>> started)
+      : l_(l), started_(std::move(started)) {}
+  Result<void> start(link::LinkHandler& h) override {
+    auto r = l_.start(h);
+    if (r) *started_ = true;
+    return r;
+  }
   void stop() override { l_.stop(); }
   Result<void> send(const link::Outgoing& m) override { return l_.send(m); }
   bool connected() const override { return l_.connected(); }
 
  private:
   test::FakeLink& l_;
+  std::shared_ptr<std::atomic<bool>> started_;
 };
 
 template <typename F>
@@ -166,9 +175,11 @@ class RotationAnswerLostTest : public ::testing::Test {
         [this](const ManagementConfig&, const LinkContext&) -> Result<std::unique_ptr<link::Link>> {
           auto l = std::make_unique<test::FakeLink>();
           l->acker = acker_;
-          auto borrowed = std::make_unique<BorrowedLink>(*l);
+          auto started = std::make_shared<std::atomic<bool>>(false);
+          auto borrowed = std::make_unique<BorrowedLink>(*l, started);
           std::lock_guard lock(link_mu_);
           links_.push_back(std::move(l));
+          started_.push_back(std::move(started));
           return std::unique_ptr<link::Link>(std::move(borrowed));
         });
     agent::FeatureContext ctx;
@@ -182,11 +193,13 @@ class RotationAnswerLostTest : public ::testing::Test {
   // what the fleet would receive, each sequence once.
   void take() {
     std::lock_guard lock(link_mu_);
-    if (!links_.empty() && !links_.back()->connected()) links_.back()->connect();
+    if (!links_.empty() && *started_.back() && !links_.back()->connected()) {
+      links_.back()->connect();
+    }
     for (auto& l : links_) {
       for (auto& m : l->sent()) {
         sent_.emplace(m.id, m.bytes);
-        if (acked_.insert(m.id).second) l->ack(m.id);
+        if (acked_.insert({l.get(), m.id}).second) l->ack(m.id);
       }
     }
   }
@@ -346,8 +359,11 @@ class RotationAnswerLostTest : public ::testing::Test {
   std::unique_ptr<ManagementFeature> feature_;
   std::mutex link_mu_;
   std::vector<std::unique_ptr<test::FakeLink>> links_;
-  std::map<std::uint64_t, std::string> sent_;  // what the fleet got, by sequence
-  std::set<std::uint64_t> acked_;
+  std::vector<std::shared_ptr<std::atomic<bool>>> started_;  // by links_
+  std::map<std::uint64_t, std::string> sent_;                // what the fleet got, by sequence
+  // Acknowledged, per link: a link started again (a rotation restarts it) is
+  // sent the unacknowledged oldest run first and waits for its answer.
+  std::set<std::pair<const test::FakeLink*, std::uint64_t>> acked_;
 };
 
 // Regression (M4): three lost answers used to release the uplink with the
@@ -487,6 +503,38 @@ TEST_F(RotationAnswerLostTest, APendingRotationSurvivesARestartOfTheTerminalAndO
       << sent_with("while pending 2")
       << ", after the restart: " << sent_with("after the restart 2");
   expect_fleet_takes_all(cutover, old_kid, new_kid);
+}
+
+// A record whose pending key is gone cannot be finished (asked with a new
+// key, a fleet that recorded the first would refuse, and that refusal
+// would wrongly let the old key go on): held, said so, nothing asked.
+TEST_F(RotationAnswerLostTest, APendingRotationWhosePendingKeyIsGoneStaysHeldAndSaysSo_REQ33) {
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  ASSERT_TRUE(registry_->allow_rotation(feature_->terminal_id()));
+  {
+    std::lock_guard lock(latch_mu_);
+    latched_ = true;
+  }
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] { return !feature_->rotation_state().empty(); }));
+  const std::uint64_t cutover = recorded_cutover();
+  open_latch();
+  stop_fleet();
+  feature_.reset();
+  std::filesystem::remove(dir_ + "/management/device.key.pending");
+  start_fleet();
+  start_feature();
+  ASSERT_TRUE(eventually([&] {
+    return feature_->rotation_state().find("cannot be finished") != std::string::npos;
+  })) << feature_->rotation_state();
+  record_audit("held", 3);
+  ASSERT_TRUE(eventually([&] { return feature_->uplink_stats().queued > 0; }));
+  take();
+  EXPECT_LT(sent_.rbegin()->first, cutover);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/management/rotation.pending"));
+  EXPECT_EQ(rotations_recorded(), 1) << "not asked again with another key";
 }
 
 // The fleet's refusal is definitive (it recorded nothing): the pending key
