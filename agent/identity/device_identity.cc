@@ -90,6 +90,14 @@ Result<std::string> DeviceIdentity::begin_rotation() {
   return csr->to_pem();
 }
 
+Result<void> DeviceIdentity::abandon_rotation() {
+  std::lock_guard lock(mu_);
+  if (!pending_) return {};
+  PORTIER_TRY(with_context(keys_->discard_pending(), "key rotation"));
+  pending_.reset();
+  return {};
+}
+
 Result<void> DeviceIdentity::destroy_retired_key() {
   std::lock_guard lock(mu_);
   return with_context(keys_->destroy_retired(), "key rotation");

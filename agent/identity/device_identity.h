@@ -74,6 +74,10 @@ class DeviceIdentity {
     return install_certificate(crypto::ByteView(der), std::span<const crypto::Bytes>(chain));
   }
 
+  // Gives up the unfinished rotation: its pending key is destroyed (the
+  // fleet refused it; the current key goes on). None: nothing to do.
+  Result<void> abandon_rotation();
+
   // Destroys the old key a rotation kept aside (a key store with
   // keep_retired): called once nothing signs with it any more.
   Result<void> destroy_retired_key();

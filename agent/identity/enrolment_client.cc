@@ -90,7 +90,8 @@ Result<void> EnrolmentClient::enroll_with(DeviceIdentity& identity, const std::s
 }
 
 Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                                         const std::string& rpc, std::uint64_t cutover) const {
+                                         const std::string& rpc, std::uint64_t cutover,
+                                         bool* refused) const {
   auto installed = identity.certificate();
   if (!installed) {
     return fail(Errc::failed_precondition, rpc, "no certificate", "enrol first");
@@ -125,6 +126,21 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
   ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
   auto stub = v1::Enrolment::NewStub(*ch);
   const grpc::Status status = stub->Renew(&ctx, request, &response);
+  if (refused != nullptr) {
+    // The fleet's own refusals (enrolment_service.cc): it recorded nothing.
+    // A deadline, a cancellation, an internal error may come after it did.
+    switch (status.error_code()) {
+      case grpc::StatusCode::PERMISSION_DENIED:
+      case grpc::StatusCode::INVALID_ARGUMENT:
+      case grpc::StatusCode::FAILED_PRECONDITION:
+      case grpc::StatusCode::NOT_FOUND:
+      case grpc::StatusCode::ALREADY_EXISTS:
+        *refused = true;
+        break;
+      default:
+        *refused = false;
+    }
+  }
   return answer(identity, status, response, rpc, options_.server);
 }
 
@@ -155,6 +171,29 @@ Result<void> EnrolmentClient::renew(DeviceIdentity& identity) const {
 }
 
 Result<void> EnrolmentClient::rotate(DeviceIdentity& identity, std::uint64_t cutover) const {
+  auto a = rotate_once(identity, cutover);
+  if (a.error) return std::unexpected(std::move(*a.error));
+  return {};
+}
+
+RotationAttempt EnrolmentClient::rotate_once(DeviceIdentity& identity,
+                                             std::uint64_t cutover) const {
+  auto unknown = [](Error e) { return RotationAttempt{RotationOutcome::unknown, std::move(e)}; };
+  auto before = identity.signer();
+  bool refused = false;
+  auto r = rotate_call(identity, cutover, &refused);
+  if (identity.signer() != before) {
+    // The pending key is current: whatever failed after that is reported.
+    return {RotationOutcome::rotated, r ? std::nullopt : std::optional<Error>(r.error())};
+  }
+  if (!r && refused) return {RotationOutcome::not_recorded, r.error()};
+  if (!r) return unknown(r.error());
+  return unknown(Error{Errc::internal, "key rotation", "answer",
+                       "the certificate was installed, the pending key not made current"});
+}
+
+Result<void> EnrolmentClient::rotate_call(DeviceIdentity& identity, std::uint64_t cutover,
+                                          bool* refused) const {
   if (!identity.certificate()) {
     return fail(Errc::failed_precondition, "key rotation", "no certificate", "enrol first");
   }
@@ -168,7 +207,7 @@ Result<void> EnrolmentClient::rotate(DeviceIdentity& identity, std::uint64_t cut
   if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
   auto der = csr->der();
   if (!der) return std::unexpected(der.error());
-  return renew_with(identity, *der, "Renew (key rotation)", cutover);
+  return renew_with(identity, *der, "Renew (key rotation)", cutover, refused);
 }
 
 std::optional<crypto::TimePoint> EnrolmentClient::renewal_due(

@@ -49,6 +49,17 @@ struct EnrolmentOptions {
   unsigned renew_at_percent = 0;  // of the certificate's lifetime; 0: two thirds
 };
 
+// What became of a rotation asked of the fleet (rotate_once).
+enum class RotationOutcome {
+  rotated,       // certified and installed: the pending key is current
+  not_recorded,  // the fleet refused it: it recorded nothing, the old key goes on
+  unknown,       // no answer, or one not taken here: the fleet may have recorded it
+};
+struct RotationAttempt {
+  RotationOutcome outcome = RotationOutcome::unknown;
+  std::optional<Error> error;  // rotated: a step after the installation failed
+};
+
 class EnrolmentClient {
  public:
   explicit EnrolmentClient(EnrolmentOptions options) : options_(std::move(options)) {}
@@ -69,13 +80,24 @@ class EnrolmentClient {
   // the old key's mutual TLS for envelopes from sequence `cutover` on,
   // installed; the old key destroyed.
   Result<void> rotate(DeviceIdentity& identity, std::uint64_t cutover) const;
+  // One Renew for the pending key (made now if there is none) and
+  // `cutover`, classified: not_recorded only for the fleet's own refusal
+  // (a gRPC status it sends when it recorded nothing: permission denied,
+  // invalid argument, failed precondition, not found, already exists);
+  // anything else (the fleet away, a deadline, an answer not installed
+  // here, an error of this side) is unknown: ask again with the same
+  // pending key and cutover, and the fleet answers with what it recorded.
+  RotationAttempt rotate_once(DeviceIdentity& identity, std::uint64_t cutover) const;
 
  private:
   // Enroll (the current key, the secret's proof); `rpc` names it in errors.
   Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc) const;
   // Renew over mutual TLS with the installed certificate, for `csr_der`.
+  // `refused` (when given) is set when the fleet answered with a refusal.
   Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,
-                          const std::string& rpc, std::uint64_t cutover = 0) const;
+                          const std::string& rpc, std::uint64_t cutover = 0,
+                          bool* refused = nullptr) const;
+  Result<void> rotate_call(DeviceIdentity& identity, std::uint64_t cutover, bool* refused) const;
   EnrolmentOptions options_;
 };
 

@@ -75,6 +75,26 @@ Result<void> FileKeyStore::promote() {
   return {};
 }
 
+Result<void> FileKeyStore::discard_pending() {
+  const std::string p = path_ + ".pending";
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return {};
+    return fail_errno(Errc::io, p, "cannot open the pending key to destroy it", errno);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    std::vector<char> zeros(static_cast<std::size_t>(st.st_size), 0);
+    if (::pwrite(fd, zeros.data(), zeros.size(), 0) >= 0) ::fdatasync(fd);
+  }
+  ::close(fd);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+    return fail_errno(Errc::io, p, "cannot remove the pending key", errno);
+  }
+  fsync_dir(path_);
+  return {};
+}
+
 Pkcs11Options Pkcs11KeyStore::with_label(const std::string& label) const {
   Pkcs11Options o = options_;
   o.key_label = label;

@@ -30,6 +30,11 @@ class KeyStore {
   virtual Result<void> promote() = 0;
   // Destroys the old key a promotion kept aside (none: nothing to do).
   virtual Result<void> destroy_retired() { return {}; }
+  // Destroys the pending key (a rotation the fleet refused); none: nothing
+  // to do.
+  virtual Result<void> discard_pending() {
+    return fail_msg(Errc::failed_precondition, "this key store cannot discard a pending key");
+  }
 };
 
 class FileKeyStore final : public KeyStore {
@@ -38,6 +43,8 @@ class FileKeyStore final : public KeyStore {
   Result<std::shared_ptr<crypto::Signer>> current() override;
   Result<std::shared_ptr<crypto::Signer>> pending(bool create) override;
   Result<void> promote() override;
+  // <key>.pending overwritten, unlinked, the directory synced.
+  Result<void> discard_pending() override;
 
  private:
   std::string path_;

@@ -31,6 +31,9 @@ struct ManagementConfig {
   std::string serial;
   std::uint32_t renew_at_percent = 67;
   std::uint32_t enrolment_retry_max_s = 300;
+  // How long one call to the Enrolment service may take (not in the
+  // config file; tests make it short to lose answers on purpose).
+  std::uint32_t enrolment_timeout_ms = 10000;
   // The device key (created on first start, 0600) and its algorithm.
   std::string key_file;  // default <state_dir>/management/device.key
   crypto::KeyType key_type = crypto::KeyType::ecdsa_p256;

@@ -8,6 +8,7 @@
 #include "agent/envelope/offline_notice.h"
 #include "agent/identity/device_key.h"
 #include "agent/identity/hardware_serial.h"
+#include "agent/identity/issued_certificate.h"
 #include "agent/identity/key_store.h"
 #include "agent/management/token_rotation_output.h"
 #include "common/audit_events.h"
@@ -21,6 +22,7 @@ namespace {
 
 constexpr const char* kAuditCursor = "audit_cursor";
 constexpr const char* kEnrolmentComponent = "management enrolment";
+constexpr const char* kRotationComponent = "management key rotation";
 constexpr std::chrono::seconds kFirstRetry{1};
 // The outbox's connection is closed after this long without a call (records
 // flow in bursts: a put, its send and the fleet's acknowledgement take well
@@ -82,6 +84,11 @@ SenderStats ManagementFeature::sender_stats() const {
 std::string ManagementFeature::enrolment_state() const {
   std::lock_guard lock(id_mu_);
   return enrolment_state_;
+}
+
+std::string ManagementFeature::rotation_state() const {
+  std::lock_guard lock(id_mu_);
+  return rotation_state_;
 }
 
 void ManagementFeature::on_uplink_state(const std::string& failure) {
@@ -163,7 +170,7 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
     eo.renew_at_percent = config_.renew_at_percent;
     // stop() waits for a call in flight: a fleet that does not answer must
     // not hold the daemon's shutdown for long.
-    eo.timeout = std::chrono::seconds(10);
+    eo.timeout = std::chrono::milliseconds(config_.enrolment_timeout_ms);
     enrolment_ = std::make_unique<identity::EnrolmentClient>(std::move(eo));
     // A new key (a rotation, by either command): the signing parts start
     // again with it, on the identity thread.
@@ -182,6 +189,30 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       return checkpointer_->hand_over(std::move(next), *kid, now_ms);
     });
   }
+  rotation_file_ = dir_ + "/rotation.pending";
+  if (enrol) {
+    // A rotation whose answer was not known at the last stop: held at its
+    // cutover from the start (start_core), asked again (run_identity).
+    auto rec = identity::load_pending_rotation(rotation_file_);
+    if (!rec) return std::unexpected(rec.error().with_context("management: key rotation"));
+    if (*rec) {
+      auto key = crypto::PublicKey::from_pem((*rec)->pending_key_pem);
+      if (!key) return std::unexpected(key.error().with_context(rotation_file_));
+      const auto pending = identity_->pending_key();
+      if (identity::same_key(identity_->signer()->public_key(), *key)) {
+        // Its certificate was installed before the stop: the new key is
+        // current and signs from the cutover on.
+        log_info("management: the key rotation to be in use from sequence " +
+                 std::to_string((*rec)->cutover) + " was finished before the last stop");
+        PORTIER_TRY(identity::remove_pending_rotation(rotation_file_));
+      } else {
+        std::lock_guard lock(id_mu_);
+        rotation_ = **rec;
+        rotation_due_ = std::chrono::steady_clock::now();
+        rotation_stuck_ = !pending || !identity::same_key(*pending, *key);
+      }
+    }
+  }
   {
     std::lock_guard lock(lifecycle_mu_);
     PORTIER_TRY(start_core());
@@ -198,6 +229,25 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       id_stopping_ = false;
     }
     if (!identity_->certificate()) set_enrolment_state("not enrolled yet", false);
+    std::optional<identity::PendingRotation> pending;
+    bool stuck = false;
+    {
+      std::lock_guard lock(id_mu_);
+      pending = rotation_;
+      stuck = rotation_stuck_;
+    }
+    if (pending) {
+      set_rotation_state(
+          stuck ? "key rotation to be in use from sequence " + std::to_string(pending->cutover) +
+                      " cannot be finished: its pending key is gone (the fleet may have "
+                      "recorded it); uplink held at sequence " +
+                      std::to_string(pending->cutover) + "; remove " + rotation_file_ +
+                      " to go on with the old key"
+                : "key rotation pending since the last start: the fleet's answer is not "
+                  "known; uplink held at sequence " +
+                      std::to_string(pending->cutover) + "; asking again",
+          true);
+    }
     identity_thread_ = std::thread([this] { run_identity(); });
   }
   log_info("management: terminal " + terminal_id_ + ", session " + std::to_string(session_epoch_) +
@@ -229,6 +279,22 @@ Result<void> ManagementFeature::start_core() {
       *outbox_, envelope::EnvelopeSealer(terminal_id_, signer_->type(), *state), *signer_, *kid,
       uo);
   uplink_->on_state([this](const std::string& f) { on_uplink_state(f); });
+  {
+    // A rotation not settled: the old key signs nothing from its cutover.
+    std::optional<std::uint64_t> cutover;
+    {
+      std::lock_guard lock(id_mu_);
+      if (rotation_) cutover = rotation_->cutover;
+    }
+    if (cutover) {
+      auto held = uplink_->hold(std::chrono::milliseconds(0));
+      if (held && held->next_sequence != *cutover) {
+        log_error("management: the outbox's chain goes on at sequence " +
+                  std::to_string(held->next_sequence) + ", the pending key rotation at " +
+                  std::to_string(*cutover) + ": held there all the same");
+      }
+    }
+  }
   uplink_->on_stored([this] {
     std::lock_guard lock(sender_mu_);
     if (sender_) sender_->wake();
@@ -465,8 +531,25 @@ void ManagementFeature::run_identity() {
       step = start_link();
       if (!step) log_warning("management: the link cannot start: " + step.error().message());
     }
+    // A rotation whose answer is not known: asked again when due (never
+    // while the command thread asks); no renewal meanwhile (the old key's
+    // certificate may already be the fleet's previous one).
+    bool rotating = false;
+    std::optional<identity::PendingRotation> ask;
+    {
+      std::lock_guard rl(id_mu_);
+      rotating = rotation_.has_value();
+      if (rotating && !rotation_busy_ && !rotation_stuck_ && core_up &&
+          std::chrono::steady_clock::now() >= rotation_due_) {
+        ask = rotation_;
+      }
+    }
+    if (ask) {
+      rotating = ask_rotation(*ask) == identity::RotationOutcome::unknown;
+      if (!rotating) delay = kFirstRetry;
+    }
     std::optional<std::chrono::system_clock::time_point> due;
-    if (step) {
+    if (step && !rotating) {
       due = enrolment_->renewal_due(*identity_);
       if (due && std::chrono::system_clock::now() >= *due) {
         step = enrolment_->renew(*identity_);
@@ -491,16 +574,30 @@ void ManagementFeature::run_identity() {
       }
     }
     lock.lock();
+    if (rotating && rotation_) {
+      auto woken = [this] { return id_stopping_ || restart_core_ || restart_link_; };
+      if (rotation_stuck_) {
+        id_cv_.wait(lock, woken);
+      } else {
+        id_cv_.wait_until(lock, rotation_due_, woken);
+      }
+      continue;
+    }
+    // A rotation the command thread left to this one wakes it too.
+    auto rotation_left = [this] { return rotation_ && !rotation_busy_ && !rotation_stuck_; };
     if (step) {
       delay = kFirstRetry;
-      auto woken = [this] { return id_stopping_ || restart_core_ || restart_link_; };
+      auto woken = [&] {
+        return id_stopping_ || restart_core_ || restart_link_ || rotation_left();
+      };
       if (due) {
         id_cv_.wait_until(lock, *due, woken);
       } else {
         id_cv_.wait(lock, woken);
       }
     } else {
-      id_cv_.wait_for(lock, delay, [this] { return id_stopping_ || restart_core_; });
+      id_cv_.wait_for(lock, delay,
+                      [&] { return id_stopping_ || restart_core_ || rotation_left(); });
       delay = std::min(delay * 2, max_delay);
     }
   }
@@ -536,53 +633,196 @@ Result<std::string> ManagementFeature::rotate_key() {
                                      "certificate for the new key (CSR below)",
                                  *csr);
   }
+  {
+    std::lock_guard lock(id_mu_);
+    if (rotation_) {
+      return fail_msg(Errc::failed_precondition,
+                      "a key rotation is pending (to be in use from sequence " +
+                          std::to_string(rotation_->cutover) + "): " + rotation_state_);
+    }
+  }
   // The cutover: the uplink stops at a committed run, and the next sequence
   // is the first the new key signs; the old key signs nothing from there
   // on (the fleet refuses it), so the uplink goes on with the new key, or
-  // with the old one when the rotation did not happen.
+  // with the old one once the fleet said it recorded nothing.
   auto held = uplink_->hold(std::chrono::seconds(10));
   if (!held) return std::unexpected(held.error().with_context("key rotation"));
   const std::uint64_t cutover = held->next_sequence;
-  const auto old_signer = identity_->signer();
-  auto rotated = enrolment_->rotate(*identity_, cutover);
-  // No answer (the fleet away, the answer lost): the fleet may have taken
-  // the rotation with this cutover, and would refuse the old key from it.
-  // Asked again with the same pending key and cutover, it answers with the
-  // certificate it issued then; only after that does the old key go on.
-  for (int retry = 1; !rotated && rotated.error().code == Errc::unavailable &&
-                      identity_->signer() == old_signer && retry <= 2;
-       ++retry) {
-    log_warning("management: key rotation: no answer (" + rotated.error().message() +
-                "), asking again");
-    std::this_thread::sleep_for(std::chrono::seconds(retry));
-    rotated = enrolment_->rotate(*identity_, cutover);
+  // The pending key and the cutover are on disk before the fleet is asked:
+  // whatever happens to its answer, or to this process, the old key never
+  // signs the cutover (review finding M4).
+  auto pending_pem = [&]() -> Result<std::string> {
+    auto csr = identity_->begin_rotation();
+    if (!csr) return std::unexpected(csr.error());
+    auto parsed = crypto::CertificateRequest::from_pem(*csr);
+    if (!parsed) return std::unexpected(parsed.error().with_context("key rotation"));
+    auto pub = parsed->public_key();
+    if (!pub) return std::unexpected(pub.error().with_context("key rotation"));
+    return pub->to_pem();
+  }();
+  identity::PendingRotation record{cutover, pending_pem ? *pending_pem : std::string()};
+  if (auto saved = pending_pem ? identity::save_pending_rotation(rotation_file_, record)
+                               : Result<void>(std::unexpected(pending_pem.error()));
+      !saved) {
+    uplink_->release();
+    return std::unexpected(
+        saved.error().with_context("key rotation (the fleet was not asked, the key stays)"));
+  }
+  {
+    std::lock_guard lock(id_mu_);
+    rotation_ = record;
+    rotation_busy_ = true;
+    rotation_stuck_ = false;
+    rotation_delay_ = kFirstRetry;
+    rotation_attempts_ = 0;
+  }
+  log_info("management: key rotation: asking the fleet to certify the new key from sequence " +
+           std::to_string(cutover) + " (recorded in " + rotation_file_ + ")");
+  switch (ask_rotation(record)) {
+    case identity::RotationOutcome::unknown:
+      return "pending: the fleet did not answer; uplink held at sequence " +
+             std::to_string(cutover) + "; retrying (key " + *before + " signs nothing from there)";
+    case identity::RotationOutcome::not_recorded:
+      return fail_msg(
+          Errc::permission_denied, "key rotation refused by the fleet (nothing recorded; key " +
+                                       *before + " stays in use): " + [this] {
+                                         std::lock_guard lock(id_mu_);
+                                         return last_refusal_;
+                                       }());
+    case identity::RotationOutcome::rotated:
+      break;
   }
   const auto now_signer = identity_->signer();
-  if (now_signer == old_signer) {
-    uplink_->release();
-    if (!rotated) return std::unexpected(rotated.error());
-    return fail_msg(Errc::internal, "key rotation: the certificate was installed, the key not");
-  }
   auto after = envelope::key_id(now_signer->public_key());
-  if (!after) {
-    uplink_->release();  // cannot happen for a key that was just certified
-    return std::unexpected(after.error());
-  }
-  uplink_->release(now_signer, *after);
-  if (!rotated) {
-    // Installed, then something after failed: the new key is in use.
-    log_warning("management: key rotation: " + rotated.error().message());
-  }
   auto installed = identity_->certificate();
   std::string pem;
   if (installed) {
     if (auto p = installed->cert.to_pem()) pem = *p;
   }
   // The output: the new certificate (PEM), as the fleet issued it.
-  log_info("management: device key rotated: " + *before + " destroyed, " + *after +
-           " in use from sequence " + std::to_string(cutover));
-  return "device key rotated: key " + *before + " destroyed, key " + *after +
-         " certified and in use from sequence " + std::to_string(cutover) + "\n" + pem;
+  return "device key rotated: key " + *before + " destroyed, key " +
+         (after ? *after : std::string("?")) + " certified and in use from sequence " +
+         std::to_string(cutover) + "\n" + pem;
+}
+
+identity::RotationOutcome ManagementFeature::ask_rotation(const identity::PendingRotation& r) {
+  const std::string at = std::to_string(r.cutover);
+  // Asked again only for the recorded key: a pending key made anew would
+  // be refused by a fleet that recorded the first one, and that refusal
+  // would wrongly let the old key go on.
+  auto recorded = crypto::PublicKey::from_pem(r.pending_key_pem);
+  const auto pending = identity_->pending_key();
+  if (!recorded || !pending || !identity::same_key(*pending, *recorded)) {
+    {
+      std::lock_guard lock(id_mu_);
+      rotation_busy_ = false;
+      rotation_stuck_ = true;
+    }
+    set_rotation_state("key rotation to be in use from sequence " + at +
+                           " cannot be finished: its pending key is gone; uplink held at "
+                           "sequence " +
+                           at + "; remove " + rotation_file_ + " to go on with the old key",
+                       true);
+    return identity::RotationOutcome::unknown;
+  }
+  auto a = enrolment_->rotate_once(*identity_, r.cutover);
+  switch (a.outcome) {
+    case identity::RotationOutcome::rotated: {
+      const auto now_signer = identity_->signer();
+      auto kid = envelope::key_id(now_signer->public_key());
+      // The record goes first: a stop before the release finds the new key
+      // current and the record gone (or, if this fails, the new key current
+      // and the record its own: start() removes it).
+      if (auto gone = identity::remove_pending_rotation(rotation_file_); !gone) {
+        log_error("management: " + gone.error().message());
+      }
+      {
+        std::lock_guard lock(id_mu_);
+        rotation_.reset();
+        rotation_busy_ = false;
+      }
+      if (kid) {
+        uplink_->release(now_signer, *kid);
+      } else {
+        log_error("management: key rotation: " + kid.error().message());
+        uplink_->release();  // cannot happen for a key that was just certified
+      }
+      if (a.error) log_warning("management: key rotation: " + a.error->message());
+      log_info("management: device key rotated: " + (kid ? *kid : std::string("?")) +
+               " in use from sequence " + at + ", the old key destroyed");
+      set_rotation_state("", true);
+      break;
+    }
+    case identity::RotationOutcome::not_recorded: {
+      // The fleet recorded nothing: the record goes, then the pending key
+      // (a stop between leaves a pending key without a record, which the
+      // next rotation takes as its own), then the old key goes on.
+      const std::string why = a.error ? a.error->message() : std::string("refused");
+      if (auto gone = identity::remove_pending_rotation(rotation_file_); !gone) {
+        log_error("management: " + gone.error().message());
+      }
+      if (auto dropped = identity_->abandon_rotation(); !dropped) {
+        log_error("management: " + dropped.error().message());
+      }
+      {
+        std::lock_guard lock(id_mu_);
+        rotation_.reset();
+        rotation_busy_ = false;
+        last_refusal_ = why;
+      }
+      uplink_->release();
+      log_warning("management: key rotation refused by the fleet, nothing recorded: " + why +
+                  "; the old key goes on at sequence " + at);
+      if (context_.audit) {
+        context_.audit->record(audit::feature_failed(
+            "management: key rotation refused by the fleet (nothing recorded): " + why));
+      }
+      set_rotation_state("", false);
+      break;
+    }
+    case identity::RotationOutcome::unknown: {
+      const std::string why = a.error ? a.error->message() : std::string("no answer");
+      const auto max_delay =
+          std::chrono::seconds(std::max<std::uint32_t>(1, config_.enrolment_retry_max_s));
+      bool first = false;
+      std::chrono::seconds wait{};
+      unsigned attempts = 0;
+      {
+        std::lock_guard lock(id_mu_);
+        first = rotation_busy_;
+        attempts = ++rotation_attempts_;
+        rotation_busy_ = false;
+        wait = rotation_delay_;
+        rotation_due_ = std::chrono::steady_clock::now() + rotation_delay_;
+        rotation_delay_ = std::min(rotation_delay_ * 2, max_delay);
+      }
+      id_cv_.notify_all();
+      set_rotation_state("key rotation pending: the fleet's answer is not known (" + why +
+                             "); uplink held at sequence " + at + "; asked " +
+                             std::to_string(attempts) + " times, asking again in " +
+                             std::to_string(wait.count()) + " s",
+                         first);
+      break;
+    }
+  }
+  return a.outcome;
+}
+
+void ManagementFeature::set_rotation_state(const std::string& why, bool audit) {
+  {
+    std::lock_guard lock(id_mu_);
+    if (why == rotation_state_) return;
+    rotation_state_ = why;
+  }
+  if (!why.empty()) log_warning("management: " + why);
+  if (context_.health) {
+    context_.health->set_component_health(
+        kRotationComponent, why.empty() ? policy::Health::ok : policy::Health::degraded, why);
+  }
+  if (audit && context_.audit) {
+    context_.audit->record(why.empty() ? audit::feature_recovered(kRotationComponent, 1)
+                                       : audit::feature_failed("management: " + why));
+  }
 }
 
 Result<std::string> ManagementFeature::install_certificate(const v1::InstallCertificate& c) {
@@ -590,6 +830,17 @@ Result<std::string> ManagementFeature::install_certificate(const v1::InstallCert
     return fail_msg(Errc::failed_precondition,
                     "installing a certificate needs enrolment: set [management] "
                     "enrolment_server");
+  }
+  {
+    // Its hold is the pending rotation's: releasing it here would let the
+    // old key sign past the cutover the fleet may hold.
+    std::lock_guard lock(id_mu_);
+    if (rotation_) {
+      return fail_msg(Errc::failed_precondition,
+                      "a key rotation over Renew is pending (to be in use from sequence " +
+                          std::to_string(rotation_->cutover) +
+                          "): no certificate is installed by command meanwhile");
+    }
   }
   const auto before = identity_->signer();
   std::vector<crypto::Bytes> chain;

@@ -24,6 +24,23 @@
 // the link then start again with the new key: a new session, whose birth
 // carries the new key.
 //
+// A rotation whose answer is lost (review finding M4): the fleet may have
+// recorded it (and refuse the old key from the cutover on) while the
+// terminal never heard. So before the fleet is asked, the pending key's
+// public key and the cutover are recorded (<state_dir>/management/
+// rotation.pending, identity/pending_rotation.h), and until a definitive
+// answer the uplink stays held at the cutover: the old key signs nothing
+// from there on, whatever happens. The command answers at once after one
+// attempt ("pending: ..."); the identity thread asks again with a growing
+// delay, and portierd started with the record holds its uplink at the
+// cutover from the start and asks again. Asked again with the same pending
+// key, the fleet answers with the certificate it recorded (the new key then
+// signs from the cutover); its refusal (it recorded nothing) destroys the
+// pending key and the record and the old key goes on. The health component
+// "management key rotation" says what is pending. Payloads submitted while
+// held wait in the uplink's memory queue (bounded by max_queued): a SIGKILL
+// loses them; the chain itself stays whole and nothing is signed wrongly.
+//
 // The device key in a PKCS#11 token ([management] pkcs11_*): made in the
 // token at the first start (sensitive, never extractable), its CSR signed
 // there. gRPC and Paho take a TLS client key only as a file, so the link
@@ -56,6 +73,7 @@
 #include "agent/feature.h"
 #include "agent/identity/device_identity.h"
 #include "agent/identity/enrolment_client.h"
+#include "agent/identity/pending_rotation.h"
 #include "agent/link/link.h"
 #include "agent/management/audit_checkpointer.h"
 #include "agent/management/fleet_commands.h"
@@ -96,6 +114,8 @@ class ManagementFeature final : public agent::Feature {
   SenderStats sender_stats() const;
   // "" once enrolled (or without enrolment), else why the link is down.
   std::string enrolment_state() const;
+  // "" when no key rotation is pending, else what it waits for.
+  std::string rotation_state() const;
 
  private:
   void on_uplink_state(const std::string& failure);
@@ -112,6 +132,11 @@ class ManagementFeature final : public agent::Feature {
   // The RotateDeviceKey and InstallCertificate commands (command thread).
   Result<std::string> rotate_key();
   Result<std::string> install_certificate(const v1::InstallCertificate& c);
+  // One Renew for the pending rotation `r` (at most one at a time: the
+  // command thread's first, then the identity thread's); a definitive
+  // answer settles it (the uplink released, the record removed).
+  identity::RotationOutcome ask_rotation(const identity::PendingRotation& r);
+  void set_rotation_state(const std::string& why, bool audit);
   // Wakes the identity thread for a restart of the signing parts (a new
   // key) or of the link only (a new certificate).
   void request_restart(bool core);
@@ -141,6 +166,17 @@ class ManagementFeature final : public agent::Feature {
   bool id_stopping_ = false;
   bool restart_core_ = false, restart_link_ = false;
   std::string enrolment_state_;
+  // The pending rotation (guarded by id_mu_): its record, whether the
+  // command thread is asking now, when the identity thread asks next, and
+  // whether it cannot be finished here (its pending key is gone).
+  std::string rotation_file_;
+  std::optional<identity::PendingRotation> rotation_;
+  bool rotation_busy_ = false, rotation_stuck_ = false;
+  std::chrono::steady_clock::time_point rotation_due_;
+  std::chrono::seconds rotation_delay_{1};
+  unsigned rotation_attempts_ = 0;  // unanswered since this start
+  std::string rotation_state_;
+  std::string last_refusal_;  // the fleet's reason, for the command's result
 
   std::unique_ptr<outbox::Outbox> outbox_;
   std::unique_ptr<Uplink> uplink_;

@@ -327,6 +327,10 @@ void TelemetrySources::send_decisions(std::chrono::system_clock::time_point now)
 
 void TelemetrySources::send_checkpoint() {
   if (!checkpointer_) return;
+  // Held for a key rotation: the envelope would be sealed past the cutover
+  // under the next key, and the fleet checks the checkpoint with that key.
+  // The next one after the hold covers the head then.
+  if (uplink_.held()) return;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
@@ -344,7 +348,11 @@ void TelemetrySources::send_checkpoint() {
   p.set_session_epoch((*c)->epoch);
   p.set_key_id((*c)->key_id);
   p.set_signature((*c)->signature);
-  uplink_.submit(v1::PAYLOAD_AUDIT_CHECKPOINT, p.SerializeAsString(), outbox::Priority::security);
+  if (!uplink_.submit_unless_held(v1::PAYLOAD_AUDIT_CHECKPOINT, p.SerializeAsString(),
+                                  outbox::Priority::security)) {
+    log_warning("management: audit checkpoint of record " + std::to_string((*c)->seq) +
+                " not sent: the uplink is held (a key rotation) or full");
+  }
 }
 
 void TelemetrySources::run() {

@@ -34,8 +34,19 @@ Uplink::Uplink(outbox::Outbox& outbox, envelope::EnvelopeSealer sealer,
 Result<envelope::ChainState> Uplink::hold(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   held_ = true;
+  // Not started yet: nothing is sealed, the writer starts held (a rotation
+  // still pending at portierd's start).
+  if (!thread_.joinable()) {
+    hold_at_ = taken_;
+    return sealer_.state();
+  }
+  // Everything submitted before the hold goes first, with the key of
+  // before: a payload signed inside by that key (an audit checkpoint) must
+  // not be sealed past the cutover, where the fleet checks it with the new
+  // key. After the hold, such payloads are refused (submit_unless_held).
+  hold_at_ = submitted_;
   cv_.notify_all();
-  if (!done_cv_.wait_for(lock, timeout, [&] { return !busy_; })) {
+  if (!done_cv_.wait_for(lock, timeout, [&] { return !busy_ && taken_ >= hold_at_; })) {
     held_ = false;
     cv_.notify_all();
     return fail(Errc::unavailable, "management uplink", "hold",
@@ -106,6 +117,20 @@ bool Uplink::submit(v1::PayloadType type, std::string payload, outbox::Priority 
   }
   cv_.notify_all();
   return true;
+}
+
+bool Uplink::submit_unless_held(v1::PayloadType type, std::string payload,
+                                outbox::Priority priority) {
+  {
+    std::lock_guard lock(mu_);
+    if (held_) return false;
+  }
+  return submit(type, std::move(payload), priority);
+}
+
+bool Uplink::held() const {
+  std::lock_guard lock(mu_);
+  return held_;
 }
 
 bool Uplink::flush(std::chrono::milliseconds timeout) {
@@ -338,15 +363,18 @@ void Uplink::run() {
         // Between runs: nothing sealed and not stored, everything signed.
         busy_ = false;
         done_cv_.notify_all();
-        cv_.wait(lock, [&] { return draining_ || (!queue_.empty() && !held_); });
+        cv_.wait(lock, [&] { return draining_ || (!queue_.empty() && !blocked_locked()); });
         // Held (a key rotation) and stopping: nothing more is signed with
         // the key of the hold; what is queued is not committed.
-        if (queue_.empty() || past_deadline() || held_) break;
+        if (queue_.empty() || past_deadline() || blocked_locked()) break;
         busy_ = true;
       }
-      while (!hold && !held_ && in_flight.size() < kDepth && !queue_.empty() && !past_deadline() &&
-             (in_flight.empty() || !in_flight.back()->error)) {
-        const auto n = std::min(queue_.size(), options_.max_run);
+      while (!hold && !blocked_locked() && in_flight.size() < kDepth && !queue_.empty() &&
+             !past_deadline() && (in_flight.empty() || !in_flight.back()->error)) {
+        auto n = std::min(queue_.size(), options_.max_run);
+        // Held: only what was submitted before the hold.
+        if (held_) n = std::min<std::size_t>(n, hold_at_ - taken_);
+        taken_ += n;
         std::deque<Pending> batch(
             std::make_move_iterator(queue_.begin()),
             std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
@@ -398,6 +426,7 @@ void Uplink::run() {
         for (auto r = in_flight.rbegin(); r != in_flight.rend(); ++r) {
           auto& p = (*r)->payloads;
           kept += p.size();
+          if (!(*r)->drop_notice) taken_ -= p.size();
           queue_.insert(queue_.begin(), std::make_move_iterator(p.begin()),
                         std::make_move_iterator(p.end()));
         }

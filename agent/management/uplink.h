@@ -99,6 +99,11 @@ class Uplink {
   // Queues a payload; false when the queue is full (the refusal is counted
   // and the caller should report it).
   bool submit(v1::PayloadType type, std::string payload, outbox::Priority priority);
+  // The same, but false (nothing queued) while held: for a payload signed
+  // inside by the uplink's key (an audit checkpoint), which must not be
+  // sealed past a rotation's cutover under the next key.
+  bool submit_unless_held(v1::PayloadType type, std::string payload, outbox::Priority priority);
+  bool held() const;
   // Waits until everything submitted before the call is committed (or the
   // deadline passes): true when it is.
   bool flush(std::chrono::milliseconds timeout);
@@ -106,11 +111,12 @@ class Uplink {
   UplinkStats stats() const;
   std::uint64_t session_epoch() const { return epoch_; }
 
-  // A key rotation's cutover: waits (at most `timeout`) until every run
-  // sealed so far is signed and committed, then seals nothing more until
-  // release(); submit() still queues. The chain state returned is where the
+  // A key rotation's cutover: waits (at most `timeout`) until everything
+  // submitted so far is sealed, signed and committed, then seals nothing
+  // more until release(); submit() still queues. The chain state returned is where the
   // next envelope goes: the first sequence the new key will sign.
   // unavailable when the writer did not come to rest in time (not held).
+  // Before start(): held at once (the writer starts held).
   Result<envelope::ChainState> hold(std::chrono::milliseconds timeout);
   // Ends a hold: with `signer` (kept alive here) and its key id from now on
   // (the rotation succeeded), or with the key of before (nullptr).
@@ -189,8 +195,12 @@ class Uplink {
   bool helpers_stop_ = false;
   std::uint64_t submitted_ = 0, committed_ = 0;  // tickets
   bool stopping_ = false, draining_ = false;
-  bool held_ = false;  // hold(): nothing is sealed
-  bool busy_ = true;   // the writer has runs sealed and not yet stored
+  bool held_ = false;  // hold(): nothing submitted after it is sealed
+  // Payloads taken from the queue into runs (the same count as submitted_
+  // once everything is taken), and submitted_ at the hold.
+  std::uint64_t taken_ = 0, hold_at_ = 0;
+  bool blocked_locked() const { return held_ && taken_ >= hold_at_; }
+  bool busy_ = true;  // the writer has runs sealed and not yet stored
   std::chrono::steady_clock::time_point drain_deadline_;
   UplinkStats stats_;
   std::function<void()> on_stored_;

@@ -20,6 +20,7 @@
 #include "agent/identity/signer_csr.h"
 #include "agent/identity/softhsm_token.h"
 #include "agent/management/token_rotation_output.h"
+#include "answer_losing_relay.h"
 #include "daemon_fixture.h"
 #include "fleet_serve_argv.h"
 #include "portier/v1/command.pb.h"
@@ -440,6 +441,62 @@ TEST_P(EnrolmentE2eTest, TheKeyIsRotatedOnCommandAndTheOldKeySignsNothingAfter_R
   EXPECT_EQ(incidents->back().kind, "retired key") << incidents->back().detail;
   auto by_new = receiver.receive(id, "health", forge(*new_key), std::chrono::system_clock::now());
   EXPECT_TRUE(by_new) << by_new.error().message();
+}
+
+// Review finding M4 with the real daemon: the answers of the fleet's
+// Enrolment service are lost (a relay drops them) while portierd rotates
+// its key; it keeps its uplink held at the cutover, is killed (SIGKILL)
+// while the rotation is pending, starts again held, and finishes the
+// rotation once the answers come through: the fleet's chain verifies with
+// no incident (nothing signed by the old key at or after the cutover).
+TEST_P(EnrolmentE2eTest, ARotationPendingAtASigkillIsFinishedAfterTheRestart_REQ33) {
+  start_fleet();
+  AnswerLosingRelay relay(enrol_port_);
+  ASSERT_NE(relay.port(), 0);
+  auto t = terminal(kSerial, kSecret);
+  auto o = options(*t);
+  const std::string direct = "localhost:" + std::to_string(enrol_port_);
+  o.extra_config.replace(o.extra_config.find(direct), direct.size(),
+                         "localhost:" + std::to_string(relay.port()));
+  auto d = std::make_unique<Daemon>(t->dir, o);
+  ASSERT_TRUE(d->start()) << d->log();
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(t->mdir() + "/terminal_id"); }));
+  const auto id = t->terminal_id();
+  ASSERT_TRUE(eventually([&] { return online(id); }, 60s)) << d->log();
+  expect_ping(id, *d);
+  const std::string old_pem = fleet_key(id);
+
+  relay.lose_answers(true);
+  send(id, "rotate-key", {"--enrol-registry", registry_});
+  ASSERT_TRUE(
+      eventually([&] { return d->log().find("key rotation pending") != std::string::npos; }, 60s))
+      << d->log();
+  EXPECT_TRUE(std::filesystem::exists(t->mdir() + "/rotation.pending"));
+  d->signal(SIGKILL);
+  ASSERT_TRUE(eventually([&] { return !d->alive(); }));
+  d.reset();
+
+  // Started again: held at the cutover from the start, asking again.
+  auto again = std::make_unique<Daemon>(t->dir, o);
+  ASSERT_TRUE(again->start()) << again->log();
+  ASSERT_TRUE(eventually(
+      [&] { return again->log().find("pending since the last start") != std::string::npos; }, 60s))
+      << again->log();
+  EXPECT_EQ(fleet_key(id), old_pem);
+
+  relay.lose_answers(false);
+  ASSERT_TRUE(eventually([&] { return fleet_key(id) != old_pem; }, 90s))
+      << again->log() << "\nfleet:\n"
+      << fleet_log();
+  EXPECT_FALSE(std::filesystem::exists(t->mdir() + "/rotation.pending"));
+  auto new_key =
+      identity::load_or_create_key(t->mdir() + "/device.key", crypto::KeyType::ecdsa_p256);
+  ASSERT_TRUE(new_key);
+  EXPECT_EQ(*new_key->public_key()->to_pem(), fleet_key(id));
+  expect_ping(id, *again);
+  EXPECT_EQ(again->stop(), 0);
+  expect_chain_verifies(id);
+  expect_no_incidents(id);
 }
 
 TEST_P(EnrolmentE2eTest, ASecondDeviceClaimingAnEnrolledSerialWithItsOwnKeyIsRefused_REQ33) {

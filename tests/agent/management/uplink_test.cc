@@ -408,6 +408,32 @@ TEST_P(UplinkTest, AKeyRotationsCutoverIsWhereTheNewKeySignsFromAndTheFleetTakes
       << refused.error().message();
 }
 
+// Review finding M4: a hold takes everything submitted before it (sealed
+// with the key of before, below the cutover), and while held a payload
+// signed inside by that key (an audit checkpoint) is refused rather than
+// queued to be sealed past the cutover under the next key, where the fleet
+// would check it with the wrong key.
+TEST_P(UplinkTest, AHoldTakesWhatCameBeforeItAndRefusesKeyBoundPayloadsAfter_REQ33) {
+  start_terminal();
+  submit(50);  // queued: the writer may not have taken them yet
+  auto held = uplink_->hold(10s);
+  ASSERT_TRUE(held) << held.error().message();
+  EXPECT_TRUE(uplink_->held());
+  EXPECT_EQ(held->next_sequence, 51u) << "all fifty below the cutover";
+  EXPECT_FALSE(uplink_->submit_unless_held(v1::PAYLOAD_AUDIT_CHECKPOINT, "checkpoint",
+                                           outbox::Priority::security));
+  submit(5, 50);  // plain payloads wait for the release
+  EXPECT_EQ(uplink_->stats().queued, 5u);
+  uplink_->release();
+  EXPECT_FALSE(uplink_->held());
+  EXPECT_TRUE(uplink_->submit_unless_held(v1::PAYLOAD_AUDIT_CHECKPOINT, "checkpoint",
+                                          outbox::Priority::security));
+  ASSERT_TRUE(uplink_->flush(10s));
+  auto records = box_->oldest(100000);
+  ASSERT_TRUE(records);
+  EXPECT_EQ(records->size(), 56u);
+}
+
 INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,
                          ::testing::Combine(::testing::Values(crypto::KeyType::ecdsa_p256,
                                                               crypto::KeyType::ed25519,

@@ -636,5 +636,154 @@ TEST_F(RotationTest, ARotationWhoseAnswerWasLostIsAnsweredAgain_REQ33) {
   EXPECT_EQ(told.size(), 2u);
 }
 
+// Review finding M4: a terminal whose rotation answer was lost keeps its
+// uplink held and asks again, possibly after the fleet restarted: what the
+// fleet recorded is in its registry file, and the retry with the same
+// pending key gets the certificate issued then.
+TEST_F(RotationTest, ARotationAskedAgainAfterTheFleetRestartedGetsTheCertificateItRecorded_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_cert_pem = *t.identity->certificate()->cert.to_pem();
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto pending = t.identity->begin_rotation();
+  ASSERT_TRUE(pending);
+  auto csr = crypto::CertificateRequest::from_pem(*pending);
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  req.set_cutover_sequence(9);
+  auto lost = service_->renew(old_cert_pem, req);  // the answer never reaches the terminal
+  ASSERT_TRUE(lost) << lost.error().message();
+
+  // The fleet restarts: only its files remain.
+  server_->stop();
+  server_.reset();
+  service_.reset();
+  registry_.reset();
+  auto reg = fleet::SqliteEnrolmentRegistry::open(dir_ + "/enrolment.db");
+  ASSERT_TRUE(reg) << reg.error().message();
+  registry_ = std::move(*reg);
+  service_ = std::make_unique<fleet::EnrolmentService>(*ca_, *registry_);
+  start_server(*service_);
+
+  auto again = client(t).rotate_once(*t.identity, 9);
+  ASSERT_EQ(again.outcome, identity::RotationOutcome::rotated)
+      << (again.error ? again.error->message() : "");
+  EXPECT_FALSE(again.error);
+  EXPECT_EQ(*t.identity->certificate()->cert.der(),
+            crypto::Bytes(lost->certificate().begin(), lost->certificate().end()))
+      << "the certificate recorded then";
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), *csr->public_key()->to_pem());
+}
+
+// The terminal goes on with its old key only when the fleet says it
+// recorded nothing (its refusals); whatever may come after the fleet
+// recorded the rotation (no answer, the fleet away, an error of its store)
+// leaves the outcome unknown: the terminal keeps holding and asks again.
+TEST_F(RotationTest, TheFleetsAnswersTellNothingRecordedFromPerhapsRecorded_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_pem = *t.identity->signer()->public_key().to_pem();
+  using identity::RotationOutcome;
+
+  // Not allowed by the operator: refused, nothing recorded.
+  auto a = client(t).rotate_once(*t.identity, 5);
+  EXPECT_EQ(a.outcome, RotationOutcome::not_recorded) << (a.error ? a.error->message() : "");
+  EXPECT_EQ((*registry_->find("SN-1001"))->public_key_pem, old_pem);
+
+  // The fleet's store fails after the registry moved (undone): unknown.
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  service_->on_issued([](const fleet::IssuedKey&) -> Result<void> {
+    return fail_msg(Errc::io, "the fleet store's disk failed");
+  });
+  a = client(t).rotate_once(*t.identity, 5);
+  EXPECT_EQ(a.outcome, RotationOutcome::unknown) << (a.error ? a.error->message() : "");
+  service_->on_issued(nullptr);
+
+  // The fleet away: unknown.
+  const int port = server_->port();
+  server_->stop();
+  a = client(t).rotate_once(*t.identity, 5);
+  EXPECT_EQ(a.outcome, RotationOutcome::unknown);
+  EXPECT_EQ(*t.identity->signer()->public_key().to_pem(), old_pem);
+  auto server = fleet::EnrolmentServer::start(
+      *service_, {"127.0.0.1:" + std::to_string(port), server_cert_->chain_path,
+                  server_cert_->key_path, pki_->ca_path()});
+  ASSERT_TRUE(server) << server.error().message();
+  server_ = std::move(*server);
+
+  // Back: asked again with the same pending key, rotated.
+  a = client(t).rotate_once(*t.identity, 5);
+  EXPECT_EQ(a.outcome, RotationOutcome::rotated) << (a.error ? a.error->message() : "");
+  EXPECT_NE(*t.identity->signer()->public_key().to_pem(), old_pem);
+}
+
+// A registry whose undo of a rotation fails (its disk went away between
+// the two writes).
+class UndoFailingRegistry final : public fleet::EnrolmentRegistry {
+ public:
+  explicit UndoFailingRegistry(fleet::EnrolmentRegistry& r) : r_(r) {}
+  Result<void> expect(const std::string& s, crypto::ByteView secret) override {
+    return r_.expect(s, secret);
+  }
+  Result<std::optional<fleet::EnrolmentRecord>> find(const std::string& s) override {
+    return r_.find(s);
+  }
+  Result<void> bind(const std::string& s, const std::string& t, const std::string& k,
+                    crypto::ByteView c) override {
+    return r_.bind(s, t, k, c);
+  }
+  Result<void> update(const std::string& s, const std::string& k, crypto::ByteView c) override {
+    return r_.update(s, k, c);
+  }
+  Result<void> replace_key(const std::string& s, const std::string& e, const std::string& k,
+                           crypto::ByteView c, KeyChange change) override {
+    if (change == KeyChange::undo || change == KeyChange::undo_closed) {
+      return fail_msg(Errc::io, "the registry's disk went away");
+    }
+    return r_.replace_key(s, e, k, c, change);
+  }
+  Result<void> allow_rotation(const std::string& t) override { return r_.allow_rotation(t); }
+  Result<void> record_refusal(const fleet::EnrolmentRefusal& r) override {
+    return r_.record_refusal(r);
+  }
+  Result<std::vector<fleet::EnrolmentRefusal>> refusals(const std::string& s) override {
+    return r_.refusals(s);
+  }
+
+ private:
+  fleet::EnrolmentRegistry& r_;
+};
+
+// The fleet's store refuses the rotation (overtaken) and the registry
+// cannot be put back: the registry holds the new key, so the answer must
+// not be a refusal (the terminal would drop its pending key and go on
+// with the old one): unavailable, the terminal keeps holding.
+TEST_F(RotationTest, ARotationThatCannotBeUndoneIsNoRefusal_REQ33) {
+  auto t = terminal("t1");
+  ASSERT_TRUE(client(t).enroll(*t.identity));
+  const std::string old_cert_pem = *t.identity->certificate()->cert.to_pem();
+  UndoFailingRegistry failing(*registry_);
+  fleet::EnrolmentService service(*ca_, failing);
+  service.on_issued([](const fleet::IssuedKey& k) -> Result<void> {
+    if (k.kind != fleet::IssuedKey::Kind::rotated) return {};
+    return fail_msg(Errc::failed_precondition, "the chain passed the cutover under the old key");
+  });
+  ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
+  auto pending = t.identity->begin_rotation();
+  ASSERT_TRUE(pending);
+  auto csr = crypto::CertificateRequest::from_pem(*pending);
+  ASSERT_TRUE(csr);
+  v1::RenewCertificateRequest req;
+  auto der = csr->der();
+  req.set_csr(der->data(), der->size());
+  req.set_cutover_sequence(3);
+  auto r = service.renew(old_cert_pem, req);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::unavailable) << r.error().message();
+  EXPECT_EQ((*registry_->find("SN-1001"))->public_key_pem, *csr->public_key()->to_pem());
+}
+
 }  // namespace
 }  // namespace portier::test

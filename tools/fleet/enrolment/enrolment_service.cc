@@ -266,6 +266,13 @@ Result<v1::EnrollResponse> EnrolmentService::change_key(
         log_error("enrolment: terminal \"" + tid +
                   "\": a rotation that failed cannot be undone in the registry: " +
                   undone.error().message());
+        // The registry still holds the new key: no refusal (the terminal
+        // would take it as "nothing recorded", drop its pending key and go
+        // on with the old one). Unavailable: it keeps its uplink held at
+        // the cutover and asks again (review finding M4).
+        return fail_msg(Errc::unavailable,
+                        "the rotation of terminal \"" + tid +
+                            "\" could not be recorded in full nor undone: ask again");
       }
       return refuse(serial, tid, told.error().code,
                     "the rotation of terminal \"" + tid +
