@@ -54,7 +54,7 @@ TEST_F(PendingRotationTest, ARecordIsWrittenPrivateAndReadBackExactly_REQ33) {
 }
 
 TEST_F(PendingRotationTest, ADamagedOrForgedRecordIsAnErrorNeverNoRotation_REQ33) {
-  for (const std::string text :
+  for (const std::string& text :
        {std::string(""), std::string("cutover \n") + kPem, std::string("cutover 0\n") + kPem,
         std::string("cutover -3\n") + kPem, std::string("cutover 12x\n") + kPem,
         std::string("cutover 99999999999999999999999\n") + kPem, std::string("cutover 12\n"),
