@@ -8,13 +8,10 @@
 // old one kept across the terminal's restart is refused as old; a flood of
 // one forgery costs one signature check.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 
-#include "agent/management/fake_link.h"
-#include "agent/management/outbox_sender.h"
-#include "agent/management/uplink.h"
+#include "agent/management/outbox_link_fixture.h"
 #include "common/crypto/sign.h"
 #include "portier/v1/fleet.pb.h"
 #include "support/test_pki.h"
@@ -27,37 +24,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class AckReplayTest : public ::testing::Test {
+class AckReplayTest : public ::testing::Test, protected test::OutboxLinkFixture {
  protected:
+  AckReplayTest() : OutboxLinkFixture("portier-ackreplay") {}
   void SetUp() override {
-    char t[] = "/tmp/portier-ackreplay-XXXXXX";
-    dir_ = mkdtemp(t);
-    auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
-    ASSERT_TRUE(key);
-    auto s = crypto::KeySigner::from(*key);
-    ASSERT_TRUE(s);
-    signer_ = std::make_unique<crypto::KeySigner>(std::move(*s));
-    auto b = outbox::Outbox::open({dir_ + "/outbox.db", 64u << 20, 24h});
-    ASSERT_TRUE(b) << b.error().message();
-    box_ = std::move(*b);
-    UplinkOptions o;
-    o.retry_min = 5ms;
-    uplink_ = std::make_unique<Uplink>(
-        *box_, envelope::EnvelopeSealer("T-1", signer_->type(), *box_->chain_state()), *signer_,
-        *envelope::key_id(signer_->public_key()), o);
-    uplink_->start();
-    auto pki = portier::test::TestPki::create(dir_);
-    ASSERT_TRUE(pki) << pki.error().message();
-    pki_ = std::make_unique<portier::test::TestPki>(std::move(*pki));
-    link_.acker = test::make_acker(*pki_);
-    ASSERT_TRUE(link_.acker);
-  }
-  void TearDown() override {
-    if (sender_) sender_->stop();
-    sender_.reset();
-    uplink_.reset();
-    box_.reset();
-    std::filesystem::remove_all(dir_);
+    make_signer();
+    open_box();
+    start_uplink(UplinkOptions{.retry_min = 5ms});
+    make_fleet_acks();
   }
   // `n` records committed and sent (none acknowledged yet).
   void send_records(int n, SenderOptions options = SenderOptions{.idle_poll = 50ms}) {
@@ -70,35 +44,12 @@ class AckReplayTest : public ::testing::Test {
     link_.connect();
     ASSERT_TRUE(link_.wait_sent(static_cast<std::size_t>(n)));
   }
-  // A sender (portierd's, as started) on the outbox and the link; the
-  // newest acknowledgement's time in `newest_file` (empty: memory only).
-  void start_sender(SenderOptions options, const std::string& newest_file = "") {
-    sender_ = std::make_unique<OutboxSender>(
-        *box_, link_,
-        link::AckVerifierOptions{
-            .terminal_id = "T-1", .trust_anchors = {pki_->root()}, .newest_file = newest_file},
-        nullptr, options);
-    ASSERT_TRUE(link_.start(*sender_));
-    uplink_->on_stored([this] { sender_->wake(); });
-    sender_->start();
-  }
   // Every acknowledgement delivered so far has been dealt with somehow.
   static std::uint64_t dealt_with(const SenderStats& s) {
     return s.acks_verified + s.acks_refused + s.acks_stale + s.acks_old + s.acks_dropped;
   }
   bool wait_dealt_with(std::uint64_t n, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (dealt_with(sender_->stats()) < n && std::chrono::steady_clock::now() < deadline) {
-      link_.wait_sent(1000000, 5ms);  // a bounded wait for the sender's thread
-    }
-    return dealt_with(sender_->stats()) >= n;
-  }
-  bool wait_records(std::uint64_t n, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (box_->stats()->records != n && std::chrono::steady_clock::now() < deadline) {
-      link_.wait_sent(1000000, 5ms);
-    }
-    return box_->stats()->records == n;
+    return wait_until([&] { return dealt_with(sender_->stats()) >= n; }, timeout);
   }
   // The fleet's acknowledgement of `ranges`, each named by the digest of
   // its last envelope as the terminal sent it.
@@ -110,14 +61,22 @@ class AckReplayTest : public ::testing::Test {
     EXPECT_TRUE(a) << a.error().message();
     return *a;
   }
-
-  std::string dir_;
-  std::unique_ptr<crypto::KeySigner> signer_;
-  std::unique_ptr<outbox::Outbox> box_;
-  std::unique_ptr<Uplink> uplink_;
-  std::unique_ptr<portier::test::TestPki> pki_;
-  test::FakeLink link_;
-  std::unique_ptr<OutboxSender> sender_;
+  // Another outbox file `name` in dir_, with `n` records ("<text> 0"...)
+  // sealed on its own chain by the same terminal and key.
+  std::unique_ptr<outbox::Outbox> other_chain(const std::string& name, const std::string& text,
+                                              int n) {
+    auto box = test::open_outbox(dir_.file(name));
+    EXPECT_TRUE(box) << box.error().message();
+    if (!box) return nullptr;
+    auto up = test::make_uplink(**box, *signer_, key_id_, UplinkOptions{}, *(*box)->chain_state());
+    up->start();
+    for (int i = 0; i < n; ++i) {
+      EXPECT_TRUE(up->submit(v1::PAYLOAD_HEALTH, text + " " + std::to_string(i),
+                             outbox::Priority::telemetry));
+    }
+    EXPECT_TRUE(up->flush(10s));
+    return std::move(*box);
+  }
 };
 
 // The broker replays the fleet's acknowledgement of 1..5 10,000 times: it
@@ -252,20 +211,9 @@ TEST_F(AckReplayTest, TenThousandIdenticalForgeriesCostOneSignatureCheck_REQ29) 
 // records and a range of the other does not.
 TEST_F(AckReplayTest, AGenuineAcknowledgementOfTheSameSequencesOnAnotherChainDeletesNothing_REQ29) {
   // The other chain: the same terminal and key, other payloads.
-  auto fork_box = outbox::Outbox::open({dir_ + "/fork.db", 64u << 20, 24h});
-  ASSERT_TRUE(fork_box) << fork_box.error().message();
-  {
-    Uplink fork(**fork_box,
-                envelope::EnvelopeSealer("T-1", signer_->type(), *(*fork_box)->chain_state()),
-                *signer_, *envelope::key_id(signer_->public_key()), UplinkOptions{});
-    fork.start();
-    for (int i = 0; i < 10; ++i) {
-      ASSERT_TRUE(fork.submit(v1::PAYLOAD_HEALTH, "fork " + std::to_string(i),
-                              outbox::Priority::telemetry));
-    }
-    ASSERT_TRUE(fork.flush(10s));
-  }
-  auto fork_records = (*fork_box)->oldest(100);
+  auto fork_box = other_chain("fork.db", "fork", 10);
+  ASSERT_TRUE(fork_box);
+  auto fork_records = fork_box->oldest(100);
   ASSERT_TRUE(fork_records);
   ASSERT_EQ(fork_records->size(), 10u);
   auto fork_digest = [&](std::uint64_t seq) { return (*fork_records)[seq - 1].digest; };
@@ -313,7 +261,7 @@ TEST_F(AckReplayTest, AGenuineAcknowledgementOfTheSameSequencesOnAnotherChainDel
 // verified time from its file, and the kept one, signed a minute before it,
 // is refused as old, unverified. Without the file it would be checked.
 TEST_F(AckReplayTest, AnOldGenuineAcknowledgementReplayedAfterARestartIsRefusedAsOld_REQ29) {
-  const auto newest_file = dir_ + "/ack-newest";
+  const auto newest_file = dir_.file("ack-newest");
   start_sender(SenderOptions{.idle_poll = 50ms}, newest_file);
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(uplink_->submit(v1::PAYLOAD_HEALTH, "payload " + std::to_string(i),
@@ -377,23 +325,13 @@ Fleet open_fleet(const std::string& db, const crypto::PublicKey& key) {
 // terminal now sends deletes them all.
 TEST_F(AckReplayTest, TheFleetsAcknowledgementOfAnotherChainDeletesNothingItsOwnDeletesAll_REQ29) {
   // The chain the fleet stored: sealed by an outbox since lost.
-  auto before = outbox::Outbox::open({dir_ + "/before.db", 64u << 20, 24h});
-  ASSERT_TRUE(before) << before.error().message();
-  {
-    Uplink up(**before, envelope::EnvelopeSealer("T-1", signer_->type(), *(*before)->chain_state()),
-              *signer_, *envelope::key_id(signer_->public_key()), UplinkOptions{});
-    up.start();
-    for (int i = 0; i < 10; ++i) {
-      ASSERT_TRUE(
-          up.submit(v1::PAYLOAD_HEALTH, "lost " + std::to_string(i), outbox::Priority::telemetry));
-    }
-    ASSERT_TRUE(up.flush(10s));
-  }
-  auto lost = (*before)->oldest(100);
+  auto before = other_chain("before.db", "lost", 10);
+  ASSERT_TRUE(before);
+  auto lost = before->oldest(100);
   ASSERT_TRUE(lost);
   v1::EnvelopeRun lost_run;
   for (auto& r : *lost) lost_run.add_envelopes(r.envelope);
-  auto fleet = open_fleet(dir_ + "/fleet.db", signer_->public_key());
+  auto fleet = open_fleet(dir_.file("fleet.db"), signer_->public_key());
   ASSERT_TRUE(fleet.receiver);
   const auto now = std::chrono::system_clock::now();
   auto in = fleet.receiver->receive_message("T-1", "run", lost_run.SerializeAsString(), now);
@@ -416,7 +354,7 @@ TEST_F(AckReplayTest, TheFleetsAcknowledgementOfAnotherChainDeletesNothingItsOwn
   // portier-fleet does.
   v1::EnvelopeRun run;
   for (const auto& e : link_.sent()) run.add_envelopes(e.bytes);
-  auto fresh = open_fleet(dir_ + "/fleet2.db", signer_->public_key());
+  auto fresh = open_fleet(dir_.file("fleet2.db"), signer_->public_key());
   ASSERT_TRUE(fresh.receiver);
   in = fresh.receiver->receive_message("T-1", "run", run.SerializeAsString(), now);
   ASSERT_TRUE(in.refused.empty()) << in.refused.front().message();

@@ -19,11 +19,7 @@
 
 #include "agent/link/fleet_peer.h"
 #include "agent/link/mqtt_link.h"
-#include "agent/management/fake_link.h"
-#include "agent/management/outbox_sender.h"
-#include "agent/management/uplink.h"
-#include "common/crypto/sign.h"
-#include "policy/temp_dir.h"
+#include "agent/management/outbox_link_fixture.h"
 #include "portier/v1/envelope.pb.h"
 #include "support/mosquitto_broker.h"
 #include "support/test_pki.h"
@@ -32,8 +28,8 @@ namespace portier::management {
 namespace {
 
 using namespace std::chrono_literals;
-using portier::policy::testing::TempDir;
 using portier::test::MosquittoBroker;
+using portier::test_support::TempDir;
 
 const std::string kRunTopic = "portier/v1/f1/T-1/up/run";
 
@@ -88,7 +84,7 @@ struct AtExit {
 };
 
 TEST(FirstConnectionOrderTest, AtFirstConnectionSequencesArriveInOrder_REQ29) {
-  TempDir dir;
+  TempDir dir("portier-first-connection");
   auto tls = portier::test::write_test_tls(dir.path(), {"T-1", "fleet", "witness"});
   MosquittoBroker broker(dir.path(), tls);
   ASSERT_TRUE(broker.start());
@@ -101,14 +97,12 @@ TEST(FirstConnectionOrderTest, AtFirstConnectionSequencesArriveInOrder_REQ29) {
 
   // The terminal: four records committed before the link is up (birth,
   // audit, health, as at a first start while enrolment runs).
-  auto box = outbox::Outbox::open({dir.path() + "/outbox.db", 64u << 20, 24h});
+  auto box = test::open_outbox(dir.file("outbox.db"));
   ASSERT_TRUE(box) << box.error().message();
   auto state = (*box)->chain_state();
   ASSERT_TRUE(state);
   ++state->session_epoch;
-  auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
-  ASSERT_TRUE(key);
-  auto signer = crypto::KeySigner::from(*key);
+  auto signer = test::device_signer(crypto::KeyType::ecdsa_p256);
   ASSERT_TRUE(signer);
   const auto kid = envelope::key_id(signer->public_key());
   ASSERT_TRUE(kid);

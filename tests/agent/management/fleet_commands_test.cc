@@ -7,7 +7,6 @@
 #include "agent/management/fleet_commands.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <mutex>
@@ -15,6 +14,7 @@
 
 #include "agent/commands/command_signing.h"
 #include "agent/commands/command_test_util.h"
+#include "agent/management/outbox_link_fixture.h"
 #include "support/test_pki.h"
 
 namespace portier::management {
@@ -24,44 +24,28 @@ using namespace std::chrono_literals;
 
 using commands::test::KeptAudit;  // keeps every entry (tests/agent/commands)
 
-class FleetCommandsTest : public ::testing::Test {
+class FleetCommandsTest : public ::testing::Test, protected test::OutboxLinkFixture {
  protected:
+  FleetCommandsTest() : OutboxLinkFixture("portier-fleetcmd") {}
   void SetUp() override {
-    char t[] = "/tmp/portier-fleetcmd-XXXXXX";
-    dir_ = mkdtemp(t);
-    auto pki = portier::test::TestPki::create(dir_);
-    ASSERT_TRUE(pki) << pki.error().message();
-    pki_ = std::make_unique<portier::test::TestPki>(std::move(*pki));
-    auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
-    ASSERT_TRUE(key);
-    auto s = crypto::KeySigner::from(*key);
-    ASSERT_TRUE(s);
-    signer_ = std::make_unique<crypto::KeySigner>(std::move(*s));
-    auto b = outbox::Outbox::open({dir_ + "/outbox.db", 512u << 10, 24h});
-    ASSERT_TRUE(b) << b.error().message();
-    box_ = std::move(*b);
-    UplinkOptions o;
-    o.retry_min = 5ms;
-    uplink_ = std::make_unique<Uplink>(
-        *box_, envelope::EnvelopeSealer("T-1", signer_->type(), *box_->chain_state()), *signer_,
-        *envelope::key_id(signer_->public_key()), o);
-    uplink_->start();
+    make_fleet_pki();
+    make_signer();
+    open_box(512u << 10);
+    start_uplink(UplinkOptions{.retry_min = 5ms});
     sources_ = std::make_unique<TelemetrySources>(nullptr, nullptr, *uplink_, BirthInfo{},
                                                   TelemetryIntervals{}, 0, nullptr);
   }
   void TearDown() override {
     commands_.reset();
     sources_.reset();
-    uplink_.reset();
-    box_.reset();
-    std::filesystem::remove_all(dir_);
+    close();
   }
   void start_commands() {
     commands::VerifierOptions vo;
     vo.terminal_id = "T-1";
     vo.trust_anchors = {pki_->root()};
-    auto c = FleetCommands::create(dir_ + "/commands.db", vo, audit_, nullptr, *sources_, *uplink_,
-                                   "mqtt");
+    auto c = FleetCommands::create(dir_.file("commands.db"), vo, audit_, nullptr, *sources_,
+                                   *uplink_, "mqtt");
     ASSERT_TRUE(c) << c.error().message();
     commands_ = std::move(*c);
     commands_->start();
@@ -100,11 +84,6 @@ class FleetCommandsTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<portier::test::TestPki> pki_;
-  std::unique_ptr<crypto::KeySigner> signer_;
-  std::unique_ptr<outbox::Outbox> box_;
-  std::unique_ptr<Uplink> uplink_;
   std::unique_ptr<TelemetrySources> sources_;
   KeptAudit audit_;
   std::unique_ptr<FleetCommands> commands_;
@@ -117,14 +96,14 @@ class FleetCommandsTest : public ::testing::Test {
 TEST_F(FleetCommandsTest, AtStartTheCommandStoreHoldsNoConnection) {
   start_commands();
   // SQLite removes the -shm and -wal files with the last connection.
-  EXPECT_FALSE(std::filesystem::exists(dir_ + "/commands.db-shm"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("commands.db-shm")));
   auto fleet = pki_->issue({.name = "fleet-commands", .usage = crypto::CertUsage::command_signing});
   ASSERT_TRUE(fleet) << fleet.error().message();
   commands_->receive(signed_by(*fleet, "c-1", "T-1"));
   ASSERT_TRUE([&] {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (std::filesystem::exists(dir_ + "/commands.db-shm")) return true;
+      if (std::filesystem::exists(dir_.file("commands.db-shm"))) return true;
       std::this_thread::sleep_for(10ms);  // polling the feature's own thread
     }
     return false;

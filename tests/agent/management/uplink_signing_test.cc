@@ -6,7 +6,6 @@
 // disk) loses nothing and duplicates nothing; drop notices stay where the
 // outbox stands while runs are in flight; idle signing threads end.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/mount.h>
 
 #include <atomic>
@@ -16,6 +15,7 @@
 
 #include "agent/identity/softhsm_token.h"
 #include "agent/management/fleet_takes_outbox.h"
+#include "agent/management/outbox_link_fixture.h"
 #include "agent/management/uplink.h"
 #include "portier/v1/telemetry.pb.h"
 #include "tools/fleet/receiver.h"
@@ -87,11 +87,7 @@ outbox::Priority priority(int i) {
 class UplinkSigningTest : public ::testing::TestWithParam<std::tuple<crypto::KeyType, Signing>> {
  protected:
   void SetUp() override {
-    char t[] = "/tmp/portier-uplink-signing-XXXXXX";
-    dir_ = mkdtemp(t);
-    auto key = crypto::PrivateKey::generate(std::get<0>(GetParam()));
-    ASSERT_TRUE(key);
-    auto s = crypto::KeySigner::from(*key);
+    auto s = test::device_signer(std::get<0>(GetParam()));
     ASSERT_TRUE(s);
     signer_ = std::make_unique<WatchedSigner>(std::move(*s), true);
     key_id_ = *envelope::key_id(signer_->public_key());
@@ -99,13 +95,12 @@ class UplinkSigningTest : public ::testing::TestWithParam<std::tuple<crypto::Key
   void TearDown() override {
     uplink_.reset();
     box_.reset();
-    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
-    std::filesystem::remove_all(dir_);
+    if (mounted_) umount2(dir_.path().c_str(), MNT_DETACH);
   }
   // The uplink is made but not started: payloads submitted before start()
   // wait, so the first run is a full one.
   void make_uplink(std::size_t threads, std::size_t max_run = 32) {
-    auto b = outbox::Outbox::open({dir_ + "/outbox.db", 64u << 20, 24h});
+    auto b = test::open_outbox(dir_.file("outbox.db"));
     ASSERT_TRUE(b) << b.error().message();
     box_ = std::move(*b);
     UplinkOptions o;
@@ -114,8 +109,7 @@ class UplinkSigningTest : public ::testing::TestWithParam<std::tuple<crypto::Key
     o.signing_threads = threads;
     o.retry_min = 5ms;
     o.retry_max = 20ms;
-    uplink_ = std::make_unique<Uplink>(*box_, envelope::EnvelopeSealer("T-1", signer_->type(), {}),
-                                       *signer_, key_id_, o);
+    uplink_ = test::make_uplink(*box_, *signer_, key_id_, o);
   }
   void submit(int n, int from = 0) {
     for (int i = from; i < from + n; ++i) {
@@ -153,7 +147,7 @@ class UplinkSigningTest : public ::testing::TestWithParam<std::tuple<crypto::Key
     for (int i = 0; i < n; ++i) ASSERT_EQ(got[i], payload(i)) << "at " << i;
   }
 
-  std::string dir_;
+  portier::test_support::TempDir dir_{"portier-uplink-signing"};
   bool mounted_ = false;
   std::unique_ptr<WatchedSigner> signer_;
   std::string key_id_;
@@ -175,7 +169,7 @@ TEST_P(UplinkSigningTest, SignedByTwoThreadsAtOnceYetCommittedInOrderOnAValidCha
 }
 
 TEST_P(UplinkSigningTest, ASignerThatIsNotConcurrentIsOnlyEverCalledByOneThread) {
-  auto s = crypto::KeySigner::from(*crypto::PrivateKey::generate(std::get<0>(GetParam())));
+  auto s = test::device_signer(std::get<0>(GetParam()));
   ASSERT_TRUE(s);
   signer_ = std::make_unique<WatchedSigner>(std::move(*s), false);
   key_id_ = *envelope::key_id(signer_->public_key());
@@ -217,11 +211,11 @@ TEST_P(UplinkSigningTest, ARunThatFailsWhileTheNextIsSignedLosesAndDuplicatesNot
 
 TEST_P(UplinkSigningTest, AFullDiskRefusesRunsInFlightAndLosesNothingOnceThereIsRoom_REQ29) {
   if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
-  ASSERT_EQ(mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
   mounted_ = true;
   make_uplink(4, 16);
   {
-    std::ofstream fill(dir_ + "/filler", std::ios::binary);
+    std::ofstream fill(dir_.file("filler"), std::ios::binary);
     std::string block(64 * 1024, 'x');
     while (fill.write(block.data(), block.size())) {
     }
@@ -235,7 +229,7 @@ TEST_P(UplinkSigningTest, AFullDiskRefusesRunsInFlightAndLosesNothingOnceThereIs
   auto st = uplink_->stats();
   ASSERT_FALSE(st.failure.empty()) << "the disk was full, yet every commit worked";
   EXPECT_EQ(st.queued + st.sealed, 300u);
-  std::filesystem::remove(dir_ + "/filler");
+  std::filesystem::remove(dir_.file("filler"));
   ASSERT_TRUE(uplink_->flush(30s));
   EXPECT_TRUE(uplink_->stats().failure.empty());
   EXPECT_EQ(uplink_->stats().sealed, 300u);
@@ -247,27 +241,20 @@ INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkSigningTest,
                                                               crypto::KeyType::ed25519,
                                                               crypto::KeyType::sm2),
                                             ::testing::Values(Signing::each, Signing::batch)),
-                         [](const auto& info) {
-                           std::string n(crypto::name(std::get<0>(info.param)));
-                           std::erase(n, '-');
-                           return n +
-                                  (std::get<1>(info.param) == Signing::each ? "_each" : "_batch");
-                         });
+                         [](const auto& info) { return test::key_and_signing_name(info.param); });
 
 // The signing threads exist only while there is work: none before the
 // first burst nor for a lone payload, some during a burst, none again once
 // they were idle for signing_idle.
 TEST(UplinkSigningThreadsTest, StartedForABurstAndGoneWhenIdle) {
-  char t[] = "/tmp/portier-uplink-idle-XXXXXX";
-  const std::string dir = mkdtemp(t);
-  auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
-  auto signer = crypto::KeySigner::from(*key);
+  const portier::test_support::TempDir dir("portier-uplink-idle");
+  auto signer = test::device_signer(crypto::KeyType::ecdsa_p256);
   ASSERT_TRUE(signer);
   WatchedSigner watched(std::move(*signer), true);
   watched.hold_first();  // the burst's signing threads are seen at work
   const auto kid = *envelope::key_id(watched.public_key());
   {
-    auto box = outbox::Outbox::open({dir + "/outbox.db", 64u << 20, 24h});
+    auto box = test::open_outbox(dir.file("outbox.db"));
     ASSERT_TRUE(box);
     UplinkOptions o;
     o.signing_threads = 3;
@@ -303,7 +290,6 @@ TEST(UplinkSigningThreadsTest, StartedForABurstAndGoneWhenIdle) {
     up.stop();
     EXPECT_EQ(up.stats().signing_threads, 0u) << "stop() ends the signing threads";
   }
-  std::filesystem::remove_all(dir);
 }
 
 // A key in a PKCS#11 token (SoftHSM2): one session, so the signer says it
@@ -311,10 +297,9 @@ TEST(UplinkSigningThreadsTest, StartedForABurstAndGoneWhenIdle) {
 // only valid signatures (its mutex), and the Uplink signs with it on the
 // writer alone, starting no signing thread, with the chain intact.
 TEST(UplinkSigningPkcs11Test, ATokenKeyIsUsedByOneThreadAndEverySignatureVerifies_REQ16) {
-  char t[] = "/tmp/portier-uplink-p11-XXXXXX";
-  const std::string dir = mkdtemp(t);
+  const portier::test_support::TempDir dir("portier-uplink-p11");
   portier::test::SoftHsmToken token;
-  const std::string e = token.init(dir);
+  const std::string e = token.init(dir.path());
   ASSERT_TRUE(e.empty()) << e;
   for (auto type : {crypto::KeyType::ecdsa_p256, crypto::KeyType::ed25519}) {
     SCOPED_TRACE(std::string(crypto::name(type)));
@@ -337,8 +322,7 @@ TEST(UplinkSigningPkcs11Test, ATokenKeyIsUsedByOneThreadAndEverySignatureVerifie
     EXPECT_EQ(bad.load(), 0);
 
     const auto kid = *envelope::key_id((*signer)->public_key());
-    auto box =
-        outbox::Outbox::open({dir + "/" + std::string(crypto::name(type)) + ".db", 64u << 20, 24h});
+    auto box = test::open_outbox(dir.file(std::string(crypto::name(type)) + ".db"));
     ASSERT_TRUE(box);
     UplinkOptions o;
     o.signing_threads = 4;
@@ -365,21 +349,18 @@ TEST(UplinkSigningPkcs11Test, ATokenKeyIsUsedByOneThreadAndEverySignatureVerifie
       EXPECT_EQ(bodies->front().payload(), payload(i++));
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // Drops while runs are in flight: every notice is sealed where the outbox
 // stands, so the fleet's receiver follows the chain to the end across every
 // gap with nothing refused.
 TEST(UplinkSigningDropsTest, DropNoticesStayInChainOrderWhileRunsAreInFlight_REQ29) {
-  char t[] = "/tmp/portier-uplink-drops-XXXXXX";
-  const std::string dir = mkdtemp(t);
-  auto key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
-  auto signer = crypto::KeySigner::from(*key);
+  const portier::test_support::TempDir dir("portier-uplink-drops");
+  auto signer = test::device_signer(crypto::KeyType::ecdsa_p256);
   ASSERT_TRUE(signer);
   const auto kid = *envelope::key_id(signer->public_key());
   {
-    auto box = outbox::Outbox::open({dir + "/outbox.db", 48000, 24h});
+    auto box = test::open_outbox(dir.file("outbox.db"), 48000);
     ASSERT_TRUE(box);
     UplinkOptions o;
     o.signing = Signing::each;
@@ -417,10 +398,9 @@ TEST(UplinkSigningDropsTest, DropNoticesStayInChainOrderWhileRunsAreInFlight_REQ
     ASSERT_TRUE(state);
     EXPECT_EQ(state->next_sequence, records->back().sequence + 1);
     int notices = 0;
-    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir + "/fleet.db", &notices);
+    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir.file("fleet.db"), &notices);
     EXPECT_GT(notices, 1) << "the outbox was meant to overflow, more than once";
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

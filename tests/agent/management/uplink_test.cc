@@ -5,16 +5,13 @@
 #include "agent/management/uplink.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/mount.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "agent/management/fake_link.h"
 #include "agent/management/fleet_takes_outbox.h"
-#include "agent/management/outbox_sender.h"
-#include "common/crypto/sign.h"
+#include "agent/management/outbox_link_fixture.h"
 #include "portier/v1/fleet.pb.h"
 #include "portier/v1/telemetry.pb.h"
 #include "support/test_pki.h"
@@ -26,50 +23,24 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Terminal {
-  std::unique_ptr<outbox::Outbox> box;
-  std::unique_ptr<crypto::KeySigner> signer;
-  std::string key_id;
-  std::unique_ptr<Uplink> uplink;
-};
-
-class UplinkTest : public ::testing::TestWithParam<std::tuple<crypto::KeyType, Signing>> {
+class UplinkTest : public ::testing::TestWithParam<std::tuple<crypto::KeyType, Signing>>,
+                   protected test::OutboxLinkFixture {
  protected:
-  void SetUp() override {
-    char t[] = "/tmp/portier-uplink-XXXXXX";
-    dir_ = mkdtemp(t);
-    auto key = crypto::PrivateKey::generate(std::get<0>(GetParam()));
-    ASSERT_TRUE(key);
-    auto s = crypto::KeySigner::from(*key);
-    ASSERT_TRUE(s);
-    signer_ = std::make_unique<crypto::KeySigner>(std::move(*s));
-    key_id_ = *envelope::key_id(signer_->public_key());
-  }
+  UplinkTest()
+      : OutboxLinkFixture("portier-uplink", envelope::chain_digest(std::get<0>(GetParam()))) {}
+  void SetUp() override { make_signer(std::get<0>(GetParam())); }
   void TearDown() override {
-    uplink_.reset();
-    box_.reset();
-    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
-    std::filesystem::remove_all(dir_);
+    close();
+    if (mounted_) umount2(dir_.path().c_str(), MNT_DETACH);
   }
   // Opens the outbox and an uplink going on from its chain state, in a new
   // session (as portierd does at every start).
   void start_terminal(std::size_t max_bytes = 64u << 20) {
-    uplink_.reset();
-    box_.reset();
-    auto b = outbox::Outbox::open({dir_ + "/outbox.db", max_bytes, 24h});
-    ASSERT_TRUE(b) << b.error().message();
-    box_ = std::move(*b);
-    auto state = box_->chain_state();
-    ASSERT_TRUE(state);
-    ++state->session_epoch;
-    UplinkOptions o;
-    o.signing = std::get<1>(GetParam());
-    o.max_run = 16;
-    o.retry_min = 5ms;
-    o.retry_max = 50ms;
-    uplink_ = std::make_unique<Uplink>(
-        *box_, envelope::EnvelopeSealer("T-1", signer_->type(), *state), *signer_, key_id_, o);
-    uplink_->start();
+    open_box(max_bytes);
+    start_uplink(
+        UplinkOptions{
+            .signing = std::get<1>(GetParam()), .max_run = 16, .retry_min = 5ms, .retry_max = 50ms},
+        /*new_session=*/true);
   }
   void submit(int n, int from = 0) {
     for (int i = 0; i < n; ++i) {
@@ -93,12 +64,7 @@ class UplinkTest : public ::testing::TestWithParam<std::tuple<crypto::KeyType, S
     return out;
   }
 
-  std::string dir_;
   bool mounted_ = false;
-  std::unique_ptr<crypto::KeySigner> signer_;
-  std::string key_id_;
-  std::unique_ptr<outbox::Outbox> box_;
-  std::unique_ptr<Uplink> uplink_;
 };
 
 TEST_P(UplinkTest, EverySubmittedPayloadIsCommittedInOrderAndVerifiesAcrossARestart_REQ29) {
@@ -120,66 +86,52 @@ TEST_P(UplinkTest, EverySubmittedPayloadIsCommittedInOrderAndVerifiesAcrossARest
 
 TEST_P(UplinkTest, SentOldestFirstWithinTheWindowDeletedOnlyWhenAcknowledgedResentAfterAReconnect) {
   start_terminal();
-  auto pki = portier::test::TestPki::create(dir_);
-  ASSERT_TRUE(pki) << pki.error().message();
-  test::FakeLink link(envelope::chain_digest(signer_->type()));
-  link.acker = test::make_acker(*pki);
-  ASSERT_TRUE(link.acker);
+  make_fleet_acks();
   // Runs of 4, at most 2 of them unacknowledged.
-  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
-                      SenderOptions{.window = 2, .run_envelopes = 4, .idle_poll = 50ms});
-  ASSERT_TRUE(link.start(sender));
-  uplink_->on_stored([&] { sender.wake(); });
-  sender.start();
+  start_sender(SenderOptions{.window = 2, .run_envelopes = 4, .idle_poll = 50ms});
   submit(20);
   ASSERT_TRUE(uplink_->flush(10s));
   // Nothing goes while the link is down.
-  EXPECT_TRUE(link.sent().empty());
-  link.connect();
-  ASSERT_TRUE(link.wait_sent(8));
-  auto sent = link.sent();
+  EXPECT_TRUE(link_.sent().empty());
+  link_.connect();
+  ASSERT_TRUE(link_.wait_sent(8));
+  auto sent = link_.sent();
   ASSERT_EQ(sent.size(), 8u) << "the window holds at most 2 runs of 4 unacknowledged";
-  EXPECT_EQ(link.messages(), 2u);
+  EXPECT_EQ(link_.messages(), 2u);
   for (std::size_t i = 0; i < sent.size(); ++i) {
     EXPECT_EQ(sent[i].id, i + 1);
     EXPECT_EQ(sent[i].kind, "health");
   }
-  for (std::uint64_t id = 1; id <= 4; ++id) link.ack(id);
-  ASSERT_TRUE(link.wait_sent(12));
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       box_->stats()->records > 16 && std::chrono::steady_clock::now() < until;) {
-    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
-  }
+  for (std::uint64_t id = 1; id <= 4; ++id) link_.ack(id);
+  ASSERT_TRUE(link_.wait_sent(12));
+  wait_records(16, 10s);
   ASSERT_EQ(box_->stats()->records, 16u);
   // The connection drops with 5..12 unacknowledged: they go again.
-  link.disconnect();
-  link.connect();
-  ASSERT_TRUE(link.wait_sent(20));
-  EXPECT_EQ(link.sent()[12].id, 5u);
+  link_.disconnect();
+  link_.connect();
+  ASSERT_TRUE(link_.wait_sent(20));
+  EXPECT_EQ(link_.sent()[12].id, 5u);
   // Acknowledge everything as it comes; the outbox empties.
   std::set<std::uint64_t> acked{1, 2, 3, 4};
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (acked.size() < 20 && std::chrono::steady_clock::now() < deadline) {
-    for (auto& m : link.sent()) {
-      if (acked.insert(m.id).second) link.ack(m.id);
+    for (auto& m : link_.sent()) {
+      if (acked.insert(m.id).second) link_.ack(m.id);
     }
-    link.wait_sent(link.sent().size() + 1, 20ms);
+    link_.wait_sent(link_.sent().size() + 1, 20ms);
   }
   ASSERT_EQ(acked.size(), 20u);
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       box_->stats()->records > 0 && std::chrono::steady_clock::now() < until;) {
-    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
-  }
+  wait_records(0, 10s);
   EXPECT_EQ(box_->stats()->records, 0u);
-  EXPECT_GE(sender.stats().resent, 8u)
-      << sender.stats().sent << " sent in " << sender.stats().messages << " messages; "
-      << link.sent().size() << " seen by the link";
-  sender.stop();
+  EXPECT_GE(sender_->stats().resent, 8u)
+      << sender_->stats().sent << " sent in " << sender_->stats().messages << " messages; "
+      << link_.sent().size() << " seen by the link";
+  sender_->stop();
 }
 
 TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceThereIsRoom_REQ29) {
   if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
-  ASSERT_EQ(mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
   mounted_ = true;
   start_terminal();
   std::vector<std::string> states;
@@ -190,7 +142,7 @@ TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceTh
   });
   // Fill the disk.
   {
-    std::ofstream fill(dir_ + "/filler", std::ios::binary);
+    std::ofstream fill(dir_.file("filler"), std::ios::binary);
     std::string block(64 * 1024, 'x');
     while (fill.write(block.data(), block.size())) {
     }
@@ -205,7 +157,7 @@ TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceTh
   EXPECT_NE(st.failure.find("disk is full"), std::string::npos) << st.failure;
   EXPECT_EQ(st.queued + st.sealed, 50u);
   // Room again: everything is committed, in order, nothing lost.
-  std::filesystem::remove(dir_ + "/filler");
+  std::filesystem::remove(dir_.file("filler"));
   ASSERT_TRUE(uplink_->flush(20s));
   EXPECT_TRUE(uplink_->stats().failure.empty());
   envelope::ChainVerifier v("T-1", signer_->public_key(), {});
@@ -225,101 +177,76 @@ TEST_P(UplinkTest, AFullDiskKeepsThePayloadsQueuedReportsItAndLosesNothingOnceTh
 // counted. Then the fleet's own acknowledgement deletes them.
 TEST_P(UplinkTest, ForgedAcknowledgementsDeleteNothingAndAreCounted_REQ29) {
   start_terminal();
-  auto pki = portier::test::TestPki::create(dir_);
-  ASSERT_TRUE(pki) << pki.error().message();
-  std::filesystem::create_directories(dir_ + "/other");
-  auto other_pki = portier::test::TestPki::create(dir_ + "/other");
+  make_fleet_acks();
+  std::filesystem::create_directories(dir_.file("other"));
+  auto other_pki = portier::test::TestPki::create(dir_.file("other"));
   ASSERT_TRUE(other_pki);
-  test::FakeLink link(envelope::chain_digest(signer_->type()));
-  link.acker = test::make_acker(*pki);
-  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
-                      SenderOptions{.idle_poll = 50ms});
-  ASSERT_TRUE(link.start(sender));
-  uplink_->on_stored([&] { sender.wake(); });
-  sender.start();
+  start_sender(SenderOptions{.idle_poll = 50ms});
   submit(10);
   ASSERT_TRUE(uplink_->flush(10s));
-  link.connect();
-  ASSERT_TRUE(link.wait_sent(10));
+  link_.connect();
+  ASSERT_TRUE(link_.wait_sent(10));
   // All ten, named as the fleet names them: by the last one's digest.
-  const std::vector<link::AckedRange> all{{1, 10, link.digest_of(10)}};
+  const std::vector<link::AckedRange> all{{1, 10, link_.digest_of(10)}};
   const auto now = std::chrono::system_clock::now();
-  link.ack_raw("1,2,3,4,5,6,7,8,9,10");  // the old unsigned format
-  auto genuine = link.acker->sign("T-1", all, now);
+  link_.ack_raw("1,2,3,4,5,6,7,8,9,10");  // the old unsigned format
+  auto genuine = link_.acker->sign("T-1", all, now);
   ASSERT_TRUE(genuine);
   v1::SignedAcknowledgement unsigned_ack;
   ASSERT_TRUE(unsigned_ack.ParseFromString(*genuine));
   unsigned_ack.clear_signature();
-  link.ack_raw(unsigned_ack.SerializeAsString());
-  link.ack_raw(*test::make_acker(*other_pki)->sign("T-1", all, now));  // untrusted chain
+  link_.ack_raw(unsigned_ack.SerializeAsString());
+  link_.ack_raw(*test::make_acker(*other_pki)->sign("T-1", all, now));  // untrusted chain
   auto wrong = unsigned_ack;  // the fleet's certificates, another key's signature
   auto other_key = crypto::PrivateKey::generate(crypto::KeyType::ecdsa_p256);
   auto sig = crypto::sign(*other_key, link::ack_signing_input(wrong.acknowledgement()));
   wrong.set_signature(std::string(sig->begin(), sig->end()));
-  link.ack_raw(wrong.SerializeAsString());
-  link.ack_raw(*link.acker->sign("T-2", all, now));  // another terminal's
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (sender.stats().acks_refused < 5 && std::chrono::steady_clock::now() < deadline) {
-    link.wait_sent(1000000, 10ms);  // a bounded wait for the sender's thread
-  }
-  auto st = sender.stats();
+  link_.ack_raw(wrong.SerializeAsString());
+  link_.ack_raw(*link_.acker->sign("T-2", all, now));  // another terminal's
+  wait_until([&] { return sender_->stats().acks_refused >= 5; }, 10s);
+  auto st = sender_->stats();
   EXPECT_EQ(st.acks_refused, 5u) << st.last_ack_refusal;
   EXPECT_EQ(st.acks_verified, 0u);
   EXPECT_EQ(st.acknowledged, 0u);
   EXPECT_NE(st.last_ack_refusal.find("other terminal"), std::string::npos) << st.last_ack_refusal;
   EXPECT_EQ(box_->stats()->records, 10u) << "a forged acknowledgement deleted records";
   // The fleet's own.
-  link.ack_raw(*genuine);
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       box_->stats()->records > 0 && std::chrono::steady_clock::now() < until;) {
-    link.wait_sent(1000000, 10ms);
-  }
+  link_.ack_raw(*genuine);
+  wait_records(0, 10s);
   EXPECT_EQ(box_->stats()->records, 0u);
-  EXPECT_EQ(sender.stats().acks_verified, 1u);
-  sender.stop();
+  EXPECT_EQ(sender_->stats().acks_verified, 1u);
+  sender_->stop();
 }
 
 // A run half acknowledged when the connection drops: after the reconnect
 // only the rest goes again, and the half acknowledged is deleted once.
 TEST_P(UplinkTest, ARunSplitAcrossAReconnectResendsOnlyWhatWasNotAcknowledged_REQ29) {
   start_terminal();
-  auto pki = portier::test::TestPki::create(dir_);
-  ASSERT_TRUE(pki) << pki.error().message();
-  test::FakeLink link(envelope::chain_digest(signer_->type()));
-  link.acker = test::make_acker(*pki);
-  OutboxSender sender(*box_, link, {.terminal_id = "T-1", .trust_anchors = {pki->root()}}, nullptr,
-                      SenderOptions{.window = 1, .run_envelopes = 6, .idle_poll = 50ms});
-  ASSERT_TRUE(link.start(sender));
-  uplink_->on_stored([&] { sender.wake(); });
-  sender.start();
+  make_fleet_acks();
+  start_sender(SenderOptions{.window = 1, .run_envelopes = 6, .idle_poll = 50ms});
   submit(6);
   ASSERT_TRUE(uplink_->flush(10s));
-  link.connect();
-  ASSERT_TRUE(link.wait_sent(6));
-  EXPECT_EQ(link.messages(), 1u);
-  for (std::uint64_t s = 1; s <= 3; ++s) link.ack(s);
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       box_->stats()->records > 3 && std::chrono::steady_clock::now() < until;) {
-    link.wait_sent(1000000, 10ms);
-  }
+  link_.connect();
+  ASSERT_TRUE(link_.wait_sent(6));
+  EXPECT_EQ(link_.messages(), 1u);
+  for (std::uint64_t s = 1; s <= 3; ++s) link_.ack(s);
+  wait_records(3, 10s);
   ASSERT_EQ(box_->stats()->records, 3u);
-  link.disconnect();
-  link.connect();
-  ASSERT_TRUE(link.wait_sent(9));
-  auto sent = link.sent();
+  link_.disconnect();
+  link_.connect();
+  ASSERT_TRUE(link_.wait_sent(9));
+  auto sent = link_.sent();
   ASSERT_EQ(sent.size(), 9u);
   EXPECT_EQ(sent[6].id, 4u);
   EXPECT_EQ(sent[8].id, 6u);
-  for (std::uint64_t s = 4; s <= 6; ++s) link.ack(s);
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       (box_->stats()->records > 0 || sender.stats().acknowledged < 6) &&
-       std::chrono::steady_clock::now() < until;) {
-    link.wait_sent(1000000, 10ms);  // the deletion is counted once it is committed
-  }
+  for (std::uint64_t s = 4; s <= 6; ++s) link_.ack(s);
+  // The deletion is counted once it is committed.
+  wait_until([&] { return box_->stats()->records == 0 && sender_->stats().acknowledged >= 6; },
+             10s);
   EXPECT_EQ(box_->stats()->records, 0u);
-  EXPECT_EQ(sender.stats().acknowledged, 6u);
-  EXPECT_EQ(link.sent().size(), 9u) << "nothing acknowledged went again";
-  sender.stop();
+  EXPECT_EQ(sender_->stats().acknowledged, 6u);
+  EXPECT_EQ(link_.sent().size(), 9u) << "nothing acknowledged went again";
+  sender_->stop();
 }
 
 // A key rotation (attacker review of issue 10, finding 1): the uplink holds
@@ -365,7 +292,7 @@ TEST_P(UplinkTest, AKeyRotationsCutoverIsWhereTheNewKeySignsFromAndTheFleetTakes
   }
 
   // The fleet, as the enrolment service leaves it after the Renew.
-  auto store = fleet::SqliteFleetStore::open(dir_ + "/fleet.db");
+  auto store = fleet::SqliteFleetStore::open(dir_.file("fleet.db"));
   ASSERT_TRUE(store);
   fleet::Terminal t;
   t.id = "T-1";
@@ -439,12 +366,7 @@ INSTANTIATE_TEST_SUITE_P(KeysAndSigning, UplinkTest,
                                                               crypto::KeyType::ed25519,
                                                               crypto::KeyType::sm2),
                                             ::testing::Values(Signing::each, Signing::batch)),
-                         [](const auto& info) {
-                           std::string n(crypto::name(std::get<0>(info.param)));
-                           std::erase(n, '-');
-                           return n +
-                                  (std::get<1>(info.param) == Signing::each ? "_each" : "_batch");
-                         });
+                         [](const auto& info) { return test::key_and_signing_name(info.param); });
 
 }  // namespace
 }  // namespace portier::management
@@ -457,13 +379,12 @@ namespace {
 // gap: everything kept is stored in order, the drop is an incident it can
 // name, nothing is refused.
 TEST(UplinkDropsTest, TheFleetFollowsTheChainAcrossWhatTheOutboxDropped_REQ29) {
-  char t[] = "/tmp/portier-drops-XXXXXX";
-  const std::string dir = mkdtemp(t);
-  auto key = crypto::PrivateKey::generate(crypto::KeyType::sm2);
-  auto signer = crypto::KeySigner::from(*key);
+  const portier::test_support::TempDir dir("portier-drops");
+  auto signer = test::device_signer(crypto::KeyType::sm2);
+  ASSERT_TRUE(signer);
   const auto kid = *envelope::key_id(signer->public_key());
   {
-    auto box = outbox::Outbox::open({dir + "/outbox.db", 16000, std::chrono::hours(24)});
+    auto box = test::open_outbox(dir.file("outbox.db"), 16000);
     ASSERT_TRUE(box);
     UplinkOptions o;
     o.signing = Signing::batch;
@@ -486,10 +407,9 @@ TEST(UplinkDropsTest, TheFleetFollowsTheChainAcrossWhatTheOutboxDropped_REQ29) {
     EXPECT_TRUE(left->empty()) << "every drop was reported";
 
     int notices = 0;
-    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir + "/fleet.db", &notices);
+    test::expect_fleet_takes_outbox(**box, signer->public_key(), dir.file("fleet.db"), &notices);
     EXPECT_GT(notices, 0);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
