@@ -88,7 +88,7 @@ struct AckVerifierOptions {
   std::chrono::seconds max_ahead{300};
   // Where the newest verified time is kept across restarts (written whole,
   // atomically, 0600); empty: memory only.
-  std::string newest_file;
+  std::string newest_file{};
   std::chrono::milliseconds persist_every{5000};
   std::chrono::seconds persist_at_once{60};
   // Refused acknowledgements remembered by digest (see "Forgeries").

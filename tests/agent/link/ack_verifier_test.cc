@@ -364,7 +364,7 @@ TEST_F(AckVerifierTest, AnUnusableOrFarFutureNewestFileIsTakenAsNoneOrCapped) {
   auto fleet = fleet_key(*pki_, "fleet-commands");
   auto o = options();
   o.newest_file = dir_.path() + "/ack-newest";
-  for (const std::string junk :
+  for (const std::string& junk :
        std::vector<std::string>{"", "yesterday\n", "12.5\n", "-1.000000000\n",
                                 "99999999999999.000000000\n", std::string(100, '7')}) {
     ASSERT_TRUE(replace_file(o.newest_file, junk, 0600));

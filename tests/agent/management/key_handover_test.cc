@@ -279,7 +279,7 @@ TEST_F(KeyHandoverTest, ARewrittenTrailIsReportedWhateverKeyFileAnAttackerAdds_R
     auto c = agent::parse_chained_line(line);
     if (c && c->seq == seq) forged_line = line;
   }
-  agent::AuditCheckpoint forged{kTerminal, seq, agent::sha256_hex(forged_line), 4000, 8};
+  agent::AuditCheckpoint forged{kTerminal, seq, agent::sha256_hex(forged_line), 4000, 8, {}, {}};
   ASSERT_TRUE(
       agent::sign_checkpoint(forged, *attacker_signer, *envelope::key_id(*attacker->public_key())));
   ASSERT_TRUE(agent::append_checkpoint(cp_path(), forged));

@@ -131,7 +131,9 @@ class RotationAnswerLostTest : public ::testing::Test {
     auto reg = fleet::SqliteEnrolmentRegistry::open(dir_ + "/enrolment.db");
     ASSERT_TRUE(reg) << reg.error().message();
     registry_ = std::move(*reg);
-    if (first) ASSERT_TRUE(registry_->expect(kSerial, crypto::byte_view(std::string(kSecret))));
+    if (first) {
+      ASSERT_TRUE(registry_->expect(kSerial, crypto::byte_view(std::string(kSecret))));
+    }
     service_ = std::make_unique<fleet::EnrolmentService>(*ca_, *registry_);
     service_->on_issued([this](const fleet::IssuedKey& k) -> Result<void> {
       auto recorded = fleet::record_issued(*store_, k);
