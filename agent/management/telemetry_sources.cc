@@ -273,6 +273,10 @@ void TelemetrySources::send_audit() {
   // the fleet's limit whatever the lines hold).
   constexpr std::size_t kMaxBatchBytes = 256 * 1024;
   for (;;) {
+    // While a key rotation holds the uplink nothing is committed: the lines
+    // stay in the trail (the durable cursor has not passed them) instead of
+    // piling up in the uplink's queue, and stop() waits on no flush.
+    if (uplink_.held()) return;
     catch_up_audit();
     v1::AuditBatch batch;
     std::vector<std::pair<std::uint64_t, std::string>> taken;

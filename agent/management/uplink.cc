@@ -121,11 +121,20 @@ bool Uplink::submit(v1::PayloadType type, std::string payload, outbox::Priority 
 
 bool Uplink::submit_unless_held(v1::PayloadType type, std::string payload,
                                 outbox::Priority priority) {
+  // The check and the push under one lock: a hold between them would let
+  // a payload bound to the old key in after the cutover.
   {
     std::lock_guard lock(mu_);
     if (held_) return false;
+    if (queue_.size() >= options_.max_queued) {
+      ++stats_.refused;
+      return false;
+    }
+    queue_.push_back({type, std::move(payload), priority, options_.clock()});
+    ++submitted_;
   }
-  return submit(type, std::move(payload), priority);
+  cv_.notify_all();
+  return true;
 }
 
 bool Uplink::held() const {
