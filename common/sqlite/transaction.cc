@@ -11,6 +11,11 @@ Result<Transaction> Transaction::begin(Database& db, Purpose purpose) {
   return Transaction(&db);
 }
 
+Result<Transaction> Transaction::begin_read(Database& db, Purpose purpose) {
+  PORTIER_TRY(db.exec("BEGIN", purpose));
+  return Transaction(&db);
+}
+
 Transaction::~Transaction() {
   // Not committed: the work is undone. A failed COMMIT may have ended the
   // transaction already (SQLite rolls back on some errors): then nothing.

@@ -1,12 +1,16 @@
 #include "tools/fleet/sqlite_fleet_store.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <utility>
+
+#include "common/sqlite/statement.h"
+#include "common/sqlite/transaction.h"
 
 namespace portier::fleet {
 namespace {
@@ -134,80 +138,94 @@ std::optional<std::vector<std::string>> unpack(const std::string& blob) {
   return out;
 }
 
-// A prepared statement, finalized when it goes.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
-  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind(int i, std::uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<std::int64_t>(v)); }
-  void bind(int i, int v) { sqlite3_bind_int(s_, i, v); }
-  void bind(int i, const std::string& text) {
-    sqlite3_bind_text(s_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-  }
-  void bind_blob(int i, const std::string& blob) {
-    sqlite3_bind_blob(s_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
-  }
-  void bind_null(int i) { sqlite3_bind_null(s_, i); }
-  int step() { return sqlite3_step(s_); }
-  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
-  std::uint64_t u64(int c) { return static_cast<std::uint64_t>(sqlite3_column_int64(s_, c)); }
-  bool null(int c) { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::string blob(int c) {
-    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : "";
-  }
+std::uint64_t u64(const sqlite::Statement& s, int column) {
+  return static_cast<std::uint64_t>(s.column_int(column));
+}
 
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_ = SQLITE_ERROR;
-};
+// Every row `s` returns, each made by `read`.
+template <class Read>
+auto collect(sqlite::Statement& s, Read read)
+    -> Result<std::vector<decltype(read(std::as_const(s)))>> {
+  std::vector<decltype(read(std::as_const(s)))> out;
+  for (;;) {
+    auto row = s.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return out;
+    out.push_back(read(std::as_const(s)));
+  }
+}
 
 constexpr const char* kTerminalColumns =
     "id, public_key_pem, key_algorithm, registered_ms, first_seen_ms, last_seen_ms, last_birth, "
     "session_epoch, online";
 
-Terminal read_terminal(Stmt& s) {
+Terminal read_terminal(const sqlite::Statement& s) {
   Terminal t;
-  t.id = s.blob(0);
-  t.public_key_pem = s.blob(1);
-  t.key_algorithm = s.blob(2);
-  t.registered = from_ms(s.i64(3));
-  if (!s.null(4)) t.first_seen = from_ms(s.i64(4));
-  if (!s.null(5)) t.last_seen = from_ms(s.i64(5));
-  t.last_birth = s.blob(6);
-  t.session_epoch = s.u64(7);
-  t.online = s.i64(8) != 0;
+  t.id = s.column_bytes(0);
+  t.public_key_pem = s.column_bytes(1);
+  t.key_algorithm = s.column_bytes(2);
+  t.registered = from_ms(s.column_int(3));
+  if (!s.column_is_null(4)) t.first_seen = from_ms(s.column_int(4));
+  if (!s.column_is_null(5)) t.last_seen = from_ms(s.column_int(5));
+  t.last_birth = s.column_bytes(6);
+  t.session_epoch = u64(s, 7);
+  t.online = s.column_int(8) != 0;
   return t;
 }
 
 constexpr const char* kEnvelopeColumns =
     "terminal_id, seq, epoch, digest, payload_type, time_ms, received_ms, historical, envelope";
 
-StoredEnvelope read_envelope(Stmt& s) {
+StoredEnvelope read_envelope(const sqlite::Statement& s) {
   StoredEnvelope e;
-  e.terminal_id = s.blob(0);
-  e.sequence = s.u64(1);
-  e.session_epoch = s.u64(2);
-  e.digest = s.blob(3);
-  e.payload_type = static_cast<int>(s.i64(4));
-  e.time = from_ms(s.i64(5));
-  e.received = from_ms(s.i64(6));
-  e.historical = s.i64(7) != 0;
-  e.envelope = s.blob(8);
+  e.terminal_id = s.column_bytes(0);
+  e.sequence = u64(s, 1);
+  e.session_epoch = u64(s, 2);
+  e.digest = s.column_bytes(3);
+  e.payload_type = static_cast<int>(s.column_int(4));
+  e.time = from_ms(s.column_int(5));
+  e.received = from_ms(s.column_int(6));
+  e.historical = s.column_int(7) != 0;
+  e.envelope = s.column_bytes(8);
   return e;
 }
 
-}  // namespace
-
-Error SqliteFleetStore::sql_error(const std::string& what) const {
-  const int rc = sqlite3_extended_errcode(db_);
-  Errc code = Errc::io;
-  if ((rc & 0xff) == SQLITE_FULL) code = Errc::resource_exhausted;
-  if ((rc & 0xff) == SQLITE_BUSY) code = Errc::unavailable;
-  return Error{code, "fleet store " + path_, what, sqlite3_errmsg(db_)};
+FleetStore::PendingLink read_link(const sqlite::Statement& s) {
+  return FleetStore::PendingLink{u64(s, 0),
+                                 s.column_bytes(1),
+                                 s.column_bytes(2),
+                                 u64(s, 3),
+                                 static_cast<std::size_t>(s.column_int(4)),
+                                 {}};
 }
+
+// Brings a store of schema `version` (older than kSchemaVersion) up to
+// date, in one transaction.
+Result<void> migrate(sqlite::Database& db, std::int64_t version) {
+  auto tx = sqlite::Transaction::begin(db, "migrate the schema");
+  if (!tx) return std::unexpected(tx.error());
+  PORTIER_TRY(db.exec(kSchema, "create the tables"));
+  if (version == 1) PORTIER_TRY(db.exec(kSchema2, "migrate the schema to version 2"));
+  // A terminal_keys table of before version 3 (the CREATE above made
+  // none, or one that has it already).
+  auto has_cutover =
+      db.query_int("SELECT COUNT(*) FROM pragma_table_info('terminal_keys') WHERE name = 'cutover'",
+                   "schema of terminal_keys");
+  if (!has_cutover) return std::unexpected(has_cutover.error());
+  if (*has_cutover == 0) PORTIER_TRY(db.exec(kSchema3, "migrate the schema to version 3"));
+  // A chains table of before version 4 (blobs of candidates and parked
+  // envelopes).
+  auto has_blobs =
+      db.query_int("SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'",
+                   "schema of chains");
+  if (!has_blobs) return std::unexpected(has_blobs.error());
+  if (*has_blobs != 0) PORTIER_TRY(db.exec(kSchema4, "migrate the schema to version 4"));
+  PORTIER_TRY(db.exec(kTallyIndex));
+  PORTIER_TRY(db.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str()));
+  return tx->commit("migrate the schema");
+}
+
+}  // namespace
 
 Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::string& path) {
   // Created 0600 before SQLite opens it (its -wal and -shm files take the
@@ -215,264 +233,178 @@ Result<std::unique_ptr<SqliteFleetStore>> SqliteFleetStore::open(const std::stri
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail_errno(Errc::io, "fleet store " + path, "cannot open", errno);
   ::close(fd);
-  sqlite3* db = nullptr;
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<SqliteFleetStore> store(new SqliteFleetStore(path, db));
-  if (rc != SQLITE_OK) return std::unexpected(store->sql_error("cannot open"));
-  sqlite3_busy_timeout(db, 10000);
-  for (const char* sql :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
-    if (auto ok = store->exec(sql); !ok) return std::unexpected(ok.error());
-  }
-  Stmt v(db, "PRAGMA user_version");
-  if (!v.ok() || v.step() != SQLITE_ROW) return std::unexpected(store->sql_error("schema version"));
-  const auto version = v.i64(0);
-  if (version > kSchemaVersion) {
+  auto db = sqlite::Database::open(path, {.where = "fleet store " + path,
+                                          .busy_timeout = std::chrono::milliseconds(10000),
+                                          .wal = true,
+                                          .synchronous_full = true,
+                                          .pragmas = {"PRAGMA foreign_keys=ON"}});
+  if (!db) return std::unexpected(db.error());
+  auto version = db->query_int("PRAGMA user_version", "schema version");
+  if (!version) return std::unexpected(version.error());
+  if (*version > kSchemaVersion) {
     return fail(Errc::failed_precondition, "fleet store " + path, "schema",
-                "version " + std::to_string(version) + " is newer than this portier-fleet's (" +
+                "version " + std::to_string(*version) + " is newer than this portier-fleet's (" +
                     std::to_string(kSchemaVersion) + ")");
   }
-  if (version < kSchemaVersion) {
-    if (auto ok = store->exec("BEGIN IMMEDIATE"); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec(kSchema); !ok) return std::unexpected(ok.error());
-    if (version == 1) {
-      if (auto ok = store->exec(kSchema2); !ok) return std::unexpected(ok.error());
-    }
-    // A terminal_keys table of before version 3 (the CREATE above made
-    // none, or one that has it already).
-    bool has_cutover = false;
-    {
-      Stmt has(db,
-               "SELECT COUNT(*) FROM pragma_table_info('terminal_keys') WHERE name = 'cutover'");
-      if (!has.ok() || has.step() != SQLITE_ROW) {
-        return std::unexpected(store->sql_error("schema of terminal_keys"));
-      }
-      has_cutover = has.i64(0) != 0;
-    }
-    if (!has_cutover) {
-      if (auto ok = store->exec(kSchema3); !ok) return std::unexpected(ok.error());
-    }
-    // A chains table of before version 4 (blobs of candidates and parked
-    // envelopes).
-    bool has_blobs = false;
-    {
-      Stmt old(db, "SELECT count(*) FROM pragma_table_info('chains') WHERE name = 'pending'");
-      if (!old.ok() || old.step() != SQLITE_ROW) {
-        return std::unexpected(store->sql_error("schema of chains"));
-      }
-      has_blobs = old.i64(0) != 0;
-    }
-    if (has_blobs) {
-      if (auto ok = store->exec(kSchema4); !ok) return std::unexpected(ok.error());
-    }
-    if (auto ok = store->exec(kTallyIndex); !ok) return std::unexpected(ok.error());
-    if (auto ok = store->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
-        !ok) {
-      return std::unexpected(ok.error());
-    }
-    if (auto ok = store->exec("COMMIT"); !ok) return std::unexpected(ok.error());
-  }
-  return store;
+  if (*version < kSchemaVersion) PORTIER_TRY(migrate(*db, *version));
+  return std::unique_ptr<SqliteFleetStore>(new SqliteFleetStore(path, std::move(*db)));
 }
 
-SqliteFleetStore::~SqliteFleetStore() { sqlite3_close_v2(db_); }
-
-Result<void> SqliteFleetStore::exec(const char* sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
-    auto e = sql_error(sql);
-    sqlite3_free(msg);
-    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return std::unexpected(e);
-  }
-  return {};
-}
+SqliteFleetStore::~SqliteFleetStore() = default;
 
 Result<void> SqliteFleetStore::add_terminal(const Terminal& t) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "INSERT INTO terminals (id, public_key_pem, key_algorithm, registered_ms, "
-         "session_epoch, online) VALUES (?, ?, ?, ?, 0, 0)");
-  if (!s.ok()) return std::unexpected(sql_error("add terminal"));
-  s.bind(1, t.id);
-  s.bind(2, t.public_key_pem);
-  s.bind(3, t.key_algorithm);
-  s.bind(4, to_ms(t.registered));
-  const int rc = s.step();
-  if (rc == SQLITE_CONSTRAINT) {
+  const std::string what = "add terminal " + t.id;
+  auto s = db_.prepare(
+      "INSERT INTO terminals (id, public_key_pem, key_algorithm, registered_ms, "
+      "session_epoch, online) VALUES (?, ?, ?, ?, 0, 0)",
+      what);
+  if (!s) return std::unexpected(s.error());
+  auto done = s->bind_text(1, t.id)
+                  .bind_text(2, t.public_key_pem)
+                  .bind_text(3, t.key_algorithm)
+                  .bind_int(4, to_ms(t.registered))
+                  .run();
+  if (!done && db_.constraint_failed()) {
     return fail(Errc::already_exists, "fleet store", "terminal " + t.id, "already registered");
   }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("add terminal " + t.id));
-  return {};
+  return done;
 }
 
 Result<void> SqliteFleetStore::set_next_key(const std::string& id,
                                             const std::string& public_key_pem,
                                             std::uint64_t cutover) {
   std::lock_guard lock(mu_);
-  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
-  auto ok = [&]() -> Result<void> {
-    Stmt t(db_, "SELECT 1 FROM terminals WHERE id = ?");
-    if (!t.ok()) return std::unexpected(sql_error("read terminal"));
-    t.bind(1, id);
-    if (t.step() != SQLITE_ROW) {
-      return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
+  const std::string what = "next key of " + id;
+  auto tx = sqlite::Transaction::begin(db_, what);
+  if (!tx) return std::unexpected(tx.error());
+  {
+    auto t = db_.prepare("SELECT 1 FROM terminals WHERE id = ?", "read terminal");
+    if (!t) return std::unexpected(t.error());
+    auto row = t->bind_text(1, id).step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
+  }
+  if (cutover != 0) {
+    // The chain must not have passed the cutover: what it holds from there
+    // on was signed by the old key, which the terminal says it no longer
+    // uses.
+    auto c = db_.prepare("SELECT next_seq FROM chains WHERE terminal_id = ?", "read chain");
+    if (!c) return std::unexpected(c.error());
+    auto row = c->bind_text(1, id).step();
+    if (!row) return std::unexpected(row.error());
+    if (*row && u64(*c, 0) > cutover) {
+      return fail(Errc::failed_precondition, "fleet store", "terminal " + id,
+                  "its chain already holds sequences " + std::to_string(cutover) + ".." +
+                      std::to_string(u64(*c, 0) - 1) +
+                      " signed by its current key, at or after the cutover " +
+                      std::to_string(cutover) +
+                      " the rotation names: someone else signs with that key");
     }
-    if (cutover != 0) {
-      // The chain must not have passed the cutover: what it holds from there
-      // on was signed by the old key, which the terminal says it no longer
-      // uses.
-      Stmt c(db_, "SELECT next_seq FROM chains WHERE terminal_id = ?");
-      if (!c.ok()) return std::unexpected(sql_error("read chain"));
-      c.bind(1, id);
-      const int rc = c.step();
-      if (rc == SQLITE_ROW && c.u64(0) > cutover) {
-        return fail(Errc::failed_precondition, "fleet store", "terminal " + id,
-                    "its chain already holds sequences " + std::to_string(cutover) + ".." +
-                        std::to_string(c.u64(0) - 1) +
-                        " signed by its current key, at or after the cutover " +
-                        std::to_string(cutover) +
-                        " the rotation names: someone else signs with that key");
-      }
-      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("read chain"));
-    }
-    // The chain's version moves, so that a receiver that loaded the keys
-    // before this commits nothing: not what the old key signed past the
-    // cutover, nor a takeover by a next key this one replaces.
-    Stmt v(db_, "UPDATE chains SET version = version + 1 WHERE terminal_id = ?");
-    if (!v.ok()) return std::unexpected(sql_error("next key"));
-    v.bind(1, id);
-    if (v.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
-    Stmt d(db_, "DELETE FROM terminal_keys WHERE terminal_id = ? AND from_seq = 0");
-    if (!d.ok()) return std::unexpected(sql_error("next key"));
-    d.bind(1, id);
-    if (d.step() != SQLITE_DONE) return std::unexpected(sql_error("next key"));
-    Stmt s(db_,
-           "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq, cutover) "
-           "VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING");
-    if (!s.ok()) return std::unexpected(sql_error("next key"));
-    s.bind(1, id);
-    s.bind(2, public_key_pem);
-    s.bind(3, cutover);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("next key of " + id));
-    return {};
-  }();
-  if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
-  Error e = ok ? sql_error("commit") : ok.error();
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  return std::unexpected(e);
+  }
+  // The chain's version moves, so that a receiver that loaded the keys
+  // before this commits nothing: not what the old key signed past the
+  // cutover, nor a takeover by a next key this one replaces.
+  for (const char* sql : {"UPDATE chains SET version = version + 1 WHERE terminal_id = ?",
+                          "DELETE FROM terminal_keys WHERE terminal_id = ? AND from_seq = 0"}) {
+    auto s = db_.prepare(sql, what);
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, id).run());
+  }
+  {
+    auto s = db_.prepare(
+        "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq, cutover) "
+        "VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING",
+        what);
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, id).bind_text(2, public_key_pem).bind_int(3, cutover).run());
+  }
+  return tx->commit(what);
 }
 
 Result<std::vector<TerminalKey>> SqliteFleetStore::keys(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT public_key_pem, from_seq, cutover FROM terminal_keys WHERE terminal_id = ? "
-         "ORDER BY from_seq = 0, from_seq");
-  if (!s.ok()) return std::unexpected(sql_error("read keys"));
-  s.bind(1, id);
-  std::vector<TerminalKey> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(TerminalKey{s.blob(0), s.u64(1), s.u64(2)});
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read keys of " + id));
-  return out;
+  const std::string what = "read keys of " + id;
+  auto s = db_.prepare(
+      "SELECT public_key_pem, from_seq, cutover FROM terminal_keys WHERE terminal_id = ? "
+      "ORDER BY from_seq = 0, from_seq",
+      what);
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id);
+  return collect(*s, [](const sqlite::Statement& r) {
+    return TerminalKey{r.column_bytes(0), u64(r, 1), u64(r, 2)};
+  });
 }
 
 Result<Terminal> SqliteFleetStore::terminal(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, (std::string("SELECT ") + kTerminalColumns + " FROM terminals WHERE id = ?").c_str());
-  if (!s.ok()) return std::unexpected(sql_error("read terminal"));
-  s.bind(1, id);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read terminal " + id));
-  return read_terminal(s);
+  const std::string what = "read terminal " + id;
+  auto s = db_.prepare(
+      (std::string("SELECT ") + kTerminalColumns + " FROM terminals WHERE id = ?").c_str(), what);
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return fail(Errc::not_found, "fleet store", "terminal " + id, "unknown");
+  return read_terminal(*s);
 }
 
 Result<std::vector<Terminal>> SqliteFleetStore::terminals() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, (std::string("SELECT ") + kTerminalColumns + " FROM terminals ORDER BY id").c_str());
-  if (!s.ok()) return std::unexpected(sql_error("list terminals"));
-  std::vector<Terminal> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_terminal(s));
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("list terminals"));
-  return out;
+  auto s = db_.prepare(
+      (std::string("SELECT ") + kTerminalColumns + " FROM terminals ORDER BY id").c_str(),
+      "list terminals");
+  if (!s) return std::unexpected(s.error());
+  return collect(*s, read_terminal);
 }
 
 Result<bool> SqliteFleetStore::mark_offline(const std::string& id, std::uint64_t epoch,
                                             TimePoint now) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "UPDATE terminals SET online = 0, session_epoch = ?, last_seen_ms = ? "
-         "WHERE id = ? AND session_epoch <= ?");
-  if (!s.ok()) return std::unexpected(sql_error("mark offline"));
-  s.bind(1, epoch);
-  s.bind(2, to_ms(now));
-  s.bind(3, id);
-  s.bind(4, epoch);
-  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("mark " + id + " offline"));
-  return sqlite3_changes(db_) == 1;
+  const std::string what = "mark " + id + " offline";
+  auto s = db_.prepare(
+      "UPDATE terminals SET online = 0, session_epoch = ?, last_seen_ms = ? "
+      "WHERE id = ? AND session_epoch <= ?",
+      what);
+  if (!s) return std::unexpected(s.error());
+  PORTIER_TRY(
+      s->bind_int(1, epoch).bind_int(2, to_ms(now)).bind_text(3, id).bind_int(4, epoch).run());
+  return db_.changes() == 1;
 }
 
 Result<ChainRecord> SqliteFleetStore::chain(const std::string& id) {
   std::lock_guard lock(mu_);
-  // One read transaction: the chain and its candidates as of one commit.
-  PORTIER_TRY(exec("BEGIN"));
-  auto c = read_chain(id, true);
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
-    c = std::unexpected(sql_error("read chain of " + id));
-  }
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  return c;
+  return read_chain(id, true);
 }
 
 Result<ChainRecord> SqliteFleetStore::chain_state(const std::string& id) {
   std::lock_guard lock(mu_);
-  PORTIER_TRY(exec("BEGIN"));
-  auto c = read_chain(id, false);
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK && c) {
-    c = std::unexpected(sql_error("read chain of " + id));
-  }
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  return c;
+  return read_chain(id, false);
 }
 
 Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::read_pending(const char* sql,
                                                                             const std::string& id,
                                                                             std::int64_t a,
                                                                             std::int64_t b) {
-  Stmt p(db_, sql);
-  if (!p.ok()) return std::unexpected(sql_error("read candidates"));
-  p.bind(1, id);
-  p.bind(2, a);
-  p.bind(3, b);
-  std::vector<PendingLink> out;
-  int rc;
-  while ((rc = p.step()) == SQLITE_ROW) {
-    out.push_back(PendingLink{
-        p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read candidates of " + id));
-  return out;
+  const std::string what = "read candidates of " + id;
+  auto p = db_.prepare(sql, what);
+  if (!p) return std::unexpected(p.error());
+  p->bind_text(1, id).bind_int(2, a).bind_int(3, b);
+  return collect(*p, read_link);
 }
 
 Result<std::optional<FleetStore::PendingLink>> SqliteFleetStore::pending_find(
     const std::string& id, std::uint64_t sequence, const std::string& digest) {
   std::lock_guard lock(mu_);
-  Stmt p(db_,
-         "SELECT seq, digest, prev, arrival, size FROM candidates "
-         "WHERE terminal_id = ? AND seq = ? AND digest = ?");
-  if (!p.ok()) return std::unexpected(sql_error("read candidate"));
-  p.bind(1, id);
-  p.bind(2, sequence);
-  p.bind_blob(3, digest);
-  const int rc = p.step();
-  if (rc == SQLITE_DONE) return std::optional<PendingLink>{};
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
-  return std::optional<PendingLink>(PendingLink{
-      p.u64(0), p.blob(1), p.blob(2), p.u64(3), static_cast<std::size_t>(p.i64(4)), {}});
+  const std::string what = "read candidate of " + id;
+  auto p = db_.prepare(
+      "SELECT seq, digest, prev, arrival, size FROM candidates "
+      "WHERE terminal_id = ? AND seq = ? AND digest = ?",
+      what);
+  if (!p) return std::unexpected(p.error());
+  auto row = p->bind_text(1, id).bind_int(2, sequence).bind_blob(3, digest).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<PendingLink>{};
+  return std::optional<PendingLink>(read_link(*p));
 }
 
 Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_index(
@@ -505,45 +437,62 @@ Result<std::vector<FleetStore::PendingLink>> SqliteFleetStore::pending_newest(co
 }
 
 Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool index) {
-  Stmt s(db_,
-         "SELECT version, epoch, next_seq, prev_digest, parked_batches, pending_count, "
-         "pending_bytes FROM chains WHERE terminal_id = ?");
-  if (!s.ok()) return std::unexpected(sql_error("read chain"));
-  s.bind(1, id);
-  const int rc = s.step();
+  const std::string what = "read chain of " + id;
+  // One read transaction: the chain and its candidates as of one commit.
+  auto tx = sqlite::Transaction::begin_read(db_, what);
+  if (!tx) return std::unexpected(tx.error());
   ChainRecord c;
-  if (rc == SQLITE_DONE) return c;
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read chain of " + id));
-  c.version = s.u64(0);
-  c.state.session_epoch = s.u64(1);
-  c.state.next_sequence = s.u64(2);
-  auto d = s.blob(3);
-  c.state.prev_digest.assign(d.begin(), d.end());
-  auto batches = unpack(s.blob(4));
-  if (!batches || c.state.next_sequence == 0 || d.size() != 32) {
-    return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
+  {
+    auto s = db_.prepare(
+        "SELECT version, epoch, next_seq, prev_digest, parked_batches, pending_count, "
+        "pending_bytes FROM chains WHERE terminal_id = ?",
+        what);
+    if (!s) return std::unexpected(s.error());
+    auto row = s->bind_text(1, id).step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) {
+      PORTIER_TRY(tx->commit(what));
+      return c;
+    }
+    c.version = u64(*s, 0);
+    c.state.session_epoch = u64(*s, 1);
+    c.state.next_sequence = u64(*s, 2);
+    const auto d = s->column_bytes(3);
+    c.state.prev_digest.assign(d.begin(), d.end());
+    auto batches = unpack(s->column_bytes(4));
+    if (!batches || c.state.next_sequence == 0 || d.size() != 32) {
+      return fail(Errc::failed_precondition, "fleet store " + path_, "chain of " + id, "corrupt");
+    }
+    c.parked_batches = std::move(*batches);
+    c.pending_summary.count = static_cast<std::size_t>(s->column_int(5));
+    c.pending_summary.bytes = static_cast<std::size_t>(s->column_int(6));
   }
-  c.parked_batches = std::move(*batches);
-  c.pending_summary.count = static_cast<std::size_t>(s.i64(5));
-  c.pending_summary.bytes = static_cast<std::size_t>(s.i64(6));
-  Stmt h(db_, "SELECT key, seq, bridge, size FROM parked WHERE terminal_id = ? ORDER BY id");
-  if (!h.ok()) return std::unexpected(sql_error("read parked"));
-  h.bind(1, id);
-  int hrc;
-  while ((hrc = h.step()) == SQLITE_ROW) {
-    c.parked.push_back(
-        ParkedEnvelope{h.blob(0), h.u64(1), h.i64(2) != 0, static_cast<std::size_t>(h.i64(3)), {}});
+  {
+    const std::string parked = "read parked of " + id;
+    auto h = db_.prepare(
+        "SELECT key, seq, bridge, size FROM parked WHERE terminal_id = ? ORDER BY id", parked);
+    if (!h) return std::unexpected(h.error());
+    h->bind_text(1, id);
+    auto held = collect(*h, [](const sqlite::Statement& r) {
+      return ParkedEnvelope{r.column_bytes(0),
+                            u64(r, 1),
+                            r.column_int(2) != 0,
+                            static_cast<std::size_t>(r.column_int(3)),
+                            {}};
+    });
+    if (!held) return std::unexpected(held.error());
+    c.parked = std::move(*held);
   }
-  if (hrc != SQLITE_DONE) return std::unexpected(sql_error("read parked of " + id));
   // The candidates: their summary (count and bytes kept in the chain row,
   // the highest sequence and arrival from the indexes: no scan), and their
   // index (not their envelopes, read when covered) when asked.
+  const std::string candidates = "read candidates of " + id;
   auto highest = [&](const char* sql) -> Result<std::uint64_t> {
-    Stmt m(db_, sql);
-    if (!m.ok()) return std::unexpected(sql_error("read candidates"));
-    m.bind(1, id);
-    if (m.step() != SQLITE_ROW) return std::unexpected(sql_error("read candidates of " + id));
-    return m.u64(0);  // NULL (none): 0
+    auto m = db_.prepare(sql, candidates);
+    if (!m) return std::unexpected(m.error());
+    auto row = m->bind_text(1, id).step();
+    if (!row) return std::unexpected(row.error());
+    return *row ? u64(*m, 0) : 0;  // NULL (none): 0
   };
   auto last_seq = highest("SELECT max(seq) FROM candidates WHERE terminal_id = ?");
   if (!last_seq) return std::unexpected(last_seq.error());
@@ -559,55 +508,54 @@ Result<ChainRecord> SqliteFleetStore::read_chain(const std::string& id, bool ind
     if (!pending) return std::unexpected(pending.error());
     c.pending = std::move(*pending);
   }
+  PORTIER_TRY(tx->commit(what));
   return c;
 }
 
 Result<std::string> SqliteFleetStore::parked_envelope(const std::string& id,
                                                       const std::string& key) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT envelope FROM parked WHERE terminal_id = ? AND key = ?");
-  if (!s.ok()) return std::unexpected(sql_error("read parked"));
-  s.bind(1, id);
-  s.bind_blob(2, key);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) {
+  const std::string what = "read parked of " + id;
+  auto s = db_.prepare("SELECT envelope FROM parked WHERE terminal_id = ? AND key = ?", what);
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).bind_blob(2, key).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) {
     return fail(Errc::not_found, "fleet store " + path_, "parked envelope of " + id,
                 "not held past a gap (any more)");
   }
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read parked of " + id));
-  return s.blob(0);
+  return s->column_bytes(0);
 }
 
 Result<std::string> SqliteFleetStore::pending_envelope(const std::string& id,
                                                        std::uint64_t sequence,
                                                        const std::string& digest) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT envelope FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
-  if (!s.ok()) return std::unexpected(sql_error("read candidate"));
-  s.bind(1, id);
-  s.bind(2, sequence);
-  s.bind_blob(3, digest);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) {
+  const std::string what = "read candidate of " + id;
+  auto s = db_.prepare(
+      "SELECT envelope FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?", what);
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).bind_int(2, sequence).bind_blob(3, digest).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) {
     return fail(Errc::not_found, "fleet store " + path_,
                 "candidate " + std::to_string(sequence) + " of " + id,
                 "not waiting for a signature (any more)");
   }
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read candidate of " + id));
-  return s.blob(0);
+  return s->column_bytes(0);
 }
 
 Result<void> SqliteFleetStore::insert_incident(const Incident& i) {
-  Stmt s(db_,
-         "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail) VALUES (?, ?, ?, ?, ?)");
-  if (!s.ok()) return std::unexpected(sql_error("add incident"));
-  s.bind(1, i.terminal_id);
-  s.bind(2, to_ms(i.time));
-  s.bind(3, i.kind);
-  s.bind(4, i.sequence);
-  s.bind(5, i.detail);
-  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add incident"));
-  return {};
+  auto s = db_.prepare(
+      "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail) VALUES (?, ?, ?, ?, ?)",
+      "add incident");
+  if (!s) return std::unexpected(s.error());
+  return s->bind_text(1, i.terminal_id)
+      .bind_int(2, to_ms(i.time))
+      .bind_text(3, i.kind)
+      .bind_int(4, i.sequence)
+      .bind_text(5, i.detail)
+      .run();
 }
 
 Result<void> SqliteFleetStore::add_incident(const Incident& incident) {
@@ -623,44 +571,48 @@ Result<void> SqliteFleetStore::tally_incident(const Incident& i, const IncidentT
   const std::int64_t t = to_ms(i.time);
   const std::int64_t bucket = t - ((t % width) + width) % width;
   auto add_to = [&](const std::string& terminal) -> Result<bool> {
-    Stmt s(db_,
-           "UPDATE incidents SET count = count + ? "
-           "WHERE bucket = ? AND kind = ? AND terminal_id = ?");
-    if (!s.ok()) return std::unexpected(sql_error("tally incident"));
-    s.bind(1, i.count);
-    s.bind(2, bucket);
-    s.bind(3, i.kind);
-    s.bind(4, terminal);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("tally incident"));
-    return sqlite3_changes(db_) > 0;
+    auto s = db_.prepare(
+        "UPDATE incidents SET count = count + ? "
+        "WHERE bucket = ? AND kind = ? AND terminal_id = ?",
+        "tally incident");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, i.count)
+                    .bind_int(2, bucket)
+                    .bind_text(3, i.kind)
+                    .bind_text(4, terminal)
+                    .run());
+    return db_.changes() > 0;
   };
   auto insert = [&](const std::string& terminal, const std::string& detail) -> Result<void> {
-    Stmt s(db_,
-           "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail, count, bucket) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("tally incident"));
-    s.bind(1, terminal);
-    s.bind(2, t);
-    s.bind(3, i.kind);
-    s.bind(4, i.sequence);
-    s.bind(5, detail);
-    s.bind(6, i.count);
-    s.bind(7, bucket);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("tally incident"));
-    return {};
+    auto s = db_.prepare(
+        "INSERT INTO incidents (terminal_id, time_ms, kind, seq, detail, count, bucket) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "tally incident");
+    if (!s) return std::unexpected(s.error());
+    return s->bind_text(1, terminal)
+        .bind_int(2, t)
+        .bind_text(3, i.kind)
+        .bind_int(4, i.sequence)
+        .bind_text(5, detail)
+        .bind_int(6, i.count)
+        .bind_int(7, bucket)
+        .run();
   };
   auto added = add_to(i.terminal_id);
   if (!added) return std::unexpected(added.error());
   if (*added) return {};
-  Stmt n(db_, "SELECT count(*) FROM incidents WHERE bucket = ? AND kind = ? AND terminal_id != ?");
-  if (!n.ok()) return std::unexpected(sql_error("tally incident"));
-  n.bind(1, bucket);
-  n.bind(2, i.kind);
-  n.bind(3, std::string(kOtherTerminals));
-  if (n.step() != SQLITE_ROW) return std::unexpected(sql_error("tally incident"));
-  if (static_cast<std::uint64_t>(n.i64(0)) < tally.max_terminals) {
-    return insert(i.terminal_id, i.detail);
+  std::uint64_t terminals = 0;  // with a row of their own for this kind and interval
+  {
+    auto n = db_.prepare(
+        "SELECT count(*) FROM incidents WHERE bucket = ? AND kind = ? AND terminal_id != ?",
+        "tally incident");
+    if (!n) return std::unexpected(n.error());
+    auto row = n->bind_int(1, bucket).bind_text(2, i.kind).bind_text(3, kOtherTerminals).step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return fail(Errc::internal, db_.where(), "tally incident", "no row returned");
+    terminals = u64(*n, 0);
   }
+  if (terminals < tally.max_terminals) return insert(i.terminal_id, i.detail);
   added = add_to(kOtherTerminals);
   if (!added) return std::unexpected(added.error());
   if (*added) return {};
@@ -674,17 +626,10 @@ Result<void> SqliteFleetStore::tally_incidents(const std::vector<Incident>& inci
                                                const IncidentTally& tally) {
   if (incidents.empty()) return {};
   std::lock_guard lock(mu_);
-  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
-  for (auto& i : incidents) {
-    if (auto ok = tally_incident(i, tally); !ok) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      return ok;
-    }
-  }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
-  auto e = sql_error("tally incidents");
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  return std::unexpected(e);
+  auto tx = sqlite::Transaction::begin(db_, "tally incidents");
+  if (!tx) return std::unexpected(tx.error());
+  for (auto& i : incidents) PORTIER_TRY(tally_incident(i, tally));
+  return tx->commit("tally incidents");
 }
 
 Result<void> SqliteFleetStore::write_chain(const Commit& c) {
@@ -692,106 +637,108 @@ Result<void> SqliteFleetStore::write_chain(const Commit& c) {
   const std::string prev(st.prev_digest.begin(), st.prev_digest.end());
   if (!c.chain_changed) {
     // Nothing moved: only that nobody else moved it either.
-    Stmt s(db_, "SELECT version FROM chains WHERE terminal_id = ?");
-    if (!s.ok()) return std::unexpected(sql_error("check chain"));
-    s.bind(1, c.terminal_id);
-    const int rc = s.step();
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(sql_error("check chain"));
-    if ((rc == SQLITE_ROW ? s.u64(0) : 0) != c.expected_version) {
+    auto s = db_.prepare("SELECT version FROM chains WHERE terminal_id = ?", "check chain");
+    if (!s) return std::unexpected(s.error());
+    auto row = s->bind_text(1, c.terminal_id).step();
+    if (!row) return std::unexpected(row.error());
+    if ((*row ? u64(*s, 0) : 0) != c.expected_version) {
       return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                   "changed by another receiver since it was loaded");
     }
     return {};
   }
   if (c.expected_version == 0) {
-    Stmt s(db_,
-           "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, "
-           "parked_batches) VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
-    if (!s.ok()) return std::unexpected(sql_error("write chain"));
-    s.bind(1, c.terminal_id);
-    s.bind(2, st.session_epoch);
-    s.bind(3, st.next_sequence);
-    s.bind_blob(4, prev);
-    s.bind_blob(5, pack(c.chain.parked_batches));
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+    auto s = db_.prepare(
+        "INSERT INTO chains (terminal_id, version, epoch, next_seq, prev_digest, "
+        "parked_batches) VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "write chain");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id)
+                    .bind_int(2, st.session_epoch)
+                    .bind_int(3, st.next_sequence)
+                    .bind_blob(4, prev)
+                    .bind_blob(5, pack(c.chain.parked_batches))
+                    .run());
   } else if (c.batches_changed) {
-    Stmt s(db_,
-           "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
-           "parked_batches = ? WHERE terminal_id = ? AND version = ?");
-    if (!s.ok()) return std::unexpected(sql_error("write chain"));
-    s.bind(1, st.session_epoch);
-    s.bind(2, st.next_sequence);
-    s.bind_blob(3, prev);
-    s.bind_blob(4, pack(c.chain.parked_batches));
-    s.bind(5, c.terminal_id);
-    s.bind(6, c.expected_version);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+    auto s = db_.prepare(
+        "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ?, "
+        "parked_batches = ? WHERE terminal_id = ? AND version = ?",
+        "write chain");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, st.session_epoch)
+                    .bind_int(2, st.next_sequence)
+                    .bind_blob(3, prev)
+                    .bind_blob(4, pack(c.chain.parked_batches))
+                    .bind_text(5, c.terminal_id)
+                    .bind_int(6, c.expected_version)
+                    .run());
   } else {
-    Stmt s(db_,
-           "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ? "
-           "WHERE terminal_id = ? AND version = ?");
-    if (!s.ok()) return std::unexpected(sql_error("write chain"));
-    s.bind(1, st.session_epoch);
-    s.bind(2, st.next_sequence);
-    s.bind_blob(3, prev);
-    s.bind(4, c.terminal_id);
-    s.bind(5, c.expected_version);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+    auto s = db_.prepare(
+        "UPDATE chains SET version = version + 1, epoch = ?, next_seq = ?, prev_digest = ? "
+        "WHERE terminal_id = ? AND version = ?",
+        "write chain");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, st.session_epoch)
+                    .bind_int(2, st.next_sequence)
+                    .bind_blob(3, prev)
+                    .bind_text(4, c.terminal_id)
+                    .bind_int(5, c.expected_version)
+                    .run());
   }
-  if (sqlite3_changes(db_) != 1) {
+  if (db_.changes() != 1) {
     return fail(Errc::aborted, "fleet store", "chain of " + c.terminal_id,
                 "changed by another receiver since it was loaded");
   }
   {
-    Stmt n(db_, "UPDATE chains SET pending_count = ?, pending_bytes = ? WHERE terminal_id = ?");
-    if (!n.ok()) return std::unexpected(sql_error("write chain"));
-    n.bind(1, static_cast<std::uint64_t>(c.chain.pending_summary.count));
-    n.bind(2, static_cast<std::uint64_t>(c.chain.pending_summary.bytes));
-    n.bind(3, c.terminal_id);
-    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("write chain"));
+    auto n =
+        db_.prepare("UPDATE chains SET pending_count = ?, pending_bytes = ? WHERE terminal_id = ?",
+                    "write chain");
+    if (!n) return std::unexpected(n.error());
+    PORTIER_TRY(n->bind_int(1, static_cast<std::int64_t>(c.chain.pending_summary.count))
+                    .bind_int(2, static_cast<std::int64_t>(c.chain.pending_summary.bytes))
+                    .bind_text(3, c.terminal_id)
+                    .run());
   }
   // The candidates that changed, one row each.
   for (auto& [seq, digest] : c.pending_removed) {
-    Stmt s(db_, "DELETE FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?");
-    if (!s.ok()) return std::unexpected(sql_error("remove candidate"));
-    s.bind(1, c.terminal_id);
-    s.bind(2, seq);
-    s.bind_blob(3, digest);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove candidate"));
+    auto s = db_.prepare("DELETE FROM candidates WHERE terminal_id = ? AND seq = ? AND digest = ?",
+                         "remove candidate");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id).bind_int(2, seq).bind_blob(3, digest).run());
   }
   for (auto& l : c.pending_added) {
-    Stmt s(db_,
-           "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, size, "
-           "envelope) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("add candidate"));
-    s.bind(1, c.terminal_id);
-    s.bind(2, l.sequence);
-    s.bind_blob(3, l.digest);
-    s.bind_blob(4, l.prev);
-    s.bind(5, l.arrival);
-    s.bind(6, static_cast<std::uint64_t>(l.envelope.size()));
-    s.bind_blob(7, l.envelope);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add candidate"));
+    auto s = db_.prepare(
+        "INSERT OR REPLACE INTO candidates (terminal_id, seq, digest, prev, arrival, size, "
+        "envelope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "add candidate");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id)
+                    .bind_int(2, l.sequence)
+                    .bind_blob(3, l.digest)
+                    .bind_blob(4, l.prev)
+                    .bind_int(5, l.arrival)
+                    .bind_int(6, static_cast<std::int64_t>(l.envelope.size()))
+                    .bind_blob(7, l.envelope)
+                    .run());
   }
   for (auto& key : c.parked_removed) {
-    Stmt s(db_, "DELETE FROM parked WHERE terminal_id = ? AND key = ?");
-    if (!s.ok()) return std::unexpected(sql_error("remove parked"));
-    s.bind(1, c.terminal_id);
-    s.bind_blob(2, key);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("remove parked"));
+    auto s = db_.prepare("DELETE FROM parked WHERE terminal_id = ? AND key = ?", "remove parked");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id).bind_blob(2, key).run());
   }
   for (auto& p : c.parked_added) {
-    Stmt s(db_,
-           "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, size, envelope) "
-           "VALUES (?, ?, ?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("add parked"));
-    s.bind(1, c.terminal_id);
-    s.bind_blob(2, p.key);
-    s.bind(3, p.sequence);
-    s.bind(4, p.bridge ? 1 : 0);
-    s.bind(5, static_cast<std::uint64_t>(p.envelope.size()));
-    s.bind_blob(6, p.envelope);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("add parked"));
+    auto s = db_.prepare(
+        "INSERT OR REPLACE INTO parked (terminal_id, key, seq, bridge, size, envelope) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        "add parked");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id)
+                    .bind_blob(2, p.key)
+                    .bind_int(3, p.sequence)
+                    .bind_int(4, p.bridge ? 1 : 0)
+                    .bind_int(5, static_cast<std::int64_t>(p.envelope.size()))
+                    .bind_blob(6, p.envelope)
+                    .run());
   }
   return {};
 }
@@ -803,309 +750,302 @@ Result<void> SqliteFleetStore::write(const Commit& c) {
     // first; not at all when the next key takes over at 1: it never signed
     // anything), the next key takes over.
     if (c.next_key_from > 1) {
-      Stmt h(db_,
-             "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
-             "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING");
-      if (!h.ok()) return std::unexpected(sql_error("key history"));
-      h.bind(1, c.terminal_id);
-      if (h.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+      auto h = db_.prepare(
+          "INSERT INTO terminal_keys (terminal_id, public_key_pem, from_seq) "
+          "SELECT id, public_key_pem, 1 FROM terminals WHERE id = ? ON CONFLICT DO NOTHING",
+          "key history");
+      if (!h) return std::unexpected(h.error());
+      PORTIER_TRY(h->bind_text(1, c.terminal_id).run());
     }
-    Stmt n(db_, "UPDATE terminal_keys SET from_seq = ? WHERE terminal_id = ? AND from_seq = 0");
-    if (!n.ok()) return std::unexpected(sql_error("key history"));
-    n.bind(1, c.next_key_from);
-    n.bind(2, c.terminal_id);
-    if (n.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
-    if (sqlite3_changes(db_) != 1) {
+    {
+      auto n = db_.prepare(
+          "UPDATE terminal_keys SET from_seq = ? WHERE terminal_id = ? AND from_seq = 0",
+          "key history");
+      if (!n) return std::unexpected(n.error());
+      PORTIER_TRY(n->bind_int(1, c.next_key_from).bind_text(2, c.terminal_id).run());
+    }
+    if (db_.changes() != 1) {
       return fail(Errc::aborted, "fleet store", "next key of " + c.terminal_id,
                   "taken or replaced by another receiver since it was loaded");
     }
-    Stmt t(db_,
-           "UPDATE terminals SET public_key_pem = (SELECT public_key_pem FROM terminal_keys "
-           "WHERE terminal_id = ? AND from_seq = ?) WHERE id = ?");
-    if (!t.ok()) return std::unexpected(sql_error("key history"));
-    t.bind(1, c.terminal_id);
-    t.bind(2, c.next_key_from);
-    t.bind(3, c.terminal_id);
-    if (t.step() != SQLITE_DONE) return std::unexpected(sql_error("key history"));
+    auto t = db_.prepare(
+        "UPDATE terminals SET public_key_pem = (SELECT public_key_pem FROM terminal_keys "
+        "WHERE terminal_id = ? AND from_seq = ?) WHERE id = ?",
+        "key history");
+    if (!t) return std::unexpected(t.error());
+    PORTIER_TRY(t->bind_text(1, c.terminal_id)
+                    .bind_int(2, c.next_key_from)
+                    .bind_text(3, c.terminal_id)
+                    .run());
   }
   for (auto& e : c.envelopes) {
-    Stmt s(db_, (std::string("INSERT INTO envelopes (") + kEnvelopeColumns +
-                 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-                    .c_str());
-    if (!s.ok()) return std::unexpected(sql_error("store envelope"));
-    s.bind(1, e.terminal_id);
-    s.bind(2, e.sequence);
-    s.bind(3, e.session_epoch);
-    s.bind_blob(4, e.digest);
-    s.bind(5, e.payload_type);
-    s.bind(6, to_ms(e.time));
-    s.bind(7, to_ms(e.received));
-    s.bind(8, e.historical ? 1 : 0);
-    s.bind_blob(9, e.envelope);
-    if (s.step() != SQLITE_DONE) {
-      return std::unexpected(sql_error("store envelope " + std::to_string(e.sequence)));
-    }
+    const std::string what = "store envelope " + std::to_string(e.sequence);
+    auto s = db_.prepare((std::string("INSERT INTO envelopes (") + kEnvelopeColumns +
+                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                             .c_str(),
+                         what);
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, e.terminal_id)
+                    .bind_int(2, e.sequence)
+                    .bind_int(3, e.session_epoch)
+                    .bind_blob(4, e.digest)
+                    .bind_int(5, e.payload_type)
+                    .bind_int(6, to_ms(e.time))
+                    .bind_int(7, to_ms(e.received))
+                    .bind_int(8, e.historical ? 1 : 0)
+                    .bind_blob(9, e.envelope)
+                    .run());
   }
   for (auto& t : c.telemetry) {
-    Stmt s(db_,
-           "INSERT INTO telemetry (terminal_id, seq, payload_type, time_ms, payload) "
-           "VALUES (?, ?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("store telemetry"));
-    s.bind(1, t.terminal_id);
-    s.bind(2, t.sequence);
-    s.bind(3, t.payload_type);
-    s.bind(4, to_ms(t.time));
-    s.bind_blob(5, t.payload);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store telemetry"));
+    auto s = db_.prepare(
+        "INSERT INTO telemetry (terminal_id, seq, payload_type, time_ms, payload) "
+        "VALUES (?, ?, ?, ?, ?)",
+        "store telemetry");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, t.terminal_id)
+                    .bind_int(2, t.sequence)
+                    .bind_int(3, t.payload_type)
+                    .bind_int(4, to_ms(t.time))
+                    .bind_blob(5, t.payload)
+                    .run());
   }
   for (auto& a : c.audit) {
-    Stmt s(db_,
-           "INSERT INTO audit (terminal_id, record, seq, line) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT DO NOTHING");
-    if (!s.ok()) return std::unexpected(sql_error("store audit"));
-    s.bind(1, a.terminal_id);
-    s.bind(2, a.record);
-    s.bind(3, a.sequence);
-    s.bind(4, a.line);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store audit"));
+    auto s = db_.prepare(
+        "INSERT INTO audit (terminal_id, record, seq, line) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        "store audit");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, a.terminal_id)
+                    .bind_int(2, a.record)
+                    .bind_int(3, a.sequence)
+                    .bind_text(4, a.line)
+                    .run());
   }
   for (auto& r : c.results) {
-    Stmt s(db_,
-           "INSERT INTO command_results (terminal_id, seq, command_id, status, message, time_ms, "
-           "result) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("store command result"));
-    s.bind(1, r.terminal_id);
-    s.bind(2, r.sequence);
-    s.bind(3, r.command_id);
-    s.bind(4, r.status);
-    s.bind(5, r.message);
-    s.bind(6, to_ms(r.time));
-    s.bind_blob(7, r.result);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store command result"));
+    auto s = db_.prepare(
+        "INSERT INTO command_results (terminal_id, seq, command_id, status, message, time_ms, "
+        "result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "store command result");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, r.terminal_id)
+                    .bind_int(2, r.sequence)
+                    .bind_text(3, r.command_id)
+                    .bind_int(4, r.status)
+                    .bind_text(5, r.message)
+                    .bind_int(6, to_ms(r.time))
+                    .bind_blob(7, r.result)
+                    .run());
   }
   for (auto& p : c.proofs) {
-    Stmt s(db_, "INSERT OR REPLACE INTO proofs (terminal_id, kind, seq, data) VALUES (?, ?, ?, ?)");
-    if (!s.ok()) return std::unexpected(sql_error("store proof"));
-    s.bind(1, c.terminal_id);
-    s.bind(2, static_cast<int>(p.kind));
-    s.bind(3, p.sequence);
-    s.bind_blob(4, p.data);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("store proof"));
+    auto s = db_.prepare(
+        "INSERT OR REPLACE INTO proofs (terminal_id, kind, seq, data) VALUES (?, ?, ?, ?)",
+        "store proof");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_text(1, c.terminal_id)
+                    .bind_int(2, static_cast<int>(p.kind))
+                    .bind_int(3, p.sequence)
+                    .bind_blob(4, p.data)
+                    .run());
   }
   for (auto& i : c.incidents) PORTIER_TRY(insert_incident(i));
   for (auto& i : c.tallied) PORTIER_TRY(tally_incident(i, c.tally));
   if (c.seen) {
-    Stmt s(db_,
-           "UPDATE terminals SET last_seen_ms = ?, first_seen_ms = coalesce(first_seen_ms, ?), "
-           "online = 1, session_epoch = max(session_epoch, ?), "
-           "last_birth = CASE WHEN length(?) > 0 THEN ? ELSE last_birth END WHERE id = ?");
-    if (!s.ok()) return std::unexpected(sql_error("update terminal"));
-    s.bind(1, to_ms(*c.seen));
-    s.bind(2, to_ms(*c.seen));
-    s.bind(3, c.session_epoch);
-    s.bind_blob(4, c.birth);
-    s.bind_blob(5, c.birth);
-    s.bind(6, c.terminal_id);
-    if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("update terminal"));
+    auto s = db_.prepare(
+        "UPDATE terminals SET last_seen_ms = ?, first_seen_ms = coalesce(first_seen_ms, ?), "
+        "online = 1, session_epoch = max(session_epoch, ?), "
+        "last_birth = CASE WHEN length(?) > 0 THEN ? ELSE last_birth END WHERE id = ?",
+        "update terminal");
+    if (!s) return std::unexpected(s.error());
+    PORTIER_TRY(s->bind_int(1, to_ms(*c.seen))
+                    .bind_int(2, to_ms(*c.seen))
+                    .bind_int(3, c.session_epoch)
+                    .bind_blob(4, c.birth)
+                    .bind_blob(5, c.birth)
+                    .bind_text(6, c.terminal_id)
+                    .run());
   }
   return {};
 }
 
 Result<void> SqliteFleetStore::commit(const Commit& c) {
   std::lock_guard lock(mu_);
-  PORTIER_TRY(exec("BEGIN IMMEDIATE"));
-  auto ok = write(c);
-  if (ok && sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) return {};
-  Error e = ok ? sql_error("commit") : ok.error();
-  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  return std::unexpected(e);
+  // IMMEDIATE: the version check and the writes under one write lock,
+  // against every other receiver on the file.
+  auto tx = sqlite::Transaction::begin(db_, "begin a commit");
+  if (!tx) return std::unexpected(tx.error());
+  PORTIER_TRY(write(c));
+  return tx->commit("commit");
 }
 
 Result<std::optional<StoredEnvelope>> SqliteFleetStore::envelope(const std::string& id,
                                                                  std::uint64_t sequence) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, (std::string("SELECT ") + kEnvelopeColumns +
-               " FROM envelopes WHERE terminal_id = ? AND seq = ?")
-                  .c_str());
-  if (!s.ok()) return std::unexpected(sql_error("read envelope"));
-  s.bind(1, id);
-  s.bind(2, sequence);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<StoredEnvelope>{};
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read envelope"));
-  return std::optional<StoredEnvelope>(read_envelope(s));
+  auto s = db_.prepare((std::string("SELECT ") + kEnvelopeColumns +
+                        " FROM envelopes WHERE terminal_id = ? AND seq = ?")
+                           .c_str(),
+                       "read envelope");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).bind_int(2, sequence).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<StoredEnvelope>{};
+  return std::optional<StoredEnvelope>(read_envelope(*s));
 }
 
 Result<std::vector<StoredEnvelope>> SqliteFleetStore::envelopes(const std::string& id,
                                                                 std::uint64_t from,
                                                                 std::size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, (std::string("SELECT ") + kEnvelopeColumns +
-               " FROM envelopes WHERE terminal_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
-                  .c_str());
-  if (!s.ok()) return std::unexpected(sql_error("read envelopes"));
-  s.bind(1, id);
-  s.bind(2, from);
-  s.bind(3, static_cast<std::uint64_t>(limit));
-  std::vector<StoredEnvelope> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_envelope(s));
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read envelopes"));
-  return out;
+  auto s = db_.prepare((std::string("SELECT ") + kEnvelopeColumns +
+                        " FROM envelopes WHERE terminal_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
+                           .c_str(),
+                       "read envelopes");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id).bind_int(2, from).bind_int(3, static_cast<std::int64_t>(limit));
+  return collect(*s, read_envelope);
 }
 
 Result<std::vector<ChainProof>> SqliteFleetStore::proofs(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT kind, seq, data FROM proofs WHERE terminal_id = ? ORDER BY seq, kind");
-  if (!s.ok()) return std::unexpected(sql_error("read proofs"));
-  s.bind(1, id);
-  std::vector<ChainProof> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(ChainProof{s.i64(0) == 1 ? ChainProof::Kind::drop : ChainProof::Kind::batch,
-                             s.u64(1), s.blob(2)});
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read proofs"));
-  return out;
+  auto s = db_.prepare(
+      "SELECT kind, seq, data FROM proofs WHERE terminal_id = ? ORDER BY seq, kind", "read proofs");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id);
+  return collect(*s, [](const sqlite::Statement& r) {
+    return ChainProof{r.column_int(0) == 1 ? ChainProof::Kind::drop : ChainProof::Kind::batch,
+                      u64(r, 1), r.column_bytes(2)};
+  });
 }
 
 Result<std::optional<Telemetry>> SqliteFleetStore::latest(const std::string& id, int payload_type) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT seq, time_ms, payload FROM telemetry WHERE terminal_id = ? AND payload_type = ? "
-         "ORDER BY seq DESC LIMIT 1");
-  if (!s.ok()) return std::unexpected(sql_error("read telemetry"));
-  s.bind(1, id);
-  s.bind(2, payload_type);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<Telemetry>{};
-  if (rc != SQLITE_ROW) return std::unexpected(sql_error("read telemetry"));
+  auto s = db_.prepare(
+      "SELECT seq, time_ms, payload FROM telemetry WHERE terminal_id = ? AND payload_type = ? "
+      "ORDER BY seq DESC LIMIT 1",
+      "read telemetry");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).bind_int(2, payload_type).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<Telemetry>{};
   return std::optional<Telemetry>(
-      Telemetry{id, s.u64(0), payload_type, from_ms(s.i64(1)), s.blob(2)});
+      Telemetry{id, u64(*s, 0), payload_type, from_ms(s->column_int(1)), s->column_bytes(2)});
 }
 
 Result<std::vector<AuditEntry>> SqliteFleetStore::audit(const std::string& id,
                                                         std::uint64_t from_record,
                                                         std::size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT record, seq, line FROM audit WHERE terminal_id = ? AND record >= ? "
-         "ORDER BY record LIMIT ?");
-  if (!s.ok()) return std::unexpected(sql_error("read audit"));
-  s.bind(1, id);
-  s.bind(2, from_record);
-  s.bind(3, static_cast<std::uint64_t>(limit));
-  std::vector<AuditEntry> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back(AuditEntry{id, s.u64(0), s.u64(1), s.blob(2)});
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read audit"));
-  return out;
+  auto s = db_.prepare(
+      "SELECT record, seq, line FROM audit WHERE terminal_id = ? AND record >= ? "
+      "ORDER BY record LIMIT ?",
+      "read audit");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id).bind_int(2, from_record).bind_int(3, static_cast<std::int64_t>(limit));
+  return collect(*s, [&](const sqlite::Statement& r) {
+    return AuditEntry{id, u64(r, 0), u64(r, 1), r.column_bytes(2)};
+  });
 }
 
 Result<std::vector<CommandResultEntry>> SqliteFleetStore::results(const std::string& id,
                                                                   std::size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT seq, command_id, status, message, time_ms, result FROM command_results "
-         "WHERE terminal_id = ? ORDER BY seq LIMIT ?");
-  if (!s.ok()) return std::unexpected(sql_error("read command results"));
-  s.bind(1, id);
-  s.bind(2, static_cast<std::uint64_t>(limit));
-  std::vector<CommandResultEntry> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(CommandResultEntry{id, s.u64(0), s.blob(1), static_cast<int>(s.i64(2)), s.blob(3),
-                                     from_ms(s.i64(4)), s.blob(5)});
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read command results"));
-  return out;
+  auto s = db_.prepare(
+      "SELECT seq, command_id, status, message, time_ms, result FROM command_results "
+      "WHERE terminal_id = ? ORDER BY seq LIMIT ?",
+      "read command results");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id).bind_int(2, static_cast<std::int64_t>(limit));
+  return collect(*s, [&](const sqlite::Statement& r) {
+    return CommandResultEntry{id,
+                              u64(r, 0),
+                              r.column_bytes(1),
+                              static_cast<int>(r.column_int(2)),
+                              r.column_bytes(3),
+                              from_ms(r.column_int(4)),
+                              r.column_bytes(5)};
+  });
 }
 
 Result<void> SqliteFleetStore::add_sent_command(const SentCommand& c) {
   std::lock_guard lock(mu_);
   {
-    Stmt t(db_, "SELECT 1 FROM terminals WHERE id = ?");
-    if (!t.ok()) return std::unexpected(sql_error("record a sent command"));
-    t.bind(1, c.terminal_id);
-    const int rc = t.step();
-    if (rc == SQLITE_DONE) {
+    auto t = db_.prepare("SELECT 1 FROM terminals WHERE id = ?", "record a sent command");
+    if (!t) return std::unexpected(t.error());
+    auto row = t->bind_text(1, c.terminal_id).step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) {
       return fail(Errc::not_found, "fleet store", "terminal " + c.terminal_id, "unknown terminal");
     }
-    if (rc != SQLITE_ROW) return std::unexpected(sql_error("record a sent command"));
   }
-  Stmt s(db_,
-         "INSERT OR IGNORE INTO sent_commands (terminal_id, command_id, digest, action, sent_ms) "
-         "VALUES (?, ?, ?, ?, ?)");
-  if (!s.ok()) return std::unexpected(sql_error("record a sent command"));
-  s.bind(1, c.terminal_id);
-  s.bind(2, c.command_id);
-  s.bind_blob(3, c.digest);
-  s.bind(4, c.action);
-  s.bind(5, to_ms(c.sent));
-  if (s.step() != SQLITE_DONE) return std::unexpected(sql_error("record a sent command"));
-  return {};
+  auto s = db_.prepare(
+      "INSERT OR IGNORE INTO sent_commands (terminal_id, command_id, digest, action, sent_ms) "
+      "VALUES (?, ?, ?, ?, ?)",
+      "record a sent command");
+  if (!s) return std::unexpected(s.error());
+  return s->bind_text(1, c.terminal_id)
+      .bind_text(2, c.command_id)
+      .bind_blob(3, c.digest)
+      .bind_text(4, c.action)
+      .bind_int(5, to_ms(c.sent))
+      .run();
 }
 
 Result<std::vector<SentCommandResult>> SqliteFleetStore::sent_results(const std::string& id,
                                                                       const std::string& action,
                                                                       std::size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT r.seq, r.command_id, r.status, r.message, r.time_ms, r.result, c.digest, "
-         "c.sent_ms FROM command_results r JOIN sent_commands c "
-         "ON c.terminal_id = r.terminal_id AND c.command_id = r.command_id "
-         "WHERE r.terminal_id = ? AND c.action = ? ORDER BY r.seq DESC, c.sent_ms DESC LIMIT ?");
-  if (!s.ok()) return std::unexpected(sql_error("read sent commands' results"));
-  s.bind(1, id);
-  s.bind(2, action);
-  s.bind(3, static_cast<std::uint64_t>(limit));
-  std::vector<SentCommandResult> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    SentCommandResult r;
-    r.result =
-        CommandResultEntry{id,        s.u64(0),          s.blob(1), static_cast<int>(s.i64(2)),
-                           s.blob(3), from_ms(s.i64(4)), s.blob(5)};
-    r.command = SentCommand{id, r.result.command_id, s.blob(6), action, from_ms(s.i64(7))};
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read sent commands' results"));
-  return out;
+  auto s = db_.prepare(
+      "SELECT r.seq, r.command_id, r.status, r.message, r.time_ms, r.result, c.digest, "
+      "c.sent_ms FROM command_results r JOIN sent_commands c "
+      "ON c.terminal_id = r.terminal_id AND c.command_id = r.command_id "
+      "WHERE r.terminal_id = ? AND c.action = ? ORDER BY r.seq DESC, c.sent_ms DESC LIMIT ?",
+      "read sent commands' results");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id).bind_text(2, action).bind_int(3, static_cast<std::int64_t>(limit));
+  return collect(*s, [&](const sqlite::Statement& r) {
+    SentCommandResult out;
+    out.result = CommandResultEntry{id,
+                                    u64(r, 0),
+                                    r.column_bytes(1),
+                                    static_cast<int>(r.column_int(2)),
+                                    r.column_bytes(3),
+                                    from_ms(r.column_int(4)),
+                                    r.column_bytes(5)};
+    out.command =
+        SentCommand{id, out.result.command_id, r.column_bytes(6), action, from_ms(r.column_int(7))};
+    return out;
+  });
 }
 
 Result<std::vector<Incident>> SqliteFleetStore::incidents(const std::string& id,
                                                           std::size_t limit) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT * FROM (SELECT id, terminal_id, time_ms, kind, seq, detail, count FROM incidents "
-         "WHERE ? = '' OR terminal_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id");
-  if (!s.ok()) return std::unexpected(sql_error("read incidents"));
-  s.bind(1, id);
-  s.bind(2, id);
-  s.bind(3, static_cast<std::uint64_t>(limit));
-  std::vector<Incident> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(
-        Incident{s.i64(0), s.blob(1), from_ms(s.i64(2)), s.blob(3), s.u64(4), s.blob(5), s.u64(6)});
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_error("read incidents"));
-  return out;
+  auto s = db_.prepare(
+      "SELECT * FROM (SELECT id, terminal_id, time_ms, kind, seq, detail, count FROM incidents "
+      "WHERE ? = '' OR terminal_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+      "read incidents");
+  if (!s) return std::unexpected(s.error());
+  s->bind_text(1, id).bind_text(2, id).bind_int(3, static_cast<std::int64_t>(limit));
+  return collect(*s, [](const sqlite::Statement& r) {
+    return Incident{r.column_int(0),   r.column_bytes(1), from_ms(r.column_int(2)),
+                    r.column_bytes(3), u64(r, 4),         r.column_bytes(5),
+                    u64(r, 6)};
+  });
 }
 
 Result<TerminalCounts> SqliteFleetStore::counts(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT (SELECT count(*) FROM envelopes WHERE terminal_id = ?1), "
-         "(SELECT count(*) FROM audit WHERE terminal_id = ?1), "
-         "(SELECT count(*) FROM command_results WHERE terminal_id = ?1), "
-         "(SELECT coalesce(sum(count), 0) FROM incidents WHERE terminal_id = ?1), "
-         "(SELECT coalesce(max(seq), 0) FROM envelopes WHERE terminal_id = ?1)");
-  if (!s.ok()) return std::unexpected(sql_error("count"));
-  s.bind(1, id);
-  if (s.step() != SQLITE_ROW) return std::unexpected(sql_error("count"));
-  return TerminalCounts{s.u64(0), s.u64(1), s.u64(2), s.u64(3), s.u64(4)};
+  auto s = db_.prepare(
+      "SELECT (SELECT count(*) FROM envelopes WHERE terminal_id = ?1), "
+      "(SELECT count(*) FROM audit WHERE terminal_id = ?1), "
+      "(SELECT count(*) FROM command_results WHERE terminal_id = ?1), "
+      "(SELECT coalesce(sum(count), 0) FROM incidents WHERE terminal_id = ?1), "
+      "(SELECT coalesce(max(seq), 0) FROM envelopes WHERE terminal_id = ?1)",
+      "count");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->bind_text(1, id).step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return fail(Errc::internal, db_.where(), "count", "no row returned");
+  return TerminalCounts{u64(*s, 0), u64(*s, 1), u64(*s, 2), u64(*s, 3), u64(*s, 4)};
 }
 
 }  // namespace portier::fleet

@@ -9,9 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/sqlite/database.h"
 #include "tools/fleet/fleet_store.h"
-
-struct sqlite3;
 
 namespace portier::fleet {
 
@@ -66,20 +65,20 @@ class SqliteFleetStore final : public FleetStore {
   Result<TerminalCounts> counts(const std::string& id) override;
 
  private:
-  SqliteFleetStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
-  Result<void> exec(const char* sql);
+  SqliteFleetStore(std::string path, sqlite::Database db)
+      : path_(std::move(path)), db_(std::move(db)) {}
   Result<void> write(const Commit& c);  // inside commit()'s transaction
   Result<void> write_chain(const Commit& c);
-  // Inside a read transaction; the candidates' index too when `index`.
+  // In one read transaction of its own; the candidates' index too when
+  // `index`.
   Result<ChainRecord> read_chain(const std::string& id, bool index);
   Result<std::vector<PendingLink>> read_pending(const char* sql, const std::string& id,
                                                 std::int64_t a, std::int64_t b);
   Result<void> insert_incident(const Incident& incident);
   Result<void> tally_incident(const Incident& incident, const IncidentTally& tally);
-  Error sql_error(const std::string& what) const;
 
   std::string path_;
-  sqlite3* db_ = nullptr;
+  sqlite::Database db_;
   std::mutex mu_;
 };
 

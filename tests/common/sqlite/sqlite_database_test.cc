@@ -3,7 +3,8 @@
 // constraint's error names the database, the statement's purpose and
 // SQLite's reason, a database another connection holds locked is a clear
 // error once the busy timeout passes (never a hang), a transaction left
-// without a commit is undone, and hostile files (a symlink, junk) are
+// without a commit is undone, a read transaction sees one snapshot without
+// waiting for a writer, and hostile files (a symlink, junk) are
 // refused by name.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -202,6 +203,52 @@ TEST_F(SqliteTest, ATransactionNotCommittedIsRolledBackWhenItGoes) {
   // Seen from another connection too: committed, durable.
   auto other = open();
   EXPECT_EQ(count(other), 1);
+}
+
+// A read transaction (a receiver loading a chain and its candidates while
+// another receiver commits): it does not wait for the writer's lock, and
+// every read in it sees the same commit, none made after its first read.
+TEST_F(SqliteTest, AReadTransactionSeesOneSnapshotAndNeverWaitsForAWriter) {
+  auto writer = open();
+  ASSERT_TRUE(writer.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)"));
+  ASSERT_TRUE(writer.exec("INSERT INTO t VALUES (1)"));
+  auto held = Transaction::begin(writer, "hold the write lock");
+  ASSERT_TRUE(held) << held.error().message();
+  ASSERT_TRUE(writer.exec("INSERT INTO t VALUES (2)"));
+
+  auto reader = open(5000ms);
+  const auto start = std::chrono::steady_clock::now();
+  {
+    auto read = Transaction::begin_read(reader, "read the rows");
+    ASSERT_TRUE(read) << read.error().message();
+    EXPECT_TRUE(reader.in_transaction());
+    EXPECT_EQ(count(reader), 1) << "saw a row not committed";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2500ms)
+        << "waited for the writer's lock (an IMMEDIATE transaction would)";
+    ASSERT_TRUE(held->commit("commit row 2"));
+    auto other = open();
+    EXPECT_EQ(count(other), 2);
+    EXPECT_EQ(count(reader), 1) << "a read in the transaction saw a later commit";
+    ASSERT_TRUE(read->commit("end the read"));
+    EXPECT_FALSE(reader.in_transaction());
+    EXPECT_EQ(count(reader), 2);
+  }
+  // One left without a commit ends when it goes.
+  {
+    auto read = Transaction::begin_read(reader, "read the rows");
+    ASSERT_TRUE(read);
+    EXPECT_EQ(count(reader), 2);
+  }
+  EXPECT_FALSE(reader.in_transaction());
+  // Nested in an open transaction: an error naming its purpose, not a crash.
+  auto outer = Transaction::begin_read(reader, "outer read");
+  ASSERT_TRUE(outer);
+  auto inner = Transaction::begin_read(reader, "inner read");
+  ASSERT_FALSE(inner);
+  EXPECT_NE(inner.error().message().find("inner read: cannot start a transaction within a "
+                                         "transaction"),
+            std::string::npos)
+      << inner.error().message();
 }
 
 TEST_F(SqliteTest, ASymlinkIsRefusedWhenNoFollowIsAsked) {
