@@ -126,7 +126,9 @@ TEST_P(ReceiverTest, AForgedUnsignedEnvelopeIsHeldButNeverAcknowledged) {
   EXPECT_TRUE(acknowledgeable(*forged, 1, rx->holds(term.id, 1)).empty());
   // Resent by the broker: a duplicate of what is only held, still no ack.
   auto again = send(forger.health(1, false));
-  if (again) EXPECT_TRUE(acknowledgeable(*again, 1, rx->holds(term.id, 1)).empty());
+  if (again) {
+    EXPECT_TRUE(acknowledgeable(*again, 1, rx->holds(term.id, 1)).empty());
+  }
   // The terminal's own, signed: stored and acknowledged, once.
   auto genuine = send(term.health(1));
   ASSERT_TRUE(genuine) << genuine.error().message();
