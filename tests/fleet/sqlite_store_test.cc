@@ -127,5 +127,40 @@ TEST(SqliteFleetStore, SentResultsAreTheStoredResultsOfTheCommandsSentWithAnActi
   EXPECT_TRUE((*s)->sent_results("ATM-0404", "rotate-key", 10)->empty());
 }
 
+// A hostile broker replays an old rotate-key command until the terminal's
+// answers to it (later sequences, the same result) fill the result window:
+// the old command's first result must neither fall out of it nor be taken
+// for a newer command's (review of session 8: the newest-first window of
+// 1,000 rows let the replays of command A stand in for the newest, B).
+TEST(SqliteFleetStore, ReplayedAnswersToAnOldCommandNeverMakeItTheNewest_REQ36) {
+  testing::TempDir dir;
+  testing::SimTerminal t("ATM-0001", crypto::KeyType::ecdsa_p256);
+  auto s = SqliteFleetStore::open(dir.path() + "/fleet.db");
+  ASSERT_TRUE(s) << s.error().message();
+  testing::register_terminal(**s, t);
+  ASSERT_TRUE((*s)->add_sent_command({t.id, "A", "dA", "rotate-key", kT0}));
+  ASSERT_TRUE((*s)->add_sent_command({t.id, "B", "dB", "rotate-key", kT0}));
+  // A answered at 1, B at 2, then A's answer again at 3..50 (replays).
+  Commit c;
+  c.terminal_id = t.id;
+  c.chain.state.prev_digest = crypto::Bytes(32, 7);
+  c.chain.state.next_sequence = 51;
+  for (std::uint64_t seq = 1; seq <= 50; ++seq) {
+    const std::string id = seq == 2 ? "B" : "A";
+    c.envelopes.push_back(StoredEnvelope{t.id, seq, 1, "digest", 7, kT0, kT0, false, "e"});
+    c.results.push_back(CommandResultEntry{t.id, seq, id, 1, "", kT0, "result " + id});
+  }
+  ASSERT_TRUE((*s)->commit(c));
+  // A window far smaller than the replays: still both commands, each at
+  // its first answer, B the newest.
+  auto rows = (*s)->sent_results(t.id, "rotate-key", 2);
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].command.command_id, "B");
+  EXPECT_EQ((*rows)[0].result.sequence, 2u);
+  EXPECT_EQ((*rows)[1].command.command_id, "A");
+  EXPECT_EQ((*rows)[1].result.sequence, 1u);
+}
+
 }  // namespace
 }  // namespace portier::fleet

@@ -305,7 +305,9 @@ class FleetStore {
   virtual Result<void> add_sent_command(const SentCommand& command) = 0;
   // The stored results of the commands sent to `id` with `action`, joined
   // by command id (the caller compares the result's command digest with
-  // the command's), the highest sequence first, at most `limit`. Only
+  // the command's): OK results only, of each distinct result of a command
+  // its first (its answers to replays come later and say the same), the
+  // highest sequence first, at most `limit`. Only
   // results of envelopes the chain covered are stored: a candidate's or a
   // refused envelope's result is never among them.
   virtual Result<std::vector<SentCommandResult>> sent_results(const std::string& id,

@@ -682,7 +682,7 @@ Result<Known> known(FleetStore& store, const std::string& id) {
   if (!key) return std::unexpected(key.error().with_context("terminal " + id + ": stored key"));
   auto kid = envelope::key_id(*key);
   if (!kid) return std::unexpected(kid.error());
-  Known k{std::move(*t), std::move(*key), std::move(*kid), std::nullopt, {}};
+  Known k{std::move(*t), std::move(*key), std::move(*kid), std::nullopt, {}, 0, {}};
   auto keys = store.keys(id);
   if (!keys) return std::unexpected(keys.error());
   // The history comes by from_sequence (the next key last): each key is

@@ -11,6 +11,7 @@
 
 #include "common/sqlite/statement.h"
 #include "common/sqlite/transaction.h"
+#include "portier/v1/command.pb.h"
 
 namespace portier::fleet {
 namespace {
@@ -994,13 +995,24 @@ Result<std::vector<SentCommandResult>> SqliteFleetStore::sent_results(const std:
                                                                       std::size_t limit) {
   std::lock_guard lock(mu_);
   auto s = db_.prepare(
+      // Each command's first answer of each kind only: the terminal answers
+      // a replayed command with its first result again (the same bytes,
+      // later sequences), so a broker replaying an old command can neither
+      // push another command's result out of the limit nor make the old
+      // one look newest. Only OK results: a refusal (of a forged command
+      // naming any id) never counts, so forgeries cannot fill the limit.
       "SELECT r.seq, r.command_id, r.status, r.message, r.time_ms, r.result, c.digest, "
       "c.sent_ms FROM command_results r JOIN sent_commands c "
       "ON c.terminal_id = r.terminal_id AND c.command_id = r.command_id "
-      "WHERE r.terminal_id = ? AND c.action = ? ORDER BY r.seq DESC, c.sent_ms DESC LIMIT ?",
+      "JOIN (SELECT MIN(r2.seq) AS first FROM command_results r2 "
+      "JOIN sent_commands c2 ON c2.terminal_id = r2.terminal_id AND c2.command_id = r2.command_id "
+      "WHERE r2.terminal_id = ?1 AND c2.action = ?2 AND r2.status = ?4 "
+      "GROUP BY r2.command_id, r2.result) f ON f.first = r.seq "
+      "WHERE r.terminal_id = ?1 ORDER BY r.seq DESC, c.sent_ms DESC LIMIT ?3",
       "read sent commands' results");
   if (!s) return std::unexpected(s.error());
   s->bind_text(1, id).bind_text(2, action).bind_int(3, static_cast<std::int64_t>(limit));
+  s->bind_int(4, v1::CommandResult::OK);
   return collect(*s, [&](const sqlite::Statement& r) {
     SentCommandResult out;
     out.result = CommandResultEntry{id,
