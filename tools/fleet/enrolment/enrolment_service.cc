@@ -2,6 +2,7 @@
 
 #include "agent/identity/enrolment_proof.h"
 #include "agent/identity/issued_certificate.h"
+#include "agent/identity/rotation_answer.h"
 #include "common/log.h"
 
 namespace portier::fleet {
@@ -167,7 +168,9 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
 }
 
 Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cert_pem,
-                                                   const v1::RenewCertificateRequest& req) {
+                                                   const v1::RenewCertificateRequest& req,
+                                                   bool* not_recorded) {
+  if (not_recorded != nullptr) *not_recorded = false;
   if (client_cert_pem.empty()) {
     return fail_msg(Errc::permission_denied,
                     "Renew needs the terminal's device certificate as its TLS client "
@@ -183,9 +186,41 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
                   "the client certificate is not a device certificate of this fleet: " +
                       ok.error().message());
   }
+  auto r = renew_verified(*cert, tid, serial, req);
+  if (!r && not_recorded != nullptr) {
+    switch (r.error().code) {
+      case Errc::permission_denied:
+      case Errc::invalid_argument:
+      case Errc::failed_precondition:
+      case Errc::not_found:
+      case Errc::already_exists:
+        *not_recorded = nothing_recorded(serial, req.csr());
+        break;
+      default:
+        break;
+    }
+  }
+  return r;
+}
+
+bool EnrolmentService::nothing_recorded(const std::string& serial, const std::string& csr_der) {
+  auto csr = crypto::CertificateRequest::from_der(crypto::byte_view(csr_der));
+  if (!csr) return false;
+  auto pub = csr->public_key();
+  if (!pub) return false;
+  auto pem = pub->to_pem();
+  if (!pem) return false;
+  auto record = registry_.find(serial);
+  if (!record || !*record) return false;
+  return !(*record)->public_key_pem.empty() && (*record)->public_key_pem != *pem;
+}
+
+Result<v1::EnrollResponse> EnrolmentService::renew_verified(
+    const crypto::Certificate& cert, const std::string& tid, const std::string& serial,
+    const v1::RenewCertificateRequest& req) {
   auto record = registry_.find(serial);
   if (!record) return std::unexpected(record.error());
-  auto pub = cert->public_key();
+  auto pub = cert.public_key();
   if (!pub) return std::unexpected(pub.error());
   auto pub_pem = pub->to_pem();
   if (!pub_pem) return std::unexpected(pub_pem.error());
@@ -199,7 +234,7 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
     if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
     if (auto csr_pub = csr->public_key()) {
       if (auto csr_pem = csr_pub->to_pem(); csr_pem && *csr_pem == (*record)->public_key_pem) {
-        auto old_der = cert->der();
+        auto old_der = cert.der();
         if (!old_der) return std::unexpected(old_der.error());
         return answer_retry(**record, tid, *old_der, req.cutover_sequence());
       }
@@ -320,7 +355,11 @@ std::unexpected<Error> EnrolmentService::undo_rotation(
                     "the rotation of terminal \"" + tid +
                         "\" could not be recorded in full nor undone: ask again");
   }
-  return refuse(serial, tid, told.code,
+  // The store's own refusals (it rolled back: the chain passed the cutover,
+  // the terminal is unknown) keep their code; any other failure of it may
+  // have come after it wrote: unavailable, the terminal asks again.
+  const Errc code = overtaken || told.code == Errc::not_found ? told.code : Errc::unavailable;
+  return refuse(serial, tid, code,
                 "the rotation of terminal \"" + tid + "\" was not taken: " + told.message() +
                     (overtaken ? "; the rotation allowance is closed (the old key may be in "
                                  "other hands): look, then allow it again"
@@ -412,8 +451,14 @@ grpc::Status EnrolmentService::Renew(grpc::ServerContext* context,
     auto certs = auth->FindPropertyValues("x509_pem_cert");
     if (!certs.empty()) pem.assign(certs.front().data(), certs.front().size());
   }
-  auto r = renew(pem, *request);
-  if (!r) return to_status(r.error());
+  bool not_recorded = false;
+  auto r = renew(pem, *request, &not_recorded);
+  if (!r) {
+    if (not_recorded) {
+      context->AddTrailingMetadata(identity::kRotationAnswerKey, identity::kNotRecorded);
+    }
+    return to_status(r.error());
+  }
   *response = std::move(*r);
   return grpc::Status::OK;
 }

@@ -100,9 +100,16 @@ class EnrolmentService final : public v1::Enrolment::Service {
 
   // The enrolment checks without gRPC (Enroll calls this).
   Result<v1::EnrollResponse> enroll(const v1::EnrollRequest& request);
-  // Renew with the client certificate (PEM) the TLS layer verified.
+  // Renew with the client certificate (PEM) the TLS layer verified. On a
+  // refusal, `*not_recorded` (when given) says whether it is definitive:
+  // the registry, read after the refusal, does not hold the CSR's key, so
+  // nothing of this rotation is recorded (Renew then sends the mark of
+  // agent/identity/rotation_answer.h). Not for a refusal that judges
+  // nothing of the rotation (the CA anchor check, a CSR naming no key, an
+  // error of the registry or the store).
   Result<v1::EnrollResponse> renew(const std::string& client_cert_pem,
-                                   const v1::RenewCertificateRequest& request);
+                                   const v1::RenewCertificateRequest& request,
+                                   bool* not_recorded = nullptr);
   // A certificate for the enrolled terminal's new key (key rotation), which
   // signs from sequence `cutover` on; 0: none declared (the operator's
   // certificate for a token key's rotate-key CSR), the new key takes over
@@ -122,6 +129,13 @@ class EnrolmentService final : public v1::Enrolment::Service {
   static constexpr std::chrono::seconds kPendingStale{120};
 
   Result<v1::EnrollResponse> respond(const crypto::Bytes& cert_der) const;
+  // Renew past the CA anchor check of the client certificate `cert`.
+  Result<v1::EnrollResponse> renew_verified(const crypto::Certificate& cert, const std::string& tid,
+                                            const std::string& serial,
+                                            const v1::RenewCertificateRequest& req);
+  // The registry, read now, holds another key than `csr_der`'s for
+  // `serial` (false when either cannot be read).
+  bool nothing_recorded(const std::string& serial, const std::string& csr_der);
   std::int64_t unix_now() const;
   // A retry of the rotation `record` holds (its answer was lost): its
   // certificate once the store has the new key, UNAVAILABLE before.
