@@ -4,6 +4,7 @@
 
 #include "agent/identity/enrolment_proof.h"
 #include "agent/identity/private_file.h"
+#include "agent/identity/rotation_answer.h"
 #include "common/file_read.h"
 #include "portier/v1/fleet.grpc.pb.h"
 
@@ -127,18 +128,19 @@ Result<void> EnrolmentClient::renew_with(DeviceIdentity& identity, const crypto:
   auto stub = v1::Enrolment::NewStub(*ch);
   const grpc::Status status = stub->Renew(&ctx, request, &response);
   if (refused != nullptr) {
-    // The fleet's own refusals (enrolment_service.cc): it recorded nothing.
-    // A deadline, a cancellation, an internal error may come after it did.
-    switch (status.error_code()) {
-      case grpc::StatusCode::PERMISSION_DENIED:
-      case grpc::StatusCode::INVALID_ARGUMENT:
-      case grpc::StatusCode::FAILED_PRECONDITION:
-      case grpc::StatusCode::NOT_FOUND:
-      case grpc::StatusCode::ALREADY_EXISTS:
-        *refused = true;
-        break;
-      default:
-        *refused = false;
+    // Only the fleet's explicit mark says it recorded nothing (it sends it
+    // where it read its registry and the new key is not there). A refusal
+    // code alone may be a failure of the fleet's side after it recorded the
+    // rotation (a CA rollover, a registry error): unknown.
+    *refused = false;
+    if (!status.ok()) {
+      const auto& trailing = ctx.GetServerTrailingMetadata();
+      auto [from, to] = trailing.equal_range(kRotationAnswerKey);
+      for (auto it = from; it != to; ++it) {
+        if (std::string_view(it->second.data(), it->second.size()) == kNotRecorded) {
+          *refused = true;
+        }
+      }
     }
   }
   return answer(identity, status, response, rpc, options_.server);

@@ -52,7 +52,7 @@ struct EnrolmentOptions {
 // What became of a rotation asked of the fleet (rotate_once).
 enum class RotationOutcome {
   rotated,       // certified and installed: the pending key is current
-  not_recorded,  // the fleet refused it: it recorded nothing, the old key goes on
+  not_recorded,  // the fleet refused it, marked "nothing recorded": the old key goes on
   unknown,       // no answer, or one not taken here: the fleet may have recorded it
 };
 struct RotationAttempt {
@@ -81,11 +81,12 @@ class EnrolmentClient {
   // installed; the old key destroyed.
   Result<void> rotate(DeviceIdentity& identity, std::uint64_t cutover) const;
   // One Renew for the pending key (made now if there is none) and
-  // `cutover`, classified: not_recorded only for the fleet's own refusal
-  // (a gRPC status it sends when it recorded nothing: permission denied,
-  // invalid argument, failed precondition, not found, already exists);
-  // anything else (the fleet away, a deadline, an answer not installed
-  // here, an error of this side) is unknown: ask again with the same
+  // `cutover`, classified: not_recorded only for a refusal the fleet marks
+  // as "nothing recorded" (rotation_answer.h: trailing metadata it sends
+  // only when its registry does not hold the new key); anything else (a
+  // refusal code without the mark: the fleet's CA anchor check after a
+  // rollover, a registry error; the fleet away, a deadline, an answer not
+  // installed here, an error of this side) is unknown: ask again with the same
   // pending key and cutover, and the fleet answers with what it recorded.
   RotationAttempt rotate_once(DeviceIdentity& identity, std::uint64_t cutover) const;
 

@@ -393,9 +393,12 @@ class BarrierRegistry final : public fleet::EnrolmentRegistry {
     return r_.update(serial, pem, cert);
   }
   Result<void> replace_key(const std::string& serial, const std::string& expected,
-                           const std::string& pem, crypto::ByteView cert,
-                           KeyChange change) override {
-    return r_.replace_key(serial, expected, pem, cert, change);
+                           const std::string& pem, crypto::ByteView cert, KeyChange change,
+                           std::int64_t at) override {
+    return r_.replace_key(serial, expected, pem, cert, change, at);
+  }
+  Result<void> settle_rotation(const std::string& serial, const std::string& pem) override {
+    return r_.settle_rotation(serial, pem);
   }
   Result<void> allow_rotation(const std::string& terminal_id) override {
     return r_.allow_rotation(terminal_id);
@@ -502,7 +505,7 @@ TEST_F(RotationTest, AnEnrolOfTheOldKeyRacingARotationDoesNotPutTheOldKeyBack_RE
   hooked.after_find = [&] {
     ASSERT_TRUE(registry_->allow_rotation(t.terminal_id));
     ASSERT_TRUE(registry_->replace_key("SN-1001", old_pem, new_pem, crypto::Bytes{1},
-                                       fleet::EnrolmentRegistry::KeyChange::rotation));
+                                       fleet::EnrolmentRegistry::KeyChange::rotation, 1));
   };
   fleet::EnrolmentService racing(*ca_, hooked);
   // Past a tenth of the certificate's lifetime: Enroll issues a fresh one.
@@ -738,11 +741,14 @@ class UndoFailingRegistry final : public fleet::EnrolmentRegistry {
     return r_.update(s, k, c);
   }
   Result<void> replace_key(const std::string& s, const std::string& e, const std::string& k,
-                           crypto::ByteView c, KeyChange change) override {
+                           crypto::ByteView c, KeyChange change, std::int64_t at) override {
     if (change == KeyChange::undo || change == KeyChange::undo_closed) {
       return fail_msg(Errc::io, "the registry's disk went away");
     }
-    return r_.replace_key(s, e, k, c, change);
+    return r_.replace_key(s, e, k, c, change, at);
+  }
+  Result<void> settle_rotation(const std::string& s, const std::string& k) override {
+    return r_.settle_rotation(s, k);
   }
   Result<void> allow_rotation(const std::string& t) override { return r_.allow_rotation(t); }
   Result<void> record_refusal(const fleet::EnrolmentRefusal& r) override {

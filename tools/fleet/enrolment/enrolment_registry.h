@@ -26,6 +26,11 @@ struct EnrolmentRecord {
   // The key the last rotation replaced (empty: none): a retry of that
   // rotation whose answer was lost gets the certificate already issued.
   std::string previous_key_pem;
+  // A rotation the registry holds but the fleet's store may not know yet
+  // (0: none): when its key change was written (Unix seconds). Until the
+  // store took the new key (settle_rotation), nobody gets its certificate:
+  // a retry of that rotation is answered "ask again".
+  std::int64_t rotation_pending_since = 0;
 };
 
 struct EnrolmentRefusal {
@@ -61,10 +66,17 @@ class EnrolmentRegistry {
   // fleet could not record the rotation); undo_closed: the same with the
   // allowance closed (the rotation was overtaken by the old key: someone
   // else may hold it, the operator looks before allowing another).
+  // A rotation marks the row pending since `at_unix` (see
+  // EnrolmentRecord::rotation_pending_since); an undo clears the mark; a
+  // renewal leaves it.
   enum class KeyChange { renewal, rotation, undo, undo_closed };
   virtual Result<void> replace_key(const std::string& serial, const std::string& expected_pem,
                                    const std::string& public_key_pem, crypto::ByteView certificate,
-                                   KeyChange change) = 0;
+                                   KeyChange change, std::int64_t at_unix) = 0;
+  // The fleet's store took the rotation to `public_key_pem`: its mark of
+  // "pending" goes (not_found when the serial's key is another one now).
+  virtual Result<void> settle_rotation(const std::string& serial,
+                                       const std::string& public_key_pem) = 0;
   // The operator's RotateDeviceKey: the next Renew of the enrolled
   // `terminal_id` may bring a new key (not_found when it is not enrolled).
   virtual Result<void> allow_rotation(const std::string& terminal_id) = 0;

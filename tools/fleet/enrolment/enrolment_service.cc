@@ -2,6 +2,7 @@
 
 #include "agent/identity/enrolment_proof.h"
 #include "agent/identity/issued_certificate.h"
+#include "agent/identity/rotation_answer.h"
 #include "common/log.h"
 
 namespace portier::fleet {
@@ -108,7 +109,12 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
         // a tenth of its lifetime (a key in a PKCS#11 token renews this
         // way: gRPC cannot take it as a TLS client key) or has expired (a
         // terminal off for longer than a lifetime can renew nothing over
-        // TLS any more; the proof and the key are the same).
+        // TLS any more; the proof and the key are the same). Not while a
+        // rotation to this key is not yet taken by the fleet's store.
+        if ((*record)->rotation_pending_since != 0) {
+          return fail_msg(Errc::unavailable, "the rotation of terminal \"" + tid +
+                                                 "\" is still being recorded: ask again");
+        }
         PORTIER_TRY(tell({IssuedKey::Kind::enrolled, tid, serial, *pub_pem, {}}));
         auto held = crypto::Certificate::from_der((*record)->certificate);
         if (held && now_() < held->not_before() + (held->not_after() - held->not_before()) / 10) {
@@ -121,7 +127,7 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
         // Only while the key is still this one (a rotation may have moved
         // it since find(): the old key must not come back).
         if (auto swapped = registry_.replace_key(serial, *pub_pem, *pub_pem, *fresh_der,
-                                                 EnrolmentRegistry::KeyChange::renewal);
+                                                 EnrolmentRegistry::KeyChange::renewal, unix_now());
             !swapped) {
           const Errc code = swapped.error().code;
           if (code == Errc::aborted || code == Errc::permission_denied || code == Errc::not_found) {
@@ -162,7 +168,9 @@ Result<v1::EnrollResponse> EnrolmentService::enroll(const v1::EnrollRequest& req
 }
 
 Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cert_pem,
-                                                   const v1::RenewCertificateRequest& req) {
+                                                   const v1::RenewCertificateRequest& req,
+                                                   bool* not_recorded) {
+  if (not_recorded != nullptr) *not_recorded = false;
   if (client_cert_pem.empty()) {
     return fail_msg(Errc::permission_denied,
                     "Renew needs the terminal's device certificate as its TLS client "
@@ -178,9 +186,41 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
                   "the client certificate is not a device certificate of this fleet: " +
                       ok.error().message());
   }
+  auto r = renew_verified(*cert, tid, serial, req);
+  if (!r && not_recorded != nullptr) {
+    switch (r.error().code) {
+      case Errc::permission_denied:
+      case Errc::invalid_argument:
+      case Errc::failed_precondition:
+      case Errc::not_found:
+      case Errc::already_exists:
+        *not_recorded = nothing_recorded(serial, req.csr());
+        break;
+      default:
+        break;
+    }
+  }
+  return r;
+}
+
+bool EnrolmentService::nothing_recorded(const std::string& serial, const std::string& csr_der) {
+  auto csr = crypto::CertificateRequest::from_der(crypto::byte_view(csr_der));
+  if (!csr) return false;
+  auto pub = csr->public_key();
+  if (!pub) return false;
+  auto pem = pub->to_pem();
+  if (!pem) return false;
+  auto record = registry_.find(serial);
+  if (!record || !*record) return false;
+  return !(*record)->public_key_pem.empty() && (*record)->public_key_pem != *pem;
+}
+
+Result<v1::EnrollResponse> EnrolmentService::renew_verified(
+    const crypto::Certificate& cert, const std::string& tid, const std::string& serial,
+    const v1::RenewCertificateRequest& req) {
   auto record = registry_.find(serial);
   if (!record) return std::unexpected(record.error());
-  auto pub = cert->public_key();
+  auto pub = cert.public_key();
   if (!pub) return std::unexpected(pub.error());
   auto pub_pem = pub->to_pem();
   if (!pub_pem) return std::unexpected(pub_pem.error());
@@ -194,9 +234,9 @@ Result<v1::EnrollResponse> EnrolmentService::renew(const std::string& client_cer
     if (!csr) return refuse(serial, tid, csr.error().code, csr.error().why);
     if (auto csr_pub = csr->public_key()) {
       if (auto csr_pem = csr_pub->to_pem(); csr_pem && *csr_pem == (*record)->public_key_pem) {
-        log_info("enrolment: terminal \"" + tid +
-                 "\" asked again for its rotation's certificate (the answer was lost)");
-        return respond((*record)->certificate);
+        auto old_der = cert.der();
+        if (!old_der) return std::unexpected(old_der.error());
+        return answer_retry(**record, tid, *old_der, req.cutover_sequence());
       }
     }
   }
@@ -238,10 +278,22 @@ Result<v1::EnrollResponse> EnrolmentService::change_key(
   // The registry first, as a compare-and-swap: of two Renews racing for the
   // same terminal (a thief of the old key and the terminal itself) only one
   // moves the key; the other is refused here, before anyone is told or gets
-  // a certificate.
+  // a certificate. A rotation stays marked pending until the store took it:
+  // a retry meanwhile gets no certificate the store may yet refuse.
   using Change = EnrolmentRegistry::KeyChange;
-  if (auto swapped = registry_.replace_key(serial, old_pem, new_pem, *der,
-                                           rotation ? Change::rotation : Change::renewal);
+  // In flight here until this returns (a retry then waits for its end).
+  std::shared_ptr<void> in_flight;
+  if (rotation) {
+    std::lock_guard lock(mu_);
+    auto it = rotating_.insert(serial);
+    in_flight.reset(this, [it](EnrolmentService* self) {
+      std::lock_guard lock(self->mu_);
+      self->rotating_.erase(it);
+    });
+  }
+  if (auto swapped =
+          registry_.replace_key(serial, old_pem, new_pem, *der,
+                                rotation ? Change::rotation : Change::renewal, unix_now());
       !swapped) {
     const Errc code = swapped.error().code;
     if (code == Errc::aborted || code == Errc::permission_denied || code == Errc::not_found) {
@@ -255,39 +307,105 @@ Result<v1::EnrollResponse> EnrolmentService::change_key(
                         new_pem, rotation ? old_pem : std::string(), cutover});
       !told) {
     if (rotation) {
-      // The fleet's store does not know the new key: the registry goes back
-      // to the old one. The operator's allowance stays open, unless the
-      // chain already passed the cutover under the old key: someone else
-      // may sign with it, and would Renew next with a key of its own.
-      const bool overtaken = told.error().code == Errc::failed_precondition;
-      if (auto undone = registry_.replace_key(serial, new_pem, old_pem, record.certificate,
-                                              overtaken ? Change::undo_closed : Change::undo);
-          !undone) {
-        log_error("enrolment: terminal \"" + tid +
-                  "\": a rotation that failed cannot be undone in the registry: " +
-                  undone.error().message());
-        // The registry still holds the new key: no refusal (the terminal
-        // would take it as "nothing recorded", drop its pending key and go
-        // on with the old one). Unavailable: it keeps its uplink held at
-        // the cutover and asks again (review finding M4).
-        return fail_msg(Errc::unavailable,
-                        "the rotation of terminal \"" + tid +
-                            "\" could not be recorded in full nor undone: ask again");
-      }
-      return refuse(serial, tid, told.error().code,
-                    "the rotation of terminal \"" + tid +
-                        "\" was not taken: " + told.error().message() +
-                        (overtaken ? "; the rotation allowance is closed (the old key may be in "
-                                     "other hands): look, then allow it again"
-                                   : ""));
+      return undo_rotation(serial, tid, old_pem, new_pem, record.certificate, told.error());
     }
     return std::unexpected(told.error());
+  }
+  if (rotation) {
+    if (auto settled = registry_.settle_rotation(serial, new_pem); !settled) {
+      // The store has the new key: the certificate is safe to hand out. The
+      // mark stays; a retry finishes it once it is stale.
+      log_warning("enrolment: terminal \"" + tid +
+                  "\": the rotation was recorded, its pending mark not cleared: " +
+                  settled.error().message());
+    }
   }
   log_info("enrolment: terminal \"" + tid + "\" " +
            (rotation ? "rotated its key (the new one signs from sequence " +
                            std::to_string(cutover) + ")"
                      : std::string("renewed its certificate")));
   return respond(*der);
+}
+
+std::int64_t EnrolmentService::unix_now() const {
+  return std::chrono::duration_cast<std::chrono::seconds>(now_().time_since_epoch()).count();
+}
+
+std::unexpected<Error> EnrolmentService::undo_rotation(
+    const std::string& serial, const std::string& tid, const std::string& old_pem,
+    const std::string& new_pem, const crypto::Bytes& old_cert_der, const Error& told) {
+  using Change = EnrolmentRegistry::KeyChange;
+  // The fleet's store does not know the new key: the registry goes back to
+  // the old one. The operator's allowance stays open, unless the chain
+  // already passed the cutover under the old key: someone else may sign
+  // with it, and would Renew next with a key of its own.
+  const bool overtaken = told.code == Errc::failed_precondition;
+  if (auto undone =
+          registry_.replace_key(serial, new_pem, old_pem, old_cert_der,
+                                overtaken ? Change::undo_closed : Change::undo, unix_now());
+      !undone) {
+    log_error(
+        "enrolment: terminal \"" + tid +
+        "\": a rotation that failed cannot be undone in the registry: " + undone.error().message());
+    // The registry still holds the new key: no refusal (the terminal
+    // would take it as "nothing recorded", drop its pending key and go
+    // on with the old one). Unavailable: it keeps its uplink held at
+    // the cutover and asks again (review finding M4).
+    return fail_msg(Errc::unavailable,
+                    "the rotation of terminal \"" + tid +
+                        "\" could not be recorded in full nor undone: ask again");
+  }
+  // The store's own refusals (it rolled back: the chain passed the cutover,
+  // the terminal is unknown) keep their code; any other failure of it may
+  // have come after it wrote: unavailable, the terminal asks again.
+  const Errc code = overtaken || told.code == Errc::not_found ? told.code : Errc::unavailable;
+  return refuse(serial, tid, code,
+                "the rotation of terminal \"" + tid + "\" was not taken: " + told.message() +
+                    (overtaken ? "; the rotation allowance is closed (the old key may be in "
+                                 "other hands): look, then allow it again"
+                               : ""));
+}
+
+Result<v1::EnrollResponse> EnrolmentService::answer_retry(const EnrolmentRecord& record,
+                                                          const std::string& tid,
+                                                          const crypto::Bytes& old_cert_der,
+                                                          std::uint64_t cutover) {
+  if (record.rotation_pending_since == 0) {
+    log_info("enrolment: terminal \"" + tid +
+             "\" asked again for its rotation's certificate (the answer was lost)");
+    return respond(record.certificate);
+  }
+  bool in_flight = false;
+  {
+    std::lock_guard lock(mu_);
+    in_flight = rotating_.contains(record.serial);
+  }
+  if (in_flight || unix_now() - record.rotation_pending_since < kPendingStale.count()) {
+    // The first request is still telling the fleet's store, which may yet
+    // refuse the key: no certificate before it took it.
+    return fail_msg(Errc::unavailable, "the rotation of terminal \"" + tid +
+                                           "\" is still being recorded by the fleet: ask again");
+  }
+  // Left pending by a fleet that stopped between its two writes: the store
+  // is told again (the same next key is taken again), then answered.
+  log_warning("enrolment: terminal \"" + tid + "\": finishing a rotation left pending since " +
+              std::to_string(record.rotation_pending_since));
+  if (cutover == 0) {
+    return fail_msg(Errc::unavailable, "the rotation of terminal \"" + tid +
+                                           "\" is pending and the retry names no cutover");
+  }
+  if (auto told = tell({IssuedKey::Kind::rotated, tid, record.serial, record.public_key_pem,
+                        record.previous_key_pem, cutover});
+      !told) {
+    return undo_rotation(record.serial, tid, record.previous_key_pem, record.public_key_pem,
+                         old_cert_der, told.error());
+  }
+  if (auto settled = registry_.settle_rotation(record.serial, record.public_key_pem); !settled) {
+    log_warning("enrolment: terminal \"" + tid +
+                "\": the rotation was recorded, its pending mark not cleared: " +
+                settled.error().message());
+  }
+  return respond(record.certificate);
 }
 
 Result<v1::EnrollResponse> EnrolmentService::rotate(const std::string& serial,
@@ -333,8 +451,14 @@ grpc::Status EnrolmentService::Renew(grpc::ServerContext* context,
     auto certs = auth->FindPropertyValues("x509_pem_cert");
     if (!certs.empty()) pem.assign(certs.front().data(), certs.front().size());
   }
-  auto r = renew(pem, *request);
-  if (!r) return to_status(r.error());
+  bool not_recorded = false;
+  auto r = renew(pem, *request, &not_recorded);
+  if (!r) {
+    if (not_recorded) {
+      context->AddTrailingMetadata(identity::kRotationAnswerKey, identity::kNotRecorded);
+    }
+    return to_status(r.error());
+  }
   *response = std::move(*r);
   return grpc::Status::OK;
 }

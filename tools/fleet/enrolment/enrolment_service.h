@@ -26,7 +26,14 @@
 // from there on), kept with the next key in the fleet's store. A rotation
 // whose answer was lost is asked again with the old certificate and the
 // same new key: it gets the certificate issued then, nothing changed (the
-// registry keeps the key the rotation replaced for this only).
+// registry keeps the key the rotation replaced for this only). Until the
+// fleet's store took the new key the registry row is marked "rotation
+// pending" and such a retry is answered UNAVAILABLE (ask again), never with
+// the certificate: the store may still refuse the rotation, and a terminal
+// that installed it would have destroyed the only key the fleet accepts
+// (review finding REQ-33/1). A mark left by a fleet that stopped between
+// the two writes (older than kPendingStale, no change in flight here) is
+// finished by the retry: the store is told again, then the certificate.
 //
 // Why a rotation must be asked for: whoever stole the old key (and its
 // public certificate) could otherwise call Renew with a key of its own at
@@ -59,6 +66,9 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
 
 #include "portier/v1/fleet.grpc.pb.h"
 #include "tools/fleet/enrolment/enrolment_registry.h"
@@ -90,9 +100,16 @@ class EnrolmentService final : public v1::Enrolment::Service {
 
   // The enrolment checks without gRPC (Enroll calls this).
   Result<v1::EnrollResponse> enroll(const v1::EnrollRequest& request);
-  // Renew with the client certificate (PEM) the TLS layer verified.
+  // Renew with the client certificate (PEM) the TLS layer verified. On a
+  // refusal, `*not_recorded` (when given) says whether it is definitive:
+  // the registry, read after the refusal, does not hold the CSR's key, so
+  // nothing of this rotation is recorded (Renew then sends the mark of
+  // agent/identity/rotation_answer.h). Not for a refusal that judges
+  // nothing of the rotation (the CA anchor check, a CSR naming no key, an
+  // error of the registry or the store).
   Result<v1::EnrollResponse> renew(const std::string& client_cert_pem,
-                                   const v1::RenewCertificateRequest& request);
+                                   const v1::RenewCertificateRequest& request,
+                                   bool* not_recorded = nullptr);
   // A certificate for the enrolled terminal's new key (key rotation), which
   // signs from sequence `cutover` on; 0: none declared (the operator's
   // certificate for a token key's rotate-key CSR), the new key takes over
@@ -107,7 +124,28 @@ class EnrolmentService final : public v1::Enrolment::Service {
   void on_issued(std::function<Result<void>(const IssuedKey&)> fn) { on_issued_ = std::move(fn); }
 
  private:
+  // A rotation marked pending for longer than this, with no change in
+  // flight in this process, was left by a fleet that stopped mid-way.
+  static constexpr std::chrono::seconds kPendingStale{120};
+
   Result<v1::EnrollResponse> respond(const crypto::Bytes& cert_der) const;
+  // Renew past the CA anchor check of the client certificate `cert`.
+  Result<v1::EnrollResponse> renew_verified(const crypto::Certificate& cert, const std::string& tid,
+                                            const std::string& serial,
+                                            const v1::RenewCertificateRequest& req);
+  // The registry, read now, holds another key than `csr_der`'s for
+  // `serial` (false when either cannot be read).
+  bool nothing_recorded(const std::string& serial, const std::string& csr_der);
+  std::int64_t unix_now() const;
+  // A retry of the rotation `record` holds (its answer was lost): its
+  // certificate once the store has the new key, UNAVAILABLE before.
+  Result<v1::EnrollResponse> answer_retry(const EnrolmentRecord& record, const std::string& tid,
+                                          const crypto::Bytes& old_cert_der, std::uint64_t cutover);
+  // The store did not take the rotation from `old_pem` to `new_pem`: the
+  // registry goes back to `old_pem` and `old_cert_der`; the error to return.
+  std::unexpected<Error> undo_rotation(const std::string& serial, const std::string& tid,
+                                       const std::string& old_pem, const std::string& new_pem,
+                                       const crypto::Bytes& old_cert_der, const Error& told);
   // A certificate for `new_pem` (a renewal when it is `old_pem`), the
   // registry's key swapped from `old_pem` (compare-and-swap), then told.
   Result<v1::EnrollResponse> change_key(const EnrolmentRecord& record, const std::string& tid,
@@ -121,6 +159,8 @@ class EnrolmentService final : public v1::Enrolment::Service {
   EnrolmentRegistry& registry_;
   std::function<crypto::TimePoint()> now_;
   std::function<Result<void>(const IssuedKey&)> on_issued_;
+  std::mutex mu_;
+  std::multiset<std::string> rotating_;  // serials whose rotation is being told here
   Result<void> tell(const IssuedKey& k) const {
     return on_issued_ ? on_issued_(k) : Result<void>{};
   }

@@ -1,5 +1,7 @@
 #include "tools/fleet/enrolment/sqlite_enrolment_registry.h"
 
+#include <algorithm>
+
 #include "common/sqlite/statement.h"
 #include "common/sqlite/transaction.h"
 
@@ -16,7 +18,8 @@ CREATE TABLE IF NOT EXISTS expected_devices (
   public_key_pem TEXT,
   certificate BLOB,
   rotation_allowed INTEGER NOT NULL DEFAULT 0,
-  previous_key_pem TEXT
+  previous_key_pem TEXT,
+  rotation_pending_since INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS enrolment_refusals (
   id INTEGER PRIMARY KEY,
@@ -52,6 +55,10 @@ Result<std::unique_ptr<SqliteEnrolmentRegistry>> SqliteEnrolmentRegistry::open(
       "DEFAULT 0");
   // ... or before the key a rotation replaced was kept (the same).
   (void)db->exec("ALTER TABLE expected_devices ADD COLUMN previous_key_pem TEXT");
+  // ... or before a rotation was marked pending until the store took it.
+  (void)db->exec(
+      "ALTER TABLE expected_devices ADD COLUMN rotation_pending_since INTEGER NOT NULL "
+      "DEFAULT 0");
   return std::unique_ptr<SqliteEnrolmentRegistry>(
       new SqliteEnrolmentRegistry(std::move(*db), path));
 }
@@ -74,7 +81,7 @@ Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::
   std::lock_guard lock(mu_);
   auto s = db_.prepare(
       "SELECT secret, terminal_id, public_key_pem, certificate, rotation_allowed, "
-      "previous_key_pem FROM expected_devices "
+      "previous_key_pem, rotation_pending_since FROM expected_devices "
       "WHERE serial = ?",
       "enrolment registry: find");
   if (!s) return std::unexpected(s.error());
@@ -89,6 +96,7 @@ Result<std::optional<EnrolmentRecord>> SqliteEnrolmentRegistry::find(const std::
   r.certificate = to_bytes(s->column_blob(3));
   r.rotation_allowed = s->column_int(4) != 0;
   r.previous_key_pem = s->column_text(5);
+  r.rotation_pending_since = s->column_int(6);
   return std::optional<EnrolmentRecord>(std::move(r));
 }
 
@@ -133,7 +141,8 @@ Result<void> SqliteEnrolmentRegistry::update(const std::string& serial,
 Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
                                                   const std::string& expected_pem,
                                                   const std::string& public_key_pem,
-                                                  crypto::ByteView certificate, KeyChange change) {
+                                                  crypto::ByteView certificate, KeyChange change,
+                                                  std::int64_t at_unix) {
   std::lock_guard lock(mu_);
   // BEGIN IMMEDIATE: the check and the write under one write lock, so that
   // two Renews (in this process or another sharing the file) cannot both
@@ -158,12 +167,14 @@ Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
                 "no rotation allowed (or it was used already)");
   }
   // A rotation keeps the key it replaced (a retry of it is answered), an
-  // undo forgets it; a renewal leaves it.
+  // undo forgets it; a renewal leaves it. A rotation is pending (since
+  // `at_unix`, at least 1) until settle_rotation; an undo clears that.
   auto u = db_.prepare(change == KeyChange::renewal
                            ? "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, "
                              "rotation_allowed = ? WHERE serial = ?"
                            : "UPDATE expected_devices SET public_key_pem = ?, certificate = ?, "
-                             "rotation_allowed = ?, previous_key_pem = ? WHERE serial = ?",
+                             "rotation_allowed = ?, previous_key_pem = ?, "
+                             "rotation_pending_since = ? WHERE serial = ?",
                        "enrolment registry: change a key");
   if (!u) return std::unexpected(u.error());
   const std::int64_t allowed = change == KeyChange::renewal ? was_allowed
@@ -174,14 +185,30 @@ Result<void> SqliteEnrolmentRegistry::replace_key(const std::string& serial,
     u->bind_text(4, serial);
   } else {
     if (change == KeyChange::rotation) {
-      u->bind_text(4, expected_pem);
+      u->bind_text(4, expected_pem).bind_int(5, std::max<std::int64_t>(at_unix, 1));
     } else {
-      u->bind_null(4);
+      u->bind_null(4).bind_int(5, 0);
     }
-    u->bind_text(5, serial);
+    u->bind_text(6, serial);
   }
   PORTIER_TRY(u->run());
   return tx->commit("enrolment registry: commit a key change");
+}
+
+Result<void> SqliteEnrolmentRegistry::settle_rotation(const std::string& serial,
+                                                      const std::string& public_key_pem) {
+  std::lock_guard lock(mu_);
+  auto s = db_.prepare(
+      "UPDATE expected_devices SET rotation_pending_since = 0 "
+      "WHERE serial = ? AND public_key_pem = ?",
+      "enrolment registry: settle a rotation");
+  if (!s) return std::unexpected(s.error());
+  PORTIER_TRY(s->bind_text(1, serial).bind_text(2, public_key_pem).run());
+  if (db_.changes() != 1) {
+    return fail(Errc::not_found, path_, "serial \"" + serial + "\"",
+                "its key is no longer the one the rotation brought");
+  }
+  return {};
 }
 
 Result<void> SqliteEnrolmentRegistry::allow_rotation(const std::string& terminal_id) {

@@ -25,7 +25,9 @@ class SqliteEnrolmentRegistry final : public EnrolmentRegistry {
                       crypto::ByteView certificate) override;
   Result<void> replace_key(const std::string& serial, const std::string& expected_pem,
                            const std::string& public_key_pem, crypto::ByteView certificate,
-                           KeyChange change) override;
+                           KeyChange change, std::int64_t at_unix) override;
+  Result<void> settle_rotation(const std::string& serial,
+                               const std::string& public_key_pem) override;
   Result<void> allow_rotation(const std::string& terminal_id) override;
   Result<void> record_refusal(const EnrolmentRefusal& refusal) override;
   Result<std::vector<EnrolmentRefusal>> refusals(const std::string& serial) override;
