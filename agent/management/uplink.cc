@@ -106,26 +106,21 @@ void Uplink::stop(std::chrono::milliseconds drain) {
 }
 
 bool Uplink::submit(v1::PayloadType type, std::string payload, outbox::Priority priority) {
-  {
-    std::lock_guard lock(mu_);
-    if (queue_.size() >= options_.max_queued) {
-      ++stats_.refused;
-      return false;
-    }
-    queue_.push_back({type, std::move(payload), priority, options_.clock()});
-    ++submitted_;
-  }
-  cv_.notify_all();
-  return true;
+  return queue(type, std::move(payload), priority, false);
 }
 
 bool Uplink::submit_unless_held(v1::PayloadType type, std::string payload,
                                 outbox::Priority priority) {
-  // The check and the push under one lock: a hold between them would let
-  // a payload bound to the old key in after the cutover.
+  return queue(type, std::move(payload), priority, true);
+}
+
+bool Uplink::queue(v1::PayloadType type, std::string payload, outbox::Priority priority,
+                   bool unless_held) {
+  // The check of the hold and the push under one lock: a hold between them
+  // would let a payload bound to the old key in after the cutover.
   {
     std::lock_guard lock(mu_);
-    if (held_) return false;
+    if (unless_held && held_) return false;
     if (queue_.size() >= options_.max_queued) {
       ++stats_.refused;
       return false;

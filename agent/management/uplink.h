@@ -123,6 +123,10 @@ class Uplink {
   void release(std::shared_ptr<const crypto::Signer> signer = nullptr, std::string key_id = {});
 
  private:
+  // submit() and submit_unless_held(): false when refused (held, with
+  // `unless_held`; or the queue full, counted).
+  bool queue(v1::PayloadType type, std::string payload, outbox::Priority priority,
+             bool unless_held);
   struct Pending {
     v1::PayloadType type;
     std::string payload;
