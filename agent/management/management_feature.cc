@@ -112,6 +112,24 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
   const bool enrol = !config_.enrolment_server.empty();
+  rotation_file_ = dir_ + "/rotation.pending";
+  if (!enrol) {
+    // Only enrolment finishes a rotation: without it the old key would sign
+    // past a cutover the fleet may have recorded (and refuses as a retired
+    // key's). The record is not taken as "none".
+    auto rec = identity::load_pending_rotation(rotation_file_);
+    if (!rec || *rec) {
+      return fail(
+          Errc::failed_precondition, rotation_file_, "management: key rotation",
+          (rec ? "a key rotation to be in use from sequence " + std::to_string((*rec)->cutover) +
+                     " is pending"
+               : "a pending key rotation's record does not read (" + rec.error().message() + ")") +
+              ", and only enrolment can finish it: set [management] enrolment_server "
+              "again (the fleet answers with what it recorded), or, if the fleet "
+              "certainly recorded no rotation, remove this file to go on with the "
+              "old key");
+    }
+  }
   // Without enrolment the certificate is provisioned by hand in cert_file
   // and the identity's own store stays unused. With the device key in a
   // token, cert_file and tls_key_file are the link's TLS identity and the
@@ -189,7 +207,6 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       return checkpointer_->hand_over(std::move(next), *kid, now_ms);
     });
   }
-  rotation_file_ = dir_ + "/rotation.pending";
   if (enrol) {
     // A rotation whose answer was not known at the last stop: held at its
     // cutover from the start (start_core), asked again (run_identity).

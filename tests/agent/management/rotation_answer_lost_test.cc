@@ -563,5 +563,76 @@ TEST_F(RotationAnswerLostTest, ARotationTheFleetRefusesLeavesTheOldKeySigningOn_
   expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
 }
 
+// Regression: the record was only read when enrolment is configured. An
+// operator who removed enrolment_server while a rotation was pending got a
+// daemon whose old key signed the cutover and on, which a fleet that
+// recorded the rotation refuses as a retired key's. Now the feature does
+// not start, and says which file and what to do.
+TEST_F(RotationAnswerLostTest,
+       APendingRotationWithEnrolmentRemovedFromTheConfigRefusesToStart_REQ33) {
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  ASSERT_TRUE(registry_->allow_rotation(feature_->terminal_id()));
+  {
+    std::lock_guard lock(latch_mu_);
+    latched_ = true;
+  }
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] { return !feature_->rotation_state().empty(); }));
+  const std::uint64_t cutover = recorded_cutover();
+  ASSERT_GT(cutover, 1u);
+  open_latch();
+  stop_fleet();
+  take();
+  const auto sent_before = sent_.size();
+  feature_.reset();
+
+  // The operator takes enrolment out of the config; the certificate and the
+  // key are where a hand-provisioned terminal has them.
+  config_.enrolment_server.clear();
+  const std::string record = dir_ + "/management/rotation.pending";
+  ASSERT_TRUE(std::filesystem::exists(record));
+  feature_ = std::make_unique<ManagementFeature>(
+      config_,
+      [this](const ManagementConfig&, const LinkContext&) -> Result<std::unique_ptr<link::Link>> {
+        auto l = std::make_unique<test::FakeLink>();
+        l->acker = acker_;
+        auto started = std::make_shared<std::atomic<bool>>(false);
+        auto borrowed = std::make_unique<BorrowedLink>(*l, started);
+        std::lock_guard lock(link_mu_);
+        links_.push_back(std::move(l));
+        started_.push_back(std::move(started));
+        return std::unique_ptr<link::Link>(std::move(borrowed));
+      });
+  agent::FeatureContext ctx;
+  ctx.audit = audit_.get();
+  ctx.state_dir = dir_;
+  record_audit("without enrolment", 3);
+  auto ok = feature_->start(ctx);
+  ASSERT_FALSE(ok) << "the old key would sign from sequence " << cutover;
+  const std::string why = ok.error().message();
+  EXPECT_NE(why.find(record), std::string::npos) << why;
+  EXPECT_NE(why.find("from sequence " + std::to_string(cutover) + " is pending"), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("set [management] enrolment_server"), std::string::npos) << why;
+  EXPECT_TRUE(std::filesystem::exists(record)) << "the record is kept";
+  take();
+  EXPECT_EQ(sent_.size(), sent_before) << "nothing signed, nothing sent";
+  EXPECT_FALSE(sent_with("without enrolment"));
+
+  // A record that does not read is no "none" either.
+  feature_.reset();
+  ASSERT_TRUE(portier::test::write_pki_file(record, "cutover x\n", 0600));
+  feature_ = std::make_unique<ManagementFeature>(
+      config_,
+      [](const ManagementConfig&, const LinkContext&) -> Result<std::unique_ptr<link::Link>> {
+        return std::make_unique<test::FakeLink>();
+      });
+  ok = feature_->start(ctx);
+  ASSERT_FALSE(ok);
+  EXPECT_NE(ok.error().message().find("does not read"), std::string::npos) << ok.error().message();
+}
+
 }  // namespace
 }  // namespace portier::management
