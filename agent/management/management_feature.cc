@@ -696,9 +696,22 @@ Result<std::string> ManagementFeature::rotate_key() {
   log_info("management: key rotation: asking the fleet to certify the new key from sequence " +
            std::to_string(cutover) + " (recorded in " + rotation_file_ + ")");
   switch (ask_rotation(record)) {
-    case identity::RotationOutcome::unknown:
+    case identity::RotationOutcome::unknown: {
+      std::optional<std::string> refusal;
+      std::string state;
+      {
+        std::lock_guard lock(id_mu_);
+        refusal = rotation_refused_;
+        state = rotation_state_;
+      }
+      if (refusal) {
+        return fail_msg(
+            Errc::permission_denied,
+            "key rotation refused by the fleet (nothing recorded): " + *refusal + "; " + state);
+      }
       return "pending: the fleet did not answer; uplink held at sequence " +
              std::to_string(cutover) + "; retrying (key " + *before + " signs nothing from there)";
+    }
     case identity::RotationOutcome::not_recorded:
       return fail_msg(
           Errc::permission_denied, "key rotation refused by the fleet (nothing recorded; key " +
@@ -724,12 +737,41 @@ Result<std::string> ManagementFeature::rotate_key() {
 
 identity::RotationOutcome ManagementFeature::ask_rotation(const identity::PendingRotation& r) {
   const std::string at = std::to_string(r.cutover);
+  const auto max_delay =
+      std::chrono::seconds(std::max<std::uint32_t>(1, config_.enrolment_retry_max_s));
+  // The next attempt when this one settled nothing: the hold stays.
+  // `asking`: the fleet is asked again (else only the record's removal).
+  auto again = [&](const std::string& why_held, bool audit, bool asking) {
+    bool first = false;
+    std::chrono::seconds wait{};
+    unsigned attempts = 0;
+    {
+      std::lock_guard lock(id_mu_);
+      first = rotation_busy_;
+      attempts = ++rotation_attempts_;
+      rotation_busy_ = false;
+      wait = rotation_delay_;
+      rotation_due_ = std::chrono::steady_clock::now() + rotation_delay_;
+      rotation_delay_ = std::min(rotation_delay_ * 2, max_delay);
+    }
+    id_cv_.notify_all();
+    set_rotation_state(why_held + "; uplink held at sequence " + at + "; " +
+                           (asking ? "asked " : "tried ") + std::to_string(attempts) + " times, " +
+                           (asking ? "asking" : "trying") + " again in " +
+                           std::to_string(wait.count()) + " s",
+                       first || audit);
+  };
+  std::optional<std::string> refused;
+  {
+    std::lock_guard lock(id_mu_);
+    refused = rotation_refused_;
+  }
   // Asked again only for the recorded key: a pending key made anew would
   // be refused by a fleet that recorded the first one, and that refusal
   // would wrongly let the old key go on.
   auto recorded = crypto::PublicKey::from_pem(r.pending_key_pem);
   const auto pending = identity_->pending_key();
-  if (!recorded || !pending || !identity::same_key(*pending, *recorded)) {
+  if (!refused && (!recorded || !pending || !identity::same_key(*pending, *recorded))) {
     {
       std::lock_guard lock(id_mu_);
       rotation_busy_ = false;
@@ -742,7 +784,11 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
                        true);
     return identity::RotationOutcome::unknown;
   }
-  auto a = enrolment_->rotate_once(*identity_, r.cutover);
+  // Refused already: its record could not be removed then, nothing to ask.
+  auto a = refused ? identity::RotationAttempt{identity::RotationOutcome::not_recorded,
+                                               Error{Errc::permission_denied, "key rotation",
+                                                     "refused by the fleet", *refused}}
+                   : enrolment_->rotate_once(*identity_, r.cutover);
   switch (a.outcome) {
     case identity::RotationOutcome::rotated: {
       const auto now_signer = identity_->signer();
@@ -774,9 +820,27 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
       // The fleet recorded nothing: the record goes, then the pending key
       // (a stop between leaves a pending key without a record, which the
       // next rotation takes as its own), then the old key goes on.
-      const std::string why = a.error ? a.error->message() : std::string("refused");
+      const std::string why = refused   ? *refused
+                              : a.error ? a.error->message()
+                                        : std::string("refused");
       if (auto gone = identity::remove_pending_rotation(rotation_file_); !gone) {
+        // Released with the record left, the old key would sign past the
+        // cutover and the next start, finding the record, would hold the
+        // uplink at a cutover the chain has passed, for ever: the hold and
+        // the pending key stay until the record is gone (the next attempt
+        // removes it, the fleet not asked again: it recorded nothing).
         log_error("management: " + gone.error().message());
+        {
+          std::lock_guard lock(id_mu_);
+          rotation_refused_ = why;
+          last_refusal_ = why;
+        }
+        again("key rotation to be in use from sequence " + at +
+                  " refused by the fleet (nothing recorded: " + why +
+                  "), but its record cannot be removed (" + gone.error().message() +
+                  "): the old key goes on only once it is",
+              !refused, false);
+        return identity::RotationOutcome::unknown;
       }
       if (auto dropped = identity_->abandon_rotation(); !dropped) {
         log_error("management: " + dropped.error().message());
@@ -785,6 +849,7 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
         std::lock_guard lock(id_mu_);
         rotation_.reset();
         rotation_busy_ = false;
+        rotation_refused_.reset();
         last_refusal_ = why;
       }
       uplink_->release();
@@ -799,26 +864,7 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
     }
     case identity::RotationOutcome::unknown: {
       const std::string why = a.error ? a.error->message() : std::string("no answer");
-      const auto max_delay =
-          std::chrono::seconds(std::max<std::uint32_t>(1, config_.enrolment_retry_max_s));
-      bool first = false;
-      std::chrono::seconds wait{};
-      unsigned attempts = 0;
-      {
-        std::lock_guard lock(id_mu_);
-        first = rotation_busy_;
-        attempts = ++rotation_attempts_;
-        rotation_busy_ = false;
-        wait = rotation_delay_;
-        rotation_due_ = std::chrono::steady_clock::now() + rotation_delay_;
-        rotation_delay_ = std::min(rotation_delay_ * 2, max_delay);
-      }
-      id_cv_.notify_all();
-      set_rotation_state("key rotation pending: the fleet's answer is not known (" + why +
-                             "); uplink held at sequence " + at + "; asked " +
-                             std::to_string(attempts) + " times, asking again in " +
-                             std::to_string(wait.count()) + " s",
-                         first);
+      again("key rotation pending: the fleet's answer is not known (" + why + ")", false, true);
       break;
     }
   }

@@ -177,6 +177,10 @@ class ManagementFeature final : public agent::Feature {
   unsigned rotation_attempts_ = 0;  // unanswered since this start
   std::string rotation_state_;
   std::string last_refusal_;  // the fleet's reason, for the command's result
+  // The fleet refused the rotation (nothing recorded) but its record could
+  // not be removed: held until it is (the next attempt removes it without
+  // asking again), its reason.
+  std::optional<std::string> rotation_refused_;
 
   std::unique_ptr<outbox::Outbox> outbox_;
   std::unique_ptr<Uplink> uplink_;

@@ -27,6 +27,7 @@
 #include "agent/commands/command_signing.h"
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/certificate_store.h"
+#include "agent/identity/pending_rotation.h"
 #include "agent/management/fake_link.h"
 #include "agent/management/management_feature.h"
 #include "common/audit_events.h"
@@ -560,6 +561,82 @@ TEST_F(RotationAnswerLostTest, ARotationTheFleetRefusesLeavesTheOldKeySigningOn_
   record_audit("after", 3);
   ASSERT_TRUE(until([&] { return sent_with("after 2"); }));
   EXPECT_EQ(installed_key_id(), old_kid);
+  expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
+}
+
+// Regression: when the record of a rotation the fleet refused could not be
+// removed, the daemon dropped the pending key and went on with the old key,
+// the record left behind; the next start found it and held the uplink for
+// ever at a cutover the chain had already passed. Now the hold (and the
+// pending key) stays until the record is gone, the state says why, and the
+// next attempt removes it without asking the fleet again.
+TEST_F(RotationAnswerLostTest, ARefusedRotationWhoseRecordCannotBeRemovedStaysHeldUntilItIs_REQ33) {
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  const std::string old_kid = installed_key_id();
+  const std::string record = dir_ + "/management/rotation.pending";
+  // The fleet away: pending, asked again. No rotation allowed: once back,
+  // the fleet refuses it (nothing recorded).
+  stop_fleet();
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] {
+    return feature_->rotation_state().find("asked 2 times") != std::string::npos;
+  })) << feature_->rotation_state();
+  auto rec = identity::load_pending_rotation(record);
+  ASSERT_TRUE(rec && *rec);
+  const std::uint64_t cutover = (*rec)->cutover;
+  // The record cannot be removed (unlink fails on a directory, even as root).
+  ASSERT_TRUE(std::filesystem::remove(record));
+  std::filesystem::create_directory(record);
+  start_fleet();
+  ASSERT_TRUE(eventually([&] {
+    return feature_->rotation_state().find("cannot be removed") != std::string::npos;
+  })) << feature_->rotation_state();
+  EXPECT_NE(feature_->rotation_state().find("refused by the fleet (nothing recorded"),
+            std::string::npos)
+      << feature_->rotation_state();
+  EXPECT_NE(feature_->rotation_state().find("uplink held at sequence " + std::to_string(cutover)),
+            std::string::npos)
+      << feature_->rotation_state();
+  record_audit("held", 3);
+  ASSERT_TRUE(eventually([&] { return feature_->uplink_stats().queued > 0; }));
+  take();
+  EXPECT_LT(sent_.rbegin()->first, cutover) << "the old key went on with the record left";
+  EXPECT_FALSE(sent_with("held 2"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/management/device.key.pending"))
+      << "the pending key goes only after its record";
+  // Asked no more: the fleet recorded nothing, only the removal is retried.
+  auto refusals = registry_->refusals(kSerial);
+  ASSERT_TRUE(refusals);
+  const auto refused_once = refusals->size();
+  EXPECT_GE(refused_once, 1u);
+  const auto asked = [&] {
+    const auto s = feature_->rotation_state();
+    const auto at = s.find("tried ");
+    return at == std::string::npos ? 0 : std::stoi(s.substr(at + 6));
+  };
+  const int asked_then = asked();
+  ASSERT_TRUE(eventually([&] { return asked() >= asked_then + 2; })) << feature_->rotation_state();
+  EXPECT_EQ(registry_->refusals(kSerial)->size(), refused_once);
+  EXPECT_NE(feature_->rotation_state().find("cannot be removed"), std::string::npos);
+
+  // The record can go now: the next attempt removes it, then the old key
+  // goes on from the cutover.
+  std::filesystem::remove(record);
+  ASSERT_TRUE(until([&] { return feature_->rotation_state().empty(); }))
+      << feature_->rotation_state();
+  EXPECT_FALSE(std::filesystem::exists(record));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/management/device.key.pending"));
+  ASSERT_TRUE(until([&] { return sent_with("held 2"); }));
+  EXPECT_EQ(installed_key_id(), old_kid);
+
+  // A restart finds nothing to hold.
+  feature_.reset();
+  start_feature();
+  EXPECT_EQ(feature_->rotation_state(), "");
+  record_audit("after the restart", 3);
+  ASSERT_TRUE(until([&] { return sent_with("after the restart 2"); }));
   expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
 }
 
