@@ -517,8 +517,16 @@ void ManagementFeature::run_identity() {
     }
     // No certificate, or one that expired while the terminal was off (it
     // can renew nothing over TLS any more): enrol the same key again.
+    // A rotation pending (its key at hand) asks with the pending key first
+    // (ask_fleet): a fleet that recorded it refuses the old key's Enroll.
     const auto installed = identity_->certificate();
-    if (step && (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
+    bool asking = false;
+    {
+      std::lock_guard rl(id_mu_);
+      asking = rotation_ && !rotation_stuck_;
+    }
+    if (step && !(installed && asking) &&
+        (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
       if (installed) {
         std::lock_guard lc(lifecycle_mu_);
         stop_link();
@@ -788,7 +796,7 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
   auto a = refused ? identity::RotationAttempt{identity::RotationOutcome::not_recorded,
                                                Error{Errc::permission_denied, "key rotation",
                                                      "refused by the fleet", *refused}}
-                   : enrolment_->rotate_once(*identity_, r.cutover);
+                   : ask_fleet(r.cutover);
   switch (a.outcome) {
     case identity::RotationOutcome::rotated: {
       const auto now_signer = identity_->signer();
@@ -869,6 +877,45 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
     }
   }
   return a.outcome;
+}
+
+identity::RotationAttempt ManagementFeature::ask_fleet(std::uint64_t cutover) {
+  using identity::RotationOutcome;
+  const auto installed = identity_->certificate();
+  if (installed && installed->cert.not_after() <= std::chrono::system_clock::now()) {
+    // The old key's certificate expired during the hold: Renew needs it
+    // over mutual TLS (the handshake fails for ever). Enroll for the
+    // pending key instead: a fleet that recorded the rotation answers with
+    // the certificate of that key, which makes it current.
+    const auto before = identity_->signer();
+    auto got = enrolment_->enroll_pending(*identity_);
+    if (identity_->signer() != before) {
+      return {RotationOutcome::rotated, got ? std::nullopt : std::optional<Error>(got.error())};
+    }
+    if (got) {
+      return {RotationOutcome::unknown,
+              Error{Errc::internal, "key rotation", "Enroll answer",
+                    "the certificate was installed, the pending key not made current"}};
+    }
+    const Error& e = got.error();
+    const bool refused = e.code == Errc::permission_denied &&
+                         e.where.find(config_.enrolment_server) != std::string::npos;
+    // Not a refusal (the fleet away, ...): asked again later. A refusal
+    // says the fleet does not know the pending key as this device's, which
+    // is not yet a definitive answer: the old key enrols again (the fleet
+    // renews an expired certificate of the key it holds), and Renew asks
+    // as before, whose answer is.
+    if (!refused) return {RotationOutcome::unknown, e};
+    log_info("management: key rotation: the fleet does not know the pending key (" + e.message() +
+             "); enrolling the old key again to ask with Renew");
+    if (auto again = enrolment_->enroll(*identity_); !again) {
+      return {RotationOutcome::unknown,
+              again.error().with_context("the old key's certificate expired; Enroll for the "
+                                         "pending key refused (" +
+                                         e.message() + "), then for the old key")};
+    }
+  }
+  return enrolment_->rotate_once(*identity_, cutover);
 }
 
 void ManagementFeature::set_rotation_state(const std::string& why, bool audit) {

@@ -136,6 +136,9 @@ class ManagementFeature final : public agent::Feature {
   // command thread's first, then the identity thread's); a definitive
   // answer settles it (the uplink released, the record removed).
   identity::RotationOutcome ask_rotation(const identity::PendingRotation& r);
+  // One question to the fleet for the pending rotation to `cutover`:
+  // Renew, or Enroll for the pending key once the old certificate expired.
+  identity::RotationAttempt ask_fleet(std::uint64_t cutover);
   void set_rotation_state(const std::string& why, bool audit);
   // Wakes the identity thread for a restart of the signing parts (a new
   // key) or of the link only (a new certificate).

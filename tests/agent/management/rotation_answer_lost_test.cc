@@ -640,6 +640,83 @@ TEST_F(RotationAnswerLostTest, ARefusedRotationWhoseRecordCannotBeRemovedStaysHe
   expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
 }
 
+// Regression: renewal waits while a rotation is pending, and the rotation's
+// retry (Renew) needs the old certificate over mutual TLS. Once it expired
+// during the hold the handshake failed (unavailable) for ever, and the old
+// key's Enroll was refused by the fleet that recorded the rotation: held
+// for good. Now the retry enrols the pending key, which the fleet knows as
+// the device's, and the rotation ends with the certificate it issues.
+TEST_F(RotationAnswerLostTest,
+       ARotationHeldPastTheOldCertificatesExpiryFinishesByEnrollingThePendingKey_REQ33) {
+  // The fleet issues certificates that expire 30 s after they are issued.
+  stop_fleet();
+  auto short_lived = fleet::FleetCa::load(pki_->intermediate_path(), dir_ + "/intermediate.key", "",
+                                          fleet::FleetCaOptions{.device_lifetime = 30s});
+  ASSERT_TRUE(short_lived) << short_lived.error().message();
+  ca_ = std::make_unique<fleet::FleetCa>(std::move(*short_lived));
+  start_fleet();
+  config_.renew_at_percent = 100;  // no renewal before the expiry
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  record_audit("before", 3);
+  ASSERT_TRUE(until([&] { return sent_with("before 2"); }));
+  const std::string old_kid = installed_key_id();
+  auto old_cert = identity::CertificateStore(dir_ + "/management/device.crt").load();
+  ASSERT_TRUE(old_cert && *old_cert);
+  const auto expiry = (*old_cert)->cert.not_after();
+
+  ASSERT_TRUE(registry_->allow_rotation(feature_->terminal_id()));
+  {
+    std::lock_guard lock(latch_mu_);
+    latched_ = true;  // recorded, the answer lost
+  }
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] { return !feature_->rotation_state().empty(); }));
+  const std::uint64_t cutover = recorded_cutover();
+  ASSERT_GT(cutover, 1u);
+  ASSERT_LT(std::chrono::system_clock::now(), expiry) << "the machine was too slow to test this";
+  open_latch();
+  stop_fleet();
+  record_audit("while pending", 3);
+  // The old certificate expires during the hold; the terminal asks again
+  // meanwhile (the fleet away).
+  ASSERT_TRUE(eventually([&] { return std::chrono::system_clock::now() > expiry; }));
+  const auto asked = [&] {
+    const auto st = feature_->rotation_state();
+    const auto at = st.find("asked ");
+    return at == std::string::npos ? 0 : std::stoi(st.substr(at + 6));
+  };
+  const int asked_at_expiry = asked();
+  ASSERT_TRUE(eventually([&] { return asked() > asked_at_expiry; })) << feature_->rotation_state();
+  take();
+  EXPECT_LT(sent_.rbegin()->first, cutover);
+  EXPECT_EQ(installed_key_id(), old_kid);
+
+  // The fleet is back (issuing for a year again): it knows the pending key
+  // as the device's and answers its Enroll.
+  stop_fleet();
+  auto ca = fleet::FleetCa::load(pki_->intermediate_path(), dir_ + "/intermediate.key");
+  ASSERT_TRUE(ca) << ca.error().message();
+  ca_ = std::make_unique<fleet::FleetCa>(std::move(*ca));
+  start_fleet();
+  ASSERT_TRUE(until([&] { return feature_->rotation_state().empty(); }))
+      << feature_->rotation_state();
+  const std::string new_kid = installed_key_id();
+  EXPECT_NE(new_kid, old_kid);
+  EXPECT_EQ(rotations_recorded(), 1) << "recorded once, answered again";
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/management/rotation.pending"));
+  auto refusals = registry_->refusals(kSerial);
+  ASSERT_TRUE(refusals);
+  for (auto& r : *refusals) ADD_FAILURE() << "the fleet refused: " << r.reason;
+  auto now_cert = identity::CertificateStore(dir_ + "/management/device.crt").load();
+  ASSERT_TRUE(now_cert && *now_cert);
+  EXPECT_GT((*now_cert)->cert.not_after(), std::chrono::system_clock::now());
+  record_audit("after", 3);
+  ASSERT_TRUE(until([&] { return sent_with("while pending 2") && sent_with("after 2"); }));
+  expect_fleet_takes_all(cutover, old_kid, new_kid);
+}
+
 // Regression: the record was only read when enrolment is configured. An
 // operator who removed enrolment_server while a rotation was pending got a
 // daemon whose old key signed the cutover and on, which a fleet that
