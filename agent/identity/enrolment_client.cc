@@ -63,12 +63,28 @@ Result<void> EnrolmentClient::enroll(DeviceIdentity& identity) const {
   return enroll_with(identity, "Enroll");
 }
 
-Result<void> EnrolmentClient::enroll_with(DeviceIdentity& identity, const std::string& rpc) const {
+Result<void> EnrolmentClient::enroll_pending(DeviceIdentity& identity) const {
+  if (!identity.pending_key()) {
+    return fail(Errc::failed_precondition, "Enroll (key rotation)", "no pending key",
+                "nothing to ask for");
+  }
+  auto pem = identity.begin_rotation();  // the pending key's, as it is
+  if (!pem) return std::unexpected(pem.error());
+  auto csr = crypto::CertificateRequest::from_pem(*pem);
+  if (!csr) return std::unexpected(csr.error().with_context("key rotation"));
+  auto der = csr->der();
+  if (!der) return std::unexpected(der.error());
+  return enroll_with(identity, "Enroll (key rotation, the old certificate expired)", &*der);
+}
+
+Result<void> EnrolmentClient::enroll_with(DeviceIdentity& identity, const std::string& rpc,
+                                          const crypto::Bytes* csr_der) const {
   auto secret = read_private_file(options_.secret_file, "enrolment secret");
   if (!secret) return std::unexpected(secret.error());
-  auto csr = identity.current_csr();
-  if (!csr) return std::unexpected(csr.error());
-  auto der = csr->der();
+  Result<crypto::Bytes> der = csr_der ? Result<crypto::Bytes>(*csr_der) : [&] {
+    auto csr = identity.current_csr();
+    return csr ? csr->der() : Result<crypto::Bytes>(std::unexpected(csr.error()));
+  }();
   if (!der) return std::unexpected(der.error());
   const auto& info = identity.info();
   auto proof = enrolment_proof(crypto::byte_view(*secret), info.terminal_id, info.serial, *der);

@@ -89,10 +89,20 @@ class EnrolmentClient {
   // installed here, an error of this side) is unknown: ask again with the same
   // pending key and cutover, and the fleet answers with what it recorded.
   RotationAttempt rotate_once(DeviceIdentity& identity, std::uint64_t cutover) const;
+  // Enroll for the pending key of a rotation (its CSR, the enrolment
+  // secret's proof) and installs the answer, which makes that key current.
+  // For a rotation whose answer was lost while the old key's certificate
+  // expired (Renew needs it over mutual TLS): a fleet that recorded the
+  // rotation knows the pending key as the device's and answers with its
+  // certificate (enrolment_service.cc, "the same device asking again");
+  // one that did not refuses (another key is enrolled), recording nothing.
+  Result<void> enroll_pending(DeviceIdentity& identity) const;
 
  private:
   // Enroll (the current key, the secret's proof); `rpc` names it in errors.
-  Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc) const;
+  // `csr_der` (when given): the CSR to send, else the current key's.
+  Result<void> enroll_with(DeviceIdentity& identity, const std::string& rpc,
+                           const crypto::Bytes* csr_der = nullptr) const;
   // Renew over mutual TLS with the installed certificate, for `csr_der`.
   // `refused` (when given) is set when the fleet answered with a refusal.
   Result<void> renew_with(DeviceIdentity& identity, const crypto::Bytes& csr_der,

@@ -112,6 +112,24 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
   if (!id) return std::unexpected(id.error());
   terminal_id_ = *id;
   const bool enrol = !config_.enrolment_server.empty();
+  rotation_file_ = dir_ + "/rotation.pending";
+  if (!enrol) {
+    // Only enrolment finishes a rotation: without it the old key would sign
+    // past a cutover the fleet may have recorded (and refuses as a retired
+    // key's). The record is not taken as "none".
+    auto rec = identity::load_pending_rotation(rotation_file_);
+    if (!rec || *rec) {
+      return fail(
+          Errc::failed_precondition, rotation_file_, "management: key rotation",
+          (rec ? "a key rotation to be in use from sequence " + std::to_string((*rec)->cutover) +
+                     " is pending"
+               : "a pending key rotation's record does not read (" + rec.error().message() + ")") +
+              ", and only enrolment can finish it: set [management] enrolment_server "
+              "again (the fleet answers with what it recorded), or, if the fleet "
+              "certainly recorded no rotation, remove this file to go on with the "
+              "old key");
+    }
+  }
   // Without enrolment the certificate is provisioned by hand in cert_file
   // and the identity's own store stays unused. With the device key in a
   // token, cert_file and tls_key_file are the link's TLS identity and the
@@ -189,7 +207,6 @@ Result<void> ManagementFeature::start(const agent::FeatureContext& context) {
       return checkpointer_->hand_over(std::move(next), *kid, now_ms);
     });
   }
-  rotation_file_ = dir_ + "/rotation.pending";
   if (enrol) {
     // A rotation whose answer was not known at the last stop: held at its
     // cutover from the start (start_core), asked again (run_identity).
@@ -500,8 +517,16 @@ void ManagementFeature::run_identity() {
     }
     // No certificate, or one that expired while the terminal was off (it
     // can renew nothing over TLS any more): enrol the same key again.
+    // A rotation pending (its key at hand) asks with the pending key first
+    // (ask_fleet): a fleet that recorded it refuses the old key's Enroll.
     const auto installed = identity_->certificate();
-    if (step && (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
+    bool asking = false;
+    {
+      std::lock_guard rl(id_mu_);
+      asking = rotation_ && !rotation_stuck_;
+    }
+    if (step && !(installed && asking) &&
+        (!installed || installed->cert.not_after() <= std::chrono::system_clock::now())) {
       if (installed) {
         std::lock_guard lc(lifecycle_mu_);
         stop_link();
@@ -679,9 +704,22 @@ Result<std::string> ManagementFeature::rotate_key() {
   log_info("management: key rotation: asking the fleet to certify the new key from sequence " +
            std::to_string(cutover) + " (recorded in " + rotation_file_ + ")");
   switch (ask_rotation(record)) {
-    case identity::RotationOutcome::unknown:
+    case identity::RotationOutcome::unknown: {
+      std::optional<std::string> refusal;
+      std::string state;
+      {
+        std::lock_guard lock(id_mu_);
+        refusal = rotation_refused_;
+        state = rotation_state_;
+      }
+      if (refusal) {
+        return fail_msg(
+            Errc::permission_denied,
+            "key rotation refused by the fleet (nothing recorded): " + *refusal + "; " + state);
+      }
       return "pending: the fleet did not answer; uplink held at sequence " +
              std::to_string(cutover) + "; retrying (key " + *before + " signs nothing from there)";
+    }
     case identity::RotationOutcome::not_recorded:
       return fail_msg(
           Errc::permission_denied, "key rotation refused by the fleet (nothing recorded; key " +
@@ -707,12 +745,41 @@ Result<std::string> ManagementFeature::rotate_key() {
 
 identity::RotationOutcome ManagementFeature::ask_rotation(const identity::PendingRotation& r) {
   const std::string at = std::to_string(r.cutover);
+  const auto max_delay =
+      std::chrono::seconds(std::max<std::uint32_t>(1, config_.enrolment_retry_max_s));
+  // The next attempt when this one settled nothing: the hold stays.
+  // `asking`: the fleet is asked again (else only the record's removal).
+  auto again = [&](const std::string& why_held, bool audit, bool asking) {
+    bool first = false;
+    std::chrono::seconds wait{};
+    unsigned attempts = 0;
+    {
+      std::lock_guard lock(id_mu_);
+      first = rotation_busy_;
+      attempts = ++rotation_attempts_;
+      rotation_busy_ = false;
+      wait = rotation_delay_;
+      rotation_due_ = std::chrono::steady_clock::now() + rotation_delay_;
+      rotation_delay_ = std::min(rotation_delay_ * 2, max_delay);
+    }
+    id_cv_.notify_all();
+    set_rotation_state(why_held + "; uplink held at sequence " + at + "; " +
+                           (asking ? "asked " : "tried ") + std::to_string(attempts) + " times, " +
+                           (asking ? "asking" : "trying") + " again in " +
+                           std::to_string(wait.count()) + " s",
+                       first || audit);
+  };
+  std::optional<std::string> refused;
+  {
+    std::lock_guard lock(id_mu_);
+    refused = rotation_refused_;
+  }
   // Asked again only for the recorded key: a pending key made anew would
   // be refused by a fleet that recorded the first one, and that refusal
   // would wrongly let the old key go on.
   auto recorded = crypto::PublicKey::from_pem(r.pending_key_pem);
   const auto pending = identity_->pending_key();
-  if (!recorded || !pending || !identity::same_key(*pending, *recorded)) {
+  if (!refused && (!recorded || !pending || !identity::same_key(*pending, *recorded))) {
     {
       std::lock_guard lock(id_mu_);
       rotation_busy_ = false;
@@ -725,7 +792,11 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
                        true);
     return identity::RotationOutcome::unknown;
   }
-  auto a = enrolment_->rotate_once(*identity_, r.cutover);
+  // Refused already: its record could not be removed then, nothing to ask.
+  auto a = refused ? identity::RotationAttempt{identity::RotationOutcome::not_recorded,
+                                               Error{Errc::permission_denied, "key rotation",
+                                                     "refused by the fleet", *refused}}
+                   : ask_fleet(r.cutover);
   switch (a.outcome) {
     case identity::RotationOutcome::rotated: {
       const auto now_signer = identity_->signer();
@@ -757,9 +828,27 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
       // The fleet recorded nothing: the record goes, then the pending key
       // (a stop between leaves a pending key without a record, which the
       // next rotation takes as its own), then the old key goes on.
-      const std::string why = a.error ? a.error->message() : std::string("refused");
+      const std::string why = refused   ? *refused
+                              : a.error ? a.error->message()
+                                        : std::string("refused");
       if (auto gone = identity::remove_pending_rotation(rotation_file_); !gone) {
+        // Released with the record left, the old key would sign past the
+        // cutover and the next start, finding the record, would hold the
+        // uplink at a cutover the chain has passed, for ever: the hold and
+        // the pending key stay until the record is gone (the next attempt
+        // removes it, the fleet not asked again: it recorded nothing).
         log_error("management: " + gone.error().message());
+        {
+          std::lock_guard lock(id_mu_);
+          rotation_refused_ = why;
+          last_refusal_ = why;
+        }
+        again("key rotation to be in use from sequence " + at +
+                  " refused by the fleet (nothing recorded: " + why +
+                  "), but its record cannot be removed (" + gone.error().message() +
+                  "): the old key goes on only once it is",
+              !refused, false);
+        return identity::RotationOutcome::unknown;
       }
       if (auto dropped = identity_->abandon_rotation(); !dropped) {
         log_error("management: " + dropped.error().message());
@@ -768,6 +857,7 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
         std::lock_guard lock(id_mu_);
         rotation_.reset();
         rotation_busy_ = false;
+        rotation_refused_.reset();
         last_refusal_ = why;
       }
       uplink_->release();
@@ -782,30 +872,50 @@ identity::RotationOutcome ManagementFeature::ask_rotation(const identity::Pendin
     }
     case identity::RotationOutcome::unknown: {
       const std::string why = a.error ? a.error->message() : std::string("no answer");
-      const auto max_delay =
-          std::chrono::seconds(std::max<std::uint32_t>(1, config_.enrolment_retry_max_s));
-      bool first = false;
-      std::chrono::seconds wait{};
-      unsigned attempts = 0;
-      {
-        std::lock_guard lock(id_mu_);
-        first = rotation_busy_;
-        attempts = ++rotation_attempts_;
-        rotation_busy_ = false;
-        wait = rotation_delay_;
-        rotation_due_ = std::chrono::steady_clock::now() + rotation_delay_;
-        rotation_delay_ = std::min(rotation_delay_ * 2, max_delay);
-      }
-      id_cv_.notify_all();
-      set_rotation_state("key rotation pending: the fleet's answer is not known (" + why +
-                             "); uplink held at sequence " + at + "; asked " +
-                             std::to_string(attempts) + " times, asking again in " +
-                             std::to_string(wait.count()) + " s",
-                         first);
+      again("key rotation pending: the fleet's answer is not known (" + why + ")", false, true);
       break;
     }
   }
   return a.outcome;
+}
+
+identity::RotationAttempt ManagementFeature::ask_fleet(std::uint64_t cutover) {
+  using identity::RotationOutcome;
+  const auto installed = identity_->certificate();
+  if (installed && installed->cert.not_after() <= std::chrono::system_clock::now()) {
+    // The old key's certificate expired during the hold: Renew needs it
+    // over mutual TLS (the handshake fails for ever). Enroll for the
+    // pending key instead: a fleet that recorded the rotation answers with
+    // the certificate of that key, which makes it current.
+    const auto before = identity_->signer();
+    auto got = enrolment_->enroll_pending(*identity_);
+    if (identity_->signer() != before) {
+      return {RotationOutcome::rotated, got ? std::nullopt : std::optional<Error>(got.error())};
+    }
+    if (got) {
+      return {RotationOutcome::unknown,
+              Error{Errc::internal, "key rotation", "Enroll answer",
+                    "the certificate was installed, the pending key not made current"}};
+    }
+    const Error& e = got.error();
+    const bool refused = e.code == Errc::permission_denied &&
+                         e.where.find(config_.enrolment_server) != std::string::npos;
+    // Not a refusal (the fleet away, ...): asked again later. A refusal
+    // says the fleet does not know the pending key as this device's, which
+    // is not yet a definitive answer: the old key enrols again (the fleet
+    // renews an expired certificate of the key it holds), and Renew asks
+    // as before, whose answer is.
+    if (!refused) return {RotationOutcome::unknown, e};
+    log_info("management: key rotation: the fleet does not know the pending key (" + e.message() +
+             "); enrolling the old key again to ask with Renew");
+    if (auto again = enrolment_->enroll(*identity_); !again) {
+      return {RotationOutcome::unknown,
+              again.error().with_context("the old key's certificate expired; Enroll for the "
+                                         "pending key refused (" +
+                                         e.message() + "), then for the old key")};
+    }
+  }
+  return enrolment_->rotate_once(*identity_, cutover);
 }
 
 void ManagementFeature::set_rotation_state(const std::string& why, bool audit) {

@@ -136,6 +136,9 @@ class ManagementFeature final : public agent::Feature {
   // command thread's first, then the identity thread's); a definitive
   // answer settles it (the uplink released, the record removed).
   identity::RotationOutcome ask_rotation(const identity::PendingRotation& r);
+  // One question to the fleet for the pending rotation to `cutover`:
+  // Renew, or Enroll for the pending key once the old certificate expired.
+  identity::RotationAttempt ask_fleet(std::uint64_t cutover);
   void set_rotation_state(const std::string& why, bool audit);
   // Wakes the identity thread for a restart of the signing parts (a new
   // key) or of the link only (a new certificate).
@@ -177,6 +180,10 @@ class ManagementFeature final : public agent::Feature {
   unsigned rotation_attempts_ = 0;  // unanswered since this start
   std::string rotation_state_;
   std::string last_refusal_;  // the fleet's reason, for the command's result
+  // The fleet refused the rotation (nothing recorded) but its record could
+  // not be removed: held until it is (the next attempt removes it without
+  // asking again), its reason.
+  std::optional<std::string> rotation_refused_;
 
   std::unique_ptr<outbox::Outbox> outbox_;
   std::unique_ptr<Uplink> uplink_;

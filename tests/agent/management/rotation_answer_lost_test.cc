@@ -27,6 +27,7 @@
 #include "agent/commands/command_signing.h"
 #include "agent/envelope/envelope_chain.h"
 #include "agent/identity/certificate_store.h"
+#include "agent/identity/pending_rotation.h"
 #include "agent/management/fake_link.h"
 #include "agent/management/management_feature.h"
 #include "common/audit_events.h"
@@ -561,6 +562,230 @@ TEST_F(RotationAnswerLostTest, ARotationTheFleetRefusesLeavesTheOldKeySigningOn_
   ASSERT_TRUE(until([&] { return sent_with("after 2"); }));
   EXPECT_EQ(installed_key_id(), old_kid);
   expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
+}
+
+// Regression: when the record of a rotation the fleet refused could not be
+// removed, the daemon dropped the pending key and went on with the old key,
+// the record left behind; the next start found it and held the uplink for
+// ever at a cutover the chain had already passed. Now the hold (and the
+// pending key) stays until the record is gone, the state says why, and the
+// next attempt removes it without asking the fleet again.
+TEST_F(RotationAnswerLostTest, ARefusedRotationWhoseRecordCannotBeRemovedStaysHeldUntilItIs_REQ33) {
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  const std::string old_kid = installed_key_id();
+  const std::string record = dir_ + "/management/rotation.pending";
+  // The fleet away: pending, asked again. No rotation allowed: once back,
+  // the fleet refuses it (nothing recorded).
+  stop_fleet();
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] {
+    return feature_->rotation_state().find("asked 2 times") != std::string::npos;
+  })) << feature_->rotation_state();
+  auto rec = identity::load_pending_rotation(record);
+  ASSERT_TRUE(rec && *rec);
+  const std::uint64_t cutover = (*rec)->cutover;
+  // The record cannot be removed (unlink fails on a directory, even as root).
+  ASSERT_TRUE(std::filesystem::remove(record));
+  std::filesystem::create_directory(record);
+  start_fleet();
+  ASSERT_TRUE(eventually([&] {
+    return feature_->rotation_state().find("cannot be removed") != std::string::npos;
+  })) << feature_->rotation_state();
+  EXPECT_NE(feature_->rotation_state().find("refused by the fleet (nothing recorded"),
+            std::string::npos)
+      << feature_->rotation_state();
+  EXPECT_NE(feature_->rotation_state().find("uplink held at sequence " + std::to_string(cutover)),
+            std::string::npos)
+      << feature_->rotation_state();
+  record_audit("held", 3);
+  ASSERT_TRUE(eventually([&] { return feature_->uplink_stats().queued > 0; }));
+  take();
+  EXPECT_LT(sent_.rbegin()->first, cutover) << "the old key went on with the record left";
+  EXPECT_FALSE(sent_with("held 2"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/management/device.key.pending"))
+      << "the pending key goes only after its record";
+  // Asked no more: the fleet recorded nothing, only the removal is retried.
+  auto refusals = registry_->refusals(kSerial);
+  ASSERT_TRUE(refusals);
+  const auto refused_once = refusals->size();
+  EXPECT_GE(refused_once, 1u);
+  const auto asked = [&] {
+    const auto s = feature_->rotation_state();
+    const auto at = s.find("tried ");
+    return at == std::string::npos ? 0 : std::stoi(s.substr(at + 6));
+  };
+  const int asked_then = asked();
+  ASSERT_TRUE(eventually([&] { return asked() >= asked_then + 2; })) << feature_->rotation_state();
+  EXPECT_EQ(registry_->refusals(kSerial)->size(), refused_once);
+  EXPECT_NE(feature_->rotation_state().find("cannot be removed"), std::string::npos);
+
+  // The record can go now: the next attempt removes it, then the old key
+  // goes on from the cutover.
+  std::filesystem::remove(record);
+  ASSERT_TRUE(until([&] { return feature_->rotation_state().empty(); }))
+      << feature_->rotation_state();
+  EXPECT_FALSE(std::filesystem::exists(record));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/management/device.key.pending"));
+  ASSERT_TRUE(until([&] { return sent_with("held 2"); }));
+  EXPECT_EQ(installed_key_id(), old_kid);
+
+  // A restart finds nothing to hold.
+  feature_.reset();
+  start_feature();
+  EXPECT_EQ(feature_->rotation_state(), "");
+  record_audit("after the restart", 3);
+  ASSERT_TRUE(until([&] { return sent_with("after the restart 2"); }));
+  expect_fleet_takes_all(std::numeric_limits<std::uint64_t>::max(), old_kid, old_kid);
+}
+
+// Regression: renewal waits while a rotation is pending, and the rotation's
+// retry (Renew) needs the old certificate over mutual TLS. Once it expired
+// during the hold the handshake failed (unavailable) for ever, and the old
+// key's Enroll was refused by the fleet that recorded the rotation: held
+// for good. Now the retry enrols the pending key, which the fleet knows as
+// the device's, and the rotation ends with the certificate it issues.
+TEST_F(RotationAnswerLostTest,
+       ARotationHeldPastTheOldCertificatesExpiryFinishesByEnrollingThePendingKey_REQ33) {
+  // The fleet issues certificates that expire 30 s after they are issued.
+  stop_fleet();
+  auto short_lived = fleet::FleetCa::load(pki_->intermediate_path(), dir_ + "/intermediate.key", "",
+                                          fleet::FleetCaOptions{.device_lifetime = 30s});
+  ASSERT_TRUE(short_lived) << short_lived.error().message();
+  ca_ = std::make_unique<fleet::FleetCa>(std::move(*short_lived));
+  start_fleet();
+  config_.renew_at_percent = 100;  // no renewal before the expiry
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  record_audit("before", 3);
+  ASSERT_TRUE(until([&] { return sent_with("before 2"); }));
+  const std::string old_kid = installed_key_id();
+  auto old_cert = identity::CertificateStore(dir_ + "/management/device.crt").load();
+  ASSERT_TRUE(old_cert && *old_cert);
+  const auto expiry = (*old_cert)->cert.not_after();
+
+  ASSERT_TRUE(registry_->allow_rotation(feature_->terminal_id()));
+  {
+    std::lock_guard lock(latch_mu_);
+    latched_ = true;  // recorded, the answer lost
+  }
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] { return !feature_->rotation_state().empty(); }));
+  const std::uint64_t cutover = recorded_cutover();
+  ASSERT_GT(cutover, 1u);
+  ASSERT_LT(std::chrono::system_clock::now(), expiry) << "the machine was too slow to test this";
+  open_latch();
+  stop_fleet();
+  record_audit("while pending", 3);
+  // The old certificate expires during the hold; the terminal asks again
+  // meanwhile (the fleet away).
+  ASSERT_TRUE(eventually([&] { return std::chrono::system_clock::now() > expiry; }));
+  const auto asked = [&] {
+    const auto st = feature_->rotation_state();
+    const auto at = st.find("asked ");
+    return at == std::string::npos ? 0 : std::stoi(st.substr(at + 6));
+  };
+  const int asked_at_expiry = asked();
+  ASSERT_TRUE(eventually([&] { return asked() > asked_at_expiry; })) << feature_->rotation_state();
+  take();
+  EXPECT_LT(sent_.rbegin()->first, cutover);
+  EXPECT_EQ(installed_key_id(), old_kid);
+
+  // The fleet is back (issuing for a year again): it knows the pending key
+  // as the device's and answers its Enroll.
+  stop_fleet();
+  auto ca = fleet::FleetCa::load(pki_->intermediate_path(), dir_ + "/intermediate.key");
+  ASSERT_TRUE(ca) << ca.error().message();
+  ca_ = std::make_unique<fleet::FleetCa>(std::move(*ca));
+  start_fleet();
+  ASSERT_TRUE(until([&] { return feature_->rotation_state().empty(); }))
+      << feature_->rotation_state();
+  const std::string new_kid = installed_key_id();
+  EXPECT_NE(new_kid, old_kid);
+  EXPECT_EQ(rotations_recorded(), 1) << "recorded once, answered again";
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/management/rotation.pending"));
+  auto refusals = registry_->refusals(kSerial);
+  ASSERT_TRUE(refusals);
+  for (auto& r : *refusals) ADD_FAILURE() << "the fleet refused: " << r.reason;
+  auto now_cert = identity::CertificateStore(dir_ + "/management/device.crt").load();
+  ASSERT_TRUE(now_cert && *now_cert);
+  EXPECT_GT((*now_cert)->cert.not_after(), std::chrono::system_clock::now());
+  record_audit("after", 3);
+  ASSERT_TRUE(until([&] { return sent_with("while pending 2") && sent_with("after 2"); }));
+  expect_fleet_takes_all(cutover, old_kid, new_kid);
+}
+
+// Regression: the record was only read when enrolment is configured. An
+// operator who removed enrolment_server while a rotation was pending got a
+// daemon whose old key signed the cutover and on, which a fleet that
+// recorded the rotation refuses as a retired key's. Now the feature does
+// not start, and says which file and what to do.
+TEST_F(RotationAnswerLostTest,
+       APendingRotationWithEnrolmentRemovedFromTheConfigRefusesToStart_REQ33) {
+  start_feature();
+  ASSERT_TRUE(until([&] { return feature_->enrolment_state().empty() && !sent_.empty(); }))
+      << feature_->enrolment_state();
+  ASSERT_TRUE(registry_->allow_rotation(feature_->terminal_id()));
+  {
+    std::lock_guard lock(latch_mu_);
+    latched_ = true;
+  }
+  deliver(command("c-rotate"));
+  ASSERT_TRUE(eventually([&] { return !feature_->rotation_state().empty(); }));
+  const std::uint64_t cutover = recorded_cutover();
+  ASSERT_GT(cutover, 1u);
+  open_latch();
+  stop_fleet();
+  take();
+  const auto sent_before = sent_.size();
+  feature_.reset();
+
+  // The operator takes enrolment out of the config; the certificate and the
+  // key are where a hand-provisioned terminal has them.
+  config_.enrolment_server.clear();
+  const std::string record = dir_ + "/management/rotation.pending";
+  ASSERT_TRUE(std::filesystem::exists(record));
+  feature_ = std::make_unique<ManagementFeature>(
+      config_,
+      [this](const ManagementConfig&, const LinkContext&) -> Result<std::unique_ptr<link::Link>> {
+        auto l = std::make_unique<test::FakeLink>();
+        l->acker = acker_;
+        auto started = std::make_shared<std::atomic<bool>>(false);
+        auto borrowed = std::make_unique<BorrowedLink>(*l, started);
+        std::lock_guard lock(link_mu_);
+        links_.push_back(std::move(l));
+        started_.push_back(std::move(started));
+        return std::unique_ptr<link::Link>(std::move(borrowed));
+      });
+  agent::FeatureContext ctx;
+  ctx.audit = audit_.get();
+  ctx.state_dir = dir_;
+  record_audit("without enrolment", 3);
+  auto ok = feature_->start(ctx);
+  ASSERT_FALSE(ok) << "the old key would sign from sequence " << cutover;
+  const std::string why = ok.error().message();
+  EXPECT_NE(why.find(record), std::string::npos) << why;
+  EXPECT_NE(why.find("from sequence " + std::to_string(cutover) + " is pending"), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("set [management] enrolment_server"), std::string::npos) << why;
+  EXPECT_TRUE(std::filesystem::exists(record)) << "the record is kept";
+  take();
+  EXPECT_EQ(sent_.size(), sent_before) << "nothing signed, nothing sent";
+  EXPECT_FALSE(sent_with("without enrolment"));
+
+  // A record that does not read is no "none" either.
+  feature_.reset();
+  ASSERT_TRUE(portier::test::write_pki_file(record, "cutover x\n", 0600));
+  feature_ = std::make_unique<ManagementFeature>(
+      config_,
+      [](const ManagementConfig&, const LinkContext&) -> Result<std::unique_ptr<link::Link>> {
+        return std::make_unique<test::FakeLink>();
+      });
+  ok = feature_->start(ctx);
+  ASSERT_FALSE(ok);
+  EXPECT_NE(ok.error().message().find("does not read"), std::string::npos) << ok.error().message();
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 
@@ -130,6 +131,108 @@ TEST(TelemetrySourcesAudit, RecordsBeyondTheQueueAreReadBackFromTheTrailNotDropp
       for (auto& l : batch.records()) sent.push_back(agent::parse_chained_line(l)->seq);
     }
     ASSERT_EQ(sent.size(), 1000u);
+    for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i], i + 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// Regression (f6d9e82): while a key rotation held the uplink, every audit
+// batch (up to 256 KiB) went into the uplink's memory queue, which only
+// counts payloads, and stop() waited 5 s for each. Now the lines wait in
+// the trail: nothing is queued while held, and after the release they all
+// go out, once, in order.
+TEST(TelemetrySourcesAudit, AuditLinesWaitInTheTrailWhileTheUplinkIsHeld_REQ33) {
+  char t[] = "/tmp/portier-sources-held-XXXXXX";
+  const std::string dir = mkdtemp(t);
+  {
+    auto key = crypto::PrivateKey::generate(crypto::KeyType::ed25519);
+    ASSERT_TRUE(key);
+    auto signer = crypto::KeySigner::from(*key);
+    ASSERT_TRUE(signer);
+    auto box = outbox::Outbox::open({dir + "/outbox.db", 64u << 20, 24h});
+    ASSERT_TRUE(box) << box.error().message();
+    Uplink uplink(**box, envelope::EnvelopeSealer("T-1", signer->type(), *(*box)->chain_state()),
+                  *signer, *envelope::key_id(signer->public_key()), UplinkOptions{});
+    uplink.start();
+    auto held = uplink.hold(5s);
+    ASSERT_TRUE(held) << held.error().message();
+    FileLikeTrail trail;
+    TelemetryIntervals ti;
+    ti.audit_flush = 10ms;
+    ti.audit_batch = 7;
+    ti.max_audit_queued = 10;
+    std::mutex mu;
+    std::uint64_t saved = 0;
+    int rounds = 0;  // the sources' loop, counted by its housekeeping
+    std::condition_variable cv;
+    TelemetrySources sources(nullptr, &trail, uplink, BirthInfo{}, ti, 0, [&](std::uint64_t c) {
+      std::lock_guard lock(mu);
+      saved = c;
+    });
+    sources.set_audit_reader(
+        [&](std::uint64_t first, std::uint64_t last) { return trail.range(first, last); });
+    sources.set_housekeeping(
+        [&] {
+          {
+            std::lock_guard lock(mu);
+            ++rounds;
+          }
+          cv.notify_all();
+        },
+        10ms);
+    sources.start();
+    const auto birth = uplink.stats().queued;  // the sources' birth, queued at start
+    EXPECT_EQ(birth, 1u);
+    for (int i = 0; i < 100; ++i) trail.write();
+    {
+      // Many rounds with audit lines due (the flush interval is the
+      // housekeeping's): each would have queued a batch before (or stop
+      // early when one is queued).
+      std::unique_lock lock(mu);
+      const int from = rounds;
+      const auto until = std::chrono::steady_clock::now() + 60s;
+      while (rounds < from + 30 && uplink.stats().queued == birth &&
+             std::chrono::steady_clock::now() < until) {
+        cv.wait_for(lock, 10ms);
+      }
+    }
+    EXPECT_EQ(uplink.stats().queued, birth) << "audit batches queued while held";
+    {
+      std::lock_guard lock(mu);
+      EXPECT_EQ(saved, 0u) << "the cursor passed lines that were not committed";
+    }
+    auto none = (*box)->oldest(100000);
+    ASSERT_TRUE(none);
+    const auto before_release = none->size();
+
+    uplink.release();
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    auto committed = [&] {
+      std::lock_guard lock(mu);
+      return saved;
+    };
+    while (committed() < 100 && std::chrono::steady_clock::now() < deadline) {
+      uplink.flush(50ms);
+    }
+    const auto stop_began = std::chrono::steady_clock::now();
+    sources.stop();
+    uplink.stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - stop_began, 5s);
+    EXPECT_EQ(committed(), 100u);
+    std::vector<std::uint64_t> sent;
+    auto records = (*box)->oldest(100000);
+    ASSERT_TRUE(records);
+    EXPECT_GT(records->size(), before_release);
+    for (auto& r : *records) {
+      v1::Envelope env;
+      v1::EnvelopeBody body;
+      ASSERT_TRUE(env.ParseFromString(r.envelope) && body.ParseFromString(env.body()));
+      if (body.payload_type() != v1::PAYLOAD_AUDIT) continue;
+      v1::AuditBatch batch;
+      ASSERT_TRUE(batch.ParseFromString(body.payload()));
+      for (auto& l : batch.records()) sent.push_back(agent::parse_chained_line(l)->seq);
+    }
+    ASSERT_EQ(sent.size(), 100u);
     for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i], i + 1);
   }
   std::filesystem::remove_all(dir);
