@@ -28,6 +28,19 @@ inline std::string slurp(const std::string& path) {
   return s.str();
 }
 
+// `portier-fleet send TERMINAL ACTION` signed with a command key and
+// certificate chain, queued in `spool`, then `extra`.
+inline std::vector<std::string> send_argv(const std::string& terminal, const std::string& action,
+                                          const std::string& signing_key,
+                                          const std::string& signing_cert, const std::string& spool,
+                                          std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"send",          terminal,    action,
+                                "--signing-key", signing_key, "--signing-cert",
+                                signing_cert,    "--spool",   spool};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 // portier-fleet `args`, its output kept in files of `dir`.
 inline CliRun run_fleet_cli(std::vector<std::string> args, const std::string& dir) {
   const std::string bin = std::string(PORTIER_BIN_DIR) + "/portier-fleet";

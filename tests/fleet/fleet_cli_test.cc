@@ -263,17 +263,8 @@ TEST_F(FleetCli, SendInstallCertificateQueuesTheSignedCertificate_REQ36) {
   ASSERT_EQ(added.code, 0) << added.err;
   const std::string spool = dir.path() + "/spool";
   auto send = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{"send",
-                                  t.id,
-                                  "install-certificate",
-                                  "--signing-key",
-                                  signing->key_path,
-                                  "--signing-cert",
-                                  signing->chain_path,
-                                  "--spool",
-                                  spool};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return cli(args);
+    return cli(testing::send_argv(t.id, "install-certificate", signing->key_path,
+                                  signing->chain_path, spool, std::move(extra)));
   };
   auto queued = [&](const std::string& id) {
     v1::SignedCommand sc;

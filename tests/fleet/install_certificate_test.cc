@@ -59,17 +59,8 @@ class InstallCertificate : public ::testing::Test {
     return testing::run_fleet_cli(std::move(args), dir.path());
   }
   CliRun send(const std::string& action, std::vector<std::string> extra) {
-    std::vector<std::string> args{"send",
-                                  t.id,
-                                  action,
-                                  "--signing-key",
-                                  signing->key_path,
-                                  "--signing-cert",
-                                  signing->chain_path,
-                                  "--spool",
-                                  spool};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return cli(args);
+    return cli(testing::send_argv(t.id, action, signing->key_path, signing->chain_path, spool,
+                                  std::move(extra)));
   }
   // install-certificate with the enrolment CA and registry.
   CliRun install(const std::string& id, std::vector<std::string> extra) {
