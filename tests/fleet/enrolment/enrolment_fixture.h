@@ -103,6 +103,22 @@ class EnrolmentFixture : public ::testing::Test {
     return t;
   }
 
+  // The terminal's Renew for a pending key it makes now (begin_rotation),
+  // with `cutover`, as the fleet receives it.
+  v1::RenewCertificateRequest rotation_request(identity::DeviceIdentity& id,
+                                               std::uint64_t cutover) {
+    v1::RenewCertificateRequest req;
+    auto pending = id.begin_rotation();
+    EXPECT_TRUE(pending);
+    auto csr = crypto::CertificateRequest::from_pem(pending ? *pending : "");
+    EXPECT_TRUE(csr);
+    if (!csr) return req;
+    auto der = csr->der();
+    req.set_csr(der->data(), der->size());
+    req.set_cutover_sequence(cutover);
+    return req;
+  }
+
   std::string dir_;
   std::unique_ptr<TestPki> pki_;
   std::unique_ptr<IssuedLeaf> server_cert_;

@@ -18,22 +18,7 @@ namespace {
 
 using identity::RotationOutcome;
 
-class RotationAnswerMarkTest : public EnrolmentFixture {
- protected:
-  v1::RenewCertificateRequest rotation_request(identity::DeviceIdentity& id,
-                                               std::uint64_t cutover) {
-    v1::RenewCertificateRequest req;
-    auto pending = id.begin_rotation();
-    EXPECT_TRUE(pending);
-    auto csr = crypto::CertificateRequest::from_pem(pending ? *pending : "");
-    EXPECT_TRUE(csr);
-    if (!csr) return req;
-    auto der = csr->der();
-    req.set_csr(der->data(), der->size());
-    req.set_cutover_sequence(cutover);
-    return req;
-  }
-};
+class RotationAnswerMarkTest : public EnrolmentFixture {};
 
 // The fleet's CA rolled over after it recorded the rotation (its answer
 // was lost): the retry, still under the old certificate, fails the anchor

@@ -63,20 +63,6 @@ class RotationPendingTest : public EnrolmentFixture {
     ASSERT_TRUE(s) << s.error().message();
     store_ = std::move(*s);
   }
-  // The terminal's Renew for its pending key, as the fleet receives it.
-  v1::RenewCertificateRequest rotation_request(identity::DeviceIdentity& id,
-                                               std::uint64_t cutover) {
-    v1::RenewCertificateRequest req;
-    auto pending = id.begin_rotation();
-    EXPECT_TRUE(pending);
-    auto csr = crypto::CertificateRequest::from_pem(pending ? *pending : "");
-    EXPECT_TRUE(csr);
-    if (!csr) return req;
-    auto der = csr->der();
-    req.set_csr(der->data(), der->size());
-    req.set_cutover_sequence(cutover);
-    return req;
-  }
   std::unique_ptr<fleet::SqliteFleetStore> store_;
 };
 
